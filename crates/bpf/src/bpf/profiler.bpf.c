@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: GPL-2.0
+/* perfpilot's CPU sampler.
+ *
+ * On every cpu-clock tick: unwind the user stack with .eh_frame-derived
+ * tables (frame pointers where a module has none), take the kernel stack,
+ * intern both by content hash and count (pid, tid, stacks) in a hash map.
+ * Maps come in pairs; user space flips `active_buffer` and drains the idle
+ * pair in batches, so draining never races with counting. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "profiler.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define PF_KTHREAD 0x00200000
+
+const volatile bool include_idle = false;
+const volatile bool filter_tgids = false;
+const volatile bool follow_children = false;
+const volatile bool want_kernel_stacks = true;
+const volatile bool want_user_stacks = true;
+const volatile __u64 new_process_notify_ns = 50000000ULL; /* 50 ms */
+const volatile __u64 stale_notify_ns = 1000000000ULL;     /* 1 s */
+
+/* Flipped by user space between drains. */
+volatile __u32 active_buffer = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pp_sample_key);
+	__type(value, struct pp_sample_value);
+} counts0 SEC(".maps"), counts1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct pp_stack);
+} stacks0 SEC(".maps"), stacks1 SEC(".maps");
+
+/* Processes to sample when filter_tgids is set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} targets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct pp_proc_maps);
+} procs SEC(".maps");
+
+/* Sized by user space before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pp_unwind_row);
+} unwind_rows SEC(".maps");
+
+/* Last time a process was reported to user space, to rate-limit events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} notified SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct pp_scratch {
+	struct pp_stack user;
+	struct pp_stack kernel;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pp_scratch);
+} scratch_map SEC(".maps");
+
+static __always_inline void stat_inc(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &which);
+	if (v)
+		(*v)++;
+}
+
+static __always_inline void notify(__u32 kind, __u32 tgid, __u64 min_gap_ns)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *last = bpf_map_lookup_elem(&notified, &tgid);
+	if (last && now - *last < min_gap_ns)
+		return;
+	bpf_map_update_elem(&notified, &tgid, &now, BPF_ANY);
+	struct pp_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(STAT_EVENTS_LOST);
+		return;
+	}
+	e->kind = kind;
+	e->tgid = tgid;
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void emit(__u32 kind, __u32 tgid)
+{
+	struct pp_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(STAT_EVENTS_LOST);
+		return;
+	}
+	e->kind = kind;
+	e->tgid = tgid;
+	bpf_ringbuf_submit(e, 0);
+}
+
+struct pp_unwind_state {
+	__u64 pc;
+	__u64 sp;
+	__u64 bp;
+	__u32 tgid;
+	__u32 flags;
+	bool stale_reported;
+};
+
+/* Binary search state: find the last entry whose start is <= pc, in
+ * [lo, hi). Each search runs under bpf_loop so the verifier checks one step
+ * instead of every path through the whole search. */
+struct search {
+	__u64 pc;
+	__u32 lo;
+	__u32 hi;
+	__u32 tgid;
+};
+
+static long map_search_step(__u64 index, void *ctx)
+{
+	struct search *s = ctx;
+	if (s->lo >= s->hi)
+		return 1;
+	struct pp_proc_maps *proc = bpf_map_lookup_elem(&procs, &s->tgid);
+	if (!proc)
+		return 1;
+	__u32 mid = s->lo + (s->hi - s->lo) / 2;
+	if (proc->maps[mid & (MAX_EXEC_MAPS - 1)].start <= s->pc)
+		s->lo = mid + 1;
+	else
+		s->hi = mid;
+	return 0;
+}
+
+static long row_search_step(__u64 index, void *ctx)
+{
+	struct search *s = ctx;
+	if (s->lo >= s->hi)
+		return 1;
+	__u32 mid = s->lo + (s->hi - s->lo) / 2;
+	struct pp_unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &mid);
+	if (!r)
+		return 1;
+	if ((__u64)r->pc <= s->pc)
+		s->lo = mid + 1;
+	else
+		s->hi = mid;
+	return 0;
+}
+
+/* One frame: record pc, then find the caller's pc, sp and bp. Returns 1 to
+ * stop. */
+static long unwind_step(__u64 index, void *ctx)
+{
+	struct pp_unwind_state *st = ctx;
+	__u32 zero = 0;
+	struct pp_scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!sc)
+		return 1;
+	__u64 n = sc->user.len;
+	if (n >= MAX_FRAMES) {
+		st->flags |= SAMPLE_F_TRUNCATED;
+		return 1;
+	}
+	sc->user.ips[n] = st->pc;
+	sc->user.len = n + 1;
+
+	/* A return address points after the call; look up the call itself. */
+	__u64 pc = index == 0 ? st->pc : st->pc - 1;
+	__u64 cfa = 0, ra = 0, bp = st->bp;
+	__u8 cfa_kind = CFA_NONE;
+	__s32 cfa_offset = 0;
+	__u8 rbp_kind = RBP_SAME;
+	__s16 rbp_offset = 0;
+
+	struct pp_proc_maps *proc = bpf_map_lookup_elem(&procs, &st->tgid);
+	if (!proc)
+		return 1;
+	struct search s = {};
+	s.pc = pc;
+	s.tgid = st->tgid;
+	s.hi = proc->count;
+	if (s.hi > MAX_EXEC_MAPS)
+		s.hi = MAX_EXEC_MAPS;
+	bpf_loop(MAP_SEARCH_STEPS, map_search_step, &s, 0);
+	struct pp_exec_map *m = NULL;
+	if (s.lo > 0) {
+		m = &proc->maps[(s.lo - 1) & (MAX_EXEC_MAPS - 1)];
+		if (pc >= m->end)
+			m = NULL;
+	}
+	if (!m) {
+		if (!st->stale_reported) {
+			st->stale_reported = true;
+			notify(EVENT_MAPS_STALE, st->tgid, stale_notify_ns);
+		}
+	} else if (m->row_count > 0 && pc - m->bias <= 0xffffffffULL) {
+		__u32 first = m->row_start;
+		s.pc = pc - m->bias;
+		s.lo = first;
+		s.hi = first + m->row_count;
+		bpf_loop(ROW_SEARCH_STEPS, row_search_step, &s, 0);
+		if (s.lo > first) {
+			__u32 idx = s.lo - 1;
+			struct pp_unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &idx);
+			if (!r)
+				return 1;
+			cfa_kind = r->cfa_kind;
+			cfa_offset = r->cfa_offset;
+			rbp_kind = r->rbp_kind;
+			rbp_offset = r->rbp_offset;
+		}
+	}
+
+	switch (cfa_kind) {
+	case CFA_RSP:
+		cfa = st->sp + (__s64)cfa_offset;
+		break;
+	case CFA_RBP:
+		cfa = st->bp + (__s64)cfa_offset;
+		break;
+	case CFA_PLT:
+		cfa = st->sp + 8 + (((st->pc & 15) >= (__u64)cfa_offset) ? 8 : 0);
+		break;
+	case CFA_END:
+		return 1;
+	case CFA_UNSUPPORTED:
+		st->flags |= SAMPLE_F_UNSUPPORTED;
+		return 1;
+	default:
+		/* No table for this code: follow the frame pointer chain. */
+		st->flags |= SAMPLE_F_NO_UNWIND_INFO;
+		if (st->bp == 0 || st->bp < st->sp)
+			return 1;
+		cfa = st->bp + 16;
+		rbp_kind = RBP_OFFSET;
+		rbp_offset = -16;
+		break;
+	}
+
+	if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8))) {
+		st->flags |= SAMPLE_F_READ_ERROR;
+		return 1;
+	}
+	if (rbp_kind == RBP_OFFSET) {
+		if (bpf_probe_read_user(&bp, sizeof(bp), (void *)(cfa + (__s64)rbp_offset))) {
+			st->flags |= SAMPLE_F_READ_ERROR;
+			return 1;
+		}
+	}
+	/* The caller's frame lies above ours; anything else is a corrupt
+	 * chain that could loop. */
+	if (ra == 0 || cfa <= st->sp)
+		return 1;
+	st->pc = ra;
+	st->sp = cfa;
+	st->bp = bp;
+	return 0;
+}
+
+static __always_inline __u64 hash_stack(const struct pp_stack *s)
+{
+	__u64 h = 0x9e3779b97f4a7c15ULL ^ s->len;
+	for (int i = 0; i < MAX_FRAMES; i++) {
+		if (i >= s->len)
+			break;
+		h ^= s->ips[i];
+		h *= 0xff51afd7ed558ccdULL;
+		h ^= h >> 33;
+	}
+	return h ? h : 1;
+}
+
+/* Interns `s` in `stacks`; returns its hash, or 0 when it could not be
+ * stored (counted). */
+static __always_inline __u64 intern_stack(void *stacks, const struct pp_stack *s)
+{
+	if (s->len == 0)
+		return 0;
+	__u64 h = hash_stack(s);
+	long err = bpf_map_update_elem(stacks, &h, s, BPF_NOEXIST);
+	if (err == 0)
+		return h;
+	if (err != -17 /* EEXIST */) {
+		stat_inc(STAT_STACKS_FULL);
+		return 0;
+	}
+	const struct pp_stack *old = bpf_map_lookup_elem(stacks, &h);
+	if (!old)
+		return h; /* drained meanwhile: the count will find no stack */
+	if (old->len != s->len) {
+		stat_inc(STAT_STACK_COLLISION);
+		return 0;
+	}
+	for (int i = 0; i < MAX_FRAMES; i++) {
+		if (i >= s->len)
+			break;
+		if (old->ips[i] != s->ips[i]) {
+			stat_inc(STAT_STACK_COLLISION);
+			return 0;
+		}
+	}
+	return h;
+}
+
+SEC("perf_event")
+int on_sample(struct bpf_perf_event_data *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u32 tid = (__u32)id;
+	__u32 zero = 0;
+
+	stat_inc(STAT_SAMPLES);
+	if (tid == 0 && !include_idle) {
+		stat_inc(STAT_IDLE);
+		return 0;
+	}
+	if (filter_tgids && !bpf_map_lookup_elem(&targets, &tgid)) {
+		stat_inc(STAT_FILTERED);
+		return 0;
+	}
+
+	struct pp_scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!sc)
+		return 0;
+	sc->user.len = 0;
+	sc->kernel.len = 0;
+
+	struct pp_sample_key key = {};
+	key.tgid = tgid;
+	key.tid = tid;
+
+	struct task_struct *task = bpf_get_current_task_btf();
+	/* Kernel addresses have the top bit set. */
+	bool user_mode = (ctx->regs.ip >> 63) == 0;
+
+	if (want_kernel_stacks && !user_mode) {
+		long n = bpf_get_stack(ctx, sc->kernel.ips, sizeof(sc->kernel.ips), 0);
+		if (n < 0)
+			stat_inc(STAT_KERNEL_STACK_ERROR);
+		else
+			sc->kernel.len = n / 8;
+	}
+
+	if (want_user_stacks && tgid != 0 && !(task->flags & PF_KTHREAD)) {
+		struct pp_proc_maps *proc = bpf_map_lookup_elem(&procs, &tgid);
+		if (!proc) {
+			/* Unknown yet: frame pointers now, full unwinding once
+			 * user space has loaded the process's tables. */
+			key.flags |= SAMPLE_F_FP_ONLY;
+			stat_inc(STAT_UNWIND_FP_ONLY);
+			notify(EVENT_NEW_PROCESS, tgid, new_process_notify_ns);
+			long n = bpf_get_stack(ctx, sc->user.ips, sizeof(sc->user.ips),
+					       BPF_F_USER_STACK);
+			if (n > 0)
+				sc->user.len = n / 8;
+		} else {
+			struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+			struct pp_unwind_state st = {};
+			st.pc = regs->ip;
+			st.sp = regs->sp;
+			st.bp = regs->bp;
+			st.tgid = tgid;
+			bpf_loop(MAX_FRAMES + 1, unwind_step, &st, 0);
+			key.flags |= st.flags;
+			if (st.flags & SAMPLE_F_TRUNCATED)
+				stat_inc(STAT_UNWIND_TRUNCATED);
+			if (st.flags & SAMPLE_F_READ_ERROR)
+				stat_inc(STAT_UNWIND_READ_ERROR);
+			if (st.flags & SAMPLE_F_UNSUPPORTED)
+				stat_inc(STAT_UNWIND_UNSUPPORTED);
+		}
+	}
+
+	bool second = active_buffer & 1;
+	void *stacks = second ? (void *)&stacks1 : (void *)&stacks0;
+	void *counts = second ? (void *)&counts1 : (void *)&counts0;
+
+	key.user_stack = intern_stack(stacks, &sc->user);
+	key.kernel_stack = intern_stack(stacks, &sc->kernel);
+	if ((sc->user.len && !key.user_stack) || (sc->kernel.len && !key.kernel_stack))
+		key.flags |= SAMPLE_F_STACK_LOST;
+
+	struct pp_sample_value *v = bpf_map_lookup_elem(counts, &key);
+	if (v) {
+		__sync_fetch_and_add(&v->count, 1);
+		return 0;
+	}
+	struct pp_sample_value nv = {};
+	nv.count = 1;
+	bpf_get_current_comm(nv.comm, sizeof(nv.comm));
+	long err = bpf_map_update_elem(counts, &key, &nv, BPF_NOEXIST);
+	if (err == -17 /* EEXIST: another CPU inserted it */) {
+		v = bpf_map_lookup_elem(counts, &key);
+		if (v)
+			__sync_fetch_and_add(&v->count, 1);
+	} else if (err) {
+		stat_inc(STAT_COUNTS_FULL);
+	}
+	return 0;
+}
+
+static __always_inline bool is_target(__u32 tgid)
+{
+	return !filter_tgids || bpf_map_lookup_elem(&targets, &tgid);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = p->tgid;
+	if (!is_target(tgid))
+		return 0;
+	/* The old image's tables no longer apply. */
+	bpf_map_delete_elem(&procs, &tgid);
+	emit(EVENT_EXEC, tgid);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *p)
+{
+	__u32 tgid = p->tgid;
+	if (p->pid != p->tgid)
+		return 0;
+	if (!bpf_map_lookup_elem(&procs, &tgid) && !(filter_tgids && is_target(tgid)))
+		return 0;
+	emit(EVENT_EXIT, tgid);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (!follow_children)
+		return 0;
+	__u32 ptgid = parent->tgid;
+	__u32 ctgid = child->tgid;
+	if (ptgid == ctgid || !bpf_map_lookup_elem(&targets, &ptgid))
+		return 0;
+	__u8 one = 1;
+	bpf_map_update_elem(&targets, &ctgid, &one, BPF_ANY);
+	return 0;
+}

@@ -1,0 +1,100 @@
+/* Layouts shared by profiler.bpf.c and src/profiler.rs (which mirrors them
+ * with #[repr(C)] structs and checks their sizes against the loaded maps). */
+#ifndef PERFPILOT_PROFILER_H
+#define PERFPILOT_PROFILER_H
+
+#define MAX_FRAMES 127
+#define MAX_EXEC_MAPS 256
+#define MAP_SEARCH_STEPS 9  /* log2(MAX_EXEC_MAPS) + 1 */
+#define ROW_SEARCH_STEPS 24 /* enough for 16M unwind rows */
+
+/* A stack: return addresses, leaf first. 1 KiB. */
+struct pp_stack {
+	__u64 len;
+	__u64 ips[MAX_FRAMES];
+};
+
+/* Aggregation key: one count per distinct (process, thread, stacks). */
+struct pp_sample_key {
+	__u32 tgid;
+	__u32 tid;
+	__u64 user_stack;   /* hash in the stacks map, 0 = none */
+	__u64 kernel_stack; /* hash in the stacks map, 0 = none */
+	__u32 flags;        /* SAMPLE_F_* */
+	__u32 _pad;
+};
+
+struct pp_sample_value {
+	__u64 count;
+	char comm[16]; /* thread name at the first sample */
+};
+
+#define SAMPLE_F_TRUNCATED (1 << 0)    /* MAX_FRAMES reached */
+#define SAMPLE_F_FP_ONLY (1 << 1)      /* process not yet known: frame pointers only */
+#define SAMPLE_F_READ_ERROR (1 << 2)   /* stack memory unreadable mid-unwind */
+#define SAMPLE_F_NO_UNWIND_INFO (1 << 3) /* a frame fell back to frame pointers */
+#define SAMPLE_F_STACK_LOST (1 << 4)   /* stacks map full: a stack is missing */
+#define SAMPLE_F_UNSUPPORTED (1 << 5)  /* a CFA rule the unwinder cannot evaluate */
+
+/* One row of an unwind table: from pc (relative to the ELF's virtual
+ * addresses) until the next row's pc, how to find the CFA and rbp. */
+struct pp_unwind_row {
+	__u32 pc;
+	__s32 cfa_offset; /* for CFA_PLT: the (rip & 15) threshold */
+	__s16 rbp_offset; /* rbp saved at CFA + rbp_offset */
+	__u8 cfa_kind;    /* CFA_* */
+	__u8 rbp_kind;    /* RBP_* */
+};
+
+#define CFA_NONE 0        /* no unwind info here: try frame pointers */
+#define CFA_RSP 1         /* CFA = rsp + cfa_offset */
+#define CFA_RBP 2         /* CFA = rbp + cfa_offset */
+#define CFA_PLT 3         /* CFA = rsp + 8 + ((rip & 15) >= cfa_offset ? 8 : 0) */
+#define CFA_END 4         /* return address undefined: outermost frame */
+#define CFA_UNSUPPORTED 5 /* a DWARF expression we do not evaluate */
+
+#define RBP_SAME 0
+#define RBP_OFFSET 1
+
+/* One executable mapping of a process. */
+struct pp_exec_map {
+	__u64 start;
+	__u64 end;
+	__u64 bias;      /* runtime address - ELF virtual address */
+	__u32 row_start; /* first row in unwind_rows */
+	__u32 row_count; /* 0: no table, use frame pointers */
+};
+
+struct pp_proc_maps {
+	__u32 count; /* sorted by start */
+	__u32 flags;
+	struct pp_exec_map maps[MAX_EXEC_MAPS];
+};
+
+struct pp_event {
+	__u32 kind; /* EVENT_* */
+	__u32 tgid;
+};
+
+#define EVENT_NEW_PROCESS 1 /* sampled a process with no proc_maps */
+#define EVENT_MAPS_STALE 2  /* pc outside every known mapping */
+#define EVENT_EXEC 3
+#define EVENT_EXIT 4
+
+enum pp_stat {
+	STAT_SAMPLES,        /* perf events handled */
+	STAT_IDLE,           /* idle samples dropped */
+	STAT_FILTERED,       /* not a target */
+	STAT_COUNTS_FULL,    /* sample lost: counts map full */
+	STAT_STACKS_FULL,    /* stack lost: stacks map full */
+	STAT_STACK_COLLISION,/* two stacks with one hash (the later is dropped) */
+	STAT_EVENTS_LOST,    /* ring buffer full */
+	STAT_UNWIND_TRUNCATED,
+	STAT_UNWIND_FP_ONLY,
+	STAT_UNWIND_READ_ERROR,
+	STAT_UNWIND_UNSUPPORTED,
+	STAT_KERNEL_STACK_ERROR,
+	STAT_MAX,
+};
+
+#endif

@@ -1,0 +1,34 @@
+//! perfpilot's BPF programs and their loaders.
+//!
+//! The C sources live in `src/bpf/` and are compiled by `build.rs`. This
+//! crate owns everything that touches the BPF syscall or perf events; the
+//! agent above it deals only in plain Rust values ([`RawSample`],
+//! [`ExecMap`], [`UnwindRow`]).
+
+mod drain;
+mod error;
+mod perf;
+mod profiler;
+
+pub use drain::{BatchDrainer, DrainError};
+pub use error::BpfError;
+pub use perf::online_cpus;
+pub use profiler::{
+    CfaRule, Drained, Event, ExecMap, RawSample, RbpRule, Sampler, SamplerConfig, SamplerStats,
+    UnwindRow, MAX_EXEC_MAPS, MAX_FRAMES, SAMPLE_F_FP_ONLY, SAMPLE_F_NO_UNWIND_INFO,
+    SAMPLE_F_READ_ERROR, SAMPLE_F_STACK_LOST, SAMPLE_F_TRUNCATED, SAMPLE_F_UNSUPPORTED,
+};
+
+/// Checks what profiling needs from the kernel and the caller's
+/// privileges, with an error a user can act on.
+pub fn check_environment() -> Result<(), BpfError> {
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(BpfError::NoBtf);
+    }
+    if !perf::has_profiling_capabilities() {
+        return Err(BpfError::NotPermitted {
+            what: "loading BPF programs and opening perf events".into(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,594 @@
+//! The CPU sampler: loading, attaching, feeding unwind tables, draining.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, IntoRawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
+
+use crate::drain::BatchDrainer;
+use crate::perf::{online_cpus, open_cpu_clock};
+use crate::BpfError;
+
+mod skel {
+    #![allow(clippy::all, unused_imports, dead_code, non_camel_case_types)]
+    include!(concat!(env!("OUT_DIR"), "/profiler.skel.rs"));
+}
+use skel::{ProfilerSkel, ProfilerSkelBuilder};
+
+/// Frames kept per stack (user and kernel alike).
+pub const MAX_FRAMES: usize = 127;
+/// Executable mappings per process the unwinder can search.
+pub const MAX_EXEC_MAPS: usize = 256;
+
+pub const SAMPLE_F_TRUNCATED: u32 = 1 << 0;
+pub const SAMPLE_F_FP_ONLY: u32 = 1 << 1;
+pub const SAMPLE_F_READ_ERROR: u32 = 1 << 2;
+pub const SAMPLE_F_NO_UNWIND_INFO: u32 = 1 << 3;
+pub const SAMPLE_F_STACK_LOST: u32 = 1 << 4;
+pub const SAMPLE_F_UNSUPPORTED: u32 = 1 << 5;
+
+const SAMPLE_KEY_SIZE: usize = 32;
+const SAMPLE_VALUE_SIZE: usize = 24;
+const STACK_SIZE: usize = 8 + 8 * MAX_FRAMES;
+const UNWIND_ROW_SIZE: usize = 12;
+const EXEC_MAP_SIZE: usize = 32;
+const PROC_MAPS_SIZE: usize = 8 + EXEC_MAP_SIZE * MAX_EXEC_MAPS;
+
+/// How to find the canonical frame address of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CfaRule {
+    /// No unwind information: follow the frame pointer.
+    None,
+    RspOffset(i32),
+    RbpOffset(i32),
+    /// A PLT stub: CFA = rsp + 8, plus 8 once (rip & 15) >= threshold.
+    Plt {
+        threshold: u8,
+    },
+    /// The return address is undefined: this is the outermost frame.
+    End,
+    /// A DWARF expression the BPF unwinder does not evaluate.
+    Unsupported,
+}
+
+/// Where the caller's rbp is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RbpRule {
+    Same,
+    /// Saved at CFA + offset.
+    Offset(i16),
+}
+
+/// One row of an unwind table, valid from `pc` (an ELF virtual address)
+/// until the next row's `pc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnwindRow {
+    pub pc: u32,
+    pub cfa: CfaRule,
+    pub rbp: RbpRule,
+}
+
+impl UnwindRow {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let (kind, offset): (u8, i32) = match self.cfa {
+            CfaRule::None => (0, 0),
+            CfaRule::RspOffset(o) => (1, o),
+            CfaRule::RbpOffset(o) => (2, o),
+            CfaRule::Plt { threshold } => (3, threshold as i32),
+            CfaRule::End => (4, 0),
+            CfaRule::Unsupported => (5, 0),
+        };
+        let (rbp_kind, rbp_offset): (u8, i16) = match self.rbp {
+            RbpRule::Same => (0, 0),
+            RbpRule::Offset(o) => (1, o),
+        };
+        out.extend_from_slice(&self.pc.to_ne_bytes());
+        out.extend_from_slice(&offset.to_ne_bytes());
+        out.extend_from_slice(&rbp_offset.to_ne_bytes());
+        out.push(kind);
+        out.push(rbp_kind);
+    }
+}
+
+/// One executable mapping of a process, as the BPF unwinder sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecMap {
+    pub start: u64,
+    pub end: u64,
+    /// Runtime address minus ELF virtual address.
+    pub bias: u64,
+    pub row_start: u32,
+    /// 0 when the object has no unwind table (frame pointers are used).
+    pub row_count: u32,
+}
+
+/// Something the BPF side wants user space to know about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// Sampled, but the unwinder has no mappings for it yet.
+    NewProcess(u32),
+    /// A sampled address fell outside its known mappings (dlopen, JIT).
+    MapsStale(u32),
+    Exec(u32),
+    Exit(u32),
+}
+
+/// Counts of one (process, thread, stacks) since the last drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawSample {
+    pub tgid: u32,
+    pub tid: u32,
+    /// Key into [`Drained::stacks`]; 0 when there is no user stack.
+    pub user_stack: u64,
+    pub kernel_stack: u64,
+    pub flags: u32,
+    pub count: u64,
+    pub comm: [u8; 16],
+}
+
+impl RawSample {
+    pub fn comm(&self) -> &str {
+        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(16);
+        std::str::from_utf8(&self.comm[..end]).unwrap_or("?")
+    }
+}
+
+/// Everything one drain moved out of the kernel.
+#[derive(Debug, Default)]
+pub struct Drained {
+    pub samples: Vec<RawSample>,
+    /// Stacks by hash: return addresses, leaf first.
+    pub stacks: HashMap<u64, Vec<u64>>,
+}
+
+impl Drained {
+    pub fn clear(&mut self) {
+        self.samples.clear();
+        self.stacks.clear();
+    }
+}
+
+/// Counters kept by the BPF programs, summed over CPUs, since load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SamplerStats {
+    pub samples: u64,
+    pub idle: u64,
+    pub filtered: u64,
+    /// Samples lost because the counts map was full.
+    pub counts_full: u64,
+    /// Stacks lost because the stacks map was full.
+    pub stacks_full: u64,
+    /// Stacks dropped because another stack had the same hash.
+    pub stack_collisions: u64,
+    pub events_lost: u64,
+    pub unwind_truncated: u64,
+    pub unwind_fp_only: u64,
+    pub unwind_read_errors: u64,
+    pub unwind_unsupported: u64,
+    pub kernel_stack_errors: u64,
+    /// Batch drain calls that failed (counted in user space).
+    pub drain_errors: u64,
+}
+
+/// What to sample and how much room to give it.
+#[derive(Debug, Clone)]
+pub struct SamplerConfig {
+    pub frequency_hz: u64,
+    pub include_idle: bool,
+    /// Sample only these processes (and, with `follow_children`, the
+    /// processes they fork); `None` samples every process.
+    pub targets: Option<Vec<u32>>,
+    pub follow_children: bool,
+    pub kernel_stacks: bool,
+    pub user_stacks: bool,
+    pub unwind_rows: u32,
+    pub max_counts: u32,
+    pub max_stacks: u32,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            frequency_hz: 99,
+            include_idle: false,
+            targets: None,
+            follow_children: false,
+            kernel_stacks: true,
+            user_stacks: true,
+            unwind_rows: 4 << 20,
+            max_counts: 65536,
+            max_stacks: 32768,
+        }
+    }
+}
+
+/// A loaded and attached sampler. Dropping it detaches everything.
+pub struct Sampler {
+    skel: ProfilerSkel<'static>,
+    _links: Vec<Link>,
+    ring: RingBuffer<'static>,
+    events: Rc<RefCell<Vec<Event>>>,
+    counts_drainer: BatchDrainer,
+    stacks_drainer: BatchDrainer,
+    drain_errors: u64,
+    unwind_rows: u32,
+}
+
+impl Sampler {
+    /// Loads the programs, attaches a cpu-clock event on every online CPU
+    /// and the process lifecycle tracepoints.
+    pub fn start(config: &SamplerConfig) -> Result<Sampler, BpfError> {
+        crate::check_environment()?;
+        // The skeleton borrows its object storage for its whole life; one
+        // small allocation per sampler is leaked to give it that.
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let builder = ProfilerSkelBuilder::default();
+        let mut open = builder
+            .open(storage)
+            .map_err(|e| BpfError::from_libbpf("opening the BPF object", e))?;
+
+        {
+            let ro = open
+                .maps
+                .rodata_data
+                .as_deref_mut()
+                .ok_or_else(|| BpfError::Load {
+                    what: "configuring".into(),
+                    message: "the BPF object has no .rodata section".into(),
+                })?;
+            ro.include_idle = config.include_idle;
+            ro.filter_tgids = config.targets.is_some();
+            ro.follow_children = config.follow_children;
+            ro.want_kernel_stacks = config.kernel_stacks;
+            ro.want_user_stacks = config.user_stacks;
+        }
+        let sizes = [
+            (&mut open.maps.counts0, config.max_counts),
+            (&mut open.maps.counts1, config.max_counts),
+            (&mut open.maps.stacks0, config.max_stacks),
+            (&mut open.maps.stacks1, config.max_stacks),
+            (&mut open.maps.unwind_rows, config.unwind_rows.max(1)),
+        ];
+        for (map, n) in sizes {
+            map.set_max_entries(n)
+                .map_err(|e| BpfError::from_libbpf("sizing maps", e))?;
+        }
+
+        let skel = open
+            .load()
+            .map_err(|e| BpfError::from_libbpf("loading the BPF programs", e))?;
+
+        let checks = [
+            ("counts0", skel.maps.counts0.key_size(), SAMPLE_KEY_SIZE),
+            (
+                "counts0 value",
+                skel.maps.counts0.value_size(),
+                SAMPLE_VALUE_SIZE,
+            ),
+            ("stacks0 value", skel.maps.stacks0.value_size(), STACK_SIZE),
+            (
+                "unwind_rows",
+                skel.maps.unwind_rows.value_size(),
+                UNWIND_ROW_SIZE,
+            ),
+            ("procs", skel.maps.procs.value_size(), PROC_MAPS_SIZE),
+        ];
+        for (name, got, want) in checks {
+            if got as usize != want {
+                return Err(BpfError::Load {
+                    what: "checking map layouts".into(),
+                    message: format!("{name} has size {got}, expected {want}"),
+                });
+            }
+        }
+
+        if let Some(targets) = &config.targets {
+            for &tgid in targets {
+                skel.maps
+                    .targets
+                    .update(&tgid.to_ne_bytes(), &[1], MapFlags::ANY)
+                    .map_err(|e| BpfError::map("adding a target process", e))?;
+            }
+        }
+
+        let mut links = Vec::new();
+        for prog in [
+            &skel.progs.on_exec,
+            &skel.progs.on_exit,
+            &skel.progs.on_fork,
+        ] {
+            links.push(
+                prog.attach()
+                    .map_err(|e| BpfError::from_libbpf("attaching process tracepoints", e))?,
+            );
+        }
+        for cpu in online_cpus()? {
+            let fd = open_cpu_clock(cpu, config.frequency_hz)?;
+            // The link takes ownership of the perf event fd.
+            let link = skel
+                .progs
+                .on_sample
+                .attach_perf_event(fd.into_raw_fd())
+                .map_err(|e| BpfError::from_libbpf("attaching to the cpu-clock event", e))?;
+            links.push(link);
+        }
+
+        let events = Rc::new(RefCell::new(Vec::new()));
+        let sink = Rc::clone(&events);
+        let mut rb = RingBufferBuilder::new();
+        rb.add(&skel.maps.events, move |data: &[u8]| {
+            if data.len() >= 8 {
+                let kind = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]);
+                let tgid = u32::from_ne_bytes([data[4], data[5], data[6], data[7]]);
+                let event = match kind {
+                    1 => Some(Event::NewProcess(tgid)),
+                    2 => Some(Event::MapsStale(tgid)),
+                    3 => Some(Event::Exec(tgid)),
+                    4 => Some(Event::Exit(tgid)),
+                    _ => None,
+                };
+                if let Some(e) = event {
+                    sink.borrow_mut().push(e);
+                }
+            }
+            0
+        })
+        .map_err(|e| BpfError::map("opening the event ring buffer", e))?;
+        let ring = rb
+            .build()
+            .map_err(|e| BpfError::map("opening the event ring buffer", e))?;
+
+        Ok(Sampler {
+            skel,
+            _links: links,
+            ring,
+            events,
+            counts_drainer: BatchDrainer::new(SAMPLE_KEY_SIZE, SAMPLE_VALUE_SIZE, 1024),
+            stacks_drainer: BatchDrainer::new(8, STACK_SIZE, 256),
+            drain_errors: 0,
+            unwind_rows: config.unwind_rows.max(1),
+        })
+    }
+
+    /// Capacity of the unwind row array.
+    pub fn unwind_row_capacity(&self) -> u32 {
+        self.unwind_rows
+    }
+
+    /// Adds a process to the sampled set (when sampling targets only).
+    pub fn add_target(&self, tgid: u32) -> Result<(), BpfError> {
+        self.skel
+            .maps
+            .targets
+            .update(&tgid.to_ne_bytes(), &[1], MapFlags::ANY)
+            .map_err(|e| BpfError::map("adding a target process", e))
+    }
+
+    /// Whether `tgid` is in the sampled set (including forked children).
+    pub fn is_target(&self, tgid: u32) -> bool {
+        matches!(
+            self.skel
+                .maps
+                .targets
+                .lookup(&tgid.to_ne_bytes(), MapFlags::ANY),
+            Ok(Some(_))
+        )
+    }
+
+    /// Writes unwind rows at `start` in the row array.
+    pub fn write_unwind_rows(&self, start: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
+        const CHUNK: usize = 65536;
+        let mut keys = Vec::with_capacity(4 * CHUNK.min(rows.len()));
+        let mut values = Vec::with_capacity(UNWIND_ROW_SIZE * CHUNK.min(rows.len()));
+        for (c, chunk) in rows.chunks(CHUNK).enumerate() {
+            keys.clear();
+            values.clear();
+            for (i, row) in chunk.iter().enumerate() {
+                let idx = start as usize + c * CHUNK + i;
+                if idx >= self.unwind_rows as usize {
+                    return Err(BpfError::map(
+                        "writing unwind rows",
+                        format!("row {idx} is past the table's {} rows", self.unwind_rows),
+                    ));
+                }
+                keys.extend_from_slice(&(idx as u32).to_ne_bytes());
+                row.encode(&mut values);
+            }
+            self.skel
+                .maps
+                .unwind_rows
+                .update_batch(
+                    &keys,
+                    &values,
+                    chunk.len() as u32,
+                    MapFlags::ANY,
+                    MapFlags::ANY,
+                )
+                .map_err(|e| BpfError::map("writing unwind rows", e))?;
+        }
+        Ok(())
+    }
+
+    /// Tells the unwinder about a process's executable mappings (sorted by
+    /// start; at most [`MAX_EXEC_MAPS`], extra ones are ignored).
+    pub fn set_process_maps(&self, tgid: u32, maps: &[ExecMap]) -> Result<(), BpfError> {
+        let mut value = Vec::with_capacity(PROC_MAPS_SIZE);
+        let n = maps.len().min(MAX_EXEC_MAPS);
+        value.extend_from_slice(&(n as u32).to_ne_bytes());
+        value.extend_from_slice(&0u32.to_ne_bytes());
+        for m in &maps[..n] {
+            value.extend_from_slice(&m.start.to_ne_bytes());
+            value.extend_from_slice(&m.end.to_ne_bytes());
+            value.extend_from_slice(&m.bias.to_ne_bytes());
+            value.extend_from_slice(&m.row_start.to_ne_bytes());
+            value.extend_from_slice(&m.row_count.to_ne_bytes());
+        }
+        value.resize(PROC_MAPS_SIZE, 0);
+        self.skel
+            .maps
+            .procs
+            .update(&tgid.to_ne_bytes(), &value, MapFlags::ANY)
+            .map_err(|e| BpfError::map("storing a process's mappings", e))
+    }
+
+    pub fn remove_process(&self, tgid: u32) {
+        // Absent already is fine: the exec tracepoint deletes entries too.
+        let _ = self.skel.maps.procs.delete(&tgid.to_ne_bytes());
+    }
+
+    /// Waits up to `timeout` for events and appends them to `out`.
+    pub fn poll_events(&mut self, timeout: Duration, out: &mut Vec<Event>) {
+        // An error here is EINTR from a signal; the caller polls again.
+        let _ = self.ring.poll(timeout);
+        out.append(&mut self.events.borrow_mut());
+    }
+
+    /// Moves all counts and stacks gathered since the last drain into `out`.
+    pub fn drain(&mut self, out: &mut Drained) -> Result<(), BpfError> {
+        let bss = self
+            .skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .ok_or_else(|| BpfError::Map {
+                what: "draining".into(),
+                message: "the BPF object has no .bss section".into(),
+            })?;
+        let old = bss.active_buffer & 1;
+        bss.active_buffer = old ^ 1;
+        // Programs that read the old index run in interrupt context and
+        // finish within microseconds; give them ample time.
+        std::thread::sleep(Duration::from_millis(2));
+
+        let (counts, stacks) = if old == 0 {
+            (&self.skel.maps.counts0, &self.skel.maps.stacks0)
+        } else {
+            (&self.skel.maps.counts1, &self.skel.maps.stacks1)
+        };
+        let samples = &mut out.samples;
+        let r1 = self.counts_drainer.drain(counts.as_fd(), |k, v| {
+            samples.push(decode_sample(k, v));
+        });
+        let stack_map = &mut out.stacks;
+        let r2 = self.stacks_drainer.drain(stacks.as_fd(), |k, v| {
+            let hash = u64::from_ne_bytes(k[..8].try_into().unwrap_or([0; 8]));
+            let len =
+                (u64::from_ne_bytes(v[..8].try_into().unwrap_or([0; 8])) as usize).min(MAX_FRAMES);
+            let ips = (0..len)
+                .map(|i| u64::from_ne_bytes(v[8 + 8 * i..16 + 8 * i].try_into().unwrap_or([0; 8])))
+                .collect();
+            stack_map.insert(hash, ips);
+        });
+        for r in [r1.map(|_| ()), r2.map(|_| ())] {
+            if let Err(e) = r {
+                self.drain_errors += 1;
+                return Err(BpfError::map("draining samples", e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counters summed over CPUs.
+    pub fn stats(&self) -> SamplerStats {
+        let mut v = [0u64; 12];
+        for (i, slot) in v.iter_mut().enumerate() {
+            if let Ok(Some(per_cpu)) = self
+                .skel
+                .maps
+                .stats
+                .lookup_percpu(&(i as u32).to_ne_bytes(), MapFlags::ANY)
+            {
+                *slot = per_cpu
+                    .iter()
+                    .filter_map(|b| b.get(..8)?.try_into().ok().map(u64::from_ne_bytes))
+                    .sum();
+            }
+        }
+        SamplerStats {
+            samples: v[0],
+            idle: v[1],
+            filtered: v[2],
+            counts_full: v[3],
+            stacks_full: v[4],
+            stack_collisions: v[5],
+            events_lost: v[6],
+            unwind_truncated: v[7],
+            unwind_fp_only: v[8],
+            unwind_read_errors: v[9],
+            unwind_unsupported: v[10],
+            kernel_stack_errors: v[11],
+            drain_errors: self.drain_errors,
+        }
+    }
+}
+
+fn decode_sample(k: &[u8], v: &[u8]) -> RawSample {
+    let u32_at = |b: &[u8], o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
+    let u64_at = |b: &[u8], o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+    let mut comm = [0u8; 16];
+    comm.copy_from_slice(&v[8..24]);
+    RawSample {
+        tgid: u32_at(k, 0),
+        tid: u32_at(k, 4),
+        user_stack: u64_at(k, 8),
+        kernel_stack: u64_at(k, 16),
+        flags: u32_at(k, 24),
+        count: u64_at(v, 0),
+        comm,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unwind_rows_encode_to_the_c_layout() {
+        let mut out = Vec::new();
+        UnwindRow {
+            pc: 0x1234,
+            cfa: CfaRule::RbpOffset(16),
+            rbp: RbpRule::Offset(-16),
+        }
+        .encode(&mut out);
+        assert_eq!(out.len(), UNWIND_ROW_SIZE);
+        assert_eq!(&out[0..4], &0x1234u32.to_ne_bytes());
+        assert_eq!(&out[4..8], &16i32.to_ne_bytes());
+        assert_eq!(&out[8..10], &(-16i16).to_ne_bytes());
+        assert_eq!(out[10], 2);
+        assert_eq!(out[11], 1);
+    }
+
+    #[test]
+    fn samples_decode_from_the_c_layout() {
+        let mut k = Vec::new();
+        k.extend_from_slice(&7u32.to_ne_bytes());
+        k.extend_from_slice(&8u32.to_ne_bytes());
+        k.extend_from_slice(&0xaau64.to_ne_bytes());
+        k.extend_from_slice(&0xbbu64.to_ne_bytes());
+        k.extend_from_slice(&3u32.to_ne_bytes());
+        k.extend_from_slice(&0u32.to_ne_bytes());
+        let mut v = Vec::new();
+        v.extend_from_slice(&42u64.to_ne_bytes());
+        v.extend_from_slice(b"worker\0\0\0\0\0\0\0\0\0\0");
+        let s = decode_sample(&k, &v);
+        assert_eq!(
+            (
+                s.tgid,
+                s.tid,
+                s.user_stack,
+                s.kernel_stack,
+                s.flags,
+                s.count
+            ),
+            (7, 8, 0xaa, 0xbb, 3, 42)
+        );
+        assert_eq!(s.comm(), "worker");
+    }
+}
