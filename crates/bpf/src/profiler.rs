@@ -39,43 +39,11 @@ const UNWIND_ROW_SIZE: usize = 12;
 const EXEC_MAP_SIZE: usize = 32;
 const PROC_MAPS_SIZE: usize = 8 + EXEC_MAP_SIZE * MAX_EXEC_MAPS;
 
-/// How to find the canonical frame address of a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CfaRule {
-    /// No unwind information: follow the frame pointer.
-    None,
-    RspOffset(i32),
-    RbpOffset(i32),
-    /// A PLT stub: CFA = rsp + 8, plus 8 once (rip & 15) >= threshold.
-    Plt {
-        threshold: u8,
-    },
-    /// The return address is undefined: this is the outermost frame.
-    End,
-    /// A DWARF expression the BPF unwinder does not evaluate.
-    Unsupported,
-}
+pub use perfpilot_unwind::{CfaRule, RbpRule, UnwindRow};
 
-/// Where the caller's rbp is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RbpRule {
-    Same,
-    /// Saved at CFA + offset.
-    Offset(i16),
-}
-
-/// One row of an unwind table, valid from `pc` (an ELF virtual address)
-/// until the next row's `pc`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct UnwindRow {
-    pub pc: u32,
-    pub cfa: CfaRule,
-    pub rbp: RbpRule,
-}
-
-impl UnwindRow {
-    fn encode(&self, out: &mut Vec<u8>) {
-        let (kind, offset): (u8, i32) = match self.cfa {
+fn encode_row(row: &UnwindRow, out: &mut Vec<u8>) {
+    {
+        let (kind, offset): (u8, i32) = match row.cfa {
             CfaRule::None => (0, 0),
             CfaRule::RspOffset(o) => (1, o),
             CfaRule::RbpOffset(o) => (2, o),
@@ -83,11 +51,11 @@ impl UnwindRow {
             CfaRule::End => (4, 0),
             CfaRule::Unsupported => (5, 0),
         };
-        let (rbp_kind, rbp_offset): (u8, i16) = match self.rbp {
+        let (rbp_kind, rbp_offset): (u8, i16) = match row.rbp {
             RbpRule::Same => (0, 0),
             RbpRule::Offset(o) => (1, o),
         };
-        out.extend_from_slice(&self.pc.to_ne_bytes());
+        out.extend_from_slice(&row.pc.to_ne_bytes());
         out.extend_from_slice(&offset.to_ne_bytes());
         out.extend_from_slice(&rbp_offset.to_ne_bytes());
         out.push(kind);
@@ -398,7 +366,7 @@ impl Sampler {
                     ));
                 }
                 keys.extend_from_slice(&(idx as u32).to_ne_bytes());
-                row.encode(&mut values);
+                encode_row(row, &mut values);
             }
             self.skel
                 .maps
@@ -551,12 +519,14 @@ mod tests {
     #[test]
     fn unwind_rows_encode_to_the_c_layout() {
         let mut out = Vec::new();
-        UnwindRow {
-            pc: 0x1234,
-            cfa: CfaRule::RbpOffset(16),
-            rbp: RbpRule::Offset(-16),
-        }
-        .encode(&mut out);
+        encode_row(
+            &UnwindRow {
+                pc: 0x1234,
+                cfa: CfaRule::RbpOffset(16),
+                rbp: RbpRule::Offset(-16),
+            },
+            &mut out,
+        );
         assert_eq!(out.len(), UNWIND_ROW_SIZE);
         assert_eq!(&out[0..4], &0x1234u32.to_ne_bytes());
         assert_eq!(&out[4..8], &16i32.to_ne_bytes());

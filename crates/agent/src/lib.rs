@@ -1,0 +1,13 @@
+//! perfpilot's profiling agent.
+//!
+//! [`session::Session`] runs the BPF sampler, keeps [`tracker::Tracker`]
+//! up to date with the processes it samples (their mappings and unwind
+//! tables), names frames with [`symbolize::Symbolizer`], labels samples
+//! from /proc and cgroups, and turns drains into a [`perfpilot_model::Profile`].
+
+pub mod cgroup;
+pub mod objects;
+pub mod perfmap;
+pub mod procfs;
+pub mod rows;
+pub mod tracker;

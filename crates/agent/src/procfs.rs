@@ -1,0 +1,175 @@
+//! Reading what the agent needs from /proc.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+/// One line of `/proc/PID/maps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapsEntry {
+    pub start: u64,
+    pub end: u64,
+    pub readable: bool,
+    pub executable: bool,
+    pub offset: u64,
+    /// `major << 32 | minor` of the backing file's device.
+    pub dev: u64,
+    pub inode: u64,
+    /// The backing file, `[vdso]`-style pseudo names, or empty.
+    pub path: String,
+    /// The file was deleted (or replaced) after being mapped.
+    pub deleted: bool,
+}
+
+impl MapsEntry {
+    /// Backed by a regular file (inode != 0 and a path that is not a pseudo
+    /// name like `[heap]`).
+    pub fn is_file(&self) -> bool {
+        self.inode != 0 && self.path.starts_with('/')
+    }
+}
+
+/// Parses the text of `/proc/PID/maps`; lines that do not parse are
+/// skipped (the kernel writes this file, so that only happens when a line
+/// was cut by a concurrent change).
+pub fn parse_maps(text: &str) -> Vec<MapsEntry> {
+    text.lines().filter_map(parse_maps_line).collect()
+}
+
+fn parse_maps_line(line: &str) -> Option<MapsEntry> {
+    let mut fields = line.splitn(6, ' ');
+    let range = fields.next()?;
+    let perms = fields.next()?.as_bytes();
+    let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+    let dev = fields.next()?;
+    let inode: u64 = fields.next()?.parse().ok()?;
+    let path = fields.next().unwrap_or("").trim_start();
+    let (start, end) = range.split_once('-')?;
+    let (major, minor) = dev.split_once(':')?;
+    let (path, deleted) = match path.strip_suffix(" (deleted)") {
+        Some(p) => (p, true),
+        None => (path, false),
+    };
+    if perms.len() < 4 {
+        return None;
+    }
+    Some(MapsEntry {
+        start: u64::from_str_radix(start, 16).ok()?,
+        end: u64::from_str_radix(end, 16).ok()?,
+        readable: perms[0] == b'r',
+        executable: perms[2] == b'x',
+        offset,
+        dev: (u64::from_str_radix(major, 16).ok()? << 32) | u64::from_str_radix(minor, 16).ok()?,
+        inode,
+        path: path.to_string(),
+        deleted,
+    })
+}
+
+/// What the agent reads about a process when it first samples it.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessSnapshot {
+    pub pid: u32,
+    pub comm: String,
+    pub exe: Option<PathBuf>,
+    pub cgroup: Option<String>,
+    pub maps: Vec<MapsEntry>,
+    /// Kernel threads have no user address space.
+    pub kernel_thread: bool,
+}
+
+fn proc_path(pid: u32, rest: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/{rest}"))
+}
+
+/// Reads a process's name, executable, cgroup and mappings. Fails with
+/// `NotFound` when the process is gone.
+pub fn snapshot(pid: u32) -> io::Result<ProcessSnapshot> {
+    let comm = fs::read_to_string(proc_path(pid, "comm"))?
+        .trim_end_matches('\n')
+        .to_string();
+    let maps_text = fs::read_to_string(proc_path(pid, "maps"))?;
+    let maps = parse_maps(&maps_text);
+    let exe = fs::read_link(proc_path(pid, "exe")).ok();
+    let cgroup = fs::read_to_string(proc_path(pid, "cgroup"))
+        .ok()
+        .and_then(|t| crate::cgroup::cgroup_path(&t));
+    let kernel_thread = maps.is_empty() && exe.is_none();
+    Ok(ProcessSnapshot {
+        pid,
+        comm,
+        exe,
+        cgroup,
+        maps,
+        kernel_thread,
+    })
+}
+
+/// Re-reads only the mappings.
+pub fn read_maps(pid: u32) -> io::Result<Vec<MapsEntry>> {
+    Ok(parse_maps(&fs::read_to_string(proc_path(pid, "maps"))?))
+}
+
+/// Whether a process exists (and is not a zombie we cannot profile).
+pub fn process_exists(pid: u32) -> bool {
+    match fs::read_to_string(proc_path(pid, "stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit_once(") ").map(|(_, r)| r.as_bytes().first()),
+            Some(Some(b'Z' | b'X'))
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Every process id currently in /proc.
+pub fn all_pids() -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_lines() {
+        let text = "\
+5581a2400000-5581a2428000 r--p 00000000 fd:01 1048602 /usr/bin/python3.11
+5581a2428000-5581a26f1000 r-xp 00028000 fd:01 1048602 /usr/bin/python3.11
+7ffd1b9f2000-7ffd1ba13000 rw-p 00000000 00:00 0                          [stack]
+7ffd1bbd8000-7ffd1bbda000 r-xp 00000000 00:00 0                          [vdso]
+7f0000000000-7f0000001000 r-xp 00001000 103:02 77 /tmp/old lib.so (deleted)
+garbage line
+";
+        let maps = parse_maps(text);
+        assert_eq!(maps.len(), 5);
+        assert_eq!(maps[1].start, 0x5581a2428000);
+        assert_eq!(maps[1].end, 0x5581a26f1000);
+        assert!(maps[1].executable && maps[1].readable);
+        assert_eq!(maps[1].offset, 0x28000);
+        assert_eq!(maps[1].dev, (0xfd << 32) | 1);
+        assert_eq!(maps[1].inode, 1048602);
+        assert_eq!(maps[1].path, "/usr/bin/python3.11");
+        assert!(maps[1].is_file());
+        assert!(!maps[0].executable);
+        assert_eq!(maps[2].path, "[stack]");
+        assert!(!maps[3].is_file());
+        assert_eq!(maps[4].path, "/tmp/old lib.so");
+        assert!(maps[4].deleted);
+        assert_eq!(maps[4].dev, (0x103 << 32) | 2);
+    }
+
+    #[test]
+    fn own_process_snapshot() {
+        let me = std::process::id();
+        let snap = snapshot(me).unwrap();
+        assert!(!snap.comm.is_empty());
+        assert!(snap.maps.iter().any(|m| m.executable && m.is_file()));
+        assert!(process_exists(me));
+        assert!(!process_exists(u32::MAX - 1));
+        assert!(all_pids().contains(&me));
+    }
+}

@@ -1,0 +1,611 @@
+//! Process tracking: which processes are sampled, what they map, and the
+//! unwind tables the BPF unwinder needs for them.
+//!
+//! The tracker talks to the BPF maps only through [`UnwindSink`], so its
+//! logic is tested without root against a recording fake.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+use perfpilot_bpf::{BpfError, ExecMap, Sampler};
+use perfpilot_unwind::UnwindRow;
+
+use crate::cgroup::{labels_from_path, CgroupLabels};
+use crate::objects::{self, LoadedObject, ObjectInfo, ObjectKey};
+use crate::perfmap::PerfMap;
+use crate::procfs::{self, MapsEntry, ProcessSnapshot};
+use crate::rows::{RowAllocator, RowRange};
+
+/// Where the unwinder's tables go. [`Sampler`] is the real one.
+pub trait UnwindSink {
+    fn write_rows(&self, start: u32, rows: &[UnwindRow]) -> Result<(), BpfError>;
+    fn set_process_maps(&self, tgid: u32, maps: &[ExecMap]) -> Result<(), BpfError>;
+    fn remove_process(&self, tgid: u32);
+}
+
+impl UnwindSink for Sampler {
+    fn write_rows(&self, start: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
+        self.write_unwind_rows(start, rows)
+    }
+    fn set_process_maps(&self, tgid: u32, maps: &[ExecMap]) -> Result<(), BpfError> {
+        Sampler::set_process_maps(self, tgid, maps)
+    }
+    fn remove_process(&self, tgid: u32) {
+        Sampler::remove_process(self, tgid)
+    }
+}
+
+pub type ObjectId = u32;
+
+/// One executable mapping of a tracked process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcMapping {
+    pub start: u64,
+    pub end: u64,
+    pub bias: u64,
+    /// `None` for anonymous executable memory (JIT code).
+    pub object: Option<ObjectId>,
+}
+
+/// A tracked process.
+#[derive(Debug)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub build_id: Option<String>,
+    pub cgroup: Option<String>,
+    pub cgroup_labels: CgroupLabels,
+    /// Executable mappings, sorted by start.
+    pub mappings: Vec<ProcMapping>,
+    pub kernel_thread: bool,
+    pub exited: bool,
+    perf_map: Option<PerfMap>,
+    fingerprint: u64,
+}
+
+/// Where an address of a process lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// In an object file, at this ELF virtual address.
+    Object { object: ObjectId, vaddr: u64 },
+    /// In anonymous executable memory.
+    Anonymous,
+    /// Outside every known executable mapping.
+    Unmapped,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TrackerStats {
+    pub processes_registered: u64,
+    pub processes_vanished: u64,
+    pub objects_loaded: u64,
+    pub objects_failed: u64,
+    pub objects_evicted: u64,
+    pub rows_uploaded: u64,
+    /// Objects whose table did not fit in the row array (frame pointers
+    /// are used for them instead).
+    pub tables_dropped: u64,
+    pub map_errors: u64,
+    /// Processes with more executable mappings than the unwinder searches.
+    pub mappings_truncated: u64,
+}
+
+struct ObjectSlot {
+    info: ObjectInfo,
+    rows: Option<RowRange>,
+    refs: u32,
+    last_used: u64,
+}
+
+/// Unreferenced objects kept for reuse (short-lived processes re-running
+/// the same binaries) before their tables and handles are released.
+const IDLE_OBJECTS_KEPT: usize = 512;
+
+pub struct Tracker {
+    objects: Vec<Option<ObjectSlot>>,
+    by_key: HashMap<ObjectKey, ObjectId>,
+    failed: HashSet<ObjectKey>,
+    procs: HashMap<u32, ProcessInfo>,
+    rows: RowAllocator,
+    clock: u64,
+    pub stats: TrackerStats,
+}
+
+impl Tracker {
+    pub fn new(row_capacity: u32) -> Self {
+        Tracker {
+            objects: Vec::new(),
+            by_key: HashMap::new(),
+            failed: HashSet::new(),
+            procs: HashMap::new(),
+            rows: RowAllocator::new(row_capacity),
+            clock: 0,
+            stats: TrackerStats::default(),
+        }
+    }
+
+    pub fn process(&self, pid: u32) -> Option<&ProcessInfo> {
+        self.procs.get(&pid)
+    }
+
+    pub fn object(&self, id: ObjectId) -> Option<&ObjectInfo> {
+        self.objects.get(id as usize)?.as_ref().map(|s| &s.info)
+    }
+
+    pub fn is_tracked(&self, pid: u32) -> bool {
+        self.procs.contains_key(&pid)
+    }
+
+    pub fn free_rows(&self) -> u32 {
+        self.rows.free_rows()
+    }
+
+    /// Reads a process from /proc and tells the unwinder about it. A
+    /// process that is already gone is remembered as a bare pid so its
+    /// samples still get labels.
+    pub fn register(&mut self, pid: u32, sink: &dyn UnwindSink) {
+        match procfs::snapshot(pid) {
+            Ok(snap) => self.register_snapshot(snap, sink),
+            Err(_) => {
+                self.stats.processes_vanished += 1;
+                self.procs.entry(pid).or_insert_with(|| ProcessInfo {
+                    pid,
+                    comm: String::new(),
+                    exe: None,
+                    build_id: None,
+                    cgroup: None,
+                    cgroup_labels: CgroupLabels::default(),
+                    mappings: Vec::new(),
+                    kernel_thread: false,
+                    exited: true,
+                    perf_map: None,
+                    fingerprint: 0,
+                });
+            }
+        }
+    }
+
+    /// Registers a process from a snapshot (split out for tests).
+    pub fn register_snapshot(&mut self, snap: ProcessSnapshot, sink: &dyn UnwindSink) {
+        let pid = snap.pid;
+        if let Some(old) = self.procs.remove(&pid) {
+            self.release_mappings(&old.mappings);
+        }
+        self.stats.processes_registered += 1;
+        let exe = snap.exe.as_ref().map(|p| p.to_string_lossy().into_owned());
+        let (mappings, fingerprint) = self.load_mappings(pid, &snap.maps, sink);
+        let build_id = exe.as_ref().and_then(|exe| {
+            // The executable's object is usually among the mappings already.
+            snap.maps
+                .iter()
+                .find(|m| m.is_file() && &m.path == exe)
+                .and_then(|m| {
+                    self.by_key.get(&ObjectKey::File {
+                        dev: m.dev,
+                        inode: m.inode,
+                    })
+                })
+                .and_then(|&id| self.object(id)?.build_id.clone())
+                .or_else(|| objects::build_id_of(&PathBuf::from(format!("/proc/{pid}/exe"))))
+        });
+        let cgroup_labels = snap
+            .cgroup
+            .as_deref()
+            .map(labels_from_path)
+            .unwrap_or_default();
+        let info = ProcessInfo {
+            pid,
+            comm: snap.comm,
+            exe,
+            build_id,
+            cgroup: snap.cgroup,
+            cgroup_labels,
+            mappings,
+            kernel_thread: snap.kernel_thread,
+            exited: false,
+            perf_map: None,
+            fingerprint,
+        };
+        self.push_to_bpf(&info, sink);
+        self.procs.insert(pid, info);
+    }
+
+    /// Re-reads a process's mappings after the unwinder met an address
+    /// outside them; re-uploads only if they changed.
+    pub fn refresh(&mut self, pid: u32, sink: &dyn UnwindSink) {
+        if !self.procs.contains_key(&pid) {
+            self.register(pid, sink);
+            return;
+        }
+        let Ok(maps) = procfs::read_maps(pid) else {
+            return;
+        };
+        let new_fp = fingerprint(&maps);
+        if self.procs.get(&pid).map(|p| p.fingerprint) == Some(new_fp) {
+            return;
+        }
+        let (mappings, fp) = self.load_mappings(pid, &maps, sink);
+        if let Some(mut p) = self.procs.remove(&pid) {
+            self.release_mappings(&p.mappings);
+            p.mappings = mappings;
+            p.fingerprint = fp;
+            self.push_to_bpf(&p, sink);
+            self.procs.insert(pid, p);
+        }
+    }
+
+    /// The process exited; its data stays until [`reap`](Self::reap) so
+    /// samples already in the kernel still get named frames.
+    pub fn mark_exited(&mut self, pid: u32) {
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.exited = true;
+        }
+    }
+
+    /// Forgets exited processes (call after a drain) and releases objects
+    /// no process uses beyond the idle cache.
+    pub fn reap(&mut self, sink: &dyn UnwindSink) {
+        let gone: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.exited)
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in gone {
+            if let Some(p) = self.procs.remove(&pid) {
+                sink.remove_process(pid);
+                self.release_mappings(&p.mappings);
+            }
+        }
+        self.evict_idle(IDLE_OBJECTS_KEPT);
+    }
+
+    /// Where `addr` lies in process `pid`.
+    pub fn resolve(&self, pid: u32, addr: u64) -> Resolved {
+        let Some(p) = self.procs.get(&pid) else {
+            return Resolved::Unmapped;
+        };
+        let i = p.mappings.partition_point(|m| m.start <= addr);
+        let Some(m) = i.checked_sub(1).map(|i| &p.mappings[i]) else {
+            return Resolved::Unmapped;
+        };
+        if addr >= m.end {
+            return Resolved::Unmapped;
+        }
+        match m.object {
+            Some(object) => Resolved::Object {
+                object,
+                vaddr: addr.wrapping_sub(m.bias),
+            },
+            None => Resolved::Anonymous,
+        }
+    }
+
+    /// Names an address in anonymous executable memory from the process's
+    /// perf map (`/tmp/perf-PID.map`, written by JITs), reloading it when it
+    /// changed.
+    pub fn jit_symbol(&mut self, pid: u32, addr: u64) -> Option<String> {
+        let p = self.procs.get_mut(&pid)?;
+        let path = format!("/tmp/perf-{pid}.map");
+        let fresh = match &p.perf_map {
+            Some(m) => !m.is_current(&path),
+            None => true,
+        };
+        if fresh {
+            p.perf_map = PerfMap::load(&path);
+        }
+        p.perf_map.as_ref()?.lookup(addr).map(str::to_string)
+    }
+
+    /// All tracked pids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.keys().copied().collect()
+    }
+
+    fn load_mappings(
+        &mut self,
+        pid: u32,
+        maps: &[MapsEntry],
+        sink: &dyn UnwindSink,
+    ) -> (Vec<ProcMapping>, u64) {
+        let mut out = Vec::new();
+        for m in maps.iter().filter(|m| m.executable) {
+            let object = if m.is_file() {
+                self.object_for(
+                    ObjectKey::File {
+                        dev: m.dev,
+                        inode: m.inode,
+                    },
+                    &m.path,
+                    || objects::open_mapped_file(pid, m),
+                    sink,
+                )
+            } else if m.path == "[vdso]" {
+                self.vdso(sink)
+            } else {
+                None
+            };
+            let bias = match object.and_then(|id| self.object(id)) {
+                Some(info) => info.bias(m),
+                None => m.start,
+            };
+            if let Some(id) = object {
+                if let Some(Some(slot)) = self.objects.get_mut(id as usize) {
+                    slot.refs += 1;
+                }
+            }
+            out.push(ProcMapping {
+                start: m.start,
+                end: m.end,
+                bias,
+                object,
+            });
+        }
+        out.sort_by_key(|m| m.start);
+        (out, fingerprint(maps))
+    }
+
+    fn vdso(&mut self, sink: &dyn UnwindSink) -> Option<ObjectId> {
+        if let Some(&id) = self.by_key.get(&ObjectKey::Vdso) {
+            return Some(id);
+        }
+        let image = objects::own_vdso()?;
+        let loaded = objects::load_image(ObjectKey::Vdso, "[vdso]", image).ok()?;
+        Some(self.insert_object(loaded, sink))
+    }
+
+    fn object_for(
+        &mut self,
+        key: ObjectKey,
+        path: &str,
+        open: impl FnOnce() -> Option<std::fs::File>,
+        sink: &dyn UnwindSink,
+    ) -> Option<ObjectId> {
+        self.clock += 1;
+        if let Some(&id) = self.by_key.get(&key) {
+            if let Some(Some(slot)) = self.objects.get_mut(id as usize) {
+                slot.last_used = self.clock;
+            }
+            return Some(id);
+        }
+        if self.failed.contains(&key) {
+            return None;
+        }
+        let loaded = open()
+            .ok_or_else(|| "cannot open".to_string())
+            .and_then(|f| objects::load_file(key, path, f));
+        match loaded {
+            Ok(loaded) => Some(self.insert_object(loaded, sink)),
+            Err(_) => {
+                self.stats.objects_failed += 1;
+                self.failed.insert(key);
+                None
+            }
+        }
+    }
+
+    fn insert_object(&mut self, loaded: LoadedObject, sink: &dyn UnwindSink) -> ObjectId {
+        self.stats.objects_loaded += 1;
+        let LoadedObject { info, rows } = loaded;
+        let key = info.key;
+        let range = self.upload_rows(&rows, sink);
+        let slot = ObjectSlot {
+            info,
+            rows: range,
+            refs: 0,
+            last_used: self.clock,
+        };
+        let id = match self.objects.iter().position(Option::is_none) {
+            Some(i) => {
+                self.objects[i] = Some(slot);
+                i as ObjectId
+            }
+            None => {
+                self.objects.push(Some(slot));
+                (self.objects.len() - 1) as ObjectId
+            }
+        };
+        self.by_key.insert(key, id);
+        id
+    }
+
+    fn upload_rows(&mut self, rows: &[UnwindRow], sink: &dyn UnwindSink) -> Option<RowRange> {
+        if rows.is_empty() {
+            return None;
+        }
+        let len = u32::try_from(rows.len()).ok()?;
+        let range = match self.rows.alloc(len) {
+            Some(r) => r,
+            None => {
+                // Make room by dropping tables no live process uses.
+                self.evict_idle(0);
+                match self.rows.alloc(len) {
+                    Some(r) => r,
+                    None => {
+                        self.stats.tables_dropped += 1;
+                        return None;
+                    }
+                }
+            }
+        };
+        match sink.write_rows(range.start, rows) {
+            Ok(()) => {
+                self.stats.rows_uploaded += len as u64;
+                Some(range)
+            }
+            Err(_) => {
+                self.stats.map_errors += 1;
+                self.rows.release(range);
+                None
+            }
+        }
+    }
+
+    fn push_to_bpf(&mut self, p: &ProcessInfo, sink: &dyn UnwindSink) {
+        if p.kernel_thread {
+            return;
+        }
+        let maps: Vec<ExecMap> = p
+            .mappings
+            .iter()
+            .map(|m| {
+                let rows = m
+                    .object
+                    .and_then(|id| self.objects.get(id as usize)?.as_ref()?.rows);
+                ExecMap {
+                    start: m.start,
+                    end: m.end,
+                    bias: m.bias,
+                    row_start: rows.map_or(0, |r| r.start),
+                    row_count: rows.map_or(0, |r| r.len),
+                }
+            })
+            .collect();
+        if maps.len() > perfpilot_bpf::MAX_EXEC_MAPS {
+            self.stats.mappings_truncated += 1;
+        }
+        if sink.set_process_maps(p.pid, &maps).is_err() {
+            self.stats.map_errors += 1;
+        }
+    }
+
+    fn release_mappings(&mut self, mappings: &[ProcMapping]) {
+        for m in mappings {
+            if let Some(id) = m.object {
+                if let Some(Some(slot)) = self.objects.get_mut(id as usize) {
+                    slot.refs = slot.refs.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Releases unreferenced objects, least recently used first, until at
+    /// most `keep` remain.
+    fn evict_idle(&mut self, keep: usize) {
+        let mut idle: Vec<(u64, usize)> = self
+            .objects
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().filter(|s| s.refs == 0).map(|s| (s.last_used, i)))
+            .collect();
+        if idle.len() <= keep {
+            return;
+        }
+        idle.sort_unstable();
+        let excess = idle.len() - keep;
+        for &(_, i) in idle.iter().take(excess) {
+            if let Some(slot) = self.objects[i].take() {
+                if let Some(r) = slot.rows {
+                    self.rows.release(r);
+                }
+                self.by_key.remove(&slot.info.key);
+                self.stats.objects_evicted += 1;
+            }
+        }
+    }
+}
+
+use std::path::PathBuf;
+
+fn fingerprint(maps: &[MapsEntry]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for m in maps.iter().filter(|m| m.executable) {
+        (m.start, m.end, m.offset, m.inode).hash(&mut h);
+    }
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    #[derive(Default)]
+    struct FakeSink {
+        rows: RefCell<Vec<(u32, usize)>>,
+        procs: RefCell<HashMap<u32, Vec<ExecMap>>>,
+        removed: RefCell<Vec<u32>>,
+    }
+
+    impl UnwindSink for FakeSink {
+        fn write_rows(&self, start: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
+            self.rows.borrow_mut().push((start, rows.len()));
+            Ok(())
+        }
+        fn set_process_maps(&self, tgid: u32, maps: &[ExecMap]) -> Result<(), BpfError> {
+            self.procs.borrow_mut().insert(tgid, maps.to_vec());
+            Ok(())
+        }
+        fn remove_process(&self, tgid: u32) {
+            self.removed.borrow_mut().push(tgid);
+        }
+    }
+
+    #[test]
+    fn registers_own_process_with_tables_for_its_libraries() {
+        let sink = FakeSink::default();
+        let mut t = Tracker::new(4 << 20);
+        let me = std::process::id();
+        t.register(me, &sink);
+        let p = t.process(me).unwrap();
+        assert!(!p.mappings.is_empty());
+        assert!(p.exe.is_some());
+        let maps = sink.procs.borrow().get(&me).cloned().unwrap();
+        assert_eq!(maps.len(), p.mappings.len());
+        assert!(maps.windows(2).all(|w| w[0].start < w[1].start));
+        // libc and the test binary have .eh_frame: their tables were uploaded.
+        assert!(maps.iter().filter(|m| m.row_count > 0).count() >= 2);
+        assert!(t.stats.rows_uploaded > 1000);
+
+        // An address of our own code resolves to an object and the right vaddr.
+        let here = registers_own_process_with_tables_for_its_libraries as usize as u64;
+        match t.resolve(me, here) {
+            Resolved::Object { object, vaddr } => {
+                let info = t.object(object).unwrap();
+                assert!(
+                    info.is_code(vaddr),
+                    "{vaddr:#x} not in code of {}",
+                    info.path
+                );
+            }
+            other => panic!("own code resolved to {other:?}"),
+        }
+        assert_eq!(t.resolve(me, 8), Resolved::Unmapped);
+
+        // Registering a second time does not leak references or rows.
+        let free = t.free_rows();
+        t.refresh(me, &sink);
+        t.register(me, &sink);
+        assert_eq!(t.free_rows(), free);
+
+        t.mark_exited(me);
+        t.reap(&sink);
+        assert!(t.process(me).is_none());
+        assert_eq!(*sink.removed.borrow(), vec![me]);
+    }
+
+    #[test]
+    fn tables_that_do_not_fit_fall_back_to_frame_pointers() {
+        let sink = FakeSink::default();
+        let mut t = Tracker::new(10);
+        t.register(std::process::id(), &sink);
+        assert!(t.stats.tables_dropped >= 1);
+        let maps = sink
+            .procs
+            .borrow()
+            .get(&std::process::id())
+            .cloned()
+            .unwrap();
+        assert!(maps.iter().all(|m| m.row_count == 0));
+    }
+
+    #[test]
+    fn a_vanished_process_is_remembered_as_exited() {
+        let sink = FakeSink::default();
+        let mut t = Tracker::new(100);
+        t.register(u32::MAX - 7, &sink);
+        assert!(t.process(u32::MAX - 7).unwrap().exited);
+        assert_eq!(t.stats.processes_vanished, 1);
+    }
+}

@@ -1,0 +1,321 @@
+//! Compiling DWARF call frame information into flat unwind tables.
+
+use gimli::{
+    BaseAddresses, CieOrFde, DebugFrame, EhFrame, EndianSlice, LittleEndian, Register,
+    RegisterRule, UnwindContext, UnwindSection,
+};
+use object::{Object, ObjectSection};
+use thiserror::Error;
+
+use crate::{CfaRule, RbpRule, UnwindRow};
+
+const RBP: Register = Register(6);
+const RSP: Register = Register(7);
+const RA: Register = Register(16);
+
+/// The expression binutils emits for lazy-binding PLT entries:
+/// `rsp + 8 + ((rip & 15) >= N) << 3`, with N = 11 for .plt and 10 for
+/// IBT-enabled .plt.sec. Byte 8 is `DW_OP_lit<N>`.
+const PLT_EXPRESSION: [u8; 11] = [
+    0x77, 0x08, // DW_OP_breg7 (rsp) 8
+    0x80, 0x00, // DW_OP_breg16 (rip) 0
+    0x3f, // DW_OP_lit15
+    0x1a, // DW_OP_and
+    0x30, // DW_OP_lit<N> (patched)
+    0x2a, // DW_OP_ge
+    0x33, // DW_OP_lit3
+    0x24, // DW_OP_shl
+    0x22, // DW_OP_plus
+];
+
+#[derive(Debug, Error)]
+pub enum UnwindError {
+    #[error("not an ELF file this unwinder supports: {0}")]
+    Elf(String),
+    #[error("unsupported architecture {0:?}: only x86-64 is supported")]
+    Architecture(object::Architecture),
+}
+
+/// What went into a table, for reports and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// `.eh_frame`, `.debug_frame`, or `none`.
+    pub source: &'static str,
+    pub fdes: usize,
+    /// FDEs or rows that could not be parsed (skipped).
+    pub errors: usize,
+    /// Rows whose CFA needs an expression other than the PLT one.
+    pub unsupported_rows: usize,
+    /// Rows past the 4 GiB of address space a table can describe.
+    pub out_of_range_rows: usize,
+}
+
+/// A sorted unwind table for one object file.
+#[derive(Debug, Clone, Default)]
+pub struct UnwindTable {
+    pub rows: Vec<UnwindRow>,
+    pub stats: TableStats,
+}
+
+impl UnwindTable {
+    /// The row that applies at `pc`, if any (for tests and diagnostics; the
+    /// BPF side does the same search).
+    pub fn lookup(&self, pc: u64) -> Option<&UnwindRow> {
+        let pc = u32::try_from(pc).ok()?;
+        let i = self.rows.partition_point(|r| r.pc <= pc);
+        self.rows.get(i.checked_sub(1)?)
+    }
+}
+
+/// Builds the unwind table of an ELF object from its `.eh_frame`, or from
+/// `.debug_frame` when it has none. An object with neither gets an empty
+/// table (the unwinder then follows frame pointers through it).
+pub fn build_table(elf: &[u8]) -> Result<UnwindTable, UnwindError> {
+    let file = object::File::parse(elf).map_err(|e| UnwindError::Elf(e.to_string()))?;
+    if file.architecture() != object::Architecture::X86_64 {
+        return Err(UnwindError::Architecture(file.architecture()));
+    }
+    let section_addr = |name: &str| file.section_by_name(name).map(|s| s.address());
+
+    let mut bases = BaseAddresses::default();
+    if let Some(a) = section_addr(".text") {
+        bases = bases.set_text(a);
+    }
+    if let Some(a) = section_addr(".got") {
+        bases = bases.set_got(a);
+    }
+
+    let mut entries = Vec::new();
+    let mut stats = TableStats::default();
+
+    if let Some(eh) = file.section_by_name(".eh_frame") {
+        let data = eh.data().map_err(|e| UnwindError::Elf(e.to_string()))?;
+        if !data.is_empty() {
+            let mut section = EhFrame::new(data, LittleEndian);
+            section.set_address_size(8);
+            let bases = bases.clone().set_eh_frame(eh.address());
+            stats.source = ".eh_frame";
+            collect(&section, &bases, &mut entries, &mut stats);
+        }
+    }
+    if stats.fdes == 0 {
+        if let Some(df) = file.section_by_name(".debug_frame") {
+            let data = df
+                .uncompressed_data()
+                .map_err(|e| UnwindError::Elf(e.to_string()))?;
+            let mut section = DebugFrame::new(&data, LittleEndian);
+            section.set_address_size(8);
+            stats = TableStats {
+                source: ".debug_frame",
+                ..Default::default()
+            };
+            collect(&section, &bases, &mut entries, &mut stats);
+        }
+    }
+    if stats.fdes == 0 {
+        stats.source = "none";
+    }
+
+    Ok(UnwindTable {
+        rows: flatten(entries, &mut stats),
+        stats,
+    })
+}
+
+/// A rule in force over [start, end), or a gap marker (`rule: None`).
+struct Entry {
+    start: u64,
+    rule: Option<(CfaRule, RbpRule)>,
+}
+
+fn collect<'a, S>(section: &S, bases: &BaseAddresses, out: &mut Vec<Entry>, stats: &mut TableStats)
+where
+    S: UnwindSection<EndianSlice<'a, LittleEndian>>,
+{
+    let mut ctx = Box::new(UnwindContext::new());
+    let mut iter = section.entries(bases);
+    loop {
+        let entry = match iter.next() {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            // The rest of the section cannot be found once an entry's
+            // length is unreadable.
+            Err(_) => {
+                stats.errors += 1;
+                break;
+            }
+        };
+        let CieOrFde::Fde(partial) = entry else {
+            continue;
+        };
+        let fde = match partial.parse(|s, b, o| s.cie_from_offset(b, o)) {
+            Ok(f) => f,
+            Err(_) => {
+                stats.errors += 1;
+                continue;
+            }
+        };
+        stats.fdes += 1;
+        let mut table = match fde.rows(section, bases, &mut ctx) {
+            Ok(t) => t,
+            Err(_) => {
+                stats.errors += 1;
+                continue;
+            }
+        };
+        loop {
+            match table.next_row() {
+                Ok(Some(row)) => {
+                    let cfa = match row.cfa() {
+                        gimli::CfaRule::RegisterAndOffset { register, offset } => {
+                            match (*register, i32::try_from(*offset)) {
+                                (RSP, Ok(o)) => CfaRule::RspOffset(o),
+                                (RBP, Ok(o)) => CfaRule::RbpOffset(o),
+                                _ => CfaRule::Unsupported,
+                            }
+                        }
+                        gimli::CfaRule::Expression(expr) => match expr.get(section) {
+                            Ok(e) => plt_threshold(e.0.slice())
+                                .map(|threshold| CfaRule::Plt { threshold })
+                                .unwrap_or(CfaRule::Unsupported),
+                            Err(_) => CfaRule::Unsupported,
+                        },
+                    };
+                    let cfa = match row.register(RA) {
+                        Some(RegisterRule::Undefined) => CfaRule::End,
+                        _ => cfa,
+                    };
+                    if cfa == CfaRule::Unsupported {
+                        stats.unsupported_rows += 1;
+                    }
+                    let rbp = match row.register(RBP) {
+                        Some(RegisterRule::Offset(o)) => match i16::try_from(o) {
+                            Ok(o) => RbpRule::Offset(o),
+                            Err(_) => RbpRule::Same,
+                        },
+                        _ => RbpRule::Same,
+                    };
+                    out.push(Entry {
+                        start: row.start_address(),
+                        rule: Some((cfa, rbp)),
+                    });
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    stats.errors += 1;
+                    break;
+                }
+            }
+        }
+        // Code after this FDE has no information until the next FDE starts.
+        out.push(Entry {
+            start: fde.end_address(),
+            rule: None,
+        });
+    }
+}
+
+fn plt_threshold(expr: &[u8]) -> Option<u8> {
+    if expr.len() != PLT_EXPRESSION.len() {
+        return None;
+    }
+    for (i, (&got, &want)) in expr.iter().zip(PLT_EXPRESSION.iter()).enumerate() {
+        if i == 6 {
+            if !(0x30..=0x4f).contains(&got) {
+                return None;
+            }
+        } else if got != want {
+            return None;
+        }
+    }
+    Some(expr[6] - 0x30)
+}
+
+/// Sorts entries, lets a real rule win over a gap marker at the same
+/// address, and drops rows that repeat the previous rule.
+fn flatten(mut entries: Vec<Entry>, stats: &mut TableStats) -> Vec<UnwindRow> {
+    // Stable sort: gap markers were pushed after their FDE's rows, so sort
+    // them first at equal addresses to let the next FDE's row replace them.
+    entries.sort_by_key(|e| (e.start, e.rule.is_some()));
+    let mut rows: Vec<UnwindRow> = Vec::with_capacity(entries.len());
+    for e in entries {
+        let Ok(pc) = u32::try_from(e.start) else {
+            stats.out_of_range_rows += 1;
+            continue;
+        };
+        let (cfa, rbp) = e.rule.unwrap_or((CfaRule::None, RbpRule::Same));
+        let row = UnwindRow { pc, cfa, rbp };
+        match rows.last_mut() {
+            Some(last) if last.pc == pc => *last = row,
+            Some(last) if last.cfa == cfa && last.rbp == rbp => {}
+            _ => rows.push(row),
+        }
+    }
+    // A duplicate may appear after an in-place replacement; merge again.
+    rows.dedup_by(|b, a| a.cfa == b.cfa && a.rbp == b.rbp);
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(start: u64, rule: Option<(CfaRule, RbpRule)>) -> Entry {
+        Entry { start, rule }
+    }
+
+    #[test]
+    fn plt_expression_is_recognised() {
+        let mut e = PLT_EXPRESSION;
+        e[6] = 0x3b;
+        assert_eq!(plt_threshold(&e), Some(11));
+        e[6] = 0x3a;
+        assert_eq!(plt_threshold(&e), Some(10));
+        e[0] = 0x78;
+        assert_eq!(plt_threshold(&e), None);
+        assert_eq!(plt_threshold(&[0x77, 0x08]), None);
+    }
+
+    #[test]
+    fn flatten_replaces_gaps_and_merges_repeats() {
+        let rsp8 = Some((CfaRule::RspOffset(8), RbpRule::Same));
+        let rsp16 = Some((CfaRule::RspOffset(16), RbpRule::Same));
+        let mut stats = TableStats::default();
+        let rows = flatten(
+            vec![
+                entry(0x100, rsp8),
+                entry(0x101, rsp16),
+                entry(0x110, None),
+                // next FDE starts where the previous ended
+                entry(0x110, rsp8),
+                entry(0x120, None),
+                entry(0x130, rsp8),
+                entry(0x131, rsp8),
+                entry(0x140, None),
+                entry(0x1_0000_0000, rsp8),
+            ],
+            &mut stats,
+        );
+        let got: Vec<(u32, CfaRule)> = rows.iter().map(|r| (r.pc, r.cfa)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0x100, CfaRule::RspOffset(8)),
+                (0x101, CfaRule::RspOffset(16)),
+                (0x110, CfaRule::RspOffset(8)),
+                (0x120, CfaRule::None),
+                (0x130, CfaRule::RspOffset(8)),
+                (0x140, CfaRule::None),
+            ]
+        );
+        assert_eq!(stats.out_of_range_rows, 1);
+    }
+
+    #[test]
+    fn rejects_non_elf() {
+        assert!(matches!(
+            build_table(b"not an elf"),
+            Err(UnwindError::Elf(_))
+        ));
+    }
+}
