@@ -5,9 +5,15 @@
 //! tables), names frames with [`symbolize::Symbolizer`], labels samples
 //! from /proc and cgroups, and turns drains into a [`perfpilot_model::Profile`].
 
+pub mod aggregate;
 pub mod cgroup;
+pub mod command;
 pub mod objects;
 pub mod perfmap;
 pub mod procfs;
 pub mod rows;
+pub mod session;
+pub mod symbolize;
 pub mod tracker;
+
+pub use session::{AgentError, Scope, Session, SessionConfig, SessionReport};

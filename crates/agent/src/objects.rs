@@ -50,12 +50,23 @@ impl ObjectInfo {
     /// The runtime-minus-ELF-virtual-address bias of a mapping of this
     /// object.
     pub fn bias(&self, map: &MapsEntry) -> u64 {
+        // A page can hold the end of one segment and the start of the
+        // next; the mapping's permissions and the latest start decide.
+        let contains = |s: &&Segment| {
+            let aligned = s.offset & !0xfff;
+            map.offset >= aligned && map.offset < s.offset + s.filesz.max(1)
+        };
         let seg = self
             .segments
             .iter()
-            .find(|s| {
-                let aligned = s.offset & !0xfff;
-                map.offset >= aligned && map.offset < s.offset + s.filesz.max(1)
+            .filter(|s| s.executable == map.executable)
+            .filter(contains)
+            .max_by_key(|s| s.offset)
+            .or_else(|| {
+                self.segments
+                    .iter()
+                    .filter(contains)
+                    .max_by_key(|s| s.offset)
             })
             .copied();
         match seg {

@@ -559,7 +559,7 @@ mod tests {
         assert!(t.stats.rows_uploaded > 1000);
 
         // An address of our own code resolves to an object and the right vaddr.
-        let here = registers_own_process_with_tables_for_its_libraries as usize as u64;
+        let here = registers_own_process_with_tables_for_its_libraries as *const () as usize as u64;
         match t.resolve(me, here) {
             Resolved::Object { object, vaddr } => {
                 let info = t.object(object).unwrap();

@@ -22,4 +22,7 @@ pub enum ModelError {
     WriteOnly { format: &'static str },
     #[error("the profile has no sample type {index} (it has {count})")]
     NoSuchValue { index: usize, count: usize },
+    /// A sum of sample values does not fit in an `i64`; `context` says which.
+    #[error("sample values overflow a 64-bit integer: {context}")]
+    Overflow { context: String },
 }

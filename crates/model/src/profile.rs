@@ -274,6 +274,32 @@ impl Profile {
         }
     }
 
+    /// [`Profile::add_sample`] for values read from untrusted input: returns
+    /// false, leaving the profile unchanged, when `values` does not have one
+    /// entry per sample type or when adding it to an existing sample would
+    /// overflow, where `add_sample` would panic or silently truncate.
+    #[must_use = "false means the sample was not added"]
+    pub fn try_add_sample(&mut self, stack: StackId, labels: LabelSetId, values: &[i64]) -> bool {
+        if values.len() != self.sample_types.len() {
+            return false;
+        }
+        if let Some(&i) = self.index.samples.get(&(stack, labels)) {
+            let sums: Option<Vec<i64>> = self.samples[i]
+                .values
+                .iter()
+                .zip(values)
+                .map(|(acc, v)| acc.checked_add(*v))
+                .collect();
+            match sums {
+                Some(sums) => self.samples[i].values = sums,
+                None => return false,
+            }
+        } else {
+            self.add_sample(stack, labels, values);
+        }
+        true
+    }
+
     /// Sum of value `index` over all samples.
     pub fn total(&self, index: usize) -> i64 {
         self.samples.iter().map(|s| s.values[index]).sum()

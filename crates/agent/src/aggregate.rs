@@ -1,0 +1,325 @@
+//! Turning drained kernel samples into a [`Profile`]: resolve each address
+//! to an object or the kernel, name it, intern locations and label sets.
+
+use std::collections::HashMap;
+
+use perfpilot_bpf::{Drained, RawSample};
+use perfpilot_model::{
+    labels, Function, Line, Location, LocationId, Mapping, MappingId, Profile, ValueType,
+};
+
+use crate::objects::ObjectKey;
+use crate::symbolize::{Names, Symbolizer};
+use crate::tracker::{Resolved, Tracker};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum LocKey {
+    User(ObjectKey, u64),
+    Kernel(u64),
+    /// JIT or unmapped code: only meaningful within its process.
+    Anonymous(u32, u64),
+}
+
+/// Builds one profile from any number of drains.
+pub struct ProfileBuilder {
+    profile: Profile,
+    period_ns: i64,
+    locations: HashMap<LocKey, LocationId>,
+    mappings: HashMap<ObjectKey, MappingId>,
+    kernel_mapping: Option<MappingId>,
+    anon_mapping: Option<MappingId>,
+    label_sets: HashMap<(u32, u32, [u8; 16]), u32>,
+    pub samples: u64,
+    pub frames: u64,
+    pub named_frames: u64,
+}
+
+/// Per-sample unwinding outcome counts for one profile.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SampleFlags {
+    pub truncated: u64,
+    pub fp_only: u64,
+    pub read_error: u64,
+    pub no_unwind_info: u64,
+    pub stack_lost: u64,
+}
+
+impl ProfileBuilder {
+    pub fn new(frequency_hz: u64, start_unix_nanos: i64) -> Self {
+        let period_ns = 1_000_000_000 / frequency_hz.max(1) as i64;
+        let mut profile = Profile::new(vec![
+            ValueType::new("samples", "count"),
+            ValueType::new("cpu", "nanoseconds"),
+        ]);
+        profile.period_type = Some(ValueType::new("cpu", "nanoseconds"));
+        profile.period = period_ns;
+        profile.time_nanos = start_unix_nanos;
+        ProfileBuilder {
+            profile,
+            period_ns,
+            locations: HashMap::new(),
+            mappings: HashMap::new(),
+            kernel_mapping: None,
+            anon_mapping: None,
+            label_sets: HashMap::new(),
+            samples: 0,
+            frames: 0,
+            named_frames: 0,
+        }
+    }
+
+    /// Adds a drain. Processes seen for the first time are registered with
+    /// the tracker (through `register`) so their frames can be named.
+    pub fn add(
+        &mut self,
+        drained: &Drained,
+        tracker: &mut Tracker,
+        symbolizer: &mut Symbolizer,
+        flags: &mut SampleFlags,
+    ) {
+        self.resolve_all(drained, tracker, symbolizer);
+        let empty: Vec<u64> = Vec::new();
+        let mut stack: Vec<LocationId> = Vec::with_capacity(64);
+        for s in &drained.samples {
+            count_flags(s, flags);
+            stack.clear();
+            let kernel = drained.stacks.get(&s.kernel_stack).unwrap_or(&empty);
+            let user = drained.stacks.get(&s.user_stack).unwrap_or(&empty);
+            for (i, &ip) in kernel.iter().enumerate() {
+                let addr = if i == 0 { ip } else { ip.wrapping_sub(1) };
+                let loc = self.kernel_location(addr, symbolizer);
+                stack.push(loc);
+            }
+            for (i, &ip) in user.iter().enumerate() {
+                let addr = if i == 0 { ip } else { ip.wrapping_sub(1) };
+                let loc = self.user_location(s.tgid, addr, tracker, symbolizer);
+                stack.push(loc);
+            }
+            self.frames += stack.len() as u64 * s.count;
+            self.named_frames += stack
+                .iter()
+                .filter(|&&l| !self.profile.locations()[l as usize].lines.is_empty())
+                .count() as u64
+                * s.count;
+            let stack_id = self.profile.add_stack(&stack);
+            let labels = self.labels(s, tracker);
+            let count = s.count as i64;
+            self.profile
+                .add_sample(stack_id, labels, &[count, count * self.period_ns]);
+            self.samples += s.count;
+        }
+    }
+
+    pub fn finish(mut self, duration_nanos: i64) -> Profile {
+        self.profile.duration_nanos = duration_nanos;
+        self.profile
+    }
+
+    /// Registers unknown processes and names every new address of this
+    /// drain in batches (one blazesym call per object).
+    fn resolve_all(
+        &mut self,
+        drained: &Drained,
+        tracker: &mut Tracker,
+        symbolizer: &mut Symbolizer,
+    ) {
+        let mut per_object: HashMap<u32, Vec<u64>> = HashMap::new();
+        let mut kernel_addrs = Vec::new();
+        for s in &drained.samples {
+            if let Some(k) = drained.stacks.get(&s.kernel_stack) {
+                for (i, &ip) in k.iter().enumerate() {
+                    let addr = if i == 0 { ip } else { ip.wrapping_sub(1) };
+                    if !self.locations.contains_key(&LocKey::Kernel(addr)) {
+                        kernel_addrs.push(addr);
+                    }
+                }
+            }
+            if let Some(u) = drained.stacks.get(&s.user_stack) {
+                for (i, &ip) in u.iter().enumerate() {
+                    let addr = if i == 0 { ip } else { ip.wrapping_sub(1) };
+                    if let Resolved::Object { object, vaddr } = tracker.resolve(s.tgid, addr) {
+                        per_object.entry(object).or_default().push(vaddr);
+                    }
+                }
+            }
+        }
+        symbolizer.resolve_kernel(&kernel_addrs);
+        for (object, vaddrs) in per_object {
+            if let Some(info) = tracker.object(object) {
+                symbolizer.resolve_object(info, &vaddrs);
+            }
+        }
+    }
+
+    fn kernel_location(&mut self, addr: u64, symbolizer: &Symbolizer) -> LocationId {
+        let key = LocKey::Kernel(addr);
+        if let Some(&l) = self.locations.get(&key) {
+            return l;
+        }
+        let mapping = *self.kernel_mapping.get_or_insert_with(|| {
+            self.profile.add_mapping(Mapping {
+                file: "[kernel.kallsyms]".into(),
+                ..Default::default()
+            })
+        });
+        let names = symbolizer.cached_kernel(addr).cloned().flatten();
+        let loc = self.intern_location(mapping, addr, names.as_deref());
+        self.locations.insert(key, loc);
+        loc
+    }
+
+    fn user_location(
+        &mut self,
+        pid: u32,
+        addr: u64,
+        tracker: &mut Tracker,
+        symbolizer: &Symbolizer,
+    ) -> LocationId {
+        match tracker.resolve(pid, addr) {
+            Resolved::Object { object, vaddr } => {
+                let Some(info) = tracker.object(object) else {
+                    return self.anonymous_location(pid, addr, None);
+                };
+                let key = LocKey::User(info.key, vaddr);
+                if let Some(&l) = self.locations.get(&key) {
+                    return l;
+                }
+                let mapping = match self.mappings.get(&info.key) {
+                    Some(&m) => m,
+                    None => {
+                        let m = self.profile.add_mapping(Mapping {
+                            file: info.path.clone(),
+                            build_id: info.build_id.clone().unwrap_or_default(),
+                            ..Default::default()
+                        });
+                        self.mappings.insert(info.key, m);
+                        m
+                    }
+                };
+                let names: Names = symbolizer.cached(info.key, vaddr).cloned().flatten();
+                let loc = self.intern_location(mapping, vaddr, names.as_deref());
+                self.locations.insert(key, loc);
+                loc
+            }
+            Resolved::Anonymous => {
+                let name = tracker.jit_symbol(pid, addr);
+                self.anonymous_location(pid, addr, name)
+            }
+            Resolved::Unmapped => self.anonymous_location(pid, addr, None),
+        }
+    }
+
+    fn anonymous_location(&mut self, pid: u32, addr: u64, name: Option<String>) -> LocationId {
+        let key = LocKey::Anonymous(pid, addr);
+        if let Some(&l) = self.locations.get(&key) {
+            return l;
+        }
+        let mapping = *self.anon_mapping.get_or_insert_with(|| {
+            self.profile.add_mapping(Mapping {
+                file: "[anon]".into(),
+                ..Default::default()
+            })
+        });
+        let frames = name.map(|n| {
+            vec![crate::symbolize::FrameInfo {
+                name: n,
+                file: None,
+                line: 0,
+            }]
+        });
+        let loc = self.intern_location(mapping, addr, frames.as_deref());
+        self.locations.insert(key, loc);
+        loc
+    }
+
+    fn intern_location(
+        &mut self,
+        mapping: MappingId,
+        address: u64,
+        names: Option<&[crate::symbolize::FrameInfo]>,
+    ) -> LocationId {
+        let lines = names
+            .unwrap_or(&[])
+            .iter()
+            .map(|f| Line {
+                function: self.profile.add_function(Function {
+                    name: f.name.clone(),
+                    system_name: f.name.clone(),
+                    file: f.file.clone().unwrap_or_default(),
+                    start_line: 0,
+                }),
+                line: f.line as i64,
+            })
+            .collect();
+        self.profile.add_location(Location {
+            mapping: Some(mapping),
+            address,
+            lines,
+        })
+    }
+
+    fn labels(&mut self, s: &RawSample, tracker: &Tracker) -> u32 {
+        let key = (s.tgid, s.tid, s.comm);
+        if let Some(&id) = self.label_sets.get(&key) {
+            return id;
+        }
+        let mut set: Vec<(&str, String)> = vec![
+            (labels::PID, s.tgid.to_string()),
+            (labels::TID, s.tid.to_string()),
+            (labels::THREAD_NAME, s.comm().to_string()),
+        ];
+        match tracker.process(s.tgid) {
+            Some(p) => {
+                let name = if p.comm.is_empty() {
+                    s.comm().to_string()
+                } else {
+                    p.comm.clone()
+                };
+                set.push((labels::PROCESS_NAME, name));
+                if let Some(exe) = &p.exe {
+                    set.push((labels::EXE, exe.clone()));
+                }
+                if let Some(b) = &p.build_id {
+                    set.push((labels::BUILD_ID, b.clone()));
+                }
+                if let Some(c) = &p.cgroup {
+                    set.push((labels::CGROUP, c.clone()));
+                }
+                let cl = &p.cgroup_labels;
+                if let Some(c) = &cl.container_id {
+                    set.push((labels::CONTAINER_ID, c.clone()));
+                }
+                if let Some(u) = &cl.systemd_unit {
+                    set.push((labels::SYSTEMD_UNIT, u.clone()));
+                }
+                if let Some(u) = &cl.pod_uid {
+                    set.push((labels::POD_UID, u.clone()));
+                }
+            }
+            None => set.push((labels::PROCESS_NAME, s.comm().to_string())),
+        }
+        let id = self.profile.add_label_set(set);
+        self.label_sets.insert(key, id);
+        id
+    }
+}
+
+fn count_flags(s: &RawSample, f: &mut SampleFlags) {
+    use perfpilot_bpf::*;
+    let n = s.count;
+    if s.flags & SAMPLE_F_TRUNCATED != 0 {
+        f.truncated += n;
+    }
+    if s.flags & SAMPLE_F_FP_ONLY != 0 {
+        f.fp_only += n;
+    }
+    if s.flags & SAMPLE_F_READ_ERROR != 0 {
+        f.read_error += n;
+    }
+    if s.flags & SAMPLE_F_NO_UNWIND_INFO != 0 {
+        f.no_unwind_info += n;
+    }
+    if s.flags & SAMPLE_F_STACK_LOST != 0 {
+        f.stack_lost += n;
+    }
+}

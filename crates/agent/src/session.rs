@@ -1,0 +1,231 @@
+//! A sampling session: the BPF sampler plus everything that turns its
+//! output into labelled, named profiles.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use perfpilot_bpf::{BpfError, Drained, Event, Sampler, SamplerConfig, SamplerStats};
+use perfpilot_model::Profile;
+use thiserror::Error;
+
+use crate::aggregate::{ProfileBuilder, SampleFlags};
+use crate::symbolize::{Symbolizer, SymbolizerStats};
+use crate::tracker::{Tracker, TrackerStats};
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Bpf(#[from] BpfError),
+    #[error("process {0} does not exist")]
+    NoSuchProcess(u32),
+}
+
+/// What to sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every process on the host.
+    Host,
+    /// These processes only.
+    Pids(Vec<u32>),
+    /// These processes and every process they start.
+    Tree(Vec<u32>),
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub frequency_hz: u64,
+    pub scope: Scope,
+    pub include_idle: bool,
+    pub kernel_stacks: bool,
+    /// Capacity of the BPF unwind-row array (12 bytes a row).
+    pub unwind_rows: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            frequency_hz: 99,
+            scope: Scope::Host,
+            include_idle: false,
+            kernel_stacks: true,
+            unwind_rows: 2 << 20,
+        }
+    }
+}
+
+/// Counters of a whole session, for the end-of-run summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SessionReport {
+    pub sampler: SamplerStats,
+    pub tracker: TrackerStats,
+    pub symbolizer: SymbolizerStats,
+    pub flags: SampleFlags,
+    pub samples: u64,
+    pub frames: u64,
+    pub named_frames: u64,
+    pub drains: u64,
+}
+
+impl SessionReport {
+    /// Share of sampled frames (weighted by samples) that got a name.
+    pub fn named_share(&self) -> f64 {
+        if self.frames == 0 {
+            return 0.0;
+        }
+        self.named_frames as f64 / self.frames as f64
+    }
+}
+
+pub struct Session {
+    sampler: Sampler,
+    tracker: Tracker,
+    symbolizer: Symbolizer,
+    builder: ProfileBuilder,
+    config: SessionConfig,
+    drained: Drained,
+    events: Vec<Event>,
+    /// Processes to re-read shortly after exec, once the dynamic loader
+    /// has mapped their libraries.
+    refresh_at: Vec<(Instant, u32)>,
+    profile_started: Instant,
+    report: SessionReport,
+}
+
+fn unix_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+impl Session {
+    pub fn start(config: SessionConfig) -> Result<Session, AgentError> {
+        let (targets, follow) = match &config.scope {
+            Scope::Host => (None, false),
+            Scope::Pids(p) => (Some(p.clone()), false),
+            Scope::Tree(p) => (Some(p.clone()), true),
+        };
+        if let Some(pids) = &targets {
+            for &pid in pids {
+                if !crate::procfs::process_exists(pid) {
+                    return Err(AgentError::NoSuchProcess(pid));
+                }
+            }
+        }
+        let sampler = Sampler::start(&SamplerConfig {
+            frequency_hz: config.frequency_hz,
+            include_idle: config.include_idle,
+            targets: targets.clone(),
+            follow_children: follow,
+            kernel_stacks: config.kernel_stacks,
+            user_stacks: true,
+            unwind_rows: config.unwind_rows,
+            ..Default::default()
+        })?;
+        let mut tracker = Tracker::new(sampler.unwind_row_capacity());
+        for pid in targets.unwrap_or_default() {
+            tracker.register(pid, &sampler);
+        }
+        Ok(Session {
+            sampler,
+            tracker,
+            symbolizer: Symbolizer::new(),
+            builder: ProfileBuilder::new(config.frequency_hz, unix_nanos()),
+            config,
+            drained: Drained::default(),
+            events: Vec::new(),
+            refresh_at: Vec::new(),
+            profile_started: Instant::now(),
+            report: SessionReport::default(),
+        })
+    }
+
+    /// Waits up to `timeout` for process events and handles them.
+    pub fn poll(&mut self, timeout: Duration) {
+        let timeout = match self.refresh_at.iter().map(|(t, _)| *t).min() {
+            Some(t) => timeout.min(t.saturating_duration_since(Instant::now())),
+            None => timeout,
+        };
+        self.sampler.poll_events(timeout, &mut self.events);
+        for event in std::mem::take(&mut self.events) {
+            match event {
+                Event::NewProcess(pid) => {
+                    if !self.tracker.is_tracked(pid) {
+                        self.tracker.register(pid, &self.sampler);
+                    }
+                }
+                Event::MapsStale(pid) => self.tracker.refresh(pid, &self.sampler),
+                Event::Exec(pid) => {
+                    self.tracker.register(pid, &self.sampler);
+                    let now = Instant::now();
+                    self.refresh_at.push((now + Duration::from_millis(20), pid));
+                    self.refresh_at
+                        .push((now + Duration::from_millis(250), pid));
+                }
+                Event::Exit(pid) => self.tracker.mark_exited(pid),
+            }
+        }
+        let now = Instant::now();
+        let due: Vec<u32> = self
+            .refresh_at
+            .iter()
+            .filter(|(t, _)| *t <= now)
+            .map(|(_, p)| *p)
+            .collect();
+        self.refresh_at.retain(|(t, _)| *t > now);
+        for pid in due {
+            self.tracker.refresh(pid, &self.sampler);
+        }
+    }
+
+    /// Moves samples out of the kernel into the current profile.
+    pub fn drain(&mut self) -> Result<(), AgentError> {
+        self.drained.clear();
+        let result = self.sampler.drain(&mut self.drained);
+        // Whatever was drained before an error is still used.
+        for s in &self.drained.samples {
+            if !self.tracker.is_tracked(s.tgid) {
+                self.tracker.register(s.tgid, &self.sampler);
+            }
+        }
+        let before = (
+            self.builder.samples,
+            self.builder.frames,
+            self.builder.named_frames,
+        );
+        self.builder.add(
+            &self.drained,
+            &mut self.tracker,
+            &mut self.symbolizer,
+            &mut self.report.flags,
+        );
+        self.report.samples += self.builder.samples - before.0;
+        self.report.frames += self.builder.frames - before.1;
+        self.report.named_frames += self.builder.named_frames - before.2;
+        self.report.drains += 1;
+        self.tracker.reap(&self.sampler);
+        result.map_err(AgentError::from)
+    }
+
+    /// Ends the current profile and starts a new one.
+    pub fn take_profile(&mut self) -> Profile {
+        let fresh = ProfileBuilder::new(self.config.frequency_hz, unix_nanos());
+        let old = std::mem::replace(&mut self.builder, fresh);
+        let duration = self.profile_started.elapsed().as_nanos() as i64;
+        self.profile_started = Instant::now();
+        old.finish(duration)
+    }
+
+    /// Whether `pid` is still sampled (a target, or a child of one).
+    pub fn is_target(&self, pid: u32) -> bool {
+        self.sampler.is_target(pid)
+    }
+
+    pub fn report(&self) -> SessionReport {
+        SessionReport {
+            sampler: self.sampler.stats(),
+            tracker: self.tracker.stats,
+            symbolizer: self.symbolizer.stats,
+            ..self.report
+        }
+    }
+}

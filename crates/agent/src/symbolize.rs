@@ -1,0 +1,315 @@
+//! Naming addresses: user code through blazesym (ELF symbols, DWARF with
+//! inlined functions, demangling), the kernel through kallsyms, the vDSO
+//! from its own dynamic symbols. Results are cached per object and
+//! address, so each distinct address is resolved once per session.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use blazesym::symbolize::source::{Elf, Kernel, Source};
+use blazesym::symbolize::{Input, Sym, Symbolized, Symbolizer as Blaze};
+use blazesym::MaybeDefault;
+use object::{Object, ObjectSymbol};
+
+use crate::objects::{ObjectInfo, ObjectKey};
+
+/// One function at an address; an address inside inlined code has several.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FrameInfo {
+    pub name: String,
+    pub file: Option<String>,
+    pub line: u32,
+}
+
+/// Names of an address, innermost (inlined callee) first; `None` when it
+/// could not be named.
+pub type Names = Option<Rc<[FrameInfo]>>;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SymbolizerStats {
+    /// Distinct addresses resolved (cache misses).
+    pub resolved: u64,
+    pub named: u64,
+    /// Resolved to a data symbol or outside code: left unnamed on purpose.
+    pub rejected_data: u64,
+    pub errors: u64,
+}
+
+pub struct Symbolizer {
+    blaze: Blaze,
+    user: HashMap<(ObjectKey, u64), Names>,
+    kernel: HashMap<u64, Names>,
+    vdso_symbols: Option<Vec<(u64, u64, String)>>,
+    pub stats: SymbolizerStats,
+}
+
+impl Default for Symbolizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Symbolizer {
+    pub fn new() -> Self {
+        Symbolizer {
+            blaze: Blaze::builder()
+                .enable_inlined_fns(true)
+                .enable_code_info(true)
+                .enable_demangling(true)
+                .build(),
+            user: HashMap::new(),
+            kernel: HashMap::new(),
+            vdso_symbols: None,
+            stats: SymbolizerStats::default(),
+        }
+    }
+
+    /// Cached names of an address of `object`, if already resolved.
+    pub fn cached(&self, key: ObjectKey, vaddr: u64) -> Option<&Names> {
+        self.user.get(&(key, vaddr))
+    }
+
+    pub fn cached_kernel(&self, addr: u64) -> Option<&Names> {
+        self.kernel.get(&addr)
+    }
+
+    /// Resolves the addresses (ELF virtual addresses of `object`) that are
+    /// not cached yet, in one batch.
+    pub fn resolve_object(&mut self, object: &ObjectInfo, vaddrs: &[u64]) {
+        let mut todo: Vec<u64> = vaddrs
+            .iter()
+            .copied()
+            .filter(|a| !self.user.contains_key(&(object.key, *a)))
+            .collect();
+        todo.sort_unstable();
+        todo.dedup();
+        if todo.is_empty() {
+            return;
+        }
+        self.stats.resolved += todo.len() as u64;
+        if object.key == ObjectKey::Vdso {
+            let names: Vec<Names> = todo.iter().map(|&a| self.vdso_name(object, a)).collect();
+            for (a, n) in todo.into_iter().zip(names) {
+                self.count(&n);
+                self.user.insert((object.key, a), n);
+            }
+            return;
+        }
+        let Some(path) = object.symbol_path() else {
+            for a in todo {
+                self.user.insert((object.key, a), None);
+            }
+            return;
+        };
+        let mut elf = Elf::new(path);
+        elf.debug_syms = true;
+        let src = Source::Elf(elf);
+        let results = match self.blaze.symbolize(&src, Input::VirtOffset(&todo)) {
+            Ok(r) => r,
+            Err(_) => {
+                self.stats.errors += 1;
+                vec![Symbolized::Unknown(blazesym::symbolize::Reason::IgnoredError); todo.len()]
+            }
+        };
+        let mut named = Vec::with_capacity(todo.len());
+        for (&addr, result) in todo.iter().zip(results) {
+            let names = match result {
+                Symbolized::Sym(sym) => {
+                    // blazesym considers data symbols too; a sampled pc is
+                    // code, so a symbol outside code means a bad address.
+                    if !object.is_code(sym.addr) || !within(&sym, addr, sym.addr) {
+                        self.stats.rejected_data += 1;
+                        None
+                    } else {
+                        Some(frames_of(&sym))
+                    }
+                }
+                Symbolized::Unknown(_) => None,
+            };
+            named.push((addr, names));
+        }
+        for (addr, names) in named {
+            self.count(&names);
+            self.user.insert((object.key, addr), names);
+        }
+    }
+
+    /// Resolves kernel addresses not cached yet.
+    pub fn resolve_kernel(&mut self, addrs: &[u64]) {
+        let mut todo: Vec<u64> = addrs
+            .iter()
+            .copied()
+            .filter(|a| !self.kernel.contains_key(a))
+            .collect();
+        todo.sort_unstable();
+        todo.dedup();
+        if todo.is_empty() {
+            return;
+        }
+        self.stats.resolved += todo.len() as u64;
+        // kallsyms is exact and cheap; vmlinux DWARF is rarely installed
+        // and costly to parse.
+        let kernel = Kernel {
+            vmlinux: MaybeDefault::None,
+            debug_syms: false,
+            ..Default::default()
+        };
+        let src = Source::Kernel(kernel);
+        let results = match self.blaze.symbolize(&src, Input::AbsAddr(&todo)) {
+            Ok(r) => r,
+            Err(_) => {
+                self.stats.errors += 1;
+                vec![Symbolized::Unknown(blazesym::symbolize::Reason::IgnoredError); todo.len()]
+            }
+        };
+        let resolved: Vec<(u64, Names)> = todo
+            .iter()
+            .zip(results)
+            .map(|(&a, r)| (a, r.into_sym().map(|s| frames_of(&s))))
+            .collect();
+        for (a, names) in resolved {
+            self.count(&names);
+            self.kernel.insert(a, names);
+        }
+    }
+
+    fn count(&mut self, names: &Names) {
+        if names.is_some() {
+            self.stats.named += 1;
+        }
+    }
+
+    fn vdso_name(&mut self, object: &ObjectInfo, vaddr: u64) -> Names {
+        if self.vdso_symbols.is_none() {
+            let mut syms = Vec::new();
+            if let Some(image) = &object.image {
+                if let Ok(file) = object::File::parse(image.as_slice()) {
+                    for s in file.dynamic_symbols() {
+                        if s.kind() == object::SymbolKind::Text && s.size() > 0 {
+                            if let Ok(name) = s.name() {
+                                syms.push((s.address(), s.address() + s.size(), name.to_string()));
+                            }
+                        }
+                    }
+                }
+            }
+            syms.sort();
+            self.vdso_symbols = Some(syms);
+        }
+        let syms = self.vdso_symbols.as_ref()?;
+        let i = syms.partition_point(|s| s.0 <= vaddr);
+        let (start, end, name) = syms.get(i.checked_sub(1)?)?;
+        (vaddr >= *start && vaddr < *end).then(|| {
+            Rc::from(vec![FrameInfo {
+                name: name.clone(),
+                file: None,
+                line: 0,
+            }])
+        })
+    }
+}
+
+/// Whether `addr` falls inside the symbol (when its size is known).
+fn within(sym: &Sym<'_>, addr: u64, start: u64) -> bool {
+    match sym.size {
+        Some(size) if size > 0 => addr >= start && addr < start + size as u64,
+        _ => true,
+    }
+}
+
+fn frames_of(sym: &Sym<'_>) -> Rc<[FrameInfo]> {
+    let info = |ci: &Option<blazesym::symbolize::CodeInfo<'_>>| match ci {
+        Some(ci) => (
+            Some(ci.to_path().to_string_lossy().into_owned()),
+            ci.line.unwrap_or(0),
+        ),
+        None => (None, 0),
+    };
+    // blazesym lists inlined functions outermost first; each one's code
+    // info is where in it the address is. The symbol itself is outermost.
+    let mut frames = Vec::with_capacity(sym.inlined.len() + 1);
+    for f in sym.inlined.iter().rev() {
+        let (file, line) = info(&f.code_info);
+        frames.push(FrameInfo {
+            name: f.name.to_string(),
+            file,
+            line,
+        });
+    }
+    let (file, line) = match &sym.code_info {
+        Some(ci) => (
+            Some(ci.to_path().to_string_lossy().into_owned()),
+            ci.line.unwrap_or(0),
+        ),
+        None => (None, 0),
+    };
+    frames.push(FrameInfo {
+        name: sym.name.to_string(),
+        file,
+        line,
+    });
+    Rc::from(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::{load_file, open_mapped_file};
+
+    #[inline(never)]
+    fn a_function_with_a_name() -> u64 {
+        std::hint::black_box(7)
+    }
+
+    #[test]
+    fn names_own_function_and_rejects_non_code() {
+        let me = std::process::id();
+        let maps = crate::procfs::read_maps(me).unwrap();
+        let here = a_function_with_a_name as *const () as usize as u64;
+        let m = maps
+            .iter()
+            .find(|m| m.executable && m.start <= here && here < m.end)
+            .unwrap();
+        let f = open_mapped_file(me, m).unwrap();
+        let key = ObjectKey::File {
+            dev: m.dev,
+            inode: m.inode,
+        };
+        let obj = load_file(key, &m.path, f).unwrap().info;
+        let vaddr = here - obj.bias(m);
+        let mut s = Symbolizer::new();
+        s.resolve_object(&obj, &[vaddr + 1, 0]);
+        let names = s.cached(key, vaddr + 1).unwrap().clone().unwrap();
+        assert!(
+            names
+                .last()
+                .unwrap()
+                .name
+                .contains("a_function_with_a_name"),
+            "{names:?}"
+        );
+        // Address 0 is not code.
+        assert_eq!(s.cached(key, 0), Some(&None));
+        assert_eq!(s.stats.named, 1);
+    }
+
+    #[test]
+    fn names_kernel_addresses_from_kallsyms() {
+        let text = std::fs::read_to_string("/proc/kallsyms").unwrap();
+        let Some(addr) = text.lines().find_map(|l| {
+            let mut it = l.split_whitespace();
+            let addr = u64::from_str_radix(it.next()?, 16).ok()?;
+            let kind = it.next()?;
+            let name = it.next()?;
+            (name == "schedule" && (kind == "T" || kind == "t") && addr != 0).then_some(addr)
+        }) else {
+            // Addresses are hidden from unprivileged users (kptr_restrict).
+            eprintln!("kallsyms addresses hidden; run as root to check kernel names");
+            return;
+        };
+        let mut s = Symbolizer::new();
+        s.resolve_kernel(&[addr + 4]);
+        let names = s.cached_kernel(addr + 4).unwrap().clone().unwrap();
+        assert_eq!(names[0].name, "schedule");
+    }
+}
