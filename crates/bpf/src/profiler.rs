@@ -211,6 +211,7 @@ impl Sampler {
                     message: "the BPF object has no .rodata section".into(),
                 })?;
             ro.include_idle = config.include_idle;
+            ro.self_tgid = std::process::id();
             ro.filter_tgids = config.targets.is_some();
             ro.follow_children = config.follow_children;
             ro.want_kernel_stacks = config.kernel_stacks;

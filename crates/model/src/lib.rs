@@ -12,6 +12,7 @@ pub mod pprof;
 pub mod profile;
 pub mod speedscope;
 pub mod svg;
+pub mod top;
 
 pub use error::ModelError;
 pub use format::Format;

@@ -17,6 +17,9 @@ char LICENSE[] SEC("license") = "GPL";
 #define PF_KTHREAD 0x00200000
 
 const volatile bool include_idle = false;
+/* perfpilot itself: its cost is reported from rusage instead, and
+ * symbolizing its own large binary would dominate its memory. */
+const volatile __u32 self_tgid = 0;
 const volatile bool filter_tgids = false;
 const volatile bool follow_children = false;
 const volatile bool want_kernel_stacks = true;
@@ -354,7 +357,8 @@ int on_sample(struct bpf_perf_event_data *ctx)
 		stat_inc(STAT_IDLE);
 		return 0;
 	}
-	if (filter_tgids && !bpf_map_lookup_elem(&targets, &tgid)) {
+	if ((self_tgid && tgid == self_tgid) ||
+	    (filter_tgids && !bpf_map_lookup_elem(&targets, &tgid))) {
 		stat_inc(STAT_FILTERED);
 		return 0;
 	}

@@ -1,0 +1,190 @@
+//! The `perfpilot` command: argument parsing and wiring only.
+
+mod convert;
+mod exit;
+mod record;
+mod signals;
+mod summary;
+mod top;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use perfpilot_model::Format;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    runtime failure
+  2    bad command line
+  3    not permitted: run as root, or grant CAP_BPF and CAP_PERFMON
+  4    the kernel lacks something perfpilot needs (BTF, perf events, a BPF feature)
+  5    a --pid does not exist
+  6    an input file cannot be read or parsed
+  127  the command after -- was not found";
+
+#[derive(Parser)]
+#[command(
+    name = "perfpilot",
+    version,
+    about = "Continuous profiling for Linux: complete, named CPU stacks of every process, from eBPF",
+    after_help = EXIT_CODES
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Profile the host, some processes, or a command, and write the profile
+    /// to a file.
+    #[command(after_help = RECORD_HELP)]
+    Record(RecordArgs),
+    /// Show the hottest functions live, refreshed every second (q quits).
+    #[command(after_help = TOP_HELP)]
+    Top(TopArgs),
+    /// Convert a profile between formats (pprof, folded, speedscope; SVG as
+    /// output only).
+    Convert(ConvertArgs),
+}
+
+const RECORD_HELP: &str = "\
+Examples:
+  perfpilot record -o host.pb.gz --duration 30          # the whole host for 30 s
+  perfpilot record -o app.svg --pid 4242 --duration 10  # one process, as a flame graph
+  perfpilot record -o run.folded -- ./bench --iters 5   # a command and its children
+
+Without --pid or a command, every process on the host is sampled (idle CPUs
+are left out unless --include-idle). Stacks are complete for binaries built
+without frame pointers: perfpilot unwinds them in the kernel from their
+.eh_frame tables. Press Ctrl-C to stop early; the profile is still written.";
+
+const TOP_HELP: &str = "\
+Keys: q or Esc quits, s switches sorting between self and total, p pauses.
+Columns: SELF% is the share of samples where the function was running,
+TOTAL% the share where it was on the stack. --batch N prints N plain-text
+snapshots instead (for scripts and logs).";
+
+#[derive(Args)]
+struct SamplingArgs {
+    /// Samples per second on each CPU.
+    #[arg(long = "freq", short = 'F', value_name = "HZ", default_value_t = 99,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    frequency: u64,
+    /// Sample only this process (repeatable).
+    #[arg(long = "pid", short = 'p', value_name = "PID")]
+    pids: Vec<u32>,
+    /// Also count samples of idle CPUs.
+    #[arg(long)]
+    include_idle: bool,
+    /// Leave kernel frames out of stacks.
+    #[arg(long)]
+    no_kernel: bool,
+    /// Room for unwind tables in the kernel, in rows of 12 bytes.
+    #[arg(long, value_name = "ROWS", default_value_t = 2 << 20)]
+    unwind_rows: u32,
+}
+
+#[derive(Args)]
+struct RecordArgs {
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Stop after this many seconds (default: until Ctrl-C, or until the
+    /// command exits).
+    #[arg(long, short = 'd', value_name = "SECS")]
+    duration: Option<f64>,
+    /// Output format; by default from the file extension (.pb.gz, .folded,
+    /// .svg, .json).
+    #[arg(long, short = 'f', value_enum)]
+    format: Option<FormatArg>,
+    /// Where to write the profile.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: PathBuf,
+    /// Print nothing but errors.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// A command to start and profile, with its children, until it exits.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+struct TopArgs {
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Seconds of samples the table covers (a sliding window).
+    #[arg(long, value_name = "SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    window: u64,
+    /// Print this many plain-text snapshots, one a second, then exit.
+    #[arg(long, value_name = "N")]
+    batch: Option<u32>,
+    /// Rows in a --batch snapshot.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    rows: usize,
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// The profile to read; its format is detected from its content.
+    input: PathBuf,
+    /// Where to write.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: PathBuf,
+    /// Output format; by default from the output file's extension.
+    #[arg(long, short = 'f', value_enum)]
+    format: Option<FormatArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Pprof,
+    Folded,
+    Svg,
+    Speedscope,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Pprof => Format::Pprof,
+            FormatArg::Folded => Format::Folded,
+            FormatArg::Svg => Format::Svg,
+            FormatArg::Speedscope => Format::Speedscope,
+        }
+    }
+}
+
+/// The output format: the flag, else the file's extension.
+fn output_format(flag: Option<FormatArg>, path: &std::path::Path) -> exit::Result<Format> {
+    if let Some(f) = flag {
+        return Ok(f.into());
+    }
+    let name = path.to_string_lossy();
+    Format::from_file_name(&name).ok_or_else(|| {
+        exit::Failure::new(
+            exit::USAGE,
+            anyhow::anyhow!(
+                "cannot tell the format from the name {name:?}: use --format \
+                 pprof|folded|svg|speedscope, or a .pb.gz, .folded, .svg or .json file name"
+            ),
+        )
+    })
+}
+
+fn run(cli: Cli) -> exit::Result<()> {
+    match cli.command {
+        Command::Record(args) => record::run(args),
+        Command::Top(args) => top::run(args),
+        Command::Convert(args) => convert::run(args),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(f) = run(cli) {
+        eprintln!("perfpilot: {:#}", f.error);
+        std::process::exit(f.code);
+    }
+}

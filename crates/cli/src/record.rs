@@ -1,0 +1,189 @@
+//! `perfpilot record`.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use perfpilot_agent::command::PausedChild;
+use perfpilot_agent::{Scope, Session, SessionConfig};
+
+use crate::exit::{self, Failure};
+use crate::{signals, summary, RecordArgs, SamplingArgs};
+
+/// How often samples are moved out of the kernel.
+const DRAIN_EVERY: Duration = Duration::from_secs(1);
+
+pub fn session_config(s: &SamplingArgs, scope: Scope) -> SessionConfig {
+    SessionConfig {
+        frequency_hz: s.frequency,
+        scope,
+        include_idle: s.include_idle,
+        kernel_stacks: !s.no_kernel,
+        unwind_rows: s.unwind_rows,
+    }
+}
+
+pub fn run(args: RecordArgs) -> exit::Result<()> {
+    let format = crate::output_format(args.format, &args.output)?;
+    if !args.command.is_empty() && !args.sampling.pids.is_empty() {
+        return Err(Failure::new(
+            exit::USAGE,
+            anyhow::anyhow!("give either --pid or a command after --, not both"),
+        ));
+    }
+    if let Some(d) = args.duration {
+        if !(d > 0.0 && d.is_finite()) {
+            return Err(Failure::new(
+                exit::USAGE,
+                anyhow::anyhow!("--duration must be a positive number of seconds, not {d}"),
+            ));
+        }
+    }
+    perfpilot_bpf::check_environment()?;
+
+    let mut child = if args.command.is_empty() {
+        None
+    } else {
+        let c = PausedChild::spawn(&args.command).map_err(|e| {
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                exit::COMMAND_NOT_FOUND
+            } else {
+                exit::FAILURE
+            };
+            Failure::new(
+                code,
+                anyhow::anyhow!("cannot start {:?}: {e}", args.command[0]),
+            )
+        })?;
+        Some(c)
+    };
+    let scope = match &child {
+        Some(c) => Scope::Tree(vec![c.pid()]),
+        None if args.sampling.pids.is_empty() => Scope::Host,
+        None => Scope::Pids(args.sampling.pids.clone()),
+    };
+    let mut session = Session::start(session_config(&args.sampling, scope))?;
+    signals::install();
+    if let Some(c) = &mut child {
+        c.release().map_err(|e| {
+            Failure::new(
+                exit::COMMAND_NOT_FOUND,
+                anyhow::anyhow!("cannot run {:?}: {e}", args.command[0]),
+            )
+        })?;
+    }
+
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
+    let progress = !args.quiet && std::io::stderr().is_terminal();
+    let mut last_drain = Instant::now();
+    let mut child_status = None;
+    loop {
+        let now = Instant::now();
+        if signals::stop_requested() || deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        if let Some(c) = &mut child {
+            if let Some(status) = c.try_wait() {
+                child_status = Some(status);
+                break;
+            }
+        } else if !args.sampling.pids.is_empty()
+            && args
+                .sampling
+                .pids
+                .iter()
+                .all(|&p| !perfpilot_agent::procfs::process_exists(p))
+        {
+            break;
+        }
+        let mut wait = Duration::from_millis(100);
+        if let Some(d) = deadline {
+            wait = wait.min(d.saturating_duration_since(now));
+        }
+        session.poll(wait);
+        if last_drain.elapsed() >= DRAIN_EVERY {
+            session.drain()?;
+            last_drain = Instant::now();
+            if progress {
+                let r = session.report();
+                eprint!(
+                    "\rperfpilot: recording {:.0} s, {} samples, {} processes   ",
+                    started.elapsed().as_secs_f64(),
+                    summary::count(r.samples),
+                    r.tracker.processes_registered
+                );
+            }
+        }
+    }
+    if let Some(c) = &mut child {
+        if child_status.is_none() {
+            // Ended by duration or signal: the command does not outlive us.
+            c.signal(libc::SIGTERM);
+        }
+    }
+    session.drain()?;
+    let elapsed = started.elapsed();
+    let profile = session.take_profile();
+    let title = match &child {
+        Some(_) => format!("perfpilot record -- {}", args.command.join(" ")),
+        None => "perfpilot record".to_string(),
+    };
+    let bytes = format
+        .encode(&profile, &title)
+        .with_context(|| format!("encoding the profile as {format}"))?;
+    write_atomically(&args.output, &bytes)?;
+
+    if !args.quiet {
+        if progress {
+            eprintln!();
+        }
+        let r = session.report();
+        let processes: std::collections::HashSet<&str> = profile
+            .samples()
+            .iter()
+            .filter_map(|s| profile.label(s, perfpilot_model::labels::PID))
+            .collect();
+        eprintln!(
+            "perfpilot: wrote {} ({format}): {} samples over {:.1} s from {} processes",
+            args.output.display(),
+            summary::count(r.samples),
+            elapsed.as_secs_f64(),
+            processes.len()
+        );
+        for line in summary::lines(&r) {
+            eprintln!("  {line}");
+        }
+        if let Some(status) = child_status {
+            eprintln!("  command exited with status {status}");
+        }
+    }
+    Ok(())
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees a
+/// half-written profile.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> exit::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.perfpilot-tmp"));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result
+        .with_context(|| format!("cannot write {}", path.display()))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Failure::from(e)
+        })
+}

@@ -1,0 +1,69 @@
+//! The end-of-run summary: what was recorded, what was lost, and why.
+
+use perfpilot_agent::SessionReport;
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Lines describing a session's counters. Loss is always printed, even
+/// when zero, so a clean run is visibly clean.
+pub fn lines(r: &SessionReport) -> Vec<String> {
+    let s = &r.sampler;
+    let f = &r.flags;
+    vec![
+        format!(
+            "frames named: {:.1}% of {} sampled frames ({} distinct addresses resolved, {} rejected as data symbols)",
+            r.named_share() * 100.0,
+            thousands(r.frames),
+            thousands(r.symbolizer.resolved),
+            thousands(r.symbolizer.rejected_data),
+        ),
+        format!(
+            "lost: {} samples (counts map full), {} stacks (stacks map full), {} stack hash collisions, {} events, {} drain errors",
+            thousands(s.counts_full),
+            thousands(s.stacks_full),
+            thousands(s.stack_collisions),
+            thousands(s.events_lost),
+            thousands(s.drain_errors),
+        ),
+        format!(
+            "unwinding: {} samples before their process was known (frame pointers only), {} truncated at 127 frames, {} stopped at unreadable stack memory, {} through code without unwind tables",
+            thousands(f.fp_only),
+            thousands(f.truncated),
+            thousands(f.read_error),
+            thousands(f.no_unwind_info),
+        ),
+        format!(
+            "processes: {} tracked, {} object files loaded ({} unreadable), {} unwind rows in the kernel, {} tables did not fit",
+            thousands(r.tracker.processes_registered),
+            thousands(r.tracker.objects_loaded),
+            thousands(r.tracker.objects_failed),
+            thousands(r.tracker.rows_uploaded),
+            thousands(r.tracker.tables_dropped),
+        ),
+    ]
+}
+
+pub fn count(n: u64) -> String {
+    thousands(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1000), "1,000");
+        assert_eq!(super::thousands(1234567), "1,234,567");
+    }
+}

@@ -1,0 +1,47 @@
+// Test workload: main -> driver -> mid -> {leaf_heavy, leaf_light}, where
+// leaf_heavy does three times the work of leaf_light. Runs for the number
+// of seconds in the first argument. Built by the tests in release mode
+// without frame pointers.
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+#[inline(never)]
+fn leaf_heavy(n: u64, x: u64) -> u64 {
+    let mut x = x;
+    for _ in 0..3 * black_box(n) {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    }
+    x
+}
+
+#[inline(never)]
+fn leaf_light(n: u64, x: u64) -> u64 {
+    let mut x = x;
+    for _ in 0..black_box(n) {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    }
+    x
+}
+
+#[inline(never)]
+fn mid(n: u64, x: u64) -> u64 {
+    let a = leaf_heavy(n, x);
+    let b = leaf_light(n, a);
+    black_box(b) ^ 1
+}
+
+#[inline(never)]
+fn driver(seconds: f64) -> u64 {
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut x = 1;
+    while Instant::now() < end {
+        x = mid(100_000, x);
+    }
+    black_box(x) + 1
+}
+
+fn main() {
+    let secs = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3.0);
+    let x = driver(secs);
+    black_box(x);
+}
