@@ -51,6 +51,25 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
             thousands(r.tracker.tables_dropped),
         ),
     ]
+    .into_iter()
+    .chain(std::iter::once({
+        let (cpu, rss) = own_cost();
+        format!("perfpilot itself (not sampled): {cpu:.2} s CPU, peak RSS {rss:.1} MiB")
+    }))
+    .collect()
+}
+
+/// perfpilot's own cost so far: CPU seconds (user + system) and peak RSS
+/// in MiB. It does not sample itself, so this is where its cost shows.
+pub fn own_cost() -> (f64, f64) {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        secs(ru.ru_utime) + secs(ru.ru_stime),
+        ru.ru_maxrss as f64 / 1024.0,
+    )
 }
 
 pub fn count(n: u64) -> String {
