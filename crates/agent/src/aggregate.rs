@@ -18,7 +18,13 @@ enum LocKey {
     Kernel(u64),
     /// JIT or unmapped code: only meaningful within its process.
     Anonymous(u32, u64),
+    /// A Python code object of a process.
+    Python(u32, u64),
 }
+
+/// The native function that runs Python frames; each call of it runs one
+/// group of Python frames (ending at a frame entered from C).
+const PYTHON_EVAL: &str = "_PyEval_EvalFrameDefault";
 
 /// Builds one profile from any number of drains.
 pub struct ProfileBuilder {
@@ -28,6 +34,7 @@ pub struct ProfileBuilder {
     mappings: HashMap<ObjectKey, MappingId>,
     kernel_mapping: Option<MappingId>,
     anon_mapping: Option<MappingId>,
+    python_mapping: Option<MappingId>,
     label_sets: HashMap<(u32, u32, [u8; 16]), u32>,
     pub samples: u64,
     pub frames: u64,
@@ -42,6 +49,8 @@ pub struct SampleFlags {
     pub read_error: u64,
     pub no_unwind_info: u64,
     pub stack_lost: u64,
+    /// Samples of Python processes whose Python frames could not be found.
+    pub python_no_thread: u64,
 }
 
 impl ProfileBuilder {
@@ -61,6 +70,7 @@ impl ProfileBuilder {
             mappings: HashMap::new(),
             kernel_mapping: None,
             anon_mapping: None,
+            python_mapping: None,
             label_sets: HashMap::new(),
             samples: 0,
             frames: 0,
@@ -90,10 +100,29 @@ impl ProfileBuilder {
                 let loc = self.kernel_location(addr, symbolizer);
                 stack.push(loc);
             }
+            let python = drained.stacks.get(&s.python_stack).unwrap_or(&empty);
+            let mut groups = python_groups(python).into_iter();
             for (i, &ip) in user.iter().enumerate() {
                 let addr = if i == 0 { ip } else { ip.wrapping_sub(1) };
                 let loc = self.user_location(s.tgid, addr, tracker, symbolizer);
+                if self.profile.location_name(loc) == PYTHON_EVAL {
+                    if let Some(group) = groups.next() {
+                        for code in group {
+                            let l = self.python_location(s.tgid, code, symbolizer);
+                            stack.push(l);
+                        }
+                        continue;
+                    }
+                }
                 stack.push(loc);
+            }
+            // Python frames whose interpreter frames were not unwound go
+            // at the root, in order.
+            for group in groups {
+                for code in group {
+                    let l = self.python_location(s.tgid, code, symbolizer);
+                    stack.push(l);
+                }
             }
             self.frames += stack.len() as u64 * s.count;
             self.named_frames += stack
@@ -209,6 +238,38 @@ impl ProfileBuilder {
         }
     }
 
+    fn python_location(&mut self, pid: u32, code: u64, symbolizer: &Symbolizer) -> LocationId {
+        let key = LocKey::Python(pid, code);
+        if let Some(&l) = self.locations.get(&key) {
+            return l;
+        }
+        let mapping = *self.python_mapping.get_or_insert_with(|| {
+            self.profile.add_mapping(Mapping {
+                file: "[python]".into(),
+                ..Default::default()
+            })
+        });
+        let names = symbolizer.cached_python(pid, code).cloned().flatten();
+        let loc = match names.as_deref() {
+            Some([f]) => {
+                let function = self.profile.add_function(Function {
+                    name: f.name.clone(),
+                    system_name: f.name.clone(),
+                    file: f.file.clone().unwrap_or_default(),
+                    start_line: f.line as i64,
+                });
+                self.profile.add_location(Location {
+                    mapping: Some(mapping),
+                    address: code,
+                    lines: vec![Line { function, line: 0 }],
+                })
+            }
+            _ => self.intern_location(mapping, code, None),
+        };
+        self.locations.insert(key, loc);
+        loc
+    }
+
     fn anonymous_location(&mut self, pid: u32, addr: u64, name: Option<String>) -> LocationId {
         let key = LocKey::Anonymous(pid, addr);
         if let Some(&l) = self.locations.get(&key) {
@@ -304,6 +365,23 @@ impl ProfileBuilder {
     }
 }
 
+/// Splits a Python stack (code object addresses, bit 0 set on frames
+/// entered from C; leaf first) into the groups each interpreter call ran.
+fn python_groups(stack: &[u64]) -> Vec<Vec<u64>> {
+    let mut groups = Vec::new();
+    let mut current = Vec::new();
+    for &entry in stack {
+        current.push(entry & !1);
+        if entry & 1 != 0 {
+            groups.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    groups
+}
+
 fn count_flags(s: &RawSample, f: &mut SampleFlags) {
     use perfpilot_bpf::*;
     let n = s.count;
@@ -321,5 +399,26 @@ fn count_flags(s: &RawSample, f: &mut SampleFlags) {
     }
     if s.flags & SAMPLE_F_STACK_LOST != 0 {
         f.stack_lost += n;
+    }
+    if s.flags & SAMPLE_F_PY_NO_THREAD != 0 {
+        f.python_no_thread += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::python_groups;
+
+    #[test]
+    fn python_frames_group_at_entry_frames() {
+        // leaf, mid (entry), driver, main (entry), module (entry)
+        let stack = [0x100, 0x201, 0x300, 0x401, 0x501];
+        assert_eq!(
+            python_groups(&stack),
+            vec![vec![0x100, 0x200], vec![0x300, 0x400], vec![0x500]]
+        );
+        // A walk cut short keeps its last, open group.
+        assert_eq!(python_groups(&[0x100, 0x200]), vec![vec![0x100, 0x200]]);
+        assert!(python_groups(&[]).is_empty());
     }
 }

@@ -11,6 +11,7 @@ pub mod command;
 pub mod objects;
 pub mod perfmap;
 pub mod procfs;
+pub mod python;
 pub mod rows;
 pub mod session;
 pub mod symbolize;

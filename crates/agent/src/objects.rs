@@ -42,6 +42,9 @@ pub struct ObjectInfo {
     /// them is data, never a frame's name.
     pub code_ranges: Vec<(u64, u64)>,
     pub is_go: bool,
+    /// For a CPython interpreter or libpython: its version and the virtual
+    /// address of `_PyRuntime`.
+    pub python: Option<((u32, u32), u64)>,
     /// For the vDSO, its image (it has no file).
     pub image: Option<Vec<u8>>,
 }
@@ -183,6 +186,8 @@ fn parse(key: ObjectKey, path: &str, data: &[u8]) -> Result<LoadedObject, String
         .collect();
     let is_go = file.section_by_name(".gopclntab").is_some()
         || file.section_by_name(".go.buildinfo").is_some();
+    let python = crate::python::version_from_path(path)
+        .and_then(|v| Some((v, crate::python::runtime_symbol(data)?)));
     let rows = match perfpilot_unwind::build_table(data) {
         Ok(t) => t.rows,
         Err(_) => Vec::new(),
@@ -196,6 +201,7 @@ fn parse(key: ObjectKey, path: &str, data: &[u8]) -> Result<LoadedObject, String
             segments,
             code_ranges,
             is_go,
+            python,
             image: None,
         },
         rows,
@@ -266,6 +272,7 @@ mod tests {
             ],
             code_ranges: vec![(0x401000, 0x402000)],
             is_go: false,
+            python: None,
             image: None,
         };
         let m = maps_entry(0x401000, 0x1000);

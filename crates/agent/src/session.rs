@@ -187,6 +187,20 @@ impl Session {
                 self.tracker.register(s.tgid, &self.sampler);
             }
         }
+        for s in &self.drained.samples {
+            let Some(py) = self.drained.stacks.get(&s.python_stack) else {
+                continue;
+            };
+            for &entry in py {
+                let code = entry & !1;
+                let sampler = &self.sampler;
+                self.symbolizer.resolve_python(s.tgid, code, || {
+                    sampler
+                        .python_name(s.tgid, code)
+                        .map(|n| (n.qualname, n.filename, n.first_line))
+                });
+            }
+        }
         let before = (
             self.builder.samples,
             self.builder.frames,

@@ -40,6 +40,8 @@ pub struct Symbolizer {
     user: HashMap<(ObjectKey, u64), Names>,
     kernel: HashMap<u64, Names>,
     vdso_symbols: Option<Vec<(u64, u64, String)>>,
+    /// Python code objects by (process, code object address).
+    python: HashMap<(u32, u64), Names>,
     pub stats: SymbolizerStats,
 }
 
@@ -60,6 +62,7 @@ impl Symbolizer {
             user: HashMap::new(),
             kernel: HashMap::new(),
             vdso_symbols: None,
+            python: HashMap::new(),
             stats: SymbolizerStats::default(),
         }
     }
@@ -71,6 +74,41 @@ impl Symbolizer {
 
     pub fn cached_kernel(&self, addr: u64) -> Option<&Names> {
         self.kernel.get(&addr)
+    }
+
+    pub fn cached_python(&self, pid: u32, code: u64) -> Option<&Names> {
+        self.python.get(&(pid, code))
+    }
+
+    /// Names a Python code object once, from what `fetch` returns
+    /// (qualified name, file, first line).
+    pub fn resolve_python(
+        &mut self,
+        pid: u32,
+        code: u64,
+        fetch: impl FnOnce() -> Option<(String, String, u32)>,
+    ) {
+        if self.python.contains_key(&(pid, code)) {
+            return;
+        }
+        self.stats.resolved += 1;
+        let names: Names =
+            fetch()
+                .filter(|(name, _, _)| !name.is_empty())
+                .map(|(name, file, line)| {
+                    Rc::from(vec![FrameInfo {
+                        name,
+                        file: (!file.is_empty()).then_some(file),
+                        line,
+                    }])
+                });
+        self.count(&names);
+        self.python.insert((pid, code), names);
+    }
+
+    /// Drops what is cached for a process's Python code objects.
+    pub fn forget_process(&mut self, pid: u32) {
+        self.python.retain(|(p, _), _| *p != pid);
     }
 
     /// Resolves the addresses (ELF virtual addresses of `object`) that are

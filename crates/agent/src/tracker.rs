@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
-use perfpilot_bpf::{BpfError, ExecMap, Sampler};
+use perfpilot_bpf::{BpfError, ExecMap, PythonProcess, Sampler};
 use perfpilot_unwind::UnwindRow;
 
 use crate::cgroup::{labels_from_path, CgroupLabels};
@@ -19,7 +19,12 @@ use crate::rows::{RowAllocator, RowRange};
 /// Where the unwinder's tables go. [`Sampler`] is the real one.
 pub trait UnwindSink {
     fn write_rows(&self, start: u32, rows: &[UnwindRow]) -> Result<(), BpfError>;
-    fn set_process_maps(&self, tgid: u32, maps: &[ExecMap]) -> Result<(), BpfError>;
+    fn set_process_maps(
+        &self,
+        tgid: u32,
+        maps: &[ExecMap],
+        python: Option<&PythonProcess>,
+    ) -> Result<(), BpfError>;
     fn remove_process(&self, tgid: u32);
 }
 
@@ -27,8 +32,13 @@ impl UnwindSink for Sampler {
     fn write_rows(&self, start: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
         self.write_unwind_rows(start, rows)
     }
-    fn set_process_maps(&self, tgid: u32, maps: &[ExecMap]) -> Result<(), BpfError> {
-        Sampler::set_process_maps(self, tgid, maps)
+    fn set_process_maps(
+        &self,
+        tgid: u32,
+        maps: &[ExecMap],
+        python: Option<&PythonProcess>,
+    ) -> Result<(), BpfError> {
+        Sampler::set_process_maps(self, tgid, maps, python)
     }
     fn remove_process(&self, tgid: u32) {
         Sampler::remove_process(self, tgid)
@@ -60,6 +70,8 @@ pub struct ProcessInfo {
     pub mappings: Vec<ProcMapping>,
     pub kernel_thread: bool,
     pub exited: bool,
+    /// Set when the process runs a CPython perfpilot can unwind.
+    pub python: Option<PythonProcess>,
     perf_map: Option<PerfMap>,
     fingerprint: u64,
 }
@@ -159,6 +171,7 @@ impl Tracker {
                     mappings: Vec::new(),
                     kernel_thread: false,
                     exited: true,
+                    python: None,
                     perf_map: None,
                     fingerprint: 0,
                 });
@@ -194,6 +207,7 @@ impl Tracker {
             .as_deref()
             .map(labels_from_path)
             .unwrap_or_default();
+        let python = self.python_of(pid, &mappings);
         let info = ProcessInfo {
             pid,
             comm: snap.comm,
@@ -204,6 +218,7 @@ impl Tracker {
             mappings,
             kernel_thread: snap.kernel_thread,
             exited: false,
+            python,
             perf_map: None,
             fingerprint,
         };
@@ -228,6 +243,7 @@ impl Tracker {
         let (mappings, fp) = self.load_mappings(pid, &maps, sink);
         if let Some(mut p) = self.procs.remove(&pid) {
             self.release_mappings(&p.mappings);
+            p.python = self.python_of(pid, &mappings);
             p.mappings = mappings;
             p.fingerprint = fp;
             self.push_to_bpf(&p, sink);
@@ -301,6 +317,20 @@ impl Tracker {
     /// All tracked pids.
     pub fn pids(&self) -> Vec<u32> {
         self.procs.keys().copied().collect()
+    }
+
+    /// The Python unwinder's view of a process that maps a CPython
+    /// interpreter of a known version.
+    fn python_of(&self, pid: u32, mappings: &[ProcMapping]) -> Option<PythonProcess> {
+        mappings.iter().find_map(|m| {
+            let info = self.object(m.object?)?;
+            let ((major, minor), runtime_vaddr) = info.python?;
+            Some(PythonProcess {
+                runtime: runtime_vaddr.wrapping_add(m.bias),
+                pidns: crate::python::pid_namespace(pid),
+                offsets: crate::python::offsets_for(major, minor)?,
+            })
+        })
     }
 
     fn load_mappings(
@@ -465,7 +495,10 @@ impl Tracker {
         if maps.len() > perfpilot_bpf::MAX_EXEC_MAPS {
             self.stats.mappings_truncated += 1;
         }
-        if sink.set_process_maps(p.pid, &maps).is_err() {
+        if sink
+            .set_process_maps(p.pid, &maps, p.python.as_ref())
+            .is_err()
+        {
             self.stats.map_errors += 1;
         }
     }
@@ -533,7 +566,12 @@ mod tests {
             self.rows.borrow_mut().push((start, rows.len()));
             Ok(())
         }
-        fn set_process_maps(&self, tgid: u32, maps: &[ExecMap]) -> Result<(), BpfError> {
+        fn set_process_maps(
+            &self,
+            tgid: u32,
+            maps: &[ExecMap],
+            _python: Option<&PythonProcess>,
+        ) -> Result<(), BpfError> {
             self.procs.borrow_mut().insert(tgid, maps.to_vec());
             Ok(())
         }

@@ -31,8 +31,13 @@ pub const SAMPLE_F_READ_ERROR: u32 = 1 << 2;
 pub const SAMPLE_F_NO_UNWIND_INFO: u32 = 1 << 3;
 pub const SAMPLE_F_STACK_LOST: u32 = 1 << 4;
 pub const SAMPLE_F_UNSUPPORTED: u32 = 1 << 5;
+pub const SAMPLE_F_PY_TRUNCATED: u32 = 1 << 6;
+pub const SAMPLE_F_PY_NO_THREAD: u32 = 1 << 7;
+const PROC_F_PYTHON: u32 = 1;
+const PY_NAME_LEN: usize = 64;
+const PY_FILE_LEN: usize = 96;
 
-const SAMPLE_KEY_SIZE: usize = 32;
+const SAMPLE_KEY_SIZE: usize = 40;
 const SAMPLE_VALUE_SIZE: usize = 24;
 const STACK_SIZE: usize = 8 + 8 * MAX_FRAMES;
 const UNWIND_ROW_SIZE: usize = 12;
@@ -75,6 +80,78 @@ pub struct ExecMap {
     pub row_count: u32,
 }
 
+/// Where CPython keeps the state the Python unwinder reads: byte offsets
+/// of fields, for one CPython version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PythonOffsets {
+    pub runtime_interp_head: u16,
+    pub runtime_tstate_current: u16,
+    pub interp_threads_head: u16,
+    pub tstate_next: u16,
+    pub tstate_native_thread_id: u16,
+    pub tstate_cframe: u16,
+    pub cframe_current_frame: u16,
+    pub frame_code: u16,
+    pub frame_previous: u16,
+    pub frame_is_entry: u16,
+    pub code_qualname: u16,
+    pub code_filename: u16,
+    pub code_firstlineno: u16,
+    pub unicode_state: u16,
+    pub unicode_ascii_data: u16,
+    pub unicode_compact_data: u16,
+}
+
+/// A Python process, as the BPF Python unwinder needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PythonProcess {
+    /// Runtime address of `_PyRuntime`.
+    pub runtime: u64,
+    /// The process's pid namespace (device, inode), so thread ids can be
+    /// matched from inside containers; (0, 0) when the same as ours.
+    pub pidns: (u64, u64),
+    pub offsets: PythonOffsets,
+}
+
+impl PythonProcess {
+    fn encode(&self) -> Vec<u8> {
+        let o = &self.offsets;
+        let mut v = Vec::with_capacity(56);
+        v.extend_from_slice(&self.runtime.to_ne_bytes());
+        v.extend_from_slice(&self.pidns.0.to_ne_bytes());
+        v.extend_from_slice(&self.pidns.1.to_ne_bytes());
+        for f in [
+            o.runtime_interp_head,
+            o.runtime_tstate_current,
+            o.interp_threads_head,
+            o.tstate_next,
+            o.tstate_native_thread_id,
+            o.tstate_cframe,
+            o.cframe_current_frame,
+            o.frame_code,
+            o.frame_previous,
+            o.frame_is_entry,
+            o.code_qualname,
+            o.code_filename,
+            o.code_firstlineno,
+            o.unicode_state,
+            o.unicode_ascii_data,
+            o.unicode_compact_data,
+        ] {
+            v.extend_from_slice(&f.to_ne_bytes());
+        }
+        v
+    }
+}
+
+/// A Python function's name as captured at sample time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonName {
+    pub qualname: String,
+    pub filename: String,
+    pub first_line: u32,
+}
+
 /// Something the BPF side wants user space to know about a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Event {
@@ -94,6 +171,9 @@ pub struct RawSample {
     /// Key into [`Drained::stacks`]; 0 when there is no user stack.
     pub user_stack: u64,
     pub kernel_stack: u64,
+    /// Python code object pointers (bit 0: the frame was entered from C),
+    /// leaf first; 0 when the process is not Python.
+    pub python_stack: u64,
     pub flags: u32,
     pub count: u64,
     pub comm: [u8; 16],
@@ -139,6 +219,9 @@ pub struct SamplerStats {
     pub unwind_read_errors: u64,
     pub unwind_unsupported: u64,
     pub kernel_stack_errors: u64,
+    /// Samples of Python processes whose thread state was not found.
+    pub python_no_thread: u64,
+    pub python_truncated: u64,
     /// Batch drain calls that failed (counted in user space).
     pub drain_errors: u64,
 }
@@ -247,6 +330,12 @@ impl Sampler {
                 UNWIND_ROW_SIZE,
             ),
             ("procs", skel.maps.procs.value_size(), PROC_MAPS_SIZE),
+            ("py_procs", skel.maps.py_procs.value_size(), 56),
+            (
+                "py_names",
+                skel.maps.py_names.value_size(),
+                PY_NAME_LEN + PY_FILE_LEN + 8,
+            ),
         ];
         for (name, got, want) in checks {
             if got as usize != want {
@@ -386,11 +475,24 @@ impl Sampler {
 
     /// Tells the unwinder about a process's executable mappings (sorted by
     /// start; at most [`MAX_EXEC_MAPS`], extra ones are ignored).
-    pub fn set_process_maps(&self, tgid: u32, maps: &[ExecMap]) -> Result<(), BpfError> {
+    pub fn set_process_maps(
+        &self,
+        tgid: u32,
+        maps: &[ExecMap],
+        python: Option<&PythonProcess>,
+    ) -> Result<(), BpfError> {
+        if let Some(py) = python {
+            self.skel
+                .maps
+                .py_procs
+                .update(&tgid.to_ne_bytes(), &py.encode(), MapFlags::ANY)
+                .map_err(|e| BpfError::map("storing a Python process's layout", e))?;
+        }
         let mut value = Vec::with_capacity(PROC_MAPS_SIZE);
         let n = maps.len().min(MAX_EXEC_MAPS);
         value.extend_from_slice(&(n as u32).to_ne_bytes());
-        value.extend_from_slice(&0u32.to_ne_bytes());
+        let flags = if python.is_some() { PROC_F_PYTHON } else { 0 };
+        value.extend_from_slice(&flags.to_ne_bytes());
         for m in &maps[..n] {
             value.extend_from_slice(&m.start.to_ne_bytes());
             value.extend_from_slice(&m.end.to_ne_bytes());
@@ -409,6 +511,33 @@ impl Sampler {
     pub fn remove_process(&self, tgid: u32) {
         // Absent already is fine: the exec tracepoint deletes entries too.
         let _ = self.skel.maps.procs.delete(&tgid.to_ne_bytes());
+        let _ = self.skel.maps.py_procs.delete(&tgid.to_ne_bytes());
+    }
+
+    /// The name the BPF side captured for a Python code object.
+    pub fn python_name(&self, tgid: u32, code: u64) -> Option<PythonName> {
+        let mut key = Vec::with_capacity(16);
+        key.extend_from_slice(&tgid.to_ne_bytes());
+        key.extend_from_slice(&0u32.to_ne_bytes());
+        key.extend_from_slice(&code.to_ne_bytes());
+        let v = self.skel.maps.py_names.lookup(&key, MapFlags::ANY).ok()??;
+        if v.len() < PY_NAME_LEN + PY_FILE_LEN + 4 {
+            return None;
+        }
+        let text = |b: &[u8]| {
+            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+            // Latin-1 strings are copied as bytes; map them to chars.
+            b[..end].iter().map(|&c| c as char).collect::<String>()
+        };
+        Some(PythonName {
+            qualname: text(&v[..PY_NAME_LEN]),
+            filename: text(&v[PY_NAME_LEN..PY_NAME_LEN + PY_FILE_LEN]),
+            first_line: u32::from_ne_bytes(
+                v[PY_NAME_LEN + PY_FILE_LEN..PY_NAME_LEN + PY_FILE_LEN + 4]
+                    .try_into()
+                    .unwrap_or([0; 4]),
+            ),
+        })
     }
 
     /// Waits up to `timeout` for events and appends them to `out`.
@@ -465,7 +594,7 @@ impl Sampler {
 
     /// Counters summed over CPUs.
     pub fn stats(&self) -> SamplerStats {
-        let mut v = [0u64; 12];
+        let mut v = [0u64; 14];
         for (i, slot) in v.iter_mut().enumerate() {
             if let Ok(Some(per_cpu)) = self
                 .skel
@@ -492,6 +621,8 @@ impl Sampler {
             unwind_read_errors: v[9],
             unwind_unsupported: v[10],
             kernel_stack_errors: v[11],
+            python_no_thread: v[12],
+            python_truncated: v[13],
             drain_errors: self.drain_errors,
         }
     }
@@ -507,7 +638,8 @@ fn decode_sample(k: &[u8], v: &[u8]) -> RawSample {
         tid: u32_at(k, 4),
         user_stack: u64_at(k, 8),
         kernel_stack: u64_at(k, 16),
-        flags: u32_at(k, 24),
+        python_stack: u64_at(k, 24),
+        flags: u32_at(k, 32),
         count: u64_at(v, 0),
         comm,
     }
@@ -543,6 +675,7 @@ mod tests {
         k.extend_from_slice(&8u32.to_ne_bytes());
         k.extend_from_slice(&0xaau64.to_ne_bytes());
         k.extend_from_slice(&0xbbu64.to_ne_bytes());
+        k.extend_from_slice(&0xccu64.to_ne_bytes());
         k.extend_from_slice(&3u32.to_ne_bytes());
         k.extend_from_slice(&0u32.to_ne_bytes());
         let mut v = Vec::new();

@@ -109,3 +109,16 @@ fn root_go() {
         light: "main.leafLight",
     });
 }
+
+#[test]
+fn root_python() {
+    // Python functions, read from the interpreter's frames and placed where
+    // the interpreter ran them among the native frames.
+    check(Expect {
+        kind: "python",
+        process: "python3",
+        chain: ["main", "driver", "mid"],
+        heavy: "leaf_heavy",
+        light: "leaf_light",
+    });
+}

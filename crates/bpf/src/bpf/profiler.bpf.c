@@ -93,7 +93,25 @@ struct {
 struct pp_scratch {
 	struct pp_stack user;
 	struct pp_stack kernel;
+	struct pp_stack python;
+	struct pp_py_name name;
 };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct pp_py_proc);
+} py_procs SEC(".maps");
+
+/* Names of code objects, read once at sample time so they survive the
+ * process. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct pp_py_name_key);
+	__type(value, struct pp_py_name);
+} py_names SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -344,6 +362,136 @@ static __always_inline __u64 intern_stack(void *stacks, const struct pp_stack *s
 	return h;
 }
 
+/* ---- CPython frames ---- */
+
+static __always_inline __u64 read_u64(__u64 addr)
+{
+	__u64 v = 0;
+	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+struct py_thread_search {
+	__u64 t;
+	__u64 found;
+	__u64 tid;
+	__u32 tgid;
+};
+
+static long py_thread_step(__u64 index, void *ctx)
+{
+	struct py_thread_search *s = ctx;
+	if (!s->t)
+		return 1;
+	struct pp_py_proc *py = bpf_map_lookup_elem(&py_procs, &s->tgid);
+	if (!py)
+		return 1;
+	if (read_u64(s->t + py->o.tstate_native_thread_id) == s->tid) {
+		s->found = s->t;
+		return 1;
+	}
+	s->t = read_u64(s->t + py->o.tstate_next);
+	return 0;
+}
+
+/* Copies a str object's text (ASCII or Latin-1 compact strings). */
+static __always_inline void read_py_str(char *dst, __u32 len, __u64 str, struct pp_py_proc *py)
+{
+	dst[0] = 0;
+	if (!str)
+		return;
+	__u32 state = 0;
+	bpf_probe_read_user(&state, sizeof(state), (void *)(str + py->o.unicode_state));
+	__u32 kind = (state >> 2) & 7;
+	bool compact = state & (1 << 5);
+	bool ascii = state & (1 << 6);
+	if (!compact)
+		return;
+	if (ascii)
+		bpf_probe_read_user_str(dst, len, (void *)(str + py->o.unicode_ascii_data));
+	else if (kind == 1)
+		bpf_probe_read_user_str(dst, len, (void *)(str + py->o.unicode_compact_data));
+}
+
+struct py_walk {
+	__u64 frame;
+	__u32 tgid;
+	__u32 flags;
+};
+
+static long py_frame_step(__u64 index, void *ctx)
+{
+	struct py_walk *w = ctx;
+	if (!w->frame)
+		return 1;
+	__u32 zero = 0;
+	struct pp_scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
+	struct pp_py_proc *py = bpf_map_lookup_elem(&py_procs, &w->tgid);
+	if (!sc || !py)
+		return 1;
+	__u64 n = sc->python.len;
+	if (n >= MAX_FRAMES) {
+		w->flags |= SAMPLE_F_PY_TRUNCATED;
+		return 1;
+	}
+	__u64 code = read_u64(w->frame + py->o.frame_code);
+	__u8 is_entry = 0;
+	bpf_probe_read_user(&is_entry, 1, (void *)(w->frame + py->o.frame_is_entry));
+	w->frame = read_u64(w->frame + py->o.frame_previous);
+	if (!code)
+		return 0;
+	sc->python.ips[n] = code | (is_entry ? 1 : 0);
+	sc->python.len = n + 1;
+
+	struct pp_py_name_key k = {.tgid = w->tgid, .code = code};
+	if (bpf_map_lookup_elem(&py_names, &k))
+		return 0;
+	struct pp_py_name *name = &sc->name;
+	read_py_str(name->qualname, PY_NAME_LEN, read_u64(code + py->o.code_qualname), py);
+	read_py_str(name->filename, PY_FILE_LEN, read_u64(code + py->o.code_filename), py);
+	name->firstlineno = 0;
+	bpf_probe_read_user(&name->firstlineno, 4, (void *)(code + py->o.code_firstlineno));
+	bpf_map_update_elem(&py_names, &k, name, BPF_ANY);
+	return 0;
+}
+
+/* Walks the Python frames of the current thread into sc->python. */
+static __always_inline __u32 python_stack(__u32 tgid, __u32 tid)
+{
+	struct pp_py_proc *py = bpf_map_lookup_elem(&py_procs, &tgid);
+	if (!py)
+		return 0;
+	__u64 ns_tid = tid;
+	if (py->pidns_ino) {
+		struct bpf_pidns_info ns = {};
+		if (bpf_get_ns_current_pid_tgid(py->pidns_dev, py->pidns_ino, &ns, sizeof(ns)) == 0)
+			ns_tid = ns.pid;
+	}
+	/* The thread holding the GIL is the usual answer; else search. */
+	__u64 tstate = read_u64(py->runtime + py->o.runtime_tstate_current);
+	if (!tstate || read_u64(tstate + py->o.tstate_native_thread_id) != ns_tid) {
+		__u64 interp = read_u64(py->runtime + py->o.runtime_interp_head);
+		struct py_thread_search s = {};
+		s.t = interp ? read_u64(interp + py->o.interp_threads_head) : 0;
+		s.tid = ns_tid;
+		s.tgid = tgid;
+		bpf_loop(64, py_thread_step, &s, 0);
+		tstate = s.found;
+	}
+	if (!tstate) {
+		stat_inc(STAT_PY_NO_THREAD);
+		return SAMPLE_F_PY_NO_THREAD;
+	}
+	__u64 cframe = read_u64(tstate + py->o.tstate_cframe);
+	struct py_walk w = {};
+	w.frame = cframe ? read_u64(cframe + py->o.cframe_current_frame) : 0;
+	w.tgid = tgid;
+	bpf_loop(MAX_FRAMES + 1, py_frame_step, &w, 0);
+	if (w.flags & SAMPLE_F_PY_TRUNCATED)
+		stat_inc(STAT_PY_TRUNCATED);
+	return w.flags;
+}
+
 SEC("perf_event")
 int on_sample(struct bpf_perf_event_data *ctx)
 {
@@ -368,6 +516,7 @@ int on_sample(struct bpf_perf_event_data *ctx)
 		return 0;
 	sc->user.len = 0;
 	sc->kernel.len = 0;
+	sc->python.len = 0;
 
 	struct pp_sample_key key = {};
 	key.tgid = tgid;
@@ -412,6 +561,8 @@ int on_sample(struct bpf_perf_event_data *ctx)
 				stat_inc(STAT_UNWIND_READ_ERROR);
 			if (st.flags & SAMPLE_F_UNSUPPORTED)
 				stat_inc(STAT_UNWIND_UNSUPPORTED);
+			if (proc->flags & PROC_F_PYTHON)
+				key.flags |= python_stack(tgid, tid);
 		}
 	}
 
@@ -421,7 +572,9 @@ int on_sample(struct bpf_perf_event_data *ctx)
 
 	key.user_stack = intern_stack(stacks, &sc->user);
 	key.kernel_stack = intern_stack(stacks, &sc->kernel);
-	if ((sc->user.len && !key.user_stack) || (sc->kernel.len && !key.kernel_stack))
+	key.python_stack = intern_stack(stacks, &sc->python);
+	if ((sc->user.len && !key.user_stack) || (sc->kernel.len && !key.kernel_stack) ||
+	    (sc->python.len && !key.python_stack))
 		key.flags |= SAMPLE_F_STACK_LOST;
 
 	struct pp_sample_value *v = bpf_map_lookup_elem(counts, &key);

@@ -20,6 +20,7 @@ struct pp_sample_key {
 	__u32 tid;
 	__u64 user_stack;   /* hash in the stacks map, 0 = none */
 	__u64 kernel_stack; /* hash in the stacks map, 0 = none */
+	__u64 python_stack; /* code object pointers | is_entry bit, leaf first */
 	__u32 flags;        /* SAMPLE_F_* */
 	__u32 _pad;
 };
@@ -35,6 +36,8 @@ struct pp_sample_value {
 #define SAMPLE_F_NO_UNWIND_INFO (1 << 3) /* a frame fell back to frame pointers */
 #define SAMPLE_F_STACK_LOST (1 << 4)   /* stacks map full: a stack is missing */
 #define SAMPLE_F_UNSUPPORTED (1 << 5)  /* a CFA rule the unwinder cannot evaluate */
+#define SAMPLE_F_PY_TRUNCATED (1 << 6) /* more Python frames than MAX_FRAMES */
+#define SAMPLE_F_PY_NO_THREAD (1 << 7) /* Python process, thread state not found */
 
 /* One row of an unwind table: from pc (relative to the ELF's virtual
  * addresses) until the next row's pc, how to find the CFA and rbp. */
@@ -65,10 +68,55 @@ struct pp_exec_map {
 	__u32 row_count; /* 0: no table, use frame pointers */
 };
 
+#define PROC_F_PYTHON 1
+
 struct pp_proc_maps {
 	__u32 count; /* sorted by start */
 	__u32 flags;
 	struct pp_exec_map maps[MAX_EXEC_MAPS];
+};
+
+/* Where CPython keeps what the Python unwinder reads, per version. */
+struct pp_py_offsets {
+	__u16 runtime_interp_head;
+	__u16 runtime_tstate_current;
+	__u16 interp_threads_head;
+	__u16 tstate_next;
+	__u16 tstate_native_thread_id;
+	__u16 tstate_cframe;
+	__u16 cframe_current_frame;
+	__u16 frame_code;
+	__u16 frame_previous;
+	__u16 frame_is_entry;
+	__u16 code_qualname;
+	__u16 code_filename;
+	__u16 code_firstlineno;
+	__u16 unicode_state;
+	__u16 unicode_ascii_data;
+	__u16 unicode_compact_data;
+};
+
+struct pp_py_proc {
+	__u64 runtime;   /* address of _PyRuntime */
+	__u64 pidns_dev; /* the process's pid namespace, to match thread ids */
+	__u64 pidns_ino;
+	struct pp_py_offsets o;
+};
+
+struct pp_py_name_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 code;
+};
+
+#define PY_NAME_LEN 64
+#define PY_FILE_LEN 96
+
+struct pp_py_name {
+	char qualname[PY_NAME_LEN];
+	char filename[PY_FILE_LEN];
+	__u32 firstlineno;
+	__u32 _pad;
 };
 
 struct pp_event {
@@ -94,6 +142,8 @@ enum pp_stat {
 	STAT_UNWIND_READ_ERROR,
 	STAT_UNWIND_UNSUPPORTED,
 	STAT_KERNEL_STACK_ERROR,
+	STAT_PY_NO_THREAD,   /* Python process, no thread state for the thread */
+	STAT_PY_TRUNCATED,
 	STAT_MAX,
 };
 
