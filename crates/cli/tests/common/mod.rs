@@ -11,7 +11,7 @@ pub fn perfpilot() -> Command {
 
 pub fn workload(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/workloads")
+        .join("../../workloads")
         .join(name)
 }
 
@@ -113,4 +113,110 @@ pub fn has_chain(frames: &[String], chain: &[&str]) -> bool {
     frames
         .windows(chain.len())
         .any(|w| w.iter().zip(chain).all(|(a, b)| a == b))
+}
+
+/// perfpilot against `perf record --call-graph dwarf`, profiling the same
+/// process at the same time.
+pub struct PerfComparison {
+    /// Share of samples whose folded stack is identical in both: the
+    /// overlap of the two stack distributions, sum over stacks of
+    /// min(share in perfpilot, share in perf).
+    pub identical_share: f64,
+    pub perfpilot_samples: u64,
+    pub perf_samples: u64,
+    /// Stacks with the largest share difference (share ours - share perf).
+    pub differences: Vec<(String, f64)>,
+}
+
+fn distribution(lines: &[(Vec<String>, u64)]) -> (std::collections::HashMap<String, f64>, u64) {
+    let total: u64 = lines.iter().map(|(_, c)| c).sum();
+    let mut d = std::collections::HashMap::new();
+    for (frames, c) in lines {
+        *d.entry(frames.join(";")).or_insert(0.0) += *c as f64 / total.max(1) as f64;
+    }
+    (d, total)
+}
+
+/// Runs the no-frame-pointer C workload and records it with both
+/// profilers for `seconds` at `hz`.
+pub fn compare_with_perf(hz: u32, seconds: f64) -> PerfComparison {
+    use inferno::collapse::Collapse;
+    let dir = tempfile::tempdir().unwrap();
+    let argv = build("c-nofp", dir.path());
+    let mut workload = Command::new(&argv[0])
+        .arg(format!("{}", seconds + 2.0))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = workload.id().to_string();
+    let perf_data = dir.path().join("perf.data");
+    let mut perf = Command::new("perf")
+        .args([
+            "record",
+            "-q",
+            "-e",
+            "cpu-clock",
+            "-F",
+            &hz.to_string(),
+            "--call-graph",
+            "dwarf",
+            "-p",
+            &pid,
+            "-o",
+        ])
+        .arg(&perf_data)
+        .args(["--", "sleep", &format!("{seconds}")])
+        .spawn()
+        .expect("perf is installed by scripts/test.sh (linux-perf)");
+    let ours = dir.path().join("ours.folded");
+    run_ok(
+        perfpilot()
+            .args([
+                "record",
+                "-q",
+                "-F",
+                &hz.to_string(),
+                "--pid",
+                &pid,
+                "-d",
+                &format!("{seconds}"),
+                "-o",
+            ])
+            .arg(&ours),
+    );
+    assert!(perf.wait().unwrap().success(), "perf record failed");
+    let _ = workload.wait();
+    let script = run_ok(Command::new("perf").args(["script", "-i"]).arg(&perf_data)).stdout;
+    let mut collapsed = Vec::new();
+    inferno::collapse::perf::Folder::default()
+        .collapse(&script[..], &mut collapsed)
+        .unwrap();
+    let theirs = parse_folded(&String::from_utf8_lossy(&collapsed));
+    let ours = parse_folded(&std::fs::read_to_string(&ours).unwrap());
+    let (a, na) = distribution(&ours);
+    // inferno weighs perf's samples by period; count the samples themselves.
+    let (b, _) = distribution(&theirs);
+    let nb = String::from_utf8_lossy(&script)
+        .lines()
+        .filter(|l| l.contains(" cpu-clock"))
+        .count() as u64;
+    let mut identical = 0.0;
+    let mut differences: Vec<(String, f64)> = Vec::new();
+    let keys: std::collections::HashSet<&String> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        let (x, y) = (
+            a.get(k).copied().unwrap_or(0.0),
+            b.get(k).copied().unwrap_or(0.0),
+        );
+        identical += x.min(y);
+        differences.push((k.clone(), x - y));
+    }
+    differences.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()));
+    differences.truncate(5);
+    PerfComparison {
+        identical_share: identical,
+        perfpilot_samples: na,
+        perf_samples: nb,
+        differences,
+    }
 }
