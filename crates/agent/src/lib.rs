@@ -12,9 +12,9 @@ pub mod objects;
 pub mod perfmap;
 pub mod procfs;
 pub mod python;
-pub mod rows;
 pub mod session;
 pub mod symbolize;
+pub mod tables;
 pub mod tracker;
 
 pub use session::{AgentError, Scope, Session, SessionConfig, SessionReport};

@@ -36,8 +36,9 @@ pub struct SessionConfig {
     pub scope: Scope,
     pub include_idle: bool,
     pub kernel_stacks: bool,
-    /// Capacity of the BPF unwind-row array (12 bytes a row).
-    pub unwind_rows: u32,
+    /// Most unwind rows kept in the kernel (12 bytes a row); objects
+    /// beyond it fall back to frame pointers.
+    pub unwind_rows: u64,
 }
 
 impl Default for SessionConfig {
@@ -47,7 +48,7 @@ impl Default for SessionConfig {
             scope: Scope::Host,
             include_idle: false,
             kernel_stacks: true,
-            unwind_rows: 2 << 20,
+            unwind_rows: 4 << 20,
         }
     }
 }
@@ -118,10 +119,9 @@ impl Session {
             follow_children: follow,
             kernel_stacks: config.kernel_stacks,
             user_stacks: true,
-            unwind_rows: config.unwind_rows,
             ..Default::default()
         })?;
-        let mut tracker = Tracker::new(sampler.unwind_row_capacity());
+        let mut tracker = Tracker::new(config.unwind_rows);
         for pid in targets.unwrap_or_default() {
             tracker.register(pid, &sampler);
         }

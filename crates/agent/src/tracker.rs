@@ -14,11 +14,12 @@ use crate::cgroup::{labels_from_path, CgroupLabels};
 use crate::objects::{self, LoadedObject, ObjectInfo, ObjectKey};
 use crate::perfmap::PerfMap;
 use crate::procfs::{self, MapsEntry, ProcessSnapshot};
-use crate::rows::{RowAllocator, RowRange};
+use crate::tables::TableBudget;
 
 /// Where the unwinder's tables go. [`Sampler`] is the real one.
 pub trait UnwindSink {
-    fn write_rows(&self, start: u32, rows: &[UnwindRow]) -> Result<(), BpfError>;
+    fn load_table(&self, slot: u32, rows: &[UnwindRow]) -> Result<(), BpfError>;
+    fn unload_table(&self, slot: u32);
     fn set_process_maps(
         &self,
         tgid: u32,
@@ -29,8 +30,11 @@ pub trait UnwindSink {
 }
 
 impl UnwindSink for Sampler {
-    fn write_rows(&self, start: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
-        self.write_unwind_rows(start, rows)
+    fn load_table(&self, slot: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
+        self.load_unwind_table(slot, rows)
+    }
+    fn unload_table(&self, slot: u32) {
+        self.unload_unwind_table(slot)
     }
     fn set_process_maps(
         &self,
@@ -103,9 +107,16 @@ pub struct TrackerStats {
     pub mappings_truncated: u64,
 }
 
+/// A table loaded in the kernel: its slot and row count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Table {
+    slot: u32,
+    rows: u32,
+}
+
 struct ObjectSlot {
     info: ObjectInfo,
-    rows: Option<RowRange>,
+    table: Option<Table>,
     refs: u32,
     last_used: u64,
 }
@@ -119,19 +130,20 @@ pub struct Tracker {
     by_key: HashMap<ObjectKey, ObjectId>,
     failed: HashSet<ObjectKey>,
     procs: HashMap<u32, ProcessInfo>,
-    rows: RowAllocator,
+    tables: TableBudget,
     clock: u64,
     pub stats: TrackerStats,
 }
 
 impl Tracker {
-    pub fn new(row_capacity: u32) -> Self {
+    /// A tracker whose unwind tables hold at most `max_rows` rows together.
+    pub fn new(max_rows: u64) -> Self {
         Tracker {
             objects: Vec::new(),
             by_key: HashMap::new(),
             failed: HashSet::new(),
             procs: HashMap::new(),
-            rows: RowAllocator::new(row_capacity),
+            tables: TableBudget::new(perfpilot_bpf::MAX_UNWIND_TABLES, max_rows),
             clock: 0,
             stats: TrackerStats::default(),
         }
@@ -149,8 +161,9 @@ impl Tracker {
         self.procs.contains_key(&pid)
     }
 
-    pub fn free_rows(&self) -> u32 {
-        self.rows.free_rows()
+    /// Rows of unwind tables loaded in the kernel.
+    pub fn rows_in_use(&self) -> u64 {
+        self.tables.rows_in_use()
     }
 
     /// Reads a process from /proc and tells the unwinder about it. A
@@ -274,7 +287,7 @@ impl Tracker {
                 self.release_mappings(&p.mappings);
             }
         }
-        self.evict_idle(IDLE_OBJECTS_KEPT);
+        self.evict_idle(IDLE_OBJECTS_KEPT, sink);
     }
 
     /// Where `addr` lies in process `pid`.
@@ -419,10 +432,10 @@ impl Tracker {
         self.stats.objects_loaded += 1;
         let LoadedObject { info, rows } = loaded;
         let key = info.key;
-        let range = self.upload_rows(&rows, sink);
+        let table = self.upload_table(&rows, sink);
         let slot = ObjectSlot {
             info,
-            rows: range,
+            table,
             refs: 0,
             last_used: self.clock,
         };
@@ -440,18 +453,18 @@ impl Tracker {
         id
     }
 
-    fn upload_rows(&mut self, rows: &[UnwindRow], sink: &dyn UnwindSink) -> Option<RowRange> {
+    fn upload_table(&mut self, rows: &[UnwindRow], sink: &dyn UnwindSink) -> Option<Table> {
         if rows.is_empty() {
             return None;
         }
         let len = u32::try_from(rows.len()).ok()?;
-        let range = match self.rows.alloc(len) {
-            Some(r) => r,
+        let slot = match self.tables.alloc(len) {
+            Some(s) => s,
             None => {
                 // Make room by dropping tables no live process uses.
-                self.evict_idle(0);
-                match self.rows.alloc(len) {
-                    Some(r) => r,
+                self.evict_idle(0, sink);
+                match self.tables.alloc(len) {
+                    Some(s) => s,
                     None => {
                         self.stats.tables_dropped += 1;
                         return None;
@@ -459,14 +472,14 @@ impl Tracker {
                 }
             }
         };
-        match sink.write_rows(range.start, rows) {
+        match sink.load_table(slot, rows) {
             Ok(()) => {
                 self.stats.rows_uploaded += len as u64;
-                Some(range)
+                Some(Table { slot, rows: len })
             }
             Err(_) => {
                 self.stats.map_errors += 1;
-                self.rows.release(range);
+                self.tables.release(slot, len);
                 None
             }
         }
@@ -480,15 +493,15 @@ impl Tracker {
             .mappings
             .iter()
             .map(|m| {
-                let rows = m
+                let table = m
                     .object
-                    .and_then(|id| self.objects.get(id as usize)?.as_ref()?.rows);
+                    .and_then(|id| self.objects.get(id as usize)?.as_ref()?.table);
                 ExecMap {
                     start: m.start,
                     end: m.end,
                     bias: m.bias,
-                    row_start: rows.map_or(0, |r| r.start),
-                    row_count: rows.map_or(0, |r| r.len),
+                    table: table.map_or(0, |t| t.slot),
+                    row_count: table.map_or(0, |t| t.rows),
                 }
             })
             .collect();
@@ -515,7 +528,7 @@ impl Tracker {
 
     /// Releases unreferenced objects, least recently used first, until at
     /// most `keep` remain.
-    fn evict_idle(&mut self, keep: usize) {
+    fn evict_idle(&mut self, keep: usize, sink: &dyn UnwindSink) {
         let mut idle: Vec<(u64, usize)> = self
             .objects
             .iter()
@@ -529,8 +542,9 @@ impl Tracker {
         let excess = idle.len() - keep;
         for &(_, i) in idle.iter().take(excess) {
             if let Some(slot) = self.objects[i].take() {
-                if let Some(r) = slot.rows {
-                    self.rows.release(r);
+                if let Some(t) = slot.table {
+                    sink.unload_table(t.slot);
+                    self.tables.release(t.slot, t.rows);
                 }
                 self.by_key.remove(&slot.info.key);
                 self.stats.objects_evicted += 1;
@@ -556,15 +570,18 @@ mod tests {
 
     #[derive(Default)]
     struct FakeSink {
-        rows: RefCell<Vec<(u32, usize)>>,
+        tables: RefCell<HashMap<u32, usize>>,
         procs: RefCell<HashMap<u32, Vec<ExecMap>>>,
         removed: RefCell<Vec<u32>>,
     }
 
     impl UnwindSink for FakeSink {
-        fn write_rows(&self, start: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
-            self.rows.borrow_mut().push((start, rows.len()));
+        fn load_table(&self, slot: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
+            self.tables.borrow_mut().insert(slot, rows.len());
             Ok(())
+        }
+        fn unload_table(&self, slot: u32) {
+            self.tables.borrow_mut().remove(&slot);
         }
         fn set_process_maps(
             &self,
@@ -612,10 +629,10 @@ mod tests {
         assert_eq!(t.resolve(me, 8), Resolved::Unmapped);
 
         // Registering a second time does not leak references or rows.
-        let free = t.free_rows();
+        let used = t.rows_in_use();
         t.refresh(me, &sink);
         t.register(me, &sink);
-        assert_eq!(t.free_rows(), free);
+        assert_eq!(t.rows_in_use(), used);
 
         t.mark_exited(me);
         t.reap(&sink);

@@ -3,12 +3,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, IntoRawFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{
+    Link, MapCore, MapFlags, MapHandle, MapType, OpenObject, RingBuffer, RingBufferBuilder,
+};
 
 use crate::drain::BatchDrainer;
 use crate::perf::{online_cpus, open_cpu_clock};
@@ -24,6 +26,9 @@ use skel::{ProfilerSkel, ProfilerSkelBuilder};
 pub const MAX_FRAMES: usize = 127;
 /// Executable mappings per process the unwinder can search.
 pub const MAX_EXEC_MAPS: usize = 256;
+/// Unwind tables (object files) the kernel can hold at once.
+pub const MAX_UNWIND_TABLES: u32 = 16384;
+const BPF_F_INNER_MAP: u32 = 1 << 12;
 
 pub const SAMPLE_F_TRUNCATED: u32 = 1 << 0;
 pub const SAMPLE_F_FP_ONLY: u32 = 1 << 1;
@@ -75,7 +80,8 @@ pub struct ExecMap {
     pub end: u64,
     /// Runtime address minus ELF virtual address.
     pub bias: u64,
-    pub row_start: u32,
+    /// The object's unwind table (see [`Sampler::load_unwind_table`]).
+    pub table: u32,
     /// 0 when the object has no unwind table (frame pointers are used).
     pub row_count: u32,
 }
@@ -237,7 +243,6 @@ pub struct SamplerConfig {
     pub follow_children: bool,
     pub kernel_stacks: bool,
     pub user_stacks: bool,
-    pub unwind_rows: u32,
     pub max_counts: u32,
     pub max_stacks: u32,
 }
@@ -251,7 +256,6 @@ impl Default for SamplerConfig {
             follow_children: false,
             kernel_stacks: true,
             user_stacks: true,
-            unwind_rows: 4 << 20,
             max_counts: 65536,
             max_stacks: 32768,
         }
@@ -267,7 +271,6 @@ pub struct Sampler {
     counts_drainer: BatchDrainer,
     stacks_drainer: BatchDrainer,
     drain_errors: u64,
-    unwind_rows: u32,
 }
 
 impl Sampler {
@@ -305,7 +308,6 @@ impl Sampler {
             (&mut open.maps.counts1, config.max_counts),
             (&mut open.maps.stacks0, config.max_stacks),
             (&mut open.maps.stacks1, config.max_stacks),
-            (&mut open.maps.unwind_rows, config.unwind_rows.max(1)),
         ];
         for (map, n) in sizes {
             map.set_max_entries(n)
@@ -324,11 +326,6 @@ impl Sampler {
                 SAMPLE_VALUE_SIZE,
             ),
             ("stacks0 value", skel.maps.stacks0.value_size(), STACK_SIZE),
-            (
-                "unwind_rows",
-                skel.maps.unwind_rows.value_size(),
-                UNWIND_ROW_SIZE,
-            ),
             ("procs", skel.maps.procs.value_size(), PROC_MAPS_SIZE),
             ("py_procs", skel.maps.py_procs.value_size(), 56),
             (
@@ -410,13 +407,7 @@ impl Sampler {
             counts_drainer: BatchDrainer::new(SAMPLE_KEY_SIZE, SAMPLE_VALUE_SIZE, 1024),
             stacks_drainer: BatchDrainer::new(8, STACK_SIZE, 256),
             drain_errors: 0,
-            unwind_rows: config.unwind_rows.max(1),
         })
-    }
-
-    /// Capacity of the unwind row array.
-    pub fn unwind_row_capacity(&self) -> u32 {
-        self.unwind_rows
     }
 
     /// Adds a process to the sampled set (when sampling targets only).
@@ -439,8 +430,32 @@ impl Sampler {
         )
     }
 
-    /// Writes unwind rows at `start` in the row array.
-    pub fn write_unwind_rows(&self, start: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
+    /// Loads an object's unwind table into slot `table` (below
+    /// [`MAX_UNWIND_TABLES`]), replacing what was there. The kernel memory
+    /// it takes is exactly its rows.
+    pub fn load_unwind_table(&self, table: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
+        if rows.is_empty() || table >= MAX_UNWIND_TABLES {
+            return Err(BpfError::map(
+                "loading an unwind table",
+                format!("table {table} with {} rows is out of range", rows.len()),
+            ));
+        }
+        let n = u32::try_from(rows.len())
+            .map_err(|_| BpfError::map("loading an unwind table", "too many rows"))?;
+        let opts = libbpf_sys::bpf_map_create_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+            map_flags: BPF_F_INNER_MAP,
+            ..Default::default()
+        };
+        let inner = MapHandle::create(
+            MapType::Array,
+            Some("pp_unwind"),
+            4,
+            UNWIND_ROW_SIZE as u32,
+            n,
+            &opts,
+        )
+        .map_err(|e| BpfError::map("creating an unwind table", e))?;
         const CHUNK: usize = 65536;
         let mut keys = Vec::with_capacity(4 * CHUNK.min(rows.len()));
         let mut values = Vec::with_capacity(UNWIND_ROW_SIZE * CHUNK.min(rows.len()));
@@ -448,19 +463,10 @@ impl Sampler {
             keys.clear();
             values.clear();
             for (i, row) in chunk.iter().enumerate() {
-                let idx = start as usize + c * CHUNK + i;
-                if idx >= self.unwind_rows as usize {
-                    return Err(BpfError::map(
-                        "writing unwind rows",
-                        format!("row {idx} is past the table's {} rows", self.unwind_rows),
-                    ));
-                }
-                keys.extend_from_slice(&(idx as u32).to_ne_bytes());
+                keys.extend_from_slice(&((c * CHUNK + i) as u32).to_ne_bytes());
                 encode_row(row, &mut values);
             }
-            self.skel
-                .maps
-                .unwind_rows
+            inner
                 .update_batch(
                     &keys,
                     &values,
@@ -470,7 +476,18 @@ impl Sampler {
                 )
                 .map_err(|e| BpfError::map("writing unwind rows", e))?;
         }
-        Ok(())
+        let fd = inner.as_fd().as_raw_fd() as u32;
+        // The outer map keeps the table alive once our handle is dropped.
+        self.skel
+            .maps
+            .unwind_tables
+            .update(&table.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| BpfError::map("installing an unwind table", e))
+    }
+
+    /// Frees unwind table `table`.
+    pub fn unload_unwind_table(&self, table: u32) {
+        let _ = self.skel.maps.unwind_tables.delete(&table.to_ne_bytes());
     }
 
     /// Tells the unwinder about a process's executable mappings (sorted by
@@ -497,7 +514,7 @@ impl Sampler {
             value.extend_from_slice(&m.start.to_ne_bytes());
             value.extend_from_slice(&m.end.to_ne_bytes());
             value.extend_from_slice(&m.bias.to_ne_bytes());
-            value.extend_from_slice(&m.row_start.to_ne_bytes());
+            value.extend_from_slice(&m.table.to_ne_bytes());
             value.extend_from_slice(&m.row_count.to_ne_bytes());
         }
         value.resize(PROC_MAPS_SIZE, 0);

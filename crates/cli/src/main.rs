@@ -81,9 +81,11 @@ struct SamplingArgs {
     /// Leave kernel frames out of stacks.
     #[arg(long)]
     no_kernel: bool,
-    /// Room for unwind tables in the kernel, in rows of 12 bytes.
-    #[arg(long, value_name = "ROWS", default_value_t = 2 << 20)]
-    unwind_rows: u32,
+    /// Most unwind-table rows kept in the kernel, 12 bytes each (memory is
+    /// taken only for the object files actually sampled); objects beyond
+    /// it are unwound with frame pointers.
+    #[arg(long, value_name = "ROWS", default_value_t = 4 << 20)]
+    unwind_rows: u64,
 }
 
 #[derive(Args)]

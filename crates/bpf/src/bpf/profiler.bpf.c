@@ -62,13 +62,23 @@ struct {
 	__type(value, struct pp_proc_maps);
 } procs SEC(".maps");
 
-/* Sized by user space before load. */
-struct {
+/* One array of rows per object file, created by user space with exactly
+ * the rows it needs, so kernel memory follows what is profiled. */
+struct pp_unwind_table {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct pp_unwind_row);
-} unwind_rows SEC(".maps");
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct pp_unwind_row));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, MAX_UNWIND_TABLES);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+	__array(values, struct pp_unwind_table);
+} unwind_tables SEC(".maps");
 
 /* Last time a process was reported to user space, to rate-limit events. */
 struct {
@@ -173,6 +183,7 @@ struct search {
 	__u32 lo;
 	__u32 hi;
 	__u32 tgid;
+	__u32 table;
 };
 
 static long map_search_step(__u64 index, void *ctx)
@@ -197,7 +208,10 @@ static long row_search_step(__u64 index, void *ctx)
 	if (s->lo >= s->hi)
 		return 1;
 	__u32 mid = s->lo + (s->hi - s->lo) / 2;
-	struct pp_unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &mid);
+	void *table = bpf_map_lookup_elem(&unwind_tables, &s->table);
+	if (!table)
+		return 1;
+	struct pp_unwind_row *r = bpf_map_lookup_elem(table, &mid);
 	if (!r)
 		return 1;
 	if ((__u64)r->pc <= s->pc)
@@ -254,14 +268,15 @@ static long unwind_step(__u64 index, void *ctx)
 			notify(EVENT_MAPS_STALE, st->tgid, stale_notify_ns);
 		}
 	} else if (m->row_count > 0 && pc - m->bias <= 0xffffffffULL) {
-		__u32 first = m->row_start;
 		s.pc = pc - m->bias;
-		s.lo = first;
-		s.hi = first + m->row_count;
+		s.lo = 0;
+		s.hi = m->row_count;
+		s.table = m->table;
 		bpf_loop(ROW_SEARCH_STEPS, row_search_step, &s, 0);
-		if (s.lo > first) {
+		void *table = bpf_map_lookup_elem(&unwind_tables, &s.table);
+		if (s.lo > 0 && table) {
 			__u32 idx = s.lo - 1;
-			struct pp_unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &idx);
+			struct pp_unwind_row *r = bpf_map_lookup_elem(table, &idx);
 			if (!r)
 				return 1;
 			cfa_kind = r->cfa_kind;
@@ -317,26 +332,85 @@ static long unwind_step(__u64 index, void *ctx)
 	return 0;
 }
 
-static __always_inline __u64 hash_stack(const struct pp_stack *s)
+/* Which scratch stack an interning step works on. */
+#define WHICH_USER 0
+#define WHICH_KERNEL 1
+#define WHICH_PYTHON 2
+
+static __always_inline struct pp_stack *scratch_stack(struct pp_scratch *sc, __u32 which)
 {
-	__u64 h = 0x9e3779b97f4a7c15ULL ^ s->len;
-	for (int i = 0; i < MAX_FRAMES; i++) {
-		if (i >= s->len)
-			break;
-		h ^= s->ips[i];
-		h *= 0xff51afd7ed558ccdULL;
-		h ^= h >> 33;
-	}
-	return h ? h : 1;
+	if (which == WHICH_USER)
+		return &sc->user;
+	if (which == WHICH_KERNEL)
+		return &sc->kernel;
+	return &sc->python;
 }
 
-/* Interns `s` in `stacks`; returns its hash, or 0 when it could not be
- * stored (counted). */
-static __always_inline __u64 intern_stack(void *stacks, const struct pp_stack *s)
+struct stack_walk {
+	__u64 h;
+	__u32 which;
+};
+
+static long hash_step(__u64 i, void *ctx)
 {
+	struct stack_walk *w = ctx;
+	__u32 zero = 0;
+	struct pp_scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!sc)
+		return 1;
+	struct pp_stack *s = scratch_stack(sc, w->which);
+	if (i >= s->len || i >= MAX_FRAMES)
+		return 1;
+	w->h ^= s->ips[i];
+	w->h *= 0xff51afd7ed558ccdULL;
+	w->h ^= w->h >> 33;
+	return 0;
+}
+
+struct stack_cmp {
+	__u64 hash;
+	__u32 which;
+	__u32 buffer;
+	__u32 differs;
+};
+
+static long compare_step(__u64 i, void *ctx)
+{
+	struct stack_cmp *c = ctx;
+	__u32 zero = 0;
+	struct pp_scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
+	const struct pp_stack *old = bpf_map_lookup_elem(c->buffer ? (void *)&stacks1 : (void *)&stacks0, &c->hash);
+	if (!sc || !old) {
+		return 1;
+	}
+	struct pp_stack *s = scratch_stack(sc, c->which);
+	if (i >= s->len || i >= MAX_FRAMES)
+		return 1;
+	if (old->ips[i] != s->ips[i]) {
+		c->differs = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Interns scratch stack `which` in the stacks map of `buffer`; returns its
+ * hash, or 0 when it could not be stored (counted). The loops run under
+ * bpf_loop so the verifier checks them once. */
+static __noinline __u64 intern_stack(__u32 which, __u32 buffer)
+{
+	__u32 zero = 0;
+	struct pp_scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!sc)
+		return 0;
+	struct pp_stack *s = scratch_stack(sc, which);
 	if (s->len == 0)
 		return 0;
-	__u64 h = hash_stack(s);
+	struct stack_walk w = {};
+	w.h = 0x9e3779b97f4a7c15ULL ^ s->len;
+	w.which = which;
+	bpf_loop(MAX_FRAMES, hash_step, &w, 0);
+	__u64 h = w.h ? w.h : 1;
+	void *stacks = buffer ? (void *)&stacks1 : (void *)&stacks0;
 	long err = bpf_map_update_elem(stacks, &h, s, BPF_NOEXIST);
 	if (err == 0)
 		return h;
@@ -351,13 +425,14 @@ static __always_inline __u64 intern_stack(void *stacks, const struct pp_stack *s
 		stat_inc(STAT_STACK_COLLISION);
 		return 0;
 	}
-	for (int i = 0; i < MAX_FRAMES; i++) {
-		if (i >= s->len)
-			break;
-		if (old->ips[i] != s->ips[i]) {
-			stat_inc(STAT_STACK_COLLISION);
-			return 0;
-		}
+	struct stack_cmp c = {};
+	c.hash = h;
+	c.which = which;
+	c.buffer = buffer;
+	bpf_loop(MAX_FRAMES, compare_step, &c, 0);
+	if (c.differs) {
+		stat_inc(STAT_STACK_COLLISION);
+		return 0;
 	}
 	return h;
 }
@@ -566,13 +641,12 @@ int on_sample(struct bpf_perf_event_data *ctx)
 		}
 	}
 
-	bool second = active_buffer & 1;
-	void *stacks = second ? (void *)&stacks1 : (void *)&stacks0;
-	void *counts = second ? (void *)&counts1 : (void *)&counts0;
+	__u32 buffer = active_buffer & 1;
+	void *counts = buffer ? (void *)&counts1 : (void *)&counts0;
 
-	key.user_stack = intern_stack(stacks, &sc->user);
-	key.kernel_stack = intern_stack(stacks, &sc->kernel);
-	key.python_stack = intern_stack(stacks, &sc->python);
+	key.user_stack = intern_stack(WHICH_USER, buffer);
+	key.kernel_stack = intern_stack(WHICH_KERNEL, buffer);
+	key.python_stack = intern_stack(WHICH_PYTHON, buffer);
 	if ((sc->user.len && !key.user_stack) || (sc->kernel.len && !key.kernel_stack) ||
 	    (sc->python.len && !key.python_stack))
 		key.flags |= SAMPLE_F_STACK_LOST;

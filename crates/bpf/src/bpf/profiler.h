@@ -7,6 +7,7 @@
 #define MAX_EXEC_MAPS 256
 #define MAP_SEARCH_STEPS 9  /* log2(MAX_EXEC_MAPS) + 1 */
 #define ROW_SEARCH_STEPS 24 /* enough for 16M unwind rows */
+#define MAX_UNWIND_TABLES 16384
 
 /* A stack: return addresses, leaf first. 1 KiB. */
 struct pp_stack {
@@ -64,7 +65,7 @@ struct pp_exec_map {
 	__u64 start;
 	__u64 end;
 	__u64 bias;      /* runtime address - ELF virtual address */
-	__u32 row_start; /* first row in unwind_rows */
+	__u32 table;     /* index in unwind_tables */
 	__u32 row_count; /* 0: no table, use frame pointers */
 };
 
