@@ -42,6 +42,8 @@ pub struct ObjectInfo {
     /// them is data, never a frame's name.
     pub code_ranges: Vec<(u64, u64)>,
     pub is_go: bool,
+    /// The object carries its own DWARF (.debug_info).
+    pub has_dwarf: bool,
     /// For a CPython interpreter or libpython: its version and the virtual
     /// address of `_PyRuntime`.
     pub python: Option<((u32, u32), u64)>,
@@ -103,6 +105,21 @@ impl ObjectInfo {
             None if self.key == ObjectKey::Vdso => None,
             None => Some(PathBuf::from(&self.path)),
         }
+    }
+
+    /// The separate debug file a distribution installs for this object
+    /// (`/usr/lib/debug/.build-id/xx/rest.debug`), if present.
+    pub fn debug_file(&self) -> Option<PathBuf> {
+        let id = self.build_id.as_deref()?;
+        if id.len() < 3 {
+            return None;
+        }
+        let path = PathBuf::from(format!(
+            "/usr/lib/debug/.build-id/{}/{}.debug",
+            &id[..2],
+            &id[2..]
+        ));
+        path.exists().then_some(path)
     }
 
     pub fn display_name(&self) -> &str {
@@ -184,6 +201,9 @@ fn parse(key: ObjectKey, path: &str, data: &[u8]) -> Result<LoadedObject, String
         .filter(|s| matches!(s.flags(), SectionFlags::Elf { sh_flags, .. } if sh_flags.0 & 4 != 0))
         .map(|s| (s.address(), s.address() + s.size()))
         .collect();
+    let has_dwarf = file
+        .section_by_name(".debug_info")
+        .is_some_and(|s| s.size() > 0);
     let is_go = file.section_by_name(".gopclntab").is_some()
         || file.section_by_name(".go.buildinfo").is_some();
     let python = crate::python::version_from_path(path)
@@ -201,6 +221,7 @@ fn parse(key: ObjectKey, path: &str, data: &[u8]) -> Result<LoadedObject, String
             segments,
             code_ranges,
             is_go,
+            has_dwarf,
             python,
             image: None,
         },
@@ -272,6 +293,7 @@ mod tests {
             ],
             code_ranges: vec![(0x401000, 0x402000)],
             is_go: false,
+            has_dwarf: false,
             python: None,
             image: None,
         };

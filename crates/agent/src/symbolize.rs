@@ -42,6 +42,8 @@ pub struct Symbolizer {
     vdso_symbols: Option<Vec<(u64, u64, String)>>,
     /// Python code objects by (process, code object address).
     python: HashMap<(u32, u64), Names>,
+    /// Where kernel symbols are read from, chosen on first use.
+    kallsyms: Option<std::path::PathBuf>,
     pub stats: SymbolizerStats,
 }
 
@@ -63,6 +65,7 @@ impl Symbolizer {
             kernel: HashMap::new(),
             vdso_symbols: None,
             python: HashMap::new(),
+            kallsyms: None,
             stats: SymbolizerStats::default(),
         }
     }
@@ -133,14 +136,23 @@ impl Symbolizer {
             }
             return;
         }
-        let Some(path) = object.symbol_path() else {
+        // DWARF embedded in the object (inlined functions, lines) is used;
+        // a distribution's separate debug file only for its symbol table:
+        // its compressed DWARF costs more to inflate than the rest of a
+        // recording.
+        let (path, debug_syms) = match (object.has_dwarf, object.debug_file()) {
+            (true, _) => (object.symbol_path(), true),
+            (false, Some(debug)) => (Some(debug), false),
+            (false, None) => (object.symbol_path(), false),
+        };
+        let Some(path) = path else {
             for a in todo {
                 self.user.insert((object.key, a), None);
             }
             return;
         };
         let mut elf = Elf::new(path);
-        elf.debug_syms = true;
+        elf.debug_syms = debug_syms;
         let src = Source::Elf(elf);
         let results = match self.blaze.symbolize(&src, Input::VirtOffset(&todo)) {
             Ok(r) => r,
@@ -185,30 +197,56 @@ impl Symbolizer {
             return;
         }
         self.stats.resolved += todo.len() as u64;
+        let source = self
+            .kallsyms
+            .get_or_insert_with(crate::kallsyms::source)
+            .clone();
+        let mut resolved = self.kernel_names(&source, &todo);
+        // The per-boot copy lacks what appeared since (BPF programs,
+        // new modules): ask the kernel itself for what it could not name.
+        let missing: Vec<u64> = resolved
+            .iter()
+            .filter(|(_, n)| n.is_none())
+            .map(|(a, _)| *a)
+            .collect();
+        let proc = std::path::PathBuf::from(crate::kallsyms::PROC_KALLSYMS);
+        if !missing.is_empty() && source != proc {
+            let again: HashMap<u64, Names> =
+                self.kernel_names(&proc, &missing).into_iter().collect();
+            for (a, n) in resolved.iter_mut() {
+                if n.is_none() {
+                    *n = again.get(a).cloned().flatten();
+                }
+            }
+        }
+        for (a, names) in resolved {
+            self.count(&names);
+            self.kernel.insert(a, names);
+        }
+    }
+
+    fn kernel_names(&mut self, kallsyms: &std::path::Path, addrs: &[u64]) -> Vec<(u64, Names)> {
         // kallsyms is exact and cheap; vmlinux DWARF is rarely installed
         // and costly to parse.
         let kernel = Kernel {
+            kallsyms: MaybeDefault::Some(kallsyms.to_path_buf()),
             vmlinux: MaybeDefault::None,
             debug_syms: false,
             ..Default::default()
         };
         let src = Source::Kernel(kernel);
-        let results = match self.blaze.symbolize(&src, Input::AbsAddr(&todo)) {
+        let results = match self.blaze.symbolize(&src, Input::AbsAddr(addrs)) {
             Ok(r) => r,
             Err(_) => {
                 self.stats.errors += 1;
-                vec![Symbolized::Unknown(blazesym::symbolize::Reason::IgnoredError); todo.len()]
+                vec![Symbolized::Unknown(blazesym::symbolize::Reason::IgnoredError); addrs.len()]
             }
         };
-        let resolved: Vec<(u64, Names)> = todo
+        addrs
             .iter()
             .zip(results)
             .map(|(&a, r)| (a, r.into_sym().map(|s| frames_of(&s))))
-            .collect();
-        for (a, names) in resolved {
-            self.count(&names);
-            self.kernel.insert(a, names);
-        }
+            .collect()
     }
 
     fn count(&mut self, names: &Names) {
