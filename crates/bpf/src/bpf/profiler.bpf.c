@@ -50,6 +50,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, __u8);
 } targets SEC(".maps");
@@ -83,7 +84,7 @@ struct {
 /* Last time a process was reported to user space, to rate-limit events. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 4096);
 	__type(key, __u32);
 	__type(value, __u64);
 } notified SEC(".maps");
@@ -110,6 +111,7 @@ struct pp_scratch {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct pp_py_proc);
 } py_procs SEC(".maps");
@@ -118,7 +120,7 @@ struct {
  * process. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 8192);
 	__type(key, struct pp_py_name_key);
 	__type(value, struct pp_py_name);
 } py_names SEC(".maps");
@@ -394,9 +396,9 @@ static long compare_step(__u64 i, void *ctx)
 }
 
 /* Interns scratch stack `which` in the stacks map of `buffer`; returns its
- * hash, or 0 when it could not be stored (counted). The loops run under
- * bpf_loop so the verifier checks them once. */
-static __noinline __u64 intern_stack(__u32 which, __u32 buffer)
+ * hash, or 0 when it could not be stored (counted). A global function, so
+ * the verifier checks it once rather than at each of its three calls. */
+__noinline __u64 intern_stack(__u32 which, __u32 buffer)
 {
 	__u32 zero = 0;
 	struct pp_scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
@@ -531,7 +533,7 @@ static long py_frame_step(__u64 index, void *ctx)
 }
 
 /* Walks the Python frames of the current thread into sc->python. */
-static __always_inline __u32 python_stack(__u32 tgid, __u32 tid)
+__noinline __u32 python_stack(__u32 tgid, __u32 tid)
 {
 	struct pp_py_proc *py = bpf_map_lookup_elem(&py_procs, &tgid);
 	if (!py)
