@@ -26,6 +26,7 @@ pub trait UnwindSink {
         maps: &[ExecMap],
         python: Option<&PythonProcess>,
     ) -> Result<(), BpfError>;
+    fn mark_kernel_thread(&self, tgid: u32) -> Result<(), BpfError>;
     fn remove_process(&self, tgid: u32);
 }
 
@@ -43,6 +44,9 @@ impl UnwindSink for Sampler {
         python: Option<&PythonProcess>,
     ) -> Result<(), BpfError> {
         Sampler::set_process_maps(self, tgid, maps, python)
+    }
+    fn mark_kernel_thread(&self, tgid: u32) -> Result<(), BpfError> {
+        Sampler::mark_kernel_thread(self, tgid)
     }
     fn remove_process(&self, tgid: u32) {
         Sampler::remove_process(self, tgid)
@@ -487,6 +491,9 @@ impl Tracker {
 
     fn push_to_bpf(&mut self, p: &ProcessInfo, sink: &dyn UnwindSink) {
         if p.kernel_thread {
+            if sink.mark_kernel_thread(p.pid).is_err() {
+                self.stats.map_errors += 1;
+            }
             return;
         }
         let maps: Vec<ExecMap> = p
@@ -590,6 +597,10 @@ mod tests {
             _python: Option<&PythonProcess>,
         ) -> Result<(), BpfError> {
             self.procs.borrow_mut().insert(tgid, maps.to_vec());
+            Ok(())
+        }
+        fn mark_kernel_thread(&self, tgid: u32) -> Result<(), BpfError> {
+            self.procs.borrow_mut().insert(tgid, Vec::new());
             Ok(())
         }
         fn remove_process(&self, tgid: u32) {

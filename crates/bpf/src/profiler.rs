@@ -39,6 +39,7 @@ pub const SAMPLE_F_UNSUPPORTED: u32 = 1 << 5;
 pub const SAMPLE_F_PY_TRUNCATED: u32 = 1 << 6;
 pub const SAMPLE_F_PY_NO_THREAD: u32 = 1 << 7;
 const PROC_F_PYTHON: u32 = 1;
+const PROC_F_KTHREAD: u32 = 2;
 const PY_NAME_LEN: usize = 64;
 const PY_FILE_LEN: usize = 96;
 
@@ -303,6 +304,9 @@ impl Sampler {
             ro.want_kernel_stacks = config.kernel_stacks;
             ro.want_user_stacks = config.user_stacks;
         }
+        // Following children needs the fork tracepoint, the only program
+        // that needs the kernel's BTF loaded; skip it otherwise.
+        open.progs.on_fork.set_autoload(config.follow_children);
         let sizes = [
             (&mut open.maps.counts0, config.max_counts),
             (&mut open.maps.counts1, config.max_counts),
@@ -353,11 +357,11 @@ impl Sampler {
         }
 
         let mut links = Vec::new();
-        for prog in [
-            &skel.progs.on_exec,
-            &skel.progs.on_exit,
-            &skel.progs.on_fork,
-        ] {
+        let mut progs = vec![&skel.progs.on_exec, &skel.progs.on_exit];
+        if config.follow_children {
+            progs.push(&skel.progs.on_fork);
+        }
+        for prog in progs {
             links.push(
                 prog.attach()
                     .map_err(|e| BpfError::from_libbpf("attaching process tracepoints", e))?,
@@ -523,6 +527,18 @@ impl Sampler {
             .procs
             .update(&tgid.to_ne_bytes(), &value, MapFlags::ANY)
             .map_err(|e| BpfError::map("storing a process's mappings", e))
+    }
+
+    /// Marks a kernel thread, so its samples skip user-space unwinding
+    /// without asking user space about it again.
+    pub fn mark_kernel_thread(&self, tgid: u32) -> Result<(), BpfError> {
+        let mut value = vec![0u8; PROC_MAPS_SIZE];
+        value[4..8].copy_from_slice(&PROC_F_KTHREAD.to_ne_bytes());
+        self.skel
+            .maps
+            .procs
+            .update(&tgid.to_ne_bytes(), &value, MapFlags::ANY)
+            .map_err(|e| BpfError::map("marking a kernel thread", e))
     }
 
     pub fn remove_process(&self, tgid: u32) {

@@ -14,7 +14,6 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define PF_KTHREAD 0x00200000
 
 const volatile bool include_idle = false;
 /* perfpilot itself: its cost is reported from rusage instead, and
@@ -233,6 +232,8 @@ static long unwind_step(__u64 index, void *ctx)
 	if (!sc)
 		return 1;
 	__u64 n = sc->user.len;
+	if (st->pc == 0)
+		return 1;
 	if (n >= MAX_FRAMES) {
 		st->flags |= SAMPLE_F_TRUNCATED;
 		return 1;
@@ -611,8 +612,11 @@ int on_sample(struct bpf_perf_event_data *ctx)
 			sc->kernel.len = n / 8;
 	}
 
-	if (want_user_stacks && tgid != 0 && !(task->flags & PF_KTHREAD)) {
-		struct pp_proc_maps *proc = bpf_map_lookup_elem(&procs, &tgid);
+	struct pp_proc_maps *proc = NULL;
+	if (want_user_stacks && tgid != 0)
+		proc = bpf_map_lookup_elem(&procs, &tgid);
+	/* Kernel threads are registered with PROC_F_KTHREAD: no user stack. */
+	if (want_user_stacks && tgid != 0 && !(proc && (proc->flags & PROC_F_KTHREAD))) {
 		if (!proc) {
 			/* Unknown yet: frame pointers now, full unwinding once
 			 * user space has loaded the process's tables. */
@@ -624,7 +628,10 @@ int on_sample(struct bpf_perf_event_data *ctx)
 			if (n > 0)
 				sc->user.len = n / 8;
 		} else {
-			struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+			/* The user registers saved on kernel entry. pt_regs has the
+			 * ABI-fixed layout of pp_user_regs on x86-64; reading it
+			 * without CO-RE spares loading the kernel's BTF. */
+			struct pp_user_regs *regs = (struct pp_user_regs *)bpf_task_pt_regs(task);
 			struct pp_unwind_state st = {};
 			st.pc = regs->ip;
 			st.sp = regs->sp;
@@ -677,10 +684,12 @@ static __always_inline bool is_target(__u32 tgid)
 	return !filter_tgids || bpf_map_lookup_elem(&targets, &tgid);
 }
 
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+/* Exec and exit run in the task concerned, so the current pid is enough:
+ * raw tracepoints, no BTF. */
+SEC("raw_tp/sched_process_exec")
+int on_exec(void *ctx)
 {
-	__u32 tgid = p->tgid;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!is_target(tgid))
 		return 0;
 	/* The old image's tables no longer apply. */
@@ -689,11 +698,12 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(on_exit, struct task_struct *p)
+SEC("raw_tp/sched_process_exit")
+int on_exit(void *ctx)
 {
-	__u32 tgid = p->tgid;
-	if (p->pid != p->tgid)
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	if ((__u32)id != tgid)
 		return 0;
 	if (!bpf_map_lookup_elem(&procs, &tgid) && !(filter_tgids && is_target(tgid)))
 		return 0;
@@ -701,6 +711,7 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	return 0;
 }
 
+/* Loaded only to follow a recorded command's children. */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {

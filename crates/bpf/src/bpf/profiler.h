@@ -70,6 +70,13 @@ struct pp_exec_map {
 };
 
 #define PROC_F_PYTHON 1
+#define PROC_F_KTHREAD 2
+
+/* struct pt_regs on x86-64 (the layout of user_regs_struct). */
+struct pp_user_regs {
+	__u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	__u64 ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
 
 struct pp_proc_maps {
 	__u32 count; /* sorted by start */
