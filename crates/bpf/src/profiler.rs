@@ -22,6 +22,12 @@ mod skel {
 }
 use skel::{ProfilerSkel, ProfilerSkelBuilder};
 
+mod follow_skel {
+    #![allow(clippy::all, unused_imports, dead_code, non_camel_case_types)]
+    include!(concat!(env!("OUT_DIR"), "/follow.skel.rs"));
+}
+use follow_skel::{FollowSkel, FollowSkelBuilder};
+
 /// Frames kept per stack (user and kernel alike).
 pub const MAX_FRAMES: usize = 127;
 /// Executable mappings per process the unwinder can search.
@@ -266,6 +272,7 @@ impl Default for SamplerConfig {
 /// A loaded and attached sampler. Dropping it detaches everything.
 pub struct Sampler {
     skel: ProfilerSkel<'static>,
+    _follow: Option<FollowSkel<'static>>,
     _links: Vec<Link>,
     ring: RingBuffer<'static>,
     events: Rc<RefCell<Vec<Event>>>,
@@ -300,13 +307,9 @@ impl Sampler {
             ro.include_idle = config.include_idle;
             ro.self_tgid = std::process::id();
             ro.filter_tgids = config.targets.is_some();
-            ro.follow_children = config.follow_children;
             ro.want_kernel_stacks = config.kernel_stacks;
             ro.want_user_stacks = config.user_stacks;
         }
-        // Following children needs the fork tracepoint, the only program
-        // that needs the kernel's BTF loaded; skip it otherwise.
-        open.progs.on_fork.set_autoload(config.follow_children);
         let sizes = [
             (&mut open.maps.counts0, config.max_counts),
             (&mut open.maps.counts1, config.max_counts),
@@ -357,11 +360,12 @@ impl Sampler {
         }
 
         let mut links = Vec::new();
-        let mut progs = vec![&skel.progs.on_exec, &skel.progs.on_exit];
-        if config.follow_children {
-            progs.push(&skel.progs.on_fork);
-        }
-        for prog in progs {
+        let follow = if config.follow_children {
+            Some(Self::load_follow(&skel, &mut links)?)
+        } else {
+            None
+        };
+        for prog in [&skel.progs.on_exec, &skel.progs.on_exit] {
             links.push(
                 prog.attach()
                     .map_err(|e| BpfError::from_libbpf("attaching process tracepoints", e))?,
@@ -405,6 +409,7 @@ impl Sampler {
 
         Ok(Sampler {
             skel,
+            _follow: follow,
             _links: links,
             ring,
             events,
@@ -412,6 +417,34 @@ impl Sampler {
             stacks_drainer: BatchDrainer::new(8, STACK_SIZE, 256),
             drain_errors: 0,
         })
+    }
+
+    /// Loads the fork tracepoint that adds children of targets to the
+    /// targets map it shares with the sampler.
+    fn load_follow(
+        skel: &ProfilerSkel<'static>,
+        links: &mut Vec<Link>,
+    ) -> Result<FollowSkel<'static>, BpfError> {
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = FollowSkelBuilder::default()
+            .open(storage)
+            .map_err(|e| BpfError::from_libbpf("opening the fork tracker", e))?;
+        open.maps
+            .targets
+            .reuse_fd(skel.maps.targets.as_fd())
+            .map_err(|e| BpfError::from_libbpf("sharing the targets map", e))?;
+        let follow = open
+            .load()
+            .map_err(|e| BpfError::from_libbpf("loading the fork tracker", e))?;
+        links.push(
+            follow
+                .progs
+                .on_fork
+                .attach()
+                .map_err(|e| BpfError::from_libbpf("attaching the fork tracepoint", e))?,
+        );
+        Ok(follow)
     }
 
     /// Adds a process to the sampled set (when sampling targets only).

@@ -20,7 +20,6 @@ const volatile bool include_idle = false;
  * symbolizing its own large binary would dominate its memory. */
 const volatile __u32 self_tgid = 0;
 const volatile bool filter_tgids = false;
-const volatile bool follow_children = false;
 const volatile bool want_kernel_stacks = true;
 const volatile bool want_user_stacks = true;
 const volatile __u64 new_process_notify_ns = 50000000ULL; /* 50 ms */
@@ -541,8 +540,8 @@ __noinline __u32 python_stack(__u32 tgid, __u32 tid)
 		return 0;
 	__u64 ns_tid = tid;
 	if (py->pidns_ino) {
-		struct bpf_pidns_info ns = {};
-		if (bpf_get_ns_current_pid_tgid(py->pidns_dev, py->pidns_ino, &ns, sizeof(ns)) == 0)
+		struct pp_pidns_info ns = {};
+		if (bpf_get_ns_current_pid_tgid(py->pidns_dev, py->pidns_ino, (void *)&ns, sizeof(ns)) == 0)
 			ns_tid = ns.pid;
 	}
 	/* The thread holding the GIL is the usual answer; else search. */
@@ -601,8 +600,9 @@ int on_sample(struct bpf_perf_event_data *ctx)
 	key.tid = tid;
 
 	struct task_struct *task = bpf_get_current_task_btf();
-	/* Kernel addresses have the top bit set. */
-	bool user_mode = (ctx->regs.ip >> 63) == 0;
+	/* Kernel addresses have the top bit set. (The context starts with the
+	 * interrupted pt_regs; read through our own layout, not CO-RE.) */
+	bool user_mode = (((struct pp_user_regs *)ctx)->ip >> 63) == 0;
 
 	if (want_kernel_stacks && !user_mode) {
 		long n = bpf_get_stack(ctx, sc->kernel.ips, sizeof(sc->kernel.ips), 0);
@@ -708,20 +708,5 @@ int on_exit(void *ctx)
 	if (!bpf_map_lookup_elem(&procs, &tgid) && !(filter_tgids && is_target(tgid)))
 		return 0;
 	emit(EVENT_EXIT, tgid);
-	return 0;
-}
-
-/* Loaded only to follow a recorded command's children. */
-SEC("tp_btf/sched_process_fork")
-int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
-{
-	if (!follow_children)
-		return 0;
-	__u32 ptgid = parent->tgid;
-	__u32 ctgid = child->tgid;
-	if (ptgid == ctgid || !bpf_map_lookup_elem(&targets, &ptgid))
-		return 0;
-	__u8 one = 1;
-	bpf_map_update_elem(&targets, &ctgid, &one, BPF_ANY);
 	return 0;
 }

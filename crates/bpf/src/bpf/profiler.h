@@ -72,6 +72,12 @@ struct pp_exec_map {
 #define PROC_F_PYTHON 1
 #define PROC_F_KTHREAD 2
 
+/* struct bpf_pidns_info (UAPI), without CO-RE. */
+struct pp_pidns_info {
+	__u32 pid;
+	__u32 tgid;
+};
+
 /* struct pt_regs on x86-64 (the layout of user_regs_struct). */
 struct pp_user_regs {
 	__u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;

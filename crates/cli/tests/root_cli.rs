@@ -1,0 +1,304 @@
+//! The perfpilot command as a user runs it: scopes (host, pids, a command
+//! and its children), labels, live view, and the errors a user can act on.
+//! Tests named root_* load BPF programs and need root (CI runs as root).
+
+mod common;
+use common::*;
+
+use perfpilot_model::{labels, Format};
+use std::process::Command;
+
+fn folded_of(path: &std::path::Path) -> Vec<(Vec<String>, u64)> {
+    parse_folded(&std::fs::read_to_string(path).unwrap())
+}
+
+#[test]
+fn root_follows_the_children_of_a_command() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let w = build("c-nofp", dir.path());
+    let out = dir.path().join("out.folded");
+    // `; true` keeps sh from exec'ing the workload: it must be followed
+    // as a forked child.
+    run_ok(
+        perfpilot()
+            .args(["record", "-q", "-F", "499", "-o"])
+            .arg(&out)
+            .args(["--", "sh", "-c", &format!("{} 1.5; true", w[0])]),
+    );
+    let lines = folded_of(&out);
+    let child: u64 = lines
+        .iter()
+        .filter(|(f, _)| f[0] == "c-nofp" && has_chain(f, &["main", "driver", "mid"]))
+        .map(|(_, c)| c)
+        .sum();
+    assert!(
+        child > 400,
+        "the forked workload has {child} samples:\n{lines:?}"
+    );
+}
+
+#[test]
+fn root_host_wide_samples_carry_process_labels() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let w = build("c-nofp", dir.path());
+    let mut workload = Command::new(&w[0]).arg("4").spawn().unwrap();
+    let pid = workload.id();
+    let out = dir.path().join("host.pb.gz");
+    let recorder = perfpilot()
+        .args(["record", "-q", "-d", "2", "-o"])
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    let recorder_pid = recorder.id().to_string();
+    assert!(recorder.wait_with_output().unwrap().status.success());
+    workload.wait().unwrap();
+
+    let profile = Format::Pprof.decode(&std::fs::read(&out).unwrap()).unwrap();
+    let ours: Vec<_> = profile
+        .samples()
+        .iter()
+        .filter(|s| profile.label(s, labels::PID) == Some(&pid.to_string()))
+        .collect();
+    assert!(
+        !ours.is_empty(),
+        "no samples of pid {pid} in a host-wide profile"
+    );
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let cgroup = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("/");
+    let readelf = run_ok(Command::new("readelf").args(["-n", &w[0]])).stdout;
+    let build_id = String::from_utf8_lossy(&readelf)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_string))
+        .expect("gcc writes a build id");
+    for s in ours {
+        let tid: u32 = profile.label(s, labels::TID).unwrap().parse().unwrap();
+        assert_eq!(tid, pid, "single-threaded workload");
+        assert_eq!(profile.label(s, labels::THREAD_NAME), Some("c-nofp"));
+        assert_eq!(profile.label(s, labels::PROCESS_NAME), Some("c-nofp"));
+        assert_eq!(profile.label(s, labels::EXE), Some(w[0].as_str()));
+        assert_eq!(profile.label(s, labels::BUILD_ID), Some(build_id.as_str()));
+        // The workload inherits the test's cgroup.
+        assert_eq!(profile.label(s, labels::CGROUP), Some(cgroup));
+    }
+    // perfpilot does not sample itself.
+    assert!(profile
+        .samples()
+        .iter()
+        .all(|s| profile.label(s, labels::PID) != Some(recorder_pid.as_str())));
+}
+
+#[test]
+fn root_pid_scope_samples_only_that_process() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let w = build("c-nofp", dir.path());
+    let mut a = Command::new(&w[0]).arg("3").spawn().unwrap();
+    let mut b = Command::new(&w[0]).arg("3").spawn().unwrap();
+    let out = dir.path().join("pid.pb.gz");
+    run_ok(
+        perfpilot()
+            .args([
+                "record",
+                "-q",
+                "-d",
+                "1.5",
+                "--pid",
+                &a.id().to_string(),
+                "-o",
+            ])
+            .arg(&out),
+    );
+    a.wait().unwrap();
+    b.wait().unwrap();
+    let profile = Format::Pprof.decode(&std::fs::read(&out).unwrap()).unwrap();
+    let pids: std::collections::HashSet<&str> = profile
+        .samples()
+        .iter()
+        .filter_map(|s| profile.label(s, labels::PID))
+        .collect();
+    assert_eq!(
+        pids.into_iter().collect::<Vec<_>>(),
+        vec![a.id().to_string().as_str()]
+    );
+}
+
+#[test]
+fn root_top_batch_lists_the_hot_function() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let w = build("c-nofp", dir.path());
+    let mut workload = Command::new(&w[0]).arg("4").spawn().unwrap();
+    let out = run_ok(perfpilot().args([
+        "top",
+        "--pid",
+        &workload.id().to_string(),
+        "--batch",
+        "2",
+        "--rows",
+        "5",
+    ]));
+    workload.wait().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.split("snapshot 2 of 2").nth(1).expect("two snapshots");
+    let first_row = last.lines().nth(2).expect("a table row");
+    assert!(
+        first_row.contains("leaf_heavy") && first_row.contains("c-nofp"),
+        "{text}"
+    );
+    let self_pct: f64 = first_row
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (65.0..=85.0).contains(&self_pct),
+        "leaf_heavy self% {self_pct}:\n{text}"
+    );
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 80),
+        "wider than 80 columns:\n{text}"
+    );
+}
+
+#[test]
+fn root_missing_pid_is_exit_5() {
+    require_root();
+    let out = perfpilot()
+        .args([
+            "record",
+            "--pid",
+            "999999999",
+            "-d",
+            "1",
+            "-o",
+            "/tmp/never.folded",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("999999999") && err.contains("does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn root_missing_command_is_exit_127() {
+    require_root();
+    let out = perfpilot()
+        .args([
+            "record",
+            "-o",
+            "/tmp/never.folded",
+            "--",
+            "no-such-command-perfpilot",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("command not found"), "{err}");
+}
+
+#[test]
+fn root_unprivileged_user_is_exit_3() {
+    require_root();
+    // setpriv (util-linux) drops to nobody with no capabilities.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_perfpilot"))
+        .args(["record", "-d", "1", "-o", "/tmp/never.folded"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("root") && err.contains("CAP_BPF"), "{err}");
+}
+
+#[test]
+fn kernel_without_btf_is_exit_4() {
+    let out = perfpilot()
+        .env("PERFPILOT_KERNEL_BTF", "/nonexistent/vmlinux")
+        .args(["record", "-d", "1", "-o", "/tmp/never.folded"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("BTF") && err.contains("CONFIG_DEBUG_INFO_BTF"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn convert_round_trips_and_rejects_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let folded = dir.path().join("in.folded");
+    std::fs::write(&folded, "app;main;work 7\napp;main 3\n").unwrap();
+    let pprof = dir.path().join("out.pb.gz");
+    run_ok(
+        perfpilot()
+            .arg("convert")
+            .arg(&folded)
+            .arg("-o")
+            .arg(&pprof),
+    );
+    let back = dir.path().join("back.folded");
+    run_ok(perfpilot().arg("convert").arg(&pprof).arg("-o").arg(&back));
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap(),
+        "app;main 3\napp;main;work 7\n"
+    );
+    let svg = dir.path().join("x.svg");
+    run_ok(perfpilot().arg("convert").arg(&back).arg("-o").arg(&svg));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+
+    std::fs::write(&folded, "app;main 7\nbroken line without count\n").unwrap();
+    let out = perfpilot()
+        .arg("convert")
+        .arg(&folded)
+        .arg("-o")
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2"), "{err}");
+
+    let out = perfpilot()
+        .arg("convert")
+        .arg(&svg)
+        .arg("-o")
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+
+    let out = perfpilot()
+        .arg("convert")
+        .arg(&back)
+        .arg("-o")
+        .arg("x.unknown")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
