@@ -112,7 +112,7 @@ impl Session {
                 }
             }
         }
-        let sampler = Sampler::start(&SamplerConfig {
+        let mut sampler = Sampler::load(&SamplerConfig {
             frequency_hz: config.frequency_hz,
             include_idle: config.include_idle,
             targets: targets.clone(),
@@ -122,9 +122,11 @@ impl Session {
             ..Default::default()
         })?;
         let mut tracker = Tracker::new(config.unwind_rows);
+        // Targets get their tables before the first sample is taken.
         for pid in targets.unwrap_or_default() {
             tracker.register(pid, &sampler);
         }
+        sampler.start_sampling()?;
         Ok(Session {
             sampler,
             tracker,

@@ -33,6 +33,8 @@ pub struct SymbolizerStats {
     /// Resolved to a data symbol or outside code: left unnamed on purpose.
     pub rejected_data: u64,
     pub errors: u64,
+    /// Time spent resolving (cache misses only).
+    pub elapsed: std::time::Duration,
 }
 
 pub struct Symbolizer {
@@ -117,6 +119,12 @@ impl Symbolizer {
     /// Resolves the addresses (ELF virtual addresses of `object`) that are
     /// not cached yet, in one batch.
     pub fn resolve_object(&mut self, object: &ObjectInfo, vaddrs: &[u64]) {
+        let started = std::time::Instant::now();
+        self.resolve_object_inner(object, vaddrs);
+        self.stats.elapsed += started.elapsed();
+    }
+
+    fn resolve_object_inner(&mut self, object: &ObjectInfo, vaddrs: &[u64]) {
         let mut todo: Vec<u64> = vaddrs
             .iter()
             .copied()
@@ -186,6 +194,12 @@ impl Symbolizer {
 
     /// Resolves kernel addresses not cached yet.
     pub fn resolve_kernel(&mut self, addrs: &[u64]) {
+        let started = std::time::Instant::now();
+        self.resolve_kernel_inner(addrs);
+        self.stats.elapsed += started.elapsed();
+    }
+
+    fn resolve_kernel_inner(&mut self, addrs: &[u64]) {
         let mut todo: Vec<u64> = addrs
             .iter()
             .copied()

@@ -279,12 +279,14 @@ pub struct Sampler {
     counts_drainer: BatchDrainer,
     stacks_drainer: BatchDrainer,
     drain_errors: u64,
+    frequency_hz: u64,
+    sampling: bool,
 }
 
 impl Sampler {
-    /// Loads the programs, attaches a cpu-clock event on every online CPU
-    /// and the process lifecycle tracepoints.
-    pub fn start(config: &SamplerConfig) -> Result<Sampler, BpfError> {
+    /// Loads the programs and attaches the process lifecycle tracepoints;
+    /// [`start_sampling`](Self::start_sampling) then attaches the sampler.
+    pub fn load(config: &SamplerConfig) -> Result<Sampler, BpfError> {
         crate::check_environment()?;
         // The skeleton borrows its object storage for its whole life; one
         // small allocation per sampler is leaked to give it that.
@@ -371,17 +373,6 @@ impl Sampler {
                     .map_err(|e| BpfError::from_libbpf("attaching process tracepoints", e))?,
             );
         }
-        for cpu in online_cpus()? {
-            let fd = open_cpu_clock(cpu, config.frequency_hz)?;
-            // The link takes ownership of the perf event fd.
-            let link = skel
-                .progs
-                .on_sample
-                .attach_perf_event(fd.into_raw_fd())
-                .map_err(|e| BpfError::from_libbpf("attaching to the cpu-clock event", e))?;
-            links.push(link);
-        }
-
         let events = Rc::new(RefCell::new(Vec::new()));
         let sink = Rc::clone(&events);
         let mut rb = RingBufferBuilder::new();
@@ -416,7 +407,31 @@ impl Sampler {
             counts_drainer: BatchDrainer::new(SAMPLE_KEY_SIZE, SAMPLE_VALUE_SIZE, 1024),
             stacks_drainer: BatchDrainer::new(8, STACK_SIZE, 256),
             drain_errors: 0,
+            frequency_hz: config.frequency_hz,
+            sampling: false,
         })
+    }
+
+    /// Starts sampling: a cpu-clock event on every online CPU. Separate
+    /// from loading so that known processes can be given their unwind
+    /// tables first.
+    pub fn start_sampling(&mut self) -> Result<(), BpfError> {
+        if self.sampling {
+            return Ok(());
+        }
+        for cpu in online_cpus()? {
+            let fd = open_cpu_clock(cpu, self.frequency_hz)?;
+            // The link takes ownership of the perf event fd.
+            let link = self
+                .skel
+                .progs
+                .on_sample
+                .attach_perf_event(fd.into_raw_fd())
+                .map_err(|e| BpfError::from_libbpf("attaching to the cpu-clock event", e))?;
+            self._links.push(link);
+        }
+        self.sampling = true;
+        Ok(())
     }
 
     /// Loads the fork tracepoint that adds children of targets to the
