@@ -359,7 +359,7 @@ mod tests {
         let stack = p.add_stack(&[unnamed, inlined]);
         let ls = p.add_label_set(Vec::<(String, String)>::new());
         p.add_sample(stack, ls, &[4]);
-        assert_eq!(encode(&p, 0).unwrap(), "outer;inner;libx.so+0x234 4\n");
+        assert_eq!(encode(&p, 0).unwrap(), "outer;inner;[libx.so] 4\n");
     }
 
     #[test]

@@ -379,17 +379,21 @@ impl Profile {
         (named, all)
     }
 
+    /// Names an unnamed location after its object, `[libfoo.so]`: what
+    /// matters in a flame graph or a top table is which object the time
+    /// went to, and one frame per raw address would scatter it. The
+    /// address itself stays in the location (and in pprof output).
     fn describe_unnamed(&self, location: &Location) -> String {
-        match location.mapping.map(|m| &self.mappings[m as usize]) {
+        match location.mapping.and_then(|m| self.mappings.get(m as usize)) {
             Some(m) if !m.file.is_empty() => {
                 let base = m.file.rsplit('/').next().unwrap_or(&m.file);
-                let offset = location
-                    .address
-                    .wrapping_sub(m.start)
-                    .wrapping_add(m.offset);
-                format!("{base}+0x{offset:x}")
+                if base.starts_with('[') {
+                    base.to_string()
+                } else {
+                    format!("[{base}]")
+                }
             }
-            _ => format!("0x{:x}", location.address),
+            _ => "[unknown]".to_string(),
         }
     }
 
@@ -468,10 +472,7 @@ mod tests {
             lines: vec![],
         });
         let stack = p.add_stack(&[unnamed, loc]);
-        assert_eq!(
-            p.root_first_names(stack),
-            vec!["outer", "inner", "app+0xabc"]
-        );
+        assert_eq!(p.root_first_names(stack), vec!["outer", "inner", "[app]"]);
     }
 
     #[test]
