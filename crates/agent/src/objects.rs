@@ -127,12 +127,6 @@ impl ObjectInfo {
     }
 }
 
-/// An object and its unwind table, freshly parsed.
-pub struct LoadedObject {
-    pub info: ObjectInfo,
-    pub rows: Vec<UnwindRow>,
-}
-
 /// Opens the file behind a mapping of `pid`: through the mapping itself
 /// (works for deleted files and other mount namespaces), else through the
 /// process's root, else by path. Checks the identity matches.
@@ -158,24 +152,64 @@ pub fn open_mapped_file(pid: u32, map: &MapsEntry) -> Option<File> {
 }
 
 /// Parses an object file from an open handle.
-pub fn load_file(key: ObjectKey, path: &str, file: File) -> Result<LoadedObject, String> {
+/// Maps a file read-only for parsing.
+fn map_file(file: &File) -> Result<memmap2::Mmap, String> {
     // SAFETY: the mapping is read-only and private; if another process
     // truncates the file we may fault, as every profiler reading mapped
-    // binaries may; the window is the parse below.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
-    let mut loaded = parse(key, path, &map)?;
-    loaded.info.file = Some(file);
-    Ok(loaded)
+    // binaries may; the window is one parse.
+    unsafe { memmap2::Mmap::map(file) }.map_err(|e| e.to_string())
+}
+
+/// Reads what the agent needs to know of an object file at once (its
+/// headers: cheap); the unwind table is built separately, see
+/// [`unwind_rows`].
+pub fn load_file(key: ObjectKey, path: &str, file: File) -> Result<ObjectInfo, String> {
+    let map = map_file(&file)?;
+    let mut info = parse(key, path, &map)?;
+    info.file = Some(file);
+    Ok(info)
 }
 
 /// Parses an in-memory image (the vDSO).
-pub fn load_image(key: ObjectKey, path: &str, image: Vec<u8>) -> Result<LoadedObject, String> {
-    let mut loaded = parse(key, path, &image)?;
-    loaded.info.image = Some(image);
-    Ok(loaded)
+pub fn load_image(key: ObjectKey, path: &str, image: Vec<u8>) -> Result<ObjectInfo, String> {
+    let mut info = parse(key, path, &image)?;
+    info.image = Some(image);
+    Ok(info)
 }
 
-fn parse(key: ObjectKey, path: &str, data: &[u8]) -> Result<LoadedObject, String> {
+/// Where an unwind table is built from.
+pub enum TableSource {
+    File(File),
+    Image(Vec<u8>),
+}
+
+impl ObjectInfo {
+    /// A handle a table-building thread can own.
+    pub fn table_source(&self) -> Option<TableSource> {
+        match (&self.file, &self.image) {
+            (Some(f), _) => f.try_clone().ok().map(TableSource::File),
+            (None, Some(image)) => Some(TableSource::Image(image.clone())),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The object's unwind table (empty when it has no call frame
+/// information or cannot be read). Costly for large objects: hundreds of
+/// milliseconds for a 100 MB library.
+pub fn unwind_rows(source: &TableSource) -> Vec<UnwindRow> {
+    let build = |data: &[u8]| {
+        perfpilot_unwind::build_table(data)
+            .map(|t| t.rows)
+            .unwrap_or_default()
+    };
+    match source {
+        TableSource::File(f) => map_file(f).map(|m| build(&m)).unwrap_or_default(),
+        TableSource::Image(image) => build(image),
+    }
+}
+
+fn parse(key: ObjectKey, path: &str, data: &[u8]) -> Result<ObjectInfo, String> {
     let file = object::File::parse(data).map_err(|e| format!("{path}: {e}"))?;
     let build_id = file
         .build_id()
@@ -208,24 +242,17 @@ fn parse(key: ObjectKey, path: &str, data: &[u8]) -> Result<LoadedObject, String
         || file.section_by_name(".go.buildinfo").is_some();
     let python = crate::python::version_from_path(path)
         .and_then(|v| Some((v, crate::python::runtime_symbol(data)?)));
-    let rows = match perfpilot_unwind::build_table(data) {
-        Ok(t) => t.rows,
-        Err(_) => Vec::new(),
-    };
-    Ok(LoadedObject {
-        info: ObjectInfo {
-            key,
-            path: path.to_string(),
-            file: None,
-            build_id,
-            segments,
-            code_ranges,
-            is_go,
-            has_dwarf,
-            python,
-            image: None,
-        },
-        rows,
+    Ok(ObjectInfo {
+        key,
+        path: path.to_string(),
+        file: None,
+        build_id,
+        segments,
+        code_ranges,
+        is_go,
+        has_dwarf,
+        python,
+        image: None,
     })
 }
 
@@ -308,9 +335,9 @@ mod tests {
     #[test]
     fn own_vdso_parses_with_an_unwind_table() {
         let image = own_vdso().expect("this process has a vDSO");
-        let loaded = load_image(ObjectKey::Vdso, "[vdso]", image).unwrap();
-        assert!(!loaded.rows.is_empty());
-        assert!(!loaded.info.code_ranges.is_empty());
+        let info = load_image(ObjectKey::Vdso, "[vdso]", image).unwrap();
+        assert!(!unwind_rows(&info.table_source().unwrap()).is_empty());
+        assert!(!info.code_ranges.is_empty());
     }
 
     #[test]
@@ -326,13 +353,9 @@ mod tests {
             dev: libc.dev,
             inode: libc.inode,
         };
-        let loaded = load_file(key, &libc.path, f).unwrap();
-        assert!(loaded.info.build_id.as_ref().is_some_and(|b| b.len() == 40));
-        assert!(loaded.rows.len() > 1000);
-        assert!(loaded
-            .info
-            .symbol_path()
-            .unwrap()
-            .starts_with("/proc/self/fd/"));
+        let info = load_file(key, &libc.path, f).unwrap();
+        assert!(info.build_id.as_ref().is_some_and(|b| b.len() == 40));
+        assert!(unwind_rows(&info.table_source().unwrap()).len() > 1000);
+        assert!(info.symbol_path().unwrap().starts_with("/proc/self/fd/"));
     }
 }

@@ -126,6 +126,7 @@ impl Session {
         for pid in targets.unwrap_or_default() {
             tracker.register(pid, &sampler);
         }
+        tracker.wait_for_tables(Duration::from_secs(10), &sampler);
         sampler.start_sampling()?;
         Ok(Session {
             sampler,
@@ -143,10 +144,14 @@ impl Session {
 
     /// Waits up to `timeout` for process events and handles them.
     pub fn poll(&mut self, timeout: Duration) {
-        let timeout = match self.refresh_at.iter().map(|(t, _)| *t).min() {
+        let mut timeout = match self.refresh_at.iter().map(|(t, _)| *t).min() {
             Some(t) => timeout.min(t.saturating_duration_since(Instant::now())),
             None => timeout,
         };
+        // Tables being built are loaded as soon as they are ready.
+        if self.tracker.tables_pending() {
+            timeout = timeout.min(Duration::from_millis(10));
+        }
         self.sampler.poll_events(timeout, &mut self.events);
         for event in std::mem::take(&mut self.events) {
             match event {
@@ -177,6 +182,7 @@ impl Session {
         for pid in due {
             self.tracker.refresh(pid, &self.sampler);
         }
+        self.tracker.poll_tables(Duration::ZERO, &self.sampler);
     }
 
     /// Moves samples out of the kernel into the current profile.

@@ -346,6 +346,9 @@ mod tests {
     use super::*;
     use crate::objects::{load_file, open_mapped_file};
 
+    /// A data object: an address inside it must never be named after it.
+    static A_DATA_OBJECT: [u8; 4096] = [7; 4096];
+
     #[inline(never)]
     fn a_function_with_a_name() -> u64 {
         std::hint::black_box(7)
@@ -365,10 +368,18 @@ mod tests {
             dev: m.dev,
             inode: m.inode,
         };
-        let obj = load_file(key, &m.path, f).unwrap().info;
+        let obj = load_file(key, &m.path, f).unwrap();
         let vaddr = here - obj.bias(m);
+        // The data object lives in another mapping of the same file.
+        let data = std::hint::black_box(&A_DATA_OBJECT) as *const _ as u64 + 100;
+        let dm = maps
+            .iter()
+            .find(|d| d.start <= data && data < d.end && d.inode == m.inode)
+            .unwrap();
+        let data_vaddr = data.wrapping_sub(obj.bias(dm));
+        assert!(!obj.is_code(data_vaddr));
         let mut s = Symbolizer::new();
-        s.resolve_object(&obj, &[vaddr + 1, 0]);
+        s.resolve_object(&obj, &[vaddr + 1, 0, data_vaddr]);
         let names = s.cached(key, vaddr + 1).unwrap().clone().unwrap();
         assert!(
             names
@@ -378,8 +389,10 @@ mod tests {
                 .contains("a_function_with_a_name"),
             "{names:?}"
         );
-        // Address 0 is not code.
+        // Address 0 is not code; nor is a data object, whatever its symbol.
         assert_eq!(s.cached(key, 0), Some(&None));
+        assert_eq!(s.cached(key, data_vaddr), Some(&None));
+        assert!(s.stats.rejected_data >= 1, "{:?}", s.stats);
         assert_eq!(s.stats.named, 1);
     }
 

@@ -1,5 +1,85 @@
-//! Bookkeeping for unwind tables in the kernel: table slots (one per
-//! object file) and a budget on the rows they hold together.
+//! Unwind tables: building them off the event loop, and bookkeeping for
+//! the ones in the kernel (table slots, one per object file, and a budget
+//! on the rows they hold together).
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::Duration;
+
+use perfpilot_unwind::UnwindRow;
+
+use crate::objects::{unwind_rows, ObjectKey, TableSource};
+
+/// Builds unwind tables on a thread of its own, one at a time: a large
+/// library takes a few hundred milliseconds, which must not delay
+/// registering the next short-lived process.
+pub struct TableWorker {
+    jobs: SyncSender<(ObjectKey, TableSource)>,
+    done: Receiver<(ObjectKey, Vec<UnwindRow>)>,
+    pending: usize,
+}
+
+impl Default for TableWorker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TableWorker {
+    pub fn new() -> Self {
+        let (jobs, job_rx) = mpsc::sync_channel::<(ObjectKey, TableSource)>(4096);
+        let (done_tx, done) = mpsc::channel();
+        // If the thread cannot start, jobs fail to send and objects are
+        // unwound with frame pointers (counted by the tracker).
+        let _ = std::thread::Builder::new()
+            .name("pp-unwind-tables".into())
+            .spawn(move || {
+                for (key, source) in job_rx {
+                    if done_tx.send((key, unwind_rows(&source))).is_err() {
+                        break;
+                    }
+                }
+            });
+        TableWorker {
+            jobs,
+            done,
+            pending: 0,
+        }
+    }
+
+    /// Queues a table; false when the queue is full or the thread gone.
+    pub fn submit(&mut self, key: ObjectKey, source: TableSource) -> bool {
+        match self.jobs.try_send((key, source)) {
+            Ok(()) => {
+                self.pending += 1;
+                true
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// A finished table, waiting up to `timeout` for one.
+    pub fn next(&mut self, timeout: Duration) -> Option<(ObjectKey, Vec<UnwindRow>)> {
+        if self.pending == 0 {
+            return None;
+        }
+        let got = if timeout.is_zero() {
+            self.done.try_recv().ok()
+        } else {
+            match self.done.recv_timeout(timeout) {
+                Ok(x) => Some(x),
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => None,
+            }
+        };
+        if got.is_some() {
+            self.pending -= 1;
+        }
+        got
+    }
+}
 
 #[derive(Debug)]
 pub struct TableBudget {

@@ -11,10 +11,10 @@ use perfpilot_bpf::{BpfError, ExecMap, PythonProcess, Sampler};
 use perfpilot_unwind::UnwindRow;
 
 use crate::cgroup::{labels_from_path, CgroupLabels};
-use crate::objects::{self, LoadedObject, ObjectInfo, ObjectKey};
+use crate::objects::{self, ObjectInfo, ObjectKey};
 use crate::perfmap::PerfMap;
 use crate::procfs::{self, MapsEntry, ProcessSnapshot};
-use crate::tables::TableBudget;
+use crate::tables::{TableBudget, TableWorker};
 
 /// Where the unwinder's tables go. [`Sampler`] is the real one.
 pub trait UnwindSink {
@@ -135,6 +135,7 @@ pub struct Tracker {
     failed: HashSet<ObjectKey>,
     procs: HashMap<u32, ProcessInfo>,
     tables: TableBudget,
+    worker: TableWorker,
     clock: u64,
     pub stats: TrackerStats,
 }
@@ -148,6 +149,7 @@ impl Tracker {
             failed: HashSet::new(),
             procs: HashMap::new(),
             tables: TableBudget::new(perfpilot_bpf::MAX_UNWIND_TABLES, max_rows),
+            worker: TableWorker::new(),
             clock: 0,
             stats: TrackerStats::default(),
         }
@@ -204,7 +206,7 @@ impl Tracker {
         }
         self.stats.processes_registered += 1;
         let exe = snap.exe.as_ref().map(|p| p.to_string_lossy().into_owned());
-        let (mappings, fingerprint) = self.load_mappings(pid, &snap.maps, sink);
+        let (mappings, fingerprint) = self.load_mappings(pid, &snap.maps);
         let build_id = exe.as_ref().and_then(|exe| {
             // The executable's object is usually among the mappings already.
             snap.maps
@@ -257,7 +259,7 @@ impl Tracker {
         if self.procs.get(&pid).map(|p| p.fingerprint) == Some(new_fp) {
             return;
         }
-        let (mappings, fp) = self.load_mappings(pid, &maps, sink);
+        let (mappings, fp) = self.load_mappings(pid, &maps);
         if let Some(mut p) = self.procs.remove(&pid) {
             self.release_mappings(&p.mappings);
             p.python = self.python_of(pid, &mappings);
@@ -331,6 +333,70 @@ impl Tracker {
         p.perf_map.as_ref()?.lookup(addr).map(str::to_string)
     }
 
+    /// Whether unwind tables are still being built.
+    pub fn tables_pending(&self) -> bool {
+        self.worker.pending() > 0
+    }
+
+    /// Loads the unwind tables the worker has finished, waiting up to
+    /// `wait` for the first, and tells the unwinder about the processes
+    /// that use them. Returns how many were loaded.
+    pub fn poll_tables(&mut self, wait: std::time::Duration, sink: &dyn UnwindSink) -> usize {
+        let mut loaded = 0;
+        let mut timeout = wait;
+        let mut touched: Vec<ObjectId> = Vec::new();
+        while let Some((key, rows)) = self.worker.next(timeout) {
+            timeout = std::time::Duration::ZERO;
+            let Some(&id) = self.by_key.get(&key) else {
+                continue; // evicted meanwhile
+            };
+            let table = self.upload_table(&rows, sink);
+            if let Some(Some(slot)) = self.objects.get_mut(id as usize) {
+                if let Some(old) = slot.table.take() {
+                    sink.unload_table(old.slot);
+                    self.tables.release(old.slot, old.rows);
+                }
+                slot.table = table;
+            }
+            if table.is_some() {
+                loaded += 1;
+                touched.push(id);
+            }
+        }
+        if !touched.is_empty() {
+            let pids: Vec<u32> = self
+                .procs
+                .values()
+                .filter(|p| {
+                    !p.exited
+                        && p.mappings
+                            .iter()
+                            .any(|m| m.object.is_some_and(|o| touched.contains(&o)))
+                })
+                .map(|p| p.pid)
+                .collect();
+            for pid in pids {
+                if let Some(p) = self.procs.remove(&pid) {
+                    self.push_to_bpf(&p, sink);
+                    self.procs.insert(pid, p);
+                }
+            }
+        }
+        loaded
+    }
+
+    /// Waits (up to `limit`) until every queued table is loaded.
+    pub fn wait_for_tables(&mut self, limit: std::time::Duration, sink: &dyn UnwindSink) {
+        let end = std::time::Instant::now() + limit;
+        while self.tables_pending() {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.poll_tables(left.min(std::time::Duration::from_millis(50)), sink);
+        }
+    }
+
     /// All tracked pids.
     pub fn pids(&self) -> Vec<u32> {
         self.procs.keys().copied().collect()
@@ -350,12 +416,7 @@ impl Tracker {
         })
     }
 
-    fn load_mappings(
-        &mut self,
-        pid: u32,
-        maps: &[MapsEntry],
-        sink: &dyn UnwindSink,
-    ) -> (Vec<ProcMapping>, u64) {
+    fn load_mappings(&mut self, pid: u32, maps: &[MapsEntry]) -> (Vec<ProcMapping>, u64) {
         let mut out = Vec::new();
         for m in maps.iter().filter(|m| m.executable) {
             let object = if m.is_file() {
@@ -366,10 +427,9 @@ impl Tracker {
                     },
                     &m.path,
                     || objects::open_mapped_file(pid, m),
-                    sink,
                 )
             } else if m.path == "[vdso]" {
-                self.vdso(sink)
+                self.vdso()
             } else {
                 None
             };
@@ -393,13 +453,13 @@ impl Tracker {
         (out, fingerprint(maps))
     }
 
-    fn vdso(&mut self, sink: &dyn UnwindSink) -> Option<ObjectId> {
+    fn vdso(&mut self) -> Option<ObjectId> {
         if let Some(&id) = self.by_key.get(&ObjectKey::Vdso) {
             return Some(id);
         }
         let image = objects::own_vdso()?;
-        let loaded = objects::load_image(ObjectKey::Vdso, "[vdso]", image).ok()?;
-        Some(self.insert_object(loaded, sink))
+        let info = objects::load_image(ObjectKey::Vdso, "[vdso]", image).ok()?;
+        Some(self.insert_object(info))
     }
 
     fn object_for(
@@ -407,7 +467,6 @@ impl Tracker {
         key: ObjectKey,
         path: &str,
         open: impl FnOnce() -> Option<std::fs::File>,
-        sink: &dyn UnwindSink,
     ) -> Option<ObjectId> {
         self.clock += 1;
         if let Some(&id) = self.by_key.get(&key) {
@@ -423,7 +482,7 @@ impl Tracker {
             .ok_or_else(|| "cannot open".to_string())
             .and_then(|f| objects::load_file(key, path, f));
         match loaded {
-            Ok(loaded) => Some(self.insert_object(loaded, sink)),
+            Ok(info) => Some(self.insert_object(info)),
             Err(_) => {
                 self.stats.objects_failed += 1;
                 self.failed.insert(key);
@@ -432,14 +491,20 @@ impl Tracker {
         }
     }
 
-    fn insert_object(&mut self, loaded: LoadedObject, sink: &dyn UnwindSink) -> ObjectId {
+    /// Adds an object; its unwind table is built by the worker and loaded
+    /// by [`poll_tables`](Self::poll_tables) (until then frames in it are
+    /// unwound with frame pointers).
+    fn insert_object(&mut self, info: ObjectInfo) -> ObjectId {
         self.stats.objects_loaded += 1;
-        let LoadedObject { info, rows } = loaded;
         let key = info.key;
-        let table = self.upload_table(&rows, sink);
+        if let Some(source) = info.table_source() {
+            if !self.worker.submit(key, source) {
+                self.stats.tables_dropped += 1;
+            }
+        }
         let slot = ObjectSlot {
             info,
-            table,
+            table: None,
             refs: 0,
             last_used: self.clock,
         };
@@ -614,6 +679,9 @@ mod tests {
         let mut t = Tracker::new(4 << 20);
         let me = std::process::id();
         t.register(me, &sink);
+        // Tables arrive from the worker; the process is re-sent with them.
+        t.wait_for_tables(std::time::Duration::from_secs(30), &sink);
+        assert!(!t.tables_pending());
         let p = t.process(me).unwrap();
         assert!(!p.mappings.is_empty());
         assert!(p.exe.is_some());
@@ -656,6 +724,7 @@ mod tests {
         let sink = FakeSink::default();
         let mut t = Tracker::new(10);
         t.register(std::process::id(), &sink);
+        t.wait_for_tables(std::time::Duration::from_secs(30), &sink);
         assert!(t.stats.tables_dropped >= 1);
         let maps = sink
             .procs

@@ -302,3 +302,74 @@ fn convert_round_trips_and_rejects_bad_input() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn root_names_jit_code_from_its_perf_map() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("jit");
+    run_ok(
+        Command::new("gcc")
+            .args(["-O2", "-g", "-fno-omit-frame-pointer", "-o"])
+            .arg(&bin)
+            .arg(workload("jit.c")),
+    );
+    let out = dir.path().join("jit.folded");
+    run_ok(
+        perfpilot()
+            .args(["record", "-q", "-F", "499", "-o"])
+            .arg(&out)
+            .arg("--")
+            .arg(&bin)
+            .arg("2"),
+    );
+    let lines = folded_of(&out);
+    let total: u64 = lines.iter().map(|(_, c)| c).sum();
+    let jit: u64 = lines
+        .iter()
+        .filter(|(f, _)| has_chain(f, &["main", "driver", "jit_spin"]))
+        .map(|(_, c)| c)
+        .sum();
+    assert!(
+        jit as f64 >= 0.8 * total as f64,
+        "{jit} of {total} samples in main;driver;jit_spin:\n{lines:?}"
+    );
+}
+
+#[test]
+fn root_names_frames_of_a_process_whose_binary_is_gone() {
+    require_root();
+    // The binary is deleted while it runs and the process exits before
+    // perfpilot's next drain: its frames must still be named.
+    let dir = tempfile::tempdir().unwrap();
+    let w = build("c-nofp", dir.path());
+    let copy = dir.path().join("short-lived");
+    std::fs::copy(&w[0], &copy).unwrap();
+    let recorder = perfpilot()
+        .args(["record", "-q", "-F", "499", "-d", "3", "-o"])
+        .arg(dir.path().join("host.folded"))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let mut child = Command::new(&copy).arg("0.6").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    std::fs::remove_file(&copy).unwrap();
+    child.wait().unwrap();
+    assert!(recorder.wait_with_output().unwrap().status.success());
+    let lines = folded_of(&dir.path().join("host.folded"));
+    let ours: Vec<_> = lines
+        .iter()
+        .filter(|(f, _)| f[0] == "short-lived")
+        .collect();
+    let total: u64 = ours.iter().map(|(_, c)| c).sum();
+    let named: u64 = ours
+        .iter()
+        .filter(|(f, _)| has_chain(f, &["main", "driver", "mid"]))
+        .map(|(_, c)| c)
+        .sum();
+    assert!(total > 100, "{total} samples of the short-lived process");
+    assert!(
+        named as f64 >= 0.9 * total as f64,
+        "{named} of {total} samples named through main;driver;mid:\n{ours:?}"
+    );
+}

@@ -2,7 +2,15 @@
 fn main() {
     for path in std::env::args().skip(1) {
         let t0 = std::time::Instant::now();
-        let data = match std::fs::read(&path) {
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("{path}: {e}");
+                continue;
+            }
+        };
+        // SAFETY: read-only mapping of a file we do not modify.
+        let data = match unsafe { memmap2::Mmap::map(&file) } {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("{path}: {e}");

@@ -85,7 +85,10 @@ pub fn build_table(elf: &[u8]) -> Result<UnwindTable, UnwindError> {
         bases = bases.set_got(a);
     }
 
-    let mut entries = Vec::new();
+    let mut entries = Collected {
+        rows: Vec::new(),
+        sorted: true,
+    };
     let mut stats = TableStats::default();
 
     if let Some(eh) = file.section_by_name(".eh_frame") {
@@ -109,6 +112,10 @@ pub fn build_table(elf: &[u8]) -> Result<UnwindTable, UnwindError> {
                 source: ".debug_frame",
                 ..Default::default()
             };
+            entries = Collected {
+                rows: Vec::new(),
+                sorted: true,
+            };
             collect(&section, &bases, &mut entries, &mut stats);
         }
     }
@@ -122,13 +129,32 @@ pub fn build_table(elf: &[u8]) -> Result<UnwindTable, UnwindError> {
     })
 }
 
-/// A rule in force over [start, end), or a gap marker (`rule: None`).
-struct Entry {
-    start: u64,
-    rule: Option<(CfaRule, RbpRule)>,
+/// Rows as collected, before merging: FDE rows and, after each FDE, a
+/// gap row (`CfaRule::None`) at its end.
+#[derive(Default)]
+struct Collected {
+    rows: Vec<UnwindRow>,
+    /// Every row so far starts at or after the previous one (true for
+    /// linker-ordered .eh_frame; saves sorting millions of rows).
+    sorted: bool,
 }
 
-fn collect<'a, S>(section: &S, bases: &BaseAddresses, out: &mut Vec<Entry>, stats: &mut TableStats)
+impl Collected {
+    fn push(&mut self, start: u64, cfa: CfaRule, rbp: RbpRule, stats: &mut TableStats) {
+        let Ok(pc) = u32::try_from(start) else {
+            stats.out_of_range_rows += 1;
+            return;
+        };
+        if let Some(last) = self.rows.last() {
+            if pc < last.pc {
+                self.sorted = false;
+            }
+        }
+        self.rows.push(UnwindRow { pc, cfa, rbp });
+    }
+}
+
+fn collect<'a, S>(section: &S, bases: &BaseAddresses, out: &mut Collected, stats: &mut TableStats)
 where
     S: UnwindSection<EndianSlice<'a, LittleEndian>>,
 {
@@ -195,10 +221,7 @@ where
                         },
                         _ => RbpRule::Same,
                     };
-                    out.push(Entry {
-                        start: row.start_address(),
-                        rule: Some((cfa, rbp)),
-                    });
+                    out.push(row.start_address(), cfa, rbp, stats);
                 }
                 Ok(None) => break,
                 Err(_) => {
@@ -208,10 +231,7 @@ where
             }
         }
         // Code after this FDE has no information until the next FDE starts.
-        out.push(Entry {
-            start: fde.end_address(),
-            rule: None,
-        });
+        out.push(fde.end_address(), CfaRule::None, RbpRule::Same, stats);
     }
 }
 
@@ -231,28 +251,34 @@ fn plt_threshold(expr: &[u8]) -> Option<u8> {
     Some(expr[6] - 0x30)
 }
 
-/// Sorts entries, lets a real rule win over a gap marker at the same
-/// address, and drops rows that repeat the previous rule.
-fn flatten(mut entries: Vec<Entry>, stats: &mut TableStats) -> Vec<UnwindRow> {
-    // Stable sort: gap markers were pushed after their FDE's rows, so sort
-    // them first at equal addresses to let the next FDE's row replace them.
-    entries.sort_by_key(|e| (e.start, e.rule.is_some()));
-    let mut rows: Vec<UnwindRow> = Vec::with_capacity(entries.len());
-    for e in entries {
-        let Ok(pc) = u32::try_from(e.start) else {
-            stats.out_of_range_rows += 1;
-            continue;
-        };
-        let (cfa, rbp) = e.rule.unwrap_or((CfaRule::None, RbpRule::Same));
-        let row = UnwindRow { pc, cfa, rbp };
-        match rows.last_mut() {
-            Some(last) if last.pc == pc => *last = row,
-            Some(last) if last.cfa == cfa && last.rbp == rbp => {}
-            _ => rows.push(row),
-        }
+/// Sorts rows if needed, lets a real rule win over a gap marker at the
+/// same address, and drops rows that repeat the previous rule; in place.
+fn flatten(collected: Collected, _stats: &mut TableStats) -> Vec<UnwindRow> {
+    let mut rows = collected.rows;
+    if !collected.sorted {
+        // Stable: at equal addresses a gap (pushed after its FDE's rows)
+        // must come before the next FDE's first row.
+        rows.sort_by_key(|r| (r.pc, r.cfa != CfaRule::None));
     }
-    // A duplicate may appear after an in-place replacement; merge again.
-    rows.dedup_by(|b, a| a.cfa == b.cfa && a.rbp == b.rbp);
+    let mut out = 0usize;
+    for i in 0..rows.len() {
+        let row = rows[i];
+        if out > 0 && rows[out - 1].pc == row.pc {
+            rows[out - 1] = row;
+            // The replacement may now repeat the row before it.
+            if out > 1 && rows[out - 2].cfa == row.cfa && rows[out - 2].rbp == row.rbp {
+                out -= 1;
+            }
+            continue;
+        }
+        if out > 0 && rows[out - 1].cfa == row.cfa && rows[out - 1].rbp == row.rbp {
+            continue;
+        }
+        rows[out] = row;
+        out += 1;
+    }
+    rows.truncate(out);
+    rows.shrink_to_fit();
     rows
 }
 
@@ -260,8 +286,19 @@ fn flatten(mut entries: Vec<Entry>, stats: &mut TableStats) -> Vec<UnwindRow> {
 mod tests {
     use super::*;
 
-    fn entry(start: u64, rule: Option<(CfaRule, RbpRule)>) -> Entry {
-        Entry { start, rule }
+    fn collected(
+        entries: &[(u64, Option<(CfaRule, RbpRule)>)],
+        stats: &mut TableStats,
+    ) -> Collected {
+        let mut c = Collected {
+            rows: Vec::new(),
+            sorted: true,
+        };
+        for &(start, rule) in entries {
+            let (cfa, rbp) = rule.unwrap_or((CfaRule::None, RbpRule::Same));
+            c.push(start, cfa, rbp, stats);
+        }
+        c
     }
 
     #[test]
@@ -281,21 +318,21 @@ mod tests {
         let rsp8 = Some((CfaRule::RspOffset(8), RbpRule::Same));
         let rsp16 = Some((CfaRule::RspOffset(16), RbpRule::Same));
         let mut stats = TableStats::default();
-        let rows = flatten(
-            vec![
-                entry(0x100, rsp8),
-                entry(0x101, rsp16),
-                entry(0x110, None),
-                // next FDE starts where the previous ended
-                entry(0x110, rsp8),
-                entry(0x120, None),
-                entry(0x130, rsp8),
-                entry(0x131, rsp8),
-                entry(0x140, None),
-                entry(0x1_0000_0000, rsp8),
-            ],
-            &mut stats,
-        );
+        let entries = [
+            (0x100, rsp8),
+            (0x101, rsp16),
+            (0x110, None),
+            // next FDE starts where the previous ended
+            (0x110, rsp8),
+            (0x120, None),
+            (0x130, rsp8),
+            (0x131, rsp8),
+            (0x140, None),
+            (0x1_0000_0000, rsp8),
+        ];
+        let c = collected(&entries, &mut stats);
+        assert!(c.sorted);
+        let rows = flatten(c, &mut stats);
         let got: Vec<(u32, CfaRule)> = rows.iter().map(|r| (r.pc, r.cfa)).collect();
         assert_eq!(
             got,
@@ -309,6 +346,47 @@ mod tests {
             ]
         );
         assert_eq!(stats.out_of_range_rows, 1);
+    }
+
+    #[test]
+    fn fdes_out_of_address_order_give_the_same_table() {
+        let rsp8 = Some((CfaRule::RspOffset(8), RbpRule::Same));
+        let rbp16 = Some((CfaRule::RbpOffset(16), RbpRule::Offset(-16)));
+        let mut stats = TableStats::default();
+        let in_order = [
+            (0x100, rsp8),
+            (0x104, rbp16),
+            (0x110, None),
+            (0x110, rsp8),
+            (0x118, None),
+        ];
+        let shuffled = [
+            (0x110, rsp8),
+            (0x118, None),
+            (0x100, rsp8),
+            (0x104, rbp16),
+            (0x110, None),
+        ];
+        let a = flatten(collected(&in_order, &mut stats), &mut stats);
+        let c = collected(&shuffled, &mut stats);
+        assert!(!c.sorted);
+        let b = flatten(c, &mut stats);
+        assert_eq!(a, b);
+        assert_eq!(b.len(), 4);
+    }
+
+    #[test]
+    fn real_libc_table_is_sorted_and_ends_stacks() {
+        let libc = std::fs::read("/lib/x86_64-linux-gnu/libc.so.6").expect("glibc");
+        let t = build_table(&libc).unwrap();
+        assert!(t.rows.len() > 10_000);
+        assert!(t.rows.windows(2).all(|w| w[0].pc < w[1].pc));
+        assert!(t
+            .rows
+            .windows(2)
+            .all(|w| (w[0].cfa, w[0].rbp) != (w[1].cfa, w[1].rbp)));
+        // Thread entry points mark the end of the stack.
+        assert!(t.rows.iter().any(|r| r.cfa == CfaRule::End));
     }
 
     #[test]
