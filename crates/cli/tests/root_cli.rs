@@ -373,3 +373,54 @@ fn root_names_frames_of_a_process_whose_binary_is_gone() {
         "{named} of {total} samples named through main;driver;mid:\n{ours:?}"
     );
 }
+
+#[test]
+fn root_recorded_pprof_reads_in_go_tool_pprof() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let w = build("c-nofp", dir.path());
+    let out = dir.path().join("rec.pb.gz");
+    run_ok(
+        perfpilot()
+            .args(["record", "-q", "-F", "499", "-o"])
+            .arg(&out)
+            .arg("--")
+            .arg(&w[0])
+            .arg("1.5"),
+    );
+    let top = run_ok(
+        Command::new("go")
+            .args(["tool", "pprof", "-top", "-nodecount=5"])
+            .arg(&out)
+            .env("HOME", dir.path()),
+    );
+    let text = String::from_utf8_lossy(&top.stdout);
+    let first = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no rows in go tool pprof output:\n{text}"));
+    assert!(
+        first.ends_with("leaf_heavy"),
+        "hottest function by go tool pprof:\n{text}"
+    );
+    // Labels come through as tags.
+    let tags = run_ok(
+        Command::new("go")
+            .args(["tool", "pprof", "-tags"])
+            .arg(&out)
+            .env("HOME", dir.path()),
+    );
+    let tags = String::from_utf8_lossy(&tags.stdout);
+    for key in [
+        "process_name",
+        "thread_name",
+        "build_id",
+        "exe",
+        "pid",
+        "tid",
+        "cgroup",
+    ] {
+        assert!(tags.contains(key), "tag {key} missing:\n{tags}");
+    }
+}

@@ -89,6 +89,21 @@ fn root_c_with_frame_pointers() {
 }
 
 #[test]
+fn root_cpp_names_are_demangled() {
+    check(Expect {
+        kind: "cpp",
+        process: "cpp-work",
+        chain: [
+            "main",
+            "perfpilot_test::driver(double)",
+            "perfpilot_test::Worker<unsigned long>::mid(long, unsigned long)",
+        ],
+        heavy: "perfpilot_test::Worker<unsigned long>::leaf_heavy(long, unsigned long)",
+        light: "perfpilot_test::Worker<unsigned long>::leaf_light(long, unsigned long)",
+    });
+}
+
+#[test]
 fn root_rust_release_without_frame_pointers() {
     check(Expect {
         kind: "rust",

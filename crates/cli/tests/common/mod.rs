@@ -58,6 +58,16 @@ pub fn build(kind: &str, dir: &Path) -> Vec<String> {
             );
             vec![s(&out)]
         }
+        "cpp" => {
+            let out = dir.join("cpp-work");
+            run_ok(
+                Command::new("g++")
+                    .args(["-O2", "-g", "-o"])
+                    .arg(&out)
+                    .arg(workload("work.cpp")),
+            );
+            vec![s(&out)]
+        }
         "rust" => {
             let out = dir.join("rust-work");
             // A default release build: no frame pointers.
