@@ -58,7 +58,10 @@ Examples:
 Without --pid or a command, every process on the host is sampled (idle CPUs
 are left out unless --include-idle). Stacks are complete for binaries built
 without frame pointers: perfpilot unwinds them in the kernel from their
-.eh_frame tables. Press Ctrl-C to stop early; the profile is still written.";
+.eh_frame tables. CPython 3.11 processes show their Python functions where
+the interpreter ran them. Frames without a symbol show as [object file].
+perfpilot does not sample itself; the summary gives its own CPU time and
+memory. Press Ctrl-C to stop early; the profile is still written.";
 
 const TOP_HELP: &str = "\
 Keys: q or Esc quits, s switches sorting between self and total, p pauses.
