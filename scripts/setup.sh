@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and running perfpilot needs on Debian/Ubuntu:
 # clang (compiles the BPF programs), libelf/zlib/pkg-config (libbpf),
-# bpftool (dumps the kernel's BTF into vmlinux.h).
+# bpftool (dumps the kernel's BTF into vmlinux.h). Extra Debian packages
+# given as arguments are installed too (scripts/test.sh passes its own).
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 need=()
-for pkg in clang llvm libelf-dev zlib1g-dev pkg-config bpftool make gcc; do
+for pkg in clang llvm libelf-dev zlib1g-dev pkg-config bpftool make gcc "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -68,4 +68,5 @@ fn main() {
         println!("cargo:rerun-if-changed={}", source.display());
     }
     println!("cargo:rerun-if-changed=src/bpf/profiler.h");
+    println!("cargo:rerun-if-changed=src/bpf/targets.h");
 }

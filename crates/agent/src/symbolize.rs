@@ -125,13 +125,7 @@ impl Symbolizer {
     }
 
     fn resolve_object_inner(&mut self, object: &ObjectInfo, vaddrs: &[u64]) {
-        let mut todo: Vec<u64> = vaddrs
-            .iter()
-            .copied()
-            .filter(|a| !self.user.contains_key(&(object.key, *a)))
-            .collect();
-        todo.sort_unstable();
-        todo.dedup();
+        let todo = uncached(vaddrs, |a| self.user.contains_key(&(object.key, a)));
         if todo.is_empty() {
             return;
         }
@@ -200,13 +194,7 @@ impl Symbolizer {
     }
 
     fn resolve_kernel_inner(&mut self, addrs: &[u64]) {
-        let mut todo: Vec<u64> = addrs
-            .iter()
-            .copied()
-            .filter(|a| !self.kernel.contains_key(a))
-            .collect();
-        todo.sort_unstable();
-        todo.dedup();
+        let todo = uncached(addrs, |a| self.kernel.contains_key(&a));
         if todo.is_empty() {
             return;
         }
@@ -297,6 +285,15 @@ impl Symbolizer {
             }])
         })
     }
+}
+
+/// The distinct addresses not resolved yet, sorted (blazesym resolves a
+/// sorted batch fastest).
+fn uncached(addrs: &[u64], cached: impl Fn(u64) -> bool) -> Vec<u64> {
+    let mut todo: Vec<u64> = addrs.iter().copied().filter(|&a| !cached(a)).collect();
+    todo.sort_unstable();
+    todo.dedup();
+    todo
 }
 
 /// Whether `addr` falls inside the symbol (when its size is known).

@@ -45,13 +45,7 @@ struct {
 } stacks0 SEC(".maps"), stacks1 SEC(".maps");
 
 /* Processes to sample when filter_tgids is set. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u32);
-	__type(value, __u8);
-} targets SEC(".maps");
+#include "targets.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
