@@ -224,7 +224,9 @@ impl Session {
         self.report.frames += self.builder.frames - before.1;
         self.report.named_frames += self.builder.named_frames - before.2;
         self.report.drains += 1;
-        self.tracker.reap(&self.sampler);
+        for pid in self.tracker.reap(&self.sampler) {
+            self.symbolizer.forget_process(pid);
+        }
         result.map_err(AgentError::from)
     }
 

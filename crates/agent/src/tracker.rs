@@ -279,21 +279,22 @@ impl Tracker {
     }
 
     /// Forgets exited processes (call after a drain) and releases objects
-    /// no process uses beyond the idle cache.
-    pub fn reap(&mut self, sink: &dyn UnwindSink) {
+    /// no process uses beyond the idle cache. Returns the pids forgotten.
+    pub fn reap(&mut self, sink: &dyn UnwindSink) -> Vec<u32> {
         let gone: Vec<u32> = self
             .procs
             .iter()
             .filter(|(_, p)| p.exited)
             .map(|(&pid, _)| pid)
             .collect();
-        for pid in gone {
+        for &pid in &gone {
             if let Some(p) = self.procs.remove(&pid) {
                 sink.remove_process(pid);
                 self.release_mappings(&p.mappings);
             }
         }
         self.evict_idle(IDLE_OBJECTS_KEPT, sink);
+        gone
     }
 
     /// Where `addr` lies in process `pid`.
@@ -714,7 +715,7 @@ mod tests {
         assert_eq!(t.rows_in_use(), used);
 
         t.mark_exited(me);
-        t.reap(&sink);
+        assert_eq!(t.reap(&sink), vec![me]);
         assert!(t.process(me).is_none());
         assert_eq!(*sink.removed.borrow(), vec![me]);
     }
