@@ -1,6 +1,8 @@
 /* Test workload: main -> driver -> mid -> {leaf_heavy, leaf_light}, where
- * leaf_heavy does three times the work of leaf_light. Runs for argv[1]
- * seconds. Built by the tests with and without frame pointers. */
+ * leaf_heavy does three times the work of leaf_light. Runs until it has
+ * used argv[1] seconds of CPU, so a loaded machine changes how long it
+ * takes, not how many samples it gets. Built by the tests with and without
+ * frame pointers. */
 #include <stdlib.h>
 #include <time.h>
 
@@ -34,7 +36,7 @@ __attribute__((noinline)) void mid(long n)
 static double now(void)
 {
 	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
 	return t.tv_sec + t.tv_nsec / 1e9;
 }
 

@@ -1,7 +1,8 @@
 // Test workload: main -> driver -> mid -> {leaf_heavy, leaf_light} as
 // members of a class template in a namespace, so names must be demangled.
-#include <chrono>
+// Runs until it has used argv[1] seconds of CPU.
 #include <cstdlib>
+#include <ctime>
 
 namespace perfpilot_test {
 
@@ -31,9 +32,9 @@ template <typename T> struct Worker {
 
 __attribute__((noinline)) void driver(double seconds)
 {
-    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    std::clock_t end = std::clock() + static_cast<std::clock_t>(seconds * CLOCKS_PER_SEC);
     unsigned long x = 1;
-    while (std::chrono::steady_clock::now() < end)
+    while (std::clock() < end)
         x = Worker<unsigned long>::mid(100000, x);
     sink = x;
 }

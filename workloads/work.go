@@ -1,13 +1,19 @@
 // Test workload: main -> driver -> mid -> {leafHeavy, leafLight}, where
-// leafHeavy does three times the work of leafLight. Runs for os.Args[1]
-// seconds.
+// leafHeavy does three times the work of leafLight. Runs until it has used
+// os.Args[1] seconds of CPU.
 package main
 
 import (
 	"os"
 	"strconv"
-	"time"
+	"syscall"
 )
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+}
 
 var sink uint64
 
@@ -36,9 +42,9 @@ func mid(n int, x uint64) uint64 {
 
 //go:noinline
 func driver(seconds float64) uint64 {
-	end := time.Now().Add(time.Duration(seconds * float64(time.Second)))
+	end := cpuSeconds() + seconds
 	x := uint64(1)
-	for time.Now().Before(end) {
+	for cpuSeconds() < end {
 		x = mid(100000, x)
 	}
 	return x + 1
