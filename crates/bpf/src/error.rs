@@ -5,8 +5,9 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum BpfError {
     #[error(
-        "permission denied while {what}: run perfpilot as root, or grant it \
-         CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE (setcap cap_bpf,cap_perfmon,cap_sys_resource+ep perfpilot)"
+        "permission denied while {what}: run perfpilot as root (sudo), or give it \
+         CAP_BPF and CAP_PERFMON, plus CAP_SYS_PTRACE and CAP_SYS_ADMIN to read other \
+         users' processes: setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_sys_admin+ep perfpilot"
     )]
     NotPermitted { what: String },
     #[error(
