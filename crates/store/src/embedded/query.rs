@@ -1,0 +1,270 @@
+//! Queries over the head, heads being flushed, and blocks.
+//!
+//! A query takes a consistent snapshot (head rows scanned, the block list
+//! copied) under a short read lock, scans blocks without it, and resolves
+//! stack ids to names under the lock again: ids only ever grow, so every
+//! id seen is still valid.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use super::block::{Block, Row};
+use super::{lock_err, State};
+use crate::types::{Labels, Points, StackTable, TimeRange};
+use crate::{Selector, StoreError};
+
+fn live_series<'a>(
+    st: &'a State,
+    selector: &'a Selector,
+    range: TimeRange,
+) -> impl Iterator<Item = (u32, &'a super::symbols::SeriesInfo)> + 'a {
+    st.symbols
+        .series
+        .iter()
+        .enumerate()
+        .filter(move |(_, s)| s.min_t <= s.max_t && range.overlaps(s.min_t, s.max_t + 1))
+        .filter(move |(_, s)| selector.matches(&s.labels))
+        .map(|(i, s)| (i as u32, s))
+}
+
+pub fn profile_types(st: &State, range: TimeRange) -> Vec<String> {
+    let all = Selector::all();
+    live_series(st, &all, range)
+        .map(|(_, s)| s.profile_type.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+pub fn label_names(st: &State, selector: &Selector, range: TimeRange) -> Vec<String> {
+    live_series(st, selector, range)
+        .flat_map(|(_, s)| s.labels.iter().map(|(k, _)| k.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+pub fn label_values(st: &State, name: &str, selector: &Selector, range: TimeRange) -> Vec<String> {
+    live_series(st, selector, range)
+        .filter_map(|(_, s)| s.label(name).map(str::to_string))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+pub fn series(st: &State, selector: &Selector, range: TimeRange) -> Vec<Labels> {
+    live_series(st, selector, range).map(|(_, s)| s.labels.clone()).collect()
+}
+
+/// What a scan needs, taken under the read lock.
+struct Snapshot {
+    /// Selected series, as a membership table indexed by series id.
+    selected: Vec<bool>,
+    selected_ids: Vec<u32>,
+    blocks: Vec<Arc<Block>>,
+    nstacks: usize,
+}
+
+fn snapshot(
+    lock: &RwLock<State>,
+    selector: &Selector,
+    range: TimeRange,
+    mut head_row: impl FnMut(u32, &Row),
+) -> Result<Snapshot, StoreError> {
+    let st = lock.read().map_err(lock_err)?;
+    let mut selected = vec![false; st.symbols.series.len()];
+    let mut selected_ids = Vec::new();
+    for (id, _) in live_series(&st, selector, range) {
+        selected[id as usize] = true;
+        selected_ids.push(id);
+    }
+    for rows in std::iter::once(&st.head).chain(st.flushing.iter().map(|f| f.as_ref())) {
+        for (s, r) in rows {
+            if selected.get(*s as usize).copied().unwrap_or(false) && range.contains(r.t) {
+                head_row(*s, r);
+            }
+        }
+    }
+    let blocks = st
+        .blocks
+        .iter()
+        .filter(|b| range.overlaps(b.min_t, b.max_t + 1))
+        .cloned()
+        .collect();
+    Ok(Snapshot {
+        selected,
+        selected_ids,
+        blocks,
+        nstacks: st.symbols.stacks.len(),
+    })
+}
+
+/// Calls `each(series, stack, t, value)` for every block row of the
+/// snapshot's series in the range.
+fn scan_blocks(
+    snap: &Snapshot,
+    range: TimeRange,
+    mut each: impl FnMut(u32, u32, i64, i64),
+) -> Result<(), StoreError> {
+    for b in &snap.blocks {
+        for &series in &snap.selected_ids {
+            let Some(e) = b.entry(series) else {
+                continue;
+            };
+            if !range.overlaps(e.min_t, e.max_t + 1) {
+                continue;
+            }
+            let whole = range.start_ms <= e.min_t && e.max_t < range.end_ms;
+            b.scan(e, |stack, t, value| {
+                if whole || range.contains(t) {
+                    each(series, stack, t, value);
+                }
+            })?;
+        }
+    }
+    let _ = &snap.selected;
+    Ok(())
+}
+
+pub fn merge(lock: &RwLock<State>, selector: &Selector, range: TimeRange) -> Result<StackTable, StoreError> {
+    let mut values: Vec<i64> = Vec::new();
+    let mut head: Vec<(u32, i64)> = Vec::new();
+    let snap = snapshot(lock, selector, range, |_, r| head.push((r.stack, r.value)))?;
+    values.resize(snap.nstacks, 0);
+    for (stack, v) in head {
+        if let Some(slot) = values.get_mut(stack as usize) {
+            *slot += v;
+        }
+    }
+    let mut bad_stack = false;
+    scan_blocks(&snap, range, |_, stack, _, v| match values.get_mut(stack as usize) {
+        Some(slot) => *slot += v,
+        None => bad_stack = true,
+    })?;
+    if bad_stack {
+        return Err(StoreError::Corrupt("a block refers to an unknown stack".into()));
+    }
+    // Resolve ids to names, renumbering functions densely.
+    let st = lock.read().map_err(lock_err)?;
+    let mut table = StackTable::default();
+    let mut fn_index: HashMap<u32, u32> = HashMap::new();
+    for (stack, &v) in values.iter().enumerate() {
+        if v == 0 {
+            continue;
+        }
+        let Some(frames) = st.symbols.stacks.get(stack) else {
+            continue;
+        };
+        let mut mapped = Vec::with_capacity(frames.len());
+        for &f in frames.iter() {
+            let next = fn_index.len() as u32;
+            let idx = *fn_index.entry(f).or_insert_with(|| {
+                table
+                    .functions
+                    .push(st.symbols.strings.get(f as usize).cloned().unwrap_or_default());
+                next
+            });
+            mapped.push(idx);
+        }
+        table.stacks.push((mapped, v));
+    }
+    Ok(table)
+}
+
+pub fn time_series(
+    lock: &RwLock<State>,
+    selector: &Selector,
+    range: TimeRange,
+    step_ms: i64,
+    group_by: &[String],
+    function: Option<&str>,
+) -> Result<Vec<Points>, StoreError> {
+    // Stacks containing the function, when filtering by one.
+    let wanted: Option<Vec<bool>> = match function {
+        None => None,
+        Some(name) => {
+            let st = lock.read().map_err(lock_err)?;
+            let ids: Vec<u32> = st
+                .symbols
+                .strings
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.as_str() == name)
+                .map(|(i, _)| i as u32)
+                .collect();
+            Some(
+                st.symbols
+                    .stacks
+                    .iter()
+                    .map(|frames| frames.iter().any(|f| ids.contains(f)))
+                    .collect(),
+            )
+        }
+    };
+    let steps = ((range.end_ms - range.start_ms + step_ms - 1) / step_ms).max(0) as usize;
+    if steps > 100_000 {
+        return Err(StoreError::Invalid(format!(
+            "{steps} steps is too many: use a larger step (at most 100000 points)"
+        )));
+    }
+    // Group of each selected series.
+    let (groups, group_labels) = {
+        let st = lock.read().map_err(lock_err)?;
+        let mut keys: HashMap<Vec<String>, usize> = HashMap::new();
+        let mut labels: Vec<Labels> = Vec::new();
+        let mut of_series: Vec<usize> = vec![usize::MAX; st.symbols.series.len()];
+        for (id, s) in live_series(&st, selector, range) {
+            let key: Vec<String> = group_by
+                .iter()
+                .map(|g| s.label(g).unwrap_or("").to_string())
+                .collect();
+            let next = keys.len();
+            let g = *keys.entry(key.clone()).or_insert_with(|| {
+                labels.push(group_by.iter().cloned().zip(key).collect());
+                next
+            });
+            of_series[id as usize] = g;
+        }
+        (of_series, labels)
+    };
+    let mut sums: Vec<Vec<i64>> = vec![vec![0; steps]; group_labels.len()];
+    let mut seen: Vec<Vec<bool>> = vec![vec![false; steps]; group_labels.len()];
+    let mut add = |series: u32, stack: u32, t: i64, v: i64| {
+        if let Some(w) = &wanted {
+            if !w.get(stack as usize).copied().unwrap_or(false) {
+                return;
+            }
+        }
+        let Some(&g) = groups.get(series as usize) else {
+            return;
+        };
+        if g == usize::MAX {
+            return;
+        }
+        let step = ((t - range.start_ms) / step_ms) as usize;
+        if step < steps {
+            sums[g][step] += v;
+            seen[g][step] = true;
+        }
+    };
+    let mut head = Vec::new();
+    let snap = snapshot(lock, selector, range, |s, r| head.push((s, *r)))?;
+    for (s, r) in head {
+        add(s, r.stack, r.t, r.value);
+    }
+    scan_blocks(&snap, range, &mut add)?;
+    Ok(group_labels
+        .into_iter()
+        .zip(sums.into_iter().zip(seen))
+        .map(|(labels, (sums, seen))| Points {
+            labels,
+            points: sums
+                .into_iter()
+                .zip(seen)
+                .enumerate()
+                .filter(|(_, (_, s))| *s)
+                .map(|(i, (v, _))| (range.start_ms + i as i64 * step_ms, v))
+                .collect(),
+        })
+        .collect())
+}

@@ -1,0 +1,222 @@
+use super::*;
+use crate::conformance::{self, batch, folded, CPU};
+
+fn opts() -> Options {
+    Options {
+        background: false,
+        retention_ms: 30 * DAY,
+        ..Options::default()
+    }
+}
+
+fn all_time(now: i64) -> TimeRange {
+    TimeRange {
+        start_ms: now - 40 * DAY,
+        end_ms: now + 1,
+    }
+}
+
+fn total(store: &EmbeddedStore, svc: &str, now: i64) -> Vec<(String, i64)> {
+    let s = Selector::parse(&format!("{{service_name=\"{svc}\"}}")).unwrap();
+    folded(&store.merge(&s, all_time(now)).unwrap())
+}
+
+#[test]
+fn conformance_in_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+    conformance::run_all(&store, now_ms());
+}
+
+/// Flushes after every ingest and compacts before every query, so the
+/// suite runs against blocks and compaction output instead of the head.
+struct Flushing(EmbeddedStore);
+
+impl Store for Flushing {
+    fn ingest(&self, b: &Batch) -> Result<IngestOutcome, StoreError> {
+        let r = self.0.ingest(b);
+        self.0.flush()?;
+        r
+    }
+    fn profile_types(&self, r: TimeRange) -> Result<Vec<String>, StoreError> {
+        self.0.compact(now_ms())?;
+        self.0.profile_types(r)
+    }
+    fn label_names(&self, s: &Selector, r: TimeRange) -> Result<Vec<String>, StoreError> {
+        self.0.compact(now_ms())?;
+        self.0.label_names(s, r)
+    }
+    fn label_values(&self, n: &str, s: &Selector, r: TimeRange) -> Result<Vec<String>, StoreError> {
+        self.0.compact(now_ms())?;
+        self.0.label_values(n, s, r)
+    }
+    fn series(&self, s: &Selector, r: TimeRange) -> Result<Vec<Labels>, StoreError> {
+        self.0.compact(now_ms())?;
+        self.0.series(s, r)
+    }
+    fn merge(&self, s: &Selector, r: TimeRange) -> Result<StackTable, StoreError> {
+        self.0.compact(now_ms())?;
+        self.0.merge(s, r)
+    }
+    fn time_series(
+        &self,
+        s: &Selector,
+        r: TimeRange,
+        step: i64,
+        g: &[String],
+        f: Option<&str>,
+    ) -> Result<Vec<Points>, StoreError> {
+        self.0.compact(now_ms())?;
+        self.0.time_series(s, r, step, g, f)
+    }
+}
+
+#[test]
+fn conformance_in_blocks_after_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Flushing(EmbeddedStore::open(dir.path(), opts()).unwrap());
+    conformance::run_all(&store, now_ms());
+    assert!(store.0.stats().blocks >= 1);
+    assert_eq!(store.0.stats().head_rows, 0);
+}
+
+#[test]
+fn a_crash_before_flush_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms() / 60_000 * 60_000;
+    {
+        let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+        store.ingest(&batch("svc", &[], CPU, now - 60_000, &[("a;b", 5)])).unwrap();
+        store.flush().unwrap();
+        store.ingest(&batch("svc", &[], CPU, now - 30_000, &[("a;b", 2), ("a;c", 1)])).unwrap();
+        // Dropped without a flush: the second batch is only in the WAL.
+    }
+    let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+    // Flushed data is not replayed twice; WAL data is replayed once.
+    assert_eq!(total(&store, "svc", now), vec![("a;b".into(), 7), ("a;c".into(), 1)]);
+    store.flush().unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+    assert_eq!(total(&store, "svc", now), vec![("a;b".into(), 7), ("a;c".into(), 1)]);
+    assert_eq!(store.stats().head_rows, 0, "nothing left to replay");
+}
+
+#[test]
+fn duplicate_ids_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms() / 60_000 * 60_000;
+    let mut b = batch("svc", &[], CPU, now - 60_000, &[("x", 1)]);
+    b.id = Some("agent-42".into());
+    {
+        let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+        store.ingest(&b).unwrap();
+        store.flush().unwrap();
+    }
+    let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+    assert_eq!(store.ingest(&b).unwrap(), IngestOutcome::Duplicate);
+    assert_eq!(total(&store, "svc", now), vec![("x".into(), 1)]);
+}
+
+#[test]
+fn interrupted_jobs_roll_back_and_finished_ones_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms() / 60_000 * 60_000;
+    let (first, second);
+    {
+        let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+        store.ingest(&batch("svc", &[], CPU, now - 120_000, &[("x", 1)])).unwrap();
+        store.flush().unwrap();
+        store.ingest(&batch("svc", &[], CPU, now - 60_000, &[("x", 2)])).unwrap();
+        store.flush().unwrap();
+        let st = store.inner.state.read().unwrap();
+        first = st.blocks[0].id;
+        second = st.blocks[1].id;
+    }
+    let blocks = dir.path().join("blocks");
+    let write = |id: u64, siblings: Vec<u64>, value: i64| {
+        let tmp = blocks.join("x.tmp");
+        let mut w = BlockWriter::create(&tmp, 1, 10_000, now - 120_000).unwrap();
+        w.add_series(0, &mut [Row { stack: 0, t: now - 120_000, value }]).unwrap();
+        w.finish(
+            &blocks.join(format!("{id:016}.blk")),
+            &Job {
+                id,
+                covers_wal_before: 0,
+                siblings,
+                replaces: vec![first, second],
+            },
+        )
+        .unwrap();
+    };
+    // An output whose sibling never got written: the job did not finish.
+    write(100, vec![100, 101], 1000);
+    let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+    assert_eq!(total(&store, "svc", now), vec![("x".into(), 3)], "rolled back");
+    assert!(!blocks.join(format!("{:016}.blk", 100)).exists());
+    drop(store);
+    // A finished job (all siblings present): its inputs go.
+    write(200, vec![200], 3);
+    let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+    assert_eq!(total(&store, "svc", now), vec![("x".into(), 3)], "completed");
+    assert_eq!(store.stats().blocks, 1);
+}
+
+#[test]
+fn old_data_is_downsampled_and_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms() / HOUR * HOUR;
+    let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+    // Two days old, every 10 s for ten minutes; sixteen days old (its whole
+    // week partition is past seven days), likewise; forty days old: past
+    // the 30-day retention.
+    for (age, svc) in [(2 * DAY, "two-days"), (16 * DAY, "ten-days"), (40 * DAY, "forty-days")] {
+        for k in 0..60 {
+            let t = now - age + k * 10_000;
+            store.ingest(&batch(svc, &[], CPU, t, &[("main;work", 1 + k % 3)])).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    let expect = (0..60).map(|k| 1 + k % 3).sum::<i64>();
+    assert_eq!(total(&store, "two-days", now), vec![("main;work".into(), expect)]);
+    let jobs = store.compact(now).unwrap();
+    assert!(jobs >= 2, "{jobs} compaction jobs");
+    // Totals are kept exactly; resolution is coarser.
+    assert_eq!(total(&store, "two-days", now), vec![("main;work".into(), expect)]);
+    assert_eq!(total(&store, "ten-days", now), vec![("main;work".into(), expect)]);
+    assert!(total(&store, "forty-days", now).is_empty(), "past retention");
+    let res: Vec<i64> = {
+        let st = store.inner.state.read().unwrap();
+        let mut r: Vec<i64> = st.blocks.iter().map(|b| b.resolution_ms).collect();
+        r.sort();
+        r
+    };
+    assert_eq!(res, vec![MINUTE, HOUR]);
+    // Per-minute points of the two-day-old data: 6 samples a minute.
+    let s = Selector::parse("{service_name=\"two-days\"}").unwrap();
+    let r = TimeRange {
+        start_ms: now - 2 * DAY,
+        end_ms: now - 2 * DAY + 10 * MINUTE,
+    };
+    let pts = store.time_series(&s, r, MINUTE, &[], None).unwrap();
+    assert_eq!(pts[0].points.len(), 10);
+    assert_eq!(pts[0].points.iter().map(|p| p.1).sum::<i64>(), expect);
+    // And all of it survives a restart.
+    drop(store);
+    let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+    assert_eq!(total(&store, "ten-days", now), vec![("main;work".into(), expect)]);
+}
+
+#[test]
+fn many_small_flushes_are_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms() / HOUR * HOUR - 2 * HOUR;
+    let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+    for k in 0..12 {
+        store.ingest(&batch("svc", &[], CPU, now + k * 60_000, &[("a", 1)])).unwrap();
+        store.flush().unwrap();
+    }
+    assert_eq!(store.stats().blocks, 12);
+    store.compact(now_ms()).unwrap();
+    assert_eq!(store.stats().blocks, 1);
+    assert_eq!(total(&store, "svc", now + HOUR), vec![("a".into(), 12)]);
+}
