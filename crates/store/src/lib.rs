@@ -63,7 +63,8 @@ pub trait Store: Send + Sync {
     fn profile_types(&self, range: TimeRange) -> Result<Vec<String>, StoreError>;
 
     /// Label names of series matching the selector with data in the range.
-    fn label_names(&self, selector: &Selector, range: TimeRange) -> Result<Vec<String>, StoreError>;
+    fn label_names(&self, selector: &Selector, range: TimeRange)
+        -> Result<Vec<String>, StoreError>;
 
     /// Values of label `name` among matching series.
     fn label_values(

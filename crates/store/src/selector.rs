@@ -247,26 +247,44 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let mut v: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         v.sort();
         v
     }
 
     #[test]
     fn parses_and_matches() {
-        let s = Selector::parse(r#"{service_name="checkout", pod=~"web-.*", env!="dev", zone!~"eu-.*"}"#).unwrap();
+        let s = Selector::parse(
+            r#"{service_name="checkout", pod=~"web-.*", env!="dev", zone!~"eu-.*"}"#,
+        )
+        .unwrap();
         assert_eq!(s.matchers.len(), 4);
-        assert!(s.matches(&labels(&[("service_name", "checkout"), ("pod", "web-1"), ("zone", "us-1")])));
+        assert!(s.matches(&labels(&[
+            ("service_name", "checkout"),
+            ("pod", "web-1"),
+            ("zone", "us-1")
+        ])));
         assert!(!s.matches(&labels(&[("service_name", "checkout"), ("pod", "api-1")])));
-        assert!(!s.matches(&labels(&[("service_name", "checkout"), ("pod", "web-1"), ("env", "dev")])));
+        assert!(!s.matches(&labels(&[
+            ("service_name", "checkout"),
+            ("pod", "web-1"),
+            ("env", "dev")
+        ])));
         // Regexes are anchored.
         assert!(!s.matches(&labels(&[("service_name", "checkout"), ("pod", "xweb-1")])));
     }
 
     #[test]
     fn profile_type_prefix_and_empty() {
-        let s = Selector::parse("process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"a\"}").unwrap();
-        assert_eq!(s.profile_type(), Some("process_cpu:cpu:nanoseconds:cpu:nanoseconds"));
+        let s = Selector::parse("process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"a\"}")
+            .unwrap();
+        assert_eq!(
+            s.profile_type(),
+            Some("process_cpu:cpu:nanoseconds:cpu:nanoseconds")
+        );
         assert!(Selector::parse("{}").unwrap().matchers.is_empty());
         assert!(Selector::parse("").unwrap().matchers.is_empty());
     }
@@ -276,8 +294,14 @@ mod tests {
         let e = Selector::parse(r#"{service_name="a" pod="b"}"#).unwrap_err();
         assert_eq!(e.position, 19);
         assert!(e.message.contains("','"));
-        assert!(Selector::parse(r#"{a="b}"#).unwrap_err().message.contains("unterminated"));
-        assert!(Selector::parse(r#"{a=~"("}"#).unwrap_err().message.contains("regular expression"));
+        assert!(Selector::parse(r#"{a="b}"#)
+            .unwrap_err()
+            .message
+            .contains("unterminated"));
+        assert!(Selector::parse(r#"{a=~"("}"#)
+            .unwrap_err()
+            .message
+            .contains("regular expression"));
         assert!(Selector::parse(r#"{a<"b"}"#).is_err());
         assert!(Selector::parse(r#"{a="b"} x"#).is_err());
     }

@@ -80,7 +80,8 @@ fn corrupt(path: &Path, what: &str) -> StoreError {
 
 impl Block {
     pub fn open(path: &Path) -> Result<Block, StoreError> {
-        let file = File::open(path).map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+        let file = File::open(path)
+            .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
         // SAFETY: block files are written once, renamed into place and
         // never modified; they are only deleted, which keeps the mapping.
         let data = unsafe { memmap2::Mmap::map(&file) }
@@ -171,7 +172,11 @@ impl Block {
     }
 
     /// Decodes one series' rows, calling `each(stack, t, value)`.
-    pub fn scan(&self, e: &DirEntry, mut each: impl FnMut(u32, i64, i64)) -> Result<(), StoreError> {
+    pub fn scan(
+        &self,
+        e: &DirEntry,
+        mut each: impl FnMut(u32, i64, i64),
+    ) -> Result<(), StoreError> {
         let start = e.offset as usize;
         let bytes = self
             .data
@@ -182,8 +187,14 @@ impl Block {
         }
         let raw = zstd::bulk::decompress(bytes, e.raw_len as usize)
             .map_err(|err| corrupt(&self.path, &format!("chunk does not decompress: {err}")))?;
-        decode_chunk(&raw, e.rows as usize, self.min_t, self.resolution_ms, &mut each)
-            .ok_or_else(|| corrupt(&self.path, "chunk does not decode"))
+        decode_chunk(
+            &raw,
+            e.rows as usize,
+            self.min_t,
+            self.resolution_ms,
+            &mut each,
+        )
+        .ok_or_else(|| corrupt(&self.path, "chunk does not decode"))
     }
 }
 
@@ -233,7 +244,12 @@ pub struct BlockWriter {
 impl BlockWriter {
     /// `min_t` is the time all of the block's rows are at or after (times
     /// are stored relative to it, in units of `resolution_ms`).
-    pub fn create(tmp: &Path, level: u32, resolution_ms: i64, min_t: i64) -> Result<BlockWriter, StoreError> {
+    pub fn create(
+        tmp: &Path,
+        level: u32,
+        resolution_ms: i64,
+        min_t: i64,
+    ) -> Result<BlockWriter, StoreError> {
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -273,7 +289,10 @@ impl BlockWriter {
         for (i, r) in rows.iter().enumerate() {
             debug_assert!(r.t >= self.min_t && (r.t - self.min_t) % self.res == 0);
             if i == 0 || r.stack != prev_stack {
-                put_varint(&mut stacks, (r.stack - if i == 0 { 0 } else { prev_stack }) as u64);
+                put_varint(
+                    &mut stacks,
+                    (r.stack - if i == 0 { 0 } else { prev_stack }) as u64,
+                );
                 put_varint(&mut times, ((r.t - self.min_t) / self.res) as u64);
             } else {
                 put_varint(&mut stacks, 0);
@@ -389,11 +408,27 @@ mod tests {
         let dest = dir.path().join("b.blk");
         let mut w = BlockWriter::create(&tmp, 0, 10, 1000).unwrap();
         let mut a = vec![
-            Row { stack: 7, t: 1020, value: 3 },
-            Row { stack: 2, t: 1000, value: -1 },
-            Row { stack: 7, t: 1000, value: 5 },
+            Row {
+                stack: 7,
+                t: 1020,
+                value: 3,
+            },
+            Row {
+                stack: 2,
+                t: 1000,
+                value: -1,
+            },
+            Row {
+                stack: 7,
+                t: 1000,
+                value: 5,
+            },
         ];
-        let mut b = vec![Row { stack: 1, t: 5000, value: 9 }];
+        let mut b = vec![Row {
+            stack: 1,
+            t: 5000,
+            value: 9,
+        }];
         w.add_series(3, &mut a).unwrap();
         w.add_series(8, &mut b).unwrap();
         let job = Job {
@@ -406,7 +441,10 @@ mod tests {
         let block = Block::open(&dest).unwrap();
         assert_eq!((block.min_t, block.max_t, block.rows), (1000, 5000, 4));
         assert_eq!((block.id, block.covers_wal_before), (5, 3));
-        assert_eq!((block.siblings.clone(), block.replaces.clone()), (vec![5, 6], vec![1, 2]));
+        assert_eq!(
+            (block.siblings.clone(), block.replaces.clone()),
+            (vec![5, 6], vec![1, 2])
+        );
         let mut got = Vec::new();
         block
             .scan(block.entry(3).unwrap(), |s, t, v| got.push((s, t, v)))
@@ -420,7 +458,9 @@ mod tests {
         bytes[HEADER + 2] ^= 0xff;
         std::fs::write(&dest, &bytes).unwrap();
         let block = Block::open(&dest).unwrap();
-        let err = block.scan(block.entry(3).unwrap(), |_, _, _| {}).unwrap_err();
+        let err = block
+            .scan(block.entry(3).unwrap(), |_, _, _| {})
+            .unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
         std::fs::write(&dest, b"PPBLK001short").unwrap();
         assert!(Block::open(&dest).is_err());

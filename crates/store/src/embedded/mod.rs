@@ -27,7 +27,9 @@ use block::{Block, BlockWriter, Job, Row};
 use symbols::Symbols;
 use wal::Wal;
 
-use crate::types::{Batch, Labels, Points, StackTable, TimeRange, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL};
+use crate::types::{
+    Batch, Labels, Points, StackTable, TimeRange, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL,
+};
 use crate::{IngestOutcome, Selector, Store, StoreError};
 
 /// How finely data is kept once it is at least `after_ms` old, and how
@@ -166,10 +168,13 @@ impl EmbeddedStore {
     /// back, and the WAL is replayed into the head.
     pub fn open(dir: &Path, opts: Options) -> Result<EmbeddedStore, StoreError> {
         if opts.tiers.first().map(|t| t.after_ms) != Some(0) {
-            return Err(StoreError::Invalid("the first tier must start at age 0".into()));
+            return Err(StoreError::Invalid(
+                "the first tier must start at age 0".into(),
+            ));
         }
         let blocks_dir = dir.join("blocks");
-        std::fs::create_dir_all(&blocks_dir).map_err(|e| StoreError::io("creating the data directory", e))?;
+        std::fs::create_dir_all(&blocks_dir)
+            .map_err(|e| StoreError::io("creating the data directory", e))?;
         let symbols = Symbols::open(&dir.join("symbols.log"))?;
         let (blocks, covered) = recover_blocks(&blocks_dir)?;
         let next_block_id = blocks.iter().map(|b| b.id + 1).max().unwrap_or(1);
@@ -271,7 +276,9 @@ impl EmbeddedStore {
 fn recover_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, u64), StoreError> {
     let mut blocks = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| StoreError::io("listing blocks", e))? {
-        let path = entry.map_err(|e| StoreError::io("listing blocks", e))?.path();
+        let path = entry
+            .map_err(|e| StoreError::io("listing blocks", e))?
+            .path();
         match path.extension().and_then(|e| e.to_str()) {
             Some("blk") => match Block::open(&path) {
                 Ok(b) => blocks.push(b),
@@ -301,7 +308,8 @@ fn recover_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, u64), StoreError> {
     let mut covered = 0;
     for b in blocks {
         if drop_ids.contains(&b.id) {
-            std::fs::remove_file(&b.path).map_err(|e| StoreError::io("removing a replaced block", e))?;
+            std::fs::remove_file(&b.path)
+                .map_err(|e| StoreError::io("removing a replaced block", e))?;
         } else {
             covered = covered.max(b.covers_wal_before);
             kept.push(Arc::new(b));
@@ -329,7 +337,9 @@ fn validate(batch: &Batch) -> Result<(), StoreError> {
         }
         for required in [SERVICE_NAME_LABEL, PROFILE_TYPE_LABEL] {
             if !p.labels.iter().any(|(k, v)| k == required && !v.is_empty()) {
-                return Err(StoreError::Invalid(format!("profile {i}: label {required} is missing")));
+                return Err(StoreError::Invalid(format!(
+                    "profile {i}: label {required} is missing"
+                )));
             }
         }
         if let Some((j, _)) = p
@@ -348,7 +358,11 @@ fn validate(batch: &Batch) -> Result<(), StoreError> {
 
 /// Interns a batch's symbols and adds its samples to the head.
 fn apply(st: &mut State, batch: &Batch, now: i64) {
-    let fn_ids: Vec<u32> = batch.strings.iter().map(|s| st.symbols.intern_string(s)).collect();
+    let fn_ids: Vec<u32> = batch
+        .strings
+        .iter()
+        .map(|s| st.symbols.intern_string(s))
+        .collect();
     let mut mapped = Vec::new();
     let stack_ids: Vec<u32> = batch
         .stacks
@@ -491,7 +505,11 @@ impl Inner {
         let mut series_rows: Vec<Row> = Vec::new();
         while start < rows.len() {
             let series = rows[start].0;
-            let end = start + rows[start..].iter().take_while(|(s, _)| *s == series).count();
+            let end = start
+                + rows[start..]
+                    .iter()
+                    .take_while(|(s, _)| *s == series)
+                    .count();
             series_rows.clear();
             series_rows.extend(rows[start..end].iter().map(|(_, r)| *r));
             w.add_series(series, &mut series_rows)?;
@@ -513,7 +531,8 @@ impl Inner {
             old
         };
         for b in expired {
-            std::fs::remove_file(&b.path).map_err(|e| StoreError::io("removing an expired block", e))?;
+            std::fs::remove_file(&b.path)
+                .map_err(|e| StoreError::io("removing an expired block", e))?;
         }
         Ok(())
     }
@@ -528,8 +547,10 @@ impl Inner {
         let mut candidates: Vec<(i64, i64, Tier)> = Vec::new();
         for b in &blocks {
             let (ps, pe, tier) = self.partition_of(b.min_t, now);
-            let overlapping: Vec<&Arc<Block>> =
-                blocks.iter().filter(|x| x.min_t < pe && x.max_t >= ps).collect();
+            let overlapping: Vec<&Arc<Block>> = blocks
+                .iter()
+                .filter(|x| x.min_t < pe && x.max_t >= ps)
+                .collect();
             let closed = pe <= open_after;
             let needs = overlapping.len() > 1
                 || b.resolution_ms < tier.resolution_ms
@@ -547,14 +568,17 @@ impl Inner {
             .filter(|x| x.min_t < pe && x.max_t >= ps)
             .cloned()
             .collect();
-        if inputs.len() == 1 && inputs[0].resolution_ms >= self.partition_of(inputs[0].min_t, now).2.resolution_ms
-            && inputs[0].min_t >= ps && inputs[0].max_t < pe
+        if inputs.len() == 1
+            && inputs[0].resolution_ms >= self.partition_of(inputs[0].min_t, now).2.resolution_ms
+            && inputs[0].min_t >= ps
+            && inputs[0].max_t < pe
         {
             return Ok(false);
         }
         // Rows of the inputs, re-bucketed into their partitions at each
         // partition's resolution: one output block per partition.
-        let mut parts: std::collections::BTreeMap<i64, (Tier, Vec<(u32, Row)>)> = Default::default();
+        let mut parts: std::collections::BTreeMap<i64, (Tier, Vec<(u32, Row)>)> =
+            Default::default();
         for b in &inputs {
             for e in &b.dir {
                 let series = e.series;
@@ -584,7 +608,11 @@ impl Inner {
             (first..first + parts.len() as u64).collect()
         };
         let replaces: Vec<u64> = inputs.iter().map(|b| b.id).collect();
-        let covers = inputs.iter().map(|b| b.covers_wal_before).max().unwrap_or(0);
+        let covers = inputs
+            .iter()
+            .map(|b| b.covers_wal_before)
+            .max()
+            .unwrap_or(0);
         let mut outputs = Vec::new();
         for ((_, (tier, mut rows)), &id) in parts.into_iter().zip(&ids) {
             let job = Job {
@@ -614,7 +642,8 @@ impl Inner {
             st.blocks.extend(outputs);
         }
         for b in &inputs {
-            std::fs::remove_file(&b.path).map_err(|e| StoreError::io("removing a compacted block", e))?;
+            std::fs::remove_file(&b.path)
+                .map_err(|e| StoreError::io("removing a compacted block", e))?;
         }
         block::sync_dir(&self.dir.join("blocks"))?;
         Ok(true)
@@ -626,7 +655,9 @@ impl Inner {
         };
         !st.head.is_empty()
             && (st.head.len() >= self.opts.flush_rows
-                || st.head_since.is_some_and(|t| t.elapsed() >= self.opts.flush_after))
+                || st
+                    .head_since
+                    .is_some_and(|t| t.elapsed() >= self.opts.flush_after))
     }
 }
 
@@ -668,7 +699,13 @@ impl Store for EmbeddedStore {
         let inner = &self.inner;
         let mut wal = inner.wal.lock().map_err(lock_err)?;
         if let Some(id) = &batch.id {
-            if inner.state.read().map_err(lock_err)?.symbols.batch_applied(id) {
+            if inner
+                .state
+                .read()
+                .map_err(lock_err)?
+                .symbols
+                .batch_applied(id)
+            {
                 return Ok(IngestOutcome::Duplicate);
             }
         }
@@ -695,12 +732,21 @@ impl Store for EmbeddedStore {
         Ok(query::profile_types(&st, range))
     }
 
-    fn label_names(&self, selector: &Selector, range: TimeRange) -> Result<Vec<String>, StoreError> {
+    fn label_names(
+        &self,
+        selector: &Selector,
+        range: TimeRange,
+    ) -> Result<Vec<String>, StoreError> {
         let st = self.inner.state.read().map_err(lock_err)?;
         Ok(query::label_names(&st, selector, range))
     }
 
-    fn label_values(&self, name: &str, selector: &Selector, range: TimeRange) -> Result<Vec<String>, StoreError> {
+    fn label_values(
+        &self,
+        name: &str,
+        selector: &Selector,
+        range: TimeRange,
+    ) -> Result<Vec<String>, StoreError> {
         let st = self.inner.state.read().map_err(lock_err)?;
         Ok(query::label_values(&st, name, selector, range))
     }
@@ -725,7 +771,14 @@ impl Store for EmbeddedStore {
         if step_ms <= 0 {
             return Err(StoreError::Invalid("step must be positive".into()));
         }
-        query::time_series(&self.inner.state, selector, range, step_ms, group_by, function)
+        query::time_series(
+            &self.inner.state,
+            selector,
+            range,
+            step_ms,
+            group_by,
+            function,
+        )
     }
 }
 

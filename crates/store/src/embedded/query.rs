@@ -53,7 +53,9 @@ pub fn label_values(st: &State, name: &str, selector: &Selector, range: TimeRang
 }
 
 pub fn series(st: &State, selector: &Selector, range: TimeRange) -> Vec<Labels> {
-    live_series(st, selector, range).map(|(_, s)| s.labels.clone()).collect()
+    live_series(st, selector, range)
+        .map(|(_, s)| s.labels.clone())
+        .collect()
 }
 
 /// What a scan needs, taken under the read lock.
@@ -126,7 +128,11 @@ fn scan_blocks(
     Ok(())
 }
 
-pub fn merge(lock: &RwLock<State>, selector: &Selector, range: TimeRange) -> Result<StackTable, StoreError> {
+pub fn merge(
+    lock: &RwLock<State>,
+    selector: &Selector,
+    range: TimeRange,
+) -> Result<StackTable, StoreError> {
     let mut values: Vec<i64> = Vec::new();
     let mut head: Vec<(u32, i64)> = Vec::new();
     let snap = snapshot(lock, selector, range, |_, r| head.push((r.stack, r.value)))?;
@@ -137,12 +143,16 @@ pub fn merge(lock: &RwLock<State>, selector: &Selector, range: TimeRange) -> Res
         }
     }
     let mut bad_stack = false;
-    scan_blocks(&snap, range, |_, stack, _, v| match values.get_mut(stack as usize) {
-        Some(slot) => *slot += v,
-        None => bad_stack = true,
+    scan_blocks(&snap, range, |_, stack, _, v| {
+        match values.get_mut(stack as usize) {
+            Some(slot) => *slot += v,
+            None => bad_stack = true,
+        }
     })?;
     if bad_stack {
-        return Err(StoreError::Corrupt("a block refers to an unknown stack".into()));
+        return Err(StoreError::Corrupt(
+            "a block refers to an unknown stack".into(),
+        ));
     }
     // Resolve ids to names, renumbering functions densely.
     let st = lock.read().map_err(lock_err)?;
@@ -159,9 +169,13 @@ pub fn merge(lock: &RwLock<State>, selector: &Selector, range: TimeRange) -> Res
         for &f in frames.iter() {
             let next = fn_index.len() as u32;
             let idx = *fn_index.entry(f).or_insert_with(|| {
-                table
-                    .functions
-                    .push(st.symbols.strings.get(f as usize).cloned().unwrap_or_default());
+                table.functions.push(
+                    st.symbols
+                        .strings
+                        .get(f as usize)
+                        .cloned()
+                        .unwrap_or_default(),
+                );
                 next
             });
             mapped.push(idx);

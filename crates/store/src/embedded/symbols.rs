@@ -62,8 +62,9 @@ impl Symbols {
         };
         let (records, valid) = unframe(&bytes);
         for rec in records {
-            s.load_record(rec)
-                .ok_or_else(|| StoreError::Corrupt("symbols.log has an unreadable record".into()))?;
+            s.load_record(rec).ok_or_else(|| {
+                StoreError::Corrupt("symbols.log has an unreadable record".into())
+            })?;
         }
         s.persisted = (s.strings.len(), s.stacks.len(), s.series.len());
         let file = OpenOptions::new()

@@ -86,18 +86,34 @@ fn a_crash_before_flush_loses_nothing_acknowledged() {
     let now = now_ms() / 60_000 * 60_000;
     {
         let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
-        store.ingest(&batch("svc", &[], CPU, now - 60_000, &[("a;b", 5)])).unwrap();
+        store
+            .ingest(&batch("svc", &[], CPU, now - 60_000, &[("a;b", 5)]))
+            .unwrap();
         store.flush().unwrap();
-        store.ingest(&batch("svc", &[], CPU, now - 30_000, &[("a;b", 2), ("a;c", 1)])).unwrap();
+        store
+            .ingest(&batch(
+                "svc",
+                &[],
+                CPU,
+                now - 30_000,
+                &[("a;b", 2), ("a;c", 1)],
+            ))
+            .unwrap();
         // Dropped without a flush: the second batch is only in the WAL.
     }
     let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
     // Flushed data is not replayed twice; WAL data is replayed once.
-    assert_eq!(total(&store, "svc", now), vec![("a;b".into(), 7), ("a;c".into(), 1)]);
+    assert_eq!(
+        total(&store, "svc", now),
+        vec![("a;b".into(), 7), ("a;c".into(), 1)]
+    );
     store.flush().unwrap();
     drop(store);
     let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
-    assert_eq!(total(&store, "svc", now), vec![("a;b".into(), 7), ("a;c".into(), 1)]);
+    assert_eq!(
+        total(&store, "svc", now),
+        vec![("a;b".into(), 7), ("a;c".into(), 1)]
+    );
     assert_eq!(store.stats().head_rows, 0, "nothing left to replay");
 }
 
@@ -124,9 +140,13 @@ fn interrupted_jobs_roll_back_and_finished_ones_complete() {
     let (first, second);
     {
         let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
-        store.ingest(&batch("svc", &[], CPU, now - 120_000, &[("x", 1)])).unwrap();
+        store
+            .ingest(&batch("svc", &[], CPU, now - 120_000, &[("x", 1)]))
+            .unwrap();
         store.flush().unwrap();
-        store.ingest(&batch("svc", &[], CPU, now - 60_000, &[("x", 2)])).unwrap();
+        store
+            .ingest(&batch("svc", &[], CPU, now - 60_000, &[("x", 2)]))
+            .unwrap();
         store.flush().unwrap();
         let st = store.inner.state.read().unwrap();
         first = st.blocks[0].id;
@@ -136,7 +156,15 @@ fn interrupted_jobs_roll_back_and_finished_ones_complete() {
     let write = |id: u64, siblings: Vec<u64>, value: i64| {
         let tmp = blocks.join("x.tmp");
         let mut w = BlockWriter::create(&tmp, 1, 10_000, now - 120_000).unwrap();
-        w.add_series(0, &mut [Row { stack: 0, t: now - 120_000, value }]).unwrap();
+        w.add_series(
+            0,
+            &mut [Row {
+                stack: 0,
+                t: now - 120_000,
+                value,
+            }],
+        )
+        .unwrap();
         w.finish(
             &blocks.join(format!("{id:016}.blk")),
             &Job {
@@ -151,13 +179,21 @@ fn interrupted_jobs_roll_back_and_finished_ones_complete() {
     // An output whose sibling never got written: the job did not finish.
     write(100, vec![100, 101], 1000);
     let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
-    assert_eq!(total(&store, "svc", now), vec![("x".into(), 3)], "rolled back");
+    assert_eq!(
+        total(&store, "svc", now),
+        vec![("x".into(), 3)],
+        "rolled back"
+    );
     assert!(!blocks.join(format!("{:016}.blk", 100)).exists());
     drop(store);
     // A finished job (all siblings present): its inputs go.
     write(200, vec![200], 3);
     let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
-    assert_eq!(total(&store, "svc", now), vec![("x".into(), 3)], "completed");
+    assert_eq!(
+        total(&store, "svc", now),
+        vec![("x".into(), 3)],
+        "completed"
+    );
     assert_eq!(store.stats().blocks, 1);
 }
 
@@ -169,21 +205,39 @@ fn old_data_is_downsampled_and_expired() {
     // Two days old, every 10 s for ten minutes; sixteen days old (its whole
     // week partition is past seven days), likewise; forty days old: past
     // the 30-day retention.
-    for (age, svc) in [(2 * DAY, "two-days"), (16 * DAY, "ten-days"), (40 * DAY, "forty-days")] {
+    for (age, svc) in [
+        (2 * DAY, "two-days"),
+        (16 * DAY, "ten-days"),
+        (40 * DAY, "forty-days"),
+    ] {
         for k in 0..60 {
             let t = now - age + k * 10_000;
-            store.ingest(&batch(svc, &[], CPU, t, &[("main;work", 1 + k % 3)])).unwrap();
+            store
+                .ingest(&batch(svc, &[], CPU, t, &[("main;work", 1 + k % 3)]))
+                .unwrap();
         }
         store.flush().unwrap();
     }
     let expect = (0..60).map(|k| 1 + k % 3).sum::<i64>();
-    assert_eq!(total(&store, "two-days", now), vec![("main;work".into(), expect)]);
+    assert_eq!(
+        total(&store, "two-days", now),
+        vec![("main;work".into(), expect)]
+    );
     let jobs = store.compact(now).unwrap();
     assert!(jobs >= 2, "{jobs} compaction jobs");
     // Totals are kept exactly; resolution is coarser.
-    assert_eq!(total(&store, "two-days", now), vec![("main;work".into(), expect)]);
-    assert_eq!(total(&store, "ten-days", now), vec![("main;work".into(), expect)]);
-    assert!(total(&store, "forty-days", now).is_empty(), "past retention");
+    assert_eq!(
+        total(&store, "two-days", now),
+        vec![("main;work".into(), expect)]
+    );
+    assert_eq!(
+        total(&store, "ten-days", now),
+        vec![("main;work".into(), expect)]
+    );
+    assert!(
+        total(&store, "forty-days", now).is_empty(),
+        "past retention"
+    );
     let res: Vec<i64> = {
         let st = store.inner.state.read().unwrap();
         let mut r: Vec<i64> = st.blocks.iter().map(|b| b.resolution_ms).collect();
@@ -203,7 +257,10 @@ fn old_data_is_downsampled_and_expired() {
     // And all of it survives a restart.
     drop(store);
     let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
-    assert_eq!(total(&store, "ten-days", now), vec![("main;work".into(), expect)]);
+    assert_eq!(
+        total(&store, "ten-days", now),
+        vec![("main;work".into(), expect)]
+    );
 }
 
 #[test]
@@ -212,7 +269,9 @@ fn many_small_flushes_are_merged() {
     let now = now_ms() / HOUR * HOUR - 2 * HOUR;
     let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
     for k in 0..12 {
-        store.ingest(&batch("svc", &[], CPU, now + k * 60_000, &[("a", 1)])).unwrap();
+        store
+            .ingest(&batch("svc", &[], CPU, now + k * 60_000, &[("a", 1)]))
+            .unwrap();
         store.flush().unwrap();
     }
     assert_eq!(store.stats().blocks, 12);

@@ -41,7 +41,8 @@ impl Wal {
     /// its segment number. A torn record at the end of a segment (a crash
     /// mid-write) is cut off: it was never acknowledged.
     pub fn open(dir: &Path) -> Result<(Wal, Records), StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io("creating the WAL directory", e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::io("creating the WAL directory", e))?;
         let mut records = Vec::new();
         let seqs = segments(dir)?;
         for &seq in &seqs {
