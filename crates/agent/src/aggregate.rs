@@ -336,6 +336,10 @@ impl ProfileBuilder {
                 } else {
                     p.comm.clone()
                 };
+                set.push((
+                    labels::SERVICE_NAME,
+                    service_name(p.cgroup_labels.systemd_unit.as_deref(), &name),
+                ));
                 set.push((labels::PROCESS_NAME, name));
                 if let Some(exe) = &p.exe {
                     set.push((labels::EXE, exe.clone()));
@@ -357,11 +361,23 @@ impl ProfileBuilder {
                     set.push((labels::POD_UID, u.clone()));
                 }
             }
-            None => set.push((labels::PROCESS_NAME, s.comm().to_string())),
+            None => {
+                set.push((labels::SERVICE_NAME, s.comm().to_string()));
+                set.push((labels::PROCESS_NAME, s.comm().to_string()));
+            }
         }
         let id = self.profile.add_label_set(set);
         self.label_sets.insert(key, id);
         id
+    }
+}
+
+/// The service a process belongs to: its systemd service (not a user's
+/// session manager), else its name.
+fn service_name(unit: Option<&str>, process_name: &str) -> String {
+    match unit.and_then(|u| u.strip_suffix(".service")) {
+        Some(u) if !u.starts_with("user@") => u.to_string(),
+        _ => process_name.to_string(),
     }
 }
 
@@ -407,7 +423,15 @@ fn count_flags(s: &RawSample, f: &mut SampleFlags) {
 
 #[cfg(test)]
 mod tests {
-    use super::python_groups;
+    use super::{python_groups, service_name};
+
+    #[test]
+    fn services_are_units_or_process_names() {
+        assert_eq!(service_name(Some("nginx.service"), "nginx"), "nginx");
+        assert_eq!(service_name(Some("user@0.service"), "bash"), "bash");
+        assert_eq!(service_name(Some("session-3.scope"), "vim"), "vim");
+        assert_eq!(service_name(None, "app"), "app");
+    }
 
     #[test]
     fn python_frames_group_at_entry_frames() {

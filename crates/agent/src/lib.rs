@@ -14,6 +14,7 @@ pub mod perfmap;
 pub mod procfs;
 pub mod python;
 pub mod session;
+pub mod ship;
 pub mod symbolize;
 pub mod tables;
 pub mod tracker;

@@ -10,3 +10,7 @@ pub const CGROUP: &str = "cgroup";
 pub const CONTAINER_ID: &str = "container_id";
 pub const SYSTEMD_UNIT: &str = "systemd_unit";
 pub const POD_UID: &str = "pod_uid";
+
+/// The service a sample belongs to, as the server groups profiles: the
+/// systemd service, else the process name.
+pub const SERVICE_NAME: &str = "service_name";
