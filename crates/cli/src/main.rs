@@ -2,7 +2,9 @@
 
 mod convert;
 mod exit;
+mod query;
 mod record;
+mod serve;
 mod signals;
 mod summary;
 mod top;
@@ -47,6 +49,183 @@ enum Command {
     /// Convert a profile between formats (pprof, folded, speedscope; SVG as
     /// output only).
     Convert(ConvertArgs),
+    /// Profile this host continuously and serve the UI and API: agent and
+    /// server in one process, with the embedded store.
+    Up(UpArgs),
+    /// Run the server: stores profiles from agents and Pyroscope SDKs and
+    /// answers queries (also as a Pyroscope data source for Grafana).
+    Server(ServerArgs),
+    /// Profile this host continuously and push to a server every interval.
+    Agent(AgentArgs),
+    /// Ask a server for a flame graph, top functions, a diff or a series.
+    Query(QueryArgs),
+}
+
+#[derive(Args)]
+struct UpArgs {
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Address of the UI and API.
+    #[arg(long, default_value = "127.0.0.1:4040")]
+    listen: std::net::SocketAddr,
+    /// Data directory (default /var/lib/perfpilot as root).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// How long profiles are kept, e.g. 7d, 30d.
+    #[arg(long, default_value = "7d")]
+    retention: String,
+    /// How often a profile is stored.
+    #[arg(long, default_value = "10s")]
+    interval: String,
+    /// Print nothing but errors.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Address to listen on (4040: Pyroscope SDKs work unchanged).
+    #[arg(long, default_value = "127.0.0.1:4040")]
+    listen: std::net::SocketAddr,
+    /// Data directory (default /var/lib/perfpilot as root, else
+    /// ~/.local/share/perfpilot).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// How long profiles are kept, e.g. 7d, 30d.
+    #[arg(long, default_value = "7d")]
+    retention: String,
+    /// A file holding the token every ingest and query must carry
+    /// (Authorization: Bearer TOKEN, or as the basic-auth password).
+    #[arg(long, value_name = "FILE")]
+    auth_token_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// The server, e.g. http://perfpilot:4040.
+    #[arg(long)]
+    server: String,
+    /// How often a profile is pushed.
+    #[arg(long, default_value = "10s")]
+    interval: String,
+    /// Where batches wait while the server is unreachable (default
+    /// /var/lib/perfpilot/spool as root).
+    #[arg(long, value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
+    /// Most spooled data kept; the oldest batches go first.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    spool_max_mib: u64,
+    /// A file holding the server's token.
+    #[arg(long, value_name = "FILE")]
+    auth_token_file: Option<PathBuf>,
+    /// Print nothing but errors.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    #[command(subcommand)]
+    command: QueryCommand,
+}
+
+#[derive(Subcommand)]
+enum QueryCommand {
+    /// A merged flame graph (folded stacks on stdout by default).
+    Flamegraph(FlamegraphArgs),
+    /// Functions by self and total share.
+    Top(TopArgs2),
+    /// What changed between a base selection and a target selection, with
+    /// a significance test per function.
+    Diff(DiffArgs),
+    /// Values over time, optionally grouped by labels or for one function.
+    Series(SeriesArgs),
+}
+
+#[derive(Args, Clone)]
+struct QueryCommon {
+    /// The server.
+    #[arg(long, default_value = "http://127.0.0.1:4040")]
+    server: String,
+    /// A label selector, e.g. '{service_name="checkout"}', optionally after
+    /// a profile type: 'process_cpu:cpu:nanoseconds:cpu:nanoseconds{...}'.
+    #[arg(long, default_value = "{}")]
+    query: String,
+    /// Start: now-1h, an RFC 3339 time, or Unix seconds.
+    #[arg(long, default_value = "now-1h")]
+    from: String,
+    /// End.
+    #[arg(long, default_value = "now")]
+    until: String,
+    /// Write here instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// A file holding the server's token.
+    #[arg(long, value_name = "FILE")]
+    auth_token_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct FlamegraphArgs {
+    #[command(flatten)]
+    common: QueryCommon,
+    /// folded, json, svg, speedscope or pprof.
+    #[arg(long, short = 'f')]
+    format: Option<String>,
+    /// Most nodes in a json flame graph; the rest is summed into "other".
+    #[arg(long)]
+    max_nodes: Option<usize>,
+}
+
+#[derive(Args)]
+struct TopArgs2 {
+    #[command(flatten)]
+    common: QueryCommon,
+    /// text (default) or json.
+    #[arg(long, short = 'f')]
+    format: Option<String>,
+    #[arg(long, default_value_t = 30)]
+    limit: usize,
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    #[command(flatten)]
+    common: QueryCommon,
+    /// The base selection's selector (default: --query).
+    #[arg(long)]
+    base_query: Option<String>,
+    /// The base selection's start (default: --from).
+    #[arg(long)]
+    base_from: Option<String>,
+    /// The base selection's end (default: --until).
+    #[arg(long)]
+    base_until: Option<String>,
+    /// text (default) or json.
+    #[arg(long, short = 'f')]
+    format: Option<String>,
+    #[arg(long, default_value_t = 30)]
+    limit: usize,
+}
+
+#[derive(Args)]
+struct SeriesArgs {
+    #[command(flatten)]
+    common: QueryCommon,
+    /// Step, e.g. 10s, 1m (default: about 300 points).
+    #[arg(long)]
+    step: Option<String>,
+    /// Comma-separated label names to group by.
+    #[arg(long)]
+    group_by: Option<String>,
+    /// Also the value of stacks containing this function (its share).
+    #[arg(long)]
+    function: Option<String>,
+    /// text (default) or json.
+    #[arg(long, short = 'f')]
+    format: Option<String>,
 }
 
 const RECORD_HELP: &str = "\
@@ -183,6 +362,10 @@ fn run(cli: Cli) -> exit::Result<()> {
         Command::Record(args) => record::run(args),
         Command::Top(args) => top::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Up(args) => serve::up(args),
+        Command::Server(args) => serve::server(args),
+        Command::Agent(args) => serve::agent(args),
+        Command::Query(args) => query::run(args),
     }
 }
 

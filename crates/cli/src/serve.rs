@@ -1,0 +1,275 @@
+//! `perfpilot server`, `perfpilot agent` and `perfpilot up`.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use perfpilot_agent::ship::{Shipper, ShipperConfig};
+use perfpilot_agent::{Scope, Session};
+use perfpilot_store::embedded::{EmbeddedStore, Options};
+
+use crate::exit::{self, Failure};
+use crate::{record, signals, summary, AgentArgs, ServerArgs, UpArgs};
+
+pub fn parse_duration(s: &str, what: &str) -> exit::Result<Duration> {
+    let ms = perfpilot_query::parse_duration(s)
+        .map_err(|e| Failure::new(exit::USAGE, anyhow::anyhow!("{what}: {e}")))?;
+    if ms <= 0 {
+        return Err(Failure::new(
+            exit::USAGE,
+            anyhow::anyhow!("{what} must be positive, not {s:?}"),
+        ));
+    }
+    Ok(Duration::from_millis(ms as u64))
+}
+
+pub fn read_token(file: Option<&Path>) -> exit::Result<Option<String>> {
+    let Some(path) = file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))
+        .map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    let token = text.trim().to_string();
+    if token.is_empty() {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            anyhow::anyhow!("the token file {} is empty", path.display()),
+        ));
+    }
+    Ok(Some(token))
+}
+
+pub fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/var/lib/perfpilot")
+    } else {
+        std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".local/share/perfpilot"))
+            .unwrap_or_else(|| PathBuf::from("perfpilot-data"))
+    }
+}
+
+fn open_store(data: &Path, retention: &str) -> exit::Result<EmbeddedStore> {
+    let retention = parse_duration(retention, "--retention")?;
+    EmbeddedStore::open(
+        data,
+        Options {
+            retention_ms: retention.as_millis() as i64,
+            ..Options::default()
+        },
+    )
+    .with_context(|| format!("cannot open the store in {}", data.display()))
+    .map_err(Failure::from)
+}
+
+fn runtime() -> exit::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Failure::from)
+}
+
+/// Resolves when Ctrl-C or SIGTERM arrives.
+async fn shutdown_signal(stop: Arc<AtomicBool>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+    stop.store(true, Ordering::SeqCst);
+}
+
+async fn bind(listen: SocketAddr) -> exit::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))
+        .map_err(Failure::from)
+}
+
+fn server_config(listen: SocketAddr, token: Option<String>) -> perfpilot_server::ServerConfig {
+    perfpilot_server::ServerConfig {
+        listen,
+        token,
+        ..Default::default()
+    }
+}
+
+pub fn server(args: ServerArgs) -> exit::Result<()> {
+    let token = read_token(args.auth_token_file.as_deref())?;
+    let data = args.data.clone().unwrap_or_else(default_data_dir);
+    let store = open_store(&data, &args.retention)?;
+    let rt = runtime()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    rt.block_on(async {
+        let listener = bind(args.listen).await?;
+        eprintln!(
+            "perfpilot server: listening on http://{} (data in {}, retention {}{})",
+            args.listen,
+            data.display(),
+            args.retention,
+            if token.is_some() {
+                ", token required"
+            } else {
+                ""
+            }
+        );
+        perfpilot_server::serve_on(
+            listener,
+            server_config(args.listen, token),
+            Arc::new(store.clone()),
+            shutdown_signal(Arc::clone(&stop)),
+        )
+        .await
+        .context("the server failed")
+        .map_err(Failure::from)
+    })?;
+    store.flush().context("flushing the store at shutdown")?;
+    Ok(())
+}
+
+pub struct AgentLoop {
+    pub server: String,
+    pub token: Option<String>,
+    pub interval: Duration,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    pub sampling: crate::SamplingArgs,
+    pub quiet: bool,
+}
+
+/// The continuous profiler: samples the host and ships a profile every
+/// interval until `stop` is set.
+pub fn run_agent(a: AgentLoop, stop: &AtomicBool) -> exit::Result<()> {
+    let scope = if a.sampling.pids.is_empty() {
+        Scope::Host
+    } else {
+        Scope::Pids(a.sampling.pids.clone())
+    };
+    let mut session = Session::start(record::session_config(&a.sampling, scope))?;
+    let mut shipper = Shipper::new(ShipperConfig {
+        server: a.server.clone(),
+        token: a.token.clone(),
+        spool_dir: a.spool_dir.clone(),
+        spool_max_bytes: a.spool_max_bytes,
+        timeout: Duration::from_secs(10),
+    })
+    .context("cannot prepare the spool")?;
+    let progress = !a.quiet && std::io::stderr().is_terminal();
+    let mut next_ship = Instant::now() + a.interval;
+    let mut next_drain = Instant::now() + Duration::from_secs(1);
+    loop {
+        let done = stop.load(Ordering::SeqCst) || signals::stop_requested();
+        session.poll(Duration::from_millis(100));
+        let now = Instant::now();
+        if now >= next_drain || done {
+            session.drain()?;
+            next_drain = now + Duration::from_secs(1);
+        }
+        if now >= next_ship || done {
+            next_ship = now + a.interval;
+            let profile = session.take_profile();
+            shipper.ship(&profile).context("cannot spool a profile")?;
+            let s = &shipper.stats;
+            let line = format!(
+                "perfpilot agent: {} batches sent, {} spooled now, {} dropped, {} rejected{}",
+                summary::count(s.sent),
+                shipper.spooled(),
+                summary::count(s.dropped),
+                summary::count(s.rejected),
+                shipper
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            );
+            if progress {
+                eprint!("\r{line}   ");
+            } else if shipper.last_error.is_some() && !a.quiet {
+                eprintln!("{line}");
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    Ok(())
+}
+
+pub fn agent(args: AgentArgs) -> exit::Result<()> {
+    perfpilot_bpf::check_environment()?;
+    let token = read_token(args.auth_token_file.as_deref())?;
+    let interval = parse_duration(&args.interval, "--interval")?;
+    signals::install();
+    let stop = AtomicBool::new(false);
+    run_agent(
+        AgentLoop {
+            server: args.server,
+            token,
+            interval,
+            spool_dir: args
+                .spool_dir
+                .unwrap_or_else(|| default_data_dir().join("spool")),
+            spool_max_bytes: args.spool_max_mib * (1 << 20),
+            sampling: args.sampling,
+            quiet: args.quiet,
+        },
+        &stop,
+    )
+}
+
+pub fn up(args: UpArgs) -> exit::Result<()> {
+    perfpilot_bpf::check_environment()?;
+    let data = args.data.clone().unwrap_or_else(default_data_dir);
+    let store = open_store(&data, &args.retention)?;
+    let interval = parse_duration(&args.interval, "--interval")?;
+    let rt = runtime()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let listener = rt.block_on(bind(args.listen))?;
+    let server = {
+        let store: Arc<dyn perfpilot_store::Store> = Arc::new(store.clone());
+        let config = server_config(args.listen, None);
+        let stop = Arc::clone(&stop);
+        rt.spawn(async move {
+            perfpilot_server::serve_on(listener, config, store, shutdown_signal(stop)).await
+        })
+    };
+    eprintln!(
+        "perfpilot up: profiling this host, UI and API on http://{} (data in {})",
+        args.listen,
+        data.display()
+    );
+    let agent = run_agent(
+        AgentLoop {
+            server: format!("http://{}", args.listen),
+            token: None,
+            interval,
+            spool_dir: data.join("spool"),
+            spool_max_bytes: 256 << 20,
+            sampling: args.sampling,
+            quiet: args.quiet,
+        },
+        &stop,
+    );
+    stop.store(true, Ordering::SeqCst);
+    // The server stops on the same signal; give it a moment to finish.
+    let served = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
+    store.flush().context("flushing the store at shutdown")?;
+    agent?;
+    match served {
+        Ok(Ok(Ok(()))) | Err(_) => Ok(()),
+        Ok(Ok(Err(e))) => Err(Failure::from(anyhow::anyhow!("the server failed: {e}"))),
+        Ok(Err(e)) => Err(Failure::from(anyhow::anyhow!(
+            "the server task failed: {e}"
+        ))),
+    }
+}

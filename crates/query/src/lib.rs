@@ -1,0 +1,37 @@
+//! Query computations for perfpilot: what the server turns store results
+//! into before answering, and what the CLI and web UI read back.
+//!
+//! Everything here is pure computation on [`perfpilot_store::StackTable`]s
+//! and strings: no I/O, no clock, no async.
+//!
+//! - [`flame_tree`]: a merged call tree truncated to a node budget, and its
+//!   flamebearer encoding ([`FlameTree::to_flat`]).
+//! - [`top_functions`]: self and total per function.
+//! - [`diff()`] / [`diff_with`]: per-function share changes with p-values
+//!   and Benjamini–Hochberg q-values; [`diff_tree`] for diff flame graphs.
+//! - [`to_profile`]: any table as a [`perfpilot_model::Profile`], for pprof
+//!   export.
+//! - [`parse_time`], [`parse_duration`], [`parse_range`], [`default_step`]:
+//!   query arguments.
+//! - [`Series`]: time series responses.
+
+pub mod diff;
+pub mod error;
+pub mod flame;
+pub mod pprof;
+pub mod series;
+pub mod stats;
+pub mod time;
+pub mod top;
+mod tree;
+
+pub use diff::{
+    diff, diff_tree, diff_with, Diff, DiffNode, DiffOptions, DiffRow, DiffTree, FlatDiff,
+};
+pub use error::QueryError;
+pub use flame::{flame_tree, FlameNode, FlameTree, FlatFlame};
+pub use pprof::to_profile;
+pub use series::{to_series, Series};
+pub use stats::TestMethod;
+pub use time::{default_step, parse_duration, parse_range, parse_time};
+pub use top::{top_functions, TopRow};

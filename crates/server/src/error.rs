@@ -1,0 +1,71 @@
+//! API errors: a status and a message naming the problem.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use perfpilot_store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthorized() -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: "missing or wrong token: send it as 'Authorization: Bearer TOKEN' (or as the \
+                      basic-auth password)"
+                .into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        let status = match &e {
+            StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+            StoreError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Io { .. } | StoreError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<perfpilot_query::QueryError> for ApiError {
+    fn from(e: perfpilot_query::QueryError) -> ApiError {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
+impl From<perfpilot_store::SelectorError> for ApiError {
+    fn from(e: perfpilot_store::SelectorError) -> ApiError {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

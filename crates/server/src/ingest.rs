@@ -1,0 +1,171 @@
+//! Ingest endpoints. Each decodes the whole request first (rejecting it
+//! with 4xx and the reason if anything is wrong), then hands one batch to
+//! the store, which applies it whole and durably before the 2xx.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use perfpilot_store::{Batch, IngestOutcome};
+use serde::Serialize;
+
+use crate::error::{ApiError, ApiResult};
+use crate::{blocking, now_ms, App};
+
+/// What an ingest answers.
+#[derive(Serialize)]
+pub struct IngestResponse {
+    pub samples: usize,
+    pub profiles: usize,
+    /// True when the batch id was seen before and nothing was applied.
+    pub duplicate: bool,
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn wire(e: perfpilot_wire::WireError) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}
+
+async fn store_batch(app: Arc<App>, batch: Batch) -> ApiResult<Json<IngestResponse>> {
+    let samples = batch.sample_count();
+    let profiles = batch.profiles.len();
+    let store = Arc::clone(&app.store);
+    let outcome = blocking(move || Ok(store.ingest(&batch)?)).await?;
+    Ok(Json(IngestResponse {
+        samples,
+        profiles,
+        duplicate: outcome == IngestOutcome::Duplicate,
+    }))
+}
+
+/// perfpilot's agent: a gzipped pprof whose sample labels carry the
+/// process labels (service_name among them), with a batch id for retries.
+pub async fn agent(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<IngestResponse>> {
+    let id = header_str(&headers, "x-perfpilot-batch-id").map(str::to_string);
+    if id.as_ref().is_some_and(|i| i.len() > 256) {
+        return Err(ApiError::bad_request(
+            "X-Perfpilot-Batch-Id is longer than 256 bytes",
+        ));
+    }
+    let limits = app.config.limits.clone();
+    let mut batch = tokio::task::spawn_blocking(move || {
+        perfpilot_wire::batch_from_pprof(&body, &[], "unknown", now_ms(), &limits)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(wire)?;
+    batch.id = id;
+    store_batch(app, batch).await
+}
+
+/// A plain pprof upload: `POST /api/v1/pprof?name=SERVICE{k=v,...}`.
+pub async fn pprof_upload(
+    State(app): State<Arc<App>>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult<Json<IngestResponse>> {
+    let now = now_ms();
+    let params =
+        perfpilot_wire::LegacyIngestParams::parse(q.as_deref().unwrap_or(""), now).map_err(wire)?;
+    let limits = app.config.limits.clone();
+    let batch = tokio::task::spawn_blocking(move || {
+        perfpilot_wire::batch_from_pprof(&body, &params.tags, &params.app_name, now, &limits)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(wire)?;
+    store_batch(app, batch).await
+}
+
+/// Pyroscope's `POST /ingest?name=app{k=v}&from=&until=&format=...`.
+pub async fn legacy(
+    State(app): State<Arc<App>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let now = now_ms();
+    let params =
+        perfpilot_wire::LegacyIngestParams::parse(q.as_deref().unwrap_or(""), now).map_err(wire)?;
+    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str()).map(str::to_string);
+    let limits = app.config.limits.clone();
+    let batch = tokio::task::spawn_blocking(move || {
+        perfpilot_wire::batch_from_legacy(&params, content_type.as_deref(), &body, now, &limits)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(wire)?;
+    let _applied = store_batch(app, batch).await?;
+    // Pyroscope answers an empty 200.
+    Ok(StatusCode::OK.into_response())
+}
+
+/// Pyroscope's Connect `POST /push.v1.PusherService/Push`.
+pub async fn push(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str())
+        .unwrap_or("application/proto")
+        .to_string();
+    let encoding = header_str(&headers, header::CONTENT_ENCODING.as_str()).map(str::to_string);
+    let json = content_type.contains("json");
+    let limits = app.config.limits.clone();
+    let decoded = tokio::task::spawn_blocking(move || {
+        perfpilot_wire::batch_from_push(
+            &content_type,
+            encoding.as_deref(),
+            &body,
+            now_ms(),
+            &limits,
+        )
+    })
+    .await;
+    let batch = match decoded {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            return connect_error(StatusCode::BAD_REQUEST, "invalid_argument", &e.to_string())
+        }
+        Err(e) => {
+            return connect_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            )
+        }
+    };
+    match store_batch(app, batch).await {
+        // An empty PushResponse.
+        Ok(_) if json => ([(header::CONTENT_TYPE, "application/json")], "{}").into_response(),
+        Ok(_) => (
+            [(header::CONTENT_TYPE, "application/proto")],
+            Vec::<u8>::new(),
+        )
+            .into_response(),
+        Err(e) => {
+            let code = if e.status.is_client_error() {
+                "invalid_argument"
+            } else {
+                "internal"
+            };
+            connect_error(e.status, code, &e.message)
+        }
+    }
+}
+
+/// A Connect protocol error body.
+pub fn connect_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        perfpilot_wire::connect_error_json(code, message),
+    )
+        .into_response()
+}

@@ -1,0 +1,134 @@
+//! perfpilot's HTTP server.
+//!
+//! Routes (documented in `docs/API.md`):
+//! - ingest: perfpilot agents (`/api/v1/ingest`), plain pprof uploads
+//!   (`/api/v1/pprof`), Pyroscope SDKs (`/ingest`,
+//!   `/push.v1.PusherService/Push`);
+//! - queries: `/api/v1/*` (JSON, pprof, folded, SVG);
+//! - Grafana's Pyroscope data source: `/querier.v1.QuerierService/*` and
+//!   `/pyroscope/render`.
+//!
+//! Store calls block (the WAL syncs before an ingest is acknowledged), so
+//! they run on tokio's blocking pool.
+
+mod auth;
+mod error;
+mod grafana;
+mod ingest;
+mod native;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use perfpilot_store::Store;
+
+pub use error::ApiError;
+
+/// Response types of the query API, for clients (the CLI) to read back.
+pub mod api {
+    pub use crate::native::{
+        DiffResponse, FlamegraphResponse, NamesResponse, ProfileTypesResponse, SeriesResponse,
+        TimeseriesResponse, TopResponse, ValuesResponse,
+    };
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Required as a bearer token (or basic-auth password) on every
+    /// ingest and query when set.
+    pub token: Option<String>,
+    pub limits: perfpilot_wire::Limits,
+    /// Largest request body accepted before decompression.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4040)),
+            token: None,
+            limits: perfpilot_wire::Limits::default(),
+            max_body_bytes: 64 << 20,
+        }
+    }
+}
+
+pub struct App {
+    pub config: ServerConfig,
+    pub store: Arc<dyn Store>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs a blocking store call off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("a request handler failed: {e}")))?
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let protected = Router::new()
+        .route("/api/v1/ingest", post(ingest::agent))
+        .route("/api/v1/pprof", post(ingest::pprof_upload))
+        .route("/ingest", post(ingest::legacy))
+        .route("/push.v1.PusherService/Push", post(ingest::push))
+        .route("/api/v1/profile_types", get(native::profile_types))
+        .route("/api/v1/labels", get(native::label_names))
+        .route("/api/v1/label_values", get(native::label_values))
+        .route("/api/v1/series", get(native::series))
+        .route("/api/v1/flamegraph", get(native::flamegraph))
+        .route("/api/v1/top", get(native::top))
+        .route("/api/v1/diff", get(native::diff))
+        .route("/api/v1/timeseries", get(native::timeseries))
+        .route("/api/v1/export", get(native::export))
+        .route(
+            "/querier.v1.QuerierService/{method}",
+            post(grafana::querier),
+        )
+        .route("/pyroscope/render", get(grafana::render))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(protected)
+        .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
+        .with_state(app)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    serve_on(listener, config, store, shutdown).await
+}
+
+/// Serves on a listener already bound (tests bind port 0).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Arc::new(App { config, store });
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

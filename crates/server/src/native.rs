@@ -1,0 +1,450 @@
+//! perfpilot's own query API (`/api/v1/*`, documented in docs/API.md).
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use perfpilot_query::{DiffOptions, TopRow};
+use perfpilot_store::{
+    MatchOp, Matcher, ProfileType, Selector, StackTable, Store, TimeRange, PROFILE_TYPE_LABEL,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ApiResult};
+use crate::{blocking, now_ms, App};
+
+/// Query string of every query endpoint; each uses what it needs.
+#[derive(Debug, Default, Deserialize)]
+pub struct Params {
+    /// Label selector, e.g. `{service_name="checkout"}`, optionally
+    /// preceded by a profile type id.
+    pub query: Option<String>,
+    pub from: Option<String>,
+    pub until: Option<String>,
+    pub max_nodes: Option<usize>,
+    pub format: Option<String>,
+    pub limit: Option<usize>,
+    pub step: Option<String>,
+    pub group_by: Option<String>,
+    pub function: Option<String>,
+    pub name: Option<String>,
+    pub base_query: Option<String>,
+    pub base_from: Option<String>,
+    pub base_until: Option<String>,
+}
+
+pub const DEFAULT_MAX_NODES: usize = 8192;
+
+pub fn range(from: Option<&str>, until: Option<&str>) -> ApiResult<TimeRange> {
+    Ok(perfpilot_query::parse_range(
+        from.unwrap_or("now-1h"),
+        until.unwrap_or("now"),
+        now_ms(),
+    )?)
+}
+
+/// A selector that names exactly one profile type: the one it gives, or
+/// the one among the series it matches. Merging CPU time with allocated
+/// bytes would mean nothing: several profile names (CPU and memory) are an
+/// error listing them; several sample types of one profile (CPU time and
+/// CPU samples, which the same pprof carries) resolve to the most telling
+/// one: time over counts, space over objects.
+fn preferred(types: &[String]) -> Option<&String> {
+    let name = |t: &String| t.split(':').next().unwrap_or("").to_string();
+    if types.iter().any(|t| name(t) != name(&types[0])) {
+        return None;
+    }
+    const ORDER: [&str; 6] = [
+        "cpu",
+        "wall",
+        "samples",
+        "alloc_space",
+        "inuse_space",
+        "alloc_objects",
+    ];
+    let rank = |t: &&String| {
+        let sample = t.split(':').nth(1).unwrap_or("");
+        ORDER
+            .iter()
+            .position(|o| *o == sample)
+            .unwrap_or(ORDER.len())
+    };
+    types.iter().min_by_key(|t| (rank(t), (*t).clone()))
+}
+pub fn one_type(
+    store: &dyn Store,
+    query: Option<&str>,
+    r: TimeRange,
+) -> ApiResult<(Selector, Option<ProfileType>)> {
+    let mut sel = Selector::parse(query.unwrap_or("{}"))?;
+    if let Some(t) = sel.profile_type() {
+        let pt = ProfileType::parse(t);
+        return Ok((sel, pt));
+    }
+    let mut types: Vec<String> = store
+        .series(&sel, r)?
+        .into_iter()
+        .filter_map(|l| {
+            l.into_iter()
+                .find(|(k, _)| k == PROFILE_TYPE_LABEL)
+                .map(|(_, v)| v)
+        })
+        .collect();
+    types.sort();
+    types.dedup();
+    let chosen = if types.len() == 1 {
+        types.first()
+    } else {
+        preferred(&types)
+    };
+    match chosen {
+        None if types.is_empty() => Ok((sel, None)),
+        Some(t) => {
+            let t = t.clone();
+            sel.matchers
+                .push(Matcher::new(PROFILE_TYPE_LABEL, MatchOp::Eq, &t)?);
+            Ok((sel, ProfileType::parse(&t)))
+        }
+        None => Err(ApiError::bad_request(format!(
+            "the selector matches several profile types; name one (e.g. '{}{{...}}'): {}",
+            types[0],
+            types.join(", ")
+        ))),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ProfileTypesResponse {
+    pub profile_types: Vec<String>,
+}
+
+pub async fn profile_types(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> ApiResult<Json<ProfileTypesResponse>> {
+    let r = range(p.from.as_deref(), p.until.as_deref())?;
+    let store = Arc::clone(&app.store);
+    let types = blocking(move || Ok(store.profile_types(r)?)).await?;
+    Ok(Json(ProfileTypesResponse {
+        profile_types: types,
+    }))
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct NamesResponse {
+    pub names: Vec<String>,
+}
+
+pub async fn label_names(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> ApiResult<Json<NamesResponse>> {
+    let r = range(p.from.as_deref(), p.until.as_deref())?;
+    let sel = Selector::parse(p.query.as_deref().unwrap_or("{}"))?;
+    let store = Arc::clone(&app.store);
+    let names = blocking(move || Ok(store.label_names(&sel, r)?)).await?;
+    Ok(Json(NamesResponse { names }))
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ValuesResponse {
+    pub values: Vec<String>,
+}
+
+pub async fn label_values(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> ApiResult<Json<ValuesResponse>> {
+    let r = range(p.from.as_deref(), p.until.as_deref())?;
+    let name = p
+        .name
+        .clone()
+        .ok_or_else(|| ApiError::bad_request("the 'name' parameter (a label name) is required"))?;
+    let sel = Selector::parse(p.query.as_deref().unwrap_or("{}"))?;
+    let store = Arc::clone(&app.store);
+    let values = blocking(move || Ok(store.label_values(&name, &sel, r)?)).await?;
+    Ok(Json(ValuesResponse { values }))
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct SeriesResponse {
+    pub series: Vec<std::collections::BTreeMap<String, String>>,
+}
+
+pub async fn series(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> ApiResult<Json<SeriesResponse>> {
+    let r = range(p.from.as_deref(), p.until.as_deref())?;
+    let sel = Selector::parse(p.query.as_deref().unwrap_or("{}"))?;
+    let store = Arc::clone(&app.store);
+    let series = blocking(move || Ok(store.series(&sel, r)?)).await?;
+    Ok(Json(SeriesResponse {
+        series: series
+            .into_iter()
+            .map(|l| l.into_iter().collect())
+            .collect(),
+    }))
+}
+
+/// Merges the selection (blocking).
+fn merged(
+    app: &App,
+    query: Option<&str>,
+    r: TimeRange,
+) -> ApiResult<(StackTable, Option<ProfileType>)> {
+    let (sel, pt) = one_type(app.store.as_ref(), query, r)?;
+    Ok((app.store.merge(&sel, r)?, pt))
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct FlamegraphResponse {
+    pub profile_type: Option<String>,
+    pub unit: Option<String>,
+    pub from: i64,
+    pub until: i64,
+    pub flamegraph: perfpilot_query::FlatFlame,
+}
+
+/// Renders a table in one of the file formats.
+fn as_file(
+    table: &StackTable,
+    pt: Option<&ProfileType>,
+    r: TimeRange,
+    format: &str,
+    title: &str,
+) -> ApiResult<Response> {
+    let (kind, unit) = pt
+        .map(|t| (t.sample_type.as_str(), t.sample_unit.as_str()))
+        .unwrap_or(("samples", "count"));
+    let period = pt.map(|t| (t.period_type.as_str(), t.period_unit.as_str()));
+    let profile =
+        perfpilot_query::to_profile(table, (kind, unit), period, 0, (r.start_ms, r.end_ms));
+    let (fmt, content_type) = match format {
+        "pprof" => (perfpilot_model::Format::Pprof, "application/octet-stream"),
+        "folded" => (perfpilot_model::Format::Folded, "text/plain; charset=utf-8"),
+        "svg" => (perfpilot_model::Format::Svg, "image/svg+xml"),
+        "speedscope" => (perfpilot_model::Format::Speedscope, "application/json"),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown format {other:?}: use json, folded, svg, speedscope or pprof"
+            )))
+        }
+    };
+    if table.stacks.is_empty() && fmt == perfpilot_model::Format::Svg {
+        return Err(ApiError::bad_request(
+            "no samples in the range: nothing to draw",
+        ));
+    }
+    let bytes = fmt
+        .encode(&profile, title)
+        .map_err(|e| ApiError::internal(format!("encoding {format}: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
+
+pub async fn flamegraph(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> ApiResult<Response> {
+    let r = range(p.from.as_deref(), p.until.as_deref())?;
+    let max_nodes = p.max_nodes.unwrap_or(DEFAULT_MAX_NODES).clamp(1, 1_000_000);
+    let format = p.format.clone().unwrap_or_else(|| "json".into());
+    let title = p.query.clone().unwrap_or_default();
+    blocking(move || {
+        let (table, pt) = merged(&app, p.query.as_deref(), r)?;
+        if format != "json" {
+            return as_file(&table, pt.as_ref(), r, &format, &title);
+        }
+        let tree = perfpilot_query::flame_tree(&table, max_nodes);
+        Ok(Json(FlamegraphResponse {
+            profile_type: pt.as_ref().map(ProfileType::id),
+            unit: pt.as_ref().map(|t| t.sample_unit.clone()),
+            from: r.start_ms,
+            until: r.end_ms,
+            flamegraph: tree.to_flat(),
+        })
+        .into_response())
+    })
+    .await
+}
+
+pub async fn export(State(app): State<Arc<App>>, Query(p): Query<Params>) -> ApiResult<Response> {
+    let r = range(p.from.as_deref(), p.until.as_deref())?;
+    let format = p.format.clone().unwrap_or_else(|| "pprof".into());
+    let title = p.query.clone().unwrap_or_default();
+    blocking(move || {
+        let (table, pt) = merged(&app, p.query.as_deref(), r)?;
+        as_file(&table, pt.as_ref(), r, &format, &title)
+    })
+    .await
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct TopResponse {
+    pub profile_type: Option<String>,
+    pub total: i64,
+    pub functions: Vec<TopRow>,
+}
+
+pub async fn top(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> ApiResult<Json<TopResponse>> {
+    let r = range(p.from.as_deref(), p.until.as_deref())?;
+    let limit = p.limit.unwrap_or(100);
+    blocking(move || {
+        let (table, pt) = merged(&app, p.query.as_deref(), r)?;
+        let mut functions = perfpilot_query::top_functions(&table);
+        functions.truncate(limit);
+        Ok(Json(TopResponse {
+            profile_type: pt.as_ref().map(ProfileType::id),
+            total: table.total(),
+            functions,
+        }))
+    })
+    .await
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct DiffResponse {
+    pub profile_type: Option<String>,
+    pub diff: perfpilot_query::Diff,
+    pub flamegraph: perfpilot_query::FlatDiff,
+}
+
+/// How many value units one sample is worth, so the diff's test runs on
+/// counts: 1 for counts, the period for CPU time in nanoseconds (100 Hz,
+/// what Pyroscope SDKs and perfpilot's 99 Hz agent are close to).
+fn sample_weight(pt: Option<&ProfileType>) -> f64 {
+    match pt.map(|t| t.sample_unit.as_str()) {
+        Some("nanoseconds") => 10_000_000.0,
+        _ => 1.0,
+    }
+}
+
+pub async fn diff(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> ApiResult<Json<DiffResponse>> {
+    let target_range = range(p.from.as_deref(), p.until.as_deref())?;
+    let base_range = range(
+        p.base_from.as_deref().or(p.from.as_deref()),
+        p.base_until.as_deref().or(p.until.as_deref()),
+    )?;
+    let max_nodes = p.max_nodes.unwrap_or(DEFAULT_MAX_NODES).clamp(1, 1_000_000);
+    blocking(move || {
+        let (target, pt) = merged(&app, p.query.as_deref(), target_range)?;
+        let base_query = p.base_query.as_deref().or(p.query.as_deref());
+        let (base, base_pt) = merged(&app, base_query, base_range)?;
+        if let (Some(a), Some(b)) = (&pt, &base_pt) {
+            if a != b {
+                return Err(ApiError::bad_request(format!(
+                    "the two selections have different profile types: {} and {}",
+                    b.id(),
+                    a.id()
+                )));
+            }
+        }
+        let pt = pt.or(base_pt);
+        let options = DiffOptions {
+            sample_weight: sample_weight(pt.as_ref()),
+            ..Default::default()
+        };
+        let diff = perfpilot_query::diff_with(&base, &target, &options)?;
+        let tree = perfpilot_query::diff_tree(&base, &target, max_nodes);
+        Ok(Json(DiffResponse {
+            profile_type: pt.as_ref().map(ProfileType::id),
+            diff,
+            flamegraph: tree.to_flat(),
+        }))
+    })
+    .await
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct TimeseriesResponse {
+    pub profile_type: Option<String>,
+    pub step_ms: i64,
+    pub series: Vec<perfpilot_query::Series>,
+    /// With `function`: the same series for the stacks containing it, so
+    /// its share is `function_series / series` per point.
+    pub function_series: Option<Vec<perfpilot_query::Series>>,
+}
+
+pub async fn timeseries(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> ApiResult<Json<TimeseriesResponse>> {
+    let r = range(p.from.as_deref(), p.until.as_deref())?;
+    let step_ms = match p.step.as_deref() {
+        Some(s) => perfpilot_query::parse_duration(s)?,
+        None => perfpilot_query::default_step(r.end_ms - r.start_ms, 300),
+    };
+    if step_ms <= 0 {
+        return Err(ApiError::bad_request("step must be positive"));
+    }
+    let group_by: Vec<String> = p
+        .group_by
+        .as_deref()
+        .map(|g| {
+            g.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    blocking(move || {
+        let (sel, pt) = one_type(app.store.as_ref(), p.query.as_deref(), r)?;
+        let all = app.store.time_series(&sel, r, step_ms, &group_by, None)?;
+        let function_series = match p.function.as_deref() {
+            Some(f) => Some(perfpilot_query::to_series(&app.store.time_series(
+                &sel,
+                r,
+                step_ms,
+                &group_by,
+                Some(f),
+            )?)),
+            None => None,
+        };
+        Ok(Json(TimeseriesResponse {
+            profile_type: pt.as_ref().map(ProfileType::id),
+            step_ms,
+            series: perfpilot_query::to_series(&all),
+            function_series,
+        }))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::preferred;
+
+    #[test]
+    fn one_profile_name_picks_the_telling_sample_type() {
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cpu = t(&[
+            "process_cpu:samples:count:cpu:nanoseconds",
+            "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+        ]);
+        assert_eq!(
+            preferred(&cpu).unwrap(),
+            "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+        );
+        let mem = t(&[
+            "memory:inuse_objects:count:space:bytes",
+            "memory:alloc_space:bytes:space:bytes",
+        ]);
+        assert_eq!(
+            preferred(&mem).unwrap(),
+            "memory:alloc_space:bytes:space:bytes"
+        );
+        let mixed = t(&[
+            "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+            "memory:alloc_space:bytes:space:bytes",
+        ]);
+        assert_eq!(preferred(&mixed), None);
+    }
+}
