@@ -1,0 +1,549 @@
+//! `perfpilot server` as its clients meet it: curl uploads, the real
+//! Pyroscope Python SDK, perfpilot's agent (root), the query CLI, Go's
+//! pprof tool, tokens, bad input, and `kill -9`.
+
+mod common;
+use common::*;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A server process on a free port, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    data: PathBuf,
+    token: Option<PathBuf>,
+}
+
+impl Server {
+    fn start(data: &Path, token: Option<&str>) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(data, port, token)
+    }
+
+    fn start_on(data: &Path, port: u16, token: Option<&str>) -> Server {
+        let token_file = token.map(|t| {
+            let p = data.with_extension("token");
+            std::fs::write(&p, format!("{t}\n")).unwrap();
+            p
+        });
+        let mut cmd = perfpilot();
+        cmd.args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data)
+            .stderr(Stdio::piped());
+        if let Some(t) = &token_file {
+            cmd.arg("--auth-token-file").arg(t);
+        }
+        let child = cmd.spawn().unwrap();
+        let s = Server {
+            child,
+            port,
+            data: data.to_path_buf(),
+            token: token_file,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&self) {
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the server did not start listening on {}", self.port);
+    }
+
+    /// `perfpilot query ...` against this server.
+    fn query(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = perfpilot();
+        cmd.arg("query")
+            .arg(args[0])
+            .args(["--server", &self.url()])
+            .args(&args[1..]);
+        if let Some(t) = &self.token {
+            cmd.arg("--auth-token-file").arg(t);
+        }
+        cmd.output().unwrap()
+    }
+
+    fn kill9(mut self) -> PathBuf {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+        let data = self.data.clone();
+        std::mem::forget(self);
+        data
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        // -g: braces in Pyroscope names are not curl globs.
+        .args(["-s", "-g", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl is installed by scripts/test.sh");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// (function, self %) rows of `perfpilot query top` output.
+fn top_rows(out: &std::process::Output) -> Vec<(String, f64)> {
+    assert!(
+        out.status.success(),
+        "query failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let self_pct: f64 = it.next()?.parse().ok()?;
+            let _total = it.next()?;
+            Some((it.collect::<Vec<_>>().join(" "), self_pct))
+        })
+        .collect()
+}
+
+fn share(rows: &[(String, f64)], needle: &str) -> f64 {
+    rows.iter()
+        .filter(|(n, _)| n.contains(needle))
+        .map(|(_, p)| p)
+        .sum()
+}
+
+#[test]
+fn folded_upload_with_curl_then_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None);
+    let body = "main;handle;parse 30\nmain;handle;render 10\nmain;idle 60\n";
+    let file = dir.path().join("upload.folded");
+    std::fs::write(&file, body).unwrap();
+    let (code, text) = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!(
+            "{}/ingest?name=shop.cpu{{env=staging,region=eu}}&sampleRate=100&format=folded",
+            server.url()
+        ),
+    ]);
+    assert_eq!(code, 200, "{text}");
+    let rows =
+        top_rows(&server.query(&["top", "--query", "{service_name=\"shop\", env=\"staging\"}"]));
+    assert!((share(&rows, "parse") - 30.0).abs() < 0.01, "{rows:?}");
+    assert!((share(&rows, "idle") - 60.0).abs() < 0.01, "{rows:?}");
+    // The folded flame graph on stdout, values in nanoseconds at 100 Hz.
+    let out = server.query(&[
+        "flamegraph",
+        "--query",
+        "{service_name=\"shop\"}",
+        "--format",
+        "folded",
+    ]);
+    let folded = String::from_utf8_lossy(&out.stdout);
+    assert!(folded.contains("main;handle;parse 300000000"), "{folded}");
+    // Labels are queryable.
+    let (code, text) = curl(&[&format!(
+        "{}/api/v1/label_values?name=region&query=%7Bservice_name%3D%22shop%22%7D",
+        server.url()
+    )]);
+    assert_eq!((code, text.contains("\"eu\"")), (200, true), "{text}");
+}
+
+#[test]
+fn exported_pprof_reads_in_go_tool_pprof() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None);
+    let file = dir.path().join("u.folded");
+    std::fs::write(&file, "main;hot 90\nmain;cold 10\n").unwrap();
+    let (code, text) = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!("{}/ingest?name=gosvc.cpu&sampleRate=100", server.url()),
+    ]);
+    assert_eq!(code, 200, "{text}");
+    let pprof = dir.path().join("export.pb.gz");
+    let out = server.query(&[
+        "flamegraph",
+        "--query",
+        "{service_name=\"gosvc\"}",
+        "--format",
+        "pprof",
+        "-o",
+        pprof.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let top = run_ok(
+        Command::new("go")
+            .args(["tool", "pprof", "-top"])
+            .arg(&pprof)
+            .env("HOME", dir.path()),
+    );
+    let text = String::from_utf8_lossy(&top.stdout);
+    let first = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        first.ends_with(" hot") && first.contains("90.00%"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_token_is_required_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), Some("s3cret-token"));
+    let url = format!("{}/api/v1/profile_types", server.url());
+    assert_eq!(curl(&[&url]).0, 401);
+    assert_eq!(curl(&["-H", "Authorization: Bearer wrong", &url]).0, 401);
+    assert_eq!(
+        curl(&["-H", "Authorization: Bearer s3cret-token", &url]).0,
+        200
+    );
+    assert_eq!(
+        curl(&["-u", "tenant:s3cret-token", &url]).0,
+        200,
+        "basic auth, as SDKs send it"
+    );
+    assert_eq!(
+        curl(&[&format!("{}/healthz", server.url())]).0,
+        200,
+        "health needs no token"
+    );
+    // The query CLI passes the token from its file.
+    let out = server.query(&["top"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = perfpilot()
+        .args(["query", "top", "--server", &server.url()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
+
+#[test]
+fn bad_input_is_rejected_with_the_reason_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None);
+    let push = format!("{}/push.v1.PusherService/Push", server.url());
+    // Garbage protobuf.
+    let (code, text) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/proto",
+        "--data-binary",
+        "\u{1}\u{2}garbage",
+        &push,
+    ]);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("invalid_argument"), "{text}");
+    // A gzip bomb: 1 GiB of zeros, compressed to about 1 MB.
+    let bomb = dir.path().join("bomb.gz");
+    run_ok(Command::new("sh").arg("-c").arg(format!(
+        "head -c 1G /dev/zero | gzip -1 > {}",
+        bomb.display()
+    )));
+    let started = Instant::now();
+    let (code, text) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/proto",
+        "-H",
+        "Content-Encoding: gzip",
+        "--data-binary",
+        &format!("@{}", bomb.display()),
+        &push,
+    ]);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("67108864-byte cap"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the bomb was not stopped early"
+    );
+    // Too many labels.
+    let tags: Vec<String> = (0..40).map(|i| format!("k{i}=v")).collect();
+    let (code, text) = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        "main 1",
+        &format!("{}/ingest?name=x.cpu{{{}}}", server.url(), tags.join(",")),
+    ]);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("labels"), "{text}");
+    // A timestamp a day in the future.
+    let future = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 86_400)
+        .to_string();
+    let (code, text) = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        "main 1",
+        &format!(
+            "{}/ingest?name=late.cpu&from={future}&until={future}",
+            server.url()
+        ),
+    ]);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("future"), "{text}");
+    // A folded line without a count, on line 2.
+    let (code, text) = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        "main 1\nmain;oops\n",
+        &format!("{}/ingest?name=half.cpu", server.url()),
+    ]);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("line 2"), "{text}");
+    // A bad selector names where it is wrong.
+    let (code, text) = curl(&[&format!(
+        "{}/api/v1/top?query=%7Ba%3D%22b%22%20c%7D",
+        server.url()
+    )]);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("character"), "{text}");
+    // None of it was stored.
+    let (_, text) = curl(&[&format!(
+        "{}/api/v1/label_values?name=service_name&from=now-2d&until=now%2B2d",
+        server.url()
+    )]);
+    assert_eq!(text.trim(), "{\"values\":[]}", "{text}");
+}
+
+#[test]
+fn acknowledged_batches_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, None);
+    let url = server.url();
+    let port = server.port;
+    // Four writers post numbered batches, each two stacks with a marker
+    // function unique to the batch, and remember which were answered 2xx.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let url = url.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(Duration::from_secs(5)))
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                let mut acked = Vec::new();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let body = format!("main;batch_{w}_{i};a 3\nmain;batch_{w}_{i};b 4\n");
+                    let r = agent
+                        .post(&format!("{url}/ingest?name=crash.cpu&sampleRate=100"))
+                        .send(body.as_bytes());
+                    match r {
+                        Ok(resp) if resp.status().as_u16() == 200 => acked.push(i),
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                (w, acked, i)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let data = server.kill9();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let results: Vec<(i32, Vec<i32>, i32)> =
+        writers.into_iter().map(|w| w.join().unwrap()).collect();
+    let acked_total: usize = results.iter().map(|r| r.1.len()).sum();
+    assert!(
+        acked_total > 20,
+        "only {acked_total} batches were acknowledged before the kill"
+    );
+
+    let server = Server::start_on(&data, port, None);
+    let out = server.query(&[
+        "flamegraph",
+        "--query",
+        "{service_name=\"crash\"}",
+        "--from",
+        "now-1h",
+        "--format",
+        "folded",
+    ]);
+    let folded = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut present: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    for line in folded.lines() {
+        let (stack, v) = line.rsplit_once(' ').unwrap();
+        let marker = stack.split(';').nth(1).unwrap().to_string();
+        present.entry(marker).or_default().push(v.parse().unwrap());
+    }
+    for (w, acked, _) in &results {
+        for i in acked {
+            let m = format!("batch_{w}_{i}");
+            let mut vals = present.get(&m).cloned().unwrap_or_default();
+            vals.sort();
+            assert_eq!(
+                vals,
+                vec![30_000_000, 40_000_000],
+                "acknowledged {m} is not whole after the crash"
+            );
+        }
+    }
+    // Whatever else is there (sent but not acknowledged) is whole too.
+    for (m, vals) in &present {
+        assert_eq!(vals.len(), 2, "{m} is half there: {vals:?}");
+    }
+}
+
+#[test]
+fn pyroscope_python_sdk_pushes_to_the_server() {
+    let python = std::env::var("PERFPILOT_TEST_PYTHON")
+        .unwrap_or_else(|_| "target/pyvenv/bin/python".into());
+    let python = if Path::new(&python).is_absolute() {
+        PathBuf::from(python)
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(python)
+    };
+    assert!(
+        python.exists(),
+        "{} not found: scripts/test.sh creates a virtualenv with pyroscope-io from PyPI",
+        python.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None);
+    let app = dir.path().join("app.py");
+    std::fs::write(
+        &app,
+        r#"
+import sys, time
+import pyroscope
+pyroscope.configure(application_name="sdk-app", server_address=sys.argv[1],
+                    upload_interval=2, tags={"region": "test-region"})
+def heavy_work(n):
+    x = 0
+    for i in range(3 * n):
+        x = (x * 31 + i) % 1000003
+    return x
+def light_work(n):
+    x = 0
+    for i in range(n):
+        x = (x * 31 + i) % 1000003
+    return x
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    heavy_work(20000)
+    light_work(20000)
+pyroscope.shutdown()
+"#,
+    )
+    .unwrap();
+    run_ok(Command::new(&python).arg(&app).arg(server.url()).arg("8"));
+    let rows = top_rows(&server.query(&[
+        "top",
+        "--query",
+        "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"sdk-app\", region=\"test-region\"}",
+        "--from",
+        "now-5m",
+    ]));
+    let heavy = share(&rows, "heavy_work");
+    let light = share(&rows, "light_work");
+    assert!(
+        heavy + light > 50.0,
+        "the SDK's profiles lack the busy functions: {rows:?}"
+    );
+    let split = heavy / (heavy + light);
+    assert!(
+        (split - 0.75).abs() < 0.08,
+        "heavy share {split:.3} of the two: {rows:?}"
+    );
+}
+
+#[test]
+fn root_agent_pushes_a_live_workload() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None);
+    let w = build("c-nofp", dir.path());
+    let mut workload = Command::new(&w[0]).arg("5").spawn().unwrap();
+    let mut agent = perfpilot()
+        .args([
+            "agent",
+            "-q",
+            "--freq",
+            "499",
+            "--interval",
+            "2s",
+            "--server",
+            &server.url(),
+            "--spool-dir",
+        ])
+        .arg(dir.path().join("spool"))
+        .spawn()
+        .unwrap();
+    workload.wait().unwrap();
+    // SAFETY: signalling our own child; SIGINT makes it ship what it has.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGINT) };
+    assert!(agent.wait().unwrap().success());
+    let rows = top_rows(&server.query(&[
+        "top",
+        "--query",
+        "{service_name=\"c-nofp\"}",
+        "--from",
+        "now-5m",
+    ]));
+    let heavy = share(&rows, "leaf_heavy");
+    let light = share(&rows, "leaf_light");
+    assert!(heavy + light > 90.0, "{rows:?}");
+    assert!((heavy / (heavy + light) - 0.75).abs() < 0.05, "{rows:?}");
+    // Per-process labels came along.
+    let (_, text) = curl(&[&format!(
+        "{}/api/v1/label_values?name=exe&query=%7Bservice_name%3D%22c-nofp%22%7D&from=now-5m",
+        server.url()
+    )]);
+    assert!(text.contains(&w[0]), "{text}");
+}
