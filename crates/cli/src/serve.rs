@@ -235,12 +235,18 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
     let listener = rt.block_on(bind(args.listen))?;
+    // Ctrl-C stops the agent first, so its last profile reaches a server
+    // that is still up; the server stops once the agent has finished.
+    rt.spawn(shutdown_signal(Arc::clone(&stop)));
+    let (agent_done, server_stop) = tokio::sync::oneshot::channel::<()>();
     let server = {
         let store: Arc<dyn perfpilot_store::Store> = Arc::new(store.clone());
         let config = server_config(args.listen, None);
-        let stop = Arc::clone(&stop);
         rt.spawn(async move {
-            perfpilot_server::serve_on(listener, config, store, shutdown_signal(stop)).await
+            perfpilot_server::serve_on(listener, config, store, async {
+                let _ = server_stop.await;
+            })
+            .await
         })
     };
     eprintln!(
@@ -261,7 +267,7 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
         &stop,
     );
     stop.store(true, Ordering::SeqCst);
-    // The server stops on the same signal; give it a moment to finish.
+    let _ = agent_done.send(());
     let served = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
     store.flush().context("flushing the store at shutdown")?;
     agent?;

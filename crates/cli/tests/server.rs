@@ -547,3 +547,55 @@ fn root_agent_pushes_a_live_workload() {
     )]);
     assert!(text.contains(&w[0]), "{text}");
 }
+
+#[test]
+fn root_up_profiles_the_host_and_answers_queries() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let w = build("c-nofp", dir.path());
+    let mut up = perfpilot()
+        .args([
+            "up",
+            "-q",
+            "--interval",
+            "2s",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data",
+        ])
+        .arg(dir.path().join("data"))
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run_ok(Command::new(&w[0]).arg("2"));
+    // SAFETY: signalling our own child: the agent ships, then the server stops.
+    unsafe { libc::kill(up.id() as i32, libc::SIGINT) };
+    assert!(up.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("data/spool"))
+            .unwrap()
+            .count(),
+        0,
+        "the last profile was spooled instead of stored"
+    );
+    // Restarted as a plain server on the same data: the profile is there.
+    let server = Server::start_on(&dir.path().join("data"), port, None);
+    let rows = top_rows(&server.query(&[
+        "top",
+        "--query",
+        "{service_name=\"c-nofp\"}",
+        "--from",
+        "now-5m",
+    ]));
+    let heavy = share(&rows, "leaf_heavy");
+    let light = share(&rows, "leaf_light");
+    assert!(heavy + light > 90.0, "{rows:?}");
+}
