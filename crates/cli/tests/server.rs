@@ -599,3 +599,103 @@ fn root_up_profiles_the_host_and_answers_queries() {
     let light = share(&rows, "leaf_light");
     assert!(heavy + light > 90.0, "{rows:?}");
 }
+
+/// Grafana's Pyroscope data source speaks Connect with JSON bodies.
+#[test]
+fn grafana_querier_and_render_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None);
+    let file = dir.path().join("u.folded");
+    std::fs::write(&file, "main;api;db 6\nmain;api;json 2\nmain;gc 2\n").unwrap();
+    let (code, _) = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!(
+            "{}/ingest?name=grafsvc.cpu{{zone=a}}&sampleRate=100",
+            server.url()
+        ),
+    ]);
+    assert_eq!(code, 200);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (start, end) = (now - 600_000, now + 60_000);
+    let call = |method: &str, body: String| -> serde_json::Value {
+        let (code, text) = curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+            &format!("{}/querier.v1.QuerierService/{method}", server.url()),
+        ]);
+        assert_eq!(code, 200, "{method}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method}: {e}: {text}"))
+    };
+    let types = call(
+        "ProfileTypes",
+        format!(r#"{{"start":{start},"end":{end}}}"#),
+    );
+    assert!(types.to_string().contains("process_cpu"), "{types}");
+    let names = call(
+        "LabelNames",
+        format!(r#"{{"matchers":["{{service_name=\"grafsvc\"}}"],"start":{start},"end":{end}}}"#),
+    );
+    assert!(
+        names["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "zone"),
+        "{names}"
+    );
+    let values = call(
+        "LabelValues",
+        format!(r#"{{"name":"zone","matchers":[],"start":{start},"end":{end}}}"#),
+    );
+    assert_eq!(values["names"], serde_json::json!(["a"]), "{values}");
+    let pt = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    let merged = call(
+        "SelectMergeStacktraces",
+        format!(
+            r#"{{"profileTypeID":"{pt}","labelSelector":"{{service_name=\"grafsvc\"}}","start":{start},"end":{end},"maxNodes":100}}"#
+        ),
+    );
+    let fg = &merged["flamegraph"];
+    let total: i64 = fg["total"]
+        .as_str()
+        .map(|s| s.parse().unwrap())
+        .or(fg["total"].as_i64())
+        .unwrap();
+    assert_eq!(total, 10 * 10_000_000, "{merged}");
+    let names = fg["names"].as_array().unwrap();
+    assert!(
+        names.iter().any(|n| n == "db") && names.iter().any(|n| n == "gc"),
+        "{merged}"
+    );
+    let series = call(
+        "SelectSeries",
+        format!(
+            r#"{{"profileTypeID":"{pt}","labelSelector":"{{service_name=\"grafsvc\"}}","start":{start},"end":{end},"step":60,"groupBy":["zone"]}}"#
+        ),
+    );
+    assert!(
+        series["series"].to_string().contains("\"zone\""),
+        "{series}"
+    );
+    let (code, text) = curl(&[&format!(
+        "{}/pyroscope/render?query={pt}%7Bservice_name%3D%22grafsvc%22%7D&from=now-10m&until=now%2B1m&format=json",
+        server.url()
+    )]);
+    assert_eq!(code, 200, "{text}");
+    let render: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        render["flamebearer"]["numTicks"].as_i64(),
+        Some(100_000_000),
+        "{render}"
+    );
+}
