@@ -1,8 +1,6 @@
 //! Byte-level encodings shared by the engine's files: varints, framed
 //! records with checksums, and the write-ahead log's batch encoding.
 
-use prost::Message;
-
 use crate::types::{Batch, BatchProfile};
 
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -97,87 +95,112 @@ pub fn unframe(buf: &[u8]) -> (Vec<&[u8]>, usize) {
     (records, pos)
 }
 
-// The write-ahead log stores batches as protobuf (prost derives): compact,
-// and tolerant of fields added later.
+// The write-ahead log stores batches in a compact varint encoding written
+// straight from the borrowed batch (no intermediate copies):
+//   version 1 | id flag [len bytes] | strings | stacks | profiles
+// where every count and length is a varint and signed values are zigzag.
 
-#[derive(Clone, PartialEq, Message)]
-struct WalBatch {
-    #[prost(string, optional, tag = "1")]
-    id: Option<String>,
-    #[prost(string, repeated, tag = "2")]
-    strings: Vec<String>,
-    #[prost(message, repeated, tag = "3")]
-    stacks: Vec<WalStack>,
-    #[prost(message, repeated, tag = "4")]
-    profiles: Vec<WalProfile>,
-}
+const WAL_VERSION: u8 = 1;
 
-#[derive(Clone, PartialEq, Message)]
-struct WalStack {
-    #[prost(uint32, repeated, tag = "1")]
-    functions: Vec<u32>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct WalProfile {
-    #[prost(string, repeated, tag = "1")]
-    label_names: Vec<String>,
-    #[prost(string, repeated, tag = "2")]
-    label_values: Vec<String>,
-    #[prost(int64, tag = "3")]
-    time_ms: i64,
-    #[prost(uint32, repeated, tag = "4")]
-    stacks: Vec<u32>,
-    #[prost(int64, repeated, tag = "5")]
-    values: Vec<i64>,
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
 }
 
 pub fn encode_batch(batch: &Batch) -> Vec<u8> {
-    let msg = WalBatch {
-        id: batch.id.clone(),
-        strings: batch.strings.clone(),
-        stacks: batch
-            .stacks
-            .iter()
-            .map(|s| WalStack {
-                functions: s.clone(),
-            })
-            .collect(),
-        profiles: batch
-            .profiles
-            .iter()
-            .map(|p| WalProfile {
-                label_names: p.labels.iter().map(|(k, _)| k.clone()).collect(),
-                label_values: p.labels.iter().map(|(_, v)| v.clone()).collect(),
-                time_ms: p.time_ms,
-                stacks: p.samples.iter().map(|s| s.0).collect(),
-                values: p.samples.iter().map(|s| s.1).collect(),
-            })
-            .collect(),
-    };
-    msg.encode_to_vec()
+    let mut out = Vec::with_capacity(
+        64 + batch.strings.iter().map(|s| s.len() + 2).sum::<usize>() + batch.sample_count() * 4,
+    );
+    out.push(WAL_VERSION);
+    match &batch.id {
+        Some(id) => {
+            out.push(1);
+            put_str(&mut out, id);
+        }
+        None => out.push(0),
+    }
+    put_varint(&mut out, batch.strings.len() as u64);
+    for s in &batch.strings {
+        put_str(&mut out, s);
+    }
+    put_varint(&mut out, batch.stacks.len() as u64);
+    for st in &batch.stacks {
+        put_varint(&mut out, st.len() as u64);
+        for &f in st {
+            put_varint(&mut out, f as u64);
+        }
+    }
+    put_varint(&mut out, batch.profiles.len() as u64);
+    for p in &batch.profiles {
+        put_varint(&mut out, p.labels.len() as u64);
+        for (k, v) in &p.labels {
+            put_str(&mut out, k);
+            put_str(&mut out, v);
+        }
+        put_varint(&mut out, zigzag(p.time_ms));
+        put_varint(&mut out, p.samples.len() as u64);
+        for &(stack, value) in &p.samples {
+            put_varint(&mut out, stack as u64);
+            put_varint(&mut out, zigzag(value));
+        }
+    }
+    out
 }
 
 pub fn decode_batch(bytes: &[u8]) -> Option<Batch> {
-    let msg = WalBatch::decode(bytes).ok()?;
-    let profiles = msg
-        .profiles
-        .into_iter()
-        .map(|p| {
-            if p.label_names.len() != p.label_values.len() || p.stacks.len() != p.values.len() {
-                return None;
-            }
-            Some(BatchProfile {
-                labels: p.label_names.into_iter().zip(p.label_values).collect(),
-                time_ms: p.time_ms,
-                samples: p.stacks.into_iter().zip(p.values).collect(),
-            })
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(Batch {
-        id: msg.id,
-        strings: msg.strings,
-        stacks: msg.stacks.into_iter().map(|s| s.functions).collect(),
+    let mut r = Reader::new(bytes);
+    if r.bytes(1)? != [WAL_VERSION] {
+        return None;
+    }
+    let string = |r: &mut Reader| -> Option<String> {
+        let n = r.varint()? as usize;
+        String::from_utf8(r.bytes(n)?.to_vec()).ok()
+    };
+    // Counts are bounded by the bytes left, so a corrupt count cannot
+    // make us reserve absurd amounts of memory.
+    let count = |r: &mut Reader| -> Option<usize> {
+        let n = r.varint()? as usize;
+        (n <= r.buf.len() - r.pos).then_some(n)
+    };
+    let id = match r.bytes(1)?[0] {
+        0 => None,
+        1 => Some(string(&mut r)?),
+        _ => return None,
+    };
+    let n = count(&mut r)?;
+    let strings = (0..n).map(|_| string(&mut r)).collect::<Option<Vec<_>>>()?;
+    let n = count(&mut r)?;
+    let mut stacks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let m = count(&mut r)?;
+        stacks.push(
+            (0..m)
+                .map(|_| u32::try_from(r.varint()?).ok())
+                .collect::<Option<Vec<_>>>()?,
+        );
+    }
+    let n = count(&mut r)?;
+    let mut profiles = Vec::with_capacity(n);
+    for _ in 0..n {
+        let m = count(&mut r)?;
+        let labels = (0..m)
+            .map(|_| Some((string(&mut r)?, string(&mut r)?)))
+            .collect::<Option<Vec<_>>>()?;
+        let time_ms = unzigzag(r.varint()?);
+        let m = count(&mut r)?;
+        let samples = (0..m)
+            .map(|_| Some((u32::try_from(r.varint()?).ok()?, unzigzag(r.varint()?))))
+            .collect::<Option<Vec<_>>>()?;
+        profiles.push(BatchProfile {
+            labels,
+            time_ms,
+            samples,
+        });
+    }
+    r.done().then_some(Batch {
+        id,
+        strings,
+        stacks,
         profiles,
     })
 }
