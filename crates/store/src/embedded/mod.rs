@@ -294,7 +294,11 @@ fn recover_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, u64), StoreError> {
             _ => {}
         }
     }
-    let ids: HashSet<u64> = blocks.iter().map(|b| b.id).collect();
+    // A sibling is accounted for if it exists, or if a later job consumed
+    // it (a block names it in `replaces`: inputs are deleted only after a
+    // job has finished writing all its outputs).
+    let mut ids: HashSet<u64> = blocks.iter().map(|b| b.id).collect();
+    ids.extend(blocks.iter().flat_map(|b| b.replaces.iter().copied()));
     let complete = |b: &Block| b.siblings.iter().all(|s| ids.contains(s));
     let mut drop_ids: HashSet<u64> = HashSet::new();
     for b in &blocks {

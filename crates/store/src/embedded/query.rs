@@ -6,6 +6,7 @@
 //! id seen is still valid.
 
 use std::collections::{BTreeSet, HashMap};
+
 use std::sync::{Arc, RwLock};
 
 use super::block::{Block, Row};
@@ -154,10 +155,11 @@ pub fn merge(
             "a block refers to an unknown stack".into(),
         ));
     }
-    // Resolve ids to names, renumbering functions densely.
+    // Resolve ids to names, renumbering functions densely (a table indexed
+    // by function id: hashing here was a tenth of a merge).
     let st = lock.read().map_err(lock_err)?;
     let mut table = StackTable::default();
-    let mut fn_index: HashMap<u32, u32> = HashMap::new();
+    let mut fn_index: Vec<u32> = vec![u32::MAX; st.symbols.strings.len()];
     for (stack, &v) in values.iter().enumerate() {
         if v == 0 {
             continue;
@@ -167,18 +169,16 @@ pub fn merge(
         };
         let mut mapped = Vec::with_capacity(frames.len());
         for &f in frames.iter() {
-            let next = fn_index.len() as u32;
-            let idx = *fn_index.entry(f).or_insert_with(|| {
-                table.functions.push(
-                    st.symbols
-                        .strings
-                        .get(f as usize)
-                        .cloned()
-                        .unwrap_or_default(),
-                );
-                next
-            });
-            mapped.push(idx);
+            let Some(slot) = fn_index.get_mut(f as usize) else {
+                return Err(StoreError::Corrupt(format!(
+                    "stack {stack} names unknown function {f}"
+                )));
+            };
+            if *slot == u32::MAX {
+                *slot = table.functions.len() as u32;
+                table.functions.push(st.symbols.strings[f as usize].clone());
+            }
+            mapped.push(*slot);
         }
         table.stacks.push((mapped, v));
     }

@@ -279,3 +279,37 @@ fn many_small_flushes_are_merged() {
     assert_eq!(store.stats().blocks, 1);
     assert_eq!(total(&store, "svc", now + HOUR), vec![("a".into(), 12)]);
 }
+
+#[test]
+fn a_sibling_compacted_away_later_does_not_undo_its_job() {
+    // A flush that straddles two partitions is split by compaction into
+    // two siblings; a later compaction of one partition replaces one of
+    // them. Reopening must keep all the data.
+    let dir = tempfile::tempdir().unwrap();
+    let hour = now_ms() / HOUR * HOUR - 5 * HOUR;
+    let expect = vec![("a".to_string(), 3)];
+    {
+        let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+        store
+            .ingest(&batch("svc", &[], CPU, hour - 60_000, &[("a", 1)]))
+            .unwrap();
+        store
+            .ingest(&batch("svc", &[], CPU, hour + 60_000, &[("a", 1)]))
+            .unwrap();
+        store.flush().unwrap();
+        store.compact(now_ms()).unwrap();
+        // More data in the second hour, then compact that hour again.
+        store
+            .ingest(&batch("svc", &[], CPU, hour + 120_000, &[("a", 1)]))
+            .unwrap();
+        store.flush().unwrap();
+        store.compact(now_ms()).unwrap();
+        assert_eq!(total(&store, "svc", now_ms()), expect);
+    }
+    let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+    assert_eq!(
+        total(&store, "svc", now_ms()),
+        expect,
+        "data lost on reopen"
+    );
+}
