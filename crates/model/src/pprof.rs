@@ -28,8 +28,10 @@ use crate::profile::{Function, Line, Location, LocationId, Mapping, MappingId, V
 use crate::{FunctionId, ModelError, Profile};
 
 /// Hand-written prost messages for `profile.proto`; the tags are the wire
-/// format, so they must match google/pprof's schema exactly.
-mod proto {
+/// format, so they must match google/pprof's schema exactly. Public for
+/// readers that need the raw messages (a server's ingest fast path); they
+/// carry no validation.
+pub mod proto {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Profile {
         #[prost(message, repeated, tag = "1")]
@@ -163,11 +165,17 @@ const MAX_DECOMPRESSED: u64 = 1 << 30;
 
 /// Encodes `p` as gzipped pprof protobuf.
 pub fn encode(p: &Profile) -> Result<Vec<u8>, ModelError> {
-    let raw = to_proto(p)?.encode_to_vec();
+    let raw = encode_uncompressed(p)?;
     let mut gz = GzEncoder::new(Vec::new(), Compression::default());
     gz.write_all(&raw)
         .and_then(|()| gz.finish())
         .map_err(|e| ModelError::Pprof(format!("compressing the profile failed: {e}")))
+}
+
+/// The profile as pprof protobuf without gzip, for senders that compress
+/// it some other way.
+pub fn encode_uncompressed(p: &Profile) -> Result<Vec<u8>, ModelError> {
+    Ok(to_proto(p)?.encode_to_vec())
 }
 
 /// Decodes pprof protobuf, gzipped or not.

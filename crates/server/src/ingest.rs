@@ -44,8 +44,9 @@ async fn store_batch(app: Arc<App>, batch: Batch) -> ApiResult<Json<IngestRespon
     }))
 }
 
-/// perfpilot's agent: a gzipped pprof whose sample labels carry the
-/// process labels (service_name among them), with a batch id for retries.
+/// perfpilot's agent: a pprof (zstd-compressed with `Content-Encoding:
+/// zstd`, or gzipped) whose sample labels carry the process labels
+/// (service_name among them), with a batch id for retries.
 pub async fn agent(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -57,9 +58,15 @@ pub async fn agent(
             "X-Perfpilot-Batch-Id is longer than 256 bytes",
         ));
     }
+    let zstd = header_str(&headers, header::CONTENT_ENCODING.as_str()) == Some("zstd");
     let limits = app.config.limits.clone();
     let mut batch = tokio::task::spawn_blocking(move || {
-        perfpilot_wire::batch_from_pprof(&body, &[], "unknown", now_ms(), &limits)
+        if zstd {
+            let raw = perfpilot_wire::decompress_zstd(&body, &limits, "the request body")?;
+            perfpilot_wire::batch_from_pprof(&raw, &[], "unknown", now_ms(), &limits)
+        } else {
+            perfpilot_wire::batch_from_pprof(&body, &[], "unknown", now_ms(), &limits)
+        }
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?

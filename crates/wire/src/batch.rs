@@ -2,7 +2,7 @@
 //! once per request, one [`BatchProfile`] per (labels, time), samples with
 //! the same stack summed, zero sums dropped, limits checked as data arrives.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use perfpilot_store::{Batch, BatchProfile, Labels, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL};
 
@@ -12,9 +12,9 @@ use crate::limits::{check_series_labels, check_time, Limits};
 pub(crate) struct BatchBuilder<'l> {
     limits: &'l Limits,
     now_ms: i64,
-    strings: Vec<String>,
+    /// Names and stacks are kept once, as the keys of their indexes, and
+    /// laid out by id in [`finish`](Self::finish).
     string_index: HashMap<String, u32>,
-    stacks: Vec<Vec<u32>>,
     stack_index: HashMap<Vec<u32>, u32>,
     profiles: Vec<Profile>,
     profile_index: HashMap<(Labels, i64), usize>,
@@ -38,12 +38,10 @@ impl<'l> BatchBuilder<'l> {
         BatchBuilder {
             limits,
             now_ms,
-            strings: Vec::new(),
-            string_index: HashMap::new(),
-            stacks: Vec::new(),
-            stack_index: HashMap::new(),
+            string_index: HashMap::default(),
+            stack_index: HashMap::default(),
             profiles: Vec::new(),
-            profile_index: HashMap::new(),
+            profile_index: HashMap::default(),
             samples: 0,
             scratch: Vec::new(),
         }
@@ -61,28 +59,32 @@ impl<'l> BatchBuilder<'l> {
             if name.is_empty() {
                 continue;
             }
-            let sid = match self.string_index.get(name) {
-                Some(&s) => s,
-                None => {
-                    let s = id(self.strings.len(), "function names")?;
-                    self.strings.push(name.to_string());
-                    self.string_index.insert(name.to_string(), s);
-                    s
-                }
-            };
-            frames.push(sid);
+            frames.push(self.name(name)?);
         }
-        let result = match self.stack_index.get(&frames) {
-            Some(&s) => Ok(s),
-            None => {
-                let s = id(self.stacks.len(), "stacks")?;
-                self.stacks.push(frames.clone());
-                self.stack_index.insert(frames.clone(), s);
-                Ok(s)
-            }
-        };
+        let result = self.stack_of_names(&frames);
         self.scratch = frames;
         result
+    }
+
+    /// Interns a function name (callers skip empty ones).
+    pub(crate) fn name(&mut self, name: &str) -> Result<u32, WireError> {
+        if let Some(&s) = self.string_index.get(name) {
+            return Ok(s);
+        }
+        let s = id(self.string_index.len(), "function names")?;
+        self.string_index.insert(name.to_string(), s);
+        Ok(s)
+    }
+
+    /// Interns a stack of names already interned with [`name`](Self::name),
+    /// root first.
+    pub(crate) fn stack_of_names(&mut self, frames: &[u32]) -> Result<u32, WireError> {
+        if let Some(&s) = self.stack_index.get(frames) {
+            return Ok(s);
+        }
+        let s = id(self.stack_index.len(), "stacks")?;
+        self.stack_index.insert(frames.to_vec(), s);
+        Ok(s)
     }
 
     /// The profile for this label set and time, created (and its labels and
@@ -107,7 +109,7 @@ impl<'l> BatchBuilder<'l> {
             labels,
             time_ms,
             samples: Vec::new(),
-            by_stack: HashMap::new(),
+            by_stack: HashMap::default(),
         });
         Ok(i)
     }
@@ -160,10 +162,18 @@ impl<'l> BatchBuilder<'l> {
                 })
             })
             .collect();
+        let mut strings = vec![String::new(); self.string_index.len()];
+        for (name, i) in self.string_index {
+            strings[i as usize] = name;
+        }
+        let mut stacks = vec![Vec::new(); self.stack_index.len()];
+        for (frames, i) in self.stack_index {
+            stacks[i as usize] = frames;
+        }
         Batch {
             id: None,
-            strings: self.strings,
-            stacks: self.stacks,
+            strings,
+            stacks,
             profiles,
         }
     }

@@ -45,7 +45,9 @@ use crate::batch::BatchBuilder;
 use crate::error::{shorten, WireError};
 use crate::limits::{is_gzip, is_valid_label_name, Budget, Limits};
 use crate::multipart;
-use crate::pprof::{add_profile, decode_pprof, Source, NAME_LABEL, SESSION_ID_LABEL};
+use crate::pprof::{
+    add_pprof_bytes, add_profile, decode_pprof, Source, NAME_LABEL, SESSION_ID_LABEL,
+};
 use crate::profile_type::{legacy_suffix, SampleTypeConfigs};
 
 /// How the body of a legacy upload is encoded (`format=`).
@@ -209,9 +211,9 @@ pub fn batch_from_legacy(
             body,
         )?,
         LegacyFormat::Pprof => {
-            let p = decode_pprof(&mut budget, body, "the pprof body")?;
             let labels = params.labels(&params.app_name);
-            add_profile(
+            add_pprof_bytes(
+                &mut budget,
                 &mut b,
                 &Source {
                     what: "the pprof body",
@@ -221,8 +223,7 @@ pub fn batch_from_legacy(
                     fallback_time_ms: params.from_ms,
                     default_service: None,
                 },
-                &p,
-                None,
+                body,
             )?;
         }
         LegacyFormat::Trie | LegacyFormat::Tree | LegacyFormat::Jfr | LegacyFormat::Speedscope => {

@@ -29,13 +29,14 @@ pub mod pprof;
 pub mod profile_type;
 pub mod push;
 pub mod query;
+mod rawpprof;
 pub mod render;
 
 pub use connect::{connect_error_json, error_body, Codec};
 pub use error::WireError;
 pub use flamegraph::{flame_graph, FlameGraph, DEFAULT_MAX_NODES};
 pub use legacy::{batch_from_legacy, parse_time, LegacyFormat, LegacyIngestParams};
-pub use limits::Limits;
+pub use limits::{decompress_zstd, Limits};
 pub use pprof::batch_from_pprof;
 pub use profile_type::{SampleTypeConfig, SampleTypeConfigs};
 pub use push::{batch_from_push, LabelPair, PushRequest, RawProfileSeries, RawSample};

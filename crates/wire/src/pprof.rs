@@ -52,6 +52,23 @@ pub(crate) fn decode_pprof(
     })
 }
 
+/// Unwraps gzip (charged to the budget) and adds the pprof to the batch
+/// through the fast path ([`crate::rawpprof`]).
+pub(crate) fn add_pprof_bytes(
+    budget: &mut Budget,
+    b: &mut BatchBuilder<'_>,
+    src: &Source<'_>,
+    bytes: &[u8],
+) -> Result<(), WireError> {
+    let mut owned;
+    let mut raw = bytes;
+    while is_gzip(raw) {
+        owned = budget.gunzip(raw, src.what)?;
+        raw = &owned;
+    }
+    crate::rawpprof::add_raw_profile(b, src, raw)
+}
+
 /// Where a profile came from and what to label it with.
 pub(crate) struct Source<'a> {
     /// Names the profile in messages ("series 0 sample 1").
@@ -159,13 +176,20 @@ fn series_for(
     let sample_labels: Labels = p
         .label_sets()
         .get(label_set as usize)
-        .map(|set| {
-            set.iter()
-                .filter(|(k, _)| !k.starts_with("__") && k != "span_id" && k != "profile_id")
-                .cloned()
-                .collect()
-        })
+        .map(|set| set.to_vec())
         .unwrap_or_default();
+    series_for_labels(b, src, sample_labels, type_ids, time_ms)
+}
+
+/// The batch profiles (one per sample type) for a sample's labels.
+pub(crate) fn series_for_labels(
+    b: &mut BatchBuilder<'_>,
+    src: &Source<'_>,
+    mut sample_labels: Labels,
+    type_ids: &[String],
+    time_ms: i64,
+) -> Result<Vec<usize>, WireError> {
+    sample_labels.retain(|(k, _)| !k.starts_with("__") && k != "span_id" && k != "profile_id");
     let mut base = merge_labels([src.labels, sample_labels.as_slice()]);
     if let Some(default) = src.default_service {
         if !base.iter().any(|(k, _)| k == SERVICE_NAME_LABEL) {
@@ -278,11 +302,11 @@ pub fn batch_from_pprof(
     limits: &Limits,
 ) -> Result<Batch, WireError> {
     let mut budget = Budget::new(limits);
-    let p = decode_pprof(&mut budget, bytes, "the pprof profile")?;
     let (name, mut request_labels) = split_request_labels("the request", labels.iter().cloned())?;
     request_labels.retain(|(k, _)| k != SERVICE_NAME_LABEL);
     let mut b = BatchBuilder::new(limits, now_ms);
-    add_profile(
+    add_pprof_bytes(
+        &mut budget,
         &mut b,
         &Source {
             what: "the pprof profile",
@@ -292,8 +316,7 @@ pub fn batch_from_pprof(
             fallback_time_ms: now_ms,
             default_service: Some(service_name),
         },
-        &p,
-        None,
+        bytes,
     )?;
     Ok(b.finish())
 }

@@ -35,7 +35,7 @@ use crate::batch::BatchBuilder;
 use crate::connect::{encode_base64, parse_json_object, Codec, JsonObj};
 use crate::error::WireError;
 use crate::limits::{Budget, Limits};
-use crate::pprof::{add_profile, decode_pprof, split_request_labels, Source};
+use crate::pprof::{add_pprof_bytes, split_request_labels, Source};
 
 /// `push.v1.PushRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -166,8 +166,8 @@ pub fn batch_from_push(
             if sample.raw_profile.is_empty() {
                 continue;
             }
-            let p = decode_pprof(&mut budget, &sample.raw_profile, &what)?;
-            add_profile(
+            add_pprof_bytes(
+                &mut budget,
                 &mut b,
                 &Source {
                     what: &what,
@@ -177,8 +177,7 @@ pub fn batch_from_push(
                     fallback_time_ms: now_ms,
                     default_service: None,
                 },
-                &p,
-                None,
+                &sample.raw_profile,
             )?;
         }
     }

@@ -4,6 +4,8 @@
 //! appended to `symbols.log` before any block that uses them is written.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -38,11 +40,11 @@ impl SeriesInfo {
 #[derive(Default)]
 pub struct Symbols {
     pub strings: Vec<String>,
-    string_ids: HashMap<String, u32>,
+    string_ids: FxHashMap<String, u32>,
     pub stacks: Vec<Box<[u32]>>,
-    stack_ids: HashMap<Box<[u32]>, u32>,
+    stack_ids: FxHashMap<Box<[u32]>, u32>,
     pub series: Vec<SeriesInfo>,
-    series_ids: HashMap<Labels, u32>,
+    series_ids: FxHashMap<Labels, u32>,
     /// Applied batch ids and when they were applied (ms).
     batch_ids: HashMap<String, i64>,
     new_batch_ids: Vec<(String, i64)>,
