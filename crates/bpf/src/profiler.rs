@@ -187,8 +187,10 @@ pub struct RawSample {
     /// Key into [`Drained::stacks`]; 0 when there is no user stack.
     pub user_stack: u64,
     pub kernel_stack: u64,
-    /// Python code object pointers (bit 0: the frame was entered from C),
-    /// leaf first; 0 when the process is not Python.
+    /// Python code objects, leaf first; 0 when the process is not Python.
+    /// Each is the object's address, bit 0 set when the frame was entered
+    /// from C, and a hash of its name and file in the top 16 bits, so that
+    /// a freed code object's address reused by another is another key.
     pub python_stack: u64,
     pub flags: u32,
     pub count: u64,

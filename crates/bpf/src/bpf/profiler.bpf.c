@@ -511,15 +511,24 @@ static long py_frame_step(__u64 index, void *ctx)
 	w->frame = read_u64(w->frame + py->o.frame_previous);
 	if (!code)
 		return 0;
-	sc->python.ips[n] = code | (is_entry ? 1 : 0);
+	/* A code object's address is reused once it is freed (module code
+	 * after import, for one), so the address alone would name a later
+	 * function after an earlier one. Its name and file objects tell the
+	 * two apart: a hash of their addresses goes in the pointer's unused
+	 * top 16 bits, and the tagged value is the key everywhere. */
+	__u64 qualname = read_u64(code + py->o.code_qualname);
+	__u64 filename = read_u64(code + py->o.code_filename);
+	__u64 mix = (qualname ^ (filename << 7)) * 0x9E3779B97F4A7C15ULL;
+	__u64 tagged = (code & 0x0000FFFFFFFFFFFFULL) | (mix & 0xFFFF000000000000ULL);
+	sc->python.ips[n] = tagged | (is_entry ? 1 : 0);
 	sc->python.len = n + 1;
 
-	struct pp_py_name_key k = {.tgid = w->tgid, .code = code};
+	struct pp_py_name_key k = {.tgid = w->tgid, .code = tagged};
 	if (bpf_map_lookup_elem(&py_names, &k))
 		return 0;
 	struct pp_py_name *name = &sc->name;
-	read_py_str(name->qualname, PY_NAME_LEN, read_u64(code + py->o.code_qualname), py);
-	read_py_str(name->filename, PY_FILE_LEN, read_u64(code + py->o.code_filename), py);
+	read_py_str(name->qualname, PY_NAME_LEN, qualname, py);
+	read_py_str(name->filename, PY_FILE_LEN, filename, py);
 	name->firstlineno = 0;
 	bpf_probe_read_user(&name->firstlineno, 4, (void *)(code + py->o.code_firstlineno));
 	bpf_map_update_elem(&py_names, &k, name, BPF_ANY);
