@@ -1,0 +1,178 @@
+// The server's query API (docs/API.md), typed for the views.
+
+export interface FlatFlame {
+  names: string[];
+  levels: number[][];
+  total: number;
+  max_self: number;
+}
+
+export interface FlamegraphResponse {
+  profile_type: string | null;
+  unit: string | null;
+  from: number;
+  until: number;
+  flamegraph: FlatFlame;
+}
+
+export interface TopRow {
+  name: string;
+  self_value: number;
+  total_value: number;
+  self_percent: number;
+  total_percent: number;
+}
+
+export interface TopResponse {
+  profile_type: string | null;
+  total: number;
+  functions: TopRow[];
+}
+
+export interface DiffRow {
+  name: string;
+  base_self: number;
+  base_total: number;
+  target_self: number;
+  target_total: number;
+  base_self_percent: number;
+  base_total_percent: number;
+  target_self_percent: number;
+  target_total_percent: number;
+  total_percent_change: number;
+  p_value: number;
+  q_value: number;
+  significant: boolean;
+  test: string;
+}
+
+export interface DiffResponse {
+  profile_type: string | null;
+  diff: {
+    base_total: number;
+    target_total: number;
+    base_samples: number;
+    target_samples: number;
+    rows: DiffRow[];
+  };
+  flamegraph: FlatDiff;
+}
+
+export interface FlatDiff {
+  names: string[];
+  levels: number[][];
+  base_total: number;
+  target_total: number;
+  max_self: number;
+}
+
+export interface SandwichResponse {
+  profile_type: string | null;
+  unit: string | null;
+  function: string;
+  self_value: number;
+  total_value: number;
+  total: number;
+  callers: FlatFlame;
+  callees: FlatFlame;
+}
+
+export interface Series {
+  labels: Record<string, string>;
+  points: [number, number][];
+}
+
+export interface TimeseriesResponse {
+  profile_type: string | null;
+  step_ms: number;
+  series: Series[];
+  function_series: Series[] | null;
+}
+
+/** A failed request, with the server's own message when it sent one. */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly unreachable = false,
+  ) {
+    super(message);
+  }
+}
+
+export interface Range {
+  from: string;
+  until: string;
+}
+
+type Params = Record<string, string | number | undefined>;
+
+export async function get<T>(path: string, params: Params, signal?: AbortSignal): Promise<T> {
+  const qs = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== '') qs.set(k, String(v));
+  }
+  let res: Response;
+  try {
+    res = await fetch(`${path}?${qs}`, { signal, credentials: 'same-origin' });
+  } catch (e) {
+    if ((e as Error).name === 'AbortError') throw e;
+    throw new ApiError(
+      `Cannot reach the perfpilot server at ${location.origin}: is it running?`,
+      0,
+      true,
+    );
+  }
+  const text = await res.text();
+  if (!res.ok) {
+    let message = text.trim();
+    try {
+      const body = JSON.parse(text);
+      message = body.error ?? body.message ?? message;
+    } catch {
+      // Not JSON (a proxy's page, say): show it as it came.
+    }
+    throw new ApiError(message || `${res.status} ${res.statusText}`, res.status);
+  }
+  return JSON.parse(text) as T;
+}
+
+export const api = {
+  profileTypes: (r: Range, signal?: AbortSignal) =>
+    get<{ profile_types: string[] }>('/api/v1/profile_types', { ...r }, signal),
+  labels: (query: string, r: Range, signal?: AbortSignal) =>
+    get<{ names: string[] }>('/api/v1/labels', { query, ...r }, signal),
+  labelValues: (name: string, query: string, r: Range, signal?: AbortSignal) =>
+    get<{ values: string[] }>('/api/v1/label_values', { name, query, ...r }, signal),
+  flamegraph: (query: string, r: Range, maxNodes: number, signal?: AbortSignal) =>
+    get<FlamegraphResponse>('/api/v1/flamegraph', { query, ...r, max_nodes: maxNodes }, signal),
+  top: (query: string, r: Range, signal?: AbortSignal) =>
+    get<TopResponse>('/api/v1/top', { query, ...r, limit: 2000 }, signal),
+  sandwich: (query: string, r: Range, fn: string, maxNodes: number, signal?: AbortSignal) =>
+    get<SandwichResponse>(
+      '/api/v1/sandwich',
+      { query, ...r, function: fn, max_nodes: maxNodes },
+      signal,
+    ),
+  timeseries: (query: string, r: Range, signal?: AbortSignal) =>
+    get<TimeseriesResponse>('/api/v1/timeseries', { query, ...r }, signal),
+  diff: (base: { query: string } & Range, target: { query: string } & Range, maxNodes: number, signal?: AbortSignal) =>
+    get<DiffResponse>(
+      '/api/v1/diff',
+      {
+        query: target.query,
+        from: target.from,
+        until: target.until,
+        base_query: base.query,
+        base_from: base.from,
+        base_until: base.until,
+        max_nodes: maxNodes,
+      },
+      signal,
+    ),
+};
+
+/** The unit of a profile type id, `name:sample_type:unit:period_type:period_unit`. */
+export function unitOf(profileType: string | null | undefined): string {
+  return profileType?.split(':')[2] ?? 'count';
+}

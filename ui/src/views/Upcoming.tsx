@@ -1,0 +1,15 @@
+const WHAT: Record<string, string> = {
+  Alerts: 'Alerts from the baseline engine and Alertmanager, with their firing and resolved history.',
+  Baselines: 'What normal looks like for each service: latency, errors, CPU and function shares, with their bands.',
+  Actions: 'The autopilot’s policies and its audited, reversible actions.',
+};
+
+export function Upcoming({ title }: { title: string }) {
+  return (
+    <div class="state empty">
+      <h2>{title}</h2>
+      <p>{WHAT[title]}</p>
+      <p class="muted">This page is not available in this version of perfpilot yet.</p>
+    </div>
+  );
+}
