@@ -9,6 +9,8 @@
 //! - [`top_functions`]: self and total per function.
 //! - [`diff()`] / [`diff_with`]: per-function share changes with p-values
 //!   and Benjamini–Hochberg q-values; [`diff_tree`] for diff flame graphs.
+//! - [`sandwich()`]: one function's callers and callees, each as a table
+//!   rooted at the function.
 //! - [`to_profile`]: any table as a [`perfpilot_model::Profile`], for pprof
 //!   export.
 //! - [`parse_time`], [`parse_duration`], [`parse_range`], [`default_step`]:
@@ -19,6 +21,7 @@ pub mod diff;
 pub mod error;
 pub mod flame;
 pub mod pprof;
+pub mod sandwich;
 pub mod series;
 pub mod stats;
 pub mod time;
@@ -31,6 +34,7 @@ pub use diff::{
 pub use error::QueryError;
 pub use flame::{flame_tree, FlameNode, FlameTree, FlatFlame};
 pub use pprof::to_profile;
+pub use sandwich::{sandwich, Sandwich};
 pub use series::{to_series, Series};
 pub use stats::TestMethod;
 pub use time::{default_step, parse_duration, parse_range, parse_time};

@@ -31,8 +31,8 @@ pub use error::ApiError;
 /// Response types of the query API, for clients (the CLI) to read back.
 pub mod api {
     pub use crate::native::{
-        DiffResponse, FlamegraphResponse, NamesResponse, ProfileTypesResponse, SeriesResponse,
-        TimeseriesResponse, TopResponse, ValuesResponse,
+        DiffResponse, FlamegraphResponse, NamesResponse, ProfileTypesResponse, SandwichResponse,
+        SeriesResponse, TimeseriesResponse, TopResponse, ValuesResponse,
     };
 }
 
@@ -91,6 +91,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/series", get(native::series))
         .route("/api/v1/flamegraph", get(native::flamegraph))
         .route("/api/v1/top", get(native::top))
+        .route("/api/v1/sandwich", get(native::sandwich))
         .route("/api/v1/diff", get(native::diff))
         .route("/api/v1/timeseries", get(native::timeseries))
         .route("/api/v1/export", get(native::export))

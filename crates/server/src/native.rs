@@ -270,6 +270,51 @@ pub async fn flamegraph(
     .await
 }
 
+#[derive(Serialize, Deserialize)]
+pub struct SandwichResponse {
+    pub profile_type: Option<String>,
+    pub unit: Option<String>,
+    pub from: i64,
+    pub until: i64,
+    pub function: String,
+    pub self_value: i64,
+    pub total_value: i64,
+    /// The whole selection's total, so the function's share can be shown.
+    pub total: i64,
+    /// Rooted at the function, then its callers outwards.
+    pub callers: perfpilot_query::FlatFlame,
+    /// Rooted at the function, then what it calls.
+    pub callees: perfpilot_query::FlatFlame,
+}
+
+pub async fn sandwich(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> ApiResult<Json<SandwichResponse>> {
+    let r = range(p.from.as_deref(), p.until.as_deref())?;
+    let max_nodes = p.max_nodes.unwrap_or(DEFAULT_MAX_NODES).clamp(1, 1_000_000);
+    let function = p.function.clone().ok_or_else(|| {
+        ApiError::bad_request("the 'function' parameter (a function name) is required")
+    })?;
+    blocking(move || {
+        let (table, pt) = merged(&app, p.query.as_deref(), r)?;
+        let s = perfpilot_query::sandwich(&table, &function);
+        Ok(Json(SandwichResponse {
+            profile_type: pt.as_ref().map(ProfileType::id),
+            unit: pt.as_ref().map(|t| t.sample_unit.clone()),
+            from: r.start_ms,
+            until: r.end_ms,
+            self_value: s.self_value,
+            total_value: s.total_value,
+            total: table.total(),
+            callers: perfpilot_query::flame_tree(&s.callers, max_nodes).to_flat(),
+            callees: perfpilot_query::flame_tree(&s.callees, max_nodes).to_flat(),
+            function,
+        }))
+    })
+    .await
+}
+
 pub async fn export(State(app): State<Arc<App>>, Query(p): Query<Params>) -> ApiResult<Response> {
     let r = range(p.from.as_deref(), p.until.as_deref())?;
     let format = p.format.clone().unwrap_or_else(|| "pprof".into());
