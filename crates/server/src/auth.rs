@@ -3,7 +3,8 @@
 //! with the token as the password (or as the user, with no password).
 
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -53,7 +54,14 @@ pub async fn require_token(State(app): State<Arc<App>>, req: Request, next: Next
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         if !authorized(header, token) {
-            return ApiError::unauthorized().into_response();
+            let mut response = ApiError::unauthorized().into_response();
+            // Makes a browser ask for credentials (the token as password)
+            // and send them with the web UI's own requests afterwards.
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"perfpilot\""),
+            );
+            return response;
         }
     }
     next.run(req).await

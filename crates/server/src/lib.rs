@@ -6,7 +6,9 @@
 //!   `/push.v1.PusherService/Push`);
 //! - queries: `/api/v1/*` (JSON, pprof, folded, SVG);
 //! - Grafana's Pyroscope data source: `/querier.v1.QuerierService/*` and
-//!   `/pyroscope/render`.
+//!   `/pyroscope/render`;
+//! - the web UI (`ui.rs`, embedded from `ui/dist` by build.rs) for every
+//!   other GET, behind the same token.
 //!
 //! Store calls block (the WAL syncs before an ingest is acknowledged), so
 //! they run on tokio's blocking pool.
@@ -16,6 +18,7 @@ mod error;
 mod grafana;
 mod ingest;
 mod native;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -100,6 +103,8 @@ pub fn router(app: Arc<App>) -> Router {
             post(grafana::querier),
         )
         .route("/pyroscope/render", get(grafana::render))
+        // Before the auth layer, so the UI needs the token too.
+        .fallback(ui::serve)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
             auth::require_token,
