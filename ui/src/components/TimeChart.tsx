@@ -28,15 +28,19 @@ export function TimeChart({ data, unit, fromMs, untilMs, onSelect, color = '#e45
     const box = el.current;
     if (!box) return;
     // Steps without data are zero: fill them so gaps show as gaps.
-    const step = data.step_ms || 10_000;
-    const sums = new Map<number, number>();
-    for (const s of data.series) for (const [t, v] of s.points) sums.set(t, (sums.get(t) ?? 0) + v);
-    const xs: number[] = [];
-    const ys: number[] = [];
+    const step = Math.max(data.step_ms || 10_000, Math.ceil((untilMs - fromMs) / 5000));
     const start = Math.floor(fromMs / step) * step;
-    for (let t = start; t < untilMs && xs.length < 5000; t += step) {
-      xs.push(t / 1000);
-      ys.push(sums.get(t) ?? 0);
+    const n = Math.max(1, Math.ceil((untilMs - start) / step));
+    const xs: number[] = [];
+    const ys: number[] = new Array(n).fill(0);
+    for (let k = 0; k < n; k++) xs.push((start + k * step) / 1000);
+    // The server's steps need not start where this grid does: each point
+    // goes to the step it falls in.
+    for (const s of data.series) {
+      for (const [t, v] of s.points) {
+        const k = Math.floor((t - start) / step);
+        if (k >= 0 && k < n) ys[k] += v;
+      }
     }
     const opts: uPlot.Options = {
       width: box.clientWidth || 800,

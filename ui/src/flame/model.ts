@@ -71,10 +71,17 @@ function emptyLevel(n: number, diff: boolean): Level {
   return lv;
 }
 
-export function decodeFlame(f: FlatFlame, rootName?: string): Graph {
+/**
+ * Decodes a flame graph. With `dropRoot`, the root ("total") is left out:
+ * a sandwich's trees have the function as the root's only child, and it
+ * reads better as the root itself.
+ */
+export function decodeFlame(f: FlatFlame, dropRoot = false): Graph {
   const total = f.total || 1;
   let nodes = 0;
-  const levels = f.levels.map((row) => {
+  let rows = f.levels;
+  if (dropRoot && rows.length > 1 && rows[1].length === 4) rows = rows.slice(1);
+  const levels = rows.map((row) => {
     const n = Math.floor(row.length / 4);
     const lv = emptyLevel(n, false);
     let x = 0;
@@ -91,16 +98,7 @@ export function decodeFlame(f: FlatFlame, rootName?: string): Graph {
     return lv;
   });
   fillParents(levels);
-  const names = rootName !== undefined ? renameRoot(f.names, levels, rootName) : f.names;
-  return { names, levels, total: f.total, nodes };
-}
-
-function renameRoot(names: string[], levels: Level[], rootName: string): string[] {
-  if (!levels.length || !levels[0].name.length) return names;
-  const out = names.slice();
-  out.push(rootName);
-  levels[0].name[0] = out.length - 1;
-  return out;
+  return { names: f.names, levels, total: f.total, nodes };
 }
 
 /**

@@ -80,7 +80,7 @@ export function Compare({ params }: { params: Params }) {
   const d = diff.data?.diff;
   const empty = d && d.base_total === 0 && d.target_total === 0;
   return (
-    <div class="view compare">
+    <div class="view compare" aria-busy={diff.loading || baseTs.loading || targetTs.loading}>
       <div class="sides">
         <div class="side">
           <QueryBar side="Base" query={baseQuery} from={baseFrom} until={baseUntil} onChange={(p) => setParams({ base_query: p.query ?? baseQuery, base_from: p.from ?? baseFrom, base_until: p.until ?? baseUntil })} />

@@ -40,7 +40,7 @@ export function Explore({ params }: { params: Params }) {
   const empty = top.data && top.data.total === 0;
 
   return (
-    <div class="view explore">
+    <div class="view explore" aria-busy={ts.loading || top.loading || fg.loading || sw.loading}>
       <QueryBar query={query} from={from} until={until} onChange={(p) => setParams({ ...p, fn: '' })} />
       {error ? (
         <ErrorBox error={error} what="the profile" />
@@ -144,8 +144,8 @@ function Sandwich(p: {
   onClose: () => void;
   onFunction: (name: string) => void;
 }) {
-  const callers = useMemo(() => (p.data ? decodeFlame(p.data.callers, p.fn) : null), [p.data, p.fn]);
-  const callees = useMemo(() => (p.data ? decodeFlame(p.data.callees, p.fn) : null), [p.data, p.fn]);
+  const callers = useMemo(() => (p.data ? decodeFlame(p.data.callers, true) : null), [p.data]);
+  const callees = useMemo(() => (p.data ? decodeFlame(p.data.callees, true) : null), [p.data]);
   const total = p.data?.total || 1;
   return (
     <div class="sandwich" data-testid="sandwich">
