@@ -52,8 +52,9 @@ enum Command {
     /// Profile this host continuously and serve the UI and API: agent and
     /// server in one process, with the embedded store.
     Up(UpArgs),
-    /// Run the server: stores profiles from agents and Pyroscope SDKs and
-    /// answers queries (also as a Pyroscope data source for Grafana).
+    /// Run the server: stores profiles from agents and Pyroscope SDKs,
+    /// serves the web UI and answers queries (also as a Pyroscope data
+    /// source for Grafana).
     Server(ServerArgs),
     /// Profile this host continuously and push to a server every interval.
     Agent(AgentArgs),
@@ -84,7 +85,7 @@ struct UpArgs {
 
 #[derive(Args)]
 struct ServerArgs {
-    /// Address to listen on (4040: Pyroscope SDKs work unchanged).
+    /// Address of the web UI and API (4040: Pyroscope SDKs work unchanged).
     #[arg(long, default_value = "127.0.0.1:4040")]
     listen: std::net::SocketAddr,
     /// Data directory (default /var/lib/perfpilot as root, else

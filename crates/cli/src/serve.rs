@@ -109,8 +109,9 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     rt.block_on(async {
         let listener = bind(args.listen).await?;
+        warn_without_ui();
         eprintln!(
-            "perfpilot server: listening on http://{} (data in {}, retention {}{})",
+            "perfpilot server: web UI and API on http://{} (data in {}, retention {}{})",
             args.listen,
             data.display(),
             args.retention,
@@ -249,6 +250,7 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
             .await
         })
     };
+    warn_without_ui();
     eprintln!(
         "perfpilot up: profiling this host, UI and API on http://{} (data in {})",
         args.listen,
@@ -277,5 +279,14 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
         Ok(Err(e)) => Err(Failure::from(anyhow::anyhow!(
             "the server task failed: {e}"
         ))),
+    }
+}
+
+fn warn_without_ui() {
+    if !perfpilot_server::ui_embedded() {
+        eprintln!(
+            "perfpilot: warning: this binary was built without the web UI (the API works); \
+             run scripts/build-ui.sh, then cargo build"
+        );
     }
 }

@@ -31,6 +31,11 @@ use perfpilot_store::Store;
 
 pub use error::ApiError;
 
+/// Whether the web UI was built into this binary (else `/` explains how).
+pub fn ui_embedded() -> bool {
+    ui::embedded()
+}
+
 /// Response types of the query API, for clients (the CLI) to read back.
 pub mod api {
     pub use crate::native::{

@@ -32,6 +32,11 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/ui_assets.rs"));
 }
 
+/// Whether this binary was built with the web UI (`ui/dist` existed).
+pub fn embedded() -> bool {
+    embedded::ASSETS.iter().any(|a| a.path == "/index.html")
+}
+
 /// Path prefixes that belong to the API and the ingest protocols.
 const API_PREFIXES: &[&str] = &["/api/", "/pyroscope/", "/querier.", "/push."];
 

@@ -64,7 +64,7 @@ export function TopTable({ rows, unit, selected, onSelect }: Props) {
               title="Show callers and callees"
               data-function={r.name}
             >
-              <td class="name mono">{r.name}</td>
+              <td class="name mono" title={r.name}>{r.name}</td>
               <td class="num" data-col="self-percent">{pct(r.self_percent / 100)}</td>
               <td class="num muted">{formatValue(r.self_value, unit)}</td>
               <td class="num" data-col="total-percent">{pct(r.total_percent / 100)}</td>

@@ -196,7 +196,7 @@ function DiffTable({ rows }: { rows: DiffRow[] }) {
         <tbody>
           {shown.map((r) => (
             <tr data-function={r.name} data-significant={r.significant ? 'yes' : 'no'} class={r.significant ? 'sig' : ''}>
-              <td class="name mono">
+              <td class="name mono" title={r.name}>
                 <i class="swatch" style={{ background: diffColor(r.significant ? Math.sign(r.total_percent_change) : 0) }} />
                 {r.name}
               </td>
