@@ -169,7 +169,15 @@ impl Symbolizer {
                 Symbolized::Sym(sym) => {
                     // blazesym considers data symbols too; a sampled pc is
                     // code, so a symbol outside code means a bad address.
-                    if !object.is_code(sym.addr) || !within(&sym, addr, sym.addr) {
+                    // A function in parts (hot and cold, as GCC splits
+                    // CPython's eval loop) comes from DWARF's range list
+                    // with no start or size: the address itself must then
+                    // be code.
+                    let start = match (sym.addr, sym.size) {
+                        (0, None) => addr,
+                        (start, _) => start,
+                    };
+                    if !object.is_code(start) || !within(&sym, addr, start) {
                         self.stats.rejected_data += 1;
                         None
                     } else {

@@ -15,7 +15,9 @@ struct Expect<'a> {
     light: &'a str,
 }
 
-fn check(e: Expect<'_>) {
+/// Records the workload, checks its chains and split, and returns the
+/// folded profile.
+fn check(e: Expect<'_>) -> String {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let argv = build(e.kind, dir.path());
@@ -64,6 +66,7 @@ fn check(e: Expect<'_>) {
         e.heavy,
         split * 100.0
     );
+    folded
 }
 
 #[test]
@@ -129,11 +132,26 @@ fn root_go() {
 fn root_python() {
     // Python functions, read from the interpreter's frames and placed where
     // the interpreter ran them among the native frames.
-    check(Expect {
+    let folded = check(Expect {
         kind: "python",
         process: "python3",
         chain: ["main", "driver", "mid"],
         heavy: "leaf_heavy",
         light: "leaf_light",
     });
+    // In place means under the interpreter's native frames (_start ...
+    // PyEval_EvalCode), not hung at the root because the eval loop's frame
+    // went unnamed.
+    let lines = parse_folded(&folded);
+    let ours: Vec<_> = lines.iter().filter(|(f, _)| f[0] == "python3").collect();
+    let total: u64 = ours.iter().map(|(_, c)| c).sum();
+    let at_root: u64 = ours
+        .iter()
+        .filter(|(f, _)| f.get(1).is_some_and(|s| s == "<module>"))
+        .map(|(_, c)| c)
+        .sum();
+    assert!(
+        (at_root as f64) < 0.05 * total as f64,
+        "{at_root} of {total} samples have their Python frames at the root:\n{folded}"
+    );
 }
