@@ -179,6 +179,21 @@ describe('explore', () => {
     await page.setViewportSize({ width: 1920, height: 1080 });
     await page.locator('[data-testid="flamegraph"] canvas').waitFor();
     await shoot(page, 'explore-1920x1080');
+
+    // Dragging across the time chart's middle third selects that range.
+    const plot = page.locator('[data-testid="timechart"] .u-over');
+    const pb = await plot.boundingBox();
+    const before = Date.now();
+    await page.mouse.move(pb.x + pb.width / 3, pb.y + pb.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(pb.x + (2 * pb.width) / 3, pb.y + pb.height / 2, { steps: 8 });
+    await page.mouse.up();
+    await page.waitForURL(/from=\d+/);
+    const q = new URL(page.url()).searchParams;
+    const [f, u] = [Number(q.get('from')), Number(q.get('until'))];
+    // A third of the 15 minutes shown, starting about 10 minutes ago.
+    assert.ok(Math.abs(u - f - 5 * 60e3) < 30e3, `dragged range is ${(u - f) / 1e3} s`);
+    assert.ok(Math.abs(before - 10 * 60e3 - f) < 60e3, `dragged range starts ${(before - f) / 1e3} s ago`);
     await page.close();
   });
 });
@@ -237,6 +252,22 @@ describe('compare', () => {
       await (await rowOf(page, 'diff-table', 'encrypt_data')).locator('td').nth(1).innerText(),
       '0.00%',
     );
+
+    // Before/after a moment: with the target's range an hour long, the
+    // hour before 30 minutes ago holds the base profile (50 to 40 minutes
+    // ago) and the time after it the target's (8 to 2 minutes ago).
+    await page.selectOption('[data-testid="target-range-preset"]', 'now-1h');
+    await settled(page);
+    const pad = (n) => String(n).padStart(2, '0');
+    const m = new Date(Date.now() - 30 * 60e3);
+    const local = `${m.getFullYear()}-${pad(m.getMonth() + 1)}-${pad(m.getDate())}T${pad(m.getHours())}:${pad(m.getMinutes())}:${pad(m.getSeconds())}`;
+    await page.fill('[data-testid="moment"]', local);
+    await page.click('[data-testid="before-after"]');
+    await page.waitForURL((u) => new URL(u).searchParams.get('base_until') === new URL(u).searchParams.get('from'));
+    await settled(page);
+    const split = await rowOf(page, 'diff-table', 'encrypt_data');
+    assert.equal(await split.getAttribute('data-significant'), 'yes');
+    assert.equal(await split.locator('[data-col="change"]').innerText(), '+25.00 pp');
     await page.close();
   });
 });
