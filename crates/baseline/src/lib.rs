@@ -1,0 +1,21 @@
+//! perfpilot's baseline engine: what normal looks like for a service, and
+//! when it stops looking like that.
+//!
+//! - [`logs`]: request logs (JSON lines, nginx/Apache combined format) into
+//!   events.
+//! - [`window`]: events into feature windows per service and endpoint
+//!   (rate, latency quantiles from a mergeable sketch, error rate), with
+//!   bounded lateness.
+//! - [`detect`]: detectors over feature series, each emitting findings.
+//! - [`gate`]: the release gate, comparing two runs.
+//! - [`nab`]: the Numenta Anomaly Benchmark corpus, its scorer, and a runner
+//!   for perfpilot's detector.
+
+pub mod detect;
+pub mod error;
+pub mod gate;
+pub mod logs;
+pub mod nab;
+pub mod window;
+
+pub use error::BaselineError;
