@@ -6,16 +6,20 @@
 //! - [`window`]: events into feature windows per service and endpoint
 //!   (rate, latency quantiles from a mergeable sketch, error rate), with
 //!   bounded lateness.
+//! - [`sketch`]: a mergeable quantile sketch with bounded relative error.
+//! - [`drift`]: divergence between two latency distributions.
 //! - [`detect`]: detectors over feature series, each emitting findings.
 //! - [`gate`]: the release gate, comparing two runs.
 //! - [`nab`]: the Numenta Anomaly Benchmark corpus, its scorer, and a runner
 //!   for perfpilot's detector.
 
 pub mod detect;
+pub mod drift;
 pub mod error;
 pub mod gate;
 pub mod logs;
 pub mod nab;
+pub mod sketch;
 pub mod window;
 
 pub use error::BaselineError;
