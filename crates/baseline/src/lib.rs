@@ -8,12 +8,20 @@
 //!   bounded lateness.
 //! - [`sketch`]: a mergeable quantile sketch with bounded relative error.
 //! - [`drift`]: divergence between two latency distributions.
-//! - [`detect`]: detectors over feature series, each emitting findings.
+//! - [`baseline`]: the expected band of a feature, learned from its
+//!   history (rolling quantiles around an EWMA level, daily and weekly
+//!   profiles, warm-up), and not from the windows found anomalous.
+//! - [`detectors`]: service detectors over feature windows (band breach,
+//!   change point, leak, error burst), each emitting findings with evidence.
+//! - [`detect`]: streaming anomaly scores for single series (the NAB
+//!   detector) over feature series, each emitting findings.
 //! - [`gate`]: the release gate, comparing two runs.
 //! - [`nab`]: the Numenta Anomaly Benchmark corpus, its scorer, and a runner
 //!   for perfpilot's detector.
 
+pub mod baseline;
 pub mod detect;
+pub mod detectors;
 pub mod drift;
 pub mod error;
 pub mod gate;

@@ -1,0 +1,427 @@
+//! What normal looks like for one feature of one service: an expected band
+//! for the next window, learned from the windows before it.
+//!
+//! The band is rolling quantiles of recent residuals around an EWMA level:
+//! the level follows slow, legitimate change (traffic growing over weeks),
+//! the quantiles give the spread the feature really has (latency is skewed,
+//! so mean ± k·σ would be wrong on one side). Once enough history exists,
+//! a daily or weekly profile shifts the level by time of day or of week, so
+//! the evening peak is not an anomaly every evening. Windows a detector
+//! calls anomalous are not learned from: an incident must not become the
+//! new normal while it lasts.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+const DAY_MS: i64 = 86_400_000;
+const WEEK_MS: i64 = 7 * DAY_MS;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BaselineConfig {
+    /// Residuals kept for the band's quantiles (360 ten-second windows: an
+    /// hour).
+    pub history: usize,
+    /// Windows needed before the band is trusted.
+    pub warmup: usize,
+    /// Weight of a new window in the EWMA level.
+    pub alpha: f64,
+    /// Quantiles of the residuals that bound the band.
+    pub lower_quantile: f64,
+    pub upper_quantile: f64,
+    /// The band is widened by this share of its width on each side, and by
+    /// at least `min_width` in absolute terms, so a flat series (a constant
+    /// p50 of 3 ms) does not alarm on its first jitter.
+    pub margin: f64,
+    pub min_width: f64,
+    /// Seasonal buckets: 24 per day, 168 per week.
+    pub seasonality: bool,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        BaselineConfig {
+            history: 360,
+            warmup: 60,
+            alpha: 0.02,
+            lower_quantile: 0.005,
+            upper_quantile: 0.995,
+            margin: 0.25,
+            min_width: 0.0,
+            seasonality: true,
+        }
+    }
+}
+
+/// Which knowledge the band comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BandState {
+    /// Fewer than `warmup` windows seen: no band yet.
+    WarmingUp { have: usize, need: usize },
+    /// Recent history only.
+    Ready,
+    /// Recent history shifted by the time-of-day profile.
+    Daily,
+    /// Recent history shifted by the time-of-week profile.
+    Weekly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Band {
+    pub low: f64,
+    pub expected: f64,
+    pub high: f64,
+    pub state: BandState,
+}
+
+impl Band {
+    pub fn ready(&self) -> bool {
+        !matches!(self.state, BandState::WarmingUp { .. })
+    }
+
+    /// How far outside the band `x` is, in band half-widths (0 inside).
+    pub fn excess(&self, x: f64) -> f64 {
+        if !self.ready() {
+            return 0.0;
+        }
+        let up = (self.high - self.expected).max(f64::EPSILON);
+        let down = (self.expected - self.low).max(f64::EPSILON);
+        if x > self.high {
+            (x - self.high) / up
+        } else if x < self.low {
+            (self.low - x) / down
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Per-bucket means of the series itself (not of deviations from a level,
+/// which would move with the season and bias them); a bucket's offset is
+/// its mean minus the mean of all buckets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    period_ms: i64,
+    offsets: Vec<f64>,
+    seen: Vec<u32>,
+}
+
+impl Profile {
+    fn new(period_ms: i64, buckets: usize) -> Self {
+        Profile {
+            period_ms,
+            offsets: vec![0.0; buckets],
+            seen: vec![0; buckets],
+        }
+    }
+
+    fn bucket(&self, t_ms: i64) -> usize {
+        let n = self.offsets.len() as i64;
+        (t_ms.rem_euclid(self.period_ms) * n / self.period_ms) as usize
+    }
+
+    fn learn(&mut self, t_ms: i64, x: f64) {
+        let b = self.bucket(t_ms);
+        self.seen[b] = self.seen[b].saturating_add(1);
+        // An average at first, then an EWMA across cycles.
+        let w = (1.0 / self.seen[b] as f64).max(0.02);
+        self.offsets[b] += w * (x - self.offsets[b]);
+    }
+
+    /// Whether every bucket has been seen at least `cycles` times.
+    fn covered(&self, windows_per_bucket: u32) -> bool {
+        self.seen.iter().all(|&s| s >= windows_per_bucket)
+    }
+
+    /// The profile at `t_ms`: the bucket's step, or interpolated between
+    /// bucket centres. A smooth daily curve read as hourly steps is off by
+    /// a large part of an hour's change at each bucket's edges; a step
+    /// pattern (a nightly batch) read smoothly is off around its edges.
+    /// Both are tracked and the one that fits better is used.
+    fn offset(&self, t_ms: i64, smooth: bool) -> f64 {
+        let n = self.offsets.len();
+        let mean = self.offsets.iter().sum::<f64>() / n as f64;
+        if !smooth {
+            return self.offsets[self.bucket(t_ms)] - mean;
+        }
+        let pos = t_ms.rem_euclid(self.period_ms) as f64 * n as f64 / self.period_ms as f64 - 0.5;
+        let i = pos.floor();
+        let frac = pos - i;
+        let at = |k: f64| self.offsets[(k as i64).rem_euclid(n as i64) as usize];
+        at(i) + frac * (at(i + 1.0) - at(i)) - mean
+    }
+}
+
+/// A learned baseline for one feature (say p99 latency of checkout).
+/// Serialisable: baselines are saved, versioned and reloaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub config: BaselineConfig,
+    /// Windows learned from.
+    pub learned: u64,
+    /// Windows left out as anomalous.
+    pub skipped: u64,
+    /// Level and residuals of the series as it is, and deseasonalised by
+    /// the daily and the weekly profile: all three are kept up to date, so
+    /// switching to a profile once it is trusted starts from a level that
+    /// already means the same thing.
+    /// (Raw; daily as steps, smooth; weekly as steps, smooth.)
+    tracks: [Track; 5],
+    daily: Profile,
+    weekly: Profile,
+    first_ms: Option<i64>,
+    last_ms: Option<i64>,
+    /// Window length, learned from the spacing of observations.
+    step_ms: i64,
+}
+
+impl Baseline {
+    pub fn new(config: BaselineConfig) -> Self {
+        Baseline {
+            tracks: Default::default(),
+            config,
+            learned: 0,
+            skipped: 0,
+            daily: Profile::new(DAY_MS, 24),
+            weekly: Profile::new(WEEK_MS, 168),
+            first_ms: None,
+            last_ms: None,
+            step_ms: 0,
+        }
+    }
+
+    fn season(&self) -> BandState {
+        if !self.config.seasonality || self.step_ms <= 0 {
+            return BandState::Ready;
+        }
+        let span = match (self.first_ms, self.last_ms) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0,
+        };
+        // A profile is used once its history spans two cycles and each of
+        // its buckets has seen at least a cycle and a half of windows.
+        let enough = |p: &Profile| {
+            let per_bucket = (p.period_ms / p.offsets.len() as i64 / self.step_ms).max(1);
+            p.covered((per_bucket * 3 / 2).max(1) as u32)
+        };
+        if span >= 2 * WEEK_MS && enough(&self.weekly) {
+            BandState::Weekly
+        } else if span >= 2 * DAY_MS && enough(&self.daily) {
+            BandState::Daily
+        } else {
+            BandState::Ready
+        }
+    }
+
+    /// The track in use at `t_ms` and its seasonal offset there.
+    fn mode(&self, t_ms: i64) -> (BandState, usize, f64) {
+        let (state, profile, first) = match self.season() {
+            BandState::Weekly => (BandState::Weekly, &self.weekly, 3),
+            BandState::Daily => (BandState::Daily, &self.daily, 1),
+            s => return (s, 0, 0.0),
+        };
+        let smooth = self.tracks[first + 1].spread() < self.tracks[first].spread();
+        let track = first + smooth as usize;
+        (state, track, profile.offset(t_ms, smooth))
+    }
+
+    /// The band expected for the window starting at `t_ms`.
+    pub fn band(&self, t_ms: i64) -> Band {
+        let need = self.config.warmup.max(2);
+        let (state, track, offset) = self.mode(t_ms);
+        let track = &self.tracks[track];
+        let (Some(level), true) = (track.level, self.learned >= need as u64) else {
+            return Band {
+                low: f64::NEG_INFINITY,
+                expected: track.level.unwrap_or(f64::NAN),
+                high: f64::INFINITY,
+                state: BandState::WarmingUp {
+                    have: self.learned as usize,
+                    need,
+                },
+            };
+        };
+        let mut sorted: Vec<f64> = track.residuals.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let q = |p: f64| quantile_sorted(&sorted, p);
+        let (lo, mid, hi) = (
+            q(self.config.lower_quantile),
+            q(0.5),
+            q(self.config.upper_quantile),
+        );
+        let expected = level + offset + mid;
+        let widen = |d: f64| {
+            let d = d.max(0.0);
+            (d * (1.0 + self.config.margin)).max(self.config.min_width)
+        };
+        Band {
+            low: expected - widen(mid - lo),
+            expected,
+            high: expected + widen(hi - mid),
+            state,
+        }
+    }
+
+    /// Learns from the window at `t_ms` unless a detector called it
+    /// anomalous.
+    pub fn observe(&mut self, t_ms: i64, x: f64, anomalous: bool) {
+        if !x.is_finite() {
+            return;
+        }
+        if let Some(last) = self.last_ms {
+            let d = t_ms - last;
+            if d > 0 && (self.step_ms == 0 || d < self.step_ms) {
+                self.step_ms = d;
+            }
+        }
+        self.first_ms.get_or_insert(t_ms);
+        self.last_ms = Some(self.last_ms.map_or(t_ms, |l| l.max(t_ms)));
+        if anomalous && self.band(t_ms).ready() {
+            self.skipped += 1;
+            return;
+        }
+        let alpha = if self.learned < self.config.warmup as u64 {
+            1.0 / (self.learned as f64 + 1.0)
+        } else {
+            self.config.alpha
+        };
+        let offsets = [
+            0.0,
+            self.daily.offset(t_ms, false),
+            self.daily.offset(t_ms, true),
+            self.weekly.offset(t_ms, false),
+            self.weekly.offset(t_ms, true),
+        ];
+        let history = self.config.history.max(1);
+        for (track, offset) in self.tracks.iter_mut().zip(offsets) {
+            track.learn(x - offset, alpha, history);
+        }
+        self.daily.learn(t_ms, x);
+        self.weekly.learn(t_ms, x);
+        self.learned += 1;
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Track {
+    level: Option<f64>,
+    residuals: VecDeque<f64>,
+}
+
+impl Track {
+    /// Mean absolute residual: how well this track's model fits.
+    fn spread(&self) -> f64 {
+        if self.residuals.is_empty() {
+            return f64::INFINITY;
+        }
+        let n = self.residuals.len() as f64;
+        let mean = self.residuals.iter().sum::<f64>() / n;
+        self.residuals.iter().map(|r| (r - mean).abs()).sum::<f64>() / n
+    }
+
+    fn learn(&mut self, x: f64, alpha: f64, history: usize) {
+        let level = *self.level.get_or_insert(x);
+        if self.residuals.len() == history {
+            self.residuals.pop_front();
+        }
+        self.residuals.push_back(x - level);
+        self.level = Some(level + alpha * (x - level));
+    }
+}
+
+/// Linear-interpolated quantile of sorted values.
+pub fn quantile_sorted(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = p.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let i = pos.floor() as usize;
+    let frac = pos - i as f64;
+    match sorted.get(i + 1) {
+        Some(next) => sorted[i] + frac * (next - sorted[i]),
+        None => sorted[i],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(i: u64) -> f64 {
+        // Deterministic pseudo-random in [-1, 1).
+        let x = i
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((x >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn warms_up_then_bands_the_noise() {
+        let mut b = Baseline::new(BaselineConfig::default());
+        assert!(matches!(
+            b.band(0).state,
+            BandState::WarmingUp { have: 0, need: 60 }
+        ));
+        for i in 0..200 {
+            b.observe(i * 10_000, 100.0 + 5.0 * noise(i as u64), false);
+        }
+        let band = b.band(200 * 10_000);
+        assert_eq!(band.state, BandState::Ready);
+        assert!(band.low < 95.0 && band.low > 85.0, "{band:?}");
+        assert!(band.high > 105.0 && band.high < 115.0, "{band:?}");
+        assert_eq!(band.excess(100.0), 0.0);
+        assert!(band.excess(130.0) > 1.0);
+    }
+
+    #[test]
+    fn anomalous_windows_do_not_move_the_band() {
+        let mut b = Baseline::new(BaselineConfig::default());
+        for i in 0..100 {
+            b.observe(i * 10_000, 50.0 + noise(i as u64), false);
+        }
+        let before = b.band(100 * 10_000);
+        for i in 100..200 {
+            b.observe(i * 10_000, 500.0, true);
+        }
+        let after = b.band(200 * 10_000);
+        assert_eq!(
+            before,
+            Band {
+                state: after.state,
+                ..after
+            }
+        );
+        assert_eq!(b.skipped, 100);
+    }
+
+    #[test]
+    fn learns_a_daily_profile() {
+        let step = 60_000;
+        let value = |t: i64| {
+            let hour = (t / 3_600_000) % 24;
+            let peak = if (18..22).contains(&hour) {
+                400.0
+            } else {
+                100.0
+            };
+            peak + 3.0 * noise(t as u64)
+        };
+        let mut b = Baseline::new(BaselineConfig::default());
+        let three_days = 3 * DAY_MS / step;
+        for i in 0..three_days {
+            let t = i * step;
+            b.observe(t, value(t), false);
+        }
+        let evening = 3 * DAY_MS + 19 * 3_600_000;
+        let band = b.band(evening);
+        assert_eq!(band.state, BandState::Daily);
+        assert_eq!(band.excess(value(evening)), 0.0, "{band:?}");
+        let morning = 3 * DAY_MS + 9 * 3_600_000;
+        let band = b.band(morning);
+        assert_eq!(band.excess(value(morning)), 0.0, "{band:?}");
+        // The evening's level in the morning is anomalous.
+        assert!(band.excess(400.0) > 1.0, "{band:?}");
+    }
+}

@@ -1,0 +1,565 @@
+//! Service detectors: each reads one feature's windows (with the baseline's
+//! band where it needs one) and emits [`Finding`]s carrying their evidence.
+//!
+//! - [`BandBreach`]: outside the band in N of the last M windows.
+//! - [`Cusum`]: a two-sided CUSUM on residuals scaled by the band: small
+//!   sustained shifts that never leave the band.
+//! - [`Leak`]: sustained growth (Theil–Sen slope, Mann–Kendall test) over a
+//!   long horizon, independent of the adaptive band, which would otherwise
+//!   follow a leak upward.
+//! - [`ErrorBurst`]: more errors in a window than the baseline's error rate
+//!   makes plausible (a Poisson tail).
+//!
+//! [`FeatureMonitor`] runs a baseline and its detectors over one feature and
+//! keeps anomalous windows out of the baseline. Gaps and clock jumps reset
+//! persistence rather than raise anything.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::{Band, Baseline, BaselineConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+/// What a detector found, with what it expected and since when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub detector: String,
+    pub feature: String,
+    /// Larger is more anomalous; comparable within one detector.
+    pub score: f64,
+    pub severity: Severity,
+    pub observed: f64,
+    /// The band the observation was held against, where one applies.
+    pub expected: Option<Band>,
+    /// When the anomaly began, as well as the detector can tell.
+    pub since_ms: i64,
+    /// The window that raised it.
+    pub at_ms: i64,
+    pub message: String,
+}
+
+/// Outside the band in at least `n` of the last `m` windows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BandBreach {
+    pub n: usize,
+    pub m: usize,
+    recent: VecDeque<(i64, f64)>,
+}
+
+impl BandBreach {
+    pub fn new(n: usize, m: usize) -> Self {
+        BandBreach {
+            n: n.max(1),
+            m: m.max(n.max(1)),
+            recent: VecDeque::new(),
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.recent.clear();
+    }
+
+    pub fn update(&mut self, feature: &str, t_ms: i64, x: f64, band: &Band) -> Option<Finding> {
+        if !band.ready() {
+            return None;
+        }
+        if self.recent.len() == self.m {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((t_ms, band.excess(x)));
+        let outside: Vec<&(i64, f64)> = self.recent.iter().filter(|(_, e)| *e > 0.0).collect();
+        if outside.len() < self.n || band.excess(x) == 0.0 {
+            return None;
+        }
+        let score = outside.iter().map(|(_, e)| *e).fold(0.0, f64::max);
+        let since = outside.first().map_or(t_ms, |(t, _)| *t);
+        let dir = if x > band.high { "above" } else { "below" };
+        Some(Finding {
+            detector: "band".into(),
+            feature: feature.into(),
+            score,
+            severity: if score >= 2.0 { Severity::Critical } else { Severity::Warning },
+            observed: x,
+            expected: Some(*band),
+            since_ms: since,
+            at_ms: t_ms,
+            message: format!(
+                "{feature} is {dir} its expected band [{:.4}, {:.4}] in {} of the last {} windows (now {x:.4})",
+                band.low,
+                band.high,
+                outside.len(),
+                self.recent.len()
+            ),
+        })
+    }
+}
+
+/// Two-sided CUSUM on residuals in units of the band's scale.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cusum {
+    /// Slack per window, in scale units: shifts smaller than this are
+    /// ignored.
+    pub k: f64,
+    /// Alarm threshold, in scale units.
+    pub h: f64,
+    up: f64,
+    down: f64,
+    up_since: i64,
+    down_since: i64,
+}
+
+impl Cusum {
+    pub fn new(k: f64, h: f64) -> Self {
+        Cusum {
+            k,
+            h,
+            up: 0.0,
+            down: 0.0,
+            up_since: 0,
+            down_since: 0,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.up = 0.0;
+        self.down = 0.0;
+    }
+
+    pub fn update(&mut self, feature: &str, t_ms: i64, x: f64, band: &Band) -> Option<Finding> {
+        if !band.ready() {
+            return None;
+        }
+        // The band spans about ±3 standard deviations of the residuals.
+        let scale = ((band.high - band.low) / 6.0).max(f64::EPSILON);
+        let z = (x - band.expected) / scale;
+        if self.up == 0.0 {
+            self.up_since = t_ms;
+        }
+        if self.down == 0.0 {
+            self.down_since = t_ms;
+        }
+        self.up = (self.up + z - self.k).max(0.0);
+        self.down = (self.down - z - self.k).max(0.0);
+        let (stat, since, dir) = if self.up >= self.down {
+            (self.up, self.up_since, "up")
+        } else {
+            (self.down, self.down_since, "down")
+        };
+        if stat < self.h {
+            return None;
+        }
+        self.reset();
+        Some(Finding {
+            detector: "change_point".into(),
+            feature: feature.into(),
+            score: stat / self.h,
+            severity: Severity::Warning,
+            observed: x,
+            expected: Some(*band),
+            since_ms: since,
+            at_ms: t_ms,
+            message: format!(
+                "{feature} shifted {dir} from about {:.4} (CUSUM {stat:.1} over threshold {:.1})",
+                band.expected, self.h
+            ),
+        })
+    }
+}
+
+/// Sustained growth: a Mann–Kendall trend test and a Theil–Sen slope over
+/// the last `window` points.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Leak {
+    pub window: usize,
+    /// Smallest growth over the window, relative to its first value, that
+    /// counts (a trend of 0.1% is not a leak worth waking anyone for).
+    pub min_growth: f64,
+    /// Significance level of the trend test.
+    pub alpha: f64,
+    points: VecDeque<(i64, f64)>,
+}
+
+impl Leak {
+    pub fn new(window: usize, min_growth: f64, alpha: f64) -> Self {
+        Leak {
+            window: window.max(8),
+            min_growth,
+            alpha,
+            points: VecDeque::new(),
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.points.clear();
+    }
+
+    pub fn update(&mut self, feature: &str, t_ms: i64, x: f64) -> Option<Finding> {
+        if self.points.len() == self.window {
+            self.points.pop_front();
+        }
+        self.points.push_back((t_ms, x));
+        if self.points.len() < self.window {
+            return None;
+        }
+        let points = self.points.make_contiguous();
+        // The test is cheap; the slope (a sort of n² slopes) only when the
+        // test says there is a trend.
+        let p = mann_kendall(points);
+        if p >= self.alpha {
+            return None;
+        }
+        let slope_per_ms = theil_sen(points);
+        let first = self.points.front().map_or(t_ms, |p| p.0);
+        let span = (t_ms - first) as f64;
+        let start = median(self.points.iter().take(self.window / 8).map(|p| p.1));
+        let growth = slope_per_ms * span / start.abs().max(f64::EPSILON);
+        if growth < self.min_growth {
+            return None;
+        }
+        let per_hour = slope_per_ms * 3_600_000.0;
+        Some(Finding {
+            detector: "leak".into(),
+            feature: feature.into(),
+            score: growth / self.min_growth.max(f64::EPSILON),
+            severity: if growth >= 4.0 * self.min_growth { Severity::Critical } else { Severity::Warning },
+            observed: x,
+            expected: None,
+            since_ms: first,
+            at_ms: t_ms,
+            message: format!(
+                "{feature} grew {:.1}% over the last {:.0} min ({per_hour:.4}/h, trend p = {p:.1e})",
+                growth * 100.0,
+                span / 60_000.0
+            ),
+        })
+    }
+}
+
+/// Mann–Kendall two-sided p-value and Theil–Sen slope (value per ms).
+/// O(n²): windows are a few hundred points.
+pub fn trend(points: &[(i64, f64)]) -> (f64, f64) {
+    let p = mann_kendall(points);
+    (p, theil_sen(points))
+}
+
+/// Two-sided p-value of the Mann–Kendall test for a monotonic trend.
+pub fn mann_kendall(points: &[(i64, f64)]) -> f64 {
+    let n = points.len();
+    if n < 3 {
+        return 1.0;
+    }
+    let mut s: i64 = 0;
+    for i in 0..n {
+        let xi = points[i].1;
+        for p in &points[i + 1..] {
+            s += (p.1 > xi) as i64 - (p.1 < xi) as i64;
+        }
+    }
+    let nf = n as f64;
+    let var = nf * (nf - 1.0) * (2.0 * nf + 5.0) / 18.0;
+    // Continuity correction.
+    let z = (s.abs() as f64 - 1.0).max(0.0) / var.sqrt();
+    normal_two_sided(z)
+}
+
+/// Median of the pairwise slopes: a slope that outliers (a GC drop, a
+/// spike) barely move.
+pub fn theil_sen(points: &[(i64, f64)]) -> f64 {
+    let n = points.len();
+    let mut slopes = Vec::with_capacity(n * n.saturating_sub(1) / 2);
+    for i in 0..n {
+        for p in &points[i + 1..] {
+            let dt = (p.0 - points[i].0) as f64;
+            if dt > 0.0 {
+                slopes.push((p.1 - points[i].1) / dt);
+            }
+        }
+    }
+    if slopes.is_empty() {
+        return 0.0;
+    }
+    let mid = slopes.len() / 2;
+    let (_, m, _) = slopes.select_nth_unstable_by(mid, f64::total_cmp);
+    *m
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    crate::baseline::quantile_sorted(&v, 0.5)
+}
+
+/// Two-sided tail probability of a standard normal.
+pub fn normal_two_sided(z: f64) -> f64 {
+    libm::erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0)
+}
+
+/// Errors in a window beyond what the expected error rate makes plausible.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBurst {
+    /// Fewer errors than this are never a burst.
+    pub min_errors: u64,
+    /// Tail probability below which the count is a burst.
+    pub p_threshold: f64,
+    /// Error rate assumed before the baseline is ready, and its floor.
+    pub floor_rate: f64,
+}
+
+impl Default for ErrorBurst {
+    fn default() -> Self {
+        ErrorBurst {
+            min_errors: 5,
+            p_threshold: 1e-4,
+            floor_rate: 0.001,
+        }
+    }
+}
+
+impl ErrorBurst {
+    pub fn update(
+        &self,
+        feature: &str,
+        t_ms: i64,
+        errors: u64,
+        requests: u64,
+        expected_rate: Option<f64>,
+    ) -> Option<Finding> {
+        if errors < self.min_errors || requests == 0 {
+            return None;
+        }
+        let rate = expected_rate
+            .unwrap_or(self.floor_rate)
+            .max(self.floor_rate);
+        let lambda = rate * requests as f64;
+        let p = poisson_tail(errors, lambda);
+        if p >= self.p_threshold {
+            return None;
+        }
+        let observed = errors as f64 / requests as f64;
+        Some(Finding {
+            detector: "error_burst".into(),
+            feature: feature.into(),
+            score: -p.max(1e-300).log10(),
+            severity: if observed >= 0.05 { Severity::Critical } else { Severity::Warning },
+            observed,
+            expected: None,
+            since_ms: t_ms,
+            at_ms: t_ms,
+            message: format!(
+                "{errors} errors in {requests} requests ({:.2}%), expected about {:.1} at {:.3}% (p = {p:.1e})",
+                observed * 100.0,
+                lambda,
+                rate * 100.0
+            ),
+        })
+    }
+}
+
+/// P(X ≥ k) for X ~ Poisson(λ), summed in log space so large counts do
+/// not overflow.
+pub fn poisson_tail(k: u64, lambda: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if lambda <= 0.0 {
+        return 0.0;
+    }
+    // P(X ≥ k) = 1 − P(X ≤ k − 1); for k well above λ sum the upper tail
+    // directly, which stays accurate when it is tiny.
+    let log_pmf = |i: u64| -> f64 { i as f64 * lambda.ln() - lambda - ln_factorial(i) };
+    if (k as f64) > lambda {
+        let mut total = 0.0;
+        let mut i = k;
+        loop {
+            let term = log_pmf(i).exp();
+            total += term;
+            if term < total * 1e-16 || i > k + 10_000 {
+                break;
+            }
+            i += 1;
+        }
+        total.min(1.0)
+    } else {
+        let below: f64 = (0..k).map(|i| log_pmf(i).exp()).sum();
+        (1.0 - below).clamp(0.0, 1.0)
+    }
+}
+
+fn ln_factorial(n: u64) -> f64 {
+    if n < 2 {
+        return 0.0;
+    }
+    if n < 64 {
+        return (2..=n).map(|i| (i as f64).ln()).sum();
+    }
+    // Stirling's series.
+    let x = n as f64;
+    x * x.ln() - x + 0.5 * (2.0 * std::f64::consts::PI * x).ln() + 1.0 / (12.0 * x)
+        - 1.0 / (360.0 * x * x * x)
+}
+
+/// Which detectors a feature gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureKind {
+    /// Latency quantiles, rates, CPU, function shares: band and change
+    /// point.
+    Level,
+    /// Memory: band and leak.
+    Memory,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MonitorConfig {
+    pub baseline: BaselineConfig,
+    pub breach_n: usize,
+    pub breach_m: usize,
+    pub cusum_k: f64,
+    pub cusum_h: f64,
+    pub leak_window: usize,
+    pub leak_min_growth: f64,
+    pub leak_alpha: f64,
+    /// A gap longer than this many windows resets persistence: data that
+    /// stopped and came back is not an anomaly by itself.
+    pub max_gap_windows: i64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            baseline: BaselineConfig::default(),
+            breach_n: 3,
+            breach_m: 5,
+            cusum_k: 0.5,
+            cusum_h: 10.0,
+            leak_window: 180,
+            leak_min_growth: 0.05,
+            leak_alpha: 1e-4,
+            max_gap_windows: 6,
+        }
+    }
+}
+
+/// One feature's baseline and detectors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeatureMonitor {
+    pub feature: String,
+    pub kind: FeatureKind,
+    pub config: MonitorConfig,
+    pub baseline: Baseline,
+    band: BandBreach,
+    cusum: Cusum,
+    leak: Option<Leak>,
+    last_ms: Option<i64>,
+    step_ms: i64,
+    /// Observations ignored because time went backwards.
+    pub clock_jumps: u64,
+    /// Gaps that reset the detectors.
+    pub gaps: u64,
+}
+
+impl FeatureMonitor {
+    pub fn new(feature: impl Into<String>, kind: FeatureKind, config: MonitorConfig) -> Self {
+        FeatureMonitor {
+            feature: feature.into(),
+            kind,
+            baseline: Baseline::new(config.baseline.clone()),
+            band: BandBreach::new(config.breach_n, config.breach_m),
+            cusum: Cusum::new(config.cusum_k, config.cusum_h),
+            leak: (kind == FeatureKind::Memory).then(|| {
+                Leak::new(
+                    config.leak_window,
+                    config.leak_min_growth,
+                    config.leak_alpha,
+                )
+            }),
+            config,
+            last_ms: None,
+            step_ms: 0,
+            clock_jumps: 0,
+            gaps: 0,
+        }
+    }
+
+    /// Feeds the window starting at `t_ms`; returns what it found.
+    pub fn update(&mut self, t_ms: i64, x: f64) -> Vec<Finding> {
+        if !x.is_finite() {
+            return Vec::new();
+        }
+        if let Some(last) = self.last_ms {
+            let d = t_ms - last;
+            if d <= 0 {
+                self.clock_jumps += 1;
+                return Vec::new();
+            }
+            if self.step_ms == 0 || d < self.step_ms {
+                self.step_ms = d;
+            }
+            if d > self.step_ms * self.config.max_gap_windows {
+                self.gaps += 1;
+                self.band.reset();
+                self.cusum.reset();
+                if let Some(l) = &mut self.leak {
+                    l.reset();
+                }
+            }
+        }
+        self.last_ms = Some(t_ms);
+        let band = self.baseline.band(t_ms);
+        let mut out = Vec::new();
+        out.extend(self.band.update(&self.feature, t_ms, x, &band));
+        // Memory saws up and down with garbage collection: runs of
+        // residuals on one side are its nature, not a shift, and growth is
+        // the leak detector's.
+        if self.kind != FeatureKind::Memory {
+            out.extend(self.cusum.update(&self.feature, t_ms, x, &band));
+        }
+        if let Some(leak) = &mut self.leak {
+            out.extend(leak.update(&self.feature, t_ms, x));
+        }
+        let anomalous = band.excess(x) > 0.0 || !out.is_empty();
+        self.baseline.observe(t_ms, x, anomalous);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisson_tail_matches_known_values() {
+        // P(X >= 1 | 1) = 1 - e^-1
+        assert!((poisson_tail(1, 1.0) - (1.0 - (-1.0f64).exp())).abs() < 1e-12);
+        // P(X >= 10 | 2) = 4.650e-5 (tables).
+        assert!((poisson_tail(10, 2.0) - 4.650e-5).abs() < 1e-7);
+        assert!(poisson_tail(500, 10.0) < 1e-200);
+    }
+
+    #[test]
+    fn trend_sees_growth_and_not_noise() {
+        let pts: Vec<(i64, f64)> = (0..100)
+            .map(|i| {
+                (
+                    i * 1000,
+                    100.0 + i as f64 * 0.5 + ((i * 7919) % 13) as f64 * 0.3,
+                )
+            })
+            .collect();
+        let (p, slope) = trend(&pts);
+        assert!(p < 1e-10);
+        assert!((slope * 1000.0 - 0.5).abs() < 0.05, "{slope}");
+        let flat: Vec<(i64, f64)> = (0..100)
+            .map(|i| (i * 1000, 100.0 + ((i * 7919) % 13) as f64))
+            .collect();
+        assert!(trend(&flat).0 > 0.01);
+    }
+}
