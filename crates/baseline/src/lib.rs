@@ -13,12 +13,15 @@
 //!   profiles, warm-up), and not from the windows found anomalous.
 //! - [`detectors`]: service detectors over feature windows (band breach,
 //!   change point, leak, error burst), each emitting findings with evidence.
+//! - [`alerts`]: findings as alerts (firing, resolved, acknowledged), sent
+//!   to Alertmanager and webhooks.
 //! - [`detect`]: streaming anomaly scores for single series (the NAB
 //!   detector) over feature series, each emitting findings.
 //! - [`gate`]: the release gate, comparing two runs.
 //! - [`nab`]: the Numenta Anomaly Benchmark corpus, its scorer, and a runner
 //!   for perfpilot's detector.
 
+pub mod alerts;
 pub mod baseline;
 pub mod detect;
 pub mod detectors;
