@@ -1,0 +1,93 @@
+//! perfpilot's detector on NAB: it clears the bar, its per-row outputs
+//! round-trip through NAB's results layout, and the runner keeps the rules.
+
+use std::path::PathBuf;
+
+use perfpilot_baseline::detect::{NabDetector, StreamingDetector};
+use perfpilot_baseline::nab::{self, NabOptions, Profile};
+
+fn nab_dir() -> PathBuf {
+    let dir = match std::env::var_os("PERFPILOT_NAB_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/nab"),
+    };
+    assert!(
+        dir.join("labels/combined_windows.json").is_file(),
+        "NAB corpus not found at {} (set PERFPILOT_NAB_DIR or place it at ../shared/nab next to the repository)",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn perfpilot_clears_the_bar_and_its_results_round_trip() {
+    let dir = nab_dir();
+    let out = tempfile::tempdir().expect("tempdir");
+    let report = nab::run(&NabOptions {
+        data: dir.clone(),
+        profile: None,
+        write_results: Some(out.path().to_path_buf()),
+    })
+    .expect("NAB run");
+    println!("{report}");
+    let standard = report.score(Profile::Standard).expect("standard");
+    assert!(standard >= 65.0, "standard score {standard:.2} below 65");
+    assert!(report
+        .to_string()
+        .lines()
+        .last()
+        .is_some_and(|l| l.starts_with("NAB standard=")
+            && l.contains(" reward_low_FP_rate=")
+            && l.contains(" reward_low_FN_rate=")));
+
+    // Written in NAB's layout and scored back, the numbers are the same.
+    let again = nab::score_results(&dir, out.path(), Some(nab::DETECTOR_NAME), None)
+        .expect("score written results");
+    for p in Profile::ALL {
+        let (a, b) = (report.score(p), again.score(p));
+        assert!(
+            matches!((a, b), (Some(a), Some(b)) if (a - b).abs() < 1e-9),
+            "{p}: {a:?} vs {b:?}"
+        );
+    }
+}
+
+/// A detector that counts rows, to check the runner
+/// feeds each series once, in order, with a fresh detector per file.
+#[derive(Default)]
+struct Counter {
+    rows: usize,
+}
+
+impl StreamingDetector for Counter {
+    fn update(&mut self, _t: i64, _value: f64) -> f64 {
+        self.rows += 1;
+        // Out of range on purpose: the runner clamps.
+        if self.rows == 1 {
+            2.0
+        } else {
+            -1.0
+        }
+    }
+}
+
+#[test]
+fn runner_feeds_each_series_once_and_clamps() {
+    let corpus = nab::load_corpus(&nab_dir()).expect("corpus");
+    let run = nab::run_corpus(&corpus, Counter::default);
+    assert_eq!(run.scores.len(), 58);
+    assert_eq!(run.points, 365_558);
+    for (s, f) in corpus.series.iter().zip(&run.scores) {
+        assert_eq!(s.len(), f.scores.len(), "{}", s.name);
+        assert_eq!(f.scores[0], 1.0);
+        assert!(f.scores[1..].iter().all(|&x| x == 0.0));
+    }
+    // The real detector is deterministic.
+    let a = nab::run_corpus(&corpus, NabDetector::default);
+    let b = nab::run_corpus(&corpus, NabDetector::default);
+    assert!(a
+        .scores
+        .iter()
+        .zip(&b.scores)
+        .all(|(x, y)| x.scores == y.scores));
+}
