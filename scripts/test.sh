@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs the test prerequisites (the toolchains
 # the workloads are built with, perf as the peer perfpilot is compared
-# with, curl, Chromium for the web UI's browser tests, and the Pyroscope
+# with, curl, Chromium for the web UI's browser tests, Prometheus and
+# Alertmanager for the alerting tests, and the Pyroscope
 # Python SDK from PyPI in a virtualenv), builds the web UI, checks
 # formatting and lints, then runs every test: Rust's, then the UI's
 # end-to-end tests in headless Chromium. Tests named root_* load BPF
 # programs and need root; run this as root (CI does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh g++ golang-go python3 python3-venv linux-perf util-linux binutils curl chromium
+./scripts/setup.sh g++ golang-go python3 python3-venv linux-perf util-linux binutils curl chromium prometheus prometheus-alertmanager
 if [ ! -x target/pyvenv/bin/python ] || ! target/pyvenv/bin/python -c 'import pyroscope' 2>/dev/null; then
   echo "test: installing pyroscope-io into target/pyvenv" >&2
   python3 -m venv target/pyvenv

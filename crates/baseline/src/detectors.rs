@@ -109,6 +109,8 @@ pub struct Cusum {
     pub k: f64,
     /// Alarm threshold, in scale units.
     pub h: f64,
+    /// Only shifts up count (latency: faster is not an incident).
+    pub upward_only: bool,
     up: f64,
     down: f64,
     up_since: i64,
@@ -120,6 +122,7 @@ impl Cusum {
         Cusum {
             k,
             h,
+            upward_only: false,
             up: 0.0,
             down: 0.0,
             up_since: 0,
@@ -138,7 +141,8 @@ impl Cusum {
         }
         // The band spans about ±3 standard deviations of the residuals.
         let scale = ((band.high - band.low) / 6.0).max(f64::EPSILON);
-        let z = (x - band.expected) / scale;
+        // Clipped: one wild window is the band's to judge, not a shift.
+        let z = ((x - band.expected) / scale).clamp(-4.0, 4.0);
         if self.up == 0.0 {
             self.up_since = t_ms;
         }
@@ -146,7 +150,11 @@ impl Cusum {
             self.down_since = t_ms;
         }
         self.up = (self.up + z - self.k).max(0.0);
-        self.down = (self.down - z - self.k).max(0.0);
+        self.down = if self.upward_only {
+            0.0
+        } else {
+            (self.down - z - self.k).max(0.0)
+        };
         let (stat, since, dir) = if self.up >= self.down {
             (self.up, self.up_since, "up")
         } else {
@@ -409,9 +417,11 @@ fn ln_factorial(n: u64) -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureKind {
-    /// Latency quantiles, rates, CPU, function shares: band and change
-    /// point.
+    /// Rates, CPU, function shares, Prometheus series: band and change
+    /// point, both ways.
     Level,
+    /// Latency: band, and change point upward only.
+    Latency,
     /// Memory: band and leak.
     Memory,
 }
@@ -473,7 +483,10 @@ impl FeatureMonitor {
             kind,
             baseline: Baseline::new(config.baseline.clone()),
             band: BandBreach::new(config.breach_n, config.breach_m),
-            cusum: Cusum::new(config.cusum_k, config.cusum_h),
+            cusum: Cusum {
+                upward_only: kind == FeatureKind::Latency,
+                ..Cusum::new(config.cusum_k, config.cusum_h)
+            },
             leak: (kind == FeatureKind::Memory).then(|| {
                 Leak::new(
                     config.leak_window,
