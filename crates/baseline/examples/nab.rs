@@ -11,6 +11,9 @@
 //! profile broken down by category), `--write-results DIR` (also write
 //! perfpilot's per-row scores in NAB's layout), `--detector NAME` (the file
 //! prefix under `--score-results`, by default the directory's name).
+//!
+//! `benches/nab_peers.py` runs river and ruptures over the same corpus and
+//! scores them through this example.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
