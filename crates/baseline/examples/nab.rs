@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p perfpilot-baseline --example nab -- --data /work/shared/nab
 //! cargo run --release -p perfpilot-baseline --example nab -- --data /work/shared/nab \
-//!     --score-results target/nab-peers/river_hst
+//!     --score-results target/nab-peers/riverHST
 //! ```
 //!
 //! Options: `--profile standard|reward_low_FP_rate|reward_low_FN_rate` (the
