@@ -35,6 +35,10 @@ pub struct BaselineConfig {
     /// p50 of 3 ms) does not alarm on its first jitter.
     pub margin: f64,
     pub min_width: f64,
+    /// And by at least this share of the expected value: a feature that
+    /// sits in one sketch bucket (p50 of a steady service) has no spread
+    /// at all, and a change of a few percent is not an incident.
+    pub min_relative_width: f64,
     /// Seasonal buckets: 24 per day, 168 per week.
     pub seasonality: bool,
 }
@@ -49,6 +53,7 @@ impl Default for BaselineConfig {
             upper_quantile: 0.995,
             margin: 0.25,
             min_width: 0.0,
+            min_relative_width: 0.05,
             seasonality: true,
         }
     }
@@ -252,10 +257,11 @@ impl Baseline {
             q(self.config.upper_quantile),
         );
         let expected = level + offset + mid;
-        let widen = |d: f64| {
-            let d = d.max(0.0);
-            (d * (1.0 + self.config.margin)).max(self.config.min_width)
-        };
+        let floor = self
+            .config
+            .min_width
+            .max(expected.abs() * self.config.min_relative_width);
+        let widen = |d: f64| (d.max(0.0) * (1.0 + self.config.margin)).max(floor);
         Band {
             low: expected - widen(mid - lo),
             expected,

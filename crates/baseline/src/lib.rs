@@ -15,6 +15,11 @@
 //!   change point, leak, error burst), each emitting findings with evidence.
 //! - [`alerts`]: findings as alerts (firing, resolved, acknowledged), sent
 //!   to Alertmanager and webhooks.
+//! - [`engine`]: the streaming engine: windows and metric samples in,
+//!   alerts out, baselines saved as versions and reloaded while running.
+//! - [`watch`]: the watch loop and its TOML config: logs and Prometheus
+//!   in, alerts out (`perfpilot baseline watch`, and inside the server).
+//! - [`prom`]: Prometheus `query` and `query_range`, retried.
 //! - [`detect`]: streaming anomaly scores for single series (the NAB
 //!   detector) over feature series, each emitting findings.
 //! - [`gate`]: the release gate, comparing two runs.
@@ -26,11 +31,14 @@ pub mod baseline;
 pub mod detect;
 pub mod detectors;
 pub mod drift;
+pub mod engine;
 pub mod error;
 pub mod gate;
 pub mod logs;
 pub mod nab;
+pub mod prom;
 pub mod sketch;
+pub mod watch;
 pub mod window;
 
 pub use error::BaselineError;

@@ -1,5 +1,6 @@
 //! The `perfpilot` command: argument parsing and wiring only.
 
+mod baseline;
 mod convert;
 mod exit;
 mod query;
@@ -60,6 +61,9 @@ enum Command {
     Agent(AgentArgs),
     /// Ask a server for a flame graph, top functions, a diff or a series.
     Query(QueryArgs),
+    /// Learn what normal is for services (latency, errors, rates,
+    /// Prometheus series) and alert when they leave it; score detectors.
+    Baseline(baseline::BaselineArgs),
 }
 
 #[derive(Args)]
@@ -78,6 +82,11 @@ struct UpArgs {
     /// How often a profile is stored.
     #[arg(long, default_value = "10s")]
     interval: String,
+    /// Also run the baseline engine with this watch config (TOML, as
+    /// `perfpilot baseline watch`); its alerts are served at
+    /// /api/v1/alerts.
+    #[arg(long, value_name = "FILE")]
+    baseline_config: Option<PathBuf>,
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -99,6 +108,11 @@ struct ServerArgs {
     /// (Authorization: Bearer TOKEN, or as the basic-auth password).
     #[arg(long, value_name = "FILE")]
     auth_token_file: Option<PathBuf>,
+    /// Also run the baseline engine with this watch config (TOML, as
+    /// `perfpilot baseline watch`); its alerts are served at
+    /// /api/v1/alerts.
+    #[arg(long, value_name = "FILE")]
+    baseline_config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -367,6 +381,7 @@ fn run(cli: Cli) -> exit::Result<()> {
         Command::Server(args) => serve::server(args),
         Command::Agent(args) => serve::agent(args),
         Command::Query(args) => query::run(args),
+        Command::Baseline(args) => baseline::run(args),
     }
 }
 

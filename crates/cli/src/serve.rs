@@ -107,6 +107,10 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
     let store = open_store(&data, &args.retention)?;
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
+    let alerts = match &args.baseline_config {
+        Some(f) => Some(crate::baseline::start_for_server(f, Arc::clone(&stop))?),
+        None => None,
+    };
     rt.block_on(async {
         let listener = bind(args.listen).await?;
         warn_without_ui();
@@ -123,7 +127,10 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
         );
         perfpilot_server::serve_on(
             listener,
-            server_config(args.listen, token),
+            perfpilot_server::ServerConfig {
+                alerts,
+                ..server_config(args.listen, token)
+            },
             Arc::new(store.clone()),
             shutdown_signal(Arc::clone(&stop)),
         )
@@ -240,9 +247,16 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
     // that is still up; the server stops once the agent has finished.
     rt.spawn(shutdown_signal(Arc::clone(&stop)));
     let (agent_done, server_stop) = tokio::sync::oneshot::channel::<()>();
+    let alerts = match &args.baseline_config {
+        Some(f) => Some(crate::baseline::start_for_server(f, Arc::clone(&stop))?),
+        None => None,
+    };
     let server = {
         let store: Arc<dyn perfpilot_store::Store> = Arc::new(store.clone());
-        let config = server_config(args.listen, None);
+        let config = perfpilot_server::ServerConfig {
+            alerts,
+            ..server_config(args.listen, None)
+        };
         rt.spawn(async move {
             perfpilot_server::serve_on(listener, config, store, async {
                 let _ = server_stop.await;

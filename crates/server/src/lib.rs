@@ -13,6 +13,7 @@
 //! Store calls block (the WAL syncs before an ingest is acknowledged), so
 //! they run on tokio's blocking pool.
 
+mod alerts;
 mod auth;
 mod error;
 mod grafana;
@@ -29,6 +30,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use perfpilot_store::Store;
 
+pub use alerts::AlertsHandle;
 pub use error::ApiError;
 
 /// Whether the web UI was built into this binary (else `/` explains how).
@@ -38,6 +40,7 @@ pub fn ui_embedded() -> bool {
 
 /// Response types of the query API, for clients (the CLI) to read back.
 pub mod api {
+    pub use crate::alerts::AlertsResponse;
     pub use crate::native::{
         DiffResponse, FlamegraphResponse, NamesResponse, ProfileTypesResponse, SandwichResponse,
         SeriesResponse, TimeseriesResponse, TopResponse, ValuesResponse,
@@ -53,6 +56,8 @@ pub struct ServerConfig {
     pub limits: perfpilot_wire::Limits,
     /// Largest request body accepted before decompression.
     pub max_body_bytes: usize,
+    /// The baseline engine whose alerts the API lists, when one runs.
+    pub alerts: Option<AlertsHandle>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +67,7 @@ impl Default for ServerConfig {
             token: None,
             limits: perfpilot_wire::Limits::default(),
             max_body_bytes: 64 << 20,
+            alerts: None,
         }
     }
 }
@@ -103,6 +109,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/diff", get(native::diff))
         .route("/api/v1/timeseries", get(native::timeseries))
         .route("/api/v1/export", get(native::export))
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
         .route(
             "/querier.v1.QuerierService/{method}",
             post(grafana::querier),

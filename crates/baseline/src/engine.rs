@@ -1,0 +1,328 @@
+//! The streaming engine: feature windows and metric samples in, findings
+//! and alerts out. One [`FeatureMonitor`] per (service, feature), one
+//! [`AlertBook`] for all, and sinks (Alertmanager, webhooks) that are told
+//! what is due.
+//!
+//! Baselines are saved as numbered versions in a directory
+//! (`v000001.json`, ...); the newest is loaded at start, and a newer one
+//! written by someone else (calibration) is picked up while running.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alerts::{Alert, AlertBook, Alertmanager, Transition, Webhook};
+use crate::baseline::{Baseline, BaselineConfig};
+use crate::detectors::{ErrorBurst, FeatureKind, FeatureMonitor, Finding, MonitorConfig};
+use crate::error::BaselineError;
+use crate::window::FeatureWindow;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub monitor: MonitorConfig,
+    pub error_burst: ErrorBurst,
+    pub resend: Duration,
+    pub resolve_after: u32,
+    /// Endpoints with fewer requests than this in a window are not judged
+    /// on their own (their quantiles are noise); the service's aggregate
+    /// still is.
+    pub min_requests: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            monitor: MonitorConfig::default(),
+            error_burst: ErrorBurst::default(),
+            resend: Duration::from_secs(60),
+            resolve_after: 3,
+            min_requests: 20,
+        }
+    }
+}
+
+/// What is saved: every monitor, under a version number.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u64,
+    pub saved_at_ms: i64,
+    /// By "service\u{1f}feature".
+    pub monitors: BTreeMap<String, FeatureMonitor>,
+    pub error_rates: BTreeMap<String, Baseline>,
+}
+
+pub struct Engine {
+    pub config: EngineConfig,
+    monitors: BTreeMap<String, FeatureMonitor>,
+    /// Error-rate baselines per service/endpoint, for error bursts.
+    error_rates: BTreeMap<String, Baseline>,
+    pub book: AlertBook,
+    alertmanager: Option<Alertmanager>,
+    webhooks: Vec<Webhook>,
+    /// Deliveries that failed (each retried on the next call).
+    pub delivery_errors: u64,
+    pub last_delivery_error: Option<String>,
+    /// The version of the baselines in use (0: learned from scratch).
+    pub version: u64,
+    transitions: Vec<Transition>,
+}
+
+fn key(service: &str, feature: &str) -> String {
+    format!("{service}\u{1f}{feature}")
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Self {
+        let mut book = AlertBook::default();
+        book.resolve_after = config.resolve_after;
+        Engine {
+            config,
+            monitors: BTreeMap::new(),
+            error_rates: BTreeMap::new(),
+            book,
+            alertmanager: None,
+            webhooks: Vec::new(),
+            delivery_errors: 0,
+            last_delivery_error: None,
+            version: 0,
+            transitions: Vec::new(),
+        }
+    }
+
+    pub fn with_alertmanager(mut self, url: &str) -> Self {
+        self.alertmanager = Some(Alertmanager::new(url, self.config.resend));
+        self
+    }
+
+    pub fn with_webhook(mut self, url: &str) -> Self {
+        self.webhooks.push(Webhook::new(url));
+        self
+    }
+
+    /// One value of a feature of a service (a latency quantile, a rate, a
+    /// Prometheus series) for the window starting at `t_ms`.
+    pub fn observe(
+        &mut self,
+        service: &str,
+        feature: &str,
+        kind: FeatureKind,
+        t_ms: i64,
+        x: f64,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<Finding> {
+        let cfg = &self.config.monitor;
+        let m = self
+            .monitors
+            .entry(key(service, feature))
+            .or_insert_with(|| FeatureMonitor::new(feature, kind, cfg.clone()));
+        let findings = m.update(t_ms, x);
+        let t = self.book.update(service, feature, labels, &findings, t_ms);
+        self.transitions.extend(t);
+        findings
+    }
+
+    /// Error counts of a window: a burst detector against the learned
+    /// error rate.
+    pub fn observe_errors(
+        &mut self,
+        service: &str,
+        feature: &str,
+        t_ms: i64,
+        errors: u64,
+        requests: u64,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<Finding> {
+        let base = self
+            .error_rates
+            .entry(key(service, feature))
+            .or_insert_with(|| Baseline::new(BaselineConfig::default()));
+        let band = base.band(t_ms);
+        let expected = band.ready().then_some(band.expected);
+        let finding = self
+            .config
+            .error_burst
+            .update(feature, t_ms, errors, requests, expected);
+        if requests > 0 {
+            base.observe(t_ms, errors as f64 / requests as f64, finding.is_some());
+        }
+        let findings: Vec<Finding> = finding.into_iter().collect();
+        let t = self.book.update(service, feature, labels, &findings, t_ms);
+        self.transitions.extend(t);
+        findings
+    }
+
+    /// A closed window of request-log features: latency quantiles and rate
+    /// as levels, errors as bursts.
+    pub fn observe_window(&mut self, w: &FeatureWindow) -> Vec<Finding> {
+        let mut labels = BTreeMap::new();
+        let scope = if w.is_aggregate() {
+            String::new()
+        } else {
+            if w.count < self.config.min_requests {
+                return Vec::new();
+            }
+            labels.insert("endpoint".to_string(), w.endpoint.to_string());
+            format!("{} ", w.endpoint)
+        };
+        let mut out = Vec::new();
+        let t = w.start_ms;
+        for (name, x, kind) in [
+            ("latency_p50_ms", w.p50, FeatureKind::Latency),
+            ("latency_p90_ms", w.p90, FeatureKind::Latency),
+            ("latency_p99_ms", w.p99, FeatureKind::Latency),
+            ("latency_p999_ms", w.p999, FeatureKind::Latency),
+            ("requests_per_s", w.rate_per_s, FeatureKind::Level),
+        ] {
+            if w.count == 0 && kind == FeatureKind::Latency {
+                continue;
+            }
+            out.extend(self.observe(&w.service, &format!("{scope}{name}"), kind, t, x, &labels));
+        }
+        out.extend(self.observe_errors(
+            &w.service,
+            &format!("{scope}errors"),
+            t,
+            w.errors,
+            w.count,
+            &labels,
+        ));
+        out
+    }
+
+    /// Sends what is due to the sinks; failed deliveries are retried on
+    /// the next call.
+    pub fn deliver(&mut self, now_ms: i64) {
+        let due = self.book.due(now_ms, self.config.resend);
+        if due.is_empty() {
+            return;
+        }
+        let mut failed = false;
+        if let Some(am) = &self.alertmanager {
+            if let Err(e) = am.send(&due, now_ms) {
+                failed = true;
+                self.last_delivery_error = Some(e.to_string());
+            }
+        }
+        for hook in &self.webhooks {
+            if let Err(e) = hook.send(&due) {
+                failed = true;
+                self.last_delivery_error = Some(e.to_string());
+            }
+        }
+        if failed {
+            self.delivery_errors += 1;
+            let ids: Vec<String> = due.iter().map(|a| a.id.clone()).collect();
+            self.book.unsend(&ids);
+        }
+    }
+
+    pub fn alerts(&self) -> Vec<&Alert> {
+        self.book.list()
+    }
+
+    pub fn ack(&mut self, id: &str, by: &str, now_ms: i64) -> Option<Alert> {
+        self.book.ack(id, by, now_ms).cloned()
+    }
+
+    pub fn monitor(&self, service: &str, feature: &str) -> Option<&FeatureMonitor> {
+        self.monitors.get(&key(service, feature))
+    }
+
+    pub fn monitors(&self) -> impl Iterator<Item = &FeatureMonitor> {
+        self.monitors.values()
+    }
+
+    /// Writes the baselines as the next version in `dir` (atomically:
+    /// a reader never sees half a file) and returns its path.
+    pub fn save(&mut self, dir: &Path, now_ms: i64) -> Result<PathBuf, BaselineError> {
+        std::fs::create_dir_all(dir).map_err(|e| BaselineError::io(dir, e))?;
+        let version = latest_version(dir)?.map_or(0, |(v, _)| v).max(self.version) + 1;
+        let monitors = self.monitors.clone();
+        let snap = Snapshot {
+            version,
+            saved_at_ms: now_ms,
+            monitors,
+            error_rates: self.error_rates.clone(),
+        };
+        let path = dir.join(format!("v{version:06}.json"));
+        let tmp = dir.join(format!(".v{version:06}.json.tmp"));
+        let json = serde_json::to_vec(&snap)
+            .map_err(|e| BaselineError::invalid(path.display().to_string(), e.to_string()))?;
+        std::fs::write(&tmp, json).map_err(|e| BaselineError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| BaselineError::io(&path, e))?;
+        self.version = version;
+        Ok(path)
+    }
+
+    /// Loads the newest version in `dir` if it is newer than the one in
+    /// use; returns its version when it did.
+    pub fn reload(&mut self, dir: &Path) -> Result<Option<u64>, BaselineError> {
+        let Some((version, path)) = latest_version(dir)? else {
+            return Ok(None);
+        };
+        if version <= self.version {
+            return Ok(None);
+        }
+        let bytes = std::fs::read(&path).map_err(|e| BaselineError::io(&path, e))?;
+        let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| {
+            BaselineError::invalid(
+                format!("{}:{}:{}", path.display(), e.line(), e.column()),
+                format!("not a saved baseline: {e}"),
+            )
+        })?;
+        self.monitors = snap.monitors;
+        self.error_rates = snap.error_rates;
+        self.version = version;
+        Ok(Some(version))
+    }
+
+    /// Alerts that fired or resolved since the last call.
+    pub fn drain_transitions(&mut self) -> Vec<Transition> {
+        std::mem::take(&mut self.transitions)
+    }
+
+    /// A line for a log of alert transitions.
+    pub fn describe(&self, t: &Transition) -> String {
+        let (verb, id) = match t {
+            Transition::Fired(id) => ("firing", id),
+            Transition::Resolved(id) => ("resolved", id),
+        };
+        match self.book.get(id) {
+            Some(a) => format!(
+                "{verb}: {} {} ({})",
+                a.labels.get("alertname").map(String::as_str).unwrap_or(""),
+                a.labels.get("service").map(String::as_str).unwrap_or(""),
+                a.annotations
+                    .get("summary")
+                    .map(String::as_str)
+                    .unwrap_or("")
+            ),
+            None => format!("{verb}: {id}"),
+        }
+    }
+}
+
+/// The highest `vNNNNNN.json` in `dir`.
+pub fn latest_version(dir: &Path) -> Result<Option<(u64, PathBuf)>, BaselineError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(BaselineError::io(dir, e)),
+    };
+    let mut best: Option<(u64, PathBuf)> = None;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(num) = name.strip_prefix('v').and_then(|n| n.strip_suffix(".json")) else {
+            continue;
+        };
+        if let Ok(v) = num.parse::<u64>() {
+            if best.as_ref().is_none_or(|(b, _)| v > *b) {
+                best = Some((v, entry.path()));
+            }
+        }
+    }
+    Ok(best)
+}

@@ -1,0 +1,179 @@
+//! The watch loop end to end on a request log with known incidents: alerts
+//! reach a webhook firing and resolved, malformed lines are counted, and
+//! baselines are saved as versions and picked up again.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use perfpilot_baseline::watch::{self, WatchConfig};
+
+/// Collects the JSON bodies POSTed to it.
+fn webhook() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut len = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            sink.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap());
+            let mut s = &stream;
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+/// An hour of a service's requests, 100 a window: /pay slows down from
+/// minute 40 to 45, and /cart fails from minute 50 to 51.
+fn log(path: &std::path::Path) {
+    let mut out = String::new();
+    let start = 1_790_000_000_000i64;
+    let mut n: u64 = 1;
+    for i in 0..36_000 {
+        let ts = start + i * 100;
+        let minute = i * 100 / 60_000;
+        n = n
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let jitter = (n >> 40) as f64 / (1u64 << 24) as f64;
+        let (endpoint, mut latency, mut status) = if i % 2 == 0 {
+            ("/pay", 40.0 + 20.0 * jitter, 200)
+        } else {
+            ("/cart", 10.0 + 5.0 * jitter, 200)
+        };
+        if endpoint == "/pay" && (40..45).contains(&minute) {
+            latency *= 6.0;
+        }
+        if endpoint == "/cart" && minute == 50 {
+            status = 503;
+        }
+        if i % 7 == 3 && status == 200 {
+            status = if n.is_multiple_of(97) { 500 } else { 200 };
+        }
+        out.push_str(&format!(
+            "{{\"ts\": {:.3}, \"latency_ms\": {latency:.2}, \"status\": {status}, \"endpoint\": \"{endpoint}\", \"service\": \"shop\"}}\n",
+            ts as f64 / 1000.0
+        ));
+        if i == 100 || i == 2000 || i == 5000 {
+            out.push_str("this is not a request\n");
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn incidents_in_a_log_fire_and_resolve_at_a_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("access.jsonl");
+    log(&log_path);
+    let (url, got) = webhook();
+    let state = dir.path().join("baselines");
+    let config = format!(
+        "window = \"10s\"\nstate_dir = {state:?}\n\n[[logs]]\npath = {log_path:?}\nformat = \"json\"\nfollow = false\n\n[alerts]\nwebhooks = [{url:?}]\nresend = \"1h\"\n"
+    );
+    let cfg = WatchConfig::parse(&config, "watch.toml").unwrap();
+    let engine = Arc::new(Mutex::new(cfg.engine().unwrap()));
+    let mut lines = Vec::new();
+    let stats = watch::run(
+        &cfg,
+        Arc::clone(&engine),
+        Arc::new(AtomicBool::new(false)),
+        &mut |l| lines.push(l.to_string()),
+    )
+    .unwrap();
+    assert_eq!(stats.lines.malformed, 3, "{:?}", stats.lines);
+    assert_eq!(stats.events, 36_000);
+    assert!(stats.windows >= 360 * 3, "{stats:?}");
+
+    let posted = got.lock().unwrap().clone();
+    let alerts: Vec<&serde_json::Value> = posted
+        .iter()
+        .flat_map(|p| p["alerts"].as_array().unwrap())
+        .collect();
+    let find = |name: &str, feature: &str, state: &str| {
+        alerts.iter().find(|a| {
+            a["labels"]["alertname"] == name
+                && a["labels"]["feature"]
+                    .as_str()
+                    .is_some_and(|f| f.contains(feature))
+                && a["state"] == state
+        })
+    };
+    let slow = find("PerfpilotBand", "/pay latency_p50_ms", "firing")
+        .unwrap_or_else(|| panic!("no latency alert for /pay: {alerts:#?}\n{lines:#?}"));
+    assert_eq!(slow["labels"]["endpoint"], "/pay");
+    let started = slow["starts_at_ms"].as_i64().unwrap();
+    let incident = 1_790_000_000_000i64 + 40 * 60_000;
+    assert!(
+        (incident..incident + 60_000).contains(&started),
+        "latency alert starts {} s after the incident",
+        (started - incident) / 1000
+    );
+    assert!(
+        find("PerfpilotBand", "/pay latency_p50_ms", "resolved").is_some(),
+        "{alerts:#?}"
+    );
+    assert!(
+        find("PerfpilotErrorBurst", "/cart errors", "firing").is_some(),
+        "{alerts:#?}"
+    );
+    // Nothing about /cart's latency or the traffic, which never changed.
+    assert!(
+        find("PerfpilotBand", "/cart latency", "firing").is_none(),
+        "{alerts:#?}"
+    );
+    assert!(
+        !alerts.iter().any(|a| a["labels"]["feature"]
+            .as_str()
+            .is_some_and(|f| f.contains("requests_per_s"))),
+        "{alerts:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("firing: PerfpilotBand")),
+        "{lines:#?}"
+    );
+
+    // Saved as version 1; a second run starts from it.
+    assert!(state.join("v000001.json").exists());
+    let engine = Arc::new(Mutex::new(cfg.engine().unwrap()));
+    let stats = watch::run(&cfg, engine, Arc::new(AtomicBool::new(false)), &mut |_| {}).unwrap();
+    assert_eq!(stats.reloaded_version, Some(1));
+    assert_eq!(stats.saved_version, Some(2));
+}
+
+#[test]
+fn bad_configs_say_where() {
+    let err = WatchConfig::parse(
+        "window = \"10s\"\n[[logs]]\npath = \"x\"\nfromat = \"json\"\n",
+        "w.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("w.toml:4:1"), "{err}");
+    assert!(err.contains("fromat"), "{err}");
+    let err = WatchConfig::parse(
+        "window = \"10 parsecs\"\n[[logs]]\npath = \"x\"\n",
+        "w.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("window"), "{err}");
+    let err = WatchConfig::parse("", "w.toml").unwrap_err().to_string();
+    assert!(err.contains("nothing to watch"), "{err}");
+}

@@ -1,0 +1,163 @@
+//! `perfpilot baseline watch`, the server's alerts API with
+//! `--baseline-config`, and their errors, through the binary.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::perfpilot;
+
+/// Twelve minutes of a combined-format access log, 10 requests a second:
+/// /search turns slow from minute 8 to 10. Plus two lines of garbage.
+fn access_log(path: &std::path::Path) {
+    let mut out = String::new();
+    let months = ["Nov"];
+    for i in 0..7200u64 {
+        let secs = i / 10;
+        let (m, s) = (secs / 60, secs % 60);
+        let path = if i % 3 == 0 { "/search?q=x" } else { "/item/1" };
+        let mut t = 0.020 + ((i * 7919) % 13) as f64 / 1000.0;
+        if path.starts_with("/search") && (8..10).contains(&m) {
+            t *= 8.0;
+        }
+        out.push_str(&format!(
+            "10.0.0.{} - - [22/{}/2026:10:{m:02}:{s:02} +0000] \"GET {path} HTTP/1.1\" 200 512 \"-\" \"curl/8\" {t:.3}\n",
+            i % 200,
+            months[0]
+        ));
+        if i == 1000 || i == 4000 {
+            out.push_str("\\x16\\x03\\x01 garbage\n");
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn config(dir: &std::path::Path) -> std::path::PathBuf {
+    let log = dir.join("access.log");
+    access_log(&log);
+    let cfg = dir.join("watch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "window = \"10s\"\nstate_dir = {:?}\n\n[[logs]]\npath = {log:?}\nformat = \"combined\"\nservice = \"shop\"\nfollow = false\n\n[detectors.baseline]\nwarmup = 20\n",
+            dir.join("state")
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn watch_reports_the_incident_and_the_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let out = perfpilot()
+        .args(["baseline", "watch", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("firing: PerfpilotBand shop (/search latency_p50_ms is above"),
+        "{err}"
+    );
+    assert!(
+        err.contains("resolved: PerfpilotBand shop (/search latency_p50_ms"),
+        "{err}"
+    );
+    assert!(!err.contains("/item/1 latency"), "{err}");
+    assert!(err.contains("7200 events"), "{err}");
+    assert!(err.contains("2 malformed lines"), "{err}");
+    assert!(err.contains("line 1002: "), "{err}");
+    assert!(dir.path().join("state/v000001.json").exists());
+}
+
+#[test]
+fn bad_watch_config_is_exit_6_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(
+        &cfg,
+        "window = \"10s\"\n\n[[logs]]\npath = \"/x\"\nfollow = maybe\n",
+    )
+    .unwrap();
+    let out = perfpilot()
+        .args(["baseline", "watch", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:5:10", cfg.display())), "{err}");
+}
+
+#[test]
+fn nab_without_a_corpus_says_so() {
+    let out = perfpilot()
+        .args(["baseline", "nab", "--data", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a NAB corpus"));
+}
+
+#[test]
+fn server_lists_and_acknowledges_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = perfpilot()
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--baseline-config")
+        .arg(&cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alerts = loop {
+        assert!(Instant::now() < deadline, "no alert listed within 30 s");
+        if let Ok(r) = ureq::get(format!("{base}/api/v1/alerts")).call() {
+            let v: serde_json::Value =
+                serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
+            let list = v["alerts"].as_array().cloned().unwrap_or_default();
+            if list.iter().any(|a| a["labels"]["endpoint"] == "/search") {
+                assert_eq!(v["enabled"], true);
+                break list;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let slow = alerts
+        .iter()
+        .find(|a| a["labels"]["endpoint"] == "/search")
+        .unwrap();
+    let id = slow["id"].as_str().unwrap();
+    let acked: serde_json::Value = serde_json::from_str(
+        &ureq::post(format!("{base}/api/v1/alerts/{id}/ack"))
+            .header("Content-Type", "application/json")
+            .send(r#"{"by": "alice"}"#)
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(acked["ack"]["by"], "alice");
+    let missing = ureq::post(format!("{base}/api/v1/alerts/nope/ack"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send("")
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    let _ = server.kill();
+    let _ = server.wait();
+}
