@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand, ValueEnum};
+use perfpilot_baseline::drift::{self, DriftOptions};
+use perfpilot_baseline::gate::{self, GateOptions};
+use perfpilot_baseline::logs::ParseOptions;
 use perfpilot_baseline::nab::{self, NabOptions, Profile};
 use perfpilot_baseline::watch::{self, WatchConfig};
 use perfpilot_baseline::BaselineError;
@@ -31,6 +34,100 @@ pub enum BaselineCommand {
     /// Run perfpilot's detector over the Numenta Anomaly Benchmark under
     /// its rules and score it with NAB's scoring (all three profiles).
     Nab(NabArgs),
+    /// Compare the latency distributions of two request logs (dev,
+    /// staging, prod; before and after) per endpoint: Jensen–Shannon and
+    /// KL divergence, p50 and p99 of each.
+    Compare(CompareArgs),
+    /// Summarise a request log (counts, errors, latency sketch) into a
+    /// small JSON file that `perfpilot gate` accepts in place of the log.
+    Summarize(SummarizeArgs),
+}
+
+#[derive(Args)]
+pub struct LogArgs {
+    /// The service of combined-format lines and of JSON lines without one.
+    #[arg(long, default_value = "default")]
+    pub service: String,
+    /// JSON field names, as NAME=FIELD (ts, latency_ms, status, endpoint,
+    /// service), e.g. --field latency_ms=duration.
+    #[arg(long = "field", value_name = "NAME=FIELD")]
+    pub fields: Vec<String>,
+}
+
+impl LogArgs {
+    fn options(&self) -> exit::Result<ParseOptions> {
+        let mut opts = ParseOptions {
+            default_service: self.service.clone(),
+            ..ParseOptions::default()
+        };
+        for f in &self.fields {
+            let Some((name, field)) = f.split_once('=') else {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    anyhow!("--field {f:?}: expected NAME=FIELD, e.g. latency_ms=duration"),
+                ));
+            };
+            let slot = match name {
+                "ts" => &mut opts.fields.ts,
+                "latency_ms" => &mut opts.fields.latency,
+                "status" => &mut opts.fields.status,
+                "endpoint" => &mut opts.fields.endpoint,
+                "service" => &mut opts.fields.service,
+                other => return Err(Failure::new(
+                    exit::USAGE,
+                    anyhow!(
+                        "--field {other:?}: not one of ts, latency_ms, status, endpoint, service"
+                    ),
+                )),
+            };
+            *slot = field.to_string();
+        }
+        Ok(opts)
+    }
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// The first request log (JSON lines or combined format).
+    pub a: PathBuf,
+    /// The second request log.
+    pub b: PathBuf,
+    /// Match endpoints across services (environments whose service names
+    /// differ).
+    #[arg(long)]
+    pub ignore_service: bool,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Args)]
+pub struct SummarizeArgs {
+    /// The request log.
+    pub log: PathBuf,
+    /// Where to write the summary (JSON).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub logs: LogArgs,
+}
+
+#[derive(Args)]
+pub struct GateArgs {
+    /// The baseline run: a request log, `wrk --latency` output, or a
+    /// summary from `perfpilot baseline summarize`.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: PathBuf,
+    /// The candidate run, in any of the same forms.
+    #[arg(long, value_name = "FILE")]
+    pub candidate: PathBuf,
+    /// The largest tolerated worsening of p50, p99 or error rate, e.g. 5%.
+    #[arg(long, default_value = "5%")]
+    pub max_regression: String,
+    /// A change counts when its p-value is below this.
+    #[arg(long, default_value_t = 0.05)]
+    pub significance: f64,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 const WATCH_HELP: &str = "The config is TOML, for example:
@@ -96,7 +193,52 @@ pub fn run(args: BaselineArgs) -> exit::Result<()> {
     match args.command {
         BaselineCommand::Watch(a) => watch_cmd(a),
         BaselineCommand::Nab(a) => nab_cmd(a),
+        BaselineCommand::Compare(a) => compare_cmd(a),
+        BaselineCommand::Summarize(a) => summarize_cmd(a),
     }
+}
+
+fn compare_cmd(a: CompareArgs) -> exit::Result<()> {
+    let parse = a.log.options()?;
+    let opts = DriftOptions {
+        ignore_service: a.ignore_service,
+        ..DriftOptions::default()
+    };
+    let report = drift::compare_files(&a.a, &a.b, &parse, &opts).map_err(bad_input)?;
+    print!("{report}");
+    Ok(())
+}
+
+fn summarize_cmd(a: SummarizeArgs) -> exit::Result<()> {
+    let parse = a.logs.options()?;
+    let summary = gate::summarize(&a.log, &parse).map_err(bad_input)?;
+    let json = summary.to_json().map_err(bad_input)?;
+    std::fs::write(&a.output, json).with_context(|| format!("writing {}", a.output.display()))?;
+    eprintln!("perfpilot: wrote {}", a.output.display());
+    Ok(())
+}
+
+/// Exit 0 when no regression, 1 when one (the CI step fails).
+pub fn gate_cmd(a: GateArgs) -> exit::Result<()> {
+    let max_regression =
+        gate::parse_percent(&a.max_regression).map_err(|e| Failure::new(exit::USAGE, e))?;
+    let report = gate::run(&GateOptions {
+        baseline: a.baseline.clone(),
+        candidate: a.candidate.clone(),
+        max_regression,
+        significance: a.significance,
+        parse: a.log.options()?,
+        ..GateOptions::default()
+    })
+    .map_err(bad_input)?;
+    print!("{report}");
+    if report.regressed() {
+        return Err(Failure::new(
+            exit::FAILURE,
+            anyhow!("the candidate regressed beyond {}", a.max_regression),
+        ));
+    }
+    Ok(())
 }
 
 fn nab_cmd(a: NabArgs) -> exit::Result<()> {

@@ -64,6 +64,10 @@ enum Command {
     /// Learn what normal is for services (latency, errors, rates,
     /// Prometheus series) and alert when they leave it; score detectors.
     Baseline(baseline::BaselineArgs),
+    /// Compare a candidate run with a baseline run (request logs, wrk
+    /// output or summaries) on p50, p99 and error rate with statistical
+    /// tests; exit 1 on a significant regression beyond the threshold.
+    Gate(baseline::GateArgs),
 }
 
 #[derive(Args)]
@@ -382,6 +386,7 @@ fn run(cli: Cli) -> exit::Result<()> {
         Command::Agent(args) => serve::agent(args),
         Command::Query(args) => query::run(args),
         Command::Baseline(args) => baseline::run(args),
+        Command::Gate(args) => baseline::gate_cmd(args),
     }
 }
 

@@ -161,3 +161,83 @@ fn server_lists_and_acknowledges_alerts() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../baseline/testdata")
+        .join(name)
+}
+
+#[test]
+fn gate_passes_the_same_and_fails_a_slow_tail_as_a_ci_step() {
+    let run = |candidate: &std::path::Path| {
+        perfpilot()
+            .args(["gate", "--baseline"])
+            .arg(fixture("gate/baseline.jsonl"))
+            .arg("--candidate")
+            .arg(candidate)
+            .args(["--max-regression", "10%"])
+            .output()
+            .unwrap()
+    };
+    let same = run(&fixture("gate/candidate_same.jsonl"));
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&same.stdout)
+    );
+    assert!(String::from_utf8_lossy(&same.stdout).contains("verdict: pass"));
+    let slow = run(&fixture("gate/candidate_slow_tail.jsonl"));
+    assert_eq!(slow.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&slow.stdout).contains("REGRESSION (p99 latency)"));
+
+    // A summary stands in for its log.
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("candidate.json");
+    let out = perfpilot()
+        .args(["baseline", "summarize"])
+        .arg(fixture("gate/candidate_slow_tail.jsonl"))
+        .arg("-o")
+        .arg(&summary)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(run(&summary).status.code(), Some(1));
+
+    let bad = perfpilot()
+        .args([
+            "gate",
+            "--baseline",
+            "a",
+            "--candidate",
+            "b",
+            "--max-regression",
+            "lots",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn compare_shows_the_divergence_per_endpoint() {
+    let out = perfpilot()
+        .args(["baseline", "compare"])
+        .arg(fixture("logs/access.log"))
+        .arg(fixture("logs/access_candidate.log"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/api/v1/checkout"), "{text}");
+    assert!(text.contains("Jensen-Shannon"), "{text}");
+}
