@@ -2,6 +2,7 @@ import { render } from 'preact';
 import { Explore } from './views/Explore';
 import { Compare } from './views/Compare';
 import { Upcoming } from './views/Upcoming';
+import { Alerts } from './views/Alerts';
 import { navigate, useLocation } from './router';
 import './style.css';
 
@@ -11,12 +12,12 @@ interface Page {
   ready: boolean;
 }
 
-// Alerts, baselines and actions arrive with the baseline engine and the
-// autopilot; their places in the navigation are kept from the start.
+// Baselines and actions arrive with the baseline pages and the autopilot;
+// their places in the navigation are kept from the start.
 const PAGES: Page[] = [
   { path: '/explore', title: 'Explore', ready: true },
   { path: '/compare', title: 'Compare', ready: true },
-  { path: '/alerts', title: 'Alerts', ready: false },
+  { path: '/alerts', title: 'Alerts', ready: true },
   { path: '/baselines', title: 'Baselines', ready: false },
   { path: '/actions', title: 'Actions', ready: false },
 ];
@@ -52,6 +53,7 @@ function App() {
       <main class="main">
         {page.path === '/explore' && <Explore params={params} />}
         {page.path === '/compare' && <Compare params={params} />}
+        {page.path === '/alerts' && <Alerts />}
         {!page.ready && <Upcoming title={page.title} />}
       </main>
     </div>

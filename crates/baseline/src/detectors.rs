@@ -533,7 +533,14 @@ impl FeatureMonitor {
         // residuals on one side are its nature, not a shift, and growth is
         // the leak detector's.
         if self.kind != FeatureKind::Memory {
-            out.extend(self.cusum.update(&self.feature, t_ms, x, &band));
+            let shift = self.cusum.update(&self.feature, t_ms, x, &band);
+            // A shift the band already reports is one incident, not two
+            // alerts; the change point is for shifts that stay inside it.
+            if out.is_empty() {
+                out.extend(shift);
+            } else {
+                self.cusum.reset();
+            }
         }
         if let Some(leak) = &mut self.leak {
             out.extend(leak.update(&self.feature, t_ms, x));

@@ -1,5 +1,4 @@
 const WHAT: Record<string, string> = {
-  Alerts: 'Alerts from the baseline engine and Alertmanager, with their firing and resolved history.',
   Baselines: 'What normal looks like for each service: latency, errors, CPU and function shares, with their bands.',
   Actions: 'The autopilot’s policies and its audited, reversible actions.',
 };

@@ -1,0 +1,162 @@
+import { useState } from 'preact/hooks';
+import { ApiError, get } from '../api';
+import { useLoad } from '../hooks';
+import { navigate } from '../router';
+import { Empty, ErrorBox, Loading } from '../components/States';
+import { formatTime } from '../format';
+
+interface Alert {
+  id: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  state: 'firing' | 'resolved';
+  starts_at_ms: number;
+  ends_at_ms: number | null;
+  updated_at_ms: number;
+  ack: { by: string; at_ms: number } | null;
+}
+
+interface AlertsResponse {
+  enabled: boolean;
+  alerts: Alert[];
+}
+
+function ago(ms: number): string {
+  const s = Math.max(0, (Date.now() - ms) / 1000);
+  if (s < 90) return `${Math.round(s)} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 172800) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+}
+
+function duration(a: Alert): string {
+  const end = a.ends_at_ms ?? Date.now();
+  const s = Math.max(0, (end - a.starts_at_ms) / 1000);
+  if (s < 120) return `${Math.round(s)} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+/** The baseline engine's alerts, firing first; acknowledge, or jump to the profiles around it. */
+export function Alerts() {
+  const [tick, setTick] = useState(0);
+  const [ackError, setAckError] = useState<ApiError | null>(null);
+  const list = useLoad((s) => get<AlertsResponse>('/api/v1/alerts', {}, s), [tick]);
+
+  const ack = async (id: string) => {
+    setAckError(null);
+    try {
+      const res = await fetch(`/api/v1/alerts/${encodeURIComponent(id)}/ack`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ by: 'web UI' }),
+      });
+      if (!res.ok) {
+        const body = await res.json().catch(() => ({}));
+        throw new ApiError(body.error ?? `${res.status}`, res.status);
+      }
+      setTick((t) => t + 1);
+    } catch (e) {
+      setAckError(e instanceof ApiError ? e : new ApiError((e as Error).message, 0, true));
+    }
+  };
+
+  // Profiles of the alert's service an hour before its start against
+  // since its start: what changed in the code's CPU time.
+  const compare = (a: Alert) => {
+    const q = a.labels.service ? `{service_name="${a.labels.service}"}` : '{}';
+    const end = a.ends_at_ms ?? Date.now();
+    navigate('/compare', {
+      query: q,
+      base_query: q,
+      base_from: String(a.starts_at_ms - 3600e3),
+      base_until: String(a.starts_at_ms),
+      from: String(a.starts_at_ms),
+      until: String(Math.max(end, a.starts_at_ms + 60e3)),
+    });
+  };
+
+  if (list.error) return <ErrorBox error={list.error} what="alerts" />;
+  if (!list.data) return <Loading what="alerts" />;
+  if (!list.data.enabled) {
+    return (
+      <Empty>
+        <h3>Alerts are off</h3>
+        <p>
+          Start the server with <code>--baseline-config FILE</code> (a <code>perfpilot baseline watch</code> config) to
+          learn baselines from request logs and Prometheus and raise alerts here.
+        </p>
+      </Empty>
+    );
+  }
+  const firing = list.data.alerts.filter((a) => a.state === 'firing').length;
+  return (
+    <div class="view alerts" aria-busy={list.loading}>
+      <div class="toolbar">
+        <h2 class="title">Alerts</h2>
+        <span class="muted" data-testid="alert-counts">
+          {firing} firing · {list.data.alerts.length - firing} resolved
+        </span>
+        <span class="spacer" />
+        <button onClick={() => setTick((t) => t + 1)}>Refresh</button>
+      </div>
+      {ackError && <ErrorBox error={ackError} what="the acknowledgement" />}
+      {list.data.alerts.length === 0 ? (
+        <Empty>
+          <h3>No alerts</h3>
+          <p>Every watched service is within its baseline.</p>
+        </Empty>
+      ) : (
+        <div class="scroll-x">
+        <table class="grid alerts-table" data-testid="alerts-table">
+          <thead>
+            <tr>
+              <th>State</th>
+              <th>Alert</th>
+              <th>Service</th>
+              <th>Feature</th>
+              <th>What</th>
+              <th>Since</th>
+              <th>For</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {list.data.alerts.map((a) => (
+              <tr data-alert={a.id} data-state={a.state} class={a.state}>
+                <td>
+                  <span class={`badge ${a.state} ${a.labels.severity ?? ''}`}>{a.state === 'firing' ? a.labels.severity ?? 'firing' : 'resolved'}</span>
+                </td>
+                <td class="mono">{a.labels.alertname}</td>
+                <td>{a.labels.service}</td>
+                <td class="mono" title={a.labels.feature}>
+                  {a.labels.feature}
+                </td>
+                <td class="summary" title={a.annotations.summary}>
+                  {a.annotations.summary}
+                </td>
+                <td title={formatTime(a.starts_at_ms)}>{ago(a.starts_at_ms)}</td>
+                <td>{duration(a)}</td>
+                <td class="actions">
+                  <button onClick={() => compare(a)} title="Compare the service's profiles before and since the alert">
+                    Profiles
+                  </button>
+                  {a.ack ? (
+                    <span class="muted small" data-testid="acked">
+                      acked by {a.ack.by}
+                    </span>
+                  ) : (
+                    <button data-testid="ack" onClick={() => ack(a.id)}>
+                      Ack
+                    </button>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        </div>
+      )}
+    </div>
+  );
+}
