@@ -403,6 +403,29 @@ mod tests {
     }
 
     #[test]
+    fn learns_a_weekly_profile() {
+        // Hourly windows; weekends (days 5 and 6 of each week) run at a
+        // third of weekday traffic.
+        let step = 3_600_000;
+        let value = |t: i64| {
+            let day = (t / DAY_MS) % 7;
+            let base = if day >= 5 { 100.0 } else { 300.0 };
+            base + 2.0 * noise(t as u64)
+        };
+        let mut b = Baseline::new(BaselineConfig::default());
+        let weeks = 3 * WEEK_MS / step;
+        for i in 0..weeks {
+            b.observe(i * step, value(i * step), false);
+        }
+        let saturday = 3 * WEEK_MS + 5 * DAY_MS + 12 * 3_600_000;
+        let band = b.band(saturday);
+        assert_eq!(band.state, BandState::Weekly);
+        assert_eq!(band.excess(value(saturday)), 0.0, "{band:?}");
+        // Weekday traffic on a Saturday is not normal.
+        assert!(band.excess(300.0) > 1.0, "{band:?}");
+    }
+
+    #[test]
     fn learns_a_daily_profile() {
         let step = 60_000;
         let value = |t: i64| {
