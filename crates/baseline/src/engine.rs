@@ -58,6 +58,9 @@ pub struct Engine {
     monitors: BTreeMap<String, FeatureMonitor>,
     /// Error-rate baselines per service/endpoint, for error bursts.
     error_rates: BTreeMap<String, Baseline>,
+    /// Recent request rates per service: (window start, end, requests/s),
+    /// for efficiency features (a resource per 1,000 requests).
+    rates: BTreeMap<String, std::collections::VecDeque<(i64, i64, f64)>>,
     pub book: AlertBook,
     alertmanager: Option<Alertmanager>,
     webhooks: Vec<Webhook>,
@@ -81,6 +84,7 @@ impl Engine {
             config,
             monitors: BTreeMap::new(),
             error_rates: BTreeMap::new(),
+            rates: BTreeMap::new(),
             book,
             alertmanager: None,
             webhooks: Vec::new(),
@@ -121,6 +125,41 @@ impl Engine {
         let t = self.book.update(service, feature, labels, &findings, t_ms);
         self.transitions.extend(t);
         findings
+    }
+
+    /// A resource the service uses (CPU cores, heap bytes) in the window
+    /// at `t_ms`, as a feature of its own and, when the service's request
+    /// logs give its request rate for that window, per 1,000 requests: a
+    /// service doing the same work with more CPU is less efficient, even
+    /// when its CPU alone looks normal for the traffic of the hour.
+    pub fn observe_resource(
+        &mut self,
+        service: &str,
+        name: &str,
+        kind: FeatureKind,
+        t_ms: i64,
+        x: f64,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<Finding> {
+        let mut out = self.observe(service, name, kind, t_ms, x, labels);
+        let rps = self.rates.get(service).and_then(|r| {
+            r.iter()
+                .rev()
+                .find(|(start, end, _)| *start <= t_ms && t_ms < *end)
+                .map(|(_, _, rps)| *rps)
+        });
+        if let Some(rps) = rps.filter(|r| *r > 0.0) {
+            let per_1k = x / rps * 1000.0;
+            out.extend(self.observe(
+                service,
+                &format!("{name}_per_1k_requests"),
+                FeatureKind::Level,
+                t_ms,
+                per_1k,
+                labels,
+            ));
+        }
+        out
     }
 
     /// Error counts of a window: a burst detector against the learned
@@ -168,6 +207,13 @@ impl Engine {
         };
         let mut out = Vec::new();
         let t = w.start_ms;
+        if w.is_aggregate() {
+            let r = self.rates.entry(w.service.to_string()).or_default();
+            if r.len() == 720 {
+                r.pop_front();
+            }
+            r.push_back((w.start_ms, w.end_ms, w.rate_per_s));
+        }
         for (name, x, kind) in [
             ("latency_p50_ms", w.p50, FeatureKind::Latency),
             ("latency_p90_ms", w.p90, FeatureKind::Latency),
@@ -325,4 +371,77 @@ pub fn latest_version(dir: &Path) -> Result<Option<(u64, PathBuf)>, BaselineErro
         }
     }
     Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::logs::Event;
+    use crate::window::{windows, WindowConfig};
+
+    /// Requests at `rps` per second over `[from_s, until_s)`.
+    fn traffic(from_s: i64, until_s: i64, rps: i64) -> Vec<Event> {
+        let (svc, ep): (Arc<str>, Arc<str>) = (Arc::from("api"), Arc::from("/x"));
+        (from_s * rps..until_s * rps)
+            .map(|i| Event {
+                ts_ms: i * 1000 / rps,
+                latency_ms: 10.0 + (i % 7) as f64,
+                status: 200,
+                endpoint: Arc::clone(&ep),
+                service: Arc::clone(&svc),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cpu_per_request_is_judged_against_traffic() {
+        let mut e = Engine::new(EngineConfig::default());
+        let none = BTreeMap::new();
+        // 100 req/s on one core for 20 minutes, then traffic and CPU both
+        // double: the service is as efficient as before.
+        let mut events = traffic(0, 1200, 100);
+        events.extend(traffic(1200, 1800, 200));
+        let (ws, _) = windows(&events, WindowConfig::default()).unwrap();
+        let mut findings = Vec::new();
+        for w in ws.iter().filter(|w| w.is_aggregate()) {
+            e.observe_window(w);
+            let cores = if w.start_ms < 1_200_000 { 1.0 } else { 2.0 };
+            findings.extend(e.observe_resource(
+                "api",
+                "cpu_cores",
+                FeatureKind::Level,
+                w.start_ms,
+                cores,
+                &none,
+            ));
+        }
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.feature != "cpu_cores_per_1k_requests"),
+            "{findings:#?}"
+        );
+        // Now twice the CPU for the same traffic.
+        let (ws, _) = windows(&traffic(1800, 2100, 200), WindowConfig::default()).unwrap();
+        let mut worse = Vec::new();
+        for w in ws.iter().filter(|w| w.is_aggregate()) {
+            e.observe_window(w);
+            worse.extend(e.observe_resource(
+                "api",
+                "cpu_cores",
+                FeatureKind::Level,
+                w.start_ms,
+                4.0,
+                &none,
+            ));
+        }
+        assert!(
+            worse
+                .iter()
+                .any(|f| f.feature == "cpu_cores_per_1k_requests"),
+            "{worse:#?}"
+        );
+    }
 }

@@ -19,9 +19,11 @@
 //!   alerts out, baselines saved as versions and reloaded while running.
 //! - [`watch`]: the watch loop and its TOML config: logs and Prometheus
 //!   in, alerts out (`perfpilot baseline watch`, and inside the server).
+//! - [`profiles`]: perfpilot's own profile store as a source (CPU cores
+//!   and function shares per service).
 //! - [`prom`]: Prometheus `query` and `query_range`, retried.
 //! - [`detect`]: streaming anomaly scores for single series (the NAB
-//!   detector) over feature series, each emitting findings.
+//!   detector).
 //! - [`gate`]: the release gate, comparing two runs.
 //! - [`nab`]: the Numenta Anomaly Benchmark corpus, its scorer, and a runner
 //!   for perfpilot's detector.
@@ -36,6 +38,7 @@ pub mod error;
 pub mod gate;
 pub mod logs;
 pub mod nab;
+pub mod profiles;
 pub mod prom;
 pub mod sketch;
 pub mod watch;

@@ -19,6 +19,7 @@ mod error;
 mod grafana;
 mod ingest;
 mod native;
+mod profiles;
 mod ui;
 
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ use perfpilot_store::Store;
 
 pub use alerts::AlertsHandle;
 pub use error::ApiError;
+pub use profiles::StoreProfiles;
 
 /// Whether the web UI was built into this binary (else `/` explains how).
 pub fn ui_embedded() -> bool {
