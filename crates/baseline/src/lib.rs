@@ -17,6 +17,10 @@
 //!   to Alertmanager and webhooks.
 //! - [`engine`]: the streaming engine: windows and metric samples in,
 //!   alerts out, baselines saved as versions and reloaded while running.
+//! - [`quality`]: alert quality against labelled incidents (MTTD, MTTA,
+//!   false positives per day, missed incidents, NAB-style score, F1).
+//! - [`calibrate`]: detector parameters tuned on labelled incidents by
+//!   differential evolution, saved as a baseline version.
 //! - [`watch`]: the watch loop and its TOML config: logs and Prometheus
 //!   in, alerts out (`perfpilot baseline watch`, and inside the server).
 //! - [`profiles`]: perfpilot's own profile store as a source (CPU cores
@@ -30,6 +34,7 @@
 
 pub mod alerts;
 pub mod baseline;
+pub mod calibrate;
 pub mod detect;
 pub mod detectors;
 pub mod drift;
@@ -40,6 +45,7 @@ pub mod logs;
 pub mod nab;
 pub mod profiles;
 pub mod prom;
+pub mod quality;
 pub mod sketch;
 pub mod watch;
 pub mod window;

@@ -41,6 +41,19 @@ pub enum BaselineCommand {
     /// Summarise a request log (counts, errors, latency sketch) into a
     /// small JSON file that `perfpilot gate` accepts in place of the log.
     Summarize(SummarizeArgs),
+    /// Score alerts against labelled incidents, per detector: time to
+    /// detect (MTTD) and to acknowledge (MTTA), false positives per day,
+    /// missed incidents, a NAB-style score and F1. The alerts come from
+    /// replaying the watch config's logs, or from a saved
+    /// `GET /api/v1/alerts`.
+    #[command(after_help = LABELS_HELP)]
+    Score(ScoreArgs),
+    /// Tune detector parameters on labelled incidents (differential
+    /// evolution over replays of the watch config's logs) and save the
+    /// baselines learned with the best as a new version in the config's
+    /// state_dir, which a running watch picks up.
+    #[command(after_help = LABELS_HELP)]
+    Calibrate(CalibrateArgs),
 }
 
 #[derive(Args)]
@@ -195,6 +208,8 @@ pub fn run(args: BaselineArgs) -> exit::Result<()> {
         BaselineCommand::Nab(a) => nab_cmd(a),
         BaselineCommand::Compare(a) => compare_cmd(a),
         BaselineCommand::Summarize(a) => summarize_cmd(a),
+        BaselineCommand::Score(a) => score_cmd(a),
+        BaselineCommand::Calibrate(a) => calibrate_cmd(a),
     }
 }
 
@@ -333,4 +348,261 @@ pub fn start_for_server(
         }
     });
     Ok(perfpilot_server::AlertsHandle(engine))
+}
+
+const LABELS_HELP: &str = "Labels are JSON:
+
+  {\"incidents\": [
+    {\"service\": \"shop\", \"name\": \"slow search\", \"feature\": \"latency\",
+     \"start\": \"2026-11-22T10:08:00Z\", \"end\": \"2026-11-22T10:15:00Z\"}
+  ]}
+
+start and end: RFC 3339 or Unix milliseconds. feature (optional): a substring
+the alert's feature label must contain (\"latency\", \"errors\", \"/search\").
+An alert counts for an incident when raised from --slack before its start to
+--grace after its end. See crates/baseline/src/quality.rs.";
+
+#[derive(Args)]
+pub struct MatchArgs {
+    /// The labelled incidents (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub labels: PathBuf,
+    /// How long before an incident's labelled start an alert still counts
+    /// for it.
+    #[arg(long, default_value = "1m")]
+    pub slack: String,
+    /// How long after its labelled end.
+    #[arg(long, default_value = "1m")]
+    pub grace: String,
+}
+
+impl MatchArgs {
+    fn options(&self) -> exit::Result<perfpilot_baseline::quality::ScoreOptions> {
+        let ms = |s: &str, what: &str| {
+            // parse_duration refuses zero, which is a fine slack.
+            if s.trim()
+                .trim_end_matches(char::is_alphabetic)
+                .parse::<f64>()
+                == Ok(0.0)
+            {
+                return Ok(0);
+            }
+            watch::parse_duration(s, what).map_err(|e| Failure::new(exit::USAGE, e))
+        };
+        Ok(perfpilot_baseline::quality::ScoreOptions {
+            slack_ms: ms(&self.slack, "--slack")?,
+            grace_ms: ms(&self.grace, "--grace")?,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// The watch config (TOML) whose logs are replayed for alerts, and
+    /// whose span (with --alerts) false positives per day are counted over.
+    #[arg(long, value_name = "FILE", required_unless_present = "alerts")]
+    pub config: Option<PathBuf>,
+    /// Score these alerts (saved from GET /api/v1/alerts) instead of a
+    /// replay's.
+    #[arg(long, value_name = "FILE")]
+    pub alerts: Option<PathBuf>,
+    #[command(flatten)]
+    pub matching: MatchArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ObjectiveArg {
+    Nab,
+    F1,
+}
+
+#[derive(Args)]
+pub struct CalibrateArgs {
+    /// The watch config (TOML): its logs are replayed, its [detectors]
+    /// are the starting point, its state_dir receives the result.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub matching: MatchArgs,
+    /// What to maximise: the NAB-style score (standard profile) or F1.
+    #[arg(long, value_enum, default_value = "nab")]
+    pub objective: ObjectiveArg,
+    #[arg(long, default_value_t = 20)]
+    pub generations: u32,
+    /// Parameter sets per generation (at least 4).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(4..))]
+    pub population: u32,
+    /// Seed of the search: the same seed, config and labels give the same
+    /// result.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Replays at once (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Save into this directory instead of the config's state_dir.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Tune and report, but save nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn score_cmd(a: ScoreArgs) -> exit::Result<()> {
+    use perfpilot_baseline::quality::{self, RaisedAlert, Replay};
+
+    let opts = a.matching.options()?;
+    let incidents = quality::load_labels(&a.matching.labels).map_err(bad_input)?;
+    let replay = match &a.config {
+        Some(path) => {
+            let cfg = WatchConfig::load(path).map_err(bad_input)?;
+            eprintln!("perfpilot: replaying the logs of {} ...", path.display());
+            Some((Replay::load(&cfg).map_err(bad_input)?, cfg))
+        }
+        None => None,
+    };
+    let (alerts, span) = match (&a.alerts, &replay) {
+        (Some(path), _) => {
+            let alerts: Vec<RaisedAlert> = quality::load_alerts(path)
+                .map_err(bad_input)?
+                .into_iter()
+                .map(RaisedAlert::saved)
+                .collect();
+            let span = match &replay {
+                Some((r, _)) => r.span,
+                // Without logs, what the alerts and labels cover.
+                None => {
+                    let times = alerts
+                        .iter()
+                        .map(|r| r.at_ms())
+                        .chain(incidents.iter().flat_map(|i| [i.start_ms, i.end_ms]));
+                    let (lo, hi) =
+                        times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+                    if lo > hi {
+                        (0, 0)
+                    } else {
+                        (lo, hi)
+                    }
+                }
+            };
+            (alerts, span)
+        }
+        (None, Some((r, cfg))) => {
+            let run = r.run(&cfg.detectors).map_err(bad_input)?;
+            (run.alerts, r.span)
+        }
+        (None, None) => {
+            return Err(Failure::new(
+                exit::USAGE,
+                anyhow!("give --config (to replay its logs) or --alerts"),
+            ))
+        }
+    };
+    let report = quality::score(&alerts, &incidents, span, &opts);
+    if a.json {
+        let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        println!("{json}");
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+fn calibrate_cmd(a: CalibrateArgs) -> exit::Result<()> {
+    use perfpilot_baseline::calibrate::{self, CalibrateOptions, Objective};
+    use perfpilot_baseline::quality::{self, Replay};
+
+    let score = a.matching.options()?;
+    let cfg = WatchConfig::load(&a.config).map_err(bad_input)?;
+    // Before the search, not after it.
+    let dir = match (&a.state_dir, &cfg.state_dir, a.dry_run) {
+        (Some(d), _, _) | (None, Some(d), _) => Some(d.clone()),
+        (None, None, true) => None,
+        (None, None, false) => {
+            return Err(bad_input(BaselineError::invalid(
+                a.config.display().to_string(),
+                "no state_dir to save the calibrated baselines in: add state_dir = \"DIR\", or pass --state-dir DIR or --dry-run",
+            )))
+        }
+    };
+    let incidents = quality::load_labels(&a.matching.labels).map_err(bad_input)?;
+    let started = std::time::Instant::now();
+    eprintln!("perfpilot: reading the logs of {} ...", a.config.display());
+    let replay = Replay::load(&cfg).map_err(bad_input)?;
+    let opts = CalibrateOptions {
+        objective: match a.objective {
+            ObjectiveArg::Nab => Objective::Nab,
+            ObjectiveArg::F1 => Objective::F1,
+        },
+        population: a.population as usize,
+        generations: a.generations as usize,
+        seed: a.seed,
+        threads: a.threads,
+        score,
+        ..CalibrateOptions::default()
+    };
+    eprintln!(
+        "perfpilot: {} requests, {} incidents; a first population of {} and {} generations",
+        replay.events,
+        incidents.len(),
+        opts.population,
+        opts.generations
+    );
+    let cal = calibrate::calibrate(&replay, &incidents, &cfg.detectors, &opts, &mut |g| {
+        let p = g.best_params;
+        let step = if g.index == 0 {
+            "first population".to_string()
+        } else {
+            format!("generation {}/{}", g.index, g.of)
+        };
+        eprintln!(
+            "perfpilot: {step}: best {} {} (breach {} of {}, cusum k {} h {}, margin {}, quantile {}, alpha {}); {} replays in {:.1} s",
+            opts.objective.name(),
+            opts.objective.format(g.best),
+            p.breach_n,
+            p.breach_n + 2,
+            p.cusum_k,
+            p.cusum_h,
+            p.margin,
+            p.upper_quantile,
+            p.alpha,
+            g.replays,
+            started.elapsed().as_secs_f64()
+        );
+    })
+    .map_err(bad_input)?;
+    print!("{cal}");
+    println!();
+    print!("{}", cal.after_report);
+    println!();
+    match dir {
+        Some(dir) if !a.dry_run => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let saved = calibrate::save(&replay, &cal.tuned, &dir, now).map_err(bad_input)?;
+            println!(
+                "saved version {}: {} (a watch on {} loads it while running)",
+                saved.version,
+                saved.path.display(),
+                dir.display()
+            );
+            if saved.carried > 0 {
+                println!(
+                    "kept {} monitors of version {} that the logs have no data for (Prometheus series, say) as they were",
+                    saved.carried,
+                    saved.version - 1
+                );
+            }
+        }
+        _ => println!("not saved (--dry-run)"),
+    }
+    println!();
+    println!("Features the saved version has not seen get the watch config's [detectors]; to tune them too:");
+    println!();
+    print!("{}", cal.toml());
+    Ok(())
 }
