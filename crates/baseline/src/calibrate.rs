@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Serialize;
 
 use crate::detectors::MonitorConfig;
-use crate::engine::{latest_version, Snapshot};
+use crate::engine::{latest_version, publish, Snapshot};
 use crate::error::BaselineError;
 use crate::quality::{score, Incident, QualityReport, Replay, ScoreOptions};
 
@@ -475,8 +475,9 @@ fn read_snapshot(path: &Path) -> Result<Snapshot, BaselineError> {
 /// A loading engine replaces all its monitors with a version's, so the
 /// previous version's monitors that the replay did not produce are carried
 /// over: a watch that also follows Prometheus keeps those baselines. The
-/// merged snapshot is written aside and renamed into place, so a watch
-/// never loads half of it or the unmerged one.
+/// merged snapshot is published like any version (written aside, linked
+/// in under a number no other writer takes), so a watch never loads half
+/// of it or the unmerged one.
 pub fn save(
     replay: &Replay,
     tuned: &MonitorConfig,
@@ -507,14 +508,11 @@ pub fn save(
             snap.error_rates.entry(k).or_insert(b);
         }
     }
-    let version = previous.map_or(0, |(v, _)| v) + 1;
-    snap.version = version;
-    let path = dir.join(format!("v{version:06}.json"));
-    let tmp = dir.join(format!(".v{version:06}.json.calibrate.tmp"));
-    let json = serde_json::to_vec(&snap)
-        .map_err(|e| BaselineError::invalid(path.display().to_string(), e.to_string()))?;
-    std::fs::write(&tmp, json).map_err(|e| BaselineError::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| BaselineError::io(&path, e))?;
+    let (version, path) = publish(dir, previous.map_or(0, |(v, _)| v), |version| {
+        snap.version = version;
+        serde_json::to_vec(&snap)
+            .map_err(|e| BaselineError::invalid(dir.display().to_string(), e.to_string()))
+    })?;
     Ok(Saved {
         version,
         path,

@@ -283,21 +283,16 @@ impl Engine {
     /// Writes the baselines as the next version in `dir` (atomically:
     /// a reader never sees half a file) and returns its path.
     pub fn save(&mut self, dir: &Path, now_ms: i64) -> Result<PathBuf, BaselineError> {
-        std::fs::create_dir_all(dir).map_err(|e| BaselineError::io(dir, e))?;
-        let version = latest_version(dir)?.map_or(0, |(v, _)| v).max(self.version) + 1;
-        let monitors = self.monitors.clone();
-        let snap = Snapshot {
-            version,
-            saved_at_ms: now_ms,
-            monitors,
-            error_rates: self.error_rates.clone(),
-        };
-        let path = dir.join(format!("v{version:06}.json"));
-        let tmp = dir.join(format!(".v{version:06}.json.tmp"));
-        let json = serde_json::to_vec(&snap)
-            .map_err(|e| BaselineError::invalid(path.display().to_string(), e.to_string()))?;
-        std::fs::write(&tmp, json).map_err(|e| BaselineError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| BaselineError::io(&path, e))?;
+        let (version, path) = publish(dir, self.version, |version| {
+            let snap = Snapshot {
+                version,
+                saved_at_ms: now_ms,
+                monitors: self.monitors.clone(),
+                error_rates: self.error_rates.clone(),
+            };
+            serde_json::to_vec(&snap)
+                .map_err(|e| BaselineError::invalid(dir.display().to_string(), e.to_string()))
+        })?;
         self.version = version;
         Ok(path)
     }
@@ -350,6 +345,38 @@ impl Engine {
     }
 }
 
+/// Writes the next free version `vNNNNNN.json` in `dir` (above `at_least`)
+/// with the bytes `build` makes for that number. Readers never see half a
+/// file (it is written aside, then linked in), and two writers never take
+/// the same number: the link fails when the name exists, and the next
+/// number is tried.
+pub fn publish(
+    dir: &Path,
+    at_least: u64,
+    mut build: impl FnMut(u64) -> Result<Vec<u8>, BaselineError>,
+) -> Result<(u64, PathBuf), BaselineError> {
+    std::fs::create_dir_all(dir).map_err(|e| BaselineError::io(dir, e))?;
+    for _ in 0..100 {
+        let version = latest_version(dir)?.map_or(0, |(v, _)| v).max(at_least) + 1;
+        let path = dir.join(format!("v{version:06}.json"));
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".v{version:06}.{}.{seq}.tmp", std::process::id()));
+        std::fs::write(&tmp, build(version)?).map_err(|e| BaselineError::io(&tmp, e))?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => return Ok((version, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(BaselineError::io(&path, e)),
+        }
+    }
+    Err(BaselineError::invalid(
+        dir.display().to_string(),
+        "could not take a new version number after 100 tries",
+    ))
+}
+
 /// The highest `vNNNNNN.json` in `dir`.
 pub fn latest_version(dir: &Path) -> Result<Option<(u64, PathBuf)>, BaselineError> {
     let entries = match std::fs::read_dir(dir) {
@@ -393,6 +420,33 @@ mod tests {
                 service: Arc::clone(&svc),
             })
             .collect()
+    }
+
+    #[test]
+    fn concurrent_writers_never_share_a_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let taken: Vec<u64> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let d = dir.path();
+                    s.spawn(move || {
+                        publish(d, 0, |v| {
+                            Ok(format!("{{\"v\": {v}, \"w\": {i}}}").into_bytes())
+                        })
+                        .unwrap()
+                        .0
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut sorted = taken.clone();
+        sorted.sort();
+        assert_eq!(sorted, (1..=8).collect::<Vec<u64>>(), "{taken:?}");
+        for v in 1..=8u64 {
+            let text = std::fs::read_to_string(dir.path().join(format!("v{v:06}.json"))).unwrap();
+            assert!(text.starts_with(&format!("{{\"v\": {v},")), "{text}");
+        }
     }
 
     #[test]
