@@ -9,6 +9,7 @@
 //! lateness = "30s"         # how late an event may arrive and still count
 //! state_dir = "/var/lib/perfpilot/baselines"   # saved baseline versions
 //! save_every = "5m"
+//! # tick = "200ms"        # fixed cadence instead of waking on events (see below)
 //!
 //! [[logs]]
 //! path = "/var/log/nginx/access.log"   # "-" for stdin
@@ -29,11 +30,22 @@
 //! resend = "1m"
 //! resolve_after = 3
 //! ```
+//!
+//! The loop sleeps until something can change: events from a log, the
+//! moment the next window can close (its end plus the lateness, on the
+//! clock, for live input), a Prometheus poll, a save, or the once-a-second
+//! housekeeping (resends, retries of failed deliveries, baselines written
+//! by someone else), and at most 200 ms, to see the stop flag. A closed
+//! window's alerts are delivered at once, so an alert leaves within
+//! milliseconds of its window closing. Followed files are polled
+//! adaptively (see [`FollowOptions`]). `tick` restores the earlier design,
+//! in which the loop and the followed files were looked at on a fixed
+//! cadence; it is kept to measure the difference against.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -57,6 +69,10 @@ pub struct WatchConfig {
     pub state_dir: Option<PathBuf>,
     #[serde(default = "d_save")]
     pub save_every: String,
+    /// A fixed cadence for closing windows, delivering and polling
+    /// followed files, instead of waking on events and window closes.
+    #[serde(default)]
+    pub tick: Option<String>,
     #[serde(default)]
     pub logs: Vec<LogSource>,
     #[serde(default)]
@@ -210,6 +226,9 @@ impl WatchConfig {
         check(parse_duration(&cfg.window, "window"));
         check(parse_duration(&cfg.lateness, "lateness"));
         check(parse_duration(&cfg.save_every, "save_every"));
+        if let Some(t) = &cfg.tick {
+            check(parse_duration(t, "tick"));
+        }
         check(parse_duration(&cfg.alerts.resend, "alerts.resend"));
         for (i, l) in cfg.logs.iter().enumerate() {
             if let Some(f) = &l.format {
@@ -287,6 +306,34 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// How long until the clock reads `deadline_ms`.
+fn until_clock(deadline_ms: i64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Duration::from_millis(deadline_ms.max(0) as u64).saturating_sub(now)
+}
+
+/// When the next window of live input can close, on the clock. Windows are
+/// aligned to multiples of their width and the watermark of live input is
+/// the clock minus the lateness, so windows close only as it passes a
+/// multiple. Always later than `now_ms`.
+fn next_close_ms(now_ms: i64, width_ms: i64, lateness_ms: i64) -> i64 {
+    now_ms
+        .saturating_sub(lateness_ms)
+        .div_euclid(width_ms)
+        .saturating_add(1)
+        .saturating_mul(width_ms)
+        .saturating_add(lateness_ms)
+}
+
+/// The longest the loop sleeps without looking at the stop flag, which
+/// callers raise without waking it.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+/// Resends, retries of failed deliveries and picking up baselines saved by
+/// someone else: due on no event, so on a slow cadence.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
 enum Msg {
     Events(Vec<Event>),
     Stats(LineStats),
@@ -320,7 +367,14 @@ fn parse_options(src: &LogSource) -> ParseOptions {
     opts
 }
 
-fn spawn_reader(src: LogSource, stop: Arc<AtomicBool>, tx: mpsc::Sender<Msg>) {
+/// Reads one log on its own thread. `tick`: poll a followed file on that
+/// fixed cadence instead of adaptively.
+fn spawn_reader(
+    src: LogSource,
+    stop: Arc<AtomicBool>,
+    tx: mpsc::Sender<Msg>,
+    tick: Option<Duration>,
+) {
     std::thread::spawn(move || {
         let opts = parse_options(&src);
         let mut reader = match LogReader::open(&src.path) {
@@ -332,26 +386,32 @@ fn spawn_reader(src: LogSource, stop: Arc<AtomicBool>, tx: mpsc::Sender<Msg>) {
             }
         };
         if src.follow {
-            reader = reader.follow(FollowOptions::new(Arc::clone(&stop)));
+            let mut opts = FollowOptions::new(Arc::clone(&stop));
+            if let Some(t) = tick {
+                opts.poll_interval = t;
+                opts.min_poll_interval = t;
+            }
+            reader = reader.follow(opts);
         }
         let mut parser = Parser::new(&opts);
         let mut stats = parser.new_stats();
         let mut buf = Vec::new();
         let mut batch = Vec::with_capacity(1024);
-        let mut last_send = Instant::now();
         loop {
             match reader.next_line(&mut buf) {
                 Ok(Some(no)) => {
                     if let Some(ev) = parser.parse_counted(no, &buf, &mut stats) {
                         batch.push(ev);
                     }
-                    if batch.len() >= 1024 || last_send.elapsed() > Duration::from_millis(200) {
+                    // Handed on before a read that may wait for input, so
+                    // the last lines before a quiet spell are not held back
+                    // until the next one comes.
+                    if batch.len() >= 1024 || !reader.has_buffered_line() {
                         let _ = tx.send(Msg::Events(std::mem::take(&mut batch)));
                         let _ = tx.send(Msg::Stats(std::mem::replace(
                             &mut stats,
                             parser.new_stats(),
                         )));
-                        last_send = Instant::now();
                     }
                 }
                 Ok(None) => break,
@@ -379,6 +439,10 @@ pub fn run(
     let width = parse_duration(&cfg.window, "window")?;
     let lateness = parse_duration(&cfg.lateness, "lateness")?;
     let save_every = Duration::from_millis(parse_duration(&cfg.save_every, "save_every")? as u64);
+    let tick = match &cfg.tick {
+        Some(t) => Some(Duration::from_millis(parse_duration(t, "tick")? as u64)),
+        None => None,
+    };
     let mut windower = Windower::new(WindowConfig {
         width_ms: width,
         lateness_ms: lateness,
@@ -398,10 +462,13 @@ pub fn run(
     let mut readers = 0;
     let live = cfg.logs.iter().any(|l| l.follow) || !cfg.prometheus.is_empty();
     for src in &cfg.logs {
-        spawn_reader(src.clone(), Arc::clone(&stop), tx.clone());
+        spawn_reader(src.clone(), Arc::clone(&stop), tx.clone(), tick);
         readers += 1;
     }
-    drop(tx);
+    // Kept open: once every reader is done, a disconnected channel would
+    // return from `recv_timeout` at once and the loop would spin while
+    // Prometheus keeps it running.
+    let _open = tx;
     let proms: Vec<(Prometheus, &PromFeature)> = cfg
         .prometheus
         .iter()
@@ -411,10 +478,34 @@ pub fn run(
     let mut next_poll = Instant::now();
     let mut last_save = Instant::now();
     let mut last_progress = Instant::now();
+    let mut next_housekeeping = Instant::now();
     let mut windows = Vec::new();
     let none = BTreeMap::new();
     loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
+        let wait = match tick {
+            Some(t) => t,
+            None => {
+                let now = Instant::now();
+                let mut until = next_housekeeping
+                    .min(last_progress + Duration::from_secs(10))
+                    .saturating_duration_since(now)
+                    .min(STOP_CHECK);
+                if live {
+                    until = until.min(until_clock(next_close_ms(now_ms(), width, lateness)));
+                }
+                if !proms.is_empty() {
+                    until = until.min(next_poll.saturating_duration_since(now));
+                }
+                if cfg.state_dir.is_some() {
+                    until = until.min((last_save + save_every).saturating_duration_since(now));
+                }
+                until
+            }
+        };
+        // One message a pass: the windows a batch closes are judged and
+        // their alerts delivered before the next batch is taken, so in a
+        // replayed log an alert that soon resolves is still sent firing.
+        match rx.recv_timeout(wait) {
             Ok(Msg::Events(evs)) => {
                 stats.events += evs.len() as u64;
                 for ev in &evs {
@@ -424,7 +515,7 @@ pub fn run(
             Ok(Msg::Stats(s)) => stats.lines.merge(&s),
             Ok(Msg::Error(e)) => progress(&format!("log: {e}")),
             Ok(Msg::Done) => readers -= 1,
-            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            Err(_) => {}
         }
         let finished = readers == 0 && !live;
         let stopping = stop.load(Ordering::Relaxed);
@@ -433,17 +524,24 @@ pub fn run(
         } else if live {
             windower.advance(now_ms(), &mut windows);
         }
-        let transitions = {
+        stats.dropped_late = windower.dropped_late();
+        let now = Instant::now();
+        // The fixed-cadence design did all of it on every pass.
+        let housekeeping = tick.is_some() || now >= next_housekeeping || finished || stopping;
+        let poll_due = !proms.is_empty() && now >= next_poll;
+        let save_due =
+            cfg.state_dir.is_some() && (last_save.elapsed() >= save_every || finished || stopping);
+        let mut out = Vec::new();
+        if !windows.is_empty() || housekeeping || poll_due || save_due {
             let mut e = engine
                 .lock()
                 .map_err(|_| BaselineError::invalid("engine", "poisoned"))?;
-            let mut out = Vec::new();
             for w in windows.drain(..) {
                 stats.windows += 1;
                 stats.findings += e.observe_window(&w).len() as u64;
             }
-            if !proms.is_empty() && Instant::now() >= next_poll {
-                next_poll = Instant::now() + Duration::from_millis(width as u64);
+            if poll_due {
+                next_poll = now + Duration::from_millis(width as u64);
                 let end = now_ms() - lateness.min(width);
                 for (i, (prom, f)) in proms.iter().enumerate() {
                     if end <= prom_last[i] {
@@ -486,16 +584,19 @@ pub fn run(
                     }
                 }
             }
+            // Right after the windows: this is what an alert waits for.
             e.deliver(now_ms());
             if let Some(dir) = &cfg.state_dir {
-                if let Some(v) = e.reload(dir)? {
-                    out.push(format!(
-                        "baselines: loaded version {v} from {}",
-                        dir.display()
-                    ));
-                    stats.reloaded_version = Some(v);
+                if housekeeping {
+                    if let Some(v) = e.reload(dir)? {
+                        out.push(format!(
+                            "baselines: loaded version {v} from {}",
+                            dir.display()
+                        ));
+                        stats.reloaded_version = Some(v);
+                    }
                 }
-                if last_save.elapsed() >= save_every || finished || stopping {
+                if save_due {
                     let path = e.save(dir, now_ms())?;
                     stats.saved_version = Some(e.version);
                     last_save = Instant::now();
@@ -507,10 +608,11 @@ pub fn run(
             for t in e.drain_transitions() {
                 out.push(e.describe(&t));
             }
-            stats.dropped_late = windower.dropped_late();
-            out
-        };
-        for line in &transitions {
+        }
+        if housekeeping {
+            next_housekeeping = now + HOUSEKEEPING;
+        }
+        for line in &out {
             progress(line);
         }
         if last_progress.elapsed() >= Duration::from_secs(10) {

@@ -14,10 +14,20 @@ use std::time::Duration;
 use crate::BaselineError;
 
 /// How to follow a file.
+///
+/// Polling is adaptive: right after data arrived the file is looked at
+/// again after `min_poll_interval`, and each look that finds nothing
+/// doubles the wait up to `poll_interval`. A busy log's lines are seen
+/// within milliseconds and a quiet one costs a few looks a second. Polling
+/// rather than inotify keeps working on network and overlay filesystems,
+/// which do not report other hosts' writes, and needs no platform code.
 #[derive(Clone, Debug)]
 pub struct FollowOptions {
-    /// How long to wait at the end of the file before looking again.
+    /// The longest wait at the end of the file before looking again.
     pub poll_interval: Duration,
+    /// The first wait after data arrived; set it to `poll_interval` for a
+    /// fixed cadence.
+    pub min_poll_interval: Duration,
     /// Raised to stop following: [`LogReader::next_line`] then returns
     /// what it holds and `None`.
     pub stop: Arc<AtomicBool>,
@@ -27,6 +37,7 @@ impl FollowOptions {
     pub fn new(stop: Arc<AtomicBool>) -> FollowOptions {
         FollowOptions {
             poll_interval: Duration::from_millis(200),
+            min_poll_interval: Duration::from_millis(2),
             stop,
         }
     }
@@ -71,6 +82,8 @@ pub struct LogReader {
     /// its newline.
     pending: Vec<u8>,
     reopens: u64,
+    /// The next wait at the end of a followed file.
+    backoff: Duration,
 }
 
 impl LogReader {
@@ -93,6 +106,7 @@ impl LogReader {
             line_no: 0,
             pending: Vec::new(),
             reopens: 0,
+            backoff: Duration::ZERO,
         })
     }
 
@@ -106,6 +120,7 @@ impl LogReader {
             line_no: 0,
             pending: Vec::new(),
             reopens: 0,
+            backoff: Duration::ZERO,
         }
     }
 
@@ -113,6 +128,7 @@ impl LogReader {
     /// closes it).
     pub fn follow(mut self, opts: FollowOptions) -> LogReader {
         if self.path.is_some() {
+            self.backoff = opts.min_poll_interval;
             self.follow = Some(opts);
         }
         self
@@ -121,6 +137,18 @@ impl LogReader {
     /// The file's path, `None` for stdin.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Whether a whole line is already in memory, so that the next
+    /// [`LogReader::next_line`] returns without reading or waiting. A
+    /// caller batching lines hands its batch on when this is false, rather
+    /// than holding it while the input is quiet.
+    pub fn has_buffered_line(&self) -> bool {
+        let buffered = match &self.input {
+            Input::File(r) => r.buffer(),
+            Input::Stdin(r) => r.buffer(),
+        };
+        memchr::memchr(b'\n', buffered).is_some()
     }
 
     /// How many times a followed file was reopened after rotation or read
@@ -148,6 +176,12 @@ impl LogReader {
             }
             .map_err(|e| self.err(e))?;
             self.pos += n as u64;
+            if n > 0 {
+                // Data came: the next wait at the end starts short again.
+                if let Some(f) = &self.follow {
+                    self.backoff = f.min_poll_interval;
+                }
+            }
             if self.pending.last() == Some(&b'\n') {
                 return Ok(Some(self.take_line(buf)));
             }
@@ -162,9 +196,17 @@ impl LogReader {
             if follow.stop.load(Ordering::Relaxed) {
                 return Ok((!self.pending.is_empty()).then(|| self.take_line(buf)));
             }
-            let interval = follow.poll_interval;
+            let wait = self.backoff.min(follow.poll_interval);
+            let longest = follow.poll_interval;
             match self.change()? {
-                Change::None => std::thread::sleep(interval),
+                Change::None => {
+                    std::thread::sleep(wait);
+                    // Never stuck at zero: a zero minimum still backs off.
+                    self.backoff = wait
+                        .saturating_mul(2)
+                        .max(Duration::from_millis(1))
+                        .min(longest);
+                }
                 Change::Replaced => {
                     // The old file was read to its end just now; what is left
                     // of its last line is final.
