@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{Alert, AlertBook, Alertmanager, Transition, Webhook};
-use crate::baseline::{Baseline, BaselineConfig};
+use crate::baseline::Baseline;
 use crate::detectors::{ErrorBurst, FeatureKind, FeatureMonitor, Finding, MonitorConfig};
 use crate::error::BaselineError;
 use crate::window::FeatureWindow;
@@ -173,10 +173,11 @@ impl Engine {
         requests: u64,
         labels: &BTreeMap<String, String>,
     ) -> Vec<Finding> {
+        let cfg = &self.config.monitor.baseline;
         let base = self
             .error_rates
             .entry(key(service, feature))
-            .or_insert_with(|| Baseline::new(BaselineConfig::default()));
+            .or_insert_with(|| Baseline::new(cfg.clone()));
         let band = base.band(t_ms);
         let expected = band.ready().then_some(band.expected);
         let finding = self

@@ -22,7 +22,15 @@
 //! features = [
 //!   { service = "checkout", name = "heap", query = "go_memstats_heap_inuse_bytes", kind = "memory" },
 //!   { service = "checkout", name = "gc", query = "rate(go_gc_duration_seconds_sum[1m])" },
+//!   { service = "checkout", name = "cpu", query = "rate(process_cpu_seconds_total[1m])", per_1k_requests = true },
 //! ]
+//!
+//! # Inside `perfpilot server`/`up` only: the service's CPU (cores, and
+//! # cores per 1,000 requests when its logs are watched) and the share of
+//! # its CPU in each function listed.
+//! [[profiles]]
+//! service = "checkout"
+//! functions = ["encrypt_data"]
 //!
 //! [alerts]
 //! alertmanager = "http://127.0.0.1:9093"
@@ -55,6 +63,7 @@ use crate::detectors::{FeatureKind, MonitorConfig};
 use crate::engine::{Engine, EngineConfig};
 use crate::error::BaselineError;
 use crate::logs::{Event, FollowOptions, LineStats, LogFormat, LogReader, ParseOptions, Parser};
+use crate::profiles::{self, ProfileFeatures, ProfileSource};
 use crate::prom::Prometheus;
 use crate::window::{WindowConfig, Windower};
 
@@ -77,6 +86,10 @@ pub struct WatchConfig {
     pub logs: Vec<LogSource>,
     #[serde(default)]
     pub prometheus: Vec<PromSource>,
+    /// perfpilot's own profiles (only inside `perfpilot server`/`up`,
+    /// which hold the store).
+    #[serde(default)]
+    pub profiles: Vec<ProfileFeatures>,
     #[serde(default)]
     pub alerts: AlertsConfig,
     /// Detector parameters (what calibration tunes).
@@ -134,6 +147,10 @@ pub struct PromFeature {
     pub query: String,
     #[serde(default)]
     pub kind: Option<String>,
+    /// Also judge the value per 1,000 requests of the service (from its
+    /// request logs): CPU or memory per unit of work.
+    #[serde(default)]
+    pub per_1k_requests: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -257,8 +274,8 @@ impl WatchConfig {
                 }
             }
         }
-        if cfg.logs.is_empty() && cfg.prometheus.is_empty() {
-            problems.push("nothing to watch: add [[logs]] or [[prometheus]]".into());
+        if cfg.logs.is_empty() && cfg.prometheus.is_empty() && cfg.profiles.is_empty() {
+            problems.push("nothing to watch: add [[logs]], [[prometheus]] or [[profiles]]".into());
         }
         if problems.is_empty() {
             Ok(cfg)
@@ -436,6 +453,30 @@ pub fn run(
     stop: Arc<AtomicBool>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<WatchStats, BaselineError> {
+    run_with(cfg, engine, stop, None, progress)
+}
+
+/// [`run`], with the profile store `[[profiles]]` read from (the server
+/// passes its own).
+pub fn run_with(
+    cfg: &WatchConfig,
+    engine: Arc<Mutex<Engine>>,
+    stop: Arc<AtomicBool>,
+    profile_source: Option<&dyn ProfileSource>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<WatchStats, BaselineError> {
+    if !cfg.profiles.is_empty() && profile_source.is_none() {
+        return Err(BaselineError::invalid(
+            "profiles",
+            "[[profiles]] reads perfpilot's profile store: run it inside the server \
+             (perfpilot server --baseline-config FILE, or perfpilot up --baseline-config FILE)",
+        ));
+    }
+    let profile_feats: &[ProfileFeatures] = if profile_source.is_some() {
+        &cfg.profiles
+    } else {
+        &[]
+    };
     let width = parse_duration(&cfg.window, "window")?;
     let lateness = parse_duration(&cfg.lateness, "lateness")?;
     let save_every = Duration::from_millis(parse_duration(&cfg.save_every, "save_every")? as u64);
@@ -460,7 +501,9 @@ pub fn run(
     }
     let (tx, rx) = mpsc::channel();
     let mut readers = 0;
-    let live = cfg.logs.iter().any(|l| l.follow) || !cfg.prometheus.is_empty();
+    let live = cfg.logs.iter().any(|l| l.follow)
+        || !cfg.prometheus.is_empty()
+        || !profile_feats.is_empty();
     for src in &cfg.logs {
         spawn_reader(src.clone(), Arc::clone(&stop), tx.clone(), tick);
         readers += 1;
@@ -475,6 +518,10 @@ pub fn run(
         .flat_map(|p| p.features.iter().map(move |f| (Prometheus::new(&p.url), f)))
         .collect();
     let mut prom_last: Vec<i64> = vec![now_ms() - width; proms.len()];
+    let start_ms = now_ms();
+    let mut profile_last: Vec<i64> =
+        vec![(start_ms - width).div_euclid(width) * width; profile_feats.len()];
+    let polled = !proms.is_empty() || !profile_feats.is_empty();
     let mut next_poll = Instant::now();
     let mut last_save = Instant::now();
     let mut last_progress = Instant::now();
@@ -493,7 +540,7 @@ pub fn run(
                 if live {
                     until = until.min(until_clock(next_close_ms(now_ms(), width, lateness)));
                 }
-                if !proms.is_empty() {
+                if polled {
                     until = until.min(next_poll.saturating_duration_since(now));
                 }
                 if cfg.state_dir.is_some() {
@@ -528,7 +575,7 @@ pub fn run(
         let now = Instant::now();
         // The fixed-cadence design did all of it on every pass.
         let housekeeping = tick.is_some() || now >= next_housekeeping || finished || stopping;
-        let poll_due = !proms.is_empty() && now >= next_poll;
+        let poll_due = polled && now >= next_poll;
         let save_due =
             cfg.state_dir.is_some() && (last_save.elapsed() >= save_every || finished || stopping);
         let mut out = Vec::new();
@@ -569,9 +616,12 @@ pub fn run(
                                     format!("{}{{{}}}", f.name, l.join(","))
                                 };
                                 for (t, x) in s.points {
-                                    stats.findings +=
-                                        e.observe(&f.service, &name, kind, t, x, &none).len()
-                                            as u64;
+                                    let found = if f.per_1k_requests {
+                                        e.observe_resource(&f.service, &name, kind, t, x, &none)
+                                    } else {
+                                        e.observe(&f.service, &name, kind, t, x, &none)
+                                    };
+                                    stats.findings += found.len() as u64;
                                 }
                             }
                             prom_last[i] = end;
@@ -580,6 +630,36 @@ pub fn run(
                             stats.prometheus_errors += 1;
                             stats.last_prometheus_error = Some(err.to_string());
                             out.push(format!("prometheus: {err} (retrying next window)"));
+                        }
+                    }
+                }
+            }
+            if poll_due {
+                if let Some(source) = profile_source {
+                    // Whole windows that the agents' profiles (shipped every
+                    // interval) have had time to reach.
+                    let end = (now_ms() - lateness.max(width)).div_euclid(width) * width;
+                    for (i, f) in profile_feats.iter().enumerate() {
+                        if end <= profile_last[i] {
+                            continue;
+                        }
+                        match profiles::sample(source, f, profile_last[i], end, width) {
+                            Ok(samples) => {
+                                for p in samples {
+                                    let found = if p.feature == "cpu_cores" {
+                                        e.observe_resource(
+                                            &p.service, &p.feature, p.kind, p.t_ms, p.value, &none,
+                                        )
+                                    } else {
+                                        e.observe(
+                                            &p.service, &p.feature, p.kind, p.t_ms, p.value, &none,
+                                        )
+                                    };
+                                    stats.findings += found.len() as u64;
+                                }
+                                profile_last[i] = end;
+                            }
+                            Err(err) => out.push(format!("profiles: {err}")),
                         }
                     }
                 }

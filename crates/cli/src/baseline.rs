@@ -86,12 +86,14 @@ impl LogArgs {
                 "status" => &mut opts.fields.status,
                 "endpoint" => &mut opts.fields.endpoint,
                 "service" => &mut opts.fields.service,
-                other => return Err(Failure::new(
-                    exit::USAGE,
-                    anyhow!(
+                other => {
+                    return Err(Failure::new(
+                        exit::USAGE,
+                        anyhow!(
                         "--field {other:?}: not one of ts, latency_ms, status, endpoint, service"
                     ),
-                )),
+                    ))
+                }
             };
             *slot = field.to_string();
         }
@@ -330,17 +332,20 @@ fn watch_cmd(a: WatchArgs) -> exit::Result<()> {
     Ok(())
 }
 
-/// Starts the watch loop of `config` in the background for a server; the
-/// returned handle is the server's alerts API.
+/// Starts the watch loop of `config` in the background for a server
+/// (with its store as the source of `[[profiles]]`); the returned handle is
+/// the server's alerts API.
 pub fn start_for_server(
     config: &Path,
     stop: Arc<AtomicBool>,
+    store: Arc<dyn perfpilot_store::Store>,
 ) -> exit::Result<perfpilot_server::AlertsHandle> {
     let cfg = WatchConfig::load(config).map_err(bad_input)?;
     let engine = Arc::new(Mutex::new(cfg.engine().map_err(bad_input)?));
     let shared = Arc::clone(&engine);
     std::thread::spawn(move || {
-        let result = watch::run(&cfg, shared, stop, &mut |line| {
+        let source = perfpilot_server::StoreProfiles(store);
+        let result = watch::run_with(&cfg, shared, stop, Some(&source), &mut |line| {
             eprintln!("perfpilot baseline: {line}")
         });
         if let Err(e) = result {

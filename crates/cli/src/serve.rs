@@ -108,7 +108,11 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
     let alerts = match &args.baseline_config {
-        Some(f) => Some(crate::baseline::start_for_server(f, Arc::clone(&stop))?),
+        Some(f) => Some(crate::baseline::start_for_server(
+            f,
+            Arc::clone(&stop),
+            Arc::new(store.clone()),
+        )?),
         None => None,
     };
     rt.block_on(async {
@@ -248,7 +252,11 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
     rt.spawn(shutdown_signal(Arc::clone(&stop)));
     let (agent_done, server_stop) = tokio::sync::oneshot::channel::<()>();
     let alerts = match &args.baseline_config {
-        Some(f) => Some(crate::baseline::start_for_server(f, Arc::clone(&stop))?),
+        Some(f) => Some(crate::baseline::start_for_server(
+            f,
+            Arc::clone(&stop),
+            Arc::new(store.clone()),
+        )?),
         None => None,
     };
     let server = {

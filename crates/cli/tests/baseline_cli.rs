@@ -241,3 +241,90 @@ fn compare_shows_the_divergence_per_endpoint() {
     assert!(text.contains("/api/v1/checkout"), "{text}");
     assert!(text.contains("Jensen-Shannon"), "{text}");
 }
+
+#[test]
+fn a_function_taking_more_of_the_cpu_in_the_profiles_raises_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("watch.toml");
+    std::fs::write(
+        &cfg,
+        "window = \"1s\"\nlateness = \"1s\"\n\n[[profiles]]\nservice = \"checkout\"\nfunctions = [\"encrypt_data\"]\n\n[detectors.baseline]\nwarmup = 8\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = perfpilot()
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--baseline-config")
+        .arg(&cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = Instant::now() + Duration::from_secs(30);
+    while ureq::get(format!("{base}/healthz")).call().is_err() {
+        assert!(Instant::now() < ready, "the server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let share_alerts = || -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(
+            &ureq::get(format!("{base}/api/v1/alerts"))
+                .call()
+                .unwrap()
+                .into_body()
+                .read_to_string()
+                .unwrap(),
+        )
+        .unwrap();
+        v["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a["labels"]["feature"] == "cpu_share:encrypt_data")
+            .collect()
+    };
+    // A profile a second: encrypt_data is 10% of the CPU for 20 s, then
+    // 60%.
+    let started = Instant::now();
+    let mut found = None;
+    for second in 0..40 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let (hot, rest) = if second < 20 { (10, 90) } else { (60, 40) };
+        let body = format!("main;handle;encrypt_data {hot}\nmain;handle;parse {rest}\n");
+        ureq::post(format!(
+            "{base}/ingest?name=checkout.cpu&from={}&until={now}&sampleRate=100&format=folded",
+            now - 1
+        ))
+        .send(body.as_str())
+        .unwrap();
+        let alerts = share_alerts();
+        if second < 20 {
+            assert!(alerts.is_empty(), "an alert before the change: {alerts:#?}");
+        } else if let Some(a) = alerts.first() {
+            found = Some(a.clone());
+            break;
+        }
+        // On the next whole second since the start.
+        let next = Duration::from_secs(second + 1);
+        std::thread::sleep(next.saturating_sub(started.elapsed()));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let a = found.expect("no alert for encrypt_data's share within 20 s of the change");
+    assert_eq!(a["labels"]["service"], "checkout");
+    assert!(
+        a["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("above"),
+        "{a:#?}"
+    );
+}
