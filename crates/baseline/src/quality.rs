@@ -68,7 +68,7 @@ use crate::alerts::{rfc3339, Alert, Transition};
 use crate::detectors::MonitorConfig;
 use crate::engine::Engine;
 use crate::error::BaselineError;
-use crate::logs::{Event, LineStats, LogFormat, LogReader, ParseOptions, Parser};
+use crate::logs::{Event, LineStats, LogReader, ParseOptions, Parser};
 use crate::nab::scorer::scaled_sigmoid;
 use crate::watch::{parse_duration, LogSource, WatchConfig};
 use crate::window::{FeatureWindow, WindowConfig, Windower};
@@ -709,7 +709,7 @@ struct Source {
 
 impl Source {
     fn open(src: &LogSource) -> Result<Source, BaselineError> {
-        let opts = parse_options(src);
+        let opts = crate::watch::parse_options(src);
         let parser = Parser::new(&opts);
         let mut s = Source {
             reader: LogReader::open(&src.path)?,
@@ -732,34 +732,6 @@ impl Source {
         }
         Ok(())
     }
-}
-
-/// The parse options of a `[[logs]]` entry, as the watch loop reads it.
-fn parse_options(src: &LogSource) -> ParseOptions {
-    let mut opts = ParseOptions {
-        format: match src.format.as_deref() {
-            Some("json") => Some(LogFormat::Json),
-            Some("combined") => Some(LogFormat::Combined),
-            _ => None,
-        },
-        ..ParseOptions::default()
-    };
-    if let Some(s) = &src.service {
-        opts.default_service = s.clone();
-    }
-    let f = &mut opts.fields;
-    for (k, v) in &src.fields {
-        let slot = match k.as_str() {
-            "ts" => &mut f.ts,
-            "latency_ms" => &mut f.latency,
-            "status" => &mut f.status,
-            "endpoint" => &mut f.endpoint,
-            "service" => &mut f.service,
-            _ => continue,
-        };
-        *slot = v.clone();
-    }
-    opts
 }
 
 impl Replay {

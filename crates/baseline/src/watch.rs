@@ -358,7 +358,8 @@ enum Msg {
     Done,
 }
 
-fn parse_options(src: &LogSource) -> ParseOptions {
+/// The parse options of a `[[logs]]` entry.
+pub fn parse_options(src: &LogSource) -> ParseOptions {
     let mut opts = ParseOptions {
         format: match src.format.as_deref() {
             Some("json") => Some(LogFormat::Json),

@@ -103,24 +103,29 @@ fn nab_without_a_corpus_says_so() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a NAB corpus"));
 }
 
-#[test]
-fn server_lists_and_acknowledges_alerts() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
+/// `perfpilot server --baseline-config CFG` on a free port, and its URL.
+fn server_with(dir: &std::path::Path, cfg: &std::path::Path) -> (std::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut server = perfpilot()
+    let server = perfpilot()
         .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(dir.path().join("data"))
+        .arg(dir.join("data"))
         .arg("--baseline-config")
-        .arg(&cfg)
+        .arg(cfg)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+#[test]
+fn server_lists_and_acknowledges_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (mut server, base) = server_with(dir.path(), &cfg);
     let deadline = Instant::now() + Duration::from_secs(30);
     let alerts = loop {
         assert!(Instant::now() < deadline, "no alert listed within 30 s");
@@ -251,20 +256,7 @@ fn a_function_taking_more_of_the_cpu_in_the_profiles_raises_an_alert() {
         "window = \"1s\"\nlateness = \"1s\"\n\n[[profiles]]\nservice = \"checkout\"\nfunctions = [\"encrypt_data\"]\n\n[detectors.baseline]\nwarmup = 8\n",
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = perfpilot()
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(dir.path().join("data"))
-        .arg("--baseline-config")
-        .arg(&cfg)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut server, base) = server_with(dir.path(), &cfg);
     let ready = Instant::now() + Duration::from_secs(30);
     while ureq::get(format!("{base}/healthz")).call().is_err() {
         assert!(Instant::now() < ready, "the server did not start");
