@@ -16,6 +16,17 @@ if [ ! -x target/pyvenv/bin/python ] || ! target/pyvenv/bin/python -c 'import py
   target/pyvenv/bin/pip install -q pyroscope-io
 fi
 export PERFPILOT_TEST_PYTHON="$PWD/target/pyvenv/bin/python"
+# The Numenta Anomaly Benchmark corpus the NAB tests score against.
+if [ -z "${PERFPILOT_NAB_DIR:-}" ]; then
+  for d in ../shared/nab /work/shared/nab; do
+    if [ -f "$d/labels/combined_windows.json" ]; then
+      PERFPILOT_NAB_DIR="$(cd "$d" && pwd)"
+      export PERFPILOT_NAB_DIR
+      break
+    fi
+  done
+fi
+echo "test: NAB corpus: ${PERFPILOT_NAB_DIR:-not found (the NAB tests will fail and say where they looked)}" >&2
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

@@ -1,23 +1,12 @@
 //! perfpilot's detector on NAB: it clears the bar, its per-row outputs
 //! round-trip through NAB's results layout, and the runner keeps the rules.
 
-use std::path::PathBuf;
+mod common;
+
+use common::nab_dir;
 
 use perfpilot_baseline::detect::{NabDetector, StreamingDetector};
 use perfpilot_baseline::nab::{self, NabOptions, Profile};
-
-fn nab_dir() -> PathBuf {
-    let dir = match std::env::var_os("PERFPILOT_NAB_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/nab"),
-    };
-    assert!(
-        dir.join("labels/combined_windows.json").is_file(),
-        "NAB corpus not found at {} (set PERFPILOT_NAB_DIR or place it at ../shared/nab next to the repository)",
-        dir.display()
-    );
-    dir
-}
 
 #[test]
 fn perfpilot_clears_the_bar_and_its_results_round_trip() {

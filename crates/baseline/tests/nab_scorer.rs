@@ -1,23 +1,11 @@
 //! The NAB scorer port reproduces NAB's own normalised scores for its
 //! reference detectors from their per-row outputs.
 
-use std::path::PathBuf;
+mod common;
+
+use common::nab_dir;
 
 use perfpilot_baseline::nab::{self, Profile};
-
-/// The corpus sits next to the repository (`../shared/nab`), in CI too.
-fn nab_dir() -> PathBuf {
-    let dir = match std::env::var_os("PERFPILOT_NAB_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/nab"),
-    };
-    assert!(
-        dir.join("labels/combined_windows.json").is_file(),
-        "NAB corpus not found at {} (set PERFPILOT_NAB_DIR or place it at ../shared/nab next to the repository)",
-        dir.display()
-    );
-    dir
-}
 
 // From results/final_results.json.
 const EXPECTED: [(&str, [f64; 3]); 3] = [
