@@ -9,6 +9,7 @@ mod serve;
 mod signals;
 mod summary;
 mod top;
+mod validate;
 
 use std::path::PathBuf;
 
@@ -68,6 +69,9 @@ enum Command {
     /// output or summaries) on p50, p99 and error rate with statistical
     /// tests; exit 1 on a significant regression beyond the threshold.
     Gate(baseline::GateArgs),
+    /// Check autopilot policy files (AutopilotPolicy YAML) and report every
+    /// error as file:line:column; exit 6 if any file is invalid.
+    Validate(validate::ValidateArgs),
 }
 
 #[derive(Args)]
@@ -387,6 +391,7 @@ fn run(cli: Cli) -> exit::Result<()> {
         Command::Query(args) => query::run(args),
         Command::Baseline(args) => baseline::run(args),
         Command::Gate(args) => baseline::gate_cmd(args),
+        Command::Validate(args) => validate::run(args),
     }
 }
 

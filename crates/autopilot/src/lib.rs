@@ -1,0 +1,73 @@
+//! perfpilot's autopilot: policies that turn alerts and profile evidence
+//! into actions. This crate holds what can be checked without running
+//! anything:
+//!
+//! - [`policy`]: AutopilotPolicy files (YAML shaped like a Kubernetes custom
+//!   resource, several documents per file) into validated [`Policy`]
+//!   values, with every error reported at once at its line and column:
+//!   unknown fields with did-you-mean suggestions, missing fields, wrong
+//!   types, bad durations, unknown operation types, exec commands given
+//!   as shell strings, weights, duplicate names, condition errors at
+//!   their column in the file.
+//! - [`condition`]: the condition language of actions: lexer, parser,
+//!   name and type checking against a [`Scope`], three-valued evaluation
+//!   over an [`Env`] that records the values read, and [`ForTracker`] for
+//!   `for 3m`.
+//! - [`diag`]: diagnostics (`line:column: message`) and did-you-mean
+//!   suggestions.
+//! - `yaml` and `duration` (private): typed field reading over positioned
+//!   YAML nodes, with duplicate keys found; durations.
+//!
+//! Nothing here runs an action.
+//!
+//! ```
+//! use perfpilot_autopilot::{parse_policies, Env, Value};
+//!
+//! let report = parse_policies(
+//!     "apiVersion: perfpilot.dev/v1alpha1
+//! kind: AutopilotPolicy
+//! metadata: {name: web}
+//! spec:
+//!   targetRef: {kind: SystemdUnit, name: web.service}
+//!   actions:
+//!     - {name: restart, condition: 'p99 > baseline.p99 * 2 for 3m', operation: {type: restart}}
+//! ",
+//! );
+//! assert!(!report.has_errors(), "{:?}", report.diagnostics);
+//! let condition = &report.policies[0].actions[0].condition;
+//!
+//! struct Now;
+//! impl Env for Now {
+//!     fn value(&self, name: &str) -> Option<Value> {
+//!         match name {
+//!             "p99" => Some(Value::Number(0.9)),
+//!             "baseline.p99" => Some(Value::Number(0.3)),
+//!             _ => None,
+//!         }
+//!     }
+//!     fn alert_firing(&self, _: &str) -> Option<bool> { None }
+//!     fn hotspot(&self, _: &str) -> Option<f64> { None }
+//! }
+//! let evaluation = condition.evaluate(&Now).unwrap();
+//! assert!(evaluation.holds());
+//! assert_eq!(evaluation.readings[0].to_string(), "p99 = 0.9");
+//! // It must hold for 3 minutes before the action is due.
+//! let mut tracker = condition.tracker();
+//! assert!(!tracker.observe(0, evaluation.result).is_held());
+//! assert!(tracker.observe(180_000, evaluation.result).is_held());
+//! ```
+
+pub mod condition;
+pub mod diag;
+mod duration;
+pub mod policy;
+mod yaml;
+
+pub use condition::{
+    Condition, ConditionError, Env, Evaluation, ForState, ForTracker, Reading, Scope, Type, Value,
+};
+pub use diag::{Diagnostic, Severity};
+pub use policy::{
+    load_file, parse_policies, Action, Approval, Guard, Loaded, Operation, Policy, PolicyError,
+    Report, RollbackIf, Signal, SignalSource, TargetKind, TargetRef,
+};

@@ -1,0 +1,368 @@
+//! AutopilotPolicy: the validated form of a policy file.
+//!
+//! ```yaml
+//! apiVersion: perfpilot.dev/v1alpha1
+//! kind: AutopilotPolicy
+//! metadata: {name: checkout-latency}
+//! spec:
+//!   targetRef: {kind: Service, name: checkout}
+//!   signals:
+//!     - {name: hot, type: hotspot, function: encrypt_data, weight: 0.7}
+//!   actions:
+//!     - name: restart
+//!       condition: 'alert("CheckoutHighLatency").firing and p99 > baseline.p99 * 1.3 for 3m'
+//!       operation: {type: exec, command: [/usr/bin/systemctl, restart, checkout]}
+//!       cooldown: 10m
+//!       maxPerHour: 3
+//!       approval: auto
+//!   guard: {impactWindow: 5m, rollbackIf: worse}
+//! ```
+//!
+//! [`parse_policies`] reads every document of a file and reports every
+//! error with its line and column; [`load_file`] does the same for a path.
+
+mod operation;
+mod parse;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::condition::{Condition, Type};
+use crate::diag::Diagnostic;
+
+pub use parse::parse_policies;
+
+pub const API_VERSION: &str = "perfpilot.dev/v1alpha1";
+pub const KIND: &str = "AutopilotPolicy";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub target: TargetRef,
+    pub signals: Vec<Signal>,
+    pub actions: Vec<Action>,
+    pub guard: Guard,
+    /// Line of the document's first node in its file.
+    pub line: usize,
+}
+
+impl Policy {
+    pub fn signal(&self, name: &str) -> Option<&Signal> {
+        self.signals.iter().find(|s| s.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetRef {
+    pub kind: TargetKind,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A service as the baseline engine and the profiles name it.
+    Service,
+    Process,
+    SystemdUnit,
+    /// A Kubernetes Deployment.
+    Deployment,
+}
+
+impl TargetKind {
+    pub const NAMES: [&'static str; 4] = ["Service", "Process", "SystemdUnit", "Deployment"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Service => "Service",
+            TargetKind::Process => "Process",
+            TargetKind::SystemdUnit => "SystemdUnit",
+            TargetKind::Deployment => "Deployment",
+        }
+    }
+}
+
+/// A named input of the policy's conditions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    /// An identifier, usable in conditions.
+    pub name: String,
+    pub source: SignalSource,
+    /// Its part in the policy's evidence, 0 to 1.
+    pub weight: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalSource {
+    /// The function's share of CPU in the target's profile.
+    Hotspot { function: String },
+    /// A PromQL query's value.
+    Prometheus { query: String },
+    /// A baseline engine feature (`latency_p99_ms`, `errors`, ...).
+    Baseline { feature: String },
+    /// Whether the named alert fires for the target.
+    Alert { alert_name: String },
+}
+
+impl SignalSource {
+    pub const TYPES: [&'static str; 4] = ["hotspot", "prometheus", "baseline", "alert"];
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SignalSource::Hotspot { .. } => "hotspot",
+            SignalSource::Prometheus { .. } => "prometheus",
+            SignalSource::Baseline { .. } => "baseline",
+            SignalSource::Alert { .. } => "alert",
+        }
+    }
+
+    /// What the signal's name evaluates to in a condition.
+    pub fn value_type(&self) -> Type {
+        match self {
+            SignalSource::Alert { .. } => Type::Bool,
+            _ => Type::Number,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    pub name: String,
+    pub condition: Condition,
+    pub operation: Operation,
+    /// What undoes the operation when the guard finds it made things worse.
+    pub rollback: Option<Operation>,
+    /// Least time between two runs (default 10m).
+    pub cooldown: Duration,
+    /// Most runs in any hour (default 3).
+    pub max_per_hour: u32,
+    pub approval: Approval,
+    /// Record what would run, run nothing.
+    pub dry_run: bool,
+}
+
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(600);
+pub const DEFAULT_MAX_PER_HOUR: u32 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    Auto,
+    /// The default: a person approves each run.
+    Manual,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guard {
+    /// How long after an action its impact is judged (default 5m).
+    pub impact_window: Duration,
+    pub rollback_if: RollbackIf,
+    /// The signal or metric judged; by default the ones the condition read.
+    pub signal: Option<String>,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard {
+            impact_window: Duration::from_secs(300),
+            rollback_if: RollbackIf::Worse,
+            signal: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackIf {
+    Worse,
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    Webhook(Webhook),
+    Exec(Exec),
+    Restart(Restart),
+    Degrade(Degrade),
+    RateLimit(RateLimit),
+    Scale(Scale),
+}
+
+impl Operation {
+    pub const TYPES: [&'static str; 6] = [
+        "webhook",
+        "exec",
+        "restart",
+        "degrade",
+        "rate-limit",
+        "scale",
+    ];
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Operation::Webhook(_) => "webhook",
+            Operation::Exec(_) => "exec",
+            Operation::Restart(_) => "restart",
+            Operation::Degrade(_) => "degrade",
+            Operation::RateLimit(_) => "rate-limit",
+            Operation::Scale(_) => "scale",
+        }
+    }
+}
+
+/// An HTTP request with a JSON body (templated when it runs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    /// http:// or https://.
+    pub url: String,
+    /// GET, POST (default), PUT, PATCH or DELETE.
+    pub method: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<serde_json::Value>,
+    /// Per attempt (default 10s).
+    pub timeout: Duration,
+    /// Attempts after the first (default 3).
+    pub retries: u32,
+}
+
+/// A program run directly, never through a shell: alert labels reach it
+/// only as environment variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exec {
+    /// argv: the program, then its arguments.
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Default 60s.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restart {
+    pub what: RestartTarget,
+    /// For processes: the signal sent (TERM, HUP, ...; default TERM).
+    pub signal: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestartTarget {
+    Unit(String),
+    Pid(u32),
+    ProcessName(String),
+}
+
+/// Turns a feature flag through an HTTP call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Degrade {
+    pub url: String,
+    pub flag: String,
+    /// The flag's new value (default true).
+    pub value: serde_json::Value,
+    pub timeout: Duration,
+}
+
+/// Traffic shaping with tc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    pub on: RateLimitTarget,
+    /// In tc's syntax: `10mbit`, `500kbit`, `1gbit`, `100kbps`.
+    pub rate: String,
+    /// In tc's syntax: `32kb`.
+    pub burst: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitTarget {
+    Interface(String),
+    /// A cgroup path, as under /sys/fs/cgroup.
+    Cgroup(String),
+}
+
+/// Scales a Kubernetes Deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scale {
+    pub deployment: String,
+    pub namespace: Option<String>,
+    pub change: ScaleChange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleChange {
+    /// To this many replicas.
+    To(u32),
+    /// By this many replicas, up or down.
+    By(i32),
+}
+
+/// What [`parse_policies`] found: the policies of the documents without
+/// errors, and every diagnostic in order of position.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub policies: Vec<Policy>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| !d.is_error())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {} error(s), the first: {}", path.display(), .diagnostics.iter().filter(|d| d.is_error()).count(), first_error(.diagnostics))]
+    Invalid {
+        path: PathBuf,
+        /// Errors and warnings, in order of position.
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+fn first_error(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .find(|d| d.is_error())
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+/// A valid file's policies, with its warnings.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub policies: Vec<Policy>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads and validates a policy file: all its policies, or every error.
+pub fn load_file(path: &Path) -> Result<Loaded, PolicyError> {
+    let source = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let report = parse_policies(&source);
+    if report.has_errors() {
+        return Err(PolicyError::Invalid {
+            path: path.to_path_buf(),
+            diagnostics: report.diagnostics,
+        });
+    }
+    Ok(Loaded {
+        policies: report.policies,
+        warnings: report.diagnostics,
+    })
+}
+
+#[cfg(test)]
+mod tests;

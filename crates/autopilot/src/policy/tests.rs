@@ -1,0 +1,352 @@
+use std::time::Duration;
+
+use super::*;
+use crate::diag::Severity;
+
+const CHECKOUT: &str = include_str!("../../examples/policies/checkout-latency.yaml");
+const SEARCH: &str = include_str!("../../examples/policies/search-degrade.yaml");
+
+/// `line:column: message` of every diagnostic.
+fn diags(src: &str) -> Vec<String> {
+    parse_policies(src)
+        .diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+const HEAD: &str =
+    "apiVersion: perfpilot.dev/v1alpha1\nkind: AutopilotPolicy\nmetadata: {name: p}\n";
+
+#[test]
+fn the_examples_are_valid() {
+    let r = parse_policies(CHECKOUT);
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+    assert_eq!(r.policies.len(), 2);
+    let p = &r.policies[0];
+    assert_eq!(p.name, "checkout-latency");
+    assert_eq!(p.labels.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(
+        p.target,
+        TargetRef {
+            kind: TargetKind::SystemdUnit,
+            name: "checkout.service".into()
+        }
+    );
+    assert_eq!(p.signals.len(), 2);
+    assert_eq!(p.signal("hot").and_then(|s| s.weight), Some(0.7));
+    let restart = &p.actions[0];
+    assert_eq!(restart.condition.hold_for(), Some(Duration::from_secs(180)));
+    assert_eq!(
+        restart.operation,
+        Operation::Exec(Exec {
+            command: vec![
+                "/usr/bin/systemctl".into(),
+                "restart".into(),
+                "checkout.service".into()
+            ],
+            env: Default::default(),
+            timeout: Duration::from_secs(30),
+        })
+    );
+    assert_eq!(restart.cooldown, Duration::from_secs(600));
+    assert_eq!(restart.approval, Approval::Auto);
+    let Operation::Webhook(hook) = &p.actions[1].operation else {
+        panic!("{:?}", p.actions[1].operation);
+    };
+    assert_eq!(hook.method, "POST");
+    assert_eq!(hook.retries, 3);
+    assert!(hook.body.as_ref().is_some_and(|b| b["text"].is_string()));
+    assert_eq!(p.guard.signal.as_deref(), Some("p99"));
+
+    let worker = &r.policies[1];
+    assert_eq!(worker.line, 48);
+    assert_eq!(
+        worker.actions[0].operation,
+        Operation::Restart(Restart {
+            what: RestartTarget::ProcessName("checkout-worker".into()),
+            signal: Some("HUP".into())
+        })
+    );
+    assert_eq!(worker.actions[0].approval, Approval::Manual);
+    assert_eq!(worker.guard.rollback_if, RollbackIf::Never);
+
+    let r = parse_policies(SEARCH);
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+    let p = &r.policies[0];
+    assert_eq!(
+        p.actions[2].operation,
+        Operation::Scale(Scale {
+            deployment: "search".into(),
+            namespace: Some("shop".into()),
+            change: ScaleChange::By(2)
+        })
+    );
+    assert!(p.actions[2].dry_run);
+}
+
+#[test]
+fn defaults() {
+    let src = format!(
+        "{HEAD}spec:\n  targetRef: {{kind: SystemdUnit, name: web.service}}\n  actions:\n    - {{name: r, condition: p99 > 1s, operation: {{type: restart}}}}\n"
+    );
+    let r = parse_policies(&src);
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+    let a = &r.policies[0].actions[0];
+    assert_eq!(a.cooldown, DEFAULT_COOLDOWN);
+    assert_eq!(a.max_per_hour, DEFAULT_MAX_PER_HOUR);
+    assert_eq!(a.approval, Approval::Manual);
+    assert!(!a.dry_run);
+    assert_eq!(
+        a.operation,
+        Operation::Restart(Restart {
+            what: RestartTarget::Unit("web.service".into()),
+            signal: None
+        })
+    );
+    assert_eq!(r.policies[0].guard, Guard::default());
+}
+
+#[test]
+fn every_error_at_its_position() {
+    let src = "\
+apiVersion: perfpilot.dev/v1alpha1
+kind: AutopilotPolicy
+metadata: {name: p, lables: {}}
+spec:
+  targetRef: {kind: Pod, name: web}
+  signals:
+    - {name: hot, type: hotspot, function: f, weight: 2}
+  actions:
+    - name: a
+      condition: 'hot > 30% and alert(\"X\").firng'
+      operation: {type: exec, command: 'systemctl restart web'}
+      cooldown: 5
+      maxPerHour: 0
+    - name: a
+      condition: p99 >
+      operation: {type: scale, replicas: 2, deployment: web}
+      dryRun: yes
+";
+    assert_eq!(
+        diags(src),
+        vec![
+            "3:21: metadata: unknown field `lables`; did you mean `labels`?",
+            "5:21: spec.targetRef.kind: unknown value `Pod` (known: Service, Process, SystemdUnit, Deployment)",
+            "7:55: spec.signals[0].weight: 2 is outside 0 to 1",
+            "10:44: spec.actions[0].condition: `alert(\"X\")` has no field `firng`; known: firing",
+            "11:40: spec.actions[0].operation.command: exec takes an argv list, never a shell string: write [\"systemctl\", \"restart\", \"web\"]",
+            "12:17: spec.actions[0].cooldown: 5 needs a unit, like 5s or 5m",
+            "13:19: spec.actions[0].maxPerHour: 0 would never let the action run; use at least 1 (or dryRun: true)",
+            "14:13: spec.actions[1].name: action `a` is already defined at line 9",
+            "15:23: spec.actions[1].condition: expected a value after `>`, found the end of the condition",
+            "16:7: warning: spec.actions[1]: a scale has no rollback, so the guard cannot undo it if it makes things worse",
+            "17:15: spec.actions[1].dryRun: must be true or false, found a string",
+        ]
+    );
+    assert!(parse_policies(src).policies.is_empty());
+}
+
+#[test]
+fn missing_fields_and_wrong_types() {
+    let src = "apiVersion: v1\nkind: Policy\nspec:\n  targetRef: web\n  actions: {}\n";
+    assert_eq!(
+        diags(src),
+        vec![
+            "1:1: policy: missing required field `metadata`",
+            "1:13: apiVersion: `v1` is not supported; use perfpilot.dev/v1alpha1",
+            "2:7: kind: `Policy` is not AutopilotPolicy",
+            "4:14: spec.targetRef: must be a mapping, found a string",
+            "5:12: spec.actions: must be a list, found a mapping",
+        ]
+    );
+}
+
+#[test]
+fn operations_are_checked_by_type() {
+    let src = format!(
+        "{HEAD}spec:
+  targetRef: {{kind: Service, name: web}}
+  actions:
+    - {{name: a, condition: p99 > 1, operation: {{type: restrat}}}}
+    - {{name: b, condition: p99 > 1, operation: {{type: webhook, url: 'ftp://x', retries: -1}}}}
+    - {{name: c, condition: p99 > 1, operation: {{type: restart}}}}
+    - {{name: d, condition: p99 > 1, operation: {{type: rate-limit, interface: eth0, rate: fast}}}}
+    - {{name: e, condition: p99 > 1, operation: {{type: exec, command: [kill, 9], url: x}}}}
+    - {{name: f, condition: p99 > 1, operation: {{type: restart, unit: a.service, signal: HUP}}}}
+"
+    );
+    let d = diags(&src);
+    let expect = [
+        "7:55: spec.actions[0].operation.type: unknown operation type `restrat`; did you mean `restart`?",
+        "8:69: spec.actions[1].operation.url: `ftp://x` is not an http:// or https:// URL",
+        "8:89: spec.actions[1].operation.retries: -1 is not between 0 and 10",
+        "9:48: spec.actions[2].operation: a Service target cannot be restarted as such",
+        "10:90: spec.actions[3].operation.rate: `fast` is not a tc rate",
+        "11:77: spec.actions[4].operation.command[1]: must be a string, found an integer (quote it)",
+        "11:81: spec.actions[4].operation: unknown field `url`",
+        "12:89: spec.actions[5].operation.signal: systemd restarts units",
+    ];
+    assert_eq!(d.len(), expect.len(), "{d:#?}");
+    for (got, want) in d.iter().zip(expect) {
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_keys_are_all_reported_and_parsing_goes_on() {
+    let src = format!(
+        "{HEAD}spec:
+  targetRef: {{kind: Service, name: web}}
+  actions:
+    - name: a
+      condition: p99 > 1
+      operation: {{type: webhook, url: 'http://x', url: 'http://y'}}
+      cooldown: 1m
+      cooldown: 2m
+    - name: b
+      condition: nope > 1
+      operation: {{type: webhook, url: 'http://x'}}
+"
+    );
+    assert_eq!(
+        diags(&src),
+        vec![
+            "9:51: duplicate key `url` (first at line 9)",
+            "11:7: duplicate key `cooldown` (first at line 10)",
+            "13:18: spec.actions[1].condition: unknown signal `nope`; known: error_rate, p50, p90, p99, p999, rps",
+        ]
+    );
+    // A duplicate key alone makes its document invalid, and only that one.
+    let dup = format!(
+        "{HEAD}spec:\n  targetRef: {{kind: Process, name: w}}\n  actions: [{{name: a, condition: p99 > 1, operation: {{type: restart}}}}]\n"
+    );
+    let other = dup.replace("name: p}", "name: q}");
+    let r = parse_policies(&format!(
+        "{dup}---\n{}",
+        other.replace("name: w}", "name: w, name: v}")
+    ));
+    assert_eq!(r.errors().count(), 1);
+    assert_eq!(r.errors().next().unwrap().line, 12);
+    assert_eq!(r.policies.len(), 1);
+    assert_eq!(r.policies[0].name, "p");
+}
+
+#[test]
+fn condition_columns_map_through_quotes_and_escapes() {
+    let spec = |cond: &str| {
+        format!(
+            "{HEAD}spec:\n  targetRef: {{kind: Service, name: web}}\n  actions:\n    - name: a\n      condition: {cond}\n      operation: {{type: webhook, url: 'http://x'}}\n"
+        )
+    };
+    let first = |src: String| parse_policies(&src).diagnostics[0].to_string();
+    // The condition value starts at column 18 of line 8.
+    assert!(first(spec("p99 > nope")).starts_with("8:24: "));
+    assert!(first(spec("'p99 > nope'")).starts_with("8:25: "));
+    assert!(first(spec("\"alert(\\\"X\\\").firing and nope\"")).starts_with("8:43: "));
+    assert!(first(spec("'alert(''X'').firing and nope'")).starts_with("8:43: "));
+    // Folded over lines: the scalar's position, and the column in the condition.
+    let d = first(spec(">\n        p99 > 1 and\n        nope > 1"));
+    assert!(
+        d.starts_with("9:9: ") && d.ends_with("(column 13 of the condition)"),
+        "{d}"
+    );
+}
+
+#[test]
+fn warnings_do_not_invalidate() {
+    let src = format!(
+        "{HEAD}spec:
+  targetRef: {{kind: Deployment, name: web}}
+  signals:
+    - {{name: a, type: prometheus, query: up, weight: 0.5}}
+    - {{name: b, type: alert, alertName: B, weight: 0.2}}
+  actions:
+    - {{name: s, condition: 'b and a < 1', operation: {{type: scale, replicas: 3}}}}
+    - {{name: x, condition: 'b', operation: {{type: exec, command: ['/bin/echo hi']}}}}
+"
+    );
+    let r = parse_policies(&src);
+    assert!(!r.has_errors());
+    assert_eq!(r.policies.len(), 1);
+    let w: Vec<String> = r.warnings().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 3, "{w:#?}");
+    assert!(w[0].starts_with("7:5: warning: spec.signals: weights sum to 0.70"));
+    assert!(w[1].contains("a scale has no rollback"));
+    assert!(w[2].contains("has spaces"));
+    assert!(r
+        .diagnostics
+        .iter()
+        .all(|d| d.severity == Severity::Warning));
+}
+
+#[test]
+fn syntax_errors_and_empty_files() {
+    assert_eq!(
+        diags("a: [1,\n"),
+        vec!["2:1: YAML syntax: while parsing a node, did not find expected node content"]
+    );
+    assert_eq!(diags(""), vec!["1:1: no AutopilotPolicy in this file"]);
+    assert_eq!(
+        diags("---\n---\n"),
+        vec!["1:1: no AutopilotPolicy in this file"]
+    );
+}
+
+#[test]
+fn guard_and_signal_names() {
+    let src = format!(
+        "{HEAD}spec:
+  targetRef: {{kind: Service, name: web}}
+  signals:
+    - {{name: rps, type: prometheus, query: up}}
+    - {{name: up, type: alert, alertName: Up}}
+    - {{name: up, type: prometheus, query: up}}
+    - {{name: '2x', type: prometheus, query: up}}
+    - {{name: lat, type: latency}}
+  actions:
+    - {{name: a, condition: up and lat > 1, operation: {{type: webhook, url: 'http://x'}}}}
+  guard: {{impactWindow: 0s, rollbackIf: better, signal: up}}
+"
+    );
+    let d = diags(&src);
+    let expect = [
+        "7:14: spec.signals[0].name: `rps` is a built-in metric",
+        "9:14: spec.signals[2].name: `up` is defined twice",
+        "10:14: spec.signals[3].name: `2x` must be letters",
+        "11:25: spec.signals[4].type: unknown value `latency`",
+        "14:25: spec.guard.impactWindow: must be longer than 0s",
+        "14:41: spec.guard.rollbackIf: unknown value `better`",
+        "14:57: spec.guard.signal: `up` is true or false",
+    ];
+    assert_eq!(d.len(), expect.len(), "{d:#?}");
+    for (got, want) in d.iter().zip(expect) {
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
+    }
+}
+
+#[test]
+fn load_file_reports_io_and_invalid() {
+    let dir = std::env::temp_dir().join(format!("perfpilot-autopilot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "kind: AutopilotPolicy\n").unwrap();
+    match load_file(&bad) {
+        Err(PolicyError::Invalid { diagnostics, .. }) => assert!(!diagnostics.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        load_file(&dir.join("missing.yaml")),
+        Err(PolicyError::Io { .. })
+    ));
+    let good = dir.join("good.yaml");
+    std::fs::write(&good, CHECKOUT).unwrap();
+    assert_eq!(load_file(&good).unwrap().policies.len(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
