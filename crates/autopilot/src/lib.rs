@@ -1,6 +1,5 @@
 //! perfpilot's autopilot: policies that turn alerts and profile evidence
-//! into actions. This crate holds what can be checked without running
-//! anything:
+//! into actions, checked before anything runs and run under safety rules:
 //!
 //! - [`policy`]: AutopilotPolicy files (YAML shaped like a Kubernetes custom
 //!   resource, several documents per file) into validated [`Policy`]
@@ -17,8 +16,13 @@
 //!   suggestions.
 //! - `yaml` and `duration` (private): typed field reading over positioned
 //!   YAML nodes, with duplicate keys found; durations.
-//!
-//! Nothing here runs an action.
+//! - [`ops`]: running an operation for real (exec without a shell, alert
+//!   labels only as environment variables; webhook with a templated JSON
+//!   body; restart; degrade), each run an [`ops::Outcome`].
+//! - [`executor`]: deciding when actions run: conditions held for their
+//!   duration, dry-run or enforce, cooldowns, hourly caps, one action in
+//!   flight per target, pause, manual approval, retries and the impact
+//!   check with rollback.
 //!
 //! ```
 //! use perfpilot_autopilot::{parse_policies, Env, Value};
@@ -60,6 +64,8 @@
 pub mod condition;
 pub mod diag;
 mod duration;
+pub mod executor;
+pub mod ops;
 pub mod policy;
 mod yaml;
 

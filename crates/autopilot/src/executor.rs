@@ -1,0 +1,541 @@
+//! The decision engine: when an action's condition has held long enough,
+//! whether it may run (mode, pause, cooldown, hourly cap, one action in
+//! flight per target, approval), running it with bounded retries, and the
+//! impact check that rolls it back when things got worse.
+//!
+//! It reads nothing itself: values come through [`TargetEnvs`] and time
+//! through `now_ms`, so the server decides where both come from.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use crate::condition::{Env, ForTracker, Reading};
+use crate::ops::{Ops, Outcome, Trigger};
+use crate::policy::{Approval, Operation, Policy, RollbackIf, TargetRef};
+
+/// Whether actions run. Dry-run is the default: decisions are recorded
+/// and nothing runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    DryRun,
+    Enforce,
+}
+
+/// Where a decision stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Recorded only: dry-run (globally or for the action).
+    DryRun,
+    /// Due to run now.
+    Ready,
+    /// Waiting in the approval queue.
+    PendingApproval,
+    Approved {
+        by: String,
+    },
+    Rejected {
+        by: String,
+    },
+}
+
+/// One decision to act, with the evidence behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub id: u64,
+    pub at_ms: i64,
+    pub policy: String,
+    /// Starts at 1; bumped each time the policy is replaced by a different one.
+    pub policy_version: u32,
+    pub action: String,
+    pub target: TargetRef,
+    /// The condition's text and every value it read.
+    pub condition: String,
+    pub readings: Vec<Reading>,
+    pub operation: Operation,
+    pub rollback: Option<Operation>,
+    pub mode: Mode,
+    pub approval: Approval,
+    pub trigger: Trigger,
+    pub status: Status,
+}
+
+/// Values for each target's conditions, and what triggered them.
+pub trait TargetEnvs {
+    /// `None`: nothing is known about this target; its conditions are not
+    /// evaluated.
+    fn env(&self, target: &TargetRef) -> Option<&dyn Env>;
+    /// The alert and labels an action on this target would be run for.
+    fn trigger(&self, target: &TargetRef) -> Trigger {
+        Trigger {
+            alert: None,
+            target: target.name.clone(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// Envs by target name.
+impl<E: Env> TargetEnvs for BTreeMap<String, E> {
+    fn env(&self, target: &TargetRef) -> Option<&dyn Env> {
+        self.get(&target.name).map(|e| e as &dyn Env)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    #[error("no pending decision {0}")]
+    NoSuchDecision(u64),
+    #[error("actions are paused")]
+    Paused,
+    #[error("target {0} already has an action in flight")]
+    TargetBusy(String),
+    #[error("decision {id} cannot run: it is {status:?}")]
+    NotRunnable { id: u64, status: Status },
+}
+
+/// Bounded retries for a failing action. Webhooks retry inside the
+/// operation (their `retries` field) and are not retried again here.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// Attempts in all, at least 1.
+    pub attempts: u32,
+    /// The first wait; doubled after each failure.
+    pub backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 3,
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What running a decision did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    pub decision: u64,
+    /// False for dry-run decisions.
+    pub ran: bool,
+    /// Every attempt, in order; the last one decides.
+    pub attempts: Vec<Outcome>,
+}
+
+impl RunReport {
+    pub fn ok(&self) -> bool {
+        self.attempts.last().is_some_and(|o| o.ok)
+    }
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.attempts.last()
+    }
+}
+
+/// How the judged signal moved after an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Better,
+    Same,
+    Worse,
+}
+
+/// Changes within this share of the pre-action value are noise.
+pub const IMPACT_TOLERANCE: f64 = 0.05;
+
+/// Compares a signal before and after an action. Signals judged are ones
+/// where higher is worse (latency, errors, CPU share). Missing or
+/// non-finite values give `Same`: no evidence is no reason to roll back.
+pub fn verdict(before: f64, after: f64) -> Verdict {
+    if !before.is_finite() || !after.is_finite() {
+        return Verdict::Same;
+    }
+    let margin = before.abs() * IMPACT_TOLERANCE;
+    if after > before + margin {
+        Verdict::Worse
+    } else if after < before - margin {
+        Verdict::Better
+    } else {
+        Verdict::Same
+    }
+}
+
+/// The impact check's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Impact {
+    pub verdict: Verdict,
+    /// The rollback's run, when one ran.
+    pub rollback: Option<RunReport>,
+}
+
+#[derive(Debug, Clone)]
+struct ActionState {
+    tracker: ForTracker,
+    last_ms: Option<i64>,
+    /// Times of decisions in the last hour, oldest first.
+    recent: VecDeque<i64>,
+    pending: Option<u64>,
+}
+
+struct PolicyState {
+    policy: Policy,
+    version: u32,
+    actions: Vec<ActionState>,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Holds the policies and all the state the safety rules need.
+pub struct Executor {
+    mode: Mode,
+    paused: bool,
+    policies: Vec<PolicyState>,
+    pending: BTreeMap<u64, Decision>,
+    in_flight: BTreeSet<String>,
+    next_id: u64,
+    ops: Ops,
+    retry: Retry,
+}
+
+fn target_key(t: &TargetRef) -> String {
+    format!("{}/{}", t.kind.as_str(), t.name)
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Executor {
+    /// In dry-run mode, with default operations and retries.
+    pub fn new(policies: Vec<Policy>) -> Self {
+        let mut e = Executor {
+            mode: Mode::DryRun,
+            paused: false,
+            policies: Vec::new(),
+            pending: BTreeMap::new(),
+            in_flight: BTreeSet::new(),
+            next_id: 1,
+            ops: Ops::default(),
+            retry: Retry::default(),
+        };
+        for p in policies {
+            e.upsert_policy(p);
+        }
+        e
+    }
+
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+    pub fn with_ops(mut self, ops: Ops) -> Self {
+        self.ops = ops;
+        self
+    }
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+    }
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+    /// Paused, nothing is decided or approved; conditions are still
+    /// followed so their `for` durations stay right.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    /// Adds a policy, or replaces the one of the same name; returns its
+    /// version. Cooldowns and hourly counts of actions that keep their
+    /// name carry over, so reloading a policy cannot reset its caps.
+    pub fn upsert_policy(&mut self, policy: Policy) -> u32 {
+        let fresh = |p: &Policy| -> Vec<ActionState> {
+            p.actions
+                .iter()
+                .map(|a| ActionState {
+                    tracker: a.condition.tracker(),
+                    last_ms: None,
+                    recent: VecDeque::new(),
+                    pending: None,
+                })
+                .collect()
+        };
+        if let Some(state) = self
+            .policies
+            .iter_mut()
+            .find(|s| s.policy.name == policy.name)
+        {
+            if state.policy == policy {
+                return state.version;
+            }
+            let mut actions = fresh(&policy);
+            for (a, st) in policy.actions.iter().zip(actions.iter_mut()) {
+                if let Some(i) = state.policy.actions.iter().position(|o| o.name == a.name) {
+                    if let Some(old) = state.actions.get(i) {
+                        st.last_ms = old.last_ms;
+                        st.recent = old.recent.clone();
+                        st.pending = old.pending;
+                    }
+                }
+            }
+            state.policy = policy;
+            state.version += 1;
+            state.actions = actions;
+            return state.version;
+        }
+        let actions = fresh(&policy);
+        self.policies.push(PolicyState {
+            policy,
+            version: 1,
+            actions,
+        });
+        1
+    }
+
+    /// The version of a policy, when it is loaded.
+    pub fn policy_version(&self, name: &str) -> Option<u32> {
+        self.policies
+            .iter()
+            .find(|s| s.policy.name == name)
+            .map(|s| s.version)
+    }
+
+    /// Decisions waiting for approval, oldest first.
+    pub fn pending(&self) -> impl Iterator<Item = &Decision> {
+        self.pending.values()
+    }
+
+    /// Whether an action on this target is running.
+    pub fn in_flight(&self, target: &TargetRef) -> bool {
+        self.in_flight.contains(&target_key(target))
+    }
+
+    /// Evaluates every action's condition at `now_ms` and returns what is
+    /// due: dry-run records, decisions ready to [`Self::run`], and ones
+    /// queued for approval.
+    pub fn on_tick(&mut self, now_ms: i64, envs: &dyn TargetEnvs) -> Vec<Decision> {
+        let mut out = Vec::new();
+        let global = self.mode;
+        let paused = self.paused;
+        for ps in &mut self.policies {
+            let Some(env) = envs.env(&ps.policy.target) else {
+                continue;
+            };
+            let key = target_key(&ps.policy.target);
+            for (action, st) in ps.policy.actions.iter().zip(ps.actions.iter_mut()) {
+                // A type error here is one the checker reports at load:
+                // treated as unknown, which never holds.
+                let evaluation = action.condition.evaluate(env).ok();
+                let result = evaluation.as_ref().and_then(|e| e.result);
+                if !st.tracker.observe(now_ms, result).is_held() {
+                    continue;
+                }
+                while st.recent.front().is_some_and(|t| now_ms - t >= HOUR_MS) {
+                    st.recent.pop_front();
+                }
+                let mode = if action.dry_run { Mode::DryRun } else { global };
+                let cooling = st
+                    .last_ms
+                    .is_some_and(|t| now_ms.saturating_sub(t) < duration_ms(action.cooldown));
+                let capped = st.recent.len() >= action.max_per_hour as usize;
+                let busy = mode == Mode::Enforce && self.in_flight.contains(&key);
+                if paused || st.pending.is_some() || cooling || capped || busy {
+                    continue;
+                }
+                let status = match (mode, action.approval) {
+                    (Mode::DryRun, _) => Status::DryRun,
+                    (Mode::Enforce, Approval::Manual) => Status::PendingApproval,
+                    (Mode::Enforce, Approval::Auto) => Status::Ready,
+                };
+                let id = self.next_id;
+                self.next_id += 1;
+                let decision = Decision {
+                    id,
+                    at_ms: now_ms,
+                    policy: ps.policy.name.clone(),
+                    policy_version: ps.version,
+                    action: action.name.clone(),
+                    target: ps.policy.target.clone(),
+                    condition: action.condition.source().to_string(),
+                    readings: evaluation.map(|e| e.readings).unwrap_or_default(),
+                    operation: action.operation.clone(),
+                    rollback: action.rollback.clone(),
+                    mode,
+                    approval: action.approval,
+                    trigger: envs.trigger(&ps.policy.target),
+                    status,
+                };
+                // The condition must hold for its full duration again
+                // before the next decision.
+                st.tracker.reset();
+                match decision.status {
+                    Status::PendingApproval => {
+                        st.pending = Some(id);
+                        self.pending.insert(id, decision.clone());
+                    }
+                    _ => {
+                        st.last_ms = Some(now_ms);
+                        st.recent.push_back(now_ms);
+                        if decision.status == Status::Ready {
+                            self.in_flight.insert(key.clone());
+                        }
+                    }
+                }
+                out.push(decision);
+            }
+        }
+        out
+    }
+
+    fn action_state(&mut self, d: &Decision) -> Option<&mut ActionState> {
+        let ps = self
+            .policies
+            .iter_mut()
+            .find(|s| s.policy.name == d.policy)?;
+        let i = ps.policy.actions.iter().position(|a| a.name == d.action)?;
+        ps.actions.get_mut(i)
+    }
+
+    /// Approves a queued decision; it is then ready to [`Self::run`]. Its
+    /// cooldown and hourly count start now.
+    pub fn approve(&mut self, id: u64, by: &str, now_ms: i64) -> Result<Decision, ExecError> {
+        let d = self.pending.get(&id).ok_or(ExecError::NoSuchDecision(id))?;
+        if self.paused {
+            return Err(ExecError::Paused);
+        }
+        let key = target_key(&d.target);
+        if self.in_flight.contains(&key) {
+            return Err(ExecError::TargetBusy(key));
+        }
+        let mut d = self
+            .pending
+            .remove(&id)
+            .ok_or(ExecError::NoSuchDecision(id))?;
+        d.status = Status::Approved { by: by.to_string() };
+        self.in_flight.insert(key);
+        if let Some(st) = self.action_state(&d) {
+            st.pending = None;
+            st.last_ms = Some(now_ms);
+            st.recent.push_back(now_ms);
+        }
+        Ok(d)
+    }
+
+    /// Rejects a queued decision; the action may be decided again once
+    /// its condition holds again.
+    pub fn reject(&mut self, id: u64, by: &str) -> Result<Decision, ExecError> {
+        let mut d = self
+            .pending
+            .remove(&id)
+            .ok_or(ExecError::NoSuchDecision(id))?;
+        d.status = Status::Rejected { by: by.to_string() };
+        if let Some(st) = self.action_state(&d) {
+            st.pending = None;
+        }
+        Ok(d)
+    }
+
+    /// Runs a ready or approved decision with retries and frees its
+    /// target. Dry-run decisions run nothing.
+    pub fn run(&mut self, decision: &Decision) -> Result<RunReport, ExecError> {
+        if decision.mode == Mode::DryRun || decision.status == Status::DryRun {
+            return Ok(RunReport {
+                decision: decision.id,
+                ran: false,
+                attempts: Vec::new(),
+            });
+        }
+        if !matches!(decision.status, Status::Ready | Status::Approved { .. }) {
+            return Err(ExecError::NotRunnable {
+                id: decision.id,
+                status: decision.status.clone(),
+            });
+        }
+        let report = execute(&self.ops, &self.retry, decision, &decision.operation);
+        self.finish(decision);
+        Ok(report)
+    }
+
+    /// Frees the decision's target, for callers that ran it with
+    /// [`execute`] outside the executor (to not hold a lock meanwhile).
+    pub fn finish(&mut self, decision: &Decision) {
+        self.in_flight.remove(&target_key(&decision.target));
+    }
+
+    /// Judges the decision's impact from its signal before and after and,
+    /// when worse and the policy says `rollbackIf: worse`, runs the
+    /// rollback (unless in dry-run).
+    pub fn impact(&mut self, decision: &Decision, before: f64, after: f64) -> Impact {
+        let verdict = verdict(before, after);
+        let rollback_if = self
+            .policies
+            .iter()
+            .find(|s| s.policy.name == decision.policy)
+            .map_or(RollbackIf::Worse, |s| s.policy.guard.rollback_if);
+        let rollback = match (&decision.rollback, verdict, rollback_if) {
+            (Some(op), Verdict::Worse, RollbackIf::Worse) if decision.mode == Mode::Enforce => {
+                let key = target_key(&decision.target);
+                self.in_flight.insert(key.clone());
+                let report = execute(&self.ops, &self.retry, decision, op);
+                self.in_flight.remove(&key);
+                Some(report)
+            }
+            _ => None,
+        };
+        Impact { verdict, rollback }
+    }
+}
+
+/// Runs `op` for the decision with bounded retries and doubling waits.
+/// Needs no executor, so a server can run it without holding one locked.
+pub fn execute(ops: &Ops, retry: &Retry, decision: &Decision, op: &Operation) -> RunReport {
+    let attempts_allowed = match op {
+        Operation::Webhook(_) => 1,
+        _ => retry.attempts.max(1),
+    };
+    let mut attempts = Vec::new();
+    let mut wait = retry.backoff;
+    for n in 0..attempts_allowed {
+        if n > 0 {
+            std::thread::sleep(wait);
+            wait = wait.saturating_mul(2);
+        }
+        let outcome = ops.run(op, &decision.trigger);
+        let ok = outcome.ok;
+        // Not-implemented operations will not start working on retry.
+        let hopeless = matches!(
+            outcome.error,
+            Some(crate::ops::OpError::NotImplemented(_) | crate::ops::OpError::EmptyCommand)
+        );
+        attempts.push(outcome);
+        if ok || hopeless {
+            break;
+        }
+    }
+    RunReport {
+        decision: decision.id,
+        ran: true,
+        attempts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(verdict(1.0, 1.5), Verdict::Worse);
+        assert_eq!(verdict(1.0, 0.5), Verdict::Better);
+        assert_eq!(verdict(1.0, 1.01), Verdict::Same);
+        assert_eq!(verdict(f64::NAN, 3.0), Verdict::Same);
+        assert_eq!(verdict(0.0, 0.1), Verdict::Worse);
+    }
+}

@@ -1,0 +1,649 @@
+//! Running an [`Operation`] for real.
+//!
+//! Everything that comes from an alert (its name, labels, the target) is
+//! untrusted: `exec` passes it only as environment variables, never in
+//! argv and never through a shell, and `webhook` substitutes it into JSON
+//! string values that serde then escapes.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::policy::{Degrade, Exec, Operation, Restart, RestartTarget, Webhook};
+
+/// What triggered an action: its values reach operations only as data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trigger {
+    /// The alert's name, when an alert triggered it.
+    pub alert: Option<String>,
+    /// The target's name.
+    pub target: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The result of running an operation once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub ok: bool,
+    /// A process's exit code, or an HTTP status.
+    pub exit_status: Option<i32>,
+    /// Captured output (stdout, then stderr) or a response body, truncated.
+    pub output: String,
+    pub error: Option<OpError>,
+    pub duration: Duration,
+}
+
+impl Outcome {
+    fn failed(error: OpError, duration: Duration) -> Outcome {
+        Outcome {
+            ok: false,
+            exit_status: None,
+            output: String::new(),
+            error: Some(error),
+            duration,
+        }
+    }
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    #[error("an exec needs a program to run")]
+    EmptyCommand,
+    #[error("cannot start {program}: {message}")]
+    Spawn { program: String, message: String },
+    #[error("{program} exited with status {status}")]
+    ExitStatus { program: String, status: i32 },
+    #[error("{program} was killed by signal {signal}")]
+    KilledBySignal { program: String, signal: i32 },
+    #[error("{program} ran longer than {timeout:?} and was killed")]
+    Timeout { program: String, timeout: Duration },
+    #[error("{url}: {message}")]
+    Http { url: String, message: String },
+    #[error("{url} answered {status}")]
+    HttpStatus { url: String, status: u16 },
+    #[error("unknown signal `{0}`")]
+    UnknownSignal(String),
+    #[error("no process named `{0}` is running")]
+    NoSuchProcess(String),
+    #[error("cannot signal process {pid}: {message}")]
+    Signal { pid: u32, message: String },
+    #[error("systemctl is not available on this host (is it running systemd?)")]
+    SystemctlMissing,
+    #[error("`{0}` is not implemented yet in this build")]
+    NotImplemented(&'static str),
+}
+
+/// How operations run; the defaults suit production, tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Ops {
+    /// Bytes kept of each captured stream or response body.
+    pub output_limit: usize,
+    /// The first wait between webhook attempts; it doubles each time.
+    pub http_backoff: Duration,
+    /// The program `restart` runs for systemd units.
+    pub systemctl: String,
+    /// How long `systemctl restart` may take.
+    pub systemctl_timeout: Duration,
+}
+
+impl Default for Ops {
+    fn default() -> Self {
+        Ops {
+            output_limit: 4096,
+            http_backoff: Duration::from_millis(500),
+            systemctl: "systemctl".into(),
+            systemctl_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// Environment variable names for labels: `PERFPILOT_LABEL_` and the
+/// label's name in upper case with anything outside `[A-Z0-9_]` as `_`.
+pub fn label_env_name(label: &str) -> String {
+    let mut out = String::from("PERFPILOT_LABEL_");
+    out.extend(label.chars().map(|c| {
+        let c = c.to_ascii_uppercase();
+        if c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    }));
+    out
+}
+
+impl Ops {
+    /// Runs `op` once. Never panics on what the trigger holds; failures
+    /// are in the outcome.
+    pub fn run(&self, op: &Operation, trigger: &Trigger) -> Outcome {
+        let started = Instant::now();
+        match op {
+            Operation::Exec(e) => self.exec(e, trigger),
+            Operation::Webhook(w) => self.webhook(w, trigger),
+            Operation::Restart(r) => self.restart(r),
+            Operation::Degrade(d) => self.degrade(d, trigger),
+            Operation::RateLimit(_) => {
+                Outcome::failed(OpError::NotImplemented("rate-limit"), started.elapsed())
+            }
+            Operation::Scale(_) => {
+                Outcome::failed(OpError::NotImplemented("scale"), started.elapsed())
+            }
+        }
+    }
+
+    /// Runs an argv with the trigger as environment variables only.
+    pub fn exec(&self, e: &Exec, trigger: &Trigger) -> Outcome {
+        let mut env: Vec<(String, String)> =
+            e.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (name, value) in &trigger.labels {
+            env.push((label_env_name(name), value.clone()));
+        }
+        if let Some(alert) = &trigger.alert {
+            env.push(("PERFPILOT_ALERT".into(), alert.clone()));
+        }
+        env.push(("PERFPILOT_TARGET".into(), trigger.target.clone()));
+        self.command(&e.command, &env, e.timeout)
+    }
+
+    fn command(&self, argv: &[String], env: &[(String, String)], timeout: Duration) -> Outcome {
+        let started = Instant::now();
+        let Some((program, args)) = argv.split_first() else {
+            return Outcome::failed(OpError::EmptyCommand, started.elapsed());
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a timeout kills what it started too.
+            .process_group(0);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return Outcome::failed(
+                    OpError::Spawn {
+                        program: program.clone(),
+                        message: e.to_string(),
+                    },
+                    started.elapsed(),
+                )
+            }
+        };
+        let stdout = child.stdout.take().map(|s| drain(s, self.output_limit));
+        let stderr = child.stderr.take().map(|s| drain(s, self.output_limit));
+        let mut timed_out = false;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) if started.elapsed() >= timeout => {
+                    timed_out = true;
+                    kill_group(child.id());
+                    let _ = child.kill();
+                    break child.wait();
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => break Err(e),
+            }
+        };
+        // A grandchild may hold the pipes open: do not wait for it forever.
+        let collect = |rx: Option<mpsc::Receiver<String>>| {
+            rx.and_then(|rx| rx.recv_timeout(Duration::from_millis(500)).ok())
+                .unwrap_or_default()
+        };
+        let (out, err) = (collect(stdout), collect(stderr));
+        let mut output = out;
+        if !err.is_empty() {
+            if !output.is_empty() && !output.ends_with('\n') {
+                output.push('\n');
+            }
+            output.push_str("[stderr]\n");
+            output.push_str(&err);
+        }
+        let duration = started.elapsed();
+        let program = program.clone();
+        let (exit_status, error) = match status {
+            Err(e) => (
+                None,
+                Some(OpError::Spawn {
+                    program,
+                    message: e.to_string(),
+                }),
+            ),
+            Ok(_) if timed_out => (None, Some(OpError::Timeout { program, timeout })),
+            Ok(s) => match (s.code(), s.signal()) {
+                (Some(0), _) => (Some(0), None),
+                (Some(code), _) => (
+                    Some(code),
+                    Some(OpError::ExitStatus {
+                        program,
+                        status: code,
+                    }),
+                ),
+                (None, signal) => (
+                    None,
+                    Some(OpError::KilledBySignal {
+                        program,
+                        signal: signal.unwrap_or(0),
+                    }),
+                ),
+            },
+        };
+        Outcome {
+            ok: error.is_none(),
+            exit_status,
+            output,
+            error,
+            duration,
+        }
+    }
+
+    /// An HTTP request with the body templated from the trigger, retried
+    /// with doubling waits on transport errors, 429 and 5xx.
+    pub fn webhook(&self, w: &Webhook, trigger: &Trigger) -> Outcome {
+        let body = w.body.as_ref().map(|b| template(b, trigger));
+        self.http(
+            &w.method,
+            &w.url,
+            &w.headers,
+            body.as_ref(),
+            w.timeout,
+            w.retries,
+        )
+    }
+
+    /// Sets a feature flag: `{"flag", "value", "target", "alert"}` posted
+    /// to the flag endpoint.
+    pub fn degrade(&self, d: &Degrade, trigger: &Trigger) -> Outcome {
+        let body = serde_json::json!({
+            "flag": d.flag,
+            "value": d.value,
+            "target": trigger.target,
+            "alert": trigger.alert,
+        });
+        self.http("POST", &d.url, &BTreeMap::new(), Some(&body), d.timeout, 0)
+    }
+
+    fn http(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+        body: Option<&serde_json::Value>,
+        timeout: Duration,
+        retries: u32,
+    ) -> Outcome {
+        let started = Instant::now();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let mut wait = self.http_backoff;
+        let mut attempt = 0;
+        loop {
+            let (retry, mut outcome) = self.http_once(&agent, method, url, headers, &bytes, body);
+            if !retry || attempt >= retries {
+                outcome.duration = started.elapsed();
+                return outcome;
+            }
+            attempt += 1;
+            std::thread::sleep(wait);
+            wait = wait.saturating_mul(2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// One attempt: whether it is worth retrying, and its outcome.
+    fn http_once(
+        &self,
+        agent: &ureq::Agent,
+        method: &str,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+        bytes: &[u8],
+        body: Option<&serde_json::Value>,
+    ) -> (bool, Outcome) {
+        let started = Instant::now();
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("Content-Type", "application/json");
+        let request = headers
+            .iter()
+            .fold(request, |r, (k, v)| r.header(k.as_str(), v.as_str()));
+        let sent = if body.is_some() {
+            request.body(bytes.to_vec())
+        } else {
+            request.body(Vec::new())
+        };
+        let result = match sent {
+            Ok(req) => agent.run(req).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(message) => {
+                let error = OpError::Http {
+                    url: url.to_string(),
+                    message,
+                };
+                return (true, Outcome::failed(error, started.elapsed()));
+            }
+        };
+        let status = response.status().as_u16();
+        let mut text = Vec::new();
+        let _ = response
+            .into_body()
+            .into_reader()
+            .take(self.output_limit as u64)
+            .read_to_end(&mut text);
+        let ok = (200..300).contains(&status);
+        let outcome = Outcome {
+            ok,
+            exit_status: Some(i32::from(status)),
+            output: String::from_utf8_lossy(&text).into_owned(),
+            error: (!ok).then(|| OpError::HttpStatus {
+                url: url.to_string(),
+                status,
+            }),
+            duration: started.elapsed(),
+        };
+        (status == 429 || status >= 500, outcome)
+    }
+
+    /// A unit through `systemctl restart`, or processes through a signal.
+    pub fn restart(&self, r: &Restart) -> Outcome {
+        let started = Instant::now();
+        let signal = match signal_number(r.signal.as_deref().unwrap_or("TERM")) {
+            Some(s) => s,
+            None => {
+                let name = r.signal.clone().unwrap_or_default();
+                return Outcome::failed(OpError::UnknownSignal(name), started.elapsed());
+            }
+        };
+        let pids = match &r.what {
+            RestartTarget::Unit(unit) => return self.systemctl_restart(unit),
+            RestartTarget::Pid(pid) => vec![*pid],
+            RestartTarget::ProcessName(name) => {
+                let found = pids_named(name);
+                if found.is_empty() {
+                    return Outcome::failed(
+                        OpError::NoSuchProcess(name.clone()),
+                        started.elapsed(),
+                    );
+                }
+                found
+            }
+        };
+        let mut output = String::new();
+        for pid in pids {
+            let Ok(raw) = libc::pid_t::try_from(pid) else {
+                continue;
+            };
+            // SAFETY: kill(2) takes plain integers and touches no memory.
+            let rc = unsafe { libc::kill(raw, signal) };
+            if rc != 0 {
+                let error = OpError::Signal {
+                    pid,
+                    message: std::io::Error::last_os_error().to_string(),
+                };
+                let mut o = Outcome::failed(error, started.elapsed());
+                o.output = output;
+                return o;
+            }
+            output.push_str(&format!("signalled {pid}\n"));
+        }
+        Outcome {
+            ok: true,
+            exit_status: None,
+            output,
+            error: None,
+            duration: started.elapsed(),
+        }
+    }
+
+    fn systemctl_restart(&self, unit: &str) -> Outcome {
+        // `--` so a unit name can never be read as an option.
+        let argv = [
+            self.systemctl.clone(),
+            "restart".into(),
+            "--".into(),
+            unit.to_string(),
+        ];
+        let mut outcome = self.command(&argv, &[], self.systemctl_timeout);
+        if let Some(OpError::Spawn { .. }) = outcome.error {
+            outcome.error = Some(OpError::SystemctlMissing);
+        }
+        outcome
+    }
+}
+
+/// Reads a pipe to its end in a thread, keeping the first `limit` bytes
+/// but draining the rest so the child never blocks on a full pipe.
+fn drain(mut pipe: impl Read + Send + 'static, limit: usize) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut dropped = 0usize;
+        let mut buf = [0u8; 8192];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = limit.saturating_sub(kept.len()).min(n);
+                    kept.extend_from_slice(&buf[..room]);
+                    dropped += n - room;
+                }
+            }
+        }
+        let mut text = String::from_utf8_lossy(&kept).into_owned();
+        if dropped > 0 {
+            text.push_str(&format!("\n... ({dropped} bytes more)"));
+        }
+        let _ = tx.send(text);
+    });
+    rx
+}
+
+fn kill_group(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) takes plain integers and touches no memory.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
+fn signal_number(name: &str) -> Option<i32> {
+    Some(match name.trim_start_matches("SIG") {
+        "TERM" => libc::SIGTERM,
+        "KILL" => libc::SIGKILL,
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        _ => return None,
+    })
+}
+
+/// Processes whose `/proc/PID/comm` is `name` (the kernel keeps 15 bytes
+/// of it), this process excluded.
+pub fn pids_named(name: &str) -> Vec<u32> {
+    let wanted: Vec<u8> = name.bytes().take(15).collect();
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/comm"))
+                .map(|c| c.strip_suffix(b"\n").unwrap_or(&c) == wanted.as_slice())
+                .unwrap_or(false)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Replaces `{{labels.NAME}}`, `{{alert}}` and `{{target}}` inside the
+/// string values of a JSON body (keys and structure are left alone).
+/// Unknown placeholders are left as they are; missing labels become "".
+pub fn template(body: &serde_json::Value, trigger: &Trigger) -> serde_json::Value {
+    use serde_json::Value;
+    match body {
+        Value::String(s) => Value::String(fill(s, trigger)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| template(v, trigger)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), template(v, trigger)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn fill(s: &str, trigger: &Trigger) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let key = after[..end].trim();
+        match key {
+            "alert" => out.push_str(trigger.alert.as_deref().unwrap_or("")),
+            "target" => out.push_str(&trigger.target),
+            _ => match key.strip_prefix("labels.") {
+                Some(label) => out.push_str(trigger.labels.get(label).map_or("", String::as_str)),
+                None => out.push_str(&rest[start..start + 2 + end + 2]),
+            },
+        }
+        // Substituted values are never re-scanned for placeholders.
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trigger() -> Trigger {
+        Trigger {
+            alert: Some("High\"Latency".into()),
+            target: "checkout".into(),
+            labels: [("instance".to_string(), "a\"}, {\"x\": 1".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn label_names_are_sanitised() {
+        assert_eq!(label_env_name("instance"), "PERFPILOT_LABEL_INSTANCE");
+        assert_eq!(label_env_name("a-b.c$(x)"), "PERFPILOT_LABEL_A_B_C__X_");
+    }
+
+    #[test]
+    fn templates_escape_through_serde() {
+        let body = serde_json::json!({"text": "{{alert}} on {{target}}: {{labels.instance}} {{labels.none}} {{other}}", "n": 3});
+        let out = template(&body, &trigger());
+        assert_eq!(
+            out["text"],
+            "High\"Latency on checkout: a\"}, {\"x\": 1  {{other}}"
+        );
+        assert_eq!(out["n"], 3);
+        let text = serde_json::to_string(&out).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, out);
+        assert_eq!(back.as_object().map(|m| m.len()), Some(2));
+    }
+
+    #[test]
+    fn unterminated_placeholder_is_kept() {
+        assert_eq!(fill("x {{alert", &trigger()), "x {{alert");
+    }
+
+    #[test]
+    fn not_implemented_operations_say_so() {
+        let op = Operation::Scale(crate::policy::Scale {
+            deployment: "d".into(),
+            namespace: None,
+            change: crate::policy::ScaleChange::To(2),
+        });
+        let o = Ops::default().run(&op, &Trigger::default());
+        assert!(!o.ok);
+        assert_eq!(o.error, Some(OpError::NotImplemented("scale")));
+    }
+
+    #[test]
+    fn missing_systemctl_is_reported() {
+        let ops = Ops {
+            systemctl: "/nonexistent/systemctl".into(),
+            ..Ops::default()
+        };
+        let r = Restart {
+            what: RestartTarget::Unit("web.service".into()),
+            signal: None,
+        };
+        let o = ops.restart(&r);
+        assert_eq!(o.error, Some(OpError::SystemctlMissing));
+    }
+
+    #[test]
+    fn restart_signals_a_pid_and_reports_a_missing_name() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let r = Restart {
+            what: RestartTarget::Pid(child.id()),
+            signal: Some("KILL".into()),
+        };
+        let o = Ops::default().restart(&r);
+        assert!(o.ok, "{o:?}");
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        let missing = Restart {
+            what: RestartTarget::ProcessName("no-such-proc-xyz".into()),
+            signal: None,
+        };
+        assert_eq!(
+            Ops::default().restart(&missing).error,
+            Some(OpError::NoSuchProcess("no-such-proc-xyz".into()))
+        );
+    }
+
+    #[test]
+    fn output_is_truncated() {
+        let ops = Ops {
+            output_limit: 100,
+            ..Ops::default()
+        };
+        let e = Exec {
+            command: vec![
+                "head".into(),
+                "-c".into(),
+                "100000".into(),
+                "/dev/zero".into(),
+            ],
+            env: BTreeMap::new(),
+            timeout: Duration::from_secs(10),
+        };
+        let o = ops.exec(&e, &Trigger::default());
+        assert!(o.ok, "{o:?}");
+        assert!(o.output.contains("(99900 bytes more)"), "{}", o.output);
+    }
+}

@@ -1,0 +1,406 @@
+//! The executor's safety properties, with real processes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use perfpilot_autopilot::executor::{
+    ExecError, Executor, Mode, Retry, Status, TargetEnvs, Verdict,
+};
+use perfpilot_autopilot::ops::{OpError, Ops, Trigger};
+use perfpilot_autopilot::{parse_policies, Env, Policy, TargetRef, Value};
+
+/// A fresh directory under the system's temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> TempDir {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("perfpilot-executor-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    TempDir(dir)
+}
+
+struct Metrics {
+    p99: f64,
+    labels: BTreeMap<String, String>,
+}
+
+impl Env for Metrics {
+    fn value(&self, name: &str) -> Option<Value> {
+        (name == "p99").then_some(Value::Number(self.p99))
+    }
+    fn alert_firing(&self, _: &str) -> Option<bool> {
+        None
+    }
+    fn hotspot(&self, _: &str) -> Option<f64> {
+        None
+    }
+}
+
+impl TargetEnvs for Metrics {
+    fn env(&self, _: &TargetRef) -> Option<&dyn Env> {
+        Some(self)
+    }
+    fn trigger(&self, target: &TargetRef) -> Trigger {
+        Trigger {
+            alert: Some("HighLatency".into()),
+            target: target.name.clone(),
+            labels: self.labels.clone(),
+        }
+    }
+}
+
+fn slow() -> Metrics {
+    Metrics {
+        p99: 2.0,
+        labels: BTreeMap::new(),
+    }
+}
+
+fn yaml_list(argv: &[&str]) -> String {
+    let quoted: Vec<String> = argv
+        .iter()
+        .map(|a| serde_json::to_string(a).unwrap())
+        .collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// One policy on `checkout` whose actions are given as YAML flow mappings.
+fn policy(name: &str, actions: &[String]) -> Policy {
+    let mut text = format!(
+        "apiVersion: perfpilot.dev/v1alpha1\nkind: AutopilotPolicy\nmetadata: {{name: {name}}}\nspec:\n  targetRef: {{kind: Process, name: checkout}}\n  actions:\n"
+    );
+    for a in actions {
+        text.push_str(&format!("    - {a}\n"));
+    }
+    let report = parse_policies(&text);
+    assert!(!report.has_errors(), "{:?}\n{text}", report.diagnostics);
+    report.policies.into_iter().next().unwrap()
+}
+
+fn exec_action(name: &str, argv: &[&str], extra: &str) -> String {
+    format!(
+        "{{name: {name}, condition: 'p99 > 1', operation: {{type: exec, command: {}}}{extra}}}",
+        yaml_list(argv)
+    )
+}
+
+fn fast_retry() -> Retry {
+    Retry {
+        attempts: 2,
+        backoff: Duration::from_millis(10),
+    }
+}
+
+fn touch(path: &Path) -> Vec<String> {
+    vec!["touch".into(), path.display().to_string()]
+}
+
+fn argv(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn dry_run_runs_nothing() {
+    let dir = tempdir();
+    let marker = dir.path().join("ran");
+    let t = touch(&marker);
+    let p = policy("p", &[exec_action("a", &argv(&t), ", approval: auto")]);
+    let mut ex = Executor::new(vec![p]);
+    assert_eq!(ex.mode(), Mode::DryRun);
+    let decisions = ex.on_tick(0, &slow());
+    assert_eq!(decisions.len(), 1);
+    let d = &decisions[0];
+    assert_eq!(d.status, Status::DryRun);
+    assert_eq!(d.condition, "p99 > 1");
+    assert_eq!(d.readings[0].to_string(), "p99 = 2");
+    assert_eq!(d.policy_version, 1);
+    let report = ex.run(d).unwrap();
+    assert!(!report.ran);
+    // The action's own dryRun wins over enforce too.
+    let p = policy(
+        "q",
+        &[exec_action(
+            "a",
+            &argv(&t),
+            ", approval: auto, dryRun: true",
+        )],
+    );
+    let mut ex = Executor::new(vec![p]).with_mode(Mode::Enforce);
+    let d = ex.on_tick(0, &slow()).remove(0);
+    assert_eq!(d.mode, Mode::DryRun);
+    assert!(!ex.run(&d).unwrap().ran);
+    assert!(!marker.exists());
+}
+
+#[test]
+fn cooldown_and_hourly_cap_hold_under_a_storm() {
+    let p = policy(
+        "p",
+        &[exec_action(
+            "a",
+            &["true"],
+            ", approval: auto, cooldown: 5m, maxPerHour: 3",
+        )],
+    );
+    let mut ex = Executor::new(vec![p]).with_mode(Mode::Enforce);
+    // 1,000 duplicate triggers at the same instant: one decision.
+    let mut n = 0;
+    for _ in 0..1000 {
+        for d in ex.on_tick(0, &slow()) {
+            assert!(ex.run(&d).unwrap().ok());
+            n += 1;
+        }
+    }
+    assert_eq!(n, 1);
+    // 1,000 ticks 10s apart (2.8 hours): never within 5 minutes of the
+    // last, never more than 3 in any hour.
+    let mut times = vec![0i64];
+    for i in 1..=1000i64 {
+        let now = i * 10_000;
+        for d in ex.on_tick(now, &slow()) {
+            assert!(ex.run(&d).unwrap().ok());
+            times.push(now);
+        }
+    }
+    for w in times.windows(2) {
+        assert!(w[1] - w[0] >= 300_000, "{times:?}");
+    }
+    for (i, t) in times.iter().enumerate() {
+        let in_hour = times[i..].iter().filter(|u| **u - t < 3_600_000).count();
+        assert!(in_hour <= 3, "{times:?}");
+    }
+    // The cap, not the cooldown, is what limits it: 3 per hour.
+    assert_eq!(times.len(), 9, "{times:?}");
+}
+
+#[test]
+fn manual_approval_blocks_until_approved() {
+    let dir = tempdir();
+    let marker = dir.path().join("ran");
+    let t = touch(&marker);
+    let p = policy("p", &[exec_action("a", &argv(&t), ", approval: manual")]);
+    let mut ex = Executor::new(vec![p]).with_mode(Mode::Enforce);
+    let d = ex.on_tick(0, &slow()).remove(0);
+    assert_eq!(d.status, Status::PendingApproval);
+    // Queued once, however long the condition keeps holding.
+    for i in 1..1000 {
+        assert!(ex.on_tick(i * 1000, &slow()).is_empty());
+    }
+    assert_eq!(ex.pending().count(), 1);
+    assert!(matches!(ex.run(&d), Err(ExecError::NotRunnable { .. })));
+    assert!(!marker.exists());
+    ex.set_paused(true);
+    assert_eq!(ex.approve(d.id, "ana", 1_000_000), Err(ExecError::Paused));
+    ex.set_paused(false);
+    let approved = ex.approve(d.id, "ana", 1_000_000).unwrap();
+    assert_eq!(approved.status, Status::Approved { by: "ana".into() });
+    assert!(!marker.exists());
+    assert!(ex.run(&approved).unwrap().ok());
+    assert!(marker.exists());
+    assert_eq!(
+        ex.approve(d.id, "ana", 0),
+        Err(ExecError::NoSuchDecision(d.id))
+    );
+    // A rejection lets the action be decided again later.
+    let d = ex.on_tick(3_000_000, &slow()).remove(0);
+    let r = ex.reject(d.id, "bo").unwrap();
+    assert_eq!(r.status, Status::Rejected { by: "bo".into() });
+    assert_eq!(ex.on_tick(3_001_000, &slow()).len(), 1);
+}
+
+#[test]
+fn one_action_in_flight_per_target() {
+    let p = policy(
+        "p",
+        &[
+            exec_action("a", &["true"], ", approval: auto"),
+            exec_action("b", &["true"], ", approval: auto"),
+        ],
+    );
+    let other = policy("o", &[exec_action("c", &["true"], ", approval: auto")]);
+    let mut ex = Executor::new(vec![p, other]).with_mode(Mode::Enforce);
+    let first = ex.on_tick(0, &slow());
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(ex.in_flight(&first[0].target));
+    for i in 1..100 {
+        assert!(ex.on_tick(i, &slow()).is_empty());
+    }
+    assert!(ex.run(&first[0]).unwrap().ok());
+    let second = ex.on_tick(200, &slow());
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0].action, first[0].action);
+    ex.set_paused(true);
+    ex.finish(&second[0]);
+    assert!(ex.on_tick(300, &slow()).is_empty());
+    ex.set_paused(false);
+    assert_eq!(ex.on_tick(400, &slow()).len(), 1);
+}
+
+#[test]
+fn shell_metacharacters_in_labels_run_nothing() {
+    let dir = tempdir();
+    let m = |n: &str| dir.path().join(n).display().to_string();
+    let labels: BTreeMap<String, String> = [
+        ("cmd".to_string(), format!("$(touch {})", m("a"))),
+        (
+            "semi-colon".to_string(),
+            format!("x; touch {}; rm -rf /", m("b")),
+        ),
+        ("back.tick".to_string(), format!("`touch {}`", m("c"))),
+        ("$(touch x)".to_string(), "name too".to_string()),
+    ]
+    .into();
+    let env = Metrics { p99: 2.0, labels };
+    let p = policy("p", &[exec_action("a", &["env"], ", approval: auto")]);
+    let mut ex = Executor::new(vec![p]).with_mode(Mode::Enforce);
+    let d = ex.on_tick(0, &env).remove(0);
+    let report = ex.run(&d).unwrap();
+    let out = &report.outcome().unwrap().output;
+    assert!(report.ok(), "{out}");
+    assert!(
+        out.contains(&format!("PERFPILOT_LABEL_CMD=$(touch {})", m("a"))),
+        "{out}"
+    );
+    assert!(out.contains("PERFPILOT_LABEL_SEMI_COLON=x; touch"), "{out}");
+    assert!(out.contains(&format!("PERFPILOT_LABEL_BACK_TICK=`touch {}`", m("c"))));
+    assert!(out.contains("PERFPILOT_LABEL___TOUCH_X_=name too"), "{out}");
+    assert!(out.contains("PERFPILOT_ALERT=HighLatency"));
+    for n in ["a", "b", "c"] {
+        assert!(!dir.path().join(n).exists(), "{n} was created");
+    }
+    assert!(!Path::new("x").exists());
+}
+
+#[test]
+fn exec_timeout_kills_the_child() {
+    let dir = tempdir();
+    let marker = dir.path().join("late");
+    // The grandchild is in the same process group and dies too.
+    let script = format!("sleep 1 && touch {} & sleep 30", marker.display());
+    let p = policy(
+        "p",
+        &[format!(
+            "{{name: a, condition: 'p99 > 1', approval: auto, operation: {{type: exec, command: {}, timeout: 300ms}}}}",
+            yaml_list(&["sh", "-c", &script])
+        )],
+    );
+    let mut ex = Executor::new(vec![p])
+        .with_mode(Mode::Enforce)
+        .with_retry(Retry {
+            attempts: 1,
+            backoff: Duration::ZERO,
+        });
+    let d = ex.on_tick(0, &slow()).remove(0);
+    let report = ex.run(&d).unwrap();
+    let o = report.outcome().unwrap();
+    assert!(!o.ok);
+    assert!(matches!(o.error, Some(OpError::Timeout { .. })), "{o:?}");
+    assert!(o.duration < Duration::from_secs(5), "{o:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!marker.exists());
+}
+
+#[test]
+fn a_failing_action_is_reported_and_the_executor_goes_on() {
+    let p = policy(
+        "p",
+        &[exec_action(
+            "a",
+            &["sh", "-c", "echo broken >&2; exit 3"],
+            ", approval: auto",
+        )],
+    );
+    let q = policy("q", &[exec_action("b", &["true"], ", approval: auto")]);
+    let mut ex = Executor::new(vec![p, q])
+        .with_mode(Mode::Enforce)
+        .with_retry(fast_retry());
+    let d = ex.on_tick(0, &slow()).remove(0);
+    let report = ex.run(&d).unwrap();
+    assert!(!report.ok());
+    assert_eq!(report.attempts.len(), 2);
+    let o = report.outcome().unwrap();
+    assert_eq!(o.exit_status, Some(3));
+    assert!(o.output.contains("broken"), "{o:?}");
+    assert!(matches!(
+        o.error,
+        Some(OpError::ExitStatus { status: 3, .. })
+    ));
+    // The target is free again and the other policy's action runs.
+    let next = ex.on_tick(1000, &slow());
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].policy, "q");
+    assert!(ex.run(&next[0]).unwrap().ok());
+}
+
+#[test]
+fn a_worse_impact_runs_the_rollback() {
+    let dir = tempdir();
+    let marker = dir.path().join("rolled-back");
+    let t = touch(&marker);
+    let p = policy(
+        "p",
+        &[format!(
+            "{{name: a, condition: 'p99 > 1', approval: auto, operation: {{type: exec, command: [\"true\"]}}, rollback: {{type: exec, command: {}}}}}",
+            yaml_list(&argv(&t))
+        )],
+    );
+    let mut ex = Executor::new(vec![p])
+        .with_mode(Mode::Enforce)
+        .with_ops(Ops::default());
+    let d = ex.on_tick(0, &slow()).remove(0);
+    assert!(ex.run(&d).unwrap().ok());
+    let same = ex.impact(&d, 2.0, 2.02);
+    assert_eq!(same.verdict, Verdict::Same);
+    assert!(same.rollback.is_none());
+    assert!(!marker.exists());
+    let better = ex.impact(&d, 2.0, 0.5);
+    assert_eq!(better.verdict, Verdict::Better);
+    assert!(better.rollback.is_none());
+    let worse = ex.impact(&d, 2.0, 3.0);
+    assert_eq!(worse.verdict, Verdict::Worse);
+    assert!(worse.rollback.is_some_and(|r| r.ok()));
+    assert!(marker.exists());
+    assert!(!ex.in_flight(&d.target));
+}
+
+#[test]
+fn a_changed_policy_gets_a_new_version_and_keeps_its_caps() {
+    let a = policy(
+        "p",
+        &[exec_action(
+            "a",
+            &["true"],
+            ", approval: auto, maxPerHour: 1",
+        )],
+    );
+    let mut ex = Executor::new(vec![a.clone()]);
+    assert_eq!(ex.on_tick(0, &slow()).len(), 1);
+    assert_eq!(ex.upsert_policy(a), 1);
+    let b = policy(
+        "p",
+        &[exec_action(
+            "a",
+            &["/bin/true"],
+            ", approval: auto, maxPerHour: 1",
+        )],
+    );
+    assert_eq!(ex.upsert_policy(b), 2);
+    assert!(ex.on_tick(1000, &slow()).is_empty());
+    let d = ex.on_tick(3_600_000, &slow()).remove(0);
+    assert_eq!(d.policy_version, 2);
+}
