@@ -19,6 +19,10 @@
 //! - [`ops`]: running an operation for real (exec without a shell, alert
 //!   labels only as environment variables; webhook with a templated JSON
 //!   body; restart; degrade), each run an [`ops::Outcome`].
+//! - [`inbox`]: Alertmanager's webhook payloads and the current state of
+//!   each alert, idempotent on fingerprint and startsAt.
+//! - [`audit`]: the append-only, fsynced audit log (JSON lines) and its
+//!   queries; a torn last line is cut off on reopening.
 //! - [`executor`]: deciding when actions run: conditions held for their
 //!   duration, dry-run or enforce, cooldowns, hourly caps, one action in
 //!   flight per target, pause, manual approval, retries and the impact
@@ -61,18 +65,22 @@
 //! assert!(tracker.observe(180_000, evaluation.result).is_held());
 //! ```
 
+pub mod audit;
 pub mod condition;
 pub mod diag;
 mod duration;
 pub mod executor;
+pub mod inbox;
 pub mod ops;
 pub mod policy;
 mod yaml;
 
+pub use audit::{AuditError, AuditEvent, AuditFilter, AuditLog, AuditRecord, TornTail};
 pub use condition::{
     Condition, ConditionError, Env, Evaluation, ForState, ForTracker, Reading, Scope, Type, Value,
 };
 pub use diag::{Diagnostic, Severity};
+pub use inbox::{parse_webhook, AlertStatus, Inbox, InboxAlert, PayloadError, WebhookPayload};
 pub use policy::{
     load_file, parse_policies, Action, Approval, Guard, Loaded, Operation, Policy, PolicyError,
     Report, RollbackIf, Signal, SignalSource, TargetKind, TargetRef,

@@ -15,6 +15,7 @@
 
 mod alerts;
 mod auth;
+mod autopilot;
 mod error;
 mod grafana;
 mod ingest;
@@ -32,6 +33,7 @@ use axum::Router;
 use perfpilot_store::Store;
 
 pub use alerts::AlertsHandle;
+pub use autopilot::{Autopilot, AutopilotHandle};
 pub use error::ApiError;
 pub use profiles::StoreProfiles;
 
@@ -43,6 +45,7 @@ pub fn ui_embedded() -> bool {
 /// Response types of the query API, for clients (the CLI) to read back.
 pub mod api {
     pub use crate::alerts::AlertsResponse;
+    pub use crate::autopilot::{AuditResponse, WebhookResponse};
     pub use crate::native::{
         DiffResponse, FlamegraphResponse, NamesResponse, ProfileTypesResponse, SandwichResponse,
         SeriesResponse, TimeseriesResponse, TopResponse, ValuesResponse,
@@ -60,6 +63,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// The baseline engine whose alerts the API lists, when one runs.
     pub alerts: Option<AlertsHandle>,
+    /// The autopilot's inbox and audit log (`AutopilotHandle::open` on
+    /// the `--autopilot-dir`); its endpoints answer 404 without it.
+    pub autopilot: Option<AutopilotHandle>,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +76,7 @@ impl Default for ServerConfig {
             limits: perfpilot_wire::Limits::default(),
             max_body_bytes: 64 << 20,
             alerts: None,
+            autopilot: None,
         }
     }
 }
@@ -113,6 +120,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/export", get(native::export))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
+        .route("/api/v1/alertmanager", post(autopilot::alertmanager))
+        .route("/api/v1/audit", get(autopilot::audit))
         .route(
             "/querier.v1.QuerierService/{method}",
             post(grafana::querier),

@@ -1,0 +1,398 @@
+//! The audit log: an append-only file of JSON lines, one [`AuditRecord`]
+//! per line, each with a sequence number and a timestamp.
+//!
+//! Durability: [`AuditLog::append`] and [`AuditLog::append_all`] return
+//! only after the records are written and `fdatasync`ed, so a record whose
+//! append returned survives a crash or power loss. A batch is one write and
+//! one sync: either all of it is complete after a crash, or its complete
+//! lines are and the rest is a torn tail.
+//!
+//! A crash mid-write leaves a torn last line. [`AuditLog::open`] keeps
+//! every complete record, truncates the torn tail and reports it
+//! ([`AuditLog::recovered`]). A damaged line before the last one is not a
+//! torn write, so opening fails rather than silently dropping history.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::inbox::{AlertStatus, Labels};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}:{line}: not an audit record ({message}); the log is damaged before its last line, so it is left as it is")]
+    Corrupt {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error("cannot write an audit record as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// One line of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// 1, 2, 3, ... in the order appended; never reused.
+    pub seq: u64,
+    /// Unix milliseconds when appended.
+    pub at_ms: i64,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+/// What happened. Serialized with a `kind` field naming the variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// An alert new to the inbox, or one that changed (resolved, new
+    /// labels or annotations).
+    AlertReceived {
+        source: String,
+        fingerprint: String,
+        alertname: Option<String>,
+        status: AlertStatus,
+        /// `new`, `resolved` or `updated`.
+        change: String,
+        starts_at: String,
+        ends_at: Option<String>,
+        labels: Labels,
+        annotations: Labels,
+    },
+    /// A policy's action condition was evaluated and something was
+    /// decided (`run`, `dry_run`, `await_approval`, `cooldown`, `cap`,
+    /// `paused`, ...).
+    Decision {
+        policy: String,
+        policy_version: String,
+        action: String,
+        condition: String,
+        /// The values the condition read, as `name = value`.
+        readings: Vec<String>,
+        outcome: String,
+    },
+    /// An operation ran (or was only described, when `dry_run`).
+    ActionRun {
+        policy: String,
+        action: String,
+        operation: String,
+        dry_run: bool,
+        output: String,
+        /// The exit status or HTTP status; None when it did not finish.
+        exit_status: Option<i32>,
+        error: Option<String>,
+        duration_ms: u64,
+    },
+    /// Whether an action made its target better or worse.
+    Impact {
+        policy: String,
+        action: String,
+        /// `better`, `unchanged`, `worse` or `unknown`.
+        verdict: String,
+        detail: String,
+    },
+    Approval {
+        policy: String,
+        action: String,
+        by: String,
+        approved: bool,
+        reason: Option<String>,
+    },
+    Rollback {
+        policy: String,
+        action: String,
+        reason: String,
+        operation: String,
+        output: String,
+        exit_status: Option<i32>,
+        error: Option<String>,
+    },
+}
+
+impl AuditEvent {
+    pub const KINDS: [&'static str; 6] = [
+        "alert_received",
+        "decision",
+        "action_run",
+        "impact",
+        "approval",
+        "rollback",
+    ];
+
+    /// The `kind` field's value.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuditEvent::AlertReceived { .. } => "alert_received",
+            AuditEvent::Decision { .. } => "decision",
+            AuditEvent::ActionRun { .. } => "action_run",
+            AuditEvent::Impact { .. } => "impact",
+            AuditEvent::Approval { .. } => "approval",
+            AuditEvent::Rollback { .. } => "rollback",
+        }
+    }
+
+    /// The policy it concerns; alerts concern none.
+    pub fn policy(&self) -> Option<&str> {
+        match self {
+            AuditEvent::AlertReceived { .. } => None,
+            AuditEvent::Decision { policy, .. }
+            | AuditEvent::ActionRun { policy, .. }
+            | AuditEvent::Impact { policy, .. }
+            | AuditEvent::Approval { policy, .. }
+            | AuditEvent::Rollback { policy, .. } => Some(policy),
+        }
+    }
+}
+
+/// Which records [`AuditLog::query`] returns, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub kind: Option<String>,
+    pub policy: Option<String>,
+    /// Records at or after this Unix millisecond.
+    pub since_ms: Option<i64>,
+    /// At most this many (the newest); None for all.
+    pub limit: Option<usize>,
+}
+
+impl AuditFilter {
+    fn matches(&self, r: &AuditRecord) -> bool {
+        self.kind.as_deref().is_none_or(|k| r.event.kind() == k)
+            && self
+                .policy
+                .as_deref()
+                .is_none_or(|p| r.event.policy() == Some(p))
+            && self.since_ms.is_none_or(|t| r.at_ms >= t)
+    }
+}
+
+/// What opening found at the end of the file after a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// Where the complete records end (the file's new length).
+    pub offset: u64,
+    /// Bytes cut off.
+    pub bytes: u64,
+}
+
+pub struct AuditLog {
+    path: PathBuf,
+    file: File,
+    next_seq: u64,
+    len: u64,
+    recovered: Option<TornTail>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .field("next_seq", &self.next_seq)
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log at `path`, cutting off a torn last line.
+    pub fn open(path: impl AsRef<Path>) -> Result<AuditLog, AuditError> {
+        let path = path.as_ref().to_path_buf();
+        let io_err = |source| AuditError::Io {
+            path: path.clone(),
+            source,
+        };
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io_err)?;
+        if !existed {
+            // The new file's directory entry must be durable too.
+            sync_parent(&path).map_err(io_err)?;
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io_err)?;
+        let (good, last_seq) = scan(&path, &bytes)?;
+        let mut recovered = None;
+        if (good as usize) < bytes.len() {
+            file.set_len(good).map_err(io_err)?;
+            file.sync_all().map_err(io_err)?;
+            recovered = Some(TornTail {
+                offset: good,
+                bytes: bytes.len() as u64 - good,
+            });
+        }
+        // Appends go to the end whatever the cursor; this is for clarity.
+        file.seek(SeekFrom::End(0)).map_err(io_err)?;
+        Ok(AuditLog {
+            path,
+            file,
+            next_seq: last_seq + 1,
+            len: good,
+            recovered,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The torn tail cut off when opening, if there was one.
+    pub fn recovered(&self) -> Option<&TornTail> {
+        self.recovered.as_ref()
+    }
+
+    /// The sequence number the next record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Appends one record; durable when this returns.
+    pub fn append(&mut self, event: AuditEvent) -> Result<AuditRecord, AuditError> {
+        let record = AuditRecord {
+            seq: self.next_seq,
+            at_ms: now_ms(),
+            event,
+        };
+        let mut buf = serde_json::to_vec(&record)?;
+        buf.push(b'\n');
+        self.commit(&buf, 1)?;
+        Ok(record)
+    }
+
+    /// Appends records with one write and one sync; durable when this
+    /// returns.
+    pub fn append_all(&mut self, events: Vec<AuditEvent>) -> Result<Vec<AuditRecord>, AuditError> {
+        let at_ms = now_ms();
+        let mut buf = Vec::new();
+        let mut records = Vec::with_capacity(events.len());
+        for (i, event) in events.into_iter().enumerate() {
+            let record = AuditRecord {
+                seq: self.next_seq + i as u64,
+                at_ms,
+                event,
+            };
+            serde_json::to_writer(&mut buf, &record)?;
+            buf.push(b'\n');
+            records.push(record);
+        }
+        if !records.is_empty() {
+            self.commit(&buf, records.len() as u64)?;
+        }
+        Ok(records)
+    }
+
+    /// Writes and syncs `buf` holding `count` records. On error nothing
+    /// is acknowledged and the sequence numbers are not used up.
+    fn commit(&mut self, buf: &[u8], count: u64) -> Result<(), AuditError> {
+        let result = self
+            .file
+            .write_all(buf)
+            .and_then(|()| self.file.sync_data());
+        if let Err(source) = result {
+            // Drop what may have been written so the file ends on a whole
+            // line; if this fails too, the next open cuts it off.
+            let _ = self.file.set_len(self.len);
+            return Err(AuditError::Io {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        self.len += buf.len() as u64;
+        self.next_seq += count;
+        Ok(())
+    }
+
+    /// Records matching `filter`, newest first. Reads the file: the log
+    /// on disk is the only copy.
+    pub fn query(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, AuditError> {
+        let file = File::open(&self.path).map_err(|source| AuditError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        let mut out = Vec::new();
+        let mut read = 0u64;
+        for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
+            let line = line.map_err(|source| AuditError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+            read += line.len() as u64 + 1;
+            // Only what this log wrote is read (the file is ours alone).
+            if read > self.len {
+                break;
+            }
+            let record: AuditRecord =
+                serde_json::from_slice(&line).map_err(|e| AuditError::Corrupt {
+                    path: self.path.clone(),
+                    line: i as u64 + 1,
+                    message: e.to_string(),
+                })?;
+            if filter.matches(&record) {
+                out.push(record);
+            }
+        }
+        out.reverse();
+        if let Some(limit) = filter.limit {
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+}
+
+/// The length of the complete records at the start of `bytes`, and the
+/// last sequence number among them.
+fn scan(path: &Path, bytes: &[u8]) -> Result<(u64, u64), AuditError> {
+    let mut good = 0usize;
+    let mut last_seq = 0u64;
+    let mut line_no = 0u64;
+    while good < bytes.len() {
+        let rest = &bytes[good..];
+        // A line without its newline is torn, whatever it holds.
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            break;
+        };
+        line_no += 1;
+        match serde_json::from_slice::<AuditRecord>(&rest[..end]) {
+            Ok(r) => {
+                last_seq = last_seq.max(r.seq);
+                good += end + 1;
+            }
+            // A damaged last line is a torn write that happened to end in
+            // a newline byte.
+            Err(_) if good + end + 1 == bytes.len() => break,
+            Err(e) => {
+                return Err(AuditError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok((good as u64, last_seq))
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
+        _ => File::open(".")?.sync_all(),
+    }
+}

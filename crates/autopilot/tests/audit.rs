@@ -1,0 +1,253 @@
+//! The audit log: appends with sequence numbers, queries, and recovery
+//! from a torn last line, both simulated and from a process killed with
+//! SIGKILL while appending.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use perfpilot_autopilot::audit::{AuditError, AuditEvent, AuditFilter, AuditLog};
+
+fn decision(policy: &str) -> AuditEvent {
+    AuditEvent::Decision {
+        policy: policy.into(),
+        policy_version: "3".into(),
+        action: "restart".into(),
+        condition: "p99 > baseline.p99 * 1.3 for 3m".into(),
+        readings: vec!["p99 = 0.9".into(), "baseline.p99 = 0.3".into()],
+        outcome: "dry_run".into(),
+    }
+}
+
+fn run(policy: &str) -> AuditEvent {
+    AuditEvent::ActionRun {
+        policy: policy.into(),
+        action: "restart".into(),
+        operation: "exec /usr/bin/systemctl restart checkout".into(),
+        dry_run: false,
+        output: "a \"quoted\"\nline; $(not run)".into(),
+        exit_status: Some(0),
+        error: None,
+        duration_ms: 120,
+    }
+}
+
+#[test]
+fn appends_number_records_and_queries_filter_newest_first() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("audit.jsonl");
+    let mut log = AuditLog::open(&path).expect("a new log");
+    assert_eq!(log.next_seq(), 1);
+    let a = log.append(decision("checkout")).expect("appended");
+    let b = log.append(run("checkout")).expect("appended");
+    let batch = log
+        .append_all(vec![
+            decision("search"),
+            AuditEvent::Approval {
+                policy: "search".into(),
+                action: "restart".into(),
+                by: "alice".into(),
+                approved: true,
+                reason: None,
+            },
+            AuditEvent::Impact {
+                policy: "checkout".into(),
+                action: "restart".into(),
+                verdict: "worse".into(),
+                detail: "p99 0.9 -> 1.4".into(),
+            },
+            AuditEvent::Rollback {
+                policy: "checkout".into(),
+                action: "restart".into(),
+                reason: "impact worse".into(),
+                operation: "exec /usr/bin/true".into(),
+                output: String::new(),
+                exit_status: Some(0),
+                error: None,
+            },
+        ])
+        .expect("appended");
+    assert_eq!((a.seq, b.seq), (1, 2));
+    assert_eq!(
+        batch.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![3, 4, 5, 6]
+    );
+    let all = log.query(&AuditFilter::default()).expect("queried");
+    assert_eq!(
+        all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![6, 5, 4, 3, 2, 1]
+    );
+    assert_eq!(all[5], a, "records read back as written");
+    assert_eq!(all[4], b);
+
+    let checkout = log
+        .query(&AuditFilter {
+            policy: Some("checkout".into()),
+            ..Default::default()
+        })
+        .expect("queried");
+    assert_eq!(
+        checkout.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![6, 5, 2, 1]
+    );
+    let decisions = log
+        .query(&AuditFilter {
+            kind: Some("decision".into()),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .expect("queried");
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].seq, 3);
+    let future = log
+        .query(&AuditFilter {
+            since_ms: Some(a.at_ms + 86_400_000),
+            ..Default::default()
+        })
+        .expect("queried");
+    assert!(future.is_empty());
+
+    // The file is JSON lines with a kind field.
+    let text = std::fs::read_to_string(&path).expect("readable");
+    assert_eq!(text.lines().count(), 6);
+    assert!(text.lines().all(|l| l.contains("\"kind\":")));
+    drop(log);
+    let log = AuditLog::open(&path).expect("reopened");
+    assert_eq!(log.next_seq(), 7, "numbering goes on after a reopen");
+    assert!(log.recovered().is_none());
+}
+
+#[test]
+fn a_torn_last_line_is_cut_off_and_every_complete_record_kept() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("audit.jsonl");
+    let mut log = AuditLog::open(&path).expect("a new log");
+    for _ in 0..10 {
+        log.append(decision("checkout")).expect("appended");
+    }
+    drop(log);
+    let complete = std::fs::metadata(&path).expect("stat").len();
+    // Half a record, as a crash mid-write leaves it.
+    let torn = br#"{"seq":11,"at_ms":1795342530000,"kind":"decision","policy":"chec"#;
+    OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(torn))
+        .expect("appending garbage");
+
+    let mut log = AuditLog::open(&path).expect("reopened after the torn write");
+    let tail = log.recovered().expect("the torn tail is reported");
+    assert_eq!(tail.offset, complete);
+    assert_eq!(tail.bytes, torn.len() as u64);
+    assert_eq!(std::fs::metadata(&path).expect("stat").len(), complete);
+    let records = log.query(&AuditFilter::default()).expect("queried");
+    assert_eq!(records.len(), 10);
+    assert_eq!(log.next_seq(), 11);
+    let r = log
+        .append(run("checkout"))
+        .expect("appended after recovery");
+    assert_eq!(r.seq, 11);
+    assert_eq!(log.query(&AuditFilter::default()).expect("q").len(), 11);
+}
+
+#[test]
+fn a_damaged_last_line_ending_in_a_newline_is_a_torn_write_too() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("audit.jsonl");
+    let mut log = AuditLog::open(&path).expect("a new log");
+    log.append(decision("checkout")).expect("appended");
+    drop(log);
+    OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(b"\0\0\0\0\n"))
+        .expect("appending garbage");
+    let log = AuditLog::open(&path).expect("reopened");
+    assert_eq!(log.recovered().map(|t| t.bytes), Some(5));
+    assert_eq!(log.query(&AuditFilter::default()).expect("q").len(), 1);
+}
+
+#[test]
+fn damage_before_the_last_line_refuses_to_open() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("audit.jsonl");
+    let mut log = AuditLog::open(&path).expect("a new log");
+    log.append(decision("checkout")).expect("appended");
+    drop(log);
+    let text = std::fs::read_to_string(&path).expect("readable");
+    std::fs::write(&path, format!("not json\n{text}")).expect("writable");
+    match AuditLog::open(&path) {
+        Err(AuditError::Corrupt { line, .. }) => assert_eq!(line, 1),
+        other => panic!("expected a corrupt log, got {other:?}"),
+    }
+    assert!(
+        std::fs::read_to_string(&path)
+            .expect("readable")
+            .starts_with("not json\n"),
+        "a damaged log is left as it is"
+    );
+}
+
+/// The child side of the SIGKILL test: appends until killed, printing each
+/// sequence number once `append` has returned.
+#[test]
+fn child_appender() {
+    let Ok(path) = std::env::var("PERFPILOT_AUDIT_CHILD") else {
+        return;
+    };
+    let mut log = AuditLog::open(&path).expect("the child opens the log");
+    let mut out = std::io::stdout().lock();
+    loop {
+        let r = log.append(run(&"x".repeat(4096))).expect("appended");
+        writeln!(out, "acked {}", r.seq).expect("stdout");
+        out.flush().expect("stdout");
+    }
+}
+
+#[test]
+fn records_acknowledged_before_a_sigkill_survive_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("audit.jsonl");
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "child_appender",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PERFPILOT_AUDIT_CHILD", &path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the child starts");
+    // Let it append a while, then kill it mid-stream.
+    let mut acked = 0u64;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut last = 0u64;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(n) = line.strip_prefix("acked ") {
+                last = n.trim().parse().unwrap_or(last);
+            }
+        }
+        last
+    });
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    if let Ok(n) = reader.join() {
+        acked = n;
+    }
+    assert!(acked > 0, "the child appended nothing");
+    let log = AuditLog::open(&path).expect("reopened after SIGKILL");
+    let records = log.query(&AuditFilter::default()).expect("queried");
+    let kept = records.first().map(|r| r.seq).unwrap_or(0);
+    assert!(kept >= acked, "acknowledged {acked}, kept {kept}");
+    assert_eq!(records.len() as u64, kept, "no gaps");
+    eprintln!(
+        "acknowledged {acked}, kept {kept}, torn tail {:?}",
+        log.recovered()
+    );
+}
