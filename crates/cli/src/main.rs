@@ -121,6 +121,11 @@ struct ServerArgs {
     /// /api/v1/alerts.
     #[arg(long, value_name = "FILE")]
     baseline_config: Option<PathBuf>,
+    /// Receive Alertmanager's webhooks at /api/v1/alertmanager and keep the
+    /// autopilot's durable audit log (audit.jsonl, served at
+    /// /api/v1/audit) in this directory.
+    #[arg(long, value_name = "DIR")]
+    autopilot_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]

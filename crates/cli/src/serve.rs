@@ -115,6 +115,15 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
         )?),
         None => None,
     };
+    let autopilot = match &args.autopilot_dir {
+        Some(dir) => Some(perfpilot_server::AutopilotHandle::open(dir).map_err(|e| {
+            Failure::new(
+                exit::BAD_INPUT,
+                anyhow::anyhow!("the autopilot's audit log in {}: {e}", dir.display()),
+            )
+        })?),
+        None => None,
+    };
     rt.block_on(async {
         let listener = bind(args.listen).await?;
         warn_without_ui();
@@ -133,6 +142,7 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
             listener,
             perfpilot_server::ServerConfig {
                 alerts,
+                autopilot,
                 ..server_config(args.listen, token)
             },
             Arc::new(store.clone()),
