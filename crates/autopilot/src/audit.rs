@@ -79,6 +79,10 @@ pub enum AuditEvent {
         /// The values the condition read, as `name = value`.
         readings: Vec<String>,
         outcome: String,
+        /// `dry-run` or `enforce`: the mode the action was decided in.
+        /// Absent in records written before modes were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<String>,
     },
     /// An operation ran (or was only described, when `dry_run`).
     ActionRun {

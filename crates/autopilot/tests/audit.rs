@@ -16,6 +16,7 @@ fn decision(policy: &str) -> AuditEvent {
         condition: "p99 > baseline.p99 * 1.3 for 3m".into(),
         readings: vec!["p99 = 0.9".into(), "baseline.p99 = 0.3".into()],
         outcome: "dry_run".into(),
+        mode: Some("dry-run".into()),
     }
 }
 

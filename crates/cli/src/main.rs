@@ -126,6 +126,21 @@ struct ServerArgs {
     /// /api/v1/audit) in this directory.
     #[arg(long, value_name = "DIR")]
     autopilot_dir: Option<PathBuf>,
+    /// Run the autopilot with the AutopilotPolicy files (*.yaml, *.yml) in
+    /// this directory, reloaded when they change; invalid files are
+    /// reported and skipped. The audit log goes to --autopilot-dir, by
+    /// default DATA/autopilot.
+    #[arg(long, value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// dry-run records what the autopilot would do; enforce runs it.
+    #[arg(long, value_enum, default_value_t = AutopilotMode::DryRun)]
+    autopilot: AutopilotMode,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AutopilotMode {
+    DryRun,
+    Enforce,
 }
 
 #[derive(Args)]

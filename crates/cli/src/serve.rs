@@ -115,7 +115,13 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
         )?),
         None => None,
     };
-    let autopilot = match &args.autopilot_dir {
+    // Policies need an audit log: without --autopilot-dir it goes next to
+    // the data.
+    let autopilot_dir = args
+        .autopilot_dir
+        .clone()
+        .or_else(|| args.policies.as_ref().map(|_| data.join("autopilot")));
+    let autopilot = match &autopilot_dir {
         Some(dir) => Some(perfpilot_server::AutopilotHandle::open(dir).map_err(|e| {
             Failure::new(
                 exit::BAD_INPUT,
@@ -124,6 +130,29 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
         })?),
         None => None,
     };
+    match (&autopilot, &args.policies) {
+        (Some(handle), Some(policies)) => {
+            let mode = match args.autopilot {
+                crate::AutopilotMode::DryRun => perfpilot_server::AutopilotMode::DryRun,
+                crate::AutopilotMode::Enforce => perfpilot_server::AutopilotMode::Enforce,
+            };
+            handle
+                .start_engine(policies, mode, alerts.clone(), Arc::clone(&stop))
+                .map_err(|e| Failure::new(exit::BAD_INPUT, anyhow::anyhow!("{e}")))?;
+            eprintln!(
+                "perfpilot server: autopilot in {} mode with the policies in {}",
+                perfpilot_server::mode_name(mode),
+                policies.display()
+            );
+        }
+        _ if args.autopilot == crate::AutopilotMode::Enforce => {
+            return Err(Failure::new(
+                exit::USAGE,
+                anyhow::anyhow!("--autopilot enforce needs --policies DIR"),
+            ));
+        }
+        _ => {}
+    }
     rt.block_on(async {
         let listener = bind(args.listen).await?;
         warn_without_ui();

@@ -67,3 +67,219 @@ fn server_receives_alertmanager_webhooks_into_its_audit_log() {
     assert_eq!(records[0]["alertname"], "CheckoutHighLatency");
     assert!(dir.path().join("autopilot/audit.jsonl").is_file());
 }
+
+/// A running `perfpilot server`, killed when dropped.
+struct Server {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn get(&self, path: &str) -> serde_json::Value {
+        let body = ureq::get(format!("{}{path}", self.base))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+    fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let mut resp = ureq::post(format!("{}{path}", self.base))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .header("Content-Type", "application/json")
+            .send(body)
+            .unwrap();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (
+            resp.status().as_u16(),
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+    /// Audit records, oldest first.
+    fn audit(&self) -> Vec<serde_json::Value> {
+        let mut records = self.get("/api/v1/audit")["records"]
+            .as_array()
+            .unwrap()
+            .clone();
+        records.reverse();
+        records
+    }
+}
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = perfpilot()
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.join("data"))
+        .arg("--policies")
+        .arg(dir.join("policies"))
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let ready = Instant::now() + Duration::from_secs(30);
+    while ureq::get(format!("{}/healthz", server.base))
+        .call()
+        .is_err()
+    {
+        assert!(Instant::now() < ready, "the server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+/// A policy that touches `marker` while CheckoutHighLatency fires, and an
+/// invalid file next to it that must not stop it from loading.
+fn write_policies(dir: &std::path::Path, approval: &str) -> std::path::PathBuf {
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let marker = dir.join("marker");
+    std::fs::write(
+        policies.join("checkout.yaml"),
+        format!(
+            "apiVersion: perfpilot.dev/v1alpha1
+kind: AutopilotPolicy
+metadata: {{name: checkout-latency}}
+spec:
+  targetRef: {{kind: Service, name: checkout}}
+  actions:
+    - name: mark
+      condition: 'alert(\"CheckoutHighLatency\").firing'
+      operation: {{type: exec, command: [/usr/bin/touch, {}]}}
+      approval: {approval}
+",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        policies.join("broken.yml"),
+        "kind: AutopilotPolicy\nspec: 3\n",
+    )
+    .unwrap();
+    marker
+}
+
+const FIRING: &str = r#"{"receiver":"perfpilot","status":"firing","alerts":[{"status":"firing",
+    "labels":{"alertname":"CheckoutHighLatency","service":"checkout"},"annotations":{},
+    "startsAt":"2026-11-22T10:00:00Z","endsAt":"0001-01-01T00:00:00Z",
+    "generatorURL":"http://prometheus/graph","fingerprint":"a1b2c3d4e5f60718"}],
+    "groupLabels":{},"commonLabels":{},"commonAnnotations":{},
+    "externalURL":"http://alertmanager:9093","version":"4","groupKey":"{}","truncatedAlerts":0}"#;
+
+/// Polls until `f` gives a value or 10 s pass.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn kinds(records: &[serde_json::Value]) -> Vec<&str> {
+    records.iter().filter_map(|r| r["kind"].as_str()).collect()
+}
+
+#[test]
+fn dry_run_records_the_decision_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = write_policies(dir.path(), "auto");
+    let server = start(dir.path(), &[]);
+    assert_eq!(server.post("/api/v1/alertmanager", FIRING).0, 200);
+    let decision = wait_for("a decision", || {
+        server.audit().into_iter().find(|r| r["kind"] == "decision")
+    });
+    assert_eq!(decision["mode"], "dry-run", "{decision:#}");
+    assert_eq!(decision["policy"], "checkout-latency");
+    assert_eq!(decision["policy_version"], "1");
+    assert_eq!(
+        decision["condition"],
+        "alert(\"CheckoutHighLatency\").firing"
+    );
+    assert!(!decision["readings"].as_array().unwrap().is_empty());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!marker.exists(), "dry-run ran the action");
+    assert!(!kinds(&server.audit()).contains(&"action_run"));
+    let actions = server.get("/api/v1/actions");
+    assert_eq!(actions["mode"], "dry-run");
+    assert_eq!(actions["recent"][0]["status"], "dry-run");
+}
+
+#[test]
+fn enforce_with_auto_approval_runs_the_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = write_policies(dir.path(), "auto");
+    let server = start(dir.path(), &["--autopilot", "enforce"]);
+    assert_eq!(server.post("/api/v1/alertmanager", FIRING).0, 200);
+    wait_for("the marker", || marker.exists().then_some(()));
+    let records = wait_for("the action's record", || {
+        let r = server.audit();
+        kinds(&r).contains(&"action_run").then_some(r)
+    });
+    assert_eq!(
+        kinds(&records),
+        ["alert_received", "decision", "action_run"],
+        "{records:#?}"
+    );
+    assert_eq!(records[1]["mode"], "enforce");
+    assert_eq!(records[2]["exit_status"], 0);
+    assert_eq!(records[2]["dry_run"], false);
+}
+
+#[test]
+fn manual_approval_waits_for_approve() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = write_policies(dir.path(), "manual");
+    let server = start(dir.path(), &["--autopilot", "enforce"]);
+    assert_eq!(server.post("/api/v1/alertmanager", FIRING).0, 200);
+    let id = wait_for("a pending approval", || {
+        server.get("/api/v1/actions")["pending"][0]["id"].as_u64()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!marker.exists(), "ran before it was approved");
+    let (status, _) = server.post("/api/v1/actions/999/approve", "");
+    assert_eq!(status, 404);
+    let (status, run) = server.post(
+        &format!("/api/v1/actions/{id}/approve"),
+        r#"{"by": "alice"}"#,
+    );
+    assert_eq!(status, 200, "{run:#}");
+    assert_eq!(run["status"], "succeeded");
+    assert!(marker.exists());
+    let records = server.audit();
+    assert_eq!(
+        kinds(&records),
+        ["alert_received", "decision", "approval", "action_run"],
+        "{records:#?}"
+    );
+    assert_eq!(records[2]["by"], "alice");
+    assert_eq!(records[2]["approved"], true);
+    assert_eq!(records[3]["exit_status"], 0);
+    assert!(server.get("/api/v1/actions")["pending"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(server.post("/api/v1/actions/pause", "").1["paused"], true);
+    assert_eq!(server.get("/api/v1/actions")["paused"], true);
+}

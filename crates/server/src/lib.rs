@@ -5,6 +5,8 @@
 //!   (`/api/v1/pprof`), Pyroscope SDKs (`/ingest`,
 //!   `/push.v1.PusherService/Push`);
 //! - queries: `/api/v1/*` (JSON, pprof, folded, SVG);
+//! - the autopilot: `/api/v1/alertmanager`, `/api/v1/audit` and
+//!   `/api/v1/actions` (approvals, pause), with its engine's thread;
 //! - Grafana's Pyroscope data source: `/querier.v1.QuerierService/*` and
 //!   `/pyroscope/render`;
 //! - the web UI (`ui.rs`, embedded from `ui/dist` by build.rs) for every
@@ -33,8 +35,9 @@ use axum::Router;
 use perfpilot_store::Store;
 
 pub use alerts::AlertsHandle;
-pub use autopilot::{Autopilot, AutopilotHandle};
+pub use autopilot::{mode_name, Autopilot, AutopilotHandle, Engine, EngineError};
 pub use error::ApiError;
+pub use perfpilot_autopilot::executor::Mode as AutopilotMode;
 pub use profiles::StoreProfiles;
 
 /// Whether the web UI was built into this binary (else `/` explains how).
@@ -45,7 +48,9 @@ pub fn ui_embedded() -> bool {
 /// Response types of the query API, for clients (the CLI) to read back.
 pub mod api {
     pub use crate::alerts::AlertsResponse;
-    pub use crate::autopilot::{AuditResponse, WebhookResponse};
+    pub use crate::autopilot::{
+        ActionView, ActionsResponse, AuditResponse, PauseResponse, WebhookResponse,
+    };
     pub use crate::native::{
         DiffResponse, FlamegraphResponse, NamesResponse, ProfileTypesResponse, SandwichResponse,
         SeriesResponse, TimeseriesResponse, TopResponse, ValuesResponse,
@@ -122,6 +127,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
         .route("/api/v1/alertmanager", post(autopilot::alertmanager))
         .route("/api/v1/audit", get(autopilot::audit))
+        .route("/api/v1/actions", get(autopilot::actions))
+        .route("/api/v1/actions/pause", post(autopilot::pause))
+        .route("/api/v1/actions/resume", post(autopilot::resume))
+        .route("/api/v1/actions/{id}/approve", post(autopilot::approve))
+        .route("/api/v1/actions/{id}/reject", post(autopilot::reject))
         .route(
             "/querier.v1.QuerierService/{method}",
             post(grafana::querier),
