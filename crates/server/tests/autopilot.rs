@@ -1,121 +1,44 @@
 //! The autopilot's endpoints over HTTP through an in-process server:
 //! `POST /api/v1/alertmanager` and `GET /api/v1/audit`.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+mod common;
 
+use std::path::Path;
+
+use common::{answer, client, TestServer};
 use perfpilot_server::api::{AuditResponse, WebhookResponse};
 use perfpilot_server::{AutopilotHandle, ServerConfig};
-use perfpilot_store::embedded::{EmbeddedStore, Options};
-use perfpilot_store::Store;
 
 /// A server on a free port with the autopilot's state in `dir` (or
-/// without the autopilot); stopped when dropped.
-struct Server {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    _store_dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(autopilot_dir: Option<&Path>, token: Option<&str>) -> Server {
-        let store_dir = tempfile::tempdir().expect("a temporary directory");
-        let store = EmbeddedStore::open(
-            store_dir.path(),
-            Options {
-                background: false,
-                ..Default::default()
-            },
-        )
-        .expect("opening the store");
-        let store: Arc<dyn Store> = Arc::new(store);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
-        let addr = listener.local_addr().expect("the bound address");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let config = ServerConfig {
-            listen: addr,
-            token: token.map(str::to_string),
-            autopilot: autopilot_dir
-                .map(|d| AutopilotHandle::open(d).expect("opening the autopilot dir")),
-            ..Default::default()
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime");
-                rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-                    let shutdown = async move {
-                        while !stop.load(Ordering::SeqCst) {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                    };
-                    perfpilot_server::serve_on(listener, config, store, shutdown)
-                        .await
-                        .expect("serving");
-                });
-            })
-        };
-        Server {
-            addr,
-            stop,
-            thread: Some(thread),
-            _store_dir: store_dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
+/// without the autopilot).
+fn start(autopilot_dir: Option<&Path>, token: Option<&str>) -> TestServer {
+    TestServer::start_with(ServerConfig {
+        token: token.map(str::to_string),
+        autopilot: autopilot_dir
+            .map(|d| AutopilotHandle::open(d).expect("opening the autopilot dir")),
+        ..Default::default()
+    })
 }
 
 fn read(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, String) {
-    let mut r = r.expect("an HTTP answer");
-    let status = r.status().as_u16();
-    (status, r.body_mut().read_to_string().expect("a text body"))
+    let (status, _, body) = answer(r);
+    (status, body)
 }
 
-fn post(s: &Server, body: &str) -> (u16, String) {
+fn post(s: &TestServer, body: &str) -> (u16, String) {
     read(
-        agent()
+        client()
             .post(&s.url("/api/v1/alertmanager"))
             .header("Content-Type", "application/json")
             .send(body),
     )
 }
 
-fn get(s: &Server, path: &str) -> (u16, String) {
-    read(agent().get(&s.url(path)).call())
+fn get(s: &TestServer, path: &str) -> (u16, String) {
+    read(client().get(&s.url(path)).call())
 }
 
-fn audit(s: &Server, query: &str) -> AuditResponse {
+fn audit(s: &TestServer, query: &str) -> AuditResponse {
     let (status, body) = get(s, &format!("/api/v1/audit{query}"));
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).expect("an audit answer")
@@ -157,7 +80,7 @@ fn resolved() -> String {
 #[test]
 fn a_thousand_identical_posts_record_one_alert_and_resolution_is_recorded() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let s = Server::start(Some(dir.path()), None);
+    let s = start(Some(dir.path()), None);
     let (status, body) = post(&s, FIRING);
     assert_eq!(status, 200, "{body}");
     let first: WebhookResponse = serde_json::from_str(&body).expect("a webhook answer");
@@ -196,14 +119,14 @@ fn a_thousand_identical_posts_record_one_alert_and_resolution_is_recorded() {
     drop(s);
 
     // The log outlives the server: a restart reads it back.
-    let s = Server::start(Some(dir.path()), None);
+    let s = start(Some(dir.path()), None);
     assert_eq!(audit(&s, "").records.len(), 2);
 }
 
 #[test]
 fn malformed_webhooks_get_400_naming_the_field() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let s = Server::start(Some(dir.path()), None);
+    let s = start(Some(dir.path()), None);
     let cases = [
         (
             FIRING.replace("2026-11-22T10:15:30.123456789Z", "soon"),
@@ -237,7 +160,7 @@ fn malformed_webhooks_get_400_naming_the_field() {
 
 #[test]
 fn without_the_autopilot_the_endpoints_say_how_to_enable_it() {
-    let s = Server::start(None, None);
+    let s = start(None, None);
     for (status, body) in [post(&s, FIRING), get(&s, "/api/v1/audit")] {
         assert_eq!(status, 404, "{body}");
         assert!(body.contains("--autopilot-dir"), "{body}");
@@ -247,11 +170,11 @@ fn without_the_autopilot_the_endpoints_say_how_to_enable_it() {
 #[test]
 fn the_webhook_needs_the_token() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let s = Server::start(Some(dir.path()), Some("sekrit"));
+    let s = start(Some(dir.path()), Some("sekrit"));
     assert_eq!(post(&s, FIRING).0, 401);
     assert_eq!(get(&s, "/api/v1/audit").0, 401);
     let (status, body) = read(
-        agent()
+        client()
             .post(&s.url("/api/v1/alertmanager"))
             .header("Authorization", "Bearer sekrit")
             .send(FIRING),

@@ -1,6 +1,9 @@
 //! A perfpilot server in the test process, on a free port, with an HTTP
 //! client that hands back every status (errors included) to assert on.
 
+// Each test crate uses a different part of these helpers.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,6 +25,14 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(token: Option<&str>) -> TestServer {
+        TestServer::start_with(ServerConfig {
+            token: token.map(str::to_string),
+            ..Default::default()
+        })
+    }
+
+    /// With `config` (its `listen` is replaced by the free port).
+    pub fn start_with(config: ServerConfig) -> TestServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let store = EmbeddedStore::open(
             dir.path(),
@@ -39,8 +50,7 @@ impl TestServer {
             .expect("a non-blocking listener");
         let config = ServerConfig {
             listen: addr,
-            token: token.map(str::to_string),
-            ..Default::default()
+            ..config
         };
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
