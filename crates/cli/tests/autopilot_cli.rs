@@ -3,33 +3,20 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::perfpilot;
+use common::ServerProcess;
 
 #[test]
 fn server_receives_alertmanager_webhooks_into_its_audit_log() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = perfpilot()
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(dir.path().join("data"))
-        .arg("--autopilot-dir")
-        .arg(dir.path().join("autopilot"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let ready = Instant::now() + Duration::from_secs(30);
-    while ureq::get(format!("{base}/healthz")).call().is_err() {
-        assert!(Instant::now() < ready, "the server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let server = ServerProcess::start(
+        dir.path(),
+        &[
+            "--autopilot-dir".as_ref(),
+            dir.path().join("autopilot").as_os_str(),
+        ],
+    );
     let payload = r#"{"receiver":"perfpilot","status":"firing","alerts":[{"status":"firing",
         "labels":{"alertname":"CheckoutHighLatency","service":"checkout"},"annotations":{},
         "startsAt":"2026-11-22T10:00:00Z","endsAt":"0001-01-01T00:00:00Z",
@@ -38,29 +25,15 @@ fn server_receives_alertmanager_webhooks_into_its_audit_log() {
         "externalURL":"http://alertmanager:9093","version":"4","groupKey":"{}:{alertname=\"CheckoutHighLatency\"}",
         "truncatedAlerts":0}"#;
     for _ in 0..3 {
-        ureq::post(format!("{base}/api/v1/alertmanager"))
-            .header("Content-Type", "application/json")
-            .send(payload)
-            .unwrap();
+        assert_eq!(server.post_json("/api/v1/alertmanager", payload).0, 200);
     }
-    let bad = ureq::post(format!("{base}/api/v1/alertmanager"))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send(r#"{"version": "4", "alerts": [{"startsAt": "yesterday"}]}"#)
-        .unwrap();
-    assert_eq!(bad.status().as_u16(), 400);
-    let audit: serde_json::Value = serde_json::from_str(
-        &ureq::get(format!("{base}/api/v1/audit"))
-            .call()
-            .unwrap()
-            .into_body()
-            .read_to_string()
-            .unwrap(),
-    )
-    .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    let (bad, _) = server.post_json(
+        "/api/v1/alertmanager",
+        r#"{"version": "4", "alerts": [{"startsAt": "yesterday"}]}"#,
+    );
+    assert_eq!(bad, 400);
+    let audit = server.get_json("/api/v1/audit");
+    drop(server);
     // Posted three times, recorded once.
     let records = audit["records"].as_array().unwrap();
     assert_eq!(records.len(), 1, "{audit:#}");
@@ -68,82 +41,20 @@ fn server_receives_alertmanager_webhooks_into_its_audit_log() {
     assert!(dir.path().join("autopilot/audit.jsonl").is_file());
 }
 
-/// A running `perfpilot server`, killed when dropped.
-struct Server {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn get(&self, path: &str) -> serde_json::Value {
-        let body = ureq::get(format!("{}{path}", self.base))
-            .call()
-            .unwrap()
-            .into_body()
-            .read_to_string()
-            .unwrap();
-        serde_json::from_str(&body).unwrap()
-    }
-    fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let mut resp = ureq::post(format!("{}{path}", self.base))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .header("Content-Type", "application/json")
-            .send(body)
-            .unwrap();
-        let text = resp.body_mut().read_to_string().unwrap();
-        (
-            resp.status().as_u16(),
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-        )
-    }
-    /// Audit records, oldest first.
-    fn audit(&self) -> Vec<serde_json::Value> {
-        let mut records = self.get("/api/v1/audit")["records"]
-            .as_array()
-            .unwrap()
-            .clone();
-        records.reverse();
-        records
-    }
-}
-
-fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// Audit records, oldest first.
+fn audit(server: &ServerProcess) -> Vec<serde_json::Value> {
+    let mut records = server.get_json("/api/v1/audit")["records"]
+        .as_array()
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = perfpilot()
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(dir.join("data"))
-        .arg("--policies")
-        .arg(dir.join("policies"))
-        .args(extra)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let ready = Instant::now() + Duration::from_secs(30);
-    while ureq::get(format!("{}/healthz", server.base))
-        .call()
-        .is_err()
-    {
-        assert!(Instant::now() < ready, "the server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server
+        .clone();
+    records.reverse();
+    records
+}
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> ServerProcess {
+    let mut args: Vec<std::ffi::OsString> = vec!["--policies".into(), dir.join("policies").into()];
+    args.extend(extra.iter().map(Into::into));
+    ServerProcess::start(dir, &args)
 }
 
 /// A policy that touches `marker` while CheckoutHighLatency fires, and an
@@ -206,9 +117,9 @@ fn dry_run_records_the_decision_and_runs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let marker = write_policies(dir.path(), "auto");
     let server = start(dir.path(), &[]);
-    assert_eq!(server.post("/api/v1/alertmanager", FIRING).0, 200);
+    assert_eq!(server.post_json("/api/v1/alertmanager", FIRING).0, 200);
     let decision = wait_for("a decision", || {
-        server.audit().into_iter().find(|r| r["kind"] == "decision")
+        audit(&server).into_iter().find(|r| r["kind"] == "decision")
     });
     assert_eq!(decision["mode"], "dry-run", "{decision:#}");
     assert_eq!(decision["policy"], "checkout-latency");
@@ -220,8 +131,8 @@ fn dry_run_records_the_decision_and_runs_nothing() {
     assert!(!decision["readings"].as_array().unwrap().is_empty());
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!marker.exists(), "dry-run ran the action");
-    assert!(!kinds(&server.audit()).contains(&"action_run"));
-    let actions = server.get("/api/v1/actions");
+    assert!(!kinds(&audit(&server)).contains(&"action_run"));
+    let actions = server.get_json("/api/v1/actions");
     assert_eq!(actions["mode"], "dry-run");
     assert_eq!(actions["recent"][0]["status"], "dry-run");
 }
@@ -231,10 +142,10 @@ fn enforce_with_auto_approval_runs_the_action() {
     let dir = tempfile::tempdir().unwrap();
     let marker = write_policies(dir.path(), "auto");
     let server = start(dir.path(), &["--autopilot", "enforce"]);
-    assert_eq!(server.post("/api/v1/alertmanager", FIRING).0, 200);
+    assert_eq!(server.post_json("/api/v1/alertmanager", FIRING).0, 200);
     wait_for("the marker", || marker.exists().then_some(()));
     let records = wait_for("the action's record", || {
-        let r = server.audit();
+        let r = audit(&server);
         kinds(&r).contains(&"action_run").then_some(r)
     });
     assert_eq!(
@@ -252,22 +163,22 @@ fn manual_approval_waits_for_approve() {
     let dir = tempfile::tempdir().unwrap();
     let marker = write_policies(dir.path(), "manual");
     let server = start(dir.path(), &["--autopilot", "enforce"]);
-    assert_eq!(server.post("/api/v1/alertmanager", FIRING).0, 200);
+    assert_eq!(server.post_json("/api/v1/alertmanager", FIRING).0, 200);
     let id = wait_for("a pending approval", || {
-        server.get("/api/v1/actions")["pending"][0]["id"].as_u64()
+        server.get_json("/api/v1/actions")["pending"][0]["id"].as_u64()
     });
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!marker.exists(), "ran before it was approved");
-    let (status, _) = server.post("/api/v1/actions/999/approve", "");
+    let (status, _) = server.post_json("/api/v1/actions/999/approve", "");
     assert_eq!(status, 404);
-    let (status, run) = server.post(
+    let (status, run) = server.post_json(
         &format!("/api/v1/actions/{id}/approve"),
         r#"{"by": "alice"}"#,
     );
     assert_eq!(status, 200, "{run:#}");
     assert_eq!(run["status"], "succeeded");
     assert!(marker.exists());
-    let records = server.audit();
+    let records = audit(&server);
     assert_eq!(
         kinds(&records),
         ["alert_received", "decision", "approval", "action_run"],
@@ -276,10 +187,13 @@ fn manual_approval_waits_for_approve() {
     assert_eq!(records[2]["by"], "alice");
     assert_eq!(records[2]["approved"], true);
     assert_eq!(records[3]["exit_status"], 0);
-    assert!(server.get("/api/v1/actions")["pending"]
+    assert!(server.get_json("/api/v1/actions")["pending"]
         .as_array()
         .unwrap()
         .is_empty());
-    assert_eq!(server.post("/api/v1/actions/pause", "").1["paused"], true);
-    assert_eq!(server.get("/api/v1/actions")["paused"], true);
+    assert_eq!(
+        server.post_json("/api/v1/actions/pause", "").1["paused"],
+        true
+    );
+    assert_eq!(server.get_json("/api/v1/actions")["paused"], true);
 }

@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::perfpilot;
+use common::{perfpilot, ServerProcess};
 
 /// Twelve minutes of a combined-format access log, 10 requests a second:
 /// /search turns slow from minute 8 to 10. Plus two lines of garbage.
@@ -103,29 +102,12 @@ fn nab_without_a_corpus_says_so() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a NAB corpus"));
 }
 
-/// `perfpilot server --baseline-config CFG` on a free port, and its URL.
-fn server_with(dir: &std::path::Path, cfg: &std::path::Path) -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = perfpilot()
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(dir.join("data"))
-        .arg("--baseline-config")
-        .arg(cfg)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (server, format!("http://127.0.0.1:{port}"))
-}
-
 #[test]
 fn server_lists_and_acknowledges_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
-    let (mut server, base) = server_with(dir.path(), &cfg);
+    let server = ServerProcess::start(dir.path(), &["--baseline-config".as_ref(), cfg.as_os_str()]);
+    let base = server.base.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     let alerts = loop {
         assert!(Instant::now() < deadline, "no alert listed within 30 s");
@@ -163,8 +145,7 @@ fn server_lists_and_acknowledges_alerts() {
         .send("")
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -256,12 +237,8 @@ fn a_function_taking_more_of_the_cpu_in_the_profiles_raises_an_alert() {
         "window = \"1s\"\nlateness = \"1s\"\n\n[[profiles]]\nservice = \"checkout\"\nfunctions = [\"encrypt_data\"]\n\n[detectors.baseline]\nwarmup = 8\n",
     )
     .unwrap();
-    let (mut server, base) = server_with(dir.path(), &cfg);
-    let ready = Instant::now() + Duration::from_secs(30);
-    while ureq::get(format!("{base}/healthz")).call().is_err() {
-        assert!(Instant::now() < ready, "the server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let server = ServerProcess::start(dir.path(), &["--baseline-config".as_ref(), cfg.as_os_str()]);
+    let base = server.base.clone();
     let share_alerts = || -> Vec<serde_json::Value> {
         let v: serde_json::Value = serde_json::from_str(
             &ureq::get(format!("{base}/api/v1/alerts"))
@@ -308,8 +285,7 @@ fn a_function_taking_more_of_the_cpu_in_the_profiles_raises_an_alert() {
         let next = Duration::from_secs(second + 1);
         std::thread::sleep(next.saturating_sub(started.elapsed()));
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let a = found.expect("no alert for encrypt_data's share within 20 s of the change");
     assert_eq!(a["labels"]["service"], "checkout");
     assert!(

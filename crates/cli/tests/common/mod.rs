@@ -230,3 +230,78 @@ pub fn compare_with_perf(hz: u32, seconds: f64) -> PerfComparison {
         differences,
     }
 }
+
+/// `perfpilot server --listen (a free port) --data DIR/data ARGS...`,
+/// answering `/healthz` when `start` returns; killed when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl ServerProcess {
+    pub fn start<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> ServerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = perfpilot()
+            .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(dir.join("data"))
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = ServerProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let ready = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while ureq::get(format!("{}/healthz", server.base))
+            .call()
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < ready,
+                "the server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// GET `path` as JSON (a 2xx is expected).
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let body = ureq::get(format!("{}{path}", self.base))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// POST `body` as JSON to `path`: (status, answer as JSON or null).
+    pub fn post_json(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let mut resp = ureq::post(format!("{}{path}", self.base))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .header("Content-Type", "application/json")
+            .send(body)
+            .unwrap();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (
+            resp.status().as_u16(),
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
