@@ -107,14 +107,11 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
     let store = open_store(&data, &args.retention)?;
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let alerts = match &args.baseline_config {
-        Some(f) => Some(crate::baseline::start_for_server(
-            f,
-            Arc::clone(&stop),
-            Arc::new(store.clone()),
-        )?),
-        None => None,
-    };
+    let alerts = args
+        .baseline_config
+        .as_deref()
+        .map(|f| crate::baseline::start_for_server(f, Arc::clone(&stop), Arc::new(store.clone())))
+        .transpose()?;
     // Policies need an audit log: without --autopilot-dir it goes next to
     // the data.
     let autopilot_dir = args
@@ -290,14 +287,11 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
     // that is still up; the server stops once the agent has finished.
     rt.spawn(shutdown_signal(Arc::clone(&stop)));
     let (agent_done, server_stop) = tokio::sync::oneshot::channel::<()>();
-    let alerts = match &args.baseline_config {
-        Some(f) => Some(crate::baseline::start_for_server(
-            f,
-            Arc::clone(&stop),
-            Arc::new(store.clone()),
-        )?),
-        None => None,
-    };
+    let alerts = args
+        .baseline_config
+        .as_deref()
+        .map(|f| crate::baseline::start_for_server(f, Arc::clone(&stop), Arc::new(store.clone())))
+        .transpose()?;
     let server = {
         let store: Arc<dyn perfpilot_store::Store> = Arc::new(store.clone());
         let config = perfpilot_server::ServerConfig {
