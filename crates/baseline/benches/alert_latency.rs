@@ -33,8 +33,10 @@
 //!
 //!     cargo bench -p perfpilot-baseline --bench alert_latency [-- --incidents 60]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,33 +60,15 @@ fn clock_ms() -> f64 {
 
 type Posts = Arc<Mutex<Vec<(f64, serde_json::Value)>>>;
 
-/// A webhook that records each POST's body with the moment it was whole.
+/// The shared webhook receiver, its posts gathered for scanning.
 fn receiver() -> Result<(String, Posts), std::io::Error> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let url = format!("http://{}/hook", listener.local_addr()?);
+    let (url, rx) = common::webhook();
     let posts: Posts = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&posts);
     std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(&stream);
-            let mut len = 0;
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0; len];
-            if reader.read_exact(&mut body).is_err() {
-                continue;
-            }
-            let at = clock_ms();
-            let mut s = &stream;
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            if let (Ok(v), Ok(mut p)) = (serde_json::from_slice(&body), sink.lock()) {
-                p.push((at, v));
+        for post in rx {
+            if let Ok(mut p) = sink.lock() {
+                p.push(post);
             }
         }
     });

@@ -4,8 +4,10 @@
 //! input, in both the event-driven and the fixed-tick designs; a follower
 //! that just saw data sees the next line long before its idle poll.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+mod common;
+
+use common::webhook;
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -13,37 +15,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use perfpilot_baseline::logs::{FollowOptions, LogReader};
 use perfpilot_baseline::watch::{self, WatchConfig};
-
-/// Sends each JSON body POSTed to it.
-fn webhook() -> (String, mpsc::Receiver<serde_json::Value>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(&stream);
-            let mut len = 0;
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0; len];
-            if reader.read_exact(&mut body).is_err() {
-                continue;
-            }
-            let mut s = &stream;
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            if let Ok(v) = serde_json::from_slice(&body) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    (url, rx)
-}
 
 fn append(path: &Path, text: &str) {
     let mut f = std::fs::OpenOptions::new()
@@ -103,7 +74,7 @@ fn incident_alerts_on_a_quiet_log(tick: Option<&str>) {
     let mut seen = Vec::new();
     let alert = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(body) = posts.recv_timeout(left) else {
+        let Ok((_, body)) = posts.recv_timeout(left) else {
             panic!("no error-burst alert within 15 s; posts: {seen:#?}");
         };
         let found = body["alerts"].as_array().and_then(|alerts| {

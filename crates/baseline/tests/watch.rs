@@ -2,42 +2,14 @@
 //! reach a webhook firing and resolved, malformed lines are counted, and
 //! baselines are saved as versions and picked up again.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+mod common;
+
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use perfpilot_baseline::watch::{self, WatchConfig};
+use common::webhook;
 
-/// Collects the JSON bodies POSTed to it.
-fn webhook() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&got);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(&stream);
-            let mut len = 0;
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            sink.lock()
-                .unwrap()
-                .push(serde_json::from_slice(&body).unwrap());
-            let mut s = &stream;
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (url, got)
-}
+use perfpilot_baseline::watch::{self, WatchConfig};
 
 /// An hour of a service's requests, 100 a window: /pay slows down from
 /// minute 40 to 45, and /cart fails from minute 50 to 51.
@@ -101,7 +73,7 @@ fn incidents_in_a_log_fire_and_resolve_at_a_webhook() {
     assert_eq!(stats.events, 36_000);
     assert!(stats.windows >= 360 * 3, "{stats:?}");
 
-    let posted = got.lock().unwrap().clone();
+    let posted: Vec<serde_json::Value> = got.try_iter().map(|(_, v)| v).collect();
     let alerts: Vec<&serde_json::Value> = posted
         .iter()
         .flat_map(|p| p["alerts"].as_array().unwrap())
