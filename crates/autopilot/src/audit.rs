@@ -72,6 +72,11 @@ pub enum AuditEvent {
     /// decided (`run`, `dry_run`, `await_approval`, `cooldown`, `cap`,
     /// `paused`, ...).
     Decision {
+        /// The decision's id (`GET /api/v1/actions`), linking its
+        /// approval, run, impact and rollback records. Absent in records
+        /// written before ids were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decision: Option<u64>,
         policy: String,
         policy_version: String,
         action: String,
@@ -83,9 +88,17 @@ pub enum AuditEvent {
         /// Absent in records written before modes were recorded.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mode: Option<String>,
+        /// `Kind/name` of the policy's target.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
     },
     /// An operation ran (or was only described, when `dry_run`).
     ActionRun {
+        /// The decision's id (`GET /api/v1/actions`), linking its
+        /// approval, run, impact and rollback records. Absent in records
+        /// written before ids were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decision: Option<u64>,
         policy: String,
         action: String,
         operation: String,
@@ -94,17 +107,40 @@ pub enum AuditEvent {
         /// The exit status or HTTP status; None when it did not finish.
         exit_status: Option<i32>,
         error: Option<String>,
+        /// Over all attempts.
         duration_ms: u64,
+        /// How many times it was tried (failures are retried with
+        /// doubling waits); 0 in dry-run.
+        #[serde(default)]
+        attempts: u32,
     },
     /// Whether an action made its target better or worse.
     Impact {
+        /// The decision's id (`GET /api/v1/actions`), linking its
+        /// approval, run, impact and rollback records. Absent in records
+        /// written before ids were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decision: Option<u64>,
         policy: String,
         action: String,
-        /// `better`, `unchanged`, `worse` or `unknown`.
+        /// `better`, `same`, `worse` or `unknown` (no data to judge by).
         verdict: String,
         detail: String,
+        /// The signal judged, and its median over the impact window
+        /// before the action and after it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<f64>,
     },
     Approval {
+        /// The decision's id (`GET /api/v1/actions`), linking its
+        /// approval, run, impact and rollback records. Absent in records
+        /// written before ids were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decision: Option<u64>,
         policy: String,
         action: String,
         by: String,
@@ -112,6 +148,11 @@ pub enum AuditEvent {
         reason: Option<String>,
     },
     Rollback {
+        /// The decision's id (`GET /api/v1/actions`), linking its
+        /// approval, run, impact and rollback records. Absent in records
+        /// written before ids were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decision: Option<u64>,
         policy: String,
         action: String,
         reason: String,
@@ -120,16 +161,33 @@ pub enum AuditEvent {
         exit_status: Option<i32>,
         error: Option<String>,
     },
+    /// A policy was loaded, changed, removed or rolled back.
+    PolicyChange {
+        policy: String,
+        /// The version now in force (the last one, when removed).
+        version: u32,
+        /// `loaded`, `updated`, `removed` or `rolled_back`.
+        change: String,
+        /// The file it came from, or who rolled it back.
+        source: String,
+        /// For a rollback: the version whose content was restored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restored: Option<u32>,
+    },
+    /// The global pause switch moved.
+    Pause { paused: bool, by: String },
 }
 
 impl AuditEvent {
-    pub const KINDS: [&'static str; 6] = [
+    pub const KINDS: [&'static str; 8] = [
         "alert_received",
         "decision",
         "action_run",
         "impact",
         "approval",
         "rollback",
+        "policy_change",
+        "pause",
     ];
 
     /// The `kind` field's value.
@@ -141,14 +199,17 @@ impl AuditEvent {
             AuditEvent::Impact { .. } => "impact",
             AuditEvent::Approval { .. } => "approval",
             AuditEvent::Rollback { .. } => "rollback",
+            AuditEvent::PolicyChange { .. } => "policy_change",
+            AuditEvent::Pause { .. } => "pause",
         }
     }
 
     /// The policy it concerns; alerts concern none.
     pub fn policy(&self) -> Option<&str> {
         match self {
-            AuditEvent::AlertReceived { .. } => None,
+            AuditEvent::AlertReceived { .. } | AuditEvent::Pause { .. } => None,
             AuditEvent::Decision { policy, .. }
+            | AuditEvent::PolicyChange { policy, .. }
             | AuditEvent::ActionRun { policy, .. }
             | AuditEvent::Impact { policy, .. }
             | AuditEvent::Approval { policy, .. }

@@ -10,6 +10,7 @@ use perfpilot_autopilot::audit::{AuditError, AuditEvent, AuditFilter, AuditLog};
 
 fn decision(policy: &str) -> AuditEvent {
     AuditEvent::Decision {
+        decision: Some(7),
         policy: policy.into(),
         policy_version: "3".into(),
         action: "restart".into(),
@@ -17,11 +18,13 @@ fn decision(policy: &str) -> AuditEvent {
         readings: vec!["p99 = 0.9".into(), "baseline.p99 = 0.3".into()],
         outcome: "dry_run".into(),
         mode: Some("dry-run".into()),
+        target: Some("Service/checkout".into()),
     }
 }
 
 fn run(policy: &str) -> AuditEvent {
     AuditEvent::ActionRun {
+        decision: Some(7),
         policy: policy.into(),
         action: "restart".into(),
         operation: "exec /usr/bin/systemctl restart checkout".into(),
@@ -30,6 +33,7 @@ fn run(policy: &str) -> AuditEvent {
         exit_status: Some(0),
         error: None,
         duration_ms: 120,
+        attempts: 1,
     }
 }
 
@@ -45,6 +49,7 @@ fn appends_number_records_and_queries_filter_newest_first() {
         .append_all(vec![
             decision("search"),
             AuditEvent::Approval {
+                decision: Some(8),
                 policy: "search".into(),
                 action: "restart".into(),
                 by: "alice".into(),
@@ -52,12 +57,17 @@ fn appends_number_records_and_queries_filter_newest_first() {
                 reason: None,
             },
             AuditEvent::Impact {
+                decision: Some(7),
                 policy: "checkout".into(),
                 action: "restart".into(),
                 verdict: "worse".into(),
                 detail: "p99 0.9 -> 1.4".into(),
+                signal: Some("p99".into()),
+                before: Some(0.9),
+                after: Some(1.4),
             },
             AuditEvent::Rollback {
+                decision: Some(7),
                 policy: "checkout".into(),
                 action: "restart".into(),
                 reason: "impact worse".into(),

@@ -515,6 +515,7 @@ impl Engine {
             self.append(
                 handle,
                 AuditEvent::Decision {
+                    decision: Some(d.id),
                     policy: d.policy.clone(),
                     policy_version: d.policy_version.to_string(),
                     action: d.action.clone(),
@@ -522,6 +523,7 @@ impl Engine {
                     readings: d.readings.iter().map(ToString::to_string).collect(),
                     outcome: outcome.into(),
                     mode: Some(mode_name(d.mode).into()),
+                    target: Some(format!("{}/{}", d.target.kind.as_str(), d.target.name)),
                 },
             );
             self.remember(view(d));
@@ -549,6 +551,7 @@ impl Engine {
         self.append(
             handle,
             AuditEvent::ActionRun {
+                decision: Some(d.id),
                 policy: d.policy.clone(),
                 action: d.action.clone(),
                 operation: describe(&d.operation),
@@ -561,6 +564,7 @@ impl Engine {
                     .iter()
                     .map(|o| u64::try_from(o.duration.as_millis()).unwrap_or(u64::MAX))
                     .sum(),
+                attempts: u32::try_from(report.attempts.len()).unwrap_or(u32::MAX),
             },
         );
         if !report.ok() {
@@ -599,6 +603,7 @@ impl Engine {
         self.append(
             handle,
             AuditEvent::Approval {
+                decision: Some(decided.id),
                 policy: decided.policy.clone(),
                 action: decided.action.clone(),
                 by: by.to_string(),
