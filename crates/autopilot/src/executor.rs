@@ -195,6 +195,9 @@ pub struct Executor {
     next_id: u64,
     ops: Ops,
     retry: Retry,
+    /// Cooldown and hourly history of the actions of removed policies,
+    /// by (policy, action), restored if the policy comes back.
+    removed: BTreeMap<(String, String), (Option<i64>, VecDeque<i64>)>,
 }
 
 fn target_key(t: &TargetRef) -> String {
@@ -217,6 +220,7 @@ impl Executor {
             next_id: 1,
             ops: Ops::default(),
             retry: Retry::default(),
+            removed: BTreeMap::new(),
         };
         for p in policies {
             e.upsert_policy(p);
@@ -253,9 +257,20 @@ impl Executor {
     }
 
     /// Adds a policy, or replaces the one of the same name; returns its
-    /// version. Cooldowns and hourly counts of actions that keep their
-    /// name carry over, so reloading a policy cannot reset its caps.
+    /// version (1 for a new policy, one more for a changed one).
+    /// Cooldowns and hourly counts of actions that keep their name carry
+    /// over, so reloading a policy cannot reset its caps.
     pub fn upsert_policy(&mut self, policy: Policy) -> u32 {
+        self.install(policy, None)
+    }
+
+    /// Like [`Self::upsert_policy`], with the version chosen by the
+    /// caller (one that keeps a history of versions across restarts).
+    pub fn upsert_policy_as(&mut self, policy: Policy, version: u32) -> u32 {
+        self.install(policy, Some(version))
+    }
+
+    fn install(&mut self, policy: Policy, version: Option<u32>) -> u32 {
         let fresh = |p: &Policy| -> Vec<ActionState> {
             p.actions
                 .iter()
@@ -273,6 +288,9 @@ impl Executor {
             .find(|s| s.policy.name == policy.name)
         {
             if state.policy == policy {
+                if let Some(v) = version {
+                    state.version = v;
+                }
                 return state.version;
             }
             let mut actions = fresh(&policy);
@@ -286,17 +304,65 @@ impl Executor {
                 }
             }
             state.policy = policy;
-            state.version += 1;
+            state.version = version.unwrap_or(state.version + 1);
             state.actions = actions;
             return state.version;
         }
-        let actions = fresh(&policy);
+        let mut actions = fresh(&policy);
+        for (a, st) in policy.actions.iter().zip(actions.iter_mut()) {
+            if let Some((last, recent)) =
+                self.removed.remove(&(policy.name.clone(), a.name.clone()))
+            {
+                st.last_ms = last;
+                st.recent = recent;
+            }
+        }
+        let v = version.unwrap_or(1);
         self.policies.push(PolicyState {
             policy,
-            version: 1,
+            version: v,
             actions,
         });
-        1
+        v
+    }
+
+    /// Removes a policy; its decisions waiting for approval are dropped
+    /// and returned. Its cooldowns and hourly counts are kept, so a
+    /// policy removed and added back within the hour keeps its caps.
+    pub fn remove_policy(&mut self, name: &str) -> Option<Vec<Decision>> {
+        let i = self.policies.iter().position(|s| s.policy.name == name)?;
+        let state = self.policies.remove(i);
+        for (a, st) in state.policy.actions.iter().zip(&state.actions) {
+            self.removed.insert(
+                (name.to_string(), a.name.clone()),
+                (st.last_ms, st.recent.clone()),
+            );
+        }
+        let dropped: Vec<u64> = self
+            .pending
+            .values()
+            .filter(|d| d.policy == name)
+            .map(|d| d.id)
+            .collect();
+        Some(
+            dropped
+                .into_iter()
+                .filter_map(|id| self.pending.remove(&id))
+                .collect(),
+        )
+    }
+
+    /// The loaded policies with their versions.
+    pub fn policies(&self) -> impl Iterator<Item = (&Policy, u32)> {
+        self.policies.iter().map(|s| (&s.policy, s.version))
+    }
+
+    /// A loaded policy.
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.policies
+            .iter()
+            .find(|s| s.policy.name == name)
+            .map(|s| &s.policy)
     }
 
     /// The version of a policy, when it is loaded.
@@ -469,28 +535,192 @@ impl Executor {
         self.in_flight.remove(&target_key(&decision.target));
     }
 
-    /// Judges the decision's impact from its signal before and after and,
-    /// when worse and the policy says `rollbackIf: worse`, runs the
-    /// rollback (unless in dry-run).
-    pub fn impact(&mut self, decision: &Decision, before: f64, after: f64) -> Impact {
-        let verdict = verdict(before, after);
+    /// Claims the decision's target for a rollback; false while another
+    /// action on it is in flight. [`Self::finish`] frees it.
+    pub fn claim(&mut self, decision: &Decision) -> bool {
+        self.in_flight.insert(target_key(&decision.target))
+    }
+
+    /// The operation that undoes the decision when its impact is
+    /// `verdict`: its action's `rollback` when the policy's guard says
+    /// `rollbackIf: worse`, the verdict is worse and the decision ran for
+    /// real; otherwise none.
+    pub fn rollback_for(&self, decision: &Decision, verdict: Verdict) -> Option<Operation> {
         let rollback_if = self
             .policies
             .iter()
             .find(|s| s.policy.name == decision.policy)
             .map_or(RollbackIf::Worse, |s| s.policy.guard.rollback_if);
-        let rollback = match (&decision.rollback, verdict, rollback_if) {
-            (Some(op), Verdict::Worse, RollbackIf::Worse) if decision.mode == Mode::Enforce => {
-                let key = target_key(&decision.target);
-                self.in_flight.insert(key.clone());
-                let report = execute(&self.ops, &self.retry, decision, op);
-                self.in_flight.remove(&key);
-                Some(report)
+        let ran = decision.mode == Mode::Enforce
+            && matches!(decision.status, Status::Ready | Status::Approved { .. });
+        if verdict != Verdict::Worse || rollback_if != RollbackIf::Worse || !ran {
+            return None;
+        }
+        decision.rollback.clone()
+    }
+
+    /// What must survive a restart: decision ids, the pause switch,
+    /// cooldowns and hourly counts, and the approval queue.
+    pub fn export(&self) -> SavedState {
+        let mut actions = Vec::new();
+        for ps in &self.policies {
+            for (a, st) in ps.policy.actions.iter().zip(&ps.actions) {
+                if st.last_ms.is_some() || !st.recent.is_empty() {
+                    actions.push(SavedAction {
+                        policy: ps.policy.name.clone(),
+                        action: a.name.clone(),
+                        last_ms: st.last_ms,
+                        recent: st.recent.iter().copied().collect(),
+                    });
+                }
             }
-            _ => None,
-        };
+        }
+        for ((policy, action), (last_ms, recent)) in &self.removed {
+            actions.push(SavedAction {
+                policy: policy.clone(),
+                action: action.clone(),
+                last_ms: *last_ms,
+                recent: recent.iter().copied().collect(),
+            });
+        }
+        SavedState {
+            next_id: self.next_id,
+            paused: self.paused,
+            actions,
+            pending: self
+                .pending
+                .values()
+                .map(|d| SavedDecision {
+                    id: d.id,
+                    at_ms: d.at_ms,
+                    policy: d.policy.clone(),
+                    policy_version: d.policy_version,
+                    action: d.action.clone(),
+                    readings: d.readings.clone(),
+                    alert: d.trigger.alert.clone(),
+                    labels: d.trigger.labels.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Restores what [`Self::export`] saved, once the policies are
+    /// loaded. A queued decision whose policy is gone or has changed
+    /// version since is dropped: approving it would run something other
+    /// than what was shown. Returns why each one was dropped.
+    pub fn restore(&mut self, saved: SavedState) -> Vec<String> {
+        self.next_id = self.next_id.max(saved.next_id);
+        self.paused = saved.paused;
+        for a in saved.actions {
+            let recent: VecDeque<i64> = a.recent.into_iter().collect();
+            let found = self.policies.iter_mut().find(|s| s.policy.name == a.policy);
+            let slot = found.and_then(|ps| {
+                let i = ps.policy.actions.iter().position(|x| x.name == a.action)?;
+                ps.actions.get_mut(i)
+            });
+            match slot {
+                Some(st) => {
+                    st.last_ms = a.last_ms;
+                    st.recent = recent;
+                }
+                None => {
+                    self.removed
+                        .insert((a.policy, a.action), (a.last_ms, recent));
+                }
+            }
+        }
+        let mut dropped = Vec::new();
+        for p in saved.pending {
+            let Some(ps) = self.policies.iter_mut().find(|s| s.policy.name == p.policy) else {
+                dropped.push(format!(
+                    "decision {} ({}/{}): the policy is no longer loaded",
+                    p.id, p.policy, p.action
+                ));
+                continue;
+            };
+            if ps.version != p.policy_version {
+                dropped.push(format!(
+                    "decision {} ({}/{}): the policy changed from version {} to {}",
+                    p.id, p.policy, p.action, p.policy_version, ps.version
+                ));
+                continue;
+            }
+            let Some(i) = ps.policy.actions.iter().position(|a| a.name == p.action) else {
+                continue;
+            };
+            let action = &ps.policy.actions[i];
+            let decision = Decision {
+                id: p.id,
+                at_ms: p.at_ms,
+                policy: p.policy.clone(),
+                policy_version: p.policy_version,
+                action: p.action.clone(),
+                target: ps.policy.target.clone(),
+                condition: action.condition.source().to_string(),
+                readings: p.readings,
+                operation: action.operation.clone(),
+                rollback: action.rollback.clone(),
+                mode: Mode::Enforce,
+                approval: action.approval,
+                trigger: Trigger {
+                    alert: p.alert,
+                    target: ps.policy.target.name.clone(),
+                    labels: p.labels,
+                },
+                status: Status::PendingApproval,
+            };
+            if let Some(st) = ps.actions.get_mut(i) {
+                st.pending = Some(p.id);
+            }
+            self.pending.insert(p.id, decision);
+        }
+        dropped
+    }
+
+    /// Judges the decision's impact from its signal before and after and,
+    /// when worse and the policy says `rollbackIf: worse`, runs the
+    /// rollback (unless in dry-run).
+    pub fn impact(&mut self, decision: &Decision, before: f64, after: f64) -> Impact {
+        let verdict = verdict(before, after);
+        let rollback = self.rollback_for(decision, verdict).map(|op| {
+            self.claim(decision);
+            let report = execute(&self.ops, &self.retry, decision, &op);
+            self.finish(decision);
+            report
+        });
         Impact { verdict, rollback }
     }
+}
+
+/// The executor's durable state ([`Executor::export`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedState {
+    pub next_id: u64,
+    pub paused: bool,
+    pub actions: Vec<SavedAction>,
+    pub pending: Vec<SavedDecision>,
+}
+
+/// When an action last ran, and its runs in the last hour.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedAction {
+    pub policy: String,
+    pub action: String,
+    pub last_ms: Option<i64>,
+    pub recent: Vec<i64>,
+}
+
+/// A decision waiting for approval.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedDecision {
+    pub id: u64,
+    pub at_ms: i64,
+    pub policy: String,
+    pub policy_version: u32,
+    pub action: String,
+    pub readings: Vec<Reading>,
+    pub alert: Option<String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Runs `op` for the decision with bounded retries and doubling waits.

@@ -404,3 +404,82 @@ fn a_changed_policy_gets_a_new_version_and_keeps_its_caps() {
     let d = ex.on_tick(3_600_000, &slow()).remove(0);
     assert_eq!(d.policy_version, 2);
 }
+
+#[test]
+fn state_survives_a_restart_through_export_and_restore() {
+    let capped = exec_action("a", &["true"], ", approval: auto, maxPerHour: 1");
+    let manual = exec_action("m", &["true"], ", approval: manual");
+    let p = policy("p", &[capped.clone(), manual.clone()]);
+    let mut ex = Executor::new(vec![p.clone()]).with_mode(Mode::Enforce);
+    // One action in flight per target: the run first, then the queue.
+    let ran = ex.on_tick(0, &slow()).remove(0);
+    assert_eq!(ran.status, Status::Ready);
+    ex.finish(&ran);
+    let queued = ex.on_tick(1000, &slow()).remove(0);
+    assert_eq!(queued.status, Status::PendingApproval);
+    ex.set_paused(true);
+    // Through JSON, as the server keeps it on disk.
+    let saved = serde_json::to_string(&ex.export()).unwrap();
+
+    let mut again = Executor::new(vec![p]).with_mode(Mode::Enforce);
+    let dropped = again.restore(serde_json::from_str(&saved).unwrap());
+    assert!(dropped.is_empty(), "{dropped:?}");
+    assert!(again.paused());
+    again.set_paused(false);
+    // The hourly cap still holds, and the queued decision is still queued.
+    assert!(again.on_tick(60_000, &slow()).is_empty());
+    let pending: Vec<_> = again.pending().cloned().collect();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, queued.id);
+    assert_eq!(pending[0].readings, queued.readings);
+    // New decisions never reuse an id.
+    let next = again.on_tick(3_600_000, &slow());
+    assert_eq!(next.len(), 1);
+    assert!(next[0].id > queued.id);
+
+    // A queued decision of a changed policy is dropped, saying why.
+    let changed = policy(
+        "p",
+        &[
+            capped,
+            exec_action("m", &["/bin/true"], ", approval: manual"),
+        ],
+    );
+    let mut third = Executor::new(Vec::new()).with_mode(Mode::Enforce);
+    third.upsert_policy_as(changed, 2);
+    let dropped = third.restore(serde_json::from_str(&saved).unwrap());
+    assert_eq!(dropped.len(), 1);
+    assert!(
+        dropped[0].contains("changed from version 1 to 2"),
+        "{dropped:?}"
+    );
+    assert_eq!(third.pending().count(), 0);
+}
+
+#[test]
+fn a_removed_policy_drops_its_queue_and_keeps_its_caps_if_it_returns() {
+    let p = policy(
+        "p",
+        &[
+            exec_action("a", &["true"], ", approval: auto, maxPerHour: 1"),
+            exec_action("m", &["true"], ", approval: manual"),
+        ],
+    );
+    let mut ex = Executor::new(vec![p.clone()]).with_mode(Mode::Enforce);
+    for t in [0, 1000] {
+        for d in ex.on_tick(t, &slow()) {
+            ex.finish(&d);
+        }
+    }
+    let dropped = ex.remove_policy("p").unwrap();
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0].action, "m");
+    assert_eq!(ex.pending().count(), 0);
+    assert!(ex.on_tick(1500, &slow()).is_empty());
+    assert!(ex.remove_policy("p").is_none());
+    ex.upsert_policy(p);
+    // Only the manual action is decided again: the other is still capped.
+    let again = ex.on_tick(2000, &slow());
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].action, "m");
+}

@@ -11,7 +11,8 @@ use super::parser::{BinOp, Expr, ExprKind};
 use super::ConditionError;
 
 /// A value a name can have.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
 pub enum Value {
     Number(f64),
     Bool(bool),
@@ -39,7 +40,7 @@ pub trait Env {
 
 /// One value read during an evaluation: `p99`, `alert("X").firing`,
 /// `hotspot("f")`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reading {
     pub name: String,
     pub value: Option<Value>,
@@ -120,6 +121,31 @@ pub(super) fn collect_paths(e: &Expr, out: &mut Vec<String>) {
             collect_paths(rhs, out);
         }
         ExprKind::Number(_) | ExprKind::Bool(_) | ExprKind::Str(_) => {}
+    }
+}
+
+pub(super) fn collect_calls(e: &Expr, out: &mut Vec<(String, String)>) {
+    match &e.kind {
+        ExprKind::Call { name, args } => {
+            if let [Expr {
+                kind: ExprKind::Str(arg),
+                ..
+            }] = args.as_slice()
+            {
+                let call = (name.clone(), arg.clone());
+                if !out.contains(&call) {
+                    out.push(call);
+                }
+            }
+            args.iter().for_each(|a| collect_calls(a, out));
+        }
+        ExprKind::Member { target, .. } => collect_calls(target, out),
+        ExprKind::Neg(x) | ExprKind::Not(x) => collect_calls(x, out),
+        ExprKind::Binary { lhs, rhs, .. } => {
+            collect_calls(lhs, out);
+            collect_calls(rhs, out);
+        }
+        ExprKind::Path(_) | ExprKind::Number(_) | ExprKind::Bool(_) | ExprKind::Str(_) => {}
     }
 }
 

@@ -204,6 +204,16 @@ impl Condition {
         out
     }
 
+    /// The function calls with their string argument, each once, in
+    /// order of appearance: `("hotspot", "encrypt_data")`,
+    /// `("alert", "CheckoutHighLatency")`. Lets a caller fetch only the
+    /// values a condition will read.
+    pub fn calls(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        eval::collect_calls(&self.expr, &mut out);
+        out
+    }
+
     /// Evaluates once. `Err` only for type errors that [`Self::check`]
     /// would have reported, or an [`Env`] returning the wrong type.
     pub fn evaluate(&self, env: &dyn Env) -> Result<Evaluation, ConditionError> {

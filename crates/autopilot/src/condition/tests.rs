@@ -287,3 +287,20 @@ fn tracker_follows_the_for_clause() {
     let c = Condition::parse("p99 > 0.4").unwrap();
     assert!(c.tracker().observe(0, Some(true)).is_held());
 }
+
+#[test]
+fn calls_lists_each_function_argument_once_in_order() {
+    let c = Condition::parse(
+        r#"hotspot("encrypt") > 30% and (alert("A").firing or hotspot("encrypt") > 0.5) and not alert("B").firing"#,
+    )
+    .unwrap();
+    let calls = c.calls();
+    assert_eq!(
+        calls,
+        vec![
+            ("hotspot".to_string(), "encrypt".to_string()),
+            ("alert".to_string(), "A".to_string()),
+            ("alert".to_string(), "B".to_string()),
+        ]
+    );
+}
