@@ -73,6 +73,16 @@ pub trait TargetEnvs {
             labels: BTreeMap::new(),
         }
     }
+    /// The values for one policy's conditions: by default its target's.
+    /// Policies on one target may define signals of the same name
+    /// differently, so a caller with signals answers per policy.
+    fn env_for(&self, policy: &Policy) -> Option<&dyn Env> {
+        self.env(&policy.target)
+    }
+    /// The trigger of an action of `policy`: by default its target's.
+    fn trigger_for(&self, policy: &Policy) -> Trigger {
+        self.trigger(&policy.target)
+    }
 }
 
 /// Envs by target name.
@@ -391,7 +401,7 @@ impl Executor {
         let global = self.mode;
         let paused = self.paused;
         for ps in &mut self.policies {
-            let Some(env) = envs.env(&ps.policy.target) else {
+            let Some(env) = envs.env_for(&ps.policy) else {
                 continue;
             };
             let key = target_key(&ps.policy.target);
@@ -435,7 +445,7 @@ impl Executor {
                     rollback: action.rollback.clone(),
                     mode,
                     approval: action.approval,
-                    trigger: envs.trigger(&ps.policy.target),
+                    trigger: envs.trigger_for(&ps.policy),
                     status,
                 };
                 // The condition must hold for its full duration again

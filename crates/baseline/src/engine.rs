@@ -70,6 +70,9 @@ pub struct Engine {
     /// The version of the baselines in use (0: learned from scratch).
     pub version: u64,
     transitions: Vec<Transition>,
+    /// The last value of each feature, (window start, value), by
+    /// "service\u{1f}feature": what the autopilot's conditions read.
+    latest: BTreeMap<String, (i64, f64)>,
 }
 
 fn key(service: &str, feature: &str) -> String {
@@ -92,6 +95,7 @@ impl Engine {
             last_delivery_error: None,
             version: 0,
             transitions: Vec::new(),
+            latest: BTreeMap::new(),
         }
     }
 
@@ -122,6 +126,7 @@ impl Engine {
             .entry(key(service, feature))
             .or_insert_with(|| FeatureMonitor::new(feature, kind, cfg.clone()));
         let findings = m.update(t_ms, x);
+        self.remember(service, feature, t_ms, x);
         let t = self.book.update(service, feature, labels, &findings, t_ms);
         self.transitions.extend(t);
         findings
@@ -185,7 +190,9 @@ impl Engine {
             .error_burst
             .update(feature, t_ms, errors, requests, expected);
         if requests > 0 {
-            base.observe(t_ms, errors as f64 / requests as f64, finding.is_some());
+            let rate = errors as f64 / requests as f64;
+            base.observe(t_ms, rate, finding.is_some());
+            self.remember(service, feature, t_ms, rate);
         }
         let findings: Vec<Finding> = finding.into_iter().collect();
         let t = self.book.update(service, feature, labels, &findings, t_ms);
@@ -271,6 +278,34 @@ impl Engine {
 
     pub fn ack(&mut self, id: &str, by: &str, now_ms: i64) -> Option<Alert> {
         self.book.ack(id, by, now_ms).cloned()
+    }
+
+    fn remember(&mut self, service: &str, feature: &str, t_ms: i64, x: f64) {
+        let slot = self
+            .latest
+            .entry(key(service, feature))
+            .or_insert((t_ms, x));
+        // Late windows do not replace newer ones.
+        if t_ms >= slot.0 {
+            *slot = (t_ms, x);
+        }
+    }
+
+    /// The feature's last value: (its window's start, the value). Error
+    /// features (`errors`, `/search errors`) give the error rate, 0 to 1.
+    pub fn latest(&self, service: &str, feature: &str) -> Option<(i64, f64)> {
+        self.latest.get(&key(service, feature)).copied()
+    }
+
+    /// What the feature's baseline expects at `t_ms`, once it has learned
+    /// enough to say (for error features, the expected error rate).
+    pub fn expected(&self, service: &str, feature: &str, t_ms: i64) -> Option<f64> {
+        let k = key(service, feature);
+        let band = match self.monitors.get(&k) {
+            Some(m) => m.baseline.band(t_ms),
+            None => self.error_rates.get(&k)?.band(t_ms),
+        };
+        band.ready().then_some(band.expected)
     }
 
     pub fn monitor(&self, service: &str, feature: &str) -> Option<&FeatureMonitor> {

@@ -1,6 +1,8 @@
 //! The `perfpilot` command: argument parsing and wiring only.
 
+mod actions;
 mod baseline;
+mod client;
 mod convert;
 mod exit;
 mod query;
@@ -72,6 +74,13 @@ enum Command {
     /// Check autopilot policy files (AutopilotPolicy YAML) and report every
     /// error as file:line:column; exit 6 if any file is invalid.
     Validate(validate::ValidateArgs),
+    /// The autopilot's actions on a running server: list decisions with
+    /// their evidence and impact, approve or reject queued ones, pause and
+    /// resume.
+    Actions(actions::ActionsArgs),
+    /// The autopilot's policies on a running server: list them with their
+    /// versions, or roll one back to an earlier version.
+    Policy(actions::PolicyArgs),
 }
 
 #[derive(Args)]
@@ -135,6 +144,10 @@ struct ServerArgs {
     /// dry-run records what the autopilot would do; enforce runs it.
     #[arg(long, value_enum, default_value_t = AutopilotMode::DryRun)]
     autopilot: AutopilotMode,
+    /// The Prometheus that policies' `prometheus` signals query, e.g.
+    /// http://127.0.0.1:9090.
+    #[arg(long, value_name = "URL")]
+    prometheus: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -412,6 +425,8 @@ fn run(cli: Cli) -> exit::Result<()> {
         Command::Baseline(args) => baseline::run(args),
         Command::Gate(args) => baseline::gate_cmd(args),
         Command::Validate(args) => validate::run(args),
+        Command::Actions(args) => actions::run(args),
+        Command::Policy(args) => actions::policy(args),
     }
 }
 

@@ -1,7 +1,6 @@
 //! `perfpilot query`: the query API from the command line.
 
 use std::io::Write;
-use std::time::Duration;
 
 use anyhow::Context;
 use perfpilot_server::api::{DiffResponse, TimeseriesResponse, TopResponse};
@@ -9,52 +8,9 @@ use perfpilot_server::api::{DiffResponse, TimeseriesResponse, TopResponse};
 use crate::exit::{self, Failure};
 use crate::{QueryArgs, QueryCommand, QueryCommon};
 
-fn client() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(120)))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
 /// GETs an API path; returns the body, or the server's error message.
 fn get(c: &QueryCommon, path: &str, params: &[(&str, String)]) -> exit::Result<Vec<u8>> {
-    let token = crate::serve::read_token(c.auth_token_file.as_deref())?;
-    let url = format!("{}{path}", c.server.trim_end_matches('/'));
-    let mut req = client().get(&url);
-    for (k, v) in params {
-        req = req.query(*k, v);
-    }
-    if let Some(t) = token {
-        req = req.header("Authorization", format!("Bearer {t}"));
-    }
-    let resp = req
-        .call()
-        .with_context(|| format!("cannot reach {url}"))
-        .map_err(Failure::from)?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .with_context(|| format!("reading the answer of {url}"))?;
-    if !(200..300).contains(&status) {
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("error")?.as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        let code = if status == 400 {
-            exit::USAGE
-        } else {
-            exit::FAILURE
-        };
-        return Err(Failure::new(
-            code,
-            anyhow::anyhow!("the server answered {status}: {message}"),
-        ));
-    }
-    Ok(body)
+    crate::client::call(&c.server, c.auth_token_file.as_deref(), path, params, None)
 }
 
 fn common_params(c: &QueryCommon) -> Vec<(&'static str, String)> {

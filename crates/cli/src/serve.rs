@@ -134,7 +134,22 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
                 crate::AutopilotMode::Enforce => perfpilot_server::AutopilotMode::Enforce,
             };
             handle
-                .start_engine(policies, mode, alerts.clone(), Arc::clone(&stop))
+                .start_engine(
+                    policies,
+                    mode,
+                    perfpilot_server::Sources::new(
+                        alerts.clone(),
+                        Some(Arc::new(store.clone())),
+                        args.prometheus.as_deref().map(|url| {
+                            // Asked every few seconds: a retry would only
+                            // hold up the other policies' decisions.
+                            let mut p = perfpilot_baseline::prom::Prometheus::new(url);
+                            p.retries = 0;
+                            p
+                        }),
+                    ),
+                    Arc::clone(&stop),
+                )
                 .map_err(|e| Failure::new(exit::BAD_INPUT, anyhow::anyhow!("{e}")))?;
             eprintln!(
                 "perfpilot server: autopilot in {} mode with the policies in {}",

@@ -108,6 +108,13 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+fn without_policy_changes(records: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    records
+        .into_iter()
+        .filter(|r| r["kind"] != "policy_change")
+        .collect()
+}
+
 fn kinds(records: &[serde_json::Value]) -> Vec<&str> {
     records.iter().filter_map(|r| r["kind"].as_str()).collect()
 }
@@ -148,6 +155,12 @@ fn enforce_with_auto_approval_runs_the_action() {
         let r = audit(&server);
         kinds(&r).contains(&"action_run").then_some(r)
     });
+    // Oldest first; the policy's loading comes before everything else.
+    let loaded = &records[0];
+    assert_eq!(loaded["kind"], "policy_change", "{records:#?}");
+    assert_eq!(loaded["change"], "loaded");
+    assert_eq!(loaded["version"], 1);
+    let records = without_policy_changes(records);
     assert_eq!(
         kinds(&records),
         ["alert_received", "decision", "action_run"],
@@ -178,7 +191,7 @@ fn manual_approval_waits_for_approve() {
     assert_eq!(status, 200, "{run:#}");
     assert_eq!(run["status"], "succeeded");
     assert!(marker.exists());
-    let records = audit(&server);
+    let records = without_policy_changes(audit(&server));
     assert_eq!(
         kinds(&records),
         ["alert_received", "decision", "approval", "action_run"],

@@ -35,7 +35,7 @@ use axum::Router;
 use perfpilot_store::Store;
 
 pub use alerts::AlertsHandle;
-pub use autopilot::{mode_name, Autopilot, AutopilotHandle, Engine, EngineError};
+pub use autopilot::{mode_name, Autopilot, AutopilotHandle, Engine, EngineError, Sources};
 pub use error::ApiError;
 pub use perfpilot_autopilot::executor::Mode as AutopilotMode;
 pub use profiles::StoreProfiles;
@@ -49,7 +49,8 @@ pub fn ui_embedded() -> bool {
 pub mod api {
     pub use crate::alerts::AlertsResponse;
     pub use crate::autopilot::{
-        ActionView, ActionsResponse, AuditResponse, PauseResponse, WebhookResponse,
+        ActionView, ActionsResponse, AuditResponse, ImpactView, PauseResponse, PoliciesResponse,
+        PolicyView, WebhookResponse,
     };
     pub use crate::native::{
         DiffResponse, FlamegraphResponse, NamesResponse, ProfileTypesResponse, SandwichResponse,
@@ -132,6 +133,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/actions/resume", post(autopilot::resume))
         .route("/api/v1/actions/{id}/approve", post(autopilot::approve))
         .route("/api/v1/actions/{id}/reject", post(autopilot::reject))
+        .route("/api/v1/policies", get(autopilot::policies))
+        .route(
+            "/api/v1/policies/{name}/rollback",
+            post(autopilot::rollback_policy),
+        )
         .route(
             "/querier.v1.QuerierService/{method}",
             post(grafana::querier),

@@ -1,0 +1,276 @@
+//! `perfpilot actions` and `perfpilot policy`: the autopilot's approval
+//! queue, pause switch and policy versions, through a running server.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use perfpilot_server::api::{
+    ActionView, ActionsResponse, PauseResponse, PoliciesResponse, PolicyView,
+};
+use serde_json::json;
+
+use crate::client::{call, decode};
+use crate::exit;
+
+#[derive(Args, Clone)]
+pub struct Conn {
+    /// The server.
+    #[arg(long, default_value = "http://127.0.0.1:4040")]
+    server: String,
+    /// A file holding the server's token.
+    #[arg(long, value_name = "FILE")]
+    auth_token_file: Option<PathBuf>,
+}
+
+impl Conn {
+    fn get(&self, path: &str) -> exit::Result<Vec<u8>> {
+        call(
+            &self.server,
+            self.auth_token_file.as_deref(),
+            path,
+            &[],
+            None,
+        )
+    }
+    fn post(&self, path: &str, body: serde_json::Value) -> exit::Result<Vec<u8>> {
+        call(
+            &self.server,
+            self.auth_token_file.as_deref(),
+            path,
+            &[],
+            Some(&body),
+        )
+    }
+}
+
+#[derive(Args)]
+pub struct ActionsArgs {
+    #[command(subcommand)]
+    command: ActionsCommand,
+}
+
+#[derive(Subcommand)]
+enum ActionsCommand {
+    /// Decisions waiting for approval, then recent ones with their status
+    /// and impact.
+    List(ListArgs),
+    /// Approve a queued decision: it runs now, on the server.
+    Approve(DecideArgs),
+    /// Reject a queued decision.
+    Reject(DecideArgs),
+    /// Stop deciding and approving actions (conditions are still
+    /// followed); recorded in the audit log.
+    Pause(ByArgs),
+    /// Undo `pause`.
+    Resume(ByArgs),
+}
+
+#[derive(Args)]
+struct ListArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DecideArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// The decision's id (`perfpilot actions list` shows them).
+    id: u64,
+    /// Who decides, for the audit log (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+#[derive(Args)]
+struct ByArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Who, for the audit log (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+#[derive(Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    command: PolicyCommand,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// The loaded policies with their versions.
+    List(ListArgs),
+    /// Put an earlier version of a policy back in force (as a new
+    /// version). It stays until the policy's file changes.
+    Rollback(RollbackArgs),
+}
+
+#[derive(Args)]
+struct RollbackArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// The policy's name (metadata.name).
+    name: String,
+    /// The version to restore (`perfpilot policy list` shows them).
+    #[arg(long)]
+    to: u32,
+    /// Who, for the audit log (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+fn who(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "cli".into())
+}
+
+fn print(text: &str) -> exit::Result<()> {
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("writing to standard output")?;
+    Ok(())
+}
+
+fn time(ms: i64) -> String {
+    perfpilot_baseline::alerts::rfc3339(ms)
+}
+
+fn line(v: &ActionView) -> String {
+    let mut s = format!(
+        "{:>5}  {}  {}/{} v{}  {}  {}  {}",
+        v.id,
+        time(v.at_ms),
+        v.policy,
+        v.action,
+        v.policy_version,
+        v.target,
+        v.operation,
+        v.status
+    );
+    if let Some(by) = &v.by {
+        s.push_str(&format!(" by {by}"));
+    }
+    if let Some(i) = &v.impact {
+        s.push_str(&format!("  impact {}", i.status));
+        if let (Some(b), Some(a)) = (i.before, i.after) {
+            s.push_str(&format!(
+                " ({} {b:.4} -> {a:.4})",
+                i.signal.as_deref().unwrap_or("")
+            ));
+        }
+        if let Some(r) = &i.rollback {
+            s.push_str(&format!(", rollback {r}"));
+        }
+    }
+    if let Some(e) = &v.error {
+        s.push_str(&format!("  error: {e}"));
+    }
+    s.push('\n');
+    s
+}
+
+fn show(v: &ActionView) -> exit::Result<()> {
+    print(&line(v))
+}
+
+pub fn run(args: ActionsArgs) -> exit::Result<()> {
+    match args.command {
+        ActionsCommand::List(a) => {
+            let body = a.conn.get("/api/v1/actions")?;
+            if a.json {
+                return print(&format!("{}\n", String::from_utf8_lossy(&body)));
+            }
+            let r: ActionsResponse = decode("/api/v1/actions", &body)?;
+            let mut out = format!(
+                "mode {}{}\n",
+                r.mode,
+                if r.paused { ", paused" } else { "" }
+            );
+            out.push_str(&format!("\nwaiting for approval: {}\n", r.pending.len()));
+            for v in &r.pending {
+                out.push_str(&line(v));
+                out.push_str(&format!("       when {}\n", v.condition));
+                for reading in &v.readings {
+                    out.push_str(&format!("         {reading}\n"));
+                }
+            }
+            out.push_str(&format!("\nrecent: {}\n", r.recent.len()));
+            for v in &r.recent {
+                out.push_str(&line(v));
+            }
+            print(&out)
+        }
+        ActionsCommand::Approve(a) => {
+            let path = format!("/api/v1/actions/{}/approve", a.id);
+            let body = a.conn.post(&path, json!({ "by": who(a.by) }))?;
+            show(&decode(&path, &body)?)
+        }
+        ActionsCommand::Reject(a) => {
+            let path = format!("/api/v1/actions/{}/reject", a.id);
+            let body = a.conn.post(&path, json!({ "by": who(a.by) }))?;
+            show(&decode(&path, &body)?)
+        }
+        ActionsCommand::Pause(a) => pause(a, true),
+        ActionsCommand::Resume(a) => pause(a, false),
+    }
+}
+
+fn pause(a: ByArgs, paused: bool) -> exit::Result<()> {
+    let path = if paused {
+        "/api/v1/actions/pause"
+    } else {
+        "/api/v1/actions/resume"
+    };
+    let body = a.conn.post(path, json!({ "by": who(a.by) }))?;
+    let r: PauseResponse = decode(path, &body)?;
+    print(if r.paused {
+        "paused: no action is decided or approved until `perfpilot actions resume`\n"
+    } else {
+        "resumed\n"
+    })
+}
+
+fn policy_line(p: &PolicyView) -> String {
+    let versions: Vec<String> = p.versions.iter().map(|v| format!("v{v}")).collect();
+    format!(
+        "{}  v{}{}  {}  actions: {}  versions: {}  file: {}\n",
+        p.name,
+        p.version,
+        p.restored_from
+            .map(|r| format!(" (rolled back to v{r}'s content)"))
+            .unwrap_or_default(),
+        p.target,
+        p.actions.join(", "),
+        versions.join(" "),
+        p.file.as_deref().unwrap_or("-")
+    )
+}
+
+pub fn policy(args: PolicyArgs) -> exit::Result<()> {
+    match args.command {
+        PolicyCommand::List(a) => {
+            let body = a.conn.get("/api/v1/policies")?;
+            if a.json {
+                return print(&format!("{}\n", String::from_utf8_lossy(&body)));
+            }
+            let r: PoliciesResponse = decode("/api/v1/policies", &body)?;
+            if r.policies.is_empty() {
+                return print("no policies are loaded\n");
+            }
+            print(&r.policies.iter().map(policy_line).collect::<String>())
+        }
+        PolicyCommand::Rollback(a) => {
+            let path = format!("/api/v1/policies/{}/rollback", a.name);
+            let body = a.conn.post(&path, json!({ "to": a.to, "by": who(a.by) }))?;
+            let p: PolicyView = decode(&path, &body)?;
+            print(&policy_line(&p))
+        }
+    }
+}

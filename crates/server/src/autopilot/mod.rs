@@ -1,0 +1,484 @@
+//! The autopilot in the server: `POST /api/v1/alertmanager` (the
+//! Alertmanager webhook receiver), `GET /api/v1/audit`, the engine that
+//! evaluates the policies every second and runs what is due, and the
+//! actions API (`/api/v1/actions`: approvals and the pause switch).
+
+mod engine;
+mod policies;
+mod signals;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::body::Bytes;
+use axum::extract::{Path as AxumPath, Query, State};
+use axum::Json;
+use perfpilot_autopilot::audit::{AuditError, AuditEvent, AuditFilter, AuditLog, AuditRecord};
+use perfpilot_autopilot::executor::{ExecError, Mode};
+use perfpilot_autopilot::inbox::{self, Inbox, Update};
+use serde::{Deserialize, Serialize};
+
+pub use engine::{Engine, EngineError};
+pub use policies::{PoliciesError, PolicyView};
+pub use signals::Sources;
+
+use crate::error::{ApiError, ApiResult};
+use crate::{blocking, now_ms, App};
+
+/// The alert inbox and the audit log, locked together so an alert's audit
+/// record and its inbox state never disagree.
+pub struct Autopilot {
+    pub inbox: Inbox,
+    pub audit: AuditLog,
+    /// The autopilot directory: the audit log, the engine's state and
+    /// the policies' versions.
+    pub dir: PathBuf,
+    /// The decision engine, once started with `start_engine` (the
+    /// `--policies` flag); the actions API answers 404 without it.
+    pub engine: Option<Arc<Engine>>,
+}
+
+/// What the server shares with the autopilot's engine.
+#[derive(Clone)]
+pub struct AutopilotHandle(pub Arc<Mutex<Autopilot>>);
+
+impl std::fmt::Debug for AutopilotHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AutopilotHandle")
+    }
+}
+
+impl AutopilotHandle {
+    /// The file name of the audit log inside the autopilot directory.
+    pub const AUDIT_FILE: &'static str = "audit.jsonl";
+
+    /// Opens the autopilot's state in `dir` (created if missing): the
+    /// audit log `dir/audit.jsonl`, with a torn last line cut off (see
+    /// [`AuditLog::recovered`]). The inbox starts empty: Alertmanager
+    /// re-sends firing alerts every `group_interval`.
+    pub fn open(dir: &Path) -> Result<AutopilotHandle, AuditError> {
+        std::fs::create_dir_all(dir).map_err(|source| AuditError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let audit = AuditLog::open(dir.join(Self::AUDIT_FILE))?;
+        Ok(AutopilotHandle(Arc::new(Mutex::new(Autopilot {
+            inbox: Inbox::new(),
+            audit,
+            dir: dir.to_path_buf(),
+            engine: None,
+        }))))
+    }
+}
+
+fn handle(app: &App) -> ApiResult<AutopilotHandle> {
+    app.config.autopilot.clone().ok_or_else(|| {
+        ApiError::not_found(
+            "the autopilot is off: start the server with --autopilot-dir DIR (where its audit \
+             log is kept) to receive Alertmanager webhooks and keep an audit log",
+        )
+    })
+}
+
+fn audit_error(e: AuditError) -> ApiError {
+    ApiError::internal(format!("the audit log failed: {e}"))
+}
+
+/// The webhook's answer.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct WebhookResponse {
+    /// Alerts in the post.
+    pub alerts: usize,
+    /// Of them, new to the inbox, resolved, or with changed labels or
+    /// annotations; each got an audit record.
+    pub new: usize,
+    pub resolved: usize,
+    pub updated: usize,
+    /// The audit records' sequence numbers.
+    pub audit_seqs: Vec<u64>,
+}
+
+fn received(u: &Update) -> AuditEvent {
+    AuditEvent::AlertReceived {
+        source: "alertmanager".into(),
+        fingerprint: u.alert.fingerprint.clone(),
+        alertname: u.alert.name().map(str::to_string),
+        status: u.alert.status,
+        change: u.change.as_str().into(),
+        starts_at: inbox::format_time(u.alert.starts_at),
+        ends_at: u.alert.ends_at.map(inbox::format_time),
+        labels: u.alert.labels.clone(),
+        annotations: u.alert.annotations.clone(),
+    }
+}
+
+pub async fn alertmanager(
+    State(app): State<Arc<App>>,
+    body: Bytes,
+) -> ApiResult<Json<WebhookResponse>> {
+    let handle = handle(&app)?;
+    let payload = inbox::parse_webhook(&body)
+        .map_err(|e| ApiError::bad_request(format!("not an Alertmanager webhook: {e}")))?;
+    // The audit append syncs to disk: off the async threads.
+    blocking(move || {
+        let mut ap = handle
+            .0
+            .lock()
+            .map_err(|_| ApiError::internal("the autopilot failed"))?;
+        let updates = ap.inbox.changes(&payload);
+        let events = updates.iter().map(received).collect();
+        // Recorded before applied: if the write fails the post answers 500
+        // and Alertmanager's retry finds the changes again.
+        let records = ap.audit.append_all(events).map_err(audit_error)?;
+        ap.inbox.apply(&updates);
+        let count = |c| updates.iter().filter(|u| u.change == c).count();
+        Ok(Json(WebhookResponse {
+            alerts: payload.alerts.len(),
+            new: count(inbox::Change::New),
+            resolved: count(inbox::Change::Resolved),
+            updated: count(inbox::Change::Updated),
+            audit_seqs: records.iter().map(|r| r.seq).collect(),
+        }))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct AuditParams {
+    kind: Option<String>,
+    policy: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct AuditResponse {
+    /// Newest first.
+    pub records: Vec<AuditRecord>,
+}
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 10_000;
+
+pub async fn audit(
+    State(app): State<Arc<App>>,
+    Query(p): Query<AuditParams>,
+) -> ApiResult<Json<AuditResponse>> {
+    let handle = handle(&app)?;
+    let kind = p.kind.filter(|k| !k.is_empty());
+    if let Some(k) = &kind {
+        if !AuditEvent::KINDS.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "kind: unknown kind {k:?}; one of {}",
+                AuditEvent::KINDS.join(", ")
+            )));
+        }
+    }
+    let since_ms = match p.since.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            perfpilot_query::parse_time(s, now_ms())
+                .map_err(|e| ApiError::bad_request(format!("since: {e}")))?,
+        ),
+        None => None,
+    };
+    let limit = match p.limit.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit: expected a number from 1 to {MAX_LIMIT}, got {s:?}"
+                )))
+            }
+        },
+        None => DEFAULT_LIMIT,
+    };
+    let filter = AuditFilter {
+        kind,
+        policy: p.policy.filter(|s| !s.is_empty()),
+        since_ms,
+        limit: Some(limit),
+    };
+    blocking(move || {
+        let ap = handle
+            .0
+            .lock()
+            .map_err(|_| ApiError::internal("the autopilot failed"))?;
+        let records = ap.audit.query(&filter).map_err(audit_error)?;
+        Ok(Json(AuditResponse { records }))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// The engine (`engine.rs`) and the actions and policies API.
+
+/// One decision as the actions API shows it, with what became of it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ActionView {
+    pub id: u64,
+    pub at_ms: i64,
+    pub policy: String,
+    pub policy_version: u32,
+    pub action: String,
+    /// `Kind/name`.
+    pub target: String,
+    pub condition: String,
+    /// `name = value` for every value the condition read.
+    pub readings: Vec<String>,
+    /// The operation's type.
+    pub operation: String,
+    /// `dry-run` or `enforce`.
+    pub mode: String,
+    /// `auto` or `manual`.
+    pub approval: String,
+    /// `dry-run`, `pending-approval`, `running`, `succeeded`, `failed`,
+    /// `rejected` or `rolled-back`.
+    pub status: String,
+    /// Who approved or rejected it.
+    pub by: Option<String>,
+    pub exit_status: Option<i32>,
+    pub error: Option<String>,
+    /// How many times it was tried (0 when it did not run).
+    #[serde(default)]
+    pub attempts: u32,
+    /// What it printed or answered (the last attempt's, truncated).
+    #[serde(default)]
+    pub output: Option<String>,
+    /// The impact check of an action that ran.
+    #[serde(default)]
+    pub impact: Option<ImpactView>,
+}
+
+/// How an action's impact was judged.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ImpactView {
+    /// `pending`, `better`, `same`, `worse` or `unknown`.
+    pub status: String,
+    /// The signal judged (`p99`, `hotspot("f")`, a signal's name).
+    pub signal: Option<String>,
+    /// Its median over the impact window before and after the action.
+    pub before: Option<f64>,
+    pub after: Option<f64>,
+    /// When the verdict is due (Unix ms).
+    pub due_ms: i64,
+    /// `succeeded` or `failed` when a rollback ran.
+    pub rollback: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ActionsResponse {
+    pub mode: String,
+    pub paused: bool,
+    /// Waiting for approval, oldest first.
+    pub pending: Vec<ActionView>,
+    /// Every recent decision, newest first.
+    pub recent: Vec<ActionView>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct PauseResponse {
+    pub paused: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct PoliciesResponse {
+    pub policies: Vec<PolicyView>,
+}
+
+pub fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::DryRun => "dry-run",
+        Mode::Enforce => "enforce",
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not stop the autopilot: its state is still
+    // consistent (every update is a single assignment or push).
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl AutopilotHandle {
+    /// Loads the policies in `dir` (invalid files are reported on stderr
+    /// and skipped), restores the engine's state from the autopilot
+    /// directory, and starts the engine's thread: every second it
+    /// evaluates the policies, records each decision, runs what is due
+    /// and judges the impact of what ran; every two seconds it reloads
+    /// changed policy files. It stops when `stop` is set.
+    pub fn start_engine(
+        &self,
+        dir: &Path,
+        mode: Mode,
+        sources: Sources,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let state_dir = lock(&self.0).dir.clone();
+        let engine = Engine::open(self, dir, &state_dir, mode, sources)?;
+        lock(&self.0).engine = Some(Arc::clone(&engine));
+        engine.spawn(self.clone(), stop)?;
+        Ok(engine)
+    }
+}
+
+fn engine(app: &App) -> ApiResult<(AutopilotHandle, Arc<Engine>)> {
+    let off = || {
+        ApiError::not_found(
+            "the autopilot is off: start the server with --policies DIR (AutopilotPolicy files; \
+             add --autopilot enforce to run actions for real) to decide and approve actions",
+        )
+    };
+    let handle = app.config.autopilot.clone().ok_or_else(off)?;
+    let engine = lock(&handle.0).engine.clone().ok_or_else(off)?;
+    Ok((handle, engine))
+}
+
+fn exec_error(e: ExecError) -> ApiError {
+    match e {
+        ExecError::NoSuchDecision(_) => {
+            ApiError::not_found(format!("{e} (GET /api/v1/actions lists them)"))
+        }
+        _ => ApiError::conflict(e.to_string()),
+    }
+}
+
+pub async fn actions(State(app): State<Arc<App>>) -> ApiResult<Json<ActionsResponse>> {
+    let (_, engine) = engine(&app)?;
+    let (mode, paused, pending) = {
+        let ex = lock(&engine.executor);
+        (
+            ex.mode(),
+            ex.paused(),
+            ex.pending().map(engine::view).collect(),
+        )
+    };
+    let recent = lock(&engine.recent).iter().cloned().collect();
+    Ok(Json(ActionsResponse {
+        mode: mode_name(mode).into(),
+        paused,
+        pending,
+        recent,
+    }))
+}
+
+#[derive(Deserialize, Default)]
+struct ByBody {
+    #[serde(default)]
+    by: Option<String>,
+}
+
+fn decision_id(raw: &str) -> ApiResult<u64> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("not a decision id: {raw:?}")))
+}
+
+fn approver(body: &[u8]) -> ApiResult<String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok("anonymous".into());
+    }
+    let b: ByBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"by\": \"NAME\"}}: {e}")))?;
+    Ok(b.by
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "anonymous".into()))
+}
+
+async fn decide(
+    app: Arc<App>,
+    id: String,
+    body: Bytes,
+    approve: bool,
+) -> ApiResult<Json<ActionView>> {
+    let (handle, engine) = engine(&app)?;
+    let id = decision_id(&id)?;
+    let by = approver(&body)?;
+    // Approving runs the action (and the audit append syncs): off the
+    // async threads.
+    blocking(move || {
+        engine
+            .decide(&handle, id, &by, approve)
+            .map(Json)
+            .map_err(exec_error)
+    })
+    .await
+}
+
+pub async fn approve(
+    State(app): State<Arc<App>>,
+    AxumPath(id): AxumPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<ActionView>> {
+    decide(app, id, body, true).await
+}
+
+pub async fn reject(
+    State(app): State<Arc<App>>,
+    AxumPath(id): AxumPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<ActionView>> {
+    decide(app, id, body, false).await
+}
+
+async fn set_paused(app: Arc<App>, body: Bytes, paused: bool) -> ApiResult<Json<PauseResponse>> {
+    let (handle, engine) = engine(&app)?;
+    let by = approver(&body)?;
+    // The audit append and the state file sync: off the async threads.
+    blocking(move || {
+        engine.set_paused(&handle, paused, &by);
+        Ok(Json(PauseResponse { paused }))
+    })
+    .await
+}
+
+pub async fn pause(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Json<PauseResponse>> {
+    set_paused(app, body, true).await
+}
+
+pub async fn resume(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Json<PauseResponse>> {
+    set_paused(app, body, false).await
+}
+
+pub async fn policies(State(app): State<Arc<App>>) -> ApiResult<Json<PoliciesResponse>> {
+    let (_, engine) = engine(&app)?;
+    Ok(Json(PoliciesResponse {
+        policies: engine.policies(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct RollbackBody {
+    to: Option<u32>,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+pub async fn rollback_policy(
+    State(app): State<Arc<App>>,
+    AxumPath(name): AxumPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<PolicyView>> {
+    let (handle, engine) = engine(&app)?;
+    let b: RollbackBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected {{\"to\": VERSION, \"by\": \"NAME\"}}: {e}"
+        ))
+    })?;
+    let to =
+        b.to.filter(|v| *v > 0)
+            .ok_or_else(|| ApiError::bad_request("to: the version to restore, a number from 1"))?;
+    let by =
+        b.by.filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "anonymous".into());
+    blocking(move || {
+        engine
+            .rollback_policy(&handle, &name, to, &by)
+            .map(Json)
+            .map_err(|e| match e {
+                PoliciesError::NoSuchPolicy(_) | PoliciesError::NoSuchVersion { .. } => {
+                    ApiError::not_found(e.to_string())
+                }
+                _ => ApiError::internal(e.to_string()),
+            })
+    })
+    .await
+}
