@@ -1,0 +1,442 @@
+//! The autopilot's engine in `perfpilot server`, through the binary:
+//! conditions on the baseline engine's p99, the impact check that rolls
+//! back an action that made things worse and raises an alert, policy
+//! versions and `perfpilot policy rollback`, and state (caps, the pause
+//! switch, queued approvals) that survives a restart, driven with
+//! `perfpilot actions`.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{perfpilot, ServerProcess};
+
+/// Polls until `f` gives a value or `secs` pass.
+fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Audit records, oldest first.
+fn audit(server: &ServerProcess) -> Vec<serde_json::Value> {
+    let mut records = server.get_json("/api/v1/audit?limit=10000")["records"]
+        .as_array()
+        .unwrap()
+        .clone();
+    records.reverse();
+    records
+}
+
+fn policy(name: &str, target: &str, actions: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: perfpilot.dev/v1alpha1
+kind: AutopilotPolicy
+metadata: {{name: {name}}}
+spec:
+  targetRef: {{kind: Service, name: {target}}}
+  actions:
+{actions}{extra}"
+    )
+}
+
+fn touch_action(name: &str, condition: &str, marker: &Path, extra: &str) -> String {
+    format!(
+        "    - name: {name}
+      condition: '{condition}'
+      operation: {{type: exec, command: [/usr/bin/touch, {}]}}
+{extra}",
+        marker.display()
+    )
+}
+
+/// Runs `perfpilot ARGS --server BASE`; (exit code, stdout, stderr).
+fn cli(server: &ServerProcess, args: &[&str]) -> (i32, String, String) {
+    let out = perfpilot()
+        .args(args)
+        .args(["--server", &server.base])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn firing(alert: &str, fingerprint: &str) -> String {
+    format!(
+        r#"{{"version":"4","status":"firing","receiver":"perfpilot","groupKey":"{{}}","alerts":[{{"status":"firing","labels":{{"alertname":"{alert}","service":"checkout"}},"annotations":{{}},"startsAt":"2026-11-23T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"{fingerprint}"}}]}}"#
+    )
+}
+
+/// Appends request-log lines (JSON, 50 a second) with the latency in
+/// `latency_ms`, until dropped.
+struct LogWriter {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LogWriter {
+    fn start(path: PathBuf, latency_ms: Arc<AtomicU64>) -> LogWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap();
+            while !s.load(Ordering::SeqCst) {
+                let ts = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs_f64();
+                let l = latency_ms.load(Ordering::SeqCst);
+                let mut lines = String::new();
+                for _ in 0..5 {
+                    lines.push_str(&format!(
+                        "{{\"ts\":{ts:.3},\"latency_ms\":{l},\"status\":200,\"endpoint\":\"/pay\"}}\n"
+                    ));
+                }
+                f.write_all(lines.as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        LogWriter {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn an_action_that_makes_p99_worse_is_rolled_back_and_raises_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, "").unwrap();
+    let cfg = dir.path().join("watch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "window = \"1s\"\nlateness = \"1s\"\n\n[[logs]]\npath = {log:?}\nformat = \"json\"\nservice = \"shop\"\nfollow = true\n"
+        ),
+    )
+    .unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let ran = dir.path().join("ran");
+    let rolled = dir.path().join("rolled-back");
+    // p99 in seconds: the log's 800 ms reads as 0.8.
+    let action = touch_action(
+        "restart",
+        "p99 > 500ms",
+        &ran,
+        &format!(
+            "      rollback: {{type: exec, command: [/usr/bin/touch, {}]}}\n      cooldown: 1h\n      approval: auto\n",
+            rolled.display()
+        ),
+    );
+    std::fs::write(
+        policies.join("shop.yaml"),
+        policy(
+            "shop-latency",
+            "shop",
+            &action,
+            "  guard: {impactWindow: 6s, rollbackIf: worse}\n",
+        ),
+    )
+    .unwrap();
+    let server = ServerProcess::start(
+        dir.path(),
+        &[
+            "--baseline-config".as_ref(),
+            cfg.as_os_str(),
+            "--policies".as_ref(),
+            policies.as_os_str(),
+            "--autopilot".as_ref(),
+            "enforce".as_ref(),
+        ],
+    );
+    let latency = Arc::new(AtomicU64::new(800));
+    let writer = LogWriter::start(log, Arc::clone(&latency));
+    wait_for("the action", 60, || ran.exists().then_some(()));
+    // The "restart" made it worse.
+    latency.store(2000, Ordering::SeqCst);
+    wait_for("the rollback", 60, || rolled.exists().then_some(()));
+    let records = audit(&server);
+    drop(writer);
+    let decision = records
+        .iter()
+        .find(|r| r["kind"] == "decision")
+        .expect("a decision");
+    let id = decision["decision"].clone();
+    let readings: Vec<&str> = decision["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    let p99: f64 = readings
+        .iter()
+        .find_map(|r| r.strip_prefix("p99 = "))
+        .unwrap_or_else(|| panic!("no p99 reading: {readings:?}"))
+        .parse()
+        .unwrap();
+    assert!((p99 - 0.8).abs() < 0.02, "p99 read as {p99} s, not 0.8 s");
+    let impact = records
+        .iter()
+        .find(|r| r["kind"] == "impact")
+        .expect("an impact record");
+    assert_eq!(impact["decision"], id, "{impact:#}");
+    assert_eq!(impact["verdict"], "worse", "{impact:#}");
+    assert_eq!(impact["signal"], "p99");
+    let (before, after) = (
+        impact["before"].as_f64().unwrap(),
+        impact["after"].as_f64().unwrap(),
+    );
+    assert!((before - 0.8).abs() < 0.02, "{impact:#}");
+    assert!((after - 2.0).abs() < 0.05, "{impact:#}");
+    let rollback = records
+        .iter()
+        .find(|r| r["kind"] == "rollback")
+        .expect("a rollback record");
+    assert_eq!(rollback["decision"], id);
+    assert_eq!(rollback["exit_status"], 0);
+    let kinds: Vec<&str> = records
+        .iter()
+        .filter(|r| r["decision"] == id)
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["decision", "action_run", "impact", "rollback"]);
+    let actions = server.get_json("/api/v1/actions");
+    let view = &actions["recent"][0];
+    assert_eq!(view["status"], "rolled-back", "{view:#}");
+    assert_eq!(view["impact"]["status"], "worse");
+    assert_eq!(view["impact"]["rollback"], "succeeded");
+    // And an alert says so, through the baseline engine's alerts.
+    let alert = wait_for("the alert", 10, || {
+        server.get_json("/api/v1/alerts")["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "PerfpilotAutopilotMadeWorse")
+            .cloned()
+    });
+    assert_eq!(alert["labels"]["service"], "shop");
+    assert_eq!(alert["labels"]["policy"], "shop-latency");
+    assert_eq!(alert["state"], "firing");
+    assert!(
+        alert["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("it was rolled back"),
+        "{alert:#}"
+    );
+}
+
+#[test]
+fn policies_are_versioned_rolled_back_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let (m1, m2) = (dir.path().join("m1"), dir.path().join("m2"));
+    let file = policies.join("checkout.yaml");
+    let write = |marker: &Path| {
+        std::fs::write(
+            &file,
+            policy(
+                "checkout",
+                "checkout",
+                &touch_action(
+                    "mark",
+                    "alert(\"Slow\").firing",
+                    marker,
+                    "      approval: auto\n",
+                ),
+                "",
+            ),
+        )
+        .unwrap()
+    };
+    write(&m1);
+    let server = ServerProcess::start(
+        dir.path(),
+        &[
+            "--policies".as_ref(),
+            policies.as_os_str(),
+            "--autopilot".as_ref(),
+            "enforce".as_ref(),
+        ],
+    );
+    let version = |server: &ServerProcess| {
+        server.get_json("/api/v1/policies")["policies"][0]["version"].as_u64()
+    };
+    assert_eq!(version(&server), Some(1));
+    write(&m2);
+    wait_for("version 2", 20, || {
+        (version(&server) == Some(2)).then_some(())
+    });
+    // Rewriting the same content is no new version.
+    write(&m2);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(version(&server), Some(2));
+
+    let (code, _, err) = cli(&server, &["policy", "rollback", "checkout", "--to", "9"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("has no version 9"), "{err}");
+    let (code, out, err) = cli(
+        &server,
+        &[
+            "policy", "rollback", "checkout", "--to", "1", "--by", "dana",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("v3 (rolled back to v1's content)"), "{out}");
+    let (code, out, _) = cli(&server, &["policy", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("versions: v1 v2 v3"), "{out}");
+
+    // Version 3 is version 1's content: it touches m1.
+    assert_eq!(
+        server
+            .post_json("/api/v1/alertmanager", &firing("Slow", "f1"))
+            .0,
+        200
+    );
+    wait_for("the action of version 3", 20, || m1.exists().then_some(()));
+    assert!(!m2.exists());
+    let records = audit(&server);
+    let decision = records.iter().find(|r| r["kind"] == "decision").unwrap();
+    assert_eq!(decision["policy_version"], "3");
+    let rolled_back = records
+        .iter()
+        .find(|r| r["kind"] == "policy_change" && r["change"] == "rolled_back")
+        .expect("the rollback in the audit log");
+    assert_eq!(rolled_back["restored"], 1);
+    assert_eq!(rolled_back["source"], "dana");
+
+    // Removing the file takes the policy out of force.
+    std::fs::remove_file(&file).unwrap();
+    wait_for("the removal", 20, || {
+        server.get_json("/api/v1/policies")["policies"]
+            .as_array()?
+            .is_empty()
+            .then_some(())
+    });
+    let (_, out, _) = cli(&server, &["policy", "list"]);
+    assert!(out.contains("no policies are loaded"), "{out}");
+    assert!(audit(&server)
+        .iter()
+        .any(|r| r["kind"] == "policy_change" && r["change"] == "removed"));
+}
+
+#[test]
+fn caps_pause_and_queued_approvals_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let auto_log = dir.path().join("auto.log");
+    let manual = dir.path().join("manual");
+    // The auto action appends a line per run, so runs can be counted.
+    std::fs::write(
+        policies.join("checkout.yaml"),
+        policy(
+            "checkout",
+            "checkout",
+            &format!(
+                "    - name: note
+      condition: 'alert(\"Slow\").firing'
+      operation: {{type: exec, command: [/usr/bin/python3, -c, 'import sys; open(sys.argv[1], \"a\").write(\"run\\n\")', {}]}}
+      maxPerHour: 1
+      cooldown: 1s
+      approval: auto
+",
+                auto_log.display()
+            ),
+            "",
+        ) + "---\n"
+            + &policy(
+                "search",
+                "search",
+                &touch_action("fix", "alert(\"Slow\").firing", &manual, "      approval: manual\n"),
+                "",
+            ),
+    )
+    .unwrap();
+    let args = [
+        "--policies".as_ref(),
+        policies.as_os_str(),
+        "--autopilot".as_ref(),
+        "enforce".as_ref(),
+    ];
+    let runs = || {
+        std::fs::read_to_string(&auto_log)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    let server = ServerProcess::start(dir.path(), &args);
+    // An alert that names no service concerns every target.
+    let slow = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Slow"},"annotations":{},"startsAt":"2026-11-23T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"s1"}]}"#;
+    assert_eq!(server.post_json("/api/v1/alertmanager", slow).0, 200);
+    wait_for("the first run", 20, || (runs() == 1).then_some(()));
+    let pending = wait_for("the queued approval", 20, || {
+        server.get_json("/api/v1/actions")["pending"][0]["id"].as_u64()
+    });
+    let (code, out, err) = cli(&server, &["actions", "pause", "--by", "erin"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("paused"), "{out}");
+    drop(server);
+
+    let server = ServerProcess::start(dir.path(), &args);
+    assert_eq!(server.post_json("/api/v1/alertmanager", slow).0, 200);
+    let (code, out, err) = cli(&server, &["actions", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("mode enforce, paused"), "{out}");
+    assert!(out.contains("waiting for approval: 1"), "{out}");
+    assert!(out.contains(&format!("{pending:>5}")), "{out}");
+    // Paused, the approval is refused with the reason.
+    let (code, _, err) = cli(&server, &["actions", "approve", &pending.to_string()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("paused"), "{err}");
+    let (code, _, _) = cli(&server, &["actions", "resume"]);
+    assert_eq!(code, 0);
+    let (code, out, err) = cli(
+        &server,
+        &["actions", "approve", &pending.to_string(), "--by", "carol"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("succeeded by carol"), "{out}");
+    assert!(manual.exists());
+    // The hourly cap of one still holds after the restart, however long
+    // the alert fires.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(runs(), 1, "the cap was reset by the restart");
+    let (code, _, err) = cli(&server, &["actions", "reject", "424242"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no pending decision 424242"), "{err}");
+    let pauses: Vec<serde_json::Value> = audit(&server)
+        .into_iter()
+        .filter(|r| r["kind"] == "pause")
+        .collect();
+    assert_eq!(pauses.len(), 2, "{pauses:#?}");
+    assert_eq!(pauses[0]["by"], "erin");
+    assert_eq!(pauses[0]["paused"], true);
+}
