@@ -593,7 +593,7 @@ impl Ops {
         let get = kubectl(&["get", &name, "-o", "jsonpath={.spec.replicas}"]);
         let (mut outcome, stdout) = self.command_stdout(&get, &[], self.kubectl_timeout);
         if let Some(e) = outcome.error.take() {
-            outcome.error = Some(self.kubectl_error(e, &outcome.output));
+            outcome.error = Some(kubectl_error(e, &outcome.output));
             outcome.duration = started.elapsed();
             return outcome;
         }
@@ -639,7 +639,7 @@ impl Ops {
                 &format!("scaled {place} from {before} to {after} replicas"),
             ),
             Some(e) => {
-                outcome.error = Some(self.kubectl_error(e, &outcome.output));
+                outcome.error = Some(kubectl_error(e, &outcome.output));
                 prepend(
                     &mut outcome.output,
                     &format!("{place} had {before} replicas; scaling to {after} failed"),
@@ -649,23 +649,23 @@ impl Ops {
         outcome.duration = started.elapsed();
         outcome
     }
+}
 
-    /// kubectl's failures in terms a user can act on.
-    fn kubectl_error(&self, error: OpError, output: &str) -> OpError {
-        match error {
-            OpError::Spawn { program, message } => OpError::KubectlMissing { program, message },
-            // Without any configuration kubectl falls back to the API
-            // server's old insecure port on localhost, which nothing
-            // serves any more; in a pod without its service account's
-            // files it says so instead.
-            OpError::ExitStatus { .. }
-                if output.contains("no configuration has been provided")
-                    || (output.contains("localhost:8080") && output.contains("refused")) =>
-            {
-                OpError::NoCluster
-            }
-            e => e,
+/// kubectl's failures in terms a user can act on.
+fn kubectl_error(error: OpError, output: &str) -> OpError {
+    match error {
+        OpError::Spawn { program, message } => OpError::KubectlMissing { program, message },
+        // With no kubeconfig and not in a pod, kubectl falls back to the
+        // API server's old insecure port on localhost, which nothing
+        // serves any more; client-go's other callers say "no
+        // configuration has been provided" instead.
+        OpError::ExitStatus { .. }
+            if output.contains("no configuration has been provided")
+                || (output.contains("localhost:8080") && output.contains("refused")) =>
+        {
+            OpError::NoCluster
         }
+        e => e,
     }
 }
 
