@@ -6,10 +6,14 @@
 # Python SDK from PyPI in a virtualenv), builds the web UI, checks
 # formatting and lints, then runs every test: Rust's, then the UI's
 # end-to-end tests in headless Chromium. Tests named root_* load BPF
-# programs and need root; run this as root (CI does).
+# programs or make network namespaces, and need root; run this as root
+# (CI does). The autopilot's tests run tc and ip (iproute2) and kubectl
+# (kubernetes-client, unless a kubectl is installed already).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh g++ golang-go python3 python3-venv linux-perf util-linux binutils curl chromium prometheus prometheus-alertmanager
+kubectl=()
+command -v kubectl >/dev/null || kubectl=(kubernetes-client)
+./scripts/setup.sh g++ golang-go python3 python3-venv linux-perf util-linux binutils curl chromium prometheus prometheus-alertmanager iproute2 "${kubectl[@]}"
 if [ ! -x target/pyvenv/bin/python ] || ! target/pyvenv/bin/python -c 'import pyroscope' 2>/dev/null; then
   echo "test: installing pyroscope-io into target/pyvenv" >&2
   python3 -m venv target/pyvenv

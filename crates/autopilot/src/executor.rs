@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::condition::{Env, ForTracker, Reading};
-use crate::ops::{Ops, Outcome, Trigger};
+use crate::ops::{OpError, Ops, Outcome, Trigger};
 use crate::policy::{Approval, Operation, Policy, RollbackIf, TargetRef};
 
 /// Whether actions run. Dry-run is the default: decisions are recorded
@@ -749,11 +749,8 @@ pub fn execute(ops: &Ops, retry: &Retry, decision: &Decision, op: &Operation) ->
         }
         let outcome = ops.run(op, &decision.trigger);
         let ok = outcome.ok;
-        // Not-implemented operations will not start working on retry.
-        let hopeless = matches!(
-            outcome.error,
-            Some(crate::ops::OpError::NotImplemented(_) | crate::ops::OpError::EmptyCommand)
-        );
+        // A missing program, privilege or cluster will not appear on retry.
+        let hopeless = outcome.error.as_ref().is_some_and(OpError::is_permanent);
         attempts.push(outcome);
         if ok || hopeless {
             break;

@@ -18,7 +18,10 @@
 //!   YAML nodes, with duplicate keys found; durations.
 //! - [`ops`]: running an operation for real (exec without a shell, alert
 //!   labels only as environment variables; webhook with a templated JSON
-//!   body; restart; degrade), each run an [`ops::Outcome`].
+//!   body; restart; degrade; rate-limit with tc's token bucket on an
+//!   interface, and `clear: true` to remove it; scale a Deployment with
+//!   kubectl), each run an [`ops::Outcome`]; failures a user can act on
+//!   (no tc, no CAP_NET_ADMIN, no cluster) have their own [`ops::OpError`].
 //! - [`inbox`]: Alertmanager's webhook payloads and the current state of
 //!   each alert, idempotent on fingerprint and startsAt.
 //! - [`audit`]: the append-only, fsynced audit log (JSON lines) and its

@@ -4,15 +4,30 @@
 //! untrusted: `exec` passes it only as environment variables, never in
 //! argv and never through a shell, and `webhook` substitutes it into JSON
 //! string values that serde then escapes.
+//!
+//! `rate-limit` and `scale` run `tc` and `kubectl` as argv lists too, with
+//! only the policy's validated fields as arguments:
+//!
+//! - `rate-limit` on an interface: `tc qdisc replace dev IF root tbf rate
+//!   RATE burst BURST latency 50ms`; with `clear: true`, `tc qdisc del dev
+//!   IF root` (no limit there is not an error). A cgroup cannot be limited
+//!   (see [`OpError::CgroupRateLimit`]).
+//! - `scale`: the Deployment's `.spec.replicas` read with `kubectl get`,
+//!   then `kubectl scale --current-replicas=OLD --replicas=NEW`; the
+//!   outcome's output says "from OLD to NEW".
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::policy::{Degrade, Exec, Operation, Restart, RestartTarget, Webhook};
+use crate::policy::{
+    Degrade, Exec, Operation, RateLimit, RateLimitChange, RateLimitTarget, Restart, RestartTarget,
+    Scale, ScaleChange, Webhook,
+};
 
 /// What triggered an action: its values reach operations only as data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,8 +88,49 @@ pub enum OpError {
     Signal { pid: u32, message: String },
     #[error("systemctl is not available on this host (is it running systemd?)")]
     SystemctlMissing,
-    #[error("`{0}` is not implemented yet in this build")]
-    NotImplemented(&'static str),
+    #[error("cannot run {program} ({message}): rate-limit needs tc, from the iproute2 package")]
+    TcMissing { program: String, message: String },
+    #[error("{program} was not permitted to change traffic control: rate-limit needs root or CAP_NET_ADMIN")]
+    NetAdminRequired { program: String },
+    #[error("no network interface named `{0}`")]
+    NoSuchInterface(String),
+    #[error(
+        "cannot rate-limit cgroup `{cgroup}`: {reason}; limit an `interface` instead, or, \
+         in a cgroup v1 net_cls hierarchy, give the cgroup a net_cls.classid and add the tc \
+         class and cgroup filter with an exec operation"
+    )]
+    CgroupRateLimit { cgroup: String, reason: String },
+    #[error(
+        "cannot run {program} ({message}): scale needs kubectl (Debian's kubernetes-client \
+         package, or the kubectl package from Kubernetes' own repository)"
+    )]
+    KubectlMissing { program: String, message: String },
+    #[error(
+        "no Kubernetes cluster is configured: kubectl found no kubeconfig \
+         (set KUBECONFIG or run inside a cluster)"
+    )]
+    NoCluster,
+    #[error("kubectl printed `{output}` as deployment/{deployment}'s replicas, not a count")]
+    ReplicaCount { deployment: String, output: String },
+}
+
+impl OpError {
+    /// Whether running the same operation again cannot help: a missing
+    /// program, privilege or cluster, or an impossible request.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            OpError::EmptyCommand
+                | OpError::UnknownSignal(_)
+                | OpError::SystemctlMissing
+                | OpError::TcMissing { .. }
+                | OpError::NetAdminRequired { .. }
+                | OpError::NoSuchInterface(_)
+                | OpError::CgroupRateLimit { .. }
+                | OpError::KubectlMissing { .. }
+                | OpError::NoCluster
+        )
+    }
 }
 
 /// How operations run; the defaults suit production, tests shorten them.
@@ -88,6 +144,18 @@ pub struct Ops {
     pub systemctl: String,
     /// How long `systemctl restart` may take.
     pub systemctl_timeout: Duration,
+    /// The argv `rate-limit` starts tc with, its own arguments appended:
+    /// `["tc"]`, or a wrapper such as `["ip", "netns", "exec", "NS", "tc"]`.
+    pub tc: Vec<String>,
+    /// How long one tc command may take.
+    pub tc_timeout: Duration,
+    /// The argv `scale` starts kubectl with, its own arguments appended.
+    pub kubectl: Vec<String>,
+    /// How long one kubectl command may take.
+    pub kubectl_timeout: Duration,
+    /// Where cgroups are mounted: a `cgroup.controllers` file there means
+    /// the host has cgroup v2 only.
+    pub cgroup_root: PathBuf,
 }
 
 impl Default for Ops {
@@ -97,6 +165,11 @@ impl Default for Ops {
             http_backoff: Duration::from_millis(500),
             systemctl: "systemctl".into(),
             systemctl_timeout: Duration::from_secs(90),
+            tc: vec!["tc".into()],
+            tc_timeout: Duration::from_secs(10),
+            kubectl: vec!["kubectl".into()],
+            kubectl_timeout: Duration::from_secs(60),
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
         }
     }
 }
@@ -120,18 +193,13 @@ impl Ops {
     /// Runs `op` once. Never panics on what the trigger holds; failures
     /// are in the outcome.
     pub fn run(&self, op: &Operation, trigger: &Trigger) -> Outcome {
-        let started = Instant::now();
         match op {
             Operation::Exec(e) => self.exec(e, trigger),
             Operation::Webhook(w) => self.webhook(w, trigger),
             Operation::Restart(r) => self.restart(r),
             Operation::Degrade(d) => self.degrade(d, trigger),
-            Operation::RateLimit(_) => {
-                Outcome::failed(OpError::NotImplemented("rate-limit"), started.elapsed())
-            }
-            Operation::Scale(_) => {
-                Outcome::failed(OpError::NotImplemented("scale"), started.elapsed())
-            }
+            Operation::RateLimit(r) => self.rate_limit(r),
+            Operation::Scale(s) => self.scale(s),
         }
     }
 
@@ -150,9 +218,22 @@ impl Ops {
     }
 
     fn command(&self, argv: &[String], env: &[(String, String)], timeout: Duration) -> Outcome {
+        self.command_stdout(argv, env, timeout).0
+    }
+
+    /// Like `command`, with stdout alone as well, for output that is parsed.
+    fn command_stdout(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> (Outcome, String) {
         let started = Instant::now();
         let Some((program, args)) = argv.split_first() else {
-            return Outcome::failed(OpError::EmptyCommand, started.elapsed());
+            return (
+                Outcome::failed(OpError::EmptyCommand, started.elapsed()),
+                String::new(),
+            );
         };
         let mut cmd = Command::new(program);
         cmd.args(args)
@@ -165,13 +246,11 @@ impl Ops {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                return Outcome::failed(
-                    OpError::Spawn {
-                        program: program.clone(),
-                        message: e.to_string(),
-                    },
-                    started.elapsed(),
-                )
+                let error = OpError::Spawn {
+                    program: program.clone(),
+                    message: e.to_string(),
+                };
+                return (Outcome::failed(error, started.elapsed()), String::new());
             }
         };
         let stdout = child.stdout.take().map(|s| drain(s, self.output_limit));
@@ -196,7 +275,7 @@ impl Ops {
                 .unwrap_or_default()
         };
         let (out, err) = (collect(stdout), collect(stderr));
-        let mut output = out;
+        let mut output = out.clone();
         if !err.is_empty() {
             if !output.is_empty() && !output.ends_with('\n') {
                 output.push('\n');
@@ -233,13 +312,14 @@ impl Ops {
                 ),
             },
         };
-        Outcome {
+        let outcome = Outcome {
             ok: error.is_none(),
             exit_status,
             output,
             error,
             duration,
-        }
+        };
+        (outcome, out)
     }
 
     /// An HTTP request with the body templated from the trigger, retried
@@ -424,6 +504,250 @@ impl Ops {
         }
         outcome
     }
+
+    /// A token-bucket limit on an interface's egress through tc, or its
+    /// removal (`clear: true`).
+    pub fn rate_limit(&self, r: &RateLimit) -> Outcome {
+        let started = Instant::now();
+        let dev = match &r.on {
+            RateLimitTarget::Interface(dev) => dev.as_str(),
+            RateLimitTarget::Cgroup(cgroup) => {
+                let error = cgroup_rate_limit_error(cgroup, &self.cgroup_root);
+                return Outcome::failed(error, started.elapsed());
+            }
+        };
+        let (args, done): (Vec<String>, String) = match &r.change {
+            RateLimitChange::Limit { rate, burst } => {
+                let burst = burst.clone().unwrap_or_else(|| default_burst(rate));
+                let args = [
+                    "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate, "burst", &burst,
+                    // How long a packet may wait for tokens before it is
+                    // dropped: short, so the limit sheds load instead of
+                    // adding queueing delay.
+                    "latency", "50ms",
+                ];
+                let done = format!("limited {dev} to {rate} (burst {burst})");
+                (args.map(String::from).to_vec(), done)
+            }
+            RateLimitChange::Clear => {
+                let args = ["qdisc", "del", "dev", dev, "root"];
+                (
+                    args.map(String::from).to_vec(),
+                    format!("cleared the limit on {dev}"),
+                )
+            }
+        };
+        let argv: Vec<String> = self.tc.iter().cloned().chain(args).collect();
+        let mut outcome = self.command(&argv, &[], self.tc_timeout);
+        let program = self.tc.first().cloned().unwrap_or_default();
+        match outcome.error.take() {
+            None => prepend(&mut outcome.output, &done),
+            Some(OpError::Spawn { message, .. }) => {
+                outcome.error = Some(OpError::TcMissing { program, message });
+            }
+            Some(e @ OpError::ExitStatus { .. }) => {
+                let out = &outcome.output;
+                if out.contains("Operation not permitted") {
+                    outcome.error = Some(OpError::NetAdminRequired { program });
+                } else if out.contains("Cannot find device") {
+                    outcome.error = Some(OpError::NoSuchInterface(dev.to_string()));
+                } else if r.change == RateLimitChange::Clear
+                    // Deleting the kernel's default root qdisc (handle 0):
+                    // "Cannot delete qdisc with handle of zero" since Linux
+                    // 5.x, ENOENT before. Either way no limit is there.
+                    && (out.contains("handle of zero") || out.contains("No such file or directory"))
+                {
+                    prepend(&mut outcome.output, &format!("no limit on {dev} to clear"));
+                } else {
+                    outcome.error = Some(e);
+                }
+            }
+            Some(e) => outcome.error = Some(e),
+        }
+        outcome.ok = outcome.error.is_none();
+        outcome.duration = started.elapsed();
+        outcome
+    }
+
+    /// A Deployment's replicas set, or changed by a delta, through
+    /// kubectl. The count before is read first, so the output can say
+    /// "from OLD to NEW", and the scale is made conditional on it
+    /// (`--current-replicas`): if anything changed it in between, kubectl
+    /// refuses rather than the delta being applied to a stale count.
+    pub fn scale(&self, s: &Scale) -> Outcome {
+        let started = Instant::now();
+        let name = format!("deployment/{}", s.deployment);
+        let namespace: Vec<String> = match &s.namespace {
+            Some(ns) => vec!["-n".into(), ns.clone()],
+            None => Vec::new(),
+        };
+        let kubectl = |args: &[&str]| -> Vec<String> {
+            let args = args.iter().map(|a| a.to_string());
+            self.kubectl
+                .iter()
+                .cloned()
+                .chain(args)
+                .chain(namespace.iter().cloned())
+                .collect()
+        };
+        let get = kubectl(&["get", &name, "-o", "jsonpath={.spec.replicas}"]);
+        let (mut outcome, stdout) = self.command_stdout(&get, &[], self.kubectl_timeout);
+        if let Some(e) = outcome.error.take() {
+            outcome.error = Some(kubectl_error(e, &outcome.output));
+            outcome.duration = started.elapsed();
+            return outcome;
+        }
+        let Ok(before) = stdout.trim().parse::<u32>() else {
+            let error = OpError::ReplicaCount {
+                deployment: s.deployment.clone(),
+                output: stdout.trim().chars().take(200).collect(),
+            };
+            let mut failed = Outcome::failed(error, started.elapsed());
+            failed.output = outcome.output;
+            return failed;
+        };
+        let after = match s.change {
+            ScaleChange::To(n) => n,
+            ScaleChange::By(d) if d >= 0 => before.saturating_add(d.unsigned_abs()),
+            ScaleChange::By(d) => before.saturating_sub(d.unsigned_abs()),
+        }
+        // Kubernetes keeps replicas as an int32.
+        .min(i32::MAX.unsigned_abs());
+        let place = match &s.namespace {
+            Some(ns) => format!("{name} in namespace {ns}"),
+            None => name.clone(),
+        };
+        if after == before {
+            return Outcome {
+                ok: true,
+                exit_status: Some(0),
+                output: format!("{place} has {before} replicas already; nothing to scale\n"),
+                error: None,
+                duration: started.elapsed(),
+            };
+        }
+        let scale = kubectl(&[
+            "scale",
+            &name,
+            &format!("--current-replicas={before}"),
+            &format!("--replicas={after}"),
+        ]);
+        let mut outcome = self.command(&scale, &[], self.kubectl_timeout);
+        match outcome.error.take() {
+            None => prepend(
+                &mut outcome.output,
+                &format!("scaled {place} from {before} to {after} replicas"),
+            ),
+            Some(e) => {
+                outcome.error = Some(kubectl_error(e, &outcome.output));
+                prepend(
+                    &mut outcome.output,
+                    &format!("{place} had {before} replicas; scaling to {after} failed"),
+                );
+            }
+        }
+        outcome.duration = started.elapsed();
+        outcome
+    }
+}
+
+/// kubectl's failures in terms a user can act on.
+fn kubectl_error(error: OpError, output: &str) -> OpError {
+    match error {
+        OpError::Spawn { program, message } => OpError::KubectlMissing { program, message },
+        // With no kubeconfig and not in a pod, kubectl falls back to the
+        // API server's old insecure port on localhost, which nothing
+        // serves any more; client-go's other callers say "no
+        // configuration has been provided" instead.
+        OpError::ExitStatus { .. }
+            if output.contains("no configuration has been provided")
+                || (output.contains("localhost:8080") && output.contains("refused")) =>
+        {
+            OpError::NoCluster
+        }
+        e => e,
+    }
+}
+
+/// Puts a summary line before a command's own output.
+fn prepend(output: &mut String, line: &str) {
+    *output = format!("{line}\n{output}");
+}
+
+/// tc's rate in bits per second (tc's units: `bit`, `kbit`... are bits,
+/// `bps`, `kbps`... bytes; k, m, g and t are powers of 1000).
+fn rate_bits_per_second(rate: &str) -> Option<f64> {
+    let split = rate
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(rate.len());
+    let (num, unit) = rate.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let unit = unit.to_ascii_lowercase();
+    let (prefix, per_unit) = match unit.strip_suffix("bit") {
+        Some(p) => (p, 1.0),
+        None => (unit.strip_suffix("bps")?, 8.0),
+    };
+    let scale = match prefix {
+        "" => 1.0,
+        "k" => 1e3,
+        "m" => 1e6,
+        "g" => 1e9,
+        "t" => 1e12,
+        _ => return None,
+    };
+    Some(n * scale * per_unit)
+}
+
+/// The bucket's size when a policy gives none: 10 ms of traffic at the
+/// rate, and at least 32kb. tbf can send no more than a bucketful at once,
+/// so the bucket must hold what the rate allows between two timer ticks
+/// (10 ms at HZ=100, the coarsest kernel timer) or the rate is never
+/// reached; and it must hold a whole packet (with room for jumbo frames),
+/// or packets larger than it can never be sent. An unreadable rate gets
+/// the minimum, and tc reports the rate itself.
+fn default_burst(rate: &str) -> String {
+    let bytes_in_10ms = rate_bits_per_second(rate).map_or(0.0, |bits| bits / 8.0 / 100.0);
+    let kb = (bytes_in_10ms / 1024.0).ceil().max(32.0);
+    format!("{kb}kb")
+}
+
+/// Why a cgroup's traffic cannot be limited here. tc's cgroup classifier
+/// reads the net_cls controller's class id, which exists in cgroup v1
+/// only; matching cgroup v2 paths would need a BPF classifier or
+/// firewall marks, and a device to shape on besides.
+fn cgroup_rate_limit_error(cgroup: &str, root: &Path) -> OpError {
+    let reason = if root.join("cgroup.controllers").exists() {
+        "this host has cgroup v2 only, and tc tells cgroups' traffic apart only through \
+         cgroup v1's net_cls controller"
+            .to_string()
+    } else if let Some(at) = net_cls_mount() {
+        format!(
+            "net_cls is mounted at {at}, but perfpilot does not manage net_cls classes or \
+             know which interface to shape"
+        )
+    } else {
+        "tc tells cgroups' traffic apart only through cgroup v1's net_cls controller, and \
+         none is mounted here"
+            .to_string()
+    };
+    OpError::CgroupRateLimit {
+        cgroup: cgroup.to_string(),
+        reason,
+    }
+}
+
+/// Where a cgroup v1 hierarchy with the net_cls controller is mounted.
+fn net_cls_mount() -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            [_, at, "cgroup", options, ..] if options.split(',').any(|o| o == "net_cls") => {
+                Some(at.to_string())
+            }
+            _ => None,
+        }
+    })
 }
 
 /// Reads a pipe to its end in a thread, keeping the first `limit` bytes
@@ -580,15 +904,81 @@ mod tests {
     }
 
     #[test]
-    fn not_implemented_operations_say_so() {
-        let op = Operation::Scale(crate::policy::Scale {
-            deployment: "d".into(),
-            namespace: None,
-            change: crate::policy::ScaleChange::To(2),
-        });
-        let o = Ops::default().run(&op, &Trigger::default());
+    fn tc_rates_and_default_bursts() {
+        assert_eq!(rate_bits_per_second("10mbit"), Some(10e6));
+        assert_eq!(rate_bits_per_second("500Kbit"), Some(500e3));
+        assert_eq!(rate_bits_per_second("100kbps"), Some(800e3));
+        assert_eq!(rate_bits_per_second("1.5gbit"), Some(1.5e9));
+        assert_eq!(rate_bits_per_second("fast"), None);
+        assert_eq!(rate_bits_per_second("10xbit"), None);
+        // Slow rates get the minimum; fast ones 10 ms of traffic.
+        assert_eq!(default_burst("10mbit"), "32kb");
+        assert_eq!(default_burst("100mbit"), "123kb");
+        assert_eq!(default_burst("1gbit"), "1221kb");
+        assert_eq!(default_burst("nonsense"), "32kb");
+    }
+
+    #[test]
+    fn a_cgroup_cannot_be_rate_limited() {
+        let r = RateLimit {
+            on: RateLimitTarget::Cgroup("system.slice/web.service".into()),
+            change: RateLimitChange::Limit {
+                rate: "10mbit".into(),
+                burst: None,
+            },
+        };
+        // A cgroup v2-only host, as its root's cgroup.controllers says.
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("cgroup.controllers"), "cpu io memory\n").unwrap();
+        let ops = Ops {
+            cgroup_root: root.path().to_path_buf(),
+            // Nothing may run: a cgroup is refused before tc.
+            tc: vec!["/nonexistent/tc".into()],
+            ..Ops::default()
+        };
+        let o = ops.run(&Operation::RateLimit(r.clone()), &Trigger::default());
         assert!(!o.ok);
-        assert_eq!(o.error, Some(OpError::NotImplemented("scale")));
+        let message = o
+            .error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            message.starts_with(
+                "cannot rate-limit cgroup `system.slice/web.service`: this host has cgroup v2 only"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("limit an `interface` instead"),
+            "{message}"
+        );
+        assert!(o.error.as_ref().is_some_and(OpError::is_permanent));
+        // This host, whatever its cgroups are.
+        let o = Ops::default().rate_limit(&r);
+        assert!(
+            matches!(&o.error, Some(OpError::CgroupRateLimit { reason, .. }) if reason.contains("net_cls")),
+            "{o:?}"
+        );
+    }
+
+    #[test]
+    fn missing_tc_is_reported() {
+        let ops = Ops {
+            tc: vec!["/nonexistent/tc".into()],
+            ..Ops::default()
+        };
+        let r = RateLimit {
+            on: RateLimitTarget::Interface("eth0".into()),
+            change: RateLimitChange::Clear,
+        };
+        let o = ops.rate_limit(&r);
+        assert!(!o.ok);
+        let Some(e @ OpError::TcMissing { program, .. }) = &o.error else {
+            panic!("{o:?}");
+        };
+        assert_eq!(program, "/nonexistent/tc");
+        assert!(e.to_string().contains("iproute2"), "{e}");
     }
 
     #[test]

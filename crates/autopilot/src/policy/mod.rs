@@ -198,6 +198,27 @@ impl Operation {
         "scale",
     ];
 
+    /// The operation that undoes this one when a policy names no
+    /// `rollback`: for a rate-limit on an interface, the same rate-limit
+    /// with `clear: true`. It removes the root qdisc, which brings back
+    /// the kernel's default rather than whatever qdisc was there before.
+    /// `None` for everything else: their previous state is not known
+    /// from the operation alone (a flag's old value, a replica count).
+    /// The executor runs only a policy's own `rollback`; using this one
+    /// in its place is the caller's choice.
+    pub fn implied_rollback(&self) -> Option<Operation> {
+        match self {
+            Operation::RateLimit(RateLimit {
+                on: on @ RateLimitTarget::Interface(_),
+                change: RateLimitChange::Limit { .. },
+            }) => Some(Operation::RateLimit(RateLimit {
+                on: on.clone(),
+                change: RateLimitChange::Clear,
+            })),
+            _ => None,
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Operation::Webhook(_) => "webhook",
@@ -260,14 +281,25 @@ pub struct Degrade {
     pub timeout: Duration,
 }
 
-/// Traffic shaping with tc.
+/// Traffic shaping with tc: a limit installed, or removed again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimit {
     pub on: RateLimitTarget,
-    /// In tc's syntax: `10mbit`, `500kbit`, `1gbit`, `100kbps`.
-    pub rate: String,
-    /// In tc's syntax: `32kb`.
-    pub burst: Option<String>,
+    pub change: RateLimitChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitChange {
+    /// A token-bucket limit (`rate`, optional `burst`).
+    Limit {
+        /// In tc's syntax: `10mbit`, `500kbit`, `1gbit`, `100kbps` (bytes).
+        rate: String,
+        /// In tc's syntax: `32kb`; by default derived from the rate.
+        burst: Option<String>,
+    },
+    /// `clear: true`: the root qdisc removed, so the kernel's default
+    /// comes back.
+    Clear,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

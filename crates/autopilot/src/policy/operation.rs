@@ -61,7 +61,7 @@ fn fields(ty: &str) -> &'static [&'static str] {
         "exec" => &["type", "command", "env", "timeout"],
         "restart" => &["type", "unit", "pid", "processName", "signal"],
         "degrade" => &["type", "url", "flag", "value", "timeout"],
-        "rate-limit" => &["type", "interface", "cgroup", "rate", "burst"],
+        "rate-limit" => &["type", "interface", "cgroup", "rate", "burst", "clear"],
         _ => &["type", "deployment", "namespace", "replicas", "delta"],
     }
 }
@@ -327,8 +327,30 @@ fn quantity(s: &str, units: &[&str]) -> bool {
     num.parse::<f64>().is_ok_and(|n| n > 0.0) && units.contains(&unit.to_ascii_lowercase().as_str())
 }
 
+/// What Linux accepts as an interface name (`dev_valid_name`): 1 to 15
+/// bytes, not `.` or `..`, no `/`, `:` or whitespace.
+fn interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
+}
+
 fn rate_limit(ctx: &mut Ctx, f: &Fields) -> Option<RateLimit> {
     let interface = f.string(ctx, "interface", false);
+    if let (Some(i), Some(n)) = (&interface, f.get("interface")) {
+        if !interface_name(i) {
+            ctx.error(
+                n,
+                format!(
+                    "{}: `{i}` is not a network interface name (1 to 15 characters, no `/`, `:` or spaces)",
+                    f.path("interface")
+                ),
+            );
+            return None;
+        }
+    }
     let cgroup = f.string(ctx, "cgroup", false);
     let here = f.here().to_string();
     let on = match (interface, cgroup) {
@@ -346,7 +368,42 @@ fn rate_limit(ctx: &mut Ctx, f: &Fields) -> Option<RateLimit> {
             None
         }
     };
-    let rate = f.string(ctx, "rate", true);
+    let clear = f.boolean(ctx, "clear");
+    if clear.is_none() && f.get("clear").is_some() {
+        // Reported; whether `rate` is required is not known.
+        return None;
+    }
+    if clear == Some(true) {
+        // Clearing removes the whole limit: a rate or burst would be ignored.
+        for field in ["rate", "burst"] {
+            if let Some(n) = f.key(field) {
+                ctx.error(
+                    n,
+                    format!(
+                        "{}: `clear: true` removes the limit, so `{field}` does not apply",
+                        f.path(field)
+                    ),
+                );
+                return None;
+            }
+        }
+        return Some(RateLimit {
+            on: on?,
+            change: RateLimitChange::Clear,
+        });
+    }
+    let rate = match f.get("rate") {
+        Some(_) => f.string(ctx, "rate", false),
+        None => {
+            ctx.error(
+                f.key("rate").unwrap_or(f.node()),
+                format!(
+                    "{here}: missing required field `rate` (or `clear: true` to remove a limit)"
+                ),
+            );
+            None
+        }
+    };
     if let (Some(r), Some(n)) = (&rate, f.get("rate")) {
         if !quantity(r, &RATE_UNITS) {
             ctx.error(
@@ -374,8 +431,7 @@ fn rate_limit(ctx: &mut Ctx, f: &Fields) -> Option<RateLimit> {
     }
     Some(RateLimit {
         on: on?,
-        rate: rate?,
-        burst,
+        change: RateLimitChange::Limit { rate: rate?, burst },
     })
 }
 
@@ -398,7 +454,32 @@ fn scale(ctx: &mut Ctx, f: &Fields, target: Option<&TargetRef>) -> Option<Scale>
             None => None,
         },
     };
+    if let Some(d) = &deployment {
+        if !dns_subdomain(d) {
+            let (at, what) = match f.get("deployment") {
+                Some(n) => (n, f.path("deployment")),
+                None => (f.node(), format!("{here}: the target's name")),
+            };
+            ctx.error(
+                at,
+                format!("{what}: `{d}` is not a Kubernetes name (lower-case letters, digits, `-` and `.`, at most 253)"),
+            );
+            return None;
+        }
+    }
     let namespace = f.string(ctx, "namespace", false);
+    if let (Some(ns), Some(n)) = (&namespace, f.get("namespace")) {
+        if !dns_label(ns) {
+            ctx.error(
+                n,
+                format!(
+                    "{}: `{ns}` is not a Kubernetes namespace (lower-case letters, digits and `-`, at most 63)",
+                    f.path("namespace")
+                ),
+            );
+            return None;
+        }
+    }
     let replicas = f.integer(ctx, "replicas");
     let delta = f.integer(ctx, "delta");
     let change = match (replicas, delta) {
@@ -448,4 +529,20 @@ fn scale(ctx: &mut Ctx, f: &Fields, target: Option<&TargetRef>) -> Option<Scale>
         namespace,
         change: change?,
     })
+}
+
+/// An RFC 1123 label, as Kubernetes names namespaces: lower-case letters,
+/// digits and `-`, starting and ending with a letter or digit, at most 63.
+fn dns_label(s: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    s.len() <= 63
+        && s.starts_with(alnum)
+        && s.ends_with(alnum)
+        && s.chars().all(|c| alnum(c) || c == '-')
+}
+
+/// An RFC 1123 subdomain, as Kubernetes names Deployments: labels joined
+/// by dots, at most 253 in all.
+fn dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(dns_label)
 }

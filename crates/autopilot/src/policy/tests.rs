@@ -350,3 +350,86 @@ fn load_file_reports_io_and_invalid() {
     assert_eq!(load_file(&good).unwrap().policies.len(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn rate_limits_clear_and_imply_their_rollback() {
+    let src = format!(
+        "{HEAD}spec:
+  targetRef: {{kind: Service, name: web}}
+  actions:
+    - {{name: a, condition: p99 > 1, operation: {{type: rate-limit, interface: eth0, rate: 10mbit}}, rollback: {{type: rate-limit, interface: eth0, clear: true}}}}
+    - {{name: b, condition: p99 > 1, operation: {{type: rate-limit, cgroup: /sys/fs/cgroup/web, rate: 1mbit, burst: 64kb}}}}
+"
+    );
+    let r = parse_policies(&src);
+    let w: Vec<String> = r.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(w[0].contains("a rate-limit has no rollback"), "{w:#?}");
+    let a = &r.policies[0].actions[0];
+    let clear = Operation::RateLimit(RateLimit {
+        on: RateLimitTarget::Interface("eth0".into()),
+        change: RateLimitChange::Clear,
+    });
+    assert_eq!(
+        a.operation,
+        Operation::RateLimit(RateLimit {
+            on: RateLimitTarget::Interface("eth0".into()),
+            change: RateLimitChange::Limit {
+                rate: "10mbit".into(),
+                burst: None
+            },
+        })
+    );
+    assert_eq!(a.rollback.as_ref(), Some(&clear));
+    assert_eq!(a.operation.implied_rollback(), Some(clear.clone()));
+    // Nothing undoes a clear, and a cgroup cannot be limited at all.
+    assert_eq!(clear.implied_rollback(), None);
+    let b = &r.policies[0].actions[1].operation;
+    assert!(
+        matches!(b, Operation::RateLimit(RateLimit { on: RateLimitTarget::Cgroup(c), .. }) if c == "/sys/fs/cgroup/web")
+    );
+    assert_eq!(b.implied_rollback(), None);
+    assert_eq!(
+        Operation::Scale(Scale {
+            deployment: "web".into(),
+            namespace: None,
+            change: ScaleChange::By(1)
+        })
+        .implied_rollback(),
+        None
+    );
+}
+
+#[test]
+fn rate_limit_and_scale_fields_are_checked() {
+    let src = format!(
+        "{HEAD}spec:
+  targetRef: {{kind: Deployment, name: Web_1}}
+  actions:
+    - {{name: a, condition: p99 > 1, operation: {{type: rate-limit, interface: eth0, clear: true, rate: 1mbit}}}}
+    - {{name: b, condition: p99 > 1, operation: {{type: rate-limit, interface: eth0}}}}
+    - {{name: c, condition: p99 > 1, operation: {{type: rate-limit, interface: eth0, clear: yes}}}}
+    - {{name: d, condition: p99 > 1, operation: {{type: rate-limit, interface: 'eth0:1', rate: 1mbit}}}}
+    - {{name: e, condition: p99 > 1, operation: {{type: scale, replicas: 2}}}}
+    - {{name: f, condition: p99 > 1, operation: {{type: scale, deployment: web, namespace: -n, delta: 1}}}}
+    - {{name: g, condition: p99 > 1, operation: {{type: scale, deployment: '--kubeconfig=x', replicas: 1}}}}
+"
+    );
+    let d = diags(&src);
+    let expect = [
+        "7:97: spec.actions[0].operation.rate: `clear: true` removes the limit, so `rate` does not apply",
+        "8:48: spec.actions[1].operation: missing required field `rate` (or `clear: true` to remove a limit)",
+        "9:91: spec.actions[2].operation.clear: must be true or false, found a string",
+        "10:78: spec.actions[3].operation.interface: `eth0:1` is not a network interface name",
+        "11:48: spec.actions[4].operation: the target's name: `Web_1` is not a Kubernetes name",
+        "12:90: spec.actions[5].operation.namespace: `-n` is not a Kubernetes namespace",
+        "13:74: spec.actions[6].operation.deployment: `--kubeconfig=x` is not a Kubernetes name",
+    ];
+    assert_eq!(d.len(), expect.len(), "{d:#?}");
+    for (got, want) in d.iter().zip(expect) {
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
+    }
+}

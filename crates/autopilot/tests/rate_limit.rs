@@ -1,0 +1,269 @@
+//! `rate-limit` with the real tc, in network namespaces each test creates
+//! (and deletes again), so the host's own interfaces are never touched.
+//! Needs root (CI runs as root), hence the root_ names.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use perfpilot_autopilot::ops::{OpError, Ops, Trigger};
+use perfpilot_autopilot::policy::{RateLimit, RateLimitChange, RateLimitTarget};
+use perfpilot_autopilot::Operation;
+
+fn require_root() {
+    // SAFETY: geteuid(2) takes nothing and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "network namespaces and tc need root");
+}
+
+/// Runs a command to success and returns its stdout.
+fn run(argv: &[&str]) -> String {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace, deleted on drop with whatever is in it.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let name = format!("pp-test-{}-{n}", std::process::id());
+        run(&["ip", "netns", "add", &name]);
+        let ns = Netns(name);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn ip(&self, args: &[&str]) -> String {
+        let argv: Vec<&str> = ["ip", "-n", &self.0].iter().chain(args).copied().collect();
+        run(&argv)
+    }
+
+    /// tc as the operations run it: inside this namespace.
+    fn tc(&self) -> Vec<String> {
+        ["ip", "netns", "exec", &self.0, "tc"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    fn qdiscs(&self, dev: &str) -> String {
+        run(&[
+            "ip", "netns", "exec", &self.0, "tc", "qdisc", "show", "dev", dev,
+        ])
+    }
+
+    fn ops(&self) -> Ops {
+        Ops {
+            tc: self.tc(),
+            ..Ops::default()
+        }
+    }
+
+    /// Runs `f` on a thread that has entered this namespace, so the
+    /// sockets it makes are in it.
+    fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+        let path = format!("/var/run/netns/{}", self.0);
+        std::thread::spawn(move || {
+            let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: setns(2) on an open namespace file; it changes only
+            // this thread's network namespace.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn limit(dev: &str, rate: &str, burst: Option<&str>) -> Operation {
+    Operation::RateLimit(RateLimit {
+        on: RateLimitTarget::Interface(dev.into()),
+        change: RateLimitChange::Limit {
+            rate: rate.into(),
+            burst: burst.map(String::from),
+        },
+    })
+}
+
+#[test]
+fn root_rate_limit_installs_replaces_and_clears_a_tbf_qdisc() {
+    require_root();
+    let ns = Netns::new();
+    let ops = ns.ops();
+    let t = Trigger::default();
+
+    let op = limit("lo", "10mbit", None);
+    let o = ops.run(&op, &t);
+    assert!(o.ok, "{o:?}");
+    assert!(
+        o.output.starts_with("limited lo to 10mbit (burst 32kb)\n"),
+        "{}",
+        o.output
+    );
+    let shown = ns.qdiscs("lo");
+    assert!(
+        shown.contains("qdisc tbf")
+            && shown.contains("rate 10Mbit")
+            && shown.contains("burst 32Kb"),
+        "{shown}"
+    );
+
+    // Replacing, not adding: a second limit takes the first one's place.
+    let o = ops.run(&limit("lo", "20mbit", Some("64kb")), &t);
+    assert!(o.ok, "{o:?}");
+    let shown = ns.qdiscs("lo");
+    assert!(
+        shown.contains("rate 20Mbit") && shown.contains("burst 64Kb"),
+        "{shown}"
+    );
+    assert_eq!(shown.matches("qdisc tbf").count(), 1, "{shown}");
+
+    // The rollback a policy gets without writing one.
+    let undo = op.implied_rollback().expect("an interface limit is undone");
+    let o = ops.run(&undo, &t);
+    assert!(o.ok, "{o:?}");
+    assert!(
+        o.output.starts_with("cleared the limit on lo\n"),
+        "{}",
+        o.output
+    );
+    let shown = ns.qdiscs("lo");
+    assert!(!shown.contains("tbf"), "{shown}");
+
+    // Clearing again finds nothing to clear, which is fine.
+    let o = ops.run(&undo, &t);
+    assert!(o.ok, "{o:?}");
+    assert!(
+        o.output.starts_with("no limit on lo to clear\n"),
+        "{}",
+        o.output
+    );
+
+    let o = ops.run(&limit("nope0", "1mbit", None), &t);
+    assert_eq!(
+        o.error,
+        Some(OpError::NoSuchInterface("nope0".into())),
+        "{o:?}"
+    );
+    assert!(o.output.contains("Cannot find device"), "{}", o.output);
+}
+
+#[test]
+fn root_rate_limit_without_cap_net_admin_says_what_it_needs() {
+    require_root();
+    let ns = Netns::new();
+    // Root, but with CAP_NET_ADMIN out of the bounding set: tc gets EPERM
+    // from the kernel just as an unprivileged user's would.
+    let mut tc: Vec<String> = vec!["setpriv".into(), "--bounding-set=-net_admin".into()];
+    tc.extend(ns.tc());
+    let ops = Ops {
+        tc,
+        ..Ops::default()
+    };
+    let o = ops.run(&limit("lo", "10mbit", None), &Trigger::default());
+    assert!(!o.ok);
+    let Some(e @ OpError::NetAdminRequired { .. }) = &o.error else {
+        panic!("{o:?}");
+    };
+    assert!(e.to_string().contains("needs root or CAP_NET_ADMIN"), "{e}");
+    assert!(o.output.contains("Operation not permitted"), "{}", o.output);
+    assert!(!ns.qdiscs("lo").contains("tbf"));
+}
+
+/// Sends `bytes` from namespace `from` to a receiver in `to` (listening
+/// on `addr`) and returns the receiver's throughput in bytes per second,
+/// from its first byte to the end of the stream.
+fn throughput(from: &Netns, to: &Netns, addr: &'static str, bytes: usize) -> f64 {
+    let (ready, listening) = mpsc::channel();
+    let receiver = to.spawn(move || {
+        let listener = TcpListener::bind(addr).unwrap();
+        ready.send(()).unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0usize;
+        let mut first = None;
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            first.get_or_insert_with(Instant::now);
+            got += n;
+        }
+        let secs = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        (got, secs)
+    });
+    listening.recv_timeout(Duration::from_secs(10)).unwrap();
+    let sender = from.spawn(move || {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            conn.write_all(&chunk[..n]).unwrap();
+            left -= n;
+        }
+    });
+    sender.join().unwrap();
+    let (got, secs) = receiver.join().unwrap();
+    assert_eq!(got, bytes);
+    got as f64 / secs
+}
+
+#[test]
+fn root_rate_limit_holds_traffic_to_its_rate() {
+    require_root();
+    // Two namespaces joined by a veth pair: a's end is limited.
+    let (a, b) = (Netns::new(), Netns::new());
+    a.ip(&[
+        "link", "add", "pp0", "type", "veth", "peer", "name", "pp1", "netns", &b.0,
+    ]);
+    a.ip(&["addr", "add", "10.99.0.1/24", "dev", "pp0"]);
+    b.ip(&["addr", "add", "10.99.0.2/24", "dev", "pp1"]);
+    a.ip(&["link", "set", "pp0", "up"]);
+    b.ip(&["link", "set", "pp1", "up"]);
+
+    // 8 Mbit/s is 1 MB/s: two seconds of it.
+    let rate = 1_000_000.0;
+    let op = limit("pp0", "8mbit", None);
+    let o = a.ops().run(&op, &Trigger::default());
+    assert!(o.ok, "{o:?}");
+    let limited = throughput(&a, &b, "10.99.0.2:5001", 2_000_000);
+    // tc counts whole frames, so TCP's payload gets a little less.
+    assert!(
+        (0.8 * rate..=1.05 * rate).contains(&limited),
+        "{limited:.0} B/s through an 8mbit limit"
+    );
+
+    let undo = op.implied_rollback().expect("an interface limit is undone");
+    let o = a.ops().run(&undo, &Trigger::default());
+    assert!(o.ok, "{o:?}");
+    let free = throughput(&a, &b, "10.99.0.2:5002", 20_000_000);
+    assert!(
+        free > 5.0 * rate,
+        "{free:.0} B/s without the limit, {limited:.0} B/s with it"
+    );
+    eprintln!("8mbit limit: {limited:.0} B/s; cleared: {free:.0} B/s");
+}
