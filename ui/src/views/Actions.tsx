@@ -233,6 +233,13 @@ function RecentTable({ rows }: { rows: ActionView[] }) {
                 data-status={a.status}
                 class={expanded ? 'selected' : ''}
                 onClick={() => toggle(a.id)}
+                onKeyDown={(e) => {
+                  if (e.key === 'Enter' || e.key === ' ') {
+                    e.preventDefault();
+                    toggle(a.id);
+                  }
+                }}
+                tabIndex={0}
                 aria-expanded={expanded}
                 title="Show the condition, its readings and the output"
               >
@@ -316,7 +323,10 @@ function str(v: unknown): string {
 
 /** One line saying what an audit record is about. */
 function auditSummary(r: AuditRecord): string {
-  const exit = () => (r.error ? `failed: ${str(r.error)}` : r.exit_status !== null && r.exit_status !== undefined ? `exit ${r.exit_status}` : '');
+  const exit = () => {
+    if (r.error) return `failed: ${str(r.error)}`;
+    return r.exit_status === null || r.exit_status === undefined ? '' : `exit ${r.exit_status}`;
+  };
   switch (r.kind) {
     case 'alert_received':
       return `${str(r.alertname) || str(r.fingerprint)} ${str(r.status)} (${str(r.change)})`;
@@ -461,7 +471,13 @@ export function Actions({ params }: { params: Params }) {
 
   const { mode, paused, pending } = list.data;
   const waiting = new Set(pending.map((a) => a.id));
-  const recent = list.data.recent.filter((a) => !waiting.has(a.id));
+  // An approved decision leaves the queue when its run starts and is
+  // reported when it ends; meanwhile it is shown as running.
+  const recent = list.data.recent
+    .filter((a) => !waiting.has(a.id))
+    .map((a) =>
+      a.status === 'pending-approval' && busy[a.id] === 'approve' ? { ...a, status: 'running' as const, by: name } : a,
+    );
   const dryRun = mode === 'dry-run';
   return (
     <div class="view actions" aria-busy={list.loading}>
