@@ -51,7 +51,7 @@ export async function startServer(extraArgs = []) {
     port,
     proc,
     async stop() {
-      if (proc.exitCode === null) {
+      if (proc.exitCode === null && proc.signalCode === null) {
         proc.kill('SIGTERM');
         await new Promise((r) => proc.once('exit', r));
       }

@@ -123,6 +123,11 @@ export async function get<T>(path: string, params: Params, signal?: AbortSignal)
       true,
     );
   }
+  return answer<T>(res);
+}
+
+/** The body of an answer, or an ApiError with the server's own message. */
+async function answer<T>(res: Response): Promise<T> {
   const text = await res.text();
   if (!res.ok) {
     let message = text.trim();
@@ -135,6 +140,21 @@ export async function get<T>(path: string, params: Params, signal?: AbortSignal)
     throw new ApiError(message || `${res.status} ${res.statusText}`, res.status);
   }
   return JSON.parse(text) as T;
+}
+
+export async function post<T>(path: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(`Cannot reach the perfpilot server at ${location.origin}: is it running?`, 0, true);
+  }
+  return answer<T>(res);
 }
 
 export const api = {
@@ -170,6 +190,84 @@ export const api = {
       },
       signal,
     ),
+};
+
+// The autopilot (docs/API.md, "Autopilot").
+
+export type ActionStatus =
+  | 'dry-run'
+  | 'pending-approval'
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'rejected'
+  | 'rolled-back';
+
+/** Whether an action made its target better, checked a while after it ran. */
+export interface ActionImpact {
+  status: 'pending' | 'better' | 'same' | 'worse' | 'unknown';
+  signal: string;
+  before: number | null;
+  after: number | null;
+  /** When the verdict is due (Unix ms). */
+  due_ms: number;
+  rollback: null | 'succeeded' | 'failed';
+}
+
+/** One decision of the autopilot and what became of it. */
+export interface ActionView {
+  id: number;
+  at_ms: number;
+  policy: string;
+  policy_version: number;
+  action: string;
+  /** `Kind/name`. */
+  target: string;
+  condition: string;
+  /** `name = value` for every value the condition read. */
+  readings: string[];
+  /** The operation's type. */
+  operation: string;
+  mode: 'dry-run' | 'enforce';
+  approval: 'auto' | 'manual';
+  status: ActionStatus;
+  by: string | null;
+  exit_status: number | null;
+  error: string | null;
+  // Newer servers only.
+  attempts?: number;
+  output?: string | null;
+  impact?: ActionImpact | null;
+}
+
+export interface ActionsResponse {
+  mode: 'dry-run' | 'enforce';
+  paused: boolean;
+  /** Waiting for approval, oldest first. */
+  pending: ActionView[];
+  /** Recent decisions, newest first. */
+  recent: ActionView[];
+}
+
+export type AuditKind = 'alert_received' | 'decision' | 'action_run' | 'impact' | 'approval' | 'rollback';
+
+export const AUDIT_KINDS: AuditKind[] = ['alert_received', 'decision', 'action_run', 'impact', 'approval', 'rollback'];
+
+/** One line of the audit log: `seq`, `at_ms`, `kind` and the kind's fields. */
+export interface AuditRecord {
+  seq: number;
+  at_ms: number;
+  kind: AuditKind;
+  [field: string]: unknown;
+}
+
+export const autopilot = {
+  actions: (signal?: AbortSignal) => get<ActionsResponse>('/api/v1/actions', {}, signal),
+  decide: (id: number, verdict: 'approve' | 'reject', by: string) =>
+    post<ActionView>(`/api/v1/actions/${id}/${verdict}`, { by }),
+  setPaused: (paused: boolean) => post<{ paused: boolean }>(`/api/v1/actions/${paused ? 'pause' : 'resume'}`),
+  audit: (kind: string, limit: number, signal?: AbortSignal) =>
+    get<{ records: AuditRecord[] }>('/api/v1/audit', { kind, limit }, signal),
 };
 
 /** The unit of a profile type id, `name:sample_type:unit:period_type:period_unit`. */

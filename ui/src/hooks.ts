@@ -54,3 +54,38 @@ export function useViewportWidth(): number {
 export function maxNodesFor(widthPx: number): number {
   return Math.min(65536, Math.max(2048, Math.round(widthPx * 16)));
 }
+
+/**
+ * A counter that goes up every `ms` while the page is visible, and at once
+ * when it becomes visible again: a dependency that makes `useLoad` poll
+ * without polling from hidden tabs.
+ */
+export function usePoll(ms: number): number {
+  const [n, setN] = useState(0);
+  useEffect(() => {
+    let timer: number | undefined;
+    const stop = () => {
+      if (timer !== undefined) window.clearInterval(timer);
+      timer = undefined;
+    };
+    const start = () => {
+      stop();
+      timer = window.setInterval(() => setN((x) => x + 1), ms);
+    };
+    const onVisibility = () => {
+      if (document.hidden) {
+        stop();
+      } else {
+        setN((x) => x + 1);
+        start();
+      }
+    };
+    if (!document.hidden) start();
+    document.addEventListener('visibilitychange', onVisibility);
+    return () => {
+      stop();
+      document.removeEventListener('visibilitychange', onVisibility);
+    };
+  }, [ms]);
+  return n;
+}

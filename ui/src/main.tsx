@@ -3,6 +3,7 @@ import { Explore } from './views/Explore';
 import { Compare } from './views/Compare';
 import { Upcoming } from './views/Upcoming';
 import { Alerts } from './views/Alerts';
+import { Actions } from './views/Actions';
 import { navigate, useLocation } from './router';
 import './style.css';
 
@@ -12,14 +13,14 @@ interface Page {
   ready: boolean;
 }
 
-// Baselines and actions arrive with the baseline pages and the autopilot;
-// their places in the navigation are kept from the start.
+// Baselines arrive with the baseline pages; its place in the navigation is
+// kept from the start.
 const PAGES: Page[] = [
   { path: '/explore', title: 'Explore', ready: true },
   { path: '/compare', title: 'Compare', ready: true },
   { path: '/alerts', title: 'Alerts', ready: true },
   { path: '/baselines', title: 'Baselines', ready: false },
-  { path: '/actions', title: 'Actions', ready: false },
+  { path: '/actions', title: 'Actions', ready: true },
 ];
 
 function App() {
@@ -54,6 +55,7 @@ function App() {
         {page.path === '/explore' && <Explore params={params} />}
         {page.path === '/compare' && <Compare params={params} />}
         {page.path === '/alerts' && <Alerts />}
+        {page.path === '/actions' && <Actions params={params} />}
         {!page.ready && <Upcoming title={page.title} />}
       </main>
     </div>

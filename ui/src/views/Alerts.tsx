@@ -3,7 +3,7 @@ import { ApiError, get } from '../api';
 import { useLoad } from '../hooks';
 import { navigate } from '../router';
 import { Empty, ErrorBox, Loading } from '../components/States';
-import { formatTime } from '../format';
+import { ago, formatTime } from '../format';
 
 interface Alert {
   id: string;
@@ -19,14 +19,6 @@ interface Alert {
 interface AlertsResponse {
   enabled: boolean;
   alerts: Alert[];
-}
-
-function ago(ms: number): string {
-  const s = Math.max(0, (Date.now() - ms) / 1000);
-  if (s < 90) return `${Math.round(s)} s ago`;
-  if (s < 5400) return `${Math.round(s / 60)} min ago`;
-  if (s < 172800) return `${Math.round(s / 3600)} h ago`;
-  return `${Math.round(s / 86400)} d ago`;
 }
 
 function duration(a: Alert): string {

@@ -1,6 +1,5 @@
 const WHAT: Record<string, string> = {
   Baselines: 'What normal looks like for each service: latency, errors, CPU and function shares, with their bands.',
-  Actions: 'The autopilot’s policies and its audited, reversible actions.',
 };
 
 export function Upcoming({ title }: { title: string }) {

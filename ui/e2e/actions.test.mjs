@@ -1,0 +1,320 @@
+// The actions page against servers running the autopilot: one enforcing
+// two manual-approval policies, one in dry-run, one without policies.
+
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { launch, shoot, startServer } from './harness.mjs';
+
+const dir = mkdtempSync(join(tmpdir(), 'perfpilot-actions-'));
+// What the approved action creates; the dry-run server's action would
+// create the other.
+const RAN = join(dir, 'ran');
+const DRY_RAN = join(dir, 'dry-ran');
+let enforce;
+let dry;
+let plain;
+let ui;
+
+function policy(name, target, action, ran) {
+  return `apiVersion: perfpilot.dev/v1alpha1
+kind: AutopilotPolicy
+metadata: {name: ${name}}
+spec:
+  targetRef: {kind: Service, name: ${target}}
+  actions:
+    - name: ${action}
+      condition: 'alert("UiTestAlert").firing'
+      operation: {type: exec, command: ["/usr/bin/touch", ${JSON.stringify(ran)}]}
+      approval: manual
+`;
+}
+
+/** A policy directory holding `files` (name → YAML). */
+function policies(name, files) {
+  const p = join(dir, name);
+  mkdirSync(p);
+  for (const [f, yaml] of Object.entries(files)) writeFileSync(join(p, f), yaml);
+  return p;
+}
+
+/** Alertmanager's webhook with UiTestAlert firing for checkout. */
+async function fire(url) {
+  const body = {
+    version: '4',
+    status: 'firing',
+    receiver: 'pp',
+    groupKey: 'k',
+    alerts: [
+      {
+        status: 'firing',
+        labels: { alertname: 'UiTestAlert', service: 'checkout' },
+        annotations: {},
+        startsAt: new Date().toISOString(),
+        endsAt: '0001-01-01T00:00:00Z',
+        fingerprint: 'abc123',
+      },
+    ],
+  };
+  const r = await fetch(`${url}/api/v1/alertmanager`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  assert.equal(r.status, 200, await r.text());
+}
+
+async function actions(url) {
+  const r = await fetch(`${url}/api/v1/actions`);
+  const text = await r.text();
+  assert.equal(r.status, 200, text);
+  return JSON.parse(text);
+}
+
+/** Waits for `check` to return something truthy (the server decides on its own clock). */
+async function until(what, check, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+before(async () => {
+  const pol = policies('policies', {
+    'checkout.yaml': policy('ui-test', 'checkout', 'touch', RAN),
+    'search.yaml': policy('ui-reject', 'search', 'note', RAN + '-rejected'),
+  });
+  const dryPol = policies('dry-policies', { 'checkout.yaml': policy('ui-dry', 'checkout', 'touch', DRY_RAN) });
+  [enforce, dry, plain] = await Promise.all([
+    startServer(['--policies', pol, '--autopilot', 'enforce', '--autopilot-dir', join(dir, 'ap')]),
+    startServer(['--policies', dryPol, '--autopilot-dir', join(dir, 'ap-dry')]),
+    startServer(),
+  ]);
+  ui = await launch();
+});
+
+after(async () => {
+  await ui?.close();
+  for (const s of [enforce, dry, plain]) {
+    await s?.stop();
+    s?.cleanup();
+  }
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function newPage(width = 1280, height = 800) {
+  const page = await ui.browser.newPage({ viewport: { width, height } });
+  page.setDefaultTimeout(30_000);
+  page.on('pageerror', (e) => {
+    throw new Error(`page error: ${e.message}`);
+  });
+  return page;
+}
+
+describe('actions', () => {
+  it('shows the evidence of waiting decisions, pauses, approves and rejects', async () => {
+    const page = await newPage();
+    // The approver is asked for once, then remembered.
+    const asked = [];
+    page.on('dialog', async (d) => {
+      asked.push(d.message());
+      await d.accept('alice');
+    });
+    await page.goto(`${enforce.url}/actions`);
+    assert.match(await page.locator('[data-testid="mode"]').innerText(), /^enforce/);
+    assert.doesNotMatch(await page.locator('.nav-link', { hasText: 'Actions' }).getAttribute('class'), /upcoming/);
+    assert.match(await page.locator('[data-testid="pending"]').innerText(), /Nothing is waiting/);
+
+    await fire(enforce.url);
+    const touch = page.locator('[data-testid="pending-card"][data-policy="ui-test"]');
+    const other = page.locator('[data-testid="pending-card"][data-policy="ui-reject"]');
+    await touch.waitFor();
+    await other.waitFor();
+    const card = await touch.innerText();
+    assert.match(card, /ui-test\s+v1/);
+    assert.match(card, /touch/);
+    assert.match(card, /Service\/checkout/);
+    assert.match(card, /exec/);
+    assert.equal(await touch.locator('[data-testid="condition"]').innerText(), 'alert("UiTestAlert").firing');
+    assert.equal(await touch.locator('[data-testid="readings"]').innerText(), 'alert("UiTestAlert").firing = true');
+    await shoot(page, 'actions-pending-1280x800');
+
+    // Paused, the page says so, the server agrees, and an approval gets
+    // the server's 409 shown on its card.
+    await page.locator('[data-testid="pause-toggle"]', { hasText: 'Pause' }).click();
+    await page.locator('[data-testid="pause-state"]', { hasText: 'Paused' }).waitFor();
+    assert.equal((await actions(enforce.url)).paused, true);
+    await touch.locator('[data-testid="approve"]').click();
+    await touch.locator('[data-testid="decide-error"]').waitFor();
+    assert.match(await touch.locator('[data-testid="decide-error"]').innerText(), /paused/);
+    assert.equal(asked.length, 1);
+    assert.match(await page.locator('[data-testid="approver"]').innerText(), /deciding as alice/);
+    assert.equal(existsSync(RAN), false);
+    await shoot(page, 'actions-paused-1280x800');
+
+    await page.locator('[data-testid="pause-toggle"]', { hasText: 'Resume' }).click();
+    await page.locator('[data-testid="pause-state"]', { hasText: 'Active' }).waitFor();
+    assert.equal((await actions(enforce.url)).paused, false);
+
+    // Approve: it runs, and moves to the recent actions with its approver.
+    const id = await touch.getAttribute('data-action-id');
+    await touch.locator('[data-testid="approve"]').click();
+    const done = page.locator(`[data-testid="recent-table"] tr[data-action-id="${id}"]`);
+    await page.locator(`[data-testid="recent-table"] tr[data-action-id="${id}"][data-status="succeeded"]`).waitFor();
+    assert.equal(await done.locator('[data-testid="by"]').innerText(), 'alice');
+    assert.match(await done.innerText(), /exit 0/);
+    assert.ok(existsSync(RAN), 'the approved action ran');
+    await page.locator(`[data-testid="pending-card"][data-action-id="${id}"]`).waitFor({ state: 'detached' });
+
+    // Reject the other: nothing runs. Its condition still holds, so the
+    // engine queues a new decision for it at once.
+    const rid = await other.getAttribute('data-action-id');
+    await other.locator('[data-testid="reject"]').click();
+    const rejected = page.locator(`[data-testid="recent-table"] tr[data-action-id="${rid}"]`);
+    await page.locator(`[data-testid="recent-table"] tr[data-action-id="${rid}"][data-status="rejected"]`).waitFor();
+    assert.equal(await rejected.locator('[data-testid="by"]').innerText(), 'alice');
+    await page.locator(`[data-testid="pending-card"][data-action-id="${rid}"]`).waitFor({ state: 'detached' });
+    assert.equal(existsSync(RAN + '-rejected'), false);
+    assert.equal(asked.length, 1, 'the name is asked for once');
+
+    // The server agrees.
+    const api = await actions(enforce.url);
+    const ran = api.recent.find((a) => String(a.id) === id);
+    assert.equal(ran.status, 'succeeded');
+    assert.equal(ran.by, 'alice');
+    assert.equal(api.recent.find((a) => String(a.id) === rid).status, 'rejected');
+
+    // A row opens on the condition and its readings.
+    await done.click();
+    const detail = page.locator('[data-testid="detail"]');
+    await detail.waitFor();
+    const text = await detail.innerText();
+    assert.match(text, /alert\("UiTestAlert"\)\.firing = true/);
+    assert.match(text, /exec/);
+
+    // The audit log lists the approval and the rejection.
+    const audit = page.locator('[data-testid="audit-table"]');
+    await audit.locator('tr[data-kind="approval"]', { hasText: 'touch approved by alice' }).waitFor();
+    await audit.locator('tr[data-kind="approval"]', { hasText: 'note rejected by alice' }).waitFor();
+    await audit.locator('tr[data-kind="action_run"]', { hasText: 'touch' }).waitFor();
+    await shoot(page, 'actions-1280x800');
+
+    // Only approvals when filtered.
+    await page.locator('[data-testid="audit"] select').selectOption('approval');
+    await page.waitForURL(/kind=approval/);
+    await until('the audit filter', async () => (await audit.locator('tbody tr:not([data-kind="approval"])').count()) === 0);
+
+    await page.setViewportSize({ width: 1920, height: 1080 });
+    await page.locator('[data-testid="audit"] select').selectOption('');
+    await audit.locator('tr[data-kind="decision"]').first().waitFor();
+    await shoot(page, 'actions-1920x1080');
+    await page.close();
+  });
+
+  it('labels dry-run, records what would run, and says when the server is gone', async () => {
+    const page = await newPage();
+    await page.goto(`${dry.url}/actions`);
+    assert.equal(await page.locator('[data-testid="mode"]').innerText(), 'dry-run: nothing runs');
+    await fire(dry.url);
+    const row = page.locator('[data-testid="recent-table"] tr[data-status="dry-run"]');
+    await row.first().waitFor();
+    assert.match(await row.first().innerText(), /ui-dry/);
+    assert.match(await row.first().innerText(), /not run/);
+    assert.equal(await page.locator('[data-testid="pending-card"]').count(), 0);
+    assert.equal(existsSync(DRY_RAN), false);
+    await shoot(page, 'actions-dry-run-1280x800');
+
+    // The page keeps polling: with the server gone it says so.
+    await dry.stop();
+    await page.locator('[data-testid="error"]', { hasText: 'Server unreachable' }).waitFor();
+    await page.close();
+  });
+
+  it('shows impact verdicts, rollbacks, attempts and output when the server reports them', async () => {
+    // A server with the impact check answers with these fields; until
+    // then the page is shown this answer in place of the server's.
+    const now = Date.now();
+    const base = {
+      policy: 'checkout-latency',
+      policy_version: 3,
+      target: 'Service/checkout',
+      condition: 'alert("CheckoutHighLatency").firing and p99 > 0.5',
+      readings: ['alert("CheckoutHighLatency").firing = true', 'p99 = 0.91'],
+      operation: 'exec',
+      mode: 'enforce',
+      approval: 'auto',
+      by: null,
+      exit_status: 0,
+      error: null,
+      attempts: 1,
+      output: '',
+      impact: null,
+    };
+    const recent = [
+      { ...base, id: 15, at_ms: now - 20e3, action: 'scale', status: 'running', exit_status: null, output: null,
+        impact: { status: 'pending', signal: 'p99', before: 0.91, after: null, due_ms: now + 290e3, rollback: null } },
+      { ...base, id: 14, at_ms: now - 600e3, action: 'restart', status: 'rolled-back', approval: 'manual', by: 'alice',
+        output: 'restarted checkout\n',
+        impact: { status: 'worse', signal: 'p99', before: 0.42, after: 0.91, due_ms: now - 300e3, rollback: 'succeeded' } },
+      { ...base, id: 13, at_ms: now - 1800e3, action: 'restart', status: 'succeeded',
+        impact: { status: 'better', signal: 'p99', before: 0.9, after: 0.31, due_ms: now - 1500e3, rollback: null } },
+      { ...base, id: 12, at_ms: now - 3000e3, action: 'restart', status: 'failed', exit_status: 1, attempts: 3,
+        error: 'exit status 1 after 3 attempts', output: 'checkout: unit not found\n',
+        impact: { status: 'unknown', signal: 'p99', before: null, after: null, due_ms: now - 2700e3, rollback: null } },
+    ];
+    const page = await newPage();
+    await page.route((u) => u.pathname === '/api/v1/actions', (r) =>
+      r.fulfill({ contentType: 'application/json', body: JSON.stringify({ mode: 'enforce', paused: false, pending: [], recent }) }),
+    );
+    await page.route((u) => u.pathname === '/api/v1/audit', (r) =>
+      r.fulfill({
+        contentType: 'application/json',
+        body: JSON.stringify({
+          records: [
+            { seq: 9, at_ms: now - 300e3, kind: 'rollback', policy: 'checkout-latency', action: 'restart', reason: 'p99 worse: 0.42 → 0.91', operation: 'exec /usr/bin/systemctl rollback checkout', output: '', exit_status: 0, error: null },
+            { seq: 8, at_ms: now - 300e3, kind: 'impact', policy: 'checkout-latency', action: 'restart', verdict: 'worse', detail: 'p99 0.42 → 0.91' },
+          ],
+        }),
+      }),
+    );
+    await page.goto(`${plain.url}/actions`);
+    const row = (id) => page.locator(`[data-testid="recent-table"] tr[data-action-id="${id}"]`);
+    await row(14).waitFor();
+    assert.match(await row(15).locator('[data-testid="impact"]').innerText(), /checking in [45] min\s+p99 was 0\.91/);
+    const rolled = await row(14).innerText();
+    assert.match(rolled, /rolled back/);
+    assert.match(await row(14).locator('[data-testid="impact"]').innerText(), /worse\s+p99 0\.42 → 0\.91\s+rolled back/);
+    assert.match(await row(13).locator('[data-testid="impact"]').innerText(), /better\s+p99 0\.9 → 0\.31/);
+    assert.match(await row(12).innerText(), /exit 1: exit status 1 after 3 attempts/);
+    await row(12).click();
+    const detail = page.locator('[data-testid="detail"]');
+    await detail.waitFor();
+    assert.match(await detail.innerText(), /3 attempts/);
+    assert.match(await detail.innerText(), /checkout: unit not found/);
+    await row(14).click();
+    await page.locator('[data-testid="detail"]', { hasText: 'restarted checkout' }).waitFor();
+    assert.match(
+      await page.locator('[data-testid="audit-table"] tr[data-kind="rollback"]').innerText(),
+      /restart rolled back \(p99 worse: 0\.42 → 0\.91\): exec \/usr\/bin\/systemctl rollback checkout · exit 0/,
+    );
+    assert.match(await page.locator('[data-testid="audit-table"] tr[data-kind="impact"]').innerText(), /restart: worse · p99 0\.42 → 0\.91/);
+    await shoot(page, 'actions-impact-1280x800');
+    await page.close();
+  });
+
+  it('says how to turn the autopilot on when the server has no policies', async () => {
+    const page = await newPage();
+    await page.goto(`${plain.url}/actions`);
+    await page.locator('[data-testid="empty"]').waitFor();
+    const text = await page.locator('[data-testid="empty"]').innerText();
+    assert.match(text, /--policies DIR/);
+    assert.match(text, /--autopilot enforce/);
+    await shoot(page, 'actions-off-1280x800');
+    await page.close();
+  });
+});
