@@ -433,3 +433,19 @@ fn rate_limit_and_scale_fields_are_checked() {
         );
     }
 }
+
+#[test]
+fn an_interface_rate_limit_without_rollback_gets_its_clearing_as_rollback() {
+    let src = format!(
+        "{HEAD}spec:
+  targetRef: {{kind: Service, name: web}}
+  actions:
+    - {{name: a, condition: p99 > 1, operation: {{type: rate-limit, interface: eth0, rate: 10mbit}}}}
+"
+    );
+    let r = parse_policies(&src);
+    assert!(r.diagnostics.is_empty(), "{:#?}", r.diagnostics);
+    let a = &r.policies[0].actions[0];
+    assert_eq!(a.rollback, a.operation.implied_rollback());
+    assert!(a.rollback.is_some());
+}

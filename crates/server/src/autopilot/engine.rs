@@ -16,6 +16,7 @@ use perfpilot_autopilot::executor::{
     Verdict,
 };
 use perfpilot_autopilot::ops::Ops;
+use perfpilot_autopilot::policy::{RateLimitChange, RateLimitTarget, ScaleChange};
 use perfpilot_autopilot::{Approval, Operation, Policy};
 use perfpilot_baseline::detectors::{Finding, Severity};
 use serde::{Deserialize, Serialize};
@@ -175,6 +176,23 @@ pub fn view(d: &Decision) -> ActionView {
 pub fn describe(op: &Operation) -> String {
     match op {
         Operation::Exec(e) => format!("exec {}", e.command.join(" ")),
+        Operation::RateLimit(r) => {
+            let on = match &r.on {
+                RateLimitTarget::Interface(i) => format!("interface {i}"),
+                RateLimitTarget::Cgroup(c) => format!("cgroup {c}"),
+            };
+            match &r.change {
+                RateLimitChange::Limit { rate, .. } => format!("rate-limit {on} to {rate}"),
+                RateLimitChange::Clear => format!("rate-limit {on}: clear"),
+            }
+        }
+        Operation::Scale(s) => {
+            let ns = s.namespace.as_deref().unwrap_or("default");
+            match s.change {
+                ScaleChange::To(n) => format!("scale deployment/{} in {ns} to {n}", s.deployment),
+                ScaleChange::By(d) => format!("scale deployment/{} in {ns} by {d:+}", s.deployment),
+            }
+        }
         other => other.type_name().to_string(),
     }
 }
