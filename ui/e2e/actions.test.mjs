@@ -40,7 +40,11 @@ function policies(name, files) {
   return p;
 }
 
-/** Alertmanager's webhook with UiTestAlert firing for checkout. */
+/**
+ * Alertmanager's webhook with UiTestAlert firing for checkout and for
+ * search: an alert with a `service` label concerns only that service's
+ * policies.
+ */
 async function fire(url) {
   const body = {
     version: '4',
@@ -55,6 +59,14 @@ async function fire(url) {
         startsAt: new Date().toISOString(),
         endsAt: '0001-01-01T00:00:00Z',
         fingerprint: 'abc123',
+      },
+      {
+        status: 'firing',
+        labels: { alertname: 'UiTestAlert', service: 'search' },
+        annotations: {},
+        startsAt: new Date().toISOString(),
+        endsAt: '0001-01-01T00:00:00Z',
+        fingerprint: 'abc124',
       },
     ],
   };
