@@ -214,6 +214,9 @@ describe('actions', () => {
     await audit.locator('tr[data-kind="approval"]', { hasText: 'touch approved by alice' }).waitFor();
     await audit.locator('tr[data-kind="approval"]', { hasText: 'note rejected by alice' }).waitFor();
     await audit.locator('tr[data-kind="action_run"]', { hasText: 'touch' }).waitFor();
+    await audit.locator('tr[data-kind="pause"]', { hasText: /^.*paused by \w+/ }).waitFor();
+    await audit.locator('tr[data-kind="pause"]', { hasText: /resumed by \w+/ }).waitFor();
+    await audit.locator('tr[data-kind="policy_change"]', { hasText: /loaded v1 · .*checkout\.yaml/ }).waitFor();
     await shoot(page, 'actions-1280x800');
 
     // Only approvals when filtered.
@@ -225,6 +228,16 @@ describe('actions', () => {
     await page.locator('[data-testid="audit"] select').selectOption('');
     await audit.locator('tr[data-kind="decision"]').first().waitFor();
     await shoot(page, 'actions-1920x1080');
+
+    // The Alerts page lists what Alertmanager sent, per service, though
+    // this server learns no baselines of its own.
+    await page.goto(`${enforce.url}/alerts`);
+    const received = page.locator('[data-testid="received-alerts"]');
+    await received.locator('tr[data-fingerprint="abc123"][data-state="firing"]', { hasText: 'checkout' }).waitFor();
+    await received.locator('tr[data-fingerprint="abc124"]', { hasText: 'search' }).waitFor();
+    assert.match(await received.innerText(), /UiTestAlert/);
+    assert.match(await page.locator('.view.alerts').innerText(), /--baseline-config FILE/);
+    await shoot(page, 'alerts-received-1920x1080');
     await page.close();
   });
 

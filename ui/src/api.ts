@@ -249,9 +249,26 @@ export interface ActionsResponse {
   recent: ActionView[];
 }
 
-export type AuditKind = 'alert_received' | 'decision' | 'action_run' | 'impact' | 'approval' | 'rollback';
+export type AuditKind =
+  | 'alert_received'
+  | 'decision'
+  | 'action_run'
+  | 'impact'
+  | 'approval'
+  | 'rollback'
+  | 'policy_change'
+  | 'pause';
 
-export const AUDIT_KINDS: AuditKind[] = ['alert_received', 'decision', 'action_run', 'impact', 'approval', 'rollback'];
+export const AUDIT_KINDS: AuditKind[] = [
+  'alert_received',
+  'decision',
+  'action_run',
+  'impact',
+  'approval',
+  'rollback',
+  'policy_change',
+  'pause',
+];
 
 /** One line of the audit log: `seq`, `at_ms`, `kind` and the kind's fields. */
 export interface AuditRecord {
@@ -265,7 +282,8 @@ export const autopilot = {
   actions: (signal?: AbortSignal) => get<ActionsResponse>('/api/v1/actions', {}, signal),
   decide: (id: number, verdict: 'approve' | 'reject', by: string) =>
     post<ActionView>(`/api/v1/actions/${id}/${verdict}`, { by }),
-  setPaused: (paused: boolean) => post<{ paused: boolean }>(`/api/v1/actions/${paused ? 'pause' : 'resume'}`),
+  setPaused: (paused: boolean, by: string) =>
+    post<{ paused: boolean }>(`/api/v1/actions/${paused ? 'pause' : 'resume'}`, { by }),
   audit: (kind: string, limit: number, signal?: AbortSignal) =>
     get<{ records: AuditRecord[] }>('/api/v1/audit', { kind, limit }, signal),
 };

@@ -1,11 +1,13 @@
 //! The baseline engine's alerts: `GET /api/v1/alerts` and
 //! `POST /api/v1/alerts/{id}/ack`.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::Json;
+use perfpilot_autopilot::inbox::AlertStatus;
 use perfpilot_baseline::alerts::Alert;
 use perfpilot_baseline::engine::Engine;
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,55 @@ pub struct AlertsResponse {
     pub enabled: bool,
     /// Firing first, newest first.
     pub alerts: Vec<Alert>,
+    /// Alerts received from Alertmanager (`/api/v1/alertmanager`), firing
+    /// first, newest first; empty without `--autopilot-dir`/`--policies`.
+    #[serde(default)]
+    pub received: Vec<ReceivedAlert>,
+}
+
+/// An alert as Alertmanager last posted it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ReceivedAlert {
+    pub fingerprint: String,
+    pub alertname: Option<String>,
+    /// `firing` or `resolved`.
+    pub status: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: Option<i64>,
+    pub generator_url: String,
+}
+
+fn received(app: &App) -> Vec<ReceivedAlert> {
+    let Some(handle) = &app.config.autopilot else {
+        return Vec::new();
+    };
+    let ms = |nanos: i128| i64::try_from(nanos / 1_000_000).unwrap_or(0);
+    let ap = crate::autopilot::lock(&handle.0);
+    let mut out: Vec<ReceivedAlert> = ap
+        .inbox
+        .alerts()
+        .into_iter()
+        .map(|a| ReceivedAlert {
+            fingerprint: a.fingerprint.clone(),
+            alertname: a.name().map(str::to_string),
+            status: match a.status {
+                AlertStatus::Firing => "firing".into(),
+                AlertStatus::Resolved => "resolved".into(),
+            },
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            starts_at_ms: ms(a.starts_at.unix_timestamp_nanos()),
+            ends_at_ms: a.ends_at.map(|t| ms(t.unix_timestamp_nanos())),
+            generator_url: a.generator_url.clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (a.status != "firing", std::cmp::Reverse(a.starts_at_ms))
+            .cmp(&(b.status != "firing", std::cmp::Reverse(b.starts_at_ms)))
+    });
+    out
 }
 
 fn engine(app: &App) -> ApiResult<&AlertsHandle> {
@@ -42,15 +93,19 @@ pub async fn list(State(app): State<Arc<App>>) -> ApiResult<Json<AlertsResponse>
         return Ok(Json(AlertsResponse {
             enabled: false,
             alerts: Vec::new(),
+            received: received(&app),
         }));
     };
     let e = handle
         .0
         .lock()
         .map_err(|_| ApiError::internal("the baseline engine failed"))?;
+    let alerts = e.alerts().into_iter().cloned().collect();
+    drop(e);
     Ok(Json(AlertsResponse {
         enabled: true,
-        alerts: e.alerts().into_iter().cloned().collect(),
+        alerts,
+        received: received(&app),
     }))
 }
 

@@ -47,7 +47,7 @@ pub fn ui_embedded() -> bool {
 
 /// Response types of the query API, for clients (the CLI) to read back.
 pub mod api {
-    pub use crate::alerts::AlertsResponse;
+    pub use crate::alerts::{AlertsResponse, ReceivedAlert};
     pub use crate::autopilot::{
         ActionView, ActionsResponse, AuditResponse, ImpactView, PauseResponse, PoliciesResponse,
         PolicyView, WebhookResponse,

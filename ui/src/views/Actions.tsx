@@ -342,6 +342,12 @@ function auditSummary(r: AuditRecord): string {
       return `${str(r.action)} ${r.approved ? 'approved' : 'rejected'} by ${str(r.by)}${r.reason ? ` (${str(r.reason)})` : ''}`;
     case 'rollback':
       return `${str(r.action)} rolled back (${str(r.reason)}): ${str(r.operation)}${exit() ? ` · ${exit()}` : ''}`;
+    case 'policy_change':
+      return r.change === 'rolled_back'
+        ? `rolled back to v${str(r.restored)}'s content as v${str(r.version)} by ${str(r.source)}`
+        : `${str(r.change)} v${str(r.version)} · ${str(r.source)}`;
+    case 'pause':
+      return `${r.paused ? 'paused' : 'resumed'} by ${str(r.by)}`;
     default:
       return '';
   }
@@ -441,7 +447,8 @@ export function Actions({ params }: { params: Params }) {
     setPausing(true);
     setPauseError(null);
     try {
-      await autopilot.setPaused(paused);
+      // Recorded in the audit log; the name is not asked for just to pause.
+      await autopilot.setPaused(paused, name ?? 'ui');
     } catch (e) {
       setPauseError(asApiError(e));
     } finally {

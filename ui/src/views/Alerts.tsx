@@ -16,9 +16,93 @@ interface Alert {
   ack: { by: string; at_ms: number } | null;
 }
 
+/** An alert as Alertmanager last posted it to the autopilot. */
+interface ReceivedAlert {
+  fingerprint: string;
+  alertname: string | null;
+  status: 'firing' | 'resolved';
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  starts_at_ms: number;
+  ends_at_ms: number | null;
+  generator_url: string;
+}
+
 interface AlertsResponse {
   enabled: boolean;
   alerts: Alert[];
+  received?: ReceivedAlert[];
+}
+
+/** The labels that say which service an alert is about, in the order the autopilot reads them. */
+const SERVICE_LABELS = ['service', 'service_name', 'job', 'unit', 'deployment', 'app', 'target'];
+
+function serviceOf(a: ReceivedAlert): string {
+  for (const l of SERVICE_LABELS) if (a.labels[l]) return a.labels[l];
+  return '';
+}
+
+const HIDDEN = new Set(['alertname', 'severity', ...SERVICE_LABELS]);
+
+/** Alerts received from Alertmanager: what the autopilot's `alert("Name")` conditions read. */
+function Received({ alerts }: { alerts: ReceivedAlert[] }) {
+  if (alerts.length === 0) return null;
+  const firing = alerts.filter((a) => a.status === 'firing').length;
+  return (
+    <section class="received" data-testid="received-alerts">
+      <div class="toolbar">
+        <h3 class="title">From Alertmanager</h3>
+        <span class="muted">
+          {firing} firing · {alerts.length - firing} resolved
+        </span>
+      </div>
+      <div class="scroll-x">
+        <table class="grid alerts-table">
+          <thead>
+            <tr>
+              <th>State</th>
+              <th>Alert</th>
+              <th>Service</th>
+              <th>Labels</th>
+              <th>What</th>
+              <th>Since</th>
+            </tr>
+          </thead>
+          <tbody>
+            {alerts.map((a) => (
+              <tr data-fingerprint={a.fingerprint} data-state={a.status} class={a.status}>
+                <td>
+                  <span class={`badge ${a.status} ${a.labels.severity ?? ''}`}>
+                    {a.status === 'firing' ? a.labels.severity ?? 'firing' : 'resolved'}
+                  </span>
+                </td>
+                <td class="mono">
+                  {a.generator_url ? (
+                    <a href={a.generator_url} target="_blank" rel="noreferrer">
+                      {a.alertname ?? '(unnamed)'}
+                    </a>
+                  ) : (
+                    a.alertname ?? '(unnamed)'
+                  )}
+                </td>
+                <td>{serviceOf(a)}</td>
+                <td class="mono small">
+                  {Object.entries(a.labels)
+                    .filter(([k]) => !HIDDEN.has(k))
+                    .map(([k, v]) => `${k}=${v}`)
+                    .join(' ')}
+                </td>
+                <td class="summary" title={a.annotations.summary ?? a.annotations.description}>
+                  {a.annotations.summary ?? a.annotations.description ?? ''}
+                </td>
+                <td title={formatTime(a.starts_at_ms)}>{ago(a.starts_at_ms)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
 }
 
 function duration(a: Alert): string {
@@ -70,7 +154,19 @@ export function Alerts() {
 
   if (list.error) return <ErrorBox error={list.error} what="alerts" />;
   if (!list.data) return <Loading what="alerts" />;
+  const received = list.data.received ?? [];
   if (!list.data.enabled) {
+    if (received.length > 0) {
+      return (
+        <div class="view alerts" aria-busy={list.loading}>
+          <Received alerts={received} />
+          <p class="muted small">
+            perfpilot's own baselines are off: start the server with <code>--baseline-config FILE</code> to learn them
+            and raise alerts here.
+          </p>
+        </div>
+      );
+    }
     return (
       <Empty>
         <h3>Alerts are off</h3>
@@ -149,6 +245,7 @@ export function Alerts() {
         </table>
         </div>
       )}
+      <Received alerts={received} />
     </div>
   );
 }
