@@ -440,3 +440,81 @@ fn caps_pause_and_queued_approvals_survive_a_restart() {
     assert_eq!(pauses[0]["by"], "erin");
     assert_eq!(pauses[0]["paused"], true);
 }
+
+#[test]
+fn a_hotspot_condition_reads_the_function_share_from_the_stored_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let ran = dir.path().join("ran");
+    std::fs::write(
+        policies.join("checkout.yaml"),
+        policy(
+            "checkout-crypto",
+            "checkout",
+            &touch_action(
+                "shed",
+                "hotspot(\"encrypt_data\") > 50%",
+                &ran,
+                "      approval: auto\n",
+            ),
+            "",
+        ),
+    )
+    .unwrap();
+    let server = ServerProcess::start(
+        dir.path(),
+        &[
+            "--policies".as_ref(),
+            policies.as_os_str(),
+            "--autopilot".as_ref(),
+            "enforce".as_ref(),
+        ],
+    );
+    let push = |hot: u64, rest: u64| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let body = format!("main;handle;encrypt_data {hot}\nmain;handle;parse {rest}\n");
+        ureq::post(format!(
+            "{}/ingest?name=checkout.cpu&from={}&until={now}&sampleRate=100&format=folded",
+            server.base,
+            now - 1
+        ))
+        .send(body.as_str())
+        .unwrap();
+    };
+    // 40% of the CPU: below the threshold, nothing happens.
+    push(40, 60);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!ran.exists(), "acted on a 40% share");
+    assert!(audit(&server).iter().all(|r| r["kind"] != "decision"));
+    // Another service's profile does not count for checkout.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    ureq::post(format!(
+        "{}/ingest?name=search.cpu&from={}&until={now}&sampleRate=100&format=folded",
+        server.base,
+        now - 1
+    ))
+    .send("main;encrypt_data 1000\n")
+    .unwrap();
+    // Profiles are read once every 10 s at most: wait out the cached 40%.
+    push(400, 0);
+    wait_for("the action", 30, || ran.exists().then_some(()));
+    let decision = audit(&server)
+        .into_iter()
+        .find(|r| r["kind"] == "decision")
+        .unwrap();
+    let reading = decision["readings"][0].as_str().unwrap().to_string();
+    let share: f64 = reading
+        .strip_prefix("hotspot(\"encrypt_data\") = ")
+        .unwrap_or_else(|| panic!("{reading}"))
+        .parse()
+        .unwrap();
+    // (40 + 400) of (100 + 400) samples in the last minute.
+    assert!((share - 0.88).abs() < 1e-9, "{reading}");
+}
