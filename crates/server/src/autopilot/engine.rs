@@ -798,7 +798,7 @@ mod tests {
     fn the_judged_signal_is_the_guards_or_the_first_number_read() {
         let text = |guard: &str| {
             format!(
-                "apiVersion: perfpilot.dev/v1alpha1\nkind: AutopilotPolicy\nmetadata: {{name: p}}\nspec:\n  targetRef: {{kind: Service, name: s}}\n  actions:\n    - {{name: a, condition: 'alert(\"X\").firing and p99 > baseline.p99 * 2', operation: {{type: restart}}}}\n    - {{name: h, condition: 'hotspot(\"f\") > 30%', operation: {{type: restart}}}}\n{guard}"
+                "apiVersion: perfpilot.dev/v1alpha1\nkind: AutopilotPolicy\nmetadata: {{name: p}}\nspec:\n  targetRef: {{kind: SystemdUnit, name: s.service}}\n  actions:\n    - {{name: a, condition: 'alert(\"X\").firing and p99 > baseline.p99 * 2', operation: {{type: restart}}}}\n    - {{name: h, condition: 'hotspot(\"f\") > 30%', operation: {{type: restart}}}}\n{guard}"
             )
         };
         let parse = |t: String| {
