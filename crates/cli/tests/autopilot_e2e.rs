@@ -887,6 +887,9 @@ fn shell_metacharacters_in_labels_reach_the_action_verbatim_and_run_nothing() {
         ("quotes".into(), "'\"\\' \"$HOME\" ${IFS} * ?".into()),
         ("newline".into(), format!("x\ntouch {d}/pwned-newline\n")),
         ("unicode".into(), "ünïcødé ✓ \u{202e}".into()),
+        // No environment variable can hold a NUL: it arrives as U+FFFD,
+        // and the action still runs.
+        ("nul".into(), "a\0b".into()),
         // A label name that is not a shell-safe variable name.
         (format!("x$(touch {d}/pwned-name)"), "named".into()),
     ];
@@ -929,12 +932,20 @@ fn shell_metacharacters_in_labels_reach_the_action_verbatim_and_run_nothing() {
     );
     let mut expected: BTreeMap<String, String> = hostile
         .iter()
-        .map(|(k, v)| (perfpilot_autopilot::ops::label_env_name(k), v.clone()))
+        .map(|(k, v)| {
+            (
+                perfpilot_autopilot::ops::label_env_name(k),
+                v.replace('\0', "\u{FFFD}"),
+            )
+        })
         .collect();
     expected.insert("PERFPILOT_ALERT".into(), "InjectionProbe".into());
     expected.insert("PERFPILOT_TARGET".into(), "probe".into());
     let got: BTreeMap<String, String> = serde_json::from_value(printed["env"].clone()).unwrap();
-    assert_eq!(got, expected, "every label verbatim, nothing else");
+    assert_eq!(
+        got, expected,
+        "every label verbatim (a NUL as U+FFFD), nothing else"
+    );
 
     let mut files: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -952,6 +963,7 @@ fn shell_metacharacters_in_labels_reach_the_action_verbatim_and_run_nothing() {
     let received = of_kind(&records, "alert_received");
     assert_eq!(received[0]["labels"]["subst"], label_map["subst"]);
     assert_eq!(received[0]["labels"]["newline"], label_map["newline"]);
+    assert_eq!(received[0]["labels"]["nul"], "a\0b");
 }
 
 // ---------------------------------------------------------------------------
