@@ -109,7 +109,8 @@ fn webhook(
     let ends_at = if status == "firing" {
         "0001-01-01T00:00:00Z".to_string()
     } else {
-        // Resolved a little after it started, in the same format.
+        // Resolved half a second after it started (startsAt given in
+        // whole seconds here).
         starts_at.replacen("Z", ".5Z", 1)
     };
     json!({
@@ -274,11 +275,11 @@ fn prometheus_alert_restarts_the_service_end_to_end() {
         vec![script.clone().into(), svc_port.to_string().into()],
         dir.join("service.log"),
     );
-    let healthy = |want_pid: Option<u32>| {
+    // The pid of the process answering, when it says it is healthy.
+    let healthy = || {
         let text = get_text(&format!("{svc_url}/metrics"))?;
         let pid = metric(&text, "test_service_pid")? as u32;
-        (metric(&text, "test_service_healthy") == Some(1.0) && want_pid.is_none_or(|p| p == pid))
-            .then_some(pid)
+        (metric(&text, "test_service_healthy") == Some(1.0)).then_some(pid)
     };
     let service_context = || {
         format!(
@@ -287,9 +288,7 @@ fn prometheus_alert_restarts_the_service_end_to_end() {
             tail(&dir.join("service.log"), 20)
         )
     };
-    let first_pid = wait_until("the service to answer", PATIENCE, service_context, || {
-        healthy(None)
-    });
+    let first_pid = wait_until("the service to answer", PATIENCE, service_context, healthy);
 
     let server = start_server(
         dir,
@@ -353,7 +352,7 @@ fn prometheus_alert_restarts_the_service_end_to_end() {
         "a fresh, healthy service process",
         PATIENCE,
         everything,
-        || healthy(None).filter(|pid| *pid != first_pid),
+        || healthy().filter(|pid| *pid != first_pid),
     );
     let lives = service.lives();
     assert_eq!(lives[0].pid, first_pid, "{lives:?}");
