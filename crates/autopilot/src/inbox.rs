@@ -154,9 +154,26 @@ fn parse_alert(path: &str, value: &Value) -> Result<WebhookAlert, PayloadError> 
             "the zero time: an alert must start",
         )
     })?;
+    // Alertmanager identifies an alert by its labels (the fingerprint
+    // hashes them) and never sends one without: a post that does is not
+    // from Alertmanager, and an alert without an `alertname` could match
+    // no policy.
+    if matches!(o.get("labels"), None | Some(Value::Null)) {
+        return Err(err(
+            field(path, "labels"),
+            "missing: every alert Alertmanager sends has labels (`alertname` at least)",
+        ));
+    }
+    let alert_labels = labels(o, path, "labels")?;
+    if alert_labels.is_empty() {
+        return Err(err(
+            field(path, "labels"),
+            "empty: every alert Alertmanager sends has labels (`alertname` at least)",
+        ));
+    }
     Ok(WebhookAlert {
         status: status(o, path)?,
-        labels: labels(o, path, "labels")?,
+        labels: alert_labels,
         annotations: labels(o, path, "annotations")?,
         starts_at,
         ends_at: time(o, path, "endsAt", false)?,

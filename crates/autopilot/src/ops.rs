@@ -207,13 +207,17 @@ impl Ops {
     pub fn exec(&self, e: &Exec, trigger: &Trigger) -> Outcome {
         let mut env: Vec<(String, String)> =
             e.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        for (name, value) in &trigger.labels {
-            env.push((label_env_name(name), value.clone()));
+        // An environment variable cannot hold a NUL byte: one in a label
+        // would stop the program from starting at all, so it reads as
+        // U+FFFD instead.
+        let value = |v: &str| v.replace('\0', "\u{FFFD}");
+        for (name, v) in &trigger.labels {
+            env.push((label_env_name(name), value(v)));
         }
         if let Some(alert) = &trigger.alert {
-            env.push(("PERFPILOT_ALERT".into(), alert.clone()));
+            env.push(("PERFPILOT_ALERT".into(), value(alert)));
         }
-        env.push(("PERFPILOT_TARGET".into(), trigger.target.clone()));
+        env.push(("PERFPILOT_TARGET".into(), value(&trigger.target)));
         self.command(&e.command, &env, e.timeout)
     }
 
@@ -1014,6 +1018,27 @@ mod tests {
             Ops::default().restart(&missing).error,
             Some(OpError::NoSuchProcess("no-such-proc-xyz".into()))
         );
+    }
+
+    #[test]
+    fn a_nul_in_a_label_does_not_stop_the_program() {
+        let e = Exec {
+            command: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "printf %s \"$PERFPILOT_LABEL_X\"".into(),
+            ],
+            env: BTreeMap::new(),
+            timeout: Duration::from_secs(10),
+        };
+        let trigger = Trigger {
+            alert: Some("A\0lert".into()),
+            target: "t".into(),
+            labels: [("x".to_string(), "a\0b".to_string())].into(),
+        };
+        let o = Ops::default().exec(&e, &trigger);
+        assert!(o.ok, "{o:?}");
+        assert_eq!(o.output, "a\u{FFFD}b");
     }
 
     #[test]

@@ -230,6 +230,22 @@ fn malformed_payloads_name_the_field() {
         ("{\"version\": \"4\"".to_string(), "body: not valid JSON"),
         ("{}".to_string(), "version: missing"),
         (
+            FIRING.replacen(
+                r#""labels": {"alertname": "CheckoutHighLatency", "instance": "checkout-2:8080", "job": "checkout", "severity": "page"},"#,
+                "",
+                1,
+            ),
+            "alerts[1].labels: missing: every alert Alertmanager sends has labels",
+        ),
+        (
+            FIRING.replacen(
+                r#""labels": {"alertname": "CheckoutHighLatency", "instance": "checkout-1:8080", "job": "checkout", "severity": "page"}"#,
+                r#""labels": {}"#,
+                1,
+            ),
+            "alerts[0].labels: empty: every alert Alertmanager sends has labels",
+        ),
+        (
             r#"{"version": "4", "status": "firing", "alerts": [7]}"#.to_string(),
             "alerts[0]: expected an object, got a number",
         ),

@@ -2,6 +2,8 @@
 //! running perfpilot, reading folded output.
 #![allow(dead_code)]
 
+pub mod alerting;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -241,6 +243,15 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> ServerProcess {
+        Self::start_with_stderr(dir, args, std::process::Stdio::null())
+    }
+
+    /// `start`, with the server's stderr (its log) sent to `stderr`.
+    pub fn start_with_stderr<S: AsRef<std::ffi::OsStr>>(
+        dir: &Path,
+        args: &[S],
+        stderr: impl Into<std::process::Stdio>,
+    ) -> ServerProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -250,7 +261,7 @@ impl ServerProcess {
             .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(dir.join("data"))
             .args(args)
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let server = ServerProcess {
