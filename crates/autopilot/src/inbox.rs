@@ -440,6 +440,14 @@ impl Inbox {
         });
         n - self.alerts.len()
     }
+    /// [`Self::forget_resolved`] with a Unix millisecond, for callers
+    /// without a time library.
+    pub fn forget_resolved_before_ms(&mut self, before_ms: i64) -> usize {
+        match OffsetDateTime::from_unix_timestamp_nanos(i128::from(before_ms) * 1_000_000) {
+            Ok(before) => self.forget_resolved(before),
+            Err(_) => 0,
+        }
+    }
 }
 
 /// How `incoming` changes `current`, or None when it changes nothing.

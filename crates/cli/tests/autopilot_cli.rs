@@ -27,11 +27,14 @@ fn server_receives_alertmanager_webhooks_into_its_audit_log() {
     for _ in 0..3 {
         assert_eq!(server.post_json("/api/v1/alertmanager", payload).0, 200);
     }
-    let (bad, _) = server.post_json(
+    let (bad, why) = server.post_json(
         "/api/v1/alertmanager",
-        r#"{"version": "4", "alerts": [{"startsAt": "yesterday"}]}"#,
+        r#"{"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": "X"},
+            "startsAt": "yesterday", "fingerprint": "f"}]}"#,
     );
     assert_eq!(bad, 400);
+    let why = why["error"].as_str().unwrap();
+    assert!(why.contains("alerts[0].startsAt"), "{why}");
     let audit = server.get_json("/api/v1/audit");
     drop(server);
     // Posted three times, recorded once.

@@ -43,6 +43,9 @@ const TICK: Duration = Duration::from_secs(1);
 const RESCAN: Duration = Duration::from_secs(2);
 /// Decisions kept for `GET /api/v1/actions`.
 const RECENT: usize = 200;
+/// How long resolved Alertmanager alerts are remembered (for idempotence
+/// against retried posts) before they are forgotten.
+const FORGET_RESOLVED_MS: i64 = 3_600_000;
 /// How long an alert about an action that made things worse fires.
 const RAISED_FOR_MS: i64 = 3_600_000;
 /// The state file in the autopilot directory.
@@ -325,6 +328,9 @@ impl Engine {
     }
 
     fn reload(&self, handle: &AutopilotHandle) {
+        lock(&handle.0)
+            .inbox
+            .forget_resolved_before_ms(now_ms() - FORGET_RESOLVED_MS);
         let changes = {
             let mut ex = lock(&self.executor);
             lock(&self.policies).reload(&mut ex)
@@ -375,7 +381,7 @@ impl Engine {
 
     /// One round: decides, runs what is due, judges impacts, keeps the
     /// raised alerts going.
-    pub(super) fn tick(&self, handle: &AutopilotHandle) {
+    pub(super) fn tick(self: &Arc<Self>, handle: &AutopilotHandle) {
         let now = now_ms();
         let snapshot = self.snapshot(handle, now);
         let decisions = lock(&self.executor).on_tick(now, &snapshot);
@@ -406,7 +412,21 @@ impl Engine {
         }
         for d in decisions {
             if d.status == Status::Ready {
-                self.run(handle, &d);
+                // Each on its own thread: a slow or retried action must
+                // not hold up the other policies' decisions (the executor
+                // keeps one action per target in flight).
+                let engine = Arc::clone(self);
+                let h = handle.clone();
+                let d2 = d.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("perfpilot-action".into())
+                    .spawn(move || {
+                        engine.run(&h, &d2);
+                    });
+                if let Err(e) = spawned {
+                    eprintln!("perfpilot server: cannot start a thread for an action ({e}); running it in the engine's");
+                    self.run(handle, &d);
+                }
             }
         }
         self.judge(handle, now_ms());
