@@ -34,7 +34,7 @@ interface AlertsResponse {
   received?: ReceivedAlert[];
 }
 
-/** The labels that say which service an alert is about, in the order the autopilot reads them. */
+/** Labels that may name the service an alert is about, most specific first (for display). */
 const SERVICE_LABELS = ['service', 'service_name', 'job', 'unit', 'deployment', 'app', 'target'];
 
 function serviceOf(a: ReceivedAlert): string {

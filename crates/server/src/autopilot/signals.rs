@@ -37,18 +37,13 @@ const HOTSPOT_TTL: Duration = Duration::from_secs(10);
 const PROMETHEUS_TTL: Duration = Duration::from_secs(5);
 const CPU_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
-/// Label names that say which service an alert is about. An alert with
-/// any of them fires only for the target they name; one with none fires
-/// for every target.
-const TARGET_LABELS: [&str; 7] = [
-    "service",
-    "service_name",
-    "job",
-    "unit",
-    "deployment",
-    "app",
-    "target",
-];
+/// Label names that say which service an alert is about. An alert
+/// concerns a target when any of its label values is the target's name;
+/// otherwise, one with any of these labels is about something else, and
+/// one with none of them concerns every target. Prometheus's `job` and
+/// `instance` are not among them: every scraped series has them, named
+/// after scrape configs rather than services.
+const TARGET_LABELS: [&str; 5] = ["service", "service_name", "app", "deployment", "unit"];
 
 /// The baseline engine's feature behind each built-in metric, and the
 /// factor that turns it into the condition language's unit.
@@ -179,14 +174,11 @@ pub fn alerts(handle: &AutopilotHandle, baseline: Option<&AlertsHandle>) -> Vec<
 }
 
 fn concerns(labels: &BTreeMap<String, String>, target: &TargetRef) -> bool {
-    let named: Vec<&String> = TARGET_LABELS
+    let service = service_of(target);
+    labels
         .iter()
-        .filter_map(|l| labels.get(*l))
-        .collect();
-    named.is_empty()
-        || named
-            .iter()
-            .any(|v| **v == target.name || v.as_str() == service_of(target))
+        .any(|(k, v)| k != "alertname" && (*v == target.name || v == service))
+        || !TARGET_LABELS.iter().any(|l| labels.contains_key(*l))
 }
 
 /// The values of one policy's conditions at one tick.
@@ -375,6 +367,9 @@ mod tests {
         assert!(concerns(&l("unit", "checkout.service"), &t));
         assert!(!concerns(&l("service", "search"), &t));
         assert!(concerns(&l("severity", "critical"), &t));
+        // Prometheus's job names a scrape config, not a service.
+        assert!(concerns(&l("job", "node"), &t));
+        assert!(concerns(&l("process", "checkout"), &t));
         assert_eq!(service_of(&t), "checkout");
     }
 }
