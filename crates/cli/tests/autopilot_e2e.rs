@@ -732,7 +732,10 @@ fn failing_actions_are_retried_with_backoff_reported_and_the_engine_goes_on() {
         );
         assert_eq!(status, 200, "{answer}");
     };
+    // An alert with a `service` label concerns only that service's
+    // policies: one occurrence for each.
     firing("DiskBroken", "disk", "d15cd15cd15cd15c");
+    firing("DiskBroken", "cache", "cac4ecac4ecac4ec");
     let srv = &server;
     let done = |policy: &'static str| {
         move || {
@@ -1042,4 +1045,85 @@ fn malformed_webhooks_get_400_naming_what_is_wrong() {
     let (status, answer) = server.post_json("/api/v1/alertmanager", &v.to_string());
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["new"], 1);
+}
+
+// ---------------------------------------------------------------------------
+// 6. A condition on a Prometheus query, with the real Prometheus.
+
+#[test]
+fn a_prometheus_signal_reads_the_real_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let script = dir.join("ppsignal");
+    std::fs::write(&script, SERVICE).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let svc_port = free_port();
+    let svc_url = format!("http://127.0.0.1:{svc_port}");
+    let _service = Supervisor::start(
+        vec![script.into(), svc_port.to_string().into()],
+        dir.join("service.log"),
+    );
+    // No alerting here: the rule file is empty and the Alertmanager
+    // address is never reached.
+    let mut prometheus = Prometheus::start(
+        dir,
+        &format!("127.0.0.1:{svc_port}"),
+        "groups: []\n",
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    wait_until(
+        "Prometheus to scrape the service healthy",
+        PATIENCE,
+        || tail(&prometheus.proc.log, 15),
+        || (prometheus.query("test_service_healthy") == Some(1.0)).then_some(()),
+    );
+    prometheus.proc.assert_running("Prometheus");
+
+    let marker = dir.join("acted");
+    let pdir = dir.join("policies");
+    std::fs::create_dir_all(&pdir).unwrap();
+    std::fs::write(
+        pdir.join("signal.yaml"),
+        format!(
+            "apiVersion: {API_VERSION}\nkind: AutopilotPolicy\nmetadata: {{name: svc-health}}\nspec:\n  \
+             targetRef: {{kind: Service, name: svc}}\n  signals:\n    \
+             - {{name: healthy, type: prometheus, query: 'min(test_service_healthy)'}}\n  \
+             actions:\n    - name: act\n      condition: 'healthy < 1'\n      \
+             operation: {{type: exec, command: [/usr/bin/touch, {}]}}\n      approval: auto\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    let args: Vec<OsString> = vec![
+        "--policies".into(),
+        pdir.into(),
+        "--autopilot".into(),
+        "enforce".into(),
+        "--prometheus".into(),
+        prometheus.url.clone().into(),
+    ];
+    let server = ServerProcess::start_with_stderr(dir, &args, log);
+    // Healthy: the condition reads 1 and does not hold.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !marker.exists(),
+        "acted on a healthy service\n{}",
+        context(&server, dir)
+    );
+    get_text(&format!("{svc_url}/break")).expect("the service to answer /break");
+    wait_until(
+        "the action on the broken service",
+        PATIENCE,
+        || context(&server, dir),
+        || marker.exists().then_some(()),
+    );
+    let records = audit(&server, "kind=decision");
+    let readings = records[0]["readings"].clone();
+    assert_eq!(
+        readings,
+        json!(["healthy = 0"]),
+        "{}",
+        context(&server, dir)
+    );
 }
