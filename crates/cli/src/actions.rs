@@ -118,7 +118,7 @@ struct RollbackArgs {
     /// The policy's name (metadata.name).
     name: String,
     /// The version to restore (`perfpilot policy list` shows them).
-    #[arg(long)]
+    #[arg(long, value_name = "VERSION")]
     to: u32,
     /// Who, for the audit log (default: $USER).
     #[arg(long)]

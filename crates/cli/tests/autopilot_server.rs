@@ -37,6 +37,23 @@ fn audit(server: &ServerProcess) -> Vec<serde_json::Value> {
     records
 }
 
+/// DIR/policies, created.
+fn policy_dir(dir: &Path) -> PathBuf {
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    policies
+}
+
+/// The server's arguments to run the policies in `policies` for real.
+fn enforcing(policies: &Path) -> Vec<std::ffi::OsString> {
+    vec![
+        "--policies".into(),
+        policies.into(),
+        "--autopilot".into(),
+        "enforce".into(),
+    ]
+}
+
 fn policy(name: &str, target: &str, actions: &str, extra: &str) -> String {
     format!(
         "apiVersion: perfpilot.dev/v1alpha1
@@ -141,8 +158,7 @@ fn an_action_that_makes_p99_worse_is_rolled_back_and_raises_an_alert() {
         ),
     )
     .unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
+    let policies = policy_dir(dir.path());
     let ran = dir.path().join("ran");
     let rolled = dir.path().join("rolled-back");
     // p99 in seconds: the log's 800 ms reads as 0.8.
@@ -165,17 +181,9 @@ fn an_action_that_makes_p99_worse_is_rolled_back_and_raises_an_alert() {
         ),
     )
     .unwrap();
-    let server = ServerProcess::start(
-        dir.path(),
-        &[
-            "--baseline-config".as_ref(),
-            cfg.as_os_str(),
-            "--policies".as_ref(),
-            policies.as_os_str(),
-            "--autopilot".as_ref(),
-            "enforce".as_ref(),
-        ],
-    );
+    let mut args = enforcing(&policies);
+    args.extend(["--baseline-config".into(), cfg.into_os_string()]);
+    let server = ServerProcess::start(dir.path(), &args);
     let latency = Arc::new(AtomicU64::new(800));
     let writer = LogWriter::start(log, Arc::clone(&latency));
     wait_for("the action", 60, || ran.exists().then_some(()));
@@ -255,8 +263,7 @@ fn an_action_that_makes_p99_worse_is_rolled_back_and_raises_an_alert() {
 #[test]
 fn policies_are_versioned_rolled_back_and_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
+    let policies = policy_dir(dir.path());
     let (m1, m2) = (dir.path().join("m1"), dir.path().join("m2"));
     let file = policies.join("checkout.yaml");
     let write = |marker: &Path| {
@@ -277,15 +284,7 @@ fn policies_are_versioned_rolled_back_and_removed() {
         .unwrap()
     };
     write(&m1);
-    let server = ServerProcess::start(
-        dir.path(),
-        &[
-            "--policies".as_ref(),
-            policies.as_os_str(),
-            "--autopilot".as_ref(),
-            "enforce".as_ref(),
-        ],
-    );
+    let server = ServerProcess::start(dir.path(), &enforcing(&policies));
     let version = |server: &ServerProcess| {
         server.get_json("/api/v1/policies")["policies"][0]["version"].as_u64()
     };
@@ -351,8 +350,7 @@ fn policies_are_versioned_rolled_back_and_removed() {
 #[test]
 fn caps_pause_and_queued_approvals_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
+    let policies = policy_dir(dir.path());
     let auto_log = dir.path().join("auto.log");
     let manual = dir.path().join("manual");
     // The auto action appends a line per run, so runs can be counted.
@@ -381,12 +379,7 @@ fn caps_pause_and_queued_approvals_survive_a_restart() {
             ),
     )
     .unwrap();
-    let args = [
-        "--policies".as_ref(),
-        policies.as_os_str(),
-        "--autopilot".as_ref(),
-        "enforce".as_ref(),
-    ];
+    let args = enforcing(&policies);
     let runs = || {
         std::fs::read_to_string(&auto_log)
             .map(|s| s.lines().count())
@@ -444,8 +437,7 @@ fn caps_pause_and_queued_approvals_survive_a_restart() {
 #[test]
 fn a_hotspot_condition_reads_the_function_share_from_the_stored_profiles() {
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
+    let policies = policy_dir(dir.path());
     let ran = dir.path().join("ran");
     std::fs::write(
         policies.join("checkout.yaml"),
@@ -462,15 +454,7 @@ fn a_hotspot_condition_reads_the_function_share_from_the_stored_profiles() {
         ),
     )
     .unwrap();
-    let server = ServerProcess::start(
-        dir.path(),
-        &[
-            "--policies".as_ref(),
-            policies.as_os_str(),
-            "--autopilot".as_ref(),
-            "enforce".as_ref(),
-        ],
-    );
+    let server = ServerProcess::start(dir.path(), &enforcing(&policies));
     let push = |hot: u64, rest: u64| {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
