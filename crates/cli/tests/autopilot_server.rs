@@ -177,7 +177,7 @@ fn an_action_that_makes_p99_worse_is_rolled_back_and_raises_an_alert() {
             "shop-latency",
             "shop",
             &action,
-            "  guard: {impactWindow: 6s, rollbackIf: worse}\n",
+            "  guard: {impactWindow: 8s, rollbackIf: worse}\n",
         ),
     )
     .unwrap();
@@ -189,8 +189,13 @@ fn an_action_that_makes_p99_worse_is_rolled_back_and_raises_an_alert() {
     wait_for("the action", 60, || ran.exists().then_some(()));
     // The "restart" made it worse.
     latency.store(2000, Ordering::SeqCst);
-    wait_for("the rollback", 60, || rolled.exists().then_some(()));
-    let records = audit(&server);
+    // The record, not the file: the rollback's record is written once
+    // its command has exited, a moment after the file appears.
+    let records = wait_for("the rollback's record", 60, || {
+        let r = audit(&server);
+        r.iter().any(|r| r["kind"] == "rollback").then_some(r)
+    });
+    assert!(rolled.exists());
     drop(writer);
     let decision = records
         .iter()
@@ -222,7 +227,10 @@ fn an_action_that_makes_p99_worse_is_rolled_back_and_raises_an_alert() {
         impact["after"].as_f64().unwrap(),
     );
     assert!((before - 0.8).abs() < 0.02, "{impact:#}");
-    assert!((after - 2.0).abs() < 0.05, "{impact:#}");
+    // The windows closing just after the action may still hold the old
+    // latency (a window closes a second after its end), so the median
+    // after is 2.0 s, or between the two on a slow machine.
+    assert!(after > 1.2 && after < 2.05, "{impact:#}");
     let rollback = records
         .iter()
         .find(|r| r["kind"] == "rollback")
