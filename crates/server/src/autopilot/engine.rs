@@ -503,7 +503,7 @@ impl Engine {
     /// Judges the actions whose impact window has passed: the judged
     /// signal's median over the window after the action against its
     /// median over the same span before it.
-    fn judge(&self, handle: &AutopilotHandle, now: i64) {
+    fn judge(self: &Arc<Self>, handle: &AutopilotHandle, now: i64) {
         let due: Vec<Watch> = {
             let mut watches = lock(&self.watches);
             let (due, wait): (Vec<Watch>, Vec<Watch>) = watches
@@ -577,7 +577,20 @@ impl Engine {
                 }
             });
             if judged == Some(Verdict::Worse) {
-                self.worse(handle, &w, &detail);
+                // Like actions, a rollback runs on its own thread: the
+                // next ticks must not wait for it.
+                let engine = Arc::clone(self);
+                let h = handle.clone();
+                let (w2, detail2) = (w.clone(), detail.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("perfpilot-rollback".into())
+                    .spawn(move || engine.worse(&h, &w2, &detail2));
+                if let Err(e) = spawned {
+                    eprintln!(
+                        "perfpilot server: cannot start a thread for a rollback ({e}); running it in the engine's"
+                    );
+                    self.worse(handle, &w, &detail);
+                }
             }
         }
     }
