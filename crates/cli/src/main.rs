@@ -104,6 +104,8 @@ struct UpArgs {
     /// /api/v1/alerts.
     #[arg(long, value_name = "FILE")]
     baseline_config: Option<PathBuf>,
+    #[command(flatten)]
+    autopilot: AutopilotArgs,
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -130,6 +132,13 @@ struct ServerArgs {
     /// /api/v1/alerts.
     #[arg(long, value_name = "FILE")]
     baseline_config: Option<PathBuf>,
+    #[command(flatten)]
+    autopilot: AutopilotArgs,
+}
+
+/// The autopilot's flags, shared by `server` and `up`.
+#[derive(Args)]
+struct AutopilotArgs {
     /// Receive Alertmanager's webhooks at /api/v1/alertmanager and keep the
     /// autopilot's durable audit log (audit.jsonl, served at
     /// /api/v1/audit) in this directory.

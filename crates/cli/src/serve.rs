@@ -13,7 +13,9 @@ use perfpilot_agent::{Scope, Session};
 use perfpilot_store::embedded::{EmbeddedStore, Options};
 
 use crate::exit::{self, Failure};
-use crate::{record, signals, summary, AgentArgs, ServerArgs, UpArgs};
+use crate::{
+    record, signals, summary, AgentArgs, AutopilotArgs, AutopilotMode, ServerArgs, UpArgs,
+};
 
 pub fn parse_duration(s: &str, what: &str) -> exit::Result<Duration> {
     let ms = perfpilot_query::parse_duration(s)
@@ -101,6 +103,73 @@ fn server_config(listen: SocketAddr, token: Option<String>) -> perfpilot_server:
     }
 }
 
+/// Opens the autopilot's directory and, with `--policies`, starts its
+/// engine; `who` names the command in messages.
+fn start_autopilot(
+    who: &str,
+    a: &AutopilotArgs,
+    data: &Path,
+    store: &EmbeddedStore,
+    alerts: Option<perfpilot_server::AlertsHandle>,
+    stop: &Arc<AtomicBool>,
+) -> exit::Result<Option<perfpilot_server::AutopilotHandle>> {
+    // Policies need an audit log: without --autopilot-dir it goes next to
+    // the data.
+    let dir = a
+        .autopilot_dir
+        .clone()
+        .or_else(|| a.policies.as_ref().map(|_| data.join("autopilot")));
+    let handle = match &dir {
+        Some(dir) => Some(perfpilot_server::AutopilotHandle::open(dir).map_err(|e| {
+            Failure::new(
+                exit::BAD_INPUT,
+                anyhow::anyhow!("the autopilot's audit log in {}: {e}", dir.display()),
+            )
+        })?),
+        None => None,
+    };
+    match (&handle, &a.policies) {
+        (Some(handle), Some(policies)) => {
+            let mode = match a.autopilot {
+                AutopilotMode::DryRun => perfpilot_server::AutopilotMode::DryRun,
+                AutopilotMode::Enforce => perfpilot_server::AutopilotMode::Enforce,
+            };
+            let prometheus = a.prometheus.as_deref().map(|url| {
+                // Asked every few seconds: a retry would only hold up the
+                // other policies' decisions.
+                let mut p = perfpilot_baseline::prom::Prometheus::new(url);
+                p.retries = 0;
+                p
+            });
+            handle
+                .start_engine(
+                    policies,
+                    mode,
+                    perfpilot_server::Sources::new(
+                        alerts,
+                        Some(Arc::new(store.clone())),
+                        prometheus,
+                    ),
+                    Arc::clone(stop),
+                )
+                .map_err(|e| Failure::new(exit::BAD_INPUT, anyhow::anyhow!("{e}")))?;
+            eprintln!(
+                "perfpilot {who}: autopilot in {} mode with the policies in {}",
+                perfpilot_server::mode_name(mode),
+                policies.display()
+            );
+        }
+        _ if a.autopilot == AutopilotMode::Enforce => {
+            return Err(Failure::new(
+                exit::USAGE,
+                anyhow::anyhow!("--autopilot enforce needs --policies DIR"),
+            ));
+        }
+        _ => {}
+    }
+    Ok(handle)
+}
+
 pub fn server(args: ServerArgs) -> exit::Result<()> {
     let token = read_token(args.auth_token_file.as_deref())?;
     let data = args.data.clone().unwrap_or_else(default_data_dir);
@@ -112,59 +181,14 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
         .as_deref()
         .map(|f| crate::baseline::start_for_server(f, Arc::clone(&stop), Arc::new(store.clone())))
         .transpose()?;
-    // Policies need an audit log: without --autopilot-dir it goes next to
-    // the data.
-    let autopilot_dir = args
-        .autopilot_dir
-        .clone()
-        .or_else(|| args.policies.as_ref().map(|_| data.join("autopilot")));
-    let autopilot = match &autopilot_dir {
-        Some(dir) => Some(perfpilot_server::AutopilotHandle::open(dir).map_err(|e| {
-            Failure::new(
-                exit::BAD_INPUT,
-                anyhow::anyhow!("the autopilot's audit log in {}: {e}", dir.display()),
-            )
-        })?),
-        None => None,
-    };
-    match (&autopilot, &args.policies) {
-        (Some(handle), Some(policies)) => {
-            let mode = match args.autopilot {
-                crate::AutopilotMode::DryRun => perfpilot_server::AutopilotMode::DryRun,
-                crate::AutopilotMode::Enforce => perfpilot_server::AutopilotMode::Enforce,
-            };
-            handle
-                .start_engine(
-                    policies,
-                    mode,
-                    perfpilot_server::Sources::new(
-                        alerts.clone(),
-                        Some(Arc::new(store.clone())),
-                        args.prometheus.as_deref().map(|url| {
-                            // Asked every few seconds: a retry would only
-                            // hold up the other policies' decisions.
-                            let mut p = perfpilot_baseline::prom::Prometheus::new(url);
-                            p.retries = 0;
-                            p
-                        }),
-                    ),
-                    Arc::clone(&stop),
-                )
-                .map_err(|e| Failure::new(exit::BAD_INPUT, anyhow::anyhow!("{e}")))?;
-            eprintln!(
-                "perfpilot server: autopilot in {} mode with the policies in {}",
-                perfpilot_server::mode_name(mode),
-                policies.display()
-            );
-        }
-        _ if args.autopilot == crate::AutopilotMode::Enforce => {
-            return Err(Failure::new(
-                exit::USAGE,
-                anyhow::anyhow!("--autopilot enforce needs --policies DIR"),
-            ));
-        }
-        _ => {}
-    }
+    let autopilot = start_autopilot(
+        "server",
+        &args.autopilot,
+        &data,
+        &store,
+        alerts.clone(),
+        &stop,
+    )?;
     rt.block_on(async {
         let listener = bind(args.listen).await?;
         warn_without_ui();
@@ -307,10 +331,12 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
         .as_deref()
         .map(|f| crate::baseline::start_for_server(f, Arc::clone(&stop), Arc::new(store.clone())))
         .transpose()?;
+    let autopilot = start_autopilot("up", &args.autopilot, &data, &store, alerts.clone(), &stop)?;
     let server = {
         let store: Arc<dyn perfpilot_store::Store> = Arc::new(store.clone());
         let config = perfpilot_server::ServerConfig {
             alerts,
+            autopilot,
             ..server_config(args.listen, None)
         };
         rt.spawn(async move {

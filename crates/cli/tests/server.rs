@@ -549,7 +549,7 @@ fn root_agent_pushes_a_live_workload() {
 }
 
 #[test]
-fn root_up_profiles_the_host_and_answers_queries() {
+fn root_up_profiles_the_host_answers_queries_and_runs_the_autopilot() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
@@ -558,6 +558,22 @@ fn root_up_profiles_the_host_and_answers_queries() {
         .unwrap()
         .port();
     let w = build("c-nofp", dir.path());
+    // The autopilot in dry-run, on the host's own profiles: a condition on
+    // the workload's hottest function.
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let marker = dir.path().join("acted");
+    std::fs::write(
+        policies.join("hot.yaml"),
+        format!(
+            "apiVersion: perfpilot.dev/v1alpha1\nkind: AutopilotPolicy\nmetadata: {{name: c-nofp-hot}}\n\
+             spec:\n  targetRef: {{kind: Service, name: c-nofp}}\n  actions:\n    - name: note\n      \
+             condition: 'hotspot(\"leaf_heavy\") > 30%'\n      \
+             operation: {{type: exec, command: [/usr/bin/touch, {}]}}\n      approval: auto\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
     let mut up = perfpilot()
         .args([
             "up",
@@ -569,6 +585,8 @@ fn root_up_profiles_the_host_and_answers_queries() {
             "--data",
         ])
         .arg(dir.path().join("data"))
+        .arg("--policies")
+        .arg(&policies)
         .spawn()
         .unwrap();
     let end = Instant::now() + Duration::from_secs(20);
@@ -576,6 +594,32 @@ fn root_up_profiles_the_host_and_answers_queries() {
         std::thread::sleep(Duration::from_millis(50));
     }
     run_ok(Command::new(&w[0]).arg("2"));
+    // Shares are read at most every 10 s: the decision comes within a
+    // profile interval and that.
+    let end = Instant::now() + Duration::from_secs(60);
+    let decision = loop {
+        let (_, body) = curl(&[&format!(
+            "http://127.0.0.1:{port}/api/v1/audit?kind=decision"
+        )]);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if let Some(d) = v["records"].as_array().and_then(|r| r.first()).cloned() {
+            break d;
+        }
+        assert!(
+            Instant::now() < end,
+            "no decision on the host's profiles: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(decision["mode"], "dry-run", "{decision}");
+    assert!(
+        decision["readings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("hotspot(\"leaf_heavy\") = 0."),
+        "{decision}"
+    );
+    assert!(!marker.exists(), "dry-run ran the action");
     // SAFETY: signalling our own child: the agent ships, then the server stops.
     unsafe { libc::kill(up.id() as i32, libc::SIGINT) };
     assert!(up.wait().unwrap().success());
