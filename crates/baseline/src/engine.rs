@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{Alert, AlertBook, Alertmanager, Transition, Webhook};
-use crate::baseline::Baseline;
+use crate::baseline::{Band, Baseline};
 use crate::detectors::{ErrorBurst, FeatureKind, FeatureMonitor, Finding, MonitorConfig};
 use crate::error::BaselineError;
 use crate::window::FeatureWindow;
@@ -51,6 +51,19 @@ pub struct Snapshot {
     /// By "service\u{1f}feature".
     pub monitors: BTreeMap<String, FeatureMonitor>,
     pub error_rates: BTreeMap<String, Baseline>,
+}
+
+/// One feature as [`Engine::features`] describes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeatureSummary {
+    pub service: String,
+    pub feature: String,
+    /// `latency`, `level`, `memory` or `error_rate`.
+    pub kind: String,
+    /// Its band now; `band.state` says whether it is still warming up.
+    pub band: Band,
+    /// The last value: (its window's start, the value).
+    pub latest: Option<(i64, f64)>,
 }
 
 pub struct Engine {
@@ -295,6 +308,44 @@ impl Engine {
     /// features (`errors`, `/search errors`) give the error rate, 0 to 1.
     pub fn latest(&self, service: &str, feature: &str) -> Option<(i64, f64)> {
         self.latest.get(&key(service, feature)).copied()
+    }
+
+    /// Every feature the engine follows, with its band at `t_ms` and its
+    /// last value, sorted by service then feature: what normal looks like
+    /// now, for people to read (`GET /api/v1/baselines`).
+    pub fn features(&self, t_ms: i64) -> Vec<FeatureSummary> {
+        let split = |k: &str| -> (String, String) {
+            let (s, f) = k.split_once('\u{1f}').unwrap_or(("", k));
+            (s.to_string(), f.to_string())
+        };
+        let mut out: Vec<FeatureSummary> = self
+            .monitors
+            .iter()
+            .map(|(k, m)| (k, Some(m.kind), m.baseline.band(t_ms)))
+            .chain(
+                self.error_rates
+                    .iter()
+                    .map(|(k, b)| (k, None, b.band(t_ms))),
+            )
+            .map(|(k, kind, band)| {
+                let (service, feature) = split(k);
+                FeatureSummary {
+                    latest: self.latest.get(k).copied(),
+                    service,
+                    feature,
+                    kind: match kind {
+                        Some(FeatureKind::Latency) => "latency",
+                        Some(FeatureKind::Memory) => "memory",
+                        Some(FeatureKind::Level) => "level",
+                        None => "error_rate",
+                    }
+                    .to_string(),
+                    band,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.service, &a.feature).cmp(&(&b.service, &b.feature)));
+        out
     }
 
     /// What the feature's baseline expects at `t_ms`, once it has learned

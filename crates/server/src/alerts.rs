@@ -8,8 +8,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::Json;
 use perfpilot_autopilot::inbox::AlertStatus;
-use perfpilot_baseline::alerts::Alert;
+use perfpilot_baseline::alerts::{Alert, AlertState};
 use perfpilot_baseline::engine::Engine;
+use perfpilot_baseline::engine::FeatureSummary;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
@@ -138,4 +139,65 @@ pub async fn ack(
     e.ack(&id, &by, now_ms())
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no alert {id:?}")))
+}
+
+/// `GET /api/v1/baselines`: what normal looks like for every feature the
+/// baseline engine follows.
+#[derive(Serialize, Deserialize)]
+pub struct BaselinesResponse {
+    /// False when the server runs without a baseline config.
+    pub enabled: bool,
+    /// The time the bands are for.
+    pub at_ms: i64,
+    /// By service, then feature.
+    pub features: Vec<BaselineView>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct BaselineView {
+    #[serde(flatten)]
+    pub summary: FeatureSummary,
+    /// Whether an alert about this feature fires now.
+    pub firing: bool,
+}
+
+pub async fn baselines(State(app): State<Arc<App>>) -> ApiResult<Json<BaselinesResponse>> {
+    let at_ms = now_ms();
+    let Some(handle) = &app.config.alerts else {
+        return Ok(Json(BaselinesResponse {
+            enabled: false,
+            at_ms,
+            features: Vec::new(),
+        }));
+    };
+    let e = handle
+        .0
+        .lock()
+        .map_err(|_| ApiError::internal("the baseline engine failed"))?;
+    let firing: Vec<(String, String)> = e
+        .alerts()
+        .into_iter()
+        .filter(|a| a.state == AlertState::Firing)
+        .filter_map(|a| {
+            Some((
+                a.labels.get("service")?.clone(),
+                a.labels.get("feature")?.clone(),
+            ))
+        })
+        .collect();
+    let features = e
+        .features(at_ms)
+        .into_iter()
+        .map(|summary| BaselineView {
+            firing: firing
+                .iter()
+                .any(|(s, f)| *s == summary.service && *f == summary.feature),
+            summary,
+        })
+        .collect();
+    Ok(Json(BaselinesResponse {
+        enabled: true,
+        at_ms,
+        features,
+    }))
 }

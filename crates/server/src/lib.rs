@@ -47,7 +47,7 @@ pub fn ui_embedded() -> bool {
 
 /// Response types of the query API, for clients (the CLI) to read back.
 pub mod api {
-    pub use crate::alerts::{AlertsResponse, ReceivedAlert};
+    pub use crate::alerts::{AlertsResponse, BaselineView, BaselinesResponse, ReceivedAlert};
     pub use crate::autopilot::{
         ActionView, ActionsResponse, AuditResponse, ImpactView, PauseResponse, PoliciesResponse,
         PolicyView, WebhookResponse,
@@ -126,6 +126,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/export", get(native::export))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
+        .route("/api/v1/baselines", get(alerts::baselines))
         .route("/api/v1/alertmanager", post(autopilot::alertmanager))
         .route("/api/v1/audit", get(autopilot::audit))
         .route("/api/v1/actions", get(autopilot::actions))
