@@ -145,7 +145,43 @@ fn server_lists_and_acknowledges_alerts() {
         .send("")
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
+
+    // What normal looks like, per feature.
+    let v: serde_json::Value = serde_json::from_str(
+        &ureq::get(format!("{base}/api/v1/baselines"))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
     drop(server);
+    assert_eq!(v["enabled"], true);
+    let features = v["features"].as_array().unwrap();
+    let find = |feature: &str| {
+        features
+            .iter()
+            .find(|f| f["service"] == "shop" && f["feature"] == feature)
+            .unwrap_or_else(|| panic!("no {feature} in {v:#}"))
+    };
+    let item = find("/item/1 latency_p50_ms");
+    assert_eq!(item["kind"], "latency");
+    // Warming up is `{"warming_up": {"have", "need"}}`; learned, a name.
+    assert!(
+        ["ready", "daily", "weekly"].contains(&item["band"]["state"].as_str().unwrap_or("")),
+        "{item:#}"
+    );
+    // The log's latencies are 20 to 32 ms.
+    let expected = item["band"]["expected"].as_f64().unwrap();
+    assert!((20.0..=32.0).contains(&expected), "{item:#}");
+    assert!(item["band"]["low"].as_f64().unwrap() <= expected);
+    assert!(item["band"]["high"].as_f64().unwrap() >= expected);
+    let last = item["latest"][1].as_f64().unwrap();
+    assert!((20.0..=32.0).contains(&last), "{item:#}");
+    assert_eq!(item["firing"], false);
+    assert_eq!(find("errors")["kind"], "error_rate");
+    assert_eq!(find("requests_per_s")["kind"], "level");
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
