@@ -288,6 +288,36 @@ export const autopilot = {
     get<{ records: AuditRecord[] }>('/api/v1/audit', { kind, limit }, signal),
 };
 
+// The baseline engine (docs/API.md, "Alerts").
+
+/** Where a band comes from; while learning, how many windows it has of the warm-up's. */
+export type BandState = 'ready' | 'daily' | 'weekly' | { warming_up: { have: number; need: number } };
+
+/** One feature the baseline engine follows (a value the server could not represent comes as null). */
+export interface BaselineFeature {
+  service: string;
+  /** `latency_p99_ms`, or per endpoint `/search latency_p99_ms`. */
+  feature: string;
+  kind: 'latency' | 'level' | 'memory' | 'error_rate';
+  /** The band at `at_ms`; `low` and `high` are null while warming up. */
+  band: { low: number | null; expected: number | null; high: number | null; state: BandState };
+  /** The last value: its window's start (Unix ms) and the value. */
+  latest: [number, number | null] | null;
+  /** An alert about this feature fires now. */
+  firing: boolean;
+}
+
+export interface BaselinesResponse {
+  /** False when the server runs without `--baseline-config`. */
+  enabled: boolean;
+  at_ms: number;
+  features: BaselineFeature[];
+}
+
+export const baselines = {
+  list: (signal?: AbortSignal) => get<BaselinesResponse>('/api/v1/baselines', {}, signal),
+};
+
 /** The unit of a profile type id, `name:sample_type:unit:period_type:period_unit`. */
 export function unitOf(profileType: string | null | undefined): string {
   return profileType?.split(':')[2] ?? 'count';

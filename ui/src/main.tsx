@@ -1,26 +1,23 @@
 import { render } from 'preact';
 import { Explore } from './views/Explore';
 import { Compare } from './views/Compare';
-import { Upcoming } from './views/Upcoming';
 import { Alerts } from './views/Alerts';
 import { Actions } from './views/Actions';
+import { Baselines } from './views/Baselines';
 import { navigate, useLocation } from './router';
 import './style.css';
 
 interface Page {
   path: string;
   title: string;
-  ready: boolean;
 }
 
-// Baselines arrive with the baseline pages; its place in the navigation is
-// kept from the start.
 const PAGES: Page[] = [
-  { path: '/explore', title: 'Explore', ready: true },
-  { path: '/compare', title: 'Compare', ready: true },
-  { path: '/alerts', title: 'Alerts', ready: true },
-  { path: '/baselines', title: 'Baselines', ready: false },
-  { path: '/actions', title: 'Actions', ready: true },
+  { path: '/explore', title: 'Explore' },
+  { path: '/compare', title: 'Compare' },
+  { path: '/alerts', title: 'Alerts' },
+  { path: '/baselines', title: 'Baselines' },
+  { path: '/actions', title: 'Actions' },
 ];
 
 function App() {
@@ -32,7 +29,7 @@ function App() {
     // Carry the selection over between Explore and Compare.
     const keep: Record<string, string> = {};
     for (const k of ['query', 'from', 'until']) if (params[k]) keep[k] = params[k];
-    navigate(p.path, p.ready ? keep : {});
+    navigate(p.path, keep);
   };
   return (
     <div class="shell">
@@ -44,7 +41,7 @@ function App() {
         {PAGES.map((p) => (
           <a
             href={p.path}
-            class={`nav-link${p === page ? ' active' : ''}${p.ready ? '' : ' upcoming'}`}
+            class={`nav-link${p === page ? ' active' : ''}`}
             onClick={(e) => go(e as MouseEvent, p)}
           >
             {p.title}
@@ -55,8 +52,8 @@ function App() {
         {page.path === '/explore' && <Explore params={params} />}
         {page.path === '/compare' && <Compare params={params} />}
         {page.path === '/alerts' && <Alerts />}
+        {page.path === '/baselines' && <Baselines params={params} />}
         {page.path === '/actions' && <Actions params={params} />}
-        {!page.ready && <Upcoming title={page.title} />}
       </main>
     </div>
   );
