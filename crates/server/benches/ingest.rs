@@ -13,14 +13,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::catalog::Catalog;
 use common::hostgen::host_profile;
+use common::http::{InProcess, KeepAlive, Runtime};
 use common::{now_ms, percentile, process_cpu, si, thread_cpu, verdict};
 use perfpilot_store::embedded::{EmbeddedStore, Options};
 use perfpilot_store::Store;
@@ -112,66 +111,22 @@ fn direct(pool: &[Encoded], secs: f64, max_samples: u64) -> Run {
     r
 }
 
-/// One HTTP/1.1 keep-alive connection posting agent batches.
-struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Client {
-    fn connect(addr: std::net::SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).expect("connecting to the server");
-        s.set_nodelay(true).expect("TCP_NODELAY");
-        Client {
-            reader: BufReader::new(s.try_clone().expect("cloning a socket")),
-            writer: s,
-        }
-    }
-
-    /// Posts one batch; returns the samples the server says it stored.
-    fn post(&mut self, id: &str, body: &[u8]) -> u64 {
-        let head = format!(
-            "POST /api/v1/ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/vnd.google.protobuf\r\nContent-Encoding: zstd\r\nX-Perfpilot-Batch-Id: {id}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        self.writer
-            .write_all(head.as_bytes())
-            .and_then(|_| self.writer.write_all(body))
-            .expect("sending a request");
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("reading a status");
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut len = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).expect("reading headers");
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0u8; len];
-        self.reader.read_exact(&mut body).expect("reading a body");
-        let text = String::from_utf8_lossy(&body);
-        if status != 200 {
-            panic!("the server answered {status}: {text}");
-        }
-        // {"samples":N,"profiles":N,"duplicate":false}
-        text.split("\"samples\":")
-            .nth(1)
-            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|n| n.parse().ok())
-            .expect("a sample count in the response")
-    }
+/// Posts one agent batch; returns the samples the server says it stored.
+fn post(client: &mut KeepAlive, id: &str, body: &[u8]) -> u64 {
+    let answer = client.post(
+        "/api/v1/ingest",
+        &format!(
+            "Content-Type: application/vnd.google.protobuf\r\nContent-Encoding: zstd\r\nX-Perfpilot-Batch-Id: {id}\r\n"
+        ),
+        body,
+    );
+    // {"samples":N,"profiles":N,"duplicate":false}
+    String::from_utf8_lossy(&answer)
+        .split("\"samples\":")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("a sample count in the response")
 }
 
 /// The same through the HTTP server (tokio current-thread runtime, store
@@ -181,44 +136,12 @@ fn http(pool: &[Encoded], secs: f64, max_samples: u64, clients: usize) -> Run {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = EmbeddedStore::open(dir.path(), Options::default()).expect("opening the store");
     let store: Arc<dyn Store> = Arc::new(store);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
-    let addr = listener.local_addr().expect("an address");
-    listener.set_nonblocking(true).expect("non-blocking");
-    let stop = Arc::new(AtomicBool::new(false));
-    let server = {
-        let stop = Arc::clone(&stop);
-        let store = Arc::clone(&store);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a tokio runtime");
-            rt.block_on(async move {
-                let listener =
-                    tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-                let shutdown = async move {
-                    while !stop.load(Ordering::SeqCst) {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                };
-                perfpilot_server::serve_on(
-                    listener,
-                    perfpilot_server::ServerConfig::default(),
-                    store,
-                    shutdown,
-                )
-                .await
-                .expect("serving");
-            });
-        })
-    };
-    // Wait until it answers.
-    for _ in 0..100 {
-        if TcpStream::connect(addr).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let server = InProcess::start(
+        perfpilot_server::ServerConfig::default(),
+        Arc::clone(&store),
+        Runtime::CurrentThread,
+    );
+    let addr = server.addr;
     let p0 = process_cpu();
     let w0 = Instant::now();
     let per_client = max_samples / clients as u64;
@@ -228,14 +151,14 @@ fn http(pool: &[Encoded], secs: f64, max_samples: u64, clients: usize) -> Run {
             let pool: Vec<(Vec<u8>, usize)> =
                 pool.iter().map(|e| (e.bytes.clone(), e.rows)).collect();
             std::thread::spawn(move || {
-                let mut client = Client::connect(addr);
+                let mut client = KeepAlive::connect(addr);
                 let c0 = thread_cpu();
                 let mut r = Run::default();
                 let mut i = c;
                 while w0.elapsed().as_secs_f64() < secs && r.samples < per_client {
                     let (body, rows) = &pool[i % pool.len()];
                     let a = Instant::now();
-                    let stored = client.post(&format!("bench-{c}-{i}"), body);
+                    let stored = post(&mut client, &format!("bench-{c}-{i}"), body);
                     r.latencies.push(a.elapsed().as_secs_f64() * 1e3);
                     r.batches += 1;
                     r.rows += *rows as u64;
@@ -260,8 +183,7 @@ fn http(pool: &[Encoded], secs: f64, max_samples: u64, clients: usize) -> Run {
     }
     total.wall = w0.elapsed();
     total.all_cpu = process_cpu() - p0;
-    stop.store(true, Ordering::SeqCst);
-    server.join().expect("the server thread");
+    drop(server);
     drop(store);
     total
 }

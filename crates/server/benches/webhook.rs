@@ -24,18 +24,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use common::http::{InProcess, KeepAlive, Runtime};
 use common::{percentile, target_dir, verdict};
 use perfpilot_server::api::WebhookResponse;
 use perfpilot_server::{AutopilotHandle, ServerConfig};
 use perfpilot_store::embedded::{EmbeddedStore, Options};
-use perfpilot_store::Store;
 
 /// New-alert p99 goal, in milliseconds.
 const GOAL_P99_MS: f64 = 100.0;
@@ -43,129 +42,32 @@ const GOAL_P99_MS: f64 = 100.0;
 const BATCH: usize = 100;
 
 /// An in-process server with the autopilot on, its state in `dir`.
-struct Server {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let store = EmbeddedStore::open(
-            &dir.join("store"),
-            Options {
-                background: false,
-                ..Default::default()
-            },
-        )
-        .expect("opening the store");
-        let store: Arc<dyn Store> = Arc::new(store);
-        let config = ServerConfig {
-            autopilot: Some(
-                AutopilotHandle::open(&dir.join("autopilot")).expect("opening the autopilot dir"),
-            ),
+fn start(dir: &Path) -> InProcess {
+    let store = EmbeddedStore::open(
+        &dir.join("store"),
+        Options {
+            background: false,
             ..Default::default()
-        };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
-        let addr = listener.local_addr().expect("the bound address");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                // As `perfpilot serve`: a worker thread per CPU.
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime");
-                rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-                    let shutdown = async move {
-                        while !stop.load(Ordering::SeqCst) {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    };
-                    perfpilot_server::serve_on(listener, config, store, shutdown)
-                        .await
-                        .expect("serving");
-                });
-            })
-        };
-        Server {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
+        },
+    )
+    .expect("opening the store");
+    let config = ServerConfig {
+        autopilot: Some(
+            AutopilotHandle::open(&dir.join("autopilot")).expect("opening the autopilot dir"),
+        ),
+        ..Default::default()
+    };
+    InProcess::start(config, Arc::new(store), Runtime::MultiThread)
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// One HTTP/1.1 keep-alive connection.
-struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).expect("connecting to the server");
-        s.set_nodelay(true).expect("TCP_NODELAY");
-        Client {
-            reader: BufReader::new(s.try_clone().expect("cloning a socket")),
-            writer: s,
-        }
-    }
-
-    /// Posts one webhook; returns the receiver's answer (panics unless 200).
-    fn post(&mut self, body: &[u8]) -> WebhookResponse {
-        let head = format!(
-            "POST /api/v1/alertmanager HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Alertmanager/0.27.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        self.writer
-            .write_all(head.as_bytes())
-            .and_then(|_| self.writer.write_all(body))
-            .expect("sending a request");
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("reading a status");
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut len = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).expect("reading headers");
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0u8; len];
-        self.reader.read_exact(&mut body).expect("reading a body");
-        if status != 200 {
-            panic!(
-                "the server answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
-        serde_json::from_slice(&body).expect("a webhook answer")
-    }
+/// Posts one webhook as Alertmanager does; the receiver's answer.
+fn post(client: &mut KeepAlive, body: &[u8]) -> WebhookResponse {
+    let answer = client.post(
+        "/api/v1/alertmanager",
+        "User-Agent: Alertmanager/0.27.0\r\nContent-Type: application/json\r\n",
+        body,
+    );
+    serde_json::from_slice(&answer).expect("a webhook answer")
 }
 
 /// One alert of a webhook: `id` picks its instance and fingerprint
@@ -242,17 +144,17 @@ fn run(addr: SocketAddr, bodies: Vec<Vec<Vec<u8>>>, warmup: usize, new: usize) -
         .map(|bodies| {
             let start = Arc::clone(&start);
             std::thread::spawn(move || {
-                let mut client = Client::connect(addr);
+                let mut client = KeepAlive::connect(addr);
                 let (warm, timed) = bodies.split_at(warmup);
                 for b in warm {
-                    client.post(b);
+                    post(&mut client, b);
                 }
                 start.wait();
                 let mut lat = Vec::with_capacity(timed.len());
                 let mut alerts = 0;
                 for b in timed {
                     let t = Instant::now();
-                    let r = client.post(b);
+                    let r = post(&mut client, b);
                     lat.push(t.elapsed().as_secs_f64() * 1e3);
                     assert_eq!(r.new, new, "records made by a post");
                     assert_eq!(r.audit_seqs.len(), new, "audit records of a post");
@@ -284,9 +186,9 @@ fn run(addr: SocketAddr, bodies: Vec<Vec<Vec<u8>>>, warmup: usize, new: usize) -
 /// The same firing alert, `n` posts split over `clients` (the alert is
 /// posted once before, so it is in the inbox).
 fn duplicates(dir: &Path, clients: usize, n: usize) -> Run {
-    let server = Server::start(dir);
+    let server = start(dir);
     let body = payload(&[1]);
-    Client::connect(server.addr).post(&body);
+    post(&mut KeepAlive::connect(server.addr), &body);
     let per = n / clients;
     let bodies = (0..clients).map(|_| vec![body.clone(); 20 + per]).collect();
     run(server.addr, bodies, 20, 0)
@@ -295,7 +197,7 @@ fn duplicates(dir: &Path, clients: usize, n: usize) -> Run {
 /// `n` posts of `per_post` alerts each, every alert new, split over
 /// `clients`.
 fn new_alerts(dir: &Path, clients: usize, n: usize, per_post: usize) -> (Run, u64) {
-    let server = Server::start(dir);
+    let server = start(dir);
     let per = n / clients;
     let warmup = 10;
     let bodies = (0..clients)

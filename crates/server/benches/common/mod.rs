@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod dataset;
 pub mod hostgen;
+pub mod http;
 pub mod lang;
 
 use std::path::{Path, PathBuf};
