@@ -202,6 +202,23 @@ fn stamps(path: &Path) -> Vec<f64> {
         .collect()
 }
 
+/// Waits for the action's first run, gives the engine a few more ticks
+/// while the alert keeps firing, and asserts it ran exactly once (its
+/// cooldown is an hour); the audit log and the failure context then.
+fn ran_once_and_settled(server: &ServerProcess, dir: &Path, runs: &Path) -> (Vec<Value>, String) {
+    wait_until(
+        "the action to run",
+        PATIENCE,
+        || context(server, dir),
+        || (!lines(runs).is_empty()).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let records = audit(server, "");
+    let dump = context(server, dir);
+    assert_eq!(lines(runs).len(), 1, "ran once (cooldown 1h)\n{dump}");
+    (records, dump)
+}
+
 /// An exec that appends the time to `file`: `["/bin/sh", "-c", ..., file]`.
 fn append_time(file: &Path) -> Value {
     json!({"type": "exec", "command": ["/bin/sh", "-c", "date +%s.%N >> \"$0\"", file]})
@@ -486,17 +503,7 @@ fn a_thousand_duplicate_webhooks_run_the_action_once() {
         .collect();
     assert!(bad.is_empty(), "posts not answered 2xx: {bad:?}");
 
-    wait_until(
-        "the action to run",
-        PATIENCE,
-        || context(&server, dir),
-        || (!lines(&runs).is_empty()).then_some(()),
-    );
-    // The alert keeps firing; a few more ticks must not run it again.
-    std::thread::sleep(Duration::from_secs(4));
-    let records = audit(&server, "");
-    let dump = context(&server, dir);
-    assert_eq!(lines(&runs).len(), 1, "ran once (cooldown 1h)\n{dump}");
+    let (records, dump) = ran_once_and_settled(&server, dir, &runs);
     assert_eq!(
         of_kind(&records, "alert_received").len(),
         1,
@@ -557,16 +564,7 @@ fn a_flapping_alert_runs_the_action_once_within_its_cooldown() {
     );
     assert_eq!(status, 200);
 
-    wait_until(
-        "the action to run",
-        PATIENCE,
-        || context(&server, dir),
-        || (!lines(&runs).is_empty()).then_some(()),
-    );
-    std::thread::sleep(Duration::from_secs(4));
-    let records = audit(&server, "");
-    let dump = context(&server, dir);
-    assert_eq!(lines(&runs).len(), 1, "ran once (cooldown 1h)\n{dump}");
+    let (records, dump) = ran_once_and_settled(&server, dir, &runs);
     let received = of_kind(&records, "alert_received");
     assert_eq!(
         received.len(),
