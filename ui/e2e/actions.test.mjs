@@ -2,7 +2,7 @@
 // two manual-approval policies, one in dry-run, one without policies.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -260,76 +260,137 @@ describe('actions', () => {
     await page.close();
   });
 
-  it('shows impact verdicts, rollbacks, attempts and output when the server reports them', async () => {
-    // A server with the impact check answers with these fields; until
-    // then the page is shown this answer in place of the server's.
-    const now = Date.now();
-    const base = {
-      policy: 'checkout-latency',
-      policy_version: 3,
-      target: 'Service/checkout',
-      condition: 'alert("CheckoutHighLatency").firing and p99 > 0.5',
-      readings: ['alert("CheckoutHighLatency").firing = true', 'p99 = 0.91'],
-      operation: 'exec',
-      mode: 'enforce',
-      approval: 'auto',
-      by: null,
-      exit_status: 0,
-      error: null,
-      attempts: 1,
-      output: '',
-      impact: null,
-    };
-    const recent = [
-      { ...base, id: 15, at_ms: now - 20e3, action: 'scale', status: 'running', exit_status: null, output: null,
-        impact: { status: 'pending', signal: 'p99', before: 0.91, after: null, due_ms: now + 290e3, rollback: null } },
-      { ...base, id: 14, at_ms: now - 600e3, action: 'restart', status: 'rolled-back', approval: 'manual', by: 'alice',
-        output: 'restarted checkout\n',
-        impact: { status: 'worse', signal: 'p99', before: 0.42, after: 0.91, due_ms: now - 300e3, rollback: 'succeeded' } },
-      { ...base, id: 13, at_ms: now - 1800e3, action: 'restart', status: 'succeeded',
-        impact: { status: 'better', signal: 'p99', before: 0.9, after: 0.31, due_ms: now - 1500e3, rollback: null } },
-      { ...base, id: 12, at_ms: now - 3000e3, action: 'restart', status: 'failed', exit_status: 1, attempts: 3,
-        error: 'exit status 1 after 3 attempts', output: 'checkout: unit not found\n',
-        impact: { status: 'unknown', signal: 'p99', before: null, after: null, due_ms: now - 2700e3, rollback: null } },
-    ];
-    const page = await newPage();
-    await page.route((u) => u.pathname === '/api/v1/actions', (r) =>
-      r.fulfill({ contentType: 'application/json', body: JSON.stringify({ mode: 'enforce', paused: false, pending: [], recent }) }),
+  it('shows impact verdicts, rollbacks, retries and output as an enforcing server records them', async () => {
+    // Three services in one followed request log, each with a policy that
+    // acts when its p99 passes 500 ms. What each action does to its
+    // service's latency is up to the log writer below: shop's makes it
+    // worse (and is rolled back), cart's makes it better, search's fails.
+    const d = join(dir, 'impact');
+    mkdirSync(d);
+    const log = join(d, 'access.jsonl');
+    writeFileSync(log, '');
+    writeFileSync(
+      join(d, 'watch.toml'),
+      `window = "1s"\nlateness = "1s"\n\n[[logs]]\npath = ${JSON.stringify(log)}\nformat = "json"\nfollow = true\n`,
     );
-    await page.route((u) => u.pathname === '/api/v1/audit', (r) =>
-      r.fulfill({
-        contentType: 'application/json',
-        body: JSON.stringify({
-          records: [
-            { seq: 9, at_ms: now - 300e3, kind: 'rollback', policy: 'checkout-latency', action: 'restart', reason: 'p99 worse: 0.42 → 0.91', operation: 'exec /usr/bin/systemctl rollback checkout', output: '', exit_status: 0, error: null },
-            { seq: 8, at_ms: now - 300e3, kind: 'impact', policy: 'checkout-latency', action: 'restart', verdict: 'worse', detail: 'p99 0.42 → 0.91' },
-          ],
-        }),
-      }),
-    );
-    await page.goto(`${plain.url}/actions`);
-    const row = (id) => page.locator(`[data-testid="recent-table"] tr[data-action-id="${id}"]`);
-    await row(14).waitFor();
-    assert.match(await row(15).locator('[data-testid="impact"]').innerText(), /checking in [45] min\s+p99 was 0\.91/);
-    const rolled = await row(14).innerText();
-    assert.match(rolled, /rolled back/);
-    assert.match(await row(14).locator('[data-testid="impact"]').innerText(), /worse\s+p99 0\.42 → 0\.91\s+rolled back/);
-    assert.match(await row(13).locator('[data-testid="impact"]').innerText(), /better\s+p99 0\.9 → 0\.31/);
-    assert.match(await row(12).innerText(), /exit 1: exit status 1 after 3 attempts/);
-    await row(12).click();
-    const detail = page.locator('[data-testid="detail"]');
-    await detail.waitFor();
-    assert.match(await detail.innerText(), /3 attempts/);
-    assert.match(await detail.innerText(), /checkout: unit not found/);
-    await row(14).click();
-    await page.locator('[data-testid="detail"]', { hasText: 'restarted checkout' }).waitFor();
-    assert.match(
-      await page.locator('[data-testid="audit-table"] tr[data-kind="rollback"]').innerText(),
-      /restart rolled back \(p99 worse: 0\.42 → 0\.91\): exec \/usr\/bin\/systemctl rollback checkout · exit 0/,
-    );
-    assert.match(await page.locator('[data-testid="audit-table"] tr[data-kind="impact"]').innerText(), /restart: worse · p99 0\.42 → 0\.91/);
-    await shoot(page, 'actions-impact-1280x800');
-    await page.close();
+    const shopRan = join(d, 'shop-ran');
+    const rolled = join(d, 'shop-rolled-back');
+    const cartRan = join(d, 'cart-ran');
+    const latencyPolicy = (name, target, action, operation, extra) => `apiVersion: perfpilot.dev/v1alpha1
+kind: AutopilotPolicy
+metadata: {name: ${name}}
+spec:
+  targetRef: {kind: Service, name: ${target}}
+  actions:
+    - name: ${action}
+      condition: 'p99 > 500ms'
+      operation: ${operation}
+      cooldown: 1h
+      approval: auto
+${extra}`;
+    const pol = policies('impact-policies', {
+      'shop.yaml': latencyPolicy(
+        'shop-latency',
+        'shop',
+        'restart',
+        JSON.stringify({ type: 'exec', command: ['/bin/sh', '-c', 'echo restarted shop && touch "$1"', 'sh', shopRan] }),
+        `      rollback: ${JSON.stringify({ type: 'exec', command: ['/usr/bin/touch', rolled] })}\n  guard: {impactWindow: 8s, rollbackIf: worse}\n`,
+      ),
+      'cart.yaml': latencyPolicy(
+        'cart-latency',
+        'cart',
+        'restart',
+        JSON.stringify({ type: 'exec', command: ['/usr/bin/touch', cartRan] }),
+        '  guard: {impactWindow: 20s, rollbackIf: worse}\n',
+      ),
+      'search.yaml': latencyPolicy(
+        'search-latency',
+        'search',
+        'flush',
+        JSON.stringify({ type: 'exec', command: ['/bin/sh', '-c', 'echo "search: unit not found"; exit 1'] }),
+        '',
+      ),
+    });
+    const server = await startServer([
+      '--policies', pol, '--autopilot', 'enforce', '--autopilot-dir', join(d, 'ap'),
+      '--baseline-config', join(d, 'watch.toml'),
+    ]);
+    // 20 requests a second per service at 800 ms, until an action changes it.
+    const latency = { shop: 800, cart: 800, search: 800 };
+    const feeder = setInterval(() => {
+      if (existsSync(shopRan)) latency.shop = 2000;
+      if (existsSync(cartRan)) latency.cart = 100;
+      const ts = Date.now() / 1000;
+      const lines = [];
+      for (const service of Object.keys(latency)) {
+        for (let i = 0; i < 5; i++) {
+          lines.push(JSON.stringify({ ts, latency_ms: latency[service], status: 200, endpoint: '/', service }));
+        }
+      }
+      appendFileSync(log, lines.join('\n') + '\n');
+    }, 250);
+    try {
+      const page = await newPage();
+      await page.goto(`${server.url}/actions`);
+      const row = (policy) => page.locator(`[data-testid="recent-table"] tr[data-policy="${policy}"]`);
+
+      // cart's impact window is still open: a countdown in seconds.
+      await row('cart-latency').locator('[data-testid="impact"]', { hasText: /checking in \d+ s/ }).waitFor();
+      const [, remaining] = (await row('cart-latency').locator('[data-testid="impact"]').innerText()).match(/checking in (\d+) s/);
+      assert.ok(Number(remaining) <= 20, remaining);
+
+      // search's action failed three times.
+      const failed = row('search-latency');
+      await failed.locator('[data-testid="status"]', { hasText: 'failed' }).waitFor();
+      assert.match(await failed.innerText(), /exit 1/);
+      await failed.click();
+      const detail = page.locator('[data-testid="detail"]');
+      await detail.waitFor();
+      assert.match(await detail.innerText(), /3 attempts/);
+      assert.match(await detail.innerText(), /search: unit not found/);
+
+      // shop's action made p99 worse (0.8 s → 2 s), so it was rolled back.
+      const worse = row('shop-latency');
+      await worse.locator('[data-testid="impact"]', { hasText: 'rolled back' }).waitFor({ timeout: 60_000 });
+      assert.ok(existsSync(rolled));
+      assert.match(await worse.locator('[data-testid="status"]').innerText(), /rolled back/);
+      const worseText = await worse.locator('[data-testid="impact"]').innerText();
+      assert.match(worseText, /^worse\s+p99 [\d.]+ → [\d.]+\s+rolled back$/);
+      const [before, after] = worseText.match(/p99 ([\d.]+) → ([\d.]+)/).slice(1).map(Number);
+      assert.ok(Math.abs(before - 0.8) < 0.05 && Math.abs(after - 2) < 0.05, worseText);
+      await worse.click();
+      await page.locator('[data-testid="detail"]', { hasText: 'restarted shop' }).waitFor();
+
+      // cart's made it better (0.8 s → 0.1 s): no rollback.
+      const better = row('cart-latency');
+      await better.locator('[data-testid="impact"]', { hasText: /^better/ }).waitFor({ timeout: 60_000 });
+      const betterText = await better.locator('[data-testid="impact"]').innerText();
+      assert.doesNotMatch(betterText, /rolled back/);
+      const [b0, b1] = betterText.match(/p99 ([\d.]+) → ([\d.]+)/).slice(1).map(Number);
+      assert.ok(Math.abs(b0 - 0.8) < 0.05 && Math.abs(b1 - 0.1) < 0.05, betterText);
+
+      // What the page shows is what the server recorded.
+      const { recent } = await actions(server.url);
+      const byPolicy = Object.fromEntries(recent.map((a) => [a.policy, a]));
+      assert.equal(byPolicy['shop-latency'].impact.status, 'worse');
+      assert.equal(byPolicy['shop-latency'].impact.rollback, 'succeeded');
+      assert.equal(byPolicy['cart-latency'].impact.status, 'better');
+      assert.equal(byPolicy['search-latency'].status, 'failed');
+      assert.equal(byPolicy['search-latency'].attempts, 3);
+      const audit = page.locator('[data-testid="audit-table"]');
+      await audit.locator('tr[data-kind="rollback"]').first().waitFor();
+      assert.match(
+        await audit.locator('tr[data-kind="rollback"]').first().innerText(),
+        new RegExp(`restart rolled back \\(.*\\): exec /usr/bin/touch ${rolled.replace(/[/.]/g, '\\$&')} · exit 0`),
+      );
+      assert.match(await audit.locator('tr[data-kind="impact"]', { hasText: 'shop-latency' }).first().innerText(), /restart: worse/);
+      await shoot(page, 'actions-impact-1280x800');
+      await page.close();
+    } finally {
+      clearInterval(feeder);
+      await server.stop();
+      server.cleanup();
+    }
   });
 
   it('says how to turn the autopilot on when the server has no policies', async () => {

@@ -93,12 +93,18 @@ function StatusBadge({ status }: { status: string }) {
   );
 }
 
+/** Whole seconds under a minute, else whole minutes: a 20 s impact window is not "1 min". */
+function countdown(ms: number): string {
+  const s = Math.max(1, Math.round(ms / 1e3));
+  return s < 60 ? `${s} s` : `${Math.round(s / 60)} min`;
+}
+
 function Impact({ impact }: { impact: ActionImpact | null | undefined }) {
   if (!impact) return <span class="muted">—</span>;
   const label =
     impact.status === 'pending'
       ? impact.due_ms > Date.now()
-        ? `checking in ${Math.max(1, Math.round((impact.due_ms - Date.now()) / 60e3))} min`
+        ? `checking in ${countdown(impact.due_ms - Date.now())}`
         : 'checking'
       : impact.status;
   return (
@@ -230,6 +236,7 @@ function RecentTable({ rows }: { rows: ActionView[] }) {
               <Fragment key={a.id}>
               <tr
                 data-action-id={a.id}
+                data-policy={a.policy}
                 data-status={a.status}
                 class={expanded ? 'selected' : ''}
                 onClick={() => toggle(a.id)}

@@ -548,8 +548,10 @@ impl Engine {
             let signal = w.signal.clone().unwrap_or_else(|| "(none)".into());
             let detail = match (before, after) {
                 (Some(b), Some(a)) => format!(
-                    "{signal}: median {b:.6} in the {}s before, {a:.6} in the {}s after",
+                    "{signal}: median {} in the {}s before, {} in the {}s after",
+                    short(b),
                     w.window_ms / 1000,
+                    short(a),
                     w.window_ms / 1000
                 ),
                 _ => {
@@ -815,9 +817,25 @@ impl Engine {
     }
 }
 
+/// Six significant digits, without trailing zeros: `0.8`, not `0.800000`,
+/// and a small share keeps its digits.
+fn short(v: f64) -> String {
+    let s = format!("{v:.5e}");
+    s.parse::<f64>().map_or(s, |x| x.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impact_figures_are_short_but_keep_their_digits() {
+        assert_eq!(short(0.8), "0.8");
+        assert_eq!(short(0.800_000_01), "0.8");
+        assert_eq!(short(2.0), "2");
+        assert_eq!(short(0.012_345_678), "0.0123457");
+        assert_eq!(short(1234.5), "1234.5");
+    }
 
     #[test]
     fn medians() {
