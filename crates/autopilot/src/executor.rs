@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::condition::{Env, ForTracker, Reading};
 use crate::ops::{OpError, Ops, Outcome, Trigger};
-use crate::policy::{Approval, Operation, Policy, RollbackIf, TargetRef};
+use crate::policy::{Approval, Better, Operation, Policy, RollbackIf, TargetRef};
 
 /// Whether actions run. Dry-run is the default: decisions are recorded
 /// and nothing runs.
@@ -150,21 +150,23 @@ pub enum Verdict {
     Worse,
 }
 
-/// Changes within this share of the pre-action value are noise.
-pub const IMPACT_TOLERANCE: f64 = 0.05;
-
-/// Compares a signal before and after an action. Signals judged are ones
-/// where higher is worse (latency, errors, CPU share). Missing or
-/// non-finite values give `Same`: no evidence is no reason to roll back.
-pub fn verdict(before: f64, after: f64) -> Verdict {
+/// Compares a signal before and after an action: a move of more than
+/// `tolerance` (a share of the pre-action value) the wrong way for
+/// `better` is worse. Missing or non-finite values give `Same`: no
+/// evidence is no reason to roll back.
+pub fn verdict(before: f64, after: f64, tolerance: f64, better: Better) -> Verdict {
     if !before.is_finite() || !after.is_finite() {
         return Verdict::Same;
     }
-    let margin = before.abs() * IMPACT_TOLERANCE;
+    let margin = before.abs() * tolerance;
+    let (up, down) = match better {
+        Better::Lower => (Verdict::Worse, Verdict::Better),
+        Better::Higher => (Verdict::Better, Verdict::Worse),
+    };
     if after > before + margin {
-        Verdict::Worse
+        up
     } else if after < before - margin {
-        Verdict::Better
+        down
     } else {
         Verdict::Same
     }
@@ -687,11 +689,15 @@ impl Executor {
         dropped
     }
 
-    /// Judges the decision's impact from its signal before and after and,
-    /// when worse and the policy says `rollbackIf: worse`, runs the
-    /// rollback (unless in dry-run).
-    pub fn impact(&mut self, decision: &Decision, before: f64, after: f64) -> Impact {
-        let verdict = verdict(before, after);
+    /// Judges the decision's impact from `signal` before and after, under
+    /// its policy's guard, and, when worse and the policy says
+    /// `rollbackIf: worse`, runs the rollback (unless in dry-run).
+    pub fn impact(&mut self, decision: &Decision, signal: &str, before: f64, after: f64) -> Impact {
+        let guard = self
+            .policy(&decision.policy)
+            .map(|p| p.guard.clone())
+            .unwrap_or_default();
+        let verdict = verdict(before, after, guard.tolerance, guard.better_for(signal));
         let rollback = self.rollback_for(decision, verdict).map(|op| {
             self.claim(decision);
             let report = execute(&self.ops, &self.retry, decision, &op);
@@ -769,10 +775,17 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        assert_eq!(verdict(1.0, 1.5), Verdict::Worse);
-        assert_eq!(verdict(1.0, 0.5), Verdict::Better);
-        assert_eq!(verdict(1.0, 1.01), Verdict::Same);
-        assert_eq!(verdict(f64::NAN, 3.0), Verdict::Same);
-        assert_eq!(verdict(0.0, 0.1), Verdict::Worse);
+        let lower = |b, a| verdict(b, a, 0.05, Better::Lower);
+        assert_eq!(lower(1.0, 1.5), Verdict::Worse);
+        assert_eq!(lower(1.0, 0.5), Verdict::Better);
+        assert_eq!(lower(1.0, 1.01), Verdict::Same);
+        assert_eq!(lower(f64::NAN, 3.0), Verdict::Same);
+        assert_eq!(lower(0.0, 0.1), Verdict::Worse);
+        // Throughput: falling is worse.
+        assert_eq!(verdict(100.0, 40.0, 0.05, Better::Higher), Verdict::Worse);
+        assert_eq!(verdict(40.0, 100.0, 0.05, Better::Higher), Verdict::Better);
+        // A wider tolerance calls a 15% rise noise.
+        assert_eq!(verdict(1.0, 1.15, 0.2, Better::Lower), Verdict::Same);
+        assert_eq!(verdict(1.0, 1.25, 0.2, Better::Lower), Verdict::Worse);
     }
 }

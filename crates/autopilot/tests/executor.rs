@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use perfpilot_autopilot::executor::{
-    ExecError, Executor, Mode, Retry, Status, TargetEnvs, Verdict,
+    verdict, ExecError, Executor, Mode, Retry, Status, TargetEnvs, Verdict,
 };
 use perfpilot_autopilot::ops::{OpError, Ops, Trigger};
-use perfpilot_autopilot::{parse_policies, Env, Policy, TargetRef, Value};
+use perfpilot_autopilot::{parse_policies, Better, Env, Policy, TargetRef, Value};
 
 /// A fresh directory under the system's temporary directory, removed on drop.
 struct TempDir(PathBuf);
@@ -364,18 +364,64 @@ fn a_worse_impact_runs_the_rollback() {
         .with_ops(Ops::default());
     let d = ex.on_tick(0, &slow()).remove(0);
     assert!(ex.run(&d).unwrap().ok());
-    let same = ex.impact(&d, 2.0, 2.02);
+    let same = ex.impact(&d, "p99", 2.0, 2.02);
     assert_eq!(same.verdict, Verdict::Same);
     assert!(same.rollback.is_none());
     assert!(!marker.exists());
-    let better = ex.impact(&d, 2.0, 0.5);
+    let better = ex.impact(&d, "p99", 2.0, 0.5);
     assert_eq!(better.verdict, Verdict::Better);
     assert!(better.rollback.is_none());
-    let worse = ex.impact(&d, 2.0, 3.0);
+    let worse = ex.impact(&d, "p99", 2.0, 3.0);
     assert_eq!(worse.verdict, Verdict::Worse);
     assert!(worse.rollback.is_some_and(|r| r.ok()));
     assert!(marker.exists());
     assert!(!ex.in_flight(&d.target));
+}
+
+#[test]
+fn throughput_that_falls_is_worse_and_the_guard_sets_the_tolerance() {
+    let dir = tempdir();
+    let marker = dir.path().join("rolled-back");
+    let t = touch(&marker);
+    let with_guard = |guard: &str| {
+        let text = format!(
+            "apiVersion: perfpilot.dev/v1alpha1\nkind: AutopilotPolicy\nmetadata: {{name: p}}\nspec:\n  targetRef: {{kind: Process, name: checkout}}\n  actions:\n    - {{name: a, condition: 'p99 > 1', approval: auto, operation: {{type: exec, command: [\"true\"]}}, rollback: {{type: exec, command: {}}}}}\n  guard: {guard}\n",
+            yaml_list(&argv(&t))
+        );
+        let r = parse_policies(&text);
+        assert!(!r.has_errors(), "{:?}", r.diagnostics);
+        r.policies.into_iter().next().unwrap()
+    };
+    let mut ex = Executor::new(vec![with_guard("{rollbackIf: worse}")])
+        .with_mode(Mode::Enforce)
+        .with_ops(Ops::default());
+    let d = ex.on_tick(0, &slow()).remove(0);
+    assert!(ex.run(&d).unwrap().ok());
+    // rps improves upward: 5 → 20 is better, 20 → 5 worse and undone.
+    assert_eq!(ex.impact(&d, "rps", 5.0, 20.0).verdict, Verdict::Better);
+    assert!(!marker.exists());
+    let worse = ex.impact(&d, "rps", 20.0, 5.0);
+    assert_eq!(worse.verdict, Verdict::Worse);
+    assert!(worse.rollback.is_some_and(|r| r.ok()));
+    assert!(marker.exists());
+
+    // `better: higher` and a 20% tolerance, for a signal of the SRE's own.
+    let g = with_guard("{better: higher, tolerance: 20%}").guard;
+    assert_eq!(g.better_for("hits"), Better::Higher);
+    assert!((g.tolerance - 0.2).abs() < 1e-12);
+    assert_eq!(
+        verdict(10.0, 8.5, g.tolerance, g.better_for("hits")),
+        Verdict::Same
+    );
+    assert_eq!(
+        verdict(10.0, 7.5, g.tolerance, g.better_for("hits")),
+        Verdict::Worse
+    );
+    // Unset, only `rps` improves upward.
+    let g = with_guard("{tolerance: 0.1}").guard;
+    assert_eq!(g.better_for("p99"), Better::Lower);
+    assert_eq!(g.better_for("rps"), Better::Higher);
+    assert!((g.tolerance - 0.1).abs() < 1e-12);
 }
 
 #[test]

@@ -15,7 +15,7 @@
 //!       cooldown: 10m
 //!       maxPerHour: 3
 //!       approval: auto
-//!   guard: {impactWindow: 5m, rollbackIf: worse}
+//!   guard: {impactWindow: 5m, rollbackIf: worse, tolerance: 5%}
 //! ```
 //!
 //! [`parse_policies`] reads every document of a file and reports every
@@ -160,6 +160,12 @@ pub struct Guard {
     pub rollback_if: RollbackIf,
     /// The signal or metric judged; by default the ones the condition read.
     pub signal: Option<String>,
+    /// Changes within this share of the pre-action value are noise
+    /// (default 5%).
+    pub tolerance: f64,
+    /// Which way the judged signal improves; unset, `rps` improves
+    /// upward and everything else (latency, errors, CPU) downward.
+    pub better: Option<Better>,
 }
 
 impl Default for Guard {
@@ -168,8 +174,28 @@ impl Default for Guard {
             impact_window: Duration::from_secs(300),
             rollback_if: RollbackIf::Worse,
             signal: None,
+            tolerance: 0.05,
+            better: None,
         }
     }
+}
+
+impl Guard {
+    /// Which way `signal` improves under this guard.
+    pub fn better_for(&self, signal: &str) -> Better {
+        self.better.unwrap_or(if signal == "rps" {
+            Better::Higher
+        } else {
+            Better::Lower
+        })
+    }
+}
+
+/// The direction in which a judged signal improves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    Lower,
+    Higher,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

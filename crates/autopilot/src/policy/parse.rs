@@ -357,7 +357,13 @@ fn guard(ctx: &mut Ctx, node: &Node, scope: &Scope) -> Option<Guard> {
         ctx,
         node,
         "spec.guard",
-        &["impactWindow", "rollbackIf", "signal"],
+        &[
+            "impactWindow",
+            "rollbackIf",
+            "signal",
+            "tolerance",
+            "better",
+        ],
     )?;
     let default = Guard::default();
     let impact_window = f
@@ -371,6 +377,12 @@ fn guard(ctx: &mut Ctx, node: &Node, scope: &Scope) -> Option<Guard> {
     let rollback_if = match f.choice(ctx, "rollbackIf", &["worse", "never"], false) {
         Some("never") => RollbackIf::Never,
         _ => RollbackIf::Worse,
+    };
+    let tolerance = tolerance(ctx, &f).unwrap_or(default.tolerance);
+    let better = match f.choice(ctx, "better", &["lower", "higher"], false) {
+        Some("lower") => Some(Better::Lower),
+        Some("higher") => Some(Better::Higher),
+        _ => None,
     };
     let signal = f.string(ctx, "signal", false);
     if let (Some(s), Some(n)) = (&signal, f.get("signal")) {
@@ -397,7 +409,43 @@ fn guard(ctx: &mut Ctx, node: &Node, scope: &Scope) -> Option<Guard> {
         impact_window,
         rollback_if,
         signal,
+        tolerance,
+        better,
     })
+}
+
+/// `spec.guard.tolerance`: `10%` or `0.1`, at least 0 and below 100%.
+fn tolerance(ctx: &mut Ctx, f: &Fields) -> Option<f64> {
+    let node = f.get("tolerance")?;
+    let path = f.path("tolerance");
+    let share = match as_str(node) {
+        Some(text) => match text.trim().strip_suffix('%') {
+            Some(p) => p.trim().parse::<f64>().ok().map(|x| x / 100.0),
+            None => None,
+        },
+        None => f.number(ctx, "tolerance"),
+    };
+    let Some(share) = share else {
+        if as_str(node).is_some() {
+            ctx.error(
+                node,
+                format!("{path}: must be a percentage like `10%` or a share like 0.1"),
+            );
+        }
+        return None;
+    };
+    if !(0.0..1.0).contains(&share) {
+        let found = match as_str(node) {
+            Some(text) => text.trim().to_string(),
+            None => share.to_string(),
+        };
+        ctx.error(
+            node,
+            format!("{path}: must be at least 0% and below 100%, found {found}"),
+        );
+        return None;
+    }
+    Some(share)
 }
 
 const ACTION_FIELDS: [&str; 8] = [

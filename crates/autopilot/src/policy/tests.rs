@@ -332,6 +332,54 @@ fn guard_and_signal_names() {
 }
 
 #[test]
+fn guard_tolerance_and_direction() {
+    let guard = |g: &str| {
+        format!(
+            "{HEAD}spec:\n  targetRef: {{kind: Service, name: web}}\n  actions:\n    - {{name: a, condition: rps < 10, operation: {{type: webhook, url: 'http://x'}}}}\n  guard: {g}\n"
+        )
+    };
+    let ok = parse_policies(&guard("{tolerance: 12.5%, better: higher}"));
+    assert!(!ok.has_errors(), "{:?}", ok.diagnostics);
+    let g = &ok.policies[0].guard;
+    assert!((g.tolerance - 0.125).abs() < 1e-12);
+    assert_eq!(g.better, Some(Better::Higher));
+    assert_eq!(g.better_for("p99"), Better::Higher);
+
+    for (g, want) in [
+        (
+            "{tolerance: 150%}",
+            "spec.guard.tolerance: must be at least 0% and below 100%, found 150%",
+        ),
+        (
+            "{tolerance: 1.15}",
+            "spec.guard.tolerance: must be at least 0% and below 100%, found 1.15",
+        ),
+        (
+            "{tolerance: -0.1}",
+            "spec.guard.tolerance: must be at least 0% and below 100%, found -0.1",
+        ),
+        (
+            "{tolerance: lots}",
+            "spec.guard.tolerance: must be a percentage like `10%` or a share like 0.1",
+        ),
+        (
+            "{tolerance: [1]}",
+            "spec.guard.tolerance: must be a number, found a list",
+        ),
+        ("{better: up}", "spec.guard.better: unknown value `up`"),
+    ] {
+        let d = diags(&guard(g));
+        assert_eq!(d.len(), 1, "{g}: {d:#?}");
+        assert!(
+            d[0].contains(want),
+            "{g}: {}\n  does not contain\n{want}",
+            d[0]
+        );
+        assert!(d[0].starts_with("8:"), "{g}: {}", d[0]);
+    }
+}
+
+#[test]
 fn load_file_reports_io_and_invalid() {
     let dir = std::env::temp_dir().join(format!("perfpilot-autopilot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -535,8 +535,14 @@ impl Engine {
                 }
                 None => (None, None),
             };
-            let judged = match (before, after) {
-                (Some(b), Some(a)) => Some(verdict(b, a)),
+            let guard = lock(&self.executor)
+                .policy(&d.policy)
+                .map(|p| p.guard.clone())
+                .unwrap_or_default();
+            let judged = match (before, after, &w.signal) {
+                (Some(b), Some(a), Some(s)) => {
+                    Some(verdict(b, a, guard.tolerance, guard.better_for(s)))
+                }
                 _ => None,
             };
             let name = match judged {
