@@ -10,8 +10,12 @@
 //!
 //! - `rate-limit` on an interface: `tc qdisc replace dev IF root tbf rate
 //!   RATE burst BURST latency 50ms`; with `clear: true`, `tc qdisc del dev
-//!   IF root` (no limit there is not an error). A cgroup cannot be limited
-//!   (see [`OpError::CgroupRateLimit`]).
+//!   IF root` (no limit there is not an error).
+//! - `rate-limit` on a cgroup: a BPF token bucket attached to the cgroup
+//!   v2 directory's egress, its link pinned under [`Ops::bpf_pin_dir`] so
+//!   the limit outlives the server; `clear: true` unpins it. tc cannot
+//!   tell a cgroup's packets apart on a cgroup v2 host (its classifier
+//!   reads cgroup v1's net_cls ids).
 //! - `scale`: the Deployment's `.spec.replicas` read with `kubectl get`,
 //!   then `kubectl scale --current-replicas=OLD --replicas=NEW`; the
 //!   outcome's output says "from OLD to NEW".
@@ -19,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -94,12 +98,8 @@ pub enum OpError {
     NetAdminRequired { program: String },
     #[error("no network interface named `{0}`")]
     NoSuchInterface(String),
-    #[error(
-        "cannot rate-limit cgroup `{cgroup}`: {reason}; limit an `interface` instead, or, \
-         in a cgroup v1 net_cls hierarchy, give the cgroup a net_cls.classid and add the tc \
-         class and cgroup filter with an exec operation"
-    )]
-    CgroupRateLimit { cgroup: String, reason: String },
+    #[error("cannot rate-limit cgroup `{cgroup}`: {message}")]
+    CgroupRateLimit { cgroup: String, message: String },
     #[error(
         "cannot run {program} ({message}): scale needs kubectl (Debian's kubernetes-client \
          package, or the kubectl package from Kubernetes' own repository)"
@@ -153,9 +153,8 @@ pub struct Ops {
     pub kubectl: Vec<String>,
     /// How long one kubectl command may take.
     pub kubectl_timeout: Duration,
-    /// Where cgroups are mounted: a `cgroup.controllers` file there means
-    /// the host has cgroup v2 only.
-    pub cgroup_root: PathBuf,
+    /// Where cgroup limits are pinned, on a BPF filesystem.
+    pub bpf_pin_dir: PathBuf,
 }
 
 impl Default for Ops {
@@ -169,7 +168,7 @@ impl Default for Ops {
             tc_timeout: Duration::from_secs(10),
             kubectl: vec!["kubectl".into()],
             kubectl_timeout: Duration::from_secs(60),
-            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            bpf_pin_dir: PathBuf::from(perfpilot_bpf::ratelimit::DEFAULT_PIN_DIR),
         }
     }
 }
@@ -509,16 +508,13 @@ impl Ops {
         outcome
     }
 
-    /// A token-bucket limit on an interface's egress through tc, or its
-    /// removal (`clear: true`).
+    /// A token-bucket limit on an interface's egress through tc, or on a
+    /// cgroup's through BPF, or its removal (`clear: true`).
     pub fn rate_limit(&self, r: &RateLimit) -> Outcome {
         let started = Instant::now();
         let dev = match &r.on {
             RateLimitTarget::Interface(dev) => dev.as_str(),
-            RateLimitTarget::Cgroup(cgroup) => {
-                let error = cgroup_rate_limit_error(cgroup, &self.cgroup_root);
-                return Outcome::failed(error, started.elapsed());
-            }
+            RateLimitTarget::Cgroup(cgroup) => return self.rate_limit_cgroup(cgroup, &r.change),
         };
         let (args, done): (Vec<String>, String) = match &r.change {
             RateLimitChange::Limit { rate, burst } => {
@@ -571,6 +567,68 @@ impl Ops {
         outcome.ok = outcome.error.is_none();
         outcome.duration = started.elapsed();
         outcome
+    }
+
+    fn rate_limit_cgroup(&self, cgroup: &str, change: &RateLimitChange) -> Outcome {
+        use perfpilot_bpf::ratelimit;
+        let started = Instant::now();
+        let failed = |e: ratelimit::RateLimitError| {
+            Outcome::failed(
+                OpError::CgroupRateLimit {
+                    cgroup: cgroup.to_string(),
+                    message: e.to_string(),
+                },
+                started.elapsed(),
+            )
+        };
+        let dir = match ratelimit::cgroup_dir(cgroup) {
+            Ok(d) => d,
+            Err(e) => return failed(e),
+        };
+        let output = match change {
+            RateLimitChange::Limit { rate, burst } => {
+                // Both were checked when the policy was parsed.
+                let Some(bits) = rate_bits_per_second(rate) else {
+                    return failed(ratelimit::RateLimitError::Bpf {
+                        what: "reading the rate".into(),
+                        message: format!("`{rate}` is not a tc rate"),
+                    });
+                };
+                let bytes = (bits / 8.0).max(1.0) as u64;
+                let burst_bytes = match burst {
+                    Some(b) => match size_bytes(b) {
+                        Some(n) => n as u64,
+                        None => {
+                            return failed(ratelimit::RateLimitError::Bpf {
+                                what: "reading the burst".into(),
+                                message: format!("`{b}` is not a tc size"),
+                            })
+                        }
+                    },
+                    None => default_cgroup_burst(bytes),
+                };
+                match ratelimit::limit_cgroup(&dir, bytes, burst_bytes, &self.bpf_pin_dir) {
+                    Ok(pin) => format!(
+                        "limited cgroup {} to {rate} (burst {burst_bytes} bytes); the BPF program is pinned at {}\n",
+                        dir.display(),
+                        pin.display()
+                    ),
+                    Err(e) => return failed(e),
+                }
+            }
+            RateLimitChange::Clear => match ratelimit::clear_cgroup(&dir, &self.bpf_pin_dir) {
+                Ok(true) => format!("cleared the limit on cgroup {}\n", dir.display()),
+                Ok(false) => format!("no limit on cgroup {} to clear\n", dir.display()),
+                Err(e) => return failed(e),
+            },
+        };
+        Outcome {
+            ok: true,
+            exit_status: None,
+            output,
+            error: None,
+            duration: started.elapsed(),
+        }
     }
 
     /// A Deployment's replicas set, or changed by a delta, through
@@ -715,43 +773,34 @@ fn default_burst(rate: &str) -> String {
     format!("{kb}kb")
 }
 
-/// Why a cgroup's traffic cannot be limited here. tc's cgroup classifier
-/// reads the net_cls controller's class id, which exists in cgroup v1
-/// only; matching cgroup v2 paths would need a BPF classifier or
-/// firewall marks, and a device to shape on besides.
-fn cgroup_rate_limit_error(cgroup: &str, root: &Path) -> OpError {
-    let reason = if root.join("cgroup.controllers").exists() {
-        "this host has cgroup v2 only, and tc tells cgroups' traffic apart only through \
-         cgroup v1's net_cls controller"
-            .to_string()
-    } else if let Some(at) = net_cls_mount() {
-        format!(
-            "net_cls is mounted at {at}, but perfpilot does not manage net_cls classes or \
-             know which interface to shape"
-        )
-    } else {
-        "tc tells cgroups' traffic apart only through cgroup v1's net_cls controller, and \
-         none is mounted here"
-            .to_string()
-    };
-    OpError::CgroupRateLimit {
-        cgroup: cgroup.to_string(),
-        reason,
-    }
+/// A cgroup limit's bucket when a policy gives none: 50 ms of traffic at
+/// the rate, and at least 128 KiB. The BPF bucket sees whole GSO packets
+/// (up to 64 KiB on loopback) and drops rather than queues, so it must
+/// hold two of them, and enough of the rate that TCP's bursts after a
+/// back-off are not cut again at once.
+fn default_cgroup_burst(rate_bytes_per_s: u64) -> u64 {
+    (rate_bytes_per_s / 20).max(128 * 1024)
 }
 
-/// Where a cgroup v1 hierarchy with the net_cls controller is mounted.
-fn net_cls_mount() -> Option<String> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        match f.as_slice() {
-            [_, at, "cgroup", options, ..] if options.split(',').any(|o| o == "net_cls") => {
-                Some(at.to_string())
-            }
-            _ => None,
-        }
-    })
+/// A tc size in bytes: `b`, `k`/`kb`, `m`/`mb`, `g`/`gb` are bytes in
+/// powers of 1024; `kbit`, `mbit`, `gbit` are bits.
+fn size_bytes(size: &str) -> Option<f64> {
+    let split = size
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(size.len());
+    let (num, unit) = size.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let per = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1024.0,
+        "m" | "mb" => 1024.0 * 1024.0,
+        "g" | "gb" => 1024.0 * 1024.0 * 1024.0,
+        "kbit" => 1024.0 / 8.0,
+        "mbit" => 1024.0 * 1024.0 / 8.0,
+        "gbit" => 1024.0 * 1024.0 * 1024.0 / 8.0,
+        _ => return None,
+    };
+    Some(n * per)
 }
 
 /// Reads a pipe to its end in a thread, keeping the first `limit` bytes
@@ -923,24 +972,34 @@ mod tests {
     }
 
     #[test]
-    fn a_cgroup_cannot_be_rate_limited() {
+    fn tc_sizes_in_bytes() {
+        assert_eq!(size_bytes("64kb"), Some(65536.0));
+        assert_eq!(size_bytes("64k"), Some(65536.0));
+        assert_eq!(size_bytes("2mb"), Some(2097152.0));
+        assert_eq!(size_bytes("1500"), Some(1500.0));
+        assert_eq!(size_bytes("1500b"), Some(1500.0));
+        assert_eq!(size_bytes("8kbit"), Some(1024.0));
+        assert_eq!(size_bytes("lots"), None);
+        assert_eq!(size_bytes("3furlongs"), None);
+        assert_eq!(default_cgroup_burst(1_000_000), 128 * 1024);
+        assert_eq!(default_cgroup_burst(100_000_000), 5_000_000);
+    }
+
+    #[test]
+    fn a_missing_cgroup_is_named_before_anything_loads() {
         let r = RateLimit {
-            on: RateLimitTarget::Cgroup("system.slice/web.service".into()),
+            on: RateLimitTarget::Cgroup("perfpilot-no-such-cgroup/web.service".into()),
             change: RateLimitChange::Limit {
                 rate: "10mbit".into(),
                 burst: None,
             },
         };
-        // A cgroup v2-only host, as its root's cgroup.controllers says.
-        let root = tempfile::tempdir().unwrap();
-        std::fs::write(root.path().join("cgroup.controllers"), "cpu io memory\n").unwrap();
+        let pins = tempfile::tempdir().unwrap();
         let ops = Ops {
-            cgroup_root: root.path().to_path_buf(),
-            // Nothing may run: a cgroup is refused before tc.
-            tc: vec!["/nonexistent/tc".into()],
+            bpf_pin_dir: pins.path().to_path_buf(),
             ..Ops::default()
         };
-        let o = ops.run(&Operation::RateLimit(r.clone()), &Trigger::default());
+        let o = ops.run(&Operation::RateLimit(r), &Trigger::default());
         assert!(!o.ok);
         let message = o
             .error
@@ -948,22 +1007,18 @@ mod tests {
             .map(ToString::to_string)
             .unwrap_or_default();
         assert!(
-            message.starts_with(
-                "cannot rate-limit cgroup `system.slice/web.service`: this host has cgroup v2 only"
-            ),
+            message
+                .starts_with("cannot rate-limit cgroup `perfpilot-no-such-cgroup/web.service`: "),
             "{message}"
         );
+        // Whichever this host lacks: a cgroup v2 hierarchy, or the cgroup.
         assert!(
-            message.contains("limit an `interface` instead"),
+            message.contains("no cgroup v2 hierarchy is mounted")
+                || message.contains("perfpilot-no-such-cgroup/web.service does not exist"),
             "{message}"
         );
         assert!(o.error.as_ref().is_some_and(OpError::is_permanent));
-        // This host, whatever its cgroups are.
-        let o = Ops::default().rate_limit(&r);
-        assert!(
-            matches!(&o.error, Some(OpError::CgroupRateLimit { reason, .. }) if reason.contains("net_cls")),
-            "{o:?}"
-        );
+        assert_eq!(std::fs::read_dir(pins.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -267,3 +267,165 @@ fn root_rate_limit_holds_traffic_to_its_rate() {
     );
     eprintln!("8mbit limit: {limited:.0} B/s; cleared: {free:.0} B/s");
 }
+
+/// A cgroup made for one test in the cgroup v2 hierarchy, and a pin
+/// directory on bpffs for its limits; both removed on drop.
+struct TestCgroup {
+    /// The path given to `rate-limit`, relative to the hierarchy's root.
+    name: String,
+    dir: std::path::PathBuf,
+    pins: std::path::PathBuf,
+}
+
+impl TestCgroup {
+    fn new(tag: &str) -> TestCgroup {
+        let root = perfpilot_bpf::ratelimit::cgroup2_mount()
+            .expect("a cgroup v2 hierarchy (cgroup rate limits attach to one)");
+        let name = format!("perfpilot-test-{tag}-{}", std::process::id());
+        let dir = root.join(&name);
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let pins = std::path::PathBuf::from(format!(
+            "/sys/fs/bpf/perfpilot-test-{tag}-{}",
+            std::process::id()
+        ));
+        TestCgroup { name, dir, pins }
+    }
+
+    fn ops(&self) -> Ops {
+        Ops {
+            bpf_pin_dir: self.pins.clone(),
+            ..Ops::default()
+        }
+    }
+
+    fn limit(&self, rate: &str) -> Operation {
+        Operation::RateLimit(RateLimit {
+            on: RateLimitTarget::Cgroup(self.name.clone()),
+            change: RateLimitChange::Limit {
+                rate: rate.into(),
+                burst: None,
+            },
+        })
+    }
+
+    fn pins(&self) -> usize {
+        std::fs::read_dir(&self.pins).map_or(0, |d| d.count())
+    }
+
+    /// Sends `bytes` from a process in this cgroup to a receiver outside
+    /// it, over loopback, and returns the receiver's bytes per second.
+    fn throughput(&self, bytes: usize) -> f64 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // bash joins the cgroup, opens the connection, and hands it to
+        // head as its stdout.
+        let script = format!(
+            "echo $$ > {}/cgroup.procs && exec head -c {bytes} /dev/zero > /dev/tcp/127.0.0.1/{port}",
+            self.dir.display()
+        );
+        let mut sender = Command::new("bash").args(["-c", &script]).spawn().unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0usize;
+        let mut first = None;
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            first.get_or_insert_with(Instant::now);
+            got += n;
+        }
+        let secs = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        assert!(sender.wait().unwrap().success());
+        assert_eq!(got, bytes);
+        got as f64 / secs
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.pins);
+        // Empty by now: each sender has exited.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn root_rate_limit_holds_a_cgroups_traffic_to_its_rate_and_clears() {
+    require_root();
+    let cg = TestCgroup::new("cg");
+    // 8 Mbit/s is 1 MB/s: three seconds of it.
+    let rate = 1_000_000.0;
+    let op = cg.limit("8mbit");
+    let o = cg.ops().run(&op, &Trigger::default());
+    assert!(o.ok, "{o:?}");
+    assert!(
+        o.output.starts_with(&format!(
+            "limited cgroup {} to 8mbit (burst 131072 bytes); the BPF program is pinned at {}/cgroup-",
+            cg.dir.display(),
+            cg.pins.display()
+        )),
+        "{}",
+        o.output
+    );
+    assert_eq!(cg.pins(), 1);
+    let limited = cg.throughput(3_000_000);
+    // Dropping (rather than queueing) costs TCP some of the rate.
+    assert!(
+        (0.5 * rate..=1.1 * rate).contains(&limited),
+        "{limited:.0} B/s from a cgroup limited to 8mbit"
+    );
+
+    // A new limit replaces the old one rather than stacking on it.
+    let o = cg.ops().run(&cg.limit("80mbit"), &Trigger::default());
+    assert!(o.ok, "{o:?}");
+    assert_eq!(cg.pins(), 1);
+    let raised = cg.throughput(15_000_000);
+    assert!(
+        raised > 3.0 * limited && raised < 11.0 * rate,
+        "{raised:.0} B/s with 80mbit, {limited:.0} B/s with 8mbit"
+    );
+
+    let undo = op.implied_rollback().expect("a cgroup limit is undone");
+    let o = cg.ops().run(&undo, &Trigger::default());
+    assert!(o.ok, "{o:?}");
+    assert_eq!(
+        o.output,
+        format!("cleared the limit on cgroup {}\n", cg.dir.display())
+    );
+    assert_eq!(cg.pins(), 0);
+    let free = cg.throughput(100_000_000);
+    assert!(
+        free > 20.0 * rate,
+        "{free:.0} B/s without the limit, {limited:.0} B/s with it"
+    );
+    // Clearing again finds nothing to clear, and says so.
+    let o = cg.ops().run(&undo, &Trigger::default());
+    assert!(o.ok, "{o:?}");
+    assert!(o.output.starts_with("no limit on cgroup"), "{}", o.output);
+    eprintln!("cgroup 8mbit: {limited:.0} B/s; 80mbit: {raised:.0} B/s; cleared: {free:.0} B/s");
+}
+
+#[test]
+fn root_rate_limit_on_a_cgroup_needs_bpffs_for_its_pin() {
+    require_root();
+    let cg = TestCgroup::new("nobpffs");
+    let tmp = std::env::temp_dir().join(format!("perfpilot-not-bpffs-{}", std::process::id()));
+    let ops = Ops {
+        bpf_pin_dir: tmp.clone(),
+        ..Ops::default()
+    };
+    let o = ops.run(&cg.limit("8mbit"), &Trigger::default());
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(!o.ok);
+    let message = o.error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("is not on a BPF filesystem")
+            && message.contains("mount -t bpf bpf /sys/fs/bpf"),
+        "{message}"
+    );
+    // Without its pin the program was detached: nothing limits the cgroup.
+    let free = cg.throughput(50_000_000);
+    assert!(free > 20e6, "{free:.0} B/s");
+}

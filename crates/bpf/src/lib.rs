@@ -9,6 +9,7 @@ mod drain;
 mod error;
 mod perf;
 mod profiler;
+pub mod ratelimit;
 
 pub use drain::{BatchDrainer, DrainError};
 pub use error::BpfError;

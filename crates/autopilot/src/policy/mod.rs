@@ -225,9 +225,10 @@ impl Operation {
     ];
 
     /// The operation that undoes this one when a policy names no
-    /// `rollback`: for a rate-limit on an interface, the same rate-limit
-    /// with `clear: true`. It removes the root qdisc, which brings back
-    /// the kernel's default rather than whatever qdisc was there before.
+    /// `rollback`: for a rate-limit, the same rate-limit with `clear:
+    /// true`. On an interface it removes the root qdisc, which brings back
+    /// the kernel's default rather than whatever qdisc was there before;
+    /// on a cgroup it lifts perfpilot's own limit and nothing else.
     /// `None` for everything else: their previous state is not known
     /// from the operation alone (a flag's old value, a replica count).
     /// The executor runs only a policy's own `rollback`; using this one
@@ -235,7 +236,7 @@ impl Operation {
     pub fn implied_rollback(&self) -> Option<Operation> {
         match self {
             Operation::RateLimit(RateLimit {
-                on: on @ RateLimitTarget::Interface(_),
+                on,
                 change: RateLimitChange::Limit { .. },
             }) => Some(Operation::RateLimit(RateLimit {
                 on: on.clone(),

@@ -537,7 +537,7 @@ fn actions(
             _ => Approval::Manual,
         };
         let dry_run = f.boolean(ctx, "dryRun").unwrap_or(false);
-        // An interface limit undoes itself by clearing: the guard can
+        // A rate limit undoes itself by clearing: the guard can
         // roll it back without the policy spelling that out.
         let rollback = rollback.or_else(|| op.as_ref().and_then(Operation::implied_rollback));
         if let (Some(op), None, RollbackIf::Worse) = (&op, &rollback, guard.rollback_if) {
