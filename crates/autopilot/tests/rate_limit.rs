@@ -355,6 +355,20 @@ impl Drop for TestCgroup {
 fn root_rate_limit_holds_a_cgroups_traffic_to_its_rate_and_clears() {
     require_root();
     let cg = TestCgroup::new("cg");
+    // The cgroup as a path in the hierarchy, under its mount, or as
+    // /sys/fs/cgroup/NAME whichever way the host mounts cgroup v2.
+    for name in [
+        cg.name.clone(),
+        format!("/{}", cg.name),
+        cg.dir.display().to_string(),
+        format!("/sys/fs/cgroup/{}", cg.name),
+    ] {
+        assert_eq!(
+            perfpilot_bpf::ratelimit::cgroup_dir(&name).unwrap(),
+            cg.dir,
+            "{name}"
+        );
+    }
     // 8 Mbit/s is 1 MB/s: three seconds of it.
     let rate = 1_000_000.0;
     let op = cg.limit("8mbit");

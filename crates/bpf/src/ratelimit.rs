@@ -116,15 +116,18 @@ fn unescape_mount(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The directory of `cgroup` (a path in the hierarchy, such as
-/// `system.slice/web.service`, or an absolute path under the mount).
+/// The directory of `cgroup`: a path in the hierarchy, such as
+/// `system.slice/web.service`, or an absolute path under the mount. On a
+/// hybrid host `/sys/fs/cgroup/X` means X in the v2 hierarchy mounted at
+/// `/sys/fs/cgroup/unified`, as it would on a unified one.
 pub fn cgroup_dir(cgroup: &str) -> Result<PathBuf, RateLimitError> {
     let root = cgroup2_mount().ok_or(RateLimitError::NoCgroup2)?;
     let given = Path::new(cgroup);
     let dir = if given.starts_with(&root) {
         given.to_path_buf()
     } else {
-        root.join(cgroup.trim_start_matches('/'))
+        let inside = given.strip_prefix("/sys/fs/cgroup").unwrap_or(given);
+        root.join(inside.to_string_lossy().trim_start_matches('/'))
     };
     if !dir.is_dir() {
         return Err(RateLimitError::NoSuchCgroup {
