@@ -18,7 +18,8 @@ let dry;
 let plain;
 let ui;
 
-function policy(name, target, action, ran) {
+/** A policy on Service `target` with one action; `extra` is YAML after the action's fields. */
+function policyYaml({ name, target, action, condition, operation, approval, extra = '' }) {
   return `apiVersion: perfpilot.dev/v1alpha1
 kind: AutopilotPolicy
 metadata: {name: ${name}}
@@ -26,10 +27,22 @@ spec:
   targetRef: {kind: Service, name: ${target}}
   actions:
     - name: ${action}
-      condition: 'alert("UiTestAlert").firing'
-      operation: {type: exec, command: ["/usr/bin/touch", ${JSON.stringify(ran)}]}
-      approval: manual
-`;
+      condition: '${condition}'
+      operation: ${JSON.stringify(operation)}
+      approval: ${approval}
+${extra}`;
+}
+
+/** A manual-approval policy that touches `ran` while UiTestAlert fires. */
+function policy(name, target, action, ran) {
+  return policyYaml({
+    name,
+    target,
+    action,
+    condition: 'alert("UiTestAlert").firing',
+    operation: { type: 'exec', command: ['/usr/bin/touch', ran] },
+    approval: 'manual',
+  });
 }
 
 /** A policy directory holding `files` (name → YAML). */
@@ -276,38 +289,28 @@ describe('actions', () => {
     const shopRan = join(d, 'shop-ran');
     const rolled = join(d, 'shop-rolled-back');
     const cartRan = join(d, 'cart-ran');
-    const latencyPolicy = (name, target, action, operation, extra) => `apiVersion: perfpilot.dev/v1alpha1
-kind: AutopilotPolicy
-metadata: {name: ${name}}
-spec:
-  targetRef: {kind: Service, name: ${target}}
-  actions:
-    - name: ${action}
-      condition: 'p99 > 500ms'
-      operation: ${operation}
-      cooldown: 1h
-      approval: auto
-${extra}`;
+    const latencyPolicy = (name, target, action, operation, extra) =>
+      policyYaml({ name, target, action, condition: 'p99 > 500ms', operation, approval: 'auto', extra: `      cooldown: 1h\n${extra}` });
     const pol = policies('impact-policies', {
       'shop.yaml': latencyPolicy(
         'shop-latency',
         'shop',
         'restart',
-        JSON.stringify({ type: 'exec', command: ['/bin/sh', '-c', 'echo restarted shop && touch "$1"', 'sh', shopRan] }),
+        { type: 'exec', command: ['/bin/sh', '-c', 'echo restarted shop && touch "$1"', 'sh', shopRan] },
         `      rollback: ${JSON.stringify({ type: 'exec', command: ['/usr/bin/touch', rolled] })}\n  guard: {impactWindow: 8s, rollbackIf: worse}\n`,
       ),
       'cart.yaml': latencyPolicy(
         'cart-latency',
         'cart',
         'restart',
-        JSON.stringify({ type: 'exec', command: ['/usr/bin/touch', cartRan] }),
+        { type: 'exec', command: ['/usr/bin/touch', cartRan] },
         '  guard: {impactWindow: 20s, rollbackIf: worse}\n',
       ),
       'search.yaml': latencyPolicy(
         'search-latency',
         'search',
         'flush',
-        JSON.stringify({ type: 'exec', command: ['/bin/sh', '-c', 'echo "search: unit not found"; exit 1'] }),
+        { type: 'exec', command: ['/bin/sh', '-c', 'echo "search: unit not found"; exit 1'] },
         '',
       ),
     });

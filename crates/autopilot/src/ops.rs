@@ -56,6 +56,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    fn succeeded(output: String, duration: Duration) -> Outcome {
+        Outcome {
+            ok: true,
+            exit_status: None,
+            output,
+            error: None,
+            duration,
+        }
+    }
+
     fn failed(error: OpError, duration: Duration) -> Outcome {
         Outcome {
             ok: false,
@@ -484,13 +494,7 @@ impl Ops {
             }
             output.push_str(&format!("signalled {pid}\n"));
         }
-        Outcome {
-            ok: true,
-            exit_status: None,
-            output,
-            error: None,
-            duration: started.elapsed(),
-        }
+        Outcome::succeeded(output, started.elapsed())
     }
 
     fn systemctl_restart(&self, unit: &str) -> Outcome {
@@ -622,13 +626,7 @@ impl Ops {
                 Err(e) => return failed(e),
             },
         };
-        Outcome {
-            ok: true,
-            exit_status: None,
-            output,
-            error: None,
-            duration: started.elapsed(),
-        }
+        Outcome::succeeded(output, started.elapsed())
     }
 
     /// A Deployment's replicas set, or changed by a delta, through
@@ -736,15 +734,19 @@ fn prepend(output: &mut String, line: &str) {
     *output = format!("{line}\n{output}");
 }
 
+/// `10mbit` → (10, `mbit`): the number and the unit in lower case.
+fn number_and_unit(s: &str) -> Option<(f64, String)> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    Some((num.parse().ok()?, unit.to_ascii_lowercase()))
+}
+
 /// tc's rate in bits per second (tc's units: `bit`, `kbit`... are bits,
 /// `bps`, `kbps`... bytes; k, m, g and t are powers of 1000).
 fn rate_bits_per_second(rate: &str) -> Option<f64> {
-    let split = rate
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(rate.len());
-    let (num, unit) = rate.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let unit = unit.to_ascii_lowercase();
+    let (n, unit) = number_and_unit(rate)?;
     let (prefix, per_unit) = match unit.strip_suffix("bit") {
         Some(p) => (p, 1.0),
         None => (unit.strip_suffix("bps")?, 8.0),
@@ -785,12 +787,8 @@ fn default_cgroup_burst(rate_bytes_per_s: u64) -> u64 {
 /// A tc size in bytes: `b`, `k`/`kb`, `m`/`mb`, `g`/`gb` are bytes in
 /// powers of 1024; `kbit`, `mbit`, `gbit` are bits.
 fn size_bytes(size: &str) -> Option<f64> {
-    let split = size
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(size.len());
-    let (num, unit) = size.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let per = match unit.to_ascii_lowercase().as_str() {
+    let (n, unit) = number_and_unit(size)?;
+    let per = match unit.as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1024.0,
         "m" | "mb" => 1024.0 * 1024.0,

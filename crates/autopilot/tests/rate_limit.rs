@@ -192,6 +192,23 @@ fn root_rate_limit_without_cap_net_admin_says_what_it_needs() {
     assert!(!ns.qdiscs("lo").contains("tbf"));
 }
 
+/// Reads `conn` to its end: the bytes, and the seconds from the first
+/// byte to the end.
+fn receive_all(mut conn: TcpStream) -> (usize, f64) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0usize;
+    let mut first = None;
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        first.get_or_insert_with(Instant::now);
+        got += n;
+    }
+    (got, first.map_or(0.0, |t| t.elapsed().as_secs_f64()))
+}
+
 /// Sends `bytes` from namespace `from` to a receiver in `to` (listening
 /// on `addr`) and returns the receiver's throughput in bytes per second,
 /// from its first byte to the end of the stream.
@@ -200,20 +217,8 @@ fn throughput(from: &Netns, to: &Netns, addr: &'static str, bytes: usize) -> f64
     let receiver = to.spawn(move || {
         let listener = TcpListener::bind(addr).unwrap();
         ready.send(()).unwrap();
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut got = 0usize;
-        let mut first = None;
-        loop {
-            let n = conn.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            first.get_or_insert_with(Instant::now);
-            got += n;
-        }
-        let secs = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
-        (got, secs)
+        let (conn, _) = listener.accept().unwrap();
+        receive_all(conn)
     });
     listening.recv_timeout(Duration::from_secs(10)).unwrap();
     let sender = from.spawn(move || {
@@ -324,19 +329,8 @@ impl TestCgroup {
             self.dir.display()
         );
         let mut sender = Command::new("bash").args(["-c", &script]).spawn().unwrap();
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut got = 0usize;
-        let mut first = None;
-        loop {
-            let n = conn.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            first.get_or_insert_with(Instant::now);
-            got += n;
-        }
-        let secs = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let (conn, _) = listener.accept().unwrap();
+        let (got, secs) = receive_all(conn);
         assert!(sender.wait().unwrap().success());
         assert_eq!(got, bytes);
         got as f64 / secs
