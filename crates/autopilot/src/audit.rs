@@ -216,6 +216,21 @@ impl AuditEvent {
             | AuditEvent::Rollback { policy, .. } => Some(policy),
         }
     }
+
+    /// The decision it belongs to: a decision's own record, its approval,
+    /// run, impact and rollback.
+    pub fn decision(&self) -> Option<u64> {
+        match self {
+            AuditEvent::Decision { decision, .. }
+            | AuditEvent::ActionRun { decision, .. }
+            | AuditEvent::Impact { decision, .. }
+            | AuditEvent::Approval { decision, .. }
+            | AuditEvent::Rollback { decision, .. } => *decision,
+            AuditEvent::AlertReceived { .. }
+            | AuditEvent::PolicyChange { .. }
+            | AuditEvent::Pause { .. } => None,
+        }
+    }
 }
 
 /// Which records [`AuditLog::query`] returns, newest first.
@@ -223,6 +238,8 @@ impl AuditEvent {
 pub struct AuditFilter {
     pub kind: Option<String>,
     pub policy: Option<String>,
+    /// The records of one decision.
+    pub decision: Option<u64>,
     /// Records at or after this Unix millisecond.
     pub since_ms: Option<i64>,
     /// At most this many (the newest); None for all.
@@ -236,6 +253,7 @@ impl AuditFilter {
                 .policy
                 .as_deref()
                 .is_none_or(|p| r.event.policy() == Some(p))
+            && self.decision.is_none_or(|d| r.event.decision() == Some(d))
             && self.since_ms.is_none_or(|t| r.at_ms >= t)
     }
 }

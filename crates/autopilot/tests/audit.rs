@@ -110,6 +110,35 @@ fn appends_number_records_and_queries_filter_newest_first() {
         .expect("queried");
     assert_eq!(decisions.len(), 1);
     assert_eq!(decisions[0].seq, 3);
+    // One decision's chain: its approval, or its decision, run, impact
+    // and rollback; never another decision's or a policy change.
+    let seqs = |f: AuditFilter| {
+        log.query(&f)
+            .expect("queried")
+            .iter()
+            .map(|r| r.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        seqs(AuditFilter {
+            decision: Some(8),
+            ..Default::default()
+        }),
+        vec![4]
+    );
+    assert_eq!(
+        seqs(AuditFilter {
+            decision: Some(7),
+            policy: Some("checkout".into()),
+            ..Default::default()
+        }),
+        vec![6, 5, 2, 1]
+    );
+    assert!(seqs(AuditFilter {
+        decision: Some(9),
+        ..Default::default()
+    })
+    .is_empty());
     let future = log
         .query(&AuditFilter {
             since_ms: Some(a.at_ms + 86_400_000),

@@ -1,13 +1,15 @@
 //! `perfpilot actions` and `perfpilot policy`: the autopilot's approval
-//! queue, pause switch and policy versions, through a running server.
+//! queue, pause switch, audit log and policy versions, through a running
+//! server.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use perfpilot_autopilot::audit::{AuditEvent, AuditRecord};
 use perfpilot_server::api::{
-    ActionView, ActionsResponse, PauseResponse, PoliciesResponse, PolicyView,
+    ActionView, ActionsResponse, AuditResponse, PauseResponse, PoliciesResponse, PolicyView,
 };
 use serde_json::json;
 
@@ -26,11 +28,14 @@ pub struct Conn {
 
 impl Conn {
     fn get(&self, path: &str) -> exit::Result<Vec<u8>> {
+        self.get_with(path, &[])
+    }
+    fn get_with(&self, path: &str, params: &[(&str, String)]) -> exit::Result<Vec<u8>> {
         call(
             &self.server,
             self.auth_token_file.as_deref(),
             path,
-            &[],
+            params,
             None,
         )
     }
@@ -65,6 +70,36 @@ enum ActionsCommand {
     Pause(ByArgs),
     /// Undo `pause`.
     Resume(ByArgs),
+    /// The audit log, oldest first: alerts received, decisions with the
+    /// values they read, approvals, what ran with its output, impact
+    /// verdicts, rollbacks, policy changes and pauses.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Only the records of this decision (`perfpilot actions list` shows
+    /// ids): the whole chain from decision to rollback.
+    #[arg(long, value_name = "ID")]
+    decision: Option<u64>,
+    /// Only records of this kind: alert_received, decision, action_run,
+    /// impact, approval, rollback, policy_change or pause.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only records about this policy.
+    #[arg(long)]
+    policy: Option<String>,
+    /// Only records since this time: `now-1h`, RFC 3339, or Unix seconds.
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many, the newest (1 to 10000).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Print the server's JSON (newest first) instead of lines.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -219,7 +254,163 @@ pub fn run(args: ActionsArgs) -> exit::Result<()> {
         }
         ActionsCommand::Pause(a) => pause(a, true),
         ActionsCommand::Resume(a) => pause(a, false),
+        ActionsCommand::Audit(a) => audit(a),
     }
+}
+
+fn audit(a: AuditArgs) -> exit::Result<()> {
+    let path = "/api/v1/audit";
+    let mut params = vec![("limit", a.limit.to_string())];
+    let optional = [
+        ("decision", a.decision.map(|d| d.to_string())),
+        ("kind", a.kind),
+        ("policy", a.policy),
+        ("since", a.since),
+    ];
+    params.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
+    let body = a.conn.get_with(path, &params)?;
+    if a.json {
+        return print(&format!("{}\n", String::from_utf8_lossy(&body)));
+    }
+    let r: AuditResponse = decode(path, &body)?;
+    if r.records.is_empty() {
+        return print("no audit records match\n");
+    }
+    let mut out = String::new();
+    for rec in r.records.iter().rev() {
+        out.push_str(&audit_line(rec));
+    }
+    print(&out)
+}
+
+/// One record as a line (and, for what ran, its output indented below).
+fn audit_line(r: &AuditRecord) -> String {
+    let id = |d: &Option<u64>| d.map(|d| format!("#{d} ")).unwrap_or_default();
+    let exit = |status: &Option<i32>, error: &Option<String>| match (status, error) {
+        (_, Some(e)) => format!(" -> failed: {e}"),
+        (Some(s), None) => format!(" -> exit {s}"),
+        (None, None) => String::new(),
+    };
+    let mut output = "";
+    let what = match &r.event {
+        AuditEvent::AlertReceived {
+            fingerprint,
+            alertname,
+            status,
+            change,
+            ..
+        } => format!(
+            "{} {} ({change})",
+            alertname.as_deref().unwrap_or(fingerprint),
+            match status {
+                perfpilot_autopilot::AlertStatus::Firing => "firing",
+                perfpilot_autopilot::AlertStatus::Resolved => "resolved",
+            }
+        ),
+        AuditEvent::Decision {
+            decision,
+            policy_version,
+            action,
+            condition,
+            readings,
+            outcome,
+            mode,
+            ..
+        } => format!(
+            "{}{action} (v{policy_version}): {}{} when {condition} [{}]",
+            id(decision),
+            outcome.replace('_', " "),
+            mode.as_deref()
+                .map(|m| format!(" in {m}"))
+                .unwrap_or_default(),
+            readings.join(", ")
+        ),
+        AuditEvent::ActionRun {
+            decision,
+            action,
+            operation,
+            dry_run,
+            output: o,
+            exit_status,
+            error,
+            duration_ms,
+            attempts,
+            ..
+        } => {
+            output = o;
+            format!(
+                "{}{action}: {}{operation}{} ({attempts} attempt{}, {duration_ms} ms)",
+                id(decision),
+                if *dry_run { "dry run of " } else { "" },
+                exit(exit_status, error),
+                if *attempts == 1 { "" } else { "s" }
+            )
+        }
+        AuditEvent::Impact {
+            decision,
+            action,
+            verdict,
+            detail,
+            ..
+        } => format!("{}{action}: {verdict} ({detail})", id(decision)),
+        AuditEvent::Approval {
+            decision,
+            action,
+            by,
+            approved,
+            reason,
+            ..
+        } => format!(
+            "{}{action} {} by {by}{}",
+            id(decision),
+            if *approved { "approved" } else { "rejected" },
+            reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+        AuditEvent::Rollback {
+            decision,
+            action,
+            reason,
+            operation,
+            output: o,
+            exit_status,
+            error,
+            ..
+        } => {
+            output = o;
+            format!(
+                "{}{action} rolled back ({reason}): {operation}{}",
+                id(decision),
+                exit(exit_status, error)
+            )
+        }
+        AuditEvent::PolicyChange {
+            version,
+            change,
+            source,
+            restored,
+            ..
+        } => match restored {
+            Some(v) => format!("rolled back to v{v}'s content as v{version} by {source}"),
+            None => format!("{} v{version} from {source}", change.replace('_', " ")),
+        },
+        AuditEvent::Pause { paused, by } => {
+            format!("{} by {by}", if *paused { "paused" } else { "resumed" })
+        }
+    };
+    let mut line = format!(
+        "{:>6}  {}  {:<14}  {:<20}  {what}\n",
+        r.seq,
+        time(r.at_ms),
+        r.event.kind(),
+        r.event.policy().unwrap_or("-")
+    );
+    for l in output.lines() {
+        line.push_str(&format!("{:>8}| {l}\n", ""));
+    }
+    line
 }
 
 fn pause(a: ByArgs, paused: bool) -> exit::Result<()> {

@@ -243,6 +243,49 @@ fn an_action_that_makes_p99_worse_is_rolled_back_and_raises_an_alert() {
         .filter_map(|r| r["kind"].as_str())
         .collect();
     assert_eq!(kinds, ["decision", "action_run", "impact", "rollback"]);
+    // The same chain, asked for by decision: from the API (newest first)
+    // and from `perfpilot actions audit` (oldest first).
+    let chain = server.get_json(&format!("/api/v1/audit?decision={id}"));
+    let chain_kinds: Vec<&str> = chain["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    assert_eq!(chain_kinds, kinds);
+    let id_text = id.to_string();
+    let (code, out, err) = cli(&server, &["actions", "audit", "--decision", &id_text]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.starts_with("        |"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    for (line, kind) in lines.iter().zip(kinds.iter()) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!((fields[2], fields[3]), (*kind, "shop-latency"), "{line}");
+        assert!(line.contains(&format!("#{id} restart")), "{line}");
+    }
+    assert!(lines[0].contains("when p99 > 500ms [p99 = 0.8"), "{out}");
+    assert!(lines[1].contains("-> exit 0 (1 attempt,"), "{out}");
+    assert!(
+        lines[2].contains(": worse (p99: median 0.8 in the 8s before, 2 in the 8s after)"),
+        "{out}"
+    );
+    assert!(
+        lines[3].contains("restart rolled back (impact worse: "),
+        "{out}"
+    );
+    let (code, _, err) = cli(&server, &["actions", "audit", "--decision", "nine"]);
+    assert_eq!(code, 2, "a decision id is a number: {err}");
+    let (status, body) = server.get_status("/api/v1/audit?decision=nine");
+    assert_eq!(status, 400);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body["error"],
+        "decision: expected a decision id, got \"nine\""
+    );
     let actions = server.get_json("/api/v1/actions");
     let view = &actions["recent"][0];
     assert_eq!(view["status"], "rolled-back", "{view:#}");

@@ -293,6 +293,18 @@ impl ServerProcess {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// GET `path` whatever the status: (status, body).
+    pub fn get_status(&self, path: &str) -> (u16, String) {
+        let mut resp = ureq::get(format!("{}{path}", self.base))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (resp.status().as_u16(), text)
+    }
+
     /// POST `body` as JSON to `path`: (status, answer as JSON or null).
     pub fn post_json(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
         let mut resp = ureq::post(format!("{}{path}", self.base))

@@ -148,6 +148,7 @@ pub async fn alertmanager(
 pub struct AuditParams {
     kind: Option<String>,
     policy: Option<String>,
+    decision: Option<String>,
     since: Option<String>,
     limit: Option<String>,
 }
@@ -193,9 +194,16 @@ pub async fn audit(
         },
         None => DEFAULT_LIMIT,
     };
+    let decision = match p.decision.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("decision: expected a decision id, got {s:?}"))
+        })?),
+        None => None,
+    };
     let filter = AuditFilter {
         kind,
         policy: p.policy.filter(|s| !s.is_empty()),
+        decision,
         since_ms,
         limit: Some(limit),
     };
