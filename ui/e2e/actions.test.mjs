@@ -396,6 +396,72 @@ describe('actions', () => {
     }
   });
 
+  it('lists policies with their versions and puts an earlier one back in force', async () => {
+    const d = join(dir, 'versions');
+    mkdirSync(d);
+    const file = join(d, 'shop.yaml');
+    const version = (action) =>
+      policyYaml({
+        name: 'ui-versions',
+        target: 'shop',
+        action,
+        condition: 'alert("UiNeverFires").firing',
+        operation: { type: 'exec', command: ['/usr/bin/true'] },
+        approval: 'manual',
+      });
+    writeFileSync(file, version('first'));
+    const server = await startServer(['--policies', d, '--autopilot-dir', join(d, 'ap')]);
+    try {
+      const page = await newPage();
+      const dialogs = [];
+      page.on('dialog', async (dialog) => {
+        dialogs.push([dialog.type(), dialog.message()]);
+        if (dialog.type() === 'prompt') await dialog.accept('dana');
+        else await dialog.accept();
+      });
+      await page.goto(`${server.url}/actions`);
+      const row = page.locator('[data-testid="policies-table"] tr[data-policy="ui-versions"]');
+      await row.locator('[data-testid="version"]', { hasText: /^v1$/ }).waitFor();
+      assert.match(await row.innerText(), /Service\/shop\s+first\s+.*shop\.yaml\s+none/);
+
+      // An edit is a new version; the page, polling, shows it.
+      writeFileSync(file, version('second'));
+      await row.locator('[data-testid="version"]', { hasText: /^v2$/ }).waitFor();
+      assert.match(await row.innerText(), /second/);
+      assert.deepEqual(
+        await row.locator('[data-testid="restore-version"] option').evaluateAll((os) => os.map((o) => o.textContent)),
+        ['v1'],
+      );
+      await row.locator('[data-testid="restore"]').click();
+      await row.locator('[data-testid="version"]', { hasText: /^v3 · v1's content$/ }).waitFor();
+      assert.match(await row.innerText(), /first/);
+      assert.deepEqual(dialogs.map(([t]) => t), ['prompt', 'confirm']);
+      assert.match(dialogs[1][1], /^Put version 1 of ui-versions back in force\? It becomes version 3 and stays until .*shop\.yaml changes\.$/);
+
+      // As the server has it, and in the audit log.
+      const r = await fetch(`${server.url}/api/v1/policies`);
+      const [p] = (await r.json()).policies;
+      assert.deepEqual([p.version, p.restored_from, p.actions, p.versions], [3, 1, ['first'], [1, 2, 3]]);
+      await page
+        .locator('[data-testid="audit-table"] tr[data-kind="policy_change"]', { hasText: "rolled back to v1's content as v3 by dana" })
+        .waitFor();
+      await shoot(page, 'actions-policies-1280x800');
+
+      // Cancelling the confirmation changes nothing.
+      page.removeAllListeners('dialog');
+      page.on('dialog', (dialog) => dialog.dismiss());
+      await row.locator('[data-testid="restore-version"]').selectOption('2');
+      await row.locator('[data-testid="restore"]').click();
+      await page.waitForTimeout(500);
+      const again = await (await fetch(`${server.url}/api/v1/policies`)).json();
+      assert.equal(again.policies[0].version, 3);
+      await page.close();
+    } finally {
+      await server.stop();
+      server.cleanup();
+    }
+  });
+
   it('says how to turn the autopilot on when the server has no policies', async () => {
     const page = await newPage();
     await page.goto(`${plain.url}/actions`);

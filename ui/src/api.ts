@@ -278,6 +278,20 @@ export interface AuditRecord {
   [field: string]: unknown;
 }
 
+/** A loaded policy and the versions kept of it. */
+export interface PolicyView {
+  name: string;
+  version: number;
+  /** Oldest first. */
+  versions: number[];
+  file: string | null;
+  /** `Kind/name`. */
+  target: string;
+  actions: string[];
+  /** While a rollback is in force: the version whose content it restored. */
+  restored_from: number | null;
+}
+
 export const autopilot = {
   actions: (signal?: AbortSignal) => get<ActionsResponse>('/api/v1/actions', {}, signal),
   decide: (id: number, verdict: 'approve' | 'reject', by: string) =>
@@ -286,6 +300,9 @@ export const autopilot = {
     post<{ paused: boolean }>(`/api/v1/actions/${paused ? 'pause' : 'resume'}`, { by }),
   audit: (kind: string, limit: number, signal?: AbortSignal) =>
     get<{ records: AuditRecord[] }>('/api/v1/audit', { kind, limit }, signal),
+  policies: (signal?: AbortSignal) => get<{ policies: PolicyView[] }>('/api/v1/policies', {}, signal),
+  restorePolicy: (name: string, to: number, by: string) =>
+    post<PolicyView>(`/api/v1/policies/${encodeURIComponent(name)}/rollback`, { to, by }),
 };
 
 // The baseline engine (docs/API.md, "Alerts").

@@ -7,6 +7,7 @@ import {
   type ActionImpact,
   type ActionView,
   type AuditRecord,
+  type PolicyView,
 } from '../api';
 import { useLoad, usePoll } from '../hooks';
 import { setParams, type Params } from '../router';
@@ -28,10 +29,10 @@ function storedName(): string | null {
   }
 }
 
-/** Asks who is approving; null when cancelled. Remembered for the next time. */
+/** Asks who is deciding; null when cancelled. Remembered for the next time. */
 function askName(current: string | null): string | null {
   const answer = window.prompt(
-    'Your name, recorded in the audit log with each approval or rejection:',
+    'Your name, recorded in the audit log with each approval, rejection or policy restore:',
     current ?? 'ui',
   );
   if (answer === null) return null;
@@ -360,6 +361,120 @@ function auditSummary(r: AuditRecord): string {
   }
 }
 
+/**
+ * The loaded policies with their versions; an earlier version's content
+ * can be put back in force (as a new version, until the file changes).
+ */
+function Policies({ tick, who, onChanged }: { tick: unknown; who: () => string | null; onChanged: () => void }) {
+  const list = useLoad((s) => autopilot.policies(s), [tick]);
+  const [chosen, setChosen] = useState<Record<string, number>>({});
+  const [busy, setBusy] = useState<string | null>(null);
+  const [error, setError] = useState<{ policy: string; error: ApiError } | null>(null);
+
+  const restore = async (p: PolicyView, to: number) => {
+    const by = who();
+    if (!by) return;
+    const until = p.file ? `until ${p.file} changes` : 'until its file changes';
+    if (!window.confirm(`Put version ${to} of ${p.name} back in force? It becomes version ${p.version + 1} and stays ${until}.`)) {
+      return;
+    }
+    setBusy(p.name);
+    setError(null);
+    try {
+      await autopilot.restorePolicy(p.name, to, by);
+      setChosen((c) => {
+        const next = { ...c };
+        delete next[p.name];
+        return next;
+      });
+    } catch (e) {
+      setError({ policy: p.name, error: asApiError(e) });
+    } finally {
+      setBusy(null);
+      onChanged();
+    }
+  };
+
+  return (
+    <section class="section" data-testid="policies">
+      <div class="section-head">
+        <h3>Policies</h3>
+        {list.data && <span class="count">{list.data.policies.length}</span>}
+        <span class="muted small">every change is a new version; restoring one is audited</span>
+      </div>
+      {list.error ? (
+        <ErrorBox error={list.error} what="the policies" />
+      ) : !list.data ? (
+        <Loading what="the policies" />
+      ) : list.data.policies.length === 0 ? (
+        <p class="muted">No policy is loaded: the --policies directory has no valid AutopilotPolicy.</p>
+      ) : (
+        <div class="scroll-x">
+          <table class="grid policies-table" data-testid="policies-table">
+            <thead>
+              <tr>
+                <th>Policy</th>
+                <th>Version</th>
+                <th>Target</th>
+                <th>Actions</th>
+                <th>File</th>
+                <th>Earlier versions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.data.policies.map((p) => {
+                const earlier = p.versions.filter((v) => v !== p.version).reverse();
+                const pick = chosen[p.name] ?? earlier[0];
+                return (
+                  <tr data-policy={p.name}>
+                    <td>{p.name}</td>
+                    <td data-testid="version">
+                      v{p.version}
+                      {p.restored_from !== null && (
+                        <span class="muted small" title="A rollback is in force until the policy's file changes">
+                          {' '}
+                          · v{p.restored_from}'s content
+                        </span>
+                      )}
+                    </td>
+                    <td class="mono">{p.target}</td>
+                    <td class="mono">{p.actions.join(', ')}</td>
+                    <td class="mono small">{p.file ?? '—'}</td>
+                    <td>
+                      {earlier.length === 0 ? (
+                        <span class="muted">none</span>
+                      ) : (
+                        <span class="restore">
+                          <select
+                            data-testid="restore-version"
+                            title="Version to put back in force"
+                            value={pick}
+                            onChange={(e) =>
+                              setChosen((c) => ({ ...c, [p.name]: Number((e.target as HTMLSelectElement).value) }))
+                            }
+                          >
+                            {earlier.map((v) => (
+                              <option value={v}>v{v}</option>
+                            ))}
+                          </select>{' '}
+                          <button data-testid="restore" disabled={busy === p.name} onClick={() => restore(p, pick)}>
+                            {busy === p.name ? 'Restoring…' : 'Restore'}
+                          </button>
+                        </span>
+                      )}
+                      {error?.policy === p.name && <ErrorBox error={error.error} what={`restoring ${p.name}`} />}
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
 function AuditLog({ kind, tick }: { kind: string; tick: unknown }) {
   const log = useLoad((s) => autopilot.audit(kind, AUDIT_LIMIT, s), [kind, tick]);
   return (
@@ -565,6 +680,16 @@ export function Actions({ params }: { params: Params }) {
           <RecentTable rows={recent} />
         )}
       </section>
+
+      <Policies
+        tick={`${poll}/${bump}`}
+        who={() => {
+          const by = name ?? askName(null);
+          if (by) setName(by);
+          return by;
+        }}
+        onChanged={refresh}
+      />
 
       <AuditLog kind={params.kind ?? ''} tick={`${poll}/${bump}`} />
     </div>
