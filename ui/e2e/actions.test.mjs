@@ -249,7 +249,12 @@ describe('actions', () => {
     await received.locator('tr[data-fingerprint="abc123"][data-state="firing"]', { hasText: 'checkout' }).waitFor();
     await received.locator('tr[data-fingerprint="abc124"]', { hasText: 'search' }).waitFor();
     assert.match(await received.innerText(), /UiTestAlert/);
-    assert.match(await page.locator('.view.alerts').innerText(), /--baseline-config FILE/);
+    // Only the autopilot's own alerts would be listed: none yet.
+    assert.match(
+      await page.locator('[data-testid="autopilot-only"]').innerText(),
+      /^Only the autopilot's own alerts show here.*--baseline-config FILE/,
+    );
+    assert.match(await page.locator('.view.alerts').innerText(), /No autopilot action has made its target worse\./);
     await shoot(page, 'alerts-received-1920x1080');
     await page.close();
   });

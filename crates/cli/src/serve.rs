@@ -103,6 +103,33 @@ fn server_config(listen: SocketAddr, token: Option<String>) -> perfpilot_server:
     }
 }
 
+/// The alerts the server keeps: the baseline engine's, learning from
+/// `--baseline-config`; else, when the autopilot runs, a book for its own
+/// alerts only (an action that made its target worse), which learns
+/// nothing. The flag says which.
+fn alert_book(
+    baseline_config: Option<&Path>,
+    autopilot: &AutopilotArgs,
+    stop: &Arc<AtomicBool>,
+    store: &EmbeddedStore,
+) -> exit::Result<(Option<perfpilot_server::AlertsHandle>, bool)> {
+    if let Some(f) = baseline_config {
+        let handle =
+            crate::baseline::start_for_server(f, Arc::clone(stop), Arc::new(store.clone()))?;
+        return Ok((Some(handle), false));
+    }
+    if autopilot.policies.is_none() {
+        return Ok((None, false));
+    }
+    let engine = perfpilot_baseline::engine::Engine::new(Default::default());
+    Ok((
+        Some(perfpilot_server::AlertsHandle(Arc::new(
+            std::sync::Mutex::new(engine),
+        ))),
+        true,
+    ))
+}
+
 /// Opens the autopilot's directory and, with `--policies`, starts its
 /// engine; `who` names the command in messages.
 fn start_autopilot(
@@ -176,11 +203,12 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
     let store = open_store(&data, &args.retention)?;
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let alerts = args
-        .baseline_config
-        .as_deref()
-        .map(|f| crate::baseline::start_for_server(f, Arc::clone(&stop), Arc::new(store.clone())))
-        .transpose()?;
+    let (alerts, alerts_only) = alert_book(
+        args.baseline_config.as_deref(),
+        &args.autopilot,
+        &stop,
+        &store,
+    )?;
     let autopilot = start_autopilot(
         "server",
         &args.autopilot,
@@ -207,6 +235,7 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
             listener,
             perfpilot_server::ServerConfig {
                 alerts,
+                alerts_only,
                 autopilot,
                 ..server_config(args.listen, token)
             },
@@ -326,16 +355,18 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
     // that is still up; the server stops once the agent has finished.
     rt.spawn(shutdown_signal(Arc::clone(&stop)));
     let (agent_done, server_stop) = tokio::sync::oneshot::channel::<()>();
-    let alerts = args
-        .baseline_config
-        .as_deref()
-        .map(|f| crate::baseline::start_for_server(f, Arc::clone(&stop), Arc::new(store.clone())))
-        .transpose()?;
+    let (alerts, alerts_only) = alert_book(
+        args.baseline_config.as_deref(),
+        &args.autopilot,
+        &stop,
+        &store,
+    )?;
     let autopilot = start_autopilot("up", &args.autopilot, &data, &store, alerts.clone(), &stop)?;
     let server = {
         let store: Arc<dyn perfpilot_store::Store> = Arc::new(store.clone());
         let config = perfpilot_server::ServerConfig {
             alerts,
+            alerts_only,
             autopilot,
             ..server_config(args.listen, None)
         };

@@ -485,6 +485,102 @@ fn caps_pause_and_queued_approvals_survive_a_restart() {
     assert_eq!(pauses[0]["paused"], true);
 }
 
+/// One second of checkout's CPU profile, ending now: `hot` samples in
+/// encrypt_data and `rest` elsewhere.
+fn push_checkout(server: &ServerProcess, hot: u64, rest: u64) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let body = format!("main;handle;encrypt_data {hot}\nmain;handle;parse {rest}\n");
+    ureq::post(format!(
+        "{}/ingest?name=checkout.cpu&from={}&until={now}&sampleRate=100&format=folded",
+        server.base,
+        now - 1
+    ))
+    .send(body.as_str())
+    .unwrap();
+}
+
+#[test]
+fn without_baselines_an_action_made_worse_still_raises_an_alert() {
+    // No --baseline-config: the judged signal is a hotspot from the
+    // stored profiles, and the alert goes to a book of the autopilot's own.
+    let dir = tempfile::tempdir().unwrap();
+    let policies = policy_dir(dir.path());
+    let ran = dir.path().join("ran");
+    let rolled = dir.path().join("rolled-back");
+    let action = touch_action(
+        "shed",
+        "hotspot(\"encrypt_data\") > 50%",
+        &ran,
+        &format!(
+            "      rollback: {{type: exec, command: [/usr/bin/touch, {}]}}\n      cooldown: 1h\n      approval: auto\n",
+            rolled.display()
+        ),
+    );
+    std::fs::write(
+        policies.join("checkout.yaml"),
+        policy(
+            "checkout-crypto",
+            "checkout",
+            &action,
+            // Profiles are read at most every 10 s: the window must hold
+            // mostly values read after the action.
+            "  guard: {impactWindow: 30s, rollbackIf: worse}\n",
+        ),
+    )
+    .unwrap();
+    let server = ServerProcess::start(dir.path(), &enforcing(&policies));
+    let alerts = server.get_json("/api/v1/alerts");
+    assert_eq!(
+        (alerts["enabled"].as_bool(), alerts["baselines"].as_bool()),
+        (Some(true), Some(false)),
+        "{alerts:#}"
+    );
+    assert_eq!(server.get_json("/api/v1/baselines")["enabled"], false);
+    // 60% in encrypt_data: the action runs.
+    push_checkout(&server, 60, 40);
+    wait_for("the action", 30, || ran.exists().then_some(()));
+    // Then encrypt_data takes nearly everything: worse.
+    for _ in 0..5 {
+        push_checkout(&server, 1000, 0);
+    }
+    let alert = wait_for("the alert", 60, || {
+        server.get_json("/api/v1/alerts")["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "PerfpilotAutopilotMadeWorse")
+            .cloned()
+    });
+    assert!(rolled.exists(), "the rollback ran");
+    assert_eq!(alert["labels"]["service"], "checkout");
+    assert_eq!(alert["labels"]["policy"], "checkout-crypto");
+    assert_eq!(alert["labels"]["action"], "shed");
+    assert_eq!(alert["state"], "firing");
+    let summary = alert["annotations"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("made checkout worse; it was rolled back"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("hotspot(\"encrypt_data\"): median 0.6 in the 30s before"),
+        "{summary}"
+    );
+    let impact = audit(&server)
+        .into_iter()
+        .find(|r| r["kind"] == "impact")
+        .expect("an impact record");
+    assert_eq!(impact["verdict"], "worse", "{impact:#}");
+    assert!(impact["after"].as_f64().unwrap() > 0.9, "{impact:#}");
+    // It can be acknowledged like any other.
+    let id = alert["id"].as_str().unwrap();
+    let (status, acked) =
+        server.post_json(&format!("/api/v1/alerts/{id}/ack"), r#"{"by": "dana"}"#);
+    assert_eq!(status, 200, "{acked:#}");
+    assert_eq!(acked["ack"]["by"], "dana");
+}
+
 #[test]
 fn a_hotspot_condition_reads_the_function_share_from_the_stored_profiles() {
     let dir = tempfile::tempdir().unwrap();
@@ -506,20 +602,7 @@ fn a_hotspot_condition_reads_the_function_share_from_the_stored_profiles() {
     )
     .unwrap();
     let server = ServerProcess::start(dir.path(), &enforcing(&policies));
-    let push = |hot: u64, rest: u64| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let body = format!("main;handle;encrypt_data {hot}\nmain;handle;parse {rest}\n");
-        ureq::post(format!(
-            "{}/ingest?name=checkout.cpu&from={}&until={now}&sampleRate=100&format=folded",
-            server.base,
-            now - 1
-        ))
-        .send(body.as_str())
-        .unwrap();
-    };
+    let push = |hot: u64, rest: u64| push_checkout(&server, hot, rest);
     // 40% of the CPU: below the threshold, nothing happens.
     push(40, 60);
     std::thread::sleep(Duration::from_secs(3));

@@ -28,8 +28,13 @@ impl std::fmt::Debug for AlertsHandle {
 
 #[derive(Serialize, Deserialize)]
 pub struct AlertsResponse {
-    /// False when the server runs without a baseline config.
+    /// False when the server keeps no alerts: no baseline config and no
+    /// autopilot.
     pub enabled: bool,
+    /// Whether baselines are learned (`--baseline-config`). Without them,
+    /// with the autopilot, `alerts` holds only the autopilot's own.
+    #[serde(default = "yes")]
+    pub baselines: bool,
     /// Firing first, newest first.
     pub alerts: Vec<Alert>,
     /// Alerts received from Alertmanager (`/api/v1/alertmanager`), firing
@@ -50,6 +55,10 @@ pub struct ReceivedAlert {
     pub starts_at_ms: i64,
     pub ends_at_ms: Option<i64>,
     pub generator_url: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn received(app: &App) -> Vec<ReceivedAlert> {
@@ -85,7 +94,9 @@ fn received(app: &App) -> Vec<ReceivedAlert> {
 
 fn engine(app: &App) -> ApiResult<&AlertsHandle> {
     app.config.alerts.as_ref().ok_or_else(|| {
-        ApiError::not_found("alerts are off: start the server with --baseline-config FILE")
+        ApiError::not_found(
+            "alerts are off: start the server with --baseline-config FILE, or --policies DIR",
+        )
     })
 }
 
@@ -93,6 +104,7 @@ pub async fn list(State(app): State<Arc<App>>) -> ApiResult<Json<AlertsResponse>
     let Some(handle) = &app.config.alerts else {
         return Ok(Json(AlertsResponse {
             enabled: false,
+            baselines: false,
             alerts: Vec::new(),
             received: received(&app),
         }));
@@ -105,6 +117,7 @@ pub async fn list(State(app): State<Arc<App>>) -> ApiResult<Json<AlertsResponse>
     drop(e);
     Ok(Json(AlertsResponse {
         enabled: true,
+        baselines: !app.config.alerts_only,
         alerts,
         received: received(&app),
     }))
@@ -163,7 +176,12 @@ pub struct BaselineView {
 
 pub async fn baselines(State(app): State<Arc<App>>) -> ApiResult<Json<BaselinesResponse>> {
     let at_ms = now_ms();
-    let Some(handle) = &app.config.alerts else {
+    let handle = app
+        .config
+        .alerts
+        .as_ref()
+        .filter(|_| !app.config.alerts_only);
+    let Some(handle) = handle else {
         return Ok(Json(BaselinesResponse {
             enabled: false,
             at_ms,

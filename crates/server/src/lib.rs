@@ -69,6 +69,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// The baseline engine whose alerts the API lists, when one runs.
     pub alerts: Option<AlertsHandle>,
+    /// `alerts` learns nothing: it holds only the autopilot's own alerts
+    /// (no `--baseline-config`), so `/api/v1/baselines` is off and
+    /// `/api/v1/alerts` says so.
+    pub alerts_only: bool,
     /// The autopilot's inbox and audit log (`AutopilotHandle::open` on
     /// the `--autopilot-dir`); its endpoints answer 404 without it.
     pub autopilot: Option<AutopilotHandle>,
@@ -82,6 +86,7 @@ impl Default for ServerConfig {
             limits: perfpilot_wire::Limits::default(),
             max_body_bytes: 64 << 20,
             alerts: None,
+            alerts_only: false,
             autopilot: None,
         }
     }

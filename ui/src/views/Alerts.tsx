@@ -30,6 +30,8 @@ interface ReceivedAlert {
 
 interface AlertsResponse {
   enabled: boolean;
+  /** False when only the autopilot's own alerts are kept (no --baseline-config); older servers omit it. */
+  baselines?: boolean;
   alerts: Alert[];
   received?: ReceivedAlert[];
 }
@@ -178,6 +180,7 @@ export function Alerts() {
     );
   }
   const firing = list.data.alerts.filter((a) => a.state === 'firing').length;
+  const autopilotOnly = list.data.baselines === false;
   return (
     <div class="view alerts" aria-busy={list.loading}>
       <div class="toolbar">
@@ -189,10 +192,20 @@ export function Alerts() {
         <button onClick={() => setTick((t) => t + 1)}>Refresh</button>
       </div>
       {ackError && <ErrorBox error={ackError} what="the acknowledgement" />}
+      {autopilotOnly && (
+        <p class="muted small" data-testid="autopilot-only">
+          Only the autopilot's own alerts show here: it raises one when an action makes its target worse. Start the
+          server with <code>--baseline-config FILE</code> to learn baselines and alert on them too.
+        </p>
+      )}
       {list.data.alerts.length === 0 ? (
         <Empty>
           <h3>No alerts</h3>
-          <p>Every watched service is within its baseline.</p>
+          <p>
+            {autopilotOnly
+              ? 'No autopilot action has made its target worse.'
+              : 'Every watched service is within its baseline.'}
+          </p>
         </Empty>
       ) : (
         <div class="scroll-x">

@@ -690,8 +690,8 @@ impl Engine {
     /// last, then lets them resolve.
     fn keep_raised(&self, now: i64) {
         let Some(baseline) = &self.sources.baseline else {
-            // Without a baseline engine there is no alert book: the audit
-            // log, stderr and the actions API carry it.
+            // No alert book was given (the binary always gives one): the
+            // audit log, stderr and the actions API carry it.
             lock(&self.raised).clear();
             return;
         };
