@@ -1,11 +1,13 @@
-//! `rate-limit` with the real tc, in network namespaces each test creates
-//! (and deletes again), so the host's own interfaces are never touched.
-//! Needs root (CI runs as root), hence the root_ names.
+//! `rate-limit` with the real tc, and with perfpilot's BPF program on a
+//! cgroup the test creates, in network namespaces each test creates (and
+//! deletes again), so the host's own interfaces are never touched. Needs
+//! root (CI runs as root), hence the root_ names.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -273,9 +275,11 @@ fn root_rate_limit_holds_traffic_to_its_rate() {
     eprintln!("8mbit limit: {limited:.0} B/s; cleared: {free:.0} B/s");
 }
 
-/// A cgroup made for one test in the cgroup v2 hierarchy, and a pin
-/// directory on bpffs for its limits; both removed on drop.
+/// A cgroup made for one test in the cgroup v2 hierarchy, a pin
+/// directory on bpffs for its limits, and a network namespace its traffic
+/// is measured in; all removed on drop.
 struct TestCgroup {
+    ns: Netns,
     /// The path given to `rate-limit`, relative to the hierarchy's root.
     name: String,
     dir: std::path::PathBuf,
@@ -293,7 +297,12 @@ impl TestCgroup {
             "/sys/fs/bpf/perfpilot-test-{tag}-{}",
             std::process::id()
         ));
-        TestCgroup { name, dir, pins }
+        TestCgroup {
+            ns: Netns::new(),
+            name,
+            dir,
+            pins,
+        }
     }
 
     fn ops(&self) -> Ops {
@@ -318,20 +327,44 @@ impl TestCgroup {
     }
 
     /// Sends `bytes` from a process in this cgroup to a receiver outside
-    /// it, over loopback, and returns the receiver's bytes per second.
+    /// it, over the namespace's loopback, and returns the receiver's bytes
+    /// per second.
     fn throughput(&self, bytes: usize) -> f64 {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (ready, listening) = mpsc::channel();
+        let receiver = self.ns.spawn(move || {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            ready.send(listener.local_addr().unwrap().port()).unwrap();
+            let (conn, _) = listener.accept().unwrap();
+            receive_all(conn)
+        });
+        let port = listening.recv_timeout(Duration::from_secs(10)).unwrap();
         // bash joins the cgroup, opens the connection, and hands it to
-        // head as its stdout.
+        // head as its stdout. It enters the namespace by setns alone:
+        // `ip netns exec` would also remount /sys, hiding the cgroups.
         let script = format!(
             "echo $$ > {}/cgroup.procs && exec head -c {bytes} /dev/zero > /dev/tcp/127.0.0.1/{port}",
             self.dir.display()
         );
-        let mut sender = Command::new("bash").args(["-c", &script]).spawn().unwrap();
-        let (conn, _) = listener.accept().unwrap();
-        let (got, secs) = receive_all(conn);
-        assert!(sender.wait().unwrap().success());
+        let ns = File::open(format!("/var/run/netns/{}", self.ns.0)).unwrap();
+        let ns_fd = ns.as_raw_fd();
+        let mut sender = Command::new("bash");
+        sender.args(["-c", &script]);
+        // SAFETY: setns(2) is async-signal-safe, and `ns` outlives spawn.
+        unsafe {
+            sender.pre_exec(move || {
+                if libc::setns(ns_fd, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        // The sender ends once everything is read, or at once on failure,
+        // which must not leave the receiver waiting.
+        let status = sender.status().unwrap();
+        assert!(status.success(), "the sender: {status}");
+        let (got, secs) = receiver.join().unwrap();
+        drop(ns);
         assert_eq!(got, bytes);
         got as f64 / secs
     }
