@@ -103,6 +103,41 @@ fn server_config(listen: SocketAddr, token: Option<String>) -> perfpilot_server:
     }
 }
 
+/// The server's alerts and autopilot, started before it serves.
+struct LoopParts {
+    alerts: Option<perfpilot_server::AlertsHandle>,
+    alerts_only: bool,
+    autopilot: Option<perfpilot_server::AutopilotHandle>,
+}
+
+impl LoopParts {
+    fn start(
+        who: &str,
+        baseline_config: Option<&Path>,
+        a: &AutopilotArgs,
+        data: &Path,
+        store: &EmbeddedStore,
+        stop: &Arc<AtomicBool>,
+    ) -> exit::Result<LoopParts> {
+        let (alerts, alerts_only) = alert_book(baseline_config, a, stop, store)?;
+        let autopilot = start_autopilot(who, a, data, store, alerts.clone(), stop)?;
+        Ok(LoopParts {
+            alerts,
+            alerts_only,
+            autopilot,
+        })
+    }
+
+    fn config(self, base: perfpilot_server::ServerConfig) -> perfpilot_server::ServerConfig {
+        perfpilot_server::ServerConfig {
+            alerts: self.alerts,
+            alerts_only: self.alerts_only,
+            autopilot: self.autopilot,
+            ..base
+        }
+    }
+}
+
 /// The alerts the server keeps: the baseline engine's, learning from
 /// `--baseline-config`; else, when the autopilot runs, a book for its own
 /// alerts only (an action that made its target worse), which learns
@@ -203,18 +238,12 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
     let store = open_store(&data, &args.retention)?;
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let (alerts, alerts_only) = alert_book(
-        args.baseline_config.as_deref(),
-        &args.autopilot,
-        &stop,
-        &store,
-    )?;
-    let autopilot = start_autopilot(
+    let loop_parts = LoopParts::start(
         "server",
+        args.baseline_config.as_deref(),
         &args.autopilot,
         &data,
         &store,
-        alerts.clone(),
         &stop,
     )?;
     rt.block_on(async {
@@ -233,12 +262,7 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
         );
         perfpilot_server::serve_on(
             listener,
-            perfpilot_server::ServerConfig {
-                alerts,
-                alerts_only,
-                autopilot,
-                ..server_config(args.listen, token)
-            },
+            loop_parts.config(server_config(args.listen, token)),
             Arc::new(store.clone()),
             shutdown_signal(Arc::clone(&stop)),
         )
@@ -355,21 +379,17 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
     // that is still up; the server stops once the agent has finished.
     rt.spawn(shutdown_signal(Arc::clone(&stop)));
     let (agent_done, server_stop) = tokio::sync::oneshot::channel::<()>();
-    let (alerts, alerts_only) = alert_book(
+    let loop_parts = LoopParts::start(
+        "up",
         args.baseline_config.as_deref(),
         &args.autopilot,
-        &stop,
+        &data,
         &store,
+        &stop,
     )?;
-    let autopilot = start_autopilot("up", &args.autopilot, &data, &store, alerts.clone(), &stop)?;
     let server = {
         let store: Arc<dyn perfpilot_store::Store> = Arc::new(store.clone());
-        let config = perfpilot_server::ServerConfig {
-            alerts,
-            alerts_only,
-            autopilot,
-            ..server_config(args.listen, None)
-        };
+        let config = loop_parts.config(server_config(args.listen, None));
         rt.spawn(async move {
             perfpilot_server::serve_on(listener, config, store, async {
                 let _ = server_stop.await;
