@@ -109,10 +109,7 @@ pub async fn list(State(app): State<Arc<App>>) -> ApiResult<Json<AlertsResponse>
             received: received(&app),
         }));
     };
-    let e = handle
-        .0
-        .lock()
-        .map_err(|_| ApiError::internal("the baseline engine failed"))?;
+    let e = crate::autopilot::lock(&handle.0);
     let alerts = e.alerts().into_iter().cloned().collect();
     drop(e);
     Ok(Json(AlertsResponse {
@@ -145,10 +142,7 @@ pub async fn ack(
         })?
     };
     let by = who.by.unwrap_or_else(|| "api".into());
-    let mut e = handle
-        .0
-        .lock()
-        .map_err(|_| ApiError::internal("the baseline engine failed"))?;
+    let mut e = crate::autopilot::lock(&handle.0);
     e.ack(&id, &by, now_ms())
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no alert {id:?}")))
@@ -188,10 +182,7 @@ pub async fn baselines(State(app): State<Arc<App>>) -> ApiResult<Json<BaselinesR
             features: Vec::new(),
         }));
     };
-    let e = handle
-        .0
-        .lock()
-        .map_err(|_| ApiError::internal("the baseline engine failed"))?;
+    let e = crate::autopilot::lock(&handle.0);
     let firing: Vec<(String, String)> = e
         .alerts()
         .into_iter()

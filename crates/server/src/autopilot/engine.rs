@@ -96,6 +96,9 @@ pub struct Engine {
     watches: Mutex<Vec<Watch>>,
     raised: Mutex<Vec<Raised>>,
     state_path: PathBuf,
+    /// Held from export to rename: saves come from the tick, action
+    /// threads and the API at once, and share one temporary file.
+    saving: Mutex<()>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -259,6 +262,7 @@ impl Engine {
             watches: Mutex::new(Vec::new()),
             raised: Mutex::new(Vec::new()),
             state_path,
+            saving: Mutex::new(()),
         });
         engine.record_changes(handle, changes);
         engine.save();
@@ -268,20 +272,16 @@ impl Engine {
     /// Writes the state aside and renames it in. A failure is reported
     /// and the engine goes on: the caps in memory still hold.
     pub(super) fn save(&self) {
+        // The export is taken under the same lock as the write, so an
+        // older state is never renamed in over a newer one.
+        let _saving = lock(&self.saving);
         let state = State {
             executor: lock(&self.executor).export(),
             pins: lock(&self.policies).pins.clone(),
         };
-        let tmp = self.state_path.with_extension("json.tmp");
         let result = serde_json::to_vec_pretty(&state)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                use std::io::Write;
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(&bytes)?;
-                f.sync_data()?;
-                std::fs::rename(&tmp, &self.state_path)
-            });
+            .and_then(|bytes| super::write_atomically(&self.state_path, &bytes));
         if let Err(e) = result {
             eprintln!(
                 "perfpilot server: cannot save the autopilot's state to {}: {e}",
@@ -307,9 +307,16 @@ impl Engine {
     }
 
     pub(super) fn append(&self, handle: &AutopilotHandle, event: AuditEvent) {
+        self.append_all(handle, vec![event]);
+    }
+
+    fn append_all(&self, handle: &AutopilotHandle, events: Vec<AuditEvent>) {
+        if events.is_empty() {
+            return;
+        }
         // An audit failure is reported and the engine goes on: stopping
         // would also stop every later decision from being recorded.
-        if let Err(e) = lock(&handle.0).audit.append(event) {
+        if let Err(e) = lock(&handle.0).audit.append_all(events) {
             eprintln!("perfpilot server: the audit log failed: {e}");
         }
     }
@@ -385,26 +392,28 @@ impl Engine {
         let now = now_ms();
         let snapshot = self.snapshot(handle, now);
         let decisions = lock(&self.executor).on_tick(now, &snapshot);
+        // One append, so one sync, for the whole tick's decisions.
+        let events = decisions
+            .iter()
+            .map(|d| AuditEvent::Decision {
+                decision: Some(d.id),
+                policy: d.policy.clone(),
+                policy_version: d.policy_version.to_string(),
+                action: d.action.clone(),
+                condition: d.condition.clone(),
+                readings: d.readings.iter().map(ToString::to_string).collect(),
+                outcome: match d.status {
+                    Status::DryRun => "dry_run",
+                    Status::PendingApproval => "await_approval",
+                    _ => "run",
+                }
+                .into(),
+                mode: Some(mode_name(d.mode).into()),
+                target: Some(format!("{}/{}", d.target.kind.as_str(), d.target.name)),
+            })
+            .collect();
+        self.append_all(handle, events);
         for d in &decisions {
-            let outcome = match d.status {
-                Status::DryRun => "dry_run",
-                Status::PendingApproval => "await_approval",
-                _ => "run",
-            };
-            self.append(
-                handle,
-                AuditEvent::Decision {
-                    decision: Some(d.id),
-                    policy: d.policy.clone(),
-                    policy_version: d.policy_version.to_string(),
-                    action: d.action.clone(),
-                    condition: d.condition.clone(),
-                    readings: d.readings.iter().map(ToString::to_string).collect(),
-                    outcome: outcome.into(),
-                    mode: Some(mode_name(d.mode).into()),
-                    target: Some(format!("{}/{}", d.target.kind.as_str(), d.target.name)),
-                },
-            );
             self.remember(view(d));
         }
         if !decisions.is_empty() {

@@ -122,10 +122,7 @@ pub async fn alertmanager(
         .map_err(|e| ApiError::bad_request(format!("not an Alertmanager webhook: {e}")))?;
     // The audit append syncs to disk: off the async threads.
     blocking(move || {
-        let mut ap = handle
-            .0
-            .lock()
-            .map_err(|_| ApiError::internal("the autopilot failed"))?;
+        let mut ap = lock(&handle.0);
         let updates = ap.inbox.changes(&payload);
         let events = updates.iter().map(received).collect();
         // Recorded before applied: if the write fails the post answers 500
@@ -208,10 +205,7 @@ pub async fn audit(
         limit: Some(limit),
     };
     blocking(move || {
-        let ap = handle
-            .0
-            .lock()
-            .map_err(|_| ApiError::internal("the autopilot failed"))?;
+        let ap = lock(&handle.0);
         let records = ap.audit.query(&filter).map_err(audit_error)?;
         Ok(Json(AuditResponse { records }))
     })
@@ -299,6 +293,19 @@ pub fn mode_name(mode: Mode) -> &'static str {
         Mode::DryRun => "dry-run",
         Mode::Enforce => "enforce",
     }
+}
+
+/// Writes `bytes` beside `path`, syncs them and renames them in: a crash
+/// leaves the old file or the new one, never part of either.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, path)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -189,10 +189,8 @@ impl Policies {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        // Written aside and renamed in: a crash leaves the old set whole.
-        let tmp = path.with_extension("yaml.tmp");
-        std::fs::write(&tmp, text).map_err(err)?;
-        std::fs::rename(&tmp, &path).map_err(err)
+        // A crash leaves the old set whole.
+        super::write_atomically(&path, text.as_bytes()).map_err(err)
     }
 
     fn scan(&self) -> Result<BTreeMap<PathBuf, Vec<u8>>, PoliciesError> {

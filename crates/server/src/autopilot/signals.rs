@@ -115,7 +115,9 @@ impl Sources {
                     Some(sums.iter().map(|(_, v)| v).sum())
                 };
                 let total = sum(None).filter(|t| *t > 0.0)?;
-                Some(sum(Some(function)).unwrap_or(0.0) / total)
+                // A failed read is unknown, not a share of 0: it must not
+                // make an impact check read "better".
+                Some(sum(Some(function))? / total)
             },
         )
     }
