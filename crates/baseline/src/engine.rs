@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -75,8 +76,9 @@ pub struct Engine {
     /// for efficiency features (a resource per 1,000 requests).
     rates: BTreeMap<String, std::collections::VecDeque<(i64, i64, f64)>>,
     pub book: AlertBook,
-    alertmanager: Option<Alertmanager>,
-    webhooks: Vec<Webhook>,
+    /// Shared with outboxes, which send without the engine locked.
+    alertmanager: Option<Arc<Alertmanager>>,
+    webhooks: Vec<Arc<Webhook>>,
     /// Deliveries that failed (each retried on the next call).
     pub delivery_errors: u64,
     pub last_delivery_error: Option<String>,
@@ -86,6 +88,32 @@ pub struct Engine {
     /// The last value of each feature, (window start, value), by
     /// "service\u{1f}feature": what the autopilot's conditions read.
     latest: BTreeMap<String, (i64, f64)>,
+}
+
+/// Alerts on their way to the sinks ([`Engine::outbox`]).
+pub struct Outbox {
+    due: Vec<Alert>,
+    now_ms: i64,
+    alertmanager: Option<Arc<Alertmanager>>,
+    webhooks: Vec<Arc<Webhook>>,
+}
+
+impl Outbox {
+    /// Sends to every sink (each is tried); the last error, if any.
+    pub fn send(&self) -> Option<String> {
+        let mut error = None;
+        if let Some(am) = &self.alertmanager {
+            if let Err(e) = am.send(&self.due, self.now_ms) {
+                error = Some(e.to_string());
+            }
+        }
+        for hook in &self.webhooks {
+            if let Err(e) = hook.send(&self.due) {
+                error = Some(e.to_string());
+            }
+        }
+        error
+    }
 }
 
 fn key(service: &str, feature: &str) -> String {
@@ -113,12 +141,12 @@ impl Engine {
     }
 
     pub fn with_alertmanager(mut self, url: &str) -> Self {
-        self.alertmanager = Some(Alertmanager::new(url, self.config.resend));
+        self.alertmanager = Some(Arc::new(Alertmanager::new(url, self.config.resend)));
         self
     }
 
     pub fn with_webhook(mut self, url: &str) -> Self {
-        self.webhooks.push(Webhook::new(url));
+        self.webhooks.push(Arc::new(Webhook::new(url)));
         self
     }
 
@@ -260,27 +288,34 @@ impl Engine {
 
     /// Sends what is due to the sinks; failed deliveries are retried on
     /// the next call.
+    /// Sends what is due to the sinks, with the engine held throughout:
+    /// for callers that own it alone. Shared engines take an
+    /// [`Outbox`], send it unlocked and report back with
+    /// [`delivered`](Self::delivered).
     pub fn deliver(&mut self, now_ms: i64) {
+        if let Some(outbox) = self.outbox(now_ms) {
+            let error = outbox.send();
+            self.delivered(&outbox, error);
+        }
+    }
+
+    /// What is due to the sinks now, marked sent; None when nothing is.
+    pub fn outbox(&mut self, now_ms: i64) -> Option<Outbox> {
         let due = self.book.due(now_ms, self.config.resend);
-        if due.is_empty() {
-            return;
-        }
-        let mut failed = false;
-        if let Some(am) = &self.alertmanager {
-            if let Err(e) = am.send(&due, now_ms) {
-                failed = true;
-                self.last_delivery_error = Some(e.to_string());
-            }
-        }
-        for hook in &self.webhooks {
-            if let Err(e) = hook.send(&due) {
-                failed = true;
-                self.last_delivery_error = Some(e.to_string());
-            }
-        }
-        if failed {
+        (!due.is_empty()).then(|| Outbox {
+            due,
+            now_ms,
+            alertmanager: self.alertmanager.clone(),
+            webhooks: self.webhooks.clone(),
+        })
+    }
+
+    /// An outbox's result: on failure its alerts are due again next time.
+    pub fn delivered(&mut self, outbox: &Outbox, error: Option<String>) {
+        if let Some(e) = error {
             self.delivery_errors += 1;
-            let ids: Vec<String> = due.iter().map(|a| a.id.clone()).collect();
+            self.last_delivery_error = Some(e);
+            let ids: Vec<String> = outbox.due.iter().map(|a| a.id.clone()).collect();
             self.book.unsend(&ids);
         }
     }

@@ -666,7 +666,16 @@ pub fn run_with(
                 }
             }
             // Right after the windows: this is what an alert waits for.
-            e.deliver(now_ms());
+            // Sent with the engine unlocked, so a slow sink holds up no
+            // reader (the server's API shares it).
+            if let Some(outbox) = e.outbox(now_ms()) {
+                drop(e);
+                let error = outbox.send();
+                e = engine
+                    .lock()
+                    .map_err(|_| BaselineError::invalid("engine", "poisoned"))?;
+                e.delivered(&outbox, error);
+            }
             if let Some(dir) = &cfg.state_dir {
                 if housekeeping {
                     if let Some(v) = e.reload(dir)? {

@@ -725,7 +725,14 @@ impl Engine {
                 .update(&r.service, &r.feature, &r.labels, &findings, now);
         }
         raised.retain(|r| r.quiet < resolve_after);
-        engine.deliver(now);
+        drop(raised);
+        // Sent with neither lock held: a slow sink must not hold up the
+        // alerts API or the next tick.
+        if let Some(outbox) = engine.outbox(now) {
+            drop(engine);
+            let error = outbox.send();
+            lock(&baseline.0).delivered(&outbox, error);
+        }
     }
 
     pub(super) fn decide(
