@@ -598,7 +598,9 @@ impl Ops {
                         message: format!("`{rate}` is not a tc rate"),
                     });
                 };
-                let bytes = (bits / 8.0).max(1.0) as u64;
+                // Under a byte a second is 0, which limit_cgroup refuses
+                // by name rather than this raising it to 1.
+                let bytes = (bits / 8.0) as u64;
                 let burst_bytes = match burst {
                     Some(b) => match size_bytes(b) {
                         Some(n) => n as u64,

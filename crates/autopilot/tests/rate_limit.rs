@@ -469,4 +469,101 @@ fn root_rate_limit_on_a_cgroup_needs_bpffs_for_its_pin() {
     // Without its pin the program was detached: nothing limits the cgroup.
     let free = cg.throughput(50_000_000);
     assert!(free > 20e6, "{free:.0} B/s");
+
+    // A pin directory that cannot be made on a filesystem that is not
+    // bpffs (sysfs refuses mkdir with EPERM, as /sys/fs/bpf does with
+    // nothing mounted on it) is the same missing bpffs, not a missing
+    // permission.
+    let on_sysfs = std::path::PathBuf::from(format!(
+        "/sys/fs/perfpilot-test-nobpffs-{}/ratelimit",
+        std::process::id()
+    ));
+    let ops = Ops {
+        bpf_pin_dir: on_sysfs.clone(),
+        ..Ops::default()
+    };
+    let o = ops.run(&cg.limit("8mbit"), &Trigger::default());
+    assert!(!o.ok);
+    let message = o.error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "{} is not on a BPF filesystem",
+            on_sysfs.display()
+        )),
+        "{message}"
+    );
+}
+
+#[test]
+fn root_clearing_a_cgroup_limit_also_clears_an_unfinished_replacement() {
+    require_root();
+    let cg = TestCgroup::new("unfinished");
+    let op = cg.limit("8mbit");
+    let o = cg.ops().run(&op, &Trigger::default());
+    assert!(o.ok, "{o:?}");
+    // As if a replacement had been pinned and its process ended before
+    // renaming it over the pin (here there is no pin left to rename over).
+    let pin = std::fs::read_dir(&cg.pins)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut unfinished = pin.file_name().unwrap().to_os_string();
+    unfinished.push("-new-1-0");
+    std::fs::rename(&pin, pin.with_file_name(unfinished)).unwrap();
+    let limited = cg.throughput(1_000_000);
+    assert!(limited < 2e6, "{limited:.0} B/s");
+
+    let undo = op.implied_rollback().expect("a cgroup limit is undone");
+    let o = cg.ops().run(&undo, &Trigger::default());
+    assert!(o.ok, "{o:?}");
+    assert!(o.output.starts_with("cleared the limit"), "{}", o.output);
+    assert_eq!(cg.pins(), 0);
+    let free = cg.throughput(50_000_000);
+    assert!(free > 20e6, "{free:.0} B/s");
+}
+
+#[test]
+fn root_rate_limit_on_a_cgroup_checks_its_rate_and_burst_first() {
+    require_root();
+    let cg = TestCgroup::new("bad");
+    let ops = cg.ops();
+    let run = |rate: &str, burst: Option<&str>| {
+        let op = Operation::RateLimit(RateLimit {
+            on: RateLimitTarget::Cgroup(cg.name.clone()),
+            change: RateLimitChange::Limit {
+                rate: rate.into(),
+                burst: burst.map(String::from),
+            },
+        });
+        let o = ops.run(&op, &Trigger::default());
+        assert!(!o.ok, "{o:?}");
+        o.error.map(|e| e.to_string()).unwrap_or_default()
+    };
+    let message = run("4bit", None);
+    assert!(
+        message.contains("cannot limit a cgroup to 0 bytes/s: the rate must be at least 1 byte per second (8bit)"),
+        "{message}"
+    );
+    let message = run("100tbit", None);
+    assert!(
+        message.contains("the rate can be at most 10000000000000 bytes per second (80tbit)"),
+        "{message}"
+    );
+    let message = run("8mbit", Some("16kb"));
+    assert!(
+        message.contains("a burst of 16384 bytes: the burst must be at least 32768 bytes (32kb)")
+            && message.contains("64 KiB GSO packet"),
+        "{message}"
+    );
+    let message = run("8mbit", Some("9000000000gb"));
+    assert!(
+        message.contains("the burst can be at most 9223372036854775807 bytes"),
+        "{message}"
+    );
+    // Refused before anything was made or attached.
+    assert!(!cg.pins.exists());
+    let free = cg.throughput(50_000_000);
+    assert!(free > 20e6, "{free:.0} B/s");
 }

@@ -16,8 +16,16 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#define NSEC_PER_SEC 1000000000ULL
+
+/* Set at load time by ratelimit.rs, which checks that the rate is 1 to
+ * 10^13 bytes/s and the burst 32 KiB to 2^63 - 1 bytes. */
 const volatile __u64 rate_bytes_per_s = 0;
 const volatile __u64 burst_bytes = 0;
+/* ceil(burst * 10^9 / rate), saturated at 2^64 - 1: the nanoseconds that
+ * earn a whole burst, and the longest gap the exact refill below is asked
+ * to price (which keeps its products within 64 bits). */
+const volatile __u64 full_refill_ns = 0;
 
 struct pp_bucket {
 	struct bpf_spin_lock lock;
@@ -51,6 +59,27 @@ struct {
 	__type(value, struct pp_limit_counts);
 } counts SEC(".maps");
 
+/* The whole bytes `ns` nanoseconds earn at the rate, floor(ns * rate /
+ * 10^9), for ns below full_refill_ns (so below burst bytes). The product
+ * is taken in pieces, each within 64 bits for rates up to 10^13 bytes/s:
+ * whole seconds, then milliseconds, then the rest. *left_ns is the part
+ * of `ns` whose earnings, under a byte, are not in the result, rounded
+ * down: the caller keeps it for the next packet. */
+static __always_inline __u64 earned(__u64 ns, __u64 *left_ns)
+{
+	__u64 rate = rate_bytes_per_s;
+	__u64 secs = ns / NSEC_PER_SEC, sub_s = ns % NSEC_PER_SEC;
+	__u64 ms = sub_s / 1000000, sub_ms = sub_s % 1000000;
+	/* sub_s * rate = ms_bytes * 10^6 + sub_ms * rate, and
+	 * ms_bytes * 10^6 = (ms_bytes / 1000) * 10^9 + (ms_bytes % 1000) * 10^6. */
+	__u64 ms_bytes = ms * rate; /* < 10^3 * 10^13 */
+	/* < 10^9 + 10^6 * 10^13 < 2^64 */
+	__u64 nano_bytes = (ms_bytes % 1000) * 1000000 + sub_ms * rate;
+
+	*left_ns = (nano_bytes % NSEC_PER_SEC) / rate;
+	return secs * rate + ms_bytes / 1000 + nano_bytes / NSEC_PER_SEC;
+}
+
 SEC("cgroup_skb/egress")
 int limit_egress(struct __sk_buff *skb)
 {
@@ -59,26 +88,56 @@ int limit_egress(struct __sk_buff *skb)
 	struct pp_limit_counts *c = bpf_map_lookup_elem(&counts, &zero);
 	if (!b || !c)
 		return 1;
+	/* Read before the lock (no helper may be called under it), so
+	 * another CPU may have stored a later last_ns by the time we hold it. */
 	__u64 now = bpf_ktime_get_ns();
 	__s64 len = skb->len;
 	__s64 burst = burst_bytes;
 	int verdict;
 
 	bpf_spin_lock(&b->lock);
-	__u64 elapsed = now - b->last_ns;
-	b->last_ns = now;
-	/* A second or more refills the bucket; below that, microseconds
-	 * keep the product clear of overflow up to 10^13 bytes/s. */
-	__s64 refill = elapsed >= 1000000000ULL
-			       ? burst
-			       : (__s64)((elapsed / 1000) * rate_bytes_per_s / 1000000);
-	__s64 tokens = b->tokens + refill;
-	if (tokens > burst)
+	__s64 tokens = b->tokens;
+	__u64 last = b->last_ns;
+	/* Signed: a last_ns later than our `now` is no time at all. */
+	__s64 elapsed = (__s64)(now - last);
+	if (last == 0) {
+		/* The first packet finds the bucket full. */
 		tokens = burst;
+		last = now;
+	} else if (elapsed > 0) {
+		__u64 gap = elapsed;
+		/* Out of debt first: a whole burst's time pays a whole burst. */
+		if (gap >= full_refill_ns && tokens < 0) {
+			tokens += burst;
+			last += full_refill_ns;
+			gap -= full_refill_ns;
+		}
+		if (gap >= full_refill_ns) {
+			tokens = burst;
+			last = now;
+		} else {
+			__u64 left_ns;
+			__u64 refill = earned(gap, &left_ns);
+			/* Room to the top, up to two bursts: tokens >= -burst. */
+			__u64 room = (__u64)burst - (__u64)tokens;
+			if (refill >= room) {
+				tokens = burst;
+				last = now;
+			} else {
+				tokens += refill;
+				/* Only the time the refill paid for: the fraction
+				 * of a byte earned since is kept. */
+				last += gap - left_ns;
+			}
+		}
+	}
+	b->last_ns = last;
 	if (tokens >= len) {
 		tokens -= len;
 		verdict = 1;
-	} else if (tokens - len >= -burst) {
+	} else if ((__u64)burst + (__u64)tokens >= (__u64)len) {
+		/* The debt would stay within one burst (tokens >= -burst, so
+		 * the sum is the bytes left before that, without overflow). */
 		tokens -= len;
 		verdict = 3;
 	} else {
