@@ -1,9 +1,10 @@
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import {
-  ApiError,
   AUDIT_KINDS,
   autopilot,
+  toApiError,
+  type ApiError,
   type ActionImpact,
   type ActionView,
   type AuditRecord,
@@ -49,10 +50,6 @@ function without<V>(m: Record<number, V>, id: number): Record<number, V> {
   const n = { ...m };
   delete n[id];
   return n;
-}
-
-function asApiError(e: unknown): ApiError {
-  return e instanceof ApiError ? e : new ApiError((e as Error).message, 0, true);
 }
 
 /** A number as read: 3 significant digits, thousands compacted. */
@@ -388,7 +385,7 @@ function Policies({ tick, who, onChanged }: { tick: unknown; who: () => string |
         return next;
       });
     } catch (e) {
-      setError({ policy: p.name, error: asApiError(e) });
+      setError({ policy: p.name, error: toApiError(e) });
     } finally {
       setBusy(null);
       onChanged();
@@ -558,7 +555,7 @@ export function Actions({ params }: { params: Params }) {
     try {
       await autopilot.decide(a.id, verdict, by);
     } catch (e) {
-      setErrors((es) => ({ ...es, [a.id]: asApiError(e) }));
+      setErrors((es) => ({ ...es, [a.id]: toApiError(e) }));
     } finally {
       setBusy((b) => without(b, a.id));
       refresh();
@@ -572,7 +569,7 @@ export function Actions({ params }: { params: Params }) {
       // Recorded in the audit log; the name is not asked for just to pause.
       await autopilot.setPaused(paused, name ?? 'ui');
     } catch (e) {
-      setPauseError(asApiError(e));
+      setPauseError(toApiError(e));
     } finally {
       setPausing(false);
       refresh();
