@@ -46,9 +46,9 @@ function askName(current: string | null): string | null {
   return name;
 }
 
-function without<V>(m: Record<number, V>, id: number): Record<number, V> {
+function without<K extends string | number, V>(m: Record<K, V>, key: K): Record<K, V> {
   const n = { ...m };
-  delete n[id];
+  delete n[key];
   return n;
 }
 
@@ -136,8 +136,7 @@ function Result({ a }: { a: ActionView }) {
   if (a.exit_status !== null) {
     return <span class={a.exit_status === 0 ? 'mono' : 'mono result-error'}>exit {a.exit_status}</span>;
   }
-  if (a.status === 'dry-run') return <span class="muted">not run</span>;
-  if (a.status === 'rejected') return <span class="muted">not run</span>;
+  if (a.status === 'dry-run' || a.status === 'rejected') return <span class="muted">not run</span>;
   return <span class="muted">—</span>;
 }
 
@@ -379,11 +378,7 @@ function Policies({ tick, who, onChanged }: { tick: unknown; who: () => string |
     setError(null);
     try {
       await autopilot.restorePolicy(p.name, to, by);
-      setChosen((c) => {
-        const next = { ...c };
-        delete next[p.name];
-        return next;
-      });
+      setChosen((c) => without(c, p.name));
     } catch (e) {
       setError({ policy: p.name, error: toApiError(e) });
     } finally {
@@ -546,10 +541,16 @@ export function Actions({ params }: { params: Params }) {
   const [pausing, setPausing] = useState(false);
   const [pauseError, setPauseError] = useState<ApiError | null>(null);
 
-  const decide = async (a: ActionView, verdict: 'approve' | 'reject') => {
+  /** Who decides: the remembered name, else asked for; null when cancelled. */
+  const approver = (): string | null => {
     const by = name ?? askName(null);
+    if (by) setName(by);
+    return by;
+  };
+
+  const decide = async (a: ActionView, verdict: 'approve' | 'reject') => {
+    const by = approver();
     if (!by) return;
-    setName(by);
     setBusy((b) => ({ ...b, [a.id]: verdict }));
     setErrors((es) => without(es, a.id));
     try {
@@ -680,11 +681,7 @@ export function Actions({ params }: { params: Params }) {
 
       <Policies
         tick={`${poll}/${bump}`}
-        who={() => {
-          const by = name ?? askName(null);
-          if (by) setName(by);
-          return by;
-        }}
+        who={approver}
         onChanged={refresh}
       />
 
