@@ -13,7 +13,7 @@ import {
 import { useLoad, usePoll } from '../hooks';
 import { setParams, type Params } from '../router';
 import { Empty, ErrorBox, Loading } from '../components/States';
-import { ago, formatCount, formatTime } from '../format';
+import { ago, formatNumber, formatTime } from '../format';
 
 /** How often the page asks again, while it is visible. */
 const POLL_MS = 3000;
@@ -52,11 +52,9 @@ function without<K extends string | number, V>(m: Record<K, V>, key: K): Record<
   return n;
 }
 
-/** A number as read: 3 significant digits, thousands compacted. */
+/** A reading of the impact check; `?` when there was none. */
 function num(v: number | null): string {
-  if (v === null) return '?';
-  if (Math.abs(v) >= 1e4) return formatCount(v);
-  return String(Number(v.toPrecision(3)));
+  return v === null ? '?' : formatNumber(v);
 }
 
 /** `name = value` readings: what the condition saw when it held. */
