@@ -6,7 +6,7 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { launch, shoot, startServer } from './harness.mjs';
+import { launch, newPage, shoot, startServer } from './harness.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'perfpilot-actions-'));
 // What the approved action creates; the dry-run server's action would
@@ -132,18 +132,10 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function newPage(width = 1280, height = 800) {
-  const page = await ui.browser.newPage({ viewport: { width, height } });
-  page.setDefaultTimeout(30_000);
-  page.on('pageerror', (e) => {
-    throw new Error(`page error: ${e.message}`);
-  });
-  return page;
-}
 
 describe('actions', () => {
   it('shows the evidence of waiting decisions, pauses, approves and rejects', async () => {
-    const page = await newPage();
+    const page = await newPage(ui.browser);
     // The approver is asked for once, then remembered.
     const asked = [];
     page.on('dialog', async (d) => {
@@ -260,7 +252,7 @@ describe('actions', () => {
   });
 
   it('labels dry-run, records what would run, and says when the server is gone', async () => {
-    const page = await newPage();
+    const page = await newPage(ui.browser);
     await page.goto(`${dry.url}/actions`);
     assert.equal(await page.locator('[data-testid="mode"]').innerText(), 'dry-run: nothing runs');
     await fire(dry.url);
@@ -338,7 +330,7 @@ describe('actions', () => {
       appendFileSync(log, lines.join('\n') + '\n');
     }, 250);
     try {
-      const page = await newPage();
+      const page = await newPage(ui.browser);
       await page.goto(`${server.url}/actions`);
       const row = (policy) => page.locator(`[data-testid="recent-table"] tr[data-policy="${policy}"]`);
 
@@ -417,7 +409,7 @@ describe('actions', () => {
     writeFileSync(file, version('first'));
     const server = await startServer(['--policies', d, '--autopilot-dir', join(d, 'ap')]);
     try {
-      const page = await newPage();
+      const page = await newPage(ui.browser);
       const dialogs = [];
       page.on('dialog', async (dialog) => {
         dialogs.push([dialog.type(), dialog.message()]);
@@ -468,7 +460,7 @@ describe('actions', () => {
   });
 
   it('says how to turn the autopilot on when the server has no policies', async () => {
-    const page = await newPage();
+    const page = await newPage(ui.browser);
     await page.goto(`${plain.url}/actions`);
     await page.locator('[data-testid="empty"]').waitFor();
     const text = await page.locator('[data-testid="empty"]').innerText();
