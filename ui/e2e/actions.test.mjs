@@ -144,7 +144,6 @@ describe('actions', () => {
     });
     await page.goto(`${enforce.url}/actions`);
     assert.match(await page.locator('[data-testid="mode"]').innerText(), /^enforce/);
-    assert.doesNotMatch(await page.locator('.nav-link', { hasText: 'Actions' }).getAttribute('class'), /upcoming/);
     assert.match(await page.locator('[data-testid="pending"]').innerText(), /Nothing is waiting/);
 
     await fire(enforce.url);
@@ -227,7 +226,12 @@ describe('actions', () => {
     // Only approvals when filtered.
     await page.locator('[data-testid="audit"] select').selectOption('approval');
     await page.waitForURL(/kind=approval/);
-    await until('the audit filter', async () => (await audit.locator('tbody tr:not([data-kind="approval"])').count()) === 0);
+    await until(
+      'the audit filter',
+      async () =>
+        (await audit.locator('tbody tr:not([data-kind="approval"])').count()) === 0 &&
+        (await audit.locator('tbody tr[data-kind="approval"]').count()) >= 2,
+    );
 
     await page.setViewportSize({ width: 1920, height: 1080 });
     await page.locator('[data-testid="audit"] select').selectOption('');
@@ -444,14 +448,33 @@ describe('actions', () => {
         .waitFor();
       await shoot(page, 'actions-policies-1280x800');
 
-      // Cancelling the confirmation changes nothing.
+      // Cancelling the confirmation changes nothing: no rollback is asked for.
       page.removeAllListeners('dialog');
-      page.on('dialog', (dialog) => dialog.dismiss());
+      const dismissed = [];
+      page.on('dialog', async (dialog) => {
+        dismissed.push(dialog.type());
+        await dialog.dismiss();
+      });
+      const rollbacks = [];
+      page.on('request', (req) => {
+        if (req.method() === 'POST' && new URL(req.url()).pathname.endsWith('/rollback')) rollbacks.push(req.url());
+      });
       await row.locator('[data-testid="restore-version"]').selectOption('2');
       await row.locator('[data-testid="restore"]').click();
-      await page.waitForTimeout(500);
+      await until('the confirmation', async () => dismissed.length > 0);
+      assert.deepEqual(dismissed, ['confirm']);
+      // The name is remembered, so only the confirmation is asked. A
+      // request the page sends after the click's handler has returned is
+      // seen after any the handler sent.
+      const marker = '/api/v1/policies?after-dismissed-confirm';
+      const seen = page.waitForRequest((req) => req.url().endsWith(marker));
+      await page.evaluate((url) => fetch(url).then((r) => r.status), marker);
+      await seen;
+      assert.deepEqual(rollbacks, []);
       const again = await (await fetch(`${server.url}/api/v1/policies`)).json();
       assert.equal(again.policies[0].version, 3);
+      await row.locator('[data-testid="version"]', { hasText: /^v3 · v1's content$/ }).waitFor();
+      assert.equal(await row.locator('[data-testid="restore"]').innerText(), 'Restore');
       await page.close();
     } finally {
       await server.stop();
