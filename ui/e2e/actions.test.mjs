@@ -6,7 +6,7 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { launch, shoot, startServer } from './harness.mjs';
+import { launch, newPage, shoot, startServer } from './harness.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'perfpilot-actions-'));
 // What the approved action creates; the dry-run server's action would
@@ -132,18 +132,10 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function newPage(width = 1280, height = 800) {
-  const page = await ui.browser.newPage({ viewport: { width, height } });
-  page.setDefaultTimeout(30_000);
-  page.on('pageerror', (e) => {
-    throw new Error(`page error: ${e.message}`);
-  });
-  return page;
-}
 
 describe('actions', () => {
   it('shows the evidence of waiting decisions, pauses, approves and rejects', async () => {
-    const page = await newPage();
+    const page = await newPage(ui.browser);
     // The approver is asked for once, then remembered.
     const asked = [];
     page.on('dialog', async (d) => {
@@ -152,7 +144,6 @@ describe('actions', () => {
     });
     await page.goto(`${enforce.url}/actions`);
     assert.match(await page.locator('[data-testid="mode"]').innerText(), /^enforce/);
-    assert.doesNotMatch(await page.locator('.nav-link', { hasText: 'Actions' }).getAttribute('class'), /upcoming/);
     assert.match(await page.locator('[data-testid="pending"]').innerText(), /Nothing is waiting/);
 
     await fire(enforce.url);
@@ -235,7 +226,12 @@ describe('actions', () => {
     // Only approvals when filtered.
     await page.locator('[data-testid="audit"] select').selectOption('approval');
     await page.waitForURL(/kind=approval/);
-    await until('the audit filter', async () => (await audit.locator('tbody tr:not([data-kind="approval"])').count()) === 0);
+    await until(
+      'the audit filter',
+      async () =>
+        (await audit.locator('tbody tr:not([data-kind="approval"])').count()) === 0 &&
+        (await audit.locator('tbody tr[data-kind="approval"]').count()) >= 2,
+    );
 
     await page.setViewportSize({ width: 1920, height: 1080 });
     await page.locator('[data-testid="audit"] select').selectOption('');
@@ -260,7 +256,7 @@ describe('actions', () => {
   });
 
   it('labels dry-run, records what would run, and says when the server is gone', async () => {
-    const page = await newPage();
+    const page = await newPage(ui.browser);
     await page.goto(`${dry.url}/actions`);
     assert.equal(await page.locator('[data-testid="mode"]').innerText(), 'dry-run: nothing runs');
     await fire(dry.url);
@@ -338,7 +334,7 @@ describe('actions', () => {
       appendFileSync(log, lines.join('\n') + '\n');
     }, 250);
     try {
-      const page = await newPage();
+      const page = await newPage(ui.browser);
       await page.goto(`${server.url}/actions`);
       const row = (policy) => page.locator(`[data-testid="recent-table"] tr[data-policy="${policy}"]`);
 
@@ -417,7 +413,7 @@ describe('actions', () => {
     writeFileSync(file, version('first'));
     const server = await startServer(['--policies', d, '--autopilot-dir', join(d, 'ap')]);
     try {
-      const page = await newPage();
+      const page = await newPage(ui.browser);
       const dialogs = [];
       page.on('dialog', async (dialog) => {
         dialogs.push([dialog.type(), dialog.message()]);
@@ -452,14 +448,33 @@ describe('actions', () => {
         .waitFor();
       await shoot(page, 'actions-policies-1280x800');
 
-      // Cancelling the confirmation changes nothing.
+      // Cancelling the confirmation changes nothing: no rollback is asked for.
       page.removeAllListeners('dialog');
-      page.on('dialog', (dialog) => dialog.dismiss());
+      const dismissed = [];
+      page.on('dialog', async (dialog) => {
+        dismissed.push(dialog.type());
+        await dialog.dismiss();
+      });
+      const rollbacks = [];
+      page.on('request', (req) => {
+        if (req.method() === 'POST' && new URL(req.url()).pathname.endsWith('/rollback')) rollbacks.push(req.url());
+      });
       await row.locator('[data-testid="restore-version"]').selectOption('2');
       await row.locator('[data-testid="restore"]').click();
-      await page.waitForTimeout(500);
+      await until('the confirmation', async () => dismissed.length > 0);
+      assert.deepEqual(dismissed, ['confirm']);
+      // The name is remembered, so only the confirmation is asked. A
+      // request the page sends after the click's handler has returned is
+      // seen after any the handler sent.
+      const marker = '/api/v1/policies?after-dismissed-confirm';
+      const seen = page.waitForRequest((req) => req.url().endsWith(marker));
+      await page.evaluate((url) => fetch(url).then((r) => r.status), marker);
+      await seen;
+      assert.deepEqual(rollbacks, []);
       const again = await (await fetch(`${server.url}/api/v1/policies`)).json();
       assert.equal(again.policies[0].version, 3);
+      await row.locator('[data-testid="version"]', { hasText: /^v3 · v1's content$/ }).waitFor();
+      assert.equal(await row.locator('[data-testid="restore"]').innerText(), 'Restore');
       await page.close();
     } finally {
       await server.stop();
@@ -468,7 +483,7 @@ describe('actions', () => {
   });
 
   it('says how to turn the autopilot on when the server has no policies', async () => {
-    const page = await newPage();
+    const page = await newPage(ui.browser);
     await page.goto(`${plain.url}/actions`);
     await page.locator('[data-testid="empty"]').waitFor();
     const text = await page.locator('[data-testid="empty"]').innerText();

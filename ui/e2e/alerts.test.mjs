@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { launch, shoot, startServer } from './harness.mjs';
+import { launch, newPage, shoot, startServer } from './harness.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'perfpilot-alerts-'));
 let server;
@@ -51,7 +51,7 @@ after(async () => {
 
 describe('alerts', () => {
   it('lists the incident, acknowledges it, and links to the profiles around it', async () => {
-    const page = await ui.browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const page = await newPage(ui.browser);
     await page.goto(`${server.url}/alerts`);
     const row = page.locator('[data-testid="alerts-table"] tr', { hasText: '/search latency_p50_ms' }).filter({ hasText: 'PerfpilotBand' });
     await row.first().waitFor();
@@ -82,7 +82,7 @@ describe('alerts', () => {
   });
 
   it('says how to turn alerts on when the server has no baseline config', async () => {
-    const page = await ui.browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const page = await newPage(ui.browser);
     await page.goto(`${plain.url}/alerts`);
     await page.locator('[data-testid="empty"]').waitFor();
     assert.match(await page.locator('[data-testid="empty"]').innerText(), /--baseline-config/);

@@ -8,7 +8,7 @@ import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ingestFolded, launch, perfpilotBin, shoot, startServer } from './harness.mjs';
+import { ingestFolded, launch, newPage, perfpilotBin, shoot, startServer } from './harness.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'perfpilot-baselines-'));
 const LIVE = join(dir, 'live.jsonl');
@@ -100,7 +100,7 @@ const numbers = (text) => [...text.matchAll(/\d+(?:\.\d+)?/g)].map((m) => Number
 
 describe('baselines', () => {
   it('groups features by service and endpoint, with their bands, states, last values and gauges', async () => {
-    const page = await ui.browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const page = await newPage(ui.browser);
     await page.goto(`${server.url}/baselines`);
     await page.locator('[data-testid="service-heading"]', { hasText: 'shop' }).waitFor();
     assert.match(await page.locator('[data-service="shop"] [data-testid="service-firing"]').innerText(), /^0 firing$/);
@@ -188,7 +188,7 @@ describe('baselines', () => {
   });
 
   it('highlights a feature as it fires and links it to the alerts page', async () => {
-    const page = await ui.browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const page = await newPage(ui.browser);
     await page.goto(`${server.url}/baselines`);
     await page.locator('[data-testid="feature-row"]').first().waitFor();
     assert.equal(await page.locator('[data-testid="feature-row"][data-firing="true"]').count(), 0);
@@ -230,7 +230,7 @@ describe('baselines', () => {
   });
 
   it('says how to turn baselines on, and when the server is gone', async () => {
-    const page = await ui.browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const page = await newPage(ui.browser);
     await page.goto(`${plain.url}/baselines`);
     await page.locator('[data-testid="empty"]').waitFor();
     const text = await page.locator('[data-testid="empty"]').innerText();

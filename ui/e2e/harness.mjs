@@ -96,6 +96,19 @@ export async function launch() {
   };
 }
 
+/**
+ * A page of `browser` at `width`×`height`; an uncaught error in the page
+ * fails the test.
+ */
+export async function newPage(browser, width = 1280, height = 800) {
+  const page = await browser.newPage({ viewport: { width, height } });
+  page.setDefaultTimeout(30_000);
+  page.on('pageerror', (e) => {
+    throw new Error(`page error: ${e.message}`);
+  });
+  return page;
+}
+
 export async function shoot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
 }

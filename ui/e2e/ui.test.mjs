@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ingestFolded, launch, shoot, startServer } from './harness.mjs';
+import { ingestFolded, launch, newPage, shoot, startServer } from './harness.mjs';
 
 const now = Math.floor(Date.now() / 1000);
 const MIN = 60;
@@ -44,13 +44,6 @@ after(async () => {
   server?.cleanup();
 });
 
-async function newPage(width = 1280, height = 800) {
-  const page = await ui.browser.newPage({ viewport: { width, height } });
-  page.on('pageerror', (e) => {
-    throw new Error(`page error: ${e.message}`);
-  });
-  return page;
-}
 
 /** Text of the tooltip after hovering a flame graph at (fx of its width, row). */
 async function hoverFlame(page, testId, fx, row) {
@@ -76,7 +69,7 @@ async function rowOf(page, table, fn) {
 
 describe('explore', () => {
   it('picks a selector, lists the top functions, searches, zooms and opens the sandwich view', async () => {
-    const page = await newPage();
+    const page = await newPage(ui.browser);
     await page.goto(`${server.url}/`);
     assert.match(page.url(), /\/explore/);
 
@@ -200,7 +193,7 @@ describe('explore', () => {
 
 describe('compare', () => {
   it('lists the function that grew first as significant and the unchanged one as not', async () => {
-    const page = await newPage();
+    const page = await newPage(ui.browser);
     await page.goto(`${server.url}/explore?query=${encodeURIComponent('{service_name="checkout"}')}`);
     await page.click('a.nav-link:has-text("Compare")');
     await page.waitForURL(/\/compare/);
@@ -274,7 +267,7 @@ describe('compare', () => {
 
 describe('states', () => {
   it('shows empty, query error and unreachable server states', async () => {
-    const page = await newPage();
+    const page = await newPage(ui.browser);
     await page.goto(`${server.url}/explore?query=${encodeURIComponent('{service_name="nope"}')}&from=now-15m`);
     await page.locator('[data-testid="empty"]').waitFor();
     assert.match(await page.locator('[data-testid="empty"]').innerText(), /No profiles in this range/);

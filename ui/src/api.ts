@@ -100,6 +100,16 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Any error of a request as an ApiError. `get` and `post` already turn a
+ * fetch that could not reach the server into an unreachable ApiError, so
+ * anything else (an answer that is not JSON, say) is not about reaching it.
+ */
+export function toApiError(e: unknown): ApiError {
+  if (e instanceof ApiError) return e;
+  return new ApiError(e instanceof Error ? e.message : String(e), 0);
+}
+
 export interface Range {
   from: string;
   until: string;

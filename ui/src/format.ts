@@ -45,6 +45,19 @@ export function formatCount(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
+/**
+ * A measured value as read: about 3 significant digits (`25.8`, `0.8`),
+ * whole from a thousand on and compacted from ten thousand as by
+ * `formatCount` (`1,234`, `12.3k`), tiny ones in exponent form.
+ */
+export function formatNumber(v: number): string {
+  const a = Math.abs(v);
+  if (a === 0) return '0';
+  if (a >= 1000) return formatCount(v);
+  if (a < 1e-4) return v.toExponential(1);
+  return v.toLocaleString('en-US', { maximumSignificantDigits: 3, useGrouping: false });
+}
+
 export function pct(share: number, digits = 2): string {
   return `${(share * 100).toFixed(digits)}%`;
 }

@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError } from './api';
+import { toApiError, type ApiError } from './api';
 
 export interface Loaded<T> {
   data: T | null;
@@ -26,8 +26,7 @@ export function useLoad<T>(load: ((signal: AbortSignal) => Promise<T>) | null, d
       },
       (e: Error) => {
         if (ctl.signal.aborted || e.name === 'AbortError') return;
-        const err = e instanceof ApiError ? e : new ApiError(e.message, 0);
-        setState({ data: null, error: err, loading: false });
+        setState({ data: null, error: toApiError(e), loading: false });
       },
     );
     return () => ctl.abort();

@@ -1,9 +1,10 @@
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import {
-  ApiError,
   AUDIT_KINDS,
   autopilot,
+  toApiError,
+  type ApiError,
   type ActionImpact,
   type ActionView,
   type AuditRecord,
@@ -12,7 +13,7 @@ import {
 import { useLoad, usePoll } from '../hooks';
 import { setParams, type Params } from '../router';
 import { Empty, ErrorBox, Loading } from '../components/States';
-import { ago, formatCount, formatTime } from '../format';
+import { ago, formatNumber, formatTime } from '../format';
 
 /** How often the page asks again, while it is visible. */
 const POLL_MS = 3000;
@@ -45,21 +46,15 @@ function askName(current: string | null): string | null {
   return name;
 }
 
-function without<V>(m: Record<number, V>, id: number): Record<number, V> {
+function without<K extends string | number, V>(m: Record<K, V>, key: K): Record<K, V> {
   const n = { ...m };
-  delete n[id];
+  delete n[key];
   return n;
 }
 
-function asApiError(e: unknown): ApiError {
-  return e instanceof ApiError ? e : new ApiError((e as Error).message, 0, true);
-}
-
-/** A number as read: 3 significant digits, thousands compacted. */
+/** A reading of the impact check; `?` when there was none. */
 function num(v: number | null): string {
-  if (v === null) return '?';
-  if (Math.abs(v) >= 1e4) return formatCount(v);
-  return String(Number(v.toPrecision(3)));
+  return v === null ? '?' : formatNumber(v);
 }
 
 /** `name = value` readings: what the condition saw when it held. */
@@ -139,8 +134,7 @@ function Result({ a }: { a: ActionView }) {
   if (a.exit_status !== null) {
     return <span class={a.exit_status === 0 ? 'mono' : 'mono result-error'}>exit {a.exit_status}</span>;
   }
-  if (a.status === 'dry-run') return <span class="muted">not run</span>;
-  if (a.status === 'rejected') return <span class="muted">not run</span>;
+  if (a.status === 'dry-run' || a.status === 'rejected') return <span class="muted">not run</span>;
   return <span class="muted">—</span>;
 }
 
@@ -382,13 +376,9 @@ function Policies({ tick, who, onChanged }: { tick: unknown; who: () => string |
     setError(null);
     try {
       await autopilot.restorePolicy(p.name, to, by);
-      setChosen((c) => {
-        const next = { ...c };
-        delete next[p.name];
-        return next;
-      });
+      setChosen((c) => without(c, p.name));
     } catch (e) {
-      setError({ policy: p.name, error: asApiError(e) });
+      setError({ policy: p.name, error: toApiError(e) });
     } finally {
       setBusy(null);
       onChanged();
@@ -549,16 +539,22 @@ export function Actions({ params }: { params: Params }) {
   const [pausing, setPausing] = useState(false);
   const [pauseError, setPauseError] = useState<ApiError | null>(null);
 
-  const decide = async (a: ActionView, verdict: 'approve' | 'reject') => {
+  /** Who decides: the remembered name, else asked for; null when cancelled. */
+  const approver = (): string | null => {
     const by = name ?? askName(null);
+    if (by) setName(by);
+    return by;
+  };
+
+  const decide = async (a: ActionView, verdict: 'approve' | 'reject') => {
+    const by = approver();
     if (!by) return;
-    setName(by);
     setBusy((b) => ({ ...b, [a.id]: verdict }));
     setErrors((es) => without(es, a.id));
     try {
       await autopilot.decide(a.id, verdict, by);
     } catch (e) {
-      setErrors((es) => ({ ...es, [a.id]: asApiError(e) }));
+      setErrors((es) => ({ ...es, [a.id]: toApiError(e) }));
     } finally {
       setBusy((b) => without(b, a.id));
       refresh();
@@ -572,7 +568,7 @@ export function Actions({ params }: { params: Params }) {
       // Recorded in the audit log; the name is not asked for just to pause.
       await autopilot.setPaused(paused, name ?? 'ui');
     } catch (e) {
-      setPauseError(asApiError(e));
+      setPauseError(toApiError(e));
     } finally {
       setPausing(false);
       refresh();
@@ -683,11 +679,7 @@ export function Actions({ params }: { params: Params }) {
 
       <Policies
         tick={`${poll}/${bump}`}
-        who={() => {
-          const by = name ?? askName(null);
-          if (by) setName(by);
-          return by;
-        }}
+        who={approver}
         onChanged={refresh}
       />
 

@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { ApiError, get } from '../api';
+import { get, post, toApiError, type ApiError } from '../api';
 import { useLoad } from '../hooks';
 import { navigate } from '../router';
 import { Empty, ErrorBox, Loading } from '../components/States';
@@ -124,18 +124,10 @@ export function Alerts() {
   const ack = async (id: string) => {
     setAckError(null);
     try {
-      const res = await fetch(`/api/v1/alerts/${encodeURIComponent(id)}/ack`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ by: 'web UI' }),
-      });
-      if (!res.ok) {
-        const body = await res.json().catch(() => ({}));
-        throw new ApiError(body.error ?? `${res.status}`, res.status);
-      }
+      await post<Alert>(`/api/v1/alerts/${encodeURIComponent(id)}/ack`, { by: 'web UI' });
       setTick((t) => t + 1);
     } catch (e) {
-      setAckError(e instanceof ApiError ? e : new ApiError((e as Error).message, 0, true));
+      setAckError(toApiError(e));
     }
   };
 

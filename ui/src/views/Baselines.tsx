@@ -3,7 +3,7 @@ import { baselines, type BandState, type BaselineFeature } from '../api';
 import { useLoad, usePoll } from '../hooks';
 import { navigate, setParams, type Params } from '../router';
 import { Empty, ErrorBox, Loading } from '../components/States';
-import { ago, formatBytes, formatTime } from '../format';
+import { ago, formatBytes, formatNumber, formatTime } from '../format';
 
 const POLL_MS = 5000;
 
@@ -27,21 +27,13 @@ interface Meaning {
   rank: number;
 }
 
-function num(v: number): string {
-  const a = Math.abs(v);
-  if (a === 0) return '0';
-  if (a >= 1000) return v.toLocaleString('en-US', { maximumFractionDigits: 0 });
-  if (a < 1e-4) return v.toExponential(1);
-  return v.toLocaleString('en-US', { maximumSignificantDigits: 3 });
-}
-
-const ms = (v: number): Parts => (Math.abs(v) >= 1000 ? { n: num(v / 1000), u: 's' } : { n: num(v), u: 'ms' });
-const percent = (v: number): Parts => ({ n: num(v * 100), u: '%' });
+const ms = (v: number): Parts => (Math.abs(v) >= 1000 ? { n: formatNumber(v / 1000), u: 's' } : { n: formatNumber(v), u: 'ms' });
+const percent = (v: number): Parts => ({ n: formatNumber(v * 100), u: '%' });
 const bytes = (v: number): Parts => {
   const [n, u] = formatBytes(v).split(' ');
   return { n, u };
 };
-const plain = (u: string) => (v: number): Parts => ({ n: num(v), u });
+const plain = (u: string) => (v: number): Parts => ({ n: formatNumber(v), u });
 
 function byKind(kind: BaselineFeature['kind']): (v: number) => Parts {
   switch (kind) {
