@@ -6,7 +6,7 @@
 //! It reads nothing itself: values come through [`TargetEnvs`] and time
 //! through `now_ms`, so the server decides where both come from.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::condition::{Env, ForTracker, Reading};
@@ -203,7 +203,10 @@ pub struct Executor {
     paused: bool,
     policies: Vec<PolicyState>,
     pending: BTreeMap<u64, Decision>,
-    in_flight: BTreeSet<String>,
+    /// Claims on each target: one per action or rollback running on it. A
+    /// rollback may claim a target that is already busy, so this is a
+    /// count and each [`Self::finish`] releases one claim.
+    in_flight: BTreeMap<String, u32>,
     next_id: u64,
     ops: Ops,
     retry: Retry,
@@ -214,6 +217,13 @@ pub struct Executor {
 
 fn target_key(t: &TargetRef) -> String {
     format!("{}/{}", t.kind.as_str(), t.name)
+}
+
+/// Adds a claim on the target; true when it was free.
+fn claim(in_flight: &mut BTreeMap<String, u32>, key: String) -> bool {
+    let claims = in_flight.entry(key).or_insert(0);
+    *claims += 1;
+    *claims == 1
 }
 
 fn duration_ms(d: Duration) -> i64 {
@@ -228,7 +238,7 @@ impl Executor {
             paused: false,
             policies: Vec::new(),
             pending: BTreeMap::new(),
-            in_flight: BTreeSet::new(),
+            in_flight: BTreeMap::new(),
             next_id: 1,
             ops: Ops::default(),
             retry: Retry::default(),
@@ -392,7 +402,7 @@ impl Executor {
 
     /// Whether an action on this target is running.
     pub fn in_flight(&self, target: &TargetRef) -> bool {
-        self.in_flight.contains(&target_key(target))
+        self.in_flight.contains_key(&target_key(target))
     }
 
     /// Evaluates every action's condition at `now_ms` and returns what is
@@ -423,7 +433,7 @@ impl Executor {
                     .last_ms
                     .is_some_and(|t| now_ms.saturating_sub(t) < duration_ms(action.cooldown));
                 let capped = st.recent.len() >= action.max_per_hour as usize;
-                let busy = mode == Mode::Enforce && self.in_flight.contains(&key);
+                let busy = mode == Mode::Enforce && self.in_flight.contains_key(&key);
                 if paused || st.pending.is_some() || cooling || capped || busy {
                     continue;
                 }
@@ -462,7 +472,7 @@ impl Executor {
                         st.last_ms = Some(now_ms);
                         st.recent.push_back(now_ms);
                         if decision.status == Status::Ready {
-                            self.in_flight.insert(key.clone());
+                            claim(&mut self.in_flight, key.clone());
                         }
                     }
                 }
@@ -489,7 +499,7 @@ impl Executor {
             return Err(ExecError::Paused);
         }
         let key = target_key(&d.target);
-        if self.in_flight.contains(&key) {
+        if self.in_flight.contains_key(&key) {
             return Err(ExecError::TargetBusy(key));
         }
         let mut d = self
@@ -497,7 +507,7 @@ impl Executor {
             .remove(&id)
             .ok_or(ExecError::NoSuchDecision(id))?;
         d.status = Status::Approved { by: by.to_string() };
-        self.in_flight.insert(key);
+        claim(&mut self.in_flight, key);
         if let Some(st) = self.action_state(&d) {
             st.pending = None;
             st.last_ms = Some(now_ms);
@@ -541,16 +551,24 @@ impl Executor {
         Ok(report)
     }
 
-    /// Frees the decision's target, for callers that ran it with
-    /// [`execute`] outside the executor (to not hold a lock meanwhile).
+    /// Releases one claim on the decision's target, for callers that ran
+    /// it with [`execute`] outside the executor (to not hold a lock
+    /// meanwhile). The target is free once every claim is released.
     pub fn finish(&mut self, decision: &Decision) {
-        self.in_flight.remove(&target_key(&decision.target));
+        let key = target_key(&decision.target);
+        if let Some(claims) = self.in_flight.get_mut(&key) {
+            *claims -= 1;
+            if *claims == 0 {
+                self.in_flight.remove(&key);
+            }
+        }
     }
 
-    /// Claims the decision's target for a rollback; false while another
-    /// action on it is in flight. [`Self::finish`] frees it.
+    /// Claims the decision's target for a rollback; false when another
+    /// action on it was in flight (the claim is taken either way, and
+    /// [`Self::finish`] releases it without freeing the other's).
     pub fn claim(&mut self, decision: &Decision) -> bool {
-        self.in_flight.insert(target_key(&decision.target))
+        claim(&mut self.in_flight, target_key(&decision.target))
     }
 
     /// The operation that undoes the decision when its impact is

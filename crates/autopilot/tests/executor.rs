@@ -252,6 +252,42 @@ fn one_action_in_flight_per_target() {
 }
 
 #[test]
+fn a_rollback_on_a_busy_target_does_not_free_it() {
+    let p = policy(
+        "p",
+        &[
+            exec_action(
+                "a",
+                &["true"],
+                ", approval: auto, rollback: {type: exec, command: [\"true\"]}",
+            ),
+            exec_action("b", &["true"], ", approval: auto"),
+        ],
+    );
+    let mut ex = Executor::new(vec![p]).with_mode(Mode::Enforce);
+    let a = ex.on_tick(0, &slow()).remove(0);
+    assert_eq!(a.action, "a");
+    assert!(ex.in_flight(&a.target));
+    // A rollback on the same target, as the server runs one: it claims
+    // the busy target (false: it was not free) and finishes.
+    assert!(!ex.claim(&a));
+    ex.finish(&a);
+    assert!(ex.in_flight(&a.target), "the rollback freed a's claim");
+    assert!(ex.on_tick(100, &slow()).is_empty());
+    // The same through the executor's own impact check.
+    let worse = ex.impact(&a, "p99", 2.0, 3.0);
+    assert!(worse.rollback.is_some_and(|r| r.ok()));
+    assert!(ex.in_flight(&a.target));
+    assert!(ex.on_tick(200, &slow()).is_empty());
+    // a itself finishes: the target is free and b may start.
+    ex.finish(&a);
+    assert!(!ex.in_flight(&a.target));
+    let next = ex.on_tick(300, &slow());
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(next[0].action, "b");
+}
+
+#[test]
 fn shell_metacharacters_in_labels_run_nothing() {
     let dir = tempdir();
     let m = |n: &str| dir.path().join(n).display().to_string();
