@@ -228,7 +228,7 @@ impl Condition {
     /// The expression fully parenthesized, showing how it was grouped.
     pub fn grouped(&self) -> String {
         match self.hold_for {
-            Some(d) => format!("{} for {}", self.expr, humantime::format_duration(d)),
+            Some(d) => format!("{} for {}", self.expr, crate::duration::format(d)),
             None => self.expr.to_string(),
         }
     }

@@ -149,6 +149,20 @@ spec:
 }
 
 #[test]
+fn months_and_spaced_words_are_not_durations() {
+    let src = format!(
+        "{HEAD}spec:\n  targetRef: {{kind: SystemdUnit, name: web.service}}\n  actions:\n    - {{name: r, condition: p99 > 1s, operation: {{type: restart}}, cooldown: 10M}}\n    - {{name: s, condition: p99 > 1s, operation: {{type: restart}}, cooldown: 2 hours}}\n"
+    );
+    assert_eq!(
+        diags(&src),
+        vec![
+            "7:76: spec.actions[0].cooldown: `10M` is not a duration (unknown unit `M`; units are lower case: `m`); write e.g. 30s, 10m, 1h30m",
+            "8:76: spec.actions[1].cooldown: `2 hours` is not a duration (spaces are not allowed; write the number and unit together, like 2h or 1h30m); write e.g. 30s, 10m, 1h30m",
+        ]
+    );
+}
+
+#[test]
 fn missing_fields_and_wrong_types() {
     let src = "apiVersion: v1\nkind: Policy\nspec:\n  targetRef: web\n  actions: {}\n";
     assert_eq!(
