@@ -208,10 +208,6 @@ fn exec(ctx: &mut Ctx, f: &Fields) -> Option<Exec> {
     })
 }
 
-const SIGNALS: [&str; 9] = [
-    "TERM", "KILL", "HUP", "INT", "QUIT", "USR1", "USR2", "STOP", "CONT",
-];
-
 fn restart(ctx: &mut Ctx, f: &Fields, target: Option<&TargetRef>) -> Option<Restart> {
     let unit = f.string(ctx, "unit", false);
     let pid = match (f.integer(ctx, "pid"), f.get("pid")) {
@@ -268,7 +264,6 @@ fn restart(ctx: &mut Ctx, f: &Fields, target: Option<&TargetRef>) -> Option<Rest
     let signal = match f.get("signal") {
         Some(node) => {
             let raw = crate::yaml::string(ctx, node, &f.path("signal"))?;
-            let name = raw.trim_start_matches("SIG").to_ascii_uppercase();
             if matches!(what, RestartTarget::Unit(_)) {
                 ctx.error(
                     node,
@@ -279,18 +274,19 @@ fn restart(ctx: &mut Ctx, f: &Fields, target: Option<&TargetRef>) -> Option<Rest
                 );
                 return None;
             }
-            if !SIGNALS.contains(&name.as_str()) {
+            let Some((name, _)) = crate::ops::signal(&raw) else {
+                let known: Vec<&str> = crate::ops::SIGNALS.iter().map(|(n, _)| *n).collect();
                 ctx.error(
                     node,
                     format!(
                         "{}: unknown signal `{raw}` (known: {})",
                         f.path("signal"),
-                        SIGNALS.join(", ")
+                        known.join(", ")
                     ),
                 );
                 return None;
-            }
-            Some(name)
+            };
+            Some(name.to_string())
         }
         None => None,
     };

@@ -212,6 +212,37 @@ fn operations_are_checked_by_type() {
 }
 
 #[test]
+fn signals_are_named_in_any_case_with_or_without_sig() {
+    let restart = |signal: &str| {
+        format!(
+            "{HEAD}spec:\n  targetRef: {{kind: Process, name: web}}\n  actions:\n    - {{name: r, condition: p99 > 1, operation: {{type: restart, signal: {signal}}}}}\n"
+        )
+    };
+    for (given, name) in [
+        ("sigterm", "TERM"),
+        ("SIGTERM", "TERM"),
+        ("term", "TERM"),
+        ("Hup", "HUP"),
+        ("SIGusr1", "USR1"),
+    ] {
+        let r = parse_policies(&restart(given));
+        assert!(r.diagnostics.is_empty(), "{given}: {:?}", r.diagnostics);
+        let Operation::Restart(op) = &r.policies[0].actions[0].operation else {
+            panic!("{given}: {:?}", r.policies[0].actions[0].operation);
+        };
+        assert_eq!(op.signal.as_deref(), Some(name), "{given}");
+    }
+    for bad in ["sigsigterm", "SIGWINCH", "hangup"] {
+        let d = diags(&restart(bad));
+        assert_eq!(d.len(), 1, "{bad}: {d:?}");
+        assert!(
+            d[0].contains(&format!("unknown signal `{bad}` (known: TERM, KILL, HUP, INT, QUIT, USR1, USR2, STOP, CONT)")),
+            "{d:?}"
+        );
+    }
+}
+
+#[test]
 fn duplicate_keys_are_all_reported_and_parsing_goes_on() {
     let src = format!(
         "{HEAD}spec:
