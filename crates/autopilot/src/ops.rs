@@ -744,8 +744,9 @@ fn number_and_unit(s: &str) -> Option<(f64, String)> {
 }
 
 /// tc's rate in bits per second (tc's units: `bit`, `kbit`... are bits,
-/// `bps`, `kbps`... bytes; k, m, g and t are powers of 1000).
-fn rate_bits_per_second(rate: &str) -> Option<f64> {
+/// `bps`, `kbps`... bytes; k, m, g and t are powers of 1000). Policies
+/// are checked with it, so a rate that loads is one the operation reads.
+pub(crate) fn rate_bits_per_second(rate: &str) -> Option<f64> {
     let (n, unit) = number_and_unit(rate)?;
     let (prefix, per_unit) = match unit.strip_suffix("bit") {
         Some(p) => (p, 1.0),
@@ -784,9 +785,10 @@ fn default_cgroup_burst(rate_bytes_per_s: u64) -> u64 {
     (rate_bytes_per_s / 20).max(128 * 1024)
 }
 
-/// A tc size in bytes: `b`, `k`/`kb`, `m`/`mb`, `g`/`gb` are bytes in
-/// powers of 1024; `kbit`, `mbit`, `gbit` are bits.
-fn size_bytes(size: &str) -> Option<f64> {
+/// A tc size in bytes: a bare number, `b`, `k`/`kb`, `m`/`mb`, `g`/`gb`
+/// are bytes in powers of 1024; `kbit`, `mbit`, `gbit` are bits. Policies
+/// are checked with it, like rates.
+pub(crate) fn size_bytes(size: &str) -> Option<f64> {
     let (n, unit) = number_and_unit(size)?;
     let per = match unit.as_str() {
         "" | "b" => 1.0,

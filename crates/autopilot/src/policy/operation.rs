@@ -309,20 +309,6 @@ fn degrade(ctx: &mut Ctx, f: &Fields) -> Option<Degrade> {
     })
 }
 
-/// tc's rate units.
-const RATE_UNITS: [&str; 10] = [
-    "bit", "kbit", "mbit", "gbit", "tbit", "bps", "kbps", "mbps", "gbps", "tbps",
-];
-
-/// `<number><unit>`, the unit one of `units` (any case, as tc takes it).
-fn quantity(s: &str, units: &[&str]) -> bool {
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    num.parse::<f64>().is_ok_and(|n| n > 0.0) && units.contains(&unit.to_ascii_lowercase().as_str())
-}
-
 /// What Linux accepts as an interface name (`dev_valid_name`): 1 to 15
 /// bytes, not `.` or `..`, no `/`, `:` or whitespace.
 fn interface_name(name: &str) -> bool {
@@ -401,7 +387,8 @@ fn rate_limit(ctx: &mut Ctx, f: &Fields) -> Option<RateLimit> {
         }
     };
     if let (Some(r), Some(n)) = (&rate, f.get("rate")) {
-        if !quantity(r, &RATE_UNITS) {
+        // The grammar the operation reads it with, and not nothing.
+        if !crate::ops::rate_bits_per_second(r).is_some_and(|bits| bits > 0.0) {
             ctx.error(
                 n,
                 format!(
@@ -414,10 +401,7 @@ fn rate_limit(ctx: &mut Ctx, f: &Fields) -> Option<RateLimit> {
     }
     let burst = f.string(ctx, "burst", false);
     if let (Some(b), Some(n)) = (&burst, f.get("burst")) {
-        if !quantity(
-            b,
-            &["b", "k", "kb", "m", "mb", "g", "gb", "kbit", "mbit", "gbit"],
-        ) {
+        if !crate::ops::size_bytes(b).is_some_and(|bytes| bytes > 0.0) {
             ctx.error(
                 n,
                 format!("{}: `{b}` is not a tc size like 32kb", f.path("burst")),

@@ -543,6 +543,41 @@ fn rate_limit_and_scale_fields_are_checked() {
 }
 
 #[test]
+fn rates_and_sizes_are_read_as_the_operation_reads_them() {
+    let limit = |rate: &str, burst: &str| {
+        format!(
+            "{HEAD}spec:\n  targetRef: {{kind: Service, name: web}}\n  actions:\n    - {{name: a, condition: p99 > 1, operation: {{type: rate-limit, interface: eth0, rate: '{rate}', burst: '{burst}'}}}}\n"
+        )
+    };
+    for (rate, burst) in [
+        ("10mbit", "32kb"),
+        ("500Kbit", "64K"),
+        ("100kbps", "1500"),
+        ("1.5gbit", "1500b"),
+        ("8bps", "8kbit"),
+    ] {
+        let d = diags(&limit(rate, burst));
+        assert!(d.is_empty(), "{rate} {burst}: {d:?}");
+    }
+    for rate in ["fast", "10xbit", "0mbit", "mbit", "10"] {
+        let d = diags(&limit(rate, "32kb"));
+        assert_eq!(d.len(), 1, "{rate}: {d:?}");
+        assert!(
+            d[0].contains(&format!("`{rate}` is not a tc rate")),
+            "{d:?}"
+        );
+    }
+    for burst in ["lots", "3furlongs", "0kb", "32tb"] {
+        let d = diags(&limit("10mbit", burst));
+        assert_eq!(d.len(), 1, "{burst}: {d:?}");
+        assert!(
+            d[0].contains(&format!("`{burst}` is not a tc size")),
+            "{d:?}"
+        );
+    }
+}
+
+#[test]
 fn an_interface_rate_limit_without_rollback_gets_its_clearing_as_rollback() {
     let src = format!(
         "{HEAD}spec:
