@@ -510,19 +510,3 @@ fn scale(ctx: &mut Ctx, f: &Fields, target: Option<&TargetRef>) -> Option<Scale>
         change: change?,
     })
 }
-
-/// An RFC 1123 label, as Kubernetes names namespaces: lower-case letters,
-/// digits and `-`, starting and ending with a letter or digit, at most 63.
-fn dns_label(s: &str) -> bool {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    s.len() <= 63
-        && s.starts_with(alnum)
-        && s.ends_with(alnum)
-        && s.chars().all(|c| alnum(c) || c == '-')
-}
-
-/// An RFC 1123 subdomain, as Kubernetes names Deployments: labels joined
-/// by dots, at most 253 in all.
-fn dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(dns_label)
-}

@@ -543,6 +543,39 @@ fn rate_limit_and_scale_fields_are_checked() {
 }
 
 #[test]
+fn kubernetes_names_have_one_rule() {
+    let named = |name: &str, deployment: &str| {
+        format!(
+            "apiVersion: perfpilot.dev/v1alpha1\nkind: AutopilotPolicy\nmetadata: {{name: '{name}'}}\nspec:\n  targetRef: {{kind: Service, name: web}}\n  actions:\n    - {{name: a, condition: p99 > 1, operation: {{type: scale, deployment: '{deployment}', replicas: 2}}}}\n"
+        )
+    };
+    let long_label = "a".repeat(64);
+    for good in ["web", "web-1.prod", "a.b.c", "0", long_label.as_str()] {
+        let d = diags(&named(good, good));
+        // Only scale's warning that it has no rollback.
+        assert!(d.iter().all(|d| d.contains("warning")), "{good}: {d:?}");
+    }
+    for bad in ["a..b", "a.-b", "a-.b", ".a", "a.", "-a", "Web", "a_b", ""] {
+        let d = diags(&named(bad, "web"));
+        assert!(
+            d.iter()
+                .any(|d| d.starts_with(&format!("3:18: metadata.name: `{bad}` must be lowercase"))),
+            "{bad}: {d:?}"
+        );
+        let d = diags(&named("p", bad));
+        assert!(
+            d.iter()
+                .any(|d| d.contains(&format!("deployment: `{bad}` is not a Kubernetes name"))),
+            "{bad}: {d:?}"
+        );
+    }
+    assert!(!dns_label(&long_label));
+    assert!(dns_label("kube-system"));
+    assert!(!dns_subdomain(&["a"; 128].join(".")));
+    assert!(dns_subdomain(&["a"; 127].join(".")), "253 characters");
+}
+
+#[test]
 fn rates_and_sizes_are_read_as_the_operation_reads_them() {
     let limit = |rate: &str, burst: &str| {
         format!(
