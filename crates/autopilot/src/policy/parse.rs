@@ -586,16 +586,12 @@ fn condition(ctx: &mut Ctx, node: &Node, path: &str, scope: &Scope) -> Option<Co
                 ),
             ),
         };
-    match Condition::parse(text) {
-        Ok(c) => {
-            let errors = c.check(scope);
+    match Condition::parse_checked(text, scope) {
+        Ok(c) => Some(c),
+        Err(errors) => {
             for e in &errors {
                 place(ctx, e);
             }
-            errors.is_empty().then_some(c)
-        }
-        Err(e) => {
-            place(ctx, &e);
             None
         }
     }
