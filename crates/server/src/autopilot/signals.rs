@@ -148,7 +148,7 @@ pub fn alerts(handle: &AutopilotHandle, baseline: Option<&AlertsHandle>) -> Vec<
     let mut out = Vec::new();
     {
         let ap = lock(&handle.0);
-        for a in ap.inbox.alerts() {
+        for a in ap.inbox.alerts().into_iter().map(|a| &a.alert) {
             let Some(name) = a.name() else { continue };
             out.push(SeenAlert {
                 name: name.to_string(),
