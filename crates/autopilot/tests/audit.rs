@@ -110,6 +110,22 @@ fn appends_number_records_and_queries_filter_newest_first() {
         .expect("queried");
     assert_eq!(decisions.len(), 1);
     assert_eq!(decisions[0].seq, 3);
+    // The limit keeps the newest matches.
+    let newest = |policy: Option<&str>, limit| {
+        log.query(&AuditFilter {
+            policy: policy.map(str::to_string),
+            limit: Some(limit),
+            ..Default::default()
+        })
+        .expect("queried")
+        .iter()
+        .map(|r| r.seq)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(newest(None, 2), vec![6, 5]);
+    assert_eq!(newest(Some("checkout"), 3), vec![6, 5, 2]);
+    assert_eq!(newest(Some("checkout"), 10), vec![6, 5, 2, 1]);
+    assert!(newest(None, 0).is_empty());
     // One decision's chain: its approval, or its decision, run, impact
     // and rollback; never another decision's or a policy change.
     let seqs = |f: AuditFilter| {
