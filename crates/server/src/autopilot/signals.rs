@@ -239,8 +239,8 @@ pub fn gather(
     for a in &policy.actions {
         for (f, arg) in a.condition.calls() {
             match f.as_str() {
-                "hotspot" => hot.push(arg),
-                _ => alert_names.push(arg),
+                "hotspot" => hot.push(arg.clone()),
+                _ => alert_names.push(arg.clone()),
             }
         }
     }
