@@ -60,6 +60,12 @@ fn why(s: &str, e: QueryError) -> String {
     }
 }
 
+/// Whole milliseconds, for arithmetic with millisecond clocks; saturates
+/// at `i64::MAX`.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// The duration in the grammar [`parse`] reads, largest units first:
 /// `3m`, `1h30m`, `500ms`, `0s`. Below a millisecond is dropped.
 pub(crate) fn format(d: Duration) -> String {

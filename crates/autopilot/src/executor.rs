@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::condition::{Env, ForTracker, Reading};
+use crate::duration::millis;
 use crate::ops::{OpError, Ops, Outcome, Trigger};
-use crate::policy::{Approval, Better, Operation, Policy, RollbackIf, TargetRef};
+use crate::policy::{Action, Approval, Better, Operation, Policy, RollbackIf, TargetRef};
 
 /// Whether actions run. Dry-run is the default: decisions are recorded
 /// and nothing runs.
@@ -58,6 +59,37 @@ pub struct Decision {
     pub approval: Approval,
     pub trigger: Trigger,
     pub status: Status,
+}
+
+impl Decision {
+    /// A decision for `action` of `policy` (at `version`), queued for
+    /// approval in enforce mode with no readings; callers deciding now
+    /// set the readings, mode and status.
+    fn new(
+        id: u64,
+        at_ms: i64,
+        policy: &Policy,
+        version: u32,
+        action: &Action,
+        trigger: Trigger,
+    ) -> Decision {
+        Decision {
+            id,
+            at_ms,
+            policy: policy.name.clone(),
+            policy_version: version,
+            action: action.name.clone(),
+            target: policy.target.clone(),
+            condition: action.condition.source().to_string(),
+            readings: Vec::new(),
+            operation: action.operation.clone(),
+            rollback: action.rollback.clone(),
+            mode: Mode::Enforce,
+            approval: action.approval,
+            trigger,
+            status: Status::PendingApproval,
+        }
+    }
 }
 
 /// Values for each target's conditions, and what triggered them.
@@ -224,10 +256,6 @@ fn claim(in_flight: &mut BTreeMap<String, u32>, key: String) -> bool {
     let claims = in_flight.entry(key).or_insert(0);
     *claims += 1;
     *claims == 1
-}
-
-fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Executor {
@@ -425,13 +453,18 @@ impl Executor {
                 if !st.tracker.observe(now_ms, result).is_held() {
                     continue;
                 }
-                while st.recent.front().is_some_and(|t| now_ms - t >= HOUR_MS) {
+                // Saturating: these times may come from disk.
+                while st
+                    .recent
+                    .front()
+                    .is_some_and(|t| now_ms.saturating_sub(*t) >= HOUR_MS)
+                {
                     st.recent.pop_front();
                 }
                 let mode = if action.dry_run { Mode::DryRun } else { global };
                 let cooling = st
                     .last_ms
-                    .is_some_and(|t| now_ms.saturating_sub(t) < duration_ms(action.cooldown));
+                    .is_some_and(|t| now_ms.saturating_sub(t) < millis(action.cooldown));
                 let capped = st.recent.len() >= action.max_per_hour as usize;
                 let busy = mode == Mode::Enforce && self.in_flight.contains_key(&key);
                 if paused || st.pending.is_some() || cooling || capped || busy {
@@ -444,21 +477,12 @@ impl Executor {
                 };
                 let id = self.next_id;
                 self.next_id += 1;
+                let trigger = envs.trigger_for(&ps.policy);
                 let decision = Decision {
-                    id,
-                    at_ms: now_ms,
-                    policy: ps.policy.name.clone(),
-                    policy_version: ps.version,
-                    action: action.name.clone(),
-                    target: ps.policy.target.clone(),
-                    condition: action.condition.source().to_string(),
                     readings: evaluation.map(|e| e.readings).unwrap_or_default(),
-                    operation: action.operation.clone(),
-                    rollback: action.rollback.clone(),
                     mode,
-                    approval: action.approval,
-                    trigger: envs.trigger_for(&ps.policy),
                     status,
+                    ..Decision::new(id, now_ms, &ps.policy, ps.version, action, trigger)
                 };
                 // The condition must hold for its full duration again
                 // before the next decision.
@@ -678,26 +702,21 @@ impl Executor {
             let Some(i) = ps.policy.actions.iter().position(|a| a.name == p.action) else {
                 continue;
             };
-            let action = &ps.policy.actions[i];
+            let trigger = Trigger {
+                alert: p.alert,
+                target: ps.policy.target.name.clone(),
+                labels: p.labels,
+            };
             let decision = Decision {
-                id: p.id,
-                at_ms: p.at_ms,
-                policy: p.policy.clone(),
-                policy_version: p.policy_version,
-                action: p.action.clone(),
-                target: ps.policy.target.clone(),
-                condition: action.condition.source().to_string(),
                 readings: p.readings,
-                operation: action.operation.clone(),
-                rollback: action.rollback.clone(),
-                mode: Mode::Enforce,
-                approval: action.approval,
-                trigger: Trigger {
-                    alert: p.alert,
-                    target: ps.policy.target.name.clone(),
-                    labels: p.labels,
-                },
-                status: Status::PendingApproval,
+                ..Decision::new(
+                    p.id,
+                    p.at_ms,
+                    &ps.policy,
+                    p.policy_version,
+                    &ps.policy.actions[i],
+                    trigger,
+                )
             };
             if let Some(st) = ps.actions.get_mut(i) {
                 st.pending = Some(p.id);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use perfpilot_autopilot::executor::{
-    verdict, ExecError, Executor, Mode, Retry, Status, TargetEnvs, Verdict,
+    verdict, ExecError, Executor, Mode, Retry, SavedAction, SavedState, Status, TargetEnvs, Verdict,
 };
 use perfpilot_autopilot::ops::{OpError, Ops, Trigger};
 use perfpilot_autopilot::{parse_policies, Better, Env, Policy, TargetRef, Value};
@@ -514,6 +514,7 @@ fn state_survives_a_restart_through_export_and_restore() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].id, queued.id);
     assert_eq!(pending[0].readings, queued.readings);
+    assert_eq!(pending[0], queued, "restored as it was decided");
     // New decisions never reuse an id.
     let next = again.on_tick(3_600_000, &slow());
     assert_eq!(next.len(), 1);
@@ -536,6 +537,27 @@ fn state_survives_a_restart_through_export_and_restore() {
         "{dropped:?}"
     );
     assert_eq!(third.pending().count(), 0);
+}
+
+#[test]
+fn restored_times_from_any_clock_do_not_overflow() {
+    let p = policy("p", &[exec_action("a", &["true"], ", approval: auto")]);
+    let saved = SavedState {
+        next_id: 5,
+        paused: false,
+        actions: vec![SavedAction {
+            policy: "p".into(),
+            action: "a".into(),
+            last_ms: Some(i64::MIN),
+            recent: vec![i64::MIN, i64::MIN + 1],
+        }],
+        pending: Vec::new(),
+    };
+    let mut ex = Executor::new(vec![p]).with_mode(Mode::Enforce);
+    assert!(ex.restore(saved).is_empty());
+    let d = ex.on_tick(i64::MAX, &slow());
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].id, 5);
 }
 
 #[test]
