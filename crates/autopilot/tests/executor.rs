@@ -1,8 +1,7 @@
 //! The executor's safety properties, with real processes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 use std::time::Duration;
 
 use perfpilot_autopilot::executor::{
@@ -11,27 +10,9 @@ use perfpilot_autopilot::executor::{
 use perfpilot_autopilot::ops::{OpError, Ops, Trigger};
 use perfpilot_autopilot::{parse_policies, Better, Env, Policy, TargetRef, Value};
 
-/// A fresh directory under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempdir() -> TempDir {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("perfpilot-executor-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
+/// A fresh temporary directory, removed on drop.
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
 }
 
 struct Metrics {
