@@ -12,6 +12,7 @@
 //! ([`AuditLog::recovered`]). A damaged line before the last one is not a
 //! torn write, so opening fails rather than silently dropping history.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -404,13 +405,15 @@ impl AuditLog {
     }
 
     /// Records matching `filter`, newest first. Reads the file: the log
-    /// on disk is the only copy.
+    /// on disk is the only copy. Only the newest `limit` matches are kept
+    /// while reading.
     pub fn query(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, AuditError> {
         let file = File::open(&self.path).map_err(|source| AuditError::Io {
             path: self.path.clone(),
             source,
         })?;
-        let mut out = Vec::new();
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let mut newest = VecDeque::new();
         let mut read = 0u64;
         for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
             let line = line.map_err(|source| AuditError::Io {
@@ -428,15 +431,14 @@ impl AuditLog {
                     line: i as u64 + 1,
                     message: e.to_string(),
                 })?;
-            if filter.matches(&record) {
-                out.push(record);
+            if limit > 0 && filter.matches(&record) {
+                if newest.len() == limit {
+                    newest.pop_front();
+                }
+                newest.push_back(record);
             }
         }
-        out.reverse();
-        if let Some(limit) = filter.limit {
-            out.truncate(limit);
-        }
-        Ok(out)
+        Ok(newest.into_iter().rev().collect())
     }
 }
 

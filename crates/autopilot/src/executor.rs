@@ -6,12 +6,13 @@
 //! It reads nothing itself: values come through [`TargetEnvs`] and time
 //! through `now_ms`, so the server decides where both come from.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::condition::{Env, ForTracker, Reading};
+use crate::duration::millis;
 use crate::ops::{OpError, Ops, Outcome, Trigger};
-use crate::policy::{Approval, Better, Operation, Policy, RollbackIf, TargetRef};
+use crate::policy::{Action, Approval, Better, Operation, Policy, RollbackIf, TargetRef};
 
 /// Whether actions run. Dry-run is the default: decisions are recorded
 /// and nothing runs.
@@ -58,6 +59,37 @@ pub struct Decision {
     pub approval: Approval,
     pub trigger: Trigger,
     pub status: Status,
+}
+
+impl Decision {
+    /// A decision for `action` of `policy` (at `version`), queued for
+    /// approval in enforce mode with no readings; callers deciding now
+    /// set the readings, mode and status.
+    fn new(
+        id: u64,
+        at_ms: i64,
+        policy: &Policy,
+        version: u32,
+        action: &Action,
+        trigger: Trigger,
+    ) -> Decision {
+        Decision {
+            id,
+            at_ms,
+            policy: policy.name.clone(),
+            policy_version: version,
+            action: action.name.clone(),
+            target: policy.target.clone(),
+            condition: action.condition.source().to_string(),
+            readings: Vec::new(),
+            operation: action.operation.clone(),
+            rollback: action.rollback.clone(),
+            mode: Mode::Enforce,
+            approval: action.approval,
+            trigger,
+            status: Status::PendingApproval,
+        }
+    }
 }
 
 /// Values for each target's conditions, and what triggered them.
@@ -203,7 +235,10 @@ pub struct Executor {
     paused: bool,
     policies: Vec<PolicyState>,
     pending: BTreeMap<u64, Decision>,
-    in_flight: BTreeSet<String>,
+    /// Claims on each target: one per action or rollback running on it. A
+    /// rollback may claim a target that is already busy, so this is a
+    /// count and each [`Self::finish`] releases one claim.
+    in_flight: BTreeMap<String, u32>,
     next_id: u64,
     ops: Ops,
     retry: Retry,
@@ -216,8 +251,11 @@ fn target_key(t: &TargetRef) -> String {
     format!("{}/{}", t.kind.as_str(), t.name)
 }
 
-fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+/// Adds a claim on the target; true when it was free.
+fn claim(in_flight: &mut BTreeMap<String, u32>, key: String) -> bool {
+    let claims = in_flight.entry(key).or_insert(0);
+    *claims += 1;
+    *claims == 1
 }
 
 impl Executor {
@@ -228,7 +266,7 @@ impl Executor {
             paused: false,
             policies: Vec::new(),
             pending: BTreeMap::new(),
-            in_flight: BTreeSet::new(),
+            in_flight: BTreeMap::new(),
             next_id: 1,
             ops: Ops::default(),
             retry: Retry::default(),
@@ -392,7 +430,7 @@ impl Executor {
 
     /// Whether an action on this target is running.
     pub fn in_flight(&self, target: &TargetRef) -> bool {
-        self.in_flight.contains(&target_key(target))
+        self.in_flight.contains_key(&target_key(target))
     }
 
     /// Evaluates every action's condition at `now_ms` and returns what is
@@ -415,15 +453,20 @@ impl Executor {
                 if !st.tracker.observe(now_ms, result).is_held() {
                     continue;
                 }
-                while st.recent.front().is_some_and(|t| now_ms - t >= HOUR_MS) {
+                // Saturating: these times may come from disk.
+                while st
+                    .recent
+                    .front()
+                    .is_some_and(|t| now_ms.saturating_sub(*t) >= HOUR_MS)
+                {
                     st.recent.pop_front();
                 }
                 let mode = if action.dry_run { Mode::DryRun } else { global };
                 let cooling = st
                     .last_ms
-                    .is_some_and(|t| now_ms.saturating_sub(t) < duration_ms(action.cooldown));
+                    .is_some_and(|t| now_ms.saturating_sub(t) < millis(action.cooldown));
                 let capped = st.recent.len() >= action.max_per_hour as usize;
-                let busy = mode == Mode::Enforce && self.in_flight.contains(&key);
+                let busy = mode == Mode::Enforce && self.in_flight.contains_key(&key);
                 if paused || st.pending.is_some() || cooling || capped || busy {
                     continue;
                 }
@@ -434,21 +477,12 @@ impl Executor {
                 };
                 let id = self.next_id;
                 self.next_id += 1;
+                let trigger = envs.trigger_for(&ps.policy);
                 let decision = Decision {
-                    id,
-                    at_ms: now_ms,
-                    policy: ps.policy.name.clone(),
-                    policy_version: ps.version,
-                    action: action.name.clone(),
-                    target: ps.policy.target.clone(),
-                    condition: action.condition.source().to_string(),
                     readings: evaluation.map(|e| e.readings).unwrap_or_default(),
-                    operation: action.operation.clone(),
-                    rollback: action.rollback.clone(),
                     mode,
-                    approval: action.approval,
-                    trigger: envs.trigger_for(&ps.policy),
                     status,
+                    ..Decision::new(id, now_ms, &ps.policy, ps.version, action, trigger)
                 };
                 // The condition must hold for its full duration again
                 // before the next decision.
@@ -462,7 +496,7 @@ impl Executor {
                         st.last_ms = Some(now_ms);
                         st.recent.push_back(now_ms);
                         if decision.status == Status::Ready {
-                            self.in_flight.insert(key.clone());
+                            claim(&mut self.in_flight, key.clone());
                         }
                     }
                 }
@@ -489,7 +523,7 @@ impl Executor {
             return Err(ExecError::Paused);
         }
         let key = target_key(&d.target);
-        if self.in_flight.contains(&key) {
+        if self.in_flight.contains_key(&key) {
             return Err(ExecError::TargetBusy(key));
         }
         let mut d = self
@@ -497,7 +531,7 @@ impl Executor {
             .remove(&id)
             .ok_or(ExecError::NoSuchDecision(id))?;
         d.status = Status::Approved { by: by.to_string() };
-        self.in_flight.insert(key);
+        claim(&mut self.in_flight, key);
         if let Some(st) = self.action_state(&d) {
             st.pending = None;
             st.last_ms = Some(now_ms);
@@ -541,16 +575,24 @@ impl Executor {
         Ok(report)
     }
 
-    /// Frees the decision's target, for callers that ran it with
-    /// [`execute`] outside the executor (to not hold a lock meanwhile).
+    /// Releases one claim on the decision's target, for callers that ran
+    /// it with [`execute`] outside the executor (to not hold a lock
+    /// meanwhile). The target is free once every claim is released.
     pub fn finish(&mut self, decision: &Decision) {
-        self.in_flight.remove(&target_key(&decision.target));
+        let key = target_key(&decision.target);
+        if let Some(claims) = self.in_flight.get_mut(&key) {
+            *claims -= 1;
+            if *claims == 0 {
+                self.in_flight.remove(&key);
+            }
+        }
     }
 
-    /// Claims the decision's target for a rollback; false while another
-    /// action on it is in flight. [`Self::finish`] frees it.
+    /// Claims the decision's target for a rollback; false when another
+    /// action on it was in flight (the claim is taken either way, and
+    /// [`Self::finish`] releases it without freeing the other's).
     pub fn claim(&mut self, decision: &Decision) -> bool {
-        self.in_flight.insert(target_key(&decision.target))
+        claim(&mut self.in_flight, target_key(&decision.target))
     }
 
     /// The operation that undoes the decision when its impact is
@@ -660,26 +702,21 @@ impl Executor {
             let Some(i) = ps.policy.actions.iter().position(|a| a.name == p.action) else {
                 continue;
             };
-            let action = &ps.policy.actions[i];
+            let trigger = Trigger {
+                alert: p.alert,
+                target: ps.policy.target.name.clone(),
+                labels: p.labels,
+            };
             let decision = Decision {
-                id: p.id,
-                at_ms: p.at_ms,
-                policy: p.policy.clone(),
-                policy_version: p.policy_version,
-                action: p.action.clone(),
-                target: ps.policy.target.clone(),
-                condition: action.condition.source().to_string(),
                 readings: p.readings,
-                operation: action.operation.clone(),
-                rollback: action.rollback.clone(),
-                mode: Mode::Enforce,
-                approval: action.approval,
-                trigger: Trigger {
-                    alert: p.alert,
-                    target: ps.policy.target.name.clone(),
-                    labels: p.labels,
-                },
-                status: Status::PendingApproval,
+                ..Decision::new(
+                    p.id,
+                    p.at_ms,
+                    &ps.policy,
+                    p.policy_version,
+                    &ps.policy.actions[i],
+                    trigger,
+                )
             };
             if let Some(st) = ps.actions.get_mut(i) {
                 st.pending = Some(p.id);

@@ -273,36 +273,18 @@ pub fn format_time(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| format!("{}", t.unix_timestamp()))
 }
 
-/// The current state of one occurrence of an alert.
+/// The current state of one occurrence of an alert: the alert as the
+/// post that last changed it had it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InboxAlert {
-    pub fingerprint: String,
-    pub status: AlertStatus,
-    pub labels: Labels,
-    pub annotations: Labels,
-    pub starts_at: OffsetDateTime,
-    pub ends_at: Option<OffsetDateTime>,
-    pub generator_url: String,
-    /// The receiver of the post that last changed it.
+    pub alert: WebhookAlert,
+    /// The receiver of that post.
     pub receiver: String,
 }
 
 impl InboxAlert {
-    pub fn name(&self) -> Option<&str> {
-        self.labels.get("alertname").map(String::as_str)
-    }
-
-    fn from_webhook(a: &WebhookAlert, receiver: &str) -> InboxAlert {
-        InboxAlert {
-            fingerprint: a.fingerprint.clone(),
-            status: a.status,
-            labels: a.labels.clone(),
-            annotations: a.annotations.clone(),
-            starts_at: a.starts_at,
-            ends_at: a.ends_at,
-            generator_url: a.generator_url.clone(),
-            receiver: receiver.to_string(),
-        }
+    fn key(&self) -> Key {
+        (self.alert.fingerprint.clone(), self.alert.starts_at)
     }
 }
 
@@ -363,7 +345,10 @@ impl Inbox {
             let Some(change) = change(current, a) else {
                 continue;
             };
-            let alert = InboxAlert::from_webhook(a, &payload.receiver);
+            let alert = InboxAlert {
+                alert: a.clone(),
+                receiver: payload.receiver.clone(),
+            };
             match planned.get(&key) {
                 Some(&i) => {
                     if let Some(u) = updates.get_mut(i) {
@@ -383,38 +368,17 @@ impl Inbox {
         updates
     }
 
-    pub fn apply(&mut self, updates: &[Update]) {
+    /// Makes the [`Self::changes`] of a post the current state.
+    pub fn apply(&mut self, updates: Vec<Update>) {
         for u in updates {
-            let key = (u.alert.fingerprint.clone(), u.alert.starts_at);
-            self.alerts.insert(key, u.alert.clone());
+            self.alerts.insert(u.alert.key(), u.alert);
         }
-    }
-
-    /// `changes` then `apply`.
-    pub fn record(&mut self, payload: &WebhookPayload) -> Vec<Update> {
-        let updates = self.changes(payload);
-        self.apply(&updates);
-        updates
-    }
-
-    /// Whether any occurrence of the alert named `name` (its `alertname`
-    /// label) is firing: `alert("Name").firing` in conditions.
-    pub fn firing(&self, name: &str) -> bool {
-        self.alerts
-            .values()
-            .any(|a| a.status == AlertStatus::Firing && a.name() == Some(name))
-    }
-
-    /// Whether any alert named `name` was ever posted: conditions read an
-    /// alert never seen as unknown rather than as not firing.
-    pub fn knows(&self, name: &str) -> bool {
-        self.alerts.values().any(|a| a.name() == Some(name))
     }
 
     /// Every occurrence, firing first, then newest first.
     pub fn alerts(&self) -> Vec<&InboxAlert> {
         let mut all: Vec<&InboxAlert> = self.alerts.values().collect();
-        all.sort_by(|a, b| {
+        all.sort_by(|InboxAlert { alert: a, .. }, InboxAlert { alert: b, .. }| {
             (a.status == AlertStatus::Resolved)
                 .cmp(&(b.status == AlertStatus::Resolved))
                 .then(b.starts_at.cmp(&a.starts_at))
@@ -435,7 +399,7 @@ impl Inbox {
     /// memory. A retried post for one of them afterwards reads as new.
     pub fn forget_resolved(&mut self, before: OffsetDateTime) -> usize {
         let n = self.alerts.len();
-        self.alerts.retain(|_, a| {
+        self.alerts.retain(|_, InboxAlert { alert: a, .. }| {
             a.status == AlertStatus::Firing || a.ends_at.is_none_or(|end| end >= before)
         });
         n - self.alerts.len()
@@ -452,7 +416,7 @@ impl Inbox {
 
 /// How `incoming` changes `current`, or None when it changes nothing.
 fn change(current: Option<&InboxAlert>, incoming: &WebhookAlert) -> Option<Change> {
-    let Some(current) = current else {
+    let Some(InboxAlert { alert: current, .. }) = current else {
         return Some(Change::New);
     };
     match (current.status, incoming.status) {

@@ -455,8 +455,8 @@ impl Ops {
     /// A unit through `systemctl restart`, or processes through a signal.
     pub fn restart(&self, r: &Restart) -> Outcome {
         let started = Instant::now();
-        let signal = match signal_number(r.signal.as_deref().unwrap_or("TERM")) {
-            Some(s) => s,
+        let signal = match signal(r.signal.as_deref().unwrap_or("TERM")) {
+            Some((_, number)) => number,
             None => {
                 let name = r.signal.clone().unwrap_or_default();
                 return Outcome::failed(OpError::UnknownSignal(name), started.elapsed());
@@ -746,8 +746,9 @@ fn number_and_unit(s: &str) -> Option<(f64, String)> {
 }
 
 /// tc's rate in bits per second (tc's units: `bit`, `kbit`... are bits,
-/// `bps`, `kbps`... bytes; k, m, g and t are powers of 1000).
-fn rate_bits_per_second(rate: &str) -> Option<f64> {
+/// `bps`, `kbps`... bytes; k, m, g and t are powers of 1000). Policies
+/// are checked with it, so a rate that loads is one the operation reads.
+pub(crate) fn rate_bits_per_second(rate: &str) -> Option<f64> {
     let (n, unit) = number_and_unit(rate)?;
     let (prefix, per_unit) = match unit.strip_suffix("bit") {
         Some(p) => (p, 1.0),
@@ -786,9 +787,10 @@ fn default_cgroup_burst(rate_bytes_per_s: u64) -> u64 {
     (rate_bytes_per_s / 20).max(128 * 1024)
 }
 
-/// A tc size in bytes: `b`, `k`/`kb`, `m`/`mb`, `g`/`gb` are bytes in
-/// powers of 1024; `kbit`, `mbit`, `gbit` are bits.
-fn size_bytes(size: &str) -> Option<f64> {
+/// A tc size in bytes: a bare number, `b`, `k`/`kb`, `m`/`mb`, `g`/`gb`
+/// are bytes in powers of 1024; `kbit`, `mbit`, `gbit` are bits. Policies
+/// are checked with it, like rates.
+pub(crate) fn size_bytes(size: &str) -> Option<f64> {
     let (n, unit) = number_and_unit(size)?;
     let per = match unit.as_str() {
         "" | "b" => 1.0,
@@ -839,19 +841,26 @@ fn kill_group(pid: u32) {
     }
 }
 
-fn signal_number(name: &str) -> Option<i32> {
-    Some(match name.trim_start_matches("SIG") {
-        "TERM" => libc::SIGTERM,
-        "KILL" => libc::SIGKILL,
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "STOP" => libc::SIGSTOP,
-        "CONT" => libc::SIGCONT,
-        _ => return None,
-    })
+/// The signals `restart` may send, by name without `SIG`. Policies are
+/// checked against this table and [`Ops::restart`] sends from it.
+pub(crate) const SIGNALS: [(&str, libc::c_int); 9] = [
+    ("TERM", libc::SIGTERM),
+    ("KILL", libc::SIGKILL),
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("STOP", libc::SIGSTOP),
+    ("CONT", libc::SIGCONT),
+];
+
+/// A signal by name in any case, with or without `SIG` (`term`,
+/// `SIGTERM`, `sigterm`): its name as [`SIGNALS`] has it, and its number.
+pub(crate) fn signal(name: &str) -> Option<(&'static str, libc::c_int)> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS.iter().find(|(n, _)| *n == bare).copied()
 }
 
 /// Processes whose `/proc/PID/comm` is `name` (the kernel keeps 15 bytes
@@ -928,6 +937,15 @@ mod tests {
             target: "checkout".into(),
             labels: [("instance".to_string(), "a\"}, {\"x\": 1".to_string())].into(),
         }
+    }
+
+    #[test]
+    fn signals_by_name() {
+        assert_eq!(signal("sigterm"), Some(("TERM", libc::SIGTERM)));
+        assert_eq!(signal("SIGHUP"), Some(("HUP", libc::SIGHUP)));
+        assert_eq!(signal("usr2"), Some(("USR2", libc::SIGUSR2)));
+        assert_eq!(signal("SIGSIGTERM"), None);
+        assert_eq!(signal(""), None);
     }
 
     #[test]

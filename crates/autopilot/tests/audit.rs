@@ -110,6 +110,22 @@ fn appends_number_records_and_queries_filter_newest_first() {
         .expect("queried");
     assert_eq!(decisions.len(), 1);
     assert_eq!(decisions[0].seq, 3);
+    // The limit keeps the newest matches.
+    let newest = |policy: Option<&str>, limit| {
+        log.query(&AuditFilter {
+            policy: policy.map(str::to_string),
+            limit: Some(limit),
+            ..Default::default()
+        })
+        .expect("queried")
+        .iter()
+        .map(|r| r.seq)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(newest(None, 2), vec![6, 5]);
+    assert_eq!(newest(Some("checkout"), 3), vec![6, 5, 2]);
+    assert_eq!(newest(Some("checkout"), 10), vec![6, 5, 2, 1]);
+    assert!(newest(None, 0).is_empty());
     // One decision's chain: its approval, or its decision, run, impact
     // and rollback; never another decision's or a policy change.
     let seqs = |f: AuditFilter| {
@@ -228,7 +244,7 @@ fn damage_before_the_last_line_refuses_to_open() {
     );
 }
 
-/// The child side of the SIGKILL test: appends until killed, printing each
+/// The child side of the killed-writer test: appends until killed, printing each
 /// sequence number once `append` has returned.
 #[test]
 fn child_appender() {
@@ -244,8 +260,13 @@ fn child_appender() {
     }
 }
 
+/// A writer killed mid-append: the log reopens (a torn last line cut
+/// off), keeps every record whose append returned, and its sequence
+/// numbers have no gaps. This is torn-tail recovery, not durability: a
+/// killed process leaves its writes in the page cache, so this passes
+/// with or without the fsync; only losing power tests that.
 #[test]
-fn records_acknowledged_before_a_sigkill_survive_it() {
+fn a_writer_killed_mid_append_leaves_a_log_that_reopens_without_gaps() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("audit.jsonl");
     let exe = std::env::current_exe().expect("the test binary");

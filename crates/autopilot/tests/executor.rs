@@ -1,37 +1,18 @@
 //! The executor's safety properties, with real processes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 use std::time::Duration;
 
 use perfpilot_autopilot::executor::{
-    verdict, ExecError, Executor, Mode, Retry, Status, TargetEnvs, Verdict,
+    verdict, ExecError, Executor, Mode, Retry, SavedAction, SavedState, Status, TargetEnvs, Verdict,
 };
 use perfpilot_autopilot::ops::{OpError, Ops, Trigger};
 use perfpilot_autopilot::{parse_policies, Better, Env, Policy, TargetRef, Value};
 
-/// A fresh directory under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempdir() -> TempDir {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("perfpilot-executor-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
+/// A fresh temporary directory, removed on drop.
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
 }
 
 struct Metrics {
@@ -249,6 +230,42 @@ fn one_action_in_flight_per_target() {
     assert!(ex.on_tick(300, &slow()).is_empty());
     ex.set_paused(false);
     assert_eq!(ex.on_tick(400, &slow()).len(), 1);
+}
+
+#[test]
+fn a_rollback_on_a_busy_target_does_not_free_it() {
+    let p = policy(
+        "p",
+        &[
+            exec_action(
+                "a",
+                &["true"],
+                ", approval: auto, rollback: {type: exec, command: [\"true\"]}",
+            ),
+            exec_action("b", &["true"], ", approval: auto"),
+        ],
+    );
+    let mut ex = Executor::new(vec![p]).with_mode(Mode::Enforce);
+    let a = ex.on_tick(0, &slow()).remove(0);
+    assert_eq!(a.action, "a");
+    assert!(ex.in_flight(&a.target));
+    // A rollback on the same target, as the server runs one: it claims
+    // the busy target (false: it was not free) and finishes.
+    assert!(!ex.claim(&a));
+    ex.finish(&a);
+    assert!(ex.in_flight(&a.target), "the rollback freed a's claim");
+    assert!(ex.on_tick(100, &slow()).is_empty());
+    // The same through the executor's own impact check.
+    let worse = ex.impact(&a, "p99", 2.0, 3.0);
+    assert!(worse.rollback.is_some_and(|r| r.ok()));
+    assert!(ex.in_flight(&a.target));
+    assert!(ex.on_tick(200, &slow()).is_empty());
+    // a itself finishes: the target is free and b may start.
+    ex.finish(&a);
+    assert!(!ex.in_flight(&a.target));
+    let next = ex.on_tick(300, &slow());
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(next[0].action, "b");
 }
 
 #[test]
@@ -478,6 +495,7 @@ fn state_survives_a_restart_through_export_and_restore() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].id, queued.id);
     assert_eq!(pending[0].readings, queued.readings);
+    assert_eq!(pending[0], queued, "restored as it was decided");
     // New decisions never reuse an id.
     let next = again.on_tick(3_600_000, &slow());
     assert_eq!(next.len(), 1);
@@ -500,6 +518,27 @@ fn state_survives_a_restart_through_export_and_restore() {
         "{dropped:?}"
     );
     assert_eq!(third.pending().count(), 0);
+}
+
+#[test]
+fn restored_times_from_any_clock_do_not_overflow() {
+    let p = policy("p", &[exec_action("a", &["true"], ", approval: auto")]);
+    let saved = SavedState {
+        next_id: 5,
+        paused: false,
+        actions: vec![SavedAction {
+            policy: "p".into(),
+            action: "a".into(),
+            last_ms: Some(i64::MIN),
+            recent: vec![i64::MIN, i64::MIN + 1],
+        }],
+        pending: Vec::new(),
+    };
+    let mut ex = Executor::new(vec![p]).with_mode(Mode::Enforce);
+    assert!(ex.restore(saved).is_empty());
+    let d = ex.on_tick(i64::MAX, &slow());
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].id, 5);
 }
 
 #[test]

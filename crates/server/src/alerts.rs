@@ -71,6 +71,7 @@ fn received(app: &App) -> Vec<ReceivedAlert> {
         .inbox
         .alerts()
         .into_iter()
+        .map(|a| &a.alert)
         .map(|a| ReceivedAlert {
             fingerprint: a.fingerprint.clone(),
             alertname: a.name().map(str::to_string),

@@ -85,7 +85,7 @@ pub(super) fn evaluate(
     env: &dyn Env,
 ) -> Result<Evaluation, ConditionError> {
     let mut ev = Evaluator {
-        chars: source.chars().collect(),
+        source,
         env,
         readings: Vec::new(),
     };
@@ -150,7 +150,8 @@ pub(super) fn collect_calls(e: &Expr, out: &mut Vec<(String, String)>) {
 }
 
 struct Evaluator<'a> {
-    chars: Vec<char>,
+    /// Read only to quote an expression in an error.
+    source: &'a str,
     env: &'a dyn Env,
     readings: Vec<Reading>,
 }
@@ -163,8 +164,12 @@ impl Evaluator<'_> {
     }
 
     fn type_error(&self, e: &Expr, expected: &str) -> ConditionError {
-        let text: String = self.chars[e.start..e.end.min(self.chars.len())]
-            .iter()
+        // Offsets are in characters.
+        let text: String = self
+            .source
+            .chars()
+            .skip(e.start)
+            .take(e.end.saturating_sub(e.start))
             .collect();
         ConditionError::new(e.start, format!("`{text}` is not {expected}"), None)
     }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::duration::millis;
+
 /// Where a condition stands after an evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForState {
@@ -90,10 +92,6 @@ impl ForTracker {
         self.since_ms = None;
         self.last_ms = None;
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

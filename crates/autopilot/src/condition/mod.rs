@@ -136,6 +136,9 @@ pub struct Condition {
     expr: parser::Expr,
     hold_for: Option<Duration>,
     hold_offset: usize,
+    /// [`Self::names`] and [`Self::calls`], found once at parse time.
+    names: Vec<String>,
+    calls: Vec<(String, String)>,
 }
 
 impl Condition {
@@ -153,11 +156,17 @@ impl Condition {
             }
             None => (None, 0),
         };
+        let mut names = Vec::new();
+        eval::collect_paths(&parsed.expr, &mut names);
+        let mut calls = Vec::new();
+        eval::collect_calls(&parsed.expr, &mut calls);
         Ok(Condition {
             source: source.to_string(),
             expr: parsed.expr,
             hold_for,
             hold_offset,
+            names,
+            calls,
         })
     }
 
@@ -198,20 +207,16 @@ impl Condition {
 
     /// The names the condition reads (signals, metrics, baselines), each
     /// once, in order of appearance.
-    pub fn names(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        eval::collect_paths(&self.expr, &mut out);
-        out
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The function calls with their string argument, each once, in
     /// order of appearance: `("hotspot", "encrypt_data")`,
     /// `("alert", "CheckoutHighLatency")`. Lets a caller fetch only the
     /// values a condition will read.
-    pub fn calls(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        eval::collect_calls(&self.expr, &mut out);
-        out
+    pub fn calls(&self) -> &[(String, String)] {
+        &self.calls
     }
 
     /// Evaluates once. `Err` only for type errors that [`Self::check`]
@@ -228,7 +233,7 @@ impl Condition {
     /// The expression fully parenthesized, showing how it was grouped.
     pub fn grouped(&self) -> String {
         match self.hold_for {
-            Some(d) => format!("{} for {}", self.expr, humantime::format_duration(d)),
+            Some(d) => format!("{} for {}", self.expr, crate::duration::format(d)),
             None => self.expr.to_string(),
         }
     }

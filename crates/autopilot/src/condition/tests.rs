@@ -76,6 +76,31 @@ fn literals() {
 }
 
 #[test]
+fn durations_have_one_grammar() {
+    assert_eq!(grouped("x for 1h30m"), "x for 1h30m");
+    assert_eq!(grouped("x for 90s"), "x for 1m30s");
+    assert_eq!(
+        Condition::parse("x for 2w").unwrap().hold_for(),
+        Some(Duration::from_secs(14 * 86_400))
+    );
+    let e = parse_err("x > 1 for 10M");
+    assert_eq!(e.offset, 10);
+    assert_eq!(
+        e.message,
+        "`10M` is not a duration (unknown unit `M`; units are lower case: `m`)"
+    );
+    let e = parse_err("x > 1 for 1y");
+    assert_eq!(
+        (e.offset, e.message.as_str()),
+        (10, "`1y` is not a duration (unknown unit `y`)")
+    );
+    // `2 hours` is the number 2 and then a name: no duration follows `for`.
+    let e = parse_err("x > 1 for 2 hours");
+    assert_eq!(e.offset, 10);
+    assert!(e.message.contains("expected a duration after `for`"), "{e}");
+}
+
+#[test]
 fn syntax_errors_point_at_their_column() {
     let e = parse_err("p99 >");
     assert_eq!(

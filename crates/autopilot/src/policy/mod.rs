@@ -423,5 +423,26 @@ pub fn load_file(path: &Path) -> Result<Loaded, PolicyError> {
     })
 }
 
+/// An RFC 1123 label, as Kubernetes names namespaces: at most 63
+/// lower-case letters, digits and `-`, starting and ending with a letter
+/// or digit.
+fn dns_label(s: &str) -> bool {
+    s.len() <= 63 && label_chars(s)
+}
+
+/// An RFC 1123 subdomain, as Kubernetes names Deployments (and as
+/// policies are named): labels joined by single dots, at most 253 in all.
+fn dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(label_chars)
+}
+
+/// A label's characters, without its length: not empty, lower-case
+/// letters, digits and `-`, a letter or digit at either end. Kubernetes
+/// limits the labels of a subdomain only by the subdomain's length.
+fn label_chars(s: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    s.starts_with(alnum) && s.ends_with(alnum) && s.chars().all(|c| alnum(c) || c == '-')
+}
+
 #[cfg(test)]
 mod tests;

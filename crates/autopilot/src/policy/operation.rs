@@ -208,10 +208,6 @@ fn exec(ctx: &mut Ctx, f: &Fields) -> Option<Exec> {
     })
 }
 
-const SIGNALS: [&str; 9] = [
-    "TERM", "KILL", "HUP", "INT", "QUIT", "USR1", "USR2", "STOP", "CONT",
-];
-
 fn restart(ctx: &mut Ctx, f: &Fields, target: Option<&TargetRef>) -> Option<Restart> {
     let unit = f.string(ctx, "unit", false);
     let pid = match (f.integer(ctx, "pid"), f.get("pid")) {
@@ -268,7 +264,6 @@ fn restart(ctx: &mut Ctx, f: &Fields, target: Option<&TargetRef>) -> Option<Rest
     let signal = match f.get("signal") {
         Some(node) => {
             let raw = crate::yaml::string(ctx, node, &f.path("signal"))?;
-            let name = raw.trim_start_matches("SIG").to_ascii_uppercase();
             if matches!(what, RestartTarget::Unit(_)) {
                 ctx.error(
                     node,
@@ -279,18 +274,19 @@ fn restart(ctx: &mut Ctx, f: &Fields, target: Option<&TargetRef>) -> Option<Rest
                 );
                 return None;
             }
-            if !SIGNALS.contains(&name.as_str()) {
+            let Some((name, _)) = crate::ops::signal(&raw) else {
+                let known: Vec<&str> = crate::ops::SIGNALS.iter().map(|(n, _)| *n).collect();
                 ctx.error(
                     node,
                     format!(
                         "{}: unknown signal `{raw}` (known: {})",
                         f.path("signal"),
-                        SIGNALS.join(", ")
+                        known.join(", ")
                     ),
                 );
                 return None;
-            }
-            Some(name)
+            };
+            Some(name.to_string())
         }
         None => None,
     };
@@ -311,20 +307,6 @@ fn degrade(ctx: &mut Ctx, f: &Fields) -> Option<Degrade> {
         value,
         timeout,
     })
-}
-
-/// tc's rate units.
-const RATE_UNITS: [&str; 10] = [
-    "bit", "kbit", "mbit", "gbit", "tbit", "bps", "kbps", "mbps", "gbps", "tbps",
-];
-
-/// `<number><unit>`, the unit one of `units` (any case, as tc takes it).
-fn quantity(s: &str, units: &[&str]) -> bool {
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    num.parse::<f64>().is_ok_and(|n| n > 0.0) && units.contains(&unit.to_ascii_lowercase().as_str())
 }
 
 /// What Linux accepts as an interface name (`dev_valid_name`): 1 to 15
@@ -405,7 +387,8 @@ fn rate_limit(ctx: &mut Ctx, f: &Fields) -> Option<RateLimit> {
         }
     };
     if let (Some(r), Some(n)) = (&rate, f.get("rate")) {
-        if !quantity(r, &RATE_UNITS) {
+        // The grammar the operation reads it with, and not nothing.
+        if !crate::ops::rate_bits_per_second(r).is_some_and(|bits| bits > 0.0) {
             ctx.error(
                 n,
                 format!(
@@ -418,10 +401,7 @@ fn rate_limit(ctx: &mut Ctx, f: &Fields) -> Option<RateLimit> {
     }
     let burst = f.string(ctx, "burst", false);
     if let (Some(b), Some(n)) = (&burst, f.get("burst")) {
-        if !quantity(
-            b,
-            &["b", "k", "kb", "m", "mb", "g", "gb", "kbit", "mbit", "gbit"],
-        ) {
+        if !crate::ops::size_bytes(b).is_some_and(|bytes| bytes > 0.0) {
             ctx.error(
                 n,
                 format!("{}: `{b}` is not a tc size like 32kb", f.path("burst")),
@@ -529,20 +509,4 @@ fn scale(ctx: &mut Ctx, f: &Fields, target: Option<&TargetRef>) -> Option<Scale>
         namespace,
         change: change?,
     })
-}
-
-/// An RFC 1123 label, as Kubernetes names namespaces: lower-case letters,
-/// digits and `-`, starting and ending with a letter or digit, at most 63.
-fn dns_label(s: &str) -> bool {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    s.len() <= 63
-        && s.starts_with(alnum)
-        && s.ends_with(alnum)
-        && s.chars().all(|c| alnum(c) || c == '-')
-}
-
-/// An RFC 1123 subdomain, as Kubernetes names Deployments: labels joined
-/// by dots, at most 253 in all.
-fn dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(dns_label)
 }

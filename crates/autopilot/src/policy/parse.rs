@@ -113,12 +113,13 @@ fn document<'n>(ctx: &mut Ctx, doc: &'n Node) -> Option<(Policy, &'n Node)> {
     if let Some(meta) = &meta {
         if let Some(node) = meta.required(ctx, "name") {
             if let Some(s) = crate::yaml::string(ctx, node, "metadata.name") {
-                if !is_dns_subdomain(&s) {
+                if !dns_subdomain(&s) {
                     ctx.error(
                         node,
                         format!(
                             "metadata.name: `{s}` must be lowercase letters, digits, `-` and `.`, \
-                             starting and ending with a letter or digit (at most 253)"
+                             each part between dots starting and ending with a letter or digit \
+                             (at most 253)"
                         ),
                     );
                 }
@@ -181,16 +182,6 @@ fn document<'n>(ctx: &mut Ctx, doc: &'n Node) -> Option<(Policy, &'n Node)> {
         },
         name_node,
     ))
-}
-
-/// Kubernetes' rule for object names.
-fn is_dns_subdomain(s: &str) -> bool {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !s.is_empty()
-        && s.len() <= 253
-        && s.chars().all(|c| alnum(c) || c == '-' || c == '.')
-        && s.starts_with(alnum)
-        && s.ends_with(alnum)
 }
 
 fn target_ref(ctx: &mut Ctx, node: &Node) -> Option<TargetRef> {
@@ -595,16 +586,12 @@ fn condition(ctx: &mut Ctx, node: &Node, path: &str, scope: &Scope) -> Option<Co
                 ),
             ),
         };
-    match Condition::parse(text) {
-        Ok(c) => {
-            let errors = c.check(scope);
+    match Condition::parse_checked(text, scope) {
+        Ok(c) => Some(c),
+        Err(errors) => {
             for e in &errors {
                 place(ctx, e);
             }
-            errors.is_empty().then_some(c)
-        }
-        Err(e) => {
-            place(ctx, &e);
             None
         }
     }

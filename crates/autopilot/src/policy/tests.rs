@@ -15,6 +15,17 @@ fn diags(src: &str) -> Vec<String> {
         .collect()
 }
 
+/// One diagnostic per expected prefix, in order.
+fn assert_starts(got: &[String], expect: &[&str]) {
+    assert_eq!(got.len(), expect.len(), "{got:#?}");
+    for (got, want) in got.iter().zip(expect) {
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
+    }
+}
+
 const HEAD: &str =
     "apiVersion: perfpilot.dev/v1alpha1\nkind: AutopilotPolicy\nmetadata: {name: p}\n";
 
@@ -149,6 +160,20 @@ spec:
 }
 
 #[test]
+fn months_and_spaced_words_are_not_durations() {
+    let src = format!(
+        "{HEAD}spec:\n  targetRef: {{kind: SystemdUnit, name: web.service}}\n  actions:\n    - {{name: r, condition: p99 > 1s, operation: {{type: restart}}, cooldown: 10M}}\n    - {{name: s, condition: p99 > 1s, operation: {{type: restart}}, cooldown: 2 hours}}\n"
+    );
+    assert_eq!(
+        diags(&src),
+        vec![
+            "7:76: spec.actions[0].cooldown: `10M` is not a duration (unknown unit `M`; units are lower case: `m`); write e.g. 30s, 10m, 1h30m",
+            "8:76: spec.actions[1].cooldown: `2 hours` is not a duration (spaces are not allowed; write the number and unit together, like 2h or 1h30m); write e.g. 30s, 10m, 1h30m",
+        ]
+    );
+}
+
+#[test]
 fn missing_fields_and_wrong_types() {
     let src = "apiVersion: v1\nkind: Policy\nspec:\n  targetRef: web\n  actions: {}\n";
     assert_eq!(
@@ -188,11 +213,36 @@ fn operations_are_checked_by_type() {
         "11:81: spec.actions[4].operation: unknown field `url`",
         "12:89: spec.actions[5].operation.signal: systemd restarts units",
     ];
-    assert_eq!(d.len(), expect.len(), "{d:#?}");
-    for (got, want) in d.iter().zip(expect) {
+    assert_starts(&d, &expect);
+}
+
+#[test]
+fn signals_are_named_in_any_case_with_or_without_sig() {
+    let restart = |signal: &str| {
+        format!(
+            "{HEAD}spec:\n  targetRef: {{kind: Process, name: web}}\n  actions:\n    - {{name: r, condition: p99 > 1, operation: {{type: restart, signal: {signal}}}}}\n"
+        )
+    };
+    for (given, name) in [
+        ("sigterm", "TERM"),
+        ("SIGTERM", "TERM"),
+        ("term", "TERM"),
+        ("Hup", "HUP"),
+        ("SIGusr1", "USR1"),
+    ] {
+        let r = parse_policies(&restart(given));
+        assert!(r.diagnostics.is_empty(), "{given}: {:?}", r.diagnostics);
+        let Operation::Restart(op) = &r.policies[0].actions[0].operation else {
+            panic!("{given}: {:?}", r.policies[0].actions[0].operation);
+        };
+        assert_eq!(op.signal.as_deref(), Some(name), "{given}");
+    }
+    for bad in ["sigsigterm", "SIGWINCH", "hangup"] {
+        let d = diags(&restart(bad));
+        assert_eq!(d.len(), 1, "{bad}: {d:?}");
         assert!(
-            got.starts_with(want),
-            "{got}\n  does not start with\n{want}"
+            d[0].contains(&format!("unknown signal `{bad}` (known: TERM, KILL, HUP, INT, QUIT, USR1, USR2, STOP, CONT)")),
+            "{d:?}"
         );
     }
 }
@@ -323,13 +373,7 @@ fn guard_and_signal_names() {
         "14:41: spec.guard.rollbackIf: unknown value `better`",
         "14:57: spec.guard.signal: `up` is true or false",
     ];
-    assert_eq!(d.len(), expect.len(), "{d:#?}");
-    for (got, want) in d.iter().zip(expect) {
-        assert!(
-            got.starts_with(want),
-            "{got}\n  does not start with\n{want}"
-        );
-    }
+    assert_starts(&d, &expect);
 }
 
 #[test]
@@ -382,8 +426,8 @@ fn guard_tolerance_and_direction() {
 
 #[test]
 fn load_file_reports_io_and_invalid() {
-    let dir = std::env::temp_dir().join(format!("perfpilot-autopilot-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "kind: AutopilotPolicy\n").unwrap();
     match load_file(&bad) {
@@ -397,7 +441,6 @@ fn load_file_reports_io_and_invalid() {
     let good = dir.join("good.yaml");
     std::fs::write(&good, CHECKOUT).unwrap();
     assert_eq!(load_file(&good).unwrap().policies.len(), 2);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -488,11 +531,73 @@ fn rate_limit_and_scale_fields_are_checked() {
         "12:90: spec.actions[5].operation.namespace: `-n` is not a Kubernetes namespace",
         "13:74: spec.actions[6].operation.deployment: `--kubeconfig=x` is not a Kubernetes name",
     ];
-    assert_eq!(d.len(), expect.len(), "{d:#?}");
-    for (got, want) in d.iter().zip(expect) {
+    assert_starts(&d, &expect);
+}
+
+#[test]
+fn kubernetes_names_have_one_rule() {
+    let named = |name: &str, deployment: &str| {
+        format!(
+            "apiVersion: perfpilot.dev/v1alpha1\nkind: AutopilotPolicy\nmetadata: {{name: '{name}'}}\nspec:\n  targetRef: {{kind: Service, name: web}}\n  actions:\n    - {{name: a, condition: p99 > 1, operation: {{type: scale, deployment: '{deployment}', replicas: 2}}}}\n"
+        )
+    };
+    let long_label = "a".repeat(64);
+    for good in ["web", "web-1.prod", "a.b.c", "0", long_label.as_str()] {
+        let d = diags(&named(good, good));
+        // Only scale's warning that it has no rollback.
+        assert!(d.iter().all(|d| d.contains("warning")), "{good}: {d:?}");
+    }
+    for bad in ["a..b", "a.-b", "a-.b", ".a", "a.", "-a", "Web", "a_b", ""] {
+        let d = diags(&named(bad, "web"));
         assert!(
-            got.starts_with(want),
-            "{got}\n  does not start with\n{want}"
+            d.iter()
+                .any(|d| d.starts_with(&format!("3:18: metadata.name: `{bad}` must be lowercase"))),
+            "{bad}: {d:?}"
+        );
+        let d = diags(&named("p", bad));
+        assert!(
+            d.iter()
+                .any(|d| d.contains(&format!("deployment: `{bad}` is not a Kubernetes name"))),
+            "{bad}: {d:?}"
+        );
+    }
+    assert!(!dns_label(&long_label));
+    assert!(dns_label("kube-system"));
+    assert!(!dns_subdomain(&["a"; 128].join(".")));
+    assert!(dns_subdomain(&["a"; 127].join(".")), "253 characters");
+}
+
+#[test]
+fn rates_and_sizes_are_read_as_the_operation_reads_them() {
+    let limit = |rate: &str, burst: &str| {
+        format!(
+            "{HEAD}spec:\n  targetRef: {{kind: Service, name: web}}\n  actions:\n    - {{name: a, condition: p99 > 1, operation: {{type: rate-limit, interface: eth0, rate: '{rate}', burst: '{burst}'}}}}\n"
+        )
+    };
+    for (rate, burst) in [
+        ("10mbit", "32kb"),
+        ("500Kbit", "64K"),
+        ("100kbps", "1500"),
+        ("1.5gbit", "1500b"),
+        ("8bps", "8kbit"),
+    ] {
+        let d = diags(&limit(rate, burst));
+        assert!(d.is_empty(), "{rate} {burst}: {d:?}");
+    }
+    for rate in ["fast", "10xbit", "0mbit", "mbit", "10"] {
+        let d = diags(&limit(rate, "32kb"));
+        assert_eq!(d.len(), 1, "{rate}: {d:?}");
+        assert!(
+            d[0].contains(&format!("`{rate}` is not a tc rate")),
+            "{d:?}"
+        );
+    }
+    for burst in ["lots", "3furlongs", "0kb", "32tb"] {
+        let d = diags(&limit("10mbit", burst));
+        assert_eq!(d.len(), 1, "{burst}: {d:?}");
+        assert!(
+            d[0].contains(&format!("`{burst}` is not a tc size")),
+            "{d:?}"
         );
     }
 }
@@ -509,6 +614,11 @@ fn an_interface_rate_limit_without_rollback_gets_its_clearing_as_rollback() {
     let r = parse_policies(&src);
     assert!(r.diagnostics.is_empty(), "{:#?}", r.diagnostics);
     let a = &r.policies[0].actions[0];
-    assert_eq!(a.rollback, a.operation.implied_rollback());
-    assert!(a.rollback.is_some());
+    assert_eq!(
+        a.rollback,
+        Some(Operation::RateLimit(RateLimit {
+            on: RateLimitTarget::Interface("eth0".into()),
+            change: RateLimitChange::Clear,
+        }))
+    );
 }

@@ -135,12 +135,13 @@ fn judged_signal(policy: &Policy, action: &str) -> Option<String> {
     };
     a.condition
         .names()
-        .into_iter()
+        .iter()
         .find(|n| numeric(n))
+        .cloned()
         .or_else(|| {
             a.condition
                 .calls()
-                .into_iter()
+                .iter()
                 .find(|(f, _)| f == "hotspot")
                 .map(|(_, arg)| format!("hotspot({arg:?})"))
         })

@@ -100,16 +100,17 @@ pub struct WebhookResponse {
 }
 
 fn received(u: &Update) -> AuditEvent {
+    let a = &u.alert.alert;
     AuditEvent::AlertReceived {
         source: "alertmanager".into(),
-        fingerprint: u.alert.fingerprint.clone(),
-        alertname: u.alert.name().map(str::to_string),
-        status: u.alert.status,
+        fingerprint: a.fingerprint.clone(),
+        alertname: a.name().map(str::to_string),
+        status: a.status,
         change: u.change.as_str().into(),
-        starts_at: inbox::format_time(u.alert.starts_at),
-        ends_at: u.alert.ends_at.map(inbox::format_time),
-        labels: u.alert.labels.clone(),
-        annotations: u.alert.annotations.clone(),
+        starts_at: inbox::format_time(a.starts_at),
+        ends_at: a.ends_at.map(inbox::format_time),
+        labels: a.labels.clone(),
+        annotations: a.annotations.clone(),
     }
 }
 
@@ -128,15 +129,16 @@ pub async fn alertmanager(
         // Recorded before applied: if the write fails the post answers 500
         // and Alertmanager's retry finds the changes again.
         let records = ap.audit.append_all(events).map_err(audit_error)?;
-        ap.inbox.apply(&updates);
         let count = |c| updates.iter().filter(|u| u.change == c).count();
-        Ok(Json(WebhookResponse {
+        let response = WebhookResponse {
             alerts: payload.alerts.len(),
             new: count(inbox::Change::New),
             resolved: count(inbox::Change::Resolved),
             updated: count(inbox::Change::Updated),
             audit_seqs: records.iter().map(|r| r.seq).collect(),
-        }))
+        };
+        ap.inbox.apply(updates);
+        Ok(Json(response))
     })
     .await
 }

@@ -150,7 +150,7 @@ pub fn alerts(handle: &AutopilotHandle, baseline: Option<&AlertsHandle>) -> Vec<
     let mut out = Vec::new();
     {
         let ap = lock(&handle.0);
-        for a in ap.inbox.alerts() {
+        for a in ap.inbox.alerts().into_iter().map(|a| &a.alert) {
             let Some(name) = a.name() else { continue };
             out.push(SeenAlert {
                 name: name.to_string(),
@@ -241,8 +241,8 @@ pub fn gather(
     for a in &policy.actions {
         for (f, arg) in a.condition.calls() {
             match f.as_str() {
-                "hotspot" => hot.push(arg),
-                _ => alert_names.push(arg),
+                "hotspot" => hot.push(arg.clone()),
+                _ => alert_names.push(arg.clone()),
             }
         }
     }
