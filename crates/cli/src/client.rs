@@ -16,6 +16,21 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// The query parameters and the token's header, on a GET or a POST alike.
+fn prepare<B>(
+    mut req: ureq::RequestBuilder<B>,
+    params: &[(&str, String)],
+    auth: Option<&str>,
+) -> ureq::RequestBuilder<B> {
+    for (k, v) in params {
+        req = req.query(*k, v);
+    }
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    req
+}
+
 /// A GET, or a POST of `body` as JSON when one is given; returns the
 /// answer's body, or fails with the server's message (exit 2 for a 400,
 /// 1 otherwise).
@@ -30,27 +45,10 @@ pub fn call(
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let auth = token.map(|t| format!("Bearer {t}"));
     let resp = match body {
-        None => {
-            let mut req = agent().get(&url);
-            for (k, v) in params {
-                req = req.query(*k, v);
-            }
-            if let Some(a) = &auth {
-                req = req.header("Authorization", a);
-            }
-            req.call()
-        }
-        Some(b) => {
-            let mut req = agent().post(&url);
-            for (k, v) in params {
-                req = req.query(*k, v);
-            }
-            if let Some(a) = &auth {
-                req = req.header("Authorization", a);
-            }
-            req.header("Content-Type", "application/json")
-                .send(b.to_string())
-        }
+        None => prepare(agent().get(&url), params, auth.as_deref()).call(),
+        Some(b) => prepare(agent().post(&url), params, auth.as_deref())
+            .header("Content-Type", "application/json")
+            .send(b.to_string()),
     }
     .with_context(|| format!("cannot reach {url}"))
     .map_err(Failure::from)?;
