@@ -211,9 +211,8 @@ enum QueryCommand {
 
 #[derive(Args, Clone)]
 struct QueryCommon {
-    /// The server.
-    #[arg(long, default_value = "http://127.0.0.1:4040")]
-    server: String,
+    #[command(flatten)]
+    conn: client::Conn,
     /// A label selector, e.g. '{service_name="checkout"}', optionally after
     /// a profile type: 'process_cpu:cpu:nanoseconds:cpu:nanoseconds{...}'.
     #[arg(long, default_value = "{}")]
@@ -227,9 +226,6 @@ struct QueryCommon {
     /// Write here instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
-    /// A file holding the server's token.
-    #[arg(long, value_name = "FILE")]
-    auth_token_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
