@@ -151,11 +151,14 @@ struct AutopilotArgs {
     #[arg(long, value_name = "DIR")]
     policies: Option<PathBuf>,
     /// dry-run records what the autopilot would do; enforce runs it.
-    #[arg(long, value_enum, default_value_t = AutopilotMode::DryRun)]
+    // Only an explicit `enforce` needs policies: clap checks `requires_if`
+    // against the command line, never against the default.
+    #[arg(long, value_enum, default_value_t = AutopilotMode::DryRun,
+          requires_if("enforce", "policies"))]
     autopilot: AutopilotMode,
     /// The Prometheus that policies' `prometheus` signals query, e.g.
     /// http://127.0.0.1:9090.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", requires = "policies")]
     prometheus: Option<String>,
 }
 

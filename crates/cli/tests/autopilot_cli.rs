@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::alerting::{labels, wait_until, webhook};
-use common::{action, policy, touch, ServerProcess};
+use common::alerting::{free_port, labels, wait_until, webhook};
+use common::{action, perfpilot, policy, touch, ServerProcess};
 
 #[test]
 fn server_receives_alertmanager_webhooks_into_its_audit_log() {
@@ -232,4 +232,89 @@ fn a_server_that_exits_fails_start_at_once_with_its_log() {
         "{message}"
     );
     assert!(started.elapsed() < Duration::from_secs(10), "{message}");
+}
+
+/// `perfpilot server ARGS --listen 127.0.0.1:PORT --data DIR/data`, expected
+/// to exit: (exit code, stderr); killed if it is still up after 30 s.
+fn server_exit(dir: &std::path::Path, port: u16, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = perfpilot()
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.join("data"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn enforce_or_prometheus_without_policies_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let autopilot = dir.path().join("autopilot");
+    for args in [
+        &["--autopilot", "enforce"][..],
+        &[
+            "--autopilot",
+            "enforce",
+            "--autopilot-dir",
+            autopilot.to_str().unwrap(),
+        ][..],
+        &["--prometheus", "http://127.0.0.1:9090"][..],
+    ] {
+        let (code, err) = server_exit(dir.path(), free_port(), args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains("--policies <DIR>"), "{args:?}: {err}");
+        // Refused before anything was opened.
+        assert!(!dir.path().join("data").exists(), "{args:?}");
+        assert!(!autopilot.exists(), "{args:?}");
+    }
+    // `up` shares the flags (and parses them before it needs root).
+    let out = perfpilot()
+        .args(["up", "--autopilot", "enforce"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--policies <DIR>"), "{err}");
+}
+
+#[test]
+fn a_taken_port_starts_no_autopilot() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policies(dir.path(), "auto");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let autopilot = dir.path().join("autopilot");
+    let (code, err) = server_exit(
+        dir.path(),
+        port,
+        &[
+            "--policies",
+            dir.path().join("policies").to_str().unwrap(),
+            "--autopilot",
+            "enforce",
+            "--autopilot-dir",
+            autopilot.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    // The audit log was never opened, so no engine ran.
+    assert!(!autopilot.exists(), "{err}");
 }
