@@ -3,7 +3,6 @@
 //! server.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -13,42 +12,8 @@ use perfpilot_server::api::{
 };
 use serde_json::json;
 
-use crate::client::{call, decode};
+use crate::client::{decode, Conn};
 use crate::exit;
-
-#[derive(Args, Clone)]
-pub struct Conn {
-    /// The server.
-    #[arg(long, default_value = "http://127.0.0.1:4040")]
-    server: String,
-    /// A file holding the server's token.
-    #[arg(long, value_name = "FILE")]
-    auth_token_file: Option<PathBuf>,
-}
-
-impl Conn {
-    fn get(&self, path: &str) -> exit::Result<Vec<u8>> {
-        self.get_with(path, &[])
-    }
-    fn get_with(&self, path: &str, params: &[(&str, String)]) -> exit::Result<Vec<u8>> {
-        call(
-            &self.server,
-            self.auth_token_file.as_deref(),
-            path,
-            params,
-            None,
-        )
-    }
-    fn post(&self, path: &str, body: serde_json::Value) -> exit::Result<Vec<u8>> {
-        call(
-            &self.server,
-            self.auth_token_file.as_deref(),
-            path,
-            &[],
-            Some(&body),
-        )
-    }
-}
 
 #[derive(Args)]
 pub struct ActionsArgs {
@@ -173,6 +138,11 @@ fn print(text: &str) -> exit::Result<()> {
     Ok(())
 }
 
+/// The server's JSON answer as it came, on a line.
+fn print_json(body: &[u8]) -> exit::Result<()> {
+    print(&format!("{}\n", String::from_utf8_lossy(body)))
+}
+
 fn time(ms: i64) -> String {
     perfpilot_baseline::alerts::rfc3339(ms)
 }
@@ -220,7 +190,7 @@ pub fn run(args: ActionsArgs) -> exit::Result<()> {
         ActionsCommand::List(a) => {
             let body = a.conn.get("/api/v1/actions")?;
             if a.json {
-                return print(&format!("{}\n", String::from_utf8_lossy(&body)));
+                return print_json(&body);
             }
             let r: ActionsResponse = decode("/api/v1/actions", &body)?;
             let mut out = format!(
@@ -242,20 +212,19 @@ pub fn run(args: ActionsArgs) -> exit::Result<()> {
             }
             print(&out)
         }
-        ActionsCommand::Approve(a) => {
-            let path = format!("/api/v1/actions/{}/approve", a.id);
-            let body = a.conn.post(&path, json!({ "by": who(a.by) }))?;
-            show(&decode(&path, &body)?)
-        }
-        ActionsCommand::Reject(a) => {
-            let path = format!("/api/v1/actions/{}/reject", a.id);
-            let body = a.conn.post(&path, json!({ "by": who(a.by) }))?;
-            show(&decode(&path, &body)?)
-        }
+        ActionsCommand::Approve(a) => decide(a, "approve"),
+        ActionsCommand::Reject(a) => decide(a, "reject"),
         ActionsCommand::Pause(a) => pause(a, true),
         ActionsCommand::Resume(a) => pause(a, false),
         ActionsCommand::Audit(a) => audit(a),
     }
+}
+
+/// Approves or rejects (`verb`) a queued decision and shows it.
+fn decide(a: DecideArgs, verb: &str) -> exit::Result<()> {
+    let path = format!("/api/v1/actions/{}/{verb}", a.id);
+    let body = a.conn.post(&path, json!({ "by": who(a.by) }))?;
+    show(&decode(&path, &body)?)
 }
 
 fn audit(a: AuditArgs) -> exit::Result<()> {
@@ -270,7 +239,7 @@ fn audit(a: AuditArgs) -> exit::Result<()> {
     params.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
     let body = a.conn.get_with(path, &params)?;
     if a.json {
-        return print(&format!("{}\n", String::from_utf8_lossy(&body)));
+        return print_json(&body);
     }
     let r: AuditResponse = decode(path, &body)?;
     if r.records.is_empty() {
@@ -449,7 +418,7 @@ pub fn policy(args: PolicyArgs) -> exit::Result<()> {
         PolicyCommand::List(a) => {
             let body = a.conn.get("/api/v1/policies")?;
             if a.json {
-                return print(&format!("{}\n", String::from_utf8_lossy(&body)));
+                return print_json(&body);
             }
             let r: PoliciesResponse = decode("/api/v1/policies", &body)?;
             if r.policies.is_empty() {

@@ -1,12 +1,54 @@
 //! Talking to a perfpilot server's API: one agent, the token, and the
 //! server's error message (its `error` field) as the failure.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::Args;
 
 use crate::exit::{self, Failure};
+
+/// Which server to talk to and its token: the flags every command that
+/// asks a server shares.
+#[derive(Args, Clone)]
+pub struct Conn {
+    /// The server.
+    #[arg(long, default_value = "http://127.0.0.1:4040")]
+    pub server: String,
+    /// A file holding the server's token.
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+}
+
+impl Conn {
+    /// GETs `path`; its body, or the server's error as the failure.
+    pub fn get(&self, path: &str) -> exit::Result<Vec<u8>> {
+        self.get_with(path, &[])
+    }
+
+    /// GETs `path` with query parameters.
+    pub fn get_with(&self, path: &str, params: &[(&str, String)]) -> exit::Result<Vec<u8>> {
+        call(
+            &self.server,
+            self.auth_token_file.as_deref(),
+            path,
+            params,
+            None,
+        )
+    }
+
+    /// POSTs `body` as JSON to `path`.
+    pub fn post(&self, path: &str, body: serde_json::Value) -> exit::Result<Vec<u8>> {
+        call(
+            &self.server,
+            self.auth_token_file.as_deref(),
+            path,
+            &[],
+            Some(&body),
+        )
+    }
+}
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -16,10 +58,25 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// The query parameters and the token's header, on a GET or a POST alike.
+fn prepare<B>(
+    mut req: ureq::RequestBuilder<B>,
+    params: &[(&str, String)],
+    auth: Option<&str>,
+) -> ureq::RequestBuilder<B> {
+    for (k, v) in params {
+        req = req.query(*k, v);
+    }
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    req
+}
+
 /// A GET, or a POST of `body` as JSON when one is given; returns the
 /// answer's body, or fails with the server's message (exit 2 for a 400,
 /// 1 otherwise).
-pub fn call(
+fn call(
     server: &str,
     token_file: Option<&Path>,
     path: &str,
@@ -30,27 +87,10 @@ pub fn call(
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let auth = token.map(|t| format!("Bearer {t}"));
     let resp = match body {
-        None => {
-            let mut req = agent().get(&url);
-            for (k, v) in params {
-                req = req.query(*k, v);
-            }
-            if let Some(a) = &auth {
-                req = req.header("Authorization", a);
-            }
-            req.call()
-        }
-        Some(b) => {
-            let mut req = agent().post(&url);
-            for (k, v) in params {
-                req = req.query(*k, v);
-            }
-            if let Some(a) = &auth {
-                req = req.header("Authorization", a);
-            }
-            req.header("Content-Type", "application/json")
-                .send(b.to_string())
-        }
+        None => prepare(agent().get(&url), params, auth.as_deref()).call(),
+        Some(b) => prepare(agent().post(&url), params, auth.as_deref())
+            .header("Content-Type", "application/json")
+            .send(b.to_string()),
     }
     .with_context(|| format!("cannot reach {url}"))
     .map_err(Failure::from)?;

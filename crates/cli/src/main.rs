@@ -151,11 +151,14 @@ struct AutopilotArgs {
     #[arg(long, value_name = "DIR")]
     policies: Option<PathBuf>,
     /// dry-run records what the autopilot would do; enforce runs it.
-    #[arg(long, value_enum, default_value_t = AutopilotMode::DryRun)]
+    // Only an explicit `enforce` needs policies: clap checks `requires_if`
+    // against the command line, never against the default.
+    #[arg(long, value_enum, default_value_t = AutopilotMode::DryRun,
+          requires_if("enforce", "policies"))]
     autopilot: AutopilotMode,
     /// The Prometheus that policies' `prometheus` signals query, e.g.
     /// http://127.0.0.1:9090.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", requires = "policies")]
     prometheus: Option<String>,
 }
 
@@ -211,9 +214,8 @@ enum QueryCommand {
 
 #[derive(Args, Clone)]
 struct QueryCommon {
-    /// The server.
-    #[arg(long, default_value = "http://127.0.0.1:4040")]
-    server: String,
+    #[command(flatten)]
+    conn: client::Conn,
     /// A label selector, e.g. '{service_name="checkout"}', optionally after
     /// a profile type: 'process_cpu:cpu:nanoseconds:cpu:nanoseconds{...}'.
     #[arg(long, default_value = "{}")]
@@ -227,9 +229,6 @@ struct QueryCommon {
     /// Write here instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
-    /// A file holding the server's token.
-    #[arg(long, value_name = "FILE")]
-    auth_token_file: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -8,11 +8,6 @@ use perfpilot_server::api::{DiffResponse, TimeseriesResponse, TopResponse};
 use crate::exit::{self, Failure};
 use crate::{QueryArgs, QueryCommand, QueryCommon};
 
-/// GETs an API path; returns the body, or the server's error message.
-fn get(c: &QueryCommon, path: &str, params: &[(&str, String)]) -> exit::Result<Vec<u8>> {
-    crate::client::call(&c.server, c.auth_token_file.as_deref(), path, params, None)
-}
-
 fn common_params(c: &QueryCommon) -> Vec<(&'static str, String)> {
     vec![
         ("query", c.query.clone()),
@@ -60,13 +55,13 @@ pub fn run(args: QueryArgs) -> exit::Result<()> {
             if let Some(n) = a.max_nodes {
                 p.push(("max_nodes", n.to_string()));
             }
-            let body = get(&a.common, "/api/v1/flamegraph", &p)?;
+            let body = a.common.conn.get_with("/api/v1/flamegraph", &p)?;
             output(&a.common, &body, format == "pprof")
         }
         QueryCommand::Top(a) => {
             let mut p = common_params(&a.common);
             p.push(("limit", a.limit.to_string()));
-            let body = get(&a.common, "/api/v1/top", &p)?;
+            let body = a.common.conn.get_with("/api/v1/top", &p)?;
             if a.format.as_deref() == Some("json") {
                 return output(&a.common, &body, false);
             }
@@ -97,7 +92,7 @@ pub fn run(args: QueryArgs) -> exit::Result<()> {
                     p.push((k, v.clone()));
                 }
             }
-            let body = get(&a.common, "/api/v1/diff", &p)?;
+            let body = a.common.conn.get_with("/api/v1/diff", &p)?;
             if a.format.as_deref() == Some("json") {
                 return output(&a.common, &body, false);
             }
@@ -131,7 +126,7 @@ pub fn run(args: QueryArgs) -> exit::Result<()> {
             if let Some(f) = &a.function {
                 p.push(("function", f.clone()));
             }
-            let body = get(&a.common, "/api/v1/timeseries", &p)?;
+            let body = a.common.conn.get_with("/api/v1/timeseries", &p)?;
             if a.format.as_deref() == Some("json") {
                 return output(&a.common, &body, false);
             }

@@ -190,44 +190,33 @@ fn start_autopilot(
         })?),
         None => None,
     };
-    match (&handle, &a.policies) {
-        (Some(handle), Some(policies)) => {
-            let mode = match a.autopilot {
-                AutopilotMode::DryRun => perfpilot_server::AutopilotMode::DryRun,
-                AutopilotMode::Enforce => perfpilot_server::AutopilotMode::Enforce,
-            };
-            let prometheus = a.prometheus.as_deref().map(|url| {
-                // Asked every few seconds: a retry would only hold up the
-                // other policies' decisions.
-                let mut p = perfpilot_baseline::prom::Prometheus::new(url);
-                p.retries = 0;
-                p
-            });
-            handle
-                .start_engine(
-                    policies,
-                    mode,
-                    perfpilot_server::Sources::new(
-                        alerts,
-                        Some(Arc::new(store.clone())),
-                        prometheus,
-                    ),
-                    Arc::clone(stop),
-                )
-                .map_err(|e| Failure::new(exit::BAD_INPUT, anyhow::anyhow!("{e}")))?;
-            eprintln!(
-                "perfpilot {who}: autopilot in {} mode with the policies in {}",
-                perfpilot_server::mode_name(mode),
-                policies.display()
-            );
-        }
-        _ if a.autopilot == AutopilotMode::Enforce => {
-            return Err(Failure::new(
-                exit::USAGE,
-                anyhow::anyhow!("--autopilot enforce needs --policies DIR"),
-            ));
-        }
-        _ => {}
+    // Without --policies, clap has refused `--autopilot enforce` and
+    // `--prometheus`: there is no engine to start.
+    if let (Some(handle), Some(policies)) = (&handle, &a.policies) {
+        let mode = match a.autopilot {
+            AutopilotMode::DryRun => perfpilot_server::AutopilotMode::DryRun,
+            AutopilotMode::Enforce => perfpilot_server::AutopilotMode::Enforce,
+        };
+        let prometheus = a.prometheus.as_deref().map(|url| {
+            // Asked every few seconds: a retry would only hold up the
+            // other policies' decisions.
+            let mut p = perfpilot_baseline::prom::Prometheus::new(url);
+            p.retries = 0;
+            p
+        });
+        handle
+            .start_engine(
+                policies,
+                mode,
+                perfpilot_server::Sources::new(alerts, Some(Arc::new(store.clone())), prometheus),
+                Arc::clone(stop),
+            )
+            .map_err(|e| Failure::new(exit::BAD_INPUT, anyhow::anyhow!("{e}")))?;
+        eprintln!(
+            "perfpilot {who}: autopilot in {} mode with the policies in {}",
+            perfpilot_server::mode_name(mode),
+            policies.display()
+        );
     }
     Ok(handle)
 }
@@ -238,6 +227,9 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
     let store = open_store(&data, &args.retention)?;
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
+    // Listening first: with the port taken, no engine starts (and an
+    // enforcing one never acts).
+    let listener = rt.block_on(bind(args.listen))?;
     let loop_parts = LoopParts::start(
         "server",
         args.baseline_config.as_deref(),
@@ -247,7 +239,6 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
         &stop,
     )?;
     rt.block_on(async {
-        let listener = bind(args.listen).await?;
         warn_without_ui();
         eprintln!(
             "perfpilot server: web UI and API on http://{} (data in {}, retention {}{})",

@@ -3,9 +3,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::ServerProcess;
+use common::alerting::{free_port, labels, wait_until, webhook};
+use common::{action, perfpilot, policy, touch, ServerProcess};
 
 #[test]
 fn server_receives_alertmanager_webhooks_into_its_audit_log() {
@@ -17,13 +18,7 @@ fn server_receives_alertmanager_webhooks_into_its_audit_log() {
             dir.path().join("autopilot").as_os_str(),
         ],
     );
-    let payload = r#"{"receiver":"perfpilot","status":"firing","alerts":[{"status":"firing",
-        "labels":{"alertname":"CheckoutHighLatency","service":"checkout"},"annotations":{},
-        "startsAt":"2026-11-22T10:00:00Z","endsAt":"0001-01-01T00:00:00Z",
-        "generatorURL":"http://prometheus/graph","fingerprint":"a1b2c3d4e5f60718"}],
-        "groupLabels":{"alertname":"CheckoutHighLatency"},"commonLabels":{},"commonAnnotations":{},
-        "externalURL":"http://alertmanager:9093","version":"4","groupKey":"{}:{alertname=\"CheckoutHighLatency\"}",
-        "truncatedAlerts":0}"#;
+    let payload = &firing();
     for _ in 0..3 {
         assert_eq!(server.post_json("/api/v1/alertmanager", payload).0, 200);
     }
@@ -44,16 +39,6 @@ fn server_receives_alertmanager_webhooks_into_its_audit_log() {
     assert!(dir.path().join("autopilot/audit.jsonl").is_file());
 }
 
-/// Audit records, oldest first.
-fn audit(server: &ServerProcess) -> Vec<serde_json::Value> {
-    let mut records = server.get_json("/api/v1/audit")["records"]
-        .as_array()
-        .unwrap()
-        .clone();
-    records.reverse();
-    records
-}
-
 fn start(dir: &std::path::Path, extra: &[&str]) -> ServerProcess {
     let mut args: Vec<std::ffi::OsString> = vec!["--policies".into(), dir.join("policies").into()];
     args.extend(extra.iter().map(Into::into));
@@ -68,19 +53,16 @@ fn write_policies(dir: &std::path::Path, approval: &str) -> std::path::PathBuf {
     let marker = dir.join("marker");
     std::fs::write(
         policies.join("checkout.yaml"),
-        format!(
-            "apiVersion: perfpilot.dev/v1alpha1
-kind: AutopilotPolicy
-metadata: {{name: checkout-latency}}
-spec:
-  targetRef: {{kind: Service, name: checkout}}
-  actions:
-    - name: mark
-      condition: 'alert(\"CheckoutHighLatency\").firing'
-      operation: {{type: exec, command: [/usr/bin/touch, {}]}}
-      approval: {approval}
-",
-            marker.display()
+        policy(
+            "checkout-latency",
+            "checkout",
+            &action(
+                "mark",
+                "alert(\"CheckoutHighLatency\").firing",
+                touch(&marker),
+                &[&format!("approval: {approval}")],
+            ),
+            "",
         ),
     )
     .unwrap();
@@ -92,24 +74,21 @@ spec:
     marker
 }
 
-const FIRING: &str = r#"{"receiver":"perfpilot","status":"firing","alerts":[{"status":"firing",
-    "labels":{"alertname":"CheckoutHighLatency","service":"checkout"},"annotations":{},
-    "startsAt":"2026-11-22T10:00:00Z","endsAt":"0001-01-01T00:00:00Z",
-    "generatorURL":"http://prometheus/graph","fingerprint":"a1b2c3d4e5f60718"}],
-    "groupLabels":{},"commonLabels":{},"commonAnnotations":{},
-    "externalURL":"http://alertmanager:9093","version":"4","groupKey":"{}","truncatedAlerts":0}"#;
-
-/// Polls until `f` gives a value or 10 s pass.
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// CheckoutHighLatency firing, for the checkout service.
+fn firing() -> String {
+    webhook(
+        &labels(&[
+            ("alertname", "CheckoutHighLatency"),
+            ("service", "checkout"),
+        ]),
+        "firing",
+        "2026-11-22T10:00:00Z",
+        "a1b2c3d4e5f60718",
+    )
 }
+
+/// How long to wait for what the server does on its own.
+const PATIENCE: Duration = Duration::from_secs(10);
 
 fn without_policy_changes(records: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
     records
@@ -127,10 +106,18 @@ fn dry_run_records_the_decision_and_runs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let marker = write_policies(dir.path(), "auto");
     let server = start(dir.path(), &[]);
-    assert_eq!(server.post_json("/api/v1/alertmanager", FIRING).0, 200);
-    let decision = wait_for("a decision", || {
-        audit(&server).into_iter().find(|r| r["kind"] == "decision")
-    });
+    assert_eq!(server.post_json("/api/v1/alertmanager", &firing()).0, 200);
+    let decision = wait_until(
+        "a decision",
+        PATIENCE,
+        || server.context(),
+        || {
+            server
+                .audit("")
+                .into_iter()
+                .find(|r| r["kind"] == "decision")
+        },
+    );
     assert_eq!(decision["mode"], "dry-run", "{decision:#}");
     assert_eq!(decision["policy"], "checkout-latency");
     assert_eq!(decision["policy_version"], "1");
@@ -141,7 +128,7 @@ fn dry_run_records_the_decision_and_runs_nothing() {
     assert!(!decision["readings"].as_array().unwrap().is_empty());
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!marker.exists(), "dry-run ran the action");
-    assert!(!kinds(&audit(&server)).contains(&"action_run"));
+    assert!(!kinds(&server.audit("")).contains(&"action_run"));
     let actions = server.get_json("/api/v1/actions");
     assert_eq!(actions["mode"], "dry-run");
     assert_eq!(actions["recent"][0]["status"], "dry-run");
@@ -152,12 +139,22 @@ fn enforce_with_auto_approval_runs_the_action() {
     let dir = tempfile::tempdir().unwrap();
     let marker = write_policies(dir.path(), "auto");
     let server = start(dir.path(), &["--autopilot", "enforce"]);
-    assert_eq!(server.post_json("/api/v1/alertmanager", FIRING).0, 200);
-    wait_for("the marker", || marker.exists().then_some(()));
-    let records = wait_for("the action's record", || {
-        let r = audit(&server);
-        kinds(&r).contains(&"action_run").then_some(r)
-    });
+    assert_eq!(server.post_json("/api/v1/alertmanager", &firing()).0, 200);
+    wait_until(
+        "the marker",
+        PATIENCE,
+        || server.context(),
+        || marker.exists().then_some(()),
+    );
+    let records = wait_until(
+        "the action's record",
+        PATIENCE,
+        || server.context(),
+        || {
+            let r = server.audit("");
+            kinds(&r).contains(&"action_run").then_some(r)
+        },
+    );
     // Oldest first; the policy's loading comes before everything else.
     let loaded = &records[0];
     assert_eq!(loaded["kind"], "policy_change", "{records:#?}");
@@ -179,10 +176,13 @@ fn manual_approval_waits_for_approve() {
     let dir = tempfile::tempdir().unwrap();
     let marker = write_policies(dir.path(), "manual");
     let server = start(dir.path(), &["--autopilot", "enforce"]);
-    assert_eq!(server.post_json("/api/v1/alertmanager", FIRING).0, 200);
-    let id = wait_for("a pending approval", || {
-        server.get_json("/api/v1/actions")["pending"][0]["id"].as_u64()
-    });
+    assert_eq!(server.post_json("/api/v1/alertmanager", &firing()).0, 200);
+    let id = wait_until(
+        "a pending approval",
+        PATIENCE,
+        || server.context(),
+        || server.get_json("/api/v1/actions")["pending"][0]["id"].as_u64(),
+    );
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!marker.exists(), "ran before it was approved");
     let (status, _) = server.post_json("/api/v1/actions/999/approve", "");
@@ -194,7 +194,7 @@ fn manual_approval_waits_for_approve() {
     assert_eq!(status, 200, "{run:#}");
     assert_eq!(run["status"], "succeeded");
     assert!(marker.exists());
-    let records = without_policy_changes(audit(&server));
+    let records = without_policy_changes(server.audit(""));
     assert_eq!(
         kinds(&records),
         ["alert_received", "decision", "approval", "action_run"],
@@ -212,4 +212,109 @@ fn manual_approval_waits_for_approve() {
         true
     );
     assert_eq!(server.get_json("/api/v1/actions")["paused"], true);
+}
+
+#[test]
+fn a_server_that_exits_fails_start_at_once_with_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let failure =
+        std::panic::catch_unwind(|| ServerProcess::start(dir.path(), &["--no-such-flag"]))
+            .err()
+            .expect("the server cannot start");
+    let message = failure
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("the server exited"), "{message}");
+    assert!(
+        message.contains("unexpected argument '--no-such-flag'"),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{message}");
+}
+
+/// `perfpilot server ARGS --listen 127.0.0.1:PORT --data DIR/data`, expected
+/// to exit: (exit code, stderr); killed if it is still up after 30 s.
+fn server_exit(dir: &std::path::Path, port: u16, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = perfpilot()
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.join("data"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn enforce_or_prometheus_without_policies_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let autopilot = dir.path().join("autopilot");
+    for args in [
+        &["--autopilot", "enforce"][..],
+        &[
+            "--autopilot",
+            "enforce",
+            "--autopilot-dir",
+            autopilot.to_str().unwrap(),
+        ][..],
+        &["--prometheus", "http://127.0.0.1:9090"][..],
+    ] {
+        let (code, err) = server_exit(dir.path(), free_port(), args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains("--policies <DIR>"), "{args:?}: {err}");
+        // Refused before anything was opened.
+        assert!(!dir.path().join("data").exists(), "{args:?}");
+        assert!(!autopilot.exists(), "{args:?}");
+    }
+    // `up` shares the flags (and parses them before it needs root).
+    let out = perfpilot()
+        .args(["up", "--autopilot", "enforce"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--policies <DIR>"), "{err}");
+}
+
+#[test]
+fn a_taken_port_starts_no_autopilot() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policies(dir.path(), "auto");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let autopilot = dir.path().join("autopilot");
+    let (code, err) = server_exit(
+        dir.path(),
+        port,
+        &[
+            "--policies",
+            dir.path().join("policies").to_str().unwrap(),
+            "--autopilot",
+            "enforce",
+            "--autopilot-dir",
+            autopilot.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    // The audit log was never opened, so no engine ran.
+    assert!(!autopilot.exists(), "{err}");
 }

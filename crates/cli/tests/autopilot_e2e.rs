@@ -16,27 +16,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::alerting::{
-    free_port, get_text, now_ms, tail, wait_until, Alertmanager, Prometheus, Supervisor,
+    free_port, get_text, labels, now_ms, tail, wait_until, webhook, Alertmanager, Prometheus,
+    Supervisor,
 };
-use common::ServerProcess;
+use common::{action, policy, ServerProcess, API_VERSION};
 use serde_json::{json, Value};
 
 /// Long enough for a loaded CI machine; the waits poll, so a quick run
 /// takes no longer for it.
 const PATIENCE: Duration = Duration::from_secs(120);
-
-const API_VERSION: &str = "perfpilot.dev/v1alpha1";
-
-/// An AutopilotPolicy with one action; strings go in as JSON, which is
-/// YAML too.
-fn policy(name: &str, target: &str, condition: &str, operation: Value, limits: &str) -> String {
-    format!(
-        "apiVersion: {API_VERSION}\nkind: AutopilotPolicy\nmetadata: {{name: {name}}}\nspec:\n  \
-         targetRef: {{kind: Service, name: {target}}}\n  actions:\n    - name: act\n      \
-         condition: {condition}\n      operation: {operation}\n      {limits}\n      approval: auto\n",
-        condition = serde_json::to_string(condition).unwrap(),
-    )
-}
 
 /// `perfpilot server --policies DIR/policies --autopilot enforce
 /// --autopilot-dir DIR/autopilot`, its log in DIR/server.log.
@@ -46,7 +34,6 @@ fn start_server(dir: &Path, policies: &[(&str, String)]) -> ServerProcess {
     for (name, text) in policies {
         std::fs::write(pdir.join(format!("{name}.yaml")), text).unwrap();
     }
-    let log = std::fs::File::create(dir.join("server.log")).unwrap();
     let args: Vec<OsString> = vec![
         "--policies".into(),
         pdir.into(),
@@ -55,37 +42,24 @@ fn start_server(dir: &Path, policies: &[(&str, String)]) -> ServerProcess {
         "--autopilot-dir".into(),
         dir.join("autopilot").into(),
     ];
-    ServerProcess::start_with_stderr(dir, &args, log)
+    ServerProcess::start(dir, &args)
 }
 
-/// Audit records, oldest first (`query` like `kind=decision`); an empty
-/// list when the server does not answer.
-fn audit(server: &ServerProcess, query: &str) -> Vec<Value> {
-    let url = format!("{}/api/v1/audit?limit=10000&{query}", server.base);
-    let v: Value = get_text(&url)
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
-    let mut records = v["records"].as_array().cloned().unwrap_or_default();
-    records.reverse();
-    records
-}
-
-/// What a failure message shows: the last audit records and the end of
-/// the server's log.
-fn context(server: &ServerProcess, dir: &Path) -> String {
-    let records = audit(server, "");
-    let mut out = format!(
-        "audit log ({} records, the last 60 shown):\n",
-        records.len()
-    );
-    for r in &records[records.len().saturating_sub(60)..] {
-        out.push_str(&format!("  {r}\n"));
-    }
-    out.push_str(&format!(
-        "server log ends:\n{}\n",
-        tail(&dir.join("server.log"), 30)
-    ));
-    out
+/// A policy with one action, `act`, run without approval.
+fn auto_policy(
+    name: &str,
+    target: &str,
+    condition: &str,
+    operation: Value,
+    limits: &[&str],
+) -> String {
+    let fields: Vec<&str> = limits.iter().copied().chain(["approval: auto"]).collect();
+    policy(
+        name,
+        target,
+        &action("act", condition, operation, &fields),
+        "",
+    )
 }
 
 fn of_kind<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -97,47 +71,6 @@ fn of_policy<'a>(records: &'a [Value], kind: &str, policy: &str) -> Vec<&'a Valu
         .iter()
         .filter(|r| r["kind"] == kind && r["policy"] == policy)
         .collect()
-}
-
-/// A webhook post as Alertmanager 0.25 sends it, for one alert.
-fn webhook(
-    labels: &BTreeMap<&str, &str>,
-    status: &str,
-    starts_at: &str,
-    fingerprint: &str,
-) -> String {
-    let ends_at = if status == "firing" {
-        "0001-01-01T00:00:00Z".to_string()
-    } else {
-        // Resolved half a second after it started (startsAt given in
-        // whole seconds here).
-        starts_at.replacen("Z", ".5Z", 1)
-    };
-    json!({
-        "receiver": "perfpilot",
-        "status": status,
-        "alerts": [{
-            "status": status,
-            "labels": labels,
-            "annotations": {"summary": "test"},
-            "startsAt": starts_at,
-            "endsAt": ends_at,
-            "generatorURL": "http://prometheus:9090/graph",
-            "fingerprint": fingerprint,
-        }],
-        "groupLabels": {"alertname": labels.get("alertname")},
-        "commonLabels": labels,
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "version": "4",
-        "groupKey": "{}:{alertname=\"test\"}",
-        "truncatedAlerts": 0,
-    })
-    .to_string()
-}
-
-fn labels<'a>(pairs: &[(&'a str, &'a str)]) -> BTreeMap<&'a str, &'a str> {
-    pairs.iter().copied().collect()
 }
 
 /// Posts each thread's bodies in order, the threads at once; the status
@@ -205,16 +138,16 @@ fn stamps(path: &Path) -> Vec<f64> {
 /// Waits for the action's first run, gives the engine a few more ticks
 /// while the alert keeps firing, and asserts it ran exactly once (its
 /// cooldown is an hour); the audit log and the failure context then.
-fn ran_once_and_settled(server: &ServerProcess, dir: &Path, runs: &Path) -> (Vec<Value>, String) {
+fn ran_once_and_settled(server: &ServerProcess, runs: &Path) -> (Vec<Value>, String) {
     wait_until(
         "the action to run",
         PATIENCE,
-        || context(server, dir),
+        || server.context(),
         || (!lines(runs).is_empty()).then_some(()),
     );
     std::thread::sleep(Duration::from_secs(4));
-    let records = audit(server, "");
-    let dump = context(server, dir);
+    let records = server.audit("");
+    let dump = server.context();
     assert_eq!(lines(runs).len(), 1, "ran once (cooldown 1h)\n{dump}");
     (records, dump)
 }
@@ -336,7 +269,7 @@ fn prometheus_alert_restarts_the_service_end_to_end() {
     let everything = || {
         format!(
             "{}{}\nPrometheus log ends:\n{}\nAlertmanager log ends:\n{}",
-            context(&server, dir),
+            server.context(),
             service_context(),
             tail(&prometheus.proc.log, 15),
             tail(&alertmanager.proc.log, 15)
@@ -360,7 +293,7 @@ fn prometheus_alert_restarts_the_service_end_to_end() {
         PATIENCE,
         everything,
         || {
-            of_kind(&audit(&server, "kind=action_run"), "action_run")
+            of_kind(&server.audit("kind=action_run"), "action_run")
                 .first()
                 .map(|r| (*r).clone())
         },
@@ -393,13 +326,14 @@ fn prometheus_alert_restarts_the_service_end_to_end() {
         PATIENCE,
         everything,
         || {
-            audit(&server, "kind=alert_received")
+            server
+                .audit("kind=alert_received")
                 .into_iter()
                 .find(|r| r["status"] == "resolved" && r["alertname"] == "TestServiceDown")
         },
     );
     // The whole chain, in order, in the audit log.
-    let records = audit(&server, "");
+    let records = server.audit("");
     let dump = everything();
     prometheus.proc.assert_running("Prometheus");
     alertmanager.proc.assert_running("Alertmanager");
@@ -480,12 +414,12 @@ fn a_thousand_duplicate_webhooks_run_the_action_once() {
         dir,
         &[(
             "storm",
-            policy(
+            auto_policy(
                 "storm",
                 "storm",
                 "alert(\"StormAlert\").firing",
                 append_time(&runs),
-                "cooldown: 1h\n      maxPerHour: 2",
+                &["cooldown: 1h", "maxPerHour: 2"],
             ),
         )],
     );
@@ -503,7 +437,7 @@ fn a_thousand_duplicate_webhooks_run_the_action_once() {
         .collect();
     assert!(bad.is_empty(), "posts not answered 2xx: {bad:?}");
 
-    let (records, dump) = ran_once_and_settled(&server, dir, &runs);
+    let (records, dump) = ran_once_and_settled(&server, &runs);
     assert_eq!(
         of_kind(&records, "alert_received").len(),
         1,
@@ -524,12 +458,12 @@ fn a_flapping_alert_runs_the_action_once_within_its_cooldown() {
         dir,
         &[(
             "flap",
-            policy(
+            auto_policy(
                 "flap",
                 "flappy",
                 "alert(\"FlappingAlert\").firing",
                 append_time(&runs),
-                "cooldown: 1h\n      maxPerHour: 2",
+                &["cooldown: 1h", "maxPerHour: 2"],
             ),
         )],
     );
@@ -564,7 +498,7 @@ fn a_flapping_alert_runs_the_action_once_within_its_cooldown() {
     );
     assert_eq!(status, 200);
 
-    let (records, dump) = ran_once_and_settled(&server, dir, &runs);
+    let (records, dump) = ran_once_and_settled(&server, &runs);
     let received = of_kind(&records, "alert_received");
     assert_eq!(
         received.len(),
@@ -591,12 +525,12 @@ fn an_alert_firing_on_runs_the_action_max_per_hour_times() {
         dir,
         &[(
             "capped",
-            policy(
+            auto_policy(
                 "capped",
                 "capped",
                 "alert(\"KeepsFiring\").firing",
                 append_time(&runs),
-                "cooldown: 1s\n      maxPerHour: 2",
+                &["cooldown: 1s", "maxPerHour: 2"],
             ),
         )],
     );
@@ -622,7 +556,7 @@ fn an_alert_firing_on_runs_the_action_max_per_hour_times() {
         assert!(
             started.elapsed() < PATIENCE,
             "the action did not run twice\n{}",
-            context(&server, dir)
+            server.context()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -631,8 +565,8 @@ fn an_alert_firing_on_runs_the_action_max_per_hour_times() {
         &webhook(&l, "resolved", "2026-11-22T10:00:00Z", "cafecafecafecafe"),
     );
     assert_eq!(status, 200);
-    let records = audit(&server, "");
-    let dump = context(&server, dir);
+    let records = server.audit("");
+    let dump = server.context();
     let times = stamps(&runs);
     assert_eq!(times.len(), 2, "maxPerHour: 2\n{dump}");
     assert!(
@@ -678,7 +612,7 @@ fn failing_actions_are_retried_with_backoff_reported_and_the_engine_goes_on() {
         &[
             (
                 "fails",
-                policy(
+                auto_policy(
                     "always-fails",
                     "disk",
                     "alert(\"DiskBroken\").firing",
@@ -687,12 +621,12 @@ fn failing_actions_are_retried_with_backoff_reported_and_the_engine_goes_on() {
                         "date +%s.%N >> \"$0\"; echo 'the disk is on fire' >&2; exit 3",
                         fails,
                     ]}),
-                    "cooldown: 1h",
+                    &["cooldown: 1h"],
                 ),
             ),
             (
                 "flaky",
-                policy(
+                auto_policy(
                     "fails-twice",
                     "cache",
                     "alert(\"DiskBroken\").firing",
@@ -703,17 +637,17 @@ fn failing_actions_are_retried_with_backoff_reported_and_the_engine_goes_on() {
                          echo \"attempt $n worked\"",
                         flaky,
                     ]}),
-                    "cooldown: 1h",
+                    &["cooldown: 1h"],
                 ),
             ),
             (
                 "after",
-                policy(
+                auto_policy(
                     "runs-after",
                     "web",
                     "alert(\"WebSlow\").firing",
                     append_time(&after),
-                    "cooldown: 1h",
+                    &["cooldown: 1h"],
                 ),
             ),
         ],
@@ -737,7 +671,7 @@ fn failing_actions_are_retried_with_backoff_reported_and_the_engine_goes_on() {
     let srv = &server;
     let done = |policy: &'static str| {
         move || {
-            audit(srv, "kind=action_run")
+            srv.audit("kind=action_run")
                 .into_iter()
                 .find(|r| r["policy"] == policy)
         }
@@ -745,16 +679,16 @@ fn failing_actions_are_retried_with_backoff_reported_and_the_engine_goes_on() {
     let failed = wait_until(
         "the failing action's record",
         PATIENCE,
-        || context(&server, dir),
+        || server.context(),
         done("always-fails"),
     );
     let recovered = wait_until(
         "the flaky action's record",
         PATIENCE,
-        || context(&server, dir),
+        || server.context(),
         done("fails-twice"),
     );
-    let dump = context(&server, dir);
+    let dump = server.context();
 
     // Three attempts, 1 s then 2 s apart (the backoff doubles).
     let gaps = |file: &Path| -> Vec<f64> {
@@ -817,7 +751,7 @@ fn failing_actions_are_retried_with_backoff_reported_and_the_engine_goes_on() {
     let ok = wait_until(
         "the other policy's record",
         PATIENCE,
-        || context(&server, dir),
+        || server.context(),
         done("runs-after"),
     );
     assert_eq!(ok["exit_status"], 0, "{ok}");
@@ -859,12 +793,12 @@ fn shell_metacharacters_in_labels_reach_the_action_verbatim_and_run_nothing() {
         dir,
         &[(
             "probe",
-            policy(
+            auto_policy(
                 "probe",
                 "probe",
                 "alert(\"InjectionProbe\").firing",
                 json!({"type": "exec", "command": ["/usr/bin/python3", "-c", printer, "fixed"]}),
-                "cooldown: 1h",
+                &["cooldown: 1h"],
             ),
         )],
     );
@@ -910,9 +844,10 @@ fn shell_metacharacters_in_labels_reach_the_action_verbatim_and_run_nothing() {
     let run = wait_until(
         "the probe's record",
         PATIENCE,
-        || context(&server, dir),
+        || server.context(),
         || {
-            audit(&server, "kind=action_run")
+            server
+                .audit("kind=action_run")
                 .into_iter()
                 .find(|r| r["policy"] == "probe")
         },
@@ -920,7 +855,7 @@ fn shell_metacharacters_in_labels_reach_the_action_verbatim_and_run_nothing() {
     // Anything the labels could have started would have had the time the
     // action took and a few ticks more.
     std::thread::sleep(Duration::from_secs(2));
-    let dump = context(&server, dir);
+    let dump = server.context();
     assert_eq!(run["exit_status"], 0, "{run}\n{dump}");
     let output = run["output"].as_str().unwrap();
     let printed: Value = serde_json::from_str(output.lines().next().unwrap_or_default())
@@ -961,7 +896,7 @@ fn shell_metacharacters_in_labels_reach_the_action_verbatim_and_run_nothing() {
     assert_eq!(files, ["keep"], "no label ran as a command");
     assert_eq!(std::fs::read_to_string(&keep).unwrap(), "still here");
     assert!(!tmp_marker.exists(), "{} was created", tmp_marker.display());
-    let records = audit(&server, "");
+    let records = server.audit("");
     assert_eq!(of_kind(&records, "action_run").len(), 1, "{dump}");
     assert_eq!(of_kind(&records, "decision").len(), 1, "{dump}");
     // The audit keeps the labels verbatim too.
@@ -1042,7 +977,7 @@ fn malformed_webhooks_get_400_naming_what_is_wrong() {
             "{body:?}: {message:?} should name {reason:?}"
         );
     }
-    assert!(audit(&server, "").is_empty(), "nothing recorded");
+    assert!(server.audit("").is_empty(), "nothing recorded");
     // The server is none the worse for them.
     v["alerts"][0]["labels"]["extra"] = json!("y");
     let (status, answer) = server.post_json("/api/v1/alertmanager", &v.to_string());
@@ -1097,7 +1032,6 @@ fn a_prometheus_signal_reads_the_real_prometheus() {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("server.log")).unwrap();
     let args: Vec<OsString> = vec![
         "--policies".into(),
         pdir.into(),
@@ -1106,27 +1040,22 @@ fn a_prometheus_signal_reads_the_real_prometheus() {
         "--prometheus".into(),
         prometheus.url.clone().into(),
     ];
-    let server = ServerProcess::start_with_stderr(dir, &args, log);
+    let server = ServerProcess::start(dir, &args);
     // Healthy: the condition reads 1 and does not hold.
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         !marker.exists(),
         "acted on a healthy service\n{}",
-        context(&server, dir)
+        server.context()
     );
     get_text(&format!("{svc_url}/break")).expect("the service to answer /break");
     wait_until(
         "the action on the broken service",
         PATIENCE,
-        || context(&server, dir),
+        || server.context(),
         || marker.exists().then_some(()),
     );
-    let records = audit(&server, "kind=decision");
+    let records = server.audit("kind=decision");
     let readings = records[0]["readings"].clone();
-    assert_eq!(
-        readings,
-        json!(["healthy = 0"]),
-        "{}",
-        context(&server, dir)
-    );
+    assert_eq!(readings, json!(["healthy = 0"]), "{}", server.context());
 }

@@ -11,31 +11,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{perfpilot, ServerProcess};
-
-/// Polls until `f` gives a value or `secs` pass.
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Audit records, oldest first.
-fn audit(server: &ServerProcess) -> Vec<serde_json::Value> {
-    let mut records = server.get_json("/api/v1/audit?limit=10000")["records"]
-        .as_array()
-        .unwrap()
-        .clone();
-    records.reverse();
-    records
-}
+use common::alerting::{labels, wait_until, webhook};
+use common::{action, perfpilot, policy, touch, ServerProcess};
+use serde_json::json;
 
 /// DIR/policies, created.
 fn policy_dir(dir: &Path) -> PathBuf {
@@ -54,28 +34,6 @@ fn enforcing(policies: &Path) -> Vec<std::ffi::OsString> {
     ]
 }
 
-fn policy(name: &str, target: &str, actions: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: perfpilot.dev/v1alpha1
-kind: AutopilotPolicy
-metadata: {{name: {name}}}
-spec:
-  targetRef: {{kind: Service, name: {target}}}
-  actions:
-{actions}{extra}"
-    )
-}
-
-fn touch_action(name: &str, condition: &str, marker: &Path, extra: &str) -> String {
-    format!(
-        "    - name: {name}
-      condition: '{condition}'
-      operation: {{type: exec, command: [/usr/bin/touch, {}]}}
-{extra}",
-        marker.display()
-    )
-}
-
 /// Runs `perfpilot ARGS --server BASE`; (exit code, stdout, stderr).
 fn cli(server: &ServerProcess, args: &[&str]) -> (i32, String, String) {
     let out = perfpilot()
@@ -87,12 +45,6 @@ fn cli(server: &ServerProcess, args: &[&str]) -> (i32, String, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn firing(alert: &str, fingerprint: &str) -> String {
-    format!(
-        r#"{{"version":"4","status":"firing","receiver":"perfpilot","groupKey":"{{}}","alerts":[{{"status":"firing","labels":{{"alertname":"{alert}","service":"checkout"}},"annotations":{{}},"startsAt":"2026-11-23T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"{fingerprint}"}}]}}"#
     )
 }
 
@@ -162,14 +114,15 @@ fn an_action_that_makes_p99_worse_is_rolled_back_and_raises_an_alert() {
     let ran = dir.path().join("ran");
     let rolled = dir.path().join("rolled-back");
     // p99 in seconds: the log's 800 ms reads as 0.8.
-    let action = touch_action(
+    let action = action(
         "restart",
         "p99 > 500ms",
-        &ran,
-        &format!(
-            "      rollback: {{type: exec, command: [/usr/bin/touch, {}]}}\n      cooldown: 1h\n      approval: auto\n",
-            rolled.display()
-        ),
+        touch(&ran),
+        &[
+            &format!("rollback: {}", touch(&rolled)),
+            "cooldown: 1h",
+            "approval: auto",
+        ],
     );
     std::fs::write(
         policies.join("shop.yaml"),
@@ -186,15 +139,25 @@ fn an_action_that_makes_p99_worse_is_rolled_back_and_raises_an_alert() {
     let server = ServerProcess::start(dir.path(), &args);
     let latency = Arc::new(AtomicU64::new(800));
     let writer = LogWriter::start(log, Arc::clone(&latency));
-    wait_for("the action", 60, || ran.exists().then_some(()));
+    wait_until(
+        "the action",
+        Duration::from_secs(60),
+        || server.context(),
+        || ran.exists().then_some(()),
+    );
     // The "restart" made it worse.
     latency.store(2000, Ordering::SeqCst);
     // The record, not the file: the rollback's record is written once
     // its command has exited, a moment after the file appears.
-    let records = wait_for("the rollback's record", 60, || {
-        let r = audit(&server);
-        r.iter().any(|r| r["kind"] == "rollback").then_some(r)
-    });
+    let records = wait_until(
+        "the rollback's record",
+        Duration::from_secs(60),
+        || server.context(),
+        || {
+            let r = server.audit("");
+            r.iter().any(|r| r["kind"] == "rollback").then_some(r)
+        },
+    );
     assert!(rolled.exists());
     drop(writer);
     let decision = records
@@ -292,13 +255,18 @@ fn an_action_that_makes_p99_worse_is_rolled_back_and_raises_an_alert() {
     assert_eq!(view["impact"]["status"], "worse");
     assert_eq!(view["impact"]["rollback"], "succeeded");
     // And an alert says so, through the baseline engine's alerts.
-    let alert = wait_for("the alert", 10, || {
-        server.get_json("/api/v1/alerts")["alerts"]
-            .as_array()?
-            .iter()
-            .find(|a| a["labels"]["alertname"] == "PerfpilotAutopilotMadeWorse")
-            .cloned()
-    });
+    let alert = wait_until(
+        "the alert",
+        Duration::from_secs(10),
+        || server.context(),
+        || {
+            server.get_json("/api/v1/alerts")["alerts"]
+                .as_array()?
+                .iter()
+                .find(|a| a["labels"]["alertname"] == "PerfpilotAutopilotMadeWorse")
+                .cloned()
+        },
+    );
     assert_eq!(alert["labels"]["service"], "shop");
     assert_eq!(alert["labels"]["policy"], "shop-latency");
     assert_eq!(alert["state"], "firing");
@@ -323,11 +291,11 @@ fn policies_are_versioned_rolled_back_and_removed() {
             policy(
                 "checkout",
                 "checkout",
-                &touch_action(
+                &action(
                     "mark",
                     "alert(\"Slow\").firing",
-                    marker,
-                    "      approval: auto\n",
+                    touch(marker),
+                    &["approval: auto"],
                 ),
                 "",
             ),
@@ -341,9 +309,12 @@ fn policies_are_versioned_rolled_back_and_removed() {
     };
     assert_eq!(version(&server), Some(1));
     write(&m2);
-    wait_for("version 2", 20, || {
-        (version(&server) == Some(2)).then_some(())
-    });
+    wait_until(
+        "version 2",
+        Duration::from_secs(20),
+        || server.context(),
+        || (version(&server) == Some(2)).then_some(()),
+    );
     // Rewriting the same content is no new version.
     write(&m2);
     std::thread::sleep(Duration::from_secs(3));
@@ -367,13 +338,26 @@ fn policies_are_versioned_rolled_back_and_removed() {
     // Version 3 is version 1's content: it touches m1.
     assert_eq!(
         server
-            .post_json("/api/v1/alertmanager", &firing("Slow", "f1"))
+            .post_json(
+                "/api/v1/alertmanager",
+                &webhook(
+                    &labels(&[("alertname", "Slow"), ("service", "checkout")]),
+                    "firing",
+                    "2026-11-23T10:00:00Z",
+                    "f1"
+                )
+            )
             .0,
         200
     );
-    wait_for("the action of version 3", 20, || m1.exists().then_some(()));
+    wait_until(
+        "the action of version 3",
+        Duration::from_secs(20),
+        || server.context(),
+        || m1.exists().then_some(()),
+    );
     assert!(!m2.exists());
-    let records = audit(&server);
+    let records = server.audit("");
     let decision = records.iter().find(|r| r["kind"] == "decision").unwrap();
     assert_eq!(decision["policy_version"], "3");
     let rolled_back = records
@@ -385,15 +369,21 @@ fn policies_are_versioned_rolled_back_and_removed() {
 
     // Removing the file takes the policy out of force.
     std::fs::remove_file(&file).unwrap();
-    wait_for("the removal", 20, || {
-        server.get_json("/api/v1/policies")["policies"]
-            .as_array()?
-            .is_empty()
-            .then_some(())
-    });
+    wait_until(
+        "the removal",
+        Duration::from_secs(20),
+        || server.context(),
+        || {
+            server.get_json("/api/v1/policies")["policies"]
+                .as_array()?
+                .is_empty()
+                .then_some(())
+        },
+    );
     let (_, out, _) = cli(&server, &["policy", "list"]);
     assert!(out.contains("no policies are loaded"), "{out}");
-    assert!(audit(&server)
+    assert!(server
+        .audit("")
         .iter()
         .any(|r| r["kind"] == "policy_change" && r["change"] == "removed"));
 }
@@ -410,22 +400,28 @@ fn caps_pause_and_queued_approvals_survive_a_restart() {
         policy(
             "checkout",
             "checkout",
-            &format!(
-                "    - name: note
-      condition: 'alert(\"Slow\").firing'
-      operation: {{type: exec, command: [/usr/bin/python3, -c, 'import sys; open(sys.argv[1], \"a\").write(\"run\\n\")', {}]}}
-      maxPerHour: 1
-      cooldown: 1s
-      approval: auto
-",
-                auto_log.display()
+            &action(
+                "note",
+                "alert(\"Slow\").firing",
+                json!({"type": "exec", "command": [
+                    "/usr/bin/python3",
+                    "-c",
+                    "import sys; open(sys.argv[1], \"a\").write(\"run\\n\")",
+                    auto_log,
+                ]}),
+                &["maxPerHour: 1", "cooldown: 1s", "approval: auto"],
             ),
             "",
         ) + "---\n"
             + &policy(
                 "search",
                 "search",
-                &touch_action("fix", "alert(\"Slow\").firing", &manual, "      approval: manual\n"),
+                &action(
+                    "fix",
+                    "alert(\"Slow\").firing",
+                    touch(&manual),
+                    &["approval: manual"],
+                ),
                 "",
             ),
     )
@@ -438,12 +434,25 @@ fn caps_pause_and_queued_approvals_survive_a_restart() {
     };
     let server = ServerProcess::start(dir.path(), &args);
     // An alert that names no service concerns every target.
-    let slow = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Slow"},"annotations":{},"startsAt":"2026-11-23T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"s1"}]}"#;
+    let slow = &webhook(
+        &labels(&[("alertname", "Slow")]),
+        "firing",
+        "2026-11-23T10:00:00Z",
+        "s1",
+    );
     assert_eq!(server.post_json("/api/v1/alertmanager", slow).0, 200);
-    wait_for("the first run", 20, || (runs() == 1).then_some(()));
-    let pending = wait_for("the queued approval", 20, || {
-        server.get_json("/api/v1/actions")["pending"][0]["id"].as_u64()
-    });
+    wait_until(
+        "the first run",
+        Duration::from_secs(20),
+        || server.context(),
+        || (runs() == 1).then_some(()),
+    );
+    let pending = wait_until(
+        "the queued approval",
+        Duration::from_secs(20),
+        || server.context(),
+        || server.get_json("/api/v1/actions")["pending"][0]["id"].as_u64(),
+    );
     let (code, out, err) = cli(&server, &["actions", "pause", "--by", "erin"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("paused"), "{out}");
@@ -476,7 +485,8 @@ fn caps_pause_and_queued_approvals_survive_a_restart() {
     let (code, _, err) = cli(&server, &["actions", "reject", "424242"]);
     assert_ne!(code, 0);
     assert!(err.contains("no pending decision 424242"), "{err}");
-    let pauses: Vec<serde_json::Value> = audit(&server)
+    let pauses: Vec<serde_json::Value> = server
+        .audit("")
         .into_iter()
         .filter(|r| r["kind"] == "pause")
         .collect();
@@ -485,21 +495,9 @@ fn caps_pause_and_queued_approvals_survive_a_restart() {
     assert_eq!(pauses[0]["paused"], true);
 }
 
-/// One second of checkout's CPU profile, ending now: `hot` samples in
-/// encrypt_data and `rest` elsewhere.
-fn push_checkout(server: &ServerProcess, hot: u64, rest: u64) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let body = format!("main;handle;encrypt_data {hot}\nmain;handle;parse {rest}\n");
-    ureq::post(format!(
-        "{}/ingest?name=checkout.cpu&from={}&until={now}&sampleRate=100&format=folded",
-        server.base,
-        now - 1
-    ))
-    .send(body.as_str())
-    .unwrap();
+/// checkout's stacks: `hot` samples in encrypt_data and `rest` elsewhere.
+fn checkout(hot: u64, rest: u64) -> String {
+    format!("main;handle;encrypt_data {hot}\nmain;handle;parse {rest}\n")
 }
 
 #[test]
@@ -510,14 +508,15 @@ fn without_baselines_an_action_made_worse_still_raises_an_alert() {
     let policies = policy_dir(dir.path());
     let ran = dir.path().join("ran");
     let rolled = dir.path().join("rolled-back");
-    let action = touch_action(
+    let action = action(
         "shed",
         "hotspot(\"encrypt_data\") > 50%",
-        &ran,
-        &format!(
-            "      rollback: {{type: exec, command: [/usr/bin/touch, {}]}}\n      cooldown: 1h\n      approval: auto\n",
-            rolled.display()
-        ),
+        touch(&ran),
+        &[
+            &format!("rollback: {}", touch(&rolled)),
+            "cooldown: 1h",
+            "approval: auto",
+        ],
     );
     std::fs::write(
         policies.join("checkout.yaml"),
@@ -540,19 +539,29 @@ fn without_baselines_an_action_made_worse_still_raises_an_alert() {
     );
     assert_eq!(server.get_json("/api/v1/baselines")["enabled"], false);
     // 60% in encrypt_data: the action runs.
-    push_checkout(&server, 60, 40);
-    wait_for("the action", 30, || ran.exists().then_some(()));
+    server.push_cpu("checkout", &checkout(60, 40));
+    wait_until(
+        "the action",
+        Duration::from_secs(30),
+        || server.context(),
+        || ran.exists().then_some(()),
+    );
     // Then encrypt_data takes nearly everything: worse.
     for _ in 0..5 {
-        push_checkout(&server, 1000, 0);
+        server.push_cpu("checkout", &checkout(1000, 0));
     }
-    let alert = wait_for("the alert", 60, || {
-        server.get_json("/api/v1/alerts")["alerts"]
-            .as_array()?
-            .iter()
-            .find(|a| a["labels"]["alertname"] == "PerfpilotAutopilotMadeWorse")
-            .cloned()
-    });
+    let alert = wait_until(
+        "the alert",
+        Duration::from_secs(60),
+        || server.context(),
+        || {
+            server.get_json("/api/v1/alerts")["alerts"]
+                .as_array()?
+                .iter()
+                .find(|a| a["labels"]["alertname"] == "PerfpilotAutopilotMadeWorse")
+                .cloned()
+        },
+    );
     assert!(rolled.exists(), "the rollback ran");
     assert_eq!(alert["labels"]["service"], "checkout");
     assert_eq!(alert["labels"]["policy"], "checkout-crypto");
@@ -567,7 +576,8 @@ fn without_baselines_an_action_made_worse_still_raises_an_alert() {
         summary.contains("hotspot(\"encrypt_data\"): median 0.6 in the 30s before"),
         "{summary}"
     );
-    let impact = audit(&server)
+    let impact = server
+        .audit("")
         .into_iter()
         .find(|r| r["kind"] == "impact")
         .expect("an impact record");
@@ -591,39 +601,35 @@ fn a_hotspot_condition_reads_the_function_share_from_the_stored_profiles() {
         policy(
             "checkout-crypto",
             "checkout",
-            &touch_action(
+            &action(
                 "shed",
                 "hotspot(\"encrypt_data\") > 50%",
-                &ran,
-                "      approval: auto\n",
+                touch(&ran),
+                &["approval: auto"],
             ),
             "",
         ),
     )
     .unwrap();
     let server = ServerProcess::start(dir.path(), &enforcing(&policies));
-    let push = |hot: u64, rest: u64| push_checkout(&server, hot, rest);
+    let push = |hot: u64, rest: u64| server.push_cpu("checkout", &checkout(hot, rest));
     // 40% of the CPU: below the threshold, nothing happens.
     push(40, 60);
     std::thread::sleep(Duration::from_secs(3));
     assert!(!ran.exists(), "acted on a 40% share");
-    assert!(audit(&server).iter().all(|r| r["kind"] != "decision"));
+    assert!(server.audit("").iter().all(|r| r["kind"] != "decision"));
     // Another service's profile does not count for checkout.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    ureq::post(format!(
-        "{}/ingest?name=search.cpu&from={}&until={now}&sampleRate=100&format=folded",
-        server.base,
-        now - 1
-    ))
-    .send("main;encrypt_data 1000\n")
-    .unwrap();
+    server.push_cpu("search", "main;encrypt_data 1000\n");
     // Profiles are read once every 10 s at most: wait out the cached 40%.
     push(400, 0);
-    wait_for("the action", 30, || ran.exists().then_some(()));
-    let decision = audit(&server)
+    wait_until(
+        "the action",
+        Duration::from_secs(30),
+        || server.context(),
+        || ran.exists().then_some(()),
+    );
+    let decision = server
+        .audit("")
         .into_iter()
         .find(|r| r["kind"] == "decision")
         .unwrap();

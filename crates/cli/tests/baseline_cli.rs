@@ -127,35 +127,15 @@ fn server_lists_and_acknowledges_alerts() {
         .find(|a| a["labels"]["endpoint"] == "/search")
         .unwrap();
     let id = slow["id"].as_str().unwrap();
-    let acked: serde_json::Value = serde_json::from_str(
-        &ureq::post(format!("{base}/api/v1/alerts/{id}/ack"))
-            .header("Content-Type", "application/json")
-            .send(r#"{"by": "alice"}"#)
-            .unwrap()
-            .into_body()
-            .read_to_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let (status, acked) =
+        server.post_json(&format!("/api/v1/alerts/{id}/ack"), r#"{"by": "alice"}"#);
+    assert_eq!(status, 200, "{acked}");
     assert_eq!(acked["ack"]["by"], "alice");
-    let missing = ureq::post(format!("{base}/api/v1/alerts/nope/ack"))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send("")
-        .unwrap();
-    assert_eq!(missing.status().as_u16(), 404);
+    let (status, _) = server.post_json("/api/v1/alerts/nope/ack", "");
+    assert_eq!(status, 404);
 
     // What normal looks like, per feature.
-    let v: serde_json::Value = serde_json::from_str(
-        &ureq::get(format!("{base}/api/v1/baselines"))
-            .call()
-            .unwrap()
-            .into_body()
-            .read_to_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let v = server.get_json("/api/v1/baselines");
     drop(server);
     assert_eq!(v["enabled"], true);
     let features = v["features"].as_array().unwrap();
@@ -274,18 +254,8 @@ fn a_function_taking_more_of_the_cpu_in_the_profiles_raises_an_alert() {
     )
     .unwrap();
     let server = ServerProcess::start(dir.path(), &["--baseline-config".as_ref(), cfg.as_os_str()]);
-    let base = server.base.clone();
     let share_alerts = || -> Vec<serde_json::Value> {
-        let v: serde_json::Value = serde_json::from_str(
-            &ureq::get(format!("{base}/api/v1/alerts"))
-                .call()
-                .unwrap()
-                .into_body()
-                .read_to_string()
-                .unwrap(),
-        )
-        .unwrap();
-        v["alerts"]
+        server.get_json("/api/v1/alerts")["alerts"]
             .as_array()
             .cloned()
             .unwrap_or_default()
@@ -298,18 +268,11 @@ fn a_function_taking_more_of_the_cpu_in_the_profiles_raises_an_alert() {
     let started = Instant::now();
     let mut found = None;
     for second in 0..40 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
         let (hot, rest) = if second < 20 { (10, 90) } else { (60, 40) };
-        let body = format!("main;handle;encrypt_data {hot}\nmain;handle;parse {rest}\n");
-        ureq::post(format!(
-            "{base}/ingest?name=checkout.cpu&from={}&until={now}&sampleRate=100&format=folded",
-            now - 1
-        ))
-        .send(body.as_str())
-        .unwrap();
+        server.push_cpu(
+            "checkout",
+            &format!("main;handle;encrypt_data {hot}\nmain;handle;parse {rest}\n"),
+        );
         let alerts = share_alerts();
         if second < 20 {
             assert!(alerts.is_empty(), "an alert before the change: {alerts:#?}");

@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,12 +19,7 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, token: Option<&str>) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(data, port, token)
+        Self::start_on(data, alerting::free_port(), token)
     }
 
     fn start_on(data: &Path, port: u16, token: Option<&str>) -> Server {
@@ -552,11 +546,7 @@ fn root_agent_pushes_a_live_workload() {
 fn root_up_profiles_the_host_answers_queries_and_runs_the_autopilot() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = alerting::free_port();
     let w = build("c-nofp", dir.path());
     // The autopilot in dry-run, on the host's own profiles: a condition on
     // the workload's hottest function.
@@ -565,12 +555,16 @@ fn root_up_profiles_the_host_answers_queries_and_runs_the_autopilot() {
     let marker = dir.path().join("acted");
     std::fs::write(
         policies.join("hot.yaml"),
-        format!(
-            "apiVersion: perfpilot.dev/v1alpha1\nkind: AutopilotPolicy\nmetadata: {{name: c-nofp-hot}}\n\
-             spec:\n  targetRef: {{kind: Service, name: c-nofp}}\n  actions:\n    - name: note\n      \
-             condition: 'hotspot(\"leaf_heavy\") > 30%'\n      \
-             operation: {{type: exec, command: [/usr/bin/touch, {}]}}\n      approval: auto\n",
-            marker.display()
+        policy(
+            "c-nofp-hot",
+            "c-nofp",
+            &action(
+                "note",
+                "hotspot(\"leaf_heavy\") > 30%",
+                touch(&marker),
+                &["approval: auto"],
+            ),
+            "",
         ),
     )
     .unwrap();

@@ -3,6 +3,7 @@
 //! that restarts a test service when it exits (as systemd's
 //! `Restart=always` does), and polling with deadlines.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -125,7 +126,7 @@ impl Drop for Proc {
 
 /// Waits until GET `url` answers 2xx, failing the test (with the log's
 /// end) when the process exits or `timeout` passes.
-fn wait_ready(p: &mut Proc, url: &str, what: &str, timeout: Duration) {
+pub fn wait_ready(p: &mut Proc, url: &str, what: &str, timeout: Duration) {
     let started = Instant::now();
     while get_text(url).is_none() {
         p.assert_running(what);
@@ -253,6 +254,48 @@ impl Alertmanager {
             address: format!("127.0.0.1:{port}"),
         }
     }
+}
+
+/// A webhook post as Alertmanager 0.25 sends it, for one alert.
+pub fn webhook(
+    labels: &BTreeMap<&str, &str>,
+    status: &str,
+    starts_at: &str,
+    fingerprint: &str,
+) -> String {
+    let ends_at = if status == "firing" {
+        "0001-01-01T00:00:00Z".to_string()
+    } else {
+        // Resolved half a second after it started (startsAt given in
+        // whole seconds here).
+        starts_at.replacen("Z", ".5Z", 1)
+    };
+    serde_json::json!({
+        "receiver": "perfpilot",
+        "status": status,
+        "alerts": [{
+            "status": status,
+            "labels": labels,
+            "annotations": {"summary": "test"},
+            "startsAt": starts_at,
+            "endsAt": ends_at,
+            "generatorURL": "http://prometheus:9090/graph",
+            "fingerprint": fingerprint,
+        }],
+        "groupLabels": {"alertname": labels.get("alertname")},
+        "commonLabels": labels,
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "version": "4",
+        "groupKey": "{}:{alertname=\"test\"}",
+        "truncatedAlerts": 0,
+    })
+    .to_string()
+}
+
+/// Alert labels from pairs.
+pub fn labels<'a>(pairs: &[(&'a str, &'a str)]) -> BTreeMap<&'a str, &'a str> {
+    pairs.iter().copied().collect()
 }
 
 /// One run of a supervised process.

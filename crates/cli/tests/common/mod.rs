@@ -233,63 +233,59 @@ pub fn compare_with_perf(hz: u32, seconds: f64) -> PerfComparison {
     }
 }
 
-/// `perfpilot server --listen (a free port) --data DIR/data ARGS...`,
-/// answering `/healthz` when `start` returns; killed when dropped.
+/// `perfpilot server --listen (a free port) --data DIR/data ARGS...`, its
+/// stdout and stderr in DIR/server.log, answering `/healthz` when `start`
+/// returns; killed when dropped.
 pub struct ServerProcess {
-    child: std::process::Child,
+    proc: alerting::Proc,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
 }
 
 impl ServerProcess {
+    /// Fails the test, with the end of the server's log, when the server
+    /// exits (rejecting its flags, say) or does not answer within 30 s.
     pub fn start<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> ServerProcess {
-        Self::start_with_stderr(dir, args, std::process::Stdio::null())
+        let port = alerting::free_port();
+        let mut argv: Vec<std::ffi::OsString> = vec![
+            "server".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}").into(),
+            "--data".into(),
+            dir.join("data").into(),
+        ];
+        argv.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        let mut proc = alerting::Proc::spawn(
+            Path::new(env!("CARGO_BIN_EXE_perfpilot")),
+            &argv,
+            dir.join("server.log"),
+        );
+        let base = format!("http://127.0.0.1:{port}");
+        alerting::wait_ready(
+            &mut proc,
+            &format!("{base}/healthz"),
+            "the server",
+            std::time::Duration::from_secs(30),
+        );
+        ServerProcess { proc, base }
     }
 
-    /// `start`, with the server's stderr (its log) sent to `stderr`.
-    pub fn start_with_stderr<S: AsRef<std::ffi::OsStr>>(
-        dir: &Path,
-        args: &[S],
-        stderr: impl Into<std::process::Stdio>,
-    ) -> ServerProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = perfpilot()
-            .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-            .arg(dir.join("data"))
-            .args(args)
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let server = ServerProcess {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let ready = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while ureq::get(format!("{}/healthz", server.base))
-            .call()
-            .is_err()
-        {
-            assert!(
-                std::time::Instant::now() < ready,
-                "the server did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        server
+    /// The last `lines` lines of the server's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        alerting::tail(&self.proc.log, lines)
     }
 
     /// GET `path` as JSON (a 2xx is expected).
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         let body = ureq::get(format!("{}{path}", self.base))
             .call()
-            .unwrap()
-            .into_body()
-            .read_to_string()
-            .unwrap();
+            .and_then(|r| r.into_body().read_to_string())
+            .unwrap_or_else(|e| {
+                panic!(
+                    "GET {path}: {e}; the server's log ends:\n{}",
+                    self.log_tail(30)
+                )
+            });
         serde_json::from_str(&body).unwrap()
     }
 
@@ -320,11 +316,81 @@ impl ServerProcess {
             serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
         )
     }
+
+    /// The audit log's records, oldest first; `query` narrows them, like
+    /// `kind=decision` (or "" for all).
+    pub fn audit(&self, query: &str) -> Vec<serde_json::Value> {
+        let answer = self.get_json(&format!("/api/v1/audit?limit=10000&{query}"));
+        let mut records = answer["records"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no records in {answer}"))
+            .clone();
+        records.reverse();
+        records
+    }
+
+    /// What a failure message shows: the last audit records and the end
+    /// of the server's log.
+    pub fn context(&self) -> String {
+        let records = self.audit("");
+        let mut out = format!(
+            "audit log ({} records, the last 60 shown):\n",
+            records.len()
+        );
+        for r in &records[records.len().saturating_sub(60)..] {
+            out.push_str(&format!("  {r}\n"));
+        }
+        out.push_str(&format!("server log ends:\n{}\n", self.log_tail(30)));
+        out
+    }
+
+    /// Uploads one second of `service`'s CPU profile, ending now, as
+    /// folded stacks (100 samples a second).
+    pub fn push_cpu(&self, service: &str, folded: &str) {
+        let now = alerting::now_ms() / 1000;
+        ureq::post(format!(
+            "{}/ingest?name={service}.cpu&from={}&until={now}&sampleRate=100&format=folded",
+            self.base,
+            now - 1
+        ))
+        .send(folded)
+        .unwrap();
+    }
 }
 
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The apiVersion of AutopilotPolicy documents.
+pub const API_VERSION: &str = "perfpilot.dev/v1alpha1";
+
+/// An AutopilotPolicy for the Service `target`: `actions` the list's items
+/// (see `action`), `extra` more of the spec after them, like
+/// `"  guard: {impactWindow: 8s, rollbackIf: worse}\n"`.
+pub fn policy(name: &str, target: &str, actions: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: {API_VERSION}\nkind: AutopilotPolicy\nmetadata: {{name: {name}}}\nspec:\n  \
+         targetRef: {{kind: Service, name: {target}}}\n  actions:\n{actions}{extra}"
+    )
+}
+
+/// One item of a policy's actions; the condition and the operation go in
+/// as JSON, which is YAML too, and each of `fields` (`"approval: auto"`)
+/// on its own line.
+pub fn action(
+    name: &str,
+    condition: &str,
+    operation: serde_json::Value,
+    fields: &[&str],
+) -> String {
+    let mut item = format!(
+        "    - name: {name}\n      condition: {}\n      operation: {operation}\n",
+        serde_json::to_string(condition).unwrap()
+    );
+    for f in fields {
+        item.push_str(&format!("      {f}\n"));
     }
+    item
+}
+
+/// An exec operation that touches `marker`.
+pub fn touch(marker: &Path) -> serde_json::Value {
+    serde_json::json!({"type": "exec", "command": ["/usr/bin/touch", marker]})
 }
