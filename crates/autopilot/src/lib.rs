@@ -85,6 +85,6 @@ pub use condition::{
 pub use diag::{Diagnostic, Severity};
 pub use inbox::{parse_webhook, AlertStatus, Inbox, InboxAlert, PayloadError, WebhookPayload};
 pub use policy::{
-    load_file, parse_policies, Action, Approval, Better, Guard, Loaded, Operation, Policy,
-    PolicyError, Report, RollbackIf, Signal, SignalSource, TargetKind, TargetRef,
+    load_bytes, load_file, parse_policies, Action, Approval, Better, Guard, Loaded, Operation,
+    Policy, PolicyError, Report, RollbackIf, Signal, SignalSource, TargetKind, TargetRef,
 };

@@ -406,11 +406,21 @@ pub struct Loaded {
 
 /// Reads and validates a policy file: all its policies, or every error.
 pub fn load_file(path: &Path) -> Result<Loaded, PolicyError> {
-    let source = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+    let bytes = std::fs::read(path).map_err(|source| PolicyError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let report = parse_policies(&source);
+    load_bytes(path, &bytes)
+}
+
+/// As [`load_file`], for a file's contents already read (`path` names it
+/// in errors): what is loaded is exactly what the caller holds.
+pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, PolicyError> {
+    let source = std::str::from_utf8(bytes).map_err(|e| PolicyError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })?;
+    let report = parse_policies(source);
     if report.has_errors() {
         return Err(PolicyError::Invalid {
             path: path.to_path_buf(),

@@ -339,10 +339,13 @@ impl Engine {
         lock(&handle.0)
             .inbox
             .forget_resolved_before_ms(now_ms() - FORGET_RESOLVED_MS);
-        let changes = {
+        // The directory is read with no lock held: the actions API must
+        // not wait on file I/O every rescan.
+        let scan = lock(&self.policies).scan();
+        let changes = scan.and_then(|files| {
             let mut ex = lock(&self.executor);
-            lock(&self.policies).reload(&mut ex)
-        };
+            lock(&self.policies).apply(&files, &mut ex)
+        });
         match changes {
             Ok(c) if c.is_empty() => {}
             Ok(c) => {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use perfpilot_autopilot::audit::AuditEvent;
 use perfpilot_autopilot::executor::{Decision, Executor};
-use perfpilot_autopilot::{load_file, parse_policies, Policy, PolicyError};
+use perfpilot_autopilot::{load_bytes, parse_policies, Policy, PolicyError};
 use serde::{Deserialize, Serialize};
 
 /// Why a policy directory could not be read or a version kept.
@@ -55,6 +55,9 @@ pub struct Pin {
     pub file: Option<PathBuf>,
     pub file_hash: u64,
 }
+
+/// Policy files and their contents, by path.
+pub type Scan = BTreeMap<PathBuf, Vec<u8>>;
 
 /// A loaded policy as `GET /api/v1/policies` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -193,7 +196,9 @@ impl Policies {
         super::write_atomically(&path, text.as_bytes()).map_err(err)
     }
 
-    fn scan(&self) -> Result<BTreeMap<PathBuf, Vec<u8>>, PoliciesError> {
+    /// The directory's policy files and their contents: read with no
+    /// lock held, then given to [`apply`](Self::apply).
+    pub fn scan(&self) -> Result<Scan, PoliciesError> {
         let err = |source| PoliciesError::Dir {
             path: self.dir.clone(),
             source,
@@ -222,14 +227,20 @@ impl Policies {
     /// kept. Returns what changed, for the audit log.
     pub fn reload(&mut self, executor: &mut Executor) -> Result<Changes, PoliciesError> {
         let now = self.scan()?;
+        self.apply(&now, executor)
+    }
+
+    /// [`reload`](Self::reload) from a [`scan`](Self::scan) taken earlier.
+    pub fn apply(&mut self, now: &Scan, executor: &mut Executor) -> Result<Changes, PoliciesError> {
         let mut changes = Vec::new();
-        for (path, bytes) in &now {
+        for (path, bytes) in now {
             let h = hash(bytes);
             if self.seen.get(path) == Some(&h) {
                 continue;
             }
             let name = path.display().to_string();
-            let loaded = match load_file(path) {
+            // The bytes hashed are the bytes loaded and kept.
+            let loaded = match load_bytes(path, bytes) {
                 Ok(l) => l,
                 Err(PolicyError::Invalid { diagnostics, .. }) => {
                     for d in &diagnostics {
