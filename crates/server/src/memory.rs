@@ -1,0 +1,88 @@
+//! Giving memory back to the system after a burst of large requests.
+//!
+//! glibc's malloc keeps freed memory in its arenas (one per thread that
+//! allocated, up to 8 per core, and a query runs on any of tokio's
+//! blocking threads), and returns only the top of each heap: after a burst
+//! of merges the process kept gigabytes it no longer used. `malloc_trim`
+//! releases every free page of every arena. It walks the heaps with their
+//! locks held, so it runs once the server has been quiet for a moment
+//! after activity, never in the middle of a burst.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How long the server must have had no request in flight before trimming.
+const QUIET: Duration = Duration::from_millis(500);
+
+/// Requests in flight, and whether memory may be waiting to be returned.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    last_change_ms: AtomicU64,
+    dirty: AtomicBool,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_change_ms: AtomicU64::new(0),
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    fn touch(&self) {
+        self.last_change_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Release);
+    }
+
+    pub(crate) fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.dirty.store(true, Ordering::Release);
+        self.touch();
+    }
+
+    pub(crate) fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.touch();
+    }
+
+    /// Whether memory should be returned now: there was activity, and
+    /// none for `QUIET`.
+    fn due(&self) -> bool {
+        let quiet_for = (self.start.elapsed().as_millis() as u64)
+            .saturating_sub(self.last_change_ms.load(Ordering::Acquire));
+        self.dirty.load(Ordering::Acquire)
+            && self.in_flight.load(Ordering::Acquire) == 0
+            && quiet_for >= QUIET.as_millis() as u64
+    }
+}
+
+/// Returns free heap memory to the system whenever the server goes quiet
+/// after activity, until aborted.
+pub(crate) fn spawn_trimmer(activity: Arc<Activity>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(QUIET / 2).await;
+            if activity.due() {
+                activity.dirty.store(false, Ordering::Release);
+                let _ = tokio::task::spawn_blocking(trim).await;
+            }
+        }
+    })
+}
+
+/// Releases free memory of every malloc arena.
+pub fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only inspects and shrinks the allocator's own
+    // free lists; it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
