@@ -34,6 +34,19 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// A large query's answer size (0 when it failed).
+fn query(client: &ureq::Agent, base: &str, path: &str) -> usize {
+    client
+        .get(format!("{base}{path}"))
+        .query("query", "{service_name=\"big\"}")
+        .query("from", "now-10m")
+        .query("max_nodes", "65536")
+        .call()
+        .and_then(|mut r| r.body_mut().read_to_vec())
+        .map(|b| b.len())
+        .unwrap_or(0)
+}
+
 /// The lowest RSS seen over `secs` seconds, sampled every 100 ms.
 fn settled_rss(pid: u32, secs: u64) -> f64 {
     let end = Instant::now() + Duration::from_secs(secs);
@@ -92,18 +105,7 @@ fn memory_goes_back_after_a_burst_of_large_queries() {
             .unwrap_or(0);
         assert_eq!(status, 200, "upload {part}");
     }
-    let query = |client: &ureq::Agent, path: &str| {
-        client
-            .get(format!("{base}{path}"))
-            .query("query", "{service_name=\"big\"}")
-            .query("from", "now-10m")
-            .query("max_nodes", "65536")
-            .call()
-            .and_then(|mut r| r.body_mut().read_to_vec())
-            .map(|b| b.len())
-            .unwrap_or(0)
-    };
-    assert!(query(&client, "/api/v1/flamegraph") > 0);
+    assert!(query(&client, &base, "/api/v1/flamegraph") > 0);
     let before = settled_rss(pid, 3);
     // The burst: eight large merges at once, three times over.
     let mut peak = before;
@@ -111,9 +113,14 @@ fn memory_goes_back_after_a_burst_of_large_queries() {
         let workers: Vec<_> = (0..8)
             .map(|i| {
                 let client = agent();
-                let path = ["/api/v1/flamegraph", "/api/v1/export", "/api/v1/top", "/api/v1/diff"][i % 4];
-                let query = query.clone();
-                std::thread::spawn(move || query(&client, path))
+                let path = [
+                    "/api/v1/flamegraph",
+                    "/api/v1/export",
+                    "/api/v1/top",
+                    "/api/v1/diff",
+                ][i % 4];
+                let base = base.clone();
+                std::thread::spawn(move || query(&client, &base, path))
             })
             .collect();
         while workers.iter().any(|w| !w.is_finished()) {

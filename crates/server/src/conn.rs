@@ -301,7 +301,9 @@ impl std::fmt::Display for BodyTooSlow {
 impl std::error::Error for BodyTooSlow {}
 
 /// A request body that fails once it pauses longer than `body_timeout`
-/// or falls below `body_min_rate` after its first `body_timeout`.
+/// or falls below `body_min_rate` after its first `body_timeout`. The
+/// clock starts when the handler first reads it: time spent before (the
+/// token check, waiting for room) is not the client's.
 struct TimedBody {
     inner: Incoming,
     state: Arc<ConnState>,
@@ -311,6 +313,8 @@ struct TimedBody {
     last: Instant,
     received: u64,
     timer: Pin<Box<Sleep>>,
+    /// Not read yet.
+    first: bool,
 }
 
 impl TimedBody {
@@ -325,6 +329,7 @@ impl TimedBody {
             last: now,
             received: 0,
             timer: Box::pin(tokio::time::sleep_until(now + limits.body_timeout)),
+            first: true,
         }
     }
 
@@ -367,6 +372,11 @@ impl http_body::Body for TimedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        if this.first {
+            this.first = false;
+            this.start = Instant::now();
+            this.last = this.start;
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {

@@ -6,7 +6,8 @@
 //! of merges the process kept gigabytes it no longer used. `malloc_trim`
 //! releases every free page of every arena. It walks the heaps with their
 //! locks held, so it runs once the server has been quiet for a moment
-//! after activity, never in the middle of a burst.
+//! after activity, and otherwise (long uploads always in flight) at most
+//! every `BUSY_PERIOD`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use tokio::time::Instant;
 
 /// How long the server must have had no request in flight before trimming.
 const QUIET: Duration = Duration::from_millis(500);
+/// How often memory is returned when the server is never quiet.
+const BUSY_PERIOD: Duration = Duration::from_secs(30);
 
 /// Requests in flight, and whether memory may be waiting to be returned.
 #[derive(Debug)]
@@ -23,6 +26,7 @@ pub(crate) struct Activity {
     start: Instant,
     in_flight: AtomicUsize,
     last_change_ms: AtomicU64,
+    last_trim_ms: AtomicU64,
     dirty: AtomicBool,
 }
 
@@ -32,13 +36,13 @@ impl Activity {
             start: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_change_ms: AtomicU64::new(0),
+            last_trim_ms: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
         })
     }
 
     fn touch(&self) {
-        self.last_change_ms
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Release);
+        self.last_change_ms.store(self.now_ms(), Ordering::Release);
     }
 
     pub(crate) fn begin(&self) {
@@ -52,14 +56,20 @@ impl Activity {
         self.touch();
     }
 
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
     /// Whether memory should be returned now: there was activity, and
-    /// none for `QUIET`.
+    /// none for `QUIET` (or no trim for `BUSY_PERIOD`).
     fn due(&self) -> bool {
-        let quiet_for = (self.start.elapsed().as_millis() as u64)
-            .saturating_sub(self.last_change_ms.load(Ordering::Acquire));
+        let now = self.now_ms();
+        let quiet_for = now.saturating_sub(self.last_change_ms.load(Ordering::Acquire));
+        let since_trim = now.saturating_sub(self.last_trim_ms.load(Ordering::Acquire));
+        let quiet =
+            self.in_flight.load(Ordering::Acquire) == 0 && quiet_for >= QUIET.as_millis() as u64;
         self.dirty.load(Ordering::Acquire)
-            && self.in_flight.load(Ordering::Acquire) == 0
-            && quiet_for >= QUIET.as_millis() as u64
+            && (quiet || since_trim >= BUSY_PERIOD.as_millis() as u64)
     }
 }
 
@@ -71,6 +81,9 @@ pub(crate) fn spawn_trimmer(activity: Arc<Activity>) -> tokio::task::JoinHandle<
             tokio::time::sleep(QUIET / 2).await;
             if activity.due() {
                 activity.dirty.store(false, Ordering::Release);
+                activity
+                    .last_trim_ms
+                    .store(activity.now_ms(), Ordering::Release);
                 let _ = tokio::task::spawn_blocking(trim).await;
             }
         }
