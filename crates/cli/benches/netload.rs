@@ -251,7 +251,7 @@ fn main() {
     let mut i = 0u64;
     while run.elapsed() < Duration::from_secs(secs) {
         let t = Instant::now();
-        let status = if i % 2 == 0 {
+        let status = if i.is_multiple_of(2) {
             ingest(&client)
         } else {
             query(&client)

@@ -206,6 +206,7 @@ pub async fn serve_on(
 ) -> std::io::Result<()> {
     let conn_limits = config.conn.clone();
     let app = Arc::new(App::new(config, store));
+    memory::tune();
     let activity = memory::Activity::new();
     let trimmer = memory::spawn_trimmer(Arc::clone(&activity));
     let served = conn::serve(listener, router(app), conn_limits, activity, shutdown).await;

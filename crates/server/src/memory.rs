@@ -4,7 +4,11 @@
 //! allocated, up to 8 per core, and a query runs on any of tokio's
 //! blocking threads), and returns only the top of each heap: after a burst
 //! of merges the process kept gigabytes it no longer used. `malloc_trim`
-//! releases every free page of every arena. It walks the heaps with their
+//! releases every free page of every arena; and large blocks (a merge's
+//! tables, an answer's bytes) are given their own mappings, returned as
+//! soon as they are freed, by fixing malloc's mmap threshold (by default
+//! it rises after every large free, up to 32 MiB, moving ever larger
+//! blocks into the arenas). `malloc_trim` walks the heaps with their
 //! locks held, so it runs once the server has been quiet for a moment
 //! after activity, and otherwise (long uploads always in flight) at most
 //! every `BUSY_PERIOD`.
@@ -88,6 +92,19 @@ pub(crate) fn spawn_trimmer(activity: Arc<Activity>) -> tokio::task::JoinHandle<
             }
         }
     })
+}
+
+/// Blocks from this size up get a mapping of their own.
+const MMAP_THRESHOLD: i32 = 256 << 10;
+
+/// Sets the allocator up to return large blocks when they are freed; once,
+/// before serving.
+pub(crate) fn tune() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's own parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
 }
 
 /// Releases free memory of every malloc arena.
