@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use perfpilot_store::StoreError;
+use perfpilot_store::{SeriesLimit, StoreError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -41,6 +41,14 @@ impl ApiError {
         }
     }
 
+    /// 503: the server cannot answer now (busy, or a query ran out of time).
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -55,6 +63,13 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
             StoreError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Io { .. } | StoreError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            StoreError::OverLimit { message, limit } => {
+                let flag = match limit {
+                    SeriesLimit::Groups => "--max-query-groups",
+                    SeriesLimit::Points => "--max-query-points",
+                };
+                return ApiError::bad_request(format!("{message} (the limit is {flag})"));
+            }
         };
         ApiError {
             status,

@@ -13,16 +13,21 @@
 //!   other GET, behind the same token.
 //!
 //! Store calls block (the WAL syncs before an ingest is acknowledged), so
-//! they run on tokio's blocking pool.
+//! they run on tokio's blocking pool; queries take one of a bounded number
+//! of slots and have a deadline (`querying.rs`). Connections are accepted
+//! and watched by `conn.rs`: a cap, header, idle and body timeouts.
 
 mod alerts;
 mod auth;
 mod autopilot;
+mod conn;
 mod error;
 mod grafana;
 mod ingest;
+mod memory;
 mod native;
 mod profiles;
+mod querying;
 mod ui;
 
 use std::net::SocketAddr;
@@ -36,9 +41,12 @@ use perfpilot_store::Store;
 
 pub use alerts::AlertsHandle;
 pub use autopilot::{mode_name, Autopilot, AutopilotHandle, Engine, EngineError, Sources};
+pub use conn::{effective_max_connections, raise_fd_limit, ConnLimits};
 pub use error::ApiError;
+pub use memory::trim as return_free_memory;
 pub use perfpilot_autopilot::executor::Mode as AutopilotMode;
 pub use profiles::StoreProfiles;
+pub use querying::{QueryLimits, DEFAULT_MAX_NODES};
 
 /// Whether the web UI was built into this binary (else `/` explains how).
 pub fn ui_embedded() -> bool {
@@ -76,6 +84,10 @@ pub struct ServerConfig {
     /// The autopilot's inbox and audit log (`AutopilotHandle::open` on
     /// the `--autopilot-dir`); its endpoints answer 404 without it.
     pub autopilot: Option<AutopilotHandle>,
+    /// What one query may cost.
+    pub query: QueryLimits,
+    /// Connections: their number and timeouts.
+    pub conn: ConnLimits,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +100,8 @@ impl Default for ServerConfig {
             alerts: None,
             alerts_only: false,
             autopilot: None,
+            query: QueryLimits::default(),
+            conn: ConnLimits::default(),
         }
     }
 }
@@ -95,6 +109,17 @@ impl Default for ServerConfig {
 pub struct App {
     pub config: ServerConfig,
     pub store: Arc<dyn Store>,
+    pub(crate) queries: querying::QuerySlots,
+}
+
+impl App {
+    pub fn new(config: ServerConfig, store: Arc<dyn Store>) -> App {
+        App {
+            queries: querying::QuerySlots::new(&config.query),
+            config,
+            store,
+        }
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -179,8 +204,12 @@ pub async fn serve_on(
     store: Arc<dyn Store>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Arc::new(App { config, store });
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let conn_limits = config.conn.clone();
+    let app = Arc::new(App::new(config, store));
+    memory::tune();
+    let activity = memory::Activity::new();
+    let trimmer = memory::spawn_trimmer(Arc::clone(&activity));
+    let served = conn::serve(listener, router(app), conn_limits, activity, shutdown).await;
+    trimmer.abort();
+    served
 }

@@ -12,8 +12,8 @@ pub mod types;
 
 pub use selector::{MatchOp, Matcher, Selector, SelectorError};
 pub use types::{
-    Batch, BatchProfile, Labels, Points, ProfileType, StackTable, TimeRange, PROFILE_TYPE_LABEL,
-    SERVICE_NAME_LABEL,
+    Batch, BatchProfile, Labels, Points, ProfileType, SeriesLimit, SeriesLimits, StackTable,
+    TimeRange, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL,
 };
 
 use thiserror::Error;
@@ -34,6 +34,10 @@ pub enum StoreError {
     },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A query would pass one of its [`SeriesLimits`]; it stopped before
+    /// allocating for it. (HTTP 400.)
+    #[error("{message}")]
+    OverLimit { message: String, limit: SeriesLimit },
 }
 
 impl StoreError {
@@ -82,7 +86,8 @@ pub trait Store: Send + Sync {
 
     /// Sums per `step_ms` of matching series, grouped by the values of the
     /// `group_by` labels; only samples whose stack contains `function`
-    /// when one is given.
+    /// when one is given. Fails with [`StoreError::OverLimit`], before
+    /// allocating per group and step, when the answer would pass `limits`.
     fn time_series(
         &self,
         selector: &Selector,
@@ -90,5 +95,6 @@ pub trait Store: Send + Sync {
         step_ms: i64,
         group_by: &[String],
         function: Option<&str>,
+        limits: &SeriesLimits,
     ) -> Result<Vec<Points>, StoreError>;
 }

@@ -28,7 +28,8 @@ use symbols::Symbols;
 use wal::Wal;
 
 use crate::types::{
-    Batch, Labels, Points, StackTable, TimeRange, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL,
+    Batch, Labels, Points, SeriesLimits, StackTable, TimeRange, PROFILE_TYPE_LABEL,
+    SERVICE_NAME_LABEL,
 };
 use crate::{IngestOutcome, Selector, Store, StoreError};
 
@@ -771,6 +772,7 @@ impl Store for EmbeddedStore {
         step_ms: i64,
         group_by: &[String],
         function: Option<&str>,
+        limits: &SeriesLimits,
     ) -> Result<Vec<Points>, StoreError> {
         if step_ms <= 0 {
             return Err(StoreError::Invalid("step must be positive".into()));
@@ -782,6 +784,7 @@ impl Store for EmbeddedStore {
             step_ms,
             group_by,
             function,
+            limits,
         )
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use super::block::{Block, Row};
 use super::{lock_err, State};
-use crate::types::{Labels, Points, StackTable, TimeRange};
+use crate::types::{Labels, Points, SeriesLimit, SeriesLimits, StackTable, TimeRange};
 use crate::{Selector, StoreError};
 
 fn live_series<'a>(
@@ -192,7 +192,23 @@ pub fn time_series(
     step_ms: i64,
     group_by: &[String],
     function: Option<&str>,
+    limits: &SeriesLimits,
 ) -> Result<Vec<Points>, StoreError> {
+    // Checked before anything is scanned or allocated.
+    let steps = (range.end_ms.saturating_sub(range.start_ms) as i128 + step_ms as i128 - 1)
+        .div_euclid(step_ms as i128)
+        .max(0);
+    if steps > limits.max_points as i128 {
+        return Err(StoreError::OverLimit {
+            message: format!(
+                "the range holds {steps} steps of {step_ms} ms, more than the {} points a \
+                 time series may have: use a larger step or a shorter range",
+                limits.max_points
+            ),
+            limit: SeriesLimit::Points,
+        });
+    }
+    let steps = steps as usize;
     // Stacks containing the function, when filtering by one.
     let wanted: Option<Vec<bool>> = match function {
         None => None,
@@ -215,12 +231,6 @@ pub fn time_series(
             )
         }
     };
-    let steps = ((range.end_ms - range.start_ms + step_ms - 1) / step_ms).max(0) as usize;
-    if steps > 100_000 {
-        return Err(StoreError::Invalid(format!(
-            "{steps} steps is too many: use a larger step (at most 100000 points)"
-        )));
-    }
     // Group of each selected series.
     let (groups, group_labels) = {
         let st = lock.read().map_err(lock_err)?;
@@ -233,6 +243,23 @@ pub fn time_series(
                 .map(|g| s.label(g).unwrap_or("").to_string())
                 .collect();
             let next = keys.len();
+            if next >= limits.max_groups && !keys.contains_key(&key) {
+                // Stops at the first group past the limit: the groups'
+                // points are never allocated.
+                return Err(StoreError::OverLimit {
+                    message: format!(
+                        "grouping by {} gives more than {} groups: group by fewer labels \
+                         or select fewer series",
+                        if group_by.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            group_by.join(", ")
+                        },
+                        limits.max_groups
+                    ),
+                    limit: SeriesLimit::Groups,
+                });
+            }
             let g = *keys.entry(key.clone()).or_insert_with(|| {
                 labels.push(group_by.iter().cloned().zip(key).collect());
                 next
@@ -241,6 +268,18 @@ pub fn time_series(
         }
         (of_series, labels)
     };
+    let cells = group_labels.len().saturating_mul(steps);
+    if cells > limits.max_points {
+        return Err(StoreError::OverLimit {
+            message: format!(
+                "{} groups × {steps} steps is {cells} points, more than the {} a time-series \
+                 answer may have: use a larger step, a shorter range or fewer groups",
+                group_labels.len(),
+                limits.max_points
+            ),
+            limit: SeriesLimit::Points,
+        });
+    }
     let mut sums: Vec<Vec<i64>> = vec![vec![0; steps]; group_labels.len()];
     let mut seen: Vec<Vec<bool>> = vec![vec![false; steps]; group_labels.len()];
     let mut add = |series: u32, stack: u32, t: i64, v: i64| {

@@ -65,9 +65,10 @@ impl Store for Flushing {
         step: i64,
         g: &[String],
         f: Option<&str>,
+        l: &SeriesLimits,
     ) -> Result<Vec<Points>, StoreError> {
         self.0.compact(now_ms())?;
-        self.0.time_series(s, r, step, g, f)
+        self.0.time_series(s, r, step, g, f, l)
     }
 }
 
@@ -251,7 +252,9 @@ fn old_data_is_downsampled_and_expired() {
         start_ms: now - 2 * DAY,
         end_ms: now - 2 * DAY + 10 * MINUTE,
     };
-    let pts = store.time_series(&s, r, MINUTE, &[], None).unwrap();
+    let pts = store
+        .time_series(&s, r, MINUTE, &[], None, &Default::default())
+        .unwrap();
     assert_eq!(pts[0].points.len(), 10);
     assert_eq!(pts[0].points.iter().map(|p| p.1).sum::<i64>(), expect);
     // And all of it survives a restart.
