@@ -1,0 +1,49 @@
+//! The condition language of policies (`alert("X").firing and p99 >
+//! baseline.p99 * 1.3 for 3m`): no panic or stack overflow; the grouped
+//! form parses back to itself; and a condition that checks evaluates
+//! without error (`evaluate` errs only where `check` would have).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use perfpilot_autopilot::{Condition, Env, Scope, Type, Value};
+
+/// Values by the scope's types; some names without data.
+struct Fixed(Scope);
+
+impl Env for Fixed {
+    fn value(&self, name: &str) -> Option<Value> {
+        match self.0.get(name)? {
+            _ if name.len() % 5 == 0 => None,
+            Type::Number => Some(Value::Number(name.len() as f64 / 7.0)),
+            Type::Bool => Some(Value::Bool(name.len() % 2 == 0)),
+        }
+    }
+    fn alert_firing(&self, name: &str) -> Option<bool> {
+        (name.len() % 3 != 0).then_some(name.len() % 2 == 0)
+    }
+    fn hotspot(&self, function: &str) -> Option<f64> {
+        (function.len() % 3 != 0).then_some(0.25)
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(c) = Condition::parse(text) else {
+        return;
+    };
+    let grouped = c.grouped();
+    let again = Condition::parse(&grouped)
+        .unwrap_or_else(|e| panic!("{grouped:?}, grouped from {text:?}, does not parse: {e}"));
+    assert_eq!(again.grouped(), grouped, "grouping {text:?} is not stable");
+    let mut scope = Scope::builtin();
+    scope.insert("hot", Type::Number);
+    scope.insert("ready", Type::Bool);
+    if c.check(&scope).is_empty() {
+        let env = Fixed(scope);
+        if let Err(e) = c.evaluate(&env) {
+            panic!("{text:?} checks but does not evaluate: {e}");
+        }
+    }
+});
