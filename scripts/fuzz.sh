@@ -2,21 +2,26 @@
 # Fuzzes every parser of outside input (the targets in fuzz/fuzz_targets)
 # with cargo-fuzz and libFuzzer, each for a while, and prints a summary.
 #
-#   scripts/fuzz.sh [--seconds N] [TARGET...]
+#   scripts/fuzz.sh [--seconds N] [--malloc-mb N] [--rss-mb N] [TARGET...]
+#   scripts/fuzz.sh --replay INPUT TARGET       (runs one input, no fuzzing)
 #
 # Default: every target for 20 s (CI); a nightly run gives e.g.
 # --seconds 3600. The stable toolchain is enough: RUSTC_BOOTSTRAP=1 lets it
 # take cargo-fuzz's -Z flags (AddressSanitizer, coverage). cargo-fuzz is
 # installed from crates.io when missing, into ~/.cache/perfpilot-tools
-# (PERFPILOT_TOOLS_DIR overrides it).
+# (PERFPILOT_TOOLS_DIR overrides it). The build goes to
+# ~/.cache/perfpilot-tools/fuzz-target (PERFPILOT_FUZZ_TARGET_DIR), outside
+# the clone, so a machine's next run (CI's fresh clone too) rebuilds only
+# the workspace's crates: a first build takes 13 minutes of CPU.
 #
-# Inputs that grow the coverage are kept in fuzz/corpus/TARGET (not in git)
-# and start the next run; fuzz/seeds/TARGET holds the committed seeds. A
-# crash, a failed invariant, an allocation over --malloc-mb or an RSS over
-# --rss-mb, or one input running over 10 s is a failure: its input is
-# written to fuzz/artifacts/TARGET/, the script goes on with the other
-# targets and exits 1 at the end. Reproduce one with
-#   RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz TARGET fuzz/artifacts/TARGET/crash-...
+# Inputs go up to 64 KiB, so a small input that amplifies (a gzip bomb,
+# frames multiplied by references) is within reach. Inputs that grow the
+# coverage are kept in fuzz/corpus/TARGET (not in git) and start the next
+# run; fuzz/seeds/TARGET holds the committed seeds. A crash, a failed
+# invariant, an allocation over --malloc-mb (512) or an RSS over --rss-mb
+# (2560), or one input running over 10 s is a failure: its input is
+# written to fuzz/artifacts/TARGET/ and the log to fuzz/artifacts/logs/;
+# the script goes on with the other targets and exits 1 at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,13 +29,15 @@ seconds=20
 malloc_mb=512
 rss_mb=2560
 targets=()
+replay=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --seconds=*) seconds="${1#*=}"; shift ;;
     --malloc-mb) malloc_mb="$2"; shift 2 ;;
     --rss-mb) rss_mb="$2"; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --replay) replay+=("$2"); shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -43,6 +50,7 @@ export RUSTC_BOOTSTRAP=1
 cargo_fuzz_version=0.13.2
 tools="${PERFPILOT_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/perfpilot-tools}"
 export PATH="$tools/bin:$PATH"
+target_dir="${PERFPILOT_FUZZ_TARGET_DIR:-$tools/fuzz-target}"
 if ! cargo fuzz --version 2>/dev/null | grep -q "$cargo_fuzz_version"; then
   echo "fuzz: installing cargo-fuzz $cargo_fuzz_version into $tools" >&2
   cargo install --locked --quiet --version "$cargo_fuzz_version" --root "$tools" cargo-fuzz
@@ -67,12 +75,21 @@ done
 # -malloc_limit_mb needs).
 echo "fuzz: building ${#targets[@]} target(s)" >&2
 if [ ${#targets[@]} -eq ${#all[@]} ]; then
-  cargo fuzz build --fuzz-dir fuzz
+  cargo fuzz build --fuzz-dir fuzz --target-dir "$target_dir"
 else
-  for t in "${targets[@]}"; do cargo fuzz build --fuzz-dir fuzz "$t"; done
+  for t in "${targets[@]}"; do cargo fuzz build --fuzz-dir fuzz --target-dir "$target_dir" "$t"; done
+fi
+limits=(-timeout=10 -rss_limit_mb="$rss_mb" -malloc_limit_mb="$malloc_mb")
+
+if [ ${#replay[@]} -gt 0 ]; then
+  # Each input once, through each target given (no fuzzing).
+  for t in "${targets[@]}"; do
+    cargo fuzz run --fuzz-dir fuzz --target-dir "$target_dir" "$t" "${replay[@]}" -- "${limits[@]}"
+  done
+  exit 0
 fi
 
-logs=fuzz/target/logs
+logs=fuzz/artifacts/logs
 mkdir -p "$logs"
 summary=()
 failed=()
@@ -81,11 +98,9 @@ for t in "${targets[@]}"; do
   log="$logs/$t.log"
   echo "fuzz: $t for ${seconds}s" >&2
   status=0
-  cargo fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
-    -max_total_time="$seconds" -timeout=10 \
-    -rss_limit_mb="$rss_mb" -malloc_limit_mb="$malloc_mb" \
-    -print_final_stats=1 >"$log" 2>&1 || status=$?
-  runs="$(sed -n 's/^stat::number_of_executed_runs: *//p' "$log" | tail -1)"
+  cargo fuzz run --fuzz-dir fuzz --target-dir "$target_dir" "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+    -max_total_time="$seconds" -max_len=65536 "${limits[@]}" -print_final_stats=1 >"$log" 2>&1 || status=$?
+  runs="$(sed -n 's/^stat::number_of_executed_[a-z]*: *//p' "$log" | tail -1)"
   cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)"
   if [ "$status" -eq 0 ]; then
     result=ok
