@@ -1,6 +1,6 @@
 //! The condition language of policies (`alert("X").firing and p99 >
 //! baseline.p99 * 1.3 for 3m`): no panic or stack overflow; the grouped
-//! form parses back to itself; and a condition that checks evaluates
+//! form parses back to itself (within the nesting limit); and a condition that checks evaluates
 //! without error (`evaluate` errs only where `check` would have).
 #![no_main]
 
@@ -34,9 +34,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let grouped = c.grouped();
-    let again = Condition::parse(&grouped)
-        .unwrap_or_else(|e| panic!("{grouped:?}, grouped from {text:?}, does not parse: {e}"));
-    assert_eq!(again.grouped(), grouped, "grouping {text:?} is not stable");
+    match Condition::parse(&grouped) {
+        Ok(again) => assert_eq!(again.grouped(), grouped, "grouping {text:?} is not stable"),
+        // The grouped form adds a pair of parentheses per operator, so a
+        // condition near the nesting limit groups past it.
+        Err(e) if e.message.contains("nests more than") => {}
+        Err(e) => panic!("{grouped:?}, grouped from {text:?}, does not parse: {e}"),
+    }
     let mut scope = Scope::builtin();
     scope.insert("hot", Type::Number);
     scope.insert("ready", Type::Bool);
