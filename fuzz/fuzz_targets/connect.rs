@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, body)) = data.split_first() else {
         return;
     };
-    let codec = if mode & 8 == 0 { Codec::Proto } else { Codec::Json };
+    let codec = if mode & 8 == 0 {
+        Codec::Proto
+    } else {
+        Codec::Json
+    };
     let enc = (mode & 16 != 0).then_some("gzip");
     let limits = small_limits();
     match mode % 6 {

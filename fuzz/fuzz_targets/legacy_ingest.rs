@@ -14,8 +14,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let body = lines.next().unwrap_or_default();
-    let (Ok(query), Ok(content_type)) = (std::str::from_utf8(query), std::str::from_utf8(content_type))
-    else {
+    let (Ok(query), Ok(content_type)) = (
+        std::str::from_utf8(query),
+        std::str::from_utf8(content_type),
+    ) else {
         return;
     };
     let Ok(params) = LegacyIngestParams::parse(query, NOW_MS) else {

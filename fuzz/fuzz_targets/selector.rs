@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
     let printed = print_selector(&sel);
     let again = Selector::parse(&printed)
         .unwrap_or_else(|e| panic!("{printed:?}, printed from {text:?}, does not parse: {e}"));
-    assert_eq!(sel, again, "{text:?} printed as {printed:?} reads differently");
+    assert_eq!(
+        sel, again,
+        "{text:?} printed as {printed:?} reads differently"
+    );
     let labels = [("service_name".to_string(), "checkout".to_string())];
     assert_eq!(sel.matches(&labels), again.matches(&labels));
 });

@@ -51,8 +51,12 @@ fn query_all(store: &EmbeddedStore, what: &str) {
     store
         .label_values("service_name", &all, range)
         .unwrap_or_else(|e| fail("label_values", e));
-    store.series(&all, range).unwrap_or_else(|e| fail("series", e));
-    store.merge(&all, range).unwrap_or_else(|e| fail("merge", e));
+    store
+        .series(&all, range)
+        .unwrap_or_else(|e| fail("series", e));
+    store
+        .merge(&all, range)
+        .unwrap_or_else(|e| fail("merge", e));
     store
         .time_series(&all, recent, 60_000, &["service_name".to_string()], None)
         .unwrap_or_else(|e| fail("time_series", e));

@@ -60,7 +60,10 @@ pub fn check_batch(b: &Batch, limits: &Limits) {
         );
         for (k, v) in &p.labels {
             assert!(k.len() <= limits.max_label_name_len, "label name too long");
-            assert!(v.len() <= limits.max_label_value_len, "label value too long");
+            assert!(
+                v.len() <= limits.max_label_value_len,
+                "label value too long"
+            );
         }
         assert!(
             p.time_ms <= NOW_MS + limits.max_future_ms,
@@ -192,13 +195,18 @@ fn fix_block(b: &mut [u8]) {
     if b.len() < HEADER {
         return;
     }
-    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or([0; 4]));
+    let u32_at =
+        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or([0; 4]));
     let nseries = u32_at(b, 40) as usize;
     let dir_off = u64::from_le_bytes(b[44..52].try_into().unwrap_or([0; 8]));
     let Ok(dir_off) = usize::try_from(dir_off) else {
         return;
     };
-    if dir_off.saturating_add(nseries.saturating_mul(DIR_ENTRY)).saturating_add(12) > b.len() {
+    if dir_off
+        .saturating_add(nseries.saturating_mul(DIR_ENTRY))
+        .saturating_add(12)
+        > b.len()
+    {
         return;
     }
     for i in 0..nseries {
