@@ -13,16 +13,16 @@ struct Fixed(Scope);
 impl Env for Fixed {
     fn value(&self, name: &str) -> Option<Value> {
         match self.0.get(name)? {
-            _ if name.len() % 5 == 0 => None,
+            _ if name.len().is_multiple_of(5) => None,
             Type::Number => Some(Value::Number(name.len() as f64 / 7.0)),
-            Type::Bool => Some(Value::Bool(name.len() % 2 == 0)),
+            Type::Bool => Some(Value::Bool(name.len().is_multiple_of(2))),
         }
     }
     fn alert_firing(&self, name: &str) -> Option<bool> {
-        (name.len() % 3 != 0).then_some(name.len() % 2 == 0)
+        (!name.len().is_multiple_of(3)).then_some(name.len().is_multiple_of(2))
     }
     fn hotspot(&self, function: &str) -> Option<f64> {
-        (function.len() % 3 != 0).then_some(0.25)
+        (!function.len().is_multiple_of(3)).then_some(0.25)
     }
 }
 
