@@ -20,12 +20,9 @@ fn live_series<'a>(
     range: TimeRange,
 ) -> impl Iterator<Item = (u32, &'a super::symbols::SeriesInfo)> + 'a {
     st.symbols
-        .series
-        .iter()
-        .enumerate()
+        .all_series()
         .filter(move |(_, s)| s.min_t <= s.max_t && range.overlaps(s.min_t, s.max_t + 1))
         .filter(move |(_, s)| selector.matches(&s.labels))
-        .map(|(i, s)| (i as u32, s))
 }
 
 pub fn profile_types(st: &State, range: TimeRange) -> Vec<String> {
@@ -75,7 +72,7 @@ fn snapshot(
     mut head_row: impl FnMut(u32, &Row),
 ) -> Result<Snapshot, StoreError> {
     let st = lock.read().map_err(lock_err)?;
-    let mut selected = vec![false; st.symbols.series.len()];
+    let mut selected = vec![false; st.symbols.series_ids_end()];
     let mut selected_ids = Vec::new();
     for (id, _) in live_series(&st, selector, range) {
         selected[id as usize] = true;
@@ -226,7 +223,7 @@ pub fn time_series(
         let st = lock.read().map_err(lock_err)?;
         let mut keys: HashMap<Vec<String>, usize> = HashMap::new();
         let mut labels: Vec<Labels> = Vec::new();
-        let mut of_series: Vec<usize> = vec![usize::MAX; st.symbols.series.len()];
+        let mut of_series: Vec<usize> = vec![usize::MAX; st.symbols.series_ids_end()];
         for (id, s) in live_series(&st, selector, range) {
             let key: Vec<String> = group_by
                 .iter()
