@@ -9,7 +9,7 @@
 //! lost to damage leaves a hole of known size instead of shifting every id
 //! after it, and a rewritten log can leave pruned series out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -73,11 +73,12 @@ pub struct Symbols {
     string_ids: FxHashMap<String, u32>,
     pub stacks: Vec<Box<[u32]>>,
     stack_ids: FxHashMap<Box<[u32]>, u32>,
-    /// By id; `None` once pruned (ids are never reused: blocks may still
-    /// hold rows under them).
-    series: Vec<Option<Box<SeriesInfo>>>,
+    /// Live series by id. Pruned ones leave it; ids are never reused
+    /// (blocks may still hold rows under them), so this is sparse.
+    series: BTreeMap<u32, SeriesInfo>,
     series_ids: FxHashMap<Labels, u32>,
-    live_series: usize,
+    /// The id the next new series takes.
+    next_series: u32,
     /// Applied batch ids and when they were applied (ms).
     batch_ids: HashMap<String, i64>,
     new_batch_ids: Vec<(String, i64)>,
@@ -198,7 +199,7 @@ impl Symbols {
         s.persisted = Marks {
             strings: s.strings.len(),
             stacks: s.stacks.len(),
-            series: s.series.len(),
+            series: s.next_series as usize,
             batch_ids: 0,
         };
         (s, loaded)
@@ -207,7 +208,11 @@ impl Symbols {
     fn load_record(&mut self, rec: &[u8], file_len: usize, loaded: &mut Loaded) -> Option<()> {
         let mut r = Reader::new(rec);
         // Records of the earlier format carry no base: they follow on.
-        let (mut ns, mut nk, mut nr) = (self.strings.len(), self.stacks.len(), self.series.len());
+        let (mut ns, mut nk, mut nr) = (
+            self.strings.len(),
+            self.stacks.len(),
+            self.next_series as usize,
+        );
         while !r.done() {
             let kind = *r.bytes(1)?.first()?;
             self.log_entries += 1;
@@ -216,12 +221,13 @@ impl Symbols {
                     ns = usize::try_from(r.varint()?).ok()?;
                     nk = usize::try_from(r.varint()?).ok()?;
                     nr = usize::try_from(r.varint()?).ok()?;
-                    // A hole is only as large as the entries lost
-                    // records held (two bytes or more each), so a base
-                    // past what the file could hold is not believed.
+                    // A hole in names or stacks is only as large as the
+                    // entries lost records held (two bytes or more each),
+                    // so a base past what the file could hold is not
+                    // believed. Series ids skip pruned series: any gap.
                     if ns > self.strings.len() + file_len / 2
                         || nk > self.stacks.len() + file_len / 2
-                        || nr > self.series.len() + file_len / 2
+                        || nr >= u32::MAX as usize
                     {
                         return None;
                     }
@@ -269,20 +275,15 @@ impl Symbols {
                         let v = std::str::from_utf8(r.bytes(vl)?).ok()?.to_string();
                         labels.push((k, v));
                     }
-                    // Holes in series are pruned series (or lost ones).
-                    while self.series.len() < nr {
-                        self.series.push(None);
-                    }
-                    if nr == self.series.len() {
+                    // Ids skipped are pruned series (or lost ones); ids
+                    // seen already are not taken twice.
+                    if nr >= self.next_series as usize && nr < u32::MAX as usize {
                         // A label set again under a later id was pruned
                         // under the earlier one: the later one holds it.
                         if let Some(old) = self.series_ids.remove(&labels) {
-                            if let Some(slot) = self.series.get_mut(old as usize) {
-                                if slot.take().is_some() {
-                                    self.live_series -= 1;
-                                }
-                            }
+                            self.series.remove(&old);
                         }
+                        self.next_series = nr as u32;
                         self.insert_series(labels);
                     }
                     nr += 1;
@@ -321,20 +322,23 @@ impl Symbols {
     }
 
     fn insert_series(&mut self, labels: Labels) -> u32 {
-        let id = self.series.len() as u32;
+        let id = self.next_series;
+        self.next_series += 1;
         let profile_type = labels
             .iter()
             .find(|(k, _)| k == PROFILE_TYPE_LABEL)
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
         self.series_ids.insert(labels.clone(), id);
-        self.series.push(Some(Box::new(SeriesInfo {
-            labels,
-            profile_type,
-            min_t: i64::MAX,
-            max_t: i64::MIN,
-        })));
-        self.live_series += 1;
+        self.series.insert(
+            id,
+            SeriesInfo {
+                labels,
+                profile_type,
+                min_t: i64::MAX,
+                max_t: i64::MIN,
+            },
+        );
         id
     }
 
@@ -353,28 +357,25 @@ impl Symbols {
 
     /// Series not pruned.
     pub fn live_series(&self) -> usize {
-        self.live_series
+        self.series.len()
     }
 
     /// One past the highest series id ever given.
     pub fn series_ids_end(&self) -> usize {
-        self.series.len()
+        self.next_series as usize
     }
 
     pub fn series(&self, id: u32) -> Option<&SeriesInfo> {
-        self.series.get(id as usize)?.as_deref()
+        self.series.get(&id)
     }
 
-    /// Live series with their ids.
+    /// Live series with their ids, in id order.
     pub fn all_series(&self) -> impl Iterator<Item = (u32, &SeriesInfo)> {
-        self.series
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| Some((i as u32, s.as_deref()?)))
+        self.series.iter().map(|(&id, s)| (id, s))
     }
 
     pub fn note_time(&mut self, series: u32, t: i64) {
-        if let Some(Some(s)) = self.series.get_mut(series as usize) {
+        if let Some(s) = self.series.get_mut(&series) {
             s.min_t = s.min_t.min(t);
             s.max_t = s.max_t.max(t);
         }
@@ -384,17 +385,16 @@ impl Symbols {
     /// retention, or with no data at all): they leave the index, and the
     /// next rewrite of the log leaves them out. Returns how many.
     pub fn prune_series(&mut self, cutoff_ms: i64) -> usize {
-        let mut pruned = 0;
-        for slot in self.series.iter_mut() {
-            if slot.as_ref().is_some_and(|s| s.max_t < cutoff_ms) {
-                if let Some(s) = slot.take() {
-                    self.series_ids.remove(&s.labels);
-                    pruned += 1;
-                }
+        let before = self.series.len();
+        let ids = &mut self.series_ids;
+        self.series.retain(|_, s| {
+            let keep = s.max_t >= cutoff_ms;
+            if !keep {
+                ids.remove(&s.labels);
             }
-        }
-        self.live_series -= pruned;
-        pruned
+            keep
+        });
+        before - self.series.len()
     }
 
     pub fn batch_applied(&self, id: &str) -> bool {
@@ -417,7 +417,8 @@ impl Symbols {
     /// forgotten batch ids): rewriting it pays once they outnumber the
     /// live ones.
     fn log_is_mostly_dead(&self) -> bool {
-        let live = self.strings.len() + self.stacks.len() + self.live_series + self.batch_ids.len();
+        let live =
+            self.strings.len() + self.stacks.len() + self.series.len() + self.batch_ids.len();
         self.log_entries > 2 * live + 100_000
     }
 
@@ -428,7 +429,7 @@ impl Symbols {
         let marks = Marks {
             strings: self.strings.len(),
             stacks: self.stacks.len(),
-            series: self.series.len(),
+            series: self.next_series as usize,
             batch_ids: self.new_batch_ids.len(),
         };
         let rewrite = rewrite || self.log_is_mostly_dead();
@@ -459,10 +460,8 @@ impl Symbols {
         let mut e = Encoder::new((p.strings, p.stacks, p.series), usize::MAX);
         self.strings[p.strings..].iter().for_each(|s| e.string(s));
         self.stacks[p.stacks..].iter().for_each(|s| e.stack(s));
-        for (i, s) in self.series[p.series..].iter().enumerate() {
-            if let Some(s) = s {
-                e.series(p.series + i, &s.labels);
-            }
+        for (&id, s) in self.series.range(p.series as u32..) {
+            e.series(id as usize, &s.labels);
         }
         for (id, t) in &self.new_batch_ids {
             e.batch_id(id, *t);
@@ -482,7 +481,7 @@ impl Symbols {
             + (m.series - self.persisted.series.min(m.series))
             + m.batch_ids;
         self.log_entries = if p.rewrite {
-            m.strings + m.stacks + self.live_series + self.batch_ids.len()
+            m.strings + m.stacks + self.series.len() + self.batch_ids.len()
         } else {
             self.log_entries + written
         };
@@ -733,5 +732,34 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let (_, s) = open(dir.path());
         assert_eq!(s.strings, vec!["a", LOST_NAME, "c"]);
+    }
+
+    #[test]
+    fn a_log_mostly_of_pruned_series_is_rewritten_smaller() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("symbols.log");
+        let (mut log, mut s) = open(dir.path());
+        let l = |i: usize| vec![("pid".to_string(), i.to_string())];
+        for i in 0..120_000 {
+            let id = s.intern_series(&l(i));
+            s.note_time(id, i as i64);
+        }
+        persist(&mut log, &mut s);
+        let before = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(s.prune_series(119_990), 119_990);
+        s.intern_series(&l(1_000_000));
+        let p = s.pending(false).unwrap();
+        assert!(p.rewrite, "most of the log is dead");
+        log.write(&p).unwrap();
+        s.persisted(&p);
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after * 100 < before, "{before} -> {after} bytes");
+        s.intern_series(&l(2_000_000));
+        assert!(!s.pending(false).unwrap().rewrite);
+        persist(&mut log, &mut s);
+        drop((log, s));
+        let (_, s) = open(dir.path());
+        assert_eq!(s.live_series(), 12);
+        assert_eq!(s.series_ids_end(), 120_002);
     }
 }
