@@ -208,7 +208,7 @@ impl EmbeddedStore {
         let (symlog, symbols) = SymbolsLog::open(&dir.join("symbols.log"), &quarantine)?;
         let (blocks, covered) = recover_blocks(&blocks_dir)?;
         let next_block_id = blocks.iter().map(|b| b.id + 1).max().unwrap_or(1);
-        let (wal, records) = Wal::open(&dir.join("wal"), &quarantine)?;
+        let (wal, records) = Wal::open(&dir.join("wal"), &quarantine, covered)?;
         let mut state = State {
             symbols,
             head: Vec::new(),

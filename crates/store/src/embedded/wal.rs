@@ -54,8 +54,10 @@ impl Wal {
     /// its segment number. Recovery changes no segment: a torn write at
     /// a segment's end (never acknowledged) is left out, and damage with
     /// intact records after it is skipped, those records kept, and the
-    /// segment kept in `quarantine` as well.
-    pub fn open(dir: &Path, quarantine: &Path) -> Result<(Wal, Records), StoreError> {
+    /// segment kept in `quarantine` as well. New segments are numbered
+    /// from `covered` at least: the segments blocks already hold are
+    /// skipped at replay, and may all have been deleted.
+    pub fn open(dir: &Path, quarantine: &Path, covered: u64) -> Result<(Wal, Records), StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::io("creating the WAL directory", e))?;
         let mut records = Vec::new();
@@ -88,7 +90,7 @@ impl Wal {
         }
         let wal = Wal {
             dir: dir.to_path_buf(),
-            seq: seqs.last().map_or(0, |s| s + 1),
+            seq: seqs.last().map_or(0, |s| s + 1).max(covered),
             current: None,
             scratch: Vec::new(),
         };
@@ -175,7 +177,7 @@ mod tests {
     fn replays_in_order_and_leaves_torn_tails_out() {
         let dir = tempfile::tempdir().unwrap();
         let q = dir.path().join("quarantine");
-        let (mut wal, recs) = Wal::open(dir.path(), &q).unwrap();
+        let (mut wal, recs) = Wal::open(dir.path(), &q, 0).unwrap();
         assert!(recs.is_empty());
         wal.append(b"a").unwrap();
         let next = wal.rotate();
@@ -186,12 +188,12 @@ mod tests {
         let mut f = fsio::open_append(&last).unwrap();
         fsio::write_all(&mut f, &last, &[5, 0, 0, 0, 1]).unwrap();
         drop(f);
-        let (mut wal, recs) = Wal::open(dir.path(), &q).unwrap();
+        let (mut wal, recs) = Wal::open(dir.path(), &q, 0).unwrap();
         assert_eq!(recs, vec![(0, b"a".to_vec()), (next, b"b".to_vec())]);
         wal.remove_before(next).unwrap();
         wal.append(b"c").unwrap();
         drop(wal);
-        let (_, recs) = Wal::open(dir.path(), &q).unwrap();
+        let (_, recs) = Wal::open(dir.path(), &q, 0).unwrap();
         assert_eq!(
             recs,
             vec![(next, b"b".to_vec()), (next + 1, b"c".to_vec())],
