@@ -1,7 +1,8 @@
 //! The durability promise (docs/DURABILITY.md) against the real server:
 //! rounds of concurrent ingest into `perfpilot server` on a small tmpfs,
-//! the disk filled at a random point, the server killed (`kill -9`) at a
-//! random point, and restarted. Every batch answered 2xx must be there
+//! the disk filled at a random point (and in some rounds freed again while
+//! the server runs), the server killed (`kill -9`) at a random point, and
+//! restarted. Every batch answered 2xx must be there
 //! after every restart, whole and once; the server must open and answer
 //! every time, answer 507 (never 500) while the disk is full, and take
 //! batches again by itself once space is freed.
@@ -164,12 +165,19 @@ fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
-/// POSTs the batch named `marker`: (status, body), or None when the
-/// server could not be reached (killed).
-fn post(agent: &ureq::Agent, url: &str, marker: &str) -> Option<(u16, String)> {
+/// POSTs the batch named `marker` with `pad` labels of 240 bytes, so
+/// WAL records are of many sizes (a record a full disk tears is one
+/// crossing a page): (status, body), or None when the server could not be
+/// reached (killed).
+fn post(agent: &ureq::Agent, url: &str, marker: &str, pad: usize) -> Option<(u16, String)> {
     let body = format!("main;{marker} 1\n");
+    let labels: String = (0..pad)
+        .map(|k| format!(",pad{k}={}", "v".repeat(240)))
+        .collect();
     let mut r = agent
-        .post(format!("{url}/ingest?name=dur.cpu&sampleRate=100"))
+        .post(format!(
+            "{url}/ingest?name=dur.cpu%7Bx=y{labels}%7D&sampleRate=100"
+        ))
         .send(body.as_bytes())
         .ok()?;
     let text = r.body_mut().read_to_string().unwrap_or_default();
@@ -243,7 +251,7 @@ fn root_acknowledged_batches_survive_disk_full_and_kill_9_in_100_rounds() {
     let log = logs.path().join("server.log");
     let port = common::alerting::free_port();
     let totals = Arc::new(Mutex::new(Totals::default()));
-    let (mut full_rounds, mut full_restarts, mut graceful) = (0, 0, 0);
+    let (mut full_rounds, mut freed_running, mut full_restarts, mut graceful) = (0, 0, 0, 0);
     let started = Instant::now();
 
     let mut server = Server::start(&data, port, &log);
@@ -254,13 +262,14 @@ fn root_acknowledged_batches_survive_disk_full_and_kill_9_in_100_rounds() {
         let writers: Vec<_> = (0..4)
             .map(|w| {
                 let (url, stop, totals) = (url.clone(), Arc::clone(&stop), Arc::clone(&totals));
+                let mut pads = Rng(rng.next() | 1);
                 std::thread::spawn(move || {
                     let agent = agent(Duration::from_secs(10));
                     let mut i = 0;
                     while !stop.load(Ordering::SeqCst) {
                         let marker = format!("b{round}_{w}_{i}");
                         i += 1;
-                        let answer = post(&agent, &url, &marker);
+                        let answer = post(&agent, &url, &marker, pads.below(13) as usize);
                         let mut t = totals.lock().expect("totals");
                         t.sent += 1;
                         match answer {
@@ -283,16 +292,28 @@ fn root_acknowledged_batches_survive_disk_full_and_kill_9_in_100_rounds() {
                 })
             })
             .collect();
-        // The disk fills at one random point, the server dies at another.
-        let kill_at = Duration::from_millis(300 + rng.below(1200));
-        let fill_at = (rng.below(3) < 2).then(|| Duration::from_millis(rng.below(1500)));
+        // The server dies at a random point; in two rounds of three the
+        // disk fills before, and in half of those it is freed again
+        // before the kill, the server taking batches on.
+        let kill_ms = 300 + rng.below(1200);
+        let kill_at = Duration::from_millis(kill_ms);
+        let fill_ms = (rng.below(3) < 2).then(|| rng.below(kill_ms));
+        let free_at = fill_ms
+            .filter(|_| rng.below(2) == 0)
+            .map(|f| Duration::from_millis(f + rng.below(kill_ms - f)));
+        let fill_at = fill_ms.map(Duration::from_millis);
         let t0 = Instant::now();
-        let mut filled = false;
+        let (mut filled, mut freed) = (false, false);
         while t0.elapsed() < kill_at {
             if !filled && fill_at.is_some_and(|f| t0.elapsed() >= f) {
                 fill(&filler);
                 filled = true;
                 full_rounds += 1;
+            }
+            if filled && !freed && free_at.is_some_and(|f| t0.elapsed() >= f) {
+                std::fs::remove_file(&filler).expect("space freed");
+                freed = true;
+                freed_running += 1;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -304,6 +325,7 @@ fn root_acknowledged_batches_survive_disk_full_and_kill_9_in_100_rounds() {
             w.join().expect("a writer");
         }
         // Restart, on a full disk in some rounds.
+        let filled = filled && !freed;
         let restart_full = filled && rng.below(2) == 0;
         if filled && !restart_full {
             std::fs::remove_file(&filler).expect("space freed");
@@ -316,7 +338,7 @@ fn root_acknowledged_batches_survive_disk_full_and_kill_9_in_100_rounds() {
             let _ = stored(&url, &log);
             let a = agent(Duration::from_secs(10));
             let (status, body) =
-                post(&a, &url, &format!("full{round}")).expect("the server answers");
+                post(&a, &url, &format!("full{round}"), 0).expect("the server answers");
             assert!(
                 status == 507 || status == 200,
                 "round {round}: {status} {body} on a full disk"
@@ -333,7 +355,7 @@ fn root_acknowledged_batches_survive_disk_full_and_kill_9_in_100_rounds() {
             let end = Instant::now() + Duration::from_secs(30);
             loop {
                 let marker = format!("resumed{round}");
-                match post(&a, &url, &marker) {
+                match post(&a, &url, &marker, 0) {
                     Some((200, _)) => {
                         totals.lock().expect("t").acked.insert(marker);
                         break;
@@ -387,8 +409,8 @@ fn root_acknowledged_batches_survive_disk_full_and_kill_9_in_100_rounds() {
     let t = totals.lock().expect("totals");
     eprintln!(
         "durability: rounds {rounds}, sent {}, acked {}, lost 0, answered 507 {}, rounds with \
-         the disk filled {full_rounds} (restarted full {full_restarts}), graceful stops \
-         {graceful}, {:.0} s",
+         the disk filled {full_rounds} (freed while running {freed_running}, restarted full \
+         {full_restarts}), graceful stops {graceful}, {:.0} s",
         t.sent,
         t.acked.len(),
         t.full_answers,

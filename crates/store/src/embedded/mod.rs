@@ -139,8 +139,9 @@ struct Inner {
     /// that failed, which could not be removed. Every job names them in
     /// what it replaces (so recovery drops them) until they are removed.
     stale: Mutex<Vec<(u64, PathBuf)>>,
-    /// The last failure of the background work, reported once.
-    failing: Mutex<Option<String>>,
+    /// The failures of the background work going on, each reported once:
+    /// (what, the line logged).
+    failing: Mutex<Vec<(&'static str, String)>>,
     stop: AtomicBool,
     wake: (Mutex<bool>, Condvar),
 }
@@ -260,7 +261,7 @@ impl EmbeddedStore {
             maintenance: Mutex::new(()),
             symlog: Mutex::new(symlog),
             stale: Mutex::new(Vec::new()),
-            failing: Mutex::new(None),
+            failing: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             wake: (Mutex::new(false), Condvar::new()),
         });
@@ -859,29 +860,30 @@ impl Inner {
 
     /// Reports a failure of the background work once, not at every retry,
     /// and its end.
-    fn report(&self, result: Result<(), StoreError>, what: &str) {
+    fn report(&self, result: Result<(), StoreError>, what: &'static str) {
         let Ok(mut failing) = self.failing.lock() else {
             return;
         };
-        match result {
-            Ok(()) => {
-                if let Some(before) = failing.take() {
-                    if before.starts_with(what) {
-                        eprintln!("perfpilot store: {what} works again");
-                    } else {
-                        *failing = Some(before);
-                    }
-                }
+        let known = failing.iter().position(|(w, _)| *w == what);
+        match (result, known) {
+            (Ok(()), Some(i)) => {
+                failing.remove(i);
+                eprintln!("perfpilot store: {what} works again");
             }
-            Err(e) => {
+            (Ok(()), None) => {}
+            (Err(e), known) => {
                 let line = format!(
                     "{what} failed (retrying every {:?}): {e}",
                     self.opts.background_every
                 );
-                if failing.as_deref() != Some(line.as_str()) {
-                    eprintln!("perfpilot store: {line}");
-                    *failing = Some(line);
+                if known.is_some_and(|i| failing[i].1 == line) {
+                    return;
                 }
+                eprintln!("perfpilot store: {line}");
+                if let Some(i) = known {
+                    failing.remove(i);
+                }
+                failing.push((what, line));
             }
         }
     }
@@ -897,8 +899,12 @@ fn background(inner: Arc<Inner>) {
             eprintln!("perfpilot store: retention failed: {e}");
         }
         match inner.compact_once(now, false) {
-            Ok(true) => continue,
-            Ok(false) => {}
+            Ok(worked) => {
+                inner.report(Ok(()), "compaction");
+                if worked {
+                    continue;
+                }
+            }
             Err(e) => inner.report(Err(e), "compaction"),
         }
         let (lock, cv) = &inner.wake;
