@@ -65,11 +65,12 @@ pub struct Options {
     pub max_series: usize,
 }
 
-/// The default [`Options::max_series`]. A series costs the index about
-/// 1 KiB of memory (its labels, kept twice: by id and by content; see
-/// `cargo bench -p perfpilot-store --bench series`), so the default holds
-/// the index near 200 MiB at most, while leaving room for a large
-/// fleet: 1,000 hosts each with 100 services and two profile types.
+/// The default [`Options::max_series`]. A series costs the store about
+/// 1.3 KiB of memory (its labels, kept by id and by content, and its
+/// entry in a block's directory; `cargo bench -p perfpilot-store --bench
+/// series`), so the default bounds that near 250 MiB, while leaving room
+/// for a large fleet: 1,000 hosts each with 100 services and two profile
+/// types.
 pub const DEFAULT_MAX_SERIES: usize = 200_000;
 
 const MINUTE: i64 = 60_000;

@@ -29,6 +29,11 @@ const KIND_BASE: u8 = 5;
 /// What a name lost to a damaged `symbols.log` reads as.
 pub const LOST_NAME: &str = "[name lost: symbols.log was damaged]";
 
+/// Series ids stop here (a store would need a new series every
+/// millisecond for a month to get there); what a log says past it is not
+/// believed.
+const MAX_SERIES_ID: usize = (u32::MAX / 2) as usize;
+
 /// Records of a rewritten log are cut at about this size.
 const REWRITE_RECORD: usize = 16 << 20;
 
@@ -221,14 +226,15 @@ impl Symbols {
                     ns = usize::try_from(r.varint()?).ok()?;
                     nk = usize::try_from(r.varint()?).ok()?;
                     nr = usize::try_from(r.varint()?).ok()?;
-                    // A hole in names or stacks is only as large as the
+                    // Holes in names and stacks are only as large as the
                     // entries lost records held (two bytes or more each),
-                    // so a base past what the file could hold is not
-                    // believed. Series ids skip pruned series: any gap.
-                    if ns > self.strings.len() + file_len / 2
-                        || nk > self.stacks.len() + file_len / 2
-                        || nr >= u32::MAX as usize
-                    {
+                    // so bases past what the file could hold are not
+                    // believed. Series ids skip pruned series: any gap,
+                    // short of ids no store reaches.
+                    let holes = ns.saturating_sub(self.strings.len())
+                        + nk.saturating_sub(self.stacks.len())
+                        + loaded.lost;
+                    if holes > file_len / 2 || nr > MAX_SERIES_ID {
                         return None;
                     }
                     self.log_entries -= 1;
@@ -277,7 +283,7 @@ impl Symbols {
                     }
                     // Ids skipped are pruned series (or lost ones); ids
                     // seen already are not taken twice.
-                    if nr >= self.next_series as usize && nr < u32::MAX as usize {
+                    if nr >= self.next_series as usize && nr <= MAX_SERIES_ID {
                         // A label set again under a later id was pruned
                         // under the earlier one: the later one holds it.
                         if let Some(old) = self.series_ids.remove(&labels) {
@@ -323,7 +329,7 @@ impl Symbols {
 
     fn insert_series(&mut self, labels: Labels) -> u32 {
         let id = self.next_series;
-        self.next_series += 1;
+        self.next_series = self.next_series.saturating_add(1);
         let profile_type = labels
             .iter()
             .find(|(k, _)| k == PROFILE_TYPE_LABEL)
@@ -394,6 +400,11 @@ impl Symbols {
             }
             keep
         });
+        // A hash table keeps its size: give the memory back after a wave
+        // of series has gone.
+        if self.series_ids.capacity() > 4 * self.series_ids.len() + 1024 {
+            self.series_ids.shrink_to_fit();
+        }
         before - self.series.len()
     }
 
