@@ -151,27 +151,45 @@ pub fn scan(buf: &[u8]) -> Scan<'_> {
     out
 }
 
-/// The earlier format had no way to find a record after damage: its
-/// intact prefix is read, the rest is left as a tail.
+/// A record of the earlier format at `pos`. Every payload either log
+/// wrote starts with a byte from 1 to 5 (the WAL's version, a kind of
+/// symbols entry), which rules out most positions cheaply.
+fn legacy_record_at(buf: &[u8], pos: usize) -> Option<&[u8]> {
+    let len = le32(buf, pos)? as usize;
+    let crc = le32(buf, pos + 4)?;
+    let start = pos + 8;
+    let payload = buf.get(start..start.checked_add(len)?)?;
+    let first = *payload.first()?;
+    ((1..=5).contains(&first) && crc32fast::hash(payload) == crc).then_some(payload)
+}
+
+/// The earlier format has no marker to find a record by after damage. The
+/// damage it meets in practice is a torn record (a failed append) with
+/// whole ones after it; a torn record's header, when whole, says how far
+/// it could reach, and the next record starts within that.
 fn scan_legacy(buf: &[u8]) -> Scan<'_> {
     let mut out = Scan {
         legacy: true,
         ..Scan::default()
     };
     let mut pos = 0;
-    while let (Some(len), Some(crc)) = (le32(buf, pos), le32(buf, pos + 4)) {
-        let Some(payload) = (pos + 8)
-            .checked_add(len as usize)
-            .and_then(|end| buf.get(pos + 8..end))
-        else {
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            break;
+    while pos < buf.len() {
+        if let Some(payload) = legacy_record_at(buf, pos) {
+            out.records.push((pos, payload));
+            pos += 8 + payload.len();
+            out.end = pos;
+            continue;
         }
-        out.records.push((pos, payload));
-        pos += 8 + payload.len();
-        out.end = pos;
+        let reach = le32(buf, pos)
+            .and_then(|len| (pos + 8).checked_add(len as usize))
+            .map_or(buf.len(), |end| end.min(buf.len()));
+        match (pos + 1..reach).find(|&q| legacy_record_at(buf, q).is_some()) {
+            Some(q) => {
+                out.damaged.push(pos..q);
+                pos = q;
+            }
+            None => break,
+        }
     }
     out
 }
@@ -345,7 +363,7 @@ mod tests {
     #[test]
     fn the_earlier_format_is_read() {
         let mut log = Vec::new();
-        for p in [&b"one"[..], b"two"] {
+        for p in [&b"\x01one"[..], b"\x02two"] {
             log.extend_from_slice(&(p.len() as u32).to_le_bytes());
             log.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
             log.extend_from_slice(p);
@@ -353,8 +371,16 @@ mod tests {
         log.extend_from_slice(&[9, 0, 0]);
         let s = scan(&log);
         assert!(s.legacy);
-        assert_eq!(payloads(&s), vec![&b"one"[..], &b"two"[..]]);
+        assert_eq!(payloads(&s), vec![&b"\x01one"[..], &b"\x02two"[..]]);
         assert_eq!(s.end, log.len() - 3);
+        // What an append after a torn write left: half a record, then a
+        // whole one.
+        let whole = log[..log.len() - 3].to_vec();
+        let mut torn = whole[..9].to_vec();
+        torn.extend_from_slice(&whole);
+        let s = scan(&torn);
+        assert_eq!(payloads(&s), vec![&b"\x01one"[..], &b"\x02two"[..]]);
+        assert_eq!(s.damaged, vec![0..9]);
     }
 
     #[test]

@@ -456,3 +456,47 @@ fn batches_after_a_restart_that_followed_a_flush_survive_a_crash() {
     let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
     assert_eq!(markers(&store, "svc"), names(&["b0", "b1"]));
 }
+
+/// Rewrites a log file in the record format of earlier versions
+/// (`len u32 | crc32 u32 | payload`), a torn copy of its first record's
+/// start before it all when `torn`, as a failed append left it then.
+fn to_legacy(path: &Path, torn: bool) {
+    let bytes = std::fs::read(path).unwrap();
+    let found = super::codec::scan(&bytes);
+    let mut out = Vec::new();
+    for (_, p) in &found.records {
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    if torn && out.len() > 12 {
+        let mut t = out[..12].to_vec();
+        t.extend_from_slice(&out);
+        out = t;
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn a_store_of_an_earlier_version_opens_with_a_tear_mended() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = now_min();
+    {
+        let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+        store.ingest(&marked("svc", "b0", t)).unwrap();
+        store.flush().unwrap();
+        store.ingest(&marked("svc", "b1", t)).unwrap();
+        store.ingest(&marked("svc", "b2", t)).unwrap();
+    }
+    to_legacy(&dir.path().join("symbols.log"), true);
+    for seg in files_in(&dir.path().join("wal")) {
+        to_legacy(&dir.path().join("wal").join(seg), true);
+    }
+    let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+    assert_eq!(markers(&store, "svc"), names(&["b0", "b1", "b2"]));
+    store.ingest(&marked("svc", "b3", t)).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+    assert_eq!(markers(&store, "svc"), names(&["b0", "b1", "b2", "b3"]));
+}
