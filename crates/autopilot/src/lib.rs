@@ -78,7 +78,7 @@ pub mod ops;
 pub mod policy;
 mod yaml;
 
-pub use audit::{AuditError, AuditEvent, AuditFilter, AuditLog, AuditRecord, TornTail};
+pub use audit::{AuditError, AuditEvent, AuditFilter, AuditLog, AuditRecord, Damage, TornTail};
 pub use condition::{
     Condition, ConditionError, Env, Evaluation, ForState, ForTracker, Reading, Scope, Type, Value,
 };

@@ -62,6 +62,12 @@ impl From<StoreError> for ApiError {
         let status = match &e {
             StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
             StoreError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // Nothing was stored; the sender keeps the batch and retries
+            // once space is freed (ingest resumes by itself).
+            StoreError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            // Clears as series expire; a 400 would have senders drop
+            // data that is accepted later.
+            StoreError::TooManySeries { .. } => StatusCode::TOO_MANY_REQUESTS,
             StoreError::Io { .. } | StoreError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
             StoreError::OverLimit { message, limit } => {
                 let flag = match limit {
@@ -98,3 +104,31 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_507_and_too_many_series_429_each_saying_why() {
+        let full = StoreError::write(
+            "a WAL record",
+            std::path::Path::new("/var/lib/perfpilot/wal/000000000003.wal"),
+            std::io::Error::from_raw_os_error(28),
+        );
+        let e = ApiError::from(full);
+        assert_eq!(e.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert!(
+            e.message.contains("disk is full") && e.message.contains("/var/lib/perfpilot/wal"),
+            "{}",
+            e.message
+        );
+        let e = ApiError::from(StoreError::TooManySeries {
+            limit: 10,
+            stored: 10,
+            new: 2,
+        });
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(e.message.contains("limit of 10"), "{}", e.message);
+    }
+}

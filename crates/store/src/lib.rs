@@ -7,6 +7,7 @@
 
 pub mod conformance;
 pub mod embedded;
+pub mod fsio;
 pub mod selector;
 pub mod types;
 
@@ -15,6 +16,8 @@ pub use types::{
     Batch, BatchProfile, Labels, Points, ProfileType, SeriesLimit, SeriesLimits, StackTable,
     TimeRange, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL,
 };
+
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
@@ -38,6 +41,35 @@ pub enum StoreError {
     /// allocating for it. (HTTP 400.)
     #[error("{message}")]
     OverLimit { message: String, limit: SeriesLimit },
+    /// The file system the store writes to has no room left (ENOSPC or
+    /// EDQUOT). Nothing was acknowledged and nothing acknowledged before
+    /// is lost; writes succeed again, by themselves, once there is room.
+    /// (HTTP 507.)
+    #[error(
+        "the disk is full: cannot write {what} in {}: {source}; nothing was stored, \
+         and writes resume by themselves once space is freed there",
+        path.display()
+    )]
+    DiskFull {
+        what: String,
+        /// The file (or directory) the write was for.
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Storing the batch would take the number of series past the
+    /// store's limit. Nothing was written. (HTTP 429: series past the
+    /// retention are pruned, which makes room again.)
+    #[error(
+        "too many series: the store holds {stored} and this batch would add {new}, past the \
+         limit of {limit} (--max-series); series whose data is past the retention are pruned, \
+         which makes room"
+    )]
+    TooManySeries {
+        limit: usize,
+        stored: usize,
+        new: usize,
+    },
 }
 
 impl StoreError {
@@ -45,6 +77,23 @@ impl StoreError {
         StoreError::Io {
             what: what.into(),
             source,
+        }
+    }
+
+    /// An error writing `path`: [`StoreError::DiskFull`] when the disk is
+    /// full, else [`StoreError::Io`] naming the file.
+    pub fn write(what: impl Into<String>, path: &Path, source: std::io::Error) -> StoreError {
+        if fsio::is_disk_full(&source) {
+            StoreError::DiskFull {
+                what: what.into(),
+                path: path.to_path_buf(),
+                source,
+            }
+        } else {
+            StoreError::Io {
+                what: format!("{} ({})", what.into(), path.display()),
+                source,
+            }
         }
     }
 }

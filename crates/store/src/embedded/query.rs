@@ -20,12 +20,9 @@ fn live_series<'a>(
     range: TimeRange,
 ) -> impl Iterator<Item = (u32, &'a super::symbols::SeriesInfo)> + 'a {
     st.symbols
-        .series
-        .iter()
-        .enumerate()
+        .all_series()
         .filter(move |(_, s)| s.min_t <= s.max_t && range.overlaps(s.min_t, s.max_t + 1))
         .filter(move |(_, s)| selector.matches(&s.labels))
-        .map(|(i, s)| (i as u32, s))
 }
 
 pub fn profile_types(st: &State, range: TimeRange) -> Vec<String> {
@@ -59,10 +56,49 @@ pub fn series(st: &State, selector: &Selector, range: TimeRange) -> Vec<Labels> 
         .collect()
 }
 
+/// A value per series id: a table when ids are dense, else a map (ids
+/// of pruned series are never reused, so they can be far apart).
+enum IdMap<T> {
+    Dense(Vec<T>),
+    Sparse(rustc_hash::FxHashMap<u32, T>),
+}
+
+impl<T: Copy> IdMap<T> {
+    /// For ids below `end` of which about `count` are set.
+    fn new(end: usize, count: usize, none: T) -> IdMap<T> {
+        if end <= count.saturating_mul(16).saturating_add(4096) {
+            IdMap::Dense(vec![none; end])
+        } else {
+            IdMap::Sparse(Default::default())
+        }
+    }
+
+    fn set(&mut self, id: u32, v: T) {
+        match self {
+            IdMap::Dense(t) => {
+                if let Some(slot) = t.get_mut(id as usize) {
+                    *slot = v;
+                }
+            }
+            IdMap::Sparse(m) => {
+                m.insert(id, v);
+            }
+        }
+    }
+
+    #[inline]
+    fn get(&self, id: u32) -> Option<T> {
+        match self {
+            IdMap::Dense(t) => t.get(id as usize).copied(),
+            IdMap::Sparse(m) => m.get(&id).copied(),
+        }
+    }
+}
+
 /// What a scan needs, taken under the read lock.
 struct Snapshot {
-    /// Selected series, as a membership table indexed by series id.
-    selected: Vec<bool>,
+    /// Selected series, as a membership table by series id.
+    selected: IdMap<bool>,
     selected_ids: Vec<u32>,
     blocks: Vec<Arc<Block>>,
     nstacks: usize,
@@ -75,15 +111,16 @@ fn snapshot(
     mut head_row: impl FnMut(u32, &Row),
 ) -> Result<Snapshot, StoreError> {
     let st = lock.read().map_err(lock_err)?;
-    let mut selected = vec![false; st.symbols.series.len()];
-    let mut selected_ids = Vec::new();
-    for (id, _) in live_series(&st, selector, range) {
-        selected[id as usize] = true;
-        selected_ids.push(id);
+    let selected_ids: Vec<u32> = live_series(&st, selector, range)
+        .map(|(id, _)| id)
+        .collect();
+    let mut selected = IdMap::new(st.symbols.series_ids_end(), selected_ids.len(), false);
+    for &id in &selected_ids {
+        selected.set(id, true);
     }
     for rows in std::iter::once(&st.head).chain(st.flushing.iter().map(|f| f.as_ref())) {
         for (s, r) in rows {
-            if selected.get(*s as usize).copied().unwrap_or(false) && range.contains(r.t) {
+            if selected.get(*s).unwrap_or(false) && range.contains(r.t) {
                 head_row(*s, r);
             }
         }
@@ -236,7 +273,11 @@ pub fn time_series(
         let st = lock.read().map_err(lock_err)?;
         let mut keys: HashMap<Vec<String>, usize> = HashMap::new();
         let mut labels: Vec<Labels> = Vec::new();
-        let mut of_series: Vec<usize> = vec![usize::MAX; st.symbols.series.len()];
+        let mut of_series = IdMap::new(
+            st.symbols.series_ids_end(),
+            st.symbols.live_series(),
+            usize::MAX,
+        );
         for (id, s) in live_series(&st, selector, range) {
             let key: Vec<String> = group_by
                 .iter()
@@ -264,7 +305,7 @@ pub fn time_series(
                 labels.push(group_by.iter().cloned().zip(key).collect());
                 next
             });
-            of_series[id as usize] = g;
+            of_series.set(id, g);
         }
         (of_series, labels)
     };
@@ -288,7 +329,7 @@ pub fn time_series(
                 return;
             }
         }
-        let Some(&g) = groups.get(series as usize) else {
+        let Some(g) = groups.get(series) else {
             return;
         };
         if g == usize::MAX {
