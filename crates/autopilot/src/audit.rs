@@ -25,7 +25,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use perfpilot_store::fsio;
+use perfpilot_fsio as fsio;
 use serde::{Deserialize, Serialize};
 
 use crate::inbox::{AlertStatus, Labels};

@@ -326,8 +326,8 @@ fn a_writer_killed_mid_append_leaves_a_log_that_reopens_without_gaps() {
 
 mod faults {
     use super::*;
-    use perfpilot_store::fsio::faults::{inject, Fault, EIO, ENOSPC};
-    use perfpilot_store::fsio::Op;
+    use perfpilot_fsio::faults::{inject, Fault, EIO, ENOSPC};
+    use perfpilot_fsio::Op;
 
     #[test]
     fn a_failed_append_whose_tear_cannot_be_cut_is_never_appended_after() {

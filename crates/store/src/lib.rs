@@ -7,7 +7,8 @@
 
 pub mod conformance;
 pub mod embedded;
-pub mod fsio;
+/// The file operations durability rests on, shared with the autopilot.
+pub use perfpilot_fsio as fsio;
 pub mod selector;
 pub mod types;
 
