@@ -18,7 +18,8 @@ use perfpilot_model::ValueType;
 
 use crate::batch::BatchBuilder;
 use crate::error::WireError;
-use crate::pprof::{series_for_labels, Source};
+use crate::limits::{check_label_len, too_many_labels};
+use crate::pprof::{is_series_label, series_for_labels, Source};
 use crate::profile_type::{metric_name_for, profile_type_id};
 
 const NANOS_PER_MS: i64 = 1_000_000;
@@ -54,13 +55,17 @@ type RawLabels = Vec<(i64, i64, i64, i64)>;
 
 /// A minimal protobuf reader: a pprof is read without allocating per
 /// string, location or sample.
-struct Wire<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(crate) struct Wire<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> Wire<'a> {
-    fn varint(&mut self) -> Option<u64> {
+    pub(crate) fn new(buf: &'a [u8]) -> Wire<'a> {
+        Wire { buf, pos: 0 }
+    }
+
+    pub(crate) fn varint(&mut self) -> Option<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = *self.buf.get(self.pos)?;
@@ -73,7 +78,7 @@ impl<'a> Wire<'a> {
         None
     }
 
-    fn bytes(&mut self) -> Option<&'a [u8]> {
+    pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = usize::try_from(self.varint()?).ok()?;
         let end = self.pos.checked_add(n)?;
         let s = self.buf.get(self.pos..end)?;
@@ -81,7 +86,7 @@ impl<'a> Wire<'a> {
         Some(s)
     }
 
-    fn skip(&mut self, wire_type: u64) -> Option<()> {
+    pub(crate) fn skip(&mut self, wire_type: u64) -> Option<()> {
         match wire_type {
             0 => self.varint().map(|_| ()),
             1 => {
@@ -97,8 +102,46 @@ impl<'a> Wire<'a> {
         }
     }
 
-    fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.pos >= self.buf.len()
+    }
+}
+
+/// A sample label's value, read without building a string.
+enum LabelValue<'a> {
+    Str(&'a str),
+    /// `num` with its unit: "12 bytes".
+    Unit(i64, &'a str),
+    Num(i64),
+    Empty,
+}
+
+impl LabelValue<'_> {
+    /// An upper bound of the value's length as a string.
+    fn len(&self) -> usize {
+        match self {
+            LabelValue::Str(s) => s.len(),
+            LabelValue::Unit(_, u) => 21 + u.len(),
+            LabelValue::Num(_) => 20,
+            LabelValue::Empty => 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            LabelValue::Str(s) => s.is_empty(),
+            LabelValue::Empty => true,
+            _ => false,
+        }
+    }
+
+    fn to_owned_string(&self) -> String {
+        match self {
+            LabelValue::Str(s) => s.to_string(),
+            LabelValue::Unit(n, u) => format!("{n} {u}"),
+            LabelValue::Num(n) => n.to_string(),
+            LabelValue::Empty => String::new(),
+        }
     }
 }
 
@@ -369,6 +412,7 @@ pub(crate) fn add_raw_profile(
             continue;
         }
         frames.clear();
+        let sample_what = || format!("{what} sample {n}");
         for &loc_id in loc_ids.iter().rev() {
             let li = locations.get(loc_id).ok_or_else(|| {
                 bad(format!(
@@ -378,6 +422,9 @@ pub(crate) fn add_raw_profile(
             if location_span[li].0 == u32::MAX {
                 let start = location_frames.len();
                 let (loc_id, mapping_id, first, count) = msg.locations[li];
+                // A location's inlined lines are counted before they are
+                // expanded, as every stack's frames are below.
+                b.check_stack_len(count as usize, sample_what)?;
                 let loc_lines = &msg.lines[first as usize..(first + count) as usize];
                 if loc_lines.is_empty() {
                     // Named after its object, as the model names
@@ -400,7 +447,7 @@ pub(crate) fn add_raw_profile(
                         }
                         None => "[unknown]".to_string(),
                     };
-                    location_frames.push(b.name(&label)?);
+                    location_frames.push(b.name(&label, &sample_what)?);
                 }
                 for &function_id in loc_lines.iter().rev() {
                     let fi = functions.get(function_id).ok_or_else(|| {
@@ -415,40 +462,69 @@ pub(crate) fn add_raw_profile(
                     }
                     let slot = &mut name_ids[si as usize];
                     if *slot == u32::MAX {
-                        *slot = b.name(fname)?;
+                        *slot = b.name(fname, &sample_what)?;
                     }
                     location_frames.push(*slot);
                 }
                 location_span[li] = (start as u32, (location_frames.len() - start) as u32);
             }
             let (start, len) = location_span[li];
+            // Checked before the frames are copied: one location of many
+            // inlined lines, referenced many times, must not expand.
+            b.check_stack_len(frames.len() + len as usize, sample_what)?;
             frames.extend_from_slice(&location_frames[start as usize..(start + len) as usize]);
         }
-        let stack = b.stack_of_names(&frames)?;
+        b.charge_frames(frames.len())?;
+        let stack = b.stack_of_names(&frames, &sample_what)?;
         let current = match last {
             Some(i) if last_raw == raw_labels => i,
             _ => {
                 let i = match series.get(&raw_labels) {
                     Some(&i) => i,
                     None => {
-                        let mut labels = Vec::with_capacity(raw_labels.len());
+                        // Cheap checks first, on string-table indices:
+                        // the labels that would be kept are counted and
+                        // their lengths checked before any is built,
+                        // sorted or merged.
+                        let mut kept: Vec<(&str, LabelValue)> = Vec::new();
                         for (j, &(key, str_idx, num, num_unit)) in raw_labels.iter().enumerate() {
                             let ctx = || format!("sample {n} label {j}");
-                            let k = string(key, &|| format!("{} key", ctx()))?.to_string();
+                            let k = string(key, &|| format!("{} key", ctx()))?;
                             let v = if str_idx != 0 {
-                                string(str_idx, &|| format!("{} str", ctx()))?.to_string()
+                                LabelValue::Str(string(str_idx, &|| format!("{} str", ctx()))?)
                             } else if num_unit != 0 {
-                                format!(
-                                    "{num} {}",
-                                    string(num_unit, &|| format!("{} num_unit", ctx()))?
+                                LabelValue::Unit(
+                                    num,
+                                    string(num_unit, &|| format!("{} num_unit", ctx()))?,
                                 )
                             } else if num != 0 {
-                                num.to_string()
+                                LabelValue::Num(num)
                             } else {
-                                String::new()
+                                LabelValue::Empty
                             };
-                            labels.push((k, v));
+                            if !is_series_label(k) || v.is_empty() {
+                                continue;
+                            }
+                            if kept.len() == b.limits().max_labels_per_series {
+                                let count = raw_labels.len();
+                                return Err(too_many_labels(&sample_what(), count, b.limits()));
+                            }
+                            if k.len() > b.limits().max_label_name_len
+                                || v.len() > b.limits().max_label_value_len
+                            {
+                                check_label_len(
+                                    &sample_what(),
+                                    k,
+                                    &v.to_owned_string(),
+                                    b.limits(),
+                                )?;
+                            }
+                            kept.push((k, v));
                         }
+                        let mut labels: Vec<(String, String)> = kept
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_owned_string()))
+                            .collect();
                         // As the model does: the last value of a repeated key wins.
                         labels.reverse();
                         labels.sort_by(|a, b| a.0.cmp(&b.0));
@@ -515,7 +591,7 @@ mod tests {
             fallback_time_ms: 1_800_000_000_000,
             default_service: Some("svc"),
         };
-        let mut fast = BatchBuilder::new(&limits, 1_900_000_000_000);
+        let mut fast = BatchBuilder::new(&limits, 1_800_000_001_000);
         let raw = {
             use std::io::Read;
             let mut out = Vec::new();
@@ -525,7 +601,7 @@ mod tests {
             out
         };
         add_raw_profile(&mut fast, &src, &raw).unwrap();
-        let mut slow = BatchBuilder::new(&limits, 1_900_000_000_000);
+        let mut slow = BatchBuilder::new(&limits, 1_800_000_001_000);
         let model = perfpilot_model::pprof::decode(&bytes).unwrap();
         add_profile(&mut slow, &src, &model, None).unwrap();
         (fast.finish(), slow.finish())
