@@ -84,7 +84,7 @@ impl Default for Limits {
 
 /// `64 MiB` for whole mebibytes, else bytes: limits are set in MiB.
 pub(crate) fn size(bytes: usize) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")

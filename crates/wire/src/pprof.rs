@@ -22,7 +22,7 @@ use prost::Message;
 
 use crate::batch::{merge_labels, BatchBuilder};
 use crate::error::WireError;
-use crate::limits::{check_label_len, too_many_labels, Budget, Limits};
+use crate::limits::{Budget, Limits};
 use crate::profile_type::{config_for, metric_name_for, profile_type_id, SampleTypeConfigs};
 
 /// The private label Pyroscope keeps on ingestion (`IsLabelAllowedForIngestion`).
@@ -43,7 +43,7 @@ pub(crate) fn is_series_label(key: &str) -> bool {
 /// Decodes pprof, compressed or not, charging decompression to the
 /// budget. Nested compression is unwrapped here too, so the model's own
 /// (larger) cap never applies. Sample labels are counted and measured on
-/// the protobuf message, before the model builds and sorts them.
+/// the protobuf bytes, before the model builds and sorts them.
 pub(crate) fn decode_pprof(
     budget: &mut Budget,
     limits: &Limits,
@@ -55,51 +55,10 @@ pub(crate) fn decode_pprof(
         what: what.to_string(),
         message,
     };
+    crate::rawpprof::check_labels(&raw, limits, what)?;
     let msg = perfpilot_model::pprof::proto::Profile::decode(raw.as_ref())
         .map_err(|e| profile_error(format!("malformed protobuf: {e}")))?;
-    check_sample_labels(&msg, limits, what)?;
     perfpilot_model::pprof::decode_message(&msg).map_err(|e| profile_error(e.to_string()))
-}
-
-/// The label checks of [`crate::rawpprof`] on a decoded message: per
-/// sample, at most the limit of labels that would become series labels,
-/// each within the length limits. Bad string indices are left to the
-/// model, which names them.
-fn check_sample_labels(
-    msg: &perfpilot_model::pprof::proto::Profile,
-    limits: &Limits,
-    what: &str,
-) -> Result<(), WireError> {
-    let string = |i: i64| {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| msg.string_table.get(i))
-            .map(|b| String::from_utf8_lossy(b))
-    };
-    for (n, sample) in msg.sample.iter().enumerate() {
-        let mut kept = 0usize;
-        for l in &sample.label {
-            let Some(key) = string(l.key) else { continue };
-            let value = if l.str != 0 {
-                string(l.str).unwrap_or_default()
-            } else if l.num_unit != 0 || l.num != 0 {
-                // Numbers are short; their unit is measured below.
-                string(l.num_unit).unwrap_or_default()
-            } else {
-                continue;
-            };
-            if !is_series_label(&key) || (l.str != 0 && value.is_empty()) {
-                continue;
-            }
-            kept += 1;
-            let sample_what = || format!("{what} sample {n}");
-            if kept > limits.max_labels_per_series {
-                return Err(too_many_labels(&sample_what(), sample.label.len(), limits));
-            }
-            check_label_len(&sample_what(), &key, &value, limits)?;
-        }
-    }
-    Ok(())
 }
 
 /// Unwraps compression (charged to the budget) and adds the pprof to the

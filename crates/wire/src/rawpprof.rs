@@ -18,7 +18,7 @@ use perfpilot_model::ValueType;
 
 use crate::batch::BatchBuilder;
 use crate::error::WireError;
-use crate::limits::{check_label_len, too_many_labels};
+use crate::limits::{check_label_len, too_many_labels, Limits};
 use crate::pprof::{is_series_label, series_for_labels, Source};
 use crate::profile_type::{metric_name_for, profile_type_id};
 
@@ -310,6 +310,88 @@ fn read_sample(
     Some(())
 }
 
+/// A string-table entry, or an error naming what referred to it.
+fn table_string<'s>(
+    strings: &'s [std::borrow::Cow<'s, str>],
+    i: i64,
+    what: &str,
+    ctx: &dyn Fn() -> String,
+) -> Result<&'s str, WireError> {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| strings.get(i))
+        .map(|s| s.as_ref())
+        .ok_or_else(|| WireError::Profile {
+            what: what.to_string(),
+            message: format!(
+                "{} refers to string {i}, past the string table ({} entries)",
+                ctx(),
+                strings.len()
+            ),
+        })
+}
+
+/// Sample `n`'s labels that become series labels, read by string-table
+/// index. Cheap checks first: they are counted and their lengths checked
+/// before any string is built, sorted or merged.
+fn kept_labels<'s>(
+    strings: &'s [std::borrow::Cow<'s, str>],
+    raw: &RawLabels,
+    n: usize,
+    what: &str,
+    limits: &Limits,
+) -> Result<Vec<(&'s str, LabelValue<'s>)>, WireError> {
+    let sample_what = || format!("{what} sample {n}");
+    let mut kept: Vec<(&str, LabelValue)> = Vec::new();
+    for (j, &(key, str_idx, num, num_unit)) in raw.iter().enumerate() {
+        let ctx = || format!("sample {n} label {j}");
+        let k = table_string(strings, key, what, &|| format!("{} key", ctx()))?;
+        let v = if str_idx != 0 {
+            LabelValue::Str(table_string(strings, str_idx, what, &|| {
+                format!("{} str", ctx())
+            })?)
+        } else if num_unit != 0 {
+            LabelValue::Unit(
+                num,
+                table_string(strings, num_unit, what, &|| format!("{} num_unit", ctx()))?,
+            )
+        } else if num != 0 {
+            LabelValue::Num(num)
+        } else {
+            LabelValue::Empty
+        };
+        if !is_series_label(k) || v.is_empty() {
+            continue;
+        }
+        if kept.len() == limits.max_labels_per_series {
+            return Err(too_many_labels(&sample_what(), raw.len(), limits));
+        }
+        if k.len() > limits.max_label_name_len || v.len() > limits.max_label_value_len {
+            check_label_len(&sample_what(), k, &v.to_owned_string(), limits)?;
+        }
+        kept.push((k, v));
+    }
+    Ok(kept)
+}
+
+/// The label checks of [`add_raw_profile`] alone, on a pprof's bytes, for
+/// the path that builds the generic model (which would otherwise build
+/// every string of a 100k-label sample before anything could count
+/// them). Malformed protobuf is left to the decoder, which says what.
+pub(crate) fn check_labels(raw: &[u8], limits: &Limits, what: &str) -> Result<(), WireError> {
+    let Some(msg) = read_tables(raw) else {
+        return Ok(());
+    };
+    let (mut locations, mut values, mut labels) = (Vec::new(), Vec::new(), RawLabels::new());
+    for (n, bytes) in msg.samples.iter().enumerate() {
+        if read_sample(bytes, &mut locations, &mut values, &mut labels).is_none() {
+            return Ok(());
+        }
+        kept_labels(&msg.strings, &labels, n, what, limits)?;
+    }
+    Ok(())
+}
+
 /// Adds a decoded (not gzipped) pprof to the batch.
 pub(crate) fn add_raw_profile(
     b: &mut BatchBuilder<'_>,
@@ -329,19 +411,7 @@ pub(crate) fn add_raw_profile(
     if strings.first().is_some_and(|s| !s.is_empty()) {
         return Err(bad("string_table[0] must be the empty string".into()));
     }
-    let string = |i: i64, ctx: &dyn Fn() -> String| -> Result<&str, WireError> {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| strings.get(i))
-            .map(|s| s.as_ref())
-            .ok_or_else(|| {
-                bad(format!(
-                    "{} refers to string {i}, past the string table ({} entries)",
-                    ctx(),
-                    strings.len()
-                ))
-            })
-    };
+    let string = |i: i64, ctx: &dyn Fn() -> String| table_string(strings, i, what, ctx);
     let value_type = |t: &(i64, i64), ctx: &str| -> Result<ValueType, WireError> {
         Ok(ValueType::new(
             string(t.0, &|| format!("{ctx} type"))?,
@@ -482,45 +552,7 @@ pub(crate) fn add_raw_profile(
                 let i = match series.get(&raw_labels) {
                     Some(&i) => i,
                     None => {
-                        // Cheap checks first, on string-table indices:
-                        // the labels that would be kept are counted and
-                        // their lengths checked before any is built,
-                        // sorted or merged.
-                        let mut kept: Vec<(&str, LabelValue)> = Vec::new();
-                        for (j, &(key, str_idx, num, num_unit)) in raw_labels.iter().enumerate() {
-                            let ctx = || format!("sample {n} label {j}");
-                            let k = string(key, &|| format!("{} key", ctx()))?;
-                            let v = if str_idx != 0 {
-                                LabelValue::Str(string(str_idx, &|| format!("{} str", ctx()))?)
-                            } else if num_unit != 0 {
-                                LabelValue::Unit(
-                                    num,
-                                    string(num_unit, &|| format!("{} num_unit", ctx()))?,
-                                )
-                            } else if num != 0 {
-                                LabelValue::Num(num)
-                            } else {
-                                LabelValue::Empty
-                            };
-                            if !is_series_label(k) || v.is_empty() {
-                                continue;
-                            }
-                            if kept.len() == b.limits().max_labels_per_series {
-                                let count = raw_labels.len();
-                                return Err(too_many_labels(&sample_what(), count, b.limits()));
-                            }
-                            if k.len() > b.limits().max_label_name_len
-                                || v.len() > b.limits().max_label_value_len
-                            {
-                                check_label_len(
-                                    &sample_what(),
-                                    k,
-                                    &v.to_owned_string(),
-                                    b.limits(),
-                                )?;
-                            }
-                            kept.push((k, v));
-                        }
+                        let kept = kept_labels(&msg.strings, &raw_labels, n, what, b.limits())?;
                         let mut labels: Vec<(String, String)> = kept
                             .iter()
                             .map(|(k, v)| (k.to_string(), v.to_owned_string()))
