@@ -5,6 +5,7 @@ mod baseline;
 mod client;
 mod convert;
 mod exit;
+mod limits;
 mod query;
 mod record;
 mod serve;
@@ -106,6 +107,8 @@ struct UpArgs {
     baseline_config: Option<PathBuf>,
     #[command(flatten)]
     autopilot: AutopilotArgs,
+    #[command(flatten)]
+    limits: limits::LimitArgs,
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -134,6 +137,8 @@ struct ServerArgs {
     baseline_config: Option<PathBuf>,
     #[command(flatten)]
     autopilot: AutopilotArgs,
+    #[command(flatten)]
+    limits: limits::LimitArgs,
 }
 
 /// The autopilot's flags, shared by `server` and `up`.

@@ -95,12 +95,21 @@ async fn bind(listen: SocketAddr) -> exit::Result<tokio::net::TcpListener> {
         .map_err(Failure::from)
 }
 
-fn server_config(listen: SocketAddr, token: Option<String>) -> perfpilot_server::ServerConfig {
-    perfpilot_server::ServerConfig {
-        listen,
-        token,
-        ..Default::default()
-    }
+fn server_config(
+    listen: SocketAddr,
+    token: Option<String>,
+    limits: &crate::limits::LimitArgs,
+    retention: &str,
+) -> exit::Result<perfpilot_server::ServerConfig> {
+    let retention = parse_duration(retention, "--retention")?;
+    limits.apply(
+        perfpilot_server::ServerConfig {
+            listen,
+            token,
+            ..Default::default()
+        },
+        retention,
+    )
 }
 
 /// The server's alerts and autopilot, started before it serves.
@@ -223,6 +232,7 @@ fn start_autopilot(
 
 pub fn server(args: ServerArgs) -> exit::Result<()> {
     let token = read_token(args.auth_token_file.as_deref())?;
+    let config = server_config(args.listen, token.clone(), &args.limits, &args.retention)?;
     let data = args.data.clone().unwrap_or_else(default_data_dir);
     let store = open_store(&data, &args.retention)?;
     let rt = runtime()?;
@@ -253,7 +263,7 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
         );
         perfpilot_server::serve_on(
             listener,
-            loop_parts.config(server_config(args.listen, token)),
+            loop_parts.config(config),
             Arc::new(store.clone()),
             shutdown_signal(Arc::clone(&stop)),
         )
@@ -360,6 +370,7 @@ pub fn agent(args: AgentArgs) -> exit::Result<()> {
 
 pub fn up(args: UpArgs) -> exit::Result<()> {
     perfpilot_bpf::check_environment()?;
+    let config = server_config(args.listen, None, &args.limits, &args.retention)?;
     let data = args.data.clone().unwrap_or_else(default_data_dir);
     let store = open_store(&data, &args.retention)?;
     let interval = parse_duration(&args.interval, "--interval")?;
@@ -380,7 +391,7 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
     )?;
     let server = {
         let store: Arc<dyn perfpilot_store::Store> = Arc::new(store.clone());
-        let config = loop_parts.config(server_config(args.listen, None));
+        let config = loop_parts.config(config);
         rt.spawn(async move {
             perfpilot_server::serve_on(listener, config, store, async {
                 let _ = server_stop.await;

@@ -39,6 +39,8 @@ pub use alerts::AlertsHandle;
 pub use autopilot::{mode_name, Autopilot, AutopilotHandle, Engine, EngineError, Sources};
 pub use error::ApiError;
 pub use perfpilot_autopilot::executor::Mode as AutopilotMode;
+pub use perfpilot_autopilot::inbox::WebhookLimits;
+pub use perfpilot_wire::Limits;
 pub use profiles::StoreProfiles;
 
 /// Whether the web UI was built into this binary (else `/` explains how).
