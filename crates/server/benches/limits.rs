@@ -3,7 +3,7 @@
 //! (tokio multi-thread runtime, as `perfpilot server` runs it):
 //!
 //! - frame amplification: one pprof location of 2,000 inlined lines,
-//!   referenced 5,000 times by one sample (10M frames from 15 KB);
+//!   referenced 5,000 times by one sample (10M frames from 3 KB);
 //! - 100k labels on one pprof sample (the agent's endpoint), and on one
 //!   Push series;
 //! - 16 gzip bombs posted at once, each decompressing past the 64 MiB

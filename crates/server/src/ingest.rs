@@ -119,17 +119,12 @@ pub async fn agent(
     if id.as_ref().is_some_and(|i| i.len() > 256) {
         return Err(ApiError::bad_request("X-Perfpilot-Batch-Id is longer than 256 bytes").into());
     }
-    let zstd = header_str(&headers, header::CONTENT_ENCODING.as_str()) == Some("zstd");
+    // zstd (`Content-Encoding: zstd`) and gzip are recognised by their
+    // magic numbers, nested too, all within one decompression allowance.
     let (limits, ticket) = request_limits(&app);
-    let mut batch = decode(move || {
-        if zstd {
-            let raw = perfpilot_wire::decompress_zstd(&body, &limits, "the request body")?;
-            perfpilot_wire::batch_from_pprof(&raw, &[], "unknown", now_ms(), &limits)
-        } else {
-            perfpilot_wire::batch_from_pprof(&body, &[], "unknown", now_ms(), &limits)
-        }
-    })
-    .await?;
+    let mut batch =
+        decode(move || perfpilot_wire::batch_from_pprof(&body, &[], "unknown", now_ms(), &limits))
+            .await?;
     batch.id = id;
     let stored = store_batch(app, batch).await?;
     drop(ticket);

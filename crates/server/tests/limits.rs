@@ -216,7 +216,7 @@ fn frame_amplification_is_refused_before_the_stack_is_expanded() {
     let _g = serial();
     let s = TestServer::start(None);
     // One location of 2,000 inlined lines, referenced 5,000 times by one
-    // sample: 15 KB of gzipped pprof that expands to 10M frames.
+    // sample: 3 KB of gzipped pprof that expands to 10M frames.
     let mut p = cpu_profile();
     let f = p.add_function_named("inlined_everywhere");
     let lines = (0..2_000)
