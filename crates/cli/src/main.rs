@@ -5,6 +5,7 @@ mod baseline;
 mod client;
 mod convert;
 mod exit;
+mod limits;
 mod query;
 mod record;
 mod serve;
@@ -117,6 +118,8 @@ struct UpArgs {
     autopilot: AutopilotArgs,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    limits: limits::LimitArgs,
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -151,6 +154,8 @@ struct ServerArgs {
     autopilot: AutopilotArgs,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    limits: limits::LimitArgs,
 }
 
 /// Connections and queries: limits shared by `server` and `up`

@@ -57,12 +57,13 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
-fn open_store(data: &Path, retention: &str) -> exit::Result<EmbeddedStore> {
+fn open_store(data: &Path, retention: &str, max_series: usize) -> exit::Result<EmbeddedStore> {
     let retention = parse_duration(retention, "--retention")?;
     EmbeddedStore::open(
         data,
         Options {
             retention_ms: retention.as_millis() as i64,
+            max_series,
             ..Options::default()
         },
     )
@@ -95,12 +96,21 @@ async fn bind(listen: SocketAddr) -> exit::Result<tokio::net::TcpListener> {
         .map_err(Failure::from)
 }
 
-fn server_config(listen: SocketAddr, token: Option<String>) -> perfpilot_server::ServerConfig {
-    perfpilot_server::ServerConfig {
-        listen,
-        token,
-        ..Default::default()
-    }
+fn server_config(
+    listen: SocketAddr,
+    token: Option<String>,
+    limits: &crate::limits::LimitArgs,
+    retention: &str,
+) -> exit::Result<perfpilot_server::ServerConfig> {
+    let retention = parse_duration(retention, "--retention")?;
+    limits.apply(
+        perfpilot_server::ServerConfig {
+            listen,
+            token,
+            ..Default::default()
+        },
+        retention,
+    )
 }
 
 /// `base` with the connection and query limits of the flags.
@@ -309,9 +319,12 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
         args.insecure_no_auth,
     )?;
     let token = read_token(args.auth_token_file.as_deref())?;
-    let base = with_net(server_config(args.listen, token.clone()), &args.net)?;
+    let base = with_net(
+        server_config(args.listen, token.clone(), &args.limits, &args.retention)?,
+        &args.net,
+    )?;
     let data = args.data.clone().unwrap_or_else(default_data_dir);
-    let store = open_store(&data, &args.retention)?;
+    let store = open_store(&data, &args.retention, args.limits.max_series())?;
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
     // Listening first: with the port taken, no engine starts (and an
@@ -454,10 +467,13 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
         args.insecure_no_auth,
     )?;
     let token = read_token(args.auth_token_file.as_deref())?;
-    let base = with_net(server_config(args.listen, token.clone()), &args.net)?;
+    let base = with_net(
+        server_config(args.listen, token.clone(), &args.limits, &args.retention)?,
+        &args.net,
+    )?;
     perfpilot_bpf::check_environment()?;
     let data = args.data.clone().unwrap_or_else(default_data_dir);
-    let store = open_store(&data, &args.retention)?;
+    let store = open_store(&data, &args.retention, args.limits.max_series())?;
     let interval = parse_duration(&args.interval, "--interval")?;
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));

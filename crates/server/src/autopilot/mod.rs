@@ -119,8 +119,17 @@ pub async fn alertmanager(
     body: Bytes,
 ) -> ApiResult<Json<WebhookResponse>> {
     let handle = handle(&app)?;
-    let payload = inbox::parse_webhook(&body)
-        .map_err(|e| ApiError::bad_request(format!("not an Alertmanager webhook: {e}")))?;
+    let payload = inbox::parse_webhook_with(&body, &app.config.webhook).map_err(|e| {
+        let message = format!("not an Alertmanager webhook: {e}");
+        if e.too_large {
+            ApiError {
+                status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                message,
+            }
+        } else {
+            ApiError::bad_request(message)
+        }
+    })?;
     // The audit append syncs to disk: off the async threads.
     blocking(move || {
         let mut ap = lock(&handle.0);
