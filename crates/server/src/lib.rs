@@ -20,8 +20,8 @@
 mod alerts;
 mod auth;
 mod autopilot;
-mod conn;
 mod bodies;
+mod conn;
 mod error;
 mod grafana;
 mod ingest;
