@@ -1,14 +1,17 @@
 //! Request bodies, read within a server-wide allowance
 //! (`--max-inflight-body-mib`) and a per-request cap (`--max-body-mib`).
 //!
-//! Each request reserves its body's bytes before reading them: all of its
-//! `Content-Length` at once, or chunk by chunk when it has none. The
-//! reservation is held until the answer is ready, so it covers the body
-//! while it is decoded and stored too. A request that finds no room waits
-//! for it briefly ([`WAIT`]: an upload finishing frees it quickly), then
-//! gets 503 with `Retry-After`, before any of its body is read. Waiting
-//! here holds nothing but the connection; waiting inside a decoder would
-//! hold memory that another waiter might be waiting for.
+//! Each request reserves its body's bytes as they arrive, never what its
+//! `Content-Length` merely declares: a client that declares 64 MiB and
+//! stalls holds only what it sent (until `--body-timeout` drops it), so
+//! stalled uploads cannot lock everyone else out. A declared length over
+//! the cap is refused before anything is read. The reservation is held
+//! until the answer is ready, so it covers the body while it is decoded
+//! and stored too. A chunk that finds no room waits for it briefly
+//! ([`WAIT`]: an upload finishing frees it quickly), then the request gets
+//! 503 with `Retry-After`. Waiting here holds nothing but the connection
+//! and what was read; waiting inside a decoder would hold memory that
+//! another waiter might be waiting for.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,18 +135,8 @@ pub(crate) async fn read_within_budget(
     if let Some(n) = declared.filter(|&n| n > max as u64) {
         return too_large(format!("the request body is {n} bytes long"));
     }
-    let deadline = Instant::now() + WAIT;
     let mut held: Option<OwnedSemaphorePermit> = None;
     let mut reserved = 0usize;
-    if let Some(n) = declared.map(|n| n as usize).filter(|&n| n > 0) {
-        match app.bodies.reserve(n, deadline).await {
-            Some(p) => {
-                held = Some(p);
-                reserved = n;
-            }
-            None => return no_room(),
-        }
-    }
     // Grown as data comes, not to what a client declared: a stalled
     // upload holds what it sent.
     let mut buf: Vec<u8> = Vec::new();
@@ -167,10 +160,16 @@ pub(crate) async fn read_within_budget(
             return too_large("the request body is longer".to_string());
         }
         if len > reserved {
-            // Without a Content-Length: reserve as it comes, at least
-            // 64 KiB at a time.
-            let more = (len - reserved).max(64 << 10).min(max - reserved);
-            match app.bodies.reserve(more, deadline).await {
+            // At least 64 KiB at a time, and up to 256 KiB of what is
+            // declared, so a large upload takes few permits.
+            let ahead = declared
+                .map(|n| (n as usize).saturating_sub(reserved).min(256 << 10))
+                .unwrap_or(0);
+            let more = (len - reserved)
+                .max(64 << 10)
+                .max(ahead)
+                .min(max - reserved);
+            match app.bodies.reserve(more, Instant::now() + WAIT).await {
                 Some(p) => match held.as_mut() {
                     Some(h) => h.merge(p),
                     None => held = Some(p),

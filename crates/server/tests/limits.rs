@@ -559,33 +559,40 @@ fn concurrent_decompression_is_bounded_server_wide() {
     }
 }
 
-/// The head of a POST declaring `len` bytes of body with `Expect:
-/// 100-continue`, as curl sends large uploads, and the answer to it: the
-/// body is sent only if the server asks for it. None when it does (the
-/// server took the request), else the status and the answer's text.
-fn head_only(s: &TestServer, path: &str, len: usize) -> Option<(u16, String)> {
+/// An upload that declares `declared` bytes and sends `sent` of them,
+/// then waits: what it sent is in the server's hands.
+fn partial_upload(s: &TestServer, path: &str, declared: usize, sent: usize) -> std::net::TcpStream {
     let mut c = std::net::TcpStream::connect(s.addr).expect("connecting");
     c.set_read_timeout(Some(Duration::from_secs(60)))
         .expect("a read timeout");
     write!(
         c,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\
-         Expect: 100-continue\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n"
     )
     .expect("writing the head");
+    let chunk = vec![b'x'; 64 << 10];
+    let mut left = sent;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        c.write_all(&chunk[..n]).expect("writing a part");
+        left -= n;
+    }
+    c.flush().expect("flushing");
+    c
+}
+
+/// The answer on a connection: its status and its text (head and short
+/// JSON body).
+fn answer_on(c: &mut std::net::TcpStream) -> (u16, String) {
     let mut text = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        let n = std::io::Read::read(&mut c, &mut buf).unwrap_or(0);
+        let n = std::io::Read::read(c, &mut buf).unwrap_or(0);
         if n == 0 {
             break;
         }
         text.extend_from_slice(&buf[..n]);
         let t = String::from_utf8_lossy(&text);
-        if t.starts_with("HTTP/1.1 100") {
-            return None;
-        }
-        // The answer's head, and its (short) JSON body.
         if t.contains("\r\n\r\n") && t.trim_end().ends_with('}') {
             break;
         }
@@ -596,12 +603,13 @@ fn head_only(s: &TestServer, path: &str, len: usize) -> Option<(u16, String)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    Some((status, t))
+    (status, t)
 }
 
-/// An upload that has declared more than the server-wide allowance for
-/// request bodies left waits briefly, then gets 503 with Retry-After,
-/// before any of it is read; once the other upload ends it goes through.
+/// Request bodies are reserved as they arrive: when other uploads hold
+/// the server-wide allowance, a new upload waits briefly, then gets 503
+/// with Retry-After, having cost the server only what it sent; once the
+/// other upload ends it goes through.
 #[test]
 fn request_bodies_in_flight_are_bounded_server_wide() {
     let _g = serial();
@@ -610,34 +618,36 @@ fn request_bodies_in_flight_are_bounded_server_wide() {
         max_inflight_body_bytes: 8 * MIB,
         ..ServerConfig::default()
     });
-    // A stalled upload: 6 MiB declared, 64 KiB sent.
-    let mut stalled = std::net::TcpStream::connect(s.addr).expect("connecting");
-    write!(
-        stalled,
-        "POST /api/v1/pprof?name=svc HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        6 * MIB
-    )
-    .expect("writing headers");
-    stalled
-        .write_all(&[b'x'; 64 << 10])
-        .expect("writing a part");
-    stalled.flush().expect("flushing");
-    // Another 6 MiB upload, until the server has taken the stalled one's
-    // allowance (before that, this one may be asked for its body: it is
-    // dropped then, and tried again).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (answer, cost) = loop {
-        let (a, cost) = measure(|| head_only(&s, "/api/v1/pprof?name=svc", 6 * MIB));
-        if let Some(a) = a {
-            break (a, cost);
+    let path = "/api/v1/pprof?name=svc";
+    // A stalled upload that sent all but 64 KiB of 8 MiB holds the whole
+    // allowance once the server has read it; then a 6 MiB upload that
+    // sent its first 16 KiB finds no room. Until the server has read the
+    // first, the second may take room the first then waits for (each
+    // gives up after a second): both are dropped and tried again, with
+    // more time between them.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut pause = Duration::from_millis(50);
+    let (stalled, answer, cost) = loop {
+        let stalled = partial_upload(&s, path, 8 * MIB, 8 * MIB - (64 << 10));
+        std::thread::sleep(pause);
+        let ((conn, a), cost) = measure(|| {
+            let mut c = partial_upload(&s, path, 6 * MIB, 16 << 10);
+            c.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("a read timeout");
+            let a = answer_on(&mut c);
+            (c, a)
+        });
+        drop(conn);
+        if a.0 == 503 {
+            break (stalled, a, cost);
         }
         assert!(
             Instant::now() < deadline,
-            "the stalled upload is never read"
+            "the stalled upload never holds the allowance: {}",
+            short(&a.1)
         );
-        std::thread::sleep(Duration::from_millis(20));
+        pause = (pause * 2).min(Duration::from_secs(2));
     };
-    assert_eq!(answer.0, 503, "{}", short(&answer.1));
     assert!(
         answer.1.contains("--max-inflight-body-mib"),
         "{}",
@@ -648,7 +658,7 @@ fn request_bodies_in_flight_are_bounded_server_wide() {
         "{}",
         short(&answer.1)
     );
-    // Nothing of it was read or reserved in memory (6 MiB if it had).
+    // It cost what it sent, not the 6 MiB it declared.
     assert!(
         cost.peak_bytes < 2 * MIB,
         "{} bytes at the peak",
@@ -659,7 +669,7 @@ fn request_bodies_in_flight_are_bounded_server_wide() {
     // (not a pprof: 400).
     let body = vec![b'y'; 6 * MIB];
     loop {
-        let a = post(&s, "/api/v1/pprof?name=svc", &[], &body);
+        let a = post(&s, path, &[], &body);
         if a.0 != 503 {
             assert_eq!(a.0, 400, "{}", short(&a.2));
             break;
@@ -667,6 +677,28 @@ fn request_bodies_in_flight_are_bounded_server_wide() {
         assert!(Instant::now() < deadline, "still 503: {}", short(&a.2));
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A client that declares a large body and stalls holds only what it
+/// sent: other uploads still fit in the allowance.
+#[test]
+fn a_stalled_upload_holds_only_what_it_sent() {
+    let _g = serial();
+    let s = TestServer::start_with(ServerConfig {
+        max_body_bytes: 8 * MIB,
+        max_inflight_body_bytes: 8 * MIB,
+        ..ServerConfig::default()
+    });
+    let path = "/api/v1/pprof?name=svc";
+    let stalled: Vec<_> = (0..4)
+        .map(|_| partial_upload(&s, path, 6 * MIB, 64 << 10))
+        .collect();
+    // 4 × 6 MiB declared is three times the allowance; what they sent
+    // (with what is reserved ahead of it, at most 256 KiB each) leaves
+    // room, so this 6 MiB upload is read and judged (not a pprof: 400).
+    let a = post(&s, path, &[], &vec![b'y'; 6 * MIB]);
+    assert_eq!(a.0, 400, "{}", short(&a.2));
+    drop(stalled);
 }
 
 fn alert(i: usize, value: &str) -> String {
