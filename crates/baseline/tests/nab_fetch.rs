@@ -67,7 +67,10 @@ fn a_download_is_kept_only_when_every_file_matches_its_checksum() {
     let out = fetch(&good, &dest);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), dest.display().to_string());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        dest.display().to_string()
+    );
     assert!(stderr.contains("verified 256 files"), "{stderr}");
     let windows = "labels/combined_windows.json";
     assert_eq!(
@@ -76,7 +79,11 @@ fn a_download_is_kept_only_when_every_file_matches_its_checksum() {
     );
     // Verified once, the copy is used without downloading again.
     let out = fetch(&tmp.path().join("gone.tar.gz"), &dest);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // One series changed and one file missing: refused, naming both, and
     // nothing is kept.
@@ -96,7 +103,9 @@ fn a_download_is_kept_only_when_every_file_matches_its_checksum() {
     assert!(stderr.contains(&format!("{series}: FAILED")), "{stderr}");
     assert!(stderr.contains("config/profiles.json: FAILED"), "{stderr}");
     assert!(
-        stderr.contains("does not match scripts/nab-corpus.sha256 (2 file(s) above); nothing was kept"),
+        stderr.contains(
+            "does not match scripts/nab-corpus.sha256 (2 file(s) above); nothing was kept"
+        ),
         "{stderr}"
     );
     let left: Vec<_> = std::fs::read_dir(tmp.path().join("cache"))
