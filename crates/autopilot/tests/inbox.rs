@@ -300,3 +300,52 @@ fn malformed_payloads_name_the_field() {
         );
     }
 }
+
+#[test]
+fn webhook_limits_are_checked_before_the_alerts_are_read() {
+    use perfpilot_autopilot::inbox::{parse_webhook_with, WebhookLimits};
+    let limits = WebhookLimits {
+        max_body_bytes: FIRING.len() * 3,
+        max_alerts: 2,
+        max_label_len: 32,
+    };
+    assert!(parse_webhook_with(FIRING.as_bytes(), &limits).is_ok());
+    // Three alerts: refused as a whole (413), before any is parsed: the
+    // third is not even valid.
+    let v: serde_json::Value = serde_json::from_str(FIRING).unwrap();
+    let mut three = v.clone();
+    let alert = v["alerts"][0].clone();
+    three["alerts"] = serde_json::json!([alert.clone(), alert, "not an alert"]);
+    let err = parse_webhook_with(three.to_string().as_bytes(), &limits).unwrap_err();
+    assert!(err.too_large, "{err}");
+    assert_eq!(
+        err.to_string(),
+        "alerts: 3 alerts; the limit is 2 a post (--max-webhook-alerts): set max_alerts in \
+         Alertmanager's webhook_configs to at most that"
+    );
+    // A body over the size limit is not parsed at all.
+    let big = format!("{FIRING}{}", " ".repeat(FIRING.len() * 3));
+    let err = parse_webhook_with(big.as_bytes(), &limits).unwrap_err();
+    assert!(err.too_large && err.path == "body", "{err}");
+    assert!(err.message.ends_with("(--max-webhook-body-mib)"), "{err}");
+    // Long label and annotation values and names, wherever they are.
+    let mut long = v.clone();
+    long["commonLabels"]["team"] = serde_json::json!("x".repeat(33));
+    let err = parse_webhook_with(long.to_string().as_bytes(), &limits).unwrap_err();
+    assert!(!err.too_large);
+    assert_eq!(
+        err.to_string(),
+        "commonLabels.team: the value is 33 bytes long; the limit is 32 (--max-alert-label-len)"
+    );
+    let mut long = v;
+    long["alerts"][0]["annotations"]["y".repeat(40)] = serde_json::json!("v");
+    let err = parse_webhook_with(long.to_string().as_bytes(), &limits).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "alerts[0].annotations.{}…: the name is 40 bytes long; the limit is 32 \
+             (--max-alert-label-len)",
+            "y".repeat(32)
+        )
+    );
+}
