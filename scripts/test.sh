@@ -3,12 +3,18 @@
 # the workloads are built with, perf as the peer perfpilot is compared
 # with, curl, Chromium for the web UI's browser tests, Prometheus and
 # Alertmanager for the alerting tests, and the Pyroscope
-# Python SDK from PyPI in a virtualenv), builds the web UI, checks
-# formatting and lints, then runs every test: Rust's, then the UI's
-# end-to-end tests in headless Chromium. Tests named root_* load BPF
-# programs or make network namespaces, and need root; run this as root
-# (CI does). The autopilot's tests run tc and ip (iproute2) and kubectl
-# (kubernetes-client, unless a kubectl is installed already).
+# Python SDK from PyPI in a virtualenv), finds or fetches the NAB corpus
+# (scripts/nab-corpus.sh), builds the web UI, then runs every step even
+# when an earlier one failed: formatting, lints, every Rust test
+# (`cargo test --no-fail-fast`), and the UI's end-to-end tests in
+# headless Chromium. It ends with a summary of every failure (each
+# failing Rust test with the command that reruns it) and exits 1 if
+# there was any. Logs go to target/test-logs/.
+#
+# Tests named root_* load BPF programs or make network namespaces, and
+# need root; run this as root (CI does). The autopilot's tests run tc and
+# ip (iproute2) and kubectl (kubernetes-client, unless a kubectl is
+# installed already).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kubectl=()
@@ -20,21 +26,59 @@ if [ ! -x target/pyvenv/bin/python ] || ! target/pyvenv/bin/python -c 'import py
   target/pyvenv/bin/pip install -q pyroscope-io
 fi
 export PERFPILOT_TEST_PYTHON="$PWD/target/pyvenv/bin/python"
-# The Numenta Anomaly Benchmark corpus the NAB tests score against.
-if [ -z "${PERFPILOT_NAB_DIR:-}" ]; then
-  for d in ../shared/nab /work/shared/nab; do
-    if [ -f "$d/labels/combined_windows.json" ]; then
-      PERFPILOT_NAB_DIR="$(cd "$d" && pwd)"
-      export PERFPILOT_NAB_DIR
-      break
-    fi
-  done
+
+target="$(mkdir -p "${CARGO_TARGET_DIR:-target}" && cd "${CARGO_TARGET_DIR:-target}" && pwd)"
+logs="$target/test-logs"
+rm -rf "$logs"
+mkdir -p "$logs"
+: >"$logs/steps.tsv"
+
+# step NAME COMMAND...: runs COMMAND with its output shown and kept in
+# target/test-logs, and records its exit status; a failure does not stop
+# the run, it is listed at the end.
+step() {
+  local name="$1"
+  shift
+  local log
+  log="$logs/$(echo "$name" | tr -c 'a-z0-9\n' '-').log"
+  echo "test: == $name ==" >&2
+  set +e
+  "$@" 2>&1 | tee "$log"
+  local status=${PIPESTATUS[0]}
+  set -e
+  printf '%s\t%s\t%s\n' "$name" "$status" "$log" >>"$logs/steps.tsv"
+  return 0
+}
+
+# The Numenta Anomaly Benchmark corpus the NAB tests score against:
+# PERFPILOT_NAB_DIR, ../shared/nab, or a verified download.
+nab_corpus() {
+  local dir
+  dir="$(./scripts/nab-corpus.sh)" || return 1
+  echo "$dir" >"$logs/nab-dir"
+}
+step "nab corpus" nab_corpus
+if [ -s "$logs/nab-dir" ]; then
+  PERFPILOT_NAB_DIR="$(cat "$logs/nab-dir")"
+  export PERFPILOT_NAB_DIR
+  echo "test: NAB corpus: $PERFPILOT_NAB_DIR" >&2
 fi
-echo "test: NAB corpus: ${PERFPILOT_NAB_DIR:-not found (the NAB tests will fail and say where they looked)}" >&2
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
-# The UI's end-to-end tests drive the perfpilot binary cargo test just built.
-cargo build -q -p perfpilot
-bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/perfpilot"
-(cd ui && PERFPILOT_BIN="$bin" npm run e2e --silent)
+
+step "cargo fmt" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test" cargo test --workspace --no-fail-fast
+
+# The UI's end-to-end tests drive the perfpilot binary cargo test just
+# built; node's TAP report names the failures for the summary.
+e2e() {
+  cargo build -q -p perfpilot || return 1
+  (cd ui && PERFPILOT_BIN="$target/debug/perfpilot" \
+    NODE_OPTIONS="--test-reporter=spec --test-reporter-destination=stdout --test-reporter=tap --test-reporter-destination=$logs/e2e.tap" \
+    npm run e2e --silent)
+}
+step "ui e2e" e2e
+
+# ---- FUZZ: a short run of every fuzz target goes here, as one step ----
+# (`step "fuzz" ./scripts/fuzz.sh ...`), so its failures join the summary.
+
+python3 scripts/test-summary.py "$logs"

@@ -1,7 +1,10 @@
 /* Test workload for JIT symbolization: copies a small spin loop into
  * anonymous executable memory, names it "jit_spin" in /tmp/perf-PID.map as
- * JITs do, and runs it from driver() for argv[1] seconds. The generated
- * code keeps a frame pointer, as JIT code usually does. */
+ * JITs do, and runs it from driver(). The generated
+ * code keeps a frame pointer, as JIT code usually does. It runs until it
+ * has used argv[1] seconds of CPU, so a loaded machine changes how long it
+ * takes (and how long its map is there to read), not how many samples it
+ * gets. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +19,7 @@ static const unsigned char code[] = {0x55, 0x48, 0x89, 0xe5, 0x48, 0xff, 0xcf,
 static double now(void)
 {
 	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
 	return t.tv_sec + t.tv_nsec / 1e9;
 }
 

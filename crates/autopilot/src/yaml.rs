@@ -6,41 +6,74 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use saphyr::{MarkedYamlOwned, ScalarOwned, YamlDataOwned, YamlLoader};
-use saphyr_parser::{Event, Parser, Span, SpannedEventReceiver};
+use saphyr_parser::{Event, Marker, Parser, ScanError, Span, SpannedEventReceiver};
 
 use crate::diag::{did_you_mean, Diagnostic, Severity};
 
 pub(crate) type Node = MarkedYamlOwned;
 
+/// How deep collections may nest in a policy file: far more than any
+/// policy needs, and shallow enough that what recurses over the tree
+/// (the loader's copies of anchors, the checks, dropping it) stays well
+/// within a thread's stack.
+pub const MAX_DEPTH: usize = 64;
+
 /// Loads every document of `source`, with a diagnostic for each duplicate
 /// key (the loader alone would stop at the first); `Err` for a syntax
-/// error, which ends parsing.
+/// error, which ends parsing, and for nesting deeper than [`MAX_DEPTH`].
+///
+/// The parser's events are read here one at a time, and depth is checked
+/// before a collection is handed to the loader: `Parser::load` recurses
+/// once per level, and a file thousands of levels deep overflowed the
+/// stack of the thread reading it.
 pub(crate) fn load(source: &str) -> Result<(Vec<Node>, Vec<Diagnostic>), Diagnostic> {
     let mut loader = YamlLoader::default();
     loader.allow_duplicate_keys(true);
     let mut receiver = Receiver {
         loader,
         frames: Vec::new(),
+        anchors: BTreeMap::new(),
         duplicates: Vec::new(),
     };
-    let syntax = |e: saphyr::ScanError| Diagnostic {
-        line: e.marker().line(),
-        column: e.marker().col() + 1,
+    let at = |marker: Marker, message: String| Diagnostic {
+        line: marker.line(),
+        column: marker.col() + 1,
         severity: Severity::Error,
-        message: format!("YAML syntax: {}", e.info()),
+        message,
     };
-    Parser::new_from_str(source)
-        .load(&mut receiver, true)
-        .map_err(syntax)?;
-    if let Some(e) = receiver.loader.error() {
-        return Err(syntax(e.clone()));
+    let too_deep =
+        || format!("YAML nests more than {MAX_DEPTH} levels deep (the limit for a policy file)");
+    let syntax = |e: &ScanError| {
+        // The scanner's own limit, 255 levels of `[` and `{`: it reads
+        // ahead of the events, so it can stop before they reach ours.
+        let message = if e.info() == "recursion limit exceeded" {
+            too_deep()
+        } else {
+            format!("YAML syntax: {}", e.info())
+        };
+        at(*e.marker(), message)
+    };
+    for event in Parser::new_from_str(source) {
+        let (ev, span) = event.map_err(|e| syntax(&e))?;
+        receiver.on_event(ev, span).map_err(|e| match e {
+            Refused::TooDeep => at(span.start, too_deep()),
+            Refused::ForeignAnchor => at(
+                span.start,
+                "YAML syntax: unknown anchor (an alias refers to an anchor of its own \
+                     document)"
+                    .into(),
+            ),
+        })?;
+        if let Some(e) = receiver.loader.error() {
+            return Err(syntax(e));
+        }
     }
     Ok((receiver.loader.into_documents(), receiver.duplicates))
 }
 
-/// Where the event stream is: in a mapping (its keys so far, and whether
-/// the next node is a key) or in a sequence.
-enum Frame {
+/// What a collection is: a mapping (its keys so far, and whether the next
+/// node is a key) or a sequence.
+enum Kind {
     Map {
         keys: BTreeMap<String, usize>,
         next_is_key: bool,
@@ -48,14 +81,56 @@ enum Frame {
     Seq,
 }
 
+/// A collection the event stream is in: its kind, its anchor (0 for
+/// none), and how many levels of collections its children hold so far.
+struct Frame {
+    kind: Kind,
+    anchor: usize,
+    below: usize,
+}
+
+/// Why an event was not loaded.
+enum Refused {
+    TooDeep,
+    /// An alias of an anchor in an earlier document.
+    ForeignAnchor,
+}
+
 struct Receiver<'i> {
     loader: YamlLoader<'i, Node>,
     frames: Vec<Frame>,
+    /// The levels of collections each anchored node of the document holds:
+    /// an alias adds as many where it stands, as the loader copies the
+    /// anchored node there.
+    anchors: BTreeMap<usize, usize>,
     duplicates: Vec<Diagnostic>,
 }
 
-impl<'i> SpannedEventReceiver<'i> for Receiver<'i> {
-    fn on_event(&mut self, ev: Event<'i>, span: Span) {
+impl<'i> Receiver<'i> {
+    /// Hands one event to the loader, or says why it must not.
+    fn on_event(&mut self, ev: Event<'i>, span: Span) -> Result<(), Refused> {
+        // A node this event completes: its levels and its anchor.
+        let mut complete = None;
+        match &ev {
+            Event::DocumentStart(_) => self.anchors.clear(),
+            Event::MappingStart(..) | Event::SequenceStart(..)
+                if self.frames.len() >= MAX_DEPTH =>
+            {
+                return Err(Refused::TooDeep)
+            }
+            Event::Alias(id) => {
+                // The parser knows the anchors of earlier documents too.
+                let Some(&levels) = self.anchors.get(id) else {
+                    return Err(Refused::ForeignAnchor);
+                };
+                if self.frames.len() + levels > MAX_DEPTH {
+                    return Err(Refused::TooDeep);
+                }
+                complete = Some((levels, 0));
+            }
+            Event::Scalar(_, _, anchor, _) => complete = Some((0, *anchor)),
+            _ => {}
+        }
         let starts_node = matches!(
             ev,
             Event::Scalar(..)
@@ -66,7 +141,11 @@ impl<'i> SpannedEventReceiver<'i> for Receiver<'i> {
         // A node's start decides key or value for its parent, whatever it
         // holds, so nested content never disturbs the alternation.
         if starts_node {
-            if let Some(Frame::Map { keys, next_is_key }) = self.frames.last_mut() {
+            if let Some(Frame {
+                kind: Kind::Map { keys, next_is_key },
+                ..
+            }) = self.frames.last_mut()
+            {
                 let is_key = *next_is_key;
                 *next_is_key = !is_key;
                 if let (true, Event::Scalar(key, ..)) = (is_key, &ev) {
@@ -84,18 +163,37 @@ impl<'i> SpannedEventReceiver<'i> for Receiver<'i> {
                 }
             }
         }
-        match ev {
-            Event::MappingStart(..) => self.frames.push(Frame::Map {
-                keys: BTreeMap::new(),
-                next_is_key: true,
+        match &ev {
+            Event::MappingStart(anchor, _) => self.frames.push(Frame {
+                kind: Kind::Map {
+                    keys: BTreeMap::new(),
+                    next_is_key: true,
+                },
+                anchor: *anchor,
+                below: 0,
             }),
-            Event::SequenceStart(..) => self.frames.push(Frame::Seq),
+            Event::SequenceStart(anchor, _) => self.frames.push(Frame {
+                kind: Kind::Seq,
+                anchor: *anchor,
+                below: 0,
+            }),
             Event::MappingEnd | Event::SequenceEnd => {
-                self.frames.pop();
+                if let Some(f) = self.frames.pop() {
+                    complete = Some((f.below + 1, f.anchor));
+                }
             }
             _ => {}
         }
+        if let Some((levels, anchor)) = complete {
+            if anchor > 0 {
+                self.anchors.insert(anchor, levels);
+            }
+            if let Some(parent) = self.frames.last_mut() {
+                parent.below = parent.below.max(levels);
+            }
+        }
         self.loader.on_event(ev, span);
+        Ok(())
     }
 }
 

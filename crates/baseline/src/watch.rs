@@ -210,6 +210,9 @@ pub fn parse_duration(s: &str, what: &str) -> Result<i64, BaselineError> {
     Ok(v)
 }
 
+/// How deep `toml` lets arrays, inline tables and dotted keys nest.
+const TOML_MAX_DEPTH: usize = 80;
+
 impl WatchConfig {
     pub fn load(path: &Path) -> Result<WatchConfig, BaselineError> {
         let text = std::fs::read_to_string(path).map_err(|e| BaselineError::io(path, e))?;
@@ -232,7 +235,16 @@ impl WatchConfig {
                     format!("{location}:{line}:{col}")
                 })
                 .unwrap_or_else(|| location.to_string());
-            BaselineError::invalid(place, e.message().to_string())
+            // The reader stops nesting (arrays, inline tables, dotted
+            // keys) at its own limit, before it recurses further, in words
+            // that do not say which limit.
+            let message = match e.message() {
+                m if m.contains("max recursion depth met") || m == "recursion limit" => format!(
+                    "nests more than {TOML_MAX_DEPTH} levels deep (the limit for a config file)"
+                ),
+                m => m.to_string(),
+            };
+            BaselineError::invalid(place, message)
         })?;
         let mut problems = Vec::new();
         let mut check = |r: Result<i64, BaselineError>| {

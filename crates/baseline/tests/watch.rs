@@ -149,3 +149,69 @@ fn bad_configs_say_where() {
     let err = WatchConfig::parse("", "w.toml").unwrap_err().to_string();
     assert!(err.contains("nothing to watch"), "{err}");
 }
+
+/// Runs `f` on a thread with Rust's default 2 MiB stack, the stack of the
+/// server's threads that read configs and saved baselines.
+fn on_a_2mib_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn configs_nested_thousands_deep_are_errors_not_crashes() {
+    let message = "nests more than 80 levels deep (the limit for a config file)";
+    let parse = |text: String| {
+        on_a_2mib_stack(move || WatchConfig::parse(&text, "w.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let arrays = |levels| format!("window = {}1{}\n", "[".repeat(levels), "]".repeat(levels));
+    // At the limit, only the type is wrong.
+    let err = parse(arrays(80));
+    assert!(err.contains("invalid type"), "{err}");
+    // Past it, the first bracket too many.
+    for levels in [81, 10_000] {
+        assert_eq!(parse(arrays(levels)), format!("w.toml:1:90: {message}"));
+    }
+    let levels = 10_000;
+    let tables = format!(
+        "window = {}1{}\n",
+        "{a = ".repeat(levels),
+        "}".repeat(levels)
+    );
+    assert_eq!(parse(tables), format!("w.toml:1:410: {message}"));
+    // Keys nested too deep have no position.
+    for keys in [
+        format!("{} = 1\n", vec!["a"; levels].join(".")),
+        format!("[{}]\n", vec!["a"; levels].join(".")),
+    ] {
+        assert_eq!(parse(keys), format!("w.toml: {message}"));
+    }
+}
+
+#[test]
+fn a_saved_baseline_nested_thousands_deep_is_an_error_not_a_crash() {
+    use perfpilot_baseline::engine::{Engine, EngineConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let levels = 10_000;
+    std::fs::write(
+        dir.path().join("v000001.json"),
+        format!(
+            "{{\"unknown\": {}{}}}",
+            "[".repeat(levels),
+            "]".repeat(levels)
+        ),
+    )
+    .unwrap();
+    let path = dir.path().to_path_buf();
+    let err = on_a_2mib_stack(move || Engine::new(EngineConfig::default()).reload(&path))
+        .unwrap_err()
+        .to_string();
+    // serde_json skips the unknown field without recursing.
+    assert!(err.contains("v000001.json:1:"), "{err}");
+}

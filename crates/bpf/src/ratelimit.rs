@@ -18,6 +18,10 @@ mod skel {
 }
 use skel::{RatelimitSkel, RatelimitSkelBuilder};
 
+/// Where the BPF filesystem is mounted by convention, and where perfpilot
+/// mounts it when a pin under it needs it.
+pub const BPFFS_DIR: &str = "/sys/fs/bpf";
+
 /// Where limits are pinned when the caller does not say.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/perfpilot/ratelimit";
 
@@ -48,6 +52,15 @@ pub enum RateLimitError {
          mount one with `mount -t bpf bpf /sys/fs/bpf`"
     )]
     NoBpffs { dir: String },
+    #[error(
+        "{dir} is not on a BPF filesystem and mounting one at {BPFFS_DIR} failed ({source}): \
+         mount one with `mount -t bpf bpf {BPFFS_DIR}`"
+    )]
+    MountBpffs {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot limit a cgroup to {rate} bytes/s: {why}")]
     BadRate { rate: u64, why: String },
     #[error("cannot give a cgroup limit a burst of {burst} bytes: {why}")]
@@ -230,10 +243,62 @@ fn load<'obj>(
         .map_err(|e| bpf_error("loading the rate-limit BPF program", e))
 }
 
+/// Mounts the BPF filesystem at [`BPFFS_DIR`] when `pin_dir` is under it
+/// and nothing is mounted there yet, as on a machine where no BPF program
+/// has pinned anything since boot. A `pin_dir` elsewhere is the caller's
+/// choice, and is left as it is.
+fn mount_bpffs_for(pin_dir: &Path) -> Result<(), RateLimitError> {
+    let at = Path::new(BPFFS_DIR);
+    if !pin_dir.starts_with(at) || is_bpffs(at) {
+        return Ok(());
+    }
+    let failed = |source: std::io::Error| {
+        if source.raw_os_error() == Some(libc::EPERM) {
+            RateLimitError::NotPermitted {
+                what: format!("mounting a BPF filesystem at {BPFFS_DIR}"),
+            }
+        } else {
+            RateLimitError::MountBpffs {
+                dir: pin_dir.display().to_string(),
+                source,
+            }
+        }
+    };
+    // Under a lock on the directory (sysfs's, which later lookups no
+    // longer reach), so processes that find it unmounted at once mount
+    // it once: a second mount would hide the first one's pins.
+    let dir = std::fs::File::open(at).map_err(failed)?;
+    // SAFETY: flock takes an open descriptor and flags; `dir` outlives
+    // the lock, which closing it releases.
+    if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(failed(std::io::Error::last_os_error()));
+    }
+    if is_bpffs(at) {
+        return Ok(());
+    }
+    let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
+    let (source, target, fstype, options) = (c("bpf"), c(BPFFS_DIR), c("bpf"), c("mode=700"));
+    // SAFETY: every pointer is a valid C string for the call's duration.
+    let mounted = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            options.as_ptr().cast(),
+        )
+    };
+    if mounted != 0 {
+        return Err(failed(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Makes `pin_dir`, telling a missing BPF filesystem from a missing
 /// permission: a directory that is not on bpffs (such as /sys/fs/bpf on
 /// sysfs when nothing is mounted there) may refuse mkdir with EPERM too.
 fn create_pin_dir(pin_dir: &Path) -> Result<(), RateLimitError> {
+    mount_bpffs_for(pin_dir)?;
     std::fs::create_dir_all(pin_dir).map_err(|e| {
         let nearest = pin_dir.ancestors().find(|a| a.exists());
         match nearest {
@@ -640,5 +705,128 @@ mod tests {
         b.set(0, last);
         assert_eq!(b.send(), 3);
         assert_eq!(b.get(), (20 - LEN, last + 20_000_000_000));
+    }
+
+    /// Programs attached to the egress of the cgroup at `dir`.
+    fn egress_programs(dir: &Path) -> u32 {
+        let cgroup = std::fs::File::open(dir).unwrap();
+        let (mut flags, mut count) = (0u32, 0u32);
+        // SAFETY: the fd is open for the call; with no id buffer the
+        // kernel writes only the two counts given.
+        let r = unsafe {
+            libbpf_sys::bpf_prog_query(
+                cgroup.as_raw_fd(),
+                libbpf_sys::BPF_CGROUP_INET_EGRESS,
+                0,
+                &mut flags,
+                std::ptr::null_mut(),
+                &mut count,
+            )
+        };
+        assert_eq!(r, 0, "BPF_PROG_QUERY on {}", dir.display());
+        count
+    }
+
+    /// Runs `f` on a thread of its own in a mount namespace of its own,
+    /// private, so mounts and unmounts there leave the machine's alone.
+    fn in_private_mount_namespace<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            // SAFETY: unshare and mount take no pointers but the C strings
+            // given; CLONE_NEWNS moves only this thread (it unshares its
+            // file-system context from the other threads').
+            unsafe {
+                assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0, "unshare");
+                // Without this, unmounting would propagate to the host
+                // when its mounts are shared (as systemd makes them).
+                let root = std::ffi::CString::new("/").unwrap();
+                assert_eq!(
+                    libc::mount(
+                        std::ptr::null(),
+                        root.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null()
+                    ),
+                    0,
+                    "making / private"
+                );
+            }
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn root_a_limit_mounts_bpffs_when_sys_fs_bpf_has_none() {
+        // SAFETY: geteuid(2) takes nothing and cannot fail.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "loading BPF needs root");
+        in_private_mount_namespace(|| {
+            let bpf = Path::new(BPFFS_DIR);
+            let target = std::ffi::CString::new(BPFFS_DIR).unwrap();
+            // A fresh machine's /sys/fs/bpf: nothing mounted on it.
+            while is_bpffs(bpf) {
+                // SAFETY: a valid C string; detaching cannot affect the
+                // host's namespace, made private above.
+                assert_eq!(
+                    unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) },
+                    0
+                );
+            }
+            let root = cgroup2_mount().expect("a cgroup v2 hierarchy");
+            let dir = root.join(format!("perfpilot-test-mount-{}", std::process::id()));
+            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            let pins = bpf.join(format!(
+                "perfpilot-test-mount-{}/ratelimit",
+                std::process::id()
+            ));
+            let limited = limit_cgroup(&dir, 1_000_000, 131_072, &pins);
+            let mounted = is_bpffs(bpf);
+            let attached = egress_programs(&dir);
+            let cleared = clear_cgroup(&dir, &pins);
+            // Unpinned, the link goes once the kernel drops its last
+            // reference: wait for it generously.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while egress_programs(&dir) > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let left = egress_programs(&dir);
+            let _ = std::fs::remove_dir(&dir);
+            let pin = limited.unwrap();
+            assert!(mounted, "nothing mounted at {BPFFS_DIR}");
+            assert!(pin.starts_with(&pins), "{}", pin.display());
+            assert_eq!(attached, 1);
+            assert!(cleared.unwrap());
+            assert_eq!(left, 0, "the limit stayed attached after clearing");
+
+            // With no /sys/fs/bpf to mount on (a tmpfs hides /sys/fs), the
+            // error says what failed and what to do.
+            let (none, fs, tmpfs) = (
+                std::ffi::CString::new("none").unwrap(),
+                std::ffi::CString::new("/sys/fs").unwrap(),
+                std::ffi::CString::new("tmpfs").unwrap(),
+            );
+            // SAFETY: valid C strings; the mount is this namespace's only.
+            let hidden = unsafe {
+                libc::mount(
+                    none.as_ptr(),
+                    fs.as_ptr(),
+                    tmpfs.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                )
+            };
+            assert_eq!(hidden, 0, "mounting a tmpfs on /sys/fs");
+            let e = limit_cgroup(&dir, 1_000_000, 131_072, &pins).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "{} is not on a BPF filesystem and mounting one at /sys/fs/bpf failed \
+                     (No such file or directory (os error 2)): mount one with \
+                     `mount -t bpf bpf /sys/fs/bpf`",
+                    pins.display()
+                )
+            );
+        });
     }
 }

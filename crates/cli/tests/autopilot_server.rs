@@ -642,3 +642,69 @@ fn a_hotspot_condition_reads_the_function_share_from_the_stored_profiles() {
     // (40 + 400) of (100 + 400) samples in the last minute.
     assert!((share - 0.88).abs() < 1e-9, "{reading}");
 }
+
+#[test]
+fn a_policy_nested_too_deep_is_reported_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = policy_dir(dir.path());
+    let marker = dir.path().join("ran");
+    let good = policy(
+        "checkout",
+        "checkout",
+        &action("mark", "p99 > 1", touch(&marker), &[]),
+        "",
+    );
+    std::fs::write(policies.join("checkout.yaml"), &good).unwrap();
+    let server = ServerProcess::start(dir.path(), &enforcing(&policies));
+    let names = |server: &ServerProcess| -> Vec<String> {
+        server.get_json("/api/v1/policies")["policies"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| Some(p["name"].as_str()?.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(names(&server), ["checkout"]);
+    // The same policy under another name, with a webhook body nested 2,000
+    // levels deep (block style: flow style stops at the scanner's own
+    // limit of 255 levels): this used to overflow the autopilot thread's
+    // stack and abort the server.
+    let deep = policies.join("deep.yaml");
+    std::fs::write(
+        &deep,
+        policy(
+            "deep",
+            "checkout",
+            &format!(
+                "    - name: hook\n      condition: p99 > 1\n      operation:\n        \
+                 type: webhook\n        url: 'http://127.0.0.1:9'\n        body:\n          {}1\n",
+                "- ".repeat(2_000)
+            ),
+            "",
+        ),
+    )
+    .unwrap();
+    let reported = format!("{} is invalid and was not loaded", deep.display());
+    let log = wait_until(
+        "the deep file reported",
+        Duration::from_secs(60),
+        || server.log_tail(40),
+        || {
+            let log = server.log_tail(40);
+            log.contains(&reported).then_some(log)
+        },
+    );
+    assert!(
+        log.contains("YAML nests more than 64 levels deep (the limit for a policy file)"),
+        "{log}"
+    );
+    assert_eq!(
+        server.get_status("/healthz").0,
+        200,
+        "{}",
+        server.log_tail(40)
+    );
+    assert_eq!(names(&server), ["checkout"]);
+}

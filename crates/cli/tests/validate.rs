@@ -137,3 +137,24 @@ fn no_file_is_a_usage_error() {
     let out = perfpilot().arg("validate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn nesting_past_the_limit_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("deep.yaml");
+    // Block style, one level per `- `: flow style (`[[[`) stops at the
+    // scanner's own limit of 255 levels.
+    std::fs::write(&deep, format!("spec:\n  {}x\n", "- ".repeat(10_000))).unwrap();
+    let out = perfpilot().arg("validate").arg(&deep).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{:?}: {stderr}", out.status);
+    // The 64th dash, the 65th level with the document's mapping.
+    assert_eq!(
+        stderr,
+        format!(
+            "{}:2:129: YAML nests more than 64 levels deep (the limit for a policy file)\n\
+             perfpilot: 1 of 1 file(s) invalid\n",
+            deep.display()
+        )
+    );
+}

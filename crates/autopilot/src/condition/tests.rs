@@ -166,6 +166,36 @@ fn size_limits() {
 }
 
 #[test]
+fn the_deepest_conditions_allowed_are_handled_on_a_2mib_stack() {
+    // The server's autopilot thread has Rust's default stack, 2 MiB: the
+    // limits keep every pass over the tree well inside it.
+    let conditions = [
+        format!("{}p99 > 1{}", "(".repeat(63), ")".repeat(63)),
+        format!("{}p99 > 1", "not ".repeat(63)),
+        format!("p99{} > 1", " + p99".repeat(200)),
+        format!("{}p99 > 1{}", "(not ".repeat(31), ")".repeat(31)),
+        format!("{}p99{} > 1", "-(".repeat(31), ")".repeat(31)),
+    ];
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let env = env();
+            for c in &conditions {
+                let parsed = Condition::parse(c).unwrap_or_else(|e| panic!("{c}: {e}"));
+                assert!(parsed.check(&scope()).is_empty(), "{c}");
+                let _ = parsed.grouped();
+                parsed.evaluate(&env).unwrap_or_else(|e| panic!("{c}: {e}"));
+                // Deeper still is an error, not a crash.
+                let deeper = format!("(({c}))");
+                assert!(Condition::parse(&format!("{}{deeper}", "not ".repeat(64))).is_err());
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
 fn name_and_type_errors() {
     let e = check_errs("foo(1) > 2");
     assert_eq!(e.len(), 1);

@@ -622,3 +622,118 @@ fn an_interface_rate_limit_without_rollback_gets_its_clearing_as_rollback() {
         }))
     );
 }
+
+/// `line:column: message` of every diagnostic, found on a thread with the
+/// stack the server's autopilot thread has (Rust's default, 2 MiB), which
+/// deep nesting used to overflow, aborting the process.
+fn diags_on_a_2mib_stack(src: String) -> Vec<String> {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || diags(&src))
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+/// A webhook action whose body is `body`, on line 12 at column 15, inside
+/// five collections (the document, spec, actions, the action, the
+/// operation).
+fn with_body(body: &str) -> String {
+    format!(
+        "{HEAD}spec:
+  targetRef: {{kind: Service, name: web}}
+  actions:
+    - name: a
+      condition: p99 > 1
+      operation:
+        type: webhook
+        url: 'http://x'
+        body: {body}
+"
+    )
+}
+
+fn nested(levels: usize, leaf: &str) -> String {
+    format!("{}{leaf}{}", "[".repeat(levels), "]".repeat(levels))
+}
+
+#[test]
+fn nesting_deeper_than_the_limit_is_one_error_where_it_goes_too_deep() {
+    let limit = crate::yaml::MAX_DEPTH;
+    let message = format!("YAML nests more than {limit} levels deep (the limit for a policy file)");
+    // Just within the limit: a valid policy.
+    let r = parse_policies(&with_body(&nested(limit - 5, "1")));
+    assert!(r.diagnostics.is_empty(), "{:#?}", r.diagnostics);
+    let mut body = serde_json::json!(1);
+    for _ in 0..limit - 5 {
+        body = serde_json::json!([body]);
+    }
+    let Operation::Webhook(w) = &r.policies[0].actions[0].operation else {
+        panic!("{:?}", r.policies[0].actions[0].operation)
+    };
+    assert_eq!(w.body, Some(body));
+    // One more, and the bracket that opens it is the error, before
+    // anything deeper is read.
+    assert_eq!(
+        diags_on_a_2mib_stack(with_body(&nested(limit - 4, "1"))),
+        [format!("12:{}: {message}", 15 + limit - 5)]
+    );
+    // Thousands: the scanner, which reads ahead, stops at its own limit
+    // of 255 brackets first.
+    for levels in [2_000, 10_000] {
+        assert_eq!(
+            diags_on_a_2mib_stack(with_body(&nested(levels, "1"))),
+            [format!("12:{}: {message}", 15 + 255)],
+            "{levels} levels"
+        );
+    }
+    // Block style, one level per `- `, and a bare document.
+    let dashes = format!("{}x\n", "- ".repeat(2_000));
+    assert_eq!(
+        diags_on_a_2mib_stack(dashes),
+        [format!("1:{}: {message}", 2 * limit + 1)]
+    );
+    let mappings: String = (0..2_000)
+        .map(|i| format!("{}k:\n", "  ".repeat(i)))
+        .collect();
+    assert_eq!(
+        diags_on_a_2mib_stack(mappings),
+        [format!("{}:{}: {message}", limit + 1, 2 * limit + 1)]
+    );
+}
+
+#[test]
+fn an_alias_counts_as_deep_as_its_anchor() {
+    let limit = crate::yaml::MAX_DEPTH;
+    // An anchor 60 levels high, in the document's mapping: 61 deep.
+    let anchor = format!("a: &a {}\n", nested(60, "1"));
+    let d = diags(&format!("{anchor}b: *a\n"));
+    assert!(
+        d.iter().all(|d| !d.contains("levels deep")),
+        "an alias as deep as its anchor: {d:?}"
+    );
+    // Repeated four levels further in: 65 deep, an error at the alias.
+    let src = format!("{anchor}b: [[[[*a]]]]\n");
+    assert_eq!(
+        diags_on_a_2mib_stack(src),
+        [format!(
+            "2:8: YAML nests more than {limit} levels deep (the limit for a policy file)"
+        )]
+    );
+    // Anchors made of aliases of anchors add up.
+    let mut chain = String::from("x0: &x0 [[[[[[[[[[1]]]]]]]]]]\n");
+    for i in 1..10 {
+        chain.push_str(&format!("x{i}: &x{i} [[[[[[[[*x{}]]]]]]]]\n", i - 1));
+    }
+    let d = diags_on_a_2mib_stack(chain);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].starts_with("8:17: YAML nests more than"), "{d:?}");
+}
+
+#[test]
+fn an_alias_cannot_reach_into_another_document() {
+    let d = diags(&format!("{}---\nb: *a\n", "a: &a [1]\n"));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].starts_with("3:4: YAML syntax: "), "{d:?}");
+    assert!(d[0].contains("unknown anchor"), "{d:?}");
+}

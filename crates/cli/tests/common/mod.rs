@@ -149,19 +149,21 @@ fn distribution(lines: &[(Vec<String>, u64)]) -> (std::collections::HashMap<Stri
     (d, total)
 }
 
-/// Runs the no-frame-pointer C workload and records it with both
-/// profilers for `seconds` at `hz`.
+/// Runs the no-frame-pointer C workload for `seconds` of CPU time and
+/// records it with both profilers at `hz` until it exits: on a loaded
+/// machine it takes longer, and both still get about `seconds * hz`
+/// samples.
 pub fn compare_with_perf(hz: u32, seconds: f64) -> PerfComparison {
     use inferno::collapse::Collapse;
     let dir = tempfile::tempdir().unwrap();
     let argv = build("c-nofp", dir.path());
     let mut workload = Command::new(&argv[0])
-        .arg(format!("{}", seconds + 2.0))
+        .arg(format!("{seconds}"))
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let pid = workload.id().to_string();
     let perf_data = dir.path().join("perf.data");
+    // Both follow the process until it exits.
     let mut perf = Command::new("perf")
         .args([
             "record",
@@ -177,23 +179,12 @@ pub fn compare_with_perf(hz: u32, seconds: f64) -> PerfComparison {
             "-o",
         ])
         .arg(&perf_data)
-        .args(["--", "sleep", &format!("{seconds}")])
         .spawn()
         .expect("perf is installed by scripts/test.sh (linux-perf)");
     let ours = dir.path().join("ours.folded");
     run_ok(
         perfpilot()
-            .args([
-                "record",
-                "-q",
-                "-F",
-                &hz.to_string(),
-                "--pid",
-                &pid,
-                "-d",
-                &format!("{seconds}"),
-                "-o",
-            ])
+            .args(["record", "-q", "-F", &hz.to_string(), "--pid", &pid, "-o"])
             .arg(&ours),
     );
     assert!(perf.wait().unwrap().success(), "perf record failed");
