@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -370,11 +372,130 @@ impl RawStacks {
         true
     }
 
+    /// Appends a record without its stack memory (registers and kernel
+    /// and Python stacks only: a sample with its leaf frame).
+    pub fn push_without_stack(&mut self, record: &[u8]) -> bool {
+        let Some(r) = RawStack::parse(record) else {
+            return false;
+        };
+        let kept = r.record().len() - r.stack.len();
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&r.record()[..kept]);
+        self.bytes[start + 48..start + 52].copy_from_slice(&0u32.to_ne_bytes());
+        self.ends.push(self.bytes.len());
+        true
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = RawStack<'_>> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts
             .zip(self.ends.iter().copied())
             .filter_map(|(a, b)| RawStack::parse(&self.bytes[a..b]))
+    }
+}
+
+/// What the raw stack reader thread hands over.
+#[derive(Default)]
+struct RawShared {
+    stacks: RawStacks,
+    /// Bytes of `stacks` per process.
+    per_process: HashMap<u32, usize>,
+    malformed: u64,
+    /// Copies kept without their stack memory, and dropped, to stay
+    /// within the bound.
+    trimmed: u64,
+    dropped: u64,
+}
+
+impl RawShared {
+    /// Keeps a copy whole while the buffer is under `max_bytes` and its
+    /// process has under a quarter of it (so one process whose tables take
+    /// long cannot crowd out the rest); else without its stack memory
+    /// while under twice `max_bytes`; else not at all.
+    fn keep(&mut self, data: &[u8], max_bytes: usize) {
+        let Some(r) = RawStack::parse(data) else {
+            self.malformed += 1;
+            return;
+        };
+        let before = self.stacks.bytes();
+        let theirs = self.per_process.get(&r.tgid).copied().unwrap_or(0);
+        let len = r.record().len();
+        if before + len <= max_bytes && theirs + len <= max_bytes / 4 {
+            self.stacks.push(data);
+        } else if before + len - r.stack.len() <= 2 * max_bytes {
+            self.stacks.push_without_stack(data);
+            self.trimmed += 1;
+        } else {
+            self.dropped += 1;
+            return;
+        }
+        *self.per_process.entry(r.tgid).or_default() += self.stacks.bytes() - before;
+    }
+}
+
+/// Reads the raw stack ring buffer on a thread of its own, so copies keep
+/// flowing while the session's loop is busy (symbolizing, loading tables):
+/// a stalled reader would let the ring fill and lose them.
+struct RawReader {
+    shared: Arc<Mutex<RawShared>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RawReader {
+    fn start(map: MapHandle, max_bytes: usize) -> Result<RawReader, BpfError> {
+        let shared = Arc::new(Mutex::new(RawShared::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), BpfError>>();
+        let (sink, stopped) = (Arc::clone(&shared), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("pp-raw-stacks".into())
+            .spawn(move || {
+                let mut rb = RingBufferBuilder::new();
+                let added = rb.add(&map, move |data: &[u8]| {
+                    // A poisoned lock only means another thread panicked
+                    // mid-push; the buffer is still whole records.
+                    sink.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .keep(data, max_bytes);
+                    0
+                });
+                let ring = match added.map(|_| ()).and_then(|()| rb.build()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready_tx
+                            .send(Err(BpfError::map("opening the raw stack ring buffer", e)));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                while !stopped.load(Ordering::Relaxed) {
+                    // An error is EINTR; the loop polls again.
+                    let _ = ring.poll(Duration::from_millis(50));
+                }
+            })
+            .map_err(|e| BpfError::map("starting the raw stack reader", e))?;
+        ready_rx
+            .recv()
+            .map_err(|e| BpfError::map("starting the raw stack reader", e))??;
+        Ok(RawReader {
+            shared,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RawShared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for RawReader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -435,11 +556,17 @@ pub struct SamplerStats {
     pub python_truncated: u64,
     /// User stacks copied for unwinding in user space.
     pub raw_taken: u64,
-    /// Not copied, over [`SamplerConfig::raw_stack_rate`] (unwound in the
-    /// kernel with what it had).
+    /// Not copied, over its process's [`SamplerConfig::raw_stack_rate`]
+    /// (unwound in the kernel with what it had).
     pub raw_rate_limited: u64,
     /// Not copied, the raw stack ring buffer was full.
     pub raw_ring_full: u64,
+    /// Copies kept without their stack memory (their samples keep only
+    /// their leaf), because more than [`SamplerConfig::raw_buffer_bytes`]
+    /// waited to be taken or a quarter of it was one process's.
+    pub raw_trimmed: u64,
+    /// Copies dropped, samples lost: twice that waited.
+    pub raw_dropped: u64,
     /// Raw stack records that did not parse (counted in user space).
     pub raw_malformed: u64,
     /// Batch drain calls that failed (counted in user space).
@@ -460,14 +587,17 @@ pub struct SamplerConfig {
     pub max_counts: u32,
     pub max_stacks: u32,
     /// Samples whose process or tables are not loaded yet have their user
-    /// stack copied, at most this many per CPU per second (0: never;
-    /// frame pointers are used for them instead).
+    /// stack copied: at first up to `raw_stack_burst` per process, then
+    /// at most this many per process per second (0: never; frame pointers
+    /// are used for them instead).
     pub raw_stack_rate: u32,
-    /// Copies allowed in a burst above the rate, per CPU.
     pub raw_stack_burst: u32,
     /// Size of the ring buffer the copies go through (a power of two,
     /// at least a page).
     pub raw_ring_bytes: u32,
+    /// Most bytes of copies read from the ring and not yet taken by
+    /// [`Sampler::take_raw_stacks`].
+    pub raw_buffer_bytes: usize,
     /// Copy every sample's stack as well as unwinding it in the kernel,
     /// to compare the two unwinders (tests and benchmarks).
     pub raw_stacks_always: bool,
@@ -484,9 +614,10 @@ impl Default for SamplerConfig {
             user_stacks: true,
             max_counts: 65536,
             max_stacks: 32768,
-            raw_stack_rate: 250,
+            raw_stack_rate: 50,
             raw_stack_burst: 500,
             raw_ring_bytes: 2 << 20,
+            raw_buffer_bytes: 8 << 20,
             raw_stacks_always: false,
         }
     }
@@ -499,8 +630,7 @@ pub struct Sampler {
     _links: Vec<Link>,
     ring: RingBuffer<'static>,
     events: Rc<RefCell<Vec<Event>>>,
-    raw: Rc<RefCell<RawStacks>>,
-    raw_malformed: Rc<RefCell<u64>>,
+    raw: RawReader,
     counts_drainer: BatchDrainer,
     stacks_drainer: BatchDrainer,
     drain_errors: u64,
@@ -640,16 +770,9 @@ impl Sampler {
             0
         })
         .map_err(|e| BpfError::map("opening the event ring buffer", e))?;
-        let raw = Rc::new(RefCell::new(RawStacks::default()));
-        let raw_malformed = Rc::new(RefCell::new(0u64));
-        let (raw_sink, malformed_sink) = (Rc::clone(&raw), Rc::clone(&raw_malformed));
-        rb.add(&skel.maps.raw_stacks, move |data: &[u8]| {
-            if !raw_sink.borrow_mut().push(data) {
-                *malformed_sink.borrow_mut() += 1;
-            }
-            0
-        })
-        .map_err(|e| BpfError::map("opening the raw stack ring buffer", e))?;
+        let raw_map = MapHandle::try_from(&skel.maps.raw_stacks)
+            .map_err(|e| BpfError::map("opening the raw stack ring buffer", e))?;
+        let raw = RawReader::start(raw_map, config.raw_buffer_bytes)?;
         let ring = rb
             .build()
             .map_err(|e| BpfError::map("opening the event ring buffer", e))?;
@@ -661,7 +784,6 @@ impl Sampler {
             ring,
             events,
             raw,
-            raw_malformed,
             counts_drainer: BatchDrainer::new(SAMPLE_KEY_SIZE, SAMPLE_VALUE_SIZE, 1024),
             stacks_drainer: BatchDrainer::new(8, STACK_SIZE, 256),
             drain_errors: 0,
@@ -892,11 +1014,13 @@ impl Sampler {
         })
     }
 
-    /// Moves the raw stacks received by [`poll_events`](Self::poll_events)
-    /// into `out` (which is cleared first).
+    /// Moves the raw stacks received since the last call into `out`
+    /// (which is cleared first).
     pub fn take_raw_stacks(&mut self, out: &mut RawStacks) {
         out.clear();
-        std::mem::swap(out, &mut self.raw.borrow_mut());
+        let mut raw = self.raw.lock();
+        std::mem::swap(out, &mut raw.stacks);
+        raw.per_process.clear();
     }
 
     /// The rows of the unwind table in slot `table`, read from the kernel
@@ -943,9 +1067,7 @@ impl Sampler {
         Ok(KernelTable { area, len, rows })
     }
 
-    /// Waits up to `timeout` for events and appends them to `out`; raw
-    /// stacks that arrive meanwhile are kept for
-    /// [`take_raw_stacks`](Self::take_raw_stacks).
+    /// Waits up to `timeout` for events and appends them to `out`.
     pub fn poll_events(&mut self, timeout: Duration, out: &mut Vec<Event>) {
         // An error here is EINTR from a signal; the caller polls again.
         let _ = self.ring.poll(timeout);
@@ -999,6 +1121,10 @@ impl Sampler {
 
     /// Counters summed over CPUs.
     pub fn stats(&self) -> SamplerStats {
+        let (raw_trimmed, raw_dropped, raw_malformed) = {
+            let raw = self.raw.lock();
+            (raw.trimmed, raw.dropped, raw.malformed)
+        };
         let mut v = [0u64; STAT_COUNT];
         for (i, slot) in v.iter_mut().enumerate() {
             if let Ok(Some(per_cpu)) = self
@@ -1031,7 +1157,9 @@ impl Sampler {
             raw_taken: v[14],
             raw_rate_limited: v[15],
             raw_ring_full: v[16],
-            raw_malformed: *self.raw_malformed.borrow(),
+            raw_trimmed,
+            raw_dropped,
+            raw_malformed,
             drain_errors: self.drain_errors,
         }
     }
@@ -1165,6 +1293,29 @@ mod tests {
             assert_eq!(&r.comm[..5], b"short");
             assert_eq!(RawStack::parse(r.record()).map(|x| x.stack.len()), Some(9));
         }
+    }
+
+    #[test]
+    fn copies_beyond_the_bound_keep_their_sample_without_the_stack() {
+        let stack = vec![7u8; 1000];
+        let rec = raw_record(&[1], &[], &stack);
+        let mut s = RawShared::default();
+        // 4 whole copies fit in a quarter of 16000 bytes for one process.
+        for _ in 0..6 {
+            s.keep(&rec, 16000);
+        }
+        let whole = s.stacks.iter().filter(|r| r.stack.len() == 1000).count();
+        assert_eq!((whole, s.trimmed, s.dropped), (3, 3, 0));
+        let trimmed = s.stacks.iter().find(|r| r.stack.is_empty()).unwrap();
+        assert_eq!((trimmed.ip, trimmed.kernel().count()), (0x401000, 1));
+        // Past twice the bound, copies are dropped.
+        let mut s = RawShared::default();
+        for _ in 0..100 {
+            s.keep(&rec, 1200);
+        }
+        assert!(s.dropped > 0 && s.stacks.bytes() <= 2400);
+        s.keep(b"short", 1200);
+        assert_eq!(s.malformed, 1);
     }
 
     #[test]

@@ -43,6 +43,17 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
             thousands(f.no_unwind_info),
         ),
         format!(
+            "stacks copied before their tables were loaded: {}, unwound later {} with every table and {} with the tables there were ({:.3} s CPU); not copied: {} over --raw-stack-rate, {} ring buffer full; over --raw-stack-memory: {} kept without their stack, {} samples lost",
+            thousands(s.raw_taken),
+            thousands(r.late.unwound),
+            thousands(r.late.unwound_early),
+            r.late.cpu_ns as f64 / 1e9,
+            thousands(s.raw_rate_limited),
+            thousands(s.raw_ring_full),
+            thousands(s.raw_trimmed),
+            thousands(s.raw_dropped),
+        ),
+        format!(
             "processes: {} tracked, {} object files loaded ({} unreadable), {} unwind rows in the kernel, {} tables did not fit",
             thousands(r.tracker.processes_registered),
             thousands(r.tracker.objects_loaded),

@@ -24,9 +24,10 @@ const volatile bool want_kernel_stacks = true;
 const volatile bool want_user_stacks = true;
 const volatile __u64 new_process_notify_ns = 50000000ULL; /* 50 ms */
 const volatile __u64 stale_notify_ns = 1000000000ULL;     /* 1 s */
-/* Raw stack copies: at most this many per CPU per second (0: never), with
- * bursts of raw_stack_burst; raw_stacks_always copies every sample's stack
- * beside its in-kernel unwind (to compare the two unwinders). */
+/* Raw stack copies: each process may have raw_stack_burst copies at once,
+ * then raw_stack_rate per second (0: never); raw_stacks_always copies every
+ * sample's stack beside its in-kernel unwind (to compare the two
+ * unwinders). */
 const volatile __u64 raw_stack_rate = 0;
 const volatile __u64 raw_stack_burst = 0;
 const volatile bool raw_stacks_always = false;
@@ -114,15 +115,16 @@ struct {
 	__type(value, struct pp_raw_scratch);
 } raw_scratch SEC(".maps");
 
-/* Per-CPU token bucket for raw copies, in nanosecond-tokens. */
+/* Per-process token buckets for raw copies, in nanosecond-tokens: a
+ * process whose tables take long cannot use up the copies of the next. */
 struct pp_raw_budget {
 	__u64 tokens;
 	__u64 last_ns;
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
 	__type(key, __u32);
 	__type(value, struct pp_raw_budget);
 } raw_budget SEC(".maps");
@@ -489,18 +491,26 @@ __noinline __u64 intern_stack(__u32 which, __u32 buffer)
 
 #define barrier_var(v) asm volatile("" : "+r"(v))
 
-static __always_inline bool raw_allowed(void)
+static __always_inline bool raw_allowed(__u32 tgid)
 {
-	__u32 zero = 0;
-	struct pp_raw_budget *b = bpf_map_lookup_elem(&raw_budget, &zero);
-	if (!b || raw_stack_rate == 0)
+	if (raw_stack_rate == 0)
 		return false;
 	__u64 now = bpf_ktime_get_ns();
+	__u64 cap = raw_stack_burst * 1000000000ULL;
+	struct pp_raw_budget *b = bpf_map_lookup_elem(&raw_budget, &tgid);
+	if (!b) {
+		/* A process seen first starts with a full bucket. */
+		struct pp_raw_budget nb = {};
+		nb.tokens = cap - 1000000000ULL;
+		nb.last_ns = now;
+		bpf_map_update_elem(&raw_budget, &tgid, &nb, BPF_ANY);
+		return true;
+	}
+	/* Racing CPUs may lose an update: the bound is approximate. */
 	__u64 dt = now - b->last_ns;
 	b->last_ns = now;
 	if (dt > 100000000000ULL) /* 100 s: a full bucket, without overflow */
 		dt = 100000000000ULL;
-	__u64 cap = raw_stack_burst * 1000000000ULL;
 	__u64 tokens = b->tokens + dt * raw_stack_rate;
 	if (tokens > cap)
 		tokens = cap;
@@ -512,10 +522,12 @@ static __always_inline bool raw_allowed(void)
 	return true;
 }
 
+/* 64-bit throughout: clang's 32-bit zero extensions make copies of
+ * registers the verifier has bounded on the original only. */
 struct raw_copy {
 	__u64 src;    /* next user address to read */
-	__u32 off;    /* bytes of data[] used */
-	__u32 copied; /* bytes of stack copied */
+	__u64 off;    /* bytes of data[] used */
+	__u64 copied; /* bytes of stack copied */
 };
 
 /* Copies the stack a page at a time, up to the first unreadable page. */
@@ -526,11 +538,11 @@ static long raw_copy_step(__u64 index, void *ctx)
 	struct pp_raw_scratch *r = bpf_map_lookup_elem(&raw_scratch, &zero);
 	if (!r || c->copied >= RAW_STACK_MAX)
 		return 1;
-	__u32 len = 4096 - (c->src & 4095);
-	__u32 left = RAW_STACK_MAX - c->copied;
+	__u64 len = 4096 - (c->src & 4095);
+	__u64 left = RAW_STACK_MAX - c->copied;
 	if (len > left)
 		len = left;
-	__u32 off = c->off;
+	__u64 off = c->off;
 	barrier_var(len);
 	barrier_var(off);
 	if (off > RAW_DATA_MAX || len == 0 || len > 4096)
@@ -560,12 +572,18 @@ __noinline __u32 copy_raw_stack(__u32 tgid, __u32 tid, __u32 flags, __u64 user_s
 	if (!sp || !ip)
 		return 0;
 
-	__u32 nk = sc->kernel.len;
-	__u32 np = sc->python.len;
+	__u64 nk = sc->kernel.len;
+	__u64 np = sc->python.len;
 	if (nk > MAX_FRAMES)
 		nk = MAX_FRAMES;
 	if (np > MAX_FRAMES)
 		np = MAX_FRAMES;
+	/* MAX_FRAMES is 127: the masks change nothing but show the verifier
+	 * the bounds clang's register reuse hides. */
+	barrier_var(nk);
+	barrier_var(np);
+	nk &= 127;
+	np &= 127;
 	bpf_probe_read_kernel(&r->data[0], nk * 8, sc->kernel.ips);
 	bpf_probe_read_kernel(&r->data[nk * 8], np * 8, sc->python.ips);
 
@@ -605,7 +623,7 @@ static __always_inline bool take_raw(__u32 tgid, __u32 tid, __u32 flags)
 {
 	if (raw_stacks_always)
 		return false; /* copied after counting, see on_sample */
-	if (!raw_allowed()) {
+	if (!raw_allowed(tgid)) {
 		if (raw_stack_rate)
 			stat_inc(STAT_RAW_RATE_LIMITED);
 		return false;
@@ -884,8 +902,10 @@ int on_exec(void *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!is_target(tgid))
 		return 0;
-	/* The old image's tables no longer apply. */
+	/* The old image's tables no longer apply; the new one starts with a
+	 * full bucket of copies. */
 	bpf_map_delete_elem(&procs, &tgid);
+	bpf_map_delete_elem(&raw_budget, &tgid);
 	emit(EVENT_EXEC, tgid);
 	return 0;
 }

@@ -189,7 +189,7 @@ enum pp_stat {
 	STAT_PY_NO_THREAD,   /* Python process, no thread state for the thread */
 	STAT_PY_TRUNCATED,
 	STAT_RAW_TAKEN,       /* user stacks copied for unwinding in user space */
-	STAT_RAW_RATE_LIMITED,/* not copied: over raw_stack_rate (unwound in the kernel) */
+	STAT_RAW_RATE_LIMITED,/* not copied: over its process's raw_stack_rate (unwound in the kernel) */
 	STAT_RAW_RING_FULL,   /* not copied: raw_stacks ring full (unwound in the kernel) */
 	STAT_MAX,
 };
