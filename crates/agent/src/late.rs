@@ -62,7 +62,7 @@ pub struct LateConfig {
 impl Default for LateConfig {
     fn default() -> Self {
         LateConfig {
-            max_held_bytes: 8 << 20,
+            max_held_bytes: 16 << 20,
             max_hold: Duration::from_secs(10),
         }
     }
@@ -70,8 +70,9 @@ impl Default for LateConfig {
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LateStats {
-    /// Copies received from the sampler.
+    /// Copies received from the sampler, and their bytes.
     pub received: u64,
+    pub received_bytes: u64,
     /// Unwound once their mappings were read and every table they needed
     /// was loaded.
     pub unwound: u64,
@@ -150,6 +151,7 @@ impl LateUnwinder {
                 h.unread = true;
                 self.held_bytes += r.record().len();
                 self.stats.received += 1;
+                self.stats.received_bytes += r.record().len() as u64;
             }
         }
         self.stats.peak_held_bytes = self.stats.peak_held_bytes.max(self.held_bytes as u64);

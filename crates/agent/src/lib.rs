@@ -6,6 +6,7 @@
 //! from /proc and cgroups, and turns drains into a [`perfpilot_model::Profile`].
 
 pub mod aggregate;
+pub mod capture;
 pub mod cgroup;
 pub mod command;
 pub mod kallsyms;

@@ -8,6 +8,7 @@ use perfpilot_model::Profile;
 use thiserror::Error;
 
 use crate::aggregate::{ProfileBuilder, SampleFlags};
+use crate::capture::{CaptureStats, Captures};
 use crate::late::{LateConfig, LateStats, LateUnwinder};
 use crate::symbolize::{Symbolizer, SymbolizerStats};
 use crate::tracker::{Tracker, TrackerStats};
@@ -75,6 +76,8 @@ pub struct SessionReport {
     pub symbolizer: SymbolizerStats,
     /// Samples unwound in user space from copied stacks.
     pub late: LateStats,
+    /// Processes read while they lived, for when they are gone.
+    pub capture: CaptureStats,
     pub flags: SampleFlags,
     pub samples: u64,
     pub frames: u64,
@@ -105,6 +108,7 @@ pub struct Session {
     refresh_at: Vec<(Instant, u32)>,
     raw: RawStacks,
     late: LateUnwinder,
+    captures: Captures,
     /// The next drain unwinds every copy held, ready or not.
     flush_late: bool,
     profile_started: Instant,
@@ -145,6 +149,11 @@ impl Session {
             ..Default::default()
         })?;
         let mut tracker = Tracker::new(config.unwind_rows);
+        // Processes are read at exec on the ring reader thread, so that
+        // those gone before this loop reads them are still known.
+        let captures = Captures::new();
+        sampler.set_ring_hook(captures.hook());
+        tracker.set_source(std::sync::Arc::new(captures.clone()));
         // Targets get their tables before the first sample is taken.
         for pid in targets.unwrap_or_default() {
             tracker.register(pid, &sampler);
@@ -166,6 +175,7 @@ impl Session {
             refresh_at: Vec::new(),
             raw: RawStacks::default(),
             late,
+            captures,
             flush_late: false,
             profile_started: Instant::now(),
             report: SessionReport::default(),
@@ -333,6 +343,7 @@ impl Session {
             tracker: self.tracker.stats,
             symbolizer: self.symbolizer.stats,
             late: self.late.stats,
+            capture: self.captures.stats(),
             ..self.report
         }
     }

@@ -13,6 +13,16 @@ use crate::objects::{unwind_rows, ObjectKey, TableSource};
 /// take milliseconds, and a short-lived process's samples wait for them.
 const SMALL_OBJECT: u64 = 4 << 20;
 
+/// Whether an object's table is built on the small objects' thread (in
+/// milliseconds, so samples through it are worth copying meanwhile).
+pub fn is_small(source: &TableSource) -> bool {
+    let size = match source {
+        TableSource::File(f) => f.metadata().map_or(u64::MAX, |m| m.len()),
+        TableSource::Image(image) => image.len() as u64,
+    };
+    size <= SMALL_OBJECT
+}
+
 /// Builds unwind tables off the event loop: a large library takes a few
 /// hundred milliseconds, which must not delay registering the next
 /// short-lived process. Two threads, one for small objects and one for
@@ -60,11 +70,7 @@ impl TableWorker {
 
     /// Queues a table; false when the queue is full or the thread gone.
     pub fn submit(&mut self, key: ObjectKey, source: TableSource) -> bool {
-        let size = match &source {
-            TableSource::File(f) => f.metadata().map_or(u64::MAX, |m| m.len()),
-            TableSource::Image(image) => image.len() as u64,
-        };
-        let lane = if size <= SMALL_OBJECT {
+        let lane = if is_small(&source) {
             &self.small
         } else {
             &self.large

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use perfpilot_bpf::{BpfError, ExecMap, PythonProcess, Sampler};
 use perfpilot_unwind::UnwindRow;
@@ -50,6 +51,30 @@ impl UnwindSink for Sampler {
     }
     fn remove_process(&self, tgid: u32) {
         Sampler::remove_process(self, tgid)
+    }
+}
+
+/// Where the tracker reads processes from: /proc, unless something kept
+/// what /proc said while the process lived (see [`crate::capture`]).
+pub trait ProcessSource {
+    fn snapshot(&self, pid: u32) -> std::io::Result<ProcessSnapshot>;
+    fn read_maps(&self, pid: u32) -> std::io::Result<Vec<MapsEntry>>;
+    /// The file behind a mapping.
+    fn open(&self, pid: u32, map: &MapsEntry) -> Option<std::fs::File>;
+}
+
+/// /proc as it is now.
+pub struct LiveProc;
+
+impl ProcessSource for LiveProc {
+    fn snapshot(&self, pid: u32) -> std::io::Result<ProcessSnapshot> {
+        procfs::snapshot(pid)
+    }
+    fn read_maps(&self, pid: u32) -> std::io::Result<Vec<MapsEntry>> {
+        procfs::read_maps(pid)
+    }
+    fn open(&self, pid: u32, map: &MapsEntry) -> Option<std::fs::File> {
+        objects::open_mapped_file(pid, map)
     }
 }
 
@@ -139,6 +164,7 @@ pub struct Tracker {
     procs: HashMap<u32, ProcessInfo>,
     tables: TableBudget,
     worker: TableWorker,
+    source: Arc<dyn ProcessSource + Send + Sync>,
     clock: u64,
     pub stats: TrackerStats,
 }
@@ -153,9 +179,15 @@ impl Tracker {
             procs: HashMap::new(),
             tables: TableBudget::new(perfpilot_bpf::MAX_UNWIND_TABLES, max_rows),
             worker: TableWorker::new(),
+            source: Arc::new(LiveProc),
             clock: 0,
             stats: TrackerStats::default(),
         }
+    }
+
+    /// Reads processes through `source` instead of /proc directly.
+    pub fn set_source(&mut self, source: Arc<dyn ProcessSource + Send + Sync>) {
+        self.source = source;
     }
 
     pub fn process(&self, pid: u32) -> Option<&ProcessInfo> {
@@ -179,7 +211,7 @@ impl Tracker {
     /// process that is already gone is remembered as a bare pid so its
     /// samples still get labels.
     pub fn register(&mut self, pid: u32, sink: &dyn UnwindSink) {
-        match procfs::snapshot(pid) {
+        match self.source.snapshot(pid) {
             Ok(snap) => self.register_snapshot(snap, sink),
             Err(_) => {
                 self.stats.processes_vanished += 1;
@@ -256,7 +288,7 @@ impl Tracker {
             return;
         }
         // An exited process (a zombie) reads as no mappings: keep the last.
-        let maps = match procfs::read_maps(pid) {
+        let maps = match self.source.read_maps(pid) {
             Ok(m) if !m.is_empty() => m,
             _ => return,
         };
@@ -426,6 +458,7 @@ impl Tracker {
 
     fn load_mappings(&mut self, pid: u32, maps: &[MapsEntry]) -> (Vec<ProcMapping>, u64) {
         let mut out = Vec::new();
+        let source = Arc::clone(&self.source);
         for m in maps.iter().filter(|m| m.executable) {
             let object = if m.is_file() {
                 self.object_for(
@@ -434,7 +467,7 @@ impl Tracker {
                         inode: m.inode,
                     },
                     &m.path,
-                    || objects::open_mapped_file(pid, m),
+                    || source.open(pid, m),
                 )
             } else if m.path == "[vdso]" {
                 self.vdso()
@@ -507,10 +540,16 @@ impl Tracker {
         let key = info.key;
         let mut table_pending = false;
         if let Some(source) = info.table_source() {
-            table_pending = self.worker.submit(key, source);
-            if !table_pending {
+            // Copies bridge the milliseconds a small object's table takes;
+            // a large one's takes long enough (and is shared by enough
+            // processes) that holding their copies would cost more than
+            // frame pointers lose meanwhile.
+            let small = crate::tables::is_small(&source);
+            let queued = self.worker.submit(key, source);
+            if !queued {
                 self.stats.tables_dropped += 1;
             }
+            table_pending = queued && small;
         }
         let slot = ObjectSlot {
             info,

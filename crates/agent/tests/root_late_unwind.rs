@@ -105,6 +105,14 @@ fn compare(argv: &[String], seconds: f64) -> Compared {
             c.differences.push((kernel.clone(), frames.clone()));
         }
     }
+    eprintln!(
+        "{}: {} samples, {} identical, {} cut short, {} different",
+        argv[0],
+        c.samples,
+        c.identical,
+        c.cut_short,
+        c.differences.len()
+    );
     c
 }
 

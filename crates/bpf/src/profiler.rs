@@ -1,17 +1,15 @@
 //! The CPU sampler: loading, attaching, feeding unwind tables, draining.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{
-    Link, MapCore, MapFlags, MapHandle, MapType, OpenObject, RingBuffer, RingBufferBuilder,
+    Link, MapCore, MapFlags, MapHandle, MapType, OpenObject, RingBufferBuilder,
 };
 
 use crate::drain::BatchDrainer;
@@ -372,16 +370,18 @@ impl RawStacks {
         true
     }
 
-    /// Appends a record without its stack memory (registers and kernel
-    /// and Python stacks only: a sample with its leaf frame).
-    pub fn push_without_stack(&mut self, record: &[u8]) -> bool {
+    /// Appends a record with at most `stack` bytes of its stack memory
+    /// (none: registers and kernel and Python stacks, a sample with its
+    /// leaf frame).
+    pub fn push_trimmed(&mut self, record: &[u8], stack: usize) -> bool {
         let Some(r) = RawStack::parse(record) else {
             return false;
         };
-        let kept = r.record().len() - r.stack.len();
+        let stack = stack.min(r.stack.len());
+        let kept = r.record().len() - r.stack.len() + stack;
         let start = self.bytes.len();
         self.bytes.extend_from_slice(&r.record()[..kept]);
-        self.bytes[start + 48..start + 52].copy_from_slice(&0u32.to_ne_bytes());
+        self.bytes[start + 48..start + 52].copy_from_slice(&(stack as u32).to_ne_bytes());
         self.ends.push(self.bytes.len());
         true
     }
@@ -394,9 +394,10 @@ impl RawStacks {
     }
 }
 
-/// What the raw stack reader thread hands over.
+/// What the ring reader thread hands over.
 #[derive(Default)]
-struct RawShared {
+struct RingShared {
+    events: Vec<Event>,
     stacks: RawStacks,
     /// Bytes of `stacks` per process.
     per_process: HashMap<u32, usize>,
@@ -407,23 +408,42 @@ struct RawShared {
     dropped: u64,
 }
 
-impl RawShared {
+fn decode_event(data: &[u8]) -> Option<Event> {
+    let kind = u32::from_ne_bytes(data.get(0..4)?.try_into().ok()?);
+    let tgid = u32::from_ne_bytes(data.get(4..8)?.try_into().ok()?);
+    match kind {
+        1 => Some(Event::NewProcess(tgid)),
+        2 => Some(Event::MapsStale(tgid)),
+        3 => Some(Event::Exec(tgid)),
+        4 => Some(Event::Exit(tgid)),
+        _ => None,
+    }
+}
+
+impl RingShared {
     /// Keeps a copy whole while the buffer is under `max_bytes` and its
-    /// process has under a quarter of it (so one process whose tables take
+    /// process has under half of it (so one process whose tables take
     /// long cannot crowd out the rest); else without its stack memory
     /// while under twice `max_bytes`; else not at all.
-    fn keep(&mut self, data: &[u8], max_bytes: usize) {
+    /// A main thread's copy is first cut `ABOVE_START_STACK` bytes above
+    /// `start_stack`.
+    fn keep(&mut self, data: &[u8], max_bytes: usize, start_stack: Option<u64>) {
         let Some(r) = RawStack::parse(data) else {
             self.malformed += 1;
             return;
         };
+        let mut stack = r.stack.len();
+        if let Some(top) = start_stack.filter(|&t| r.tid == r.tgid && t > r.sp) {
+            let useful = (top - r.sp).saturating_add(ABOVE_START_STACK);
+            stack = stack.min(usize::try_from(useful).unwrap_or(usize::MAX));
+        }
         let before = self.stacks.bytes();
         let theirs = self.per_process.get(&r.tgid).copied().unwrap_or(0);
-        let len = r.record().len();
-        if before + len <= max_bytes && theirs + len <= max_bytes / 4 {
-            self.stacks.push(data);
-        } else if before + len - r.stack.len() <= 2 * max_bytes {
-            self.stacks.push_without_stack(data);
+        let len = r.record().len() - r.stack.len() + stack;
+        if before + len <= max_bytes && theirs + len <= max_bytes / 2 {
+            self.stacks.push_trimmed(data, stack);
+        } else if before + len - stack <= 2 * max_bytes {
+            self.stacks.push_trimmed(data, 0);
             self.trimmed += 1;
         } else {
             self.dropped += 1;
@@ -433,64 +453,132 @@ impl RawShared {
     }
 }
 
-/// Reads the raw stack ring buffer on a thread of its own, so copies keep
-/// flowing while the session's loop is busy (symbolizing, loading tables):
-/// a stalled reader would let the ring fill and lose them.
-struct RawReader {
-    shared: Arc<Mutex<RawShared>>,
+type Shared = Arc<(Mutex<RingShared>, Condvar)>;
+
+/// Called on the ring reader thread as records arrive, before the session
+/// sees them: for what must happen while a process still lives (reading
+/// its mappings at exec, before a short-lived process is gone).
+pub trait RingHook: Send {
+    /// An event, before it is handed over.
+    fn event(&mut self, event: &Event);
+    /// A stack copy of `tgid` arrived. Returns where its main thread's
+    /// stack began, if known: a main thread's copy is cut there (what lies
+    /// above is arguments and environment, never a frame).
+    fn copy(&mut self, tgid: u32) -> Option<u64>;
+}
+
+/// Bytes kept above the main thread's initial stack pointer.
+const ABOVE_START_STACK: u64 = 256;
+
+type HookSlot = Arc<Mutex<Option<Box<dyn RingHook>>>>;
+
+fn call_hook<T>(slot: &HookSlot, f: impl FnOnce(&mut dyn RingHook) -> T) -> Option<T> {
+    slot.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .map(|h| f(h.as_mut()))
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, RingShared> {
+    // A poisoned lock only means a thread panicked while holding it; the
+    // buffers hold whole records.
+    shared.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reads the event and raw stack ring buffers on a thread of its own, so
+/// copies keep flowing while the session's loop is busy (symbolizing,
+/// loading tables): a stalled reader would let the ring fill and lose
+/// them. Both rings are read by one consumer, events first, so a copy
+/// taken before an event (a process's last samples before its exit) is
+/// always handed over no later than the event.
+struct RingReader {
+    shared: Shared,
+    hook: HookSlot,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl RawReader {
-    fn start(map: MapHandle, max_bytes: usize) -> Result<RawReader, BpfError> {
-        let shared = Arc::new(Mutex::new(RawShared::default()));
+impl RingReader {
+    fn start(events: MapHandle, raw: MapHandle, max_bytes: usize) -> Result<RingReader, BpfError> {
+        let shared: Shared = Arc::new((Mutex::new(RingShared::default()), Condvar::new()));
+        let hook: HookSlot = Arc::new(Mutex::new(None));
+        let (event_hook, copy_hook) = (Arc::clone(&hook), Arc::clone(&hook));
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), BpfError>>();
-        let (sink, stopped) = (Arc::clone(&shared), Arc::clone(&stop));
+        let (for_events, for_raw, thread_shared) =
+            (Arc::clone(&shared), Arc::clone(&shared), Arc::clone(&shared));
+        let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
-            .name("pp-raw-stacks".into())
+            .name("pp-rings".into())
             .spawn(move || {
                 let mut rb = RingBufferBuilder::new();
-                let added = rb.add(&map, move |data: &[u8]| {
-                    // A poisoned lock only means another thread panicked
-                    // mid-push; the buffer is still whole records.
-                    sink.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .keep(data, max_bytes);
-                    0
-                });
-                let ring = match added.map(|_| ()).and_then(|()| rb.build()) {
+                let built = rb
+                    .add(&events, move |data: &[u8]| {
+                        if let Some(e) = decode_event(data) {
+                            call_hook(&event_hook, |h| h.event(&e));
+                            lock(&for_events).events.push(e);
+                        }
+                        0
+                    })
+                    .and_then(|rb| {
+                        rb.add(&raw, move |data: &[u8]| {
+                            let start_stack = RawStack::parse(data)
+                                .and_then(|r| call_hook(&copy_hook, |h| h.copy(r.tgid)))
+                                .flatten();
+                            lock(&for_raw).keep(data, max_bytes, start_stack);
+                            0
+                        })
+                    })
+                    .map(|_| ())
+                    .and_then(|()| rb.build());
+                let ring = match built {
                     Ok(r) => r,
                     Err(e) => {
-                        let _ = ready_tx
-                            .send(Err(BpfError::map("opening the raw stack ring buffer", e)));
+                        let _ = ready_tx.send(Err(BpfError::map("opening the ring buffers", e)));
                         return;
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
                 while !stopped.load(Ordering::Relaxed) {
-                    // An error is EINTR; the loop polls again.
+                    // Errors are EINTR; the loop polls again. poll reads
+                    // the rings that signalled; consume reads both, in
+                    // order, whatever they signalled.
                     let _ = ring.poll(Duration::from_millis(50));
+                    let _ = ring.consume();
+                    if !lock(&thread_shared).events.is_empty() {
+                        thread_shared.1.notify_all();
+                    }
                 }
             })
-            .map_err(|e| BpfError::map("starting the raw stack reader", e))?;
+            .map_err(|e| BpfError::map("starting the ring reader", e))?;
         ready_rx
             .recv()
-            .map_err(|e| BpfError::map("starting the raw stack reader", e))??;
-        Ok(RawReader {
+            .map_err(|e| BpfError::map("starting the ring reader", e))??;
+        Ok(RingReader {
             shared,
+            hook,
             stop,
             thread: Some(thread),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, RawShared> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, RingShared> {
+        lock(&self.shared)
+    }
+
+    /// Waits up to `timeout` for events, and moves them to `out`.
+    fn wait_events(&self, timeout: Duration, out: &mut Vec<Event>) {
+        let guard = self.lock();
+        let (mut guard, _) = self
+            .shared
+            .1
+            .wait_timeout_while(guard, timeout, |s| s.events.is_empty())
+            .unwrap_or_else(|e| e.into_inner());
+        out.append(&mut guard.events);
     }
 }
 
-impl Drop for RawReader {
+impl Drop for RingReader {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -563,7 +651,7 @@ pub struct SamplerStats {
     pub raw_ring_full: u64,
     /// Copies kept without their stack memory (their samples keep only
     /// their leaf), because more than [`SamplerConfig::raw_buffer_bytes`]
-    /// waited to be taken or a quarter of it was one process's.
+    /// waited to be taken or half of it was one process's.
     pub raw_trimmed: u64,
     /// Copies dropped, samples lost: twice that waited.
     pub raw_dropped: u64,
@@ -617,7 +705,7 @@ impl Default for SamplerConfig {
             raw_stack_rate: 50,
             raw_stack_burst: 500,
             raw_ring_bytes: 2 << 20,
-            raw_buffer_bytes: 8 << 20,
+            raw_buffer_bytes: 16 << 20,
             raw_stacks_always: false,
         }
     }
@@ -628,9 +716,7 @@ pub struct Sampler {
     skel: ProfilerSkel<'static>,
     _follow: Option<FollowSkel<'static>>,
     _links: Vec<Link>,
-    ring: RingBuffer<'static>,
-    events: Rc<RefCell<Vec<Event>>>,
-    raw: RawReader,
+    rings: RingReader,
     counts_drainer: BatchDrainer,
     stacks_drainer: BatchDrainer,
     drain_errors: u64,
@@ -749,41 +835,19 @@ impl Sampler {
                     .map_err(|e| BpfError::from_libbpf("attaching process tracepoints", e))?,
             );
         }
-        let events = Rc::new(RefCell::new(Vec::new()));
-        let sink = Rc::clone(&events);
-        let mut rb = RingBufferBuilder::new();
-        rb.add(&skel.maps.events, move |data: &[u8]| {
-            if data.len() >= 8 {
-                let kind = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]);
-                let tgid = u32::from_ne_bytes([data[4], data[5], data[6], data[7]]);
-                let event = match kind {
-                    1 => Some(Event::NewProcess(tgid)),
-                    2 => Some(Event::MapsStale(tgid)),
-                    3 => Some(Event::Exec(tgid)),
-                    4 => Some(Event::Exit(tgid)),
-                    _ => None,
-                };
-                if let Some(e) = event {
-                    sink.borrow_mut().push(e);
-                }
-            }
-            0
-        })
-        .map_err(|e| BpfError::map("opening the event ring buffer", e))?;
-        let raw_map = MapHandle::try_from(&skel.maps.raw_stacks)
-            .map_err(|e| BpfError::map("opening the raw stack ring buffer", e))?;
-        let raw = RawReader::start(raw_map, config.raw_buffer_bytes)?;
-        let ring = rb
-            .build()
-            .map_err(|e| BpfError::map("opening the event ring buffer", e))?;
+        let rings = RingReader::start(
+            MapHandle::try_from(&skel.maps.events)
+                .map_err(|e| BpfError::map("opening the event ring buffer", e))?,
+            MapHandle::try_from(&skel.maps.raw_stacks)
+                .map_err(|e| BpfError::map("opening the raw stack ring buffer", e))?,
+            config.raw_buffer_bytes,
+        )?;
 
         Ok(Sampler {
             skel,
             _follow: follow,
             _links: links,
-            ring,
-            events,
-            raw,
+            rings,
             counts_drainer: BatchDrainer::new(SAMPLE_KEY_SIZE, SAMPLE_VALUE_SIZE, 1024),
             stacks_drainer: BatchDrainer::new(8, STACK_SIZE, 256),
             drain_errors: 0,
@@ -1018,9 +1082,9 @@ impl Sampler {
     /// (which is cleared first).
     pub fn take_raw_stacks(&mut self, out: &mut RawStacks) {
         out.clear();
-        let mut raw = self.raw.lock();
-        std::mem::swap(out, &mut raw.stacks);
-        raw.per_process.clear();
+        let mut shared = self.rings.lock();
+        std::mem::swap(out, &mut shared.stacks);
+        shared.per_process.clear();
     }
 
     /// The rows of the unwind table in slot `table`, read from the kernel
@@ -1067,11 +1131,19 @@ impl Sampler {
         Ok(KernelTable { area, len, rows })
     }
 
+    /// Runs `hook` on the thread that reads the ring buffers, as records
+    /// arrive (replacing any earlier hook).
+    pub fn set_ring_hook(&self, hook: Box<dyn RingHook>) {
+        *self
+            .rings
+            .hook
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
     /// Waits up to `timeout` for events and appends them to `out`.
     pub fn poll_events(&mut self, timeout: Duration, out: &mut Vec<Event>) {
-        // An error here is EINTR from a signal; the caller polls again.
-        let _ = self.ring.poll(timeout);
-        out.append(&mut self.events.borrow_mut());
+        self.rings.wait_events(timeout, out);
     }
 
     /// Moves all counts and stacks gathered since the last drain into `out`.
@@ -1122,8 +1194,8 @@ impl Sampler {
     /// Counters summed over CPUs.
     pub fn stats(&self) -> SamplerStats {
         let (raw_trimmed, raw_dropped, raw_malformed) = {
-            let raw = self.raw.lock();
-            (raw.trimmed, raw.dropped, raw.malformed)
+            let shared = self.rings.lock();
+            (shared.trimmed, shared.dropped, shared.malformed)
         };
         let mut v = [0u64; STAT_COUNT];
         for (i, slot) in v.iter_mut().enumerate() {
@@ -1299,22 +1371,34 @@ mod tests {
     fn copies_beyond_the_bound_keep_their_sample_without_the_stack() {
         let stack = vec![7u8; 1000];
         let rec = raw_record(&[1], &[], &stack);
-        let mut s = RawShared::default();
-        // 4 whole copies fit in a quarter of 16000 bytes for one process.
+        let mut s = RingShared::default();
+        // 3 whole copies fit in half of 8000 bytes for one process.
         for _ in 0..6 {
-            s.keep(&rec, 16000);
+            s.keep(&rec, 8000, None);
         }
         let whole = s.stacks.iter().filter(|r| r.stack.len() == 1000).count();
         assert_eq!((whole, s.trimmed, s.dropped), (3, 3, 0));
         let trimmed = s.stacks.iter().find(|r| r.stack.is_empty()).unwrap();
         assert_eq!((trimmed.ip, trimmed.kernel().count()), (0x401000, 1));
         // Past twice the bound, copies are dropped.
-        let mut s = RawShared::default();
+        let mut s = RingShared::default();
         for _ in 0..100 {
-            s.keep(&rec, 1200);
+            s.keep(&rec, 1200, None);
         }
         assert!(s.dropped > 0 && s.stacks.bytes() <= 2400);
-        s.keep(b"short", 1200);
+        // A main thread's copy ends a little above where its stack began;
+        // another thread's is whole. (tgid 11, tid 12, sp 0x7ffd000.)
+        let mut s = RingShared::default();
+        s.keep(&rec, 1 << 20, Some(0x7ffd000 + 100));
+        assert_eq!(s.stacks.iter().next().unwrap().stack.len(), 1000);
+        let mut main = rec.clone();
+        main[4..8].copy_from_slice(&11u32.to_ne_bytes());
+        s.keep(&main, 1 << 20, Some(0x7ffd000 + 100));
+        s.keep(&main, 1 << 20, Some(0x7ffd000 + 10_000));
+        s.keep(&main, 1 << 20, Some(0x7ffd000 - 8));
+        let lens: Vec<usize> = s.stacks.iter().map(|r| r.stack.len()).collect();
+        assert_eq!(lens, vec![1000, 356, 1000, 1000]);
+        s.keep(b"short", 1200, None);
         assert_eq!(s.malformed, 1);
     }
 

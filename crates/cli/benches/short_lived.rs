@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use inferno::collapse::Collapse;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pass {
@@ -79,8 +78,8 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// CPU seconds of a finished child (wait4).
-fn wait_cpu(child: &Child) -> f64 {
+/// CPU seconds of a finished child (wait4); fails with `stderr`.
+fn wait_cpu(child: &Child, stderr: &str) -> f64 {
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid, and wait4 fills it for our child.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -88,34 +87,67 @@ fn wait_cpu(child: &Child) -> f64 {
     // SAFETY: waiting on our own child with valid out-pointers.
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     assert_eq!(r, pid, "wait4 failed");
+    // perf record re-raises the SIGINT that ended it, once it has written
+    // its data.
+    let interrupted = libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGINT;
     assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the profiler exited with status {status}"
+        (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) || interrupted,
+        "the profiler exited with status {status}:\n{stderr}"
     );
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(ru.ru_utime) + secs(ru.ru_stime)
 }
 
-/// run_time_ns and run_cnt of the `on_sample` program `pid` loaded.
+/// run_time_ns and run_cnt of the `on_sample` program process `pid`
+/// holds (found through its file descriptors).
 fn bpf_stats(pid: u32) -> Option<(u64, u64)> {
-    let out = Command::new("bpftool")
-        .args(["-j", "prog", "show", "name", "on_sample"])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    // One JSON object per program, or an array of them.
-    let value: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
-    let progs = match value {
-        serde_json::Value::Array(v) => v,
-        v => vec![v],
-    };
-    progs.iter().find_map(|p| {
-        let ours = p["pids"]
-            .as_array()?
-            .iter()
-            .any(|x| x["pid"].as_u64() == Some(pid as u64));
-        ours.then(|| (p["run_time_ns"].as_u64()?, p["run_cnt"].as_u64()?))?
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+    let ids: std::collections::BTreeSet<String> = fds
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:").map(|v| v.trim().to_string()))
+        })
+        .collect();
+    ids.iter().find_map(|id| {
+        let out = Command::new("bpftool")
+            .args(["-j", "prog", "show", "id", id])
+            .output()
+            .ok()?;
+        let p: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        if p["name"].as_str() != Some("on_sample") {
+            return None;
+        }
+        Some((p["run_time_ns"].as_u64()?, p["run_cnt"].as_u64()?))
     })
+}
+
+/// `perf script` output as (process name and frames root first, 1): one
+/// entry per sample (inferno's folding weighs samples by their period).
+fn perf_samples(script: &str) -> Vec<(Vec<String>, u64)> {
+    let mut out = Vec::new();
+    let mut current: Option<Vec<String>> = None;
+    for line in script.lines() {
+        if line.trim().is_empty() {
+            if let Some(mut s) = current.take() {
+                s[1..].reverse();
+                out.push((s, 1));
+            }
+        } else if !line.starts_with(char::is_whitespace) {
+            let comm = line.split_whitespace().next().unwrap_or("").to_string();
+            current = Some(vec![comm]);
+        } else if let Some(s) = current.as_mut() {
+            // "    addr symbol+0xoff (dso)"
+            let symbol = line.split_whitespace().nth(1).unwrap_or("[unknown]");
+            let name = symbol.rsplit_once("+0x").map_or(symbol, |(n, _)| n);
+            s.push(name.to_string());
+        }
+    }
+    if let Some(mut s) = current {
+        s[1..].reverse();
+        out.push((s, 1));
+    }
+    out
 }
 
 fn is_complete(frames: &[String]) -> bool {
@@ -129,7 +161,8 @@ fn run_pass(pass: Pass, binary: &Path, dir: &Path, runs: u64, hz: u64) -> Outcom
         Pass::Perf => {
             let mut c = Command::new("perf");
             c.args(["record", "-q", "-e", "cpu-clock", "-F", &hz.to_string()]);
-            c.args(["--call-graph", "dwarf", "-a", "-o"]).arg(&out);
+            // -N: no copies of every binary into ~/.debug.
+            c.args(["--call-graph", "dwarf", "-a", "-N", "-o"]).arg(&out);
             c
         }
         _ => {
@@ -144,7 +177,21 @@ fn run_pass(pass: Pass, binary: &Path, dir: &Path, runs: u64, hz: u64) -> Outcom
     };
     let mut profiler = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let pid = profiler.id();
-    std::thread::sleep(Duration::from_millis(1500));
+    eprintln!("short_lived: {}", pass.title());
+    // Running once the sampler is attached (perfpilot), or once perf has
+    // written its header; then a moment to settle.
+    let ready = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < ready {
+        let attached = match pass {
+            Pass::Perf => out.exists(),
+            _ => bpf_stats(pid).is_some(),
+        };
+        if attached {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
     let mut bpf = None;
     let mut names = (Vec::new(), Vec::new());
     for i in 0..runs {
@@ -167,20 +214,21 @@ fn run_pass(pass: Pass, binary: &Path, dir: &Path, runs: u64, hz: u64) -> Outcom
     if let Some(mut e) = profiler.stderr.take() {
         std::io::Read::read_to_string(&mut e, &mut stderr).unwrap();
     }
-    let mut cpu_seconds = wait_cpu(&profiler);
+    let mut cpu_seconds = wait_cpu(&profiler, &stderr);
     let lines = if pass == Pass::Perf {
         // perf's unwinding happens here, after the recording: its cost.
+        // Only the short processes: unwinding the whole host's samples
+        // would take minutes on a busy machine.
+        let comms: Vec<&str> = names.0.iter().chain(&names.1).map(String::as_str).collect();
         let script = Command::new("perf")
             .args(["script", "-i"])
             .arg(&out)
+            .arg("--comms")
+            .arg(comms.join(","))
             .output()
             .unwrap();
         cpu_seconds += started.elapsed().as_secs_f64();
-        let mut collapsed = Vec::new();
-        inferno::collapse::perf::Folder::default()
-            .collapse(&script.stdout[..], &mut collapsed)
-            .unwrap();
-        common::parse_folded(&String::from_utf8_lossy(&collapsed))
+        perf_samples(&String::from_utf8_lossy(&script.stdout))
     } else {
         common::parse_folded(&std::fs::read_to_string(&out).unwrap())
     };

@@ -339,9 +339,10 @@ struct SamplingArgs {
     /// pointers instead).
     #[arg(long, value_name = "N", default_value_t = 50)]
     raw_stack_rate: u32,
-    /// Most memory held by such copies while their tables are built;
-    /// beyond it they are unwound with the tables there are.
-    #[arg(long, value_name = "MIB", default_value_t = 8,
+    /// Most memory for such copies, both as they arrive and while they
+    /// wait for their tables; beyond it arriving copies keep only their
+    /// leaf frame, and waiting ones are unwound with the tables there are.
+    #[arg(long, value_name = "MIB", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     raw_stack_memory: u32,
 }

@@ -43,8 +43,9 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
             thousands(f.no_unwind_info),
         ),
         format!(
-            "stacks copied before their tables were loaded: {}, unwound later {} with every table and {} with the tables there were ({:.3} s CPU); not copied: {} over --raw-stack-rate, {} ring buffer full; over --raw-stack-memory: {} kept without their stack, {} samples lost",
+            "stacks copied before their tables were loaded: {} ({} KiB kept), unwound later {} with every table and {} with the tables there were ({:.3} s CPU); not copied: {} over --raw-stack-rate, {} ring buffer full; over --raw-stack-memory: {} kept without their stack, {} samples lost",
             thousands(s.raw_taken),
+            thousands(r.late.received_bytes / 1024),
             thousands(r.late.unwound),
             thousands(r.late.unwound_early),
             r.late.cpu_ns as f64 / 1e9,
@@ -52,6 +53,12 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
             thousands(s.raw_ring_full),
             thousands(s.raw_trimmed),
             thousands(s.raw_dropped),
+        ),
+        format!(
+            "processes read at exec or first copy: {} ({} read again as copies came), kept answers for {} reads after they exited",
+            thousands(r.capture.captured),
+            thousands(r.capture.reread),
+            thousands(r.capture.used),
         ),
         format!(
             "processes: {} tracked, {} object files loaded ({} unreadable), {} unwind rows in the kernel, {} tables did not fit",
