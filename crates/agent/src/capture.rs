@@ -26,8 +26,12 @@ use crate::tracker::ProcessSource;
 /// Processes kept at most, and for how long.
 const MAX_CAPTURED: usize = 256;
 const KEEP_FOR: Duration = Duration::from_secs(30);
-/// Copies arriving within this of the last reading do not read again.
+/// Copies arriving within this of the last reading do not read again;
+/// the wait doubles with each reading of a process, up to
+/// [`REREAD_AFTER_MAX`], unless a copy comes from code outside what was
+/// read (the dynamic loader's libraries, a dlopen).
 const REREAD_AFTER: Duration = Duration::from_millis(5);
+const REREAD_AFTER_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CaptureStats {
@@ -47,6 +51,8 @@ struct Captured {
     /// Where the main thread's stack began.
     start_stack: Option<u64>,
     at: Instant,
+    /// Readings since the first.
+    rereads: u32,
 }
 
 #[derive(Default)]
@@ -121,6 +127,7 @@ impl Captures {
                     c.snapshot.maps = maps;
                     c.files.extend(opened);
                     c.at = now;
+                    c.rereads = c.rereads.saturating_add(1);
                 }
             }
             None => {
@@ -144,11 +151,32 @@ impl Captures {
                         files,
                         start_stack,
                         at: now,
+                        rereads: 0,
                     },
                 );
                 Self::bound(&mut inner, now);
             }
         }
+    }
+
+    /// A copy of `pid`'s stack taken at `ip` arrived: reads its mappings
+    /// again when `ip` lies outside them, or (with a growing wait) in case
+    /// the frames below lie outside them. Reading them for every copy
+    /// slowed the ring reader enough to fill the ring. Returns where its
+    /// main thread's stack began.
+    fn copied(&self, pid: u32, ip: u64) -> Option<u64> {
+        let now = Instant::now();
+        let fresh = self.lock().procs.get(&pid).map(|c| {
+            let covered = c.snapshot.maps.iter().any(|m| ip >= m.start && ip < m.end);
+            let wait = REREAD_AFTER
+                .saturating_mul(1 << c.rereads.min(16))
+                .min(REREAD_AFTER_MAX);
+            covered && now.saturating_duration_since(c.at) < wait
+        });
+        if fresh != Some(true) {
+            self.capture(pid);
+        }
+        self.lock().procs.get(&pid)?.start_stack
     }
 
     /// Forgets entries past [`KEEP_FOR`], then the oldest beyond
@@ -221,9 +249,8 @@ impl RingHook for CaptureHook {
         }
     }
 
-    fn copy(&mut self, tgid: u32) -> Option<u64> {
-        self.captures.capture(tgid);
-        self.captures.lock().procs.get(&tgid)?.start_stack
+    fn copy(&mut self, tgid: u32, ip: u64) -> Option<u64> {
+        self.captures.copied(tgid, ip)
     }
 }
 
@@ -272,7 +299,10 @@ mod tests {
         assert!(snap.maps.iter().all(|m| m.executable));
         assert_eq!(
             captures.read_maps(pid).unwrap(),
-            live.iter().filter(|m| m.executable).cloned().collect::<Vec<_>>()
+            live.iter()
+                .filter(|m| m.executable)
+                .cloned()
+                .collect::<Vec<_>>()
         );
         let file = captures.open(pid, &exe_map).expect("kept open");
         assert!(file.metadata().unwrap().len() > 0);
@@ -293,6 +323,7 @@ mod tests {
                     files: HashMap::new(),
                     start_stack: None,
                     at: now + Duration::from_millis(pid as u64),
+                    rereads: 0,
                 },
             );
         }

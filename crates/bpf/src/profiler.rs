@@ -8,9 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{
-    Link, MapCore, MapFlags, MapHandle, MapType, OpenObject, RingBufferBuilder,
-};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, MapType, OpenObject, RingBufferBuilder};
 
 use crate::drain::BatchDrainer;
 use crate::perf::{online_cpus, open_cpu_clock};
@@ -399,8 +397,9 @@ impl RawStacks {
 struct RingShared {
     events: Vec<Event>,
     stacks: RawStacks,
-    /// Bytes of `stacks` per process.
+    /// Bytes of `stacks` per process, and of their stack memory.
     per_process: HashMap<u32, usize>,
+    stack_bytes: HashMap<u32, usize>,
     malformed: u64,
     /// Copies kept without their stack memory, and dropped, to stay
     /// within the bound.
@@ -437,9 +436,23 @@ impl RingShared {
             let useful = (top - r.sp).saturating_add(ABOVE_START_STACK);
             stack = stack.min(usize::try_from(useful).unwrap_or(usize::MAX));
         }
-        let before = self.stacks.bytes();
         let theirs = self.per_process.get(&r.tgid).copied().unwrap_or(0);
         let len = r.record().len() - r.stack.len() + stack;
+        if self.stacks.bytes() + len > max_bytes && theirs + len <= max_bytes / 2 {
+            // Full: the process holding the most gives up its stacks (its
+            // samples keep their leaf) before one holding less loses its
+            // own. Each eviction frees much, so rebuilding is rare.
+            let hog = self
+                .stack_bytes
+                .iter()
+                .max_by_key(|(_, &b)| b)
+                .filter(|(&p, &b)| p != r.tgid && b > theirs + len)
+                .map(|(&p, _)| p);
+            if let Some(hog) = hog {
+                self.trim_process(hog);
+            }
+        }
+        let before = self.stacks.bytes();
         if before + len <= max_bytes && theirs + len <= max_bytes / 2 {
             self.stacks.push_trimmed(data, stack);
         } else if before + len - stack <= 2 * max_bytes {
@@ -449,7 +462,32 @@ impl RingShared {
             self.dropped += 1;
             return;
         }
-        *self.per_process.entry(r.tgid).or_default() += self.stacks.bytes() - before;
+        let added = self.stacks.bytes() - before;
+        *self.per_process.entry(r.tgid).or_default() += added;
+        *self.stack_bytes.entry(r.tgid).or_default() += added - (len - stack).min(added);
+    }
+}
+
+impl RingShared {
+    /// Keeps `pid`'s copies without their stack memory.
+    fn trim_process(&mut self, pid: u32) {
+        let mut kept = RawStacks::default();
+        for r in self.stacks.iter() {
+            if r.tgid == pid && !r.stack.is_empty() {
+                kept.push_trimmed(r.record(), 0);
+                self.trimmed += 1;
+            } else {
+                kept.push(r.record());
+            }
+        }
+        let theirs: usize = kept
+            .iter()
+            .filter(|r| r.tgid == pid)
+            .map(|r| r.record().len())
+            .sum();
+        self.per_process.insert(pid, theirs);
+        self.stack_bytes.remove(&pid);
+        self.stacks = kept;
     }
 }
 
@@ -461,10 +499,11 @@ type Shared = Arc<(Mutex<RingShared>, Condvar)>;
 pub trait RingHook: Send {
     /// An event, before it is handed over.
     fn event(&mut self, event: &Event);
-    /// A stack copy of `tgid` arrived. Returns where its main thread's
-    /// stack began, if known: a main thread's copy is cut there (what lies
-    /// above is arguments and environment, never a frame).
-    fn copy(&mut self, tgid: u32) -> Option<u64>;
+    /// A stack copy of `tgid` arrived, taken at user address `ip`.
+    /// Returns where its main thread's stack began, if known: a main
+    /// thread's copy is cut there (what lies above is arguments and
+    /// environment, never a frame).
+    fn copy(&mut self, tgid: u32, ip: u64) -> Option<u64>;
 }
 
 /// Bytes kept above the main thread's initial stack pointer.
@@ -505,8 +544,11 @@ impl RingReader {
         let (event_hook, copy_hook) = (Arc::clone(&hook), Arc::clone(&hook));
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), BpfError>>();
-        let (for_events, for_raw, thread_shared) =
-            (Arc::clone(&shared), Arc::clone(&shared), Arc::clone(&shared));
+        let (for_events, for_raw, thread_shared) = (
+            Arc::clone(&shared),
+            Arc::clone(&shared),
+            Arc::clone(&shared),
+        );
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("pp-rings".into())
@@ -523,7 +565,7 @@ impl RingReader {
                     .and_then(|rb| {
                         rb.add(&raw, move |data: &[u8]| {
                             let start_stack = RawStack::parse(data)
-                                .and_then(|r| call_hook(&copy_hook, |h| h.copy(r.tgid)))
+                                .and_then(|r| call_hook(&copy_hook, |h| h.copy(r.tgid, r.ip)))
                                 .flatten();
                             lock(&for_raw).keep(data, max_bytes, start_stack);
                             0
@@ -1085,6 +1127,7 @@ impl Sampler {
         let mut shared = self.rings.lock();
         std::mem::swap(out, &mut shared.stacks);
         shared.per_process.clear();
+        shared.stack_bytes.clear();
     }
 
     /// The rows of the unwind table in slot `table`, read from the kernel
@@ -1134,11 +1177,7 @@ impl Sampler {
     /// Runs `hook` on the thread that reads the ring buffers, as records
     /// arrive (replacing any earlier hook).
     pub fn set_ring_hook(&self, hook: Box<dyn RingHook>) {
-        *self
-            .rings
-            .hook
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
+        *self.rings.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
     /// Waits up to `timeout` for events and appends them to `out`.
@@ -1365,6 +1404,36 @@ mod tests {
             assert_eq!(&r.comm[..5], b"short");
             assert_eq!(RawStack::parse(r.record()).map(|x| x.stack.len()), Some(9));
         }
+    }
+
+    #[test]
+    fn a_process_holding_the_most_gives_up_its_stacks_before_another_loses_its_own() {
+        let mut hog = raw_record(&[1], &[], &vec![7u8; 1000]);
+        hog[0..4].copy_from_slice(&99u32.to_ne_bytes());
+        let small = raw_record(&[1], &[], &[7u8; 100]);
+        let mut s = RingShared::default();
+        // Two processes fill their halves of 7000 bytes.
+        let mut other = raw_record(&[1], &[], &vec![7u8; 1000]);
+        other[0..4].copy_from_slice(&98u32.to_ne_bytes());
+        for _ in 0..4 {
+            s.keep(&hog, 7000, None);
+            s.keep(&other, 7000, None);
+        }
+        // A process holding little still gets its copies whole.
+        for _ in 0..5 {
+            s.keep(&small, 7000, None);
+        }
+        let small_whole = s
+            .stacks
+            .iter()
+            .filter(|r| r.tgid == 11 && r.stack.len() == 100)
+            .count();
+        assert_eq!(small_whole, 5);
+        assert!(s.stacks.bytes() <= 7000);
+        assert_eq!(s.dropped, 0);
+        assert!(s.trimmed >= 3);
+        let per: usize = s.per_process.values().sum();
+        assert_eq!(per, s.stacks.bytes());
     }
 
     #[test]

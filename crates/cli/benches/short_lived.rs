@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pass {
     Copies,
@@ -162,7 +161,8 @@ fn run_pass(pass: Pass, binary: &Path, dir: &Path, runs: u64, hz: u64) -> Outcom
             let mut c = Command::new("perf");
             c.args(["record", "-q", "-e", "cpu-clock", "-F", &hz.to_string()]);
             // -N: no copies of every binary into ~/.debug.
-            c.args(["--call-graph", "dwarf", "-a", "-N", "-o"]).arg(&out);
+            c.args(["--call-graph", "dwarf", "-a", "-N", "-o"])
+                .arg(&out);
             c
         }
         _ => {
