@@ -175,6 +175,8 @@ fn run_pass(pass: Pass, binary: &Path, dir: &Path, runs: u64, hz: u64) -> Outcom
             c
         }
     };
+    // Reaped by wait4 in wait_cpu, which also gives its CPU time.
+    #[allow(clippy::zombie_processes)]
     let mut profiler = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let pid = profiler.id();
     eprintln!("short_lived: {}", pass.title());
