@@ -6,9 +6,11 @@
 //! from /proc and cgroups, and turns drains into a [`perfpilot_model::Profile`].
 
 pub mod aggregate;
+pub mod capture;
 pub mod cgroup;
 pub mod command;
 pub mod kallsyms;
+pub mod late;
 pub mod objects;
 pub mod perfmap;
 pub mod procfs;

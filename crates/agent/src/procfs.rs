@@ -121,6 +121,23 @@ pub fn process_exists(pid: u32) -> bool {
     }
 }
 
+/// Where the main thread's stack began (`startstack` in /proc/PID/stat):
+/// its arguments, environment and auxiliary vector lie above, no frame.
+pub fn start_stack(pid: u32) -> Option<u64> {
+    start_stack_of(&fs::read_to_string(proc_path(pid, "stat")).ok()?)
+}
+
+fn start_stack_of(stat: &str) -> Option<u64> {
+    // The name, in parentheses, may hold spaces and parentheses itself;
+    // field 3 follows the last ") ", and startstack is field 28.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace()
+        .nth(28 - 3)?
+        .parse()
+        .ok()
+        .filter(|&a| a != 0)
+}
+
 /// Every process id currently in /proc.
 pub fn all_pids() -> Vec<u32> {
     let Ok(dir) = fs::read_dir("/proc") else {
@@ -160,6 +177,22 @@ garbage line
         assert_eq!(maps[4].path, "/tmp/old lib.so");
         assert!(maps[4].deleted);
         assert_eq!(maps[4].dev, (0x103 << 32) | 2);
+    }
+
+    #[test]
+    fn start_stack_is_field_28_after_the_name() {
+        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 \
+                    100 1000 10 18446744073709551615 1 1 140720000000000 0 0";
+        assert_eq!(start_stack_of(stat), Some(140720000000000));
+        assert_eq!(start_stack_of("1 (x) S 1"), None);
+        let me = start_stack(std::process::id()).unwrap();
+        let here = 0u64;
+        let sp = &here as *const u64 as u64;
+        // This test runs on a thread of its own: its stack is elsewhere,
+        // but the main thread's began in the [stack] mapping.
+        let maps = read_maps(std::process::id()).unwrap();
+        let stack = maps.iter().find(|m| m.path == "[stack]").unwrap();
+        assert!(me > stack.start && me < stack.end, "{me:#x} {sp:#x}");
     }
 
     #[test]

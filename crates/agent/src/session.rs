@@ -3,11 +3,13 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use perfpilot_bpf::{BpfError, Drained, Event, Sampler, SamplerConfig, SamplerStats};
+use perfpilot_bpf::{BpfError, Drained, Event, RawStacks, Sampler, SamplerConfig, SamplerStats};
 use perfpilot_model::Profile;
 use thiserror::Error;
 
 use crate::aggregate::{ProfileBuilder, SampleFlags};
+use crate::capture::{CaptureStats, Captures};
+use crate::late::{LateConfig, LateStats, LateUnwinder};
 use crate::symbolize::{Symbolizer, SymbolizerStats};
 use crate::tracker::{Tracker, TrackerStats};
 
@@ -39,6 +41,16 @@ pub struct SessionConfig {
     /// Most unwind rows kept in the kernel (12 bytes a row); objects
     /// beyond it fall back to frame pointers.
     pub unwind_rows: u64,
+    /// Samples taken before their process's tables were loaded have their
+    /// stack copied for unwinding in user space: a burst at first, then at
+    /// most this many per process per second (0: frame pointers for them
+    /// instead).
+    pub raw_stack_rate: u32,
+    /// Most bytes of such copies held while their tables are built.
+    pub raw_stack_memory: usize,
+    /// Copy every sample's stack besides unwinding it in the kernel (to
+    /// compare the two unwinders; see [`Session::take_raw_stacks`]).
+    pub raw_stacks_always: bool,
 }
 
 impl Default for SessionConfig {
@@ -49,6 +61,9 @@ impl Default for SessionConfig {
             include_idle: false,
             kernel_stacks: true,
             unwind_rows: 4 << 20,
+            raw_stack_rate: 50,
+            raw_stack_memory: LateConfig::default().max_held_bytes,
+            raw_stacks_always: false,
         }
     }
 }
@@ -59,6 +74,10 @@ pub struct SessionReport {
     pub sampler: SamplerStats,
     pub tracker: TrackerStats,
     pub symbolizer: SymbolizerStats,
+    /// Samples unwound in user space from copied stacks.
+    pub late: LateStats,
+    /// Processes read while they lived, for when they are gone.
+    pub capture: CaptureStats,
     pub flags: SampleFlags,
     pub samples: u64,
     pub frames: u64,
@@ -87,6 +106,11 @@ pub struct Session {
     /// Processes to re-read shortly after exec, once the dynamic loader
     /// has mapped their libraries.
     refresh_at: Vec<(Instant, u32)>,
+    raw: RawStacks,
+    late: LateUnwinder,
+    captures: Captures,
+    /// The next drain unwinds every copy held, ready or not.
+    flush_late: bool,
     profile_started: Instant,
     report: SessionReport,
 }
@@ -119,15 +143,27 @@ impl Session {
             follow_children: follow,
             kernel_stacks: config.kernel_stacks,
             user_stacks: true,
+            raw_stack_rate: config.raw_stack_rate,
+            raw_buffer_bytes: config.raw_stack_memory,
+            raw_stacks_always: config.raw_stacks_always,
             ..Default::default()
         })?;
         let mut tracker = Tracker::new(config.unwind_rows);
+        // Processes are read at exec on the ring reader thread, so that
+        // those gone before this loop reads them are still known.
+        let captures = Captures::new();
+        sampler.set_ring_hook(captures.hook());
+        tracker.set_source(std::sync::Arc::new(captures.clone()));
         // Targets get their tables before the first sample is taken.
         for pid in targets.unwrap_or_default() {
             tracker.register(pid, &sampler);
         }
         tracker.wait_for_tables(Duration::from_secs(10), &sampler);
         sampler.start_sampling()?;
+        let late = LateUnwinder::new(LateConfig {
+            max_held_bytes: config.raw_stack_memory,
+            ..LateConfig::default()
+        });
         Ok(Session {
             sampler,
             tracker,
@@ -137,6 +173,10 @@ impl Session {
             drained: Drained::default(),
             events: Vec::new(),
             refresh_at: Vec::new(),
+            raw: RawStacks::default(),
+            late,
+            captures,
+            flush_late: false,
             profile_started: Instant::now(),
             report: SessionReport::default(),
         })
@@ -153,6 +193,10 @@ impl Session {
             timeout = timeout.min(Duration::from_millis(10));
         }
         self.sampler.poll_events(timeout, &mut self.events);
+        if !self.config.raw_stacks_always {
+            self.sampler.take_raw_stacks(&mut self.raw);
+            self.late.receive(&self.raw);
+        }
         for event in std::mem::take(&mut self.events) {
             match event {
                 Event::NewProcess(pid) => {
@@ -168,7 +212,12 @@ impl Session {
                     self.refresh_at
                         .push((now + Duration::from_millis(250), pid));
                 }
-                Event::Exit(pid) => self.tracker.mark_exited(pid),
+                Event::Exit(pid) => {
+                    // Copied stacks of it still need its mappings.
+                    if !self.late.process_exited(pid) {
+                        self.tracker.mark_exited(pid)
+                    }
+                }
             }
         }
         let now = Instant::now();
@@ -182,6 +231,11 @@ impl Session {
         for pid in due {
             self.tracker.refresh(pid, &self.sampler);
         }
+        // Copies are unwound with mappings read after they were taken.
+        for pid in self.late.to_read() {
+            self.tracker.refresh(pid, &self.sampler);
+            self.late.mark_read(pid);
+        }
         self.tracker.poll_tables(Duration::ZERO, &self.sampler);
     }
 
@@ -189,6 +243,16 @@ impl Session {
     pub fn drain(&mut self) -> Result<(), AgentError> {
         self.drained.clear();
         let result = self.sampler.drain(&mut self.drained);
+        let released = self.late.unwind(
+            &self.tracker,
+            &self.sampler,
+            Instant::now(),
+            self.flush_late,
+            &mut self.drained,
+        );
+        for pid in released {
+            self.tracker.mark_exited(pid);
+        }
         // Whatever was drained before an error is still used.
         for s in &self.drained.samples {
             if !self.tracker.is_tracked(s.tgid) {
@@ -230,6 +294,35 @@ impl Session {
         result.map_err(AgentError::from)
     }
 
+    /// The last drain of a session: waits up to `limit` for the mappings
+    /// and tables that copied stacks still need, then drains, unwinding
+    /// every copy held.
+    pub fn drain_final(&mut self, limit: Duration) -> Result<(), AgentError> {
+        let end = Instant::now() + limit;
+        self.poll(Duration::ZERO);
+        while self.late.waiting(&self.tracker) && Instant::now() < end {
+            self.poll(Duration::from_millis(10));
+        }
+        self.flush_late = true;
+        let result = self.drain();
+        self.flush_late = false;
+        result
+    }
+
+    /// With [`SessionConfig::raw_stacks_always`]: the copies received so
+    /// far (each with its in-kernel unwind, see
+    /// [`RawStack::user_stack`](perfpilot_bpf::RawStack)), for comparing
+    /// the two unwinders.
+    pub fn take_raw_stacks(&mut self, out: &mut RawStacks) {
+        self.sampler.take_raw_stacks(out);
+    }
+
+    /// The unwinder's view of a process's mappings and the kernel's
+    /// tables, to unwind copies as [`late`](crate::late) does.
+    pub fn unwind_view(&self) -> (&Tracker, &Sampler) {
+        (&self.tracker, &self.sampler)
+    }
+
     /// Ends the current profile and starts a new one.
     pub fn take_profile(&mut self) -> Profile {
         let fresh = ProfileBuilder::new(self.config.frequency_hz, unix_nanos());
@@ -249,6 +342,8 @@ impl Session {
             sampler: self.sampler.stats(),
             tracker: self.tracker.stats,
             symbolizer: self.symbolizer.stats,
+            late: self.late.stats,
+            capture: self.captures.stats(),
             ..self.report
         }
     }

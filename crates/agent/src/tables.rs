@@ -9,11 +9,28 @@ use perfpilot_unwind::UnwindRow;
 
 use crate::objects::{unwind_rows, ObjectKey, TableSource};
 
-/// Builds unwind tables on a thread of its own, one at a time: a large
-/// library takes a few hundred milliseconds, which must not delay
-/// registering the next short-lived process.
+/// Objects up to this size are built on their own thread: their tables
+/// take milliseconds, and a short-lived process's samples wait for them.
+const SMALL_OBJECT: u64 = 4 << 20;
+
+/// Whether an object's table is built on the small objects' thread (in
+/// milliseconds, so samples through it are worth copying meanwhile).
+pub fn is_small(source: &TableSource) -> bool {
+    let size = match source {
+        TableSource::File(f) => f.metadata().map_or(u64::MAX, |m| m.len()),
+        TableSource::Image(image) => image.len() as u64,
+    };
+    size <= SMALL_OBJECT
+}
+
+/// Builds unwind tables off the event loop: a large library takes a few
+/// hundred milliseconds, which must not delay registering the next
+/// short-lived process. Two threads, one for small objects and one for
+/// large, so that a new executable's table never waits behind a large
+/// library's.
 pub struct TableWorker {
-    jobs: SyncSender<(ObjectKey, TableSource)>,
+    small: SyncSender<(ObjectKey, TableSource)>,
+    large: SyncSender<(ObjectKey, TableSource)>,
     done: Receiver<(ObjectKey, Vec<UnwindRow>)>,
     pending: usize,
 }
@@ -26,21 +43,26 @@ impl Default for TableWorker {
 
 impl TableWorker {
     pub fn new() -> Self {
-        let (jobs, job_rx) = mpsc::sync_channel::<(ObjectKey, TableSource)>(4096);
         let (done_tx, done) = mpsc::channel();
-        // If the thread cannot start, jobs fail to send and objects are
-        // unwound with frame pointers (counted by the tracker).
-        let _ = std::thread::Builder::new()
-            .name("pp-unwind-tables".into())
-            .spawn(move || {
-                for (key, source) in job_rx {
-                    if done_tx.send((key, unwind_rows(&source))).is_err() {
-                        break;
+        let lane = |name: &str| {
+            let (jobs, job_rx) = mpsc::sync_channel::<(ObjectKey, TableSource)>(4096);
+            let done_tx = done_tx.clone();
+            // If the thread cannot start, jobs fail to send and objects
+            // are unwound with frame pointers (counted by the tracker).
+            let _ = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    for (key, source) in job_rx {
+                        if done_tx.send((key, unwind_rows(&source))).is_err() {
+                            break;
+                        }
                     }
-                }
-            });
+                });
+            jobs
+        };
         TableWorker {
-            jobs,
+            small: lane("pp-tables-small"),
+            large: lane("pp-tables-large"),
             done,
             pending: 0,
         }
@@ -48,7 +70,12 @@ impl TableWorker {
 
     /// Queues a table; false when the queue is full or the thread gone.
     pub fn submit(&mut self, key: ObjectKey, source: TableSource) -> bool {
-        match self.jobs.try_send((key, source)) {
+        let lane = if is_small(&source) {
+            &self.small
+        } else {
+            &self.large
+        };
+        match lane.try_send((key, source)) {
             Ok(()) => {
                 self.pending += 1;
                 true
@@ -132,6 +159,34 @@ impl TableBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_objects_table_does_not_wait_behind_large_ones() {
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(
+            exe.len() as u64 > SMALL_OBJECT,
+            "a debug test binary is large"
+        );
+        let libc = std::fs::read("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+        assert!(libc.len() as u64 <= SMALL_OBJECT);
+        let mut w = TableWorker::new();
+        let large = |i| ObjectKey::File { dev: 1, inode: i };
+        for i in 0..4 {
+            assert!(w.submit(large(i), TableSource::Image(exe.clone())));
+        }
+        let small = ObjectKey::Vdso;
+        assert!(w.submit(small, TableSource::Image(libc)));
+        let mut order = Vec::new();
+        while let Some((key, rows)) = w.next(Duration::from_secs(120)) {
+            assert!(!rows.is_empty());
+            order.push(key);
+        }
+        let at = order.iter().position(|k| *k == small).unwrap();
+        assert!(
+            at < 4,
+            "the small table came back after every large one: {order:?}"
+        );
+    }
 
     #[test]
     fn slots_and_rows_are_bounded_and_reused() {

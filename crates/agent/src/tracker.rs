@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use perfpilot_bpf::{BpfError, ExecMap, PythonProcess, Sampler};
 use perfpilot_unwind::UnwindRow;
@@ -50,6 +51,30 @@ impl UnwindSink for Sampler {
     }
     fn remove_process(&self, tgid: u32) {
         Sampler::remove_process(self, tgid)
+    }
+}
+
+/// Where the tracker reads processes from: /proc, unless something kept
+/// what /proc said while the process lived (see [`crate::capture`]).
+pub trait ProcessSource {
+    fn snapshot(&self, pid: u32) -> std::io::Result<ProcessSnapshot>;
+    fn read_maps(&self, pid: u32) -> std::io::Result<Vec<MapsEntry>>;
+    /// The file behind a mapping.
+    fn open(&self, pid: u32, map: &MapsEntry) -> Option<std::fs::File>;
+}
+
+/// /proc as it is now.
+pub struct LiveProc;
+
+impl ProcessSource for LiveProc {
+    fn snapshot(&self, pid: u32) -> std::io::Result<ProcessSnapshot> {
+        procfs::snapshot(pid)
+    }
+    fn read_maps(&self, pid: u32) -> std::io::Result<Vec<MapsEntry>> {
+        procfs::read_maps(pid)
+    }
+    fn open(&self, pid: u32, map: &MapsEntry) -> Option<std::fs::File> {
+        objects::open_mapped_file(pid, map)
     }
 }
 
@@ -121,6 +146,9 @@ struct Table {
 struct ObjectSlot {
     info: ObjectInfo,
     table: Option<Table>,
+    /// Queued on the table worker: the unwinder is told, so samples
+    /// through this object are copied for unwinding once it is loaded.
+    table_pending: bool,
     refs: u32,
     last_used: u64,
 }
@@ -136,6 +164,7 @@ pub struct Tracker {
     procs: HashMap<u32, ProcessInfo>,
     tables: TableBudget,
     worker: TableWorker,
+    source: Arc<dyn ProcessSource + Send + Sync>,
     clock: u64,
     pub stats: TrackerStats,
 }
@@ -150,9 +179,15 @@ impl Tracker {
             procs: HashMap::new(),
             tables: TableBudget::new(perfpilot_bpf::MAX_UNWIND_TABLES, max_rows),
             worker: TableWorker::new(),
+            source: Arc::new(LiveProc),
             clock: 0,
             stats: TrackerStats::default(),
         }
+    }
+
+    /// Reads processes through `source` instead of /proc directly.
+    pub fn set_source(&mut self, source: Arc<dyn ProcessSource + Send + Sync>) {
+        self.source = source;
     }
 
     pub fn process(&self, pid: u32) -> Option<&ProcessInfo> {
@@ -176,7 +211,7 @@ impl Tracker {
     /// process that is already gone is remembered as a bare pid so its
     /// samples still get labels.
     pub fn register(&mut self, pid: u32, sink: &dyn UnwindSink) {
-        match procfs::snapshot(pid) {
+        match self.source.snapshot(pid) {
             Ok(snap) => self.register_snapshot(snap, sink),
             Err(_) => {
                 self.stats.processes_vanished += 1;
@@ -252,8 +287,10 @@ impl Tracker {
             self.register(pid, sink);
             return;
         }
-        let Ok(maps) = procfs::read_maps(pid) else {
-            return;
+        // An exited process (a zombie) reads as no mappings: keep the last.
+        let maps = match self.source.read_maps(pid) {
+            Ok(m) if !m.is_empty() => m,
+            _ => return,
         };
         let new_fp = fingerprint(&maps);
         if self.procs.get(&pid).map(|p| p.fingerprint) == Some(new_fp) {
@@ -358,11 +395,13 @@ impl Tracker {
                     self.tables.release(old.slot, old.rows);
                 }
                 slot.table = table;
+                slot.table_pending = false;
             }
             if table.is_some() {
                 loaded += 1;
-                touched.push(id);
             }
+            // Re-sent with or without a table: either way no longer pending.
+            touched.push(id);
         }
         if !touched.is_empty() {
             let pids: Vec<u32> = self
@@ -419,6 +458,7 @@ impl Tracker {
 
     fn load_mappings(&mut self, pid: u32, maps: &[MapsEntry]) -> (Vec<ProcMapping>, u64) {
         let mut out = Vec::new();
+        let source = Arc::clone(&self.source);
         for m in maps.iter().filter(|m| m.executable) {
             let object = if m.is_file() {
                 self.object_for(
@@ -427,7 +467,7 @@ impl Tracker {
                         inode: m.inode,
                     },
                     &m.path,
-                    || objects::open_mapped_file(pid, m),
+                    || source.open(pid, m),
                 )
             } else if m.path == "[vdso]" {
                 self.vdso()
@@ -498,14 +538,23 @@ impl Tracker {
     fn insert_object(&mut self, info: ObjectInfo) -> ObjectId {
         self.stats.objects_loaded += 1;
         let key = info.key;
+        let mut table_pending = false;
         if let Some(source) = info.table_source() {
-            if !self.worker.submit(key, source) {
+            // Copies bridge the milliseconds a small object's table takes;
+            // a large one's takes long enough (and is shared by enough
+            // processes) that holding their copies would cost more than
+            // frame pointers lose meanwhile.
+            let small = crate::tables::is_small(&source);
+            let queued = self.worker.submit(key, source);
+            if !queued {
                 self.stats.tables_dropped += 1;
             }
+            table_pending = queued && small;
         }
         let slot = ObjectSlot {
             info,
             table: None,
+            table_pending,
             refs: 0,
             last_used: self.clock,
         };
@@ -562,22 +611,7 @@ impl Tracker {
             }
             return;
         }
-        let maps: Vec<ExecMap> = p
-            .mappings
-            .iter()
-            .map(|m| {
-                let table = m
-                    .object
-                    .and_then(|id| self.objects.get(id as usize)?.as_ref()?.table);
-                ExecMap {
-                    start: m.start,
-                    end: m.end,
-                    bias: m.bias,
-                    table: table.map_or(0, |t| t.slot),
-                    row_count: table.map_or(0, |t| t.rows),
-                }
-            })
-            .collect();
+        let maps = self.exec_maps_of(p);
         if maps.len() > perfpilot_bpf::MAX_EXEC_MAPS {
             self.stats.mappings_truncated += 1;
         }
@@ -587,6 +621,40 @@ impl Tracker {
         {
             self.stats.map_errors += 1;
         }
+    }
+
+    /// The unwinder's view of a process's mappings: table slots and rows,
+    /// [`TABLE_PENDING`](perfpilot_bpf::TABLE_PENDING) for tables being
+    /// built.
+    fn exec_maps_of(&self, p: &ProcessInfo) -> Vec<ExecMap> {
+        p.mappings
+            .iter()
+            .map(|m| {
+                let slot = m
+                    .object
+                    .and_then(|id| self.objects.get(id as usize)?.as_ref());
+                let table = slot.and_then(|s| s.table);
+                let pending = slot.is_some_and(|s| s.table_pending);
+                ExecMap {
+                    start: m.start,
+                    end: m.end,
+                    bias: m.bias,
+                    table: match table {
+                        Some(t) => t.slot,
+                        None if pending => perfpilot_bpf::TABLE_PENDING,
+                        None => 0,
+                    },
+                    row_count: table.map_or(0, |t| t.rows),
+                }
+            })
+            .collect()
+    }
+
+    /// The mappings of `pid` as last given to the unwinder (sorted by
+    /// start), for unwinding copied stacks in user space with the same
+    /// tables.
+    pub fn exec_maps(&self, pid: u32) -> Option<Vec<ExecMap>> {
+        self.procs.get(&pid).map(|p| self.exec_maps_of(p))
     }
 
     fn release_mappings(&mut self, mappings: &[ProcMapping]) {
@@ -680,6 +748,13 @@ mod tests {
         let mut t = Tracker::new(4 << 20);
         let me = std::process::id();
         t.register(me, &sink);
+        // Until their tables are built, the unwinder is told they are
+        // coming (its samples through them are copied for later).
+        let first = sink.procs.borrow().get(&me).cloned().unwrap();
+        assert!(first
+            .iter()
+            .any(|m| m.table == perfpilot_bpf::TABLE_PENDING && m.row_count == 0));
+        assert_eq!(t.exec_maps(me), Some(first));
         // Tables arrive from the worker; the process is re-sent with them.
         t.wait_for_tables(std::time::Duration::from_secs(30), &sink);
         assert!(!t.tables_pending());
@@ -687,6 +762,8 @@ mod tests {
         assert!(!p.mappings.is_empty());
         assert!(p.exe.is_some());
         let maps = sink.procs.borrow().get(&me).cloned().unwrap();
+        assert!(maps.iter().all(|m| m.table != perfpilot_bpf::TABLE_PENDING));
+        assert_eq!(t.exec_maps(me).as_ref(), Some(&maps));
         assert_eq!(maps.len(), p.mappings.len());
         assert!(maps.windows(2).all(|w| w[0].start < w[1].start));
         // libc and the test binary have .eh_frame: their tables were uploaded.
@@ -733,7 +810,11 @@ mod tests {
             .get(&std::process::id())
             .cloned()
             .unwrap();
-        assert!(maps.iter().all(|m| m.row_count == 0));
+        // No longer pending either, or their samples would be copied for
+        // a table that never comes.
+        assert!(maps
+            .iter()
+            .all(|m| m.row_count == 0 && m.table != perfpilot_bpf::TABLE_PENDING));
     }
 
     #[test]

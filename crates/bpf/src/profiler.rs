@@ -1,16 +1,14 @@
 //! The CPU sampler: loading, attaching, feeding unwind tables, draining.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{
-    Link, MapCore, MapFlags, MapHandle, MapType, OpenObject, RingBuffer, RingBufferBuilder,
-};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, MapType, OpenObject, RingBufferBuilder};
 
 use crate::drain::BatchDrainer;
 use crate::perf::{online_cpus, open_cpu_clock};
@@ -47,6 +45,14 @@ pub const SAMPLE_F_STACK_LOST: u32 = 1 << 4;
 pub const SAMPLE_F_UNSUPPORTED: u32 = 1 << 5;
 pub const SAMPLE_F_PY_TRUNCATED: u32 = 1 << 6;
 pub const SAMPLE_F_PY_NO_THREAD: u32 = 1 << 7;
+/// Unwound in the kernel through code whose table was still being built
+/// (and not copied raw: over the rate, or the ring was full).
+pub const SAMPLE_F_TABLE_PENDING: u32 = 1 << 8;
+/// [`ExecMap::table`] of an object whose table is still being built:
+/// samples through it are copied for unwinding in user space.
+pub const TABLE_PENDING: u32 = u32::MAX;
+/// Bytes of user stack a raw copy holds at most, from the stack pointer up.
+pub const RAW_STACK_MAX: usize = 16384;
 const PROC_F_PYTHON: u32 = 1;
 const PROC_F_KTHREAD: u32 = 2;
 const PY_NAME_LEN: usize = 64;
@@ -58,8 +64,34 @@ const STACK_SIZE: usize = 8 + 8 * MAX_FRAMES;
 const UNWIND_ROW_SIZE: usize = 12;
 const EXEC_MAP_SIZE: usize = 32;
 const PROC_MAPS_SIZE: usize = 8 + EXEC_MAP_SIZE * MAX_EXEC_MAPS;
+/// struct pp_raw_stack, the header of a raw copy.
+const RAW_HEADER_SIZE: usize = 72;
+const STAT_COUNT: usize = 17;
 
 pub use perfpilot_unwind::{CfaRule, RbpRule, UnwindRow};
+
+fn decode_row(b: &[u8]) -> Option<UnwindRow> {
+    let pc = u32::from_ne_bytes(b.get(0..4)?.try_into().ok()?);
+    let offset = i32::from_ne_bytes(b.get(4..8)?.try_into().ok()?);
+    let rbp_offset = i16::from_ne_bytes(b.get(8..10)?.try_into().ok()?);
+    // Kinds the BPF unwinder does not know fall back to frame pointers
+    // there, as CfaRule::None does here.
+    let cfa = match *b.get(10)? {
+        1 => CfaRule::RspOffset(offset),
+        2 => CfaRule::RbpOffset(offset),
+        3 => CfaRule::Plt {
+            threshold: offset.clamp(0, 255) as u8,
+        },
+        4 => CfaRule::End,
+        5 => CfaRule::Unsupported,
+        _ => CfaRule::None,
+    };
+    let rbp = match *b.get(11)? {
+        1 => RbpRule::Offset(rbp_offset),
+        _ => RbpRule::Same,
+    };
+    Some(UnwindRow { pc, cfa, rbp })
+}
 
 fn encode_row(row: &UnwindRow, out: &mut Vec<u8>) {
     {
@@ -219,6 +251,418 @@ impl Drained {
     }
 }
 
+/// One sample whose user stack was copied for unwinding in user space
+/// (because its process or some of its tables were not loaded yet), as
+/// the sampler sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawStack<'a> {
+    pub tgid: u32,
+    pub tid: u32,
+    /// User registers at the sample.
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    /// The in-kernel unwind of the same sample (key into
+    /// [`Drained::stacks`]) when every stack is copied for comparison
+    /// ([`SamplerConfig::raw_stacks_always`]); else 0.
+    pub user_stack: u64,
+    /// `SAMPLE_F_*` of the in-kernel attempt: [`SAMPLE_F_FP_ONLY`] for a
+    /// process not known yet, [`SAMPLE_F_TABLE_PENDING`] for code whose
+    /// table was being built.
+    pub flags: u32,
+    pub comm: [u8; 16],
+    kernel: &'a [u8],
+    python: &'a [u8],
+    /// Stack memory from `sp` upwards (at most [`RAW_STACK_MAX`] bytes,
+    /// up to the first unreadable page).
+    pub stack: &'a [u8],
+    record: &'a [u8],
+}
+
+fn u64s(b: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    b.chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
+}
+
+impl<'a> RawStack<'a> {
+    /// Reads a record as the sampler wrote it (see
+    /// [`record`](Self::record)); `None` when it is cut short.
+    pub fn parse(record: &'a [u8]) -> Option<RawStack<'a>> {
+        let header = record.get(..RAW_HEADER_SIZE)?;
+        let u16_at = |o: usize| u16::from_ne_bytes([header[o], header[o + 1]]) as usize;
+        let u32_at = |o: usize| u32::from_ne_bytes(header[o..o + 4].try_into().unwrap_or([0; 4]));
+        let u64_at = |o: usize| u64::from_ne_bytes(header[o..o + 8].try_into().unwrap_or([0; 8]));
+        let (nk, np, ns) = (u16_at(44) * 8, u16_at(46) * 8, u32_at(48) as usize);
+        let data = &record[RAW_HEADER_SIZE..];
+        let kernel = data.get(..nk)?;
+        let python = data.get(nk..nk + np)?;
+        let stack = data.get(nk + np..nk + np + ns)?;
+        let mut comm = [0u8; 16];
+        comm.copy_from_slice(&header[56..72]);
+        Some(RawStack {
+            tgid: u32_at(0),
+            tid: u32_at(4),
+            ip: u64_at(8),
+            sp: u64_at(16),
+            bp: u64_at(24),
+            user_stack: u64_at(32),
+            flags: u32_at(40),
+            comm,
+            kernel,
+            python,
+            stack,
+            record: &record[..RAW_HEADER_SIZE + nk + np + ns],
+        })
+    }
+
+    /// Kernel return addresses, leaf first.
+    pub fn kernel(&self) -> impl Iterator<Item = u64> + 'a {
+        u64s(self.kernel)
+    }
+
+    /// Python entries, as in [`RawSample::python_stack`]'s stacks.
+    pub fn python(&self) -> impl Iterator<Item = u64> + 'a {
+        u64s(self.python)
+    }
+
+    /// The whole record, to keep and [`parse`](Self::parse) again later.
+    pub fn record(&self) -> &'a [u8] {
+        self.record
+    }
+}
+
+/// Raw stack records received since the last [`Sampler::take_raw_stacks`],
+/// back to back in one buffer.
+#[derive(Debug, Default)]
+pub struct RawStacks {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl RawStacks {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Appends a record; false (and nothing kept) when it does not parse.
+    pub fn push(&mut self, record: &[u8]) -> bool {
+        let Some(r) = RawStack::parse(record) else {
+            return false;
+        };
+        self.bytes.extend_from_slice(r.record());
+        self.ends.push(self.bytes.len());
+        true
+    }
+
+    /// Appends a record with at most `stack` bytes of its stack memory
+    /// (none: registers and kernel and Python stacks, a sample with its
+    /// leaf frame).
+    pub fn push_trimmed(&mut self, record: &[u8], stack: usize) -> bool {
+        let Some(r) = RawStack::parse(record) else {
+            return false;
+        };
+        let stack = stack.min(r.stack.len());
+        let kept = r.record().len() - r.stack.len() + stack;
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&r.record()[..kept]);
+        self.bytes[start + 48..start + 52].copy_from_slice(&(stack as u32).to_ne_bytes());
+        self.ends.push(self.bytes.len());
+        true
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = RawStack<'_>> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .filter_map(|(a, b)| RawStack::parse(&self.bytes[a..b]))
+    }
+}
+
+/// What the ring reader thread hands over.
+#[derive(Default)]
+struct RingShared {
+    events: Vec<Event>,
+    stacks: RawStacks,
+    /// Bytes of `stacks` per process, and of their stack memory.
+    per_process: HashMap<u32, usize>,
+    stack_bytes: HashMap<u32, usize>,
+    malformed: u64,
+    /// Copies kept without their stack memory, and dropped, to stay
+    /// within the bound.
+    trimmed: u64,
+    dropped: u64,
+}
+
+fn decode_event(data: &[u8]) -> Option<Event> {
+    let kind = u32::from_ne_bytes(data.get(0..4)?.try_into().ok()?);
+    let tgid = u32::from_ne_bytes(data.get(4..8)?.try_into().ok()?);
+    match kind {
+        1 => Some(Event::NewProcess(tgid)),
+        2 => Some(Event::MapsStale(tgid)),
+        3 => Some(Event::Exec(tgid)),
+        4 => Some(Event::Exit(tgid)),
+        _ => None,
+    }
+}
+
+impl RingShared {
+    /// Keeps a copy whole while the buffer is under `max_bytes` and its
+    /// process has under half of it (so one process whose tables take
+    /// long cannot crowd out the rest); else without its stack memory
+    /// while under twice `max_bytes`; else not at all.
+    /// A main thread's copy is first cut `ABOVE_START_STACK` bytes above
+    /// `start_stack`.
+    fn keep(&mut self, data: &[u8], max_bytes: usize, start_stack: Option<u64>) {
+        let Some(r) = RawStack::parse(data) else {
+            self.malformed += 1;
+            return;
+        };
+        let mut stack = r.stack.len();
+        if let Some(top) = start_stack.filter(|&t| r.tid == r.tgid && t > r.sp) {
+            let useful = (top - r.sp).saturating_add(ABOVE_START_STACK);
+            stack = stack.min(usize::try_from(useful).unwrap_or(usize::MAX));
+        }
+        let theirs = self.per_process.get(&r.tgid).copied().unwrap_or(0);
+        let len = r.record().len() - r.stack.len() + stack;
+        if self.stacks.bytes() + len > max_bytes && theirs + len <= max_bytes / 2 {
+            // Full: the process holding the most gives up its stacks (its
+            // samples keep their leaf) before one holding less loses its
+            // own. Each eviction frees much, so rebuilding is rare.
+            let hog = self
+                .stack_bytes
+                .iter()
+                .max_by_key(|(_, &b)| b)
+                .filter(|(&p, &b)| p != r.tgid && b > theirs + len)
+                .map(|(&p, _)| p);
+            if let Some(hog) = hog {
+                self.trim_process(hog);
+            }
+        }
+        let before = self.stacks.bytes();
+        if before + len <= max_bytes && theirs + len <= max_bytes / 2 {
+            self.stacks.push_trimmed(data, stack);
+        } else if before + len - stack <= 2 * max_bytes {
+            self.stacks.push_trimmed(data, 0);
+            self.trimmed += 1;
+        } else {
+            self.dropped += 1;
+            return;
+        }
+        let added = self.stacks.bytes() - before;
+        *self.per_process.entry(r.tgid).or_default() += added;
+        *self.stack_bytes.entry(r.tgid).or_default() += added - (len - stack).min(added);
+    }
+}
+
+impl RingShared {
+    /// Keeps `pid`'s copies without their stack memory.
+    fn trim_process(&mut self, pid: u32) {
+        let mut kept = RawStacks::default();
+        for r in self.stacks.iter() {
+            if r.tgid == pid && !r.stack.is_empty() {
+                kept.push_trimmed(r.record(), 0);
+                self.trimmed += 1;
+            } else {
+                kept.push(r.record());
+            }
+        }
+        let theirs: usize = kept
+            .iter()
+            .filter(|r| r.tgid == pid)
+            .map(|r| r.record().len())
+            .sum();
+        self.per_process.insert(pid, theirs);
+        self.stack_bytes.remove(&pid);
+        self.stacks = kept;
+    }
+}
+
+type Shared = Arc<(Mutex<RingShared>, Condvar)>;
+
+/// Called on the ring reader thread as records arrive, before the session
+/// sees them: for what must happen while a process still lives (reading
+/// its mappings at exec, before a short-lived process is gone).
+pub trait RingHook: Send {
+    /// An event, before it is handed over.
+    fn event(&mut self, event: &Event);
+    /// A stack copy of `tgid` arrived, taken at user address `ip`.
+    /// Returns where its main thread's stack began, if known: a main
+    /// thread's copy is cut there (what lies above is arguments and
+    /// environment, never a frame).
+    fn copy(&mut self, tgid: u32, ip: u64) -> Option<u64>;
+}
+
+/// Bytes kept above the main thread's initial stack pointer.
+const ABOVE_START_STACK: u64 = 256;
+
+type HookSlot = Arc<Mutex<Option<Box<dyn RingHook>>>>;
+
+fn call_hook<T>(slot: &HookSlot, f: impl FnOnce(&mut dyn RingHook) -> T) -> Option<T> {
+    slot.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .map(|h| f(h.as_mut()))
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, RingShared> {
+    // A poisoned lock only means a thread panicked while holding it; the
+    // buffers hold whole records.
+    shared.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reads the event and raw stack ring buffers on a thread of its own, so
+/// copies keep flowing while the session's loop is busy (symbolizing,
+/// loading tables): a stalled reader would let the ring fill and lose
+/// them. Both rings are read by one consumer, events first, so a copy
+/// taken before an event (a process's last samples before its exit) is
+/// always handed over no later than the event.
+struct RingReader {
+    shared: Shared,
+    hook: HookSlot,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RingReader {
+    fn start(events: MapHandle, raw: MapHandle, max_bytes: usize) -> Result<RingReader, BpfError> {
+        let shared: Shared = Arc::new((Mutex::new(RingShared::default()), Condvar::new()));
+        let hook: HookSlot = Arc::new(Mutex::new(None));
+        let (event_hook, copy_hook) = (Arc::clone(&hook), Arc::clone(&hook));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), BpfError>>();
+        let (for_events, for_raw, thread_shared) = (
+            Arc::clone(&shared),
+            Arc::clone(&shared),
+            Arc::clone(&shared),
+        );
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("pp-rings".into())
+            .spawn(move || {
+                let mut rb = RingBufferBuilder::new();
+                let built = rb
+                    .add(&events, move |data: &[u8]| {
+                        if let Some(e) = decode_event(data) {
+                            call_hook(&event_hook, |h| h.event(&e));
+                            lock(&for_events).events.push(e);
+                        }
+                        0
+                    })
+                    .and_then(|rb| {
+                        rb.add(&raw, move |data: &[u8]| {
+                            let start_stack = RawStack::parse(data)
+                                .and_then(|r| call_hook(&copy_hook, |h| h.copy(r.tgid, r.ip)))
+                                .flatten();
+                            lock(&for_raw).keep(data, max_bytes, start_stack);
+                            0
+                        })
+                    })
+                    .map(|_| ())
+                    .and_then(|()| rb.build());
+                let ring = match built {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(BpfError::map("opening the ring buffers", e)));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                while !stopped.load(Ordering::Relaxed) {
+                    // Errors are EINTR; the loop polls again. poll reads
+                    // the rings that signalled; consume reads both, in
+                    // order, whatever they signalled.
+                    let _ = ring.poll(Duration::from_millis(50));
+                    let _ = ring.consume();
+                    if !lock(&thread_shared).events.is_empty() {
+                        thread_shared.1.notify_all();
+                    }
+                }
+            })
+            .map_err(|e| BpfError::map("starting the ring reader", e))?;
+        ready_rx
+            .recv()
+            .map_err(|e| BpfError::map("starting the ring reader", e))??;
+        Ok(RingReader {
+            shared,
+            hook,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RingShared> {
+        lock(&self.shared)
+    }
+
+    /// Waits up to `timeout` for events, and moves them to `out`.
+    fn wait_events(&self, timeout: Duration, out: &mut Vec<Event>) {
+        let guard = self.lock();
+        let (mut guard, _) = self
+            .shared
+            .1
+            .wait_timeout_while(guard, timeout, |s| s.events.is_empty())
+            .unwrap_or_else(|e| e.into_inner());
+        out.append(&mut guard.events);
+    }
+}
+
+impl Drop for RingReader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An unwind table as loaded in the kernel, mapped read-only: the rows the
+/// BPF unwinder searches, for unwinding copied stacks in user space.
+pub struct KernelTable {
+    area: *mut libc::c_void,
+    len: usize,
+    rows: u32,
+}
+
+impl KernelTable {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `area` is a live read-only mapping of `len` bytes (see
+        // Sampler::kernel_table), unmapped only in drop. The agent writes
+        // a table once before installing it and never after.
+        unsafe { std::slice::from_raw_parts(self.area.cast::<u8>(), self.len) }
+    }
+}
+
+impl perfpilot_unwind::Rows for KernelTable {
+    fn row_count(&self) -> u32 {
+        self.rows
+    }
+    fn row(&self, index: u32) -> Option<UnwindRow> {
+        let at = (index as usize).checked_mul(UNWIND_ROW_STRIDE)?;
+        decode_row(self.bytes().get(at..at + UNWIND_ROW_SIZE)?)
+    }
+}
+
+impl Drop for KernelTable {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping made in Sampler::kernel_table.
+        unsafe { libc::munmap(self.area, self.len) };
+    }
+}
+
 /// Counters kept by the BPF programs, summed over CPUs, since load.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SamplerStats {
@@ -240,6 +684,21 @@ pub struct SamplerStats {
     /// Samples of Python processes whose thread state was not found.
     pub python_no_thread: u64,
     pub python_truncated: u64,
+    /// User stacks copied for unwinding in user space.
+    pub raw_taken: u64,
+    /// Not copied, over its process's [`SamplerConfig::raw_stack_rate`]
+    /// (unwound in the kernel with what it had).
+    pub raw_rate_limited: u64,
+    /// Not copied, the raw stack ring buffer was full.
+    pub raw_ring_full: u64,
+    /// Copies kept without their stack memory (their samples keep only
+    /// their leaf), because more than [`SamplerConfig::raw_buffer_bytes`]
+    /// waited to be taken or half of it was one process's.
+    pub raw_trimmed: u64,
+    /// Copies dropped, samples lost: twice that waited.
+    pub raw_dropped: u64,
+    /// Raw stack records that did not parse (counted in user space).
+    pub raw_malformed: u64,
     /// Batch drain calls that failed (counted in user space).
     pub drain_errors: u64,
 }
@@ -257,6 +716,21 @@ pub struct SamplerConfig {
     pub user_stacks: bool,
     pub max_counts: u32,
     pub max_stacks: u32,
+    /// Samples whose process or tables are not loaded yet have their user
+    /// stack copied: at first up to `raw_stack_burst` per process, then
+    /// at most this many per process per second (0: never; frame pointers
+    /// are used for them instead).
+    pub raw_stack_rate: u32,
+    pub raw_stack_burst: u32,
+    /// Size of the ring buffer the copies go through (a power of two,
+    /// at least a page).
+    pub raw_ring_bytes: u32,
+    /// Most bytes of copies read from the ring and not yet taken by
+    /// [`Sampler::take_raw_stacks`].
+    pub raw_buffer_bytes: usize,
+    /// Copy every sample's stack as well as unwinding it in the kernel,
+    /// to compare the two unwinders (tests and benchmarks).
+    pub raw_stacks_always: bool,
 }
 
 impl Default for SamplerConfig {
@@ -270,6 +744,11 @@ impl Default for SamplerConfig {
             user_stacks: true,
             max_counts: 65536,
             max_stacks: 32768,
+            raw_stack_rate: 50,
+            raw_stack_burst: 500,
+            raw_ring_bytes: 2 << 20,
+            raw_buffer_bytes: 16 << 20,
+            raw_stacks_always: false,
         }
     }
 }
@@ -279,8 +758,7 @@ pub struct Sampler {
     skel: ProfilerSkel<'static>,
     _follow: Option<FollowSkel<'static>>,
     _links: Vec<Link>,
-    ring: RingBuffer<'static>,
-    events: Rc<RefCell<Vec<Event>>>,
+    rings: RingReader,
     counts_drainer: BatchDrainer,
     stacks_drainer: BatchDrainer,
     drain_errors: u64,
@@ -316,7 +794,23 @@ impl Sampler {
             ro.filter_tgids = config.targets.is_some();
             ro.want_kernel_stacks = config.kernel_stacks;
             ro.want_user_stacks = config.user_stacks;
+            ro.raw_stack_rate = config.raw_stack_rate as u64;
+            ro.raw_stack_burst = config.raw_stack_burst.max(1) as u64;
+            ro.raw_stacks_always = config.raw_stacks_always;
         }
+        let ring_bytes = config.raw_ring_bytes;
+        if !ring_bytes.is_power_of_two() || ring_bytes < 4096 {
+            return Err(BpfError::Load {
+                what: "configuring".into(),
+                message: format!(
+                    "the raw stack ring buffer must be a power of two of at least 4096 bytes, not {ring_bytes}"
+                ),
+            });
+        }
+        open.maps
+            .raw_stacks
+            .set_max_entries(ring_bytes)
+            .map_err(|e| BpfError::from_libbpf("sizing maps", e))?;
         let sizes = [
             (&mut open.maps.counts0, config.max_counts),
             (&mut open.maps.counts1, config.max_counts),
@@ -342,6 +836,11 @@ impl Sampler {
             ("stacks0 value", skel.maps.stacks0.value_size(), STACK_SIZE),
             ("procs", skel.maps.procs.value_size(), PROC_MAPS_SIZE),
             ("py_procs", skel.maps.py_procs.value_size(), 56),
+            (
+                "raw_scratch",
+                skel.maps.raw_scratch.value_size(),
+                RAW_HEADER_SIZE + 2 * MAX_FRAMES * 8 + RAW_STACK_MAX + 4096,
+            ),
             (
                 "py_names",
                 skel.maps.py_names.value_size(),
@@ -378,37 +877,19 @@ impl Sampler {
                     .map_err(|e| BpfError::from_libbpf("attaching process tracepoints", e))?,
             );
         }
-        let events = Rc::new(RefCell::new(Vec::new()));
-        let sink = Rc::clone(&events);
-        let mut rb = RingBufferBuilder::new();
-        rb.add(&skel.maps.events, move |data: &[u8]| {
-            if data.len() >= 8 {
-                let kind = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]);
-                let tgid = u32::from_ne_bytes([data[4], data[5], data[6], data[7]]);
-                let event = match kind {
-                    1 => Some(Event::NewProcess(tgid)),
-                    2 => Some(Event::MapsStale(tgid)),
-                    3 => Some(Event::Exec(tgid)),
-                    4 => Some(Event::Exit(tgid)),
-                    _ => None,
-                };
-                if let Some(e) = event {
-                    sink.borrow_mut().push(e);
-                }
-            }
-            0
-        })
-        .map_err(|e| BpfError::map("opening the event ring buffer", e))?;
-        let ring = rb
-            .build()
-            .map_err(|e| BpfError::map("opening the event ring buffer", e))?;
+        let rings = RingReader::start(
+            MapHandle::try_from(&skel.maps.events)
+                .map_err(|e| BpfError::map("opening the event ring buffer", e))?,
+            MapHandle::try_from(&skel.maps.raw_stacks)
+                .map_err(|e| BpfError::map("opening the raw stack ring buffer", e))?,
+            config.raw_buffer_bytes,
+        )?;
 
         Ok(Sampler {
             skel,
             _follow: follow,
             _links: links,
-            ring,
-            events,
+            rings,
             counts_drainer: BatchDrainer::new(SAMPLE_KEY_SIZE, SAMPLE_VALUE_SIZE, 1024),
             stacks_drainer: BatchDrainer::new(8, STACK_SIZE, 256),
             drain_errors: 0,
@@ -639,11 +1120,69 @@ impl Sampler {
         })
     }
 
+    /// Moves the raw stacks received since the last call into `out`
+    /// (which is cleared first).
+    pub fn take_raw_stacks(&mut self, out: &mut RawStacks) {
+        out.clear();
+        let mut shared = self.rings.lock();
+        std::mem::swap(out, &mut shared.stacks);
+        shared.per_process.clear();
+        shared.stack_bytes.clear();
+    }
+
+    /// The rows of the unwind table in slot `table`, read from the kernel
+    /// (mapped, not copied).
+    pub fn kernel_table(&self, table: u32) -> Result<KernelTable, BpfError> {
+        let id = self
+            .skel
+            .maps
+            .unwind_tables
+            .lookup(&table.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| BpfError::map("reading an unwind table", e))?
+            .and_then(|v| Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?)))
+            .ok_or_else(|| {
+                BpfError::map("reading an unwind table", format!("slot {table} is empty"))
+            })?;
+        let inner =
+            MapHandle::from_map_id(id).map_err(|e| BpfError::map("opening an unwind table", e))?;
+        let rows = inner.max_entries();
+        let len = rows as usize * UNWIND_ROW_STRIDE;
+        if len == 0 {
+            return Err(BpfError::map(
+                "reading an unwind table",
+                format!("slot {table} has no rows"),
+            ));
+        }
+        // SAFETY: mapping the array's value area read-only; the mapping
+        // keeps the map alive after `inner` is closed.
+        let area = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                inner.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if area == libc::MAP_FAILED {
+            return Err(BpfError::map(
+                "mapping an unwind table",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(KernelTable { area, len, rows })
+    }
+
+    /// Runs `hook` on the thread that reads the ring buffers, as records
+    /// arrive (replacing any earlier hook).
+    pub fn set_ring_hook(&self, hook: Box<dyn RingHook>) {
+        *self.rings.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
     /// Waits up to `timeout` for events and appends them to `out`.
     pub fn poll_events(&mut self, timeout: Duration, out: &mut Vec<Event>) {
-        // An error here is EINTR from a signal; the caller polls again.
-        let _ = self.ring.poll(timeout);
-        out.append(&mut self.events.borrow_mut());
+        self.rings.wait_events(timeout, out);
     }
 
     /// Moves all counts and stacks gathered since the last drain into `out`.
@@ -693,7 +1232,11 @@ impl Sampler {
 
     /// Counters summed over CPUs.
     pub fn stats(&self) -> SamplerStats {
-        let mut v = [0u64; 14];
+        let (raw_trimmed, raw_dropped, raw_malformed) = {
+            let shared = self.rings.lock();
+            (shared.trimmed, shared.dropped, shared.malformed)
+        };
+        let mut v = [0u64; STAT_COUNT];
         for (i, slot) in v.iter_mut().enumerate() {
             if let Ok(Some(per_cpu)) = self
                 .skel
@@ -722,6 +1265,12 @@ impl Sampler {
             kernel_stack_errors: v[11],
             python_no_thread: v[12],
             python_truncated: v[13],
+            raw_taken: v[14],
+            raw_rate_limited: v[15],
+            raw_ring_full: v[16],
+            raw_trimmed,
+            raw_dropped,
+            raw_malformed,
             drain_errors: self.drain_errors,
         }
     }
@@ -765,6 +1314,161 @@ mod tests {
         assert_eq!(&out[8..10], &(-16i16).to_ne_bytes());
         assert_eq!(out[10], 2);
         assert_eq!(out[11], 1);
+    }
+
+    #[test]
+    fn unwind_rows_decode_as_encoded() {
+        let rows = [
+            UnwindRow {
+                pc: 7,
+                cfa: CfaRule::RspOffset(-8),
+                rbp: RbpRule::Same,
+            },
+            UnwindRow {
+                pc: 0xfffffff0,
+                cfa: CfaRule::Plt { threshold: 11 },
+                rbp: RbpRule::Offset(-24),
+            },
+            UnwindRow {
+                pc: 0,
+                cfa: CfaRule::End,
+                rbp: RbpRule::Same,
+            },
+            UnwindRow {
+                pc: 1,
+                cfa: CfaRule::Unsupported,
+                rbp: RbpRule::Same,
+            },
+            UnwindRow {
+                pc: 2,
+                cfa: CfaRule::None,
+                rbp: RbpRule::Same,
+            },
+        ];
+        for row in rows {
+            let mut b = Vec::new();
+            encode_row(&row, &mut b);
+            assert_eq!(decode_row(&b), Some(row));
+        }
+        assert_eq!(decode_row(&[0; 11]), None);
+    }
+
+    fn raw_record(kernel: &[u64], python: &[u64], stack: &[u8]) -> Vec<u8> {
+        let mut r = Vec::new();
+        r.extend_from_slice(&11u32.to_ne_bytes());
+        r.extend_from_slice(&12u32.to_ne_bytes());
+        for v in [0x401000u64, 0x7ffd000, 0x7ffd100, 0] {
+            r.extend_from_slice(&v.to_ne_bytes());
+        }
+        r.extend_from_slice(&SAMPLE_F_FP_ONLY.to_ne_bytes());
+        r.extend_from_slice(&(kernel.len() as u16).to_ne_bytes());
+        r.extend_from_slice(&(python.len() as u16).to_ne_bytes());
+        r.extend_from_slice(&(stack.len() as u32).to_ne_bytes());
+        r.extend_from_slice(&0u32.to_ne_bytes());
+        r.extend_from_slice(b"short\0\0\0\0\0\0\0\0\0\0\0");
+        assert_eq!(r.len(), RAW_HEADER_SIZE);
+        for v in kernel.iter().chain(python) {
+            r.extend_from_slice(&v.to_ne_bytes());
+        }
+        r.extend_from_slice(stack);
+        r
+    }
+
+    #[test]
+    fn raw_stacks_decode_from_the_c_layout() {
+        let rec = raw_record(
+            &[0xffff_ffff_8100_0000, 2],
+            &[0x51],
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9],
+        );
+        let mut all = RawStacks::default();
+        assert!(all.push(&rec));
+        // The ring buffer pads records to 8 bytes; the padding is not kept.
+        let mut padded = rec.clone();
+        padded.extend_from_slice(&[0; 7]);
+        assert!(all.push(&padded));
+        assert!(!all.push(&rec[..rec.len() - 1]), "cut short");
+        assert!(!all.push(&rec[..RAW_HEADER_SIZE - 1]), "no header");
+        assert_eq!(all.len(), 2);
+        assert_eq!(all.bytes(), 2 * rec.len());
+        for r in all.iter() {
+            assert_eq!((r.tgid, r.tid), (11, 12));
+            assert_eq!((r.ip, r.sp, r.bp), (0x401000, 0x7ffd000, 0x7ffd100));
+            assert_eq!(r.flags, SAMPLE_F_FP_ONLY);
+            assert_eq!(
+                r.kernel().collect::<Vec<_>>(),
+                vec![0xffff_ffff_8100_0000, 2]
+            );
+            assert_eq!(r.python().collect::<Vec<_>>(), vec![0x51]);
+            assert_eq!(r.stack, &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+            assert_eq!(&r.comm[..5], b"short");
+            assert_eq!(RawStack::parse(r.record()).map(|x| x.stack.len()), Some(9));
+        }
+    }
+
+    #[test]
+    fn a_process_holding_the_most_gives_up_its_stacks_before_another_loses_its_own() {
+        let mut hog = raw_record(&[1], &[], &vec![7u8; 1000]);
+        hog[0..4].copy_from_slice(&99u32.to_ne_bytes());
+        let small = raw_record(&[1], &[], &[7u8; 100]);
+        let mut s = RingShared::default();
+        // Two processes fill their halves of 7000 bytes.
+        let mut other = raw_record(&[1], &[], &vec![7u8; 1000]);
+        other[0..4].copy_from_slice(&98u32.to_ne_bytes());
+        for _ in 0..4 {
+            s.keep(&hog, 7000, None);
+            s.keep(&other, 7000, None);
+        }
+        // A process holding little still gets its copies whole.
+        for _ in 0..5 {
+            s.keep(&small, 7000, None);
+        }
+        let small_whole = s
+            .stacks
+            .iter()
+            .filter(|r| r.tgid == 11 && r.stack.len() == 100)
+            .count();
+        assert_eq!(small_whole, 5);
+        assert!(s.stacks.bytes() <= 7000);
+        assert_eq!(s.dropped, 0);
+        assert!(s.trimmed >= 3);
+        let per: usize = s.per_process.values().sum();
+        assert_eq!(per, s.stacks.bytes());
+    }
+
+    #[test]
+    fn copies_beyond_the_bound_keep_their_sample_without_the_stack() {
+        let stack = vec![7u8; 1000];
+        let rec = raw_record(&[1], &[], &stack);
+        let mut s = RingShared::default();
+        // 3 whole copies fit in half of 8000 bytes for one process.
+        for _ in 0..6 {
+            s.keep(&rec, 8000, None);
+        }
+        let whole = s.stacks.iter().filter(|r| r.stack.len() == 1000).count();
+        assert_eq!((whole, s.trimmed, s.dropped), (3, 3, 0));
+        let trimmed = s.stacks.iter().find(|r| r.stack.is_empty()).unwrap();
+        assert_eq!((trimmed.ip, trimmed.kernel().count()), (0x401000, 1));
+        // Past twice the bound, copies are dropped.
+        let mut s = RingShared::default();
+        for _ in 0..100 {
+            s.keep(&rec, 1200, None);
+        }
+        assert!(s.dropped > 0 && s.stacks.bytes() <= 2400);
+        // A main thread's copy ends a little above where its stack began;
+        // another thread's is whole. (tgid 11, tid 12, sp 0x7ffd000.)
+        let mut s = RingShared::default();
+        s.keep(&rec, 1 << 20, Some(0x7ffd000 + 100));
+        assert_eq!(s.stacks.iter().next().unwrap().stack.len(), 1000);
+        let mut main = rec.clone();
+        main[4..8].copy_from_slice(&11u32.to_ne_bytes());
+        s.keep(&main, 1 << 20, Some(0x7ffd000 + 100));
+        s.keep(&main, 1 << 20, Some(0x7ffd000 + 10_000));
+        s.keep(&main, 1 << 20, Some(0x7ffd000 - 8));
+        let lens: Vec<usize> = s.stacks.iter().map(|r| r.stack.len()).collect();
+        assert_eq!(lens, vec![1000, 356, 1000, 1000]);
+        s.keep(b"short", 1200, None);
+        assert_eq!(s.malformed, 1);
     }
 
     #[test]

@@ -395,6 +395,19 @@ struct SamplingArgs {
     /// it are unwound with frame pointers.
     #[arg(long, value_name = "ROWS", default_value_t = 4 << 20)]
     unwind_rows: u64,
+    /// Samples taken before their process's unwind tables are loaded (a
+    /// process's first instructions) have their stack copied and unwound
+    /// once the tables are ready: 500 copies per process at first, then
+    /// at most this many per process per second (0: unwind them with frame
+    /// pointers instead).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    raw_stack_rate: u32,
+    /// Most memory for such copies, both as they arrive and while they
+    /// wait for their tables; beyond it arriving copies keep only their
+    /// leaf frame, and waiting ones are unwound with the tables there are.
+    #[arg(long, value_name = "MIB", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    raw_stack_memory: u32,
 }
 
 #[derive(Args)]

@@ -13,6 +13,9 @@ use crate::{signals, summary, RecordArgs, SamplingArgs};
 
 /// How often samples are moved out of the kernel.
 const DRAIN_EVERY: Duration = Duration::from_secs(1);
+/// Longest the end of a recording waits for unwind tables that copied
+/// stacks need.
+const FINAL_WAIT: Duration = Duration::from_secs(10);
 
 pub fn session_config(s: &SamplingArgs, scope: Scope) -> SessionConfig {
     SessionConfig {
@@ -21,6 +24,9 @@ pub fn session_config(s: &SamplingArgs, scope: Scope) -> SessionConfig {
         include_idle: s.include_idle,
         kernel_stacks: !s.no_kernel,
         unwind_rows: s.unwind_rows,
+        raw_stack_rate: s.raw_stack_rate,
+        raw_stack_memory: s.raw_stack_memory as usize * 1024 * 1024,
+        raw_stacks_always: false,
     }
 }
 
@@ -123,7 +129,8 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
             c.signal(libc::SIGTERM);
         }
     }
-    session.drain()?;
+    // Copied stacks of the last moments still wait for their tables.
+    session.drain_final(FINAL_WAIT)?;
     let elapsed = started.elapsed();
     let profile = session.take_profile();
     let title = match &child {

@@ -364,7 +364,9 @@ fn root_names_jit_code_from_its_perf_map() {
 fn root_names_frames_of_a_process_whose_binary_is_gone() {
     require_root();
     // The binary is deleted while it runs and the process exits before
-    // perfpilot's next drain: its frames must still be named.
+    // perfpilot's next drain: its frames must still be named, and its
+    // stacks complete from its first sample, although its unwind table
+    // is built only after it started.
     let dir = tempfile::tempdir().unwrap();
     let w = build("c-nofp", dir.path());
     let copy = dir.path().join("short-lived");
@@ -386,26 +388,103 @@ fn root_names_frames_of_a_process_whose_binary_is_gone() {
         .filter(|(f, _)| f[0] == "short-lived")
         .collect();
     let total: u64 = ours.iter().map(|(_, c)| c).sum();
-    let named: u64 = ours
-        .iter()
-        .filter(|(f, _)| has_chain(f, &["main", "driver", "mid"]))
-        .map(|(_, c)| c)
-        .sum();
     assert!(total > 100, "{total} samples of the short-lived process");
-    // What is tested is naming, not unwinding: the first samples of a new
-    // process may be leaf-only until its unwind tables are loaded (how long
-    // that takes depends on the machine's load), but every frame must carry
-    // a name, never the `[short-lived]` placeholder of an unnamed frame of
-    // the deleted binary.
     let unnamed: Vec<_> = ours
         .iter()
         .filter(|(f, _)| f[1..].iter().any(|s| s.starts_with("[short-lived")))
         .collect();
     assert!(unnamed.is_empty(), "unnamed frames: {unnamed:?}");
+    let complete: u64 = ours
+        .iter()
+        .filter(|(f, _)| is_complete_chain(f))
+        .map(|(_, c)| c)
+        .sum();
     assert!(
-        named as f64 >= 0.6 * total as f64,
-        "{named} of {total} samples named through main;driver;mid:\n{ours:?}"
+        complete as f64 >= 0.95 * total as f64,
+        "{complete} of {total} samples have the complete chain _start..main;driver;mid:\n{ours:?}"
     );
+}
+
+/// A stack of the C workload unwound to its end: from `_start` through
+/// main;driver;mid.
+fn is_complete_chain(frames: &[String]) -> bool {
+    frames.get(1).is_some_and(|f| f == "_start") && has_chain(frames, &["main", "driver", "mid"])
+}
+
+/// Two CPU-bound shells, killed when dropped.
+struct Hogs(Vec<std::process::Child>);
+
+impl Hogs {
+    fn start(n: usize) -> Hogs {
+        Hogs(
+            (0..n)
+                .map(|_| {
+                    Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn root_short_lived_processes_are_complete_from_their_first_sample() {
+    require_root();
+    // Each process runs a binary perfpilot has never seen (a fresh copy:
+    // a new inode), so its unwind table is built after its first
+    // instructions ran, while two CPU-bound processes compete for the
+    // CPUs with it and with perfpilot.
+    let dir = tempfile::tempdir().unwrap();
+    let w = build("c-nofp", dir.path());
+    let _hogs = Hogs::start(2);
+    let out = dir.path().join("host.folded");
+    let mut recorder = perfpilot()
+        .args(["record", "-F", "499", "-o"])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let names: Vec<String> = (0..4).map(|i| format!("fresh-{i}")).collect();
+    for name in &names {
+        let copy = dir.path().join(name);
+        std::fs::copy(&w[0], &copy).unwrap();
+        let status = Command::new(&copy).arg("0.5").status().unwrap();
+        assert!(status.success());
+    }
+    // SIGINT ends a recording and writes it.
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(recorder.id() as i32, libc::SIGINT) };
+    let status = recorder.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(recorder.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    let lines = folded_of(&out);
+    for name in &names {
+        let ours: Vec<_> = lines.iter().filter(|(f, _)| &f[0] == name).collect();
+        let total: u64 = ours.iter().map(|(_, c)| c).sum();
+        let complete: u64 = ours
+            .iter()
+            .filter(|(f, _)| is_complete_chain(f))
+            .map(|(_, c)| c)
+            .sum();
+        assert!(total > 50, "{total} samples of {name}\n{stderr}");
+        assert!(
+            complete as f64 >= 0.95 * total as f64,
+            "{name}: {complete} of {total} samples complete\n{stderr}\n{ours:?}"
+        );
+    }
 }
 
 #[test]

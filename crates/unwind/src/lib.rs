@@ -7,9 +7,18 @@
 //! flat, sorted array of [`UnwindRow`]s that BPF code can binary-search and
 //! apply with a few loads: where the CFA is (rsp or rbp plus an offset, or
 //! the PLT rule), where rbp was saved, and where the stack ends.
+//!
+//! [`unwind`] applies the same rows in user space, to stacks copied at
+//! sample time before their tables were loaded, exactly as the BPF
+//! unwinder applies them in the kernel.
 
+mod eval;
 mod table;
 
+pub use eval::{
+    find_mapping, unwind, Mapping, Memory, Outcome, Registers, Rows, StackCopy, MAP_SEARCH_STEPS,
+    ROW_SEARCH_STEPS,
+};
 pub use table::{build_table, TableStats, UnwindError, UnwindTable};
 
 /// How to find the canonical frame address (CFA) of a frame; the return

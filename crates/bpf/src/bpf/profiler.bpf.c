@@ -24,6 +24,13 @@ const volatile bool want_kernel_stacks = true;
 const volatile bool want_user_stacks = true;
 const volatile __u64 new_process_notify_ns = 50000000ULL; /* 50 ms */
 const volatile __u64 stale_notify_ns = 1000000000ULL;     /* 1 s */
+/* Raw stack copies: each process may have raw_stack_burst copies at once,
+ * then raw_stack_rate per second (0: never); raw_stacks_always copies every
+ * sample's stack beside its in-kernel unwind (to compare the two
+ * unwinders). */
+const volatile __u64 raw_stack_rate = 0;
+const volatile __u64 raw_stack_burst = 0;
+const volatile bool raw_stacks_always = false;
 
 /* Flipped by user space between drains. */
 volatile __u32 active_buffer = 0;
@@ -85,6 +92,42 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
+
+/* Samples whose stacks user space unwinds (struct pp_raw_stack); apart
+ * from events so that a burst of them never costs an exec or exit. Sized
+ * by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 2 * 1024 * 1024);
+} raw_stacks SEC(".maps");
+
+struct pp_raw_scratch {
+	struct pp_raw_stack hdr;
+	/* One page of slack: the verifier bounds each read by the room a
+	 * whole page would need. */
+	__u8 data[RAW_DATA_MAX + 4096];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pp_raw_scratch);
+} raw_scratch SEC(".maps");
+
+/* Per-process token buckets for raw copies, in nanosecond-tokens: a
+ * process whose tables take long cannot use up the copies of the next. */
+struct pp_raw_budget {
+	__u64 tokens;
+	__u64 last_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct pp_raw_budget);
+} raw_budget SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -167,6 +210,8 @@ struct pp_unwind_state {
 	__u32 tgid;
 	__u32 flags;
 	bool stale_reported;
+	/* The tables are not ready for this stack: copy it for user space. */
+	bool want_raw;
 };
 
 /* Binary search state: find the last entry whose start is <= pc, in
@@ -263,6 +308,15 @@ static long unwind_step(__u64 index, void *ctx)
 			st->stale_reported = true;
 			notify(EVENT_MAPS_STALE, st->tgid, stale_notify_ns);
 		}
+		/* Reached by exact unwinding, this is code mapped since user
+		 * space last read the mappings (the libraries the dynamic
+		 * loader maps after exec, dlopen). After frame-pointer guesses
+		 * it is more likely a bad address: not worth a copy. */
+		if (!(st->flags & SAMPLE_F_NO_UNWIND_INFO))
+			st->want_raw = true;
+	} else if (m->table == TABLE_PENDING) {
+		st->flags |= SAMPLE_F_TABLE_PENDING;
+		st->want_raw = true;
 	} else if (m->row_count > 0 && pc - m->bias <= 0xffffffffULL) {
 		s.pc = pc - m->bias;
 		s.lo = 0;
@@ -431,6 +485,150 @@ __noinline __u64 intern_stack(__u32 which, __u32 buffer)
 		return 0;
 	}
 	return h;
+}
+
+/* ---- Raw stack copies, for user space to unwind ---- */
+
+#define barrier_var(v) asm volatile("" : "+r"(v))
+
+static __always_inline bool raw_allowed(__u32 tgid)
+{
+	if (raw_stack_rate == 0)
+		return false;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 cap = raw_stack_burst * 1000000000ULL;
+	struct pp_raw_budget *b = bpf_map_lookup_elem(&raw_budget, &tgid);
+	if (!b) {
+		/* A process seen first starts with a full bucket. */
+		struct pp_raw_budget nb = {};
+		nb.tokens = cap - 1000000000ULL;
+		nb.last_ns = now;
+		bpf_map_update_elem(&raw_budget, &tgid, &nb, BPF_ANY);
+		return true;
+	}
+	/* Racing CPUs may lose an update: the bound is approximate. */
+	__u64 dt = now - b->last_ns;
+	b->last_ns = now;
+	if (dt > 100000000000ULL) /* 100 s: a full bucket, without overflow */
+		dt = 100000000000ULL;
+	__u64 tokens = b->tokens + dt * raw_stack_rate;
+	if (tokens > cap)
+		tokens = cap;
+	if (tokens < 1000000000ULL) {
+		b->tokens = tokens;
+		return false;
+	}
+	b->tokens = tokens - 1000000000ULL;
+	return true;
+}
+
+/* 64-bit throughout: clang's 32-bit zero extensions make copies of
+ * registers the verifier has bounded on the original only. */
+struct raw_copy {
+	__u64 src;    /* next user address to read */
+	__u64 off;    /* bytes of data[] used */
+	__u64 copied; /* bytes of stack copied */
+};
+
+/* Copies the stack a page at a time, up to the first unreadable page. */
+static long raw_copy_step(__u64 index, void *ctx)
+{
+	struct raw_copy *c = ctx;
+	__u32 zero = 0;
+	struct pp_raw_scratch *r = bpf_map_lookup_elem(&raw_scratch, &zero);
+	if (!r || c->copied >= RAW_STACK_MAX)
+		return 1;
+	__u64 len = 4096 - (c->src & 4095);
+	__u64 left = RAW_STACK_MAX - c->copied;
+	if (len > left)
+		len = left;
+	__u64 off = c->off;
+	barrier_var(len);
+	barrier_var(off);
+	if (off > RAW_DATA_MAX || len == 0 || len > 4096)
+		return 1;
+	if (bpf_probe_read_user(&r->data[off], len, (void *)c->src))
+		return 1;
+	c->src += len;
+	c->off = off + len;
+	c->copied += len;
+	return 0;
+}
+
+/* Sends the current sample's registers, kernel and Python stacks (in the
+ * scratch stacks) and user stack memory to user space. Returns 1 when
+ * sent. `flags` and `user_stack` describe the in-kernel attempt. */
+__noinline __u32 copy_raw_stack(__u32 tgid, __u32 tid, __u32 flags, __u64 user_stack)
+{
+	__u32 zero = 0;
+	struct pp_raw_scratch *r = bpf_map_lookup_elem(&raw_scratch, &zero);
+	struct pp_scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!r || !sc)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pp_user_regs *regs = (struct pp_user_regs *)bpf_task_pt_regs(task);
+	__u64 ip = regs->ip, sp = regs->sp, bp = regs->bp;
+	/* Kernel threads' saved user registers are all zero. */
+	if (!sp || !ip)
+		return 0;
+
+	__u64 nk = sc->kernel.len;
+	__u64 np = sc->python.len;
+	if (nk > MAX_FRAMES)
+		nk = MAX_FRAMES;
+	if (np > MAX_FRAMES)
+		np = MAX_FRAMES;
+	/* MAX_FRAMES is 127: the masks change nothing but show the verifier
+	 * the bounds clang's register reuse hides. */
+	barrier_var(nk);
+	barrier_var(np);
+	nk &= 127;
+	np &= 127;
+	bpf_probe_read_kernel(&r->data[0], nk * 8, sc->kernel.ips);
+	bpf_probe_read_kernel(&r->data[nk * 8], np * 8, sc->python.ips);
+
+	struct raw_copy c = {};
+	c.src = sp;
+	c.off = (nk + np) * 8;
+	bpf_loop(RAW_STACK_MAX / 4096 + 1, raw_copy_step, &c, 0);
+	if (c.copied == 0)
+		return 0;
+
+	r->hdr.tgid = tgid;
+	r->hdr.tid = tid;
+	r->hdr.ip = ip;
+	r->hdr.sp = sp;
+	r->hdr.bp = bp;
+	r->hdr.user_stack = user_stack;
+	r->hdr.flags = flags;
+	r->hdr.kernel_len = nk;
+	r->hdr.python_len = np;
+	r->hdr.stack_len = c.copied;
+	r->hdr._pad = 0;
+	bpf_get_current_comm(r->hdr.comm, sizeof(r->hdr.comm));
+	__u64 size = sizeof(r->hdr) + c.off;
+	barrier_var(size);
+	if (size > sizeof(*r))
+		return 0;
+	if (bpf_ringbuf_output(&raw_stacks, r, size, 0)) {
+		stat_inc(STAT_RAW_RING_FULL);
+		return 0;
+	}
+	stat_inc(STAT_RAW_TAKEN);
+	return 1;
+}
+
+/* A copy instead of an in-kernel unwind, within the rate. */
+static __always_inline bool take_raw(__u32 tgid, __u32 tid, __u32 flags)
+{
+	if (raw_stacks_always)
+		return false; /* copied after counting, see on_sample */
+	if (!raw_allowed(tgid)) {
+		if (raw_stack_rate)
+			stat_inc(STAT_RAW_RATE_LIMITED);
+		return false;
+	}
+	return copy_raw_stack(tgid, tid, flags, 0);
 }
 
 /* ---- CPython frames ---- */
@@ -621,11 +819,14 @@ int on_sample(struct bpf_perf_event_data *ctx)
 	/* Kernel threads are registered with PROC_F_KTHREAD: no user stack. */
 	if (want_user_stacks && tgid != 0 && !(proc && (proc->flags & PROC_F_KTHREAD))) {
 		if (!proc) {
-			/* Unknown yet: frame pointers now, full unwinding once
-			 * user space has loaded the process's tables. */
+			/* Unknown yet: the stack is copied for user space to
+			 * unwind once it has read the process (else frame
+			 * pointers now). */
+			notify(EVENT_NEW_PROCESS, tgid, new_process_notify_ns);
+			if (take_raw(tgid, tid, SAMPLE_F_FP_ONLY))
+				return 0;
 			key.flags |= SAMPLE_F_FP_ONLY;
 			stat_inc(STAT_UNWIND_FP_ONLY);
-			notify(EVENT_NEW_PROCESS, tgid, new_process_notify_ns);
 			long n = bpf_get_stack(ctx, sc->user.ips, sizeof(sc->user.ips),
 					       BPF_F_USER_STACK);
 			if (n > 0)
@@ -650,6 +851,8 @@ int on_sample(struct bpf_perf_event_data *ctx)
 				stat_inc(STAT_UNWIND_UNSUPPORTED);
 			if (proc->flags & PROC_F_PYTHON)
 				key.flags |= python_stack(tgid, tid);
+			if (st.want_raw && take_raw(tgid, tid, key.flags))
+				return 0;
 		}
 	}
 
@@ -662,6 +865,10 @@ int on_sample(struct bpf_perf_event_data *ctx)
 	if ((sc->user.len && !key.user_stack) || (sc->kernel.len && !key.kernel_stack) ||
 	    (sc->python.len && !key.python_stack))
 		key.flags |= SAMPLE_F_STACK_LOST;
+
+	if (raw_stacks_always && want_user_stacks && tgid != 0 && proc &&
+	    !(proc->flags & PROC_F_KTHREAD))
+		copy_raw_stack(tgid, tid, key.flags, key.user_stack);
 
 	struct pp_sample_value *v = bpf_map_lookup_elem(counts, &key);
 	if (v) {
@@ -695,8 +902,10 @@ int on_exec(void *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!is_target(tgid))
 		return 0;
-	/* The old image's tables no longer apply. */
+	/* The old image's tables no longer apply; the new one starts with a
+	 * full bucket of copies. */
 	bpf_map_delete_elem(&procs, &tgid);
+	bpf_map_delete_elem(&raw_budget, &tgid);
 	emit(EVENT_EXEC, tgid);
 	return 0;
 }

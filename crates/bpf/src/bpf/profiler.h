@@ -8,6 +8,9 @@
 #define MAP_SEARCH_STEPS 9  /* log2(MAX_EXEC_MAPS) + 1 */
 #define ROW_SEARCH_STEPS 24 /* enough for 16M unwind rows */
 #define MAX_UNWIND_TABLES 16384
+/* Bytes of user stack copied from rsp for a sample unwound later in user
+ * space (see pp_raw_stack). */
+#define RAW_STACK_MAX 16384
 
 /* A stack: return addresses, leaf first. 1 KiB. */
 struct pp_stack {
@@ -39,6 +42,7 @@ struct pp_sample_value {
 #define SAMPLE_F_UNSUPPORTED (1 << 5)  /* a CFA rule the unwinder cannot evaluate */
 #define SAMPLE_F_PY_TRUNCATED (1 << 6) /* more Python frames than MAX_FRAMES */
 #define SAMPLE_F_PY_NO_THREAD (1 << 7) /* Python process, thread state not found */
+#define SAMPLE_F_TABLE_PENDING (1 << 8) /* through code whose table was still being built */
 
 /* One row of an unwind table: from pc (relative to the ELF's virtual
  * addresses) until the next row's pc, how to find the CFA and rbp. */
@@ -65,9 +69,13 @@ struct pp_exec_map {
 	__u64 start;
 	__u64 end;
 	__u64 bias;      /* runtime address - ELF virtual address */
-	__u32 table;     /* index in unwind_tables */
+	__u32 table;     /* index in unwind_tables, or TABLE_PENDING */
 	__u32 row_count; /* 0: no table, use frame pointers */
 };
+
+/* pp_exec_map.table of an object whose table user space is still building
+ * (row_count is 0): samples through it are copied raw. */
+#define TABLE_PENDING 0xffffffffU
 
 #define PROC_F_PYTHON 1
 #define PROC_F_KTHREAD 2
@@ -138,6 +146,28 @@ struct pp_event {
 	__u32 tgid;
 };
 
+/* A sample whose user stack is copied for user space to unwind once the
+ * process's mappings and tables are known: registers, stacks and the raw
+ * stack memory from sp upwards. Sent through the raw_stacks ring buffer,
+ * followed by data: kernel_len kernel addresses, python_len Python
+ * entries (u64 each), then stack_len bytes of stack. */
+struct pp_raw_stack {
+	__u32 tgid;
+	__u32 tid;
+	__u64 ip;
+	__u64 sp;
+	__u64 bp;
+	__u64 user_stack; /* the in-kernel unwind's stack (compare mode), else 0 */
+	__u32 flags;      /* SAMPLE_F_* of the in-kernel attempt */
+	__u16 kernel_len;
+	__u16 python_len;
+	__u32 stack_len;
+	__u32 _pad;
+	char comm[16];
+};
+
+#define RAW_DATA_MAX (2 * MAX_FRAMES * 8 + RAW_STACK_MAX)
+
 #define EVENT_NEW_PROCESS 1 /* sampled a process with no proc_maps */
 #define EVENT_MAPS_STALE 2  /* pc outside every known mapping */
 #define EVENT_EXEC 3
@@ -158,6 +188,9 @@ enum pp_stat {
 	STAT_KERNEL_STACK_ERROR,
 	STAT_PY_NO_THREAD,   /* Python process, no thread state for the thread */
 	STAT_PY_TRUNCATED,
+	STAT_RAW_TAKEN,       /* user stacks copied for unwinding in user space */
+	STAT_RAW_RATE_LIMITED,/* not copied: over its process's raw_stack_rate (unwound in the kernel) */
+	STAT_RAW_RING_FULL,   /* not copied: raw_stacks ring full (unwound in the kernel) */
 	STAT_MAX,
 };
 
