@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use perfpilot_agent::ship::{Shipper, ShipperConfig};
+use perfpilot_agent::ship::{Notice, Shipper, ShipperConfig};
 use perfpilot_agent::{Scope, Session};
 use perfpilot_store::embedded::{EmbeddedStore, Options};
 
@@ -268,6 +268,8 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
 pub struct AgentLoop {
     pub server: String,
     pub token: Option<String>,
+    /// Read again while the server refuses the token.
+    pub token_file: Option<PathBuf>,
     pub interval: Duration,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
@@ -287,6 +289,7 @@ pub fn run_agent(a: AgentLoop, stop: &AtomicBool) -> exit::Result<()> {
     let mut shipper = Shipper::new(ShipperConfig {
         server: a.server.clone(),
         token: a.token.clone(),
+        token_file: a.token_file.clone(),
         spool_dir: a.spool_dir.clone(),
         spool_max_bytes: a.spool_max_bytes,
         timeout: Duration::from_secs(10),
@@ -307,6 +310,17 @@ pub fn run_agent(a: AgentLoop, stop: &AtomicBool) -> exit::Result<()> {
             next_ship = now + a.interval;
             let profile = session.take_profile();
             shipper.ship(&profile).context("cannot spool a profile")?;
+            // Each new reason for keeping or dropping batches, once (the
+            // status line below has the counts).
+            for notice in shipper.take_notices() {
+                if a.quiet && matches!(notice, Notice::Resumed { .. }) {
+                    continue;
+                }
+                if progress {
+                    eprintln!();
+                }
+                eprintln!("perfpilot agent: {notice}");
+            }
             let s = &shipper.stats;
             let line = format!(
                 "perfpilot agent: {} batches sent, {} spooled now, {} dropped, {} rejected{}",
@@ -322,8 +336,6 @@ pub fn run_agent(a: AgentLoop, stop: &AtomicBool) -> exit::Result<()> {
             );
             if progress {
                 eprint!("\r{line}   ");
-            } else if shipper.last_error.is_some() && !a.quiet {
-                eprintln!("{line}");
             }
         }
         if done {
@@ -346,6 +358,7 @@ pub fn agent(args: AgentArgs) -> exit::Result<()> {
         AgentLoop {
             server: args.server,
             token,
+            token_file: args.auth_token_file,
             interval,
             spool_dir: args
                 .spool_dir
@@ -398,6 +411,7 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
         AgentLoop {
             server: format!("http://{}", args.listen),
             token: None,
+            token_file: None,
             interval,
             spool_dir: data.join("spool"),
             spool_max_bytes: 256 << 20,
