@@ -152,6 +152,7 @@ impl ProfileBuilder {
         tracker: &mut Tracker,
         symbolizer: &mut Symbolizer,
     ) {
+        symbolizer.trim();
         let mut per_object: HashMap<u32, Vec<u64>> = HashMap::new();
         let mut kernel_addrs = Vec::new();
         for s in &drained.samples {

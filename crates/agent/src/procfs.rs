@@ -121,6 +121,23 @@ pub fn process_exists(pid: u32) -> bool {
     }
 }
 
+/// Whether a process is still there (a zombie counts: its exit was
+/// reported when it became one). One system call, no /proc read.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return true;
+    }
+    // EPERM: it exists, owned by someone we may not signal.
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Every process id currently in /proc.
 pub fn all_pids() -> Vec<u32> {
     let Ok(dir) = fs::read_dir("/proc") else {
@@ -170,6 +187,10 @@ garbage line
         assert!(snap.maps.iter().any(|m| m.executable && m.is_file()));
         assert!(process_exists(me));
         assert!(!process_exists(u32::MAX - 1));
+        assert!(process_alive(me));
+        assert!(process_alive(1));
+        assert!(!process_alive(u32::MAX - 1));
+        assert!(!process_alive(0));
         assert!(all_pids().contains(&me));
     }
 }

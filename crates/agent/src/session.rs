@@ -168,7 +168,13 @@ impl Session {
                     self.refresh_at
                         .push((now + Duration::from_millis(250), pid));
                 }
-                Event::Exit(pid) => self.tracker.mark_exited(pid),
+                Event::Exit(pid) => {
+                    // A process never tracked (a target's child that was
+                    // never sampled) has only its kernel entries to drop.
+                    if !self.tracker.mark_exited(pid) {
+                        self.sampler.remove_process(pid);
+                    }
+                }
             }
         }
         let now = Instant::now();
@@ -183,6 +189,7 @@ impl Session {
             self.tracker.refresh(pid, &self.sampler);
         }
         self.tracker.poll_tables(Duration::ZERO, &self.sampler);
+        self.symbolizer.forget_objects(&self.tracker.take_evicted());
     }
 
     /// Moves samples out of the kernel into the current profile.
@@ -227,6 +234,7 @@ impl Session {
         for pid in self.tracker.reap(&self.sampler) {
             self.symbolizer.forget_process(pid);
         }
+        self.symbolizer.forget_objects(&self.tracker.take_evicted());
         result.map_err(AgentError::from)
     }
 

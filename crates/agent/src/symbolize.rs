@@ -3,15 +3,21 @@
 //! from its own dynamic symbols. Results are cached per object and
 //! address, so each distinct address is resolved once per session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
+use blazesym::symbolize::evict::{Elf as EvictElf, Evict};
 use blazesym::symbolize::source::{Elf, Kernel, Source};
 use blazesym::symbolize::{Input, Sym, Symbolized, Symbolizer as Blaze};
 use blazesym::MaybeDefault;
 use object::{Object, ObjectSymbol};
 
 use crate::objects::{ObjectInfo, ObjectKey};
+
+/// Most addresses whose names are kept, per cache (user, kernel,
+/// Python); a cache past it starts afresh before the next drain is
+/// named (a few hundred bytes an entry).
+pub const MAX_CACHED_ADDRESSES: usize = 1 << 17;
 
 /// One function at an address; an address inside inlined code has several.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -114,6 +120,45 @@ impl Symbolizer {
     /// Drops what is cached for a process's Python code objects.
     pub fn forget_process(&mut self, pid: u32) {
         self.python.retain(|(p, _), _| *p != pid);
+    }
+
+    /// Drops what is cached for objects the tracker released: their
+    /// names, and blazesym's parsed symbols, DWARF and open file, which it
+    /// keeps by path (the path of a handle another object can take next).
+    /// Call while the objects' handles are still open.
+    pub fn forget_objects(&mut self, objects: &[ObjectInfo]) {
+        if objects.is_empty() {
+            return;
+        }
+        let keys: HashSet<ObjectKey> = objects.iter().map(|o| o.key).collect();
+        self.user.retain(|(k, _), _| !keys.contains(k));
+        for o in objects {
+            if o.key == ObjectKey::Vdso {
+                self.vdso_symbols = None;
+            }
+            for path in [o.symbol_path(), o.debug_file()].into_iter().flatten() {
+                // Evicting what is not cached is not an error.
+                let _ = self.blaze.evict(&Evict::Elf(EvictElf::new(path)));
+            }
+        }
+    }
+
+    /// Keeps every cache within [`MAX_CACHED_ADDRESSES`]. Called before a
+    /// drain's addresses are resolved, so none resolved for it is lost.
+    pub fn trim(&mut self) {
+        fn bound<K, V>(m: &mut HashMap<K, V>) {
+            if m.len() > MAX_CACHED_ADDRESSES {
+                *m = HashMap::new();
+            }
+        }
+        bound(&mut self.user);
+        bound(&mut self.kernel);
+        bound(&mut self.python);
+    }
+
+    /// Entries in the user, kernel and Python caches.
+    pub fn cache_sizes(&self) -> (usize, usize, usize) {
+        (self.user.len(), self.kernel.len(), self.python.len())
     }
 
     /// Resolves the addresses (ELF virtual addresses of `object`) that are

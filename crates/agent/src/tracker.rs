@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
 
 use perfpilot_bpf::{BpfError, ExecMap, PythonProcess, Sampler};
 use perfpilot_unwind::UnwindRow;
@@ -82,6 +83,8 @@ pub struct ProcessInfo {
     pub python: Option<PythonProcess>,
     perf_map: Option<PerfMap>,
     fingerprint: u64,
+    /// When it was registered (the tracker's clock), for eviction.
+    registered: u64,
 }
 
 /// Where an address of a process lies.
@@ -109,6 +112,29 @@ pub struct TrackerStats {
     pub map_errors: u64,
     /// Processes with more executable mappings than the unwinder searches.
     pub mappings_truncated: u64,
+    /// Processes found gone without their exit having been reported (an
+    /// exit between reading /proc and telling the unwinder, or a lost
+    /// event).
+    pub exits_missed: u64,
+    /// Live processes forgotten to stay within [`MAX_PROCESSES`].
+    pub processes_evicted: u64,
+}
+
+/// How many entries the tracker's structures hold: what must come back
+/// down after processes exit.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TrackerSizes {
+    pub processes: usize,
+    /// Processes whose mappings the unwinder was given and not yet told
+    /// to forget.
+    pub processes_in_bpf: usize,
+    pub objects: usize,
+    /// Objects no process maps, kept for reuse.
+    pub idle_objects: usize,
+    pub failed_objects: usize,
+    /// Evicted objects waiting for [`Tracker::take_evicted`].
+    pub evicted_pending: usize,
+    pub table_rows: u64,
 }
 
 /// A table loaded in the kernel: its slot and row count.
@@ -128,15 +154,33 @@ struct ObjectSlot {
 /// Unreferenced objects kept for reuse (short-lived processes re-running
 /// the same binaries) before their tables and handles are released.
 const IDLE_OBJECTS_KEPT: usize = 512;
+/// Most processes tracked at once: as many as the unwinder's `procs` map
+/// holds. Beyond it the longest-tracked live process is forgotten (if it
+/// is still sampled, the unwinder asks for it again).
+pub const MAX_PROCESSES: usize = 16384;
+/// Objects that could not be opened are not retried; this many are
+/// remembered before the list starts afresh.
+const MAX_FAILED_OBJECTS: usize = 4096;
+/// How often tracked processes are checked for exits nobody reported.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// Evicted objects held for [`Tracker::take_evicted`]; past this the
+/// oldest are released unseen.
+const MAX_EVICTED_PENDING: usize = 4096;
 
 pub struct Tracker {
     objects: Vec<Option<ObjectSlot>>,
     by_key: HashMap<ObjectKey, ObjectId>,
     failed: HashSet<ObjectKey>,
     procs: HashMap<u32, ProcessInfo>,
+    /// Pids whose mappings the unwinder holds (and must be told to drop).
+    in_bpf: HashSet<u32>,
     tables: TableBudget,
     worker: TableWorker,
     clock: u64,
+    last_sweep: Instant,
+    /// Objects released from the cache whose names others may still
+    /// cache (see [`take_evicted`](Self::take_evicted)).
+    evicted: Vec<ObjectInfo>,
     pub stats: TrackerStats,
 }
 
@@ -148,9 +192,12 @@ impl Tracker {
             by_key: HashMap::new(),
             failed: HashSet::new(),
             procs: HashMap::new(),
+            in_bpf: HashSet::new(),
             tables: TableBudget::new(perfpilot_bpf::MAX_UNWIND_TABLES, max_rows),
             worker: TableWorker::new(),
             clock: 0,
+            last_sweep: Instant::now(),
+            evicted: Vec::new(),
             stats: TrackerStats::default(),
         }
     }
@@ -172,6 +219,28 @@ impl Tracker {
         self.tables.rows_in_use()
     }
 
+    /// The number of entries in each structure.
+    pub fn sizes(&self) -> TrackerSizes {
+        let objects = self.objects.iter().flatten();
+        TrackerSizes {
+            processes: self.procs.len(),
+            processes_in_bpf: self.in_bpf.len(),
+            objects: self.by_key.len(),
+            idle_objects: objects.filter(|s| s.refs == 0).count(),
+            failed_objects: self.failed.len(),
+            evicted_pending: self.evicted.len(),
+            table_rows: self.tables.rows_in_use(),
+        }
+    }
+
+    /// Objects released since the last call. Their names may be cached
+    /// elsewhere (the symbolizer) under their handle's path, which a new
+    /// object can take once the handle is closed: forget them there
+    /// before dropping these.
+    pub fn take_evicted(&mut self) -> Vec<ObjectInfo> {
+        std::mem::take(&mut self.evicted)
+    }
+
     /// Reads a process from /proc and tells the unwinder about it. A
     /// process that is already gone is remembered as a bare pid so its
     /// samples still get labels.
@@ -180,6 +249,11 @@ impl Tracker {
             Ok(snap) => self.register_snapshot(snap, sink),
             Err(_) => {
                 self.stats.processes_vanished += 1;
+                self.clock += 1;
+                let registered = self.clock;
+                if !self.procs.contains_key(&pid) {
+                    self.make_room(sink);
+                }
                 self.procs.entry(pid).or_insert_with(|| ProcessInfo {
                     pid,
                     comm: String::new(),
@@ -193,6 +267,7 @@ impl Tracker {
                     python: None,
                     perf_map: None,
                     fingerprint: 0,
+                    registered,
                 });
             }
         }
@@ -203,8 +278,12 @@ impl Tracker {
         let pid = snap.pid;
         if let Some(old) = self.procs.remove(&pid) {
             self.release_mappings(&old.mappings);
+        } else {
+            self.make_room(sink);
         }
         self.stats.processes_registered += 1;
+        self.clock += 1;
+        let registered = self.clock;
         let exe = snap.exe.as_ref().map(|p| p.to_string_lossy().into_owned());
         let (mappings, fingerprint) = self.load_mappings(pid, &snap.maps);
         let build_id = exe.as_ref().and_then(|exe| {
@@ -240,6 +319,7 @@ impl Tracker {
             python,
             perf_map: None,
             fingerprint,
+            registered,
         };
         self.push_to_bpf(&info, sink);
         self.procs.insert(pid, info);
@@ -271,16 +351,42 @@ impl Tracker {
     }
 
     /// The process exited; its data stays until [`reap`](Self::reap) so
-    /// samples already in the kernel still get named frames.
-    pub fn mark_exited(&mut self, pid: u32) {
-        if let Some(p) = self.procs.get_mut(&pid) {
-            p.exited = true;
+    /// samples already in the kernel still get named frames. Returns
+    /// whether it was tracked.
+    pub fn mark_exited(&mut self, pid: u32) -> bool {
+        match self.procs.get_mut(&pid) {
+            Some(p) => {
+                p.exited = true;
+                true
+            }
+            None => false,
         }
     }
 
+    /// Marks as exited the tracked processes that are gone although no
+    /// exit was reported: one that exits between its /proc files being
+    /// read and the unwinder being told about it raises no exit event,
+    /// and events can be lost. Returns how many were found.
+    pub fn sweep_exited(&mut self) -> usize {
+        self.last_sweep = Instant::now();
+        let mut found = 0;
+        for p in self.procs.values_mut().filter(|p| !p.exited) {
+            if !procfs::process_alive(p.pid) {
+                p.exited = true;
+                found += 1;
+            }
+        }
+        self.stats.exits_missed += found as u64;
+        found
+    }
+
     /// Forgets exited processes (call after a drain) and releases objects
-    /// no process uses beyond the idle cache. Returns the pids forgotten.
+    /// no process uses beyond the idle cache. Every [`SWEEP_EVERY`] it
+    /// first looks for exits nobody reported. Returns the pids forgotten.
     pub fn reap(&mut self, sink: &dyn UnwindSink) -> Vec<u32> {
+        if self.last_sweep.elapsed() >= SWEEP_EVERY {
+            self.sweep_exited();
+        }
         let gone: Vec<u32> = self
             .procs
             .iter()
@@ -289,12 +395,39 @@ impl Tracker {
             .collect();
         for &pid in &gone {
             if let Some(p) = self.procs.remove(&pid) {
-                sink.remove_process(pid);
+                self.forget_in_bpf(pid, sink);
                 self.release_mappings(&p.mappings);
             }
         }
         self.evict_idle(IDLE_OBJECTS_KEPT, sink);
         gone
+    }
+
+    /// Keeps the process table within [`MAX_PROCESSES`] before one more
+    /// is added: exited processes are kept until the next reap, so the
+    /// longest-tracked live one goes (its mappings leave the unwinder
+    /// too; a sample of it registers it again).
+    fn make_room(&mut self, sink: &dyn UnwindSink) {
+        while self.procs.len() >= MAX_PROCESSES {
+            let oldest = self
+                .procs
+                .values()
+                .min_by_key(|p| (!p.exited, p.registered))
+                .map(|p| p.pid);
+            let Some(pid) = oldest else { return };
+            if let Some(p) = self.procs.remove(&pid) {
+                self.forget_in_bpf(pid, sink);
+                self.release_mappings(&p.mappings);
+                if !p.exited {
+                    self.stats.processes_evicted += 1;
+                }
+            }
+        }
+    }
+
+    fn forget_in_bpf(&mut self, pid: u32, sink: &dyn UnwindSink) {
+        self.in_bpf.remove(&pid);
+        sink.remove_process(pid);
     }
 
     /// Where `addr` lies in process `pid`.
@@ -479,6 +612,9 @@ impl Tracker {
         if self.failed.contains(&key) {
             return None;
         }
+        if self.failed.len() >= MAX_FAILED_OBJECTS {
+            self.failed.clear();
+        }
         let loaded = open()
             .ok_or_else(|| "cannot open".to_string())
             .and_then(|f| objects::load_file(key, path, f));
@@ -556,6 +692,9 @@ impl Tracker {
     }
 
     fn push_to_bpf(&mut self, p: &ProcessInfo, sink: &dyn UnwindSink) {
+        // Counted before the update: a failed one may still have left an
+        // entry, and forgetting an absent one is harmless.
+        self.in_bpf.insert(p.pid);
         if p.kernel_thread {
             if sink.mark_kernel_thread(p.pid).is_err() {
                 self.stats.map_errors += 1;
@@ -621,6 +760,10 @@ impl Tracker {
                 }
                 self.by_key.remove(&slot.info.key);
                 self.stats.objects_evicted += 1;
+                if self.evicted.len() >= MAX_EVICTED_PENDING {
+                    self.evicted.remove(0);
+                }
+                self.evicted.push(slot.info);
             }
         }
     }
@@ -640,6 +783,7 @@ fn fingerprint(maps: &[MapsEntry]) -> u64 {
 mod tests {
     use super::*;
     use std::cell::RefCell;
+    use std::time::Duration;
 
     #[derive(Default)]
     struct FakeSink {
@@ -670,6 +814,7 @@ mod tests {
             Ok(())
         }
         fn remove_process(&self, tgid: u32) {
+            self.procs.borrow_mut().remove(&tgid);
             self.removed.borrow_mut().push(tgid);
         }
     }
@@ -734,6 +879,127 @@ mod tests {
             .cloned()
             .unwrap();
         assert!(maps.iter().all(|m| m.row_count == 0));
+    }
+
+    /// Starts `n` processes that wait to be killed.
+    fn sleepers(program: &std::path::Path, n: usize) -> Vec<std::process::Child> {
+        (0..n)
+            .map(|_| {
+                std::process::Command::new(program)
+                    .arg("600")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// Waits until a process's executable is mapped (spawning returns once
+    /// exec has begun, not once it has mapped everything).
+    fn mapped(pid: u32) {
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < end {
+            let maps = procfs::read_maps(pid).unwrap();
+            if maps.iter().any(|m| m.executable && m.path.contains("libc")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("process {pid} never mapped libc");
+    }
+
+    /// Registers short-lived processes as exec events would, kills them,
+    /// reports the exit of all but every fifth (a lost event, or an exit
+    /// before the unwinder knew the process), and reaps.
+    fn churn(t: &mut Tracker, sink: &FakeSink, program: &std::path::Path, processes: usize) {
+        let mut done = 0;
+        while done < processes {
+            let batch = (processes - done).min(50);
+            let mut children = sleepers(program, batch);
+            // As the session does: registered at exec, when the kernel
+            // may still be mapping the binary, and read again later.
+            for c in &children {
+                t.register(c.id(), sink);
+            }
+            for c in &children {
+                mapped(c.id());
+                t.refresh(c.id(), sink);
+            }
+            for (i, c) in children.iter_mut().enumerate() {
+                c.kill().unwrap();
+                c.wait().unwrap();
+                if i % 5 != 0 {
+                    t.mark_exited(c.id());
+                }
+            }
+            t.reap(sink);
+            done += batch;
+        }
+    }
+
+    #[test]
+    fn thousands_of_short_processes_leave_nothing_behind() {
+        let sink = FakeSink::default();
+        let mut t = Tracker::new(4 << 20);
+        let me = std::process::id();
+        t.register(me, &sink);
+        let sleep = std::path::PathBuf::from("/bin/sleep");
+        // The first processes load `sleep` and its libraries, which stay
+        // cached for the next ones.
+        churn(&mut t, &sink, &sleep, 10);
+        t.sweep_exited();
+        t.reap(&sink);
+        t.wait_for_tables(Duration::from_secs(60), &sink);
+        let before = t.sizes();
+        assert_eq!(before.processes, 1, "{before:?}");
+        assert_eq!(sink.procs.borrow().len(), 1);
+
+        churn(&mut t, &sink, &sleep, 2000);
+        // Nobody reported the exits of 400 of them: they are found gone
+        // (some already by the periodic sweep when reaping).
+        t.sweep_exited();
+        t.reap(&sink);
+        t.wait_for_tables(Duration::from_secs(60), &sink);
+        assert_eq!(t.sizes(), before);
+        assert_eq!(sink.procs.borrow().len(), 1, "entries left in the unwinder");
+        assert!(t.process(me).is_some());
+        assert_eq!(t.stats.exits_missed, 402);
+    }
+
+    #[test]
+    fn distinct_binaries_are_evicted_beyond_the_idle_cache() {
+        let sink = FakeSink::default();
+        let mut t = Tracker::new(4 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        // Copies are distinct files (inodes): a build system's fresh
+        // binaries, or deployments.
+        let copies: Vec<_> = (0..IDLE_OBJECTS_KEPT + 100)
+            .map(|i| {
+                let p = dir.path().join(format!("sleep-{i}"));
+                std::fs::copy("/bin/sleep", &p).unwrap();
+                p
+            })
+            .collect();
+        let shared = t.sizes().objects;
+        for copy in &copies {
+            churn(&mut t, &sink, copy, 1);
+        }
+        t.sweep_exited();
+        t.reap(&sink);
+        let sizes = t.sizes();
+        assert_eq!(sizes.processes, 0);
+        assert!(
+            sizes.objects <= shared + IDLE_OBJECTS_KEPT + 8,
+            "{sizes:?} ({shared} shared objects)"
+        );
+        // Every evicted object is handed over once, for the symbolizer.
+        let evicted = t.take_evicted();
+        assert!(
+            evicted.len() >= 100 - 8,
+            "{} evicted; {sizes:?} {:?}",
+            evicted.len(),
+            t.stats
+        );
+        assert_eq!(t.sizes().evicted_pending, 0);
     }
 
     #[test]
