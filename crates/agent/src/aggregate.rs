@@ -36,6 +36,7 @@ pub struct ProfileBuilder {
     anon_mapping: Option<MappingId>,
     python_mapping: Option<MappingId>,
     label_sets: HashMap<(u32, u32, [u8; 16]), u32>,
+    pid_labels: bool,
     pub samples: u64,
     pub frames: u64,
     pub named_frames: u64,
@@ -72,10 +73,19 @@ impl ProfileBuilder {
             anon_mapping: None,
             python_mapping: None,
             label_sets: HashMap::new(),
+            pid_labels: true,
             samples: 0,
             frames: 0,
             named_frames: 0,
         }
+    }
+
+    /// Whether samples are labelled with their pid and tid (the default).
+    /// Without, the processes and threads of one program with the same
+    /// name share their label sets.
+    pub fn with_pid_labels(mut self, on: bool) -> Self {
+        self.pid_labels = on;
+        self
     }
 
     /// Adds a drain. Processes seen for the first time are registered with
@@ -325,11 +335,12 @@ impl ProfileBuilder {
         if let Some(&id) = self.label_sets.get(&key) {
             return id;
         }
-        let mut set: Vec<(&str, String)> = vec![
-            (labels::PID, s.tgid.to_string()),
-            (labels::TID, s.tid.to_string()),
-            (labels::THREAD_NAME, s.comm().to_string()),
-        ];
+        let mut set: Vec<(&str, String)> = Vec::with_capacity(12);
+        if self.pid_labels {
+            set.push((labels::PID, s.tgid.to_string()));
+            set.push((labels::TID, s.tid.to_string()));
+        }
+        set.push((labels::THREAD_NAME, s.comm().to_string()));
         match tracker.process(s.tgid) {
             Some(p) => {
                 let name = if p.comm.is_empty() {

@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::aggregate::{ProfileBuilder, SampleFlags};
 use crate::symbolize::{Symbolizer, SymbolizerStats};
+use crate::tables::TableTarget;
 use crate::tracker::{Tracker, TrackerStats};
 
 #[derive(Debug, Error)]
@@ -39,6 +40,12 @@ pub struct SessionConfig {
     /// Most unwind rows kept in the kernel (12 bytes a row); objects
     /// beyond it fall back to frame pointers.
     pub unwind_rows: u64,
+    /// Objects whose DWARF is larger are named from their symbol table
+    /// only (see [`Symbolizer::with_max_dwarf_bytes`]).
+    pub max_dwarf_bytes: u64,
+    /// Label samples with their pid and tid. A recording wants them; a
+    /// server would make every process and thread a series of its own.
+    pub pid_labels: bool,
 }
 
 impl Default for SessionConfig {
@@ -49,6 +56,8 @@ impl Default for SessionConfig {
             include_idle: false,
             kernel_stacks: true,
             unwind_rows: 4 << 20,
+            max_dwarf_bytes: crate::symbolize::DEFAULT_MAX_DWARF_BYTES,
+            pid_labels: true,
         }
     }
 }
@@ -121,7 +130,7 @@ impl Session {
             user_stacks: true,
             ..Default::default()
         })?;
-        let mut tracker = Tracker::new(config.unwind_rows);
+        let mut tracker = Tracker::with_table_target(config.unwind_rows, TableTarget::Kernel);
         // Targets get their tables before the first sample is taken.
         for pid in targets.unwrap_or_default() {
             tracker.register(pid, &sampler);
@@ -131,8 +140,9 @@ impl Session {
         Ok(Session {
             sampler,
             tracker,
-            symbolizer: Symbolizer::new(),
-            builder: ProfileBuilder::new(config.frequency_hz, unix_nanos()),
+            symbolizer: Symbolizer::new().with_max_dwarf_bytes(config.max_dwarf_bytes),
+            builder: ProfileBuilder::new(config.frequency_hz, unix_nanos())
+                .with_pid_labels(config.pid_labels),
             config,
             drained: Drained::default(),
             events: Vec::new(),
@@ -173,6 +183,7 @@ impl Session {
                     // never sampled) has only its kernel entries to drop.
                     if !self.tracker.mark_exited(pid) {
                         self.sampler.remove_process(pid);
+                        self.sampler.remove_target(pid);
                     }
                 }
             }
@@ -233,6 +244,7 @@ impl Session {
         self.report.drains += 1;
         for pid in self.tracker.reap(&self.sampler) {
             self.symbolizer.forget_process(pid);
+            self.sampler.remove_target(pid);
         }
         self.symbolizer.forget_objects(&self.tracker.take_evicted());
         result.map_err(AgentError::from)
@@ -240,7 +252,8 @@ impl Session {
 
     /// Ends the current profile and starts a new one.
     pub fn take_profile(&mut self) -> Profile {
-        let fresh = ProfileBuilder::new(self.config.frequency_hz, unix_nanos());
+        let fresh = ProfileBuilder::new(self.config.frequency_hz, unix_nanos())
+            .with_pid_labels(self.config.pid_labels);
         let old = std::mem::replace(&mut self.builder, fresh);
         let duration = self.profile_started.elapsed().as_nanos() as i64;
         self.profile_started = Instant::now();

@@ -41,7 +41,15 @@ pub struct SymbolizerStats {
     pub errors: u64,
     /// Time spent resolving (cache misses only).
     pub elapsed: std::time::Duration,
+    /// Objects named from their symbol table only because their DWARF is
+    /// larger than the limit (see [`Symbolizer::with_max_dwarf_bytes`]).
+    pub dwarf_over_limit: u64,
 }
+
+/// DWARF larger than this is not read by default: blazesym maps it and
+/// keeps what it parsed, and a 120 MB binary with debug info took the
+/// agent's memory past 200 MiB.
+pub const DEFAULT_MAX_DWARF_BYTES: u64 = 32 << 20;
 
 pub struct Symbolizer {
     blaze: Blaze,
@@ -52,6 +60,9 @@ pub struct Symbolizer {
     python: HashMap<(u32, u64), Names>,
     /// Where kernel symbols are read from, chosen on first use.
     kallsyms: Option<std::path::PathBuf>,
+    max_dwarf_bytes: u64,
+    /// Objects whose DWARF was left unread for its size (counted once).
+    dwarf_skipped: HashSet<ObjectKey>,
     pub stats: SymbolizerStats,
 }
 
@@ -74,8 +85,18 @@ impl Symbolizer {
             vdso_symbols: None,
             python: HashMap::new(),
             kallsyms: None,
+            max_dwarf_bytes: DEFAULT_MAX_DWARF_BYTES,
+            dwarf_skipped: HashSet::new(),
             stats: SymbolizerStats::default(),
         }
+    }
+
+    /// Objects whose DWARF is larger than `bytes` are named from their
+    /// symbol table only: function names, without inlined functions,
+    /// files or lines.
+    pub fn with_max_dwarf_bytes(mut self, bytes: u64) -> Self {
+        self.max_dwarf_bytes = bytes;
+        self
     }
 
     /// Cached names of an address of `object`, if already resolved.
@@ -132,6 +153,7 @@ impl Symbolizer {
         }
         let keys: HashSet<ObjectKey> = objects.iter().map(|o| o.key).collect();
         self.user.retain(|(k, _), _| !keys.contains(k));
+        self.dwarf_skipped.retain(|k| !keys.contains(k));
         for o in objects {
             if o.key == ObjectKey::Vdso {
                 self.vdso_symbols = None;
@@ -187,8 +209,13 @@ impl Symbolizer {
         // a distribution's separate debug file only for its symbol table:
         // its compressed DWARF costs more to inflate than the rest of a
         // recording.
+        let dwarf_fits = object.dwarf_bytes <= self.max_dwarf_bytes;
+        if object.has_dwarf && !dwarf_fits && self.dwarf_skipped.insert(object.key) {
+            self.stats.dwarf_over_limit += 1;
+        }
         let (path, debug_syms) = match (object.has_dwarf, object.debug_file()) {
-            (true, _) => (object.symbol_path(), true),
+            (true, _) if dwarf_fits => (object.symbol_path(), true),
+            (true, _) => (object.symbol_path(), false),
             (false, Some(debug)) => (Some(debug), false),
             (false, None) => (object.symbol_path(), false),
         };
@@ -444,6 +471,45 @@ mod tests {
         assert_eq!(s.cached(key, data_vaddr), Some(&None));
         assert!(s.stats.rejected_data >= 1, "{:?}", s.stats);
         assert_eq!(s.stats.named, 1);
+    }
+
+    #[test]
+    fn dwarf_over_the_limit_is_left_for_the_symbol_table() {
+        let me = std::process::id();
+        let maps = crate::procfs::read_maps(me).unwrap();
+        let here = a_function_with_a_name as *const () as usize as u64;
+        let m = maps
+            .iter()
+            .find(|m| m.executable && m.start <= here && here < m.end)
+            .unwrap();
+        let key = ObjectKey::File {
+            dev: m.dev,
+            inode: m.inode,
+        };
+        let obj = load_file(key, &m.path, open_mapped_file(me, m).unwrap()).unwrap();
+        assert!(
+            obj.has_dwarf && obj.dwarf_bytes > 0,
+            "a test build has DWARF"
+        );
+        let vaddr = here - obj.bias(m) + 1;
+
+        let mut s = Symbolizer::new().with_max_dwarf_bytes(obj.dwarf_bytes);
+        s.resolve_object(&obj, &[vaddr]);
+        let names = s.cached(key, vaddr).unwrap().clone().unwrap();
+        assert!(names.last().unwrap().file.is_some(), "{names:?}");
+        assert_eq!(s.stats.dwarf_over_limit, 0);
+
+        let mut s = Symbolizer::new().with_max_dwarf_bytes(obj.dwarf_bytes - 1);
+        s.resolve_object(&obj, &[vaddr]);
+        s.resolve_object(&obj, &[vaddr + 1]);
+        let names = s.cached(key, vaddr).unwrap().clone().unwrap();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(
+            names[0].name.contains("a_function_with_a_name"),
+            "{names:?}"
+        );
+        assert_eq!(names[0].file, None);
+        assert_eq!(s.stats.dwarf_over_limit, 1, "counted once per object");
     }
 
     #[test]

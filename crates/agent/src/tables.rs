@@ -5,36 +5,68 @@
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
 
+use perfpilot_bpf::{BpfError, KernelUnwindTable};
 use perfpilot_unwind::UnwindRow;
 
-use crate::objects::{unwind_rows, ObjectKey, TableSource};
+use crate::objects::{kernel_table, unwind_rows, ObjectKey, TableSource};
+
+/// Where tables are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableTarget {
+    /// Rows in memory (tests, and callers without BPF).
+    Memory,
+    /// Created in the kernel and streamed there row by row.
+    Kernel,
+}
+
+/// A table built off the event loop, waiting for a slot.
+#[derive(Debug)]
+pub enum BuiltTable {
+    Rows(Vec<UnwindRow>),
+    Kernel(KernelUnwindTable),
+}
+
+impl BuiltTable {
+    pub fn rows(&self) -> usize {
+        match self {
+            BuiltTable::Rows(r) => r.len(),
+            BuiltTable::Kernel(t) => t.rows() as usize,
+        }
+    }
+}
+
+fn build(source: &TableSource, target: TableTarget) -> Result<BuiltTable, BpfError> {
+    match target {
+        TableTarget::Memory => Ok(BuiltTable::Rows(unwind_rows(source))),
+        TableTarget::Kernel => Ok(match kernel_table(source)? {
+            Some(t) => BuiltTable::Kernel(t),
+            None => BuiltTable::Rows(Vec::new()),
+        }),
+    }
+}
+
+type Done = (ObjectKey, Result<BuiltTable, BpfError>);
 
 /// Builds unwind tables on a thread of its own, one at a time: a large
 /// library takes a few hundred milliseconds, which must not delay
 /// registering the next short-lived process.
 pub struct TableWorker {
     jobs: SyncSender<(ObjectKey, TableSource)>,
-    done: Receiver<(ObjectKey, Vec<UnwindRow>)>,
+    done: Receiver<Done>,
     pending: usize,
 }
 
-impl Default for TableWorker {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl TableWorker {
-    pub fn new() -> Self {
+    pub fn new(target: TableTarget) -> Self {
         let (jobs, job_rx) = mpsc::sync_channel::<(ObjectKey, TableSource)>(4096);
-        let (done_tx, done) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel::<Done>();
         // If the thread cannot start, jobs fail to send and objects are
         // unwound with frame pointers (counted by the tracker).
         let _ = std::thread::Builder::new()
             .name("pp-unwind-tables".into())
             .spawn(move || {
                 for (key, source) in job_rx {
-                    if done_tx.send((key, unwind_rows(&source))).is_err() {
+                    if done_tx.send((key, build(&source, target))).is_err() {
                         break;
                     }
                 }
@@ -62,7 +94,7 @@ impl TableWorker {
     }
 
     /// A finished table, waiting up to `timeout` for one.
-    pub fn next(&mut self, timeout: Duration) -> Option<(ObjectKey, Vec<UnwindRow>)> {
+    pub fn next(&mut self, timeout: Duration) -> Option<Done> {
         if self.pending == 0 {
             return None;
         }

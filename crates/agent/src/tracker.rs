@@ -9,17 +9,16 @@ use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use perfpilot_bpf::{BpfError, ExecMap, PythonProcess, Sampler};
-use perfpilot_unwind::UnwindRow;
 
 use crate::cgroup::{labels_from_path, CgroupLabels};
 use crate::objects::{self, ObjectInfo, ObjectKey};
 use crate::perfmap::PerfMap;
 use crate::procfs::{self, MapsEntry, ProcessSnapshot};
-use crate::tables::{TableBudget, TableWorker};
+use crate::tables::{BuiltTable, TableBudget, TableTarget, TableWorker};
 
 /// Where the unwinder's tables go. [`Sampler`] is the real one.
 pub trait UnwindSink {
-    fn load_table(&self, slot: u32, rows: &[UnwindRow]) -> Result<(), BpfError>;
+    fn load_table(&self, slot: u32, table: &BuiltTable) -> Result<(), BpfError>;
     fn unload_table(&self, slot: u32);
     fn set_process_maps(
         &self,
@@ -32,8 +31,11 @@ pub trait UnwindSink {
 }
 
 impl UnwindSink for Sampler {
-    fn load_table(&self, slot: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
-        self.load_unwind_table(slot, rows)
+    fn load_table(&self, slot: u32, table: &BuiltTable) -> Result<(), BpfError> {
+        match table {
+            BuiltTable::Rows(rows) => self.load_unwind_table(slot, rows),
+            BuiltTable::Kernel(t) => self.install_unwind_table(slot, t),
+        }
     }
     fn unload_table(&self, slot: u32) {
         self.unload_unwind_table(slot)
@@ -185,8 +187,15 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// A tracker whose unwind tables hold at most `max_rows` rows together.
+    /// A tracker whose unwind tables hold at most `max_rows` rows together,
+    /// built in memory (see [`with_table_target`](Self::with_table_target)).
     pub fn new(max_rows: u64) -> Self {
+        Self::with_table_target(max_rows, TableTarget::Memory)
+    }
+
+    /// A tracker whose tables are built in `target`: a sampler's are
+    /// created in the kernel directly.
+    pub fn with_table_target(max_rows: u64, target: TableTarget) -> Self {
         Tracker {
             objects: Vec::new(),
             by_key: HashMap::new(),
@@ -194,7 +203,7 @@ impl Tracker {
             procs: HashMap::new(),
             in_bpf: HashSet::new(),
             tables: TableBudget::new(perfpilot_bpf::MAX_UNWIND_TABLES, max_rows),
-            worker: TableWorker::new(),
+            worker: TableWorker::new(target),
             clock: 0,
             last_sweep: Instant::now(),
             evicted: Vec::new(),
@@ -479,12 +488,18 @@ impl Tracker {
         let mut loaded = 0;
         let mut timeout = wait;
         let mut touched: Vec<ObjectId> = Vec::new();
-        while let Some((key, rows)) = self.worker.next(timeout) {
+        while let Some((key, built)) = self.worker.next(timeout) {
             timeout = std::time::Duration::ZERO;
             let Some(&id) = self.by_key.get(&key) else {
                 continue; // evicted meanwhile
             };
-            let table = self.upload_table(&rows, sink);
+            let table = match built {
+                Ok(built) => self.upload_table(&built, sink),
+                Err(_) => {
+                    self.stats.map_errors += 1;
+                    None
+                }
+            };
             if let Some(Some(slot)) = self.objects.get_mut(id as usize) {
                 if let Some(old) = slot.table.take() {
                     sink.unload_table(old.slot);
@@ -659,11 +674,11 @@ impl Tracker {
         id
     }
 
-    fn upload_table(&mut self, rows: &[UnwindRow], sink: &dyn UnwindSink) -> Option<Table> {
-        if rows.is_empty() {
+    fn upload_table(&mut self, built: &BuiltTable, sink: &dyn UnwindSink) -> Option<Table> {
+        if built.rows() == 0 {
             return None;
         }
-        let len = u32::try_from(rows.len()).ok()?;
+        let len = u32::try_from(built.rows()).ok()?;
         let slot = match self.tables.alloc(len) {
             Some(s) => s,
             None => {
@@ -678,7 +693,7 @@ impl Tracker {
                 }
             }
         };
-        match sink.load_table(slot, rows) {
+        match sink.load_table(slot, built) {
             Ok(()) => {
                 self.stats.rows_uploaded += len as u64;
                 Some(Table { slot, rows: len })
@@ -793,8 +808,8 @@ mod tests {
     }
 
     impl UnwindSink for FakeSink {
-        fn load_table(&self, slot: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
-            self.tables.borrow_mut().insert(slot, rows.len());
+        fn load_table(&self, slot: u32, table: &BuiltTable) -> Result<(), BpfError> {
+            self.tables.borrow_mut().insert(slot, table.rows());
             Ok(())
         }
         fn unload_table(&self, slot: u32) {
@@ -863,6 +878,32 @@ mod tests {
         assert_eq!(t.reap(&sink), vec![me]);
         assert!(t.process(me).is_none());
         assert_eq!(*sink.removed.borrow(), vec![me]);
+    }
+
+    /// Tables created in the kernel (streamed there) have the rows of
+    /// tables built in memory.
+    #[test]
+    fn root_kernel_tables_have_the_rows_of_memory_tables() {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "creates BPF maps: run as root"
+        );
+        let me = std::process::id();
+        let rows = |target| {
+            let sink = FakeSink::default();
+            let mut t = Tracker::with_table_target(4 << 20, target);
+            t.register(me, &sink);
+            t.wait_for_tables(Duration::from_secs(60), &sink);
+            assert_eq!(t.stats.map_errors, 0);
+            let mut sizes: Vec<usize> = sink.tables.borrow().values().copied().collect();
+            sizes.sort_unstable();
+            sizes
+        };
+        let memory = rows(TableTarget::Memory);
+        assert!(memory.len() >= 2, "{memory:?}");
+        assert_eq!(rows(TableTarget::Kernel), memory);
     }
 
     #[test]

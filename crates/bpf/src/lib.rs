@@ -10,6 +10,7 @@ mod error;
 mod perf;
 mod profiler;
 pub mod ratelimit;
+mod unwind_table;
 
 pub use drain::{BatchDrainer, DrainError};
 pub use error::BpfError;
@@ -20,6 +21,7 @@ pub use profiler::{
     SAMPLE_F_FP_ONLY, SAMPLE_F_NO_UNWIND_INFO, SAMPLE_F_PY_NO_THREAD, SAMPLE_F_PY_TRUNCATED,
     SAMPLE_F_READ_ERROR, SAMPLE_F_STACK_LOST, SAMPLE_F_TRUNCATED, SAMPLE_F_UNSUPPORTED,
 };
+pub use unwind_table::KernelUnwindTable;
 
 /// Checks what profiling needs from the kernel and the caller's
 /// privileges, with an error a user can act on.
