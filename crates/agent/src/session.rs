@@ -183,7 +183,7 @@ impl Session {
                     // never sampled) has only its kernel entries to drop.
                     if !self.tracker.mark_exited(pid) {
                         self.sampler.remove_process(pid);
-                        self.sampler.remove_target(pid);
+                        self.forget_target(pid);
                     }
                 }
             }
@@ -244,7 +244,7 @@ impl Session {
         self.report.drains += 1;
         for pid in self.tracker.reap(&self.sampler) {
             self.symbolizer.forget_process(pid);
-            self.sampler.remove_target(pid);
+            self.forget_target(pid);
         }
         self.symbolizer.forget_objects(&self.tracker.take_evicted());
         result.map_err(AgentError::from)
@@ -258,6 +258,13 @@ impl Session {
         let duration = self.profile_started.elapsed().as_nanos() as i64;
         self.profile_started = Instant::now();
         old.finish(duration)
+    }
+
+    /// Takes an exited process out of the set the kernel filters on.
+    fn forget_target(&self, pid: u32) {
+        if self.config.scope != Scope::Host {
+            self.sampler.remove_target(pid);
+        }
     }
 
     /// Whether `pid` is still sampled (a target, or a child of one).

@@ -106,6 +106,8 @@ struct UpArgs {
     baseline_config: Option<PathBuf>,
     #[command(flatten)]
     autopilot: AutopilotArgs,
+    #[command(flatten)]
+    labels: AgentLabelArgs,
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -185,12 +187,26 @@ struct AgentArgs {
     /// Most spooled data kept; the oldest batches go first.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     spool_max_mib: u64,
-    /// A file holding the server's token.
+    /// A file holding the server's token (read again while the server
+    /// refuses it, so fixing the file is enough).
     #[arg(long, value_name = "FILE")]
     auth_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    labels: AgentLabelArgs,
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     quiet: bool,
+}
+
+/// How the agent labels what it ships.
+#[derive(Args)]
+struct AgentLabelArgs {
+    /// Also label samples with their pid and tid. On a server every label
+    /// set is a series: this makes one per process and thread, which
+    /// short-lived processes turn into thousands (without it, processes
+    /// of one program share theirs).
+    #[arg(long)]
+    pid_labels: bool,
 }
 
 #[derive(Args)]
@@ -332,6 +348,12 @@ struct SamplingArgs {
     /// it are unwound with frame pointers.
     #[arg(long, value_name = "ROWS", default_value_t = 4 << 20)]
     unwind_rows: u64,
+    /// Object files whose DWARF debug information is larger are named from
+    /// their symbol table only (function names, without inlined functions
+    /// or lines): reading it takes memory in proportion.
+    #[arg(long, value_name = "MIB", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    max_dwarf_mib: u64,
 }
 
 #[derive(Args)]

@@ -21,6 +21,8 @@ pub fn session_config(s: &SamplingArgs, scope: Scope) -> SessionConfig {
         include_idle: s.include_idle,
         kernel_stacks: !s.no_kernel,
         unwind_rows: s.unwind_rows,
+        max_dwarf_bytes: s.max_dwarf_mib << 20,
+        pid_labels: true,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use perfpilot_agent::ship::{Notice, Shipper, ShipperConfig};
-use perfpilot_agent::{Scope, Session};
+use perfpilot_agent::{Scope, Session, SessionConfig};
 use perfpilot_store::embedded::{EmbeddedStore, Options};
 
 use crate::exit::{self, Failure};
@@ -274,6 +274,8 @@ pub struct AgentLoop {
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
     pub sampling: crate::SamplingArgs,
+    /// pid and tid as labels (series) on the server.
+    pub pid_labels: bool,
     pub quiet: bool,
 }
 
@@ -285,7 +287,10 @@ pub fn run_agent(a: AgentLoop, stop: &AtomicBool) -> exit::Result<()> {
     } else {
         Scope::Pids(a.sampling.pids.clone())
     };
-    let mut session = Session::start(record::session_config(&a.sampling, scope))?;
+    let mut session = Session::start(SessionConfig {
+        pid_labels: a.pid_labels,
+        ..record::session_config(&a.sampling, scope)
+    })?;
     let mut shipper = Shipper::new(ShipperConfig {
         server: a.server.clone(),
         token: a.token.clone(),
@@ -365,6 +370,7 @@ pub fn agent(args: AgentArgs) -> exit::Result<()> {
                 .unwrap_or_else(|| default_data_dir().join("spool")),
             spool_max_bytes: args.spool_max_mib * (1 << 20),
             sampling: args.sampling,
+            pid_labels: args.labels.pid_labels,
             quiet: args.quiet,
         },
         &stop,
@@ -416,6 +422,7 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
             spool_dir: data.join("spool"),
             spool_max_bytes: 256 << 20,
             sampling: args.sampling,
+            pid_labels: args.labels.pid_labels,
             quiet: args.quiet,
         },
         &stop,
