@@ -435,7 +435,67 @@ fn count_flags(s: &RawSample, f: &mut SampleFlags) {
 
 #[cfg(test)]
 mod tests {
-    use super::{python_groups, service_name};
+    use super::{python_groups, service_name, ProfileBuilder, SampleFlags};
+    use crate::symbolize::Symbolizer;
+    use crate::tracker::Tracker;
+    use perfpilot_bpf::{Drained, RawSample};
+    use perfpilot_model::labels;
+
+    /// 1,000 short-lived processes of one program, two threads each.
+    fn churn() -> Drained {
+        let mut d = Drained::default();
+        let mut comm = [0u8; 16];
+        comm[..6].copy_from_slice(b"worker");
+        for pid in 10_000..11_000 {
+            for tid in [pid, pid + 100_000] {
+                d.samples.push(RawSample {
+                    tgid: pid,
+                    tid,
+                    user_stack: 0,
+                    kernel_stack: 0,
+                    python_stack: 0,
+                    flags: 0,
+                    count: 1,
+                    comm,
+                });
+            }
+        }
+        d
+    }
+
+    fn label_sets(pid_labels: bool) -> Vec<Vec<(String, String)>> {
+        let mut b = ProfileBuilder::new(99, 0).with_pid_labels(pid_labels);
+        let mut tracker = Tracker::new(0);
+        b.add(
+            &churn(),
+            &mut tracker,
+            &mut Symbolizer::new(),
+            &mut SampleFlags::default(),
+        );
+        let p = b.finish(1);
+        let mut used: Vec<_> = p
+            .samples()
+            .iter()
+            .map(|s| p.label_sets()[s.labels as usize].clone())
+            .collect();
+        used.sort();
+        used.dedup();
+        used
+    }
+
+    #[test]
+    fn without_pid_labels_processes_of_a_program_share_label_sets() {
+        let sets = label_sets(false);
+        assert_eq!(sets.len(), 1, "{:?}", &sets[..sets.len().min(3)]);
+        assert!(sets[0]
+            .iter()
+            .all(|(k, _)| k != labels::PID && k != labels::TID));
+        assert!(sets[0]
+            .iter()
+            .any(|(k, v)| k == labels::PROCESS_NAME && v == "worker"));
+        // With them, each thread of each process is a set (a series).
+        assert_eq!(label_sets(true).len(), 2000);
+    }
 
     #[test]
     fn services_are_units_or_process_names() {
