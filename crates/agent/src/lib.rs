@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod cgroup;
 pub mod command;
 pub mod kallsyms;
+pub mod memory;
 pub mod objects;
 pub mod perfmap;
 pub mod procfs;

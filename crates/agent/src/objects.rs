@@ -48,6 +48,9 @@ pub struct ObjectInfo {
     /// Bytes of its DWARF sections, as they are once inflated: what
     /// naming from DWARF maps and reads.
     pub dwarf_bytes: u64,
+    /// Bytes of its symbol tables and their strings: what naming from
+    /// them maps and reads.
+    pub symbol_bytes: u64,
     /// For a CPython interpreter or libpython: its version and the virtual
     /// address of `_PyRuntime`.
     pub python: Option<((u32, u32), u64)>,
@@ -290,6 +293,14 @@ fn parse(key: ObjectKey, path: &str, data: &[u8]) -> Result<ObjectInfo, String> 
                 .map_or(s.size(), |r| r.uncompressed_size)
         })
         .sum();
+    let symbol_bytes = file
+        .sections()
+        .filter(|s| {
+            s.name()
+                .is_ok_and(|n| matches!(n, ".symtab" | ".strtab" | ".dynsym" | ".dynstr"))
+        })
+        .map(|s| s.size())
+        .sum();
     let is_go = file.section_by_name(".gopclntab").is_some()
         || file.section_by_name(".go.buildinfo").is_some();
     let python = crate::python::version_from_path(path)
@@ -304,6 +315,7 @@ fn parse(key: ObjectKey, path: &str, data: &[u8]) -> Result<ObjectInfo, String> 
         is_go,
         has_dwarf,
         dwarf_bytes,
+        symbol_bytes,
         python,
         image: None,
     })
@@ -375,6 +387,7 @@ mod tests {
             is_go: false,
             has_dwarf: false,
             dwarf_bytes: 0,
+            symbol_bytes: 0,
             python: None,
             image: None,
         };

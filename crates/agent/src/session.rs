@@ -43,6 +43,9 @@ pub struct SessionConfig {
     /// Objects whose DWARF is larger are named from their symbol table
     /// only (see [`Symbolizer::with_max_dwarf_bytes`]).
     pub max_dwarf_bytes: u64,
+    /// What blazesym keeps parsed, in bytes of the sections it read (see
+    /// [`Symbolizer::with_symbol_cache_bytes`]).
+    pub symbol_cache_bytes: u64,
     /// Label samples with their pid and tid. A recording wants them; a
     /// server would make every process and thread a series of its own.
     pub pid_labels: bool,
@@ -57,6 +60,7 @@ impl Default for SessionConfig {
             kernel_stacks: true,
             unwind_rows: 4 << 20,
             max_dwarf_bytes: crate::symbolize::DEFAULT_MAX_DWARF_BYTES,
+            symbol_cache_bytes: crate::symbolize::DEFAULT_SYMBOL_CACHE_BYTES,
             pid_labels: true,
         }
     }
@@ -100,6 +104,20 @@ pub struct Session {
     report: SessionReport,
 }
 
+/// How long to wait for events: at most `max`, until the next refresh
+/// is due, and 10 ms while tables are being built (they are loaded as
+/// soon as they are ready). Rounded up to whole milliseconds, the unit the
+/// ring buffer's poll takes: a refresh due in 0.4 ms would otherwise make
+/// it return at once, again and again until then (at 100 exec/s, a fifth
+/// of a core spent polling).
+fn poll_timeout(max: Duration, next_refresh: Option<Duration>, tables_pending: bool) -> Duration {
+    let mut timeout = next_refresh.map_or(max, |r| max.min(r));
+    if tables_pending {
+        timeout = timeout.min(Duration::from_millis(10));
+    }
+    Duration::from_millis(timeout.as_micros().div_ceil(1000) as u64)
+}
+
 fn unix_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -109,6 +127,7 @@ fn unix_nanos() -> i64 {
 
 impl Session {
     pub fn start(config: SessionConfig) -> Result<Session, AgentError> {
+        crate::memory::tune();
         let (targets, follow) = match &config.scope {
             Scope::Host => (None, false),
             Scope::Pids(p) => (Some(p.clone()), false),
@@ -140,7 +159,9 @@ impl Session {
         Ok(Session {
             sampler,
             tracker,
-            symbolizer: Symbolizer::new().with_max_dwarf_bytes(config.max_dwarf_bytes),
+            symbolizer: Symbolizer::new()
+                .with_max_dwarf_bytes(config.max_dwarf_bytes)
+                .with_symbol_cache_bytes(config.symbol_cache_bytes),
             builder: ProfileBuilder::new(config.frequency_hz, unix_nanos())
                 .with_pid_labels(config.pid_labels),
             config,
@@ -154,14 +175,12 @@ impl Session {
 
     /// Waits up to `timeout` for process events and handles them.
     pub fn poll(&mut self, timeout: Duration) {
-        let mut timeout = match self.refresh_at.iter().map(|(t, _)| *t).min() {
-            Some(t) => timeout.min(t.saturating_duration_since(Instant::now())),
-            None => timeout,
-        };
-        // Tables being built are loaded as soon as they are ready.
-        if self.tracker.tables_pending() {
-            timeout = timeout.min(Duration::from_millis(10));
-        }
+        let next_refresh = self.refresh_at.iter().map(|(t, _)| *t).min();
+        let timeout = poll_timeout(
+            timeout,
+            next_refresh.map(|t| t.saturating_duration_since(Instant::now())),
+            self.tracker.tables_pending(),
+        );
         self.sampler.poll_events(timeout, &mut self.events);
         for event in std::mem::take(&mut self.events) {
             match event {
@@ -242,6 +261,11 @@ impl Session {
         self.report.frames += self.builder.frames - before.1;
         self.report.named_frames += self.builder.named_frames - before.2;
         self.report.drains += 1;
+        // What a drain freed goes back now and then (the walk over the
+        // heaps is not free, and `up` shares them with the server).
+        if self.report.drains.is_multiple_of(10) {
+            crate::memory::trim();
+        }
         for pid in self.tracker.reap(&self.sampler) {
             self.symbolizer.forget_process(pid);
             self.forget_target(pid);
@@ -279,5 +303,32 @@ impl Session {
             symbolizer: self.symbolizer.stats,
             ..self.report
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::poll_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn poll_timeouts_are_whole_milliseconds_that_never_round_to_zero_early() {
+        let ms = Duration::from_millis;
+        let max = ms(100);
+        assert_eq!(poll_timeout(max, None, false), max);
+        assert_eq!(
+            poll_timeout(max, Some(Duration::from_micros(400)), false),
+            ms(1)
+        );
+        assert_eq!(
+            poll_timeout(max, Some(Duration::from_micros(1_001)), false),
+            ms(2)
+        );
+        assert_eq!(
+            poll_timeout(max, Some(Duration::ZERO), false),
+            Duration::ZERO
+        );
+        assert_eq!(poll_timeout(max, Some(ms(30)), true), ms(10));
+        assert_eq!(poll_timeout(ms(5), Some(ms(30)), true), ms(5));
     }
 }

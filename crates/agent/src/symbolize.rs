@@ -44,12 +44,28 @@ pub struct SymbolizerStats {
     /// Objects named from their symbol table only because their DWARF is
     /// larger than the limit (see [`Symbolizer::with_max_dwarf_bytes`]).
     pub dwarf_over_limit: u64,
+    /// Objects whose parsed symbols blazesym dropped to stay within the
+    /// cache's size (see [`Symbolizer::with_symbol_cache_bytes`]).
+    pub symbol_cache_evictions: u64,
+}
+
+/// What blazesym keeps for objects (their symbol tables, DWARF and the
+/// mapped pages it read) is bounded by default to this many bytes of the
+/// sections it reads.
+pub const DEFAULT_SYMBOL_CACHE_BYTES: u64 = 32 << 20;
+
+/// An object blazesym holds parsed: the paths it knows it by, what it
+/// costs, when it was last used.
+struct Held {
+    paths: Vec<std::path::PathBuf>,
+    bytes: u64,
+    last_used: u64,
 }
 
 /// DWARF larger than this is not read by default: blazesym maps it and
 /// keeps what it parsed, and a 120 MB binary with debug info took the
 /// agent's memory past 200 MiB.
-pub const DEFAULT_MAX_DWARF_BYTES: u64 = 32 << 20;
+pub const DEFAULT_MAX_DWARF_BYTES: u64 = 16 << 20;
 
 pub struct Symbolizer {
     blaze: Blaze,
@@ -63,6 +79,10 @@ pub struct Symbolizer {
     max_dwarf_bytes: u64,
     /// Objects whose DWARF was left unread for its size (counted once).
     dwarf_skipped: HashSet<ObjectKey>,
+    held: HashMap<ObjectKey, Held>,
+    held_bytes: u64,
+    cache_bytes: u64,
+    clock: u64,
     pub stats: SymbolizerStats,
 }
 
@@ -87,8 +107,27 @@ impl Symbolizer {
             kallsyms: None,
             max_dwarf_bytes: DEFAULT_MAX_DWARF_BYTES,
             dwarf_skipped: HashSet::new(),
+            held: HashMap::new(),
+            held_bytes: 0,
+            cache_bytes: DEFAULT_SYMBOL_CACHE_BYTES,
+            clock: 0,
             stats: SymbolizerStats::default(),
         }
+    }
+
+    /// What blazesym keeps parsed is bounded by the size of the sections
+    /// it read for each object (symbol tables, and DWARF when used): past
+    /// `bytes`, the least recently used objects are dropped, to be parsed
+    /// again when they have new addresses. An object larger than the
+    /// bound alone is dropped after each use.
+    pub fn with_symbol_cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Bytes of sections blazesym holds parsed now.
+    pub fn symbol_cache_held(&self) -> u64 {
+        self.held_bytes
     }
 
     /// Objects whose DWARF is larger than `bytes` are named from their
@@ -154,6 +193,11 @@ impl Symbolizer {
         let keys: HashSet<ObjectKey> = objects.iter().map(|o| o.key).collect();
         self.user.retain(|(k, _), _| !keys.contains(k));
         self.dwarf_skipped.retain(|k| !keys.contains(k));
+        for k in &keys {
+            if let Some(h) = self.held.remove(k) {
+                self.held_bytes -= h.bytes;
+            }
+        }
         for o in objects {
             if o.key == ObjectKey::Vdso {
                 self.vdso_symbols = None;
@@ -225,7 +269,7 @@ impl Symbolizer {
             }
             return;
         };
-        let mut elf = Elf::new(path);
+        let mut elf = Elf::new(path.clone());
         elf.debug_syms = debug_syms;
         let src = Source::Elf(elf);
         let results = match self.blaze.symbolize(&src, Input::VirtOffset(&todo)) {
@@ -235,6 +279,7 @@ impl Symbolizer {
                 vec![Symbolized::Unknown(blazesym::symbolize::Reason::IgnoredError); todo.len()]
             }
         };
+        let bytes = object.symbol_bytes + if debug_syms { object.dwarf_bytes } else { 0 };
         let mut named = Vec::with_capacity(todo.len());
         for (&addr, result) in todo.iter().zip(results) {
             let names = match result {
@@ -263,6 +308,43 @@ impl Symbolizer {
         for (addr, names) in named {
             self.count(&names);
             self.user.insert((object.key, addr), names);
+        }
+        self.hold(object.key, path, bytes);
+    }
+
+    /// Notes what blazesym now holds for an object, then drops the least
+    /// recently used objects past the cache's size.
+    fn hold(&mut self, key: ObjectKey, path: std::path::PathBuf, bytes: u64) {
+        self.clock += 1;
+        let h = self.held.entry(key).or_insert(Held {
+            paths: Vec::new(),
+            bytes: 0,
+            last_used: 0,
+        });
+        h.last_used = self.clock;
+        if !h.paths.contains(&path) {
+            h.paths.push(path);
+        }
+        if bytes > h.bytes {
+            self.held_bytes += bytes - h.bytes;
+            h.bytes = bytes;
+        }
+        while self.held_bytes > self.cache_bytes {
+            let Some(oldest) = self
+                .held
+                .iter()
+                .min_by_key(|(_, h)| h.last_used)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            if let Some(h) = self.held.remove(&oldest) {
+                self.held_bytes -= h.bytes;
+                self.stats.symbol_cache_evictions += 1;
+                for path in h.paths {
+                    let _ = self.blaze.evict(&Evict::Elf(EvictElf::new(path)));
+                }
+            }
         }
     }
 
@@ -510,6 +592,52 @@ mod tests {
         );
         assert_eq!(names[0].file, None);
         assert_eq!(s.stats.dwarf_over_limit, 1, "counted once per object");
+    }
+
+    /// The object mapped at `addr` in this process, and `addr`'s ELF
+    /// virtual address in it.
+    fn object_at(addr: u64) -> (ObjectInfo, u64) {
+        let me = std::process::id();
+        let maps = crate::procfs::read_maps(me).unwrap();
+        let m = maps
+            .iter()
+            .find(|m| m.executable && m.start <= addr && addr < m.end)
+            .unwrap();
+        let key = ObjectKey::File {
+            dev: m.dev,
+            inode: m.inode,
+        };
+        let obj = load_file(key, &m.path, open_mapped_file(me, m).unwrap()).unwrap();
+        let vaddr = addr - obj.bias(m);
+        (obj, vaddr)
+    }
+
+    #[test]
+    fn blazesym_holds_objects_within_the_cache_size() {
+        let (own, own_addr) = object_at(a_function_with_a_name as *const () as usize as u64);
+        let (libc, libc_addr) = object_at(libc::getpid as *const () as usize as u64);
+        assert!(own.symbol_bytes > 0 && libc.symbol_bytes > 0);
+        // Room for either, not both.
+        let mut s = Symbolizer::new()
+            .with_max_dwarf_bytes(0)
+            .with_symbol_cache_bytes(own.symbol_bytes.max(libc.symbol_bytes));
+        s.resolve_object(&libc, &[libc_addr]);
+        assert_eq!(s.symbol_cache_held(), libc.symbol_bytes);
+        s.resolve_object(&own, &[own_addr]);
+        assert_eq!(s.symbol_cache_held(), own.symbol_bytes, "libc dropped");
+        assert_eq!(s.stats.symbol_cache_evictions, 1);
+        // What was named stays named; a new address is parsed again.
+        assert!(s.cached(libc.key, libc_addr).unwrap().is_some());
+        s.resolve_object(&libc, &[libc_addr + 1]);
+        assert!(s.cached(libc.key, libc_addr + 1).unwrap().is_some());
+        assert_eq!(s.stats.symbol_cache_evictions, 2);
+        // Larger than the cache alone: dropped after each use.
+        let mut s = Symbolizer::new()
+            .with_max_dwarf_bytes(0)
+            .with_symbol_cache_bytes(own.symbol_bytes - 1);
+        s.resolve_object(&own, &[own_addr]);
+        assert_eq!(s.symbol_cache_held(), 0);
+        assert!(s.cached(own.key, own_addr).unwrap().is_some());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub fn session_config(s: &SamplingArgs, scope: Scope) -> SessionConfig {
         kernel_stacks: !s.no_kernel,
         unwind_rows: s.unwind_rows,
         max_dwarf_bytes: s.max_dwarf_mib << 20,
+        symbol_cache_bytes: s.symbol_cache_mib << 20,
         pid_labels: true,
     }
 }
