@@ -48,8 +48,8 @@ pub struct ObjectInfo {
     /// Bytes of its DWARF sections, as they are once inflated: what
     /// naming from DWARF maps and reads.
     pub dwarf_bytes: u64,
-    /// Bytes of its symbol tables and their strings: what naming from
-    /// them maps and reads.
+    /// Bytes of its symbol tables (`.symtab`, `.dynsym`; not their
+    /// strings, of which a lookup reads only the names it finds).
     pub symbol_bytes: u64,
     /// For a CPython interpreter or libpython: its version and the virtual
     /// address of `_PyRuntime`.
@@ -295,10 +295,7 @@ fn parse(key: ObjectKey, path: &str, data: &[u8]) -> Result<ObjectInfo, String> 
         .sum();
     let symbol_bytes = file
         .sections()
-        .filter(|s| {
-            s.name()
-                .is_ok_and(|n| matches!(n, ".symtab" | ".strtab" | ".dynsym" | ".dynstr"))
-        })
+        .filter(|s| s.name().is_ok_and(|n| matches!(n, ".symtab" | ".dynsym")))
         .map(|s| s.size())
         .sum();
     let is_go = file.section_by_name(".gopclntab").is_some()

@@ -50,8 +50,8 @@ pub struct SymbolizerStats {
 }
 
 /// What blazesym keeps for objects (their symbol tables, DWARF and the
-/// mapped pages it read) is bounded by default to this many bytes of the
-/// sections it reads.
+/// mapped pages it read) is bounded by default to this many bytes (an
+/// object counts twice its symbol tables, plus the DWARF read).
 pub const DEFAULT_SYMBOL_CACHE_BYTES: u64 = 32 << 20;
 
 /// An object blazesym holds parsed: the paths it knows it by, what it
@@ -279,7 +279,9 @@ impl Symbolizer {
                 vec![Symbolized::Unknown(blazesym::symbolize::Reason::IgnoredError); todo.len()]
             }
         };
-        let bytes = object.symbol_bytes + if debug_syms { object.dwarf_bytes } else { 0 };
+        // Measured: naming from a symbol table keeps about twice its size
+        // (the table mapped and read whole, an index, the names found).
+        let bytes = 2 * object.symbol_bytes + if debug_syms { object.dwarf_bytes } else { 0 };
         let mut named = Vec::with_capacity(todo.len());
         for (&addr, result) in todo.iter().zip(results) {
             let names = match result {
@@ -620,11 +622,11 @@ mod tests {
         // Room for either, not both.
         let mut s = Symbolizer::new()
             .with_max_dwarf_bytes(0)
-            .with_symbol_cache_bytes(own.symbol_bytes.max(libc.symbol_bytes));
+            .with_symbol_cache_bytes(2 * own.symbol_bytes.max(libc.symbol_bytes));
         s.resolve_object(&libc, &[libc_addr]);
-        assert_eq!(s.symbol_cache_held(), libc.symbol_bytes);
+        assert_eq!(s.symbol_cache_held(), 2 * libc.symbol_bytes);
         s.resolve_object(&own, &[own_addr]);
-        assert_eq!(s.symbol_cache_held(), own.symbol_bytes, "libc dropped");
+        assert_eq!(s.symbol_cache_held(), 2 * own.symbol_bytes, "libc dropped");
         assert_eq!(s.stats.symbol_cache_evictions, 1);
         // What was named stays named; a new address is parsed again.
         assert!(s.cached(libc.key, libc_addr).unwrap().is_some());
@@ -634,7 +636,7 @@ mod tests {
         // Larger than the cache alone: dropped after each use.
         let mut s = Symbolizer::new()
             .with_max_dwarf_bytes(0)
-            .with_symbol_cache_bytes(own.symbol_bytes - 1);
+            .with_symbol_cache_bytes(2 * own.symbol_bytes - 1);
         s.resolve_object(&own, &[own_addr]);
         assert_eq!(s.symbol_cache_held(), 0);
         assert!(s.cached(own.key, own_addr).unwrap().is_some());

@@ -354,10 +354,10 @@ struct SamplingArgs {
     #[arg(long, value_name = "MIB", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
     max_dwarf_mib: u64,
-    /// Symbol tables and DWARF kept parsed, in MiB of the sections read;
-    /// past it the least recently used object files are parsed again when
-    /// they have new addresses (one larger than this alone, after each
-    /// use).
+    /// Symbol tables and DWARF kept parsed, in MiB (an object file counts
+    /// twice its symbol tables, plus the DWARF read); past it the least
+    /// recently used object files are parsed again when they have new
+    /// addresses (one larger than this alone, after each use).
     #[arg(long, value_name = "MIB", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
     symbol_cache_mib: u64,
