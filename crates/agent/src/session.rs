@@ -216,7 +216,7 @@ impl Session {
             .collect();
         self.refresh_at.retain(|(t, _)| *t > now);
         for pid in due {
-            self.tracker.refresh(pid, &self.sampler);
+            self.tracker.refresh_live(pid, &self.sampler);
         }
         self.tracker.poll_tables(Duration::ZERO, &self.sampler);
         self.symbolizer.forget_objects(&self.tracker.take_evicted());

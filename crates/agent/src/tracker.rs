@@ -341,6 +341,16 @@ impl Tracker {
             self.register(pid, sink);
             return;
         }
+        self.refresh_live(pid, sink);
+    }
+
+    /// Re-reads the mappings of a tracked process that has not exited (a
+    /// scheduled look after exec: most short-lived processes are gone by
+    /// then, and reading /proc for them is wasted work).
+    pub fn refresh_live(&mut self, pid: u32, sink: &dyn UnwindSink) {
+        if self.procs.get(&pid).is_none_or(|p| p.exited) {
+            return;
+        }
         let Ok(maps) = procfs::read_maps(pid) else {
             return;
         };
