@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 /// One line of `/proc/PID/maps`.
@@ -82,16 +83,80 @@ fn proc_path(pid: u32, rest: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{rest}"))
 }
 
+/// A process's /proc directory, open: its files are opened relative to it,
+/// without looking the process up again for each (the agent reads four
+/// files of every process that execs).
+struct ProcDir(OwnedFd);
+
+impl ProcDir {
+    fn open(pid: u32) -> io::Result<ProcDir> {
+        let path = std::ffi::CString::new(format!("/proc/{pid}"))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: a valid C string; the result is checked.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor we just opened and own.
+        Ok(ProcDir(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn read(&self, name: &std::ffi::CStr) -> io::Result<String> {
+        use std::io::Read;
+        // SAFETY: a directory descriptor we own and a valid C string.
+        let fd = unsafe {
+            libc::openat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor we just opened and own.
+        let file = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut text = String::new();
+        // Through `take`: a plain read loop (a File's own would stat the
+        // file first, and /proc files have no size).
+        file.take(u64::MAX).read_to_string(&mut text)?;
+        Ok(text)
+    }
+
+    fn read_link(&self, name: &std::ffi::CStr) -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStringExt;
+        let mut buf = vec![0u8; libc::PATH_MAX as usize];
+        // SAFETY: a directory descriptor we own, a valid C string, and a
+        // buffer of the length given.
+        let n = unsafe {
+            libc::readlinkat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        let n = usize::try_from(n).ok()?;
+        buf.truncate(n);
+        Some(PathBuf::from(std::ffi::OsString::from_vec(buf)))
+    }
+}
+
 /// Reads a process's name, executable, cgroup and mappings. Fails with
 /// `NotFound` when the process is gone.
 pub fn snapshot(pid: u32) -> io::Result<ProcessSnapshot> {
-    let comm = fs::read_to_string(proc_path(pid, "comm"))?
-        .trim_end_matches('\n')
-        .to_string();
-    let maps_text = fs::read_to_string(proc_path(pid, "maps"))?;
+    let dir = ProcDir::open(pid)?;
+    let comm = dir.read(c"comm")?.trim_end_matches('\n').to_string();
+    let maps_text = dir.read(c"maps")?;
     let maps = parse_maps(&maps_text);
-    let exe = fs::read_link(proc_path(pid, "exe")).ok();
-    let cgroup = fs::read_to_string(proc_path(pid, "cgroup"))
+    let exe = dir.read_link(c"exe");
+    let cgroup = dir
+        .read(c"cgroup")
         .ok()
         .and_then(|t| crate::cgroup::cgroup_path(&t));
     let kernel_thread = maps.is_empty() && exe.is_none();
@@ -185,6 +250,12 @@ garbage line
         let snap = snapshot(me).unwrap();
         assert!(!snap.comm.is_empty());
         assert!(snap.maps.iter().any(|m| m.executable && m.is_file()));
+        assert_eq!(snap.exe, std::env::current_exe().ok());
+        assert!(snap.cgroup.is_some());
+        assert_eq!(
+            snapshot(u32::MAX - 1).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
         assert!(process_exists(me));
         assert!(!process_exists(u32::MAX - 1));
         assert!(process_alive(me));

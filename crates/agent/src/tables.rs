@@ -155,6 +155,12 @@ impl TableBudget {
         Some(slot)
     }
 
+    /// Whether a table of `rows` rows would get a slot now.
+    pub fn fits(&self, rows: u32) -> bool {
+        self.rows_in_use + rows as u64 <= self.max_rows
+            && (!self.free.is_empty() || self.next < self.max_tables)
+    }
+
     pub fn release(&mut self, slot: u32, rows: u32) {
         self.rows_in_use = self.rows_in_use.saturating_sub(rows as u64);
         self.free.push(slot);

@@ -692,8 +692,7 @@ impl Tracker {
         let slot = match self.tables.alloc(len) {
             Some(s) => s,
             None => {
-                // Make room by dropping tables no live process uses.
-                self.evict_idle(0, sink);
+                self.make_table_room(len, sink);
                 match self.tables.alloc(len) {
                     Some(s) => s,
                     None => {
@@ -766,30 +765,57 @@ impl Tracker {
     /// Releases unreferenced objects, least recently used first, until at
     /// most `keep` remain.
     fn evict_idle(&mut self, keep: usize, sink: &dyn UnwindSink) {
+        let idle = self.idle_objects(|_| true);
+        if idle.len() <= keep {
+            return;
+        }
+        let excess = idle.len() - keep;
+        for &i in idle.iter().take(excess) {
+            self.evict_object(i, sink);
+        }
+    }
+
+    /// Releases unreferenced objects with tables, least recently used
+    /// first, until a table of `rows` rows fits. Only as many as needed:
+    /// dropping every idle table made each process of a busy loop (its
+    /// binary and libraries idle between runs) rebuild them.
+    fn make_table_room(&mut self, rows: u32, sink: &dyn UnwindSink) {
+        for i in self.idle_objects(|s| s.table.is_some()) {
+            if self.tables.fits(rows) {
+                break;
+            }
+            self.evict_object(i, sink);
+        }
+    }
+
+    /// Unreferenced objects that `pick` accepts, least recently used first.
+    fn idle_objects(&self, pick: impl Fn(&ObjectSlot) -> bool) -> Vec<usize> {
         let mut idle: Vec<(u64, usize)> = self
             .objects
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().filter(|s| s.refs == 0).map(|s| (s.last_used, i)))
+            .filter_map(|(i, s)| {
+                s.as_ref()
+                    .filter(|s| s.refs == 0 && pick(s))
+                    .map(|s| (s.last_used, i))
+            })
             .collect();
-        if idle.len() <= keep {
-            return;
-        }
         idle.sort_unstable();
-        let excess = idle.len() - keep;
-        for &(_, i) in idle.iter().take(excess) {
-            if let Some(slot) = self.objects[i].take() {
-                if let Some(t) = slot.table {
-                    sink.unload_table(t.slot);
-                    self.tables.release(t.slot, t.rows);
-                }
-                self.by_key.remove(&slot.info.key);
-                self.stats.objects_evicted += 1;
-                if self.evicted.len() >= MAX_EVICTED_PENDING {
-                    self.evicted.remove(0);
-                }
-                self.evicted.push(slot.info);
+        idle.into_iter().map(|(_, i)| i).collect()
+    }
+
+    fn evict_object(&mut self, i: usize, sink: &dyn UnwindSink) {
+        if let Some(slot) = self.objects.get_mut(i).and_then(Option::take) {
+            if let Some(t) = slot.table {
+                sink.unload_table(t.slot);
+                self.tables.release(t.slot, t.rows);
             }
+            self.by_key.remove(&slot.info.key);
+            self.stats.objects_evicted += 1;
+            if self.evicted.len() >= MAX_EVICTED_PENDING {
+                self.evicted.remove(0);
+            }
+            self.evicted.push(slot.info);
         }
     }
 }
@@ -1051,6 +1077,51 @@ mod tests {
             t.stats
         );
         assert_eq!(t.sizes().evicted_pending, 0);
+    }
+
+    /// Runs one process of `program` to its end, tables loaded and
+    /// reaped.
+    fn run_once(t: &mut Tracker, sink: &FakeSink, program: &std::path::Path) {
+        churn(t, sink, program, 1);
+        t.wait_for_tables(Duration::from_secs(60), sink);
+        t.sweep_exited();
+        t.reap(sink);
+    }
+
+    #[test]
+    fn a_full_row_budget_drops_only_the_least_recently_used_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let copies: Vec<_> = (0..4)
+            .map(|i| {
+                let p = dir.path().join(format!("sleep-{i}"));
+                std::fs::copy("/bin/sleep", &p).unwrap();
+                p
+            })
+            .collect();
+        // The rows of one process (its copy, libc, the loader, the vDSO)
+        // and of one more copy.
+        let sink = FakeSink::default();
+        let mut probe = Tracker::new(u64::MAX);
+        run_once(&mut probe, &sink, &copies[0]);
+        let first = probe.rows_in_use();
+        run_once(&mut probe, &sink, &copies[1]);
+        let copy = probe.rows_in_use() - first;
+        assert!(copy > 0);
+
+        // Room for three copies and what they share.
+        let sink = FakeSink::default();
+        let mut t = Tracker::new(first + 2 * copy);
+        for c in &copies[..3] {
+            run_once(&mut t, &sink, c);
+        }
+        assert_eq!(t.rows_in_use(), first + 2 * copy);
+        let objects = t.sizes().objects;
+        // The fourth needs room: only the oldest copy's goes.
+        run_once(&mut t, &sink, &copies[3]);
+        assert_eq!(t.stats.tables_dropped, 0);
+        assert_eq!(t.stats.objects_evicted, 1, "{:?}", t.sizes());
+        assert_eq!(t.sizes().objects, objects);
+        assert_eq!(t.rows_in_use(), first + 2 * copy);
     }
 
     #[test]

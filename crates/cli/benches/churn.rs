@@ -7,7 +7,8 @@
 //!
 //!     cargo bench -p perfpilot --bench churn [-- --duration 600 --rate 100]
 //!
-//! `--perfpilot PATH` runs another build of the binary (to compare).
+//! `--perfpilot PATH` runs another build of the binary (to compare);
+//! `--rate 0` starts no processes, for the agent's cost on the host alone.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -154,10 +155,10 @@ fn main() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let started = Arc::new(AtomicU64::new(0));
-    let spawner = {
+    let spawner = (rate > 0).then(|| {
         let (stop, started) = (Arc::clone(&stop), Arc::clone(&started));
         std::thread::spawn(move || churn(rate, stop, started))
-    };
+    });
     let t0 = Instant::now();
     let cpu0 = cpu_seconds(pid);
     let (mut last_t, mut last_cpu) = (0.0, cpu0);
@@ -188,7 +189,9 @@ fn main() {
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu_total = cpu_seconds(pid) - cpu0;
     stop.store(true, Ordering::SeqCst);
-    spawner.join().unwrap();
+    if let Some(s) = spawner {
+        s.join().unwrap();
+    }
     let processes = started.load(Ordering::SeqCst);
     // SAFETY: signalling our own child: it ships its last profile and exits.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
