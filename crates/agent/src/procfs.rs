@@ -159,7 +159,18 @@ pub fn snapshot(pid: u32) -> io::Result<ProcessSnapshot> {
         .read(c"cgroup")
         .ok()
         .and_then(|t| crate::cgroup::cgroup_path(&t));
-    let kernel_thread = maps.is_empty() && exe.is_none();
+    // No mappings and no executable: a kernel thread, or a process that
+    // exited (a zombie) or is exiting, which is gone for the profiler.
+    let kernel_thread = maps.is_empty() && exe.is_none() && {
+        let stat = dir.read(c"stat")?;
+        if !is_kernel_thread(&stat) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("process {pid} exited"),
+            ));
+        }
+        true
+    };
     Ok(ProcessSnapshot {
         pid,
         comm,
@@ -168,6 +179,20 @@ pub fn snapshot(pid: u32) -> io::Result<ProcessSnapshot> {
         maps,
         kernel_thread,
     })
+}
+
+/// Whether the text of `/proc/PID/stat` is a live kernel thread's
+/// (`PF_KTHREAD` in its flags, the ninth field).
+fn is_kernel_thread(stat: &str) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    let alive = !matches!(fields.next(), Some("Z" | "X" | "x"));
+    // After the state: ppid, pgrp, session, tty_nr, tpgid, flags.
+    let flags = fields.nth(5).and_then(|f| f.parse::<u64>().ok());
+    alive && flags.is_some_and(|f| f & PF_KTHREAD != 0)
 }
 
 /// Re-reads only the mappings.
@@ -263,5 +288,25 @@ garbage line
         assert!(!process_alive(u32::MAX - 1));
         assert!(!process_alive(0));
         assert!(all_pids().contains(&me));
+    }
+
+    #[test]
+    fn an_exited_process_is_gone_not_a_kernel_thread() {
+        // A zombie has no mappings and no executable, as a kernel thread;
+        // taking it for one pushed it to the kernel's process map.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !fs::read_to_string(proc_path(pid, "stat"))
+            .unwrap()
+            .contains(") Z")
+        {
+            assert!(std::time::Instant::now() < end, "{pid} did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(snapshot(pid).unwrap_err().kind(), io::ErrorKind::NotFound);
+        child.wait().unwrap();
+        // A kernel thread (kthreadd) still is one.
+        assert!(snapshot(2).unwrap().kernel_thread);
     }
 }
