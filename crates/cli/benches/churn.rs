@@ -35,14 +35,19 @@ fn arg_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Resident set size in KiB, from /proc/PID/status.
-fn rss_kib(pid: u32) -> f64 {
+/// Resident set size and its anonymous part (heap, stacks) in KiB, from
+/// /proc/PID/status. The rest is mapped files: the objects the symbolizer
+/// holds, whose clean pages the kernel can take back.
+fn rss_kib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    (field("VmRSS:"), field("RssAnon:"))
 }
 
 /// User plus system CPU seconds, from /proc/PID/stat.
@@ -162,11 +167,11 @@ fn main() {
     let t0 = Instant::now();
     let cpu0 = cpu_seconds(pid);
     let (mut last_t, mut last_cpu) = (0.0, cpu0);
-    let mut samples: Vec<(f64, f64, f64)> = Vec::new(); // (s, RSS KiB, CPU %)
+    let mut samples: Vec<(f64, f64, f64, f64)> = Vec::new(); // (s, RSS KiB, CPU %, anon KiB)
     println!("churn: {duration} s of {rate} processes/s, agent pid {pid}, RSS and CPU every 5 s");
     println!(
-        "{:>6} {:>12} {:>8} {:>10}",
-        "s", "RSS MiB", "CPU %", "processes"
+        "{:>6} {:>10} {:>10} {:>8} {:>10}",
+        "s", "RSS MiB", "anon MiB", "CPU %", "processes"
     );
     let mut next = t0 + Duration::from_secs(5);
     while t0.elapsed() < Duration::from_secs(duration) {
@@ -176,13 +181,14 @@ fn main() {
             panic!("the agent exited early: {status}");
         }
         let t = t0.elapsed().as_secs_f64();
-        let (rss, cpu) = (rss_kib(pid), cpu_seconds(pid));
+        let ((rss, anon), cpu) = (rss_kib(pid), cpu_seconds(pid));
         let pct = 100.0 * (cpu - last_cpu) / (t - last_t);
         (last_t, last_cpu) = (t, cpu);
-        samples.push((t, rss, pct));
+        samples.push((t, rss, pct, anon));
         println!(
-            "{t:>6.0} {:>12.1} {pct:>8.2} {:>10}",
+            "{t:>6.0} {:>10.1} {:>10.1} {pct:>8.2} {:>10}",
             rss / 1024.0,
+            anon / 1024.0,
             started.load(Ordering::SeqCst)
         );
     }
@@ -209,18 +215,32 @@ fn main() {
             .map_or(0, Vec::len)
     };
     let (pids, names) = (values("pid"), values("process_name"));
+    // The churned processes alone (the rest is the host).
+    let churned = get(&format!(
+        "{url}/api/v1/series?from=now-1h&query=%7Bprocess_name%3D%22sh%22%7D"
+    ))["series"]
+        .as_array()
+        .map_or(0, Vec::len);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
     let _ = server.wait();
 
     let settled = (elapsed / 10.0).min(60.0);
-    let tail: Vec<(f64, f64)> = samples
-        .iter()
-        .filter(|s| s.0 >= settled)
-        .map(|s| (s.0 / 60.0, s.1))
-        .collect();
-    let first = tail.first().map_or(0.0, |s| s.1);
-    let last = tail.last().map_or(0.0, |s| s.1);
+    let tail = |pick: fn(&(f64, f64, f64, f64)) -> f64| -> Vec<(f64, f64)> {
+        samples
+            .iter()
+            .filter(|s| s.0 >= settled)
+            .map(|s| (s.0 / 60.0, pick(s)))
+            .collect()
+    };
+    let (rss_tail, anon_tail) = (tail(|s| s.1), tail(|s| s.3));
+    let ends = |t: &[(f64, f64)]| {
+        (
+            t.first().map_or(0.0, |s| s.1) / 1024.0,
+            t.last().map_or(0.0, |s| s.1) / 1024.0,
+        )
+    };
+    let ((first, last), (first_anon, last_anon)) = (ends(&rss_tail), ends(&anon_tail));
     let peak = samples.iter().map(|s| s.1).fold(0.0, f64::max);
     let mean_cpu = 100.0 * cpu_total / elapsed;
     println!(
@@ -228,12 +248,18 @@ fn main() {
         processes as f64 / elapsed
     );
     println!(
-        "agent RSS after {settled:.0} s: {:.1} -> {:.1} MiB, slope {:+.1} KiB/min; peak {:.1} MiB",
-        first / 1024.0,
-        last / 1024.0,
-        slope(&tail),
+        "agent RSS after {settled:.0} s: {first:.1} -> {last:.1} MiB, slope {:+.1} KiB/min; peak {:.1} MiB",
+        slope(&rss_tail),
         peak / 1024.0
     );
+    println!(
+        "  anonymous (heap): {first_anon:.1} -> {last_anon:.1} MiB, slope {:+.1} KiB/min; \
+         the rest is mapped object files",
+        slope(&anon_tail)
+    );
     println!("agent CPU: {mean_cpu:.2}% of a core on average (goal <= 2%)");
-    println!("server: {series} series ({names} process names, {pids} pid label values)");
+    println!(
+        "server: {series} series ({names} process names, {pids} pid label values); \
+         {churned} of them for the {processes} churned processes (process_name=\"sh\")"
+    );
 }
