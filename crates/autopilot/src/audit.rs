@@ -7,17 +7,25 @@
 //! one sync: either all of it is complete after a crash, or its complete
 //! lines are and the rest is a torn tail.
 //!
-//! A crash mid-write leaves a torn last line. [`AuditLog::open`] keeps
-//! every complete record, truncates the torn tail and reports it
-//! ([`AuditLog::recovered`]). A damaged line before the last one is not a
-//! torn write, so opening fails rather than silently dropping history.
+//! A failed append is cut back off the file, so the log ends on a whole
+//! line as before; if that fails too, nothing more is appended until it
+//! succeeds (each append tries again first). So a torn line is only ever
+//! the last one: a crash mid-write. [`AuditLog::open`] keeps every
+//! complete record, truncates the torn tail and reports it
+//! ([`AuditLog::recovered`]). A damaged line before the last one (the disk
+//! changed it, or a version before this one appended after a torn write)
+//! never costs the records after it: the file as it was is kept aside
+//! (`audit.jsonl.<ms>.damaged`), the log rewritten with its whole records
+//! (a whole record glued after a torn one included), and both reported
+//! ([`AuditLog::damaged`] and a line on stderr).
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use perfpilot_fsio as fsio;
 use serde::{Deserialize, Serialize};
 
 use crate::inbox::{AlertStatus, Labels};
@@ -268,12 +276,25 @@ pub struct TornTail {
     pub bytes: u64,
 }
 
+/// Damaged lines with whole records after them, found when opening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Their line numbers (1-based) in the file as it was.
+    pub lines: Vec<u64>,
+    /// Where the file as it was is kept; None when no copy could be made.
+    pub kept_as: Option<PathBuf>,
+}
+
 pub struct AuditLog {
     path: PathBuf,
     file: File,
     next_seq: u64,
     len: u64,
     recovered: Option<TornTail>,
+    damaged: Option<Damage>,
+    /// A failed append could not be cut back off: the file may end in a
+    /// torn line, so nothing is appended until it is.
+    torn: bool,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -293,7 +314,8 @@ fn now_ms() -> i64 {
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log at `path`, cutting off a torn last line.
+    /// Opens (or creates) the log at `path`, cutting off a torn last line
+    /// and setting damaged ones aside (see the module's documentation).
     pub fn open(path: impl AsRef<Path>) -> Result<AuditLog, AuditError> {
         let path = path.as_ref().to_path_buf();
         let io_err = |source| AuditError::Io {
@@ -301,26 +323,53 @@ impl AuditLog {
             source,
         };
         let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io_err)?;
+        let mut file = fsio::open_append(&path).map_err(io_err)?;
         if !existed {
             // The new file's directory entry must be durable too.
             sync_parent(&path).map_err(io_err)?;
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_err)?;
-        let (good, last_seq) = scan(&path, &bytes)?;
+        let found = scan(&bytes);
+        let tail = bytes.len() - found.good;
+        let mut damaged = None;
+        let mut good = found.good;
+        if !found.damaged_lines.is_empty() {
+            let kept_as = keep_aside(&path, &bytes, &found).map_err(io_err)?;
+            let mut whole = Vec::with_capacity(found.good);
+            for r in &found.kept {
+                whole.extend_from_slice(&bytes[r.clone()]);
+            }
+            fsio::write_atomically(&path, &whole).map_err(io_err)?;
+            file = fsio::open_append(&path).map_err(io_err)?;
+            eprintln!(
+                "perfpilot autopilot: {}: damaged line(s) {:?} set aside, the {} whole records \
+                 kept; the file as it was is {}",
+                path.display(),
+                found.damaged_lines,
+                found.kept.len(),
+                kept_as.display()
+            );
+            damaged = Some(Damage {
+                lines: found.damaged_lines.clone(),
+                kept_as: Some(kept_as),
+            });
+            // The torn tail, if any, is left out of the rewritten file.
+            good = whole.len();
+        } else if tail > 0 {
+            fsio::set_len(&file, &path, good as u64).map_err(io_err)?;
+            fsio::sync_all(&file, &path).map_err(io_err)?;
+        }
         let mut recovered = None;
-        if (good as usize) < bytes.len() {
-            file.set_len(good).map_err(io_err)?;
-            file.sync_all().map_err(io_err)?;
+        if tail > 0 {
+            eprintln!(
+                "perfpilot autopilot: {}: a torn last line of {tail} bytes (never acknowledged) \
+                 cut off",
+                path.display(),
+            );
             recovered = Some(TornTail {
-                offset: good,
-                bytes: bytes.len() as u64 - good,
+                offset: good as u64,
+                bytes: tail as u64,
             });
         }
         // Appends go to the end whatever the cursor; this is for clarity.
@@ -328,9 +377,11 @@ impl AuditLog {
         Ok(AuditLog {
             path,
             file,
-            next_seq: last_seq + 1,
-            len: good,
+            next_seq: found.last_seq + 1,
+            len: good as u64,
             recovered,
+            damaged,
+            torn: false,
         })
     }
 
@@ -341,6 +392,11 @@ impl AuditLog {
     /// The torn tail cut off when opening, if there was one.
     pub fn recovered(&self) -> Option<&TornTail> {
         self.recovered.as_ref()
+    }
+
+    /// Damage found before the last line when opening, if any.
+    pub fn damaged(&self) -> Option<&Damage> {
+        self.damaged.as_ref()
     }
 
     /// The sequence number the next record gets.
@@ -384,20 +440,34 @@ impl AuditLog {
     }
 
     /// Writes and syncs `buf` holding `count` records. On error nothing
-    /// is acknowledged and the sequence numbers are not used up.
+    /// is acknowledged, the sequence numbers are not used up, and the
+    /// file ends where it did.
     fn commit(&mut self, buf: &[u8], count: u64) -> Result<(), AuditError> {
-        let result = self
-            .file
-            .write_all(buf)
-            .and_then(|()| self.file.sync_data());
+        let io_err = |source| AuditError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        if self.torn {
+            fsio::set_len(&self.file, &self.path, self.len).map_err(|e| {
+                io_err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "a failed append could not be cut back off ({e}); nothing is appended \
+                         until it can be"
+                    ),
+                ))
+            })?;
+            self.torn = false;
+        }
+        let result = fsio::write_all(&mut self.file, &self.path, buf)
+            .and_then(|()| fsio::sync_data(&self.file, &self.path));
         if let Err(source) = result {
-            // Drop what may have been written so the file ends on a whole
-            // line; if this fails too, the next open cuts it off.
-            let _ = self.file.set_len(self.len);
-            return Err(AuditError::Io {
-                path: self.path.clone(),
-                source,
-            });
+            // Never append after a torn line: cut it off now, or before
+            // the next append.
+            if fsio::set_len(&self.file, &self.path, self.len).is_err() {
+                self.torn = true;
+            }
+            return Err(io_err(source));
         }
         self.len += buf.len() as u64;
         self.next_seq += count;
@@ -442,37 +512,90 @@ impl AuditLog {
     }
 }
 
-/// The length of the complete records at the start of `bytes`, and the
-/// last sequence number among them.
-fn scan(path: &Path, bytes: &[u8]) -> Result<(u64, u64), AuditError> {
-    let mut good = 0usize;
-    let mut last_seq = 0u64;
+/// What opening finds in the file.
+#[derive(Debug, Default)]
+struct Scanned {
+    /// Byte ranges of whole records (with their newline), in order.
+    kept: Vec<std::ops::Range<usize>>,
+    /// Where the last whole record ends: after it is a torn tail.
+    good: usize,
+    /// Lines that hold no record (or a record after a torn one), with a
+    /// whole record after them.
+    damaged_lines: Vec<u64>,
+    last_seq: u64,
+}
+
+/// Where a line holds a whole record: all of it, or the end of it (a
+/// record glued after a torn write).
+fn record_in(line: &[u8]) -> Option<(usize, AuditRecord)> {
+    if let Ok(r) = serde_json::from_slice::<AuditRecord>(line) {
+        return Some((0, r));
+    }
+    // Records are written with `seq` first.
+    let start = b"{\"seq\":";
+    (1..line.len())
+        .filter(|&i| line[i..].starts_with(start))
+        .find_map(|i| Some((i, serde_json::from_slice(&line[i..]).ok()?)))
+}
+
+fn scan(bytes: &[u8]) -> Scanned {
+    let mut out = Scanned::default();
+    let mut pos = 0usize;
     let mut line_no = 0u64;
-    while good < bytes.len() {
-        let rest = &bytes[good..];
+    let mut pending_damage = Vec::new();
+    while pos < bytes.len() {
         // A line without its newline is torn, whatever it holds.
-        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+        let Some(end) = bytes[pos..].iter().position(|&b| b == b'\n') else {
             break;
         };
         line_no += 1;
-        match serde_json::from_slice::<AuditRecord>(&rest[..end]) {
-            Ok(r) => {
-                last_seq = last_seq.max(r.seq);
-                good += end + 1;
+        let next = pos + end + 1;
+        match record_in(&bytes[pos..pos + end]) {
+            Some((at, r)) => {
+                if at > 0 {
+                    pending_damage.push(line_no);
+                }
+                out.kept.push(pos + at..next);
+                out.last_seq = out.last_seq.max(r.seq);
+                out.good = next;
+                // Damage is only damage with a record after it; before
+                // that it may be a torn tail.
+                out.damaged_lines.append(&mut pending_damage);
             }
-            // A damaged last line is a torn write that happened to end in
-            // a newline byte.
-            Err(_) if good + end + 1 == bytes.len() => break,
-            Err(e) => {
-                return Err(AuditError::Corrupt {
-                    path: path.to_path_buf(),
-                    line: line_no,
-                    message: e.to_string(),
-                })
-            }
+            None => pending_damage.push(line_no),
         }
+        pos = next;
     }
-    Ok((good as u64, last_seq))
+    out
+}
+
+/// Keeps the file as it was beside it (a hard link: no room needed), or
+/// failing that its damaged lines (a copy).
+fn keep_aside(path: &Path, bytes: &[u8], found: &Scanned) -> io::Result<PathBuf> {
+    let ms = now_ms();
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{ms}.damaged"));
+    let dest = path.with_file_name(name);
+    if fsio::hard_link(path, &dest).is_ok() {
+        sync_parent(&dest)?;
+        return Ok(dest);
+    }
+    let mut damaged = Vec::new();
+    let mut from = 0;
+    for r in &found.kept {
+        damaged.extend_from_slice(&bytes[from..r.start]);
+        from = r.end;
+    }
+    fsio::write_atomically(&dest, &damaged).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "damaged lines {:?} cannot be kept aside ({e}); the log is left as it is",
+                found.damaged_lines
+            ),
+        )
+    })?;
+    Ok(dest)
 }
 
 fn sync_parent(path: &Path) -> io::Result<()> {

@@ -22,12 +22,47 @@ pub type Labels = BTreeMap<String, String>;
 pub struct PayloadError {
     pub path: String,
     pub message: String,
+    /// The post as a whole is over a size limit (HTTP 413), rather than
+    /// wrong somewhere (400).
+    pub too_large: bool,
 }
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> PayloadError {
     PayloadError {
         path: path.into(),
         message: message.into(),
+        too_large: false,
+    }
+}
+
+/// What one webhook post may hold; each is a `perfpilot server` flag of
+/// the same name, which the errors name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookLimits {
+    /// Bytes of the post (`--max-webhook-body-mib`): it is parsed whole,
+    /// and parsed JSON takes several times its size.
+    pub max_body_bytes: usize,
+    /// Alerts in one post (`--max-webhook-alerts`); Alertmanager's
+    /// `max_alerts` in the receiver's `webhook_configs` keeps posts
+    /// within it (the rest are counted in `truncatedAlerts`).
+    pub max_alerts: usize,
+    /// Bytes of each label or annotation name and value, of the alerts
+    /// and of the post (`--max-alert-label-len`).
+    pub max_label_len: usize,
+    /// Alert occurrences the inbox holds across posts
+    /// (`--max-inbox-alerts`); past it the oldest resolved ones are
+    /// forgotten first, then the oldest firing ones.
+    pub max_inbox_alerts: usize,
+}
+
+impl Default for WebhookLimits {
+    fn default() -> Self {
+        WebhookLimits {
+            max_body_bytes: 8 << 20,
+            max_alerts: 1000,
+            max_label_len: 16 << 10,
+            max_inbox_alerts: 10_000,
+        }
     }
 }
 
@@ -86,8 +121,32 @@ impl WebhookAlert {
     }
 }
 
-/// Parses a webhook body; the error names the first offending field.
+/// Parses a webhook body within [`WebhookLimits::default`]; the error
+/// names the first offending field.
 pub fn parse_webhook(body: &[u8]) -> Result<WebhookPayload, PayloadError> {
+    parse_webhook_with(body, &WebhookLimits::default())
+}
+
+/// Parses a webhook body within `limits`: its size before it is parsed,
+/// the number of alerts before any is read, label sizes as they are
+/// read.
+pub fn parse_webhook_with(
+    body: &[u8],
+    limits: &WebhookLimits,
+) -> Result<WebhookPayload, PayloadError> {
+    if body.len() > limits.max_body_bytes {
+        return Err(PayloadError {
+            too_large: true,
+            ..err(
+                "body",
+                format!(
+                    "{} bytes; the limit is {} (--max-webhook-body-mib)",
+                    body.len(),
+                    limits.max_body_bytes
+                ),
+            )
+        });
+    }
     let value: Value =
         serde_json::from_slice(body).map_err(|e| err("body", format!("not valid JSON: {e}")))?;
     let Value::Object(top) = value else {
@@ -110,10 +169,24 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookPayload, PayloadError> {
             format!("expected an array, got {}", kind(alerts_value)),
         ));
     };
+    if items.len() > limits.max_alerts {
+        return Err(PayloadError {
+            too_large: true,
+            ..err(
+                "alerts",
+                format!(
+                    "{} alerts; the limit is {} a post (--max-webhook-alerts): set max_alerts \
+                     in Alertmanager's webhook_configs to at most that",
+                    items.len(),
+                    limits.max_alerts
+                ),
+            )
+        });
+    }
     let alerts = items
         .iter()
         .enumerate()
-        .map(|(i, v)| parse_alert(&format!("alerts[{i}]"), v))
+        .map(|(i, v)| parse_alert(&format!("alerts[{i}]"), v, limits))
         .collect::<Result<Vec<_>, _>>()?;
     let truncated_alerts = match top.get("truncatedAlerts") {
         None | Some(Value::Null) => 0,
@@ -128,16 +201,20 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookPayload, PayloadError> {
         receiver: string(&top, "", "receiver", false)?,
         status: status(&top, "")?,
         alerts,
-        group_labels: labels(&top, "", "groupLabels")?,
-        common_labels: labels(&top, "", "commonLabels")?,
-        common_annotations: labels(&top, "", "commonAnnotations")?,
+        group_labels: labels(&top, "", "groupLabels", limits)?,
+        common_labels: labels(&top, "", "commonLabels", limits)?,
+        common_annotations: labels(&top, "", "commonAnnotations", limits)?,
         external_url: string(&top, "", "externalURL", false)?,
         group_key: string(&top, "", "groupKey", false)?,
         truncated_alerts,
     })
 }
 
-fn parse_alert(path: &str, value: &Value) -> Result<WebhookAlert, PayloadError> {
+fn parse_alert(
+    path: &str,
+    value: &Value,
+    limits: &WebhookLimits,
+) -> Result<WebhookAlert, PayloadError> {
     let Value::Object(o) = value else {
         return Err(err(
             path,
@@ -164,7 +241,7 @@ fn parse_alert(path: &str, value: &Value) -> Result<WebhookAlert, PayloadError> 
             "missing: every alert Alertmanager sends has labels (`alertname` at least)",
         ));
     }
-    let alert_labels = labels(o, path, "labels")?;
+    let alert_labels = labels(o, path, "labels", limits)?;
     if alert_labels.is_empty() {
         return Err(err(
             field(path, "labels"),
@@ -174,7 +251,7 @@ fn parse_alert(path: &str, value: &Value) -> Result<WebhookAlert, PayloadError> 
     Ok(WebhookAlert {
         status: status(o, path)?,
         labels: alert_labels,
-        annotations: labels(o, path, "annotations")?,
+        annotations: labels(o, path, "annotations", limits)?,
         starts_at,
         ends_at: time(o, path, "endsAt", false)?,
         generator_url: string(o, path, "generatorURL", false)?,
@@ -230,18 +307,41 @@ fn status(o: &Map<String, Value>, path: &str) -> Result<AlertStatus, PayloadErro
     }
 }
 
-fn labels(o: &Map<String, Value>, path: &str, name: &str) -> Result<Labels, PayloadError> {
+fn labels(
+    o: &Map<String, Value>,
+    path: &str,
+    name: &str,
+    limits: &WebhookLimits,
+) -> Result<Labels, PayloadError> {
     let here = field(path, name);
+    let too_long = |what: &str, len: usize| {
+        format!(
+            "{what} is {len} bytes long; the limit is {} (--max-alert-label-len)",
+            limits.max_label_len
+        )
+    };
     match o.get(name) {
         None | Some(Value::Null) => Ok(Labels::new()),
         Some(Value::Object(m)) => m
             .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                _ => Err(err(
-                    format!("{here}.{k}"),
-                    format!("expected a string, got {}", kind(v)),
-                )),
+            .map(|(k, v)| {
+                if k.len() > limits.max_label_len {
+                    let start: String = k.chars().take(32).collect();
+                    return Err(err(
+                        format!("{here}.{start}…"),
+                        too_long("the name", k.len()),
+                    ));
+                }
+                match v {
+                    Value::String(s) if s.len() > limits.max_label_len => {
+                        Err(err(format!("{here}.{k}"), too_long("the value", s.len())))
+                    }
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    _ => Err(err(
+                        format!("{here}.{k}"),
+                        format!("expected a string, got {}", kind(v)),
+                    )),
+                }
             })
             .collect(),
         Some(v) => Err(err(
@@ -319,15 +419,31 @@ pub struct Update {
 
 type Key = (String, OffsetDateTime);
 
-/// The current state of every alert occurrence posted so far.
-#[derive(Debug, Default, Clone)]
+/// The current state of the alert occurrences posted so far, at most
+/// [`WebhookLimits::max_inbox_alerts`] of them.
+#[derive(Debug, Clone)]
 pub struct Inbox {
     alerts: HashMap<Key, InboxAlert>,
+    limit: usize,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Inbox::with_limit(WebhookLimits::default().max_inbox_alerts)
+    }
 }
 
 impl Inbox {
     pub fn new() -> Inbox {
         Inbox::default()
+    }
+
+    /// An inbox that holds at most `limit` occurrences (at least one).
+    pub fn with_limit(limit: usize) -> Inbox {
+        Inbox {
+            alerts: HashMap::new(),
+            limit: limit.max(1),
+        }
     }
 
     /// What `payload` would change, without changing anything: callers
@@ -368,11 +484,37 @@ impl Inbox {
         updates
     }
 
-    /// Makes the [`Self::changes`] of a post the current state.
-    pub fn apply(&mut self, updates: Vec<Update>) {
+    /// Changes the limit; the next [`Self::apply`] enforces it.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.max(1);
+    }
+
+    /// Makes the [`Self::changes`] of a post the current state, then
+    /// forgets the oldest occurrences past the limit (resolved ones first);
+    /// returns how many were forgotten. A later post about a forgotten
+    /// occurrence reads as new.
+    pub fn apply(&mut self, updates: Vec<Update>) -> usize {
         for u in updates {
             self.alerts.insert(u.alert.key(), u.alert);
         }
+        let excess = self.alerts.len().saturating_sub(self.limit);
+        if excess == 0 {
+            return 0;
+        }
+        let mut keys: Vec<(bool, OffsetDateTime, Key)> = self
+            .alerts
+            .iter()
+            .map(|(k, InboxAlert { alert: a, .. })| {
+                let firing = a.status == AlertStatus::Firing;
+                (firing, a.ends_at.unwrap_or(a.starts_at), k.clone())
+            })
+            .collect();
+        // Resolved before firing, then by when they ended (or started).
+        keys.select_nth_unstable_by(excess - 1, |a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for (_, _, k) in keys.into_iter().take(excess) {
+            self.alerts.remove(&k);
+        }
+        excess
     }
 
     /// Every occurrence, firing first, then newest first.

@@ -78,12 +78,15 @@ pub mod ops;
 pub mod policy;
 mod yaml;
 
-pub use audit::{AuditError, AuditEvent, AuditFilter, AuditLog, AuditRecord, TornTail};
+pub use audit::{AuditError, AuditEvent, AuditFilter, AuditLog, AuditRecord, Damage, TornTail};
 pub use condition::{
     Condition, ConditionError, Env, Evaluation, ForState, ForTracker, Reading, Scope, Type, Value,
 };
 pub use diag::{Diagnostic, Severity};
-pub use inbox::{parse_webhook, AlertStatus, Inbox, InboxAlert, PayloadError, WebhookPayload};
+pub use inbox::{
+    parse_webhook, parse_webhook_with, AlertStatus, Inbox, InboxAlert, PayloadError, WebhookLimits,
+    WebhookPayload,
+};
 pub use policy::{
     load_bytes, load_file, parse_policies, Action, Approval, Better, Guard, Loaded, Operation,
     Policy, PolicyError, Report, RollbackIf, Signal, SignalSource, TargetKind, TargetRef,

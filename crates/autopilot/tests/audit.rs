@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use perfpilot_autopilot::audit::{AuditError, AuditEvent, AuditFilter, AuditLog};
+use perfpilot_autopilot::audit::{AuditEvent, AuditFilter, AuditLog};
 
 fn decision(policy: &str) -> AuditEvent {
     AuditEvent::Decision {
@@ -224,24 +224,35 @@ fn a_damaged_last_line_ending_in_a_newline_is_a_torn_write_too() {
 }
 
 #[test]
-fn damage_before_the_last_line_refuses_to_open() {
+fn damage_before_the_last_line_is_set_aside_and_the_records_after_it_kept() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("audit.jsonl");
     let mut log = AuditLog::open(&path).expect("a new log");
     log.append(decision("checkout")).expect("appended");
+    log.append(decision("search")).expect("appended");
     drop(log);
     let text = std::fs::read_to_string(&path).expect("readable");
-    std::fs::write(&path, format!("not json\n{text}")).expect("writable");
-    match AuditLog::open(&path) {
-        Err(AuditError::Corrupt { line, .. }) => assert_eq!(line, 1),
-        other => panic!("expected a corrupt log, got {other:?}"),
-    }
+    let (first, second) = text.split_once('\n').expect("two lines");
+    std::fs::write(&path, format!("{first}\nnot json\n{second}")).expect("writable");
+    let mut log = AuditLog::open(&path).expect("opens: the damage is set aside");
+    let damage = log.damaged().expect("the damage is reported");
+    assert_eq!(damage.lines, vec![2]);
+    let kept = damage.kept_as.clone().expect("a copy is kept");
     assert!(
-        std::fs::read_to_string(&path)
-            .expect("readable")
-            .starts_with("not json\n"),
-        "a damaged log is left as it is"
+        std::fs::read_to_string(&kept)
+            .expect("the copy reads")
+            .contains("not json\n"),
+        "the damaged bytes are kept aside"
     );
+    assert_eq!(log.query(&AuditFilter::default()).expect("q").len(), 2);
+    let r = log
+        .append(run("checkout"))
+        .expect("appended after recovery");
+    assert_eq!(r.seq, 3);
+    drop(log);
+    let log = AuditLog::open(&path).expect("reopened");
+    assert!(log.damaged().is_none(), "the log is whole again");
+    assert_eq!(log.query(&AuditFilter::default()).expect("q").len(), 3);
 }
 
 /// The child side of the killed-writer test: appends until killed, printing each
@@ -311,4 +322,77 @@ fn a_writer_killed_mid_append_leaves_a_log_that_reopens_without_gaps() {
         "acknowledged {acked}, kept {kept}, torn tail {:?}",
         log.recovered()
     );
+}
+
+mod faults {
+    use super::*;
+    use perfpilot_fsio::faults::{inject, Fault, EIO, ENOSPC};
+    use perfpilot_fsio::Op;
+
+    #[test]
+    fn a_failed_append_whose_tear_cannot_be_cut_is_never_appended_after() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path).expect("a new log");
+        log.append(decision("a")).expect("appended");
+        let w = inject(Fault::nth(dir.path(), Op::Write, 1, ENOSPC));
+        let t = inject(Fault::nth(dir.path(), Op::Truncate, 1, EIO));
+        log.append(decision("b")).expect_err("the disk is full");
+        assert_eq!((w.fired(), t.fired()), (1, 1));
+        drop((w, t));
+        // Space is back: the log repairs its end before appending.
+        let c = log
+            .append(decision("c"))
+            .expect("appended after the failure");
+        assert_eq!(c.seq, 2, "the failed record used up no number");
+        drop(log);
+        let log = AuditLog::open(&path).expect("reopened");
+        assert!(log.recovered().is_none(), "{:?}", log.recovered());
+        let policies: Vec<String> = log
+            .query(&AuditFilter::default())
+            .expect("queried")
+            .into_iter()
+            .filter_map(|r| r.event.policy().map(str::to_string))
+            .collect();
+        assert_eq!(policies, vec!["c", "a"]);
+    }
+
+    #[test]
+    fn appends_are_refused_while_a_tear_cannot_be_cut() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path).expect("a new log");
+        log.append(decision("a")).expect("appended");
+        let w = inject(Fault::nth(dir.path(), Op::Write, 1, ENOSPC));
+        let t = inject(Fault::always(dir.path(), Op::Truncate, EIO));
+        log.append(decision("b")).expect_err("the disk is full");
+        drop(w);
+        log.append(decision("c"))
+            .expect_err("refused: the end of the log cannot be repaired");
+        drop(t);
+        log.append(decision("d")).expect("appended once repaired");
+        drop(log);
+        let log = AuditLog::open(&path).expect("reopened");
+        assert_eq!(log.query(&AuditFilter::default()).expect("q").len(), 2);
+    }
+}
+
+#[test]
+fn a_torn_record_glued_to_a_whole_one_keeps_the_whole_one() {
+    // What an append after a torn write left before: half a record, then
+    // a whole one on the same line.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("audit.jsonl");
+    let mut log = AuditLog::open(&path).expect("a new log");
+    log.append(decision("a")).expect("appended");
+    log.append(decision("b")).expect("appended");
+    drop(log);
+    let text = std::fs::read_to_string(&path).expect("readable");
+    let (first, second) = text.split_once('\n').expect("two lines");
+    let glued = format!("{first}\n{}{second}", &first[..first.len() / 2]);
+    std::fs::write(&path, glued).expect("writable");
+    let log = AuditLog::open(&path).expect("reopened");
+    let records = log.query(&AuditFilter::default()).expect("queried");
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(log.next_seq(), 3);
 }

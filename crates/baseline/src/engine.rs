@@ -469,14 +469,17 @@ impl Engine {
 
 /// Writes the next free version `vNNNNNN.json` in `dir` (above `at_least`)
 /// with the bytes `build` makes for that number. Readers never see half a
-/// file (it is written aside, then linked in), and two writers never take
-/// the same number: the link fails when the name exists, and the next
-/// number is tried.
+/// file (it is written aside and synced, then linked in, and the
+/// directory synced, so a version that was published survives a crash),
+/// a failure leaves nothing behind, and two writers never take the same
+/// number: the link fails when the name exists, and the next number is
+/// tried.
 pub fn publish(
     dir: &Path,
     at_least: u64,
     mut build: impl FnMut(u64) -> Result<Vec<u8>, BaselineError>,
 ) -> Result<(u64, PathBuf), BaselineError> {
+    use std::io::Write;
     std::fs::create_dir_all(dir).map_err(|e| BaselineError::io(dir, e))?;
     for _ in 0..100 {
         let version = latest_version(dir)?.map_or(0, |(v, _)| v).max(at_least) + 1;
@@ -484,11 +487,22 @@ pub fn publish(
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!(".v{version:06}.{}.{seq}.tmp", std::process::id()));
-        std::fs::write(&tmp, build(version)?).map_err(|e| BaselineError::io(&tmp, e))?;
+        let bytes = build(version)?;
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(BaselineError::io(&tmp, e));
+        }
         let linked = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);
         match linked {
-            Ok(()) => return Ok((version, path)),
+            Ok(()) => {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| BaselineError::io(dir, e))?;
+                return Ok((version, path));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(BaselineError::io(&path, e)),
         }

@@ -5,6 +5,7 @@ mod baseline;
 mod client;
 mod convert;
 mod exit;
+mod limits;
 mod query;
 mod record;
 mod serve;
@@ -99,6 +100,15 @@ struct UpArgs {
     /// How often a profile is stored.
     #[arg(long, default_value = "10s")]
     interval: String,
+    /// A file holding the token every request must carry, as for `perfpilot
+    /// server`; the built-in agent sends it too.
+    #[arg(long, value_name = "FILE")]
+    auth_token_file: Option<PathBuf>,
+    /// Serve without a token on an address beyond loopback even with
+    /// `--autopilot enforce` (anyone reaching the port can then pause
+    /// the autopilot, approve its actions and post alerts).
+    #[arg(long, conflicts_with = "auth_token_file")]
+    insecure_no_auth: bool,
     /// Also run the baseline engine with this watch config (TOML, as
     /// `perfpilot baseline watch`); its alerts are served at
     /// /api/v1/alerts.
@@ -108,6 +118,10 @@ struct UpArgs {
     autopilot: AutopilotArgs,
     #[command(flatten)]
     labels: AgentLabelArgs,
+    #[command(flatten)]
+    net: NetArgs,
+    #[command(flatten)]
+    limits: limits::LimitArgs,
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -129,6 +143,10 @@ struct ServerArgs {
     /// (Authorization: Bearer TOKEN, or as the basic-auth password).
     #[arg(long, value_name = "FILE")]
     auth_token_file: Option<PathBuf>,
+    /// Serve without a token on an address beyond loopback even with
+    /// `--autopilot enforce`.
+    #[arg(long, conflicts_with = "auth_token_file")]
+    insecure_no_auth: bool,
     /// Also run the baseline engine with this watch config (TOML, as
     /// `perfpilot baseline watch`); its alerts are served at
     /// /api/v1/alerts.
@@ -136,6 +154,51 @@ struct ServerArgs {
     baseline_config: Option<PathBuf>,
     #[command(flatten)]
     autopilot: AutopilotArgs,
+    #[command(flatten)]
+    net: NetArgs,
+    #[command(flatten)]
+    limits: limits::LimitArgs,
+}
+
+/// Connections and queries: limits shared by `server` and `up`
+/// (docs/LIMITS.md).
+#[derive(Args)]
+struct NetArgs {
+    /// Most connections open at once; at the cap the longest-idle one is
+    /// closed for a new one (lowered to fit the open-file limit).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    max_connections: usize,
+    /// Time a client has to send a request's header.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    header_timeout: String,
+    /// Time a keep-alive connection may wait for its next request, and a
+    /// response may wait for its client to read.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    idle_timeout: String,
+    /// Longest pause in a request body.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    body_timeout: String,
+    /// Bytes per second a request body must average after its first
+    /// --body-timeout.
+    #[arg(long, value_name = "BYTES", default_value_t = 16384)]
+    body_min_rate: u64,
+    /// A query not answered by then gets 503.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    query_timeout: String,
+    /// Queries computed at once (default: the number of CPUs, at least 2);
+    /// more wait within their timeout.
+    #[arg(long, value_name = "N")]
+    max_concurrent_queries: Option<usize>,
+    /// Most groups a time series may be split into (group_by).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    max_query_groups: usize,
+    /// Most points (groups × steps) a time series may have.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    max_query_points: usize,
+    /// Most nodes a flame graph may be asked for (max_nodes, Grafana's
+    /// maxNodes).
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    max_flame_nodes: usize,
 }
 
 /// The autopilot's flags, shared by `server` and `up`.

@@ -14,7 +14,7 @@ use perfpilot_store::embedded::{EmbeddedStore, Options};
 
 use crate::exit::{self, Failure};
 use crate::{
-    record, signals, summary, AgentArgs, AutopilotArgs, AutopilotMode, ServerArgs, UpArgs,
+    record, signals, summary, AgentArgs, AutopilotArgs, AutopilotMode, NetArgs, ServerArgs, UpArgs,
 };
 
 pub fn parse_duration(s: &str, what: &str) -> exit::Result<Duration> {
@@ -57,12 +57,13 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
-fn open_store(data: &Path, retention: &str) -> exit::Result<EmbeddedStore> {
+fn open_store(data: &Path, retention: &str, max_series: usize) -> exit::Result<EmbeddedStore> {
     let retention = parse_duration(retention, "--retention")?;
     EmbeddedStore::open(
         data,
         Options {
             retention_ms: retention.as_millis() as i64,
+            max_series,
             ..Options::default()
         },
     )
@@ -95,12 +96,100 @@ async fn bind(listen: SocketAddr) -> exit::Result<tokio::net::TcpListener> {
         .map_err(Failure::from)
 }
 
-fn server_config(listen: SocketAddr, token: Option<String>) -> perfpilot_server::ServerConfig {
-    perfpilot_server::ServerConfig {
-        listen,
-        token,
-        ..Default::default()
+fn server_config(
+    listen: SocketAddr,
+    token: Option<String>,
+    limits: &crate::limits::LimitArgs,
+    retention: &str,
+) -> exit::Result<perfpilot_server::ServerConfig> {
+    let retention = parse_duration(retention, "--retention")?;
+    limits.apply(
+        perfpilot_server::ServerConfig {
+            listen,
+            token,
+            ..Default::default()
+        },
+        retention,
+    )
+}
+
+/// `base` with the connection and query limits of the flags.
+fn with_net(
+    base: perfpilot_server::ServerConfig,
+    net: &NetArgs,
+) -> exit::Result<perfpilot_server::ServerConfig> {
+    let at_least_one = |n: usize, flag: &str| {
+        if n == 0 {
+            Err(Failure::new(
+                exit::USAGE,
+                anyhow::anyhow!("{flag} must be at least 1"),
+            ))
+        } else {
+            Ok(n)
+        }
+    };
+    let defaults = perfpilot_server::QueryLimits::default();
+    let query = perfpilot_server::QueryLimits {
+        series: perfpilot_store::SeriesLimits {
+            max_groups: at_least_one(net.max_query_groups, "--max-query-groups")?,
+            max_points: at_least_one(net.max_query_points, "--max-query-points")?,
+        },
+        max_flame_nodes: at_least_one(net.max_flame_nodes, "--max-flame-nodes")?,
+        timeout: parse_duration(&net.query_timeout, "--query-timeout")?,
+        max_concurrent: match net.max_concurrent_queries {
+            Some(n) => at_least_one(n, "--max-concurrent-queries")?,
+            None => defaults.max_concurrent,
+        },
+    };
+    let conn = perfpilot_server::ConnLimits {
+        max_connections: at_least_one(net.max_connections, "--max-connections")?,
+        header_timeout: parse_duration(&net.header_timeout, "--header-timeout")?,
+        idle_timeout: parse_duration(&net.idle_timeout, "--idle-timeout")?,
+        body_timeout: parse_duration(&net.body_timeout, "--body-timeout")?,
+        body_min_rate: net.body_min_rate,
+    };
+    Ok(perfpilot_server::ServerConfig {
+        query,
+        conn,
+        ..base
+    })
+}
+
+/// Serving beyond loopback without a token: a warning, and a refusal while
+/// the autopilot enforces unless `--insecure-no-auth` says otherwise.
+fn check_exposure(
+    who: &str,
+    listen: SocketAddr,
+    token_file: Option<&Path>,
+    autopilot: &AutopilotArgs,
+    insecure: bool,
+) -> exit::Result<()> {
+    if token_file.is_some() || listen.ip().is_loopback() {
+        return Ok(());
     }
+    let enforcing = autopilot.policies.is_some() && autopilot.autopilot == AutopilotMode::Enforce;
+    if enforcing && !insecure {
+        return Err(Failure::new(
+            exit::USAGE,
+            anyhow::anyhow!(
+                "refusing to serve {listen} without a token while the autopilot enforces its \
+                 policies: anyone reaching the port could pause it, approve its actions, roll \
+                 back policies and post alerts. Give --auth-token-file FILE, listen on \
+                 127.0.0.1, or pass --insecure-no-auth to serve it open anyway"
+            ),
+        ));
+    }
+    eprintln!(
+        "perfpilot {who}: warning: {listen} is reachable beyond this host and no token is \
+         required: anyone reaching it can read profiles and store data{}. Give \
+         --auth-token-file FILE",
+        if autopilot.autopilot_dir.is_some() || autopilot.policies.is_some() {
+            ", post alerts and act on the autopilot"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 /// The server's alerts and autopilot, started before it serves.
@@ -222,9 +311,20 @@ fn start_autopilot(
 }
 
 pub fn server(args: ServerArgs) -> exit::Result<()> {
+    check_exposure(
+        "server",
+        args.listen,
+        args.auth_token_file.as_deref(),
+        &args.autopilot,
+        args.insecure_no_auth,
+    )?;
     let token = read_token(args.auth_token_file.as_deref())?;
+    let base = with_net(
+        server_config(args.listen, token.clone(), &args.limits, &args.retention)?,
+        &args.net,
+    )?;
     let data = args.data.clone().unwrap_or_else(default_data_dir);
-    let store = open_store(&data, &args.retention)?;
+    let store = open_store(&data, &args.retention, args.limits.max_series())?;
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
     // Listening first: with the port taken, no engine starts (and an
@@ -253,7 +353,7 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
         );
         perfpilot_server::serve_on(
             listener,
-            loop_parts.config(server_config(args.listen, token)),
+            loop_parts.config(base),
             Arc::new(store.clone()),
             shutdown_signal(Arc::clone(&stop)),
         )
@@ -378,9 +478,21 @@ pub fn agent(args: AgentArgs) -> exit::Result<()> {
 }
 
 pub fn up(args: UpArgs) -> exit::Result<()> {
+    check_exposure(
+        "up",
+        args.listen,
+        args.auth_token_file.as_deref(),
+        &args.autopilot,
+        args.insecure_no_auth,
+    )?;
+    let token = read_token(args.auth_token_file.as_deref())?;
+    let base = with_net(
+        server_config(args.listen, token.clone(), &args.limits, &args.retention)?,
+        &args.net,
+    )?;
     perfpilot_bpf::check_environment()?;
     let data = args.data.clone().unwrap_or_else(default_data_dir);
-    let store = open_store(&data, &args.retention)?;
+    let store = open_store(&data, &args.retention, args.limits.max_series())?;
     let interval = parse_duration(&args.interval, "--interval")?;
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -399,7 +511,7 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
     )?;
     let server = {
         let store: Arc<dyn perfpilot_store::Store> = Arc::new(store.clone());
-        let config = loop_parts.config(server_config(args.listen, None));
+        let config = loop_parts.config(base);
         rt.spawn(async move {
             perfpilot_server::serve_on(listener, config, store, async {
                 let _ = server_stop.await;
@@ -409,14 +521,20 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
     };
     warn_without_ui();
     eprintln!(
-        "perfpilot up: profiling this host, UI and API on http://{} (data in {})",
+        "perfpilot up: profiling this host, UI and API on http://{} (data in {}{})",
         args.listen,
-        data.display()
+        data.display(),
+        if token.is_some() {
+            ", token required"
+        } else {
+            ""
+        }
     );
     let agent = run_agent(
         AgentLoop {
-            server: format!("http://{}", args.listen),
-            token: None,
+            server: format!("http://{}", agent_address(args.listen)),
+            // The in-process server read the token once: the same one.
+            token,
             token_file: None,
             interval,
             spool_dir: data.join("spool"),
@@ -438,6 +556,20 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
         Ok(Err(e)) => Err(Failure::from(anyhow::anyhow!(
             "the server task failed: {e}"
         ))),
+    }
+}
+
+/// Where the built-in agent reaches its own server: an unspecified listen
+/// address (0.0.0.0, ::) is not one to connect to.
+fn agent_address(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, listen.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.port()))
+        }
+        _ => listen,
     }
 }
 

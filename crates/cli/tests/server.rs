@@ -23,6 +23,11 @@ impl Server {
     }
 
     fn start_on(data: &Path, port: u16, token: Option<&str>) -> Server {
+        Self::start_with(data, port, token, &[])
+    }
+
+    /// With more `perfpilot server` flags.
+    fn start_with(data: &Path, port: u16, token: Option<&str>, flags: &[&str]) -> Server {
         let token_file = token.map(|t| {
             let p = data.with_extension("token");
             std::fs::write(&p, format!("{t}\n")).unwrap();
@@ -35,6 +40,7 @@ impl Server {
         if let Some(t) = &token_file {
             cmd.arg("--auth-token-file").arg(t);
         }
+        cmd.args(flags);
         let child = cmd.spawn().unwrap();
         let s = Server {
             child,
@@ -383,8 +389,11 @@ fn bad_input_is_rejected_with_the_reason_and_writes_nothing() {
         &format!("@{}", bomb.display()),
         &push,
     ]);
-    assert_eq!(code, 400, "{text}");
-    assert!(text.contains("67108864-byte cap"), "{text}");
+    assert_eq!(code, 413, "{text}");
+    assert!(
+        text.contains("64 MiB (--max-decompressed-mib)") && text.contains("resource_exhausted"),
+        "{text}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "the bomb was not stopped early"
@@ -442,6 +451,88 @@ fn bad_input_is_rejected_with_the_reason_and_writes_nothing() {
         server.url()
     )]);
     assert_eq!(text.trim(), "{\"values\":[]}", "{text}");
+}
+
+/// Every ingest limit is a flag; each answer names the flag that changes
+/// it, and limits that cannot fit together are refused at start.
+#[test]
+fn ingest_limits_are_flags_named_in_their_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        alerting::free_port(),
+        None,
+        &[
+            "--retention",
+            "1h",
+            "--max-frames-per-stack",
+            "3",
+            "--max-labels-per-series",
+            "4",
+            "--max-function-name-len",
+            "8",
+            "--max-body-mib",
+            "1",
+            "--max-future",
+            "1m",
+        ],
+    );
+    let ingest = |query: &str, body: &str| {
+        curl(&[
+            "-X",
+            "POST",
+            "--data-binary",
+            body,
+            &format!("{}/ingest?{query}", server.url()),
+        ])
+    };
+    let (code, text) = ingest("name=app.cpu", "a;b;c 1\nmain;a;b;c 1\n");
+    assert_eq!(code, 400, "{text}");
+    assert!(
+        text.contains("line 2") && text.contains("(--max-frames-per-stack)"),
+        "{text}"
+    );
+    // service_name, __profile_type__ and three tags.
+    let (code, text) = ingest("name=app.cpu{a=1,b=2,c=3}", "main 1");
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("(--max-labels-per-series)"), "{text}");
+    let (code, text) = ingest("name=app.cpu", "main;a_long_function 1");
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("(--max-function-name-len)"), "{text}");
+    let (code, text) = ingest("name=app.cpu&from=now-2h", "main 1");
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("(--retention)"), "{text}");
+    let (code, text) = ingest("name=app.cpu&from=now%2B5m", "main 1");
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("(--max-future)"), "{text}");
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'a'; 2 << 20]).unwrap();
+    let (code, text) = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &format!("@{}", big.display()),
+        &format!("{}/ingest?name=app.cpu", server.url()),
+    ]);
+    assert_eq!(code, 413, "{text}");
+    assert!(text.contains("(--max-body-mib)"), "{text}");
+    // Within the limits, the same server stores.
+    let (code, text) = ingest("name=app.cpu{a=1}", "main;a 1");
+    assert_eq!(code, 200, "{text}");
+
+    // A request alone within --max-body-mib could never fit in 1 MiB.
+    let out = perfpilot()
+        .args(["server", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("other"))
+        .args(["--max-inflight-body-mib", "1", "--max-body-mib", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--max-inflight-body-mib (1) must be at least --max-body-mib (2)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -191,6 +191,13 @@ pub fn decode(bytes: &[u8]) -> Result<Profile, ModelError> {
     from_proto(&msg)
 }
 
+/// Builds the model from a pprof message already decoded, for callers that
+/// check the message first (the server's ingest counts sample labels on
+/// it before the model builds them).
+pub fn decode_message(msg: &proto::Profile) -> Result<Profile, ModelError> {
+    from_proto(msg)
+}
+
 fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, ModelError> {
     let mut out = Vec::new();
     MultiGzDecoder::new(bytes)

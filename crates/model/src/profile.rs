@@ -232,16 +232,16 @@ impl Profile {
         K: Into<String>,
         V: Into<String>,
     {
-        let mut set: Vec<(String, String)> = Vec::new();
-        for (k, v) in labels {
-            let k = k.into();
-            let v = v.into();
-            match set.iter_mut().find(|(key, _)| *key == k) {
-                Some(slot) => slot.1 = v,
-                None => set.push((k, v)),
-            }
-        }
-        set.sort();
+        let mut set: Vec<(String, String)> = labels
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        // The last value of a repeated key wins: reversed, then sorted
+        // stably by key, the last comes first in its run, and dedup keeps
+        // the first (in n log n; a search per label was quadratic).
+        set.reverse();
+        set.sort_by(|a, b| a.0.cmp(&b.0));
+        set.dedup_by(|later, first| later.0 == first.0);
         if let Some(&id) = self.index.label_sets.get(&set) {
             return id;
         }

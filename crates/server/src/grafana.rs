@@ -18,7 +18,8 @@ use perfpilot_wire::{Codec, WireError};
 
 use crate::error::ApiError;
 use crate::ingest::connect_error;
-use crate::{blocking, now_ms, App};
+use crate::querying::{check_label_name, check_steps, grafana_max_nodes};
+use crate::{now_ms, App};
 
 fn bad(e: WireError) -> Response {
     connect_error(StatusCode::BAD_REQUEST, e.connect_code(), &e.to_string())
@@ -27,6 +28,8 @@ fn bad(e: WireError) -> Response {
 fn failed(e: ApiError) -> Response {
     let code = if e.status.is_client_error() {
         "invalid_argument"
+    } else if e.status == StatusCode::SERVICE_UNAVAILABLE {
+        "unavailable"
     } else {
         "internal"
     };
@@ -67,77 +70,85 @@ pub async fn querier(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let limits = app.config.limits.clone();
+    let query = app.config.query.clone();
     let store = Arc::clone(&app.store);
-    let result = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Failure> {
-        let enc = encoding.as_deref();
-        match method.as_str() {
-            "ProfileTypes" => {
-                let r = ProfileTypesRequest::decode(codec, enc, &body, &limits)?;
-                let ids = store.profile_types(r.range).map_err(ApiError::from)?;
-                Ok(perfpilot_wire::query::encode_profile_types(codec, &ids))
-            }
-            "LabelNames" | "LabelValues" => {
-                let r = if method == "LabelNames" {
-                    LabelsRequest::decode_label_names(codec, enc, &body, &limits)?
-                } else {
-                    LabelsRequest::decode_label_values(codec, enc, &body, &limits)?
-                };
-                let sels = r.selectors()?;
-                let names = if r.name.is_empty() {
-                    any_of(&sels, |s| store.label_names(s, r.range))?
-                } else {
-                    any_of(&sels, |s| store.label_values(&r.name, s, r.range))?
-                };
-                Ok(perfpilot_wire::query::encode_names(codec, &names))
-            }
-            "Series" => {
-                let r = SeriesRequest::decode(codec, enc, &body, &limits)?;
-                let sels = r.selectors()?;
-                let mut all: Vec<Labels> = any_of(&sels, |s| store.series(s, r.range))?;
-                if !r.label_names.is_empty() {
-                    for l in &mut all {
-                        l.retain(|(k, _)| r.label_names.contains(k));
-                    }
-                    all.sort();
-                    all.dedup();
+    let result = app
+        .queries
+        .run_with(move || -> Result<Vec<u8>, Failure> {
+            let enc = encoding.as_deref();
+            match method.as_str() {
+                "ProfileTypes" => {
+                    let r = ProfileTypesRequest::decode(codec, enc, &body, &limits)?;
+                    let ids = store.profile_types(r.range).map_err(ApiError::from)?;
+                    Ok(perfpilot_wire::query::encode_profile_types(codec, &ids))
                 }
-                Ok(perfpilot_wire::query::encode_series(codec, &all))
+                "LabelNames" | "LabelValues" => {
+                    let r = if method == "LabelNames" {
+                        LabelsRequest::decode_label_names(codec, enc, &body, &limits)?
+                    } else {
+                        LabelsRequest::decode_label_values(codec, enc, &body, &limits)?
+                    };
+                    let sels = r.selectors()?;
+                    let names = if r.name.is_empty() {
+                        any_of(&sels, |s| store.label_names(s, r.range))?
+                    } else {
+                        any_of(&sels, |s| store.label_values(&r.name, s, r.range))?
+                    };
+                    Ok(perfpilot_wire::query::encode_names(codec, &names))
+                }
+                "Series" => {
+                    let r = SeriesRequest::decode(codec, enc, &body, &limits)?;
+                    let sels = r.selectors()?;
+                    let mut all: Vec<Labels> = any_of(&sels, |s| store.series(s, r.range))?;
+                    if !r.label_names.is_empty() {
+                        for l in &mut all {
+                            l.retain(|(k, _)| r.label_names.contains(k));
+                        }
+                        all.sort();
+                        all.dedup();
+                    }
+                    Ok(perfpilot_wire::query::encode_series(codec, &all))
+                }
+                "SelectSeries" => {
+                    let r = SelectSeriesRequest::decode(codec, enc, &body, &limits)?;
+                    let sel = r.selector()?;
+                    let function = r.call_site.last().map(String::as_str);
+                    let step_ms = r.step_ms().max(1000);
+                    check_steps(
+                        r.range.end_ms.saturating_sub(r.range.start_ms),
+                        step_ms,
+                        &query.series,
+                    )?;
+                    for name in &r.group_by {
+                        check_label_name("groupBy", name)?;
+                    }
+                    let pts = store
+                        .time_series(&sel, r.range, step_ms, &r.group_by, function, &query.series)
+                        .map_err(ApiError::from)?;
+                    Ok(perfpilot_wire::query::encode_select_series(codec, &pts))
+                }
+                "SelectMergeStacktraces" => {
+                    let r = SelectMergeStacktracesRequest::decode(codec, enc, &body, &limits)?;
+                    let sel = r.selector()?;
+                    let max_nodes = grafana_max_nodes(r.max_nodes, query.max_flame_nodes)?;
+                    let table = store.merge(&sel, r.range).map_err(ApiError::from)?;
+                    Ok(perfpilot_wire::query::encode_select_merge_stacktraces(
+                        codec,
+                        &table,
+                        Some(max_nodes as i64),
+                    ))
+                }
+                other => Err(Failure::Api(ApiError {
+                    status: StatusCode::NOT_FOUND,
+                    message: format!("querier.v1.QuerierService/{other} is not implemented"),
+                })),
             }
-            "SelectSeries" => {
-                let r = SelectSeriesRequest::decode(codec, enc, &body, &limits)?;
-                let sel = r.selector()?;
-                let function = r.call_site.last().map(String::as_str);
-                let pts = store
-                    .time_series(&sel, r.range, r.step_ms().max(1000), &r.group_by, function)
-                    .map_err(ApiError::from)?;
-                Ok(perfpilot_wire::query::encode_select_series(codec, &pts))
-            }
-            "SelectMergeStacktraces" => {
-                let r = SelectMergeStacktracesRequest::decode(codec, enc, &body, &limits)?;
-                let sel = r.selector()?;
-                let table = store.merge(&sel, r.range).map_err(ApiError::from)?;
-                Ok(perfpilot_wire::query::encode_select_merge_stacktraces(
-                    codec,
-                    &table,
-                    Some(r.max_nodes_or_default()),
-                ))
-            }
-            other => Err(Failure::Api(ApiError {
-                status: StatusCode::NOT_FOUND,
-                message: format!("querier.v1.QuerierService/{other} is not implemented"),
-            })),
-        }
-    })
-    .await;
+        })
+        .await;
     match result {
-        Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, codec.content_type())], bytes).into_response(),
-        Ok(Err(Failure::Wire(e))) => bad(e),
-        Ok(Err(Failure::Api(e))) => failed(e),
-        Err(e) => connect_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &e.to_string(),
-        ),
+        Ok(bytes) => ([(header::CONTENT_TYPE, codec.content_type())], bytes).into_response(),
+        Err(Failure::Wire(e)) => bad(e),
+        Err(Failure::Api(e)) => failed(e),
     }
 }
 
@@ -162,24 +173,30 @@ pub async fn render(
     State(app): State<Arc<App>>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = perfpilot_wire::render::RenderParams::parse(q.as_deref().unwrap_or(""), now_ms())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut params =
+        perfpilot_wire::render::RenderParams::parse(q.as_deref().unwrap_or(""), now_ms())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let query = app.config.query.clone();
+    params.max_nodes = Some(grafana_max_nodes(params.max_nodes, query.max_flame_nodes)? as i64);
+    let range = TimeRange {
+        start_ms: params.from_ms,
+        end_ms: params.until_ms,
+    };
+    let step_ms = params.step_seconds().saturating_mul(1000);
+    check_steps(
+        range.end_ms.saturating_sub(range.start_ms),
+        step_ms,
+        &query.series,
+    )?;
     let store = Arc::clone(&app.store);
-    blocking(move || {
-        let range = TimeRange {
-            start_ms: params.from_ms,
-            end_ms: params.until_ms,
-        };
-        let table = store.merge(&params.selector, range)?;
-        let timeline = store.time_series(
-            &params.selector,
-            range,
-            params.step_seconds() * 1000,
-            &[],
-            None,
-        )?;
-        let body = perfpilot_wire::render::encode_render_json(&params, &table, timeline.first());
-        Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-    })
-    .await
+    app.queries
+        .run(move || {
+            let table = store.merge(&params.selector, range)?;
+            let timeline =
+                store.time_series(&params.selector, range, step_ms, &[], None, &query.series)?;
+            let body =
+                perfpilot_wire::render::encode_render_json(&params, &table, timeline.first());
+            Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+        })
+        .await
 }

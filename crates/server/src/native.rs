@@ -13,7 +13,8 @@ use perfpilot_store::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
-use crate::{blocking, now_ms, App};
+use crate::querying::{check_label_name, check_steps, native_max_nodes};
+use crate::{now_ms, App};
 
 /// Query string of every query endpoint; each uses what it needs.
 #[derive(Debug, Default, Deserialize)]
@@ -23,7 +24,8 @@ pub struct Params {
     pub query: Option<String>,
     pub from: Option<String>,
     pub until: Option<String>,
-    pub max_nodes: Option<usize>,
+    /// Parsed by the handler, so a bad value gets a JSON error naming it.
+    pub max_nodes: Option<String>,
     pub format: Option<String>,
     pub limit: Option<usize>,
     pub step: Option<String>,
@@ -34,8 +36,6 @@ pub struct Params {
     pub base_from: Option<String>,
     pub base_until: Option<String>,
 }
-
-pub const DEFAULT_MAX_NODES: usize = 8192;
 
 pub fn range(from: Option<&str>, until: Option<&str>) -> ApiResult<TimeRange> {
     Ok(perfpilot_query::parse_range(
@@ -73,12 +73,13 @@ fn preferred(types: &[String]) -> Option<&String> {
     };
     types.iter().min_by_key(|t| (rank(t), (*t).clone()))
 }
-pub fn one_type(
+
+/// The selector narrowed to one profile type (see [`preferred`]).
+fn resolve_type(
     store: &dyn Store,
-    query: Option<&str>,
+    mut sel: Selector,
     r: TimeRange,
 ) -> ApiResult<(Selector, Option<ProfileType>)> {
-    let mut sel = Selector::parse(query.unwrap_or("{}"))?;
     if let Some(t) = sel.profile_type() {
         let pt = ProfileType::parse(t);
         return Ok((sel, pt));
@@ -126,7 +127,7 @@ pub async fn profile_types(
 ) -> ApiResult<Json<ProfileTypesResponse>> {
     let r = range(p.from.as_deref(), p.until.as_deref())?;
     let store = Arc::clone(&app.store);
-    let types = blocking(move || Ok(store.profile_types(r)?)).await?;
+    let types = app.queries.run(move || Ok(store.profile_types(r)?)).await?;
     Ok(Json(ProfileTypesResponse {
         profile_types: types,
     }))
@@ -144,7 +145,10 @@ pub async fn label_names(
     let r = range(p.from.as_deref(), p.until.as_deref())?;
     let sel = Selector::parse(p.query.as_deref().unwrap_or("{}"))?;
     let store = Arc::clone(&app.store);
-    let names = blocking(move || Ok(store.label_names(&sel, r)?)).await?;
+    let names = app
+        .queries
+        .run(move || Ok(store.label_names(&sel, r)?))
+        .await?;
     Ok(Json(NamesResponse { names }))
 }
 
@@ -164,7 +168,10 @@ pub async fn label_values(
         .ok_or_else(|| ApiError::bad_request("the 'name' parameter (a label name) is required"))?;
     let sel = Selector::parse(p.query.as_deref().unwrap_or("{}"))?;
     let store = Arc::clone(&app.store);
-    let values = blocking(move || Ok(store.label_values(&name, &sel, r)?)).await?;
+    let values = app
+        .queries
+        .run(move || Ok(store.label_values(&name, &sel, r)?))
+        .await?;
     Ok(Json(ValuesResponse { values }))
 }
 
@@ -180,7 +187,7 @@ pub async fn series(
     let r = range(p.from.as_deref(), p.until.as_deref())?;
     let sel = Selector::parse(p.query.as_deref().unwrap_or("{}"))?;
     let store = Arc::clone(&app.store);
-    let series = blocking(move || Ok(store.series(&sel, r)?)).await?;
+    let series = app.queries.run(move || Ok(store.series(&sel, r)?)).await?;
     Ok(Json(SeriesResponse {
         series: series
             .into_iter()
@@ -190,12 +197,8 @@ pub async fn series(
 }
 
 /// Merges the selection (blocking).
-fn merged(
-    app: &App,
-    query: Option<&str>,
-    r: TimeRange,
-) -> ApiResult<(StackTable, Option<ProfileType>)> {
-    let (sel, pt) = one_type(app.store.as_ref(), query, r)?;
+fn merged(app: &App, sel: Selector, r: TimeRange) -> ApiResult<(StackTable, Option<ProfileType>)> {
+    let (sel, pt) = resolve_type(app.store.as_ref(), sel, r)?;
     Ok((app.store.merge(&sel, r)?, pt))
 }
 
@@ -208,12 +211,35 @@ pub struct FlamegraphResponse {
     pub flamegraph: perfpilot_query::FlatFlame,
 }
 
+/// A file format of the flame graph and export endpoints, with its
+/// content type; checked before anything is merged.
+#[derive(Debug, Clone, Copy)]
+struct FileFormat(perfpilot_model::Format, &'static str);
+
+/// `json` (None: the flame graph's own answer) or a file format.
+fn file_format(format: &str, json_allowed: bool) -> ApiResult<Option<FileFormat>> {
+    use perfpilot_model::Format;
+    Ok(Some(match format {
+        "json" if json_allowed => return Ok(None),
+        "pprof" => FileFormat(Format::Pprof, "application/octet-stream"),
+        "folded" => FileFormat(Format::Folded, "text/plain; charset=utf-8"),
+        "svg" => FileFormat(Format::Svg, "image/svg+xml"),
+        "speedscope" => FileFormat(Format::Speedscope, "application/json"),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown format {other:?}: use {}folded, svg, speedscope or pprof",
+                if json_allowed { "json, " } else { "" }
+            )))
+        }
+    }))
+}
+
 /// Renders a table in one of the file formats.
 fn as_file(
     table: &StackTable,
     pt: Option<&ProfileType>,
     r: TimeRange,
-    format: &str,
+    FileFormat(fmt, content_type): FileFormat,
     title: &str,
 ) -> ApiResult<Response> {
     let (kind, unit) = pt
@@ -222,17 +248,6 @@ fn as_file(
     let period = pt.map(|t| (t.period_type.as_str(), t.period_unit.as_str()));
     let profile =
         perfpilot_query::to_profile(table, (kind, unit), period, 0, (r.start_ms, r.end_ms));
-    let (fmt, content_type) = match format {
-        "pprof" => (perfpilot_model::Format::Pprof, "application/octet-stream"),
-        "folded" => (perfpilot_model::Format::Folded, "text/plain; charset=utf-8"),
-        "svg" => (perfpilot_model::Format::Svg, "image/svg+xml"),
-        "speedscope" => (perfpilot_model::Format::Speedscope, "application/json"),
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "unknown format {other:?}: use json, folded, svg, speedscope or pprof"
-            )))
-        }
-    };
     if table.stacks.is_empty() && fmt == perfpilot_model::Format::Svg {
         return Err(ApiError::bad_request(
             "no samples in the range: nothing to draw",
@@ -240,7 +255,7 @@ fn as_file(
     }
     let bytes = fmt
         .encode(&profile, title)
-        .map_err(|e| ApiError::internal(format!("encoding {format}: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("encoding {}: {e}", fmt.name())))?;
     Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
 }
 
@@ -249,25 +264,28 @@ pub async fn flamegraph(
     Query(p): Query<Params>,
 ) -> ApiResult<Response> {
     let r = range(p.from.as_deref(), p.until.as_deref())?;
-    let max_nodes = p.max_nodes.unwrap_or(DEFAULT_MAX_NODES).clamp(1, 1_000_000);
-    let format = p.format.clone().unwrap_or_else(|| "json".into());
+    let max_nodes = native_max_nodes(p.max_nodes.as_deref(), app.config.query.max_flame_nodes)?;
+    let format = file_format(p.format.as_deref().unwrap_or("json"), true)?;
+    let sel = Selector::parse(p.query.as_deref().unwrap_or("{}"))?;
     let title = p.query.clone().unwrap_or_default();
-    blocking(move || {
-        let (table, pt) = merged(&app, p.query.as_deref(), r)?;
-        if format != "json" {
-            return as_file(&table, pt.as_ref(), r, &format, &title);
-        }
-        let tree = perfpilot_query::flame_tree(&table, max_nodes);
-        Ok(Json(FlamegraphResponse {
-            profile_type: pt.as_ref().map(ProfileType::id),
-            unit: pt.as_ref().map(|t| t.sample_unit.clone()),
-            from: r.start_ms,
-            until: r.end_ms,
-            flamegraph: tree.to_flat(),
+    let queries = app.queries.clone();
+    queries
+        .run(move || {
+            let (table, pt) = merged(&app, sel, r)?;
+            if let Some(format) = format {
+                return as_file(&table, pt.as_ref(), r, format, &title);
+            }
+            let tree = perfpilot_query::flame_tree(&table, max_nodes);
+            Ok(Json(FlamegraphResponse {
+                profile_type: pt.as_ref().map(ProfileType::id),
+                unit: pt.as_ref().map(|t| t.sample_unit.clone()),
+                from: r.start_ms,
+                until: r.end_ms,
+                flamegraph: tree.to_flat(),
+            })
+            .into_response())
         })
-        .into_response())
-    })
-    .await
+        .await
 }
 
 #[derive(Serialize, Deserialize)]
@@ -292,38 +310,45 @@ pub async fn sandwich(
     Query(p): Query<Params>,
 ) -> ApiResult<Json<SandwichResponse>> {
     let r = range(p.from.as_deref(), p.until.as_deref())?;
-    let max_nodes = p.max_nodes.unwrap_or(DEFAULT_MAX_NODES).clamp(1, 1_000_000);
+    let max_nodes = native_max_nodes(p.max_nodes.as_deref(), app.config.query.max_flame_nodes)?;
     let function = p.function.clone().ok_or_else(|| {
         ApiError::bad_request("the 'function' parameter (a function name) is required")
     })?;
-    blocking(move || {
-        let (table, pt) = merged(&app, p.query.as_deref(), r)?;
-        let s = perfpilot_query::sandwich(&table, &function);
-        Ok(Json(SandwichResponse {
-            profile_type: pt.as_ref().map(ProfileType::id),
-            unit: pt.as_ref().map(|t| t.sample_unit.clone()),
-            from: r.start_ms,
-            until: r.end_ms,
-            self_value: s.self_value,
-            total_value: s.total_value,
-            total: table.total(),
-            callers: perfpilot_query::flame_tree(&s.callers, max_nodes).to_flat(),
-            callees: perfpilot_query::flame_tree(&s.callees, max_nodes).to_flat(),
-            function,
-        }))
-    })
-    .await
+    let sel = Selector::parse(p.query.as_deref().unwrap_or("{}"))?;
+    let queries = app.queries.clone();
+    queries
+        .run(move || {
+            let (table, pt) = merged(&app, sel, r)?;
+            let s = perfpilot_query::sandwich(&table, &function);
+            Ok(Json(SandwichResponse {
+                profile_type: pt.as_ref().map(ProfileType::id),
+                unit: pt.as_ref().map(|t| t.sample_unit.clone()),
+                from: r.start_ms,
+                until: r.end_ms,
+                self_value: s.self_value,
+                total_value: s.total_value,
+                total: table.total(),
+                callers: perfpilot_query::flame_tree(&s.callers, max_nodes).to_flat(),
+                callees: perfpilot_query::flame_tree(&s.callees, max_nodes).to_flat(),
+                function,
+            }))
+        })
+        .await
 }
 
 pub async fn export(State(app): State<Arc<App>>, Query(p): Query<Params>) -> ApiResult<Response> {
     let r = range(p.from.as_deref(), p.until.as_deref())?;
-    let format = p.format.clone().unwrap_or_else(|| "pprof".into());
+    let format = file_format(p.format.as_deref().unwrap_or("pprof"), false)?
+        .ok_or_else(|| ApiError::internal("export has no JSON format"))?;
+    let sel = Selector::parse(p.query.as_deref().unwrap_or("{}"))?;
     let title = p.query.clone().unwrap_or_default();
-    blocking(move || {
-        let (table, pt) = merged(&app, p.query.as_deref(), r)?;
-        as_file(&table, pt.as_ref(), r, &format, &title)
-    })
-    .await
+    let queries = app.queries.clone();
+    queries
+        .run(move || {
+            let (table, pt) = merged(&app, sel, r)?;
+            as_file(&table, pt.as_ref(), r, format, &title)
+        })
+        .await
 }
 
 #[derive(Serialize, Deserialize)]
@@ -339,17 +364,20 @@ pub async fn top(
 ) -> ApiResult<Json<TopResponse>> {
     let r = range(p.from.as_deref(), p.until.as_deref())?;
     let limit = p.limit.unwrap_or(100);
-    blocking(move || {
-        let (table, pt) = merged(&app, p.query.as_deref(), r)?;
-        let mut functions = perfpilot_query::top_functions(&table);
-        functions.truncate(limit);
-        Ok(Json(TopResponse {
-            profile_type: pt.as_ref().map(ProfileType::id),
-            total: table.total(),
-            functions,
-        }))
-    })
-    .await
+    let sel = Selector::parse(p.query.as_deref().unwrap_or("{}"))?;
+    let queries = app.queries.clone();
+    queries
+        .run(move || {
+            let (table, pt) = merged(&app, sel, r)?;
+            let mut functions = perfpilot_query::top_functions(&table);
+            functions.truncate(limit);
+            Ok(Json(TopResponse {
+                profile_type: pt.as_ref().map(ProfileType::id),
+                total: table.total(),
+                functions,
+            }))
+        })
+        .await
 }
 
 #[derive(Serialize, Deserialize)]
@@ -378,34 +406,42 @@ pub async fn diff(
         p.base_from.as_deref().or(p.from.as_deref()),
         p.base_until.as_deref().or(p.until.as_deref()),
     )?;
-    let max_nodes = p.max_nodes.unwrap_or(DEFAULT_MAX_NODES).clamp(1, 1_000_000);
-    blocking(move || {
-        let (target, pt) = merged(&app, p.query.as_deref(), target_range)?;
-        let base_query = p.base_query.as_deref().or(p.query.as_deref());
-        let (base, base_pt) = merged(&app, base_query, base_range)?;
-        if let (Some(a), Some(b)) = (&pt, &base_pt) {
-            if a != b {
-                return Err(ApiError::bad_request(format!(
-                    "the two selections have different profile types: {} and {}",
-                    b.id(),
-                    a.id()
-                )));
+    let max_nodes = native_max_nodes(p.max_nodes.as_deref(), app.config.query.max_flame_nodes)?;
+    let target_sel = Selector::parse(p.query.as_deref().unwrap_or("{}"))?;
+    let base_sel = Selector::parse(
+        p.base_query
+            .as_deref()
+            .or(p.query.as_deref())
+            .unwrap_or("{}"),
+    )?;
+    let queries = app.queries.clone();
+    queries
+        .run(move || {
+            let (target, pt) = merged(&app, target_sel, target_range)?;
+            let (base, base_pt) = merged(&app, base_sel, base_range)?;
+            if let (Some(a), Some(b)) = (&pt, &base_pt) {
+                if a != b {
+                    return Err(ApiError::bad_request(format!(
+                        "the two selections have different profile types: {} and {}",
+                        b.id(),
+                        a.id()
+                    )));
+                }
             }
-        }
-        let pt = pt.or(base_pt);
-        let options = DiffOptions {
-            sample_weight: sample_weight(pt.as_ref()),
-            ..Default::default()
-        };
-        let diff = perfpilot_query::diff_with(&base, &target, &options)?;
-        let tree = perfpilot_query::diff_tree(&base, &target, max_nodes);
-        Ok(Json(DiffResponse {
-            profile_type: pt.as_ref().map(ProfileType::id),
-            diff,
-            flamegraph: tree.to_flat(),
-        }))
-    })
-    .await
+            let pt = pt.or(base_pt);
+            let options = DiffOptions {
+                sample_weight: sample_weight(pt.as_ref()),
+                ..Default::default()
+            };
+            let diff = perfpilot_query::diff_with(&base, &target, &options)?;
+            let tree = perfpilot_query::diff_tree(&base, &target, max_nodes);
+            Ok(Json(DiffResponse {
+                profile_type: pt.as_ref().map(ProfileType::id),
+                diff,
+                flamegraph: tree.to_flat(),
+            }))
+        })
+        .await
 }
 
 #[derive(Serialize, Deserialize)]
@@ -423,13 +459,13 @@ pub async fn timeseries(
     Query(p): Query<Params>,
 ) -> ApiResult<Json<TimeseriesResponse>> {
     let r = range(p.from.as_deref(), p.until.as_deref())?;
+    let span = r.end_ms.saturating_sub(r.start_ms);
     let step_ms = match p.step.as_deref() {
         Some(s) => perfpilot_query::parse_duration(s)?,
-        None => perfpilot_query::default_step(r.end_ms - r.start_ms, 300),
+        None => perfpilot_query::default_step(span, 300),
     };
-    if step_ms <= 0 {
-        return Err(ApiError::bad_request("step must be positive"));
-    }
+    let limits = app.config.query.series;
+    check_steps(span, step_ms, &limits)?;
     let group_by: Vec<String> = p
         .group_by
         .as_deref()
@@ -440,27 +476,36 @@ pub async fn timeseries(
                 .collect()
         })
         .unwrap_or_default();
-    blocking(move || {
-        let (sel, pt) = one_type(app.store.as_ref(), p.query.as_deref(), r)?;
-        let all = app.store.time_series(&sel, r, step_ms, &group_by, None)?;
-        let function_series = match p.function.as_deref() {
-            Some(f) => Some(perfpilot_query::to_series(&app.store.time_series(
-                &sel,
-                r,
+    for name in &group_by {
+        check_label_name("group_by", name)?;
+    }
+    let sel = Selector::parse(p.query.as_deref().unwrap_or("{}"))?;
+    let queries = app.queries.clone();
+    queries
+        .run(move || {
+            let (sel, pt) = resolve_type(app.store.as_ref(), sel, r)?;
+            let all = app
+                .store
+                .time_series(&sel, r, step_ms, &group_by, None, &limits)?;
+            let function_series = match p.function.as_deref() {
+                Some(f) => Some(perfpilot_query::to_series(&app.store.time_series(
+                    &sel,
+                    r,
+                    step_ms,
+                    &group_by,
+                    Some(f),
+                    &limits,
+                )?)),
+                None => None,
+            };
+            Ok(Json(TimeseriesResponse {
+                profile_type: pt.as_ref().map(ProfileType::id),
                 step_ms,
-                &group_by,
-                Some(f),
-            )?)),
-            None => None,
-        };
-        Ok(Json(TimeseriesResponse {
-            profile_type: pt.as_ref().map(ProfileType::id),
-            step_ms,
-            series: perfpilot_query::to_series(&all),
-            function_series,
-        }))
-    })
-    .await
+                series: perfpilot_query::to_series(&all),
+                function_series,
+            }))
+        })
+        .await
 }
 
 #[cfg(test)]

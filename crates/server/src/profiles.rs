@@ -34,7 +34,7 @@ impl ProfileSource for StoreProfiles {
         };
         let groups = self
             .0
-            .time_series(&sel, range, step_ms, &[], function)
+            .time_series(&sel, range, step_ms, &[], function, &Default::default())
             .map_err(|e| bad(e.to_string()))?;
         let mut sums: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
         for g in groups {

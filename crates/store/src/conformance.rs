@@ -6,9 +6,10 @@
 //! what differed.
 
 use crate::types::{
-    Batch, BatchProfile, StackTable, TimeRange, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL,
+    Batch, BatchProfile, SeriesLimit, SeriesLimits, StackTable, TimeRange, PROFILE_TYPE_LABEL,
+    SERVICE_NAME_LABEL,
 };
-use crate::{IngestOutcome, Selector, Store};
+use crate::{IngestOutcome, Selector, Store, StoreError};
 
 pub const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 pub const ALLOC: &str = "memory:alloc_space:bytes:space:bytes";
@@ -91,6 +92,7 @@ pub fn run_all(store: &dyn Store, now_ms: i64) {
     ranges_and_selectors_filter(store, now_ms);
     labels_and_types(store, now_ms);
     time_series_steps_groups_and_functions(store, now_ms);
+    time_series_limits(store, now_ms);
     duplicate_batch_ids_apply_once(store, now_ms);
     invalid_batches_write_nothing(store, now_ms);
 }
@@ -289,7 +291,9 @@ pub fn time_series_steps_groups_and_functions(store: &dyn Store, now: i64) {
         end_ms: t0 + 180_000,
     };
     let s = sel(&format!("{{service_name=\"{svc}\"}}"));
-    let total = store.time_series(&s, r, 60_000, &[], None).unwrap();
+    let total = store
+        .time_series(&s, r, 60_000, &[], None, &Default::default())
+        .unwrap();
     assert_eq!(total.len(), 1);
     // Per minute: (10+k) + (20+k) + 2.
     assert_eq!(
@@ -298,7 +302,7 @@ pub fn time_series_steps_groups_and_functions(store: &dyn Store, now: i64) {
         "totals per step"
     );
     let grouped = store
-        .time_series(&s, r, 180_000, &["pod".into()], None)
+        .time_series(&s, r, 180_000, &["pod".into()], None, &Default::default())
         .unwrap();
     let mut by_pod: Vec<(String, i64)> = grouped
         .iter()
@@ -310,11 +314,61 @@ pub fn time_series_steps_groups_and_functions(store: &dyn Store, now: i64) {
         vec![("a".into(), 36), ("b".into(), 66)],
         "grouped by pod"
     );
-    let hot = store.time_series(&s, r, 60_000, &[], Some("hot")).unwrap();
+    let hot = store
+        .time_series(&s, r, 60_000, &[], Some("hot"), &Default::default())
+        .unwrap();
     assert_eq!(
         hot[0].points,
         vec![(t0, 30), (t0 + 60_000, 32), (t0 + 120_000, 34)],
         "only stacks containing the function"
+    );
+}
+
+/// Groups and groups × steps past the query's limits are refused with
+/// `OverLimit`, saying which limit; at the limits the answer is complete.
+pub fn time_series_limits(store: &dyn Store, now: i64) {
+    let now = aligned(now);
+    let t = now - 1_200_000;
+    let svc = "conf-series-limits";
+    for pod in ["a", "b", "c"] {
+        store
+            .ingest(&batch(svc, &[("pod", pod)], CPU, t, &[("main;x", 1)]))
+            .unwrap();
+    }
+    let s = sel(&format!("{{service_name=\"{svc}\"}}"));
+    let r = TimeRange {
+        start_ms: t,
+        end_ms: t + 600_000,
+    };
+    let pod = ["pod".to_string()];
+    let limit = |max_groups, max_points| SeriesLimits {
+        max_groups,
+        max_points,
+    };
+    let which = |res: Result<_, StoreError>| match res {
+        Err(StoreError::OverLimit { limit, .. }) => Some(limit),
+        Err(e) => panic!("expected an OverLimit error, got {e}"),
+        Ok(_) => None,
+    };
+    // 3 groups × 10 steps of a minute.
+    let ok = store
+        .time_series(&s, r, 60_000, &pod, None, &limit(3, 30))
+        .unwrap();
+    assert_eq!(ok.len(), 3, "three groups at a limit of three");
+    assert_eq!(
+        which(store.time_series(&s, r, 60_000, &pod, None, &limit(2, 1000))),
+        Some(SeriesLimit::Groups),
+        "three groups past a limit of two"
+    );
+    assert_eq!(
+        which(store.time_series(&s, r, 60_000, &pod, None, &limit(10, 29))),
+        Some(SeriesLimit::Points),
+        "30 points past a limit of 29"
+    );
+    assert_eq!(
+        which(store.time_series(&s, r, 1, &[], None, &limit(10, 1000))),
+        Some(SeriesLimit::Points),
+        "600,000 steps of 1 ms"
     );
 }
 

@@ -7,14 +7,18 @@
 
 pub mod conformance;
 pub mod embedded;
+/// The file operations durability rests on, shared with the autopilot.
+pub use perfpilot_fsio as fsio;
 pub mod selector;
 pub mod types;
 
 pub use selector::{MatchOp, Matcher, Selector, SelectorError};
 pub use types::{
-    Batch, BatchProfile, Labels, Points, ProfileType, StackTable, TimeRange, PROFILE_TYPE_LABEL,
-    SERVICE_NAME_LABEL,
+    Batch, BatchProfile, Labels, Points, ProfileType, SeriesLimit, SeriesLimits, StackTable,
+    TimeRange, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL,
 };
+
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
@@ -34,6 +38,39 @@ pub enum StoreError {
     },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A query would pass one of its [`SeriesLimits`]; it stopped before
+    /// allocating for it. (HTTP 400.)
+    #[error("{message}")]
+    OverLimit { message: String, limit: SeriesLimit },
+    /// The file system the store writes to has no room left (ENOSPC or
+    /// EDQUOT). Nothing was acknowledged and nothing acknowledged before
+    /// is lost; writes succeed again, by themselves, once there is room.
+    /// (HTTP 507.)
+    #[error(
+        "the disk is full: cannot write {what} in {}: {source}; nothing was stored, \
+         and writes resume by themselves once space is freed there",
+        path.display()
+    )]
+    DiskFull {
+        what: String,
+        /// The file (or directory) the write was for.
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Storing the batch would take the number of series past the
+    /// store's limit. Nothing was written. (HTTP 429: series past the
+    /// retention are pruned, which makes room again.)
+    #[error(
+        "too many series: the store holds {stored} and this batch would add {new}, past the \
+         limit of {limit} (--max-series); series whose data is past the retention are pruned, \
+         which makes room"
+    )]
+    TooManySeries {
+        limit: usize,
+        stored: usize,
+        new: usize,
+    },
 }
 
 impl StoreError {
@@ -41,6 +78,23 @@ impl StoreError {
         StoreError::Io {
             what: what.into(),
             source,
+        }
+    }
+
+    /// An error writing `path`: [`StoreError::DiskFull`] when the disk is
+    /// full, else [`StoreError::Io`] naming the file.
+    pub fn write(what: impl Into<String>, path: &Path, source: std::io::Error) -> StoreError {
+        if fsio::is_disk_full(&source) {
+            StoreError::DiskFull {
+                what: what.into(),
+                path: path.to_path_buf(),
+                source,
+            }
+        } else {
+            StoreError::Io {
+                what: format!("{} ({})", what.into(), path.display()),
+                source,
+            }
         }
     }
 }
@@ -82,7 +136,8 @@ pub trait Store: Send + Sync {
 
     /// Sums per `step_ms` of matching series, grouped by the values of the
     /// `group_by` labels; only samples whose stack contains `function`
-    /// when one is given.
+    /// when one is given. Fails with [`StoreError::OverLimit`], before
+    /// allocating per group and step, when the answer would pass `limits`.
     fn time_series(
         &self,
         selector: &Selector,
@@ -90,5 +145,6 @@ pub trait Store: Send + Sync {
         step_ms: i64,
         group_by: &[String],
         function: Option<&str>,
+        limits: &SeriesLimits,
     ) -> Result<Vec<Points>, StoreError>;
 }

@@ -117,3 +117,29 @@ pub struct Points {
     /// (step start ms, value), steps without data omitted.
     pub points: Vec<(i64, i64)>,
 }
+
+/// Bounds on what one time-series query may allocate: the points of its
+/// answer are computed densely, groups × steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesLimits {
+    /// Distinct groups (value combinations of the `group_by` labels).
+    pub max_groups: usize,
+    /// Groups × steps.
+    pub max_points: usize,
+}
+
+impl Default for SeriesLimits {
+    fn default() -> Self {
+        SeriesLimits {
+            max_groups: 1000,
+            max_points: 1_000_000,
+        }
+    }
+}
+
+/// Which of the [`SeriesLimits`] a query passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesLimit {
+    Groups,
+    Points,
+}

@@ -7,14 +7,34 @@
 
 use thiserror::Error;
 
+use crate::limits::size;
+
 #[derive(Debug, Error)]
 pub enum WireError {
     /// Decompressed data would exceed `Limits::max_decompressed_bytes`.
-    #[error("{what} decompresses to more than the {limit}-byte cap (max_decompressed_bytes)")]
+    #[error("{what} decompresses to more than {} (--max-decompressed-mib)", size(*limit))]
     TooLarge { what: String, limit: usize },
+
+    /// The decoded batch would exceed `Limits::max_decoded_bytes`.
+    #[error(
+        "the request decodes to more than {} of stacks, names and series labels (--max-decoded-mib)",
+        size(*limit)
+    )]
+    TooMuchDecoded { limit: usize },
+
+    /// The server-wide [`crate::MemoryPool`] is full: others' requests,
+    /// not this one, are the reason; retry later.
+    #[error(
+        "the server is decoding other requests that hold its {} for ingest (--max-ingest-memory-mib); retry later",
+        size(*limit)
+    )]
+    Busy { limit: usize },
 
     #[error("{what} is not valid gzip: {message}")]
     Gzip { what: String, message: String },
+
+    #[error("{what} is not valid zstd: {message}")]
+    Zstd { what: String, message: String },
 
     #[error("malformed protobuf in {what}: {message}")]
     Protobuf { what: String, message: String },
@@ -33,21 +53,49 @@ pub enum WireError {
         problem: String,
     },
 
-    #[error("{what} has {count} labels; the limit is {limit} (max_labels_per_series)")]
+    #[error("{what} has {count} labels; the limit is {limit} (--max-labels-per-series)")]
     TooManyLabels {
         what: String,
         count: usize,
         limit: usize,
     },
 
-    #[error("the request has more than {limit} samples (max_samples_per_request)")]
+    #[error("the request has more than {limit} samples (--max-samples-per-request)")]
     TooManySamples { limit: usize },
 
-    #[error("{what}: timestamp {time_ms} ms is {ahead_ms} ms in the future; at most {limit_ms} ms is allowed (max_future_ms)")]
+    /// One stack, after inlined functions are expanded.
+    #[error(
+        "{what}: its stack has more than {limit} frames after inlined functions are expanded (--max-frames-per-stack)"
+    )]
+    TooManyFrames { what: String, limit: usize },
+
+    /// Every sample's stack together, after inlined functions are expanded.
+    #[error(
+        "the request's stacks have more than {limit} frames together after inlined functions are expanded (--max-frames-per-request)"
+    )]
+    TooManyFramesInRequest { limit: usize },
+
+    #[error("{what}: function name {name:?} is {len} bytes long; the limit is {limit} (--max-function-name-len)")]
+    NameTooLong {
+        what: String,
+        name: String,
+        len: usize,
+        limit: usize,
+    },
+
+    #[error("{what}: timestamp {time_ms} ms is {ahead_ms} ms in the future; at most {limit_ms} ms is allowed (--max-future)")]
     FutureTimestamp {
         what: String,
         time_ms: i64,
         ahead_ms: i64,
+        limit_ms: i64,
+    },
+
+    #[error("{what}: timestamp {time_ms} ms is {age_ms} ms old; the store keeps {limit_ms} ms (--retention)")]
+    OldTimestamp {
+        what: String,
+        time_ms: i64,
+        age_ms: i64,
         limit_ms: i64,
     },
 
@@ -75,10 +123,26 @@ pub enum WireError {
 }
 
 impl WireError {
-    /// The HTTP status a server should answer with.
+    /// Whether the request as a whole is too big (413), as opposed to
+    /// a part of it being wrong (400).
+    fn too_big(&self) -> bool {
+        matches!(
+            self,
+            WireError::TooLarge { .. }
+                | WireError::TooMuchDecoded { .. }
+                | WireError::TooManySamples { .. }
+                | WireError::TooManyFramesInRequest { .. }
+        )
+    }
+
+    /// The HTTP status a server should answer with: 413 for a request
+    /// too big as a whole, 503 (with `Retry-After`) when the server is
+    /// busy with others, 415 for what perfpilot does not implement, 400
+    /// for the rest.
     pub fn http_status(&self) -> u16 {
         match self {
-            WireError::TooLarge { .. } | WireError::TooManySamples { .. } => 413,
+            e if e.too_big() => 413,
+            WireError::Busy { .. } => 503,
             WireError::Unsupported(_) => 415,
             _ => 400,
         }
@@ -87,7 +151,8 @@ impl WireError {
     /// The Connect protocol error code (`{"code": ..., "message": ...}`).
     pub fn connect_code(&self) -> &'static str {
         match self {
-            WireError::TooLarge { .. } | WireError::TooManySamples { .. } => "resource_exhausted",
+            e if e.too_big() => "resource_exhausted",
+            WireError::Busy { .. } => "unavailable",
             WireError::Unsupported(_) => "unimplemented",
             _ => "invalid_argument",
         }

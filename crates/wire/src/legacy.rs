@@ -43,7 +43,7 @@ use perfpilot_store::{Batch, Labels, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL};
 
 use crate::batch::BatchBuilder;
 use crate::error::{shorten, WireError};
-use crate::limits::{is_gzip, is_valid_label_name, Budget, Limits};
+use crate::limits::{check_label_len, is_valid_label_name, too_many_labels, Budget, Limits};
 use crate::multipart;
 use crate::pprof::{
     add_pprof_bytes, add_profile, decode_pprof, Source, NAME_LABEL, SESSION_ID_LABEL,
@@ -86,8 +86,19 @@ const DEFAULT_SAMPLE_RATE: u32 = 100;
 
 impl LegacyIngestParams {
     /// Parses a raw (percent-encoded) query string, without the leading `?`.
-    /// `now_ms` stands for "now" in times.
+    /// `now_ms` stands for "now" in times. The tags are held to
+    /// [`Limits::default`]; see [`Self::parse_with`].
     pub fn parse(query: &str, now_ms: i64) -> Result<LegacyIngestParams, WireError> {
+        LegacyIngestParams::parse_with(query, now_ms, &Limits::default())
+    }
+
+    /// [`Self::parse`] with the tags' count and lengths held to `limits`
+    /// as they are read.
+    pub fn parse_with(
+        query: &str,
+        now_ms: i64,
+        limits: &Limits,
+    ) -> Result<LegacyIngestParams, WireError> {
         let params = parse_query(query)?;
         let get = |k: &str| {
             params
@@ -96,7 +107,7 @@ impl LegacyIngestParams {
                 .map(|(_, v)| v.as_str())
         };
         let name = get("name").unwrap_or("");
-        let (app_name, tags) = parse_app_name(name)?;
+        let (app_name, tags) = parse_app_name(name, limits)?;
         let from_ms = match get("from") {
             Some(v) if !v.is_empty() => {
                 parse_time(v, now_ms).map_err(|m| WireError::param("from", m))?
@@ -181,12 +192,8 @@ pub fn batch_from_legacy(
     limits: &Limits,
 ) -> Result<Batch, WireError> {
     let mut budget = Budget::new(limits);
-    let mut owned;
-    let mut body = body;
-    while is_gzip(body) {
-        owned = budget.gunzip(body, "the request body")?;
-        body = &owned;
-    }
+    let body = budget.unwrap(body, "the request body")?;
+    let body: &[u8] = &body;
     let multipart = content_type.is_some_and(|ct| {
         ct.trim_start()
             .to_ascii_lowercase()
@@ -254,11 +261,15 @@ fn add_multipart(
         })?),
         None => None,
     };
-    let current = decode_pprof(budget, profile.body, "the profile part")?;
+    let limits = b.limits();
+    let current = decode_pprof(budget, limits, profile.body, "the profile part")?;
     let prev = match part("prev_profile") {
-        Some(p) if !p.body.is_empty() => {
-            Some(decode_pprof(budget, p.body, "the prev_profile part")?)
-        }
+        Some(p) if !p.body.is_empty() => Some(decode_pprof(
+            budget,
+            limits,
+            p.body,
+            "the prev_profile part",
+        )?),
         _ => None,
     };
     let labels = params.labels(&params.app_name);
@@ -346,7 +357,9 @@ fn add_folded(
             line: line_no,
             message: format!("count {count} times the sample period {scale} overflows"),
         })?;
-        let stack_id = b.stack(stack.split(';'))?;
+        let stack_id = b.stack(stack.split(';'), &|| {
+            format!("folded stacks, line {line_no}")
+        })?;
         b.add(profile, stack_id, value).map_err(|e| match e {
             WireError::Invalid(m) => WireError::Folded {
                 line: line_no,
@@ -358,8 +371,10 @@ fn add_folded(
     Ok(())
 }
 
-/// `app.name{key=value,key2=value2}` → (`app.name`, sorted tags).
-fn parse_app_name(name: &str) -> Result<(String, Labels), WireError> {
+/// `app.name{key=value,key2=value2}` → (`app.name`, sorted tags). The
+/// tags are counted and measured as they are read, before anything is
+/// sorted.
+fn parse_app_name(name: &str, limits: &Limits) -> Result<(String, Labels), WireError> {
     let bad = |m: String| WireError::param("name", m);
     let (app, tags) = match name.split_once('{') {
         Some((app, rest)) => (app, Some(rest)),
@@ -380,7 +395,10 @@ fn parse_app_name(name: &str) -> Result<(String, Labels), WireError> {
             shorten(app)
         )));
     }
+    // The application name becomes the service_name label's value.
+    check_label_len("parameter \"name\"", SERVICE_NAME_LABEL, app, limits)?;
     let mut labels: Labels = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     if let Some(rest) = tags {
         let Some(inner) = rest.trim_end().strip_suffix('}') else {
             return Err(bad(format!(
@@ -414,12 +432,18 @@ fn parse_app_name(name: &str) -> Result<(String, Labels), WireError> {
                     shorten(k)
                 )));
             }
-            if labels.iter().any(|(name, _)| name == k) {
+            if !seen.insert(k) {
                 return Err(bad(format!("tag {k:?} appears more than once")));
             }
-            if !v.is_empty() {
-                labels.push((k.to_string(), v.to_string()));
+            if v.is_empty() {
+                continue;
             }
+            if labels.len() == limits.max_labels_per_series {
+                let count = inner.split(',').filter(|p| !p.trim().is_empty()).count();
+                return Err(too_many_labels("parameter \"name\"", count, limits));
+            }
+            check_label_len("parameter \"name\"", k, v, limits)?;
+            labels.push((k.to_string(), v.to_string()));
         }
     }
     labels.sort();
@@ -593,9 +617,11 @@ mod tests {
 
     #[test]
     fn app_names_and_tags() {
-        let (app, tags) =
-            parse_app_name(" my-app.cpu { env = prod , __session_id__=ab, __x=y, empty=} ")
-                .unwrap();
+        let (app, tags) = parse_app_name(
+            " my-app.cpu { env = prod , __session_id__=ab, __x=y, empty=} ",
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(app, "my-app.cpu");
         assert_eq!(
             tags,
@@ -604,20 +630,20 @@ mod tests {
                 ("env".to_string(), "prod".to_string())
             ]
         );
-        assert!(parse_app_name("").is_err());
-        assert!(parse_app_name("app{a=b")
+        assert!(parse_app_name("", &Limits::default()).is_err());
+        assert!(parse_app_name("app{a=b", &Limits::default())
             .unwrap_err()
             .to_string()
             .contains("missing '}'"));
-        assert!(parse_app_name("app{a-b=c}")
+        assert!(parse_app_name("app{a-b=c}", &Limits::default())
             .unwrap_err()
             .to_string()
             .contains("is invalid"));
-        assert!(parse_app_name("app{a}")
+        assert!(parse_app_name("app{a}", &Limits::default())
             .unwrap_err()
             .to_string()
             .contains("not key=value"));
-        assert!(parse_app_name("my app")
+        assert!(parse_app_name("my app", &Limits::default())
             .unwrap_err()
             .to_string()
             .contains("' '"));

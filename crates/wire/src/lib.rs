@@ -36,7 +36,7 @@ pub use connect::{connect_error_json, error_body, Codec};
 pub use error::WireError;
 pub use flamegraph::{flame_graph, FlameGraph, DEFAULT_MAX_NODES};
 pub use legacy::{batch_from_legacy, parse_time, LegacyFormat, LegacyIngestParams};
-pub use limits::{decompress_zstd, Limits};
+pub use limits::{decompress_zstd, Limits, MemoryPool, MemoryTicket};
 pub use pprof::batch_from_pprof;
 pub use profile_type::{SampleTypeConfig, SampleTypeConfigs};
 pub use push::{batch_from_push, LabelPair, PushRequest, RawProfileSeries, RawSample};

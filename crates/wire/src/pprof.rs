@@ -18,10 +18,11 @@ use std::collections::HashMap;
 
 use perfpilot_model::{LabelSetId, Profile, StackId};
 use perfpilot_store::{Batch, Labels, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL};
+use prost::Message;
 
 use crate::batch::{merge_labels, BatchBuilder};
 use crate::error::WireError;
-use crate::limits::{is_gzip, Budget, Limits};
+use crate::limits::{Budget, Limits};
 use crate::profile_type::{config_for, metric_name_for, profile_type_id, SampleTypeConfigs};
 
 /// The private label Pyroscope keeps on ingestion (`IsLabelAllowedForIngestion`).
@@ -32,41 +33,44 @@ const NANOS_PER_MS: i64 = 1_000_000;
 /// `time_nanos` below this (one year after the epoch) is not a real time.
 const MIN_TIME_NANOS: i64 = 365 * 24 * 3600 * 1_000_000_000;
 
-/// Decodes pprof, gzipped or not, charging decompression to the budget.
-/// Nested gzip is unwrapped here too, so the model's own (larger) cap never
-/// applies.
+/// Whether a pprof sample label becomes a series label: `__`-prefixed,
+/// `span_id` and `profile_id` labels do not (Pyroscope keeps span and
+/// profile ids out of series labels).
+pub(crate) fn is_series_label(key: &str) -> bool {
+    !key.starts_with("__") && key != "span_id" && key != "profile_id"
+}
+
+/// Decodes pprof, compressed or not, charging decompression to the
+/// budget. Nested compression is unwrapped here too, so the model's own
+/// (larger) cap never applies. Sample labels are counted and measured on
+/// the protobuf bytes, before the model builds and sorts them.
 pub(crate) fn decode_pprof(
     budget: &mut Budget,
+    limits: &Limits,
     bytes: &[u8],
     what: &str,
 ) -> Result<Profile, WireError> {
-    let mut owned;
-    let mut raw = bytes;
-    while is_gzip(raw) {
-        owned = budget.gunzip(raw, what)?;
-        raw = &owned;
-    }
-    perfpilot_model::pprof::decode(raw).map_err(|e| WireError::Profile {
+    let raw = budget.unwrap(bytes, what)?;
+    let profile_error = |message: String| WireError::Profile {
         what: what.to_string(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    crate::rawpprof::check_labels(&raw, limits, what)?;
+    let msg = perfpilot_model::pprof::proto::Profile::decode(raw.as_ref())
+        .map_err(|e| profile_error(format!("malformed protobuf: {e}")))?;
+    perfpilot_model::pprof::decode_message(&msg).map_err(|e| profile_error(e.to_string()))
 }
 
-/// Unwraps gzip (charged to the budget) and adds the pprof to the batch
-/// through the fast path ([`crate::rawpprof`]).
+/// Unwraps compression (charged to the budget) and adds the pprof to the
+/// batch through the fast path ([`crate::rawpprof`]).
 pub(crate) fn add_pprof_bytes(
     budget: &mut Budget,
     b: &mut BatchBuilder<'_>,
     src: &Source<'_>,
     bytes: &[u8],
 ) -> Result<(), WireError> {
-    let mut owned;
-    let mut raw = bytes;
-    while is_gzip(raw) {
-        owned = budget.gunzip(raw, src.what)?;
-        raw = &owned;
-    }
-    crate::rawpprof::add_raw_profile(b, src, raw)
+    let raw = budget.unwrap(bytes, src.what)?;
+    crate::rawpprof::add_raw_profile(b, src, &raw)
 }
 
 /// Where a profile came from and what to label it with.
@@ -115,6 +119,12 @@ pub(crate) fn add_profile(
         type_ids.push(id);
     }
 
+    // Every stack's frames are counted (cheaply, per location) before any
+    // is expanded, here and for the previous profile.
+    check_frames(b, src.what, p)?;
+    if let Some(prev) = prev {
+        check_frames(b, &format!("{} prev_profile", src.what), prev)?;
+    }
     let previous = prev.map(|prev| previous_values(p, prev, src.configs));
 
     let mut stacks: Vec<Option<u32>> = vec![None; p.stacks().len()];
@@ -126,7 +136,8 @@ pub(crate) fn add_profile(
         let stack = match stacks.get(sample.stack as usize).copied().flatten() {
             Some(s) => s,
             None => {
-                let s = b.stack(p.root_first_names(sample.stack))?;
+                let sample_what = || format!("{} sample {n}", src.what);
+                let s = b.stack_uncharged(p.root_first_names(sample.stack), &sample_what)?;
                 if let Some(slot) = stacks.get_mut(sample.stack as usize) {
                     *slot = Some(s);
                 }
@@ -164,6 +175,43 @@ pub(crate) fn add_profile(
     Ok(())
 }
 
+/// Counts the frames of every sample's stack in `p` after inline
+/// expansion, without expanding any: against the per-stack limit, and
+/// towards the request's total. The frames a location expands to are
+/// counted once per location.
+fn check_frames(b: &mut BatchBuilder<'_>, what: &str, p: &Profile) -> Result<(), WireError> {
+    let per_location: Vec<usize> = p
+        .locations()
+        .iter()
+        .map(|l| {
+            if l.lines.is_empty() {
+                1
+            } else {
+                l.lines
+                    .iter()
+                    .filter(|line| {
+                        p.functions()
+                            .get(line.function as usize)
+                            .is_some_and(|f| !f.name.is_empty())
+                    })
+                    .count()
+            }
+        })
+        .collect();
+    let limit = b.limits().max_frames_per_stack;
+    for (n, sample) in p.samples().iter().enumerate() {
+        let mut frames = 0usize;
+        for &loc in p.stacks().get(sample.stack as usize).map_or(&[][..], |s| s) {
+            frames += per_location.get(loc as usize).copied().unwrap_or(0);
+            if frames > limit {
+                b.check_stack_len(frames, || format!("{what} sample {n}"))?;
+            }
+        }
+        b.charge_frames(frames)?;
+    }
+    Ok(())
+}
+
 /// The batch profiles (one per sample type) for one pprof label set.
 fn series_for(
     b: &mut BatchBuilder<'_>,
@@ -189,7 +237,7 @@ pub(crate) fn series_for_labels(
     type_ids: &[String],
     time_ms: i64,
 ) -> Result<Vec<usize>, WireError> {
-    sample_labels.retain(|(k, _)| !k.starts_with("__") && k != "span_id" && k != "profile_id");
+    sample_labels.retain(|(k, _)| is_series_label(k));
     let mut base = merge_labels([src.labels, sample_labels.as_slice()]);
     if let Some(default) = src.default_service {
         if !base.iter().any(|(k, _)| k == SERVICE_NAME_LABEL) {
@@ -263,12 +311,11 @@ pub(crate) fn split_request_labels(
 ) -> Result<(Option<String>, Labels), WireError> {
     let mut name = None;
     let mut out: Labels = Vec::new();
-    let mut seen: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for (k, v) in labels {
-        if seen.contains(&k) {
+        if !seen.insert(k.clone()) {
             return Err(WireError::label(what, &k, "duplicate label name"));
         }
-        seen.push(k.clone());
         if k == NAME_LABEL {
             if !v.is_empty() {
                 name = Some(v);
@@ -284,6 +331,12 @@ pub(crate) fn split_request_labels(
     }
     out.sort();
     Ok((name, out))
+}
+
+/// Whether a request label is stored: `__name__` names the profile, and
+/// other `__`-prefixed labels but `__session_id__` are private.
+pub(crate) fn is_stored_request_label(key: &str) -> bool {
+    !key.starts_with("__") || key == SESSION_ID_LABEL
 }
 
 /// Converts one pprof profile (gzipped or not) into a batch. `labels` are

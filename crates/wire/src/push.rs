@@ -34,8 +34,9 @@ use prost::Message;
 use crate::batch::BatchBuilder;
 use crate::connect::{encode_base64, parse_json_object, Codec, JsonObj};
 use crate::error::WireError;
-use crate::limits::{Budget, Limits};
-use crate::pprof::{add_pprof_bytes, split_request_labels, Source};
+use crate::limits::{check_label_len, too_many_labels, Budget, Limits};
+use crate::pprof::{add_pprof_bytes, is_stored_request_label, split_request_labels, Source};
+use crate::rawpprof::Wire;
 
 /// `push.v1.PushRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -145,10 +146,22 @@ pub fn batch_from_push(
     let codec = Codec::from_content_type(content_type)?;
     let mut budget = Budget::new(limits);
     let body = budget.decode_content(content_encoding, body, "the request body")?;
+    if codec == Codec::Proto {
+        check_proto_labels(&body, limits)?;
+    }
     let req = PushRequest::decode_body(codec, &body)?;
     let mut b = BatchBuilder::new(limits, now_ms);
     for (i, series) in req.series.iter().enumerate() {
         let what = format!("series {i}");
+        check_labels(
+            &what,
+            series
+                .labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str())),
+            series.labels.len(),
+            limits,
+        )?;
         let (name, labels) = split_request_labels(
             &what,
             series
@@ -182,4 +195,97 @@ pub fn batch_from_push(
         }
     }
     Ok(b.finish())
+}
+
+/// Counts a series' stored labels (not private, not empty) against the
+/// limit and checks their lengths, before anything is sorted or merged.
+fn check_labels<'a>(
+    what: &str,
+    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    count: usize,
+    limits: &Limits,
+) -> Result<(), WireError> {
+    let mut stored = 0usize;
+    for (name, value) in labels {
+        if !is_stored_request_label(name) || value.is_empty() {
+            continue;
+        }
+        stored += 1;
+        if stored > limits.max_labels_per_series {
+            return Err(too_many_labels(what, count, limits));
+        }
+        check_label_len(what, name, value, limits)?;
+    }
+    Ok(())
+}
+
+/// [`check_labels`] on a protobuf PushRequest as it is on the wire, before
+/// it is decoded: 100k labels are refused without building 100k strings.
+/// Anything malformed is left to the decoder, which says what.
+fn check_proto_labels(body: &[u8], limits: &Limits) -> Result<(), WireError> {
+    let mut req = Wire::new(body);
+    let mut i = 0usize;
+    while !req.done() {
+        let Some(key) = req.varint() else {
+            return Ok(());
+        };
+        if key != (1 << 3 | 2) {
+            if req.skip(key & 7).is_none() {
+                return Ok(());
+            }
+            continue;
+        }
+        let Some(series) = req.bytes() else {
+            return Ok(());
+        };
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        let mut count = 0usize;
+        let mut s = Wire::new(series);
+        while !s.done() {
+            let Some(key) = s.varint() else { return Ok(()) };
+            if key != (1 << 3 | 2) {
+                if s.skip(key & 7).is_none() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let Some(pair) = s.bytes() else { return Ok(()) };
+            count += 1;
+            let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
+            let mut p = Wire::new(pair);
+            while !p.done() {
+                let Some(key) = p.varint() else { return Ok(()) };
+                match key {
+                    k if k == (1 << 3 | 2) => match p.bytes() {
+                        Some(b) => name = b,
+                        None => return Ok(()),
+                    },
+                    k if k == (2 << 3 | 2) => match p.bytes() {
+                        Some(b) => value = b,
+                        None => return Ok(()),
+                    },
+                    k => {
+                        if p.skip(k & 7).is_none() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value))
+            else {
+                return Ok(());
+            };
+            // Only what would be stored is kept for the check, so this
+            // vector stays within the limit plus one.
+            if is_stored_request_label(name)
+                && !value.is_empty()
+                && pairs.len() <= limits.max_labels_per_series
+            {
+                pairs.push((name, value));
+            }
+        }
+        check_labels(&format!("series {i}"), pairs, count, limits)?;
+        i += 1;
+    }
+    Ok(())
 }

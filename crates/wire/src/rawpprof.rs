@@ -18,7 +18,8 @@ use perfpilot_model::ValueType;
 
 use crate::batch::BatchBuilder;
 use crate::error::WireError;
-use crate::pprof::{series_for_labels, Source};
+use crate::limits::{check_label_len, too_many_labels, Limits};
+use crate::pprof::{is_series_label, series_for_labels, Source};
 use crate::profile_type::{metric_name_for, profile_type_id};
 
 const NANOS_PER_MS: i64 = 1_000_000;
@@ -54,13 +55,17 @@ type RawLabels = Vec<(i64, i64, i64, i64)>;
 
 /// A minimal protobuf reader: a pprof is read without allocating per
 /// string, location or sample.
-struct Wire<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(crate) struct Wire<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> Wire<'a> {
-    fn varint(&mut self) -> Option<u64> {
+    pub(crate) fn new(buf: &'a [u8]) -> Wire<'a> {
+        Wire { buf, pos: 0 }
+    }
+
+    pub(crate) fn varint(&mut self) -> Option<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = *self.buf.get(self.pos)?;
@@ -73,7 +78,7 @@ impl<'a> Wire<'a> {
         None
     }
 
-    fn bytes(&mut self) -> Option<&'a [u8]> {
+    pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = usize::try_from(self.varint()?).ok()?;
         let end = self.pos.checked_add(n)?;
         let s = self.buf.get(self.pos..end)?;
@@ -81,7 +86,7 @@ impl<'a> Wire<'a> {
         Some(s)
     }
 
-    fn skip(&mut self, wire_type: u64) -> Option<()> {
+    pub(crate) fn skip(&mut self, wire_type: u64) -> Option<()> {
         match wire_type {
             0 => self.varint().map(|_| ()),
             1 => {
@@ -97,8 +102,46 @@ impl<'a> Wire<'a> {
         }
     }
 
-    fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.pos >= self.buf.len()
+    }
+}
+
+/// A sample label's value, read without building a string.
+enum LabelValue<'a> {
+    Str(&'a str),
+    /// `num` with its unit: "12 bytes".
+    Unit(i64, &'a str),
+    Num(i64),
+    Empty,
+}
+
+impl LabelValue<'_> {
+    /// An upper bound of the value's length as a string.
+    fn len(&self) -> usize {
+        match self {
+            LabelValue::Str(s) => s.len(),
+            LabelValue::Unit(_, u) => 21 + u.len(),
+            LabelValue::Num(_) => 20,
+            LabelValue::Empty => 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            LabelValue::Str(s) => s.is_empty(),
+            LabelValue::Empty => true,
+            _ => false,
+        }
+    }
+
+    fn to_owned_string(&self) -> String {
+        match self {
+            LabelValue::Str(s) => s.to_string(),
+            LabelValue::Unit(n, u) => format!("{n} {u}"),
+            LabelValue::Num(n) => n.to_string(),
+            LabelValue::Empty => String::new(),
+        }
     }
 }
 
@@ -267,6 +310,88 @@ fn read_sample(
     Some(())
 }
 
+/// A string-table entry, or an error naming what referred to it.
+fn table_string<'s>(
+    strings: &'s [std::borrow::Cow<'s, str>],
+    i: i64,
+    what: &str,
+    ctx: &dyn Fn() -> String,
+) -> Result<&'s str, WireError> {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| strings.get(i))
+        .map(|s| s.as_ref())
+        .ok_or_else(|| WireError::Profile {
+            what: what.to_string(),
+            message: format!(
+                "{} refers to string {i}, past the string table ({} entries)",
+                ctx(),
+                strings.len()
+            ),
+        })
+}
+
+/// Sample `n`'s labels that become series labels, read by string-table
+/// index. Cheap checks first: they are counted and their lengths checked
+/// before any string is built, sorted or merged.
+fn kept_labels<'s>(
+    strings: &'s [std::borrow::Cow<'s, str>],
+    raw: &RawLabels,
+    n: usize,
+    what: &str,
+    limits: &Limits,
+) -> Result<Vec<(&'s str, LabelValue<'s>)>, WireError> {
+    let sample_what = || format!("{what} sample {n}");
+    let mut kept: Vec<(&str, LabelValue)> = Vec::new();
+    for (j, &(key, str_idx, num, num_unit)) in raw.iter().enumerate() {
+        let ctx = || format!("sample {n} label {j}");
+        let k = table_string(strings, key, what, &|| format!("{} key", ctx()))?;
+        let v = if str_idx != 0 {
+            LabelValue::Str(table_string(strings, str_idx, what, &|| {
+                format!("{} str", ctx())
+            })?)
+        } else if num_unit != 0 {
+            LabelValue::Unit(
+                num,
+                table_string(strings, num_unit, what, &|| format!("{} num_unit", ctx()))?,
+            )
+        } else if num != 0 {
+            LabelValue::Num(num)
+        } else {
+            LabelValue::Empty
+        };
+        if !is_series_label(k) || v.is_empty() {
+            continue;
+        }
+        if kept.len() == limits.max_labels_per_series {
+            return Err(too_many_labels(&sample_what(), raw.len(), limits));
+        }
+        if k.len() > limits.max_label_name_len || v.len() > limits.max_label_value_len {
+            check_label_len(&sample_what(), k, &v.to_owned_string(), limits)?;
+        }
+        kept.push((k, v));
+    }
+    Ok(kept)
+}
+
+/// The label checks of [`add_raw_profile`] alone, on a pprof's bytes, for
+/// the path that builds the generic model (which would otherwise build
+/// every string of a 100k-label sample before anything could count
+/// them). Malformed protobuf is left to the decoder, which says what.
+pub(crate) fn check_labels(raw: &[u8], limits: &Limits, what: &str) -> Result<(), WireError> {
+    let Some(msg) = read_tables(raw) else {
+        return Ok(());
+    };
+    let (mut locations, mut values, mut labels) = (Vec::new(), Vec::new(), RawLabels::new());
+    for (n, bytes) in msg.samples.iter().enumerate() {
+        if read_sample(bytes, &mut locations, &mut values, &mut labels).is_none() {
+            return Ok(());
+        }
+        kept_labels(&msg.strings, &labels, n, what, limits)?;
+    }
+    Ok(())
+}
+
 /// Adds a decoded (not gzipped) pprof to the batch.
 pub(crate) fn add_raw_profile(
     b: &mut BatchBuilder<'_>,
@@ -286,19 +411,7 @@ pub(crate) fn add_raw_profile(
     if strings.first().is_some_and(|s| !s.is_empty()) {
         return Err(bad("string_table[0] must be the empty string".into()));
     }
-    let string = |i: i64, ctx: &dyn Fn() -> String| -> Result<&str, WireError> {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| strings.get(i))
-            .map(|s| s.as_ref())
-            .ok_or_else(|| {
-                bad(format!(
-                    "{} refers to string {i}, past the string table ({} entries)",
-                    ctx(),
-                    strings.len()
-                ))
-            })
-    };
+    let string = |i: i64, ctx: &dyn Fn() -> String| table_string(strings, i, what, ctx);
     let value_type = |t: &(i64, i64), ctx: &str| -> Result<ValueType, WireError> {
         Ok(ValueType::new(
             string(t.0, &|| format!("{ctx} type"))?,
@@ -369,6 +482,7 @@ pub(crate) fn add_raw_profile(
             continue;
         }
         frames.clear();
+        let sample_what = || format!("{what} sample {n}");
         for &loc_id in loc_ids.iter().rev() {
             let li = locations.get(loc_id).ok_or_else(|| {
                 bad(format!(
@@ -378,6 +492,9 @@ pub(crate) fn add_raw_profile(
             if location_span[li].0 == u32::MAX {
                 let start = location_frames.len();
                 let (loc_id, mapping_id, first, count) = msg.locations[li];
+                // A location's inlined lines are counted before they are
+                // expanded, as every stack's frames are below.
+                b.check_stack_len(count as usize, sample_what)?;
                 let loc_lines = &msg.lines[first as usize..(first + count) as usize];
                 if loc_lines.is_empty() {
                     // Named after its object, as the model names
@@ -400,7 +517,7 @@ pub(crate) fn add_raw_profile(
                         }
                         None => "[unknown]".to_string(),
                     };
-                    location_frames.push(b.name(&label)?);
+                    location_frames.push(b.name(&label, &sample_what)?);
                 }
                 for &function_id in loc_lines.iter().rev() {
                     let fi = functions.get(function_id).ok_or_else(|| {
@@ -415,40 +532,31 @@ pub(crate) fn add_raw_profile(
                     }
                     let slot = &mut name_ids[si as usize];
                     if *slot == u32::MAX {
-                        *slot = b.name(fname)?;
+                        *slot = b.name(fname, &sample_what)?;
                     }
                     location_frames.push(*slot);
                 }
                 location_span[li] = (start as u32, (location_frames.len() - start) as u32);
             }
             let (start, len) = location_span[li];
+            // Checked before the frames are copied: one location of many
+            // inlined lines, referenced many times, must not expand.
+            b.check_stack_len(frames.len() + len as usize, sample_what)?;
             frames.extend_from_slice(&location_frames[start as usize..(start + len) as usize]);
         }
-        let stack = b.stack_of_names(&frames)?;
+        b.charge_frames(frames.len())?;
+        let stack = b.stack_of_names(&frames, &sample_what)?;
         let current = match last {
             Some(i) if last_raw == raw_labels => i,
             _ => {
                 let i = match series.get(&raw_labels) {
                     Some(&i) => i,
                     None => {
-                        let mut labels = Vec::with_capacity(raw_labels.len());
-                        for (j, &(key, str_idx, num, num_unit)) in raw_labels.iter().enumerate() {
-                            let ctx = || format!("sample {n} label {j}");
-                            let k = string(key, &|| format!("{} key", ctx()))?.to_string();
-                            let v = if str_idx != 0 {
-                                string(str_idx, &|| format!("{} str", ctx()))?.to_string()
-                            } else if num_unit != 0 {
-                                format!(
-                                    "{num} {}",
-                                    string(num_unit, &|| format!("{} num_unit", ctx()))?
-                                )
-                            } else if num != 0 {
-                                num.to_string()
-                            } else {
-                                String::new()
-                            };
-                            labels.push((k, v));
-                        }
+                        let kept = kept_labels(&msg.strings, &raw_labels, n, what, b.limits())?;
+                        let mut labels: Vec<(String, String)> = kept
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_owned_string()))
+                            .collect();
                         // As the model does: the last value of a repeated key wins.
                         labels.reverse();
                         labels.sort_by(|a, b| a.0.cmp(&b.0));
@@ -515,7 +623,7 @@ mod tests {
             fallback_time_ms: 1_800_000_000_000,
             default_service: Some("svc"),
         };
-        let mut fast = BatchBuilder::new(&limits, 1_900_000_000_000);
+        let mut fast = BatchBuilder::new(&limits, 1_800_000_001_000);
         let raw = {
             use std::io::Read;
             let mut out = Vec::new();
@@ -525,7 +633,7 @@ mod tests {
             out
         };
         add_raw_profile(&mut fast, &src, &raw).unwrap();
-        let mut slow = BatchBuilder::new(&limits, 1_900_000_000_000);
+        let mut slow = BatchBuilder::new(&limits, 1_800_000_001_000);
         let model = perfpilot_model::pprof::decode(&bytes).unwrap();
         add_profile(&mut slow, &src, &model, None).unwrap();
         (fast.finish(), slow.finish())

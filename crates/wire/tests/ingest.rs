@@ -290,10 +290,10 @@ fn push_errors_say_where() {
     let err = batch_from_push("application/proto", None, &body, NOW_MS, &limits).unwrap_err();
     assert!(
         err.to_string()
-            .starts_with("series 0 sample 0: label \"big\": value \"vvvv")
+            .starts_with("series 0: label \"big\": value \"vvvv")
             && err
                 .to_string()
-                .ends_with("is 2049 bytes long; the limit is 2048 (max_label_value_len)"),
+                .ends_with("is 2049 bytes long; the limit is 2048 (--max-label-value-len)"),
         "{err}"
     );
     let long_name = "n".repeat(1025);
@@ -305,7 +305,7 @@ fn push_errors_say_where() {
     let err = batch_from_push("application/proto", None, &body, NOW_MS, &limits).unwrap_err();
     assert!(
         err.to_string()
-            .ends_with("name is 1025 bytes long; the limit is 1024 (max_label_name_len)"),
+            .ends_with("name is 1025 bytes long; the limit is 1024 (--max-label-name-len)"),
         "{err}"
     );
 
@@ -319,7 +319,7 @@ fn push_errors_say_where() {
     let err = batch_from_push("application/proto", None, &body, NOW_MS, &limits).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "series 0 sample 0 has 32 labels; the limit is 30 (max_labels_per_series)"
+        "series 0 sample 0 has 32 labels; the limit is 30 (--max-labels-per-series)"
     );
 
     // A profile 20 minutes in the future.
@@ -328,13 +328,13 @@ fn push_errors_say_where() {
     let err = batch_from_push("application/proto", None, &body, NOW_MS, &limits).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "series 0 sample 0: timestamp 1700001200000 ms is 1200000 ms in the future; at most 600000 ms is allowed (max_future_ms)"
+        "series 0 sample 0: timestamp 1700001200000 ms is 1200000 ms in the future; at most 600000 ms is allowed (--max-future)"
     );
 
     // Wrong content type, unknown encoding, JSON that is not a request.
     let err = batch_from_push("application/grpc", None, b"", NOW_MS, &limits).unwrap_err();
     assert_eq!(err.http_status(), 415);
-    let err = batch_from_push("application/proto", Some("zstd"), b"", NOW_MS, &limits).unwrap_err();
+    let err = batch_from_push("application/proto", Some("br"), b"", NOW_MS, &limits).unwrap_err();
     assert_eq!(err.http_status(), 415);
     let err = batch_from_push(
         "application/json",
@@ -361,7 +361,7 @@ fn gzip_bomb_is_stopped_at_the_cap() {
         batch_from_push("application/proto", Some("gzip"), &bomb, NOW_MS, &limits).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the request body decompresses to more than the 67108864-byte cap (max_decompressed_bytes)"
+        "the request body decompresses to more than 64 MiB (--max-decompressed-mib)"
     );
     assert_eq!(err.http_status(), 413);
 
@@ -370,7 +370,7 @@ fn gzip_bomb_is_stopped_at_the_cap() {
     let err = batch_from_push("application/proto", None, &body, NOW_MS, &limits).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "series 0 sample 0 decompresses to more than the 67108864-byte cap (max_decompressed_bytes)"
+        "series 0 sample 0 decompresses to more than 64 MiB (--max-decompressed-mib)"
     );
 
     // As a legacy pprof body, and as pprof handed to the agent path.
@@ -486,7 +486,7 @@ fn legacy_folded_errors() {
     let err = batch_from_legacy(&p, None, b"a 1\n", NOW_MS, &limits).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the folded profile has 32 labels; the limit is 30 (max_labels_per_series)"
+        "the folded profile has 32 labels; the limit is 30 (--max-labels-per-series)"
     );
     // Unsupported formats.
     let p = LegacyIngestParams::parse("name=app&format=jfr", NOW_MS).unwrap();
@@ -703,7 +703,7 @@ fn sample_limit_applies_across_series() {
     let err = batch_from_push("application/proto", None, &body, NOW_MS, &limits).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the request has more than 5 samples (max_samples_per_request)"
+        "the request has more than 5 samples (--max-samples-per-request)"
     );
 }
 
@@ -749,6 +749,127 @@ fn no_prefix_or_byte_flip_makes_a_decoder_panic() {
                 &mutate(&form),
                 &mutate(&folded),
             );
+        }
+    }
+}
+
+#[test]
+fn the_memory_pool_is_charged_while_a_request_holds_its_ticket() {
+    // 6 MiB of output grows its buffer to 8 MiB: room for one at a time.
+    let pool = perfpilot_wire::MemoryPool::new(12 << 20);
+    let six = zstd::encode_all(&vec![0u8; 6 << 20][..], 1).unwrap();
+    let with = |t: &perfpilot_wire::MemoryTicket| Limits {
+        memory: Some(t.clone()),
+        ..Limits::default()
+    };
+    let first = pool.ticket();
+    let out = perfpilot_wire::decompress_zstd(&six, &with(&first), "first").unwrap();
+    assert_eq!(out.len(), 6 << 20);
+    assert!(pool.held() >= 6 << 20, "{}", pool.held());
+    // Another request finds no room: 503, naming the flag.
+    let second = pool.ticket();
+    let err = perfpilot_wire::decompress_zstd(&six, &with(&second), "second").unwrap_err();
+    assert_eq!(err.http_status(), 503);
+    assert_eq!(err.connect_code(), "unavailable");
+    assert!(err.to_string().contains("--max-ingest-memory-mib"), "{err}");
+    // Once the first request is done, its charges are given back.
+    drop(out);
+    drop(first);
+    assert_eq!(pool.held(), second.held());
+    perfpilot_wire::decompress_zstd(&six, &with(&second), "second").unwrap();
+    drop(second);
+    assert_eq!(pool.held(), 0);
+    assert!(pool.peak() <= 12 << 20, "{}", pool.peak());
+}
+
+#[test]
+fn the_decoded_batch_is_capped() {
+    let limits = Limits {
+        max_decoded_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    // 10k distinct 200-byte names: 2 MB of names.
+    let body: String = (0..10_000)
+        .map(|i| format!("main;{}{i} 1\n", "f".repeat(200)))
+        .collect();
+    let params = LegacyIngestParams::parse("name=app.cpu&from=1699999990", NOW_MS).unwrap();
+    let err = batch_from_legacy(&params, None, body.as_bytes(), NOW_MS, &limits).unwrap_err();
+    assert_eq!(err.http_status(), 413);
+    assert_eq!(
+        err.to_string(),
+        "the request decodes to more than 1 MiB of stacks, names and series labels \
+         (--max-decoded-mib)"
+    );
+}
+
+#[test]
+fn zstd_pprof_is_recognised_by_its_magic_number() {
+    let raw = gunzip(&encode(&go_cpu_profile(CPU_TIME_NS)));
+    let zst = zstd::encode_all(&raw[..], 3).unwrap();
+    let a = batch_from_pprof(&zst, &[], "checkout", NOW_MS, &Limits::default()).unwrap();
+    let b = batch_from_pprof(&raw, &[], "checkout", NOW_MS, &Limits::default()).unwrap();
+    assert_eq!(readable(&a), readable(&b));
+}
+
+#[test]
+fn times_older_than_the_retention_are_refused() {
+    let limits = Limits {
+        max_age_ms: 3_600_000,
+        ..Limits::default()
+    };
+    for (from, time) in [("0", "0"), ("now-2h", "1699992800000")] {
+        let p = LegacyIngestParams::parse(&format!("name=app.cpu&from={from}"), NOW_MS).unwrap();
+        let err = batch_from_legacy(&p, None, b"a 1\n", NOW_MS, &limits).unwrap_err();
+        assert_eq!(err.http_status(), 400);
+        assert!(
+            err.to_string()
+                .starts_with(&format!("the folded profile: timestamp {time} ms is"))
+                && err
+                    .to_string()
+                    .ends_with("old; the store keeps 3600000 ms (--retention)"),
+            "{err}"
+        );
+    }
+    let p = LegacyIngestParams::parse("name=app.cpu&from=now-30m", NOW_MS).unwrap();
+    batch_from_legacy(&p, None, b"a 1\n", NOW_MS, &limits).unwrap();
+}
+
+#[test]
+fn frames_are_counted_the_same_on_the_fast_and_the_model_path() {
+    // A stack of exactly the limit passes both paths; one more frame fails
+    // both, naming the sample.
+    for (depth, ok) in [(8, true), (9, false)] {
+        let limits = Limits {
+            max_frames_per_stack: 8,
+            ..Limits::default()
+        };
+        let mut p = go_cpu_profile(CPU_TIME_NS);
+        let f = p.add_function_named("deep");
+        let loc = p.add_function_location(f);
+        let stack = p.add_stack(&vec![loc; depth]);
+        let labels = p.add_label_set([("pid", "1")]);
+        p.add_sample(stack, labels, &[1, 1]);
+        let n = p.samples().len() - 1;
+        let pprof = encode(&p);
+        let fast = batch_from_pprof(&pprof, &[], "svc", NOW_MS, &limits);
+        let params = LegacyIngestParams::parse("name=svc&format=pprof", NOW_MS).unwrap();
+        let (ct, form) = (
+            "multipart/form-data; boundary=XX",
+            multipart("XX", &[("profile", &pprof)]),
+        );
+        let model = batch_from_legacy(&params, Some(ct), &form, NOW_MS, &limits);
+        for (path, r) in [("fast", fast.map(|_| ())), ("model", model.map(|_| ()))] {
+            match r {
+                Ok(()) => assert!(ok, "{path}: {depth} frames passed"),
+                Err(e) => {
+                    assert!(!ok, "{path}: {e}");
+                    assert!(
+                        e.to_string()
+                            .contains(&format!("sample {n}: its stack has more than 8 frames")),
+                        "{path}: {e}"
+                    );
+                }
+            }
         }
     }
 }

@@ -84,7 +84,7 @@ impl fmt::Display for Expr {
         match &self.kind {
             ExprKind::Number(n) => write!(f, "{n}"),
             ExprKind::Bool(b) => write!(f, "{b}"),
-            ExprKind::Str(s) => write!(f, "{s:?}"),
+            ExprKind::Str(s) => write_string(f, s),
             ExprKind::Path(p) => f.write_str(p),
             ExprKind::Call { name, args } => {
                 write!(f, "{name}(")?;
@@ -104,6 +104,22 @@ impl fmt::Display for Expr {
             }
         }
     }
+}
+
+/// A string literal with only the escapes the lexer reads (`{:?}` would
+/// write `\0` or `\u{1}`, which it does not), so grouped text parses back.
+fn write_string(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    f.write_str("\"")?;
+    for c in s.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            '\n' => f.write_str("\\n")?,
+            '\t' => f.write_str("\\t")?,
+            c => write!(f, "{c}")?,
+        }
+    }
+    f.write_str("\"")
 }
 
 /// The whole condition: an expression and its optional `for DURATION`.

@@ -48,6 +48,23 @@ fn precedence() {
     assert_eq!(grouped("(x or y) and z"), "((x or y) and z)");
 }
 
+/// Found by the `condition` fuzz target: the grouped form wrote a NUL in
+/// a string argument as `\0`, which the lexer does not read.
+#[test]
+fn grouped_strings_parse_back() {
+    for s in [
+        "alert(\"Cf\0\0\0outHighLatency\").firing",
+        "hotspot('a\u{1}b') > 0.1",
+        r#"hotspot('b\\c"d\'e') > 0.1"#,
+        r#"hotspot("tab\there, new\nline é") > 0.1"#,
+    ] {
+        let once = grouped(s);
+        let again = Condition::parse(&once).unwrap_or_else(|e| panic!("{once}, from {s:?}: {e}"));
+        assert_eq!(again.grouped(), once, "{s:?}");
+        assert_eq!(again.calls(), Condition::parse(s).unwrap().calls(), "{s:?}");
+    }
+}
+
 #[test]
 fn the_issue_example() {
     let c = Condition::parse(

@@ -119,8 +119,17 @@ pub async fn alertmanager(
     body: Bytes,
 ) -> ApiResult<Json<WebhookResponse>> {
     let handle = handle(&app)?;
-    let payload = inbox::parse_webhook(&body)
-        .map_err(|e| ApiError::bad_request(format!("not an Alertmanager webhook: {e}")))?;
+    let payload = inbox::parse_webhook_with(&body, &app.config.webhook).map_err(|e| {
+        let message = format!("not an Alertmanager webhook: {e}");
+        if e.too_large {
+            ApiError {
+                status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                message,
+            }
+        } else {
+            ApiError::bad_request(message)
+        }
+    })?;
     // The audit append syncs to disk: off the async threads.
     blocking(move || {
         let mut ap = lock(&handle.0);
@@ -137,7 +146,14 @@ pub async fn alertmanager(
             updated: count(inbox::Change::Updated),
             audit_seqs: records.iter().map(|r| r.seq).collect(),
         };
-        ap.inbox.apply(updates);
+        ap.inbox.set_limit(app.config.webhook.max_inbox_alerts);
+        let forgotten = ap.inbox.apply(updates);
+        if forgotten > 0 {
+            eprintln!(
+                "perfpilot server: the alert inbox is full: forgot its {forgotten} oldest \
+                 occurrences (resolved first); --max-inbox-alerts sets how many it holds"
+            );
+        }
         Ok(Json(response))
     })
     .await
@@ -297,17 +313,11 @@ pub fn mode_name(mode: Mode) -> &'static str {
     }
 }
 
-/// Writes `bytes` beside `path`, syncs them and renames them in: a crash
-/// leaves the old file or the new one, never part of either.
+/// Writes `bytes` beside `path`, syncs them, renames them in and syncs
+/// the directory: a crash leaves the old file or the new one, never part
+/// of either, and a failure leaves no temporary file.
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, path)
+    perfpilot_store::fsio::write_atomically(path, bytes)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -42,7 +42,16 @@ impl TestServer {
             },
         )
         .expect("opening the store");
-        let store: Arc<dyn Store> = Arc::new(store);
+        TestServer::start_on(config, Arc::new(store), dir)
+    }
+
+    /// With `config` over `store` (the test keeps a handle to it).
+    pub fn start_with_store(config: ServerConfig, store: Arc<dyn Store>) -> TestServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        TestServer::start_on(config, store, dir)
+    }
+
+    fn start_on(config: ServerConfig, store: Arc<dyn Store>, dir: tempfile::TempDir) -> TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
         let addr = listener.local_addr().expect("the bound address");
         listener

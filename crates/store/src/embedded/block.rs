@@ -24,7 +24,7 @@
 //! values zigzag-encoded: a row is typically three one-byte varints before
 //! compression.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -246,7 +246,7 @@ fn decode_chunk(
 /// Writes a block series by series.
 pub struct BlockWriter {
     tmp: PathBuf,
-    out: BufWriter<File>,
+    out: BufWriter<crate::fsio::FileWriter>,
     offset: u64,
     level: u32,
     res: i64,
@@ -256,6 +256,17 @@ pub struct BlockWriter {
     dir: Vec<DirEntry>,
     scratch: Vec<u8>,
     compressor: zstd::bulk::Compressor<'static>,
+    /// Renamed in: the temporary file is gone.
+    done: bool,
+}
+
+impl Drop for BlockWriter {
+    fn drop(&mut self) {
+        // An unfinished block is never left behind, not even aside.
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 impl BlockWriter {
@@ -267,16 +278,9 @@ impl BlockWriter {
         resolution_ms: i64,
         min_t: i64,
     ) -> Result<BlockWriter, StoreError> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(tmp)
-            .map_err(|e| StoreError::io(format!("creating {}", tmp.display()), e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&[0u8; HEADER])
-            .map_err(|e| StoreError::io("writing a block", e))?;
-        Ok(BlockWriter {
+        let file = crate::fsio::create(tmp).map_err(|e| StoreError::write("a block", tmp, e))?;
+        let out = BufWriter::with_capacity(1 << 20, crate::fsio::FileWriter::new(file, tmp));
+        let mut w = BlockWriter {
             tmp: tmp.to_path_buf(),
             out,
             offset: HEADER as u64,
@@ -289,7 +293,12 @@ impl BlockWriter {
             scratch: Vec::new(),
             compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)
                 .map_err(|e| StoreError::io("creating a compressor", e))?,
-        })
+            done: false,
+        };
+        w.out
+            .write_all(&[0u8; HEADER])
+            .map_err(|e| StoreError::write("a block", tmp, e))?;
+        Ok(w)
     }
 
     /// Adds a series. Rows must be at or after the block's `min_t` and on
@@ -335,7 +344,7 @@ impl BlockWriter {
             .map_err(|e| StoreError::io("compressing a chunk", e))?;
         self.out
             .write_all(&compressed)
-            .map_err(|e| StoreError::io("writing a block", e))?;
+            .map_err(|e| StoreError::write("a block", &self.tmp, e))?;
         self.dir.push(DirEntry {
             series,
             min_t: lo,
@@ -358,9 +367,11 @@ impl BlockWriter {
 
     /// Writes the directory, job record and header, syncs, and renames the
     /// file to `dest` (syncing the directory too), so the block is either
-    /// whole on disk or absent.
+    /// whole on disk or absent. On failure the temporary file is removed;
+    /// `dest` may exist when only the directory sync failed.
     pub fn finish(mut self, dest: &Path, job: &Job) -> Result<(), StoreError> {
-        let io = |e| StoreError::io("finishing a block", e);
+        let tmp = self.tmp.clone();
+        let io = |e| StoreError::write("a block", &tmp, e);
         let mut entries = Vec::with_capacity(self.dir.len() * DIR_ENTRY);
         for e in &self.dir {
             entries.extend_from_slice(&e.series.to_le_bytes());
@@ -392,13 +403,14 @@ impl BlockWriter {
         header.extend_from_slice(&self.offset.to_le_bytes());
         header.extend_from_slice(&job.id.to_le_bytes());
         header.extend_from_slice(&job.covers_wal_before.to_le_bytes());
-        let mut file = self.out.into_inner().map_err(|e| io(e.into_error()))?;
+        self.out.flush().map_err(io)?;
+        let file = self.out.get_mut();
         file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
         file.write_all(&header).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&self.tmp, dest).map_err(io)?;
-        sync_dir(dest.parent().unwrap_or(Path::new(".")))?;
-        Ok(())
+        crate::fsio::sync_all(file.file(), &tmp).map_err(io)?;
+        crate::fsio::rename(&tmp, dest).map_err(io)?;
+        self.done = true;
+        sync_dir(crate::fsio::parent(dest))
     }
 }
 
@@ -413,9 +425,7 @@ pub struct Job {
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(format!("syncing {}", dir.display()), e))
+    crate::fsio::sync_dir(dir).map_err(|e| StoreError::write("a directory", dir, e))
 }
 
 #[cfg(test)]

@@ -67,32 +67,131 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Frames a record as `len u32 | crc32 u32 | payload`, so a torn write at
-/// the end of a log is detected and cut off at recovery.
+// Log records (the WAL's and symbols.log's) are framed as
+//   magic "PPr\xe7" | len u32 | crc32(payload) u32 | crc32(the 12 bytes before) u32 | payload
+// The magic and the header's own checksum let recovery find the next
+// record after damaged bytes without trusting a damaged length; the
+// magic read as a length is over 3.8 GB, so it never starts a record of
+// the earlier format (`len u32 | crc32 u32 | payload`), which is still
+// read.
+
+pub const RECORD_MAGIC: [u8; 4] = *b"PPr\xe7";
+pub const RECORD_HEADER: usize = 16;
+
+/// Frames a record (see above).
 pub fn frame(out: &mut Vec<u8>, payload: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&RECORD_MAGIC);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let header_crc = crc32fast::hash(&out[start..start + 12]);
+    out.extend_from_slice(&header_crc.to_le_bytes());
     out.extend_from_slice(payload);
 }
 
-/// Splits a log into its complete, intact records; returns them and the
-/// length of the valid prefix (anything after it is a torn write).
-pub fn unframe(buf: &[u8]) -> (Vec<&[u8]>, usize) {
-    let mut records = Vec::new();
-    let mut pos = 0;
-    while pos + 8 <= buf.len() {
-        let len = u32::from_le_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]) as usize;
-        let crc = u32::from_le_bytes([buf[pos + 4], buf[pos + 5], buf[pos + 6], buf[pos + 7]]);
-        let Some(payload) = buf.get(pos + 8..pos + 8 + len) else {
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
-        records.push(payload);
-        pos += 8 + len;
+fn le32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The payload of an intact record starting at `pos`.
+fn record_at(buf: &[u8], pos: usize) -> Option<&[u8]> {
+    let header = buf.get(pos..pos.checked_add(RECORD_HEADER)?)?;
+    if header[..4] != RECORD_MAGIC || crc32fast::hash(&header[..12]) != le32(header, 12)? {
+        return None;
     }
-    (records, pos)
+    let len = le32(header, 4)? as usize;
+    let start = pos + RECORD_HEADER;
+    let payload = buf.get(start..start.checked_add(len)?)?;
+    (crc32fast::hash(payload) == le32(header, 8)?).then_some(payload)
+}
+
+/// What a log file holds.
+#[derive(Debug, Default)]
+pub struct Scan<'a> {
+    /// Intact records and where each starts, in order.
+    pub records: Vec<(usize, &'a [u8])>,
+    /// Damaged bytes with intact records after them.
+    pub damaged: Vec<std::ops::Range<usize>>,
+    /// Where the last intact record ends; bytes after it are a torn tail
+    /// (a write that never completed).
+    pub end: usize,
+    /// The file is in the earlier record format.
+    pub legacy: bool,
+}
+
+/// Reads a log: every intact record, wherever it is. Damage is skipped
+/// up to the next intact record, so nothing after it is lost.
+pub fn scan(buf: &[u8]) -> Scan<'_> {
+    let mut out = Scan::default();
+    let mut pos = 0;
+    while pos < buf.len() {
+        if let Some(payload) = record_at(buf, pos) {
+            out.records.push((pos, payload));
+            pos += RECORD_HEADER + payload.len();
+            out.end = pos;
+            continue;
+        }
+        let next = memchr::memmem::find_iter(&buf[pos + 1..], &RECORD_MAGIC)
+            .map(|i| pos + 1 + i)
+            .find(|&q| record_at(buf, q).is_some());
+        match next {
+            Some(q) => {
+                out.damaged.push(pos..q);
+                pos = q;
+            }
+            None => break,
+        }
+    }
+    if out.records.is_empty() {
+        let legacy = scan_legacy(buf);
+        if !legacy.records.is_empty() {
+            return legacy;
+        }
+    }
+    out
+}
+
+/// A record of the earlier format at `pos`. Every payload either log
+/// wrote starts with a byte from 1 to 5 (the WAL's version, a kind of
+/// symbols entry), which rules out most positions cheaply.
+fn legacy_record_at(buf: &[u8], pos: usize) -> Option<&[u8]> {
+    let len = le32(buf, pos)? as usize;
+    let crc = le32(buf, pos + 4)?;
+    let start = pos + 8;
+    let payload = buf.get(start..start.checked_add(len)?)?;
+    let first = *payload.first()?;
+    ((1..=5).contains(&first) && crc32fast::hash(payload) == crc).then_some(payload)
+}
+
+/// The earlier format has no marker to find a record by after damage. The
+/// damage it meets in practice is a torn record (a failed append) with
+/// whole ones after it; a torn record's header, when whole, says how far
+/// it could reach, and the next record starts within that.
+fn scan_legacy(buf: &[u8]) -> Scan<'_> {
+    let mut out = Scan {
+        legacy: true,
+        ..Scan::default()
+    };
+    let mut pos = 0;
+    while pos < buf.len() {
+        if let Some(payload) = legacy_record_at(buf, pos) {
+            out.records.push((pos, payload));
+            pos += 8 + payload.len();
+            out.end = pos;
+            continue;
+        }
+        let reach = le32(buf, pos)
+            .and_then(|len| (pos + 8).checked_add(len as usize))
+            .map_or(buf.len(), |end| end.min(buf.len()));
+        match (pos + 1..reach).find(|&q| legacy_record_at(buf, q).is_some()) {
+            Some(q) => {
+                out.damaged.push(pos..q);
+                pos = q;
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 // The write-ahead log stores batches in a compact varint encoding written
@@ -225,21 +324,63 @@ mod tests {
         }
     }
 
+    fn payloads<'a>(scan: &Scan<'a>) -> Vec<&'a [u8]> {
+        scan.records.iter().map(|r| r.1).collect()
+    }
+
     #[test]
-    fn torn_records_are_cut() {
+    fn torn_tails_and_damage_in_the_middle() {
         let mut log = Vec::new();
         frame(&mut log, b"one");
         frame(&mut log, b"two");
         let good = log.len();
         frame(&mut log, b"three");
         log.truncate(log.len() - 2);
-        let (records, valid) = unframe(&log);
-        assert_eq!(records, vec![&b"one"[..], &b"two"[..]]);
-        assert_eq!(valid, good);
-        // A flipped bit stops the log there too.
-        let mut bad = log.clone();
-        bad[9] ^= 1;
-        assert_eq!(unframe(&bad).0.len(), 0);
+        let s = scan(&log);
+        assert_eq!(payloads(&s), vec![&b"one"[..], &b"two"[..]]);
+        assert_eq!((s.end, s.damaged.len(), s.legacy), (good, 0, false));
+        // A flipped bit in a payload, then in a length: the records after
+        // it are found all the same.
+        for at in [RECORD_HEADER + 1, 5] {
+            let mut bad = log.clone();
+            bad[at] ^= 1;
+            let s = scan(&bad);
+            assert_eq!(payloads(&s), vec![&b"two"[..]], "flipped {at}");
+            assert_eq!(s.damaged, vec![0..RECORD_HEADER + 3]);
+            assert_eq!(s.end, good);
+        }
+        // Half a record, then whole ones.
+        let mut torn = log[..RECORD_HEADER + 1].to_vec();
+        torn.extend_from_slice(&log[..good]);
+        let s = scan(&torn);
+        assert_eq!(payloads(&s), vec![&b"one"[..], &b"two"[..]]);
+        assert_eq!(s.damaged, vec![0..RECORD_HEADER + 1]);
+        // Nothing intact at all.
+        let s = scan(b"\xff\xff\xff");
+        assert!(s.records.is_empty() && s.end == 0);
+    }
+
+    #[test]
+    fn the_earlier_format_is_read() {
+        let mut log = Vec::new();
+        for p in [&b"\x01one"[..], b"\x02two"] {
+            log.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            log.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
+            log.extend_from_slice(p);
+        }
+        log.extend_from_slice(&[9, 0, 0]);
+        let s = scan(&log);
+        assert!(s.legacy);
+        assert_eq!(payloads(&s), vec![&b"\x01one"[..], &b"\x02two"[..]]);
+        assert_eq!(s.end, log.len() - 3);
+        // What an append after a torn write left: half a record, then a
+        // whole one.
+        let whole = log[..log.len() - 3].to_vec();
+        let mut torn = whole[..9].to_vec();
+        torn.extend_from_slice(&whole);
+        let s = scan(&torn);
+        assert_eq!(payloads(&s), vec![&b"\x01one"[..], &b"\x02two"[..]]);
+        assert_eq!(s.damaged, vec![0..9]);
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //!
 //! - `wal/`: every acknowledged batch, synced before the acknowledgement;
 //! - `symbols.log`: function names, stacks and series, interned once;
-//! - `blocks/`: immutable compressed columnar blocks (see [`block`]).
+//! - `blocks/`: immutable compressed columnar blocks (see [`block`]);
+//! - `quarantine/`: damaged bytes recovery found, kept for inspection.
+//!
+//! What is promised, and how each fault is met, is in `docs/DURABILITY.md`.
 //!
 //! Ingest appends to the WAL and to an in-memory head. A background thread
 //! flushes the head into blocks, compacts blocks per time partition,
@@ -24,11 +27,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use block::{Block, BlockWriter, Job, Row};
-use symbols::Symbols;
+use symbols::{Symbols, SymbolsLog};
 use wal::Wal;
 
 use crate::types::{
-    Batch, Labels, Points, StackTable, TimeRange, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL,
+    Batch, Labels, Points, SeriesLimits, StackTable, TimeRange, PROFILE_TYPE_LABEL,
+    SERVICE_NAME_LABEL,
 };
 use crate::{IngestOutcome, Selector, Store, StoreError};
 
@@ -55,7 +59,20 @@ pub struct Options {
     pub background: bool,
     /// How often the background thread looks for work.
     pub background_every: Duration,
+    /// At most this many series (label sets) are stored at once; a batch
+    /// that would add more is refused with [`StoreError::TooManySeries`].
+    /// Series whose data is all past the retention are pruned, which makes
+    /// room again.
+    pub max_series: usize,
 }
+
+/// The default [`Options::max_series`]. A series costs the store about
+/// 1.3 KiB of memory (its labels, kept by id and by content, and its
+/// entry in a block's directory; `cargo bench -p perfpilot-store --bench
+/// series`), so the default bounds that near 250 MiB, while leaving room
+/// for a large fleet: 1,000 hosts each with 100 services and two profile
+/// types.
+pub const DEFAULT_MAX_SERIES: usize = 200_000;
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
@@ -86,6 +103,7 @@ impl Default for Options {
             ],
             background: true,
             background_every: Duration::from_secs(5),
+            max_series: DEFAULT_MAX_SERIES,
         }
     }
 }
@@ -117,6 +135,15 @@ struct Inner {
     state: RwLock<State>,
     /// One flush or compaction at a time.
     maintenance: Mutex<()>,
+    /// Written only under `maintenance`.
+    symlog: Mutex<SymbolsLog>,
+    /// Blocks that are on disk but must not count: the output of a job
+    /// that failed, which could not be removed. Every job names them in
+    /// what it replaces (so recovery drops them) until they are removed.
+    stale: Mutex<Vec<(u64, PathBuf)>>,
+    /// The failures of the background work going on, each reported once:
+    /// (what, the line logged).
+    failing: Mutex<Vec<(&'static str, String)>>,
     stop: AtomicBool,
     wake: (Mutex<bool>, Condvar),
 }
@@ -156,6 +183,8 @@ pub struct StoreStats {
     pub stacks: usize,
     pub functions: usize,
     pub symbol_bytes: u64,
+    /// Files set aside in `quarantine/` by recovery.
+    pub quarantined: usize,
 }
 
 fn lock_err<T>(_: T) -> StoreError {
@@ -164,8 +193,11 @@ fn lock_err<T>(_: T) -> StoreError {
 
 impl EmbeddedStore {
     /// Opens (or creates) a store in `dir`, recovering from a crash: torn
-    /// log tails are cut, interrupted flushes and compactions are rolled
-    /// back, and the WAL is replayed into the head.
+    /// log tails are left out, damaged bytes skipped (the records after
+    /// them kept, the bytes kept in `quarantine/`), interrupted flushes and
+    /// compactions rolled back, and the WAL replayed into the head.
+    /// Recovery writes nothing it needs room for, so a store on a full
+    /// disk opens and answers queries.
     pub fn open(dir: &Path, opts: Options) -> Result<EmbeddedStore, StoreError> {
         if opts.tiers.first().map(|t| t.after_ms) != Some(0) {
             return Err(StoreError::Invalid(
@@ -175,10 +207,11 @@ impl EmbeddedStore {
         let blocks_dir = dir.join("blocks");
         std::fs::create_dir_all(&blocks_dir)
             .map_err(|e| StoreError::io("creating the data directory", e))?;
-        let symbols = Symbols::open(&dir.join("symbols.log"))?;
+        let quarantine = dir.join(QUARANTINE);
+        let (symlog, symbols) = SymbolsLog::open(&dir.join("symbols.log"), &quarantine)?;
         let (blocks, covered) = recover_blocks(&blocks_dir)?;
         let next_block_id = blocks.iter().map(|b| b.id + 1).max().unwrap_or(1);
-        let (wal, records) = Wal::open(&dir.join("wal"))?;
+        let (wal, records) = Wal::open(&dir.join("wal"), &quarantine, covered)?;
         let mut state = State {
             symbols,
             head: Vec::new(),
@@ -195,24 +228,42 @@ impl EmbeddedStore {
         }
         // Records in segments already covered by blocks are skipped.
         let mut replayed = 0usize;
+        let mut undecodable = 0usize;
         for (seq, rec) in records {
             if seq < covered {
                 continue;
             }
-            let batch = codec::decode_batch(&rec)
-                .ok_or_else(|| StoreError::Corrupt("a WAL record does not decode".into()))?;
+            // Intact (its checksum holds) but not a batch: only a bug or a
+            // hand-made file does that; the rest is still worth having.
+            let Some(batch) = codec::decode_batch(&rec).filter(|b| validate(b).is_ok()) else {
+                undecodable += 1;
+                continue;
+            };
             apply(&mut state, &batch, now_ms());
             replayed += 1;
+        }
+        if undecodable > 0 {
+            eprintln!(
+                "perfpilot store: {undecodable} WAL record(s) in {} are intact but not batches; \
+                 skipped",
+                dir.join("wal").display()
+            );
         }
         if replayed > 0 {
             state.head_since = Some(Instant::now());
         }
+        // Series with no data left (all of it expired while the store was
+        // closed) leave the index.
+        state.symbols.prune_series(now_ms() - opts.retention_ms);
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             opts,
             wal: Mutex::new(wal),
             state: RwLock::new(state),
             maintenance: Mutex::new(()),
+            symlog: Mutex::new(symlog),
+            stale: Mutex::new(Vec::new()),
+            failing: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             wake: (Mutex::new(false), Condvar::new()),
         });
@@ -261,11 +312,14 @@ impl EmbeddedStore {
             block_bytes: st.blocks.iter().map(|b| b.size()).sum(),
             block_rows: st.blocks.iter().map(|b| b.rows).sum(),
             head_rows: st.head.len(),
-            series: st.symbols.series.len(),
+            series: st.symbols.live_series(),
             stacks: st.symbols.stacks.len(),
             functions: st.symbols.strings.len(),
             symbol_bytes: std::fs::metadata(self.inner.dir.join("symbols.log"))
                 .map(|m| m.len())
+                .unwrap_or(0),
+            quarantined: std::fs::read_dir(self.inner.dir.join(QUARANTINE))
+                .map(|d| d.count())
                 .unwrap_or(0),
         }
     }
@@ -310,16 +364,28 @@ fn recover_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, u64), StoreError> {
     }
     let mut kept = Vec::new();
     let mut covered = 0;
+    let mut removed = false;
     for b in blocks {
         if drop_ids.contains(&b.id) {
-            std::fs::remove_file(&b.path)
-                .map_err(|e| StoreError::io("removing a replaced block", e))?;
+            // Not counted either way: a block left here is dropped again
+            // at the next open, as the job that replaces it still says so.
+            match std::fs::remove_file(&b.path) {
+                Ok(()) => removed = true,
+                Err(e) => eprintln!(
+                    "perfpilot store: cannot remove {} (not used): {e}",
+                    b.path.display()
+                ),
+            }
         } else {
             covered = covered.max(b.covers_wal_before);
             kept.push(Arc::new(b));
         }
     }
-    block::sync_dir(dir)?;
+    if removed {
+        if let Err(e) = block::sync_dir(dir) {
+            eprintln!("perfpilot store: {e}");
+        }
+    }
     Ok((kept, covered))
 }
 
@@ -403,6 +469,44 @@ fn floor_to(t: i64, step: i64) -> i64 {
     t.div_euclid(step) * step
 }
 
+/// Where recovery keeps damaged bytes, under the store's directory.
+const QUARANTINE: &str = "quarantine";
+
+fn quarantine_name(quarantine: &Path, file: &Path, what: &str) -> PathBuf {
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    quarantine.join(format!("{name}.{}.{what}", now_ms()))
+}
+
+/// Keeps a damaged file as it is, in `quarantine` (a hard link: no room
+/// needed, and it outlives the file's removal or rewrite). Says where, or
+/// why not, for the log line.
+pub(crate) fn quarantine_file(quarantine: &Path, file: &Path) -> String {
+    let dest = quarantine_name(quarantine, file, "damaged");
+    let result = std::fs::create_dir_all(quarantine)
+        .and_then(|()| crate::fsio::hard_link(file, &dest))
+        .and_then(|()| crate::fsio::sync_dir(quarantine));
+    match result {
+        Ok(()) => format!("the file as it was is kept as {}", dest.display()),
+        Err(e) => format!("no copy could be kept in {}: {e}", quarantine.display()),
+    }
+}
+
+/// Keeps `bytes`, found at `offset` in `file`, in `quarantine`.
+pub(crate) fn quarantine_bytes(
+    quarantine: &Path,
+    file: &Path,
+    offset: usize,
+    bytes: &[u8],
+) -> String {
+    let dest = quarantine_name(quarantine, file, &format!("at-{offset}"));
+    let result = std::fs::create_dir_all(quarantine)
+        .and_then(|()| crate::fsio::write_atomically(&dest, bytes));
+    match result {
+        Ok(()) => format!("its bytes are kept as {}", dest.display()),
+        Err(e) => format!("no copy could be kept in {}: {e}", quarantine.display()),
+    }
+}
+
 impl Inner {
     /// The partition (start, end, tier) a time falls in, given its age.
     fn partition_of(&self, t: i64, now: i64) -> (i64, i64, Tier) {
@@ -419,15 +523,86 @@ impl Inner {
         (start, start + tier.partition_ms, tier)
     }
 
+    fn blocks_dir(&self) -> PathBuf {
+        self.dir.join("blocks")
+    }
+
+    /// Writes what was interned since the last call to `symbols.log`.
+    /// Blocks may refer to these ids only after this returns. Called
+    /// under `maintenance`; the file is written with no state lock held.
+    fn persist_symbols(&self) -> Result<(), StoreError> {
+        let mut log = self.symlog.lock().map_err(lock_err)?;
+        let pending = {
+            let st = self.state.read().map_err(lock_err)?;
+            st.symbols.pending(log.needs_rewrite())
+        };
+        let Some(pending) = pending else {
+            return Ok(());
+        };
+        log.write(&pending)?;
+        self.state
+            .write()
+            .map_err(lock_err)?
+            .symbols
+            .persisted(&pending);
+        Ok(())
+    }
+
+    /// Removes a block file that must not count. If it cannot be removed,
+    /// it is remembered as stale: every later job names it among the
+    /// blocks it replaces, so recovery drops it, until it is gone.
+    fn discard(&self, id: u64, path: &Path) {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                eprintln!(
+                    "perfpilot store: cannot remove {} ({e}); later jobs replace it",
+                    path.display()
+                );
+                if let Ok(mut stale) = self.stale.lock() {
+                    stale.push((id, path.to_path_buf()));
+                }
+            }
+        }
+    }
+
+    fn stale_ids(&self) -> Vec<u64> {
+        self.stale
+            .lock()
+            .map(|s| s.iter().map(|(id, _)| *id).collect())
+            .unwrap_or_default()
+    }
+
+    /// Tries again to remove stale blocks; they stay named until their
+    /// removal is known durable.
+    fn retry_stale(&self) {
+        let Ok(mut stale) = self.stale.lock() else {
+            return;
+        };
+        let gone: Vec<u64> = stale
+            .iter()
+            .filter(|(_, path)| match std::fs::remove_file(path) {
+                Ok(()) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if !gone.is_empty() && block::sync_dir(&self.blocks_dir()).is_ok() {
+            stale.retain(|(id, _)| !gone.contains(id));
+        }
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         let _m = self.maintenance.lock().map_err(lock_err)?;
+        self.retry_stale();
         let (rows, seq, id) = {
             let mut wal = self.wal.lock().map_err(lock_err)?;
             let mut st = self.state.write().map_err(lock_err)?;
             if st.head.is_empty() {
                 return Ok(());
             }
-            let seq = wal.rotate()?;
+            let seq = wal.rotate();
             let rows = Arc::new(std::mem::take(&mut st.head));
             st.head_since = None;
             st.flushing.push(Arc::clone(&rows));
@@ -437,7 +612,7 @@ impl Inner {
         };
         let result = (|| {
             // Ids the block uses must be durable before it is.
-            self.state.write().map_err(lock_err)?.symbols.persist()?;
+            self.persist_symbols()?;
             let res = self.opts.tiers[0].resolution_ms;
             let mut by_series: Vec<(u32, Row)> = rows
                 .iter()
@@ -455,7 +630,7 @@ impl Inner {
                 id,
                 covers_wal_before: seq,
                 siblings: vec![id],
-                replaces: vec![],
+                replaces: self.stale_ids(),
             };
             self.write_block(&mut by_series, 0, res, &job)
         })();
@@ -479,14 +654,9 @@ impl Inner {
         }
     }
 
-    /// Sums rows equal in (series, stack, t), then writes one block.
-    fn write_block(
-        &self,
-        rows: &mut Vec<(u32, Row)>,
-        level: u32,
-        res: i64,
-        job: &Job,
-    ) -> Result<Option<Block>, StoreError> {
+    /// Sums rows equal in (series, stack, t) and drops those that sum to
+    /// nothing; returns whether any are left.
+    fn consolidate(rows: &mut Vec<(u32, Row)>) -> bool {
         rows.sort_unstable_by_key(|&(s, r)| (s, r.stack, r.t));
         rows.dedup_by(|b, a| {
             if a.0 == b.0 && a.1.stack == b.1.stack && a.1.t == b.1.t {
@@ -497,33 +667,54 @@ impl Inner {
             }
         });
         rows.retain(|(_, r)| r.value != 0);
-        if rows.is_empty() {
+        !rows.is_empty()
+    }
+
+    /// Consolidates rows, then writes one block. On failure no file of it
+    /// is left that could count.
+    fn write_block(
+        &self,
+        rows: &mut Vec<(u32, Row)>,
+        level: u32,
+        res: i64,
+        job: &Job,
+    ) -> Result<Option<Block>, StoreError> {
+        if !Self::consolidate(rows) {
             return Ok(None);
         }
         let min_t = rows.iter().map(|(_, r)| r.t).min().unwrap_or(0);
-        let dir = self.dir.join("blocks");
+        let dir = self.blocks_dir();
         let tmp = dir.join(format!("{:016}.tmp", job.id));
         let dest = dir.join(format!("{:016}.blk", job.id));
-        let mut w = BlockWriter::create(&tmp, level, res, min_t)?;
-        let mut start = 0;
-        let mut series_rows: Vec<Row> = Vec::new();
-        while start < rows.len() {
-            let series = rows[start].0;
-            let end = start
-                + rows[start..]
-                    .iter()
-                    .take_while(|(s, _)| *s == series)
-                    .count();
-            series_rows.clear();
-            series_rows.extend(rows[start..end].iter().map(|(_, r)| *r));
-            w.add_series(series, &mut series_rows)?;
-            start = end;
+        let result = (|| {
+            let mut w = BlockWriter::create(&tmp, level, res, min_t)?;
+            let mut start = 0;
+            let mut series_rows: Vec<Row> = Vec::new();
+            while start < rows.len() {
+                let series = rows[start].0;
+                let end = start
+                    + rows[start..]
+                        .iter()
+                        .take_while(|(s, _)| *s == series)
+                        .count();
+                series_rows.clear();
+                series_rows.extend(rows[start..end].iter().map(|(_, r)| *r));
+                w.add_series(series, &mut series_rows)?;
+                start = end;
+            }
+            w.finish(&dest, job)?;
+            Block::open(&dest)
+        })();
+        if result.is_err() {
+            // Renamed in but not known durable (the directory sync
+            // failed), or not readable back: it must not count.
+            self.discard(job.id, &dest);
         }
-        w.finish(&dest, job)?;
-        Ok(Some(Block::open(&dest)?))
+        result.map(Some)
     }
 
-    /// Deletes blocks wholly older than the retention.
+    /// Deletes blocks wholly older than the retention, and prunes the
+    /// series with no data left in it.
     fn retention(&self, now: i64) -> Result<(), StoreError> {
         let cutoff = now - self.opts.retention_ms;
         let expired: Vec<Arc<Block>> = {
@@ -532,11 +723,11 @@ impl Inner {
             let (old, keep): (Vec<_>, Vec<_>) = st.blocks.drain(..).partition(|b| b.max_t < cutoff);
             st.blocks = keep;
             st.symbols.prune_batch_ids(now - DAY);
+            st.symbols.prune_series(cutoff);
             old
         };
         for b in expired {
-            std::fs::remove_file(&b.path)
-                .map_err(|e| StoreError::io("removing an expired block", e))?;
+            self.discard(b.id, &b.path);
         }
         Ok(())
     }
@@ -546,6 +737,7 @@ impl Inner {
     /// the partition still being written to. Returns whether it did work.
     fn compact_once(&self, now: i64, force: bool) -> Result<bool, StoreError> {
         let _m = self.maintenance.lock().map_err(lock_err)?;
+        self.retry_stale();
         let blocks: Vec<Arc<Block>> = self.state.read().map_err(lock_err)?.blocks.clone();
         let open_after = now - self.opts.flush_after.as_millis() as i64;
         let mut candidates: Vec<(i64, i64, Tier)> = Vec::new();
@@ -605,6 +797,10 @@ impl Inner {
                 }
             }
         }
+        // Every sibling a job names must be written, or recovery takes the
+        // job for unfinished: partitions whose rows sum to nothing get no
+        // block, and no id.
+        parts.retain(|_, (_, rows)| Self::consolidate(rows));
         let ids: Vec<u64> = {
             let mut st = self.state.write().map_err(lock_err)?;
             let first = st.next_block_id;
@@ -617,13 +813,15 @@ impl Inner {
             .map(|b| b.covers_wal_before)
             .max()
             .unwrap_or(0);
+        let mut job_replaces = replaces.clone();
+        job_replaces.extend(self.stale_ids());
         let mut outputs = Vec::new();
         for ((_, (tier, mut rows)), &id) in parts.into_iter().zip(&ids) {
             let job = Job {
                 id,
                 covers_wal_before: covers,
                 siblings: ids.clone(),
-                replaces: replaces.clone(),
+                replaces: job_replaces.clone(),
             };
             let level = inputs.iter().map(|b| b.level).max().unwrap_or(0) + 1;
             match self.write_block(&mut rows, level, tier.resolution_ms, &job) {
@@ -631,25 +829,23 @@ impl Inner {
                 Ok(None) => {}
                 Err(e) => {
                     for o in &outputs {
-                        let _ = std::fs::remove_file(&o.path);
+                        self.discard(o.id, &o.path);
                     }
                     return Err(e);
                 }
             }
         }
-        // A job whose outputs are all empty still replaces its inputs, but
-        // recovery needs one output naming them; write none and delete the
-        // inputs directly (nothing of them survives anyway).
+        // A job with no output at all deletes its inputs directly (nothing
+        // of them survives anyway).
         {
             let mut st = self.state.write().map_err(lock_err)?;
             st.blocks.retain(|b| !replaces.contains(&b.id));
             st.blocks.extend(outputs);
         }
         for b in &inputs {
-            std::fs::remove_file(&b.path)
-                .map_err(|e| StoreError::io("removing a compacted block", e))?;
+            self.discard(b.id, &b.path);
         }
-        block::sync_dir(&self.dir.join("blocks"))?;
+        block::sync_dir(&self.blocks_dir())?;
         Ok(true)
     }
 
@@ -663,23 +859,55 @@ impl Inner {
                     .head_since
                     .is_some_and(|t| t.elapsed() >= self.opts.flush_after))
     }
+
+    /// Reports a failure of the background work once, not at every retry,
+    /// and its end.
+    fn report(&self, result: Result<(), StoreError>, what: &'static str) {
+        let Ok(mut failing) = self.failing.lock() else {
+            return;
+        };
+        let known = failing.iter().position(|(w, _)| *w == what);
+        match (result, known) {
+            (Ok(()), Some(i)) => {
+                failing.remove(i);
+                eprintln!("perfpilot store: {what} works again");
+            }
+            (Ok(()), None) => {}
+            (Err(e), known) => {
+                let line = format!(
+                    "{what} failed (retrying every {:?}): {e}",
+                    self.opts.background_every
+                );
+                if known.is_some_and(|i| failing[i].1 == line) {
+                    return;
+                }
+                eprintln!("perfpilot store: {line}");
+                if let Some(i) = known {
+                    failing.remove(i);
+                }
+                failing.push((what, line));
+            }
+        }
+    }
 }
 
 fn background(inner: Arc<Inner>) {
     while !inner.stop.load(Ordering::SeqCst) {
         if inner.head_due() {
-            if let Err(e) = inner.flush() {
-                eprintln!("perfpilot store: flush failed (will retry): {e}");
-            }
+            inner.report(inner.flush(), "flush");
         }
         let now = now_ms();
         if let Err(e) = inner.retention(now) {
             eprintln!("perfpilot store: retention failed: {e}");
         }
         match inner.compact_once(now, false) {
-            Ok(true) => continue,
-            Ok(false) => {}
-            Err(e) => eprintln!("perfpilot store: compaction failed (will retry): {e}"),
+            Ok(worked) => {
+                inner.report(Ok(()), "compaction");
+                if worked {
+                    continue;
+                }
+            }
+            Err(e) => inner.report(Err(e), "compaction"),
         }
         let (lock, cv) = &inner.wake;
         if let Ok(mut woken) = lock.lock() {
@@ -702,15 +930,30 @@ impl Store for EmbeddedStore {
         let payload = codec::encode_batch(batch);
         let inner = &self.inner;
         let mut wal = inner.wal.lock().map_err(lock_err)?;
-        if let Some(id) = &batch.id {
-            if inner
-                .state
-                .read()
-                .map_err(lock_err)?
-                .symbols
-                .batch_applied(id)
-            {
-                return Ok(IngestOutcome::Duplicate);
+        {
+            let st = inner.state.read().map_err(lock_err)?;
+            if let Some(id) = &batch.id {
+                if st.symbols.batch_applied(id) {
+                    return Ok(IngestOutcome::Duplicate);
+                }
+            }
+            // Checked under the WAL lock, which every ingest holds: no
+            // other batch adds series meanwhile.
+            let mut new: Vec<&Labels> = batch
+                .profiles
+                .iter()
+                .map(|p| &p.labels)
+                .filter(|l| !st.symbols.has_series(l))
+                .collect();
+            new.sort_unstable();
+            new.dedup();
+            let stored = st.symbols.live_series();
+            if !new.is_empty() && stored + new.len() > inner.opts.max_series {
+                return Err(StoreError::TooManySeries {
+                    limit: inner.opts.max_series,
+                    stored,
+                    new: new.len(),
+                });
             }
         }
         wal.append(&payload)?;
@@ -771,6 +1014,7 @@ impl Store for EmbeddedStore {
         step_ms: i64,
         group_by: &[String],
         function: Option<&str>,
+        limits: &SeriesLimits,
     ) -> Result<Vec<Points>, StoreError> {
         if step_ms <= 0 {
             return Err(StoreError::Invalid("step must be positive".into()));
@@ -782,9 +1026,13 @@ impl Store for EmbeddedStore {
             step_ms,
             group_by,
             function,
+            limits,
         )
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod durability_tests;

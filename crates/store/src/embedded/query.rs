@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use super::block::{Block, Row};
 use super::{lock_err, State};
-use crate::types::{Labels, Points, StackTable, TimeRange};
+use crate::types::{Labels, Points, SeriesLimit, SeriesLimits, StackTable, TimeRange};
 use crate::{Selector, StoreError};
 
 fn live_series<'a>(
@@ -20,12 +20,9 @@ fn live_series<'a>(
     range: TimeRange,
 ) -> impl Iterator<Item = (u32, &'a super::symbols::SeriesInfo)> + 'a {
     st.symbols
-        .series
-        .iter()
-        .enumerate()
+        .all_series()
         .filter(move |(_, s)| s.min_t <= s.max_t && range.overlaps(s.min_t, s.max_t + 1))
         .filter(move |(_, s)| selector.matches(&s.labels))
-        .map(|(i, s)| (i as u32, s))
 }
 
 pub fn profile_types(st: &State, range: TimeRange) -> Vec<String> {
@@ -59,10 +56,49 @@ pub fn series(st: &State, selector: &Selector, range: TimeRange) -> Vec<Labels> 
         .collect()
 }
 
+/// A value per series id: a table when ids are dense, else a map (ids
+/// of pruned series are never reused, so they can be far apart).
+enum IdMap<T> {
+    Dense(Vec<T>),
+    Sparse(rustc_hash::FxHashMap<u32, T>),
+}
+
+impl<T: Copy> IdMap<T> {
+    /// For ids below `end` of which about `count` are set.
+    fn new(end: usize, count: usize, none: T) -> IdMap<T> {
+        if end <= count.saturating_mul(16).saturating_add(4096) {
+            IdMap::Dense(vec![none; end])
+        } else {
+            IdMap::Sparse(Default::default())
+        }
+    }
+
+    fn set(&mut self, id: u32, v: T) {
+        match self {
+            IdMap::Dense(t) => {
+                if let Some(slot) = t.get_mut(id as usize) {
+                    *slot = v;
+                }
+            }
+            IdMap::Sparse(m) => {
+                m.insert(id, v);
+            }
+        }
+    }
+
+    #[inline]
+    fn get(&self, id: u32) -> Option<T> {
+        match self {
+            IdMap::Dense(t) => t.get(id as usize).copied(),
+            IdMap::Sparse(m) => m.get(&id).copied(),
+        }
+    }
+}
+
 /// What a scan needs, taken under the read lock.
 struct Snapshot {
-    /// Selected series, as a membership table indexed by series id.
-    selected: Vec<bool>,
+    /// Selected series, as a membership table by series id.
+    selected: IdMap<bool>,
     selected_ids: Vec<u32>,
     blocks: Vec<Arc<Block>>,
     nstacks: usize,
@@ -75,15 +111,16 @@ fn snapshot(
     mut head_row: impl FnMut(u32, &Row),
 ) -> Result<Snapshot, StoreError> {
     let st = lock.read().map_err(lock_err)?;
-    let mut selected = vec![false; st.symbols.series.len()];
-    let mut selected_ids = Vec::new();
-    for (id, _) in live_series(&st, selector, range) {
-        selected[id as usize] = true;
-        selected_ids.push(id);
+    let selected_ids: Vec<u32> = live_series(&st, selector, range)
+        .map(|(id, _)| id)
+        .collect();
+    let mut selected = IdMap::new(st.symbols.series_ids_end(), selected_ids.len(), false);
+    for &id in &selected_ids {
+        selected.set(id, true);
     }
     for rows in std::iter::once(&st.head).chain(st.flushing.iter().map(|f| f.as_ref())) {
         for (s, r) in rows {
-            if selected.get(*s as usize).copied().unwrap_or(false) && range.contains(r.t) {
+            if selected.get(*s).unwrap_or(false) && range.contains(r.t) {
                 head_row(*s, r);
             }
         }
@@ -192,7 +229,23 @@ pub fn time_series(
     step_ms: i64,
     group_by: &[String],
     function: Option<&str>,
+    limits: &SeriesLimits,
 ) -> Result<Vec<Points>, StoreError> {
+    // Checked before anything is scanned or allocated.
+    let steps = (range.end_ms.saturating_sub(range.start_ms) as i128 + step_ms as i128 - 1)
+        .div_euclid(step_ms as i128)
+        .max(0);
+    if steps > limits.max_points as i128 {
+        return Err(StoreError::OverLimit {
+            message: format!(
+                "the range holds {steps} steps of {step_ms} ms, more than the {} points a \
+                 time series may have: use a larger step or a shorter range",
+                limits.max_points
+            ),
+            limit: SeriesLimit::Points,
+        });
+    }
+    let steps = steps as usize;
     // Stacks containing the function, when filtering by one.
     let wanted: Option<Vec<bool>> = match function {
         None => None,
@@ -215,32 +268,59 @@ pub fn time_series(
             )
         }
     };
-    let steps = ((range.end_ms - range.start_ms + step_ms - 1) / step_ms).max(0) as usize;
-    if steps > 100_000 {
-        return Err(StoreError::Invalid(format!(
-            "{steps} steps is too many: use a larger step (at most 100000 points)"
-        )));
-    }
     // Group of each selected series.
     let (groups, group_labels) = {
         let st = lock.read().map_err(lock_err)?;
         let mut keys: HashMap<Vec<String>, usize> = HashMap::new();
         let mut labels: Vec<Labels> = Vec::new();
-        let mut of_series: Vec<usize> = vec![usize::MAX; st.symbols.series.len()];
+        let mut of_series = IdMap::new(
+            st.symbols.series_ids_end(),
+            st.symbols.live_series(),
+            usize::MAX,
+        );
         for (id, s) in live_series(&st, selector, range) {
             let key: Vec<String> = group_by
                 .iter()
                 .map(|g| s.label(g).unwrap_or("").to_string())
                 .collect();
             let next = keys.len();
+            if next >= limits.max_groups && !keys.contains_key(&key) {
+                // Stops at the first group past the limit: the groups'
+                // points are never allocated.
+                return Err(StoreError::OverLimit {
+                    message: format!(
+                        "grouping by {} gives more than {} groups: group by fewer labels \
+                         or select fewer series",
+                        if group_by.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            group_by.join(", ")
+                        },
+                        limits.max_groups
+                    ),
+                    limit: SeriesLimit::Groups,
+                });
+            }
             let g = *keys.entry(key.clone()).or_insert_with(|| {
                 labels.push(group_by.iter().cloned().zip(key).collect());
                 next
             });
-            of_series[id as usize] = g;
+            of_series.set(id, g);
         }
         (of_series, labels)
     };
+    let cells = group_labels.len().saturating_mul(steps);
+    if cells > limits.max_points {
+        return Err(StoreError::OverLimit {
+            message: format!(
+                "{} groups × {steps} steps is {cells} points, more than the {} a time-series \
+                 answer may have: use a larger step, a shorter range or fewer groups",
+                group_labels.len(),
+                limits.max_points
+            ),
+            limit: SeriesLimit::Points,
+        });
+    }
     let mut sums: Vec<Vec<i64>> = vec![vec![0; steps]; group_labels.len()];
     let mut seen: Vec<Vec<bool>> = vec![vec![false; steps]; group_labels.len()];
     let mut add = |series: u32, stack: u32, t: i64, v: i64| {
@@ -249,7 +329,7 @@ pub fn time_series(
                 return;
             }
         }
-        let Some(&g) = groups.get(series as usize) else {
+        let Some(g) = groups.get(series) else {
             return;
         };
         if g == usize::MAX {

@@ -1,16 +1,22 @@
 //! The dictionaries every block refers to: function names, stacks (as
 //! function ids, root first) and series (label sets), each interned once,
-//! plus the ids of batches already applied. Kept in memory; new entries are
-//! appended to `symbols.log` before any block that uses them is written.
+//! plus the ids of batches already applied. Kept in memory ([`Symbols`]);
+//! new entries are appended to `symbols.log` ([`SymbolsLog`]) before any
+//! block that uses them is written.
+//!
+//! A record of the log is a run of entries. Each record starts with the
+//! ids its first string, stack and series take (`KIND_BASE`), so a record
+//! lost to damage leaves a hole of known size instead of shifting every id
+//! after it, and a rewritten log can leave pruned series out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use rustc_hash::FxHashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::Path;
 
-use super::codec::{frame, put_varint, unframe, Reader};
+use super::codec::{frame, put_varint, scan, Reader};
+use crate::fsio;
 use crate::types::{Labels, PROFILE_TYPE_LABEL};
 use crate::StoreError;
 
@@ -18,6 +24,18 @@ const KIND_STRING: u8 = 1;
 const KIND_STACK: u8 = 2;
 const KIND_SERIES: u8 = 3;
 const KIND_BATCH_ID: u8 = 4;
+const KIND_BASE: u8 = 5;
+
+/// What a name lost to a damaged `symbols.log` reads as.
+pub const LOST_NAME: &str = "[name lost: symbols.log was damaged]";
+
+/// Series ids stop here (a store would need a new series every
+/// millisecond for a month to get there); what a log says past it is not
+/// believed.
+const MAX_SERIES_ID: usize = (u32::MAX / 2) as usize;
+
+/// Records of a rewritten log are cut at about this size.
+const REWRITE_RECORD: usize = 16 << 20;
 
 /// A series and the span of time it has data in.
 #[derive(Debug, Clone)]
@@ -37,60 +55,204 @@ impl SeriesInfo {
     }
 }
 
+/// How many of each kind of entry are in the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Marks {
+    strings: usize,
+    stacks: usize,
+    series: usize,
+    batch_ids: usize,
+}
+
+/// Entries not yet in the log, encoded, and the marks to set once they
+/// are.
+pub struct Pending {
+    pub records: Vec<Vec<u8>>,
+    marks: Marks,
+    rewrite: bool,
+}
+
 #[derive(Default)]
 pub struct Symbols {
     pub strings: Vec<String>,
     string_ids: FxHashMap<String, u32>,
     pub stacks: Vec<Box<[u32]>>,
     stack_ids: FxHashMap<Box<[u32]>, u32>,
-    pub series: Vec<SeriesInfo>,
+    /// Live series by id. Pruned ones leave it; ids are never reused
+    /// (blocks may still hold rows under them), so this is sparse.
+    series: BTreeMap<u32, SeriesInfo>,
     series_ids: FxHashMap<Labels, u32>,
+    /// The id the next new series takes.
+    next_series: u32,
     /// Applied batch ids and when they were applied (ms).
     batch_ids: HashMap<String, i64>,
     new_batch_ids: Vec<(String, i64)>,
-    persisted: (usize, usize, usize),
-    log: Option<File>,
+    persisted: Marks,
+    /// Entries the log file holds, dead ones included.
+    log_entries: usize,
+}
+
+/// What loading the log found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Names and stacks whose record was damaged: placeholders now.
+    pub lost: usize,
+    /// Records that check but do not decode.
+    pub undecodable: usize,
+}
+
+/// Encodes entries into records, each starting with the ids its entries
+/// take.
+struct Encoder {
+    records: Vec<Vec<u8>>,
+    cur: Vec<u8>,
+    /// The ids the next entries of each kind take in `cur`.
+    next: (usize, usize, usize),
+    limit: usize,
+}
+
+impl Encoder {
+    fn new(base: (usize, usize, usize), limit: usize) -> Encoder {
+        let mut e = Encoder {
+            records: Vec::new(),
+            cur: Vec::new(),
+            next: base,
+            limit,
+        };
+        e.base();
+        e
+    }
+
+    fn base(&mut self) {
+        self.cur.push(KIND_BASE);
+        put_varint(&mut self.cur, self.next.0 as u64);
+        put_varint(&mut self.cur, self.next.1 as u64);
+        put_varint(&mut self.cur, self.next.2 as u64);
+    }
+
+    /// Before an entry: start a new record when this one is full.
+    fn room(&mut self) {
+        if self.cur.len() >= self.limit {
+            self.records.push(std::mem::take(&mut self.cur));
+            self.base();
+        }
+    }
+
+    fn string(&mut self, s: &str) {
+        self.room();
+        self.cur.push(KIND_STRING);
+        put_varint(&mut self.cur, s.len() as u64);
+        self.cur.extend_from_slice(s.as_bytes());
+        self.next.0 += 1;
+    }
+
+    fn stack(&mut self, frames: &[u32]) {
+        self.room();
+        self.cur.push(KIND_STACK);
+        put_varint(&mut self.cur, frames.len() as u64);
+        for &f in frames {
+            put_varint(&mut self.cur, f as u64);
+        }
+        self.next.1 += 1;
+    }
+
+    fn series(&mut self, id: usize, labels: &Labels) {
+        self.room();
+        if id != self.next.2 {
+            self.next.2 = id;
+            self.base();
+        }
+        self.cur.push(KIND_SERIES);
+        put_varint(&mut self.cur, labels.len() as u64);
+        for (k, v) in labels {
+            put_varint(&mut self.cur, k.len() as u64);
+            self.cur.extend_from_slice(k.as_bytes());
+            put_varint(&mut self.cur, v.len() as u64);
+            self.cur.extend_from_slice(v.as_bytes());
+        }
+        self.next.2 += 1;
+    }
+
+    fn batch_id(&mut self, id: &str, t: i64) {
+        self.room();
+        self.cur.push(KIND_BATCH_ID);
+        put_varint(&mut self.cur, super::codec::zigzag(t));
+        put_varint(&mut self.cur, id.len() as u64);
+        self.cur.extend_from_slice(id.as_bytes());
+    }
+
+    fn finish(mut self) -> Vec<Vec<u8>> {
+        self.records.push(self.cur);
+        self.records
+    }
 }
 
 impl Symbols {
-    /// Loads `symbols.log` (cutting off a torn last record) and keeps it
-    /// open for appending.
-    pub fn open(path: &Path) -> Result<Symbols, StoreError> {
+    /// Loads what the log's records hold (`file_len`: the size of the
+    /// file they come from). The ids of a damaged record, skipped, become
+    /// placeholders (names read [`LOST_NAME`], stacks are empty, series
+    /// are gone). A record that checks but does not decode is skipped the
+    /// same way.
+    pub fn load(records: &[&[u8]], file_len: usize) -> (Symbols, Loaded) {
         let mut s = Symbols::default();
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(StoreError::io("reading symbols.log", e)),
-        };
-        let (records, valid) = unframe(&bytes);
+        let mut loaded = Loaded::default();
         for rec in records {
-            s.load_record(rec).ok_or_else(|| {
-                StoreError::Corrupt("symbols.log has an unreadable record".into())
-            })?;
+            if s.load_record(rec, file_len, &mut loaded).is_none() {
+                loaded.undecodable += 1;
+            }
         }
-        s.persisted = (s.strings.len(), s.stacks.len(), s.series.len());
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| StoreError::io("opening symbols.log", e))?;
-        if (valid as u64) < file.metadata().map(|m| m.len()).unwrap_or(0) {
-            file.set_len(valid as u64)
-                .map_err(|e| StoreError::io("truncating a torn symbols.log", e))?;
-        }
-        s.log = Some(file);
-        Ok(s)
+        s.persisted = Marks {
+            strings: s.strings.len(),
+            stacks: s.stacks.len(),
+            series: s.next_series as usize,
+            batch_ids: 0,
+        };
+        (s, loaded)
     }
 
-    fn load_record(&mut self, rec: &[u8]) -> Option<()> {
+    fn load_record(&mut self, rec: &[u8], file_len: usize, loaded: &mut Loaded) -> Option<()> {
         let mut r = Reader::new(rec);
+        // Records of the earlier format carry no base: they follow on.
+        let (mut ns, mut nk, mut nr) = (
+            self.strings.len(),
+            self.stacks.len(),
+            self.next_series as usize,
+        );
         while !r.done() {
             let kind = *r.bytes(1)?.first()?;
+            self.log_entries += 1;
             match kind {
+                KIND_BASE => {
+                    ns = usize::try_from(r.varint()?).ok()?;
+                    nk = usize::try_from(r.varint()?).ok()?;
+                    nr = usize::try_from(r.varint()?).ok()?;
+                    // Holes in names and stacks are only as large as the
+                    // entries lost records held (two bytes or more each),
+                    // so bases past what the file could hold are not
+                    // believed. Series ids skip pruned series: any gap,
+                    // short of ids no store reaches.
+                    let holes = ns.saturating_sub(self.strings.len())
+                        + nk.saturating_sub(self.stacks.len())
+                        + loaded.lost;
+                    if holes > file_len / 2 || nr > MAX_SERIES_ID {
+                        return None;
+                    }
+                    self.log_entries -= 1;
+                }
                 KIND_STRING => {
                     let n = r.varint()? as usize;
-                    let s = std::str::from_utf8(r.bytes(n)?).ok()?.to_string();
-                    self.intern_string(&s);
+                    let name = std::str::from_utf8(r.bytes(n)?).ok()?;
+                    while self.strings.len() < ns {
+                        loaded.lost += 1;
+                        let id = self.strings.len() as u32;
+                        self.string_ids.entry(LOST_NAME.to_string()).or_insert(id);
+                        self.strings.push(LOST_NAME.to_string());
+                    }
+                    if ns == self.strings.len() {
+                        self.strings.push(name.to_string());
+                        self.string_ids.entry(name.to_string()).or_insert(ns as u32);
+                    }
+                    ns += 1;
                 }
                 KIND_STACK => {
                     let n = r.varint()? as usize;
@@ -98,7 +260,16 @@ impl Symbols {
                     for _ in 0..n {
                         frames.push(u32::try_from(r.varint()?).ok()?);
                     }
-                    self.intern_stack(&frames);
+                    while self.stacks.len() < nk {
+                        loaded.lost += 1;
+                        self.stacks.push(Box::new([]));
+                    }
+                    if nk == self.stacks.len() {
+                        let boxed: Box<[u32]> = frames.into();
+                        self.stack_ids.entry(boxed.clone()).or_insert(nk as u32);
+                        self.stacks.push(boxed);
+                    }
+                    nk += 1;
                 }
                 KIND_SERIES => {
                     let n = r.varint()? as usize;
@@ -110,7 +281,18 @@ impl Symbols {
                         let v = std::str::from_utf8(r.bytes(vl)?).ok()?.to_string();
                         labels.push((k, v));
                     }
-                    self.intern_series(&labels);
+                    // Ids skipped are pruned series (or lost ones); ids
+                    // seen already are not taken twice.
+                    if nr >= self.next_series as usize && nr <= MAX_SERIES_ID {
+                        // A label set again under a later id was pruned
+                        // under the earlier one: the later one holds it.
+                        if let Some(old) = self.series_ids.remove(&labels) {
+                            self.series.remove(&old);
+                        }
+                        self.next_series = nr as u32;
+                        self.insert_series(labels);
+                    }
+                    nr += 1;
                 }
                 KIND_BATCH_ID => {
                     let t = super::codec::unzigzag(r.varint()?);
@@ -145,32 +327,85 @@ impl Symbols {
         id
     }
 
-    /// Interns a sorted label set.
-    pub fn intern_series(&mut self, labels: &Labels) -> u32 {
-        if let Some(&id) = self.series_ids.get(labels) {
-            return id;
-        }
-        let id = self.series.len() as u32;
+    fn insert_series(&mut self, labels: Labels) -> u32 {
+        let id = self.next_series;
+        self.next_series = self.next_series.saturating_add(1);
         let profile_type = labels
             .iter()
             .find(|(k, _)| k == PROFILE_TYPE_LABEL)
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        self.series.push(SeriesInfo {
-            labels: labels.clone(),
-            profile_type,
-            min_t: i64::MAX,
-            max_t: i64::MIN,
-        });
         self.series_ids.insert(labels.clone(), id);
+        self.series.insert(
+            id,
+            SeriesInfo {
+                labels,
+                profile_type,
+                min_t: i64::MAX,
+                max_t: i64::MIN,
+            },
+        );
         id
     }
 
+    /// Interns a sorted label set.
+    pub fn intern_series(&mut self, labels: &Labels) -> u32 {
+        match self.series_ids.get(labels) {
+            Some(&id) => id,
+            None => self.insert_series(labels.clone()),
+        }
+    }
+
+    /// Whether a label set is stored already.
+    pub fn has_series(&self, labels: &Labels) -> bool {
+        self.series_ids.contains_key(labels)
+    }
+
+    /// Series not pruned.
+    pub fn live_series(&self) -> usize {
+        self.series.len()
+    }
+
+    /// One past the highest series id ever given.
+    pub fn series_ids_end(&self) -> usize {
+        self.next_series as usize
+    }
+
+    pub fn series(&self, id: u32) -> Option<&SeriesInfo> {
+        self.series.get(&id)
+    }
+
+    /// Live series with their ids, in id order.
+    pub fn all_series(&self) -> impl Iterator<Item = (u32, &SeriesInfo)> {
+        self.series.iter().map(|(&id, s)| (id, s))
+    }
+
     pub fn note_time(&mut self, series: u32, t: i64) {
-        if let Some(s) = self.series.get_mut(series as usize) {
+        if let Some(s) = self.series.get_mut(&series) {
             s.min_t = s.min_t.min(t);
             s.max_t = s.max_t.max(t);
         }
+    }
+
+    /// Drops series with no data at or after `cutoff_ms` (past the
+    /// retention, or with no data at all): they leave the index, and the
+    /// next rewrite of the log leaves them out. Returns how many.
+    pub fn prune_series(&mut self, cutoff_ms: i64) -> usize {
+        let before = self.series.len();
+        let ids = &mut self.series_ids;
+        self.series.retain(|_, s| {
+            let keep = s.max_t >= cutoff_ms;
+            if !keep {
+                ids.remove(&s.labels);
+            }
+            keep
+        });
+        // A hash table keeps its size: give the memory back after a wave
+        // of series has gone.
+        if self.series_ids.capacity() > 4 * self.series_ids.len() + 1024 {
+            self.series_ids.shrink_to_fit();
+        }
+        before - self.series.len()
     }
 
     pub fn batch_applied(&self, id: &str) -> bool {
@@ -189,57 +424,216 @@ impl Symbols {
         self.batch_ids.retain(|_, t| *t >= cutoff_ms);
     }
 
-    /// Appends everything interned since the last call to the log and
-    /// syncs it. Blocks may refer to these ids only after this returns.
-    pub fn persist(&mut self) -> Result<(), StoreError> {
-        let (ps, pk, pr) = self.persisted;
-        if ps == self.strings.len()
-            && pk == self.stacks.len()
-            && pr == self.series.len()
-            && self.new_batch_ids.is_empty()
+    /// Entries the log holds that are no longer needed (pruned series,
+    /// forgotten batch ids): rewriting it pays once they outnumber the
+    /// live ones.
+    fn log_is_mostly_dead(&self) -> bool {
+        let live =
+            self.strings.len() + self.stacks.len() + self.series.len() + self.batch_ids.len();
+        self.log_entries > 2 * live + 100_000
+    }
+
+    /// What to write to the log now: the entries interned since the last
+    /// write, or the whole log again when `rewrite` (or when most of the
+    /// file is dead). None when there is nothing new.
+    pub fn pending(&self, rewrite: bool) -> Option<Pending> {
+        let marks = Marks {
+            strings: self.strings.len(),
+            stacks: self.stacks.len(),
+            series: self.next_series as usize,
+            batch_ids: self.new_batch_ids.len(),
+        };
+        let rewrite = rewrite || self.log_is_mostly_dead();
+        if rewrite {
+            let mut e = Encoder::new((0, 0, 0), REWRITE_RECORD);
+            self.strings.iter().for_each(|s| e.string(s));
+            self.stacks.iter().for_each(|s| e.stack(s));
+            for (id, s) in self.all_series() {
+                e.series(id as usize, &s.labels);
+            }
+            for (id, t) in &self.batch_ids {
+                e.batch_id(id, *t);
+            }
+            return Some(Pending {
+                records: e.finish(),
+                marks,
+                rewrite,
+            });
+        }
+        let p = self.persisted;
+        if p == (Marks {
+            batch_ids: 0,
+            ..marks
+        }) && marks.batch_ids == 0
         {
-            return Ok(());
+            return None;
         }
-        let mut payload = Vec::new();
-        for s in &self.strings[ps..] {
-            payload.push(KIND_STRING);
-            put_varint(&mut payload, s.len() as u64);
-            payload.extend_from_slice(s.as_bytes());
-        }
-        for st in &self.stacks[pk..] {
-            payload.push(KIND_STACK);
-            put_varint(&mut payload, st.len() as u64);
-            for &f in st.iter() {
-                put_varint(&mut payload, f as u64);
-            }
-        }
-        for se in &self.series[pr..] {
-            payload.push(KIND_SERIES);
-            put_varint(&mut payload, se.labels.len() as u64);
-            for (k, v) in &se.labels {
-                put_varint(&mut payload, k.len() as u64);
-                payload.extend_from_slice(k.as_bytes());
-                put_varint(&mut payload, v.len() as u64);
-                payload.extend_from_slice(v.as_bytes());
-            }
+        let mut e = Encoder::new((p.strings, p.stacks, p.series), usize::MAX);
+        self.strings[p.strings..].iter().for_each(|s| e.string(s));
+        self.stacks[p.stacks..].iter().for_each(|s| e.stack(s));
+        for (&id, s) in self.series.range(p.series as u32..) {
+            e.series(id as usize, &s.labels);
         }
         for (id, t) in &self.new_batch_ids {
-            payload.push(KIND_BATCH_ID);
-            put_varint(&mut payload, super::codec::zigzag(*t));
-            put_varint(&mut payload, id.len() as u64);
-            payload.extend_from_slice(id.as_bytes());
+            e.batch_id(id, *t);
         }
-        let mut framed = Vec::with_capacity(payload.len() + 8);
-        frame(&mut framed, &payload);
-        let log = self
-            .log
-            .as_mut()
-            .ok_or_else(|| StoreError::Corrupt("symbols.log is not open".into()))?;
-        log.write_all(&framed)
-            .and_then(|_| log.sync_data())
-            .map_err(|e| StoreError::io("writing symbols.log", e))?;
-        self.persisted = (self.strings.len(), self.stacks.len(), self.series.len());
-        self.new_batch_ids.clear();
+        Some(Pending {
+            records: e.finish(),
+            marks,
+            rewrite,
+        })
+    }
+
+    /// Notes that `p` is in the log.
+    pub fn persisted(&mut self, p: &Pending) {
+        let m = p.marks;
+        let written = (m.strings - self.persisted.strings.min(m.strings))
+            + (m.stacks - self.persisted.stacks.min(m.stacks))
+            + (m.series - self.persisted.series.min(m.series))
+            + m.batch_ids;
+        self.log_entries = if p.rewrite {
+            m.strings + m.stacks + self.series.len() + self.batch_ids.len()
+        } else {
+            self.log_entries + written
+        };
+        self.new_batch_ids
+            .drain(..m.batch_ids.min(self.new_batch_ids.len()));
+        self.persisted = Marks { batch_ids: 0, ..m };
+    }
+}
+
+/// The `symbols.log` file: appends that complete or leave it as it was.
+pub struct SymbolsLog {
+    path: PathBuf,
+    /// None when the file must be rewritten whole before anything is
+    /// appended: its end could not be cut back after a failed append, or
+    /// recovery found damage or the earlier format in it.
+    file: Option<File>,
+    len: u64,
+}
+
+impl SymbolsLog {
+    /// Opens the log at `path` and loads it. Damage is reported on stderr
+    /// and its bytes kept in `quarantine`; the file is then rewritten at
+    /// the next write, never cut.
+    pub fn open(path: &Path, quarantine: &Path) -> Result<(SymbolsLog, Symbols), StoreError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(StoreError::io(format!("reading {}", path.display()), e)),
+        };
+        let found = scan(&bytes);
+        let records: Vec<&[u8]> = found.records.iter().map(|r| r.1).collect();
+        let (symbols, loaded) = Symbols::load(&records, bytes.len());
+        let torn = found.end < bytes.len();
+        if !found.damaged.is_empty() || loaded.undecodable > 0 {
+            let kept = super::quarantine_file(quarantine, path);
+            eprintln!(
+                "perfpilot store: {}: {} damaged byte range(s) ({} bytes) and {} undecodable \
+                 record(s) skipped, the records after them kept ({} names and stacks lost, \
+                 shown as placeholders); {kept}",
+                path.display(),
+                found.damaged.len(),
+                found.damaged.iter().map(|r| r.len()).sum::<usize>(),
+                loaded.undecodable,
+                loaded.lost,
+            );
+        } else if torn {
+            let kept = super::quarantine_bytes(quarantine, path, found.end, &bytes[found.end..]);
+            eprintln!(
+                "perfpilot store: {}: a torn write of {} bytes at its end (never acknowledged) \
+                 is left out; {kept}",
+                path.display(),
+                bytes.len() - found.end
+            );
+        } else if loaded.lost > 0 {
+            eprintln!(
+                "perfpilot store: {}: {} entries were lost to earlier damage (placeholders)",
+                path.display(),
+                loaded.lost
+            );
+        }
+        let rewrite = found.legacy || torn || !found.damaged.is_empty() || loaded.undecodable > 0;
+        let file = fsio::open_append(path)
+            .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+        let log = SymbolsLog {
+            path: path.to_path_buf(),
+            file: (!rewrite).then_some(file),
+            len: bytes.len() as u64,
+        };
+        Ok((log, symbols))
+    }
+
+    /// Whether the next write must rewrite the file whole.
+    pub fn needs_rewrite(&self) -> bool {
+        self.file.is_none()
+    }
+
+    /// Writes `p` (appended, or the whole file replaced for a rewrite)
+    /// and syncs it. On failure the file is as it was before.
+    pub fn write(&mut self, p: &Pending) -> Result<(), StoreError> {
+        if p.rewrite {
+            return self.rewrite(&p.records);
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Err(StoreError::Corrupt(
+                "symbols.log must be rewritten before it is appended to".into(),
+            ));
+        };
+        let mut framed = Vec::new();
+        for r in &p.records {
+            frame(&mut framed, r);
+        }
+        let result = fsio::write_all(file, &self.path, &framed)
+            .and_then(|()| fsio::sync_data(file, &self.path));
+        if let Err(e) = result {
+            if let Err(cut) = fsio::set_len(file, &self.path, self.len) {
+                // Never append after a tear: the next write replaces the
+                // file whole.
+                eprintln!(
+                    "perfpilot store: cannot cut a failed write off {} ({cut}); it will be \
+                     rewritten whole",
+                    self.path.display()
+                );
+                self.file = None;
+            }
+            return Err(StoreError::write("symbols", &self.path, e));
+        }
+        self.len += framed.len() as u64;
+        Ok(())
+    }
+
+    fn rewrite(&mut self, records: &[Vec<u8>]) -> Result<(), StoreError> {
+        let tmp = fsio::temporary_name(&self.path);
+        let result = (|| {
+            let mut f = fsio::create(&tmp)?;
+            let mut framed = Vec::new();
+            let mut len = 0u64;
+            for r in records {
+                framed.clear();
+                frame(&mut framed, r);
+                fsio::write_all(&mut f, &tmp, &framed)?;
+                len += framed.len() as u64;
+            }
+            fsio::sync_all(&f, &tmp)?;
+            fsio::rename(&tmp, &self.path)?;
+            Ok(len)
+        })();
+        let len = match result {
+            Ok(len) => len,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(StoreError::write("symbols", &self.path, e));
+            }
+        };
+        // The new file is in place: appends go to it from now on.
+        self.file = None;
+        fsio::sync_dir(fsio::parent(&self.path))
+            .map_err(|e| StoreError::write("symbols", &self.path, e))?;
+        let file = fsio::open_append(&self.path)
+            .map_err(|e| StoreError::write("symbols", &self.path, e))?;
+        self.file = Some(file);
+        self.len = len;
         Ok(())
     }
 }
@@ -248,37 +642,135 @@ impl Symbols {
 mod tests {
     use super::*;
 
+    fn open(dir: &Path) -> (SymbolsLog, Symbols) {
+        SymbolsLog::open(&dir.join("symbols.log"), &dir.join("quarantine")).unwrap()
+    }
+
+    fn persist(log: &mut SymbolsLog, s: &mut Symbols) {
+        let p = s.pending(log.needs_rewrite()).unwrap();
+        log.write(&p).unwrap();
+        s.persisted(&p);
+    }
+
     #[test]
     fn survives_reopen_and_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("symbols.log");
-        let mut s = Symbols::open(&path).unwrap();
+        let (mut log, mut s) = open(dir.path());
         let a = s.intern_string("main");
         let b = s.intern_string("work");
         let st = s.intern_stack(&[a, b]);
         let labels = vec![("service_name".to_string(), "x".to_string())];
         let se = s.intern_series(&labels);
         s.record_batch("batch-1", 1000);
-        s.persist().unwrap();
+        persist(&mut log, &mut s);
+        assert!(s.pending(false).is_none(), "nothing new");
         s.intern_string("not persisted");
-        drop(s);
+        drop((log, s));
         // A torn append after the last good record.
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(&[9, 0, 0, 0, 1, 2])
-            .unwrap();
-        let mut s = Symbols::open(&path).unwrap();
+        let mut f = fsio::open_append(&path).unwrap();
+        fsio::write_all(&mut f, &path, &[9, 0, 0, 0, 1, 2]).unwrap();
+        let (mut log, mut s) = open(dir.path());
+        assert!(
+            log.needs_rewrite(),
+            "a torn tail is rewritten, not appended to"
+        );
         assert_eq!(s.strings, vec!["main", "work"]);
         assert_eq!(s.intern_stack(&[a, b]), st);
         assert_eq!(s.intern_series(&labels), se);
         assert!(s.batch_applied("batch-1"));
         // New ids continue after the persisted ones and persist again.
         assert_eq!(s.intern_string("next"), 2);
-        s.persist().unwrap();
-        drop(s);
-        let s = Symbols::open(&path).unwrap();
-        assert_eq!(s.strings.len(), 3);
+        persist(&mut log, &mut s);
+        assert!(!log.needs_rewrite());
+        s.intern_string("after");
+        persist(&mut log, &mut s);
+        drop((log, s));
+        let (_, s) = open(dir.path());
+        assert_eq!(s.strings, vec!["main", "work", "next", "after"]);
+        assert!(s.batch_applied("batch-1"));
+        let q = dir.path().join("quarantine");
+        assert_eq!(
+            std::fs::read_dir(q).unwrap().count(),
+            1,
+            "the tail kept aside"
+        );
+    }
+
+    #[test]
+    fn pruned_series_keep_their_ids_out_of_a_rewritten_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, mut s) = open(dir.path());
+        let l = |v: &str| vec![("service_name".to_string(), v.to_string())];
+        for (i, v) in ["a", "b", "c"].iter().enumerate() {
+            let id = s.intern_series(&l(v));
+            s.note_time(id, 1000 * i as i64);
+        }
+        persist(&mut log, &mut s);
+        assert_eq!(s.prune_series(1500), 2);
+        assert_eq!(s.live_series(), 1);
+        assert!(!s.has_series(&l("a")));
+        let p = s.pending(true).unwrap();
+        log.write(&p).unwrap();
+        s.persisted(&p);
+        // A series new since: its id follows the pruned ones.
+        assert_eq!(s.intern_series(&l("d")), 3);
+        persist(&mut log, &mut s);
+        drop((log, s));
+        let (_, s) = open(dir.path());
+        let live: Vec<(u32, String)> = s
+            .all_series()
+            .map(|(id, x)| (id, x.labels[0].1.clone()))
+            .collect();
+        assert_eq!(live, vec![(2, "c".into()), (3, "d".into())]);
+        assert_eq!(s.series_ids_end(), 4);
+    }
+
+    #[test]
+    fn a_lost_record_leaves_a_hole_not_a_shift() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("symbols.log");
+        let (mut log, mut s) = open(dir.path());
+        let mut ends = Vec::new();
+        for name in ["a", "b", "c"] {
+            s.intern_string(name);
+            persist(&mut log, &mut s);
+            ends.push(std::fs::metadata(&path).unwrap().len() as usize);
+        }
+        drop((log, s));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[ends[1] - 1] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, s) = open(dir.path());
+        assert_eq!(s.strings, vec!["a", LOST_NAME, "c"]);
+    }
+
+    #[test]
+    fn a_log_mostly_of_pruned_series_is_rewritten_smaller() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("symbols.log");
+        let (mut log, mut s) = open(dir.path());
+        let l = |i: usize| vec![("pid".to_string(), i.to_string())];
+        for i in 0..120_000 {
+            let id = s.intern_series(&l(i));
+            s.note_time(id, i as i64);
+        }
+        persist(&mut log, &mut s);
+        let before = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(s.prune_series(119_990), 119_990);
+        s.intern_series(&l(1_000_000));
+        let p = s.pending(false).unwrap();
+        assert!(p.rewrite, "most of the log is dead");
+        log.write(&p).unwrap();
+        s.persisted(&p);
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after * 100 < before, "{before} -> {after} bytes");
+        s.intern_series(&l(2_000_000));
+        assert!(!s.pending(false).unwrap().rewrite);
+        persist(&mut log, &mut s);
+        drop((log, s));
+        let (_, s) = open(dir.path());
+        assert_eq!(s.live_series(), 12);
+        assert_eq!(s.series_ids_end(), 120_002);
     }
 }

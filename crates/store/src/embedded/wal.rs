@@ -1,22 +1,35 @@
 //! The write-ahead log: every batch is appended and synced here before it
 //! is acknowledged. Segments are rotated when the in-memory head is
 //! flushed to a block, and deleted once that block is durable.
+//!
+//! An append that fails is cut back off its segment, so the segment ends
+//! as before it; if even that fails, the segment is abandoned (its torn
+//! end stays its very end) and the next append starts a new one. A
+//! segment is only ever appended to by the process that created it, so
+//! recovery never has to write to one.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::block::sync_dir;
-use super::codec::{frame, unframe};
+use super::codec::{frame, scan};
+use crate::fsio;
 use crate::StoreError;
 
 /// WAL records with the number of the segment they are in.
 pub type Records = Vec<(u64, Vec<u8>)>;
 
+struct Segment {
+    file: File,
+    path: PathBuf,
+    /// Bytes of whole records: where the next one goes.
+    len: u64,
+}
+
 pub struct Wal {
     dir: PathBuf,
-    current: File,
+    /// The segment appends go to, created by the first of them.
     seq: u64,
+    current: Option<Segment>,
     scratch: Vec<u8>,
 }
 
@@ -38,66 +51,110 @@ fn segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
 
 impl Wal {
     /// Opens the log in `dir`, returning every intact record in order with
-    /// its segment number. A torn record at the end of a segment (a crash
-    /// mid-write) is cut off: it was never acknowledged.
-    pub fn open(dir: &Path) -> Result<(Wal, Records), StoreError> {
+    /// its segment number. Recovery changes no segment: a torn write at
+    /// a segment's end (never acknowledged) is left out, and damage with
+    /// intact records after it is skipped, those records kept, and the
+    /// segment kept in `quarantine` as well. New segments are numbered
+    /// from `covered` at least: the segments blocks already hold are
+    /// skipped at replay, and may all have been deleted.
+    pub fn open(dir: &Path, quarantine: &Path, covered: u64) -> Result<(Wal, Records), StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::io("creating the WAL directory", e))?;
         let mut records = Vec::new();
         let seqs = segments(dir)?;
         for &seq in &seqs {
             let path = segment_path(dir, seq);
-            let bytes = std::fs::read(&path).map_err(|e| StoreError::io("reading the WAL", e))?;
-            let (recs, valid) = unframe(&bytes);
-            records.extend(recs.into_iter().map(|r| (seq, r.to_vec())));
-            if valid < bytes.len() {
-                OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_len(valid as u64))
-                    .map_err(|e| StoreError::io("cutting a torn WAL record", e))?;
+            let bytes = std::fs::read(&path)
+                .map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?;
+            let found = scan(&bytes);
+            if !found.damaged.is_empty() {
+                let kept = super::quarantine_file(quarantine, &path);
+                eprintln!(
+                    "perfpilot store: {}: {} damaged byte range(s) ({} bytes) skipped, the {} \
+                     records around them kept; {kept}",
+                    path.display(),
+                    found.damaged.len(),
+                    found.damaged.iter().map(|r| r.len()).sum::<usize>(),
+                    found.records.len(),
+                );
+            }
+            if found.end < bytes.len() {
+                eprintln!(
+                    "perfpilot store: {}: a torn write of {} bytes at its end (never \
+                     acknowledged) is left out",
+                    path.display(),
+                    bytes.len() - found.end
+                );
+            }
+            records.extend(found.records.into_iter().map(|(_, r)| (seq, r.to_vec())));
+        }
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            seq: seqs.last().map_or(0, |s| s + 1).max(covered),
+            current: None,
+            scratch: Vec::new(),
+        };
+        Ok((wal, records))
+    }
+
+    fn segment(&mut self) -> Result<&mut Segment, StoreError> {
+        if self.current.is_none() {
+            let path = segment_path(&self.dir, self.seq);
+            let write = |e| StoreError::write("a WAL segment", &path, e);
+            let file = fsio::open_append(&path).map_err(write)?;
+            let len = file.metadata().map_err(write)?.len();
+            // The segment's name must be durable before anything in it is
+            // acknowledged.
+            fsio::sync_dir(&self.dir).map_err(write)?;
+            self.current = Some(Segment { file, path, len });
+        }
+        self.current
+            .as_mut()
+            .ok_or_else(|| StoreError::Corrupt("no WAL segment".into()))
+    }
+
+    /// Appends a record and waits until it is on disk. On failure nothing
+    /// of it is left where a later record could follow it.
+    pub fn append(&mut self, payload: &[u8]) -> Result<(), StoreError> {
+        let mut framed = std::mem::take(&mut self.scratch);
+        framed.clear();
+        frame(&mut framed, payload);
+        let result = self.write(&framed);
+        self.scratch = framed;
+        result
+    }
+
+    fn write(&mut self, framed: &[u8]) -> Result<(), StoreError> {
+        let seg = self.segment()?;
+        let result = fsio::write_all(&mut seg.file, &seg.path, framed)
+            .and_then(|()| fsio::sync_data(&seg.file, &seg.path));
+        match result {
+            Ok(()) => {
+                seg.len += framed.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let err = StoreError::write("a WAL record", &seg.path, e);
+                if let Err(cut) = fsio::set_len(&seg.file, &seg.path, seg.len) {
+                    eprintln!(
+                        "perfpilot store: cannot cut a failed write off {} ({cut}); the next \
+                         record goes to a new segment",
+                        seg.path.display()
+                    );
+                    self.current = None;
+                    self.seq += 1;
+                }
+                Err(err)
             }
         }
-        let seq = seqs.last().map_or(0, |s| s + 1);
-        let current = Self::create_segment(dir, seq)?;
-        Ok((
-            Wal {
-                dir: dir.to_path_buf(),
-                current,
-                seq,
-                scratch: Vec::new(),
-            },
-            records,
-        ))
-    }
-
-    fn create_segment(dir: &Path, seq: u64) -> Result<File, StoreError> {
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(segment_path(dir, seq))
-            .map_err(|e| StoreError::io("creating a WAL segment", e))?;
-        sync_dir(dir)?;
-        Ok(f)
-    }
-
-    /// Appends a record and waits until it is on disk.
-    pub fn append(&mut self, payload: &[u8]) -> Result<(), StoreError> {
-        self.scratch.clear();
-        frame(&mut self.scratch, payload);
-        self.current
-            .write_all(&self.scratch)
-            .and_then(|_| self.current.sync_data())
-            .map_err(|e| StoreError::io("writing the WAL", e))
     }
 
     /// Starts a new segment; returns its number. Records in earlier
     /// segments are exactly those appended before this call.
-    pub fn rotate(&mut self) -> Result<u64, StoreError> {
-        let next = self.seq + 1;
-        self.current = Self::create_segment(&self.dir, next)?;
-        self.seq = next;
-        Ok(next)
+    pub fn rotate(&mut self) -> u64 {
+        self.seq += 1;
+        self.current = None;
+        self.seq
     }
 
     /// Deletes the segments before `seq` (their data is in durable blocks).
@@ -108,7 +165,7 @@ impl Wal {
                     .map_err(|e| StoreError::io("removing a WAL segment", e))?;
             }
         }
-        sync_dir(&self.dir)
+        fsio::sync_dir(&self.dir).map_err(|e| StoreError::io("syncing the WAL directory", e))
     }
 }
 
@@ -117,24 +174,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replays_in_order_and_cuts_torn_tails() {
+    fn replays_in_order_and_leaves_torn_tails_out() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, recs) = Wal::open(dir.path()).unwrap();
+        let q = dir.path().join("quarantine");
+        let (mut wal, recs) = Wal::open(dir.path(), &q, 0).unwrap();
         assert!(recs.is_empty());
         wal.append(b"a").unwrap();
-        let next = wal.rotate().unwrap();
+        let next = wal.rotate();
         wal.append(b"b").unwrap();
         drop(wal);
         // A torn write at the end of the last segment.
         let last = segment_path(dir.path(), next);
-        let mut f = OpenOptions::new().append(true).open(&last).unwrap();
-        f.write_all(&[5, 0, 0, 0, 1]).unwrap();
+        let mut f = fsio::open_append(&last).unwrap();
+        fsio::write_all(&mut f, &last, &[5, 0, 0, 0, 1]).unwrap();
         drop(f);
-        let (wal, recs) = Wal::open(dir.path()).unwrap();
+        let (mut wal, recs) = Wal::open(dir.path(), &q, 0).unwrap();
         assert_eq!(recs, vec![(0, b"a".to_vec()), (next, b"b".to_vec())]);
         wal.remove_before(next).unwrap();
+        wal.append(b"c").unwrap();
         drop(wal);
-        let (_, recs) = Wal::open(dir.path()).unwrap();
-        assert_eq!(recs, vec![(next, b"b".to_vec())]);
+        let (_, recs) = Wal::open(dir.path(), &q, 0).unwrap();
+        assert_eq!(
+            recs,
+            vec![(next, b"b".to_vec()), (next + 1, b"c".to_vec())],
+            "a new segment after a reopen"
+        );
     }
 }

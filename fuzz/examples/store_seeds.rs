@@ -1,0 +1,106 @@
+//! Writes seeds for the `store_recovery` target: a real data directory
+//! (batches flushed into a block, more in the WAL) packed as the target
+//! reads it, once as the files are and once with the logs split into
+//! records and checksums to be made right.
+//!
+//! `cargo run --manifest-path fuzz/Cargo.toml --example store_seeds -- fuzz/seeds/store_recovery`
+
+use std::path::Path;
+
+use perfpilot_fuzz::{pack_store, records_of, StoreFile};
+use perfpilot_store::embedded::{EmbeddedStore, Options};
+use perfpilot_store::{Batch, BatchProfile, Store};
+
+fn batch(i: i64, now: i64) -> Batch {
+    let service = if i % 2 == 0 { "checkout" } else { "search" };
+    Batch {
+        id: Some(format!("seed-{i}")),
+        strings: vec!["main".into(), "handle".into(), format!("work_{i}")],
+        stacks: vec![vec![0, 1, 2], vec![0, 1], vec![0]],
+        profiles: vec![BatchProfile {
+            labels: vec![
+                (
+                    "__profile_type__".into(),
+                    "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
+                ),
+                ("pod".into(), format!("pod-{i}")),
+                ("service_name".into(), service.into()),
+            ],
+            time_ms: now - 60_000 * (5 - i),
+            samples: vec![(0, 10 + i), (1, 3), (2, 1)],
+        }],
+    }
+}
+
+/// The payloads of a framed log (length, CRC, payload per record).
+fn records(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        out.push(&bytes[pos + 8..pos + 8 + len]);
+        pos += 8 + len;
+    }
+    out
+}
+
+fn files_in(dir: &Path, ext: &str) -> Vec<Vec<u8>> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+fn main() {
+    let out = std::env::args().nth(1).expect("usage: store_seeds OUT_DIR");
+    std::fs::create_dir_all(&out).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        background: false,
+        ..Options::default()
+    };
+    let store = EmbeddedStore::open(dir.path(), opts).unwrap();
+    for i in 0..3 {
+        store.ingest(&batch(i, now)).unwrap();
+    }
+    store.flush().unwrap();
+    for i in 3..5 {
+        store.ingest(&batch(i, now)).unwrap();
+    }
+    drop(store);
+
+    let symbols = std::fs::read(dir.path().join("symbols.log")).unwrap();
+    let wals = files_in(&dir.path().join("wal"), "wal");
+    let blocks = files_in(&dir.path().join("blocks"), "blk");
+    let mut raw = vec![(StoreFile::Symbols, false, symbols.clone())];
+    let mut fixed = vec![(StoreFile::Symbols, true, records_of(&records(&symbols)))];
+    for w in &wals {
+        raw.push((StoreFile::Wal, false, w.clone()));
+        fixed.push((StoreFile::Wal, true, records_of(&records(w))));
+    }
+    for b in &blocks {
+        raw.push((StoreFile::Block, false, b.clone()));
+        fixed.push((StoreFile::Block, true, b.clone()));
+    }
+    let wal_only: Vec<_> = fixed
+        .iter()
+        .filter(|f| f.0 != StoreFile::Block)
+        .cloned()
+        .collect();
+    for (name, files) in [("raw", &raw), ("fixed", &fixed), ("wal-only", &wal_only)] {
+        std::fs::write(Path::new(&out).join(name), pack_store(files)).unwrap();
+    }
+    println!(
+        "{} WAL segments, {} blocks, {} bytes of symbols",
+        wals.len(),
+        blocks.len(),
+        symbols.len()
+    );
+}
