@@ -60,8 +60,6 @@ struct Held {
     paths: Vec<std::path::PathBuf>,
     bytes: u64,
     last_used: u64,
-    /// The drain it was last used in.
-    last_drain: u64,
 }
 
 /// DWARF larger than this is not read by default: blazesym maps it and
@@ -85,8 +83,6 @@ pub struct Symbolizer {
     held_bytes: u64,
     cache_bytes: u64,
     clock: u64,
-    /// Drains begun (counted by [`Symbolizer::trim`]).
-    drains: u64,
     pub stats: SymbolizerStats,
 }
 
@@ -115,17 +111,15 @@ impl Symbolizer {
             held_bytes: 0,
             cache_bytes: DEFAULT_SYMBOL_CACHE_BYTES,
             clock: 0,
-            drains: 0,
             stats: SymbolizerStats::default(),
         }
     }
 
     /// What blazesym keeps parsed is bounded by the size of the sections
     /// it read for each object (symbol tables, and DWARF when used): past
-    /// `bytes`, objects unused for a drain are dropped (least recently
-    /// used first), else the object just used, to be parsed again when
-    /// they have new addresses. An object larger than the bound alone is
-    /// dropped after each use.
+    /// `bytes`, the least recently used objects are dropped, to be parsed
+    /// again when they have new addresses. An object larger than the
+    /// bound alone is dropped after each use.
     pub fn with_symbol_cache_bytes(mut self, bytes: u64) -> Self {
         self.cache_bytes = bytes;
         self
@@ -218,7 +212,6 @@ impl Symbolizer {
     /// Keeps every cache within [`MAX_CACHED_ADDRESSES`]. Called before a
     /// drain's addresses are resolved, so none resolved for it is lost.
     pub fn trim(&mut self) {
-        self.drains += 1;
         fn bound<K, V>(m: &mut HashMap<K, V>) {
             if m.len() > MAX_CACHED_ADDRESSES {
                 *m = HashMap::new();
@@ -321,24 +314,16 @@ impl Symbolizer {
         self.hold(object.key, path, bytes);
     }
 
-    /// Notes what blazesym now holds for an object, then keeps the cache
-    /// within its size: first by dropping the least recently used objects
-    /// that were used in neither this drain nor the previous one, then by
-    /// dropping this object after its use. A host sampling more large
-    /// objects every drain than fit (a build's compilers, several debug
-    /// binaries) thus keeps a stable part of them parsed and parses only
-    /// the rest again; evicting the least recently used would parse every
-    /// one of them again each drain.
+    /// Notes what blazesym now holds for an object, then drops the least
+    /// recently used objects past the cache's size.
     fn hold(&mut self, key: ObjectKey, path: std::path::PathBuf, bytes: u64) {
         self.clock += 1;
         let h = self.held.entry(key).or_insert(Held {
             paths: Vec::new(),
             bytes: 0,
             last_used: 0,
-            last_drain: 0,
         });
         h.last_used = self.clock;
-        h.last_drain = self.drains;
         if !h.paths.contains(&path) {
             h.paths.push(path);
         }
@@ -346,22 +331,21 @@ impl Symbolizer {
             self.held_bytes += bytes - h.bytes;
             h.bytes = bytes;
         }
-        let drains = self.drains;
         while self.held_bytes > self.cache_bytes {
-            let stale = self
+            let Some(oldest) = self
                 .held
                 .iter()
-                .filter(|(_, h)| h.last_drain + 1 < drains)
                 .min_by_key(|(_, h)| h.last_used)
-                .map(|(k, _)| *k);
-            let victim = stale.unwrap_or(key);
-            let Some(h) = self.held.remove(&victim) else {
+                .map(|(k, _)| *k)
+            else {
                 break;
             };
-            self.held_bytes -= h.bytes;
-            self.stats.symbol_cache_evictions += 1;
-            for path in h.paths {
-                let _ = self.blaze.evict(&Evict::Elf(EvictElf::new(path)));
+            if let Some(h) = self.held.remove(&oldest) {
+                self.held_bytes -= h.bytes;
+                self.stats.symbol_cache_evictions += 1;
+                for path in h.paths {
+                    let _ = self.blaze.evict(&Evict::Elf(EvictElf::new(path)));
+                }
             }
         }
     }
@@ -639,27 +623,16 @@ mod tests {
         let mut s = Symbolizer::new()
             .with_max_dwarf_bytes(0)
             .with_symbol_cache_bytes(2 * own.symbol_bytes.max(libc.symbol_bytes));
-        s.trim();
         s.resolve_object(&libc, &[libc_addr]);
         assert_eq!(s.symbol_cache_held(), 2 * libc.symbol_bytes);
-        // Objects used in every drain, more than fit: the ones held stay
-        // and the others are dropped after use (evicting the least
-        // recently used would parse every one of them again each drain).
-        for drain in 1..=3u64 {
-            s.trim();
-            s.resolve_object(&own, &[own_addr + drain]);
-            s.resolve_object(&libc, &[libc_addr + drain]);
-            assert_eq!(s.symbol_cache_held(), 2 * libc.symbol_bytes, "libc kept");
-            assert_eq!(s.stats.symbol_cache_evictions, drain, "own dropped");
-        }
-        // An object unused for a whole drain makes room for a new one.
-        s.trim();
-        s.trim();
         s.resolve_object(&own, &[own_addr]);
         assert_eq!(s.symbol_cache_held(), 2 * own.symbol_bytes, "libc dropped");
-        assert_eq!(s.stats.symbol_cache_evictions, 4);
-        // What was named stays named.
+        assert_eq!(s.stats.symbol_cache_evictions, 1);
+        // What was named stays named; a new address is parsed again.
         assert!(s.cached(libc.key, libc_addr).unwrap().is_some());
+        s.resolve_object(&libc, &[libc_addr + 1]);
+        assert!(s.cached(libc.key, libc_addr + 1).unwrap().is_some());
+        assert_eq!(s.stats.symbol_cache_evictions, 2);
         // Larger than the cache alone: dropped after each use.
         let mut s = Symbolizer::new()
             .with_max_dwarf_bytes(0)
