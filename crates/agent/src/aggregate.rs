@@ -36,6 +36,7 @@ pub struct ProfileBuilder {
     anon_mapping: Option<MappingId>,
     python_mapping: Option<MappingId>,
     label_sets: HashMap<(u32, u32, [u8; 16]), u32>,
+    pid_labels: bool,
     pub samples: u64,
     pub frames: u64,
     pub named_frames: u64,
@@ -72,10 +73,19 @@ impl ProfileBuilder {
             anon_mapping: None,
             python_mapping: None,
             label_sets: HashMap::new(),
+            pid_labels: true,
             samples: 0,
             frames: 0,
             named_frames: 0,
         }
+    }
+
+    /// Whether samples are labelled with their pid and tid (the default).
+    /// Without, the processes and threads of one program with the same
+    /// name share their label sets.
+    pub fn with_pid_labels(mut self, on: bool) -> Self {
+        self.pid_labels = on;
+        self
     }
 
     /// Adds a drain. Processes seen for the first time are registered with
@@ -152,6 +162,7 @@ impl ProfileBuilder {
         tracker: &mut Tracker,
         symbolizer: &mut Symbolizer,
     ) {
+        symbolizer.trim();
         let mut per_object: HashMap<u32, Vec<u64>> = HashMap::new();
         let mut kernel_addrs = Vec::new();
         for s in &drained.samples {
@@ -324,11 +335,12 @@ impl ProfileBuilder {
         if let Some(&id) = self.label_sets.get(&key) {
             return id;
         }
-        let mut set: Vec<(&str, String)> = vec![
-            (labels::PID, s.tgid.to_string()),
-            (labels::TID, s.tid.to_string()),
-            (labels::THREAD_NAME, s.comm().to_string()),
-        ];
+        let mut set: Vec<(&str, String)> = Vec::with_capacity(12);
+        if self.pid_labels {
+            set.push((labels::PID, s.tgid.to_string()));
+            set.push((labels::TID, s.tid.to_string()));
+        }
+        set.push((labels::THREAD_NAME, s.comm().to_string()));
         match tracker.process(s.tgid) {
             Some(p) => {
                 let name = if p.comm.is_empty() {
@@ -423,7 +435,67 @@ fn count_flags(s: &RawSample, f: &mut SampleFlags) {
 
 #[cfg(test)]
 mod tests {
-    use super::{python_groups, service_name};
+    use super::{python_groups, service_name, ProfileBuilder, SampleFlags};
+    use crate::symbolize::Symbolizer;
+    use crate::tracker::Tracker;
+    use perfpilot_bpf::{Drained, RawSample};
+    use perfpilot_model::labels;
+
+    /// 1,000 short-lived processes of one program, two threads each.
+    fn churn() -> Drained {
+        let mut d = Drained::default();
+        let mut comm = [0u8; 16];
+        comm[..6].copy_from_slice(b"worker");
+        for pid in 10_000..11_000 {
+            for tid in [pid, pid + 100_000] {
+                d.samples.push(RawSample {
+                    tgid: pid,
+                    tid,
+                    user_stack: 0,
+                    kernel_stack: 0,
+                    python_stack: 0,
+                    flags: 0,
+                    count: 1,
+                    comm,
+                });
+            }
+        }
+        d
+    }
+
+    fn label_sets(pid_labels: bool) -> Vec<Vec<(String, String)>> {
+        let mut b = ProfileBuilder::new(99, 0).with_pid_labels(pid_labels);
+        let mut tracker = Tracker::new(0);
+        b.add(
+            &churn(),
+            &mut tracker,
+            &mut Symbolizer::new(),
+            &mut SampleFlags::default(),
+        );
+        let p = b.finish(1);
+        let mut used: Vec<_> = p
+            .samples()
+            .iter()
+            .map(|s| p.label_sets()[s.labels as usize].clone())
+            .collect();
+        used.sort();
+        used.dedup();
+        used
+    }
+
+    #[test]
+    fn without_pid_labels_processes_of_a_program_share_label_sets() {
+        let sets = label_sets(false);
+        assert_eq!(sets.len(), 1, "{:?}", &sets[..sets.len().min(3)]);
+        assert!(sets[0]
+            .iter()
+            .all(|(k, _)| k != labels::PID && k != labels::TID));
+        assert!(sets[0]
+            .iter()
+            .any(|(k, v)| k == labels::PROCESS_NAME && v == "worker"));
+        // With them, each thread of each process is a set (a series).
+        assert_eq!(label_sets(true).len(), 2000);
+    }
 
     #[test]
     fn services_are_units_or_process_names() {

@@ -188,6 +188,11 @@ impl LateUnwinder {
         }
     }
 
+    /// Whether copies of `pid` are held (its mappings must stay).
+    pub fn holds(&self, pid: u32) -> bool {
+        self.held.contains_key(&pid)
+    }
+
     /// Whether some copy still waits for its process's mappings or tables.
     pub fn waiting(&self, maps: &dyn ProcessMaps) -> bool {
         self.held

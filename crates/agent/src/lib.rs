@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod command;
 pub mod kallsyms;
 pub mod late;
+pub mod memory;
 pub mod objects;
 pub mod perfmap;
 pub mod procfs;

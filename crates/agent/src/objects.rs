@@ -6,6 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSection, ObjectSegment, SectionFlags, SegmentFlags};
+use perfpilot_bpf::{BpfError, KernelUnwindTable};
 use perfpilot_unwind::UnwindRow;
 
 use crate::procfs::MapsEntry;
@@ -44,6 +45,12 @@ pub struct ObjectInfo {
     pub is_go: bool,
     /// The object carries its own DWARF (.debug_info).
     pub has_dwarf: bool,
+    /// Bytes of its DWARF sections, as they are once inflated: what
+    /// naming from DWARF maps and reads.
+    pub dwarf_bytes: u64,
+    /// Bytes of its symbol tables (`.symtab`, `.dynsym`; not their
+    /// strings, of which a lookup reads only the names it finds).
+    pub symbol_bytes: u64,
     /// For a CPython interpreter or libpython: its version and the virtual
     /// address of `_PyRuntime`.
     pub python: Option<((u32, u32), u64)>,
@@ -194,9 +201,46 @@ impl ObjectInfo {
     }
 }
 
-/// The object's unwind table (empty when it has no call frame
-/// information or cannot be read). Costly for large objects: hundreds of
-/// milliseconds for a 100 MB library.
+/// The object's unwind table created in the kernel, streamed there row by
+/// row (a large library has millions: never held in memory); `None` when
+/// it has no call frame information or cannot be read. Costly for large
+/// objects: two passes over its call frame information, about a second
+/// for a 200 MB library.
+pub fn kernel_table(source: &TableSource) -> Result<Option<KernelUnwindTable>, BpfError> {
+    let build = |data: &[u8]| {
+        let Ok(stream) = perfpilot_unwind::stream_table(data) else {
+            return Ok(None);
+        };
+        let Ok(rows) = u32::try_from(stream.rows()) else {
+            return Ok(None);
+        };
+        if rows == 0 {
+            return Ok(None);
+        }
+        let mut failed = None;
+        let table = KernelUnwindTable::create(rows, |push| {
+            if let Err(e) = stream.for_each(push) {
+                failed = Some(e);
+            }
+        });
+        match failed {
+            // The second pass failed where the first did not (the file
+            // changed under us): the row count is off and `create` said so.
+            Some(_) => Ok(None),
+            None => table.map(Some),
+        }
+    };
+    match source {
+        TableSource::File(f) => match map_file(f) {
+            Ok(m) => build(&m),
+            Err(_) => Ok(None),
+        },
+        TableSource::Image(image) => build(image),
+    }
+}
+
+/// The object's unwind table in memory (empty when it has no call frame
+/// information or cannot be read).
 pub fn unwind_rows(source: &TableSource) -> Vec<UnwindRow> {
     let build = |data: &[u8]| {
         perfpilot_unwind::build_table(data)
@@ -238,6 +282,22 @@ fn parse(key: ObjectKey, path: &str, data: &[u8]) -> Result<ObjectInfo, String> 
     let has_dwarf = file
         .section_by_name(".debug_info")
         .is_some_and(|s| s.size() > 0);
+    let dwarf_bytes = file
+        .sections()
+        .filter(|s| {
+            s.name()
+                .is_ok_and(|n| n.starts_with(".debug_") || n.starts_with(".zdebug_"))
+        })
+        .map(|s| {
+            s.compressed_file_range()
+                .map_or(s.size(), |r| r.uncompressed_size)
+        })
+        .sum();
+    let symbol_bytes = file
+        .sections()
+        .filter(|s| s.name().is_ok_and(|n| matches!(n, ".symtab" | ".dynsym")))
+        .map(|s| s.size())
+        .sum();
     let is_go = file.section_by_name(".gopclntab").is_some()
         || file.section_by_name(".go.buildinfo").is_some();
     let python = crate::python::version_from_path(path)
@@ -251,6 +311,8 @@ fn parse(key: ObjectKey, path: &str, data: &[u8]) -> Result<ObjectInfo, String> 
         code_ranges,
         is_go,
         has_dwarf,
+        dwarf_bytes,
+        symbol_bytes,
         python,
         image: None,
     })
@@ -321,6 +383,8 @@ mod tests {
             code_ranges: vec![(0x401000, 0x402000)],
             is_go: false,
             has_dwarf: false,
+            dwarf_bytes: 0,
+            symbol_bytes: 0,
             python: None,
             image: None,
         };

@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 /// One line of `/proc/PID/maps`.
@@ -82,19 +83,94 @@ fn proc_path(pid: u32, rest: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{rest}"))
 }
 
+/// A process's /proc directory, open: its files are opened relative to it,
+/// without looking the process up again for each (the agent reads four
+/// files of every process that execs).
+struct ProcDir(OwnedFd);
+
+impl ProcDir {
+    fn open(pid: u32) -> io::Result<ProcDir> {
+        let path = std::ffi::CString::new(format!("/proc/{pid}"))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: a valid C string; the result is checked.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor we just opened and own.
+        Ok(ProcDir(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn read(&self, name: &std::ffi::CStr) -> io::Result<String> {
+        use std::io::Read;
+        // SAFETY: a directory descriptor we own and a valid C string.
+        let fd = unsafe {
+            libc::openat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor we just opened and own.
+        let file = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut text = String::new();
+        // Through `take`: a plain read loop (a File's own would stat the
+        // file first, and /proc files have no size).
+        file.take(u64::MAX).read_to_string(&mut text)?;
+        Ok(text)
+    }
+
+    fn read_link(&self, name: &std::ffi::CStr) -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStringExt;
+        let mut buf = vec![0u8; libc::PATH_MAX as usize];
+        // SAFETY: a directory descriptor we own, a valid C string, and a
+        // buffer of the length given.
+        let n = unsafe {
+            libc::readlinkat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        let n = usize::try_from(n).ok()?;
+        buf.truncate(n);
+        Some(PathBuf::from(std::ffi::OsString::from_vec(buf)))
+    }
+}
+
 /// Reads a process's name, executable, cgroup and mappings. Fails with
 /// `NotFound` when the process is gone.
 pub fn snapshot(pid: u32) -> io::Result<ProcessSnapshot> {
-    let comm = fs::read_to_string(proc_path(pid, "comm"))?
-        .trim_end_matches('\n')
-        .to_string();
-    let maps_text = fs::read_to_string(proc_path(pid, "maps"))?;
+    let dir = ProcDir::open(pid)?;
+    let comm = dir.read(c"comm")?.trim_end_matches('\n').to_string();
+    let maps_text = dir.read(c"maps")?;
     let maps = parse_maps(&maps_text);
-    let exe = fs::read_link(proc_path(pid, "exe")).ok();
-    let cgroup = fs::read_to_string(proc_path(pid, "cgroup"))
+    let exe = dir.read_link(c"exe");
+    let cgroup = dir
+        .read(c"cgroup")
         .ok()
         .and_then(|t| crate::cgroup::cgroup_path(&t));
-    let kernel_thread = maps.is_empty() && exe.is_none();
+    // No mappings and no executable: a kernel thread, or a process that
+    // exited (a zombie) or is exiting, which is gone for the profiler.
+    let kernel_thread = maps.is_empty() && exe.is_none() && {
+        let stat = dir.read(c"stat")?;
+        if !is_kernel_thread(&stat) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("process {pid} exited"),
+            ));
+        }
+        true
+    };
     Ok(ProcessSnapshot {
         pid,
         comm,
@@ -103,6 +179,20 @@ pub fn snapshot(pid: u32) -> io::Result<ProcessSnapshot> {
         maps,
         kernel_thread,
     })
+}
+
+/// Whether the text of `/proc/PID/stat` is a live kernel thread's
+/// (`PF_KTHREAD` in its flags, the ninth field).
+fn is_kernel_thread(stat: &str) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    let alive = !matches!(fields.next(), Some("Z" | "X" | "x"));
+    // After the state: ppid, pgrp, session, tty_nr, tpgid, flags.
+    let flags = fields.nth(5).and_then(|f| f.parse::<u64>().ok());
+    alive && flags.is_some_and(|f| f & PF_KTHREAD != 0)
 }
 
 /// Re-reads only the mappings.
@@ -136,6 +226,23 @@ fn start_stack_of(stat: &str) -> Option<u64> {
         .parse()
         .ok()
         .filter(|&a| a != 0)
+}
+
+/// Whether a process is still there (a zombie counts: its exit was
+/// reported when it became one). One system call, no /proc read.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return true;
+    }
+    // EPERM: it exists, owned by someone we may not signal.
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Every process id currently in /proc.
@@ -201,8 +308,38 @@ garbage line
         let snap = snapshot(me).unwrap();
         assert!(!snap.comm.is_empty());
         assert!(snap.maps.iter().any(|m| m.executable && m.is_file()));
+        assert_eq!(snap.exe, std::env::current_exe().ok());
+        assert!(snap.cgroup.is_some());
+        assert_eq!(
+            snapshot(u32::MAX - 1).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
         assert!(process_exists(me));
         assert!(!process_exists(u32::MAX - 1));
+        assert!(process_alive(me));
+        assert!(process_alive(1));
+        assert!(!process_alive(u32::MAX - 1));
+        assert!(!process_alive(0));
         assert!(all_pids().contains(&me));
+    }
+
+    #[test]
+    fn an_exited_process_is_gone_not_a_kernel_thread() {
+        // A zombie has no mappings and no executable, as a kernel thread;
+        // taking it for one pushed it to the kernel's process map.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !fs::read_to_string(proc_path(pid, "stat"))
+            .unwrap()
+            .contains(") Z")
+        {
+            assert!(std::time::Instant::now() < end, "{pid} did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(snapshot(pid).unwrap_err().kind(), io::ErrorKind::NotFound);
+        child.wait().unwrap();
+        // A kernel thread (kthreadd) still is one.
+        assert!(snapshot(2).unwrap().kernel_thread);
     }
 }

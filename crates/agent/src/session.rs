@@ -11,6 +11,7 @@ use crate::aggregate::{ProfileBuilder, SampleFlags};
 use crate::capture::{CaptureStats, Captures};
 use crate::late::{LateConfig, LateStats, LateUnwinder};
 use crate::symbolize::{Symbolizer, SymbolizerStats};
+use crate::tables::TableTarget;
 use crate::tracker::{Tracker, TrackerStats};
 
 #[derive(Debug, Error)]
@@ -51,6 +52,15 @@ pub struct SessionConfig {
     /// Copy every sample's stack besides unwinding it in the kernel (to
     /// compare the two unwinders; see [`Session::take_raw_stacks`]).
     pub raw_stacks_always: bool,
+    /// Objects whose DWARF is larger are named from their symbol table
+    /// only (see [`Symbolizer::with_max_dwarf_bytes`]).
+    pub max_dwarf_bytes: u64,
+    /// What blazesym keeps parsed, in bytes of the sections it read (see
+    /// [`Symbolizer::with_symbol_cache_bytes`]).
+    pub symbol_cache_bytes: u64,
+    /// Label samples with their pid and tid. A recording wants them; a
+    /// server would make every process and thread a series of its own.
+    pub pid_labels: bool,
 }
 
 impl Default for SessionConfig {
@@ -64,6 +74,9 @@ impl Default for SessionConfig {
             raw_stack_rate: 50,
             raw_stack_memory: LateConfig::default().max_held_bytes,
             raw_stacks_always: false,
+            max_dwarf_bytes: crate::symbolize::DEFAULT_MAX_DWARF_BYTES,
+            symbol_cache_bytes: crate::symbolize::DEFAULT_SYMBOL_CACHE_BYTES,
+            pid_labels: true,
         }
     }
 }
@@ -115,6 +128,20 @@ pub struct Session {
     report: SessionReport,
 }
 
+/// How long to wait for events: at most `max`, until the next refresh
+/// is due, and 10 ms while tables are being built (they are loaded as
+/// soon as they are ready). Rounded up to whole milliseconds, the unit the
+/// ring buffer's poll takes: a refresh due in 0.4 ms would otherwise make
+/// it return at once, again and again until then (at 100 exec/s, a fifth
+/// of a core spent polling).
+fn poll_timeout(max: Duration, next_refresh: Option<Duration>, tables_pending: bool) -> Duration {
+    let mut timeout = next_refresh.map_or(max, |r| max.min(r));
+    if tables_pending {
+        timeout = timeout.min(Duration::from_millis(10));
+    }
+    Duration::from_millis(timeout.as_micros().div_ceil(1000) as u64)
+}
+
 fn unix_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -124,6 +151,7 @@ fn unix_nanos() -> i64 {
 
 impl Session {
     pub fn start(config: SessionConfig) -> Result<Session, AgentError> {
+        crate::memory::tune();
         let (targets, follow) = match &config.scope {
             Scope::Host => (None, false),
             Scope::Pids(p) => (Some(p.clone()), false),
@@ -148,7 +176,7 @@ impl Session {
             raw_stacks_always: config.raw_stacks_always,
             ..Default::default()
         })?;
-        let mut tracker = Tracker::new(config.unwind_rows);
+        let mut tracker = Tracker::with_table_target(config.unwind_rows, TableTarget::Kernel);
         // Processes are read at exec on the ring reader thread, so that
         // those gone before this loop reads them are still known.
         let captures = Captures::new();
@@ -167,8 +195,11 @@ impl Session {
         Ok(Session {
             sampler,
             tracker,
-            symbolizer: Symbolizer::new(),
-            builder: ProfileBuilder::new(config.frequency_hz, unix_nanos()),
+            symbolizer: Symbolizer::new()
+                .with_max_dwarf_bytes(config.max_dwarf_bytes)
+                .with_symbol_cache_bytes(config.symbol_cache_bytes),
+            builder: ProfileBuilder::new(config.frequency_hz, unix_nanos())
+                .with_pid_labels(config.pid_labels),
             config,
             drained: Drained::default(),
             events: Vec::new(),
@@ -184,14 +215,12 @@ impl Session {
 
     /// Waits up to `timeout` for process events and handles them.
     pub fn poll(&mut self, timeout: Duration) {
-        let mut timeout = match self.refresh_at.iter().map(|(t, _)| *t).min() {
-            Some(t) => timeout.min(t.saturating_duration_since(Instant::now())),
-            None => timeout,
-        };
-        // Tables being built are loaded as soon as they are ready.
-        if self.tracker.tables_pending() {
-            timeout = timeout.min(Duration::from_millis(10));
-        }
+        let next_refresh = self.refresh_at.iter().map(|(t, _)| *t).min();
+        let timeout = poll_timeout(
+            timeout,
+            next_refresh.map(|t| t.saturating_duration_since(Instant::now())),
+            self.tracker.tables_pending(),
+        );
         self.sampler.poll_events(timeout, &mut self.events);
         if !self.config.raw_stacks_always {
             self.sampler.take_raw_stacks(&mut self.raw);
@@ -215,7 +244,7 @@ impl Session {
                 Event::Exit(pid) => {
                     // Copied stacks of it still need its mappings.
                     if !self.late.process_exited(pid) {
-                        self.tracker.mark_exited(pid)
+                        self.exited(pid);
                     }
                 }
             }
@@ -229,7 +258,7 @@ impl Session {
             .collect();
         self.refresh_at.retain(|(t, _)| *t > now);
         for pid in due {
-            self.tracker.refresh(pid, &self.sampler);
+            self.tracker.refresh_live(pid, &self.sampler);
         }
         // Copies are unwound with mappings read after they were taken.
         for pid in self.late.to_read() {
@@ -237,6 +266,7 @@ impl Session {
             self.late.mark_read(pid);
         }
         self.tracker.poll_tables(Duration::ZERO, &self.sampler);
+        self.symbolizer.forget_objects(&self.tracker.take_evicted());
     }
 
     /// Moves samples out of the kernel into the current profile.
@@ -251,7 +281,7 @@ impl Session {
             &mut self.drained,
         );
         for pid in released {
-            self.tracker.mark_exited(pid);
+            self.exited(pid);
         }
         // Whatever was drained before an error is still used.
         for s in &self.drained.samples {
@@ -288,9 +318,20 @@ impl Session {
         self.report.frames += self.builder.frames - before.1;
         self.report.named_frames += self.builder.named_frames - before.2;
         self.report.drains += 1;
-        for pid in self.tracker.reap(&self.sampler) {
-            self.symbolizer.forget_process(pid);
+        // What a drain freed goes back now and then (the walk over the
+        // heaps is not free, and `up` shares them with the server).
+        if self.report.drains.is_multiple_of(10) {
+            crate::memory::trim();
         }
+        let late = &self.late;
+        for pid in self
+            .tracker
+            .reap_keeping(&self.sampler, |pid| late.holds(pid))
+        {
+            self.symbolizer.forget_process(pid);
+            self.forget_target(pid);
+        }
+        self.symbolizer.forget_objects(&self.tracker.take_evicted());
         result.map_err(AgentError::from)
     }
 
@@ -325,11 +366,29 @@ impl Session {
 
     /// Ends the current profile and starts a new one.
     pub fn take_profile(&mut self) -> Profile {
-        let fresh = ProfileBuilder::new(self.config.frequency_hz, unix_nanos());
+        let fresh = ProfileBuilder::new(self.config.frequency_hz, unix_nanos())
+            .with_pid_labels(self.config.pid_labels);
         let old = std::mem::replace(&mut self.builder, fresh);
         let duration = self.profile_started.elapsed().as_nanos() as i64;
         self.profile_started = Instant::now();
         old.finish(duration)
+    }
+
+    /// A process exited (its copied stacks, if any, unwound).
+    fn exited(&mut self, pid: u32) {
+        // A process never tracked (a target's child that was never
+        // sampled) has only its kernel entries to drop.
+        if !self.tracker.mark_exited(pid) {
+            self.sampler.remove_process(pid);
+            self.forget_target(pid);
+        }
+    }
+
+    /// Takes an exited process out of the set the kernel filters on.
+    fn forget_target(&self, pid: u32) {
+        if self.config.scope != Scope::Host {
+            self.sampler.remove_target(pid);
+        }
     }
 
     /// Whether `pid` is still sampled (a target, or a child of one).
@@ -346,5 +405,32 @@ impl Session {
             capture: self.captures.stats(),
             ..self.report
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::poll_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn poll_timeouts_are_whole_milliseconds_that_never_round_to_zero_early() {
+        let ms = Duration::from_millis;
+        let max = ms(100);
+        assert_eq!(poll_timeout(max, None, false), max);
+        assert_eq!(
+            poll_timeout(max, Some(Duration::from_micros(400)), false),
+            ms(1)
+        );
+        assert_eq!(
+            poll_timeout(max, Some(Duration::from_micros(1_001)), false),
+            ms(2)
+        );
+        assert_eq!(
+            poll_timeout(max, Some(Duration::ZERO), false),
+            Duration::ZERO
+        );
+        assert_eq!(poll_timeout(max, Some(ms(30)), true), ms(10));
+        assert_eq!(poll_timeout(ms(5), Some(ms(30)), true), ms(5));
     }
 }

@@ -2,11 +2,16 @@
 //!
 //! Each interval's profile goes out as one batch: zstd-compressed pprof
 //! (strings, functions, locations and stacks deduplicated by construction) with a
-//! batch id that is unique per agent run. When the server cannot be
-//! reached the batch is spooled to disk, bounded in bytes (the oldest
-//! batches go first, counted), and resent in order later; the server
-//! applies a batch id once, so a batch sent twice is counted once.
+//! batch id that is unique per agent run. A batch the server cannot take
+//! now — unreachable, busy, refusing the token, or without the ingest
+//! route at this address — is kept in a spool on disk, bounded in bytes
+//! (the oldest batches go first, counted), and resent in order later; the
+//! server applies a batch id once, so a batch sent twice is counted once.
+//! Only an answer that says the batch itself is bad (400, 413, 422) drops
+//! it. Each distinct reason for keeping batches is reported once, as a
+//! [`Notice`].
 
+use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,6 +37,9 @@ pub struct ShipperConfig {
     /// Base URL of the server, e.g. `http://127.0.0.1:4040`.
     pub server: String,
     pub token: Option<String>,
+    /// Where `token` was read from: read again while the server refuses
+    /// the token, so fixing the file is enough.
+    pub token_file: Option<PathBuf>,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
     pub timeout: Duration,
@@ -41,7 +49,7 @@ pub struct ShipperConfig {
 pub struct ShipStats {
     /// Batches the server acknowledged.
     pub sent: u64,
-    /// Batches written to the spool because the server was unreachable.
+    /// Batches written to the spool because the server could not take them.
     pub spooled: u64,
     /// Spooled batches deleted to stay within the spool's size.
     pub dropped: u64,
@@ -49,6 +57,128 @@ pub struct ShipStats {
     pub rejected: u64,
     pub bytes_sent: u64,
 }
+
+/// Why batches are kept rather than sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// No answer: nothing listens, the network is down, or it timed out.
+    Unreachable { url: String, error: String },
+    /// 401 or 403: the token is missing or wrong.
+    Token { status: u16, message: String },
+    /// 404 or 405: no ingest route at this address (a wrong `--server`,
+    /// or a proxy path in front of the server).
+    NoRoute {
+        status: u16,
+        url: String,
+        message: String,
+    },
+    /// Any other answer that does not blame the batch: 408, 429, 5xx (a
+    /// busy or failing server) and the 4xx not listed above.
+    Server { status: u16, message: String },
+}
+
+impl Cause {
+    /// Causes with the same kind and status are one cause, reported once.
+    fn same_as(&self, other: &Cause) -> bool {
+        use Cause::*;
+        match (self, other) {
+            (Unreachable { .. }, Unreachable { .. }) => true,
+            (Token { status: a, .. }, Token { status: b, .. })
+            | (NoRoute { status: a, .. }, NoRoute { status: b, .. })
+            | (Server { status: a, .. }, Server { status: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let answer = |f: &mut fmt::Formatter<'_>, status: &u16, message: &str| {
+            if message.is_empty() {
+                write!(f, "{status}")
+            } else {
+                write!(f, "{status}: {message}")
+            }
+        };
+        match self {
+            Cause::Unreachable { url, error } => write!(f, "cannot reach {url} ({error})"),
+            Cause::Token { status, message } => {
+                write!(f, "the server refused the token (")?;
+                answer(f, status, message)?;
+                write!(f, "): fix --auth-token-file")
+            }
+            Cause::NoRoute {
+                status,
+                url,
+                message,
+            } => {
+                write!(f, "the server has no ingest route at {url} (")?;
+                answer(f, status, message)?;
+                write!(f, "): check --server")
+            }
+            Cause::Server { status, message } => {
+                write!(f, "the server answered ")?;
+                answer(f, status, message)
+            }
+        }
+    }
+}
+
+/// Something the agent's user should hear about once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Batches are being kept for a reason not reported before.
+    Held {
+        cause: Cause,
+        kept: usize,
+        spool: PathBuf,
+    },
+    /// The server takes batches again; `resent` kept ones went out.
+    Resumed { resent: usize },
+    /// The spool reached its size: the oldest batches are being deleted.
+    SpoolFull { limit_bytes: u64, spool: PathBuf },
+    /// The server said a batch itself is bad: it was dropped.
+    Dropped {
+        id: String,
+        status: u16,
+        message: String,
+    },
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::Held { cause, kept, spool } => write!(
+                f,
+                "{cause}; {kept} batch{} kept in {}",
+                if *kept == 1 { "" } else { "es" },
+                spool.display()
+            ),
+            Notice::Resumed { resent } => write!(
+                f,
+                "the server takes batches again; {resent} kept batch{} sent",
+                if *resent == 1 { "" } else { "es" }
+            ),
+            Notice::SpoolFull { limit_bytes, spool } => write!(
+                f,
+                "the spool in {} reached {} MiB (--spool-max-mib): the oldest batches are being deleted",
+                spool.display(),
+                limit_bytes >> 20
+            ),
+            Notice::Dropped {
+                id,
+                status,
+                message,
+            } => write!(
+                f,
+                "the server refused batch {id} as invalid ({status}: {message}); dropped it"
+            ),
+        }
+    }
+}
+
+/// At most this many notices wait for [`Shipper::take_notices`].
+const MAX_NOTICES: usize = 64;
 
 pub struct Shipper {
     config: ShipperConfig,
@@ -58,12 +188,30 @@ pub struct Shipper {
     pub stats: ShipStats,
     /// The last error talking to the server, for the status line.
     pub last_error: Option<String>,
+    /// Why batches are held now; `None` while the server takes them.
+    held: Option<Cause>,
+    /// `held` changed to a cause not reported yet.
+    announce: bool,
+    /// A send succeeded after batches were held (reported once).
+    resumed: bool,
+    /// The spool overflowed during this episode of holding (reported once).
+    spool_full_reported: bool,
+    notices: Vec<Notice>,
 }
 
 enum Outcome {
     Sent,
-    Retry(String),
-    Rejected(String),
+    Held(Cause),
+    /// The batch itself is bad.
+    Rejected {
+        status: u16,
+        message: String,
+    },
+}
+
+/// Statuses that blame the batch: resending it cannot help.
+fn batch_is_bad(status: u16) -> bool {
+    matches!(status, 400 | 413 | 422)
 }
 
 impl Shipper {
@@ -82,6 +230,8 @@ impl Shipper {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(config.timeout))
             .http_status_as_error(false)
+            // A redirect would turn the POST into a GET: report it instead.
+            .max_redirects(0)
             .build()
             .into();
         Ok(Shipper {
@@ -91,6 +241,11 @@ impl Shipper {
             seq: 0,
             stats: ShipStats::default(),
             last_error: None,
+            held: None,
+            announce: false,
+            resumed: false,
+            spool_full_reported: false,
+            notices: Vec::new(),
         })
     }
 
@@ -103,24 +258,37 @@ impl Shipper {
         let body = zstd::bulk::compress(&raw, 3).map_err(|e| ShipError::Encode(e.to_string()))?;
         self.seq += 1;
         let id = format!("{}-{:08}", self.run_id, self.seq);
-        self.resend_spooled();
+        let resent = self.resend();
         if self.spooled_files().is_empty() {
             match self.send(&id, &body) {
-                Outcome::Sent => return Ok(()),
-                Outcome::Rejected(e) => {
-                    self.stats.rejected += 1;
-                    self.last_error = Some(e);
+                Outcome::Sent => {
+                    self.report_resumed(resent);
                     return Ok(());
                 }
-                Outcome::Retry(e) => self.last_error = Some(e),
+                Outcome::Rejected { status, message } => {
+                    self.reject(&id, status, message);
+                    return Ok(());
+                }
+                Outcome::Held(cause) => self.hold(cause),
             }
         }
-        self.spool(&id, &body)
+        let spooled = self.spool(&id, &body);
+        self.report_resumed(resent);
+        self.report_held();
+        spooled
     }
 
-    /// Resends spooled batches in order until one fails. Returns how many
-    /// were sent.
+    /// Resends spooled batches in order until one cannot be sent. Returns
+    /// how many were sent.
     pub fn resend_spooled(&mut self) -> usize {
+        let sent = self.resend();
+        self.report_resumed(sent);
+        self.report_held();
+        sent
+    }
+
+    fn resend(&mut self) -> usize {
+        self.reread_token();
         let mut sent = 0;
         for path in self.spooled_files() {
             let Some(id) = spooled_batch_id(&path) else {
@@ -136,13 +304,12 @@ impl Shipper {
                     let _ = fs::remove_file(&path);
                     sent += 1;
                 }
-                Outcome::Rejected(e) => {
-                    self.stats.rejected += 1;
-                    self.last_error = Some(e);
+                Outcome::Rejected { status, message } => {
+                    self.reject(&id, status, message);
                     let _ = fs::remove_file(&path);
                 }
-                Outcome::Retry(e) => {
-                    self.last_error = Some(e);
+                Outcome::Held(cause) => {
+                    self.hold(cause);
                     break;
                 }
             }
@@ -152,6 +319,80 @@ impl Shipper {
 
     pub fn spooled(&self) -> usize {
         self.spooled_files().len()
+    }
+
+    /// Why batches are kept now, if they are.
+    pub fn held(&self) -> Option<&Cause> {
+        self.held.as_ref()
+    }
+
+    /// Notices since the last call, oldest first.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    fn push_notice(&mut self, n: Notice) {
+        if self.notices.len() < MAX_NOTICES {
+            self.notices.push(n);
+        }
+    }
+
+    fn hold(&mut self, cause: Cause) {
+        if !self.held.as_ref().is_some_and(|h| h.same_as(&cause)) {
+            self.announce = true;
+        }
+        self.last_error = Some(cause.to_string());
+        self.held = Some(cause);
+    }
+
+    /// Reports a new cause once the batch is in the spool, with the count
+    /// of batches kept.
+    fn report_held(&mut self) {
+        if !self.announce {
+            return;
+        }
+        self.announce = false;
+        if let Some(cause) = self.held.clone() {
+            let kept = self.spooled();
+            self.push_notice(Notice::Held {
+                cause,
+                kept,
+                spool: self.config.spool_dir.clone(),
+            });
+        }
+    }
+
+    fn report_resumed(&mut self, resent: usize) {
+        if std::mem::take(&mut self.resumed) {
+            self.push_notice(Notice::Resumed { resent });
+        }
+    }
+
+    fn reject(&mut self, id: &str, status: u16, message: String) {
+        self.stats.rejected += 1;
+        self.last_error = Some(format!("server answered {status}: {message}"));
+        self.push_notice(Notice::Dropped {
+            id: id.to_string(),
+            status,
+            message,
+        });
+    }
+
+    /// While the server refuses the token, the token file is read again
+    /// before each attempt.
+    fn reread_token(&mut self) {
+        if !matches!(self.held, Some(Cause::Token { .. })) {
+            return;
+        }
+        let Some(path) = &self.config.token_file else {
+            return;
+        };
+        if let Ok(text) = fs::read_to_string(path) {
+            let token = text.trim();
+            if !token.is_empty() {
+                self.config.token = Some(token.to_string());
+            }
+        }
     }
 
     fn send(&mut self, id: &str, body: &[u8]) -> Outcome {
@@ -172,25 +413,38 @@ impl Shipper {
                     self.stats.sent += 1;
                     self.stats.bytes_sent += body.len() as u64;
                     self.last_error = None;
-                    Outcome::Sent
-                } else {
-                    let text = resp
-                        .into_body()
-                        .read_to_string()
-                        .unwrap_or_default()
-                        .chars()
-                        .take(300)
-                        .collect::<String>();
-                    let msg = format!("server answered {status}: {}", text.trim());
-                    // 4xx other than 408/429: the batch itself is at fault.
-                    if (400..500).contains(&status) && status != 408 && status != 429 {
-                        Outcome::Rejected(msg)
-                    } else {
-                        Outcome::Retry(msg)
+                    if self.held.take().is_some() {
+                        self.resumed = true;
+                        self.spool_full_reported = false;
                     }
+                    return Outcome::Sent;
                 }
+                let message = resp
+                    .into_body()
+                    .read_to_string()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+                    .trim()
+                    .to_string();
+                if batch_is_bad(status) {
+                    return Outcome::Rejected { status, message };
+                }
+                Outcome::Held(match status {
+                    401 | 403 => Cause::Token { status, message },
+                    404 | 405 => Cause::NoRoute {
+                        status,
+                        url,
+                        message,
+                    },
+                    _ => Cause::Server { status, message },
+                })
             }
-            Err(e) => Outcome::Retry(format!("cannot reach {url}: {e}")),
+            Err(e) => Outcome::Held(Cause::Unreachable {
+                url,
+                error: e.to_string(),
+            }),
         }
     }
 
@@ -208,7 +462,7 @@ impl Shipper {
     }
 
     fn spool(&mut self, id: &str, body: &[u8]) -> Result<(), ShipError> {
-        let dir = &self.config.spool_dir;
+        let dir = self.config.spool_dir.clone();
         let err = |source| ShipError::Spool {
             path: dir.display().to_string(),
             source,
@@ -220,14 +474,28 @@ impl Shipper {
             .filter_map(|f| fs::metadata(f).ok())
             .map(|m| m.len())
             .sum();
+        let mut dropped = 0;
         while !files.is_empty() && used + body.len() as u64 > self.config.spool_max_bytes {
             let oldest = files.remove(0);
             used = used.saturating_sub(fs::metadata(&oldest).map(|m| m.len()).unwrap_or(0));
             let _ = fs::remove_file(&oldest);
-            self.stats.dropped += 1;
+            dropped += 1;
         }
-        if body.len() as u64 > self.config.spool_max_bytes {
-            self.stats.dropped += 1;
+        let too_big = body.len() as u64 > self.config.spool_max_bytes;
+        if too_big {
+            dropped += 1;
+        }
+        if dropped > 0 {
+            self.stats.dropped += dropped;
+            if !self.spool_full_reported {
+                self.spool_full_reported = true;
+                self.push_notice(Notice::SpoolFull {
+                    limit_bytes: self.config.spool_max_bytes,
+                    spool: self.config.spool_dir.clone(),
+                });
+            }
+        }
+        if too_big {
             return Ok(());
         }
         let name = format!("{:020}-{id}.pb.zst", spool_clock());
@@ -286,6 +554,7 @@ mod tests {
             // Nothing listens on port 9 of localhost.
             server: "http://127.0.0.1:9".into(),
             token: None,
+            token_file: None,
             spool_dir: dir.path().to_path_buf(),
             spool_max_bytes: 0,
             timeout: Duration::from_millis(500),
@@ -316,5 +585,217 @@ mod tests {
             .as_deref()
             .unwrap_or("")
             .contains("cannot reach"));
+    }
+}
+
+#[cfg(test)]
+mod answers {
+    //! The shipper against a listener that answers each request with the
+    //! next status of a script and records the batch ids it acknowledged.
+
+    use super::*;
+    use perfpilot_model::ValueType;
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    struct Scripted {
+        url: String,
+        script: Arc<Mutex<Vec<u16>>>,
+        /// (batch id, Authorization header) of acknowledged requests.
+        acknowledged: Arc<Mutex<Vec<(String, String)>>>,
+    }
+
+    impl Scripted {
+        fn start() -> Scripted {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let script: Arc<Mutex<Vec<u16>>> = Arc::default();
+            let acknowledged: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+            let (s, a) = (Arc::clone(&script), Arc::clone(&acknowledged));
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(conn) = conn else { continue };
+                    let mut reader = BufReader::new(conn);
+                    // Requests on one connection, one after another.
+                    loop {
+                        let mut id = String::new();
+                        let mut auth = String::new();
+                        let mut len = 0usize;
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let l = line.trim_end();
+                            if l.is_empty() {
+                                break;
+                            }
+                            let (k, v) = l.split_once(':').unwrap_or((l, ""));
+                            match k.to_ascii_lowercase().as_str() {
+                                "content-length" => len = v.trim().parse().unwrap_or(0),
+                                "x-perfpilot-batch-id" => id = v.trim().to_string(),
+                                "authorization" => auth = v.trim().to_string(),
+                                _ => {}
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        if reader.read_exact(&mut body).is_err() {
+                            break;
+                        }
+                        let status = {
+                            let mut s = s.lock().unwrap();
+                            if s.is_empty() {
+                                200
+                            } else {
+                                s.remove(0)
+                            }
+                        };
+                        if status == 200 {
+                            a.lock().unwrap().push((id, auth));
+                        }
+                        let text = format!("answer {status}");
+                        let reply = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{text}",
+                            text.len()
+                        );
+                        if reader.get_mut().write_all(reply.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            Scripted {
+                url,
+                script,
+                acknowledged,
+            }
+        }
+
+        fn answer(&self, statuses: &[u16]) {
+            self.script.lock().unwrap().extend_from_slice(statuses);
+        }
+
+        /// The sequence numbers of the batches acknowledged, in order.
+        fn acknowledged(&self) -> Vec<String> {
+            let got = self.acknowledged.lock().unwrap();
+            got.iter()
+                .map(|(id, _)| id.rsplit('-').next().unwrap_or("").to_string())
+                .collect()
+        }
+
+        fn tokens(&self) -> Vec<String> {
+            let got = self.acknowledged.lock().unwrap();
+            got.iter().map(|(_, auth)| auth.clone()).collect()
+        }
+    }
+
+    fn profile() -> Profile {
+        let mut p = Profile::new(vec![ValueType::new("samples", "count")]);
+        let f = p.add_function_named("work");
+        let l = p.add_function_location(f);
+        let s = p.add_stack(&[l]);
+        let ls = p.add_label_set([("service_name", "x")]);
+        p.add_sample(s, ls, &[1]);
+        p
+    }
+
+    fn shipper(server: &str, spool: &Path) -> Shipper {
+        Shipper::new(ShipperConfig {
+            server: server.into(),
+            token: Some("wrong".into()),
+            token_file: None,
+            spool_dir: spool.to_path_buf(),
+            spool_max_bytes: 1 << 20,
+            timeout: Duration::from_secs(30),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn refused_token_and_missing_route_keep_batches_until_they_are_taken() {
+        let server = Scripted::start();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = shipper(&server.url, dir.path());
+
+        // Batch 1: the token is refused. It is kept, not dropped.
+        server.answer(&[401]);
+        s.ship(&profile()).unwrap();
+        assert_eq!(s.spooled(), 1, "{:?}", s.stats);
+        assert_eq!(s.stats.rejected, 0);
+        let notices = s.take_notices();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert_eq!(
+            notices[0].to_string(),
+            format!(
+                "the server refused the token (401: answer 401): fix --auth-token-file; \
+                 1 batch kept in {}",
+                dir.path().display()
+            )
+        );
+        // Batch 2: batch 1 is refused again; both are kept, and the same
+        // cause is not reported again.
+        server.answer(&[401]);
+        s.ship(&profile()).unwrap();
+        assert_eq!(s.spooled(), 2);
+        assert_eq!(s.take_notices(), []);
+        // Batch 3: no ingest route at this address (a wrong --server).
+        server.answer(&[404]);
+        s.ship(&profile()).unwrap();
+        assert_eq!(s.spooled(), 3);
+        assert!(server.acknowledged().is_empty());
+        let notices = s.take_notices();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        let text = notices[0].to_string();
+        assert!(
+            text.starts_with(&format!(
+                "the server has no ingest route at {}/api/v1/ingest (404: answer 404): \
+                 check --server; 3 batches kept in",
+                server.url
+            )),
+            "{text}"
+        );
+
+        // Batch 4: the server takes batches again, but says batch 2
+        // itself is bad: only that one is dropped.
+        server.answer(&[200, 400]);
+        s.ship(&profile()).unwrap();
+        assert_eq!(s.spooled(), 0);
+        assert_eq!(server.acknowledged(), ["00000001", "00000003", "00000004"]);
+        assert_eq!(s.stats.rejected, 1);
+        assert_eq!(s.stats.sent, 3);
+        let notices: Vec<String> = s.take_notices().iter().map(|n| n.to_string()).collect();
+        assert_eq!(notices.len(), 2, "{notices:?}");
+        assert!(
+            notices[0].starts_with("the server refused batch ")
+                && notices[0].ends_with("-00000002 as invalid (400: answer 400); dropped it"),
+            "{notices:?}"
+        );
+        assert_eq!(
+            notices[1],
+            "the server takes batches again; 2 kept batches sent"
+        );
+    }
+
+    #[test]
+    fn a_fixed_token_file_is_read_again_while_the_token_is_refused() {
+        let server = Scripted::start();
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "wrong\n").unwrap();
+        let mut s = shipper(&server.url, &dir.path().join("spool"));
+        s.config.token_file = Some(token.clone());
+        server.answer(&[403]);
+        s.ship(&profile()).unwrap();
+        assert!(matches!(s.held(), Some(Cause::Token { status: 403, .. })));
+        std::fs::write(&token, "right\n").unwrap();
+        s.ship(&profile()).unwrap();
+        assert_eq!(s.held(), None);
+        assert_eq!(server.acknowledged(), ["00000001", "00000002"]);
+        assert_eq!(server.tokens(), ["Bearer right", "Bearer right"]);
     }
 }

@@ -3,15 +3,21 @@
 //! from its own dynamic symbols. Results are cached per object and
 //! address, so each distinct address is resolved once per session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
+use blazesym::symbolize::evict::{Elf as EvictElf, Evict};
 use blazesym::symbolize::source::{Elf, Kernel, Source};
 use blazesym::symbolize::{Input, Sym, Symbolized, Symbolizer as Blaze};
 use blazesym::MaybeDefault;
 use object::{Object, ObjectSymbol};
 
 use crate::objects::{ObjectInfo, ObjectKey};
+
+/// Most addresses whose names are kept, per cache (user, kernel,
+/// Python); a cache past it starts afresh before the next drain is
+/// named (a few hundred bytes an entry).
+pub const MAX_CACHED_ADDRESSES: usize = 1 << 17;
 
 /// One function at an address; an address inside inlined code has several.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -35,7 +41,31 @@ pub struct SymbolizerStats {
     pub errors: u64,
     /// Time spent resolving (cache misses only).
     pub elapsed: std::time::Duration,
+    /// Objects named from their symbol table only because their DWARF is
+    /// larger than the limit (see [`Symbolizer::with_max_dwarf_bytes`]).
+    pub dwarf_over_limit: u64,
+    /// Objects whose parsed symbols blazesym dropped to stay within the
+    /// cache's size (see [`Symbolizer::with_symbol_cache_bytes`]).
+    pub symbol_cache_evictions: u64,
 }
+
+/// What blazesym keeps for objects (their symbol tables, DWARF and the
+/// mapped pages it read) is bounded by default to this many bytes (an
+/// object counts twice its symbol tables, plus the DWARF read).
+pub const DEFAULT_SYMBOL_CACHE_BYTES: u64 = 32 << 20;
+
+/// An object blazesym holds parsed: the paths it knows it by, what it
+/// costs, when it was last used.
+struct Held {
+    paths: Vec<std::path::PathBuf>,
+    bytes: u64,
+    last_used: u64,
+}
+
+/// DWARF larger than this is not read by default: blazesym maps it and
+/// keeps what it parsed, and a 120 MB binary with debug info took the
+/// agent's memory past 200 MiB.
+pub const DEFAULT_MAX_DWARF_BYTES: u64 = 16 << 20;
 
 pub struct Symbolizer {
     blaze: Blaze,
@@ -46,6 +76,13 @@ pub struct Symbolizer {
     python: HashMap<(u32, u64), Names>,
     /// Where kernel symbols are read from, chosen on first use.
     kallsyms: Option<std::path::PathBuf>,
+    max_dwarf_bytes: u64,
+    /// Objects whose DWARF was left unread for its size (counted once).
+    dwarf_skipped: HashSet<ObjectKey>,
+    held: HashMap<ObjectKey, Held>,
+    held_bytes: u64,
+    cache_bytes: u64,
+    clock: u64,
     pub stats: SymbolizerStats,
 }
 
@@ -68,8 +105,37 @@ impl Symbolizer {
             vdso_symbols: None,
             python: HashMap::new(),
             kallsyms: None,
+            max_dwarf_bytes: DEFAULT_MAX_DWARF_BYTES,
+            dwarf_skipped: HashSet::new(),
+            held: HashMap::new(),
+            held_bytes: 0,
+            cache_bytes: DEFAULT_SYMBOL_CACHE_BYTES,
+            clock: 0,
             stats: SymbolizerStats::default(),
         }
+    }
+
+    /// What blazesym keeps parsed is bounded by the size of the sections
+    /// it read for each object (symbol tables, and DWARF when used): past
+    /// `bytes`, the least recently used objects are dropped, to be parsed
+    /// again when they have new addresses. An object larger than the
+    /// bound alone is dropped after each use.
+    pub fn with_symbol_cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Bytes of sections blazesym holds parsed now.
+    pub fn symbol_cache_held(&self) -> u64 {
+        self.held_bytes
+    }
+
+    /// Objects whose DWARF is larger than `bytes` are named from their
+    /// symbol table only: function names, without inlined functions,
+    /// files or lines.
+    pub fn with_max_dwarf_bytes(mut self, bytes: u64) -> Self {
+        self.max_dwarf_bytes = bytes;
+        self
     }
 
     /// Cached names of an address of `object`, if already resolved.
@@ -116,6 +182,51 @@ impl Symbolizer {
         self.python.retain(|(p, _), _| *p != pid);
     }
 
+    /// Drops what is cached for objects the tracker released: their
+    /// names, and blazesym's parsed symbols, DWARF and open file, which it
+    /// keeps by path (the path of a handle another object can take next).
+    /// Call while the objects' handles are still open.
+    pub fn forget_objects(&mut self, objects: &[ObjectInfo]) {
+        if objects.is_empty() {
+            return;
+        }
+        let keys: HashSet<ObjectKey> = objects.iter().map(|o| o.key).collect();
+        self.user.retain(|(k, _), _| !keys.contains(k));
+        self.dwarf_skipped.retain(|k| !keys.contains(k));
+        for k in &keys {
+            if let Some(h) = self.held.remove(k) {
+                self.held_bytes -= h.bytes;
+            }
+        }
+        for o in objects {
+            if o.key == ObjectKey::Vdso {
+                self.vdso_symbols = None;
+            }
+            for path in [o.symbol_path(), o.debug_file()].into_iter().flatten() {
+                // Evicting what is not cached is not an error.
+                let _ = self.blaze.evict(&Evict::Elf(EvictElf::new(path)));
+            }
+        }
+    }
+
+    /// Keeps every cache within [`MAX_CACHED_ADDRESSES`]. Called before a
+    /// drain's addresses are resolved, so none resolved for it is lost.
+    pub fn trim(&mut self) {
+        fn bound<K, V>(m: &mut HashMap<K, V>) {
+            if m.len() > MAX_CACHED_ADDRESSES {
+                *m = HashMap::new();
+            }
+        }
+        bound(&mut self.user);
+        bound(&mut self.kernel);
+        bound(&mut self.python);
+    }
+
+    /// Entries in the user, kernel and Python caches.
+    pub fn cache_sizes(&self) -> (usize, usize, usize) {
+        (self.user.len(), self.kernel.len(), self.python.len())
+    }
+
     /// Resolves the addresses (ELF virtual addresses of `object`) that are
     /// not cached yet, in one batch.
     pub fn resolve_object(&mut self, object: &ObjectInfo, vaddrs: &[u64]) {
@@ -142,8 +253,13 @@ impl Symbolizer {
         // a distribution's separate debug file only for its symbol table:
         // its compressed DWARF costs more to inflate than the rest of a
         // recording.
+        let dwarf_fits = object.dwarf_bytes <= self.max_dwarf_bytes;
+        if object.has_dwarf && !dwarf_fits && self.dwarf_skipped.insert(object.key) {
+            self.stats.dwarf_over_limit += 1;
+        }
         let (path, debug_syms) = match (object.has_dwarf, object.debug_file()) {
-            (true, _) => (object.symbol_path(), true),
+            (true, _) if dwarf_fits => (object.symbol_path(), true),
+            (true, _) => (object.symbol_path(), false),
             (false, Some(debug)) => (Some(debug), false),
             (false, None) => (object.symbol_path(), false),
         };
@@ -153,7 +269,7 @@ impl Symbolizer {
             }
             return;
         };
-        let mut elf = Elf::new(path);
+        let mut elf = Elf::new(path.clone());
         elf.debug_syms = debug_syms;
         let src = Source::Elf(elf);
         let results = match self.blaze.symbolize(&src, Input::VirtOffset(&todo)) {
@@ -163,6 +279,9 @@ impl Symbolizer {
                 vec![Symbolized::Unknown(blazesym::symbolize::Reason::IgnoredError); todo.len()]
             }
         };
+        // Measured: naming from a symbol table keeps about twice its size
+        // (the table mapped and read whole, an index, the names found).
+        let bytes = 2 * object.symbol_bytes + if debug_syms { object.dwarf_bytes } else { 0 };
         let mut named = Vec::with_capacity(todo.len());
         for (&addr, result) in todo.iter().zip(results) {
             let names = match result {
@@ -191,6 +310,43 @@ impl Symbolizer {
         for (addr, names) in named {
             self.count(&names);
             self.user.insert((object.key, addr), names);
+        }
+        self.hold(object.key, path, bytes);
+    }
+
+    /// Notes what blazesym now holds for an object, then drops the least
+    /// recently used objects past the cache's size.
+    fn hold(&mut self, key: ObjectKey, path: std::path::PathBuf, bytes: u64) {
+        self.clock += 1;
+        let h = self.held.entry(key).or_insert(Held {
+            paths: Vec::new(),
+            bytes: 0,
+            last_used: 0,
+        });
+        h.last_used = self.clock;
+        if !h.paths.contains(&path) {
+            h.paths.push(path);
+        }
+        if bytes > h.bytes {
+            self.held_bytes += bytes - h.bytes;
+            h.bytes = bytes;
+        }
+        while self.held_bytes > self.cache_bytes {
+            let Some(oldest) = self
+                .held
+                .iter()
+                .min_by_key(|(_, h)| h.last_used)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            if let Some(h) = self.held.remove(&oldest) {
+                self.held_bytes -= h.bytes;
+                self.stats.symbol_cache_evictions += 1;
+                for path in h.paths {
+                    let _ = self.blaze.evict(&Evict::Elf(EvictElf::new(path)));
+                }
+            }
         }
     }
 
@@ -399,6 +555,91 @@ mod tests {
         assert_eq!(s.cached(key, data_vaddr), Some(&None));
         assert!(s.stats.rejected_data >= 1, "{:?}", s.stats);
         assert_eq!(s.stats.named, 1);
+    }
+
+    #[test]
+    fn dwarf_over_the_limit_is_left_for_the_symbol_table() {
+        let me = std::process::id();
+        let maps = crate::procfs::read_maps(me).unwrap();
+        let here = a_function_with_a_name as *const () as usize as u64;
+        let m = maps
+            .iter()
+            .find(|m| m.executable && m.start <= here && here < m.end)
+            .unwrap();
+        let key = ObjectKey::File {
+            dev: m.dev,
+            inode: m.inode,
+        };
+        let obj = load_file(key, &m.path, open_mapped_file(me, m).unwrap()).unwrap();
+        assert!(
+            obj.has_dwarf && obj.dwarf_bytes > 0,
+            "a test build has DWARF"
+        );
+        let vaddr = here - obj.bias(m) + 1;
+
+        let mut s = Symbolizer::new().with_max_dwarf_bytes(obj.dwarf_bytes);
+        s.resolve_object(&obj, &[vaddr]);
+        let names = s.cached(key, vaddr).unwrap().clone().unwrap();
+        assert!(names.last().unwrap().file.is_some(), "{names:?}");
+        assert_eq!(s.stats.dwarf_over_limit, 0);
+
+        let mut s = Symbolizer::new().with_max_dwarf_bytes(obj.dwarf_bytes - 1);
+        s.resolve_object(&obj, &[vaddr]);
+        s.resolve_object(&obj, &[vaddr + 1]);
+        let names = s.cached(key, vaddr).unwrap().clone().unwrap();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(
+            names[0].name.contains("a_function_with_a_name"),
+            "{names:?}"
+        );
+        assert_eq!(names[0].file, None);
+        assert_eq!(s.stats.dwarf_over_limit, 1, "counted once per object");
+    }
+
+    /// The object mapped at `addr` in this process, and `addr`'s ELF
+    /// virtual address in it.
+    fn object_at(addr: u64) -> (ObjectInfo, u64) {
+        let me = std::process::id();
+        let maps = crate::procfs::read_maps(me).unwrap();
+        let m = maps
+            .iter()
+            .find(|m| m.executable && m.start <= addr && addr < m.end)
+            .unwrap();
+        let key = ObjectKey::File {
+            dev: m.dev,
+            inode: m.inode,
+        };
+        let obj = load_file(key, &m.path, open_mapped_file(me, m).unwrap()).unwrap();
+        let vaddr = addr - obj.bias(m);
+        (obj, vaddr)
+    }
+
+    #[test]
+    fn blazesym_holds_objects_within_the_cache_size() {
+        let (own, own_addr) = object_at(a_function_with_a_name as *const () as usize as u64);
+        let (libc, libc_addr) = object_at(libc::getpid as *const () as usize as u64);
+        assert!(own.symbol_bytes > 0 && libc.symbol_bytes > 0);
+        // Room for either, not both.
+        let mut s = Symbolizer::new()
+            .with_max_dwarf_bytes(0)
+            .with_symbol_cache_bytes(2 * own.symbol_bytes.max(libc.symbol_bytes));
+        s.resolve_object(&libc, &[libc_addr]);
+        assert_eq!(s.symbol_cache_held(), 2 * libc.symbol_bytes);
+        s.resolve_object(&own, &[own_addr]);
+        assert_eq!(s.symbol_cache_held(), 2 * own.symbol_bytes, "libc dropped");
+        assert_eq!(s.stats.symbol_cache_evictions, 1);
+        // What was named stays named; a new address is parsed again.
+        assert!(s.cached(libc.key, libc_addr).unwrap().is_some());
+        s.resolve_object(&libc, &[libc_addr + 1]);
+        assert!(s.cached(libc.key, libc_addr + 1).unwrap().is_some());
+        assert_eq!(s.stats.symbol_cache_evictions, 2);
+        // Larger than the cache alone: dropped after each use.
+        let mut s = Symbolizer::new()
+            .with_max_dwarf_bytes(0)
+            .with_symbol_cache_bytes(2 * own.symbol_bytes - 1);
+        s.resolve_object(&own, &[own_addr]);
+        assert_eq!(s.symbol_cache_held(), 0);
+        assert!(s.cached(own.key, own_addr).unwrap().is_some());
     }
 
     #[test]

@@ -5,9 +5,47 @@
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
 
+use perfpilot_bpf::{BpfError, KernelUnwindTable};
 use perfpilot_unwind::UnwindRow;
 
-use crate::objects::{unwind_rows, ObjectKey, TableSource};
+use crate::objects::{kernel_table, unwind_rows, ObjectKey, TableSource};
+
+/// Where tables are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableTarget {
+    /// Rows in memory (tests, and callers without BPF).
+    Memory,
+    /// Created in the kernel and streamed there row by row.
+    Kernel,
+}
+
+/// A table built off the event loop, waiting for a slot.
+#[derive(Debug)]
+pub enum BuiltTable {
+    Rows(Vec<UnwindRow>),
+    Kernel(KernelUnwindTable),
+}
+
+impl BuiltTable {
+    pub fn rows(&self) -> usize {
+        match self {
+            BuiltTable::Rows(r) => r.len(),
+            BuiltTable::Kernel(t) => t.rows() as usize,
+        }
+    }
+}
+
+fn build(source: &TableSource, target: TableTarget) -> Result<BuiltTable, BpfError> {
+    match target {
+        TableTarget::Memory => Ok(BuiltTable::Rows(unwind_rows(source))),
+        TableTarget::Kernel => Ok(match kernel_table(source)? {
+            Some(t) => BuiltTable::Kernel(t),
+            None => BuiltTable::Rows(Vec::new()),
+        }),
+    }
+}
+
+type Done = (ObjectKey, Result<BuiltTable, BpfError>);
 
 /// Objects up to this size are built on their own thread: their tables
 /// take milliseconds, and a short-lived process's samples wait for them.
@@ -31,19 +69,13 @@ pub fn is_small(source: &TableSource) -> bool {
 pub struct TableWorker {
     small: SyncSender<(ObjectKey, TableSource)>,
     large: SyncSender<(ObjectKey, TableSource)>,
-    done: Receiver<(ObjectKey, Vec<UnwindRow>)>,
+    done: Receiver<Done>,
     pending: usize,
 }
 
-impl Default for TableWorker {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl TableWorker {
-    pub fn new() -> Self {
-        let (done_tx, done) = mpsc::channel();
+    pub fn new(target: TableTarget) -> Self {
+        let (done_tx, done) = mpsc::channel::<Done>();
         let lane = |name: &str| {
             let (jobs, job_rx) = mpsc::sync_channel::<(ObjectKey, TableSource)>(4096);
             let done_tx = done_tx.clone();
@@ -53,7 +85,7 @@ impl TableWorker {
                 .name(name.into())
                 .spawn(move || {
                     for (key, source) in job_rx {
-                        if done_tx.send((key, unwind_rows(&source))).is_err() {
+                        if done_tx.send((key, build(&source, target))).is_err() {
                             break;
                         }
                     }
@@ -89,7 +121,7 @@ impl TableWorker {
     }
 
     /// A finished table, waiting up to `timeout` for one.
-    pub fn next(&mut self, timeout: Duration) -> Option<(ObjectKey, Vec<UnwindRow>)> {
+    pub fn next(&mut self, timeout: Duration) -> Option<Done> {
         if self.pending == 0 {
             return None;
         }
@@ -150,6 +182,12 @@ impl TableBudget {
         Some(slot)
     }
 
+    /// Whether a table of `rows` rows would get a slot now.
+    pub fn fits(&self, rows: u32) -> bool {
+        self.rows_in_use + rows as u64 <= self.max_rows
+            && (!self.free.is_empty() || self.next < self.max_tables)
+    }
+
     pub fn release(&mut self, slot: u32, rows: u32) {
         self.rows_in_use = self.rows_in_use.saturating_sub(rows as u64);
         self.free.push(slot);
@@ -169,7 +207,7 @@ mod tests {
         );
         let libc = std::fs::read("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
         assert!(libc.len() as u64 <= SMALL_OBJECT);
-        let mut w = TableWorker::new();
+        let mut w = TableWorker::new(TableTarget::Memory);
         let large = |i| ObjectKey::File { dev: 1, inode: i };
         for i in 0..4 {
             assert!(w.submit(large(i), TableSource::Image(exe.clone())));
@@ -177,8 +215,8 @@ mod tests {
         let small = ObjectKey::Vdso;
         assert!(w.submit(small, TableSource::Image(libc)));
         let mut order = Vec::new();
-        while let Some((key, rows)) = w.next(Duration::from_secs(120)) {
-            assert!(!rows.is_empty());
+        while let Some((key, built)) = w.next(Duration::from_secs(120)) {
+            assert!(built.unwrap().rows() > 0);
             order.push(key);
         }
         let at = order.iter().position(|k| *k == small).unwrap();

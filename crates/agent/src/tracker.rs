@@ -7,19 +7,19 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use perfpilot_bpf::{BpfError, ExecMap, PythonProcess, Sampler};
-use perfpilot_unwind::UnwindRow;
 
 use crate::cgroup::{labels_from_path, CgroupLabels};
 use crate::objects::{self, ObjectInfo, ObjectKey};
 use crate::perfmap::PerfMap;
 use crate::procfs::{self, MapsEntry, ProcessSnapshot};
-use crate::tables::{TableBudget, TableWorker};
+use crate::tables::{BuiltTable, TableBudget, TableTarget, TableWorker};
 
 /// Where the unwinder's tables go. [`Sampler`] is the real one.
 pub trait UnwindSink {
-    fn load_table(&self, slot: u32, rows: &[UnwindRow]) -> Result<(), BpfError>;
+    fn load_table(&self, slot: u32, table: &BuiltTable) -> Result<(), BpfError>;
     fn unload_table(&self, slot: u32);
     fn set_process_maps(
         &self,
@@ -32,8 +32,11 @@ pub trait UnwindSink {
 }
 
 impl UnwindSink for Sampler {
-    fn load_table(&self, slot: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
-        self.load_unwind_table(slot, rows)
+    fn load_table(&self, slot: u32, table: &BuiltTable) -> Result<(), BpfError> {
+        match table {
+            BuiltTable::Rows(rows) => self.load_unwind_table(slot, rows),
+            BuiltTable::Kernel(t) => self.install_unwind_table(slot, t),
+        }
     }
     fn unload_table(&self, slot: u32) {
         self.unload_unwind_table(slot)
@@ -107,6 +110,8 @@ pub struct ProcessInfo {
     pub python: Option<PythonProcess>,
     perf_map: Option<PerfMap>,
     fingerprint: u64,
+    /// When it was registered (the tracker's clock), for eviction.
+    registered: u64,
 }
 
 /// Where an address of a process lies.
@@ -134,6 +139,29 @@ pub struct TrackerStats {
     pub map_errors: u64,
     /// Processes with more executable mappings than the unwinder searches.
     pub mappings_truncated: u64,
+    /// Processes found gone without their exit having been reported (an
+    /// exit between reading /proc and telling the unwinder, or a lost
+    /// event).
+    pub exits_missed: u64,
+    /// Live processes forgotten to stay within [`MAX_PROCESSES`].
+    pub processes_evicted: u64,
+}
+
+/// How many entries the tracker's structures hold: what must come back
+/// down after processes exit.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TrackerSizes {
+    pub processes: usize,
+    /// Processes whose mappings the unwinder was given and not yet told
+    /// to forget.
+    pub processes_in_bpf: usize,
+    pub objects: usize,
+    /// Objects no process maps, kept for reuse.
+    pub idle_objects: usize,
+    pub failed_objects: usize,
+    /// Evicted objects waiting for [`Tracker::take_evicted`].
+    pub evicted_pending: usize,
+    pub table_rows: u64,
 }
 
 /// A table loaded in the kernel: its slot and row count.
@@ -156,31 +184,59 @@ struct ObjectSlot {
 /// Unreferenced objects kept for reuse (short-lived processes re-running
 /// the same binaries) before their tables and handles are released.
 const IDLE_OBJECTS_KEPT: usize = 512;
+/// Most processes tracked at once: as many as the unwinder's `procs` map
+/// holds. Beyond it the longest-tracked live process is forgotten (if it
+/// is still sampled, the unwinder asks for it again).
+pub const MAX_PROCESSES: usize = 16384;
+/// Objects that could not be opened are not retried; this many are
+/// remembered before the list starts afresh.
+const MAX_FAILED_OBJECTS: usize = 4096;
+/// How often tracked processes are checked for exits nobody reported.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// Evicted objects held for [`Tracker::take_evicted`]; past this the
+/// oldest are released unseen.
+const MAX_EVICTED_PENDING: usize = 4096;
 
 pub struct Tracker {
     objects: Vec<Option<ObjectSlot>>,
     by_key: HashMap<ObjectKey, ObjectId>,
     failed: HashSet<ObjectKey>,
     procs: HashMap<u32, ProcessInfo>,
+    /// Pids whose mappings the unwinder holds (and must be told to drop).
+    in_bpf: HashSet<u32>,
     tables: TableBudget,
     worker: TableWorker,
     source: Arc<dyn ProcessSource + Send + Sync>,
     clock: u64,
+    last_sweep: Instant,
+    /// Objects released from the cache whose names others may still
+    /// cache (see [`take_evicted`](Self::take_evicted)).
+    evicted: Vec<ObjectInfo>,
     pub stats: TrackerStats,
 }
 
 impl Tracker {
-    /// A tracker whose unwind tables hold at most `max_rows` rows together.
+    /// A tracker whose unwind tables hold at most `max_rows` rows together,
+    /// built in memory (see [`with_table_target`](Self::with_table_target)).
     pub fn new(max_rows: u64) -> Self {
+        Self::with_table_target(max_rows, TableTarget::Memory)
+    }
+
+    /// A tracker whose tables are built in `target`: a sampler's are
+    /// created in the kernel directly.
+    pub fn with_table_target(max_rows: u64, target: TableTarget) -> Self {
         Tracker {
             objects: Vec::new(),
             by_key: HashMap::new(),
             failed: HashSet::new(),
             procs: HashMap::new(),
+            in_bpf: HashSet::new(),
             tables: TableBudget::new(perfpilot_bpf::MAX_UNWIND_TABLES, max_rows),
-            worker: TableWorker::new(),
+            worker: TableWorker::new(target),
             source: Arc::new(LiveProc),
             clock: 0,
+            last_sweep: Instant::now(),
+            evicted: Vec::new(),
             stats: TrackerStats::default(),
         }
     }
@@ -207,6 +263,28 @@ impl Tracker {
         self.tables.rows_in_use()
     }
 
+    /// The number of entries in each structure.
+    pub fn sizes(&self) -> TrackerSizes {
+        let objects = self.objects.iter().flatten();
+        TrackerSizes {
+            processes: self.procs.len(),
+            processes_in_bpf: self.in_bpf.len(),
+            objects: self.by_key.len(),
+            idle_objects: objects.filter(|s| s.refs == 0).count(),
+            failed_objects: self.failed.len(),
+            evicted_pending: self.evicted.len(),
+            table_rows: self.tables.rows_in_use(),
+        }
+    }
+
+    /// Objects released since the last call. Their names may be cached
+    /// elsewhere (the symbolizer) under their handle's path, which a new
+    /// object can take once the handle is closed: forget them there
+    /// before dropping these.
+    pub fn take_evicted(&mut self) -> Vec<ObjectInfo> {
+        std::mem::take(&mut self.evicted)
+    }
+
     /// Reads a process from /proc and tells the unwinder about it. A
     /// process that is already gone is remembered as a bare pid so its
     /// samples still get labels.
@@ -215,6 +293,11 @@ impl Tracker {
             Ok(snap) => self.register_snapshot(snap, sink),
             Err(_) => {
                 self.stats.processes_vanished += 1;
+                self.clock += 1;
+                let registered = self.clock;
+                if !self.procs.contains_key(&pid) {
+                    self.make_room(sink);
+                }
                 self.procs.entry(pid).or_insert_with(|| ProcessInfo {
                     pid,
                     comm: String::new(),
@@ -228,6 +311,7 @@ impl Tracker {
                     python: None,
                     perf_map: None,
                     fingerprint: 0,
+                    registered,
                 });
             }
         }
@@ -238,8 +322,12 @@ impl Tracker {
         let pid = snap.pid;
         if let Some(old) = self.procs.remove(&pid) {
             self.release_mappings(&old.mappings);
+        } else {
+            self.make_room(sink);
         }
         self.stats.processes_registered += 1;
+        self.clock += 1;
+        let registered = self.clock;
         let exe = snap.exe.as_ref().map(|p| p.to_string_lossy().into_owned());
         let (mappings, fingerprint) = self.load_mappings(pid, &snap.maps);
         let build_id = exe.as_ref().and_then(|exe| {
@@ -275,6 +363,7 @@ impl Tracker {
             python,
             perf_map: None,
             fingerprint,
+            registered,
         };
         self.push_to_bpf(&info, sink);
         self.procs.insert(pid, info);
@@ -287,6 +376,22 @@ impl Tracker {
             self.register(pid, sink);
             return;
         }
+        self.reread_maps(pid, sink);
+    }
+
+    /// Re-reads the mappings of a tracked process that has not exited (a
+    /// scheduled look after exec: most short-lived processes are gone by
+    /// then, and reading /proc for them is wasted work).
+    pub fn refresh_live(&mut self, pid: u32, sink: &dyn UnwindSink) {
+        if self.procs.get(&pid).is_none_or(|p| p.exited) {
+            return;
+        }
+        self.reread_maps(pid, sink);
+    }
+
+    /// Reads a tracked process's mappings again, through the source: an
+    /// exited one's copied stacks are unwound with what was captured.
+    fn reread_maps(&mut self, pid: u32, sink: &dyn UnwindSink) {
         // An exited process (a zombie) reads as no mappings: keep the last.
         let maps = match self.source.read_maps(pid) {
             Ok(m) if !m.is_empty() => m,
@@ -308,30 +413,90 @@ impl Tracker {
     }
 
     /// The process exited; its data stays until [`reap`](Self::reap) so
-    /// samples already in the kernel still get named frames.
-    pub fn mark_exited(&mut self, pid: u32) {
-        if let Some(p) = self.procs.get_mut(&pid) {
-            p.exited = true;
+    /// samples already in the kernel still get named frames. Returns
+    /// whether it was tracked.
+    pub fn mark_exited(&mut self, pid: u32) -> bool {
+        match self.procs.get_mut(&pid) {
+            Some(p) => {
+                p.exited = true;
+                true
+            }
+            None => false,
         }
     }
 
+    /// Marks as exited the tracked processes that are gone although no
+    /// exit was reported: one that exits between its /proc files being
+    /// read and the unwinder being told about it raises no exit event,
+    /// and events can be lost. Returns how many were found.
+    pub fn sweep_exited(&mut self) -> usize {
+        self.last_sweep = Instant::now();
+        let mut found = 0;
+        for p in self.procs.values_mut().filter(|p| !p.exited) {
+            if !procfs::process_alive(p.pid) {
+                p.exited = true;
+                found += 1;
+            }
+        }
+        self.stats.exits_missed += found as u64;
+        found
+    }
+
     /// Forgets exited processes (call after a drain) and releases objects
-    /// no process uses beyond the idle cache. Returns the pids forgotten.
+    /// no process uses beyond the idle cache. Every [`SWEEP_EVERY`] it
+    /// first looks for exits nobody reported. Returns the pids forgotten.
     pub fn reap(&mut self, sink: &dyn UnwindSink) -> Vec<u32> {
+        self.reap_keeping(sink, |_| false)
+    }
+
+    /// [`reap`](Self::reap), keeping the exited processes `keep` names:
+    /// those whose copied stacks still need their mappings (an exit found
+    /// by the sweep is not held back as a reported one is).
+    pub fn reap_keeping(&mut self, sink: &dyn UnwindSink, keep: impl Fn(u32) -> bool) -> Vec<u32> {
+        if self.last_sweep.elapsed() >= SWEEP_EVERY {
+            self.sweep_exited();
+        }
         let gone: Vec<u32> = self
             .procs
             .iter()
-            .filter(|(_, p)| p.exited)
+            .filter(|(&pid, p)| p.exited && !keep(pid))
             .map(|(&pid, _)| pid)
             .collect();
         for &pid in &gone {
             if let Some(p) = self.procs.remove(&pid) {
-                sink.remove_process(pid);
+                self.forget_in_bpf(pid, sink);
                 self.release_mappings(&p.mappings);
             }
         }
         self.evict_idle(IDLE_OBJECTS_KEPT, sink);
         gone
+    }
+
+    /// Keeps the process table within [`MAX_PROCESSES`] before one more
+    /// is added: exited processes are kept until the next reap, so the
+    /// longest-tracked live one goes (its mappings leave the unwinder
+    /// too; a sample of it registers it again).
+    fn make_room(&mut self, sink: &dyn UnwindSink) {
+        while self.procs.len() >= MAX_PROCESSES {
+            let oldest = self
+                .procs
+                .values()
+                .min_by_key(|p| (!p.exited, p.registered))
+                .map(|p| p.pid);
+            let Some(pid) = oldest else { return };
+            if let Some(p) = self.procs.remove(&pid) {
+                self.forget_in_bpf(pid, sink);
+                self.release_mappings(&p.mappings);
+                if !p.exited {
+                    self.stats.processes_evicted += 1;
+                }
+            }
+        }
+    }
+
+    fn forget_in_bpf(&mut self, pid: u32, sink: &dyn UnwindSink) {
+        self.in_bpf.remove(&pid);
+        sink.remove_process(pid);
     }
 
     /// Where `addr` lies in process `pid`.
@@ -383,12 +548,18 @@ impl Tracker {
         let mut loaded = 0;
         let mut timeout = wait;
         let mut touched: Vec<ObjectId> = Vec::new();
-        while let Some((key, rows)) = self.worker.next(timeout) {
+        while let Some((key, built)) = self.worker.next(timeout) {
             timeout = std::time::Duration::ZERO;
             let Some(&id) = self.by_key.get(&key) else {
                 continue; // evicted meanwhile
             };
-            let table = self.upload_table(&rows, sink);
+            let table = match built {
+                Ok(built) => self.upload_table(&built, sink),
+                Err(_) => {
+                    self.stats.map_errors += 1;
+                    None
+                }
+            };
             if let Some(Some(slot)) = self.objects.get_mut(id as usize) {
                 if let Some(old) = slot.table.take() {
                     sink.unload_table(old.slot);
@@ -519,6 +690,9 @@ impl Tracker {
         if self.failed.contains(&key) {
             return None;
         }
+        if self.failed.len() >= MAX_FAILED_OBJECTS {
+            self.failed.clear();
+        }
         let loaded = open()
             .ok_or_else(|| "cannot open".to_string())
             .and_then(|f| objects::load_file(key, path, f));
@@ -572,16 +746,15 @@ impl Tracker {
         id
     }
 
-    fn upload_table(&mut self, rows: &[UnwindRow], sink: &dyn UnwindSink) -> Option<Table> {
-        if rows.is_empty() {
+    fn upload_table(&mut self, built: &BuiltTable, sink: &dyn UnwindSink) -> Option<Table> {
+        if built.rows() == 0 {
             return None;
         }
-        let len = u32::try_from(rows.len()).ok()?;
+        let len = u32::try_from(built.rows()).ok()?;
         let slot = match self.tables.alloc(len) {
             Some(s) => s,
             None => {
-                // Make room by dropping tables no live process uses.
-                self.evict_idle(0, sink);
+                self.make_table_room(len, sink);
                 match self.tables.alloc(len) {
                     Some(s) => s,
                     None => {
@@ -591,7 +764,7 @@ impl Tracker {
                 }
             }
         };
-        match sink.load_table(slot, rows) {
+        match sink.load_table(slot, built) {
             Ok(()) => {
                 self.stats.rows_uploaded += len as u64;
                 Some(Table { slot, rows: len })
@@ -605,6 +778,9 @@ impl Tracker {
     }
 
     fn push_to_bpf(&mut self, p: &ProcessInfo, sink: &dyn UnwindSink) {
+        // Counted before the update: a failed one may still have left an
+        // entry, and forgetting an absent one is harmless.
+        self.in_bpf.insert(p.pid);
         if p.kernel_thread {
             if sink.mark_kernel_thread(p.pid).is_err() {
                 self.stats.map_errors += 1;
@@ -670,26 +846,57 @@ impl Tracker {
     /// Releases unreferenced objects, least recently used first, until at
     /// most `keep` remain.
     fn evict_idle(&mut self, keep: usize, sink: &dyn UnwindSink) {
+        let idle = self.idle_objects(|_| true);
+        if idle.len() <= keep {
+            return;
+        }
+        let excess = idle.len() - keep;
+        for &i in idle.iter().take(excess) {
+            self.evict_object(i, sink);
+        }
+    }
+
+    /// Releases unreferenced objects with tables, least recently used
+    /// first, until a table of `rows` rows fits. Only as many as needed:
+    /// dropping every idle table made each process of a busy loop (its
+    /// binary and libraries idle between runs) rebuild them.
+    fn make_table_room(&mut self, rows: u32, sink: &dyn UnwindSink) {
+        for i in self.idle_objects(|s| s.table.is_some()) {
+            if self.tables.fits(rows) {
+                break;
+            }
+            self.evict_object(i, sink);
+        }
+    }
+
+    /// Unreferenced objects that `pick` accepts, least recently used first.
+    fn idle_objects(&self, pick: impl Fn(&ObjectSlot) -> bool) -> Vec<usize> {
         let mut idle: Vec<(u64, usize)> = self
             .objects
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().filter(|s| s.refs == 0).map(|s| (s.last_used, i)))
+            .filter_map(|(i, s)| {
+                s.as_ref()
+                    .filter(|s| s.refs == 0 && pick(s))
+                    .map(|s| (s.last_used, i))
+            })
             .collect();
-        if idle.len() <= keep {
-            return;
-        }
         idle.sort_unstable();
-        let excess = idle.len() - keep;
-        for &(_, i) in idle.iter().take(excess) {
-            if let Some(slot) = self.objects[i].take() {
-                if let Some(t) = slot.table {
-                    sink.unload_table(t.slot);
-                    self.tables.release(t.slot, t.rows);
-                }
-                self.by_key.remove(&slot.info.key);
-                self.stats.objects_evicted += 1;
+        idle.into_iter().map(|(_, i)| i).collect()
+    }
+
+    fn evict_object(&mut self, i: usize, sink: &dyn UnwindSink) {
+        if let Some(slot) = self.objects.get_mut(i).and_then(Option::take) {
+            if let Some(t) = slot.table {
+                sink.unload_table(t.slot);
+                self.tables.release(t.slot, t.rows);
             }
+            self.by_key.remove(&slot.info.key);
+            self.stats.objects_evicted += 1;
+            if self.evicted.len() >= MAX_EVICTED_PENDING {
+                self.evicted.remove(0);
+            }
+            self.evicted.push(slot.info);
         }
     }
 }
@@ -708,6 +915,7 @@ fn fingerprint(maps: &[MapsEntry]) -> u64 {
 mod tests {
     use super::*;
     use std::cell::RefCell;
+    use std::time::Duration;
 
     #[derive(Default)]
     struct FakeSink {
@@ -717,8 +925,8 @@ mod tests {
     }
 
     impl UnwindSink for FakeSink {
-        fn load_table(&self, slot: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
-            self.tables.borrow_mut().insert(slot, rows.len());
+        fn load_table(&self, slot: u32, table: &BuiltTable) -> Result<(), BpfError> {
+            self.tables.borrow_mut().insert(slot, table.rows());
             Ok(())
         }
         fn unload_table(&self, slot: u32) {
@@ -738,6 +946,7 @@ mod tests {
             Ok(())
         }
         fn remove_process(&self, tgid: u32) {
+            self.procs.borrow_mut().remove(&tgid);
             self.removed.borrow_mut().push(tgid);
         }
     }
@@ -797,6 +1006,32 @@ mod tests {
         assert_eq!(*sink.removed.borrow(), vec![me]);
     }
 
+    /// Tables created in the kernel (streamed there) have the rows of
+    /// tables built in memory.
+    #[test]
+    fn root_kernel_tables_have_the_rows_of_memory_tables() {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "creates BPF maps: run as root"
+        );
+        let me = std::process::id();
+        let rows = |target| {
+            let sink = FakeSink::default();
+            let mut t = Tracker::with_table_target(4 << 20, target);
+            t.register(me, &sink);
+            t.wait_for_tables(Duration::from_secs(60), &sink);
+            assert_eq!(t.stats.map_errors, 0);
+            let mut sizes: Vec<usize> = sink.tables.borrow().values().copied().collect();
+            sizes.sort_unstable();
+            sizes
+        };
+        let memory = rows(TableTarget::Memory);
+        assert!(memory.len() >= 2, "{memory:?}");
+        assert_eq!(rows(TableTarget::Kernel), memory);
+    }
+
     #[test]
     fn tables_that_do_not_fit_fall_back_to_frame_pointers() {
         let sink = FakeSink::default();
@@ -815,6 +1050,209 @@ mod tests {
         assert!(maps
             .iter()
             .all(|m| m.row_count == 0 && m.table != perfpilot_bpf::TABLE_PENDING));
+    }
+
+    /// Starts `n` processes that wait to be killed.
+    fn sleepers(program: &std::path::Path, n: usize) -> Vec<std::process::Child> {
+        (0..n)
+            .map(|_| {
+                std::process::Command::new(program)
+                    .arg("600")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// Waits until a process's executable is mapped (spawning returns once
+    /// exec has begun, not once it has mapped everything).
+    fn mapped(pid: u32) {
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < end {
+            let maps = procfs::read_maps(pid).unwrap();
+            if maps.iter().any(|m| m.executable && m.path.contains("libc")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("process {pid} never mapped libc");
+    }
+
+    /// Registers short-lived processes as exec events would, kills them,
+    /// reports the exit of all but every fifth (a lost event, or an exit
+    /// before the unwinder knew the process), and reaps.
+    fn churn(t: &mut Tracker, sink: &FakeSink, program: &std::path::Path, processes: usize) {
+        let mut done = 0;
+        while done < processes {
+            let batch = (processes - done).min(50);
+            let mut children = sleepers(program, batch);
+            // As the session does: registered at exec, when the kernel
+            // may still be mapping the binary, and read again later.
+            for c in &children {
+                t.register(c.id(), sink);
+            }
+            for c in &children {
+                mapped(c.id());
+                t.refresh(c.id(), sink);
+            }
+            for (i, c) in children.iter_mut().enumerate() {
+                c.kill().unwrap();
+                c.wait().unwrap();
+                if i % 5 != 0 {
+                    t.mark_exited(c.id());
+                }
+            }
+            t.reap(sink);
+            done += batch;
+        }
+    }
+
+    #[test]
+    fn thousands_of_short_processes_leave_nothing_behind() {
+        let sink = FakeSink::default();
+        let mut t = Tracker::new(4 << 20);
+        let me = std::process::id();
+        t.register(me, &sink);
+        let sleep = std::path::PathBuf::from("/bin/sleep");
+        // The first processes load `sleep` and its libraries, which stay
+        // cached for the next ones.
+        churn(&mut t, &sink, &sleep, 10);
+        t.sweep_exited();
+        t.reap(&sink);
+        t.wait_for_tables(Duration::from_secs(60), &sink);
+        let before = t.sizes();
+        assert_eq!(before.processes, 1, "{before:?}");
+        assert_eq!(sink.procs.borrow().len(), 1);
+
+        churn(&mut t, &sink, &sleep, 2000);
+        // Nobody reported the exits of 400 of them: they are found gone
+        // (some already by the periodic sweep when reaping).
+        t.sweep_exited();
+        t.reap(&sink);
+        t.wait_for_tables(Duration::from_secs(60), &sink);
+        assert_eq!(t.sizes(), before);
+        assert_eq!(sink.procs.borrow().len(), 1, "entries left in the unwinder");
+        assert!(t.process(me).is_some());
+        assert_eq!(t.stats.exits_missed, 402);
+    }
+
+    #[test]
+    fn distinct_binaries_are_evicted_beyond_the_idle_cache() {
+        let sink = FakeSink::default();
+        let mut t = Tracker::new(4 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        // Copies are distinct files (inodes): a build system's fresh
+        // binaries, or deployments.
+        let copies: Vec<_> = (0..IDLE_OBJECTS_KEPT + 100)
+            .map(|i| {
+                let p = dir.path().join(format!("sleep-{i}"));
+                std::fs::copy("/bin/sleep", &p).unwrap();
+                p
+            })
+            .collect();
+        let shared = t.sizes().objects;
+        for copy in &copies {
+            churn(&mut t, &sink, copy, 1);
+        }
+        t.sweep_exited();
+        t.reap(&sink);
+        let sizes = t.sizes();
+        assert_eq!(sizes.processes, 0);
+        assert!(
+            sizes.objects <= shared + IDLE_OBJECTS_KEPT + 8,
+            "{sizes:?} ({shared} shared objects)"
+        );
+        // Every evicted object is handed over once, for the symbolizer.
+        let evicted = t.take_evicted();
+        assert!(
+            evicted.len() >= 100 - 8,
+            "{} evicted; {sizes:?} {:?}",
+            evicted.len(),
+            t.stats
+        );
+        assert_eq!(t.sizes().evicted_pending, 0);
+    }
+
+    /// Runs one process of `program` to its end, tables loaded and
+    /// reaped.
+    fn run_once(t: &mut Tracker, sink: &FakeSink, program: &std::path::Path) {
+        churn(t, sink, program, 1);
+        t.wait_for_tables(Duration::from_secs(60), sink);
+        t.sweep_exited();
+        t.reap(sink);
+    }
+
+    #[test]
+    fn a_full_row_budget_drops_only_the_least_recently_used_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let copies: Vec<_> = (0..4)
+            .map(|i| {
+                let p = dir.path().join(format!("sleep-{i}"));
+                std::fs::copy("/bin/sleep", &p).unwrap();
+                p
+            })
+            .collect();
+        // The rows of one process (its copy, libc, the loader, the vDSO)
+        // and of one more copy.
+        let sink = FakeSink::default();
+        let mut probe = Tracker::new(u64::MAX);
+        run_once(&mut probe, &sink, &copies[0]);
+        let first = probe.rows_in_use();
+        run_once(&mut probe, &sink, &copies[1]);
+        let copy = probe.rows_in_use() - first;
+        assert!(copy > 0);
+
+        // Room for three copies and what they share.
+        let sink = FakeSink::default();
+        let mut t = Tracker::new(first + 2 * copy);
+        for c in &copies[..3] {
+            run_once(&mut t, &sink, c);
+        }
+        assert_eq!(t.rows_in_use(), first + 2 * copy);
+        let objects = t.sizes().objects;
+        // The fourth needs room: only the oldest copy's goes.
+        run_once(&mut t, &sink, &copies[3]);
+        assert_eq!(t.stats.tables_dropped, 0);
+        assert_eq!(t.stats.objects_evicted, 1, "{:?}", t.sizes());
+        assert_eq!(t.sizes().objects, objects);
+        assert_eq!(t.rows_in_use(), first + 2 * copy);
+    }
+
+    /// A process read at exec that has exited by the time the tracker
+    /// registers it (procfs now says NotFound for a zombie) is registered
+    /// from what was captured, and outlives a sweep while copies of its
+    /// stacks still need its mappings.
+    #[test]
+    fn a_captured_process_that_exited_is_registered_from_its_capture() {
+        let sink = FakeSink::default();
+        let mut t = Tracker::new(4 << 20);
+        let captures = crate::capture::Captures::new();
+        t.set_source(Arc::new(captures.clone()));
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        mapped(pid);
+        captures.capture(pid);
+        child.kill().unwrap();
+        let end = Instant::now() + Duration::from_secs(60);
+        while procfs::snapshot(pid).is_ok() {
+            assert!(Instant::now() < end, "{pid} did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        t.register(pid, &sink);
+        assert_eq!(t.stats.processes_vanished, 0);
+        let p = t.process(pid).unwrap();
+        assert!(!p.exited && !p.mappings.is_empty());
+        assert!(t.exec_maps(pid).is_some_and(|m| !m.is_empty()));
+
+        child.wait().unwrap();
+        assert_eq!(t.sweep_exited(), 1);
+        assert!(t.reap_keeping(&sink, |p| p == pid).is_empty());
+        assert!(t.exec_maps(pid).is_some(), "its copies need its mappings");
+        assert_eq!(t.reap(&sink), vec![pid]);
+        assert!(t.process(pid).is_none());
     }
 
     #[test]

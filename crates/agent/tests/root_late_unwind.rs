@@ -9,6 +9,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use perfpilot_agent::late::{mappings, open_tables, unwind_copy, OpenTables};
+use perfpilot_agent::tables::TableTarget;
 use perfpilot_agent::tracker::Tracker;
 use perfpilot_bpf::{Drained, Event, RawStacks, Sampler, SamplerConfig};
 
@@ -53,7 +54,9 @@ fn compare(argv: &[String], seconds: f64) -> Compared {
         ..Default::default()
     })
     .unwrap();
-    let mut tracker = Tracker::new(4 << 20);
+    // As the session builds them: created in the kernel and streamed
+    // there, the rows read back from it.
+    let mut tracker = Tracker::with_table_target(4 << 20, TableTarget::Kernel);
     tracker.register(pid, &sampler);
     tracker.wait_for_tables(Duration::from_secs(120), &sampler);
     sampler.start_sampling().unwrap();

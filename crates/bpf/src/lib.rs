@@ -10,6 +10,7 @@ mod error;
 mod perf;
 mod profiler;
 pub mod ratelimit;
+mod unwind_table;
 
 pub use drain::{BatchDrainer, DrainError};
 pub use error::BpfError;
@@ -22,6 +23,7 @@ pub use profiler::{
     SAMPLE_F_STACK_LOST, SAMPLE_F_TABLE_PENDING, SAMPLE_F_TRUNCATED, SAMPLE_F_UNSUPPORTED,
     TABLE_PENDING,
 };
+pub use unwind_table::KernelUnwindTable;
 
 /// Checks what profiling needs from the kernel and the caller's
 /// privileges, with an error a user can act on.

@@ -8,10 +8,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, MapType, OpenObject, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject, RingBufferBuilder};
 
 use crate::drain::BatchDrainer;
 use crate::perf::{online_cpus, open_cpu_clock};
+use crate::unwind_table::KernelUnwindTable;
 use crate::BpfError;
 
 mod skel {
@@ -32,10 +33,10 @@ pub const MAX_FRAMES: usize = 127;
 pub const MAX_EXEC_MAPS: usize = 256;
 /// Unwind tables (object files) the kernel can hold at once.
 pub const MAX_UNWIND_TABLES: u32 = 16384;
-const BPF_F_INNER_MAP: u32 = 1 << 12;
-const BPF_F_MMAPABLE: u32 = 1 << 10;
+pub(crate) const BPF_F_INNER_MAP: u32 = 1 << 12;
+pub(crate) const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// Arrays store each value in a slot rounded up to 8 bytes.
-const UNWIND_ROW_STRIDE: usize = (UNWIND_ROW_SIZE + 7) & !7;
+pub(crate) const UNWIND_ROW_STRIDE: usize = (UNWIND_ROW_SIZE + 7) & !7;
 
 pub const SAMPLE_F_TRUNCATED: u32 = 1 << 0;
 pub const SAMPLE_F_FP_ONLY: u32 = 1 << 1;
@@ -61,7 +62,7 @@ const PY_FILE_LEN: usize = 96;
 const SAMPLE_KEY_SIZE: usize = 40;
 const SAMPLE_VALUE_SIZE: usize = 24;
 const STACK_SIZE: usize = 8 + 8 * MAX_FRAMES;
-const UNWIND_ROW_SIZE: usize = 12;
+pub(crate) const UNWIND_ROW_SIZE: usize = 12;
 const EXEC_MAP_SIZE: usize = 32;
 const PROC_MAPS_SIZE: usize = 8 + EXEC_MAP_SIZE * MAX_EXEC_MAPS;
 /// struct pp_raw_stack, the header of a raw copy.
@@ -93,7 +94,7 @@ fn decode_row(b: &[u8]) -> Option<UnwindRow> {
     Some(UnwindRow { pc, cfa, rbp })
 }
 
-fn encode_row(row: &UnwindRow, out: &mut Vec<u8>) {
+pub(crate) fn encode_row(row: &UnwindRow, out: &mut Vec<u8>) {
     {
         let (kind, offset): (u8, i32) = match row.cfa {
             CfaRule::None => (0, 0),
@@ -957,6 +958,14 @@ impl Sampler {
             .map_err(|e| BpfError::map("adding a target process", e))
     }
 
+    /// Takes an exited process out of the sampled set. Children of targets
+    /// are added as they fork; without this, churn fills the set and new
+    /// children go unsampled.
+    pub fn remove_target(&self, tgid: u32) {
+        // Absent (not filtering, or never a target) is fine.
+        let _ = self.skel.maps.targets.delete(&tgid.to_ne_bytes());
+    }
+
     /// Whether `tgid` is in the sampled set (including forked children).
     pub fn is_target(&self, tgid: u32) -> bool {
         matches!(
@@ -972,62 +981,26 @@ impl Sampler {
     /// [`MAX_UNWIND_TABLES`]), replacing what was there. The kernel memory
     /// it takes is exactly its rows.
     pub fn load_unwind_table(&self, table: u32, rows: &[UnwindRow]) -> Result<(), BpfError> {
-        if rows.is_empty() || table >= MAX_UNWIND_TABLES {
-            return Err(BpfError::map(
-                "loading an unwind table",
-                format!("table {table} with {} rows is out of range", rows.len()),
-            ));
-        }
         let n = u32::try_from(rows.len())
             .map_err(|_| BpfError::map("loading an unwind table", "too many rows"))?;
-        // Memory-mapped, so millions of rows are written with one copy
-        // rather than a syscall's worth of work each (0.4 s of system time
-        // for a rustc process's tables with batch updates).
-        let opts = libbpf_sys::bpf_map_create_opts {
-            sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
-            map_flags: BPF_F_INNER_MAP | BPF_F_MMAPABLE,
-            ..Default::default()
-        };
-        let inner = MapHandle::create(
-            MapType::Array,
-            Some("pp_unwind"),
-            4,
-            UNWIND_ROW_SIZE as u32,
-            n,
-            &opts,
-        )
-        .map_err(|e| BpfError::map("creating an unwind table", e))?;
-        let len = rows.len() * UNWIND_ROW_STRIDE;
-        // SAFETY: mapping the array's value area, which is exactly
-        // max_entries slots of UNWIND_ROW_STRIDE bytes, shared and writable.
-        let area = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                inner.as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if area == libc::MAP_FAILED {
+        let built = KernelUnwindTable::create(n, |push| rows.iter().for_each(push))?;
+        self.install_unwind_table(table, &built)
+    }
+
+    /// Puts a table built with [`KernelUnwindTable::create`] in slot
+    /// `table` (below [`MAX_UNWIND_TABLES`]), replacing what was there.
+    pub fn install_unwind_table(
+        &self,
+        table: u32,
+        built: &KernelUnwindTable,
+    ) -> Result<(), BpfError> {
+        if table >= MAX_UNWIND_TABLES {
             return Err(BpfError::map(
-                "mapping an unwind table",
-                std::io::Error::last_os_error(),
+                "installing an unwind table",
+                format!("table {table} is out of range"),
             ));
         }
-        // SAFETY: `area` is a fresh writable mapping of `len` bytes that
-        // nothing else in this process refers to.
-        let slots = unsafe { std::slice::from_raw_parts_mut(area.cast::<u8>(), len) };
-        let mut encoded = Vec::with_capacity(UNWIND_ROW_SIZE);
-        for (row, slot) in rows.iter().zip(slots.chunks_exact_mut(UNWIND_ROW_STRIDE)) {
-            encoded.clear();
-            encode_row(row, &mut encoded);
-            slot[..UNWIND_ROW_SIZE].copy_from_slice(&encoded);
-        }
-        // SAFETY: unmapping what was mapped above; `slots` is not used after.
-        unsafe { libc::munmap(area, len) };
-        let fd = inner.as_fd().as_raw_fd() as u32;
+        let fd = built.fd() as u32;
         // The outer map keeps the table alive once our handle is dropped.
         self.skel
             .maps

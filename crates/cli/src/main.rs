@@ -117,6 +117,8 @@ struct UpArgs {
     #[command(flatten)]
     autopilot: AutopilotArgs,
     #[command(flatten)]
+    labels: AgentLabelArgs,
+    #[command(flatten)]
     net: NetArgs,
     #[command(flatten)]
     limits: limits::LimitArgs,
@@ -248,12 +250,26 @@ struct AgentArgs {
     /// Most spooled data kept; the oldest batches go first.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     spool_max_mib: u64,
-    /// A file holding the server's token.
+    /// A file holding the server's token (read again while the server
+    /// refuses it, so fixing the file is enough).
     #[arg(long, value_name = "FILE")]
     auth_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    labels: AgentLabelArgs,
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     quiet: bool,
+}
+
+/// How the agent labels what it ships.
+#[derive(Args)]
+struct AgentLabelArgs {
+    /// Also label samples with their pid and tid. On a server every label
+    /// set is a series: this makes one per process and thread, which
+    /// short-lived processes turn into thousands (without it, processes
+    /// of one program share theirs).
+    #[arg(long)]
+    pid_labels: bool,
 }
 
 #[derive(Args)]
@@ -408,6 +424,19 @@ struct SamplingArgs {
     #[arg(long, value_name = "MIB", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     raw_stack_memory: u32,
+    /// Object files whose DWARF debug information is larger are named from
+    /// their symbol table only (function names, without inlined functions
+    /// or lines): reading it takes memory in proportion.
+    #[arg(long, value_name = "MIB", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    max_dwarf_mib: u64,
+    /// Symbol tables and DWARF kept parsed, in MiB (an object file counts
+    /// twice its symbol tables, plus the DWARF read); past it the least
+    /// recently used object files are parsed again when they have new
+    /// addresses (one larger than this alone, after each use).
+    #[arg(long, value_name = "MIB", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    symbol_cache_mib: u64,
 }
 
 #[derive(Args)]

@@ -27,6 +27,9 @@ pub fn session_config(s: &SamplingArgs, scope: Scope) -> SessionConfig {
         raw_stack_rate: s.raw_stack_rate,
         raw_stack_memory: s.raw_stack_memory as usize * 1024 * 1024,
         raw_stacks_always: false,
+        max_dwarf_bytes: s.max_dwarf_mib << 20,
+        symbol_cache_bytes: s.symbol_cache_mib << 20,
+        pid_labels: true,
     }
 }
 

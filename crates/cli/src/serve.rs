@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use perfpilot_agent::ship::{Shipper, ShipperConfig};
-use perfpilot_agent::{Scope, Session};
+use perfpilot_agent::ship::{Notice, Shipper, ShipperConfig};
+use perfpilot_agent::{Scope, Session, SessionConfig};
 use perfpilot_store::embedded::{EmbeddedStore, Options};
 
 use crate::exit::{self, Failure};
@@ -368,10 +368,14 @@ pub fn server(args: ServerArgs) -> exit::Result<()> {
 pub struct AgentLoop {
     pub server: String,
     pub token: Option<String>,
+    /// Read again while the server refuses the token.
+    pub token_file: Option<PathBuf>,
     pub interval: Duration,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
     pub sampling: crate::SamplingArgs,
+    /// pid and tid as labels (series) on the server.
+    pub pid_labels: bool,
     pub quiet: bool,
 }
 
@@ -383,10 +387,14 @@ pub fn run_agent(a: AgentLoop, stop: &AtomicBool) -> exit::Result<()> {
     } else {
         Scope::Pids(a.sampling.pids.clone())
     };
-    let mut session = Session::start(record::session_config(&a.sampling, scope))?;
+    let mut session = Session::start(SessionConfig {
+        pid_labels: a.pid_labels,
+        ..record::session_config(&a.sampling, scope)
+    })?;
     let mut shipper = Shipper::new(ShipperConfig {
         server: a.server.clone(),
         token: a.token.clone(),
+        token_file: a.token_file.clone(),
         spool_dir: a.spool_dir.clone(),
         spool_max_bytes: a.spool_max_bytes,
         timeout: Duration::from_secs(10),
@@ -407,6 +415,17 @@ pub fn run_agent(a: AgentLoop, stop: &AtomicBool) -> exit::Result<()> {
             next_ship = now + a.interval;
             let profile = session.take_profile();
             shipper.ship(&profile).context("cannot spool a profile")?;
+            // Each new reason for keeping or dropping batches, once (the
+            // status line below has the counts).
+            for notice in shipper.take_notices() {
+                if a.quiet && matches!(notice, Notice::Resumed { .. }) {
+                    continue;
+                }
+                if progress {
+                    eprintln!();
+                }
+                eprintln!("perfpilot agent: {notice}");
+            }
             let s = &shipper.stats;
             let line = format!(
                 "perfpilot agent: {} batches sent, {} spooled now, {} dropped, {} rejected{}",
@@ -422,8 +441,6 @@ pub fn run_agent(a: AgentLoop, stop: &AtomicBool) -> exit::Result<()> {
             );
             if progress {
                 eprint!("\r{line}   ");
-            } else if shipper.last_error.is_some() && !a.quiet {
-                eprintln!("{line}");
             }
         }
         if done {
@@ -446,12 +463,14 @@ pub fn agent(args: AgentArgs) -> exit::Result<()> {
         AgentLoop {
             server: args.server,
             token,
+            token_file: args.auth_token_file,
             interval,
             spool_dir: args
                 .spool_dir
                 .unwrap_or_else(|| default_data_dir().join("spool")),
             spool_max_bytes: args.spool_max_mib * (1 << 20),
             sampling: args.sampling,
+            pid_labels: args.labels.pid_labels,
             quiet: args.quiet,
         },
         &stop,
@@ -514,11 +533,14 @@ pub fn up(args: UpArgs) -> exit::Result<()> {
     let agent = run_agent(
         AgentLoop {
             server: format!("http://{}", agent_address(args.listen)),
+            // The in-process server read the token once: the same one.
             token,
+            token_file: None,
             interval,
             spool_dir: data.join("spool"),
             spool_max_bytes: 256 << 20,
             sampling: args.sampling,
+            pid_labels: args.labels.pid_labels,
             quiet: args.quiet,
         },
         &stop,

@@ -21,11 +21,12 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
     let f = &r.flags;
     vec![
         format!(
-            "frames named: {:.1}% of {} sampled frames ({} distinct addresses resolved, {} rejected as data symbols)",
+            "frames named: {:.1}% of {} sampled frames ({} distinct addresses resolved, {} rejected as data symbols, {} object files named from their symbol table only: DWARF over --max-dwarf-mib)",
             r.named_share() * 100.0,
             thousands(r.frames),
             thousands(r.symbolizer.resolved),
             thousands(r.symbolizer.rejected_data),
+            thousands(r.symbolizer.dwarf_over_limit),
         ),
         format!(
             "lost: {} samples (counts map full), {} stacks (stacks map full), {} stack hash collisions, {} events, {} drain errors",

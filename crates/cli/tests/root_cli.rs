@@ -39,6 +39,37 @@ fn root_follows_the_children_of_a_command() {
 }
 
 #[test]
+fn root_follows_children_after_thousands_have_exited() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let w = build("c-nofp", dir.path());
+    let out = dir.path().join("out.folded");
+    // More short-lived children (subshells) than the kernel's set of
+    // followed processes holds (16384): those that exited must leave it,
+    // or the workload started after them is not followed.
+    let script = format!(
+        "i=0; while [ $i -lt 17000 ]; do (:); i=$((i+1)); done; {} 1.5; true",
+        w[0]
+    );
+    run_ok(
+        perfpilot()
+            .args(["record", "-q", "-F", "499", "-o"])
+            .arg(&out)
+            .args(["--", "sh", "-c", &script]),
+    );
+    let lines = folded_of(&out);
+    let child: u64 = lines
+        .iter()
+        .filter(|(f, _)| f[0] == "c-nofp" && has_chain(f, &["main", "driver", "mid"]))
+        .map(|(_, c)| c)
+        .sum();
+    assert!(
+        child > 400,
+        "the workload started after 17000 children has {child} samples"
+    );
+}
+
+#[test]
 fn root_host_wide_samples_carry_process_labels() {
     require_root();
     let dir = tempfile::tempdir().unwrap();

@@ -188,6 +188,101 @@ fn folded_upload_with_curl_then_query() {
     assert_eq!((code, text.contains("\"eu\"")), (200, true), "{text}");
 }
 
+/// One interval's profile as the agent ships it: one sample of `leaf`.
+fn agent_profile(service: &str, leaf: &str) -> perfpilot_model::Profile {
+    use perfpilot_model::{Profile, ValueType};
+    let mut p = Profile::new(vec![
+        ValueType::new("samples", "count"),
+        ValueType::new("cpu", "nanoseconds"),
+    ]);
+    p.period_type = Some(ValueType::new("cpu", "nanoseconds"));
+    p.period = 10_000_000;
+    p.time_nanos = alerting::now_ms() * 1_000_000;
+    let main = p.add_function_named("main");
+    let leaf = p.add_function_named(leaf);
+    let (l1, l2) = (p.add_function_location(leaf), p.add_function_location(main));
+    let stack = p.add_stack(&[l1, l2]);
+    let labels = p.add_label_set([("service_name", service)]);
+    p.add_sample(stack, labels, &[1, 10_000_000]);
+    p
+}
+
+/// The agent's shipper against a server with a token: batches it refuses
+/// for the token, or because the address has no ingest route, are kept,
+/// and arrive once the token file is fixed.
+#[test]
+fn batches_refused_for_the_token_arrive_once_it_is_fixed() {
+    use perfpilot_agent::ship::{Cause, Shipper, ShipperConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), Some("the-right-token"));
+    let token = dir.path().join("agent.token");
+    std::fs::write(&token, "a-wrong-token\n").unwrap();
+    let config = ShipperConfig {
+        server: server.url(),
+        token: Some("a-wrong-token".into()),
+        token_file: Some(token.clone()),
+        spool_dir: dir.path().join("spool"),
+        spool_max_bytes: 16 << 20,
+        timeout: Duration::from_secs(30),
+    };
+    let mut shipper = Shipper::new(config.clone()).unwrap();
+    shipper
+        .ship(&agent_profile("shipped", "before_the_fix_one"))
+        .unwrap();
+    shipper
+        .ship(&agent_profile("shipped", "before_the_fix_two"))
+        .unwrap();
+    assert_eq!(shipper.spooled(), 2, "{:?}", shipper.stats);
+    assert_eq!(shipper.stats.rejected, 0);
+    let notices: Vec<String> = shipper
+        .take_notices()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0].starts_with("the server refused the token (401")
+            && notices[0].ends_with(&format!(
+                "fix --auth-token-file; 1 batch kept in {}",
+                dir.path().join("spool").display()
+            )),
+        "{notices:?}"
+    );
+
+    std::fs::write(&token, "the-right-token\n").unwrap();
+    shipper
+        .ship(&agent_profile("shipped", "after_the_fix"))
+        .unwrap();
+    assert_eq!(shipper.spooled(), 0, "{:?}", shipper.last_error);
+    assert_eq!(shipper.stats.sent, 3);
+    let rows = top_rows(&server.query(&[
+        "top",
+        "--query",
+        "{service_name=\"shipped\"}",
+        "--from",
+        "now-1h",
+    ]));
+    for leaf in ["before_the_fix_one", "before_the_fix_two", "after_the_fix"] {
+        assert!(share(&rows, leaf) > 30.0, "{leaf} missing: {rows:?}");
+    }
+
+    // A proxy path the server does not have: 404, kept as well.
+    let mut astray = Shipper::new(ShipperConfig {
+        server: format!("{}/profiling", server.url()),
+        token: Some("the-right-token".into()),
+        spool_dir: dir.path().join("spool-astray"),
+        ..config
+    })
+    .unwrap();
+    astray.ship(&agent_profile("astray", "astray")).unwrap();
+    assert_eq!(astray.spooled(), 1);
+    assert!(
+        matches!(astray.held(), Some(Cause::NoRoute { status: 404, .. })),
+        "{:?}",
+        astray.held()
+    );
+}
+
 #[test]
 fn exported_pprof_reads_in_go_tool_pprof() {
     let dir = tempfile::tempdir().unwrap();

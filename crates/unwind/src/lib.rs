@@ -19,7 +19,7 @@ pub use eval::{
     find_mapping, unwind, Mapping, Memory, Outcome, Registers, Rows, StackCopy, MAP_SEARCH_STEPS,
     ROW_SEARCH_STEPS,
 };
-pub use table::{build_table, TableStats, UnwindError, UnwindTable};
+pub use table::{build_table, stream_table, TableStats, TableStream, UnwindError, UnwindTable};
 
 /// How to find the canonical frame address (CFA) of a frame; the return
 /// address is always at CFA - 8 on x86-64.

@@ -71,6 +71,99 @@ impl UnwindTable {
 /// `.debug_frame` when it has none. An object with neither gets an empty
 /// table (the unwinder then follows frame pointers through it).
 pub fn build_table(elf: &[u8]) -> Result<UnwindTable, UnwindError> {
+    let mut entries = Collected {
+        rows: Vec::new(),
+        sorted: true,
+    };
+    let visited = visit(elf, false, &mut |start, cfa, rbp, stats| {
+        entries.push(start, cfa, rbp, stats)
+    })?;
+    // Section order never gives up.
+    let mut stats = visited.unwrap_or_default();
+    Ok(UnwindTable {
+        rows: flatten(entries, &mut stats),
+        stats,
+    })
+}
+
+/// An object's unwind table, counted but not kept: [`TableStream::for_each`]
+/// evaluates the call frame information again and hands over the rows one
+/// by one, so a table of millions of rows can be written where it goes
+/// (the kernel) without ever being held in memory. FDEs are evaluated in
+/// address order (sections list them in several runs: glibc's are not in
+/// order); only objects whose FDEs overlap have their rows collected and
+/// sorted, as [`build_table`] does.
+pub struct TableStream<'a> {
+    elf: &'a [u8],
+    rows: usize,
+    stats: TableStats,
+    /// The rows of an object whose FDEs are out of order.
+    collected: Option<Vec<UnwindRow>>,
+}
+
+/// Counts the rows of an object's unwind table (the same rows as
+/// [`build_table`]'s), keeping none unless its FDEs overlap.
+pub fn stream_table(elf: &[u8]) -> Result<TableStream<'_>, UnwindError> {
+    let mut rows = 0usize;
+    let mut merger = Merger::default();
+    let visited = visit(elf, true, &mut |start, cfa, rbp, stats| {
+        let Ok(pc) = u32::try_from(start) else {
+            stats.out_of_range_rows += 1;
+            return;
+        };
+        merger.push(UnwindRow { pc, cfa, rbp }, &mut |_| rows += 1);
+    })?;
+    if let Some(stats) = visited {
+        merger.finish(&mut |_| rows += 1);
+        return Ok(TableStream {
+            elf,
+            rows,
+            stats,
+            collected: None,
+        });
+    }
+    let table = build_table(elf)?;
+    Ok(TableStream {
+        elf,
+        rows: table.rows.len(),
+        stats: table.stats,
+        collected: Some(table.rows),
+    })
+}
+
+impl TableStream<'_> {
+    /// The number of rows [`for_each`](Self::for_each) hands over.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn stats(&self) -> &TableStats {
+        &self.stats
+    }
+
+    /// Hands over every row, in address order.
+    pub fn for_each(&self, emit: &mut dyn FnMut(&UnwindRow)) -> Result<(), UnwindError> {
+        if let Some(rows) = &self.collected {
+            rows.iter().for_each(emit);
+            return Ok(());
+        }
+        let mut merger = Merger::default();
+        visit(self.elf, true, &mut |start, cfa, rbp, _| {
+            if let Ok(pc) = u32::try_from(start) {
+                merger.push(UnwindRow { pc, cfa, rbp }, &mut |r| emit(&r));
+            }
+        })?;
+        merger.finish(&mut |r| emit(&r));
+        Ok(())
+    }
+}
+
+/// Evaluates an object's `.eh_frame` (or `.debug_frame` when it has no
+/// FDEs) and hands every row start (FDE rows, then a gap at each FDE's
+/// end) to `push`, in section order.
+/// With `in_order`, FDEs are evaluated in address order, and `None` comes
+/// back (with nothing pushed) when they overlap.
+fn visit(elf: &[u8], in_order: bool, push: Push<'_>) -> Result<Option<TableStats>, UnwindError> {
     let file = object::File::parse(elf).map_err(|e| UnwindError::Elf(e.to_string()))?;
     if file.architecture() != object::Architecture::X86_64 {
         return Err(UnwindError::Architecture(file.architecture()));
@@ -85,12 +178,7 @@ pub fn build_table(elf: &[u8]) -> Result<UnwindTable, UnwindError> {
         bases = bases.set_got(a);
     }
 
-    let mut entries = Collected {
-        rows: Vec::new(),
-        sorted: true,
-    };
     let mut stats = TableStats::default();
-
     if let Some(eh) = file.section_by_name(".eh_frame") {
         let data = eh.data().map_err(|e| UnwindError::Elf(e.to_string()))?;
         if !data.is_empty() {
@@ -98,9 +186,14 @@ pub fn build_table(elf: &[u8]) -> Result<UnwindTable, UnwindError> {
             section.set_address_size(8);
             let bases = bases.clone().set_eh_frame(eh.address());
             stats.source = ".eh_frame";
-            collect(&section, &bases, &mut entries, &mut stats);
+            if !in_order {
+                collect(&section, &bases, push, &mut stats);
+            } else if !collect_in_order(&section, &bases, push, &mut stats) {
+                return Ok(None);
+            }
         }
     }
+    // Rows are only pushed for FDEs: with none in .eh_frame, nothing was.
     if stats.fdes == 0 {
         if let Some(df) = file.section_by_name(".debug_frame") {
             let data = df
@@ -112,21 +205,54 @@ pub fn build_table(elf: &[u8]) -> Result<UnwindTable, UnwindError> {
                 source: ".debug_frame",
                 ..Default::default()
             };
-            entries = Collected {
-                rows: Vec::new(),
-                sorted: true,
-            };
-            collect(&section, &bases, &mut entries, &mut stats);
+            if !in_order {
+                collect(&section, &bases, push, &mut stats);
+            } else if !collect_in_order(&section, &bases, push, &mut stats) {
+                return Ok(None);
+            }
         }
     }
     if stats.fdes == 0 {
         stats.source = "none";
     }
+    Ok(Some(stats))
+}
 
-    Ok(UnwindTable {
-        rows: flatten(entries, &mut stats),
-        stats,
-    })
+/// Merges rows as [`flatten`] does, for rows arriving in address order,
+/// holding only the last few (the only ones a later row can replace or
+/// make redundant).
+#[derive(Default)]
+struct Merger {
+    tail: Vec<UnwindRow>,
+}
+
+impl Merger {
+    fn push(&mut self, row: UnwindRow, emit: &mut dyn FnMut(UnwindRow)) {
+        let same = |a: &UnwindRow, b: &UnwindRow| a.cfa == b.cfa && a.rbp == b.rbp;
+        if let Some(last) = self.tail.last_mut() {
+            if last.pc == row.pc {
+                *last = row;
+                let n = self.tail.len();
+                if n > 1 && same(&self.tail[n - 2], &row) {
+                    self.tail.pop();
+                }
+                return;
+            }
+            if same(last, &row) {
+                return;
+            }
+        }
+        self.tail.push(row);
+        if self.tail.len() > 3 {
+            emit(self.tail.remove(0));
+        }
+    }
+
+    fn finish(&mut self, emit: &mut dyn FnMut(UnwindRow)) {
+        for r in self.tail.drain(..) {
+            emit(r);
+        }
+    }
 }
 
 /// Rows as collected, before merging: FDE rows and, after each FDE, a
@@ -154,7 +280,10 @@ impl Collected {
     }
 }
 
-fn collect<'a, S>(section: &S, bases: &BaseAddresses, out: &mut Collected, stats: &mut TableStats)
+type Push<'p> = &'p mut dyn FnMut(u64, CfaRule, RbpRule, &mut TableStats);
+
+/// Evaluates every FDE in section order.
+fn collect<'a, S>(section: &S, bases: &BaseAddresses, out: Push<'_>, stats: &mut TableStats)
 where
     S: UnwindSection<EndianSlice<'a, LittleEndian>>,
 {
@@ -182,57 +311,129 @@ where
             }
         };
         stats.fdes += 1;
-        let mut table = match fde.rows(section, bases, &mut ctx) {
-            Ok(t) => t,
+        evaluate(section, bases, &mut ctx, &fde, out, stats);
+    }
+}
+
+/// Evaluates every FDE in address order, so that rows come out sorted;
+/// false (and nothing pushed) when FDEs overlap, which no order can sort.
+/// The FDEs' addresses and offsets (24 bytes each) are all it keeps.
+fn collect_in_order<'a, S>(
+    section: &S,
+    bases: &BaseAddresses,
+    out: Push<'_>,
+    stats: &mut TableStats,
+) -> bool
+where
+    S: UnwindSection<EndianSlice<'a, LittleEndian>>,
+{
+    let mut fdes: Vec<(u64, u64, usize)> = Vec::new();
+    let mut iter = section.entries(bases);
+    loop {
+        let entry = match iter.next() {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
             Err(_) => {
                 stats.errors += 1;
-                continue;
+                break;
             }
         };
-        loop {
-            match table.next_row() {
-                Ok(Some(row)) => {
-                    let cfa = match row.cfa() {
-                        gimli::CfaRule::RegisterAndOffset { register, offset } => {
-                            match (*register, i32::try_from(*offset)) {
-                                (RSP, Ok(o)) => CfaRule::RspOffset(o),
-                                (RBP, Ok(o)) => CfaRule::RbpOffset(o),
-                                _ => CfaRule::Unsupported,
-                            }
+        let CieOrFde::Fde(partial) = entry else {
+            continue;
+        };
+        match partial.parse(|s, b, o| s.cie_from_offset(b, o)) {
+            Ok(f) => {
+                stats.fdes += 1;
+                fdes.push((f.initial_address(), f.end_address(), f.offset()));
+            }
+            Err(_) => stats.errors += 1,
+        }
+    }
+    // Stable: FDEs at the same address keep their section order.
+    fdes.sort_by_key(|f| f.0);
+    let mut end = 0;
+    for f in &fdes {
+        if f.0 < end {
+            return false;
+        }
+        end = end.max(f.1);
+    }
+    let mut ctx = Box::new(UnwindContext::new());
+    for &(_, _, offset) in &fdes {
+        // Parsed once already: this cannot fail differently now.
+        if let Ok(fde) = section.fde_from_offset(bases, S::Offset::from(offset), |s, b, o| {
+            s.cie_from_offset(b, o)
+        }) {
+            evaluate(section, bases, &mut ctx, &fde, out, stats);
+        }
+    }
+    true
+}
+
+/// Pushes an FDE's rows, then a gap at its end.
+fn evaluate<'a, S>(
+    section: &S,
+    bases: &BaseAddresses,
+    ctx: &mut UnwindContext<usize>,
+    fde: &gimli::FrameDescriptionEntry<EndianSlice<'a, LittleEndian>>,
+    out: Push<'_>,
+    stats: &mut TableStats,
+) where
+    S: UnwindSection<EndianSlice<'a, LittleEndian>>,
+{
+    let mut table = match fde.rows(section, bases, ctx) {
+        Ok(t) => t,
+        Err(_) => {
+            stats.errors += 1;
+            return;
+        }
+    };
+    loop {
+        match table.next_row() {
+            // A rule that starts at the FDE's end (a last advance past the
+            // final instruction) applies to no code of it: the gap does.
+            Ok(Some(row)) if row.start_address() >= fde.end_address() => {}
+            Ok(Some(row)) => {
+                let cfa = match row.cfa() {
+                    gimli::CfaRule::RegisterAndOffset { register, offset } => {
+                        match (*register, i32::try_from(*offset)) {
+                            (RSP, Ok(o)) => CfaRule::RspOffset(o),
+                            (RBP, Ok(o)) => CfaRule::RbpOffset(o),
+                            _ => CfaRule::Unsupported,
                         }
-                        gimli::CfaRule::Expression(expr) => match expr.get(section) {
-                            Ok(e) => plt_threshold(e.0.slice())
-                                .map(|threshold| CfaRule::Plt { threshold })
-                                .unwrap_or(CfaRule::Unsupported),
-                            Err(_) => CfaRule::Unsupported,
-                        },
-                    };
-                    let cfa = match row.register(RA) {
-                        Some(RegisterRule::Undefined) => CfaRule::End,
-                        _ => cfa,
-                    };
-                    if cfa == CfaRule::Unsupported {
-                        stats.unsupported_rows += 1;
                     }
-                    let rbp = match row.register(RBP) {
-                        Some(RegisterRule::Offset(o)) => match i16::try_from(o) {
-                            Ok(o) => RbpRule::Offset(o),
-                            Err(_) => RbpRule::Same,
-                        },
-                        _ => RbpRule::Same,
-                    };
-                    out.push(row.start_address(), cfa, rbp, stats);
+                    gimli::CfaRule::Expression(expr) => match expr.get(section) {
+                        Ok(e) => plt_threshold(e.0.slice())
+                            .map(|threshold| CfaRule::Plt { threshold })
+                            .unwrap_or(CfaRule::Unsupported),
+                        Err(_) => CfaRule::Unsupported,
+                    },
+                };
+                let cfa = match row.register(RA) {
+                    Some(RegisterRule::Undefined) => CfaRule::End,
+                    _ => cfa,
+                };
+                if cfa == CfaRule::Unsupported {
+                    stats.unsupported_rows += 1;
                 }
-                Ok(None) => break,
-                Err(_) => {
-                    stats.errors += 1;
-                    break;
-                }
+                let rbp = match row.register(RBP) {
+                    Some(RegisterRule::Offset(o)) => match i16::try_from(o) {
+                        Ok(o) => RbpRule::Offset(o),
+                        Err(_) => RbpRule::Same,
+                    },
+                    _ => RbpRule::Same,
+                };
+                out(row.start_address(), cfa, rbp, stats);
+            }
+            Ok(None) => break,
+            Err(_) => {
+                stats.errors += 1;
+                break;
             }
         }
-        // Code after this FDE has no information until the next FDE starts.
-        out.push(fde.end_address(), CfaRule::None, RbpRule::Same, stats);
     }
+    // Code after this FDE has no information until the next FDE starts.
+    out(fde.end_address(), CfaRule::None, RbpRule::Same, stats);
 }
 
 fn plt_threshold(expr: &[u8]) -> Option<u8> {
@@ -387,6 +588,72 @@ mod tests {
             .all(|w| (w[0].cfa, w[0].rbp) != (w[1].cfa, w[1].rbp)));
         // Thread entry points mark the end of the stack.
         assert!(t.rows.iter().any(|r| r.cfa == CfaRule::End));
+    }
+
+    #[test]
+    fn streaming_merges_rows_as_flatten_does() {
+        // Sorted rows with repeated addresses (a gap at one FDE's end, the
+        // next FDE's first row at the same address) and repeated rules.
+        let rules = [
+            (CfaRule::None, RbpRule::Same),
+            (CfaRule::RspOffset(8), RbpRule::Same),
+            (CfaRule::RspOffset(16), RbpRule::Same),
+            (CfaRule::RbpOffset(16), RbpRule::Offset(-16)),
+        ];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..2000 {
+            let mut stats = TableStats::default();
+            let mut pc = 0x1000u64;
+            let mut entries = Vec::new();
+            for _ in 0..next(40) {
+                pc += next(3); // 0: the same address again
+                let (cfa, rbp) = rules[next(rules.len() as u64) as usize];
+                entries.push((pc, Some((cfa, rbp))));
+            }
+            let want = flatten(collected(&entries, &mut stats), &mut stats);
+            let mut got = Vec::new();
+            let mut m = Merger::default();
+            for &(pc, rule) in &entries {
+                let (cfa, rbp) = rule.unwrap();
+                let row = UnwindRow {
+                    pc: pc as u32,
+                    cfa,
+                    rbp,
+                };
+                m.push(row, &mut |r| got.push(r));
+            }
+            m.finish(&mut |r| got.push(r));
+            assert_eq!(got, want, "{entries:?}");
+        }
+    }
+
+    #[test]
+    fn streamed_tables_of_real_objects_are_the_built_ones() {
+        let own = std::env::current_exe().unwrap();
+        for path in [
+            std::path::Path::new("/lib/x86_64-linux-gnu/libc.so.6"),
+            own.as_path(),
+        ] {
+            let elf = std::fs::read(path).unwrap();
+            let built = build_table(&elf).unwrap();
+            let stream = stream_table(&elf).unwrap();
+            assert!(
+                stream.collected.is_none(),
+                "{}: FDEs in order",
+                path.display()
+            );
+            assert_eq!(stream.rows(), built.rows.len(), "{}", path.display());
+            assert_eq!(stream.stats(), &built.stats);
+            let mut got = Vec::with_capacity(stream.rows());
+            stream.for_each(&mut |r| got.push(*r)).unwrap();
+            assert!(got == built.rows, "{}: rows differ", path.display());
+        }
     }
 
     #[test]
