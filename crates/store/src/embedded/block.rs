@@ -27,6 +27,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::codec::{put_varint, unzigzag, zigzag, Reader};
 use crate::StoreError;
@@ -72,6 +73,8 @@ pub struct Block {
     /// Sorted by series id.
     pub dir: Vec<DirEntry>,
     data: memmap2::Mmap,
+    /// Whether a query met a damaged chunk here already (said once).
+    damage_reported: AtomicBool,
 }
 
 fn corrupt(path: &Path, what: &str) -> StoreError {
@@ -156,7 +159,26 @@ impl Block {
             rows,
             dir,
             data,
+            damage_reported: AtomicBool::new(false),
         })
+    }
+
+    /// Like [`Block::scan`] for a query: a damaged chunk (a checksum that
+    /// fails, bytes that do not decompress or decode) loses that series'
+    /// rows in this block, said on stderr once per block, instead of
+    /// failing every query that reads it for as long as the block lives.
+    /// Compaction keeps to `scan`, and fails, rather than drop the rows
+    /// for good.
+    pub fn scan_lossy(&self, e: &DirEntry, each: impl FnMut(u32, i64, i64)) {
+        if let Err(err) = self.scan(e, each) {
+            if !self.damage_reported.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "perfpilot store: {err}; series {} of this block is left out of queries \
+                     (its rows there are lost unless the WAL still holds them)",
+                    e.series
+                );
+            }
+        }
     }
 
     pub fn entry(&self, series: u32) -> Option<&DirEntry> {

@@ -155,11 +155,11 @@ fn scan_blocks(
                 continue;
             }
             let whole = range.start_ms <= e.min_t && e.max_t < range.end_ms;
-            b.scan(e, |stack, t, value| {
+            b.scan_lossy(e, |stack, t, value| {
                 if whole || range.contains(t) {
                     each(series, stack, t, value);
                 }
-            })?;
+            });
         }
     }
     let _ = &snap.selected;
