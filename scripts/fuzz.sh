@@ -166,7 +166,7 @@ for t in "${targets[@]}"; do
       status=$?
   fi
   runs="$(sed -n 's/^stat::number_of_executed_[a-z]*: *//p' "$log" | tail -1)"
-  cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)"
+  cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2 || true)"
   if [ "$status" -eq 0 ]; then
     result=ok
   else
