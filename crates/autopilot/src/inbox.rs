@@ -49,6 +49,10 @@ pub struct WebhookLimits {
     /// Bytes of each label or annotation name and value, of the alerts
     /// and of the post (`--max-alert-label-len`).
     pub max_label_len: usize,
+    /// Alert occurrences the inbox holds across posts
+    /// (`--max-inbox-alerts`); past it the oldest resolved ones are
+    /// forgotten first, then the oldest firing ones.
+    pub max_inbox_alerts: usize,
 }
 
 impl Default for WebhookLimits {
@@ -57,6 +61,7 @@ impl Default for WebhookLimits {
             max_body_bytes: 8 << 20,
             max_alerts: 1000,
             max_label_len: 16 << 10,
+            max_inbox_alerts: 10_000,
         }
     }
 }
@@ -414,15 +419,31 @@ pub struct Update {
 
 type Key = (String, OffsetDateTime);
 
-/// The current state of every alert occurrence posted so far.
-#[derive(Debug, Default, Clone)]
+/// The current state of the alert occurrences posted so far, at most
+/// [`WebhookLimits::max_inbox_alerts`] of them.
+#[derive(Debug, Clone)]
 pub struct Inbox {
     alerts: HashMap<Key, InboxAlert>,
+    limit: usize,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Inbox::with_limit(WebhookLimits::default().max_inbox_alerts)
+    }
 }
 
 impl Inbox {
     pub fn new() -> Inbox {
         Inbox::default()
+    }
+
+    /// An inbox that holds at most `limit` occurrences (at least one).
+    pub fn with_limit(limit: usize) -> Inbox {
+        Inbox {
+            alerts: HashMap::new(),
+            limit: limit.max(1),
+        }
     }
 
     /// What `payload` would change, without changing anything: callers
@@ -463,11 +484,37 @@ impl Inbox {
         updates
     }
 
-    /// Makes the [`Self::changes`] of a post the current state.
-    pub fn apply(&mut self, updates: Vec<Update>) {
+    /// Changes the limit; the next [`Self::apply`] enforces it.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.max(1);
+    }
+
+    /// Makes the [`Self::changes`] of a post the current state, then
+    /// forgets the oldest occurrences past the limit (resolved ones first);
+    /// returns how many were forgotten. A later post about a forgotten
+    /// occurrence reads as new.
+    pub fn apply(&mut self, updates: Vec<Update>) -> usize {
         for u in updates {
             self.alerts.insert(u.alert.key(), u.alert);
         }
+        let excess = self.alerts.len().saturating_sub(self.limit);
+        if excess == 0 {
+            return 0;
+        }
+        let mut keys: Vec<(bool, OffsetDateTime, Key)> = self
+            .alerts
+            .iter()
+            .map(|(k, InboxAlert { alert: a, .. })| {
+                let firing = a.status == AlertStatus::Firing;
+                (firing, a.ends_at.unwrap_or(a.starts_at), k.clone())
+            })
+            .collect();
+        // Resolved before firing, then by when they ended (or started).
+        keys.select_nth_unstable_by(excess - 1, |a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for (_, _, k) in keys.into_iter().take(excess) {
+            self.alerts.remove(&k);
+        }
+        excess
     }
 
     /// Every occurrence, firing first, then newest first.

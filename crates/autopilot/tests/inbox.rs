@@ -308,6 +308,7 @@ fn webhook_limits_are_checked_before_the_alerts_are_read() {
         max_body_bytes: FIRING.len() * 3,
         max_alerts: 2,
         max_label_len: 32,
+        ..WebhookLimits::default()
     };
     assert!(parse_webhook_with(FIRING.as_bytes(), &limits).is_ok());
     // Three alerts: refused as a whole (413), before any is parsed: the
@@ -348,4 +349,57 @@ fn webhook_limits_are_checked_before_the_alerts_are_read() {
             "y".repeat(32)
         )
     );
+}
+
+/// A post of one alert named `name`, firing or resolved.
+fn one_alert(name: &str, status: &str, starts: &str, ends: &str) -> String {
+    format!(
+        r#"{{"receiver": "perfpilot", "status": "{status}", "alerts": [{{"status": "{status}",
+        "labels": {{"alertname": "{name}"}}, "annotations": {{}}, "startsAt": "{starts}",
+        "endsAt": "{ends}", "fingerprint": "fp-{name}"}}], "groupLabels": {{}},
+        "commonLabels": {{}}, "commonAnnotations": {{}}, "externalURL": "http://am:9093",
+        "version": "4", "groupKey": "{{}}", "truncatedAlerts": 0}}"#
+    )
+}
+
+#[test]
+fn the_inbox_is_bounded_across_posts_forgetting_resolved_then_oldest_firing() {
+    let mut inbox = Inbox::with_limit(3);
+    let zero = "0001-01-01T00:00:00Z";
+    for (i, name) in ["A", "B", "C"].iter().enumerate() {
+        let body = one_alert(name, "firing", &format!("2026-11-22T10:0{i}:00Z"), zero);
+        record(
+            &mut inbox,
+            &parse_webhook(body.as_bytes()).expect("a valid post"),
+        );
+    }
+    // B resolves: it is the first to go when D arrives.
+    let body = one_alert(
+        "B",
+        "resolved",
+        "2026-11-22T10:01:00Z",
+        "2026-11-22T10:30:00Z",
+    );
+    record(
+        &mut inbox,
+        &parse_webhook(body.as_bytes()).expect("a valid post"),
+    );
+    let body = one_alert("D", "firing", "2026-11-22T10:03:00Z", zero);
+    let payload = parse_webhook(body.as_bytes()).expect("a valid post");
+    let updates = inbox.changes(&payload);
+    assert_eq!(inbox.apply(updates), 1);
+    assert_eq!(inbox.len(), 3);
+    assert!(!knows(&inbox, "B"), "the resolved occurrence goes first");
+    assert!(firing(&inbox, "A") && firing(&inbox, "C") && firing(&inbox, "D"));
+    // Only firing ones left: the one that started first goes.
+    for name in ["E", "F"] {
+        let body = one_alert(name, "firing", "2026-11-22T10:05:00Z", zero);
+        record(
+            &mut inbox,
+            &parse_webhook(body.as_bytes()).expect("a valid post"),
+        );
+    }
+    assert_eq!(inbox.len(), 3);
+    assert!(!knows(&inbox, "A") && !knows(&inbox, "C"));
+    assert!(firing(&inbox, "D") && firing(&inbox, "E") && firing(&inbox, "F"));
 }

@@ -99,6 +99,11 @@ pub struct LimitArgs {
     #[arg(long, value_name = "BYTES", default_value_t = webhook().max_label_len as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_alert_label_len: u64,
+    /// Alert occurrences the autopilot's inbox holds across webhook posts;
+    /// past it the oldest are forgotten, resolved ones first.
+    #[arg(long, value_name = "N", default_value_t = webhook().max_inbox_alerts as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_inbox_alerts: u64,
     /// Series the store holds at most (429 for a batch that would add
     /// more); series whose data is past --retention are pruned.
     #[arg(long, value_name = "N", default_value_t = perfpilot_store::embedded::DEFAULT_MAX_SERIES as u64,
@@ -143,6 +148,7 @@ impl LimitArgs {
                 max_body_bytes: mib(self.max_webhook_body_mib),
                 max_alerts: size(self.max_webhook_alerts),
                 max_label_len: size(self.max_alert_label_len),
+                max_inbox_alerts: size(self.max_inbox_alerts),
             },
             ..base
         };

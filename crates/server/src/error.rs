@@ -99,7 +99,26 @@ impl From<perfpilot_store::SelectorError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after_seconds(self.status) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(secs),
+            );
+        }
+        response
+    }
+}
+
+/// When a sender should try again for the answers that say "later, the
+/// same request": busy (503) soon; a full disk (507) once someone had a
+/// chance to free space; the series cap (429) as series expire.
+fn retry_after_seconds(status: StatusCode) -> Option<&'static str> {
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => Some("1"),
+        StatusCode::INSUFFICIENT_STORAGE => Some("10"),
+        StatusCode::TOO_MANY_REQUESTS => Some("60"),
+        _ => None,
     }
 }
 
@@ -108,6 +127,26 @@ pub type ApiResult<T> = Result<T, ApiError>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_that_mean_later_say_when_to_retry() {
+        let retry = |e: ApiError| {
+            e.into_response()
+                .headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .map(|v| v.to_str().unwrap_or_default().to_string())
+        };
+        let overloaded = ApiError::from(StoreError::Overloaded("the WAL queue is full".into()));
+        assert_eq!(retry(overloaded), Some("1".to_string()));
+        let full = ApiError::from(StoreError::write(
+            "a WAL record",
+            std::path::Path::new("/data/wal/000000000001.wal"),
+            std::io::Error::from_raw_os_error(28),
+        ));
+        assert_eq!(retry(full), Some("10".to_string()));
+        assert_eq!(retry(ApiError::bad_request("no")), None);
+        assert_eq!(retry(ApiError::internal("broken")), None);
+    }
 
     #[test]
     fn a_full_disk_is_507_and_too_many_series_429_each_saying_why() {

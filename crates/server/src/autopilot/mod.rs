@@ -146,7 +146,14 @@ pub async fn alertmanager(
             updated: count(inbox::Change::Updated),
             audit_seqs: records.iter().map(|r| r.seq).collect(),
         };
-        ap.inbox.apply(updates);
+        ap.inbox.set_limit(app.config.webhook.max_inbox_alerts);
+        let forgotten = ap.inbox.apply(updates);
+        if forgotten > 0 {
+            eprintln!(
+                "perfpilot server: the alert inbox is full: forgot its {forgotten} oldest \
+                 occurrences (resolved first); --max-inbox-alerts sets how many it holds"
+            );
+        }
         Ok(Json(response))
     })
     .await
