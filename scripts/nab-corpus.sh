@@ -3,7 +3,8 @@
 #
 #   scripts/nab-corpus.sh          prints the directory of a corpus:
 #                                  $PERFPILOT_NAB_DIR, else ../shared/nab,
-#                                  else a verified download cached in
+#                                  else /work/shared/nab, else a verified
+#                                  download cached in
 #                                  ${CARGO_TARGET_DIR:-target}/nab
 #   scripts/nab-corpus.sh --fetch DIR
 #                                  downloads and verifies into DIR (kept
@@ -93,6 +94,10 @@ case "${1:-}" in
       (cd "$PERFPILOT_NAB_DIR" && pwd)
     elif has_corpus "$repo/../shared/nab"; then
       (cd "$repo/../shared/nab" && pwd)
+    elif has_corpus /work/shared/nab; then
+      # The shared copy of the machines the suite runs on (the tests look
+      # there too), wherever the clone is.
+      echo /work/shared/nab
     else
       cache="${CARGO_TARGET_DIR:-$repo/target}/nab/NAB-$NAB_COMMIT"
       fetch "$cache"

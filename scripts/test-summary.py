@@ -125,6 +125,11 @@ def main():
         elif name == "ui e2e":
             tap = read(os.path.join(logs, "e2e.tap")) or ""
             details = ["ui e2e: " + n for n in tap_failures(tap)]
+        elif name == "fuzz":
+            # The table fuzz.sh ends with: target, runs, coverage, result.
+            details = ["fuzz target " + " ".join(line.split()[:1] + line.split()[4:])
+                       for line in (read(log) or "").splitlines()
+                       if "  FAILED (" in line]
         for d in details:
             print("test:   FAILED " + d, file=sys.stderr)
         failures.append(max(len(details), 1))

@@ -7,7 +7,8 @@
 # (scripts/nab-corpus.sh), builds the web UI, then runs every step even
 # when an earlier one failed: formatting, lints, every Rust test
 # (`cargo test --no-fail-fast`), and the UI's end-to-end tests in
-# headless Chromium. It ends with a summary of every failure (each
+# headless Chromium, and a short fuzzing run of every parser of outside
+# input (scripts/fuzz.sh --ci). It ends with a summary of every failure (each
 # failing Rust test with the command that reruns it) and exits 1 if
 # there was any. Logs go to target/test-logs/.
 #
@@ -78,7 +79,9 @@ e2e() {
 }
 step "ui e2e" e2e
 
-# ---- FUZZ: a short run of every fuzz target goes here, as one step ----
-# (`step "fuzz" ./scripts/fuzz.sh ...`), so its failures join the summary.
+# Every fuzz target for 10 s on a cheap build (no sanitizer), after its
+# regression inputs and seeds are replayed; a crash fails the step and its
+# input is kept under fuzz/artifacts/. Longer runs: scripts/fuzz.sh --help.
+step "fuzz" ./scripts/fuzz.sh --ci
 
 python3 scripts/test-summary.py "$logs"

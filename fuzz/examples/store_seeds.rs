@@ -1,13 +1,14 @@
 //! Writes seeds for the `store_recovery` target: a real data directory
 //! (batches flushed into a block, more in the WAL) packed as the target
-//! reads it, once as the files are and once with the logs split into
-//! records and checksums to be made right.
+//! reads it: as the files are, with the logs split into records and
+//! checksums to be made right, the WAL alone, and the logs in the earlier
+//! record framing.
 //!
 //! `cargo run --manifest-path fuzz/Cargo.toml --example store_seeds -- fuzz/seeds/store_recovery`
 
 use std::path::Path;
 
-use perfpilot_fuzz::{pack_store, records_of, StoreFile};
+use perfpilot_fuzz::store_files::{pack, payloads, records_of, Framing, StoreFile};
 use perfpilot_store::embedded::{EmbeddedStore, Options};
 use perfpilot_store::{Batch, BatchProfile, Store};
 
@@ -32,16 +33,10 @@ fn batch(i: i64, now: i64) -> Batch {
     }
 }
 
-/// The payloads of a framed log (length, CRC, payload per record).
-fn records(bytes: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos + 8 <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        out.push(&bytes[pos + 8..pos + 8 + len]);
-        pos += 8 + len;
-    }
-    out
+/// The payloads of a log the store wrote, as (u16 length, payload)
+/// records for a framed entry.
+fn records(log: &[u8]) -> Vec<u8> {
+    records_of(&payloads(log).expect("the store frames records as store_files does"))
 }
 
 fn files_in(dir: &Path, ext: &str) -> Vec<Vec<u8>> {
@@ -79,23 +74,36 @@ fn main() {
     let symbols = std::fs::read(dir.path().join("symbols.log")).unwrap();
     let wals = files_in(&dir.path().join("wal"), "wal");
     let blocks = files_in(&dir.path().join("blocks"), "blk");
-    let mut raw = vec![(StoreFile::Symbols, false, symbols.clone())];
-    let mut fixed = vec![(StoreFile::Symbols, true, records_of(&records(&symbols)))];
+    let mut raw = vec![(StoreFile::Symbols, Framing::Raw, symbols.clone())];
+    let mut fixed = vec![(StoreFile::Symbols, Framing::Fixed, records(&symbols))];
     for w in &wals {
-        raw.push((StoreFile::Wal, false, w.clone()));
-        fixed.push((StoreFile::Wal, true, records_of(&records(w))));
+        raw.push((StoreFile::Wal, Framing::Raw, w.clone()));
+        fixed.push((StoreFile::Wal, Framing::Fixed, records(w)));
     }
     for b in &blocks {
-        raw.push((StoreFile::Block, false, b.clone()));
-        fixed.push((StoreFile::Block, true, b.clone()));
+        raw.push((StoreFile::Block, Framing::Raw, b.clone()));
+        fixed.push((StoreFile::Block, Framing::Fixed, b.clone()));
     }
     let wal_only: Vec<_> = fixed
         .iter()
         .filter(|f| f.0 != StoreFile::Block)
         .cloned()
         .collect();
-    for (name, files) in [("raw", &raw), ("fixed", &fixed), ("wal-only", &wal_only)] {
-        std::fs::write(Path::new(&out).join(name), pack_store(files)).unwrap();
+    // The same logs in the earlier record framing, which the store still reads.
+    let legacy: Vec<_> = fixed
+        .iter()
+        .map(|(kind, framing, bytes)| match kind {
+            StoreFile::Block => (*kind, *framing, bytes.clone()),
+            _ => (*kind, Framing::Legacy, bytes.clone()),
+        })
+        .collect();
+    for (name, files) in [
+        ("raw", &raw),
+        ("fixed", &fixed),
+        ("wal-only", &wal_only),
+        ("legacy", &legacy),
+    ] {
+        std::fs::write(Path::new(&out).join(name), pack(files)).unwrap();
     }
     println!(
         "{} WAL segments, {} blocks, {} bytes of symbols",

@@ -1,45 +1,126 @@
-//! What the fuzz targets share: the invariants a decoded batch must hold,
-//! a selector printer for the round trip, and the container the store
-//! recovery target unpacks into a data directory.
+//! perfpilot's fuzz targets, one module per parser of outside input
+//! ([`targets`]), built into one libFuzzer binary (`src/main.rs`) that runs
+//! the target `PERFPILOT_FUZZ_TARGET` names. What they share is here: the
+//! invariants a decoded batch must hold, limits small enough for a fuzzer
+//! to reach, a selector printer for the round trip, and the container the
+//! store recovery target unpacks into a data directory ([`store_files`]).
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::sync::OnceLock;
 
 use perfpilot_store::{Batch, MatchOp, Selector};
 use perfpilot_wire::Limits;
 
-/// A fixed "now" (2026-11-22, after the captured SDK requests in the
-/// seeds), so a run is reproducible.
+pub mod store_files;
+pub mod targets;
+
+/// A fixed "now" (2026-11-22, hours after the captured SDK requests in
+/// the seeds), so a run is reproducible.
 pub const NOW_MS: i64 = 1_795_400_000_000;
 
 /// Limits smaller than the defaults, so a fuzzer reaches them with small
 /// inputs, and an input that slips past one shows as an oversized batch.
+/// The seeds are within them (`PERFPILOT_FUZZ_STRICT` checks that).
 pub fn small_limits() -> Limits {
     Limits {
         max_decompressed_bytes: 4 << 20,
-        max_samples_per_request: 100_000,
+        max_decoded_bytes: 4 << 20,
+        max_samples_per_request: 20_000,
+        max_frames_per_stack: 256,
+        max_frames_per_request: 1 << 16,
+        max_function_name_len: 4096,
+        max_labels_per_series: 16,
+        max_label_name_len: 128,
+        max_label_value_len: 512,
         ..Limits::default()
     }
 }
 
-/// Panics unless `b` is a batch the store accepts as it is: every stack
-/// names strings of the batch, every sample a stack of it, labels sorted,
-/// unique, within the limits, with `service_name` and `__profile_type__`.
-/// A decoder that returns `Ok` with less would turn bad input into a 500
-/// (or a corrupt store) instead of a 400.
+/// Strict mode (`PERFPILOT_FUZZ_STRICT=1`, for the seeds only): an input a
+/// target refuses is a failure, so seeds that stop reaching the code past
+/// the checks (a format or a limit changed under them) are noticed.
+pub fn strict() -> bool {
+    static STRICT: OnceLock<bool> = OnceLock::new();
+    *STRICT.get_or_init(|| std::env::var_os("PERFPILOT_FUZZ_STRICT").is_some_and(|v| v == "1"))
+}
+
+/// Called where a target's input was refused: nothing in a fuzzing run,
+/// a failure in strict mode.
+pub fn refused(what: &str, why: impl Display) {
+    assert!(!strict(), "strict mode: {what} refused a seed: {why}");
+}
+
+/// What the wire crate's batch builder charges against
+/// `max_decoded_bytes` beyond the bytes themselves, per stack, function
+/// name, label, profile and sample (`crates/wire/src/batch.rs`). A batch
+/// holds at most what was charged (profiles left empty are dropped), so
+/// its figure is a lower bound of the charge.
+const STACK_OVERHEAD: usize = 48;
+const NAME_OVERHEAD: usize = 48;
+const LABEL_OVERHEAD: usize = 48;
+const PROFILE_OVERHEAD: usize = 96;
+const SAMPLE_OVERHEAD: usize = 32;
+
+/// `[a-zA-Z_][a-zA-Z0-9_.]*`, the label names the decoders accept.
+fn is_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
+/// Panics unless `b` is a batch the store accepts as it is (its
+/// `validate`: every stack names strings of the batch, every sample a
+/// stack of it, labels sorted and unique with `service_name` and
+/// `__profile_type__`) and within every one of `limits`, judged at
+/// [`NOW_MS`]: names, frames per stack and per request, samples, labels,
+/// timestamps, decoded bytes. A decoder that returns `Ok` with less would
+/// turn bad input into a 500 (or a corrupt store) instead of a 400, or let
+/// a request past a limit.
 pub fn check_batch(b: &Batch, limits: &Limits) {
-    let nstrings = b.strings.len();
+    let mut decoded = 0usize;
+    let mut names = HashSet::new();
+    for (i, s) in b.strings.iter().enumerate() {
+        assert!(!s.is_empty(), "function name {i} is empty");
+        assert!(
+            s.len() <= limits.max_function_name_len,
+            "function name {i} is {} bytes, past the limit of {}",
+            s.len(),
+            limits.max_function_name_len
+        );
+        assert!(names.insert(s), "function name {s:?} twice");
+        decoded += s.len() + NAME_OVERHEAD;
+    }
+    let mut stacks = HashSet::new();
+    let mut frames = 0usize;
     for (i, st) in b.stacks.iter().enumerate() {
         assert!(
-            st.iter().all(|&f| (f as usize) < nstrings),
+            st.iter().all(|&f| (f as usize) < b.strings.len()),
             "stack {i} refers to a missing string"
         );
+        assert!(
+            st.len() <= limits.max_frames_per_stack,
+            "stack {i} has {} frames, past the limit of {}",
+            st.len(),
+            limits.max_frames_per_stack
+        );
+        assert!(stacks.insert(st), "stack {i} twice");
+        // Every stack kept was read for a sample at least once.
+        frames += st.len();
+        decoded += st.len() * 4 + STACK_OVERHEAD;
     }
+    assert!(
+        frames <= limits.max_frames_per_request,
+        "{frames} frames pass a limit of {} a request",
+        limits.max_frames_per_request
+    );
     assert!(
         b.sample_count() <= limits.max_samples_per_request,
         "{} samples pass a limit of {}",
         b.sample_count(),
         limits.max_samples_per_request
     );
+    let mut series = HashSet::new();
     for (i, p) in b.profiles.iter().enumerate() {
         assert!(
             p.labels.windows(2).all(|w| w[0].0 < w[1].0),
@@ -59,24 +140,46 @@ pub fn check_batch(b: &Batch, limits: &Limits) {
             p.labels.len()
         );
         for (k, v) in &p.labels {
+            assert!(is_label_name(k), "profile {i}: label name {k:?}");
             assert!(k.len() <= limits.max_label_name_len, "label name too long");
             assert!(
                 v.len() <= limits.max_label_value_len,
                 "label value too long"
             );
+            decoded += 2 * (k.len() + v.len() + LABEL_OVERHEAD);
         }
+        decoded += PROFILE_OVERHEAD;
         assert!(
-            p.time_ms <= NOW_MS + limits.max_future_ms,
+            p.time_ms <= NOW_MS.saturating_add(limits.max_future_ms),
             "profile {i}: time {} is past the future limit",
             p.time_ms
         );
-        for (j, &(s, _)) in p.samples.iter().enumerate() {
+        assert!(
+            p.time_ms >= NOW_MS.saturating_sub(limits.max_age_ms),
+            "profile {i}: time {} is older than the age limit",
+            p.time_ms
+        );
+        assert!(
+            series.insert((&p.labels, p.time_ms)),
+            "profile {i}: labels and time of another profile"
+        );
+        assert!(!p.samples.is_empty(), "profile {i} has no samples");
+        let mut seen = HashSet::new();
+        for (j, &(s, v)) in p.samples.iter().enumerate() {
             assert!(
                 (s as usize) < b.stacks.len(),
                 "profile {i} sample {j}: no stack {s}"
             );
+            assert!(v != 0, "profile {i} sample {j}: value 0");
+            assert!(seen.insert(s), "profile {i}: stack {s} in two samples");
+            decoded += SAMPLE_OVERHEAD;
         }
     }
+    assert!(
+        decoded <= limits.max_decoded_bytes,
+        "the batch takes at least {decoded} bytes, past the limit of {}",
+        limits.max_decoded_bytes
+    );
 }
 
 /// A selector as text the parser reads back to the same matchers.
@@ -107,178 +210,4 @@ pub fn print_selector(s: &Selector) -> String {
     }
     out.push('}');
     out
-}
-
-/// Reads a little-endian u16 from the front of `data`.
-fn take_u16(data: &mut &[u8]) -> Option<usize> {
-    let (head, rest) = data.split_first_chunk::<2>()?;
-    *data = rest;
-    Some(u16::from_le_bytes(*head) as usize)
-}
-
-fn take<'a>(data: &mut &'a [u8], n: usize) -> &'a [u8] {
-    let (head, rest) = data.split_at(n.min(data.len()));
-    *data = rest;
-    head
-}
-
-/// One file of a store's data directory in the recovery target's input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreFile {
-    Symbols,
-    Wal,
-    Block,
-}
-
-/// Entry kinds of the recovery container.
-const KIND_SYMBOLS: u8 = 0;
-const KIND_WAL: u8 = 1;
-const KIND_BLOCK: u8 = 2;
-/// Flag: the file's checksums are made right before it is written, so
-/// mutations reach the record decoders instead of stopping at a CRC.
-const FLAG_FIX_CHECKSUMS: u8 = 1;
-
-/// Packs files into the recovery target's input: per file, kind, flags,
-/// u16 length, bytes. With `fix`, log files are given as their records
-/// (u16 length, payload) and framed by [`unpack_store`].
-pub fn pack_store(files: &[(StoreFile, bool, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (kind, fix, bytes) in files {
-        out.push(match kind {
-            StoreFile::Symbols => KIND_SYMBOLS,
-            StoreFile::Wal => KIND_WAL,
-            StoreFile::Block => KIND_BLOCK,
-        });
-        out.push(if *fix { FLAG_FIX_CHECKSUMS } else { 0 });
-        let len = u16::try_from(bytes.len()).expect("seed files are under 64 KiB");
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(bytes);
-    }
-    out
-}
-
-/// Log records as (u16 length, payload) pairs, for a `fix` entry.
-pub fn records_of(payloads: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for p in payloads {
-        let len = u16::try_from(p.len()).expect("seed records are under 64 KiB");
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(p);
-    }
-    out
-}
-
-/// The store's log framing: length, CRC-32 of the payload, payload.
-fn frame(out: &mut Vec<u8>, payload: &[u8]) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32(payload).to_le_bytes());
-    out.extend_from_slice(payload);
-}
-
-/// CRC-32 (IEEE), as the store's files use.
-pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
-}
-
-/// Sets a block's chunk and directory checksums to match its bytes
-/// (layout in `crates/store/src/embedded/block.rs`).
-fn fix_block(b: &mut [u8]) {
-    const HEADER: usize = 68;
-    const DIR_ENTRY: usize = 44;
-    if b.len() < HEADER {
-        return;
-    }
-    let u32_at =
-        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or([0; 4]));
-    let nseries = u32_at(b, 40) as usize;
-    let dir_off = u64::from_le_bytes(b[44..52].try_into().unwrap_or([0; 8]));
-    let Ok(dir_off) = usize::try_from(dir_off) else {
-        return;
-    };
-    if dir_off
-        .saturating_add(nseries.saturating_mul(DIR_ENTRY))
-        .saturating_add(12)
-        > b.len()
-    {
-        return;
-    }
-    for i in 0..nseries {
-        let e = dir_off + i * DIR_ENTRY;
-        let off = u64::from_le_bytes(b[e + 20..e + 28].try_into().unwrap_or([0; 8]));
-        let len = u32_at(b, e + 28) as u64;
-        let Some(end) = off.checked_add(len).filter(|&end| end <= b.len() as u64) else {
-            continue;
-        };
-        let crc = crc32(&b[off as usize..end as usize]);
-        b[e + 40..e + 44].copy_from_slice(&crc.to_le_bytes());
-    }
-    let n = b.len();
-    let crc = crc32(&b[dir_off..n - 4]);
-    b[n - 4..].copy_from_slice(&crc.to_le_bytes());
-}
-
-/// Writes the container's files into `dir` as a store's data directory:
-/// `symbols.log`, WAL segments numbered in order, blocks numbered in order.
-pub fn unpack_store(mut data: &[u8], dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir.join("wal"))?;
-    std::fs::create_dir_all(dir.join("blocks"))?;
-    let mut wal_seq = 1u64;
-    let mut block_id = 1u64;
-    let mut symbols = Vec::new();
-    while data.len() >= 2 {
-        let (kind, flags) = (data[0], data[1]);
-        data = &data[2..];
-        let Some(len) = take_u16(&mut data) else {
-            break;
-        };
-        let body = take(&mut data, len);
-        let fix = flags & FLAG_FIX_CHECKSUMS != 0;
-        let mut bytes = Vec::new();
-        match kind % 3 {
-            KIND_SYMBOLS | KIND_WAL if fix => {
-                let mut rest = body;
-                while let Some(n) = take_u16(&mut rest) {
-                    frame(&mut bytes, take(&mut rest, n));
-                }
-            }
-            KIND_BLOCK if fix => {
-                bytes = body.to_vec();
-                fix_block(&mut bytes);
-            }
-            _ => bytes = body.to_vec(),
-        }
-        match kind % 3 {
-            KIND_SYMBOLS => symbols.extend_from_slice(&bytes),
-            KIND_WAL => {
-                std::fs::write(dir.join("wal").join(format!("{wal_seq:012}.wal")), &bytes)?;
-                wal_seq += 1;
-            }
-            _ => {
-                let name = format!("{block_id:016}.blk");
-                std::fs::write(dir.join("blocks").join(name), &bytes)?;
-                block_id += 1;
-            }
-        }
-    }
-    if !symbols.is_empty() {
-        std::fs::write(dir.join("symbols.log"), &symbols)?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crc32_is_ieee() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-    }
 }

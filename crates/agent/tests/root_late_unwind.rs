@@ -41,8 +41,10 @@ struct Compared {
     differences: Vec<(Vec<u64>, Vec<u64>)>,
 }
 
-/// Samples `argv` at 499 Hz for `seconds`, every stack unwound both ways.
-fn compare(argv: &[String], seconds: f64) -> Compared {
+/// Samples `argv` at 499 Hz until it has `samples` copies of its stacks
+/// (however loaded the machine, within two minutes), every stack unwound
+/// both ways.
+fn compare(argv: &[String], samples: usize) -> Compared {
     let child = Killed(Command::new(&argv[0]).args(&argv[1..]).spawn().unwrap());
     let pid = child.0.id();
     // Past the dynamic loader: its libraries are mapped.
@@ -64,8 +66,9 @@ fn compare(argv: &[String], seconds: f64) -> Compared {
     let mut copies = RawStacks::default();
     let mut taken = RawStacks::default();
     let mut events = Vec::new();
-    let end = Instant::now() + Duration::from_secs_f64(seconds);
-    while Instant::now() < end {
+    let end = Instant::now() + Duration::from_secs(120);
+    let mut own = 0;
+    while own < samples && Instant::now() < end {
         sampler.poll_events(Duration::from_millis(50), &mut events);
         for e in events.drain(..) {
             if let Event::MapsStale(p) = e {
@@ -75,6 +78,7 @@ fn compare(argv: &[String], seconds: f64) -> Compared {
         tracker.poll_tables(Duration::ZERO, &sampler);
         sampler.take_raw_stacks(&mut taken);
         for r in taken.iter() {
+            own += usize::from(r.tgid == pid);
             copies.push(r.record());
         }
     }
@@ -135,7 +139,7 @@ fn build_c(dir: &Path) -> String {
 fn root_copied_stacks_unwind_in_user_space_as_in_the_kernel() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let c = compare(&[build_c(dir.path()), "3".into()], 1.5);
+    let c = compare(&[build_c(dir.path()), "120".into()], 300);
     assert!(c.samples > 200, "{c:?}");
     assert!(
         c.differences.is_empty() && c.cut_short == 0,
@@ -156,9 +160,9 @@ fn root_copied_python_stacks_unwind_in_user_space_as_in_the_kernel() {
         &[
             "/usr/bin/python3".into(),
             script.to_string_lossy().into_owned(),
-            "3".into(),
+            "120".into(),
         ],
-        1.5,
+        300,
     );
     assert!(c.samples > 200, "{c:?}");
     // Copies hold 16 KiB of stack: a deeper stack is cut short there, and

@@ -224,6 +224,7 @@ impl EmbeddedStore {
             for e in &b.dir {
                 state.symbols.note_time(e.series, e.min_t);
                 state.symbols.note_time(e.series, e.max_t);
+                state.symbols.reserve_series_ids(e.series.saturating_add(1));
             }
         }
         // Records in segments already covered by blocks are skipped.

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::block::{Block, Row};
@@ -155,11 +156,11 @@ fn scan_blocks(
                 continue;
             }
             let whole = range.start_ms <= e.min_t && e.max_t < range.end_ms;
-            b.scan(e, |stack, t, value| {
+            b.scan_lossy(e, |stack, t, value| {
                 if whole || range.contains(t) {
                     each(series, stack, t, value);
                 }
-            })?;
+            });
         }
     }
     let _ = &snap.selected;
@@ -180,17 +181,22 @@ pub fn merge(
             *slot += v;
         }
     }
-    let mut bad_stack = false;
+    // A block row naming a stack symbols.log no longer holds (its end
+    // was lost) is lost with it: left out, said once per process, rather
+    // than failing every merge over that block.
+    let mut lost_rows = 0u64;
     scan_blocks(&snap, range, |_, stack, _, v| {
         match values.get_mut(stack as usize) {
             Some(slot) => *slot += v,
-            None => bad_stack = true,
+            None => lost_rows += 1,
         }
     })?;
-    if bad_stack {
-        return Err(StoreError::Corrupt(
-            "a block refers to an unknown stack".into(),
-        ));
+    static LOST_REPORTED: AtomicBool = AtomicBool::new(false);
+    if lost_rows > 0 && !LOST_REPORTED.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "perfpilot store: {lost_rows} block row(s) name stacks symbols.log no longer holds \
+             (it was damaged); they are left out of queries"
+        );
     }
     // Resolve ids to names, renumbering functions densely (a table indexed
     // by function id: hashing here was a tenth of a merge).

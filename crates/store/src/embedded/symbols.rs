@@ -366,6 +366,14 @@ impl Symbols {
         self.series.len()
     }
 
+    /// Makes sure no series id below `end` is given again: blocks hold
+    /// rows under them even when the log lost the series (a damaged end
+    /// of `symbols.log` reads as a torn write), and a new series under such
+    /// an id would read those rows as its own.
+    pub fn reserve_series_ids(&mut self, end: u32) {
+        self.next_series = self.next_series.max(end);
+    }
+
     /// One past the highest series id ever given.
     pub fn series_ids_end(&self) -> usize {
         self.next_series as usize

@@ -1,14 +1,12 @@
 //! `GET /pyroscope/render`'s query string (Grafana's flame graph and
 //! timeline), then its step and the answer for a small merged table and
 //! timeline. No panic.
-#![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use perfpilot_fuzz::NOW_MS;
+use crate::NOW_MS;
 use perfpilot_store::{Points, StackTable};
 use perfpilot_wire::render::{encode_render_json, RenderParams};
 
-fuzz_target!(|data: &[u8]| {
+pub fn run(data: &[u8]) {
     let Ok(query) = std::str::from_utf8(data) else {
         return;
     };
@@ -25,4 +23,4 @@ fuzz_target!(|data: &[u8]| {
         points: vec![(params.from_ms, 3), (params.until_ms, 4), (NOW_MS, 5)],
     };
     let _ = encode_render_json(&params, &table, Some(&timeline));
-});
+}

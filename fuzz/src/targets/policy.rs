@@ -1,11 +1,9 @@
 //! AutopilotPolicy YAML files (`--policies`, `perfpilot validate`): no
 //! panic, no stack overflow, and every diagnostic points into the file.
-#![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use perfpilot_autopilot::parse_policies;
 
-fuzz_target!(|data: &[u8]| {
+pub fn run(data: &[u8]) {
     let Ok(source) = std::str::from_utf8(data) else {
         return;
     };
@@ -21,4 +19,4 @@ fuzz_target!(|data: &[u8]| {
             d.message
         );
     }
-});
+}

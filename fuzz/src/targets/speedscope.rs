@@ -1,11 +1,9 @@
 //! The speedscope reader: no panic, and what decodes re-encodes to a
 //! fixed point.
-#![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use perfpilot_model::speedscope;
 
-fuzz_target!(|data: &[u8]| {
+pub fn run(data: &[u8]) {
     let Ok(p) = speedscope::decode(data) else {
         return;
     };
@@ -15,4 +13,4 @@ fuzz_target!(|data: &[u8]| {
     let again = speedscope::decode(&once).expect("encoded speedscope decodes");
     let twice = speedscope::encode(&again, "fuzz").expect("re-decoded speedscope encodes");
     assert!(once == twice, "speedscope re-encoding is not a fixed point");
-});
+}

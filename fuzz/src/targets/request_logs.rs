@@ -3,14 +3,12 @@
 //! byte picks the format (detected per line, JSON or combined) and the
 //! JSON latency unit; the rest is the log. No panic; events have a finite,
 //! non-negative latency.
-#![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use perfpilot_baseline::logs::{
     parse_clf_time, parse_rfc3339, LatencyUnit, LogFormat, ParseOptions, Parser,
 };
 
-fuzz_target!(|data: &[u8]| {
+pub fn run(data: &[u8]) {
     let Some((&mode, log)) = data.split_first() else {
         return;
     };
@@ -43,4 +41,4 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = parse_rfc3339(log);
     let _ = parse_clf_time(log);
-});
+}

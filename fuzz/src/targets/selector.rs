@@ -1,13 +1,11 @@
 //! Label selectors (`{service_name="x", pod=~"web-.*"}`), in every query
 //! API: no panic, and a selector that parses prints and parses back to the
 //! same matchers.
-#![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use perfpilot_fuzz::print_selector;
+use crate::print_selector;
 use perfpilot_store::Selector;
 
-fuzz_target!(|data: &[u8]| {
+pub fn run(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -23,4 +21,4 @@ fuzz_target!(|data: &[u8]| {
     );
     let labels = [("service_name".to_string(), "checkout".to_string())];
     assert_eq!(sel.matches(&labels), again.matches(&labels));
-});
+}

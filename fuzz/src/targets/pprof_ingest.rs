@@ -5,12 +5,10 @@
 //! same pprof sent to `/ingest` as the body (fast path) and as the
 //! multipart `profile` part (the model's decoder), when both accept it,
 //! store the same samples.
-#![no_main]
 
 use std::collections::BTreeMap;
 
-use libfuzzer_sys::fuzz_target;
-use perfpilot_fuzz::{check_batch, small_limits, NOW_MS};
+use crate::{check_batch, refused, small_limits, NOW_MS};
 use perfpilot_store::Batch;
 use perfpilot_wire::{batch_from_legacy, LegacyIngestParams};
 
@@ -48,15 +46,20 @@ fn multipart(pprof: &[u8]) -> Vec<u8> {
     body
 }
 
-fuzz_target!(|data: &[u8]| {
+pub fn run(data: &[u8]) {
     let limits = small_limits();
     let labels = [("region".to_string(), "eu".to_string())];
-    if let Ok(b) = perfpilot_wire::batch_from_pprof(data, &labels, "svc", NOW_MS, &limits) {
-        check_batch(&b, &limits);
+    match perfpilot_wire::batch_from_pprof(data, &labels, "svc", NOW_MS, &limits) {
+        Ok(b) => check_batch(&b, &limits),
+        Err(e) => refused("batch_from_pprof", e),
     }
 
-    let params = LegacyIngestParams::parse("name=svc.cpu%7Bregion%3Deu%7D&format=pprof", NOW_MS)
-        .expect("fixed parameters parse");
+    let params = LegacyIngestParams::parse_with(
+        "name=svc.cpu%7Bregion%3Deu%7D&format=pprof",
+        NOW_MS,
+        &limits,
+    )
+    .expect("fixed parameters parse");
     let fast = batch_from_legacy(&params, Some("binary/octet-stream"), data, NOW_MS, &limits);
     let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
     let model = batch_from_legacy(
@@ -66,13 +69,16 @@ fuzz_target!(|data: &[u8]| {
         NOW_MS,
         &limits,
     );
-    if let (Ok(fast), Ok(model)) = (&fast, &model) {
-        check_batch(fast, &limits);
-        check_batch(model, &limits);
-        assert_eq!(
-            canonical(fast),
-            canonical(model),
-            "the fast path and the model's decoder store different samples"
-        );
+    match (&fast, &model) {
+        (Ok(fast), Ok(model)) => {
+            check_batch(fast, &limits);
+            check_batch(model, &limits);
+            assert_eq!(
+                canonical(fast),
+                canonical(model),
+                "the fast path and the model's decoder store different samples"
+            );
+        }
+        (Err(e), _) | (_, Err(e)) => refused("batch_from_legacy", e),
     }
-});
+}

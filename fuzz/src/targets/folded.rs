@@ -1,11 +1,9 @@
 //! The folded-stacks reader: no panic, and what decodes re-encodes to a
 //! fixed point (decode → encode → decode → encode gives the same text).
-#![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use perfpilot_model::folded;
 
-fuzz_target!(|data: &[u8]| {
+pub fn run(data: &[u8]) {
     let Ok(p) = folded::decode(data) else {
         return;
     };
@@ -16,4 +14,4 @@ fuzz_target!(|data: &[u8]| {
     let again = folded::decode(once.as_bytes()).expect("encoded folded stacks decode");
     let twice = folded::encode(&again, 0).expect("re-decoded folded stacks encode");
     assert_eq!(once, twice, "folded re-encoding is not a fixed point");
-});
+}

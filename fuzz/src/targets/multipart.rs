@@ -1,11 +1,8 @@
 //! The multipart/form-data splitter of `/ingest`: the first line is the
 //! Content-Type, the rest the body. No panic; parts are pieces of the body
 //! with unique names.
-#![no_main]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
+pub fn run(data: &[u8]) {
     let Some(nl) = data.iter().position(|&b| b == b'\n') else {
         return;
     };
@@ -29,4 +26,4 @@ fuzz_target!(|data: &[u8]| {
             p.name
         );
     }
-});
+}

@@ -2,17 +2,15 @@
 //! method, the codec (protobuf or JSON) and whether the body is declared
 //! gzipped; the rest is the body. Decoded requests go through what the
 //! server does next (selectors, step, node budget). No panic.
-#![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use perfpilot_fuzz::small_limits;
+use crate::small_limits;
 use perfpilot_wire::query::{
     LabelsRequest, ProfileTypesRequest, SelectMergeStacktracesRequest, SelectSeriesRequest,
     SeriesRequest,
 };
 use perfpilot_wire::Codec;
 
-fuzz_target!(|data: &[u8]| {
+pub fn run(data: &[u8]) {
     let Some((&mode, body)) = data.split_first() else {
         return;
     };
@@ -55,4 +53,4 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-});
+}

@@ -1,12 +1,10 @@
 //! The model's pprof decoder (`perfpilot convert`, `go tool pprof` files):
 //! no panic on any input, and what decodes re-encodes to a fixed point
 //! (decode → encode → decode → encode gives the same bytes).
-#![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use perfpilot_model::pprof;
 
-fuzz_target!(|data: &[u8]| {
+pub fn run(data: &[u8]) {
     let Ok(p) = pprof::decode(data) else {
         return;
     };
@@ -14,4 +12,4 @@ fuzz_target!(|data: &[u8]| {
     let again = pprof::decode(&once).expect("an encoded profile decodes");
     let twice = pprof::encode_uncompressed(&again).expect("a decoded profile encodes");
     assert!(once == twice, "pprof re-encoding is not a fixed point");
-});
+}

@@ -1,12 +1,10 @@
 //! Pyroscope's Push (`/push.v1.PusherService/Push`): the first byte picks
 //! the codec (protobuf or JSON) and whether the body is declared gzipped;
 //! the rest is the body. No panic; an accepted request is a valid batch.
-#![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use perfpilot_fuzz::{check_batch, small_limits, NOW_MS};
+use crate::{check_batch, refused, small_limits, NOW_MS};
 
-fuzz_target!(|data: &[u8]| {
+pub fn run(data: &[u8]) {
     let Some((&mode, body)) = data.split_first() else {
         return;
     };
@@ -17,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let encoding = (mode & 2 != 0).then_some("gzip");
     let limits = small_limits();
-    if let Ok(b) = perfpilot_wire::batch_from_push(content_type, encoding, body, NOW_MS, &limits) {
-        check_batch(&b, &limits);
+    match perfpilot_wire::batch_from_push(content_type, encoding, body, NOW_MS, &limits) {
+        Ok(b) => check_batch(&b, &limits),
+        Err(e) => refused("batch_from_push", e),
     }
-});
+}
