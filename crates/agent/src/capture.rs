@@ -1,14 +1,15 @@
 //! Processes read while they live.
 //!
-//! The session's loop reads a new process from /proc when it handles its
-//! exec event, which can be long after the exec when the loop is busy
-//! (symbolizing a large binary, loading a large table): a short-lived
-//! process may be gone by then, and with it its mappings and the files
-//! behind them. So the thread that reads the ring buffers reads the
-//! process at once ([`CaptureHook`]): at exec, its snapshot and the files
-//! it maps (the executable may be deleted later); and again when copies
-//! of its stacks arrive, since those come from code the unwinder did not
-//! know yet (the libraries the dynamic loader maps after exec). The
+//! The session's loop reads a new process from /proc some time after it
+//! started (when it is first sampled, or once it has lived a little), and
+//! later still when the loop is busy (symbolizing a large binary, loading
+//! a large table): a short-lived process may be gone by then, and with it
+//! its mappings and the files behind them. So the thread that reads the
+//! ring buffers reads a process at once when the first copy of its stack
+//! arrives ([`CaptureHook`]): its snapshot and the files it maps (the
+//! executable may be deleted later); and again as further copies arrive
+//! from code outside what was read (the libraries the dynamic loader maps
+//! after exec). Processes that are never sampled are never read. The
 //! tracker reads /proc as before, through [`Captures`], which answers with
 //! what was kept once /proc no longer can.
 
@@ -244,8 +245,9 @@ impl RingHook for CaptureHook {
     fn event(&mut self, event: &Event) {
         if let Event::Exec(pid) = *event {
             // A new image: what was kept of the old one no longer applies.
+            // It is read at its first copied stack, not here: most new
+            // processes under churn are never sampled.
             self.captures.lock().procs.remove(&pid);
-            self.captures.capture(pid);
         }
     }
 
@@ -279,7 +281,11 @@ mod tests {
         }
         let captures = Captures::new();
         let mut hook = captures.hook();
+        // An exec alone reads nothing (most new processes are never
+        // sampled); the first copy of its stack does.
         hook.event(&Event::Exec(pid));
+        assert_eq!(captures.stats().captured, 0);
+        hook.copy(pid, 0);
         assert_eq!(captures.stats().captured, 1);
         let live = procfs::read_maps(pid).unwrap();
         let exe_map = live

@@ -119,6 +119,11 @@ pub struct Session {
     /// Processes to re-read shortly after exec, once the dynamic loader
     /// has mapped their libraries.
     refresh_at: Vec<(Instant, u32)>,
+    /// New processes to read once they have lived [`REGISTER_AFTER`]
+    /// (sooner when sampled): most short-lived ones exit before, and
+    /// reading /proc for each of them was most of the agent's cost under
+    /// process churn.
+    register_at: Vec<(Instant, u32)>,
     raw: RawStacks,
     late: LateUnwinder,
     captures: Captures,
@@ -140,6 +145,28 @@ fn poll_timeout(max: Duration, next_refresh: Option<Duration>, tables_pending: b
         timeout = timeout.min(Duration::from_millis(10));
     }
     Duration::from_millis(timeout.as_micros().div_ceil(1000) as u64)
+}
+
+/// How long a new process lives before it is read unless sampled first.
+/// A sampled one is read at its first sample; its stacks before its
+/// tables load are copied and unwound later.
+const REGISTER_AFTER: Duration = Duration::from_millis(20);
+
+/// Most new processes waiting for [`REGISTER_AFTER`]; past it the newest
+/// are left to be read at their first sample.
+const MAX_WAITING: usize = 4096;
+
+/// Whether `pid` lives and can be profiled. Most new processes under
+/// churn are gone when asked; a signal-0 kill says so without the cost
+/// of opening /proc.
+fn alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    let gone = unsafe { libc::kill(raw, 0) } != 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    !gone && crate::procfs::process_exists(pid)
 }
 
 fn unix_nanos() -> i64 {
@@ -204,6 +231,7 @@ impl Session {
             drained: Drained::default(),
             events: Vec::new(),
             refresh_at: Vec::new(),
+            register_at: Vec::new(),
             raw: RawStacks::default(),
             late,
             captures,
@@ -215,7 +243,12 @@ impl Session {
 
     /// Waits up to `timeout` for process events and handles them.
     pub fn poll(&mut self, timeout: Duration) {
-        let next_refresh = self.refresh_at.iter().map(|(t, _)| *t).min();
+        let next_refresh = self
+            .refresh_at
+            .iter()
+            .chain(&self.register_at)
+            .map(|(t, _)| *t)
+            .min();
         let timeout = poll_timeout(
             timeout,
             next_refresh.map(|t| t.saturating_duration_since(Instant::now())),
@@ -234,14 +267,25 @@ impl Session {
                     }
                 }
                 Event::MapsStale(pid) => self.tracker.refresh(pid, &self.sampler),
-                Event::Exec(pid) => {
+                Event::Exec(pid) if self.tracker.is_tracked(pid) => {
+                    // A new image of a known process: its old tables no
+                    // longer apply.
                     self.tracker.register(pid, &self.sampler);
                     let now = Instant::now();
                     self.refresh_at.push((now + Duration::from_millis(20), pid));
                     self.refresh_at
                         .push((now + Duration::from_millis(250), pid));
                 }
+                Event::Exec(pid) => {
+                    if self.register_at.len() < MAX_WAITING
+                        && !self.register_at.iter().any(|&(_, p)| p == pid)
+                    {
+                        self.register_at
+                            .push((Instant::now() + REGISTER_AFTER, pid));
+                    }
+                }
                 Event::Exit(pid) => {
+                    self.register_at.retain(|&(_, p)| p != pid);
                     // Copied stacks of it still need its mappings.
                     if !self.late.process_exited(pid) {
                         self.exited(pid);
@@ -259,6 +303,21 @@ impl Session {
         self.refresh_at.retain(|(t, _)| *t > now);
         for pid in due {
             self.tracker.refresh_live(pid, &self.sampler);
+        }
+        let due: Vec<u32> = self
+            .register_at
+            .iter()
+            .filter(|(t, _)| *t <= now)
+            .map(|(_, p)| *p)
+            .collect();
+        self.register_at.retain(|(t, _)| *t > now);
+        for pid in due {
+            if !self.tracker.is_tracked(pid) && alive(pid) {
+                self.tracker.register(pid, &self.sampler);
+                // The dynamic loader may still be mapping libraries.
+                self.refresh_at
+                    .push((now + Duration::from_millis(230), pid));
+            }
         }
         // Copies are unwound with mappings read after they were taken.
         for pid in self.late.to_read() {
