@@ -201,6 +201,7 @@ impl Symbols {
                 loaded.undecodable += 1;
             }
         }
+        s.fill_lost_names(file_len, &mut loaded);
         s.persisted = Marks {
             strings: s.strings.len(),
             stacks: s.stacks.len(),
@@ -208,6 +209,39 @@ impl Symbols {
             batch_ids: 0,
         };
         (s, loaded)
+    }
+
+    /// A stack may name functions whose records were lost with no later
+    /// name record to leave their hole: those names read [`LOST_NAME`],
+    /// so that names interned later do not take their ids. A stack naming
+    /// ids past what the file could have held is not believed and is
+    /// lost itself.
+    fn fill_lost_names(&mut self, file_len: usize, loaded: &mut Loaded) {
+        let believable = self.strings.len() + file_len / 2;
+        let wanted = self
+            .stacks
+            .iter()
+            .flat_map(|f| f.iter())
+            .map(|&f| f as usize + 1)
+            .filter(|&n| n <= believable)
+            .max()
+            .unwrap_or(0);
+        while self.strings.len() < wanted {
+            loaded.lost += 1;
+            let id = self.strings.len() as u32;
+            self.string_ids.entry(LOST_NAME.to_string()).or_insert(id);
+            self.strings.push(LOST_NAME.to_string());
+        }
+        let known = self.strings.len();
+        for (id, frames) in self.stacks.iter_mut().enumerate() {
+            if frames.iter().any(|&f| f as usize >= known) {
+                loaded.lost += 1;
+                if self.stack_ids.get(&**frames) == Some(&(id as u32)) {
+                    self.stack_ids.remove(&**frames);
+                }
+                *frames = Box::new([]);
+            }
+        }
     }
 
     fn load_record(&mut self, rec: &[u8], file_len: usize, loaded: &mut Loaded) -> Option<()> {
@@ -751,6 +785,51 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let (_, s) = open(dir.path());
         assert_eq!(s.strings, vec!["a", LOST_NAME, "c"]);
+    }
+
+    #[test]
+    fn a_stack_whose_names_were_lost_names_them_as_lost_and_new_names_do_not_take_their_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("symbols.log");
+        let (mut log, mut s) = open(dir.path());
+        s.intern_string("main");
+        persist(&mut log, &mut s);
+        let first = std::fs::metadata(&path).unwrap().len() as usize;
+        let (a, b) = (s.intern_string("lost_a"), s.intern_string("lost_b"));
+        persist(&mut log, &mut s);
+        let second = std::fs::metadata(&path).unwrap().len() as usize;
+        let stack = s.intern_stack(&[0, a, b]);
+        persist(&mut log, &mut s);
+        drop((log, s));
+        // The record of the two names is damaged; the stack's survives.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[second - 1] ^= 0xff;
+        assert!(second > first);
+        std::fs::write(&path, &bytes).unwrap();
+        let (mut log, mut s) = open(dir.path());
+        assert_eq!(s.strings, vec!["main", LOST_NAME, LOST_NAME]);
+        assert_eq!(&*s.stacks[stack as usize], &[0, a, b]);
+        assert_eq!(s.intern_string("new"), 3, "a new name after the lost ones");
+        persist(&mut log, &mut s);
+        drop((log, s));
+        let (_, s) = open(dir.path());
+        assert_eq!(s.strings[3], "new");
+    }
+
+    #[test]
+    fn a_stack_naming_ids_no_file_could_hold_is_lost() {
+        let mut s = Symbols::default();
+        s.strings.push("main".into());
+        s.stacks.push(vec![0].into());
+        s.stacks.push(vec![0, u32::MAX - 1].into());
+        s.stack_ids.insert(vec![0, u32::MAX - 1].into(), 1);
+        let mut loaded = Loaded::default();
+        s.fill_lost_names(1000, &mut loaded);
+        assert_eq!(s.strings.len(), 1, "no names made up for it");
+        assert!(s.stacks[1].is_empty());
+        assert_eq!(&*s.stacks[0], &[0]);
+        assert!(s.stack_ids.values().all(|&id| id != 1));
+        assert_eq!(loaded.lost, 1);
     }
 
     #[test]
