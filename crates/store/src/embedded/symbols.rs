@@ -265,9 +265,12 @@ impl Symbols {
                     // so bases past what the file could hold are not
                     // believed. Series ids skip pruned series: any gap,
                     // short of ids no store reaches.
-                    let holes = ns.saturating_sub(self.strings.len())
-                        + nk.saturating_sub(self.stacks.len())
-                        + loaded.lost;
+                    // Saturating: wrapped, two huge bases could sum to
+                    // a small hole and be believed.
+                    let holes = ns
+                        .saturating_sub(self.strings.len())
+                        .saturating_add(nk.saturating_sub(self.stacks.len()))
+                        .saturating_add(loaded.lost);
                     if holes > file_len / 2 || nr > MAX_SERIES_ID {
                         return None;
                     }
@@ -814,6 +817,18 @@ mod tests {
         drop((log, s));
         let (_, s) = open(dir.path());
         assert_eq!(s.strings[3], "new");
+    }
+
+    #[test]
+    fn bases_whose_holes_sum_past_the_largest_number_are_not_believed() {
+        let mut rec = vec![KIND_BASE];
+        put_varint(&mut rec, 1 << 63);
+        put_varint(&mut rec, 1 << 63);
+        put_varint(&mut rec, 0);
+        rec.extend([KIND_STRING, 1, b'x']);
+        let (s, loaded) = Symbols::load(&[&rec], 1000);
+        assert!(s.strings.is_empty());
+        assert_eq!(loaded.undecodable, 1);
     }
 
     #[test]
