@@ -202,7 +202,7 @@ impl Block {
         let start = e.offset as usize;
         let bytes = self
             .data
-            .get(start..start + e.len as usize)
+            .get(start..start.saturating_add(e.len as usize))
             .ok_or_else(|| corrupt(&self.path, "chunk out of bounds"))?;
         if crc32fast::hash(bytes) != e.crc {
             return Err(corrupt(&self.path, "chunk checksum mismatch"));
@@ -544,6 +544,37 @@ mod tests {
         assert!(err.to_string().contains("checksum"), "{err}");
         std::fs::write(&dest, b"PPBLK001short").unwrap();
         assert!(Block::open(&dest).is_err());
+    }
+
+    /// A directory entry (checksum made right) whose chunk offset plus
+    /// length passes the largest number: out of bounds, not an overflow.
+    #[test]
+    fn a_chunk_offset_near_the_largest_number_is_out_of_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("b.tmp");
+        let dest = dir.path().join("b.blk");
+        let mut w = BlockWriter::create(&tmp, 0, 10, 1000).unwrap();
+        let mut rows = vec![Row {
+            stack: 1,
+            t: 1000,
+            value: 9,
+        }];
+        w.add_series(3, &mut rows).unwrap();
+        w.finish(&dest, &Job::default()).unwrap();
+        let mut bytes = std::fs::read(&dest).unwrap();
+        let dir_off = u64::from_le_bytes(bytes[44..52].try_into().unwrap()) as usize;
+        let offset = dir_off + 20;
+        bytes[offset..offset + 8].copy_from_slice(&(u64::MAX - 2).to_le_bytes());
+        let end = bytes.len() - 4;
+        let crc = crc32fast::hash(&bytes[dir_off..end]);
+        bytes[end..].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&dest, &bytes).unwrap();
+
+        let block = Block::open(&dest).unwrap();
+        let err = block
+            .scan(block.entry(3).unwrap(), |_, _, _| {})
+            .unwrap_err();
+        assert!(err.to_string().contains("chunk out of bounds"), "{err}");
     }
 
     /// A directory entry (checksums made right) claiming a chunk
