@@ -22,7 +22,9 @@ fn live_series<'a>(
 ) -> impl Iterator<Item = (u32, &'a super::symbols::SeriesInfo)> + 'a {
     st.symbols
         .all_series()
-        .filter(move |(_, s)| s.min_t <= s.max_t && range.overlaps(s.min_t, s.max_t + 1))
+        .filter(move |(_, s)| {
+            s.min_t <= s.max_t && range.overlaps(s.min_t, s.max_t.saturating_add(1))
+        })
         .filter(move |(_, s)| selector.matches(&s.labels))
 }
 
@@ -129,7 +131,7 @@ fn snapshot(
     let blocks = st
         .blocks
         .iter()
-        .filter(|b| range.overlaps(b.min_t, b.max_t + 1))
+        .filter(|b| range.overlaps(b.min_t, b.max_t.saturating_add(1)))
         .cloned()
         .collect();
     Ok(Snapshot {
@@ -152,7 +154,7 @@ fn scan_blocks(
             let Some(e) = b.entry(series) else {
                 continue;
             };
-            if !range.overlaps(e.min_t, e.max_t + 1) {
+            if !range.overlaps(e.min_t, e.max_t.saturating_add(1)) {
                 continue;
             }
             let whole = range.start_ms <= e.min_t && e.max_t < range.end_ms;
