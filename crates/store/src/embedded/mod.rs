@@ -210,7 +210,20 @@ impl EmbeddedStore {
         let quarantine = dir.join(QUARANTINE);
         let (symlog, symbols) = SymbolsLog::open(&dir.join("symbols.log"), &quarantine)?;
         let (blocks, covered) = recover_blocks(&blocks_dir)?;
-        let next_block_id = blocks.iter().map(|b| b.id + 1).max().unwrap_or(1);
+        // Ids come from file names: one at the largest number (a name no
+        // store writes) would leave the next block no id of its own.
+        let next_block_id = match blocks.iter().map(|b| b.id).max() {
+            None => 1,
+            Some(id) if id < u64::MAX => id + 1,
+            Some(_) => {
+                return Err(StoreError::Invalid(format!(
+                    "{}: a block is numbered {}, leaving no number for the next one; \
+                     move it out of the directory",
+                    blocks_dir.display(),
+                    u64::MAX
+                )))
+            }
+        };
         let (wal, records) = Wal::open(&dir.join("wal"), &quarantine, covered)?;
         let mut state = State {
             symbols,
