@@ -33,6 +33,9 @@ pub struct Wal {
     scratch: Vec<u8>,
 }
 
+/// The largest segment number a store opens with.
+const MAX_SEGMENT: u64 = u64::MAX / 2;
+
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:012}.wal"))
 }
@@ -88,9 +91,20 @@ impl Wal {
             }
             records.extend(found.records.into_iter().map(|(_, r)| (seq, r.to_vec())));
         }
+        // Numbers come from file names and block headers: one near the
+        // largest number (none a store reaches) would leave no number for
+        // the segments to come.
+        let seq = seqs.last().map_or(0, |s| s.saturating_add(1)).max(covered);
+        if seq > MAX_SEGMENT {
+            return Err(StoreError::Invalid(format!(
+                "{}: WAL segment number {seq} (from a segment's name or a block's header) \
+                 leaves no number for the next segments; the data directory is damaged",
+                dir.display()
+            )));
+        }
         let wal = Wal {
             dir: dir.to_path_buf(),
-            seq: seqs.last().map_or(0, |s| s + 1).max(covered),
+            seq,
             current: None,
             scratch: Vec::new(),
         };
@@ -172,6 +186,19 @@ impl Wal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segment_numbers_near_the_largest_number_are_refused_not_overflowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = dir.path().join("quarantine");
+        let err = Wal::open(dir.path(), &q, u64::MAX).err().unwrap();
+        assert!(err.to_string().contains("leaves no number"), "{err}");
+        std::fs::write(segment_path(dir.path(), u64::MAX), b"").unwrap();
+        assert!(Wal::open(dir.path(), &q, 0).is_err());
+        std::fs::remove_file(segment_path(dir.path(), u64::MAX)).unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), &q, MAX_SEGMENT).unwrap();
+        assert_eq!(wal.rotate(), MAX_SEGMENT + 1);
+    }
 
     #[test]
     fn replays_in_order_and_leaves_torn_tails_out() {
