@@ -156,6 +156,17 @@ const REGISTER_AFTER: Duration = Duration::from_millis(20);
 /// are left to be read at their first sample.
 const MAX_WAITING: usize = 4096;
 
+/// Removes the entries due by `now` and returns their processes.
+fn take_due(waiting: &mut Vec<(Instant, u32)>, now: Instant) -> Vec<u32> {
+    let due = waiting
+        .iter()
+        .filter(|(t, _)| *t <= now)
+        .map(|(_, p)| *p)
+        .collect();
+    waiting.retain(|(t, _)| *t > now);
+    due
+}
+
 /// Whether `pid` lives and can be profiled. Most new processes under
 /// churn are gone when asked; a signal-0 kill says so without the cost
 /// of opening /proc.
@@ -294,24 +305,10 @@ impl Session {
             }
         }
         let now = Instant::now();
-        let due: Vec<u32> = self
-            .refresh_at
-            .iter()
-            .filter(|(t, _)| *t <= now)
-            .map(|(_, p)| *p)
-            .collect();
-        self.refresh_at.retain(|(t, _)| *t > now);
-        for pid in due {
+        for pid in take_due(&mut self.refresh_at, now) {
             self.tracker.refresh_live(pid, &self.sampler);
         }
-        let due: Vec<u32> = self
-            .register_at
-            .iter()
-            .filter(|(t, _)| *t <= now)
-            .map(|(_, p)| *p)
-            .collect();
-        self.register_at.retain(|(t, _)| *t > now);
-        for pid in due {
+        for pid in take_due(&mut self.register_at, now) {
             if !self.tracker.is_tracked(pid) && alive(pid) {
                 self.tracker.register(pid, &self.sampler);
                 // The dynamic loader may still be mapping libraries.

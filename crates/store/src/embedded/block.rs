@@ -546,13 +546,11 @@ mod tests {
         assert!(Block::open(&dest).is_err());
     }
 
-    /// A directory entry (checksum made right) whose chunk offset plus
-    /// length passes the largest number: out of bounds, not an overflow.
-    #[test]
-    fn a_chunk_offset_near_the_largest_number_is_out_of_bounds() {
-        let dir = tempfile::tempdir().unwrap();
-        let tmp = dir.path().join("b.tmp");
-        let dest = dir.path().join("b.blk");
+    /// Writes a block at `dest` of one row of series 3, then overwrites
+    /// `value` at `at` bytes into its first directory entry and makes the
+    /// directory's checksum right again.
+    fn rewrite_first_entry(dest: &Path, at: usize, value: &[u8]) {
+        let tmp = dest.with_extension("tmp");
         let mut w = BlockWriter::create(&tmp, 0, 10, 1000).unwrap();
         let mut rows = vec![Row {
             stack: 1,
@@ -560,15 +558,24 @@ mod tests {
             value: 9,
         }];
         w.add_series(3, &mut rows).unwrap();
-        w.finish(&dest, &Job::default()).unwrap();
-        let mut bytes = std::fs::read(&dest).unwrap();
+        w.finish(dest, &Job::default()).unwrap();
+        let mut bytes = std::fs::read(dest).unwrap();
         let dir_off = u64::from_le_bytes(bytes[44..52].try_into().unwrap()) as usize;
-        let offset = dir_off + 20;
-        bytes[offset..offset + 8].copy_from_slice(&(u64::MAX - 2).to_le_bytes());
+        bytes[dir_off + at..dir_off + at + value.len()].copy_from_slice(value);
         let end = bytes.len() - 4;
         let crc = crc32fast::hash(&bytes[dir_off..end]);
         bytes[end..].copy_from_slice(&crc.to_le_bytes());
-        std::fs::write(&dest, &bytes).unwrap();
+        std::fs::write(dest, &bytes).unwrap();
+    }
+
+    /// A directory entry (checksum made right) whose chunk offset plus
+    /// length passes the largest number: out of bounds, not an overflow.
+    #[test]
+    fn a_chunk_offset_near_the_largest_number_is_out_of_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("b.blk");
+        // The entry's chunk offset is 20 bytes in.
+        rewrite_first_entry(&dest, 20, &(u64::MAX - 2).to_le_bytes());
 
         let block = Block::open(&dest).unwrap();
         let err = block
@@ -582,25 +589,10 @@ mod tests {
     #[test]
     fn a_raw_length_the_chunk_cannot_hold_is_refused_before_allocating() {
         let dir = tempfile::tempdir().unwrap();
-        let tmp = dir.path().join("b.tmp");
         let dest = dir.path().join("b.blk");
-        let mut w = BlockWriter::create(&tmp, 0, 10, 1000).unwrap();
-        let mut rows = vec![Row {
-            stack: 1,
-            t: 1000,
-            value: 9,
-        }];
-        w.add_series(3, &mut rows).unwrap();
-        w.finish(&dest, &Job::default()).unwrap();
-        let mut bytes = std::fs::read(&dest).unwrap();
-        let dir_off = u64::from_le_bytes(bytes[44..52].try_into().unwrap()) as usize;
-        // The value of the fuzz finding: 1.7 GiB asked for up front.
-        let raw_len = dir_off + 36;
-        bytes[raw_len..raw_len + 4].copy_from_slice(&1_849_324_912u32.to_le_bytes());
-        let end = bytes.len() - 4;
-        let crc = crc32fast::hash(&bytes[dir_off..end]);
-        bytes[end..].copy_from_slice(&crc.to_le_bytes());
-        std::fs::write(&dest, &bytes).unwrap();
+        // The value of the fuzz finding: 1.7 GiB asked for up front, in
+        // the entry's raw length, 36 bytes in.
+        rewrite_first_entry(&dest, 36, &1_849_324_912u32.to_le_bytes());
 
         let block = Block::open(&dest).unwrap();
         let err = block
