@@ -69,6 +69,10 @@ step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test" cargo test --workspace --no-fail-fast
 
+# The UI's unit tests (vitest), the API's golden answers among them
+# (crates/server/tests/api-golden, written by the server's tests).
+step "ui unit" sh -c 'cd ui && npm test --silent'
+
 # The UI's end-to-end tests drive the perfpilot binary cargo test just
 # built; node's TAP report names the failures for the summary.
 e2e() {
