@@ -392,24 +392,29 @@ pub(crate) fn check_labels(raw: &[u8], limits: &Limits, what: &str) -> Result<()
     Ok(())
 }
 
-/// Adds a decoded (not gzipped) pprof to the batch.
-pub(crate) fn add_raw_profile(
-    b: &mut BatchBuilder<'_>,
-    src: &Source<'_>,
-    raw: &[u8],
-) -> Result<(), WireError> {
-    let what = src.what;
-    let bad = |message: String| WireError::Profile {
+fn malformed(what: &str, message: String) -> WireError {
+    WireError::Profile {
         what: what.to_string(),
         message,
-    };
-    let msg = read_tables(raw).ok_or_else(|| {
-        bad("malformed pprof protobuf: a field is cut short or of the wrong type".into())
-    })?;
-    let samples = &msg.samples;
+    }
+}
+
+/// What every sample of a profile shares: its profile type ids (one per
+/// sample type) and its time.
+struct Header {
+    sample_types: usize,
+    type_ids: Vec<String>,
+    time_ms: i64,
+}
+
+fn read_header(msg: &Tables<'_>, src: &Source<'_>) -> Result<Header, WireError> {
+    let what = src.what;
     let strings = &msg.strings;
     if strings.first().is_some_and(|s| !s.is_empty()) {
-        return Err(bad("string_table[0] must be the empty string".into()));
+        return Err(malformed(
+            what,
+            "string_table[0] must be the empty string".into(),
+        ));
     }
     let string = |i: i64, ctx: &dyn Fn() -> String| table_string(strings, i, what, ctx);
     let value_type = |t: &(i64, i64), ctx: &str| -> Result<ValueType, WireError> {
@@ -438,121 +443,175 @@ pub(crate) fn add_raw_profile(
     } else {
         src.fallback_time_ms
     };
-    let mut type_ids = Vec::with_capacity(sample_types.len());
-    for (i, t) in sample_types.iter().enumerate() {
-        type_ids.push(
+    let type_ids = sample_types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
             profile_type_id(&name, t, period_type.as_ref()).ok_or_else(|| {
                 WireError::Invalid(format!(
                     "{what}: profile name {name:?} with sample type {i} ({}/{}) does not make a \
                  profile type id (no part may be empty-named or contain ':')",
                     t.kind, t.unit
                 ))
-            })?,
-        );
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Header {
+        sample_types: sample_types.len(),
+        type_ids,
+        time_ms,
+    })
+}
+
+/// Locations expanded into interned frame names, each once per profile.
+struct Frames {
+    functions: IdIndex,
+    locations: IdIndex,
+    /// Names interned once per string-table entry, on first use.
+    name_ids: Vec<u32>,
+    /// Each location's frames, root first (its lines are innermost first),
+    /// as (start, len) into `frames`; start u32::MAX: not resolved yet.
+    span: Vec<(u32, u32)>,
+    frames: Vec<u32>,
+}
+
+impl Frames {
+    fn new(msg: &Tables<'_>) -> Frames {
+        Frames {
+            functions: IdIndex::build(msg.functions.iter().map(|f| f.0)),
+            locations: IdIndex::build(msg.locations.iter().map(|l| l.0)),
+            name_ids: vec![u32::MAX; msg.strings.len()],
+            span: vec![(u32::MAX, 0); msg.locations.len()],
+            frames: Vec::new(),
+        }
     }
 
-    // Names interned once per string-table entry, on first use.
-    let mut name_ids: Vec<u32> = vec![u32::MAX; strings.len()];
-    let functions = IdIndex::build(msg.functions.iter().map(|f| f.0));
-    let locations = IdIndex::build(msg.locations.iter().map(|l| l.0));
-    // Each location's frames, root first (its lines are innermost first),
-    // as (start, len) into one array; start u32::MAX: not resolved yet.
-    let mut location_span: Vec<(u32, u32)> = vec![(u32::MAX, 0); msg.locations.len()];
-    let mut location_frames: Vec<u32> = Vec::new();
-
-    let mut frames: Vec<u32> = Vec::new();
-    // Label sets seen, and their batch profiles (one per sample type).
-    let mut series: FxHashMap<RawLabels, usize> = FxHashMap::default();
-    let mut series_profiles: Vec<Vec<usize>> = Vec::new();
-    let (mut loc_ids, mut values, mut raw_labels) = (Vec::new(), Vec::new(), RawLabels::new());
-    let mut last_raw = RawLabels::new();
-    let mut last: Option<usize> = None;
-
-    for (n, bytes) in samples.iter().enumerate() {
-        read_sample(bytes, &mut loc_ids, &mut values, &mut raw_labels)
-            .ok_or_else(|| bad(format!("malformed pprof protobuf: sample {n} is cut short")))?;
-        if values.len() != sample_types.len() {
-            return Err(bad(format!(
-                "sample {n} has {} values but the profile has {} sample types",
-                values.len(),
-                sample_types.len()
-            )));
-        }
-        if values.iter().all(|&v| v == 0) {
-            continue;
-        }
-        frames.clear();
+    /// Sample `n`'s stack (location ids leaf first) as frame names, root
+    /// first, into `out`.
+    fn stack(
+        &mut self,
+        b: &mut BatchBuilder<'_>,
+        msg: &Tables<'_>,
+        loc_ids: &[u64],
+        n: usize,
+        what: &str,
+        out: &mut Vec<u32>,
+    ) -> Result<(), WireError> {
+        out.clear();
         let sample_what = || format!("{what} sample {n}");
         for &loc_id in loc_ids.iter().rev() {
-            let li = locations.get(loc_id).ok_or_else(|| {
-                bad(format!(
-                    "sample {n} refers to location {loc_id}, which does not exist"
-                ))
+            let li = self.locations.get(loc_id).ok_or_else(|| {
+                malformed(
+                    what,
+                    format!("sample {n} refers to location {loc_id}, which does not exist"),
+                )
             })? as usize;
-            if location_span[li].0 == u32::MAX {
-                let start = location_frames.len();
-                let (loc_id, mapping_id, first, count) = msg.locations[li];
-                // A location's inlined lines are counted before they are
-                // expanded, as every stack's frames are below.
-                b.check_stack_len(count as usize, sample_what)?;
-                let loc_lines = &msg.lines[first as usize..(first + count) as usize];
-                if loc_lines.is_empty() {
-                    // Named after its object, as the model names
-                    // unsymbolized locations.
-                    let file = msg
-                        .mappings
-                        .iter()
-                        .find(|m| m.0 == mapping_id && mapping_id != 0)
-                        .map(|m| string(m.1, &|| format!("mapping {}", m.0)))
-                        .transpose()?
-                        .filter(|f| !f.is_empty());
-                    let label = match file {
-                        Some(f) => {
-                            let base = f.rsplit('/').next().unwrap_or(f);
-                            if base.starts_with('[') {
-                                base.to_string()
-                            } else {
-                                format!("[{base}]")
-                            }
-                        }
-                        None => "[unknown]".to_string(),
-                    };
-                    location_frames.push(b.name(&label, &sample_what)?);
-                }
-                for &function_id in loc_lines.iter().rev() {
-                    let fi = functions.get(function_id).ok_or_else(|| {
-                        bad(format!(
-                            "location {loc_id} refers to function {function_id}, which does not exist"
-                        ))
-                    })? as usize;
-                    let si = msg.functions[fi].1;
-                    let fname = string(si, &|| format!("function {function_id}"))?;
-                    if fname.is_empty() {
-                        continue;
-                    }
-                    let slot = &mut name_ids[si as usize];
-                    if *slot == u32::MAX {
-                        *slot = b.name(fname, &sample_what)?;
-                    }
-                    location_frames.push(*slot);
-                }
-                location_span[li] = (start as u32, (location_frames.len() - start) as u32);
+            if self.span[li].0 == u32::MAX {
+                self.expand(b, msg, li, what, &sample_what)?;
             }
-            let (start, len) = location_span[li];
+            let (start, len) = self.span[li];
             // Checked before the frames are copied: one location of many
             // inlined lines, referenced many times, must not expand.
-            b.check_stack_len(frames.len() + len as usize, sample_what)?;
-            frames.extend_from_slice(&location_frames[start as usize..(start + len) as usize]);
+            b.check_stack_len(out.len() + len as usize, sample_what)?;
+            out.extend_from_slice(&self.frames[start as usize..(start + len) as usize]);
         }
-        b.charge_frames(frames.len())?;
-        let stack = b.stack_of_names(&frames, &sample_what)?;
-        let current = match last {
-            Some(i) if last_raw == raw_labels => i,
+        Ok(())
+    }
+
+    /// Resolves location `li` (an index into the location table).
+    fn expand(
+        &mut self,
+        b: &mut BatchBuilder<'_>,
+        msg: &Tables<'_>,
+        li: usize,
+        what: &str,
+        sample_what: &dyn Fn() -> String,
+    ) -> Result<(), WireError> {
+        let string = |i: i64, ctx: &dyn Fn() -> String| table_string(&msg.strings, i, what, ctx);
+        let start = self.frames.len();
+        let (loc_id, mapping_id, first, count) = msg.locations[li];
+        // A location's inlined lines are counted before they are
+        // expanded, as every stack's frames are.
+        b.check_stack_len(count as usize, sample_what)?;
+        let loc_lines = &msg.lines[first as usize..(first + count) as usize];
+        if loc_lines.is_empty() {
+            // Named after its object, as the model names unsymbolized
+            // locations.
+            let file = msg
+                .mappings
+                .iter()
+                .find(|m| m.0 == mapping_id && mapping_id != 0)
+                .map(|m| string(m.1, &|| format!("mapping {}", m.0)))
+                .transpose()?
+                .filter(|f| !f.is_empty());
+            let label = match file {
+                Some(f) => {
+                    let base = f.rsplit('/').next().unwrap_or(f);
+                    if base.starts_with('[') {
+                        base.to_string()
+                    } else {
+                        format!("[{base}]")
+                    }
+                }
+                None => "[unknown]".to_string(),
+            };
+            self.frames.push(b.name(&label, sample_what)?);
+        }
+        for &function_id in loc_lines.iter().rev() {
+            let fi = self.functions.get(function_id).ok_or_else(|| {
+                malformed(
+                    what,
+                    format!(
+                        "location {loc_id} refers to function {function_id}, which does not exist"
+                    ),
+                )
+            })? as usize;
+            let si = msg.functions[fi].1;
+            let fname = string(si, &|| format!("function {function_id}"))?;
+            if fname.is_empty() {
+                continue;
+            }
+            let slot = &mut self.name_ids[si as usize];
+            if *slot == u32::MAX {
+                *slot = b.name(fname, sample_what)?;
+            }
+            self.frames.push(*slot);
+        }
+        self.span[li] = (start as u32, (self.frames.len() - start) as u32);
+        Ok(())
+    }
+}
+
+/// Label sets seen and their batch profiles (one per sample type).
+/// Consecutive samples of one process share their labels, so the previous
+/// sample's set is tried before the map.
+#[derive(Default)]
+struct SeriesOf {
+    index: FxHashMap<RawLabels, usize>,
+    profiles: Vec<Vec<usize>>,
+    last_raw: RawLabels,
+    last: Option<usize>,
+}
+
+impl SeriesOf {
+    /// The batch profiles of sample `n`'s labels (`raw` is left with the
+    /// previous sample's labels when they differ: the two are swapped).
+    fn of(
+        &mut self,
+        b: &mut BatchBuilder<'_>,
+        src: &Source<'_>,
+        msg: &Tables<'_>,
+        header: &Header,
+        raw: &mut RawLabels,
+        n: usize,
+    ) -> Result<&[usize], WireError> {
+        let i = match self.last {
+            Some(i) if self.last_raw == *raw => i,
             _ => {
-                let i = match series.get(&raw_labels) {
+                let i = match self.index.get(raw) {
                     Some(&i) => i,
                     None => {
-                        let kept = kept_labels(&msg.strings, &raw_labels, n, what, b.limits())?;
+                        let kept = kept_labels(&msg.strings, raw, n, src.what, b.limits())?;
                         let mut labels: Vec<(String, String)> = kept
                             .iter()
                             .map(|(k, v)| (k.to_string(), v.to_owned_string()))
@@ -561,18 +620,71 @@ pub(crate) fn add_raw_profile(
                         labels.reverse();
                         labels.sort_by(|a, b| a.0.cmp(&b.0));
                         labels.dedup_by(|a, b| a.0 == b.0);
-                        series_profiles
-                            .push(series_for_labels(b, src, labels, &type_ids, time_ms)?);
-                        series.insert(raw_labels.clone(), series_profiles.len() - 1);
-                        series_profiles.len() - 1
+                        self.profiles.push(series_for_labels(
+                            b,
+                            src,
+                            labels,
+                            &header.type_ids,
+                            header.time_ms,
+                        )?);
+                        self.index.insert(raw.clone(), self.profiles.len() - 1);
+                        self.profiles.len() - 1
                     }
                 };
-                last = Some(i);
-                std::mem::swap(&mut last_raw, &mut raw_labels);
+                self.last = Some(i);
+                std::mem::swap(&mut self.last_raw, raw);
                 i
             }
         };
-        for (&profile, &value) in series_profiles[current].iter().zip(&values) {
+        Ok(&self.profiles[i])
+    }
+}
+
+/// Adds a decoded (not gzipped) pprof to the batch.
+pub(crate) fn add_raw_profile(
+    b: &mut BatchBuilder<'_>,
+    src: &Source<'_>,
+    raw: &[u8],
+) -> Result<(), WireError> {
+    let what = src.what;
+    let msg = read_tables(raw).ok_or_else(|| {
+        malformed(
+            what,
+            "malformed pprof protobuf: a field is cut short or of the wrong type".into(),
+        )
+    })?;
+    let header = read_header(&msg, src)?;
+    let mut frames = Frames::new(&msg);
+    let mut series = SeriesOf::default();
+    let (mut stack, mut loc_ids, mut values, mut raw_labels) =
+        (Vec::new(), Vec::new(), Vec::new(), RawLabels::new());
+    for (n, bytes) in msg.samples.iter().enumerate() {
+        read_sample(bytes, &mut loc_ids, &mut values, &mut raw_labels).ok_or_else(|| {
+            malformed(
+                what,
+                format!("malformed pprof protobuf: sample {n} is cut short"),
+            )
+        })?;
+        if values.len() != header.sample_types {
+            return Err(malformed(
+                what,
+                format!(
+                    "sample {n} has {} values but the profile has {} sample types",
+                    values.len(),
+                    header.sample_types
+                ),
+            ));
+        }
+        if values.iter().all(|&v| v == 0) {
+            continue;
+        }
+        frames.stack(b, &msg, &loc_ids, n, what, &mut stack)?;
+        b.charge_frames(stack.len())?;
+        let stack = b.stack_of_names(&stack, &|| format!("{what} sample {n}"))?;
+        let profiles = series
+            .of(b, src, &msg, &header, &mut raw_labels, n)?
+            .to_vec();
+        for (&profile, &value) in profiles.iter().zip(&values) {
             b.add(profile, stack, value).map_err(|e| match e {
                 WireError::Invalid(m) => WireError::Invalid(format!("{what} sample {n}: {m}")),
                 other => other,
