@@ -23,10 +23,12 @@ pub mod flame;
 pub mod pprof;
 pub mod sandwich;
 pub mod series;
-pub mod stats;
 pub mod time;
 pub mod top;
 mod tree;
+
+/// The tests behind [`diff()`], from the workspace's statistics crate.
+pub use perfpilot_stats as stats;
 
 pub use diff::{
     diff, diff_tree, diff_with, Diff, DiffNode, DiffOptions, DiffRow, DiffTree, FlatDiff,
