@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use perfpilot_store::StackTable;
+use perfpilot_model::series::StackTable;
 use serde::{Deserialize, Serialize};
 
 use crate::error::QueryError;

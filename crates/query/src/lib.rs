@@ -1,7 +1,7 @@
 //! Query computations for perfpilot: what the server turns store results
 //! into before answering, and what the CLI and web UI read back.
 //!
-//! Everything here is pure computation on [`perfpilot_store::StackTable`]s
+//! Everything here is pure computation on [`perfpilot_model::series::StackTable`]s
 //! and strings: no I/O, no clock, no async.
 //!
 //! - [`flame_tree`]: a merged call tree truncated to a node budget, and its

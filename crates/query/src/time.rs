@@ -4,7 +4,7 @@
 
 use ::time::format_description::well_known::Rfc3339;
 use ::time::OffsetDateTime;
-use perfpilot_store::TimeRange;
+use perfpilot_model::series::TimeRange;
 
 use crate::error::QueryError;
 

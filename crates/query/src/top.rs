@@ -1,6 +1,6 @@
 //! Top functions: self and total value per function name.
 
-use perfpilot_store::StackTable;
+use perfpilot_model::series::StackTable;
 use serde::{Deserialize, Serialize};
 
 use crate::tree::Names;
