@@ -64,6 +64,10 @@ export interface FlatDiff {
   base_total: number;
   target_total: number;
   max_self: number;
+  /** Per node, in the order of `levels`: the server's test of its share. */
+  p_values: number[];
+  q_values: number[];
+  significant: boolean[];
 }
 
 export interface SandwichResponse {

@@ -1,27 +1,17 @@
 //! Durations as policies and conditions write them: `500ms`, `10s`, `3m`,
 //! `1h30m`, `7d`, `2w`. The grammar is perfpilot's one duration grammar,
-//! [`perfpilot_query::parse_duration`] (units ms, s, m, h, d, w; `m` is
-//! minutes; no spaces, no fractions); this module only words its errors
-//! for a policy and prints durations back in the same grammar.
+//! [`perfpilot_units`] (units ms, s, m, h, d, w; `m` is minutes; no
+//! spaces, no fractions); this module only words its errors for a policy
+//! and converts to and from [`Duration`].
 
 use std::time::Duration;
 
-use perfpilot_query::QueryError;
-
-/// The units, largest first, with their length in milliseconds.
-const UNITS: [(&str, u128); 6] = [
-    ("w", 7 * 86_400_000),
-    ("d", 86_400_000),
-    ("h", 3_600_000),
-    ("m", 60_000),
-    ("s", 1000),
-    ("ms", 1),
-];
+use perfpilot_units::{DurationError, UNITS};
 
 /// The duration, or why it is not one (short: callers say what they read
 /// and show examples).
 pub(crate) fn parse(s: &str) -> Result<Duration, String> {
-    match perfpilot_query::parse_duration(s) {
+    match perfpilot_units::parse_duration_ms(s) {
         // The grammar has no sign: never negative.
         Ok(ms) => Ok(Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
         Err(e) => Err(why(s, e)),
@@ -29,8 +19,8 @@ pub(crate) fn parse(s: &str) -> Result<Duration, String> {
 }
 
 /// Why `s` was refused, in the words of a policy file where they are
-/// clearer than the query parser's.
-fn why(s: &str, e: QueryError) -> String {
+/// clearer than the grammar's.
+fn why(s: &str, e: DurationError) -> String {
     let s = s.trim();
     if s.is_empty() {
         return "it is empty".into();
@@ -54,10 +44,7 @@ fn why(s: &str, e: QueryError) -> String {
             return "the unit is missing".into();
         }
     }
-    match e {
-        QueryError::InvalidDuration { reason, .. } => reason,
-        other => other.to_string(),
-    }
+    e.to_string()
 }
 
 /// Whole milliseconds, for arithmetic with millisecond clocks; saturates
@@ -69,18 +56,7 @@ pub(crate) fn millis(d: Duration) -> i64 {
 /// The duration in the grammar [`parse`] reads, largest units first:
 /// `3m`, `1h30m`, `500ms`, `0s`. Below a millisecond is dropped.
 pub(crate) fn format(d: Duration) -> String {
-    let mut rest = d.as_millis();
-    if rest == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (name, ms) in UNITS {
-        if rest >= ms {
-            out.push_str(&format!("{}{name}", rest / ms));
-            rest %= ms;
-        }
-    }
-    out
+    perfpilot_units::format_duration_ms(millis(d))
 }
 
 #[cfg(test)]

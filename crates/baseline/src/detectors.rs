@@ -305,9 +305,7 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// Two-sided tail probability of a standard normal.
-pub fn normal_two_sided(z: f64) -> f64 {
-    libm::erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0)
-}
+pub use perfpilot_stats::normal_two_sided;
 
 /// Errors in a window beyond what the expected error rate makes plausible.
 #[derive(Debug, Clone, Serialize, Deserialize)]

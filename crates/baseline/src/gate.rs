@@ -638,7 +638,7 @@ fn z_critical(significance: f64) -> f64 {
 }
 
 fn two_sided_p(z: f64) -> f64 {
-    libm::erfc(z.abs() / std::f64::consts::SQRT_2)
+    perfpilot_stats::erfc(z.abs() / std::f64::consts::SQRT_2)
 }
 
 /// Sorted values by rank: raw samples exactly, or a sketch's buckets.
@@ -773,15 +773,8 @@ pub fn quantile_test_sketches(
 /// Two-sided p-value of the pooled two-proportion z-test for "the error
 /// rates are equal" (1 when neither or both runs are all errors).
 pub fn two_proportion_test(errors_a: u64, n_a: u64, errors_b: u64, n_b: u64) -> f64 {
-    let (na, nb) = (n_a.max(1) as f64, n_b.max(1) as f64);
-    let (ra, rb) = (errors_a as f64 / na, errors_b as f64 / nb);
-    let pooled = (errors_a + errors_b) as f64 / (na + nb);
-    let se = (pooled * (1.0 - pooled) * (1.0 / na + 1.0 / nb)).sqrt();
-    if se > 0.0 {
-        two_sided_p((rb - ra) / se)
-    } else {
-        1.0
-    }
+    // A run without requests counts as one, as the gate always has.
+    perfpilot_stats::z_test(errors_a, n_a.max(1), errors_b, n_b.max(1))
 }
 
 fn verdict(change: f64, p: Option<f64>, max: f64, sig: f64) -> Verdict {

@@ -177,30 +177,28 @@ impl Default for AlertsConfig {
     }
 }
 
-/// `10s`, `5m`, `1h`, `1d`, `500ms` in milliseconds.
+/// `10s`, `5m`, `1h`, `1d`, `500ms`, `1.5h`, `1h30m` in milliseconds, which
+/// must be positive. The grammar is [`perfpilot_units`]' with fractions
+/// (each part rounded to the millisecond).
 pub fn parse_duration(s: &str, what: &str) -> Result<i64, BaselineError> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| {
-        BaselineError::invalid(what, format!("{s:?} is not a duration like 10s, 5m, 1h"))
-    })?;
-    let ms = match unit {
-        "ms" => 1.0,
-        "s" => 1e3,
-        "m" => 60e3,
-        "h" => 3600e3,
-        "d" => 86_400e3,
-        _ => {
+    use perfpilot_units::DurationError;
+    let v = match perfpilot_units::parse_duration_ms_with(s, perfpilot_units::Fractions::Allowed) {
+        Ok(v) => v,
+        // Saturated rather than refused, as this config always has.
+        Err(DurationError::TooLarge) => i64::MAX,
+        Err(DurationError::UnknownUnit { unit }) => {
             return Err(BaselineError::invalid(
                 what,
-                format!("{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"),
+                format!("{s:?}: unknown unit {unit:?} (use ms, s, m, h, d or w)"),
+            ))
+        }
+        Err(_) => {
+            return Err(BaselineError::invalid(
+                what,
+                format!("{s:?} is not a duration like 10s, 5m, 1h"),
             ))
         }
     };
-    let v = (n * ms).round() as i64;
     if v <= 0 {
         return Err(BaselineError::invalid(
             what,

@@ -1,6 +1,6 @@
 //! `perfpilot record`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -172,28 +172,10 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     Ok(())
 }
 
-/// Writes through a temporary file and a rename, so a reader never sees a
-/// half-written profile.
+/// Writes through a temporary file, a sync and a rename (the store's
+/// durable write), so a reader never sees a half-written profile.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> exit::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.perfpilot-tmp"));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result
+    perfpilot_store::fsio::write_atomically(path, bytes)
         .with_context(|| format!("cannot write {}", path.display()))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Failure::from(e)
-        })
+        .map_err(Failure::from)
 }

@@ -10,6 +10,8 @@ pub mod format;
 pub mod labels;
 pub mod pprof;
 pub mod profile;
+pub mod selector;
+pub mod series;
 pub mod speedscope;
 pub mod svg;
 pub mod top;

@@ -9,8 +9,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use perfpilot_model::series::StackTable;
 use perfpilot_query::{diff, diff_tree, flame_tree, top_functions};
-use perfpilot_store::StackTable;
 
 /// xorshift64*: deterministic and dependency-free; quality is irrelevant.
 struct Rng(u64);

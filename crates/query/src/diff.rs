@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use perfpilot_store::StackTable;
+use perfpilot_model::series::StackTable;
 use serde::{Deserialize, Serialize};
 
 use crate::error::QueryError;
@@ -240,13 +240,25 @@ pub struct DiffTree {
 /// space left on the right. A node missing on one side has total and self
 /// 0 there. `name_index` indexes `names`. `max_self` is the largest self
 /// value of any node on either side.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `p_values`, `q_values` and `significant` hold one entry per node, in the
+/// order of `levels` (level 0 first, each left to right): whether the
+/// node's total share changed, tested as a [`DiffRow`] is, with q-values
+/// adjusted over all nodes. Clients colour nodes by them rather than
+/// testing again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlatDiff {
     pub names: Vec<String>,
     pub levels: Vec<Vec<i64>>,
     pub base_total: i64,
     pub target_total: i64,
     pub max_self: i64,
+    #[serde(default)]
+    pub p_values: Vec<f64>,
+    #[serde(default)]
+    pub q_values: Vec<f64>,
+    #[serde(default)]
+    pub significant: Vec<bool>,
 }
 
 /// Merges the call trees of `base` and `target`, with at most `max_nodes`
@@ -294,9 +306,20 @@ impl DiffTree {
         self.nodes.first()
     }
 
-    /// The diff flamebearer encoding (see [`FlatDiff`]). Child indices that
-    /// are out of range or repeat a node are ignored.
+    /// [`DiffTree::to_flat_with`] with default options (values are sample
+    /// counts, alpha 0.05).
     pub fn to_flat(&self) -> FlatDiff {
+        self.to_flat_with(&DiffOptions::default())
+    }
+
+    /// The diff flamebearer encoding (see [`FlatDiff`]), each node tested
+    /// with `options` as [`diff_with`] tests functions. Child indices that
+    /// are out of range or repeat a node are ignored.
+    pub fn to_flat_with(&self, options: &DiffOptions) -> FlatDiff {
+        let count = |v: i64| to_count(v, options.sample_weight);
+        let (base_samples, target_samples) = (count(self.base_total), count(self.target_total));
+        // Per level, the p-value of each node in the level's order.
+        let mut level_p: Vec<Vec<f64>> = Vec::new();
         let mut names: Vec<String> = Vec::new();
         let mut name_ids: HashMap<&str, i64> = HashMap::new();
         let mut levels: Vec<Vec<i64>> = Vec::new();
@@ -330,7 +353,15 @@ impl DiffTree {
             if levels.len() <= depth {
                 levels.resize(depth + 1, Vec::new());
                 level_end.resize(depth + 1, [0; 2]);
+                level_p.resize(depth + 1, Vec::new());
             }
+            let (p, _) = two_proportion_test(
+                count(node.base_total),
+                base_samples,
+                count(node.target_total),
+                target_samples,
+            );
+            level_p[depth].push(p);
             let end = level_end[depth];
             levels[depth].extend([
                 x[i][0] - end[0],
@@ -344,12 +375,18 @@ impl DiffTree {
             level_end[depth] = [x[i][0] + node.base_total, x[i][1] + node.target_total];
             max_self = max_self.max(node.base_self).max(node.target_self);
         });
+        let p_values: Vec<f64> = level_p.into_iter().flatten().collect();
+        let q_values = benjamini_hochberg(&p_values);
+        let significant = q_values.iter().map(|&q| q < options.alpha).collect();
         FlatDiff {
             names,
             levels,
             base_total: self.base_total,
             target_total: self.target_total,
             max_self,
+            p_values,
+            q_values,
+            significant,
         }
     }
 }
@@ -649,5 +686,53 @@ mod tests {
         let flat = diff_tree(&base, &target, 100).to_flat();
         // Level 2 holds only r: x = 5 on base, 1 on target.
         assert_eq!(flat.levels[2][..6], [5, 7, 7, 1, 2, 2]);
+    }
+
+    #[test]
+    fn flat_diff_nodes_are_tested_as_the_rows_are() {
+        // f grows from 10% to 30% of 10,000 samples, g shrinks to match;
+        // h stays at 5%.
+        let base = table(&[("f", 1000), ("g", 8500), ("h", 500)]);
+        let target = table(&[("f", 3000), ("g", 6500), ("h", 500)]);
+        let d = diff(&base, &target);
+        let flat = diff_tree(&base, &target, 100).to_flat();
+        let nodes: usize = flat.levels.iter().map(|l| l.len() / 7).sum();
+        assert_eq!(nodes, 5);
+        assert_eq!(flat.p_values.len(), nodes);
+        assert_eq!(flat.q_values.len(), nodes);
+        assert_eq!(flat.significant.len(), nodes);
+        // Nodes in level order: total, main, then f, g, h by name. One
+        // node per function here, so the tests are the rows' tests.
+        for (k, name) in [(2, "f"), (3, "g"), (4, "h")] {
+            let r = row(&d, name);
+            assert_eq!(flat.p_values[k], r.p_value, "{name}");
+            assert_eq!(flat.significant[k], r.significant, "{name}");
+        }
+        assert_eq!(flat.significant, vec![false, false, true, true, false]);
+        // The root and `main` hold every sample on both sides.
+        assert_eq!((flat.p_values[0], flat.p_values[1]), (1.0, 1.0));
+        // q-values are Benjamini–Hochberg over the nodes.
+        assert_eq!(flat.q_values, benjamini_hochberg(&flat.p_values));
+    }
+
+    #[test]
+    fn flat_diff_counts_samples_by_weight() {
+        // 10 ms samples in nanoseconds: with the weight, 40 vs 60 of 100
+        // samples is not significant after correction; as raw counts of
+        // nanoseconds it would be.
+        let ms10 = 10_000_000;
+        let base = table(&[("f", 40 * ms10), ("g", 60 * ms10)]);
+        let target = table(&[("f", 45 * ms10), ("g", 55 * ms10)]);
+        let t = diff_tree(&base, &target, 100);
+        let weighted = t.to_flat_with(&DiffOptions {
+            sample_weight: ms10 as f64,
+            alpha: 0.05,
+        });
+        assert!(weighted.significant.iter().all(|s| !s));
+        assert!(t.to_flat().significant.iter().any(|&s| s));
+        // JSON without the tests (from before they were sent) still reads.
+        let json = r#"{"names":[],"levels":[],"base_total":0,"target_total":0,"max_self":0}"#;
+        let old: FlatDiff = serde_json::from_str(json).unwrap();
+        assert!(old.p_values.is_empty() && old.significant.is_empty());
     }
 }

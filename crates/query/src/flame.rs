@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use perfpilot_store::StackTable;
+use perfpilot_model::series::StackTable;
 use serde::{Deserialize, Serialize};
 
 use crate::tree::{walk_preorder, CallTree, Names};

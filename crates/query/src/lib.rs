@@ -1,7 +1,7 @@
 //! Query computations for perfpilot: what the server turns store results
 //! into before answering, and what the CLI and web UI read back.
 //!
-//! Everything here is pure computation on [`perfpilot_store::StackTable`]s
+//! Everything here is pure computation on [`perfpilot_model::series::StackTable`]s
 //! and strings: no I/O, no clock, no async.
 //!
 //! - [`flame_tree`]: a merged call tree truncated to a node budget, and its
@@ -23,10 +23,12 @@ pub mod flame;
 pub mod pprof;
 pub mod sandwich;
 pub mod series;
-pub mod stats;
 pub mod time;
 pub mod top;
 mod tree;
+
+/// The tests behind [`diff()`], from the workspace's statistics crate.
+pub use perfpilot_stats as stats;
 
 pub use diff::{
     diff, diff_tree, diff_with, Diff, DiffNode, DiffOptions, DiffRow, DiffTree, FlatDiff,

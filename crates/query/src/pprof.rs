@@ -1,8 +1,8 @@
 //! Stack tables as profiles, so any query can be exported as pprof with
 //! [`perfpilot_model::pprof::encode`].
 
+use perfpilot_model::series::StackTable;
 use perfpilot_model::{LocationId, Profile, ValueType};
-use perfpilot_store::StackTable;
 
 use crate::tree::UNKNOWN_NAME;
 

@@ -1,7 +1,7 @@
 //! Sandwich view: one function's callers above it and its callees below
 //! it, each as a stack table rooted at the function.
 
-use perfpilot_store::StackTable;
+use perfpilot_model::series::StackTable;
 
 use crate::tree::UNKNOWN_NAME;
 

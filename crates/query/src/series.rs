@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use perfpilot_store::Points;
+use perfpilot_model::series::Points;
 use serde::{Deserialize, Serialize};
 
 /// One series of a time-series query, as JSON:

@@ -4,7 +4,7 @@
 
 use ::time::format_description::well_known::Rfc3339;
 use ::time::OffsetDateTime;
-use perfpilot_store::TimeRange;
+use perfpilot_model::series::TimeRange;
 
 use crate::error::QueryError;
 
@@ -12,7 +12,6 @@ const SECOND: i64 = 1000;
 const MINUTE: i64 = 60 * SECOND;
 const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
-const WEEK: i64 = 7 * DAY;
 
 /// Unix numbers below this are seconds, from it on milliseconds. 10^11 s is
 /// in the year 5138 and 10^11 ms is March 1973, so both readings cover any
@@ -54,10 +53,8 @@ pub fn parse_time(input: &str, now_ms: i64) -> Result<i64, QueryError> {
                 "expected `now`, `now-<duration>` or `now+<duration>`".into()
             ));
         };
-        let ms = parse_duration(duration.trim_start()).map_err(|e| match e {
-            QueryError::InvalidDuration { reason, .. } => err(reason),
-            other => other,
-        })?;
+        let ms = perfpilot_units::parse_duration_ms(duration.trim_start())
+            .map_err(|e| err(e.to_string()))?;
         return now_ms
             .checked_add(sign * ms)
             .ok_or_else(|| err("out of range".into()));
@@ -88,54 +85,13 @@ pub fn parse_time(input: &str, now_ms: i64) -> Result<i64, QueryError> {
 
 /// Parses a duration into milliseconds: one or more `<integer><unit>`
 /// parts, units `ms`, `s`, `m`, `h`, `d` (24 h) and `w` (7 d), e.g. `10s`,
-/// `5m`, `7d`, `1h30m`. A unit is required; `m` is minutes.
+/// `5m`, `7d`, `1h30m`. A unit is required; `m` is minutes. The grammar is
+/// [`perfpilot_units`]'; this only names the input in the error.
 pub fn parse_duration(input: &str) -> Result<i64, QueryError> {
-    let err = |reason: String| QueryError::InvalidDuration {
+    perfpilot_units::parse_duration_ms(input).map_err(|e| QueryError::InvalidDuration {
         input: input.to_string(),
-        reason,
-    };
-    let s = input.trim();
-    if s.is_empty() {
-        return Err(err("empty".into()));
-    }
-    let mut total: i64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(err(format!("expected a number at {rest:?}")));
-        }
-        let (number, tail) = rest.split_at(digits);
-        let letters = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let (unit, tail) = tail.split_at(letters);
-        let scale = match unit {
-            "ms" => 1,
-            "s" => SECOND,
-            "m" => MINUTE,
-            "h" => HOUR,
-            "d" => DAY,
-            "w" => WEEK,
-            "" if tail.starts_with('.') => {
-                return Err(err("fractions are not supported; use a smaller unit".into()))
-            }
-            "" => {
-                return Err(err(format!(
-                    "missing unit after {number:?} (ms, s, m, h, d, w)"
-                )))
-            }
-            _ => return Err(err(format!("unknown unit {unit:?} (ms, s, m, h, d, w)"))),
-        };
-        let part = number
-            .parse::<i64>()
-            .ok()
-            .and_then(|n| n.checked_mul(scale))
-            .ok_or_else(|| err("too large".into()))?;
-        total = total
-            .checked_add(part)
-            .ok_or_else(|| err("too large".into()))?;
-        rest = tail;
-    }
-    Ok(total)
+        reason: e.to_string(),
+    })
 }
 
 /// Parses `start` and `end` with [`parse_time`] into a range, which must

@@ -1,6 +1,7 @@
 //! Top functions: self and total value per function name.
 
-use perfpilot_store::StackTable;
+use perfpilot_model::series::StackTable;
+use perfpilot_model::top::FunctionTally;
 use serde::{Deserialize, Serialize};
 
 use crate::tree::Names;
@@ -59,69 +60,34 @@ pub(crate) fn percent(part: i64, whole: i64) -> f64 {
     }
 }
 
-/// Per name id: self and total value of one table.
-pub(crate) struct FunctionStats {
-    self_values: Vec<i64>,
-    totals: Vec<i64>,
-    /// Whether the name occurs on any stack (a row is due even if its
-    /// values sum to 0).
-    seen: Vec<bool>,
-}
+/// Per name id: self and total value of one table, counted by the
+/// model's [`FunctionTally`].
+pub(crate) struct FunctionStats(FunctionTally);
 
 impl FunctionStats {
     /// Stats of `table`, which is table number `slot` of `names`.
     pub fn compute(table: &StackTable, slot: usize, names: &Names<'_>) -> FunctionStats {
-        let n = names.names.len();
-        let mut self_values = vec![0i64; n];
-        let mut totals = vec![0i64; n];
-        let mut seen = vec![false; n];
-        // The last stack (1-based) each name was counted in, so recursion
-        // counts once per stack without a per-stack set.
-        let mut stamp = vec![0usize; n];
         let map = names.map(slot);
-        let id = |f: u32| map.get(f as usize).copied().unwrap_or(names.unknown()) as usize;
-        for (i, (stack, value)) in table.stacks.iter().enumerate() {
-            let mark = i + 1;
-            for &f in stack {
-                let id = id(f);
-                if stamp[id] != mark {
-                    stamp[id] = mark;
-                    seen[id] = true;
-                    totals[id] = totals[id].saturating_add(*value);
-                }
-            }
-            if let Some(&leaf) = stack.last() {
-                let id = id(leaf);
-                self_values[id] = self_values[id].saturating_add(*value);
-            }
+        let id = |f: &u32| map.get(*f as usize).copied().unwrap_or(names.unknown()) as usize;
+        let mut tally = FunctionTally::with_ids(names.names.len());
+        for (stack, value) in &table.stacks {
+            tally.add(stack.iter().map(id), stack.last().map(id), *value);
         }
-        FunctionStats {
-            self_values,
-            totals,
-            seen,
-        }
+        FunctionStats(tally)
     }
 
     /// Name ids that occur in the table.
     pub fn present(&self) -> impl Iterator<Item = u32> + '_ {
-        self.seen
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| **s)
-            .map(|(i, _)| i as u32)
+        self.0.present().map(|i| i as u32)
     }
 
     pub fn is_present(&self, id: u32) -> bool {
-        self.seen.get(id as usize).copied().unwrap_or(false)
+        self.0.is_present(id as usize)
     }
 
     /// (self, total) of name id `id`.
     pub fn get(&self, id: u32) -> (i64, i64) {
-        let i = id as usize;
-        (
-            self.self_values.get(i).copied().unwrap_or(0),
-            self.totals.get(i).copied().unwrap_or(0),
-        )
+        self.0.get(id as usize)
     }
 }
 

@@ -9,7 +9,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-use perfpilot_store::StackTable;
+use perfpilot_model::series::StackTable;
 
 /// The name given to function indices that are out of range for their
 /// table's `functions`, so that bad input degrades instead of panicking.

@@ -438,7 +438,7 @@ pub async fn diff(
             Ok(Json(DiffResponse {
                 profile_type: pt.as_ref().map(ProfileType::id),
                 diff,
-                flamegraph: tree.to_flat(),
+                flamegraph: tree.to_flat_with(&options),
             }))
         })
         .await

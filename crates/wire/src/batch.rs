@@ -9,7 +9,9 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use perfpilot_store::{Batch, BatchProfile, Labels, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL};
+use perfpilot_model::series::{
+    Batch, BatchProfile, Labels, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL,
+};
 
 use crate::error::WireError;
 use crate::limits::{check_function_name, check_series_labels, check_time, Limits};

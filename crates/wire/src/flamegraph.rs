@@ -36,7 +36,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use perfpilot_store::StackTable;
+use perfpilot_model::series::StackTable;
 
 /// The node limit Pyroscope applies when a request sets none (or 0):
 /// `querier.max-flamegraph-nodes-default`.

@@ -39,7 +39,7 @@
 //! `file:line - name`; unparseable `from`/`until`/`sampleRate` values are
 //! errors where Pyroscope silently uses defaults.
 
-use perfpilot_store::{Batch, Labels, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL};
+use perfpilot_model::series::{Batch, Labels, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL};
 
 use crate::batch::BatchBuilder;
 use crate::error::{shorten, WireError};

@@ -3,7 +3,7 @@
 //! encoded from them. Pure functions: no sockets, no clock (callers pass
 //! `now_ms`), no global state.
 //!
-//! Ingest (bytes → [`perfpilot_store::Batch`]):
+//! Ingest (bytes → [`perfpilot_model::series::Batch`]):
 //! * [`batch_from_push`]: `POST /push.v1.PusherService/Push` ([`push`]).
 //! * [`batch_from_legacy`] with [`LegacyIngestParams`]: `POST /ingest`
 //!   ([`legacy`], [`multipart`]).

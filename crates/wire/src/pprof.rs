@@ -16,8 +16,8 @@
 
 use std::collections::HashMap;
 
+use perfpilot_model::series::{Batch, Labels, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL};
 use perfpilot_model::{LabelSetId, Profile, StackId};
-use perfpilot_store::{Batch, Labels, PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL};
 use prost::Message;
 
 use crate::batch::{merge_labels, BatchBuilder};

@@ -28,7 +28,7 @@
 //! dotted names such as `otel.scope.name` included, is kept. Annotations
 //! and sample `ID`s are ignored (Pyroscope drops pushed annotations too).
 
-use perfpilot_store::{Batch, SERVICE_NAME_LABEL};
+use perfpilot_model::series::{Batch, SERVICE_NAME_LABEL};
 use prost::Message;
 
 use crate::batch::BatchBuilder;

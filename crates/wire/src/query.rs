@@ -24,9 +24,8 @@
 //! request is decoded, and [`ProfileFormat::Tree`] tells the server to
 //! refuse it), Go PGO stack-trace selectors (decoded and ignored).
 
-use perfpilot_store::{
-    Labels, MatchOp, Matcher, Points, Selector, StackTable, TimeRange, PROFILE_TYPE_LABEL,
-};
+use perfpilot_model::selector::{MatchOp, Matcher, Selector};
+use perfpilot_model::series::{Labels, Points, StackTable, TimeRange, PROFILE_TYPE_LABEL};
 use prost::Message;
 use serde_json::{json, Map, Value};
 

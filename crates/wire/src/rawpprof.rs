@@ -700,8 +700,8 @@ mod tests {
     use crate::limits::Limits;
     use crate::pprof::add_profile;
     use perfpilot_model::pprof::proto;
+    use perfpilot_model::series::Batch;
     use perfpilot_model::{Function, Line, Location, Mapping, Profile};
-    use perfpilot_store::Batch;
     use prost::Message;
     use std::collections::BTreeMap;
 

@@ -32,7 +32,8 @@
 //! up to `until`, zeros where there is no data; the step comes from
 //! [`timeline_step_seconds`], Pyroscope's `CalcPointInterval`.
 
-use perfpilot_store::{MatchOp, Matcher, Points, Selector, StackTable, PROFILE_TYPE_LABEL};
+use perfpilot_model::selector::{MatchOp, Matcher, Selector};
+use perfpilot_model::series::{Points, StackTable, PROFILE_TYPE_LABEL};
 use serde_json::{json, Value};
 
 use crate::error::{shorten, WireError};

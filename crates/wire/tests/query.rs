@@ -6,7 +6,7 @@ mod common;
 use std::time::Instant;
 
 use common::gzip;
-use perfpilot_store::{Points, StackTable};
+use perfpilot_model::series::{Points, StackTable};
 use perfpilot_wire::query::proto;
 use perfpilot_wire::{
     encode_names, encode_profile_types, encode_render_json, encode_select_merge_stacktraces,

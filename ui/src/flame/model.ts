@@ -2,7 +2,6 @@
 // arrays per level: drawing 20,000 nodes then walks arrays, not objects.
 
 import type { FlatDiff, FlatFlame } from '../api';
-import { bh, twoProportionP } from './stats';
 
 export interface Level {
   /** Left edge and width as fractions of the root's width. */
@@ -103,19 +102,13 @@ export function decodeFlame(f: FlatFlame, dropRoot = false): Graph {
 
 /**
  * A diff: each node is laid out at the mean of its base and target shares,
- * so both sides keep their nesting, and coloured by a two-proportion test of
- * its share (Benjamini–Hochberg over all nodes, as the server's table is).
+ * so both sides keep their nesting, and coloured by the server's test of its
+ * share (Benjamini–Hochberg over all nodes, as the diff table is).
  */
 export function decodeDiff(f: FlatDiff, info: DiffInfo): Graph {
   const bt = f.base_total || 1;
   const tt = f.target_total || 1;
-  // Values back to sample counts for the test (CPU time comes in ns).
-  const wb = info.baseSamples > 0 ? info.baseTotal / info.baseSamples : 1;
-  const wt = info.targetSamples > 0 ? info.targetTotal / info.targetSamples : 1;
-  const nb = info.baseSamples || Math.round(f.base_total / wb);
-  const nt = info.targetSamples || Math.round(f.target_total / wt);
   let nodes = 0;
-  const ps: number[] = [];
   const levels = f.levels.map((row) => {
     const n = Math.floor(row.length / 7);
     const lv = emptyLevel(n, true);
@@ -134,19 +127,16 @@ export function decodeDiff(f: FlatDiff, info: DiffInfo): Graph {
       lv.name[i] = row[o + 6];
       xb += row[o + 1];
       xt += row[o + 4];
-      const x1 = Math.round(row[o + 1] / wb);
-      const x2 = Math.round(row[o + 4] / wt);
-      ps.push(twoProportionP(x1, nb, x2, nt));
     }
     nodes += n;
     return lv;
   });
-  const qs = bh(ps);
+  // One test per node, in the order of the levels.
   let k = 0;
   for (const lv of levels) {
     for (let i = 0; i < lv.x.length; i++, k++) {
-      const q = qs[k];
-      if (q >= 0.05) continue;
+      if (!f.significant[k]) continue;
+      const q = f.q_values[k] ?? 1;
       const grew = lv.total[i] / tt > lv.baseTotal![i] / bt;
       // q = 0.05 is faint, q = 1e-10 and below is full colour.
       const strength = Math.min(1, 0.25 + (0.75 * Math.log10(0.05 / Math.max(q, 1e-300))) / 8.7);

@@ -2,42 +2,7 @@
 
 use std::collections::VecDeque;
 
-/// The complementary error function: a positive-term series for erf below
-/// 3, where it converges fast, and the continued fraction of erfc above,
-/// where 1 - erf would cancel. Accurate to ~1e-12 relative, enough for tail
-/// probabilities down to 1e-10.
-pub fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let r = if z < 3.0 {
-        // erf(z) = 2/sqrt(pi) e^(-z^2) sum 2^n z^(2n+1) / (1*3*...*(2n+1))
-        let mut term = z;
-        let mut sum = z;
-        let mut n = 0.0;
-        while term > sum * 1e-17 {
-            n += 1.0;
-            term *= 2.0 * z * z / (2.0 * n + 1.0);
-            sum += term;
-        }
-        1.0 - 2.0 / std::f64::consts::PI.sqrt() * (-z * z).exp() * sum
-    } else {
-        // erfc(z) = e^(-z^2)/sqrt(pi) / (z + (1/2)/(z + 1/(z + (3/2)/(z + ...))))
-        let mut f = z;
-        for k in (1..=60).rev() {
-            f = z + f64::from(k) / 2.0 / f;
-        }
-        (-z * z).exp() / std::f64::consts::PI.sqrt() / f
-    };
-    if x >= 0.0 {
-        r
-    } else {
-        2.0 - r
-    }
-}
-
-/// P(Z > z) for a standard normal Z.
-pub fn normal_tail(z: f64) -> f64 {
-    0.5 * erfc(z / std::f64::consts::SQRT_2)
-}
+pub use perfpilot_stats::{erfc, normal_tail};
 
 /// Surprise of a tail probability on [0, 1]: -log10(p) / 10, so p = 1e-5
 /// maps to 0.5 and p <= 1e-10 to 1. Spreading the extreme tail out this way

@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::{Compress, Compression, FlushCompress};
+use perfpilot_model::series::Batch;
 use perfpilot_model::{pprof, Function, Line, Location, Mapping, Profile, ValueType};
-use perfpilot_store::Batch;
 
 /// 2023-11-14T22:13:20Z.
 pub const NOW_MS: i64 = 1_700_000_000_000;
@@ -157,11 +157,8 @@ pub fn assert_store_contract(b: &Batch) {
             .labels
             .iter()
             .any(|(k, v)| k == "service_name" && !v.is_empty()));
-        assert!(p
-            .labels
-            .iter()
-            .any(|(k, v)| k == "__profile_type__"
-                && perfpilot_store::ProfileType::parse(v).is_some()));
+        assert!(p.labels.iter().any(|(k, v)| k == "__profile_type__"
+            && perfpilot_model::series::ProfileType::parse(v).is_some()));
         assert!(p
             .samples
             .iter()

@@ -1,5 +1,8 @@
-//! Tests for the difference of two proportions, and the Benjamini–Hochberg
-//! correction for testing many at once.
+//! The statistics perfpilot shares between its profile diffs, its anomaly
+//! detectors and its release gate: normal tails (through `libm`'s erfc,
+//! which keeps full relative precision deep into the tail), tests for the
+//! difference of two proportions, and the Benjamini–Hochberg correction
+//! for testing many at once.
 
 use serde::{Deserialize, Serialize};
 
@@ -64,10 +67,20 @@ pub fn z_test(x1: u64, n1: u64, x2: u64, n2: u64) -> f64 {
     normal_two_sided(z)
 }
 
+/// The complementary error function, `1 - erf(x)`.
+pub fn erfc(x: f64) -> f64 {
+    libm::erfc(x)
+}
+
 /// P(|Z| >= |z|) for a standard normal Z. erfc keeps full relative
 /// precision deep into the tail, where `1 - cdf` would round to 0.
 pub fn normal_two_sided(z: f64) -> f64 {
-    libm::erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0)
+    erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0)
+}
+
+/// P(Z > z) for a standard normal Z (one-sided, upper tail).
+pub fn normal_tail(z: f64) -> f64 {
+    0.5 * erfc(z / std::f64::consts::SQRT_2)
 }
 
 /// Fisher's exact test, two-sided: the probability, given both margins, of
@@ -148,6 +161,18 @@ mod tests {
         // Far tail: P(|Z| > 10) = 1.523971e-23.
         let p = normal_two_sided(10.0);
         assert!((p / 1.523971e-23 - 1.0).abs() < 1e-5, "{p}");
+    }
+
+    #[test]
+    fn one_sided_tail_matches_known_values() {
+        assert!((normal_tail(0.0) - 0.5).abs() < 1e-15);
+        assert!((normal_tail(1.96) - 0.024_997_9).abs() < 1e-6);
+        assert!((normal_tail(-1.0) - 0.841_344_7).abs() < 1e-6);
+        // Far tail: P(Z > 6) = 9.865876e-10.
+        let p = normal_tail(6.0);
+        assert!((p / 9.865_876e-10 - 1.0).abs() < 1e-5, "{p}");
+        assert_eq!(erfc(0.0), 1.0);
+        assert!((erfc(-1.0) + erfc(1.0) - 2.0).abs() < 1e-15);
     }
 
     #[test]
