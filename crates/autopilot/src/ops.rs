@@ -111,6 +111,11 @@ pub enum OpError {
     #[error("cannot rate-limit cgroup `{cgroup}`: {message}")]
     CgroupRateLimit { cgroup: String, message: String },
     #[error(
+        "cannot rate-limit cgroup `{cgroup}`: this perfpilot was built without the cgroup \
+         rate limiter (feature cgroup-ratelimit)"
+    )]
+    CgroupRateLimitNotBuilt { cgroup: String },
+    #[error(
         "cannot run {program} ({message}): scale needs kubectl (Debian's kubernetes-client \
          package, or the kubectl package from Kubernetes' own repository)"
     )]
@@ -137,6 +142,7 @@ impl OpError {
                 | OpError::NetAdminRequired { .. }
                 | OpError::NoSuchInterface(_)
                 | OpError::CgroupRateLimit { .. }
+                | OpError::CgroupRateLimitNotBuilt { .. }
                 | OpError::KubectlMissing { .. }
                 | OpError::NoCluster
         )
@@ -178,10 +184,18 @@ impl Default for Ops {
             tc_timeout: Duration::from_secs(10),
             kubectl: vec!["kubectl".into()],
             kubectl_timeout: Duration::from_secs(60),
-            bpf_pin_dir: PathBuf::from(perfpilot_bpf::ratelimit::DEFAULT_PIN_DIR),
+            bpf_pin_dir: PathBuf::from(DEFAULT_BPF_PIN_DIR),
         }
     }
 }
+
+/// Where cgroup limits are pinned when [`Ops::bpf_pin_dir`] is not set:
+/// the rate limiter's own default, also without it, so the field means
+/// the same whichever way perfpilot was built.
+#[cfg(feature = "cgroup-ratelimit")]
+const DEFAULT_BPF_PIN_DIR: &str = perfpilot_ratelimit::DEFAULT_PIN_DIR;
+#[cfg(not(feature = "cgroup-ratelimit"))]
+const DEFAULT_BPF_PIN_DIR: &str = "/sys/fs/bpf/perfpilot/ratelimit";
 
 /// Environment variable names for labels: `PERFPILOT_LABEL_` and the
 /// label's name in upper case with anything outside `[A-Z0-9_]` as `_`.
@@ -573,8 +587,19 @@ impl Ops {
         outcome
     }
 
+    /// Without the rate limiter built in, a cgroup limit fails at once,
+    /// and for good: retrying cannot bring it.
+    #[cfg(not(feature = "cgroup-ratelimit"))]
+    fn rate_limit_cgroup(&self, cgroup: &str, _change: &RateLimitChange) -> Outcome {
+        let error = OpError::CgroupRateLimitNotBuilt {
+            cgroup: cgroup.to_string(),
+        };
+        Outcome::failed(error, Duration::ZERO)
+    }
+
+    #[cfg(feature = "cgroup-ratelimit")]
     fn rate_limit_cgroup(&self, cgroup: &str, change: &RateLimitChange) -> Outcome {
-        use perfpilot_bpf::ratelimit;
+        use perfpilot_ratelimit as ratelimit;
         let started = Instant::now();
         let failed = |e: ratelimit::RateLimitError| {
             Outcome::failed(
@@ -783,6 +808,7 @@ fn default_burst(rate: &str) -> String {
 /// (up to 64 KiB on loopback) and drops rather than queues, so it must
 /// hold two of them, and enough of the rate that TCP's bursts after a
 /// back-off are not cut again at once.
+#[cfg(feature = "cgroup-ratelimit")]
 fn default_cgroup_burst(rate_bytes_per_s: u64) -> u64 {
     (rate_bytes_per_s / 20).max(128 * 1024)
 }
@@ -999,10 +1025,48 @@ mod tests {
         assert_eq!(size_bytes("8kbit"), Some(1024.0));
         assert_eq!(size_bytes("lots"), None);
         assert_eq!(size_bytes("3furlongs"), None);
+    }
+
+    #[cfg(feature = "cgroup-ratelimit")]
+    #[test]
+    fn cgroup_default_bursts() {
         assert_eq!(default_cgroup_burst(1_000_000), 128 * 1024);
         assert_eq!(default_cgroup_burst(100_000_000), 5_000_000);
     }
 
+    #[cfg(not(feature = "cgroup-ratelimit"))]
+    #[test]
+    fn a_cgroup_limit_without_the_rate_limiter_says_how_perfpilot_was_built() {
+        let pins = tempfile::tempdir().unwrap();
+        let ops = Ops {
+            bpf_pin_dir: pins.path().to_path_buf(),
+            ..Ops::default()
+        };
+        for change in [
+            RateLimitChange::Limit {
+                rate: "10mbit".into(),
+                burst: None,
+            },
+            RateLimitChange::Clear,
+        ] {
+            let r = RateLimit {
+                on: RateLimitTarget::Cgroup("system.slice/web.service".into()),
+                change,
+            };
+            let o = ops.run(&Operation::RateLimit(r), &Trigger::default());
+            assert!(!o.ok);
+            let e = o.error.expect("an error");
+            assert_eq!(
+                e.to_string(),
+                "cannot rate-limit cgroup `system.slice/web.service`: this perfpilot was built \
+                 without the cgroup rate limiter (feature cgroup-ratelimit)"
+            );
+            assert!(e.is_permanent());
+        }
+        assert_eq!(std::fs::read_dir(pins.path()).unwrap().count(), 0);
+    }
+
+    #[cfg(feature = "cgroup-ratelimit")]
     #[test]
     fn a_missing_cgroup_is_named_before_anything_loads() {
         let r = RateLimit {
