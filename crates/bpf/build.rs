@@ -9,7 +9,7 @@ use std::process::Command;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGRAMS: &[&str] = &["profiler", "follow", "ratelimit"];
+const PROGRAMS: &[&str] = &["profiler", "follow"];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

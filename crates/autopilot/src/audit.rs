@@ -342,13 +342,12 @@ impl AuditLog {
             }
             fsio::write_atomically(&path, &whole).map_err(io_err)?;
             file = fsio::open_append(&path).map_err(io_err)?;
-            eprintln!(
-                "perfpilot autopilot: {}: damaged line(s) {:?} set aside, the {} whole records \
-                 kept; the file as it was is {}",
-                path.display(),
-                found.damaged_lines,
-                found.kept.len(),
-                kept_as.display()
+            tracing::warn!(
+                path = %path.display(),
+                damaged_lines = ?found.damaged_lines,
+                kept_records = found.kept.len(),
+                kept_as = %kept_as.display(),
+                "audit log: damaged lines set aside and the whole records kept (the file as it was is at kept_as)"
             );
             damaged = Some(Damage {
                 lines: found.damaged_lines.clone(),
@@ -362,10 +361,10 @@ impl AuditLog {
         }
         let mut recovered = None;
         if tail > 0 {
-            eprintln!(
-                "perfpilot autopilot: {}: a torn last line of {tail} bytes (never acknowledged) \
-                 cut off",
-                path.display(),
+            tracing::warn!(
+                path = %path.display(),
+                bytes = tail,
+                "audit log: a torn last line (never acknowledged) cut off"
             );
             recovered = Some(TornTail {
                 offset: good as u64,

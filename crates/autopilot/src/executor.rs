@@ -779,9 +779,11 @@ pub struct SavedDecision {
 /// Runs `op` for the decision with bounded retries and doubling waits.
 /// Needs no executor, so a server can run it without holding one locked.
 pub fn execute(ops: &Ops, retry: &Retry, decision: &Decision, op: &Operation) -> RunReport {
-    let attempts_allowed = match op {
-        Operation::Webhook(_) => 1,
-        _ => retry.attempts.max(1),
+    // A webhook retries by itself.
+    let attempts_allowed = if op.retries_itself() {
+        1
+    } else {
+        retry.attempts.max(1)
     };
     let mut attempts = Vec::new();
     let mut wait = retry.backoff;

@@ -16,12 +16,15 @@
 //!   suggestions.
 //! - `yaml` and `duration` (private): typed field reading over positioned
 //!   YAML nodes, with duplicate keys found; durations.
-//! - [`ops`]: running an operation for real (exec without a shell, alert
-//!   labels only as environment variables; webhook with a templated JSON
-//!   body; restart; degrade; rate-limit with tc's token bucket on an
-//!   interface, and `clear: true` to remove it; scale a Deployment with
-//!   kubectl), each run an [`ops::Outcome`]; failures a user can act on
-//!   (no tc, no CAP_NET_ADMIN, no cluster) have their own [`ops::OpError`].
+//! - [`ops`]: the operations, one module per kind, each owning its
+//!   configuration, validation, run, description and implied rollback
+//!   (exec without a shell, alert labels only as environment variables;
+//!   webhook with a templated JSON body; restart; degrade; rate-limit with
+//!   tc's token bucket on an interface, or a BPF one on a cgroup with the
+//!   `cgroup-ratelimit` feature, and `clear: true` to remove it; scale a
+//!   Deployment with kubectl), each run an [`ops::Outcome`]; failures a
+//!   user can act on (no tc, no CAP_NET_ADMIN, no cluster, a build without
+//!   the cgroup rate limiter) have their own [`ops::OpError`].
 //! - [`inbox`]: Alertmanager's webhook payloads and the current state of
 //!   each alert, idempotent on fingerprint and startsAt.
 //! - [`audit`]: the append-only, fsynced audit log (JSON lines) and its

@@ -1,12 +1,15 @@
 //! `rate-limit` with the real tc, and with perfpilot's BPF program on a
 //! cgroup the test creates, in network namespaces each test creates (and
 //! deletes again), so the host's own interfaces are never touched. Needs
-//! root (CI runs as root), hence the root_ names.
+//! root (CI runs as root), hence the root_ names. The cgroup tests need
+//! the `cgroup-ratelimit` feature, which `cargo test --workspace` turns on
+//! through the perfpilot binary's dependency.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+#[cfg(feature = "cgroup-ratelimit")]
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -278,6 +281,7 @@ fn root_rate_limit_holds_traffic_to_its_rate() {
 /// A cgroup made for one test in the cgroup v2 hierarchy, a pin
 /// directory on bpffs for its limits, and a network namespace its traffic
 /// is measured in; all removed on drop.
+#[cfg(feature = "cgroup-ratelimit")]
 struct TestCgroup {
     ns: Netns,
     /// The path given to `rate-limit`, relative to the hierarchy's root.
@@ -286,9 +290,10 @@ struct TestCgroup {
     pins: std::path::PathBuf,
 }
 
+#[cfg(feature = "cgroup-ratelimit")]
 impl TestCgroup {
     fn new(tag: &str) -> TestCgroup {
-        let root = perfpilot_bpf::ratelimit::cgroup2_mount()
+        let root = perfpilot_ratelimit::cgroup2_mount()
             .expect("a cgroup v2 hierarchy (cgroup rate limits attach to one)");
         let name = format!("perfpilot-test-{tag}-{}", std::process::id());
         let dir = root.join(&name);
@@ -370,6 +375,7 @@ impl TestCgroup {
     }
 }
 
+#[cfg(feature = "cgroup-ratelimit")]
 impl Drop for TestCgroup {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.pins);
@@ -378,6 +384,7 @@ impl Drop for TestCgroup {
     }
 }
 
+#[cfg(feature = "cgroup-ratelimit")]
 #[test]
 fn root_rate_limit_holds_a_cgroups_traffic_to_its_rate_and_clears() {
     require_root();
@@ -391,7 +398,7 @@ fn root_rate_limit_holds_a_cgroups_traffic_to_its_rate_and_clears() {
         format!("/sys/fs/cgroup/{}", cg.name),
     ] {
         assert_eq!(
-            perfpilot_bpf::ratelimit::cgroup_dir(&name).unwrap(),
+            perfpilot_ratelimit::cgroup_dir(&name).unwrap(),
             cg.dir,
             "{name}"
         );
@@ -448,6 +455,7 @@ fn root_rate_limit_holds_a_cgroups_traffic_to_its_rate_and_clears() {
     eprintln!("cgroup 8mbit: {limited:.0} B/s; 80mbit: {raised:.0} B/s; cleared: {free:.0} B/s");
 }
 
+#[cfg(feature = "cgroup-ratelimit")]
 #[test]
 fn root_rate_limit_on_a_cgroup_needs_bpffs_for_its_pin() {
     require_root();
@@ -494,6 +502,7 @@ fn root_rate_limit_on_a_cgroup_needs_bpffs_for_its_pin() {
     );
 }
 
+#[cfg(feature = "cgroup-ratelimit")]
 #[test]
 fn root_clearing_a_cgroup_limit_also_clears_an_unfinished_replacement() {
     require_root();
@@ -524,6 +533,7 @@ fn root_clearing_a_cgroup_limit_also_clears_an_unfinished_replacement() {
     assert!(free > 20e6, "{free:.0} B/s");
 }
 
+#[cfg(feature = "cgroup-ratelimit")]
 #[test]
 fn root_rate_limit_on_a_cgroup_checks_its_rate_and_burst_first() {
     require_root();

@@ -9,7 +9,6 @@ mod drain;
 mod error;
 mod perf;
 mod profiler;
-pub mod ratelimit;
 mod unwind_table;
 
 pub use drain::{BatchDrainer, DrainError};

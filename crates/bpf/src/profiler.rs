@@ -21,6 +21,8 @@ mod skel {
 }
 use skel::{ProfilerSkel, ProfilerSkelBuilder};
 
+mod layout;
+
 mod follow_skel {
     #![allow(clippy::all, unused_imports, dead_code, non_camel_case_types)]
     include!(concat!(env!("OUT_DIR"), "/follow.skel.rs"));

@@ -21,7 +21,6 @@
 //! [`parse_policies`] reads every document of a file and reports every
 //! error with its line and column; [`load_file`] does the same for a path.
 
-mod operation;
 mod parse;
 
 use std::collections::BTreeMap;
@@ -31,6 +30,10 @@ use std::time::Duration;
 use crate::condition::{Condition, Type};
 use crate::diag::Diagnostic;
 
+pub use crate::ops::{
+    Degrade, Exec, Operation, RateLimit, RateLimitChange, RateLimitTarget, Restart, RestartTarget,
+    Scale, ScaleChange, Webhook,
+};
 pub use parse::parse_policies;
 
 pub const API_VERSION: &str = "perfpilot.dev/v1alpha1";
@@ -204,154 +207,6 @@ pub enum RollbackIf {
     Never,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Operation {
-    Webhook(Webhook),
-    Exec(Exec),
-    Restart(Restart),
-    Degrade(Degrade),
-    RateLimit(RateLimit),
-    Scale(Scale),
-}
-
-impl Operation {
-    pub const TYPES: [&'static str; 6] = [
-        "webhook",
-        "exec",
-        "restart",
-        "degrade",
-        "rate-limit",
-        "scale",
-    ];
-
-    /// The operation that undoes this one when a policy names no
-    /// `rollback`: for a rate-limit, the same rate-limit with `clear:
-    /// true`. On an interface it removes the root qdisc, which brings back
-    /// the kernel's default rather than whatever qdisc was there before;
-    /// on a cgroup it lifts perfpilot's own limit and nothing else.
-    /// `None` for everything else: their previous state is not known
-    /// from the operation alone (a flag's old value, a replica count).
-    /// The executor runs only a policy's own `rollback`; using this one
-    /// in its place is the caller's choice.
-    pub fn implied_rollback(&self) -> Option<Operation> {
-        match self {
-            Operation::RateLimit(RateLimit {
-                on,
-                change: RateLimitChange::Limit { .. },
-            }) => Some(Operation::RateLimit(RateLimit {
-                on: on.clone(),
-                change: RateLimitChange::Clear,
-            })),
-            _ => None,
-        }
-    }
-
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Operation::Webhook(_) => "webhook",
-            Operation::Exec(_) => "exec",
-            Operation::Restart(_) => "restart",
-            Operation::Degrade(_) => "degrade",
-            Operation::RateLimit(_) => "rate-limit",
-            Operation::Scale(_) => "scale",
-        }
-    }
-}
-
-/// An HTTP request with a JSON body (templated when it runs).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Webhook {
-    /// http:// or https://.
-    pub url: String,
-    /// GET, POST (default), PUT, PATCH or DELETE.
-    pub method: String,
-    pub headers: BTreeMap<String, String>,
-    pub body: Option<serde_json::Value>,
-    /// Per attempt (default 10s).
-    pub timeout: Duration,
-    /// Attempts after the first (default 3).
-    pub retries: u32,
-}
-
-/// A program run directly, never through a shell: alert labels reach it
-/// only as environment variables.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Exec {
-    /// argv: the program, then its arguments.
-    pub command: Vec<String>,
-    pub env: BTreeMap<String, String>,
-    /// Default 60s.
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Restart {
-    pub what: RestartTarget,
-    /// For processes: the signal sent (TERM, HUP, ...; default TERM).
-    pub signal: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RestartTarget {
-    Unit(String),
-    Pid(u32),
-    ProcessName(String),
-}
-
-/// Turns a feature flag through an HTTP call.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Degrade {
-    pub url: String,
-    pub flag: String,
-    /// The flag's new value (default true).
-    pub value: serde_json::Value,
-    pub timeout: Duration,
-}
-
-/// Traffic shaping with tc: a limit installed, or removed again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimit {
-    pub on: RateLimitTarget,
-    pub change: RateLimitChange,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RateLimitChange {
-    /// A token-bucket limit (`rate`, optional `burst`).
-    Limit {
-        /// In tc's syntax: `10mbit`, `500kbit`, `1gbit`, `100kbps` (bytes).
-        rate: String,
-        /// In tc's syntax: `32kb`; by default derived from the rate.
-        burst: Option<String>,
-    },
-    /// `clear: true`: the root qdisc removed, so the kernel's default
-    /// comes back.
-    Clear,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RateLimitTarget {
-    Interface(String),
-    /// A cgroup path, as under /sys/fs/cgroup.
-    Cgroup(String),
-}
-
-/// Scales a Kubernetes Deployment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scale {
-    pub deployment: String,
-    pub namespace: Option<String>,
-    pub change: ScaleChange,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScaleChange {
-    /// To this many replicas.
-    To(u32),
-    /// By this many replicas, up or down.
-    By(i32),
-}
-
 /// What [`parse_policies`] found: the policies of the documents without
 /// errors, and every diagnostic in order of position.
 #[derive(Debug, Clone, Default)]
@@ -436,13 +291,13 @@ pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, PolicyError> {
 /// An RFC 1123 label, as Kubernetes names namespaces: at most 63
 /// lower-case letters, digits and `-`, starting and ending with a letter
 /// or digit.
-fn dns_label(s: &str) -> bool {
+pub(crate) fn dns_label(s: &str) -> bool {
     s.len() <= 63 && label_chars(s)
 }
 
 /// An RFC 1123 subdomain, as Kubernetes names Deployments (and as
 /// policies are named): labels joined by single dots, at most 253 in all.
-fn dns_subdomain(s: &str) -> bool {
+pub(crate) fn dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(label_chars)
 }
 

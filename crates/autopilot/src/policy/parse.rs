@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use super::operation::operation;
 use super::*;
 use crate::condition::{self, ConditionError, Scope, BUILTIN_METRICS, FUNCTIONS};
 use crate::diag::Severity;
+use crate::ops::parse_operation as operation;
 use crate::yaml::{as_seq, as_str, describe, is_null, pos, Ctx, Fields, Node};
 
 /// Parses and validates every document of a policy file.
@@ -532,10 +532,7 @@ fn actions(
         // roll it back without the policy spelling that out.
         let rollback = rollback.or_else(|| op.as_ref().and_then(Operation::implied_rollback));
         if let (Some(op), None, RollbackIf::Worse) = (&op, &rollback, guard.rollback_if) {
-            if matches!(
-                op,
-                Operation::Degrade(_) | Operation::RateLimit(_) | Operation::Scale(_)
-            ) {
+            if op.wants_rollback() {
                 ctx.warn(
                     f.key("operation").unwrap_or(item),
                     format!(

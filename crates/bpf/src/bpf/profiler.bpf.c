@@ -35,6 +35,14 @@ const volatile bool raw_stacks_always = false;
 /* Flipped by user space between drains. */
 volatile __u32 active_buffer = 0;
 
+/* Never read. The layouts that reach user space only through the events
+ * ring buffer or the unwind tables' inner maps have no map type naming
+ * them, so these put them in the object's BTF, and so in the skeleton's
+ * Rust types, against which src/profiler/layout.rs checks the Rust side
+ * at build time. */
+const volatile struct pp_event layout_event = {};
+const volatile struct pp_unwind_row layout_unwind_row = {};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);

@@ -1,6 +1,11 @@
-//! Rate limits on a cgroup's egress: `ratelimit.bpf.c` attached to the
-//! cgroup v2 directory, its link pinned in bpffs so the limit outlives the
-//! process that set it and a later call (or `rm`) can lift it.
+//! Rate limits on a cgroup's egress: `src/bpf/ratelimit.bpf.c` attached
+//! to the cgroup v2 directory, its link pinned in bpffs so the limit
+//! outlives the process that set it and a later call (or `rm`) can lift
+//! it.
+//!
+//! A crate of its own because building it needs clang and the kernel's
+//! BTF: the autopilot links it only through its `cgroup-ratelimit`
+//! feature, so the server and the autopilot build without either.
 
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
@@ -494,6 +499,12 @@ mod tests {
         skel: RatelimitSkel<'obj>,
     }
 
+    /// struct pp_bucket as the skeleton has it from the program's BTF, so
+    /// the byte places the tests write follow the C.
+    type BucketValue = skel::types::pp_bucket;
+    const TOKENS: usize = std::mem::offset_of!(BucketValue, tokens);
+    const LAST_NS: usize = std::mem::offset_of!(BucketValue, last_ns);
+
     /// A packet's payload as the program sees it (skb->len): test runs
     /// of cgroup_skb programs take an Ethernet frame and pull its header.
     const LEN: i64 = 1000;
@@ -522,9 +533,9 @@ mod tests {
 
         fn set(&self, tokens: i64, last_ns: u64) {
             use libbpf_rs::MapCore;
-            let mut value = [0u8; 24];
-            value[8..16].copy_from_slice(&tokens.to_ne_bytes());
-            value[16..24].copy_from_slice(&last_ns.to_ne_bytes());
+            let mut value = [0u8; size_of::<BucketValue>()];
+            value[TOKENS..TOKENS + 8].copy_from_slice(&tokens.to_ne_bytes());
+            value[LAST_NS..LAST_NS + 8].copy_from_slice(&last_ns.to_ne_bytes());
             self.skel
                 .maps
                 .buckets
@@ -543,8 +554,8 @@ mod tests {
                 .unwrap()
                 .unwrap();
             (
-                i64::from_ne_bytes(value[8..16].try_into().unwrap()),
-                u64::from_ne_bytes(value[16..24].try_into().unwrap()),
+                i64::from_ne_bytes(value[TOKENS..TOKENS + 8].try_into().unwrap()),
+                u64::from_ne_bytes(value[LAST_NS..LAST_NS + 8].try_into().unwrap()),
             )
         }
 
