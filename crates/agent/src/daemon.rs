@@ -11,7 +11,9 @@
 //! lost and sampling never waits; each such interval is counted in
 //! [`DaemonStats::deferred`]. Everything the queue hands over goes through
 //! [`Shipper::ship`], so what is acknowledged, spooled and bounded is
-//! exactly as docs/DURABILITY.md says.
+//! exactly as docs/DURABILITY.md says; at a stop while the server takes
+//! nothing, the profiles still queued go to the spool directly
+//! ([`Shipper::keep`]) instead of each waiting out a timeout.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -83,7 +85,7 @@ pub struct DaemonStats {
     /// (their samples went into the next profile).
     pub deferred: u64,
     /// Iterations of the sampling loop (a poll, and a drain or a cut when
-    /// due).
+    /// due), the last one at the stop left out.
     pub iterations: u64,
     /// The longest of them, and all of them together, poll wait included.
     pub longest_iteration: Duration,
@@ -290,13 +292,15 @@ impl Sampling {
                     }
                 }
             }
+            if done {
+                break;
+            }
+            // The last iteration (which may wait for room in the queue)
+            // is the shutdown, not sampling: it is not counted.
             let took = began.elapsed();
             self.stats.iterations += 1;
             self.stats.busy += took;
             self.stats.longest_iteration = self.stats.longest_iteration.max(took);
-            if done {
-                break;
-            }
         }
         self.stats.session = self.session.report();
         Ok(self.stats)
@@ -315,7 +319,15 @@ fn ship_loop(
     // its end of the queue.
     for profile in rx {
         queued.fetch_sub(1, Ordering::SeqCst);
-        if let Err(e) = shipper.ship(&profile) {
+        // Stopping while the server takes nothing: what is left goes
+        // straight to the spool, so shutdown waits out at most the send
+        // in flight, not one timeout per queued profile.
+        let shipped = if stop.load(Ordering::SeqCst) && shipper.held().is_some() {
+            shipper.keep(&profile)
+        } else {
+            shipper.ship(&profile)
+        };
+        if let Err(e) = shipped {
             tracing::error!(error = %e, "cannot spool a profile");
             if let Ok(mut slot) = error.lock() {
                 *slot = Some(e);
