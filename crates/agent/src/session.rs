@@ -20,6 +20,15 @@ pub enum AgentError {
     Bpf(#[from] BpfError),
     #[error("process {0} does not exist")]
     NoSuchProcess(u32),
+    // The daemon's errors (crate::daemon). The source carries the detail.
+    #[error("cannot prepare the spool")]
+    SpoolSetup(#[source] crate::ship::ShipError),
+    #[error("cannot spool a profile")]
+    Ship(#[source] crate::ship::ShipError),
+    #[error("cannot start a thread")]
+    Thread(#[source] std::io::Error),
+    #[error("the {0} thread panicked")]
+    Panicked(&'static str),
 }
 
 /// What to sample.

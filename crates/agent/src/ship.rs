@@ -252,12 +252,7 @@ impl Shipper {
     /// Sends a profile (after any spooled batches, oldest first); spools
     /// it if the server cannot take it now.
     pub fn ship(&mut self, profile: &Profile) -> Result<(), ShipError> {
-        // zstd rather than gzip: the server inflates it several times faster.
-        let raw =
-            pprof::encode_uncompressed(profile).map_err(|e| ShipError::Encode(e.to_string()))?;
-        let body = zstd::bulk::compress(&raw, 3).map_err(|e| ShipError::Encode(e.to_string()))?;
-        self.seq += 1;
-        let id = format!("{}-{:08}", self.run_id, self.seq);
+        let (id, body) = self.encode(profile)?;
         let resent = self.resend();
         if self.spooled_files().is_empty() {
             match self.send(&id, &body) {
@@ -276,6 +271,24 @@ impl Shipper {
         self.report_resumed(resent);
         self.report_held();
         spooled
+    }
+
+    /// Puts a profile in the spool without trying the server: for a
+    /// shutdown while the server is not taking batches, so each waiting
+    /// profile does not wait out its own timeout. Sent later, in order.
+    pub fn keep(&mut self, profile: &Profile) -> Result<(), ShipError> {
+        let (id, body) = self.encode(profile)?;
+        self.spool(&id, &body)
+    }
+
+    /// The next batch: its id and body.
+    fn encode(&mut self, profile: &Profile) -> Result<(String, Vec<u8>), ShipError> {
+        // zstd rather than gzip: the server inflates it several times faster.
+        let raw =
+            pprof::encode_uncompressed(profile).map_err(|e| ShipError::Encode(e.to_string()))?;
+        let body = zstd::bulk::compress(&raw, 3).map_err(|e| ShipError::Encode(e.to_string()))?;
+        self.seq += 1;
+        Ok((format!("{}-{:08}", self.run_id, self.seq), body))
     }
 
     /// Resends spooled batches in order until one cannot be sent. Returns
@@ -585,6 +598,33 @@ mod tests {
             .as_deref()
             .unwrap_or("")
             .contains("cannot reach"));
+    }
+
+    #[test]
+    fn kept_profiles_wait_in_the_spool_in_order_without_a_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Shipper::new(ShipperConfig {
+            server: "http://127.0.0.1:9".into(),
+            token: None,
+            token_file: None,
+            spool_dir: dir.path().to_path_buf(),
+            spool_max_bytes: 1 << 20,
+            timeout: Duration::from_millis(500),
+        })
+        .unwrap();
+        s.keep(&profile()).unwrap();
+        s.keep(&profile()).unwrap();
+        assert_eq!(s.stats.spooled, 2);
+        assert_eq!(s.last_error, None, "no send was tried");
+        let ids: Vec<String> = s
+            .spooled_files()
+            .iter()
+            .filter_map(|p| spooled_batch_id(p))
+            .collect();
+        assert!(
+            ids[0].ends_with("-00000001") && ids[1].ends_with("-00000002"),
+            "{ids:?}"
+        );
     }
 }
 

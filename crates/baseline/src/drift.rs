@@ -295,7 +295,7 @@ fn ms(v: Option<f64>) -> String {
 }
 
 /// Milliseconds with three significant digits.
-pub(crate) fn format_ms(v: f64) -> String {
+pub fn format_ms(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0} ms")
     } else if v >= 10.0 {
@@ -344,7 +344,7 @@ impl fmt::Display for DriftReport {
 }
 
 /// Writes rows as left-aligned columns (the first row is the header).
-pub(crate) fn write_table<const N: usize>(
+pub fn write_table<const N: usize>(
     f: &mut fmt::Formatter<'_>,
     rows: &[[String; N]],
 ) -> fmt::Result {

@@ -17,10 +17,6 @@
 //!   to Alertmanager and webhooks.
 //! - [`engine`]: the streaming engine: windows and metric samples in,
 //!   alerts out, baselines saved as versions and reloaded while running.
-//! - [`quality`]: alert quality against labelled incidents (MTTD, MTTA,
-//!   false positives per day, missed incidents, NAB-style score, F1).
-//! - [`calibrate`]: detector parameters tuned on labelled incidents by
-//!   differential evolution, saved as a baseline version.
 //! - [`watch`]: the watch loop and its TOML config: logs and Prometheus
 //!   in, alerts out (`perfpilot baseline watch`, and inside the server).
 //! - [`profiles`]: perfpilot's own profile store as a source (CPU cores
@@ -28,24 +24,21 @@
 //! - [`prom`]: Prometheus `query` and `query_range`, retried.
 //! - [`detect`]: streaming anomaly scores for single series (the NAB
 //!   detector).
-//! - [`gate`]: the release gate, comparing two runs.
-//! - [`nab`]: the Numenta Anomaly Benchmark corpus, its scorer, and a runner
-//!   for perfpilot's detector.
+//!
+//! The offline tools (the release gate, alert quality, calibration, NAB
+//! scoring) are in `perfpilot-baseline-lab`: only the CLI links them, the
+//! server does not.
 
 pub mod alerts;
 pub mod baseline;
-pub mod calibrate;
 pub mod detect;
 pub mod detectors;
 pub mod drift;
 pub mod engine;
 pub mod error;
-pub mod gate;
 pub mod logs;
-pub mod nab;
 pub mod profiles;
 pub mod prom;
-pub mod quality;
 pub mod sketch;
 pub mod watch;
 pub mod window;

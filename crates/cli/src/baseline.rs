@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use perfpilot_baseline::drift::{self, DriftOptions};
-use perfpilot_baseline::gate::{self, GateOptions};
 use perfpilot_baseline::logs::ParseOptions;
-use perfpilot_baseline::nab::{self, NabOptions, Profile};
 use perfpilot_baseline::watch::{self, WatchConfig};
 use perfpilot_baseline::BaselineError;
+use perfpilot_baseline_lab::gate::{self, GateOptions};
+use perfpilot_baseline_lab::nab::{self, NabOptions, Profile};
 
 use crate::exit::{self, Failure};
 use crate::signals;
@@ -365,7 +365,7 @@ const LABELS_HELP: &str = "Labels are JSON:
 start and end: RFC 3339 or Unix milliseconds. feature (optional): a substring
 the alert's feature label must contain (\"latency\", \"errors\", \"/search\").
 An alert counts for an incident when raised from --slack before its start to
---grace after its end. See crates/baseline/src/quality.rs.";
+--grace after its end. See crates/baseline-lab/src/quality.rs.";
 
 #[derive(Args)]
 pub struct MatchArgs {
@@ -382,7 +382,7 @@ pub struct MatchArgs {
 }
 
 impl MatchArgs {
-    fn options(&self) -> exit::Result<perfpilot_baseline::quality::ScoreOptions> {
+    fn options(&self) -> exit::Result<perfpilot_baseline_lab::quality::ScoreOptions> {
         let ms = |s: &str, what: &str| {
             // parse_duration refuses zero, which is a fine slack.
             if s.trim()
@@ -394,7 +394,7 @@ impl MatchArgs {
             }
             watch::parse_duration(s, what).map_err(|e| Failure::new(exit::USAGE, e))
         };
-        Ok(perfpilot_baseline::quality::ScoreOptions {
+        Ok(perfpilot_baseline_lab::quality::ScoreOptions {
             slack_ms: ms(&self.slack, "--slack")?,
             grace_ms: ms(&self.grace, "--grace")?,
             ..Default::default()
@@ -457,7 +457,7 @@ pub struct CalibrateArgs {
 }
 
 fn score_cmd(a: ScoreArgs) -> exit::Result<()> {
-    use perfpilot_baseline::quality::{self, RaisedAlert, Replay};
+    use perfpilot_baseline_lab::quality::{self, RaisedAlert, Replay};
 
     let opts = a.matching.options()?;
     let incidents = quality::load_labels(&a.matching.labels).map_err(bad_input)?;
@@ -517,8 +517,8 @@ fn score_cmd(a: ScoreArgs) -> exit::Result<()> {
 }
 
 fn calibrate_cmd(a: CalibrateArgs) -> exit::Result<()> {
-    use perfpilot_baseline::calibrate::{self, CalibrateOptions, Objective};
-    use perfpilot_baseline::quality::{self, Replay};
+    use perfpilot_baseline_lab::calibrate::{self, CalibrateOptions, Objective};
+    use perfpilot_baseline_lab::quality::{self, Replay};
 
     let score = a.matching.options()?;
     let cfg = WatchConfig::load(&a.config).map_err(bad_input)?;

@@ -47,6 +47,10 @@ impl From<AgentError> for Failure {
         let code = match &e {
             AgentError::NoSuchProcess(_) => NO_SUCH_PROCESS,
             AgentError::Bpf(b) => bpf_code(b),
+            AgentError::SpoolSetup(_)
+            | AgentError::Ship(_)
+            | AgentError::Thread(_)
+            | AgentError::Panicked(_) => FAILURE,
         };
         Failure::new(code, e)
     }

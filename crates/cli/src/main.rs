@@ -6,6 +6,7 @@ mod client;
 mod convert;
 mod exit;
 mod limits;
+mod log;
 mod query;
 mod record;
 mod serve;
@@ -19,7 +20,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use perfpilot_model::Format;
 
-const EXIT_CODES: &str = "\
+const AFTER_HELP: &str = "\
 Exit codes:
   0    success
   1    runtime failure
@@ -28,18 +29,28 @@ Exit codes:
   4    the kernel lacks something perfpilot needs (BTF, perf events, a BPF feature)
   5    a --pid does not exist
   6    an input file cannot be read or parsed
-  127  the command after -- was not found";
+  127  the command after -- was not found
+
+Logs (what the server, store and agent report while they run) go to
+standard error: readable lines by default, JSON objects with --log-format
+json. PERFPILOT_LOG (else RUST_LOG) chooses what is logged, as a filter
+such as `warn` or `info,perfpilot_store=debug`; the default is info (warn
+with --quiet).";
 
 #[derive(Parser)]
 #[command(
     name = "perfpilot",
     version,
     about = "Continuous profiling for Linux: complete, named CPU stacks of every process, from eBPF",
-    after_help = EXIT_CODES
+    after_help = AFTER_HELP
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How logs are written to standard error: text lines, or JSON
+    /// objects one a line (filter with PERFPILOT_LOG, e.g. warn).
+    #[arg(long, global = true, value_enum, default_value_t = log::LogFormat::Text)]
+    log_format: log::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -545,6 +556,13 @@ fn run(cli: Cli) -> exit::Result<()> {
 
 fn main() {
     let cli = Cli::parse();
+    let quiet = match &cli.command {
+        Command::Record(a) => a.quiet,
+        Command::Up(a) => a.quiet,
+        Command::Agent(a) => a.quiet,
+        _ => false,
+    };
+    log::install(cli.log_format, quiet);
     if let Err(f) = run(cli) {
         eprintln!("perfpilot: {:#}", f.error);
         std::process::exit(f.code);

@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use perfpilot_agent::ship::{Notice, Shipper, ShipperConfig};
-use perfpilot_agent::{Scope, Session, SessionConfig};
+use perfpilot_agent::daemon::ShipStatus;
+use perfpilot_agent::ship::ShipperConfig;
+use perfpilot_agent::{Daemon, DaemonConfig, DaemonEvent, Scope, SessionConfig};
 use perfpilot_store::embedded::{EmbeddedStore, Options};
 
 use crate::exit::{self, Failure};
@@ -380,77 +381,75 @@ pub struct AgentLoop {
 }
 
 /// The continuous profiler: samples the host and ships a profile every
-/// interval until `stop` is set.
+/// interval until `stop` is set (or a signal arrives). The loop itself is
+/// the agent crate's [`Daemon`]; this prints its status line.
 pub fn run_agent(a: AgentLoop, stop: &AtomicBool) -> exit::Result<()> {
     let scope = if a.sampling.pids.is_empty() {
         Scope::Host
     } else {
         Scope::Pids(a.sampling.pids.clone())
     };
-    let mut session = Session::start(SessionConfig {
+    let session = SessionConfig {
         pid_labels: a.pid_labels,
         ..record::session_config(&a.sampling, scope)
-    })?;
-    let mut shipper = Shipper::new(ShipperConfig {
+    };
+    let shipper = ShipperConfig {
         server: a.server.clone(),
         token: a.token.clone(),
         token_file: a.token_file.clone(),
         spool_dir: a.spool_dir.clone(),
         spool_max_bytes: a.spool_max_bytes,
         timeout: Duration::from_secs(10),
-    })
-    .context("cannot prepare the spool")?;
+    };
     let progress = !a.quiet && std::io::stderr().is_terminal();
-    let mut next_ship = Instant::now() + a.interval;
-    let mut next_drain = Instant::now() + Duration::from_secs(1);
-    loop {
-        let done = stop.load(Ordering::SeqCst) || signals::stop_requested();
-        session.poll(Duration::from_millis(100));
-        let now = Instant::now();
-        if now >= next_drain || done {
-            session.drain()?;
-            next_drain = now + Duration::from_secs(1);
-        }
-        if now >= next_ship || done {
-            next_ship = now + a.interval;
-            let profile = session.take_profile();
-            shipper.ship(&profile).context("cannot spool a profile")?;
-            // Each new reason for keeping or dropping batches, once (the
-            // status line below has the counts).
-            for notice in shipper.take_notices() {
-                if a.quiet && matches!(notice, Notice::Resumed { .. }) {
-                    continue;
-                }
-                if progress {
-                    eprintln!();
-                }
-                eprintln!("perfpilot agent: {notice}");
-            }
-            let s = &shipper.stats;
-            let line = format!(
-                "perfpilot agent: {} batches sent, {} spooled now, {} dropped, {} rejected{}",
-                summary::count(s.sent),
-                shipper.spooled(),
-                summary::count(s.dropped),
-                summary::count(s.rejected),
-                shipper
-                    .last_error
-                    .as_deref()
-                    .map(|e| format!(" (last error: {e})"))
-                    .unwrap_or_default()
-            );
+    let daemon = Daemon::spawn(
+        DaemonConfig::new(session, shipper, a.interval),
+        move |event| {
+            // Notices are logged by the daemon (after this, so the status
+            // line ends first); the status line with the counts is for a
+            // terminal.
             if progress {
-                eprint!("\r{line}   ");
+                match event {
+                    DaemonEvent::Notice(_) => eprintln!(),
+                    DaemonEvent::Shipped(s) => eprint!("\r{}   ", status_line(&s)),
+                }
             }
+        },
+    )?;
+    while !daemon.is_finished() {
+        if stop.load(Ordering::SeqCst) || signals::stop_requested() {
+            daemon.stop();
         }
-        if done {
-            break;
-        }
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let stats = daemon.join();
     if progress {
         eprintln!();
     }
+    let stats = stats?;
+    tracing::debug!(
+        profiles = stats.profiles,
+        deferred = stats.deferred,
+        iterations = stats.iterations,
+        longest_iteration_ms = stats.longest_iteration.as_secs_f64() * 1e3,
+        busy_ms = stats.busy.as_secs_f64() * 1e3,
+        "the agent stopped"
+    );
     Ok(())
+}
+
+fn status_line(s: &ShipStatus) -> String {
+    format!(
+        "perfpilot agent: {} batches sent, {} spooled now, {} dropped, {} rejected{}",
+        summary::count(s.stats.sent),
+        s.spooled,
+        summary::count(s.stats.dropped),
+        summary::count(s.stats.rejected),
+        s.last_error
+            .as_deref()
+            .map(|e| format!(" (last error: {e})"))
+            .unwrap_or_default()
+    )
 }
 
 pub fn agent(args: AgentArgs) -> exit::Result<()> {

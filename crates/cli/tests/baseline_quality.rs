@@ -1,9 +1,9 @@
 //! `perfpilot baseline score` and `perfpilot baseline calibrate` through
-//! the binary, on the log of `crates/baseline/testdata/quality/shop_log.rs`.
+//! the binary, on the log of `crates/baseline-lab/testdata/quality/shop_log.rs`.
 
 mod common;
 
-#[path = "../../baseline/testdata/quality/shop_log.rs"]
+#[path = "../../baseline-lab/testdata/quality/shop_log.rs"]
 mod shop_log;
 
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use common::perfpilot;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../baseline/testdata/quality")
+        .join("../baseline-lab/testdata/quality")
         .join(name)
 }
 

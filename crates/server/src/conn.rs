@@ -582,8 +582,10 @@ pub(crate) async fn serve(
     let fd_limit = raise_fd_limit().unwrap_or(1024);
     let cap = effective_max_connections(limits.max_connections, fd_limit);
     if cap < limits.max_connections {
-        eprintln!(
-            "perfpilot: serving at most {cap} connections, not {} (--max-connections): the \
+        tracing::warn!(
+            cap,
+            fd_limit,
+            "serving at most {cap} connections, not {} (--max-connections): the \
              open-file limit is {fd_limit}",
             limits.max_connections
         );
@@ -609,7 +611,7 @@ pub(crate) async fn serve(
                 // Out of descriptors (or a connection reset before it
                 // was taken): the kernel keeps the rest queued.
                 if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
-                    eprintln!("perfpilot: cannot accept a connection: {e}");
+                    tracing::error!(error = %e, "cannot accept a connection: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 continue;

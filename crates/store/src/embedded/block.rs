@@ -172,8 +172,9 @@ impl Block {
     pub fn scan_lossy(&self, e: &DirEntry, each: impl FnMut(u32, i64, i64)) {
         if let Err(err) = self.scan(e, each) {
             if !self.damage_reported.swap(true, Ordering::Relaxed) {
-                eprintln!(
-                    "perfpilot store: {err}; series {} of this block is left out of queries \
+                tracing::warn!(
+                    series = e.series,
+                    "{err}; series {} of this block is left out of queries \
                      (its rows there are lost unless the WAL still holds them)",
                     e.series
                 );

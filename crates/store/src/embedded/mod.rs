@@ -257,8 +257,9 @@ impl EmbeddedStore {
             replayed += 1;
         }
         if undecodable > 0 {
-            eprintln!(
-                "perfpilot store: {undecodable} WAL record(s) in {} are intact but not batches; \
+            tracing::warn!(
+                undecodable,
+                "{undecodable} WAL record(s) in {} are intact but not batches; \
                  skipped",
                 dir.join("wal").display()
             );
@@ -352,7 +353,7 @@ fn recover_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, u64), StoreError> {
                 Ok(b) => blocks.push(b),
                 Err(e) => {
                     // Keep it for inspection, out of the way.
-                    eprintln!("perfpilot store: set aside {}: {e}", path.display());
+                    tracing::warn!(file = %path.display(), "set aside {}: {e}", path.display());
                     let _ = std::fs::rename(&path, path.with_extension("corrupt"));
                 }
             },
@@ -385,8 +386,9 @@ fn recover_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, u64), StoreError> {
             // at the next open, as the job that replaces it still says so.
             match std::fs::remove_file(&b.path) {
                 Ok(()) => removed = true,
-                Err(e) => eprintln!(
-                    "perfpilot store: cannot remove {} (not used): {e}",
+                Err(e) => tracing::warn!(
+                    file = %b.path.display(),
+                    "cannot remove {} (not used): {e}",
                     b.path.display()
                 ),
             }
@@ -397,7 +399,7 @@ fn recover_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, u64), StoreError> {
     }
     if removed {
         if let Err(e) = block::sync_dir(dir) {
-            eprintln!("perfpilot store: {e}");
+            tracing::error!("{e}");
         }
     }
     Ok((kept, covered))
@@ -570,8 +572,9 @@ impl Inner {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                eprintln!(
-                    "perfpilot store: cannot remove {} ({e}); later jobs replace it",
+                tracing::warn!(
+                    file = %path.display(),
+                    "cannot remove {} ({e}); later jobs replace it",
                     path.display()
                 );
                 if let Ok(mut stale) = self.stale.lock() {
@@ -884,7 +887,7 @@ impl Inner {
         match (result, known) {
             (Ok(()), Some(i)) => {
                 failing.remove(i);
-                eprintln!("perfpilot store: {what} works again");
+                tracing::info!(job = what, "{what} works again");
             }
             (Ok(()), None) => {}
             (Err(e), known) => {
@@ -895,7 +898,7 @@ impl Inner {
                 if known.is_some_and(|i| failing[i].1 == line) {
                     return;
                 }
-                eprintln!("perfpilot store: {line}");
+                tracing::error!(job = what, "{line}");
                 if let Some(i) = known {
                     failing.remove(i);
                 }
@@ -912,7 +915,7 @@ fn background(inner: Arc<Inner>) {
         }
         let now = now_ms();
         if let Err(e) = inner.retention(now) {
-            eprintln!("perfpilot store: retention failed: {e}");
+            tracing::error!("retention failed: {e}");
         }
         match inner.compact_once(now, false) {
             Ok(worked) => {

@@ -195,8 +195,9 @@ pub fn merge(
     })?;
     static LOST_REPORTED: AtomicBool = AtomicBool::new(false);
     if lost_rows > 0 && !LOST_REPORTED.swap(true, Ordering::Relaxed) {
-        eprintln!(
-            "perfpilot store: {lost_rows} block row(s) name stacks symbols.log no longer holds \
+        tracing::warn!(
+            lost_rows,
+            "{lost_rows} block row(s) name stacks symbols.log no longer holds \
              (it was damaged); they are left out of queries"
         );
     }

@@ -573,8 +573,9 @@ impl SymbolsLog {
         let torn = found.end < bytes.len();
         if !found.damaged.is_empty() || loaded.undecodable > 0 {
             let kept = super::quarantine_file(quarantine, path);
-            eprintln!(
-                "perfpilot store: {}: {} damaged byte range(s) ({} bytes) and {} undecodable \
+            tracing::warn!(
+                file = %path.display(),
+                "{}: {} damaged byte range(s) ({} bytes) and {} undecodable \
                  record(s) skipped, the records after them kept ({} names and stacks lost, \
                  shown as placeholders); {kept}",
                 path.display(),
@@ -585,15 +586,17 @@ impl SymbolsLog {
             );
         } else if torn {
             let kept = super::quarantine_bytes(quarantine, path, found.end, &bytes[found.end..]);
-            eprintln!(
-                "perfpilot store: {}: a torn write of {} bytes at its end (never acknowledged) \
+            tracing::warn!(
+                file = %path.display(),
+                "{}: a torn write of {} bytes at its end (never acknowledged) \
                  is left out; {kept}",
                 path.display(),
                 bytes.len() - found.end
             );
         } else if loaded.lost > 0 {
-            eprintln!(
-                "perfpilot store: {}: {} entries were lost to earlier damage (placeholders)",
+            tracing::warn!(
+                file = %path.display(),
+                "{}: {} entries were lost to earlier damage (placeholders)",
                 path.display(),
                 loaded.lost
             );
@@ -635,8 +638,9 @@ impl SymbolsLog {
             if let Err(cut) = fsio::set_len(file, &self.path, self.len) {
                 // Never append after a tear: the next write replaces the
                 // file whole.
-                eprintln!(
-                    "perfpilot store: cannot cut a failed write off {} ({cut}); it will be \
+                tracing::error!(
+                    file = %self.path.display(),
+                    "cannot cut a failed write off {} ({cut}); it will be \
                      rewritten whole",
                     self.path.display()
                 );

@@ -72,8 +72,9 @@ impl Wal {
             let found = scan(&bytes);
             if !found.damaged.is_empty() {
                 let kept = super::quarantine_file(quarantine, &path);
-                eprintln!(
-                    "perfpilot store: {}: {} damaged byte range(s) ({} bytes) skipped, the {} \
+                tracing::warn!(
+                    file = %path.display(),
+                    "{}: {} damaged byte range(s) ({} bytes) skipped, the {} \
                      records around them kept; {kept}",
                     path.display(),
                     found.damaged.len(),
@@ -82,8 +83,9 @@ impl Wal {
                 );
             }
             if found.end < bytes.len() {
-                eprintln!(
-                    "perfpilot store: {}: a torn write of {} bytes at its end (never \
+                tracing::warn!(
+                    file = %path.display(),
+                    "{}: a torn write of {} bytes at its end (never \
                      acknowledged) is left out",
                     path.display(),
                     bytes.len() - found.end
@@ -150,8 +152,9 @@ impl Wal {
             Err(e) => {
                 let err = StoreError::write("a WAL record", &seg.path, e);
                 if let Err(cut) = fsio::set_len(&seg.file, &seg.path, seg.len) {
-                    eprintln!(
-                        "perfpilot store: cannot cut a failed write off {} ({cut}); the next \
+                    tracing::error!(
+                        file = %seg.path.display(),
+                        "cannot cut a failed write off {} ({cut}); the next \
                          record goes to a new segment",
                         seg.path.display()
                     );

@@ -20,8 +20,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::detect::{NabDetector, StreamingDetector};
-use crate::error::BaselineError;
+use perfpilot_baseline::detect::{NabDetector, StreamingDetector};
+use perfpilot_baseline::BaselineError;
 
 pub use corpus::{load_corpus, Corpus, CostWeights, Profile, Series, Window, Windows};
 pub use scorer::{FileScores, ProfileResult, ThresholdSearch};

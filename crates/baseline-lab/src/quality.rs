@@ -64,14 +64,14 @@ use std::path::Path;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::alerts::{rfc3339, Alert, Transition};
-use crate::detectors::MonitorConfig;
-use crate::engine::Engine;
-use crate::error::BaselineError;
-use crate::logs::{Event, LineStats, LogReader, ParseOptions, Parser};
 use crate::nab::scorer::scaled_sigmoid;
-use crate::watch::{parse_duration, LogSource, WatchConfig};
-use crate::window::{FeatureWindow, WindowConfig, Windower};
+use perfpilot_baseline::alerts::{rfc3339, Alert, Transition};
+use perfpilot_baseline::detectors::MonitorConfig;
+use perfpilot_baseline::engine::Engine;
+use perfpilot_baseline::logs::{Event, LineStats, LogReader, ParseOptions, Parser};
+use perfpilot_baseline::watch::{parse_duration, LogSource, WatchConfig};
+use perfpilot_baseline::window::{FeatureWindow, WindowConfig, Windower};
+use perfpilot_baseline::BaselineError;
 
 const DAY_MS: f64 = 86_400_000.0;
 
@@ -120,7 +120,7 @@ impl<'de> Deserialize<'de> for Timestamp {
                 self.visit_i64(v)
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Timestamp, E> {
-                crate::logs::parse_rfc3339(s.as_bytes())
+                perfpilot_baseline::logs::parse_rfc3339(s.as_bytes())
                     .map(Timestamp)
                     .ok_or_else(|| {
                         E::custom(format!(
@@ -709,7 +709,7 @@ struct Source {
 
 impl Source {
     fn open(src: &LogSource) -> Result<Source, BaselineError> {
-        let opts = crate::watch::parse_options(src);
+        let opts = perfpilot_baseline::watch::parse_options(src);
         let parser = Parser::new(&opts);
         let mut s = Source {
             reader: LogReader::open(&src.path)?,

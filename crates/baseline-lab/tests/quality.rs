@@ -7,8 +7,8 @@ mod shop_log;
 
 use std::path::{Path, PathBuf};
 
-use perfpilot_baseline::quality::{self, RaisedAlert, Replay, ScoreOptions};
 use perfpilot_baseline::watch::WatchConfig;
+use perfpilot_baseline_lab::quality::{self, RaisedAlert, Replay, ScoreOptions};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

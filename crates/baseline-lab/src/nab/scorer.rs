@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::BaselineError;
+use perfpilot_baseline::BaselineError;
 
 use super::corpus::{CostWeights, Profile, Profiles, Window, Windows};
 

@@ -4,7 +4,7 @@
 Run from the repository root (any python3; it re-runs itself in
 target/nabvenv with river and ruptures installed if they are missing):
 
-    python3 crates/baseline/benches/nab_peers.py --data ../shared/nab
+    python3 crates/baseline-lab/benches/nab_peers.py --data ../shared/nab
 
 Peers, each run over every row of every NAB series, once, in order, one
 parameter set for all files, writing per-row scores in NAB's results layout
@@ -177,7 +177,7 @@ def main():
     data, out_dir = Path(args.data).resolve(), Path(args.out)
 
     subprocess.run(
-        ["cargo", "build", "--release", "-q", "-p", "perfpilot-baseline", "--example", "nab"],
+        ["cargo", "build", "--release", "-q", "-p", "perfpilot-baseline-lab", "--example", "nab"],
         cwd=ROOT,
         check=True,
     )

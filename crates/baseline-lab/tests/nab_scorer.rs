@@ -5,7 +5,7 @@ mod common;
 
 use common::nab_dir;
 
-use perfpilot_baseline::nab::{self, Profile};
+use perfpilot_baseline_lab::nab::{self, Profile};
 
 // From results/final_results.json.
 const EXPECTED: [(&str, [f64; 3]); 3] = [

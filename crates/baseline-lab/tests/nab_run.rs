@@ -6,7 +6,7 @@ mod common;
 use common::nab_dir;
 
 use perfpilot_baseline::detect::{NabDetector, StreamingDetector};
-use perfpilot_baseline::nab::{self, NabOptions, Profile};
+use perfpilot_baseline_lab::nab::{self, NabOptions, Profile};
 
 #[test]
 fn perfpilot_clears_the_bar_and_its_results_round_trip() {

@@ -3,18 +3,19 @@
 
 use std::path::{Path, PathBuf};
 
-use perfpilot_baseline::gate::{
+use perfpilot_baseline::logs::ParseOptions;
+use perfpilot_baseline::sketch::Sketch;
+use perfpilot_baseline_lab::gate::{
     detect_format, parse_percent, parse_wrk, quantile_test, quantile_test_sketches, run,
     two_proportion_test, FeatureSummary, GateOptions, GateReport, InputFormat, Metric, Test,
     Verdict,
 };
-use perfpilot_baseline::logs::ParseOptions;
-use perfpilot_baseline::sketch::Sketch;
 use rand::{Rng, SeedableRng};
 
+// The request-log fixtures are the online crate's (its drift tests share them).
 fn testdata(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
+        .join("../baseline/testdata")
         .join(p)
 }
 
@@ -27,7 +28,7 @@ fn gate(baseline: &Path, candidate: &Path) -> GateReport {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn row(r: &GateReport, m: Metric) -> &perfpilot_baseline::gate::GateRow {
+fn row(r: &GateReport, m: Metric) -> &perfpilot_baseline_lab::gate::GateRow {
     r.rows.iter().find(|x| x.metric == m).unwrap()
 }
 

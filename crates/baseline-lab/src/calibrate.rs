@@ -22,7 +22,7 @@
 //! result is never worse than what was configured.
 //!
 //! The saved version is the engine of a replay with the best parameters:
-//! each [`FeatureMonitor`](crate::detectors::FeatureMonitor) stores its
+//! each [`FeatureMonitor`](perfpilot_baseline::detectors::FeatureMonitor) stores its
 //! config and the band breach and CUSUM built from it, so an engine that
 //! loads the version (the watch loop does so while running) judges every
 //! feature seen in the replay with the tuned parameters and the baselines
@@ -39,10 +39,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
-use crate::detectors::MonitorConfig;
-use crate::engine::{latest_version, publish, Snapshot};
-use crate::error::BaselineError;
 use crate::quality::{score, Incident, QualityReport, Replay, ScoreOptions};
+use perfpilot_baseline::detectors::MonitorConfig;
+use perfpilot_baseline::engine::{latest_version, publish, Snapshot};
+use perfpilot_baseline::BaselineError;
 
 /// What calibration maximises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

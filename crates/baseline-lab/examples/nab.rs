@@ -2,8 +2,8 @@
 //! another detector's per-row outputs written in NAB's results layout.
 //!
 //! ```text
-//! cargo run --release -p perfpilot-baseline --example nab -- --data /work/shared/nab
-//! cargo run --release -p perfpilot-baseline --example nab -- --data /work/shared/nab \
+//! cargo run --release -p perfpilot-baseline-lab --example nab -- --data /work/shared/nab
+//! cargo run --release -p perfpilot-baseline-lab --example nab -- --data /work/shared/nab \
 //!     --score-results target/nab-peers/riverHST
 //! ```
 //!
@@ -18,8 +18,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use perfpilot_baseline::nab::{self, NabOptions, Profile};
 use perfpilot_baseline::BaselineError;
+use perfpilot_baseline_lab::nab::{self, NabOptions, Profile};
 
 const USAGE: &str = "usage: nab --data NAB_DIR [--profile PROFILE] [--write-results DIR] \
                      [--score-results DIR [--detector NAME]]";

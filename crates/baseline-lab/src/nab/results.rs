@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::error::BaselineError;
+use perfpilot_baseline::BaselineError;
 
 use super::corpus::{format_timestamp, CsvTable, Series, Windows};
 use super::scorer::{window_rows, FileScores};

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
-use crate::error::BaselineError;
+use perfpilot_baseline::BaselineError;
 
 /// One labelled series, named by its path under `data/`
 /// (`category/file.csv`), as NAB names it in its labels and results.

@@ -39,10 +39,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::drift::{format_ms, write_table};
-use crate::logs::{self, Event, LineStats, LogFormat, LogReader, ParseOptions, Parser};
-use crate::sketch::Sketch;
-use crate::BaselineError;
+use perfpilot_baseline::drift::{format_ms, write_table};
+use perfpilot_baseline::logs::{
+    self, Event, LineStats, LogFormat, LogReader, ParseOptions, Parser,
+};
+use perfpilot_baseline::sketch::Sketch;
+use perfpilot_baseline::BaselineError;
 
 /// What kind of run a file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use perfpilot_baseline::alerts::Transition;
-use perfpilot_baseline::calibrate::{self, CalibrateOptions, Objective, Params};
 use perfpilot_baseline::detectors::{FeatureKind, MonitorConfig};
 use perfpilot_baseline::engine::{Engine, EngineConfig};
-use perfpilot_baseline::quality::{self, Incident, Replay};
 use perfpilot_baseline::watch::WatchConfig;
+use perfpilot_baseline_lab::calibrate::{self, CalibrateOptions, Objective, Params};
+use perfpilot_baseline_lab::quality::{self, Incident, Replay};
 
 fn setup(dir: &Path) -> (WatchConfig, Replay, Vec<Incident>) {
     let log = dir.join("shop.jsonl");

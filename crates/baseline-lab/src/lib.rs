@@ -1,0 +1,16 @@
+//! perfpilot's baseline tools that run offline, beside the engine
+//! (`perfpilot-baseline`) rather than in it: they score, tune and gate it.
+//! Only the CLI links this crate; the server does not.
+//!
+//! - [`gate`]: the release gate, comparing two runs.
+//! - [`quality`]: alert quality against labelled incidents (MTTD, MTTA,
+//!   false positives per day, missed incidents, NAB-style score, F1).
+//! - [`calibrate`]: detector parameters tuned on labelled incidents by
+//!   differential evolution, saved as a baseline version.
+//! - [`nab`]: the Numenta Anomaly Benchmark corpus, its scorer, and a runner
+//!   for perfpilot's streaming detector (`perfpilot_baseline::detect`).
+
+pub mod calibrate;
+pub mod gate;
+pub mod nab;
+pub mod quality;
