@@ -22,6 +22,9 @@
 //!   interface, and `clear: true` to remove it; scale a Deployment with
 //!   kubectl), each run an [`ops::Outcome`]; failures a user can act on
 //!   (no tc, no CAP_NET_ADMIN, no cluster) have their own [`ops::OpError`].
+//! - [`door`]: the one door through which every alert (the baseline
+//!   engine's, Alertmanager's) reaches the autopilot, de-duplicated by
+//!   Alertmanager's fingerprint.
 //! - [`inbox`]: Alertmanager's webhook payloads and the current state of
 //!   each alert, idempotent on fingerprint and startsAt.
 //! - [`audit`]: the append-only, fsynced audit log (JSON lines) and its
@@ -71,6 +74,7 @@
 pub mod audit;
 pub mod condition;
 pub mod diag;
+pub mod door;
 mod duration;
 pub mod executor;
 pub mod inbox;

@@ -17,12 +17,15 @@
 //!   to Alertmanager and webhooks.
 //! - [`engine`]: the streaming engine: windows and metric samples in,
 //!   alerts out, baselines saved as versions and reloaded while running.
+//! - [`feed`]: the engine seen from outside its owner: alert changes on
+//!   a bounded channel, a read-only snapshot, commands.
 //! - [`quality`]: alert quality against labelled incidents (MTTD, MTTA,
 //!   false positives per day, missed incidents, NAB-style score, F1).
 //! - [`calibrate`]: detector parameters tuned on labelled incidents by
 //!   differential evolution, saved as a baseline version.
 //! - [`watch`]: the watch loop and its TOML config: logs and Prometheus
-//!   in, alerts out (`perfpilot baseline watch`, and inside the server).
+//!   in, alerts out, as a service owning its engine
+//!   (`perfpilot baseline watch`, and inside the server).
 //! - [`profiles`]: perfpilot's own profile store as a source (CPU cores
 //!   and function shares per service).
 //! - [`prom`]: Prometheus `query` and `query_range`, retried.
@@ -40,6 +43,7 @@ pub mod detectors;
 pub mod drift;
 pub mod engine;
 pub mod error;
+pub mod feed;
 pub mod gate;
 pub mod logs;
 pub mod nab;

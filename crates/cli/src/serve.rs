@@ -246,10 +246,18 @@ fn alert_book(
         return Ok((None, false));
     }
     let engine = perfpilot_baseline::engine::Engine::new(Default::default());
+    let service = perfpilot_baseline::watch::WatchService::alerts_only(
+        engine,
+        perfpilot_baseline::watch::ServiceOptions {
+            stop: Some(Arc::clone(stop)),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| Failure::new(exit::BAD_INPUT, anyhow::anyhow!("{e}")))?;
     Ok((
-        Some(perfpilot_server::AlertsHandle(Arc::new(
-            std::sync::Mutex::new(engine),
-        ))),
+        Some(perfpilot_server::AlertsHandle(
+            crate::baseline::watch_in_background(service),
+        )),
         true,
     ))
 }

@@ -19,6 +19,7 @@ use perfpilot_autopilot::ops::Ops;
 use perfpilot_autopilot::policy::{RateLimitChange, RateLimitTarget, ScaleChange};
 use perfpilot_autopilot::{Approval, Operation, Policy};
 use perfpilot_baseline::detectors::{Finding, Severity};
+use perfpilot_baseline::feed::Command;
 use serde::{Deserialize, Serialize};
 
 use super::policies::{Pin, Policies, PoliciesError, PolicyView};
@@ -336,9 +337,12 @@ impl Engine {
     }
 
     fn reload(&self, handle: &AutopilotHandle) {
-        lock(&handle.0)
-            .inbox
-            .forget_resolved_before_ms(now_ms() - FORGET_RESOLVED_MS);
+        {
+            let mut ap = lock(&handle.0);
+            let before = now_ms() - FORGET_RESOLVED_MS;
+            ap.inbox.forget_resolved_before_ms(before);
+            ap.door.forget_resolved_before_ms(before);
+        }
         // The directory is read with no lock held: the actions API must
         // not wait on file I/O every rescan.
         let scan = lock(&self.policies).scan();
@@ -363,7 +367,7 @@ impl Engine {
             .policies()
             .map(|(p, _)| p.clone())
             .collect();
-        let alerts = signals::alerts(handle, self.sources.baseline.as_ref());
+        let alerts = signals::alerts(handle, self.sources.baseline.as_ref(), now);
         let mut out = BTreeMap::new();
         let mut history = lock(&self.history);
         let keep_ms = policies
@@ -699,8 +703,8 @@ impl Engine {
         self.save();
     }
 
-    /// Feeds the raised alerts to the baseline engine's book while they
-    /// last, then lets them resolve.
+    /// Sends the raised alerts to the baseline engine while they last,
+    /// then lets them resolve.
     fn keep_raised(&self, now: i64) {
         let Some(baseline) = &self.sources.baseline else {
             // No alert book was given (the binary always gives one): the
@@ -712,8 +716,7 @@ impl Engine {
         if raised.is_empty() {
             return;
         }
-        let mut engine = lock(&baseline.0);
-        let resolve_after = engine.book.resolve_after;
+        let resolve_after = baseline.0.snapshot().resolve_after;
         for r in raised.iter_mut() {
             let findings = if now < r.until_ms {
                 vec![Finding {
@@ -724,19 +727,20 @@ impl Engine {
                 r.quiet += 1;
                 Vec::new()
             };
-            engine
-                .book
-                .update(&r.service, &r.feature, &r.labels, &findings, now);
+            // The engine's owner applies it and delivers it to its
+            // sinks on its next pass.
+            let sent = baseline.0.send(Command::Raise {
+                service: r.service.clone(),
+                feature: r.feature.clone(),
+                labels: r.labels.clone(),
+                findings,
+                now_ms: now,
+            });
+            if let Err(e) = sent {
+                eprintln!("perfpilot server: cannot raise the autopilot's alert: {e}");
+            }
         }
         raised.retain(|r| r.quiet < resolve_after);
-        drop(raised);
-        // Sent with neither lock held: a slow sink must not hold up the
-        // alerts API or the next tick.
-        if let Some(outbox) = engine.outbox(now) {
-            drop(engine);
-            let error = outbox.send();
-            lock(&baseline.0).delivered(&outbox, error);
-        }
     }
 
     pub(super) fn decide(

@@ -15,6 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{Path as AxumPath, Query, State};
 use axum::Json;
 use perfpilot_autopilot::audit::{AuditError, AuditEvent, AuditFilter, AuditLog, AuditRecord};
+use perfpilot_autopilot::door::AlertDoor;
 use perfpilot_autopilot::executor::{ExecError, Mode};
 use perfpilot_autopilot::inbox::{self, Inbox, Update};
 use serde::{Deserialize, Serialize};
@@ -29,7 +30,12 @@ use crate::{blocking, now_ms, App};
 /// The alert inbox and the audit log, locked together so an alert's audit
 /// record and its inbox state never disagree.
 pub struct Autopilot {
+    /// Alertmanager's alerts as its webhook last posted them (for the
+    /// audit log and `GET /api/v1/alerts`).
     pub inbox: Inbox,
+    /// Every alert the engine reads, from Alertmanager and from the
+    /// baseline engine, each once by fingerprint.
+    pub door: AlertDoor,
     pub audit: AuditLog,
     /// The autopilot directory: the audit log, the engine's state and
     /// the policies' versions.
@@ -65,6 +71,7 @@ impl AutopilotHandle {
         let audit = AuditLog::open(dir.join(Self::AUDIT_FILE))?;
         Ok(AutopilotHandle(Arc::new(Mutex::new(Autopilot {
             inbox: Inbox::new(),
+            door: AlertDoor::new(),
             audit,
             dir: dir.to_path_buf(),
             engine: None,
@@ -147,6 +154,10 @@ pub async fn alertmanager(
             audit_seqs: records.iter().map(|r| r.seq).collect(),
         };
         ap.inbox.set_limit(app.config.webhook.max_inbox_alerts);
+        let now = now_ms();
+        for a in &payload.alerts {
+            ap.door.admit_webhook(a, now);
+        }
         let forgotten = ap.inbox.apply(updates);
         if forgotten > 0 {
             eprintln!(

@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use perfpilot_autopilot::door::Via;
 use perfpilot_autopilot::executor::TargetEnvs;
-use perfpilot_autopilot::inbox::AlertStatus;
 use perfpilot_autopilot::ops::Trigger;
 use perfpilot_autopilot::{Env, Policy, SignalSource, TargetKind, TargetRef, Value};
 use perfpilot_baseline::alerts::AlertState;
@@ -145,34 +145,33 @@ pub struct SeenAlert {
     labels: BTreeMap<String, String>,
 }
 
-/// Every alert known now, from the inbox and the baseline engine.
-pub fn alerts(handle: &AutopilotHandle, baseline: Option<&AlertsHandle>) -> Vec<SeenAlert> {
-    let mut out = Vec::new();
-    {
-        let ap = lock(&handle.0);
-        for a in ap.inbox.alerts().into_iter().map(|a| &a.alert) {
-            let Some(name) = a.name() else { continue };
-            out.push(SeenAlert {
-                name: name.to_string(),
-                firing: a.status == AlertStatus::Firing,
-                labels: a.labels.clone(),
-            });
-        }
+/// Every alert known now, each once: the baseline engine's (from its
+/// snapshot) and Alertmanager's (admitted by the webhook) meet at the
+/// door, where the same alert by both ways is one.
+pub fn alerts(
+    handle: &AutopilotHandle,
+    baseline: Option<&AlertsHandle>,
+    now_ms: i64,
+) -> Vec<SeenAlert> {
+    let snapshot = baseline.map(|b| b.0.snapshot());
+    let mut ap = lock(&handle.0);
+    if let Some(s) = &snapshot {
+        let current = s
+            .alerts()
+            .iter()
+            .map(|a| (&a.labels, a.state == AlertState::Firing, a.starts_at_ms));
+        ap.door.sync(Via::Baseline, current, now_ms);
     }
-    if let Some(b) = baseline {
-        let engine = lock(&b.0);
-        for a in engine.alerts() {
-            let Some(name) = a.labels.get("alertname") else {
-                continue;
-            };
-            out.push(SeenAlert {
-                name: name.clone(),
-                firing: a.state == AlertState::Firing,
+    ap.door
+        .alerts()
+        .filter_map(|a| {
+            Some(SeenAlert {
+                name: a.name()?.to_string(),
+                firing: a.firing,
                 labels: a.labels.clone(),
-            });
-        }
-    }
-    out
+            })
+        })
+        .collect()
 }
 
 fn concerns(labels: &BTreeMap<String, String>, target: &TargetRef) -> bool {
@@ -260,7 +259,7 @@ pub fn gather(
             }
             SignalSource::Baseline { feature } => {
                 if let Some(b) = &sources.baseline {
-                    let e = lock(&b.0);
+                    let e = b.0.snapshot();
                     if let Some((t, x)) = e.latest(service, feature) {
                         if now_ms - t <= STALE_MS {
                             out.values.insert(s.name.clone(), Value::Number(x));
@@ -281,7 +280,7 @@ pub fn gather(
         }
     }
     if let Some(b) = &sources.baseline {
-        let e = lock(&b.0);
+        let e = b.0.snapshot();
         for (name, feature, scale) in BUILTIN_FEATURES {
             if let Some((t, x)) = e.latest(service, feature) {
                 if now_ms - t <= STALE_MS {
