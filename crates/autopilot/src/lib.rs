@@ -29,6 +29,10 @@
 //!   each alert, idempotent on fingerprint and startsAt.
 //! - [`audit`]: the append-only, fsynced audit log (JSON lines) and its
 //!   queries; a torn last line is cut off on reopening.
+//! - [`runtime`]: the engine that evaluates the policies every second,
+//!   runs what is due and judges its impact, the policy directory it
+//!   watches, and the source traits (alerts, profiles, metrics, a clock)
+//!   it reads the world through.
 //! - [`executor`]: deciding when actions run: conditions held for their
 //!   duration, dry-run or enforce, cooldowns, hourly caps, one action in
 //!   flight per target, pause, manual approval, retries and the impact
@@ -80,6 +84,7 @@ pub mod executor;
 pub mod inbox;
 pub mod ops;
 pub mod policy;
+pub mod runtime;
 mod yaml;
 
 pub use audit::{AuditError, AuditEvent, AuditFilter, AuditLog, AuditRecord, Damage, TornTail};

@@ -305,7 +305,8 @@ fn start_autopilot(
             .start_engine(
                 policies,
                 mode,
-                perfpilot_server::Sources::new(alerts, Some(Arc::new(store.clone())), prometheus),
+                perfpilot_server::sources(alerts, Some(Arc::new(store.clone())), prometheus)
+                    .with_notices(policy_notices()),
                 Arc::clone(stop),
             )
             .map_err(|e| Failure::new(exit::BAD_INPUT, anyhow::anyhow!("{e}")))?;
@@ -316,6 +317,16 @@ fn start_autopilot(
         );
     }
     Ok(handle)
+}
+
+/// What the server tells its operator about the policy files, on stderr
+/// where its other messages go.
+fn policy_notices() -> perfpilot_autopilot::runtime::sources::Notices {
+    use perfpilot_autopilot::runtime::sources::Notice;
+    Arc::new(|n: Notice<'_>| match n {
+        Notice::Diagnostic(d) => eprintln!("{d}"),
+        Notice::Message(m) => eprintln!("perfpilot server: {m}"),
+    })
 }
 
 pub fn server(args: ServerArgs) -> exit::Result<()> {
