@@ -18,6 +18,7 @@ use crate::alerts::{Alert, AlertBook, Alertmanager, Transition, Webhook};
 use crate::baseline::{Band, Baseline};
 use crate::detectors::{ErrorBurst, FeatureKind, FeatureMonitor, Finding, MonitorConfig};
 use crate::error::BaselineError;
+use crate::feature::{FeatureKey, Metric};
 use crate::window::FeatureWindow;
 
 #[derive(Debug, Clone)]
@@ -58,7 +59,10 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FeatureSummary {
     pub service: String,
+    /// The feature's name (`/search latency_p99_ms`), as alerts label it.
     pub feature: String,
+    /// What it means: its endpoint (none: service-wide) and its metric.
+    pub key: FeatureKey,
     /// `latency`, `level`, `memory` or `error_rate`.
     pub kind: String,
     /// Its band now; `band.state` says whether it is still warming up.
@@ -284,14 +288,24 @@ impl Engine {
     /// as levels, errors as bursts.
     pub fn observe_window(&mut self, w: &FeatureWindow) -> Vec<Finding> {
         let mut labels = BTreeMap::new();
-        let scope = if w.is_aggregate() {
-            String::new()
+        let endpoint = if w.is_aggregate() {
+            None
         } else {
             if w.count < self.config.min_requests {
                 return Vec::new();
             }
             labels.insert("endpoint".to_string(), w.endpoint.to_string());
-            format!("{} ", w.endpoint)
+            Some(w.endpoint.to_string())
+        };
+        let name = |metric: Metric| {
+            FeatureKey {
+                endpoint: endpoint.clone(),
+                metric,
+            }
+            .to_string()
+        };
+        let latency = |q: &str| Metric::LatencyQuantile {
+            quantile: q.to_string(),
         };
         let mut out = Vec::new();
         let t = w.start_ms;
@@ -302,21 +316,21 @@ impl Engine {
             }
             r.push_back((w.start_ms, w.end_ms, w.rate_per_s));
         }
-        for (name, x, kind) in [
-            ("latency_p50_ms", w.p50, FeatureKind::Latency),
-            ("latency_p90_ms", w.p90, FeatureKind::Latency),
-            ("latency_p99_ms", w.p99, FeatureKind::Latency),
-            ("latency_p999_ms", w.p999, FeatureKind::Latency),
-            ("requests_per_s", w.rate_per_s, FeatureKind::Level),
+        for (metric, x, kind) in [
+            (latency("50"), w.p50, FeatureKind::Latency),
+            (latency("90"), w.p90, FeatureKind::Latency),
+            (latency("99"), w.p99, FeatureKind::Latency),
+            (latency("999"), w.p999, FeatureKind::Latency),
+            (Metric::RequestRate, w.rate_per_s, FeatureKind::Level),
         ] {
             if w.count == 0 && kind == FeatureKind::Latency {
                 continue;
             }
-            out.extend(self.observe(&w.service, &format!("{scope}{name}"), kind, t, x, &labels));
+            out.extend(self.observe(&w.service, &name(metric), kind, t, x, &labels));
         }
         out.extend(self.observe_errors(
             &w.service,
-            &format!("{scope}errors"),
+            &name(Metric::ErrorRate),
             t,
             w.errors,
             w.count,
@@ -518,6 +532,7 @@ fn summaries<'a>(
             FeatureSummary {
                 latest: latest.get(k).copied(),
                 service: service.to_string(),
+                key: FeatureKey::parse(feature),
                 feature: feature.to_string(),
                 kind: match kind {
                     Some(FeatureKind::Latency) => "latency",

@@ -17,6 +17,8 @@
 //!   to Alertmanager and webhooks.
 //! - [`engine`]: the streaming engine: windows and metric samples in,
 //!   alerts out, baselines saved as versions and reloaded while running.
+//! - [`feature`]: feature names typed: scope (service or endpoint) and
+//!   metric.
 //! - [`feed`]: the engine seen from outside its owner: alert changes on
 //!   a bounded channel, a read-only snapshot, commands.
 //! - [`quality`]: alert quality against labelled incidents (MTTD, MTTA,
@@ -43,6 +45,7 @@ pub mod detectors;
 pub mod drift;
 pub mod engine;
 pub mod error;
+pub mod feature;
 pub mod feed;
 pub mod gate;
 pub mod logs;

@@ -931,6 +931,9 @@ impl<'a> Watch<'a> {
     }
 }
 
+/// Where a service's progress lines go.
+pub type Progress = Box<dyn FnMut(&str) + Send>;
+
 /// How a [`WatchService`] runs beside its config.
 #[derive(Default)]
 pub struct ServiceOptions {
@@ -940,7 +943,7 @@ pub struct ServiceOptions {
     /// otherwise. [`WatchService::stop`] raises it either way.
     pub stop: Option<Arc<AtomicBool>>,
     /// Gets each progress line and alert transition; logged when absent.
-    pub progress: Option<Box<dyn FnMut(&str) + Send>>,
+    pub progress: Option<Progress>,
 }
 
 /// The watch loop on its own thread, owning its engine: others read
