@@ -910,6 +910,29 @@ impl<'a> Watch<'a> {
             .publish_snapshot(self.engine.snapshot(now_ms()));
     }
 
+    /// After the logs ended (nothing live): the engine still answers
+    /// commands, resends and retries deliveries until stopped, for a
+    /// server whose API reads and acknowledges its alerts.
+    fn serve_until_stopped(&mut self, progress: &mut dyn FnMut(&str)) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut applied = false;
+            if let Ok(c) = self.publisher.commands().recv_timeout(STOP_CHECK) {
+                self.publisher.apply(c, &mut self.engine);
+                self.publisher.apply_commands(&mut self.engine);
+                applied = true;
+            }
+            if applied || Instant::now() >= self.next_housekeeping {
+                self.engine.deliver(now_ms());
+                let mut out = Vec::new();
+                self.publish(&mut out);
+                for line in &out {
+                    progress(line);
+                }
+                self.next_housekeeping = Instant::now() + HOUSEKEEPING;
+            }
+        }
+    }
+
     /// A line of counts every ten seconds.
     fn report(&mut self, progress: &mut dyn FnMut(&str)) {
         if self.last_progress.elapsed() < Duration::from_secs(10) {
@@ -944,6 +967,10 @@ pub struct ServiceOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Gets each progress line and alert transition; logged when absent.
     pub progress: Option<Progress>,
+    /// Once the logs end (nothing followed or polled), keep the engine
+    /// answering commands until stopped instead of ending: a server's API
+    /// still lists and acknowledges the alerts.
+    pub keep_serving: bool,
 }
 
 /// The watch loop on its own thread, owning its engine: others read
@@ -989,12 +1016,16 @@ impl WatchService {
             Box::new(|line: &str| tracing::info!(target: "perfpilot::baseline", "{line}"))
         });
         let source = opts.profile_source;
+        let keep_serving = opts.keep_serving;
         let thread = std::thread::Builder::new()
             .name("perfpilot-watch".into())
             .spawn(move || {
                 let source: Option<&dyn ProfileSource> = source.as_deref();
                 let mut w = Watch::start(&cfg, engine, flag, source, &publisher, keep_alive)?;
                 w.run(&mut *progress)?;
+                if keep_serving {
+                    w.serve_until_stopped(&mut *progress);
+                }
                 Ok(w.finish())
             })
             .map_err(|e| {

@@ -297,3 +297,47 @@ fn an_alerts_only_service_keeps_raised_alerts_until_stopped() {
     // Stopped: commands are refused, not left waiting.
     assert!(feed.ack(&id, "bob", 3_000).is_err());
 }
+
+#[test]
+fn a_serving_watch_answers_acks_after_its_log_ends_until_stopped() {
+    use perfpilot_baseline::watch::{ServiceOptions, WatchService};
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("access.jsonl");
+    log(&log_path);
+    let config = format!(
+        "window = \"10s\"\n\n[[logs]]\npath = {log_path:?}\nformat = \"json\"\nfollow = false\n"
+    );
+    let cfg = WatchConfig::parse(&config, "watch.toml").unwrap();
+    let engine = cfg.engine().unwrap();
+    let opts = ServiceOptions {
+        keep_serving: true,
+        ..ServiceOptions::default()
+    };
+    let service = WatchService::spawn(cfg, engine, opts).unwrap();
+    let feed = service.feed();
+    // The log is read to its end (its last window published), and the
+    // engine still answers.
+    let last_window = 1_790_000_000_000i64 + 3_590_000;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was not read within 60 s"
+        );
+        let snap = feed.snapshot();
+        if snap
+            .latest("shop", "requests_per_s")
+            .is_some_and(|(t, _)| t >= last_window)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let id = feed.snapshot().alerts()[0].id.clone();
+    let acked = feed.ack(&id, "alice", 1).unwrap().unwrap();
+    assert_eq!(acked.ack.unwrap().by, "alice");
+    service.stop();
+    let stats = service.join().unwrap();
+    assert_eq!(stats.events, 36_000);
+}

@@ -358,6 +358,7 @@ pub fn start_for_server(
             progress: Some(Box::new(|line: &str| {
                 eprintln!("perfpilot baseline: {line}")
             })),
+            keep_serving: true,
         },
     )
     .map_err(bad_input)?;
