@@ -324,11 +324,30 @@ export const autopilot = {
 /** Where a band comes from; while learning, how many windows it has of the warm-up's. */
 export type BandState = 'ready' | 'daily' | 'weekly' | { warming_up: { have: number; need: number } };
 
+/** What a feature measures (docs/API.md, `/api/v1/baselines`). */
+export type FeatureMetric =
+  /** `quantile`: the digits after the p, `99`, `999` for 99.9. */
+  | { kind: 'latency_quantile'; quantile: string }
+  | { kind: 'request_rate' }
+  | { kind: 'error_rate' }
+  | { kind: 'cpu_cores' }
+  | { kind: 'cpu_share'; function: string }
+  | { kind: 'per_thousand_requests'; of: FeatureMetric }
+  | { kind: 'named'; name: string };
+
+/** A feature, typed: its endpoint (null for the service as a whole) and its metric. */
+export interface FeatureKey {
+  endpoint: string | null;
+  metric: FeatureMetric;
+}
+
 /** One feature the baseline engine follows (a value the server could not represent comes as null). */
 export interface BaselineFeature {
   service: string;
-  /** `latency_p99_ms`, or per endpoint `/search latency_p99_ms`. */
+  /** `latency_p99_ms`, or per endpoint `/search latency_p99_ms`: the name alerts label it with. */
   feature: string;
+  /** The same, typed. */
+  key: FeatureKey;
   kind: 'latency' | 'level' | 'memory' | 'error_rate';
   /** The band at `at_ms`; `low` and `high` are null while warming up. */
   band: { low: number | null; expected: number | null; high: number | null; state: BandState };

@@ -25,10 +25,17 @@
 //!   Deployment with kubectl), each run an [`ops::Outcome`]; failures a
 //!   user can act on (no tc, no CAP_NET_ADMIN, no cluster, a build without
 //!   the cgroup rate limiter) have their own [`ops::OpError`].
+//! - [`door`]: the one door through which every alert (the baseline
+//!   engine's, Alertmanager's) reaches the autopilot, de-duplicated by
+//!   Alertmanager's fingerprint.
 //! - [`inbox`]: Alertmanager's webhook payloads and the current state of
 //!   each alert, idempotent on fingerprint and startsAt.
 //! - [`audit`]: the append-only, fsynced audit log (JSON lines) and its
 //!   queries; a torn last line is cut off on reopening.
+//! - [`runtime`]: the engine that evaluates the policies every second,
+//!   runs what is due and judges its impact, the policy directory it
+//!   watches, and the source traits (alerts, profiles, metrics, a clock)
+//!   it reads the world through.
 //! - [`executor`]: deciding when actions run: conditions held for their
 //!   duration, dry-run or enforce, cooldowns, hourly caps, one action in
 //!   flight per target, pause, manual approval, retries and the impact
@@ -74,11 +81,13 @@
 pub mod audit;
 pub mod condition;
 pub mod diag;
+pub mod door;
 mod duration;
 pub mod executor;
 pub mod inbox;
 pub mod ops;
 pub mod policy;
+pub mod runtime;
 mod yaml;
 
 pub use audit::{AuditError, AuditEvent, AuditFilter, AuditLog, AuditRecord, Damage, TornTail};

@@ -760,7 +760,7 @@ impl Replay {
             .iter()
             .map(Source::open)
             .collect::<Result<Vec<_>, _>>()?;
-        let min_requests = config.engine()?.config.min_requests;
+        let min_requests = config.engine()?.config().min_requests;
         let mut windows = Vec::new();
         let mut closed = Vec::new();
         let (mut first, mut last) = (i64::MAX, i64::MIN);
@@ -834,7 +834,7 @@ impl Replay {
             for t in engine.drain_transitions() {
                 match t {
                     Transition::Fired(id) => {
-                        if let Some(a) = engine.book.get(&id) {
+                        if let Some(a) = engine.book().get(&id) {
                             firing.insert(id, alerts.len());
                             alerts.push(RaisedAlert {
                                 alert: a.clone(),
@@ -843,7 +843,7 @@ impl Replay {
                         }
                     }
                     Transition::Resolved(id) => {
-                        if let (Some(k), Some(a)) = (firing.remove(&id), engine.book.get(&id)) {
+                        if let (Some(k), Some(a)) = (firing.remove(&id), engine.book().get(&id)) {
                             alerts[k].alert = a.clone();
                         }
                     }
@@ -851,7 +851,7 @@ impl Replay {
             }
         }
         for (id, k) in firing {
-            if let Some(a) = engine.book.get(&id) {
+            if let Some(a) = engine.book().get(&id) {
                 alerts[k].alert = a.clone();
             }
         }

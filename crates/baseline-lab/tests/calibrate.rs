@@ -49,7 +49,7 @@ fn spike(engine: &mut Engine) -> Vec<String> {
         );
         for t in engine.drain_transitions() {
             if let Transition::Fired(id) = t {
-                fired.push(engine.book.get(&id).unwrap().labels["detector"].clone());
+                fired.push(engine.book().get(&id).unwrap().labels["detector"].clone());
             }
         }
     }

@@ -317,14 +317,14 @@ fn a_config_without_logs_cannot_be_replayed() {
 #[test]
 fn a_replay_raises_what_the_watch_loop_raises() {
     use std::sync::atomic::AtomicBool;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = shop(dir.path());
     cfg.logs[0].follow = false;
     cfg.alerts.webhooks.clear();
     cfg.state_dir = None;
-    let engine = Arc::new(Mutex::new(cfg.engine().unwrap()));
+    let engine = cfg.engine().unwrap();
     let mut fired: Vec<String> = Vec::new();
     perfpilot_baseline::watch::run(&cfg, engine, Arc::new(AtomicBool::new(false)), &mut |l| {
         if let Some(rest) = l.strip_prefix("firing: ") {

@@ -106,7 +106,7 @@ fn start(
          [detectors.baseline]\nwarmup = 5\n"
     );
     let cfg = WatchConfig::parse(&text, &name).map_err(|e| e.to_string())?;
-    let engine = Arc::new(Mutex::new(cfg.engine().map_err(|e| e.to_string())?));
+    let engine = cfg.engine().map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let handle = std::thread::spawn(move || {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detectors::{Finding, Severity};
 use crate::error::BaselineError;
+use crate::feature::FeatureKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,6 +39,9 @@ pub struct Alert {
     pub updated_at_ms: i64,
     /// The latest finding behind it.
     pub finding: Finding,
+    /// What its `feature` label means (absent from servers before it).
+    #[serde(default)]
+    pub feature_key: Option<FeatureKey>,
     pub ack: Option<Ack>,
     #[serde(skip)]
     quiet: u32,
@@ -159,6 +163,7 @@ impl AlertBook {
                             ends_at_ms: None,
                             updated_at_ms: now_ms,
                             finding: f.clone(),
+                            feature_key: Some(FeatureKey::parse(feature)),
                             ack: None,
                             quiet: 0,
                             last_sent_ms: None,

@@ -18,6 +18,7 @@ use crate::alerts::{Alert, AlertBook, Alertmanager, Transition, Webhook};
 use crate::baseline::{Band, Baseline};
 use crate::detectors::{ErrorBurst, FeatureKind, FeatureMonitor, Finding, MonitorConfig};
 use crate::error::BaselineError;
+use crate::feature::{FeatureKey, Metric};
 use crate::window::FeatureWindow;
 
 #[derive(Debug, Clone)]
@@ -58,7 +59,10 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FeatureSummary {
     pub service: String,
+    /// The feature's name (`/search latency_p99_ms`), as alerts label it.
     pub feature: String,
+    /// What it means: its endpoint (none: service-wide) and its metric.
+    pub key: FeatureKey,
     /// `latency`, `level`, `memory` or `error_rate`.
     pub kind: String,
     /// Its band now; `band.state` says whether it is still warming up.
@@ -68,22 +72,22 @@ pub struct FeatureSummary {
 }
 
 pub struct Engine {
-    pub config: EngineConfig,
+    config: EngineConfig,
     monitors: BTreeMap<String, FeatureMonitor>,
     /// Error-rate baselines per service/endpoint, for error bursts.
     error_rates: BTreeMap<String, Baseline>,
     /// Recent request rates per service: (window start, end, requests/s),
     /// for efficiency features (a resource per 1,000 requests).
     rates: BTreeMap<String, std::collections::VecDeque<(i64, i64, f64)>>,
-    pub book: AlertBook,
+    book: AlertBook,
     /// Shared with outboxes, which send without the engine locked.
     alertmanager: Option<Arc<Alertmanager>>,
     webhooks: Vec<Arc<Webhook>>,
     /// Deliveries that failed (each retried on the next call).
-    pub delivery_errors: u64,
-    pub last_delivery_error: Option<String>,
+    delivery_errors: u64,
+    last_delivery_error: Option<String>,
     /// The version of the baselines in use (0: learned from scratch).
-    pub version: u64,
+    version: u64,
     transitions: Vec<Transition>,
     /// The last value of each feature, (window start, value), by
     /// "service\u{1f}feature": what the autopilot's conditions read.
@@ -148,6 +152,45 @@ impl Engine {
     pub fn with_webhook(mut self, url: &str) -> Self {
         self.webhooks.push(Arc::new(Webhook::new(url)));
         self
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The alerts, read-only: they change only through the engine.
+    pub fn book(&self) -> &AlertBook {
+        &self.book
+    }
+
+    /// Deliveries that failed (each retried on the next call).
+    pub fn delivery_errors(&self) -> u64 {
+        self.delivery_errors
+    }
+
+    pub fn last_delivery_error(&self) -> Option<&str> {
+        self.last_delivery_error.as_deref()
+    }
+
+    /// The version of the baselines in use (0: learned from scratch).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Findings from outside the detectors (the autopilot's own alerts:
+    /// an action that made its target worse) for `feature` of `service`;
+    /// empty while quiet, so the alert resolves after `resolve_after`
+    /// calls. They go to the same sinks as the engine's.
+    pub fn raise(
+        &mut self,
+        service: &str,
+        feature: &str,
+        labels: &BTreeMap<String, String>,
+        findings: &[Finding],
+        now_ms: i64,
+    ) {
+        let t = self.book.update(service, feature, labels, findings, now_ms);
+        self.transitions.extend(t);
     }
 
     /// One value of a feature of a service (a latency quantile, a rate, a
@@ -245,14 +288,24 @@ impl Engine {
     /// as levels, errors as bursts.
     pub fn observe_window(&mut self, w: &FeatureWindow) -> Vec<Finding> {
         let mut labels = BTreeMap::new();
-        let scope = if w.is_aggregate() {
-            String::new()
+        let endpoint = if w.is_aggregate() {
+            None
         } else {
             if w.count < self.config.min_requests {
                 return Vec::new();
             }
             labels.insert("endpoint".to_string(), w.endpoint.to_string());
-            format!("{} ", w.endpoint)
+            Some(w.endpoint.to_string())
+        };
+        let name = |metric: Metric| {
+            FeatureKey {
+                endpoint: endpoint.clone(),
+                metric,
+            }
+            .to_string()
+        };
+        let latency = |q: &str| Metric::LatencyQuantile {
+            quantile: q.to_string(),
         };
         let mut out = Vec::new();
         let t = w.start_ms;
@@ -263,21 +316,21 @@ impl Engine {
             }
             r.push_back((w.start_ms, w.end_ms, w.rate_per_s));
         }
-        for (name, x, kind) in [
-            ("latency_p50_ms", w.p50, FeatureKind::Latency),
-            ("latency_p90_ms", w.p90, FeatureKind::Latency),
-            ("latency_p99_ms", w.p99, FeatureKind::Latency),
-            ("latency_p999_ms", w.p999, FeatureKind::Latency),
-            ("requests_per_s", w.rate_per_s, FeatureKind::Level),
+        for (metric, x, kind) in [
+            (latency("50"), w.p50, FeatureKind::Latency),
+            (latency("90"), w.p90, FeatureKind::Latency),
+            (latency("99"), w.p99, FeatureKind::Latency),
+            (latency("999"), w.p999, FeatureKind::Latency),
+            (Metric::RequestRate, w.rate_per_s, FeatureKind::Level),
         ] {
             if w.count == 0 && kind == FeatureKind::Latency {
                 continue;
             }
-            out.extend(self.observe(&w.service, &format!("{scope}{name}"), kind, t, x, &labels));
+            out.extend(self.observe(&w.service, &name(metric), kind, t, x, &labels));
         }
         out.extend(self.observe_errors(
             &w.service,
-            &format!("{scope}errors"),
+            &name(Metric::ErrorRate),
             t,
             w.errors,
             w.count,
@@ -349,49 +402,45 @@ impl Engine {
     /// last value, sorted by service then feature: what normal looks like
     /// now, for people to read (`GET /api/v1/baselines`).
     pub fn features(&self, t_ms: i64) -> Vec<FeatureSummary> {
-        let split = |k: &str| -> (String, String) {
-            let (s, f) = k.split_once('\u{1f}').unwrap_or(("", k));
-            (s.to_string(), f.to_string())
-        };
-        let mut out: Vec<FeatureSummary> = self
-            .monitors
-            .iter()
-            .map(|(k, m)| (k, Some(m.kind), m.baseline.band(t_ms)))
-            .chain(
-                self.error_rates
-                    .iter()
-                    .map(|(k, b)| (k, None, b.band(t_ms))),
-            )
-            .map(|(k, kind, band)| {
-                let (service, feature) = split(k);
-                FeatureSummary {
-                    latest: self.latest.get(k).copied(),
-                    service,
-                    feature,
-                    kind: match kind {
-                        Some(FeatureKind::Latency) => "latency",
-                        Some(FeatureKind::Memory) => "memory",
-                        Some(FeatureKind::Level) => "level",
-                        None => "error_rate",
-                    }
-                    .to_string(),
-                    band,
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| (&a.service, &a.feature).cmp(&(&b.service, &b.feature)));
-        out
+        summaries(self.bands(), &self.latest, t_ms)
     }
 
     /// What the feature's baseline expects at `t_ms`, once it has learned
     /// enough to say (for error features, the expected error rate).
     pub fn expected(&self, service: &str, feature: &str, t_ms: i64) -> Option<f64> {
         let k = key(service, feature);
-        let band = match self.monitors.get(&k) {
-            Some(m) => m.baseline.band(t_ms),
-            None => self.error_rates.get(&k)?.band(t_ms),
+        let base = match self.monitors.get(&k) {
+            Some(m) => &m.baseline,
+            None => self.error_rates.get(&k)?,
         };
-        band.ready().then_some(band.expected)
+        expected_of(base, t_ms)
+    }
+
+    /// Every baseline by key, with its monitor's kind (None: an error
+    /// rate).
+    fn bands(&self) -> impl Iterator<Item = (&String, Option<FeatureKind>, &Baseline)> {
+        self.monitors
+            .iter()
+            .map(|(k, m)| (k, Some(m.kind), &m.baseline))
+            .chain(self.error_rates.iter().map(|(k, b)| (k, None, b)))
+    }
+
+    /// A read-only copy of what readers of the engine ask for (alerts,
+    /// last values, baselines), taken by its owner to publish.
+    pub fn snapshot(&self, now_ms: i64) -> EngineSnapshot {
+        EngineSnapshot {
+            taken_at_ms: now_ms,
+            alerts: self.book.list().into_iter().cloned().collect(),
+            baselines: self
+                .bands()
+                .map(|(k, kind, b)| (k.clone(), (kind, b.clone())))
+                .collect(),
+            latest: self.latest.clone(),
+            resolve_after: self.book.resolve_after,
+            delivery_errors: self.delivery_errors,
+            last_delivery_error: self.last_delivery_error.clone(),
+            version: self.version,
+        }
     }
 
     pub fn monitor(&self, service: &str, feature: &str) -> Option<&FeatureMonitor> {
@@ -464,6 +513,88 @@ impl Engine {
             ),
             None => format!("{verb}: {id}"),
         }
+    }
+}
+
+fn expected_of(base: &Baseline, t_ms: i64) -> Option<f64> {
+    let band = base.band(t_ms);
+    band.ready().then_some(band.expected)
+}
+
+fn summaries<'a>(
+    bands: impl Iterator<Item = (&'a String, Option<FeatureKind>, &'a Baseline)>,
+    latest: &BTreeMap<String, (i64, f64)>,
+    t_ms: i64,
+) -> Vec<FeatureSummary> {
+    let mut out: Vec<FeatureSummary> = bands
+        .map(|(k, kind, base)| {
+            let (service, feature) = k.split_once('\u{1f}').unwrap_or(("", k));
+            FeatureSummary {
+                latest: latest.get(k).copied(),
+                service: service.to_string(),
+                key: FeatureKey::parse(feature),
+                feature: feature.to_string(),
+                kind: match kind {
+                    Some(FeatureKind::Latency) => "latency",
+                    Some(FeatureKind::Memory) => "memory",
+                    Some(FeatureKind::Level) => "level",
+                    None => "error_rate",
+                }
+                .to_string(),
+                band: base.band(t_ms),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.service, &a.feature).cmp(&(&b.service, &b.feature)));
+    out
+}
+
+/// What the engine's owner publishes for everyone else to read: the
+/// alerts, the last value of each feature and copies of the baselines
+/// (so bands are computed at the reader's time, as before). Readers hold
+/// an `Arc` of one; the engine is never locked for them.
+#[derive(Debug, Clone, Default)]
+pub struct EngineSnapshot {
+    pub taken_at_ms: i64,
+    /// Firing first, newest first.
+    alerts: Vec<Alert>,
+    baselines: BTreeMap<String, (Option<FeatureKind>, Baseline)>,
+    latest: BTreeMap<String, (i64, f64)>,
+    /// Quiet updates before a firing alert resolves.
+    pub resolve_after: u32,
+    pub delivery_errors: u64,
+    pub last_delivery_error: Option<String>,
+    pub version: u64,
+}
+
+impl EngineSnapshot {
+    /// Firing first, newest first.
+    pub fn alerts(&self) -> &[Alert] {
+        &self.alerts
+    }
+
+    pub fn alert(&self, id: &str) -> Option<&Alert> {
+        self.alerts.iter().find(|a| a.id == id)
+    }
+
+    /// See [`Engine::latest`].
+    pub fn latest(&self, service: &str, feature: &str) -> Option<(i64, f64)> {
+        self.latest.get(&key(service, feature)).copied()
+    }
+
+    /// See [`Engine::expected`].
+    pub fn expected(&self, service: &str, feature: &str, t_ms: i64) -> Option<f64> {
+        let (_, base) = self.baselines.get(&key(service, feature))?;
+        expected_of(base, t_ms)
+    }
+
+    /// See [`Engine::features`].
+    pub fn features(&self, t_ms: i64) -> Vec<FeatureSummary> {
+        summaries(
+            self.baselines.iter().map(|(k, (kind, b))| (k, *kind, b)),
+            &self.latest,
+            t_ms,
+        )
     }
 }
 

@@ -17,8 +17,13 @@
 //!   to Alertmanager and webhooks.
 //! - [`engine`]: the streaming engine: windows and metric samples in,
 //!   alerts out, baselines saved as versions and reloaded while running.
+//! - [`feature`]: feature names typed: scope (service or endpoint) and
+//!   metric.
+//! - [`feed`]: the engine seen from outside its owner: alert changes on
+//!   a bounded channel, a read-only snapshot, commands.
 //! - [`watch`]: the watch loop and its TOML config: logs and Prometheus
-//!   in, alerts out (`perfpilot baseline watch`, and inside the server).
+//!   in, alerts out, as a service owning its engine
+//!   (`perfpilot baseline watch`, and inside the server).
 //! - [`profiles`]: perfpilot's own profile store as a source (CPU cores
 //!   and function shares per service).
 //! - [`prom`]: Prometheus `query` and `query_range`, retried.
@@ -36,6 +41,8 @@ pub mod detectors;
 pub mod drift;
 pub mod engine;
 pub mod error;
+pub mod feature;
+pub mod feed;
 pub mod logs;
 pub mod profiles;
 pub mod prom;

@@ -53,19 +53,20 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crossbeam_channel::{Receiver, Sender};
 use serde::Deserialize;
 
 use crate::detectors::{FeatureKind, MonitorConfig};
 use crate::engine::{Engine, EngineConfig};
 use crate::error::BaselineError;
+use crate::feed::{self, FeedHandle, Publisher};
 use crate::logs::{Event, FollowOptions, LineStats, LogFormat, LogReader, ParseOptions, Parser};
 use crate::profiles::{self, ProfileFeatures, ProfileSource};
 use crate::prom::Prometheus;
-use crate::window::{WindowConfig, Windower};
+use crate::window::{FeatureWindow, WindowConfig, Windower};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -294,6 +295,22 @@ impl WatchConfig {
         }
     }
 
+    /// A config that watches nothing (for [`WatchService::alerts_only`]).
+    fn nothing() -> WatchConfig {
+        WatchConfig {
+            window: d_window(),
+            lateness: d_lateness(),
+            state_dir: None,
+            save_every: d_save(),
+            tick: None,
+            logs: Vec::new(),
+            prometheus: Vec::new(),
+            profiles: Vec::new(),
+            alerts: AlertsConfig::default(),
+            detectors: MonitorConfig::default(),
+        }
+    }
+
     pub fn engine(&self) -> Result<Engine, BaselineError> {
         let resend = parse_duration(&self.alerts.resend, "alerts.resend")?;
         let mut engine = Engine::new(EngineConfig {
@@ -324,6 +341,9 @@ pub struct WatchStats {
     pub last_prometheus_error: Option<String>,
     pub saved_version: Option<u64>,
     pub reloaded_version: Option<u64>,
+    /// Alert deliveries that failed (each retried), and the last error.
+    pub delivery_errors: u64,
+    pub last_delivery_error: Option<String>,
 }
 
 fn now_ms() -> i64 {
@@ -360,6 +380,12 @@ const STOP_CHECK: Duration = Duration::from_millis(200);
 /// Resends, retries of failed deliveries and picking up baselines saved by
 /// someone else: due on no event, so on a slow cadence.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Batches (of up to [`BATCH`] events) a reader may be ahead of the
+/// loop. A full channel makes the reader wait: a log read faster than it
+/// is judged is held back, not dropped, and memory stays bounded.
+pub const LOG_CHANNEL: usize = 64;
+/// Events a reader hands on at once.
+const BATCH: usize = 1024;
 
 enum Msg {
     Events(Vec<Event>),
@@ -396,63 +422,69 @@ pub fn parse_options(src: &LogSource) -> ParseOptions {
 }
 
 /// Reads one log on its own thread. `tick`: poll a followed file on that
-/// fixed cadence instead of adaptively.
-fn spawn_reader(
-    src: LogSource,
-    stop: Arc<AtomicBool>,
-    tx: mpsc::Sender<Msg>,
-    tick: Option<Duration>,
-) {
+/// fixed cadence instead of adaptively. It waits while the channel is
+/// full and ends when the loop is gone.
+fn spawn_reader(src: LogSource, stop: Arc<AtomicBool>, tx: Sender<Msg>, tick: Option<Duration>) {
     std::thread::spawn(move || {
-        let opts = parse_options(&src);
-        let mut reader = match LogReader::open(&src.path) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.send(Msg::Error(e.to_string()));
-                let _ = tx.send(Msg::Done);
-                return;
-            }
-        };
-        if src.follow {
-            let mut opts = FollowOptions::new(Arc::clone(&stop));
-            if let Some(t) = tick {
-                opts.poll_interval = t;
-                opts.min_poll_interval = t;
-            }
-            reader = reader.follow(opts);
-        }
-        let mut parser = Parser::new(&opts);
-        let mut stats = parser.new_stats();
-        let mut buf = Vec::new();
-        let mut batch = Vec::with_capacity(1024);
-        loop {
-            match reader.next_line(&mut buf) {
-                Ok(Some(no)) => {
-                    if let Some(ev) = parser.parse_counted(no, &buf, &mut stats) {
-                        batch.push(ev);
-                    }
-                    // Handed on before a read that may wait for input, so
-                    // the last lines before a quiet spell are not held back
-                    // until the next one comes.
-                    if batch.len() >= 1024 || !reader.has_buffered_line() {
-                        let _ = tx.send(Msg::Events(std::mem::take(&mut batch)));
-                        let _ = tx.send(Msg::Stats(std::mem::replace(
-                            &mut stats,
-                            parser.new_stats(),
-                        )));
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = tx.send(Msg::Error(e.to_string()));
-                    break;
-                }
-            }
-        }
-        let _ = tx.send(Msg::Events(batch));
-        let _ = tx.send(Msg::Stats(stats));
+        read_log(&src, stop, &tx, tick);
         let _ = tx.send(Msg::Done);
     });
+}
+
+fn read_log(src: &LogSource, stop: Arc<AtomicBool>, tx: &Sender<Msg>, tick: Option<Duration>) {
+    let opts = parse_options(src);
+    let mut reader = match LogReader::open(&src.path) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.send(Msg::Error(e.to_string()));
+            return;
+        }
+    };
+    if src.follow {
+        let mut opts = FollowOptions::new(stop);
+        if let Some(t) = tick {
+            opts.poll_interval = t;
+            opts.min_poll_interval = t;
+        }
+        reader = reader.follow(opts);
+    }
+    let mut parser = Parser::new(&opts);
+    let mut stats = parser.new_stats();
+    let mut buf = Vec::new();
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        match reader.next_line(&mut buf) {
+            Ok(Some(no)) => {
+                if let Some(ev) = parser.parse_counted(no, &buf, &mut stats) {
+                    batch.push(ev);
+                }
+                // Handed on before a read that may wait for input, so
+                // the last lines before a quiet spell are not held back
+                // until the next one comes.
+                if batch.len() >= BATCH || !reader.has_buffered_line() {
+                    let sent = tx
+                        .send(Msg::Events(std::mem::take(&mut batch)))
+                        .and_then(|()| {
+                            tx.send(Msg::Stats(std::mem::replace(
+                                &mut stats,
+                                parser.new_stats(),
+                            )))
+                        });
+                    if sent.is_err() {
+                        // The loop has ended: nobody reads on.
+                        return;
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = tx.send(Msg::Error(e.to_string()));
+                break;
+            }
+        }
+    }
+    let _ = tx.send(Msg::Events(batch));
+    let _ = tx.send(Msg::Stats(stats));
 }
 
 /// Runs until `stop` is raised, or until every log is read to its end
@@ -460,7 +492,7 @@ fn spawn_reader(
 /// line now and then and every alert transition.
 pub fn run(
     cfg: &WatchConfig,
-    engine: Arc<Mutex<Engine>>,
+    engine: Engine,
     stop: Arc<AtomicBool>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<WatchStats, BaselineError> {
@@ -471,264 +503,551 @@ pub fn run(
 /// passes its own).
 pub fn run_with(
     cfg: &WatchConfig,
-    engine: Arc<Mutex<Engine>>,
+    engine: Engine,
     stop: Arc<AtomicBool>,
     profile_source: Option<&dyn ProfileSource>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<WatchStats, BaselineError> {
-    if !cfg.profiles.is_empty() && profile_source.is_none() {
-        return Err(BaselineError::invalid(
-            "profiles",
-            "[[profiles]] reads perfpilot's profile store: run it inside the server \
-             (perfpilot server --baseline-config FILE, or perfpilot up --baseline-config FILE)",
-        ));
+    let (publisher, _readers) = feed::feed(engine.snapshot(now_ms()));
+    let mut w = Watch::start(cfg, engine, stop, profile_source, &publisher, false)?;
+    w.run(progress)?;
+    Ok(w.finish())
+}
+
+/// How often and how late: the durations of the config, parsed.
+struct Timing {
+    width: i64,
+    lateness: i64,
+    save_every: Duration,
+    tick: Option<Duration>,
+}
+
+impl Timing {
+    fn of(cfg: &WatchConfig) -> Result<Timing, BaselineError> {
+        Ok(Timing {
+            width: parse_duration(&cfg.window, "window")?,
+            lateness: parse_duration(&cfg.lateness, "lateness")?,
+            save_every: Duration::from_millis(parse_duration(&cfg.save_every, "save_every")? as u64),
+            tick: match &cfg.tick {
+                Some(t) => Some(Duration::from_millis(parse_duration(t, "tick")? as u64)),
+                None => None,
+            },
+        })
     }
-    let profile_feats: &[ProfileFeatures] = if profile_source.is_some() {
-        &cfg.profiles
-    } else {
-        &[]
-    };
-    let width = parse_duration(&cfg.window, "window")?;
-    let lateness = parse_duration(&cfg.lateness, "lateness")?;
-    let save_every = Duration::from_millis(parse_duration(&cfg.save_every, "save_every")? as u64);
-    let tick = match &cfg.tick {
-        Some(t) => Some(Duration::from_millis(parse_duration(t, "tick")? as u64)),
-        None => None,
-    };
-    let mut windower = Windower::new(WindowConfig {
-        width_ms: width,
-        lateness_ms: lateness,
-        ..WindowConfig::default()
-    })?;
-    let mut stats = WatchStats {
-        lines: LineStats::new(ParseOptions::default().max_samples),
-        ..WatchStats::default()
-    };
-    if let Some(dir) = &cfg.state_dir {
-        let mut e = engine
-            .lock()
-            .map_err(|_| BaselineError::invalid("engine", "poisoned"))?;
-        stats.reloaded_version = e.reload(dir)?;
-    }
-    let (tx, rx) = mpsc::channel();
-    let mut readers = 0;
-    let live = cfg.logs.iter().any(|l| l.follow)
-        || !cfg.prometheus.is_empty()
-        || !profile_feats.is_empty();
-    for src in &cfg.logs {
-        spawn_reader(src.clone(), Arc::clone(&stop), tx.clone(), tick);
-        readers += 1;
-    }
-    // Kept open: once every reader is done, a disconnected channel would
-    // return from `recv_timeout` at once and the loop would spin while
-    // Prometheus keeps it running.
-    let _open = tx;
-    let proms: Vec<(Prometheus, &PromFeature)> = cfg
-        .prometheus
-        .iter()
-        .flat_map(|p| p.features.iter().map(move |f| (Prometheus::new(&p.url), f)))
-        .collect();
-    let mut prom_last: Vec<i64> = vec![now_ms() - width; proms.len()];
-    let start_ms = now_ms();
-    let mut profile_last: Vec<i64> =
-        vec![(start_ms - width).div_euclid(width) * width; profile_feats.len()];
-    let polled = !proms.is_empty() || !profile_feats.is_empty();
-    let mut next_poll = Instant::now();
-    let mut last_save = Instant::now();
-    let mut last_progress = Instant::now();
-    let mut next_housekeeping = Instant::now();
-    let mut windows = Vec::new();
-    let none = BTreeMap::new();
-    loop {
-        let wait = match tick {
-            Some(t) => t,
-            None => {
-                let now = Instant::now();
-                let mut until = next_housekeeping
-                    .min(last_progress + Duration::from_secs(10))
-                    .saturating_duration_since(now)
-                    .min(STOP_CHECK);
-                if live {
-                    until = until.min(until_clock(next_close_ms(now_ms(), width, lateness)));
-                }
-                if polled {
-                    until = until.min(next_poll.saturating_duration_since(now));
-                }
-                if cfg.state_dir.is_some() {
-                    until = until.min((last_save + save_every).saturating_duration_since(now));
-                }
-                until
-            }
+}
+
+/// What one pass has to do, decided after its message.
+struct Due {
+    finished: bool,
+    stopping: bool,
+    housekeeping: bool,
+    poll: bool,
+    save: bool,
+    commands: usize,
+}
+
+/// The loop's state: the engine (its alone), the windower, the sources
+/// and when each is next due.
+struct Watch<'a> {
+    cfg: &'a WatchConfig,
+    timing: Timing,
+    engine: Engine,
+    publisher: &'a Publisher,
+    stop: Arc<AtomicBool>,
+    rx: Receiver<Msg>,
+    /// Kept open: once every reader is done, a disconnected channel would
+    /// return from the wait at once and the loop would spin while
+    /// Prometheus keeps it running.
+    _open: Sender<Msg>,
+    readers: usize,
+    /// Runs until stopped, not until the logs end.
+    live: bool,
+    windower: Windower,
+    windows: Vec<FeatureWindow>,
+    stats: WatchStats,
+    /// Lines for `progress` from the readers.
+    notes: Vec<String>,
+    proms: Vec<(Prometheus, &'a PromFeature)>,
+    prom_last: Vec<i64>,
+    profile_source: Option<&'a dyn ProfileSource>,
+    profile_feats: &'a [ProfileFeatures],
+    profile_last: Vec<i64>,
+    polled: bool,
+    next_poll: Instant,
+    last_save: Instant,
+    last_progress: Instant,
+    next_housekeeping: Instant,
+}
+
+impl<'a> Watch<'a> {
+    /// Checks the sources, reloads the saved baselines and starts a reader
+    /// per log. `keep_alive`: run until stopped even with nothing to
+    /// watch (an engine kept for alerts raised from outside).
+    fn start(
+        cfg: &'a WatchConfig,
+        mut engine: Engine,
+        stop: Arc<AtomicBool>,
+        profile_source: Option<&'a dyn ProfileSource>,
+        publisher: &'a Publisher,
+        keep_alive: bool,
+    ) -> Result<Watch<'a>, BaselineError> {
+        if !cfg.profiles.is_empty() && profile_source.is_none() {
+            return Err(BaselineError::invalid(
+                "profiles",
+                "[[profiles]] reads perfpilot's profile store: run it inside the server \
+                 (perfpilot server --baseline-config FILE, or perfpilot up --baseline-config FILE)",
+            ));
+        }
+        let profile_feats: &[ProfileFeatures] = if profile_source.is_some() {
+            &cfg.profiles
+        } else {
+            &[]
         };
+        let timing = Timing::of(cfg)?;
+        let width = timing.width;
+        let windower = Windower::new(WindowConfig {
+            width_ms: width,
+            lateness_ms: timing.lateness,
+            ..WindowConfig::default()
+        })?;
+        let mut stats = WatchStats {
+            lines: LineStats::new(ParseOptions::default().max_samples),
+            ..WatchStats::default()
+        };
+        if let Some(dir) = &cfg.state_dir {
+            stats.reloaded_version = engine.reload(dir)?;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(LOG_CHANNEL);
+        for src in &cfg.logs {
+            spawn_reader(src.clone(), Arc::clone(&stop), tx.clone(), timing.tick);
+        }
+        let live = keep_alive
+            || cfg.logs.iter().any(|l| l.follow)
+            || !cfg.prometheus.is_empty()
+            || !profile_feats.is_empty();
+        let proms: Vec<(Prometheus, &PromFeature)> = cfg
+            .prometheus
+            .iter()
+            .flat_map(|p| p.features.iter().map(move |f| (Prometheus::new(&p.url), f)))
+            .collect();
+        let start_ms = now_ms();
+        let now = Instant::now();
+        Ok(Watch {
+            cfg,
+            engine,
+            publisher,
+            stop,
+            rx,
+            _open: tx,
+            readers: cfg.logs.len(),
+            live,
+            windower,
+            windows: Vec::new(),
+            stats,
+            notes: Vec::new(),
+            prom_last: vec![start_ms - width; proms.len()],
+            polled: !proms.is_empty() || !profile_feats.is_empty(),
+            proms,
+            profile_source,
+            profile_last: vec![(start_ms - width).div_euclid(width) * width; profile_feats.len()],
+            profile_feats,
+            timing,
+            next_poll: now,
+            last_save: now,
+            last_progress: now,
+            next_housekeeping: now,
+        })
+    }
+
+    /// Passes until the logs end (nothing live) or the stop flag is
+    /// raised.
+    fn run(&mut self, progress: &mut dyn FnMut(&str)) -> Result<(), BaselineError> {
+        self.publisher
+            .publish_snapshot(self.engine.snapshot(now_ms()));
+        loop {
+            let due = self.take_input();
+            let mut out = std::mem::take(&mut self.notes);
+            if !self.windows.is_empty()
+                || due.housekeeping
+                || due.poll
+                || due.save
+                || due.commands > 0
+            {
+                self.judge_windows();
+                if due.poll {
+                    self.poll_prometheus(&mut out);
+                    self.poll_profiles(&mut out);
+                }
+                // Right after the windows: this is what an alert waits for.
+                self.engine.deliver(now_ms());
+                self.persist(&due, &mut out)?;
+                self.publish(&mut out);
+            }
+            if due.housekeeping {
+                self.next_housekeeping = Instant::now() + HOUSEKEEPING;
+            }
+            for line in &out {
+                progress(line);
+            }
+            self.report(progress);
+            if due.finished || due.stopping {
+                return Ok(());
+            }
+        }
+    }
+
+    /// How long the next wait may be: until the earliest of what is due,
+    /// and never past the stop check.
+    fn wait(&self) -> Duration {
+        if let Some(t) = self.timing.tick {
+            return t;
+        }
+        let now = Instant::now();
+        let mut until = self
+            .next_housekeeping
+            .min(self.last_progress + Duration::from_secs(10))
+            .saturating_duration_since(now)
+            .min(STOP_CHECK);
+        if self.live {
+            until = until.min(until_clock(next_close_ms(
+                now_ms(),
+                self.timing.width,
+                self.timing.lateness,
+            )));
+        }
+        if self.polled {
+            until = until.min(self.next_poll.saturating_duration_since(now));
+        }
+        if self.cfg.state_dir.is_some() {
+            until =
+                until.min((self.last_save + self.timing.save_every).saturating_duration_since(now));
+        }
+        until
+    }
+
+    /// Waits for one message (a log batch or a command) and closes the
+    /// windows it allows; says what else is due.
+    fn take_input(&mut self) -> Due {
+        let wait = self.wait();
         // One message a pass: the windows a batch closes are judged and
         // their alerts delivered before the next batch is taken, so in a
         // replayed log an alert that soon resolves is still sent firing.
-        match rx.recv_timeout(wait) {
-            Ok(Msg::Events(evs)) => {
-                stats.events += evs.len() as u64;
-                for ev in &evs {
-                    windower.push(ev, &mut windows);
+        let mut commands = 0;
+        crossbeam_channel::select! {
+            recv(self.rx) -> m => match m {
+                Ok(Msg::Events(evs)) => {
+                    self.stats.events += evs.len() as u64;
+                    for ev in &evs {
+                        self.windower.push(ev, &mut self.windows);
+                    }
                 }
-            }
-            Ok(Msg::Stats(s)) => stats.lines.merge(&s),
-            Ok(Msg::Error(e)) => progress(&format!("log: {e}")),
-            Ok(Msg::Done) => readers -= 1,
-            Err(_) => {}
+                Ok(Msg::Stats(s)) => self.stats.lines.merge(&s),
+                Ok(Msg::Error(e)) => self.notes.push(format!("log: {e}")),
+                Ok(Msg::Done) => self.readers -= 1,
+                Err(_) => {}
+            },
+            recv(self.publisher.commands()) -> c => {
+                if let Ok(c) = c {
+                    self.publisher.apply(c, &mut self.engine);
+                    commands = 1 + self.publisher.apply_commands(&mut self.engine);
+                }
+            },
+            default(wait) => {}
         }
-        let finished = readers == 0 && !live;
-        let stopping = stop.load(Ordering::Relaxed);
+        let finished = self.readers == 0 && !self.live;
+        let stopping = self.stop.load(Ordering::Relaxed);
         if finished || stopping {
-            windower.flush(&mut windows);
-        } else if live {
-            windower.advance(now_ms(), &mut windows);
+            self.windower.flush(&mut self.windows);
+        } else if self.live {
+            self.windower.advance(now_ms(), &mut self.windows);
         }
-        stats.dropped_late = windower.dropped_late();
+        self.stats.dropped_late = self.windower.dropped_late();
         let now = Instant::now();
-        // The fixed-cadence design did all of it on every pass.
-        let housekeeping = tick.is_some() || now >= next_housekeeping || finished || stopping;
-        let poll_due = polled && now >= next_poll;
-        let save_due =
-            cfg.state_dir.is_some() && (last_save.elapsed() >= save_every || finished || stopping);
-        let mut out = Vec::new();
-        if !windows.is_empty() || housekeeping || poll_due || save_due {
-            let mut e = engine
-                .lock()
-                .map_err(|_| BaselineError::invalid("engine", "poisoned"))?;
-            for w in windows.drain(..) {
-                stats.windows += 1;
-                stats.findings += e.observe_window(&w).len() as u64;
-            }
-            if poll_due {
-                next_poll = now + Duration::from_millis(width as u64);
-                let end = now_ms() - lateness.min(width);
-                for (i, (prom, f)) in proms.iter().enumerate() {
-                    if end <= prom_last[i] {
-                        continue;
-                    }
-                    let kind = if f.kind.as_deref() == Some("memory") {
-                        FeatureKind::Memory
-                    } else {
-                        FeatureKind::Level
-                    };
-                    let step = Duration::from_millis(width as u64);
-                    match prom.query_range(&f.query, prom_last[i] + width, end, step) {
-                        Ok(series) => {
-                            // Several series: each is its own feature.
-                            for s in series {
-                                let name = if s.labels.len() <= 1 {
-                                    f.name.clone()
-                                } else {
-                                    let l: Vec<String> = s
-                                        .labels
-                                        .iter()
-                                        .filter(|(k, _)| *k != "__name__")
-                                        .map(|(k, v)| format!("{k}={v}"))
-                                        .collect();
-                                    format!("{}{{{}}}", f.name, l.join(","))
-                                };
-                                for (t, x) in s.points {
-                                    let found = if f.per_1k_requests {
-                                        e.observe_resource(&f.service, &name, kind, t, x, &none)
-                                    } else {
-                                        e.observe(&f.service, &name, kind, t, x, &none)
-                                    };
-                                    stats.findings += found.len() as u64;
-                                }
-                            }
-                            prom_last[i] = end;
-                        }
-                        Err(err) => {
-                            stats.prometheus_errors += 1;
-                            stats.last_prometheus_error = Some(err.to_string());
-                            out.push(format!("prometheus: {err} (retrying next window)"));
-                        }
-                    }
-                }
-            }
-            if poll_due {
-                if let Some(source) = profile_source {
-                    // Whole windows that the agents' profiles (shipped every
-                    // interval) have had time to reach.
-                    let end = (now_ms() - lateness.max(width)).div_euclid(width) * width;
-                    for (i, f) in profile_feats.iter().enumerate() {
-                        if end <= profile_last[i] {
-                            continue;
-                        }
-                        match profiles::sample(source, f, profile_last[i], end, width) {
-                            Ok(samples) => {
-                                for p in samples {
-                                    let found = if p.feature == "cpu_cores" {
-                                        e.observe_resource(
-                                            &p.service, &p.feature, p.kind, p.t_ms, p.value, &none,
-                                        )
-                                    } else {
-                                        e.observe(
-                                            &p.service, &p.feature, p.kind, p.t_ms, p.value, &none,
-                                        )
-                                    };
-                                    stats.findings += found.len() as u64;
-                                }
-                                profile_last[i] = end;
-                            }
-                            Err(err) => out.push(format!("profiles: {err}")),
-                        }
-                    }
-                }
-            }
-            // Right after the windows: this is what an alert waits for.
-            // Sent with the engine unlocked, so a slow sink holds up no
-            // reader (the server's API shares it).
-            if let Some(outbox) = e.outbox(now_ms()) {
-                drop(e);
-                let error = outbox.send();
-                e = engine
-                    .lock()
-                    .map_err(|_| BaselineError::invalid("engine", "poisoned"))?;
-                e.delivered(&outbox, error);
-            }
-            if let Some(dir) = &cfg.state_dir {
-                if housekeeping {
-                    if let Some(v) = e.reload(dir)? {
-                        out.push(format!(
-                            "baselines: loaded version {v} from {}",
-                            dir.display()
-                        ));
-                        stats.reloaded_version = Some(v);
-                    }
-                }
-                if save_due {
-                    let path = e.save(dir, now_ms())?;
-                    stats.saved_version = Some(e.version);
-                    last_save = Instant::now();
-                    if finished || stopping {
-                        out.push(format!("baselines: saved {}", path.display()));
-                    }
-                }
-            }
-            for t in e.drain_transitions() {
-                out.push(e.describe(&t));
-            }
-        }
-        if housekeeping {
-            next_housekeeping = now + HOUSEKEEPING;
-        }
-        for line in &out {
-            progress(line);
-        }
-        if last_progress.elapsed() >= Duration::from_secs(10) {
-            last_progress = Instant::now();
-            progress(&format!(
-                "{} events, {} windows, {} findings, {} malformed lines, {} late events dropped",
-                stats.events,
-                stats.windows,
-                stats.findings,
-                stats.lines.malformed,
-                stats.dropped_late
-            ));
-        }
-        if finished || stopping {
-            break;
+        Due {
+            finished,
+            stopping,
+            // The fixed-cadence design did all of it on every pass.
+            housekeeping: self.timing.tick.is_some()
+                || now >= self.next_housekeeping
+                || finished
+                || stopping,
+            poll: self.polled && now >= self.next_poll,
+            save: self.cfg.state_dir.is_some()
+                && (self.last_save.elapsed() >= self.timing.save_every || finished || stopping),
+            commands,
         }
     }
-    Ok(stats)
+
+    fn judge_windows(&mut self) {
+        for w in self.windows.drain(..) {
+            self.stats.windows += 1;
+            self.stats.findings += self.engine.observe_window(&w).len() as u64;
+        }
+    }
+
+    /// Every Prometheus feature since its last poll, a point a window.
+    fn poll_prometheus(&mut self, out: &mut Vec<String>) {
+        let (width, lateness) = (self.timing.width, self.timing.lateness);
+        self.next_poll = Instant::now() + Duration::from_millis(width as u64);
+        let end = now_ms() - lateness.min(width);
+        let none = BTreeMap::new();
+        for (i, (prom, f)) in self.proms.iter().enumerate() {
+            if end <= self.prom_last[i] {
+                continue;
+            }
+            let kind = if f.kind.as_deref() == Some("memory") {
+                FeatureKind::Memory
+            } else {
+                FeatureKind::Level
+            };
+            let step = Duration::from_millis(width as u64);
+            match prom.query_range(&f.query, self.prom_last[i] + width, end, step) {
+                Ok(series) => {
+                    // Several series: each is its own feature.
+                    for s in series {
+                        let name = if s.labels.len() <= 1 {
+                            f.name.clone()
+                        } else {
+                            let l: Vec<String> = s
+                                .labels
+                                .iter()
+                                .filter(|(k, _)| *k != "__name__")
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect();
+                            format!("{}{{{}}}", f.name, l.join(","))
+                        };
+                        for (t, x) in s.points {
+                            let found = if f.per_1k_requests {
+                                self.engine
+                                    .observe_resource(&f.service, &name, kind, t, x, &none)
+                            } else {
+                                self.engine.observe(&f.service, &name, kind, t, x, &none)
+                            };
+                            self.stats.findings += found.len() as u64;
+                        }
+                    }
+                    self.prom_last[i] = end;
+                }
+                Err(err) => {
+                    self.stats.prometheus_errors += 1;
+                    self.stats.last_prometheus_error = Some(err.to_string());
+                    out.push(format!("prometheus: {err} (retrying next window)"));
+                }
+            }
+        }
+    }
+
+    /// Whole windows of the profile store that the agents' profiles
+    /// (shipped every interval) have had time to reach.
+    fn poll_profiles(&mut self, out: &mut Vec<String>) {
+        let Some(source) = self.profile_source else {
+            return;
+        };
+        let (width, lateness) = (self.timing.width, self.timing.lateness);
+        let end = (now_ms() - lateness.max(width)).div_euclid(width) * width;
+        let none = BTreeMap::new();
+        for (i, f) in self.profile_feats.iter().enumerate() {
+            if end <= self.profile_last[i] {
+                continue;
+            }
+            match profiles::sample(source, f, self.profile_last[i], end, width) {
+                Ok(samples) => {
+                    for p in samples {
+                        let e = &mut self.engine;
+                        let found = if p.feature == "cpu_cores" {
+                            e.observe_resource(
+                                &p.service, &p.feature, p.kind, p.t_ms, p.value, &none,
+                            )
+                        } else {
+                            e.observe(&p.service, &p.feature, p.kind, p.t_ms, p.value, &none)
+                        };
+                        self.stats.findings += found.len() as u64;
+                    }
+                    self.profile_last[i] = end;
+                }
+                Err(err) => out.push(format!("profiles: {err}")),
+            }
+        }
+    }
+
+    /// Picks up baselines saved by someone else (calibration) and saves
+    /// the engine's own when due.
+    fn persist(&mut self, due: &Due, out: &mut Vec<String>) -> Result<(), BaselineError> {
+        let Some(dir) = &self.cfg.state_dir else {
+            return Ok(());
+        };
+        if due.housekeeping {
+            if let Some(v) = self.engine.reload(dir)? {
+                out.push(format!(
+                    "baselines: loaded version {v} from {}",
+                    dir.display()
+                ));
+                self.stats.reloaded_version = Some(v);
+            }
+        }
+        if due.save {
+            let path = self.engine.save(dir, now_ms())?;
+            self.stats.saved_version = Some(self.engine.version());
+            self.last_save = Instant::now();
+            if due.finished || due.stopping {
+                out.push(format!("baselines: saved {}", path.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The pass's alert changes to the feed and the progress lines, and a
+    /// new snapshot for readers.
+    fn publish(&mut self, out: &mut Vec<String>) {
+        let transitions = self.engine.drain_transitions();
+        self.publisher.publish_changes(&self.engine, &transitions);
+        for t in &transitions {
+            out.push(self.engine.describe(t));
+        }
+        self.publisher
+            .publish_snapshot(self.engine.snapshot(now_ms()));
+    }
+
+    /// After the logs ended (nothing live): the engine still answers
+    /// commands, resends and retries deliveries until stopped, for a
+    /// server whose API reads and acknowledges its alerts.
+    fn serve_until_stopped(&mut self, progress: &mut dyn FnMut(&str)) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut applied = false;
+            if let Ok(c) = self.publisher.commands().recv_timeout(STOP_CHECK) {
+                self.publisher.apply(c, &mut self.engine);
+                self.publisher.apply_commands(&mut self.engine);
+                applied = true;
+            }
+            if applied || Instant::now() >= self.next_housekeeping {
+                self.engine.deliver(now_ms());
+                let mut out = Vec::new();
+                self.publish(&mut out);
+                for line in &out {
+                    progress(line);
+                }
+                self.next_housekeeping = Instant::now() + HOUSEKEEPING;
+            }
+        }
+    }
+
+    /// A line of counts every ten seconds.
+    fn report(&mut self, progress: &mut dyn FnMut(&str)) {
+        if self.last_progress.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        self.last_progress = Instant::now();
+        let s = &self.stats;
+        progress(&format!(
+            "{} events, {} windows, {} findings, {} malformed lines, {} late events dropped",
+            s.events, s.windows, s.findings, s.lines.malformed, s.dropped_late
+        ));
+    }
+
+    fn finish(self) -> WatchStats {
+        let mut stats = self.stats;
+        stats.delivery_errors = self.engine.delivery_errors();
+        stats.last_delivery_error = self.engine.last_delivery_error().map(str::to_string);
+        stats
+    }
+}
+
+/// Where a service's progress lines go.
+pub type Progress = Box<dyn FnMut(&str) + Send>;
+
+/// How a [`WatchService`] runs beside its config.
+#[derive(Default)]
+pub struct ServiceOptions {
+    /// Where `[[profiles]]` are read from (the server's store).
+    pub profile_source: Option<Box<dyn ProfileSource>>,
+    /// A stop flag shared with others (the server's); one of its own
+    /// otherwise. [`WatchService::stop`] raises it either way.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Gets each progress line and alert transition; logged when absent.
+    pub progress: Option<Progress>,
+    /// Once the logs end (nothing followed or polled), keep the engine
+    /// answering commands until stopped instead of ending: a server's API
+    /// still lists and acknowledges the alerts.
+    pub keep_serving: bool,
+}
+
+/// The watch loop on its own thread, owning its engine: others read
+/// alerts and baselines through its [`FeedHandle`] and ask for changes
+/// with commands.
+pub struct WatchService {
+    feed: FeedHandle,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<WatchStats, BaselineError>>,
+}
+
+impl WatchService {
+    /// Starts the loop of `cfg` with `engine`. Errors in the config's
+    /// sources come back from [`join`](Self::join).
+    pub fn spawn(
+        cfg: WatchConfig,
+        engine: Engine,
+        opts: ServiceOptions,
+    ) -> Result<WatchService, BaselineError> {
+        Self::start(cfg, engine, opts, false)
+    }
+
+    /// An engine that watches nothing and runs until stopped: it keeps
+    /// the alerts raised through commands (the autopilot's own) and
+    /// delivers them to the engine's sinks.
+    pub fn alerts_only(
+        engine: Engine,
+        opts: ServiceOptions,
+    ) -> Result<WatchService, BaselineError> {
+        Self::start(WatchConfig::nothing(), engine, opts, true)
+    }
+
+    fn start(
+        cfg: WatchConfig,
+        engine: Engine,
+        opts: ServiceOptions,
+        keep_alive: bool,
+    ) -> Result<WatchService, BaselineError> {
+        let stop = opts.stop.unwrap_or_default();
+        let (publisher, feed) = feed::feed(engine.snapshot(now_ms()));
+        let flag = Arc::clone(&stop);
+        let mut progress = opts.progress.unwrap_or_else(|| {
+            Box::new(|line: &str| tracing::info!(target: "perfpilot::baseline", "{line}"))
+        });
+        let source = opts.profile_source;
+        let keep_serving = opts.keep_serving;
+        let thread = std::thread::Builder::new()
+            .name("perfpilot-watch".into())
+            .spawn(move || {
+                let source: Option<&dyn ProfileSource> = source.as_deref();
+                let mut w = Watch::start(&cfg, engine, flag, source, &publisher, keep_alive)?;
+                w.run(&mut *progress)?;
+                if keep_serving {
+                    w.serve_until_stopped(&mut *progress);
+                }
+                Ok(w.finish())
+            })
+            .map_err(|e| {
+                BaselineError::invalid("watch", format!("cannot start its thread: {e}"))
+            })?;
+        Ok(WatchService { feed, stop, thread })
+    }
+
+    /// The engine's feed, snapshot and commands.
+    pub fn feed(&self) -> FeedHandle {
+        self.feed.clone()
+    }
+
+    /// Asks the loop to stop (it flushes its windows, delivers and saves
+    /// first); [`join`](Self::join) waits for it.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for the loop to end: at the end of its logs when nothing is
+    /// live, else after [`stop`](Self::stop).
+    pub fn join(self) -> Result<WatchStats, BaselineError> {
+        self.thread
+            .join()
+            .map_err(|_| BaselineError::invalid("watch", "its thread panicked"))?
+    }
 }

@@ -221,8 +221,8 @@ fn latency_incident_reaches_alertmanager_and_resolves() {
     let fired = fired_at.unwrap_or_else(|| {
         panic!(
             "no alert reached Alertmanager; delivery errors: {} ({:?}); alerts: {:#?}",
-            engine.delivery_errors,
-            engine.last_delivery_error,
+            engine.delivery_errors(),
+            engine.last_delivery_error(),
             engine.alerts()
         )
     });
@@ -233,9 +233,10 @@ fn latency_incident_reaches_alertmanager_and_resolves() {
         engine.alerts()
     );
     assert_eq!(
-        engine.delivery_errors, 0,
+        engine.delivery_errors(),
+        0,
         "{:?}",
-        engine.last_delivery_error
+        engine.last_delivery_error()
     );
 }
 

@@ -10,7 +10,7 @@ use common::webhook;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use perfpilot_baseline::logs::{FollowOptions, LogReader};
@@ -47,7 +47,7 @@ fn incident_alerts_on_a_quiet_log(tick: Option<&str>) {
         "watch.toml",
     )
     .unwrap();
-    let engine = Arc::new(Mutex::new(cfg.engine().unwrap()));
+    let engine = cfg.engine().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let watcher = std::thread::spawn(move || watch::run(&cfg, engine, flag, &mut |_| {}));

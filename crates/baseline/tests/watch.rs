@@ -5,7 +5,7 @@
 mod common;
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::webhook;
 
@@ -60,14 +60,11 @@ fn incidents_in_a_log_fire_and_resolve_at_a_webhook() {
         "window = \"10s\"\nstate_dir = {state:?}\n\n[[logs]]\npath = {log_path:?}\nformat = \"json\"\nfollow = false\n\n[alerts]\nwebhooks = [{url:?}]\nresend = \"1h\"\n"
     );
     let cfg = WatchConfig::parse(&config, "watch.toml").unwrap();
-    let engine = Arc::new(Mutex::new(cfg.engine().unwrap()));
+    let engine = cfg.engine().unwrap();
     let mut lines = Vec::new();
-    let stats = watch::run(
-        &cfg,
-        Arc::clone(&engine),
-        Arc::new(AtomicBool::new(false)),
-        &mut |l| lines.push(l.to_string()),
-    )
+    let stats = watch::run(&cfg, engine, Arc::new(AtomicBool::new(false)), &mut |l| {
+        lines.push(l.to_string())
+    })
     .unwrap();
     assert_eq!(stats.lines.malformed, 3, "{:?}", stats.lines);
     assert_eq!(stats.events, 36_000);
@@ -123,7 +120,7 @@ fn incidents_in_a_log_fire_and_resolve_at_a_webhook() {
 
     // Saved as version 1; a second run starts from it.
     assert!(state.join("v000001.json").exists());
-    let engine = Arc::new(Mutex::new(cfg.engine().unwrap()));
+    let engine = cfg.engine().unwrap();
     let stats = watch::run(&cfg, engine, Arc::new(AtomicBool::new(false)), &mut |_| {}).unwrap();
     assert_eq!(stats.reloaded_version, Some(1));
     assert_eq!(stats.saved_version, Some(2));
@@ -214,4 +211,133 @@ fn a_saved_baseline_nested_thousands_deep_is_an_error_not_a_crash() {
         .to_string();
     // serde_json skips the unknown field without recursing.
     assert!(err.contains("v000001.json:1:"), "{err}");
+}
+
+#[test]
+fn a_watch_service_publishes_its_alerts_and_is_joined() {
+    use perfpilot_baseline::watch::{ServiceOptions, WatchService};
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("access.jsonl");
+    log(&log_path);
+    let config = format!(
+        "window = \"10s\"\n\n[[logs]]\npath = {log_path:?}\nformat = \"json\"\nfollow = false\n"
+    );
+    let cfg = WatchConfig::parse(&config, "watch.toml").unwrap();
+    let engine = cfg.engine().unwrap();
+    let service = WatchService::spawn(cfg, engine, ServiceOptions::default()).unwrap();
+    let feed = service.feed();
+    let changes = feed.subscribe();
+    let stats = service.join().unwrap();
+    assert_eq!(stats.events, 36_000);
+    // The snapshot has what the engine ended with; the feed, every
+    // change since the subscription.
+    let snap = feed.snapshot();
+    assert!(
+        snap.alerts()
+            .iter()
+            .any(|a| a.labels["feature"] == "/pay latency_p50_ms"),
+        "{:#?}",
+        snap.alerts()
+    );
+    let got = changes.drain();
+    assert!(got.iter().any(|c| c.fired), "{got:#?}");
+    assert_eq!(changes.dropped(), 0);
+    assert!(snap.latest("shop", "/pay latency_p50_ms").is_some());
+    assert!(!snap.features(snap.taken_at_ms).is_empty());
+}
+
+#[test]
+fn an_alerts_only_service_keeps_raised_alerts_until_stopped() {
+    use perfpilot_baseline::detectors::{Finding, Severity};
+    use perfpilot_baseline::engine::{Engine, EngineConfig};
+    use perfpilot_baseline::feed::Command;
+    use perfpilot_baseline::watch::{ServiceOptions, WatchService};
+    use std::collections::BTreeMap;
+    let service = WatchService::alerts_only(
+        Engine::new(EngineConfig::default()),
+        ServiceOptions::default(),
+    )
+    .unwrap();
+    let feed = service.feed();
+    let changes = feed.subscribe();
+    let finding = Finding {
+        detector: "autopilot_made_worse".into(),
+        feature: "autopilot p/a".into(),
+        score: 1.0,
+        severity: Severity::Warning,
+        observed: 0.0,
+        expected: None,
+        since_ms: 1_000,
+        at_ms: 1_000,
+        message: "worse".into(),
+    };
+    feed.send(Command::Raise {
+        service: "shop".into(),
+        feature: "autopilot p/a".into(),
+        labels: BTreeMap::new(),
+        findings: vec![finding],
+        now_ms: 1_000,
+    })
+    .unwrap();
+    let change = changes
+        .receiver()
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    assert!(change.fired);
+    let id = change.alert.id.clone();
+    let acked = feed.ack(&id, "alice", 2_000).unwrap().unwrap();
+    assert_eq!(acked.ack.unwrap().by, "alice");
+    assert!(feed.ack("nope", "alice", 2_000).unwrap().is_none());
+    assert_eq!(
+        feed.snapshot().alert(&id).unwrap().ack.as_ref().unwrap().by,
+        "alice"
+    );
+    service.stop();
+    service.join().unwrap();
+    // Stopped: commands are refused, not left waiting.
+    assert!(feed.ack(&id, "bob", 3_000).is_err());
+}
+
+#[test]
+fn a_serving_watch_answers_acks_after_its_log_ends_until_stopped() {
+    use perfpilot_baseline::watch::{ServiceOptions, WatchService};
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("access.jsonl");
+    log(&log_path);
+    let config = format!(
+        "window = \"10s\"\n\n[[logs]]\npath = {log_path:?}\nformat = \"json\"\nfollow = false\n"
+    );
+    let cfg = WatchConfig::parse(&config, "watch.toml").unwrap();
+    let engine = cfg.engine().unwrap();
+    let opts = ServiceOptions {
+        keep_serving: true,
+        ..ServiceOptions::default()
+    };
+    let service = WatchService::spawn(cfg, engine, opts).unwrap();
+    let feed = service.feed();
+    // The log is read to its end (its last window published), and the
+    // engine still answers.
+    let last_window = 1_790_000_000_000i64 + 3_590_000;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was not read within 60 s"
+        );
+        let snap = feed.snapshot();
+        if snap
+            .latest("shop", "requests_per_s")
+            .is_some_and(|(t, _)| t >= last_window)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let id = feed.snapshot().alerts()[0].id.clone();
+    let acked = feed.ack(&id, "alice", 1).unwrap().unwrap();
+    assert_eq!(acked.ack.unwrap().by, "alice");
+    service.stop();
+    let stats = service.join().unwrap();
+    assert_eq!(stats.events, 36_000);
 }

@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use perfpilot_baseline::drift::{self, DriftOptions};
 use perfpilot_baseline::logs::ParseOptions;
-use perfpilot_baseline::watch::{self, WatchConfig};
+use perfpilot_baseline::watch::{self, ServiceOptions, WatchConfig, WatchService};
 use perfpilot_baseline::BaselineError;
 use perfpilot_baseline_lab::gate::{self, GateOptions};
 use perfpilot_baseline_lab::nab::{self, NabOptions, Profile};
@@ -289,7 +289,7 @@ fn nab_cmd(a: NabArgs) -> exit::Result<()> {
 
 fn watch_cmd(a: WatchArgs) -> exit::Result<()> {
     let cfg = WatchConfig::load(&a.config).map_err(bad_input)?;
-    let engine = Arc::new(Mutex::new(cfg.engine().map_err(bad_input)?));
+    let engine = cfg.engine().map_err(bad_input)?;
     signals::install();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
@@ -301,13 +301,22 @@ fn watch_cmd(a: WatchArgs) -> exit::Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(100));
     });
     let quiet = a.quiet;
-    let stats = watch::run(&cfg, Arc::clone(&engine), stop, &mut |line| {
-        let alert = line.starts_with("firing:") || line.starts_with("resolved:");
-        if alert || !quiet {
-            eprintln!("perfpilot: {line}");
-        }
-    })
+    let service = WatchService::spawn(
+        cfg,
+        engine,
+        ServiceOptions {
+            stop: Some(stop),
+            progress: Some(Box::new(move |line: &str| {
+                let alert = line.starts_with("firing:") || line.starts_with("resolved:");
+                if alert || !quiet {
+                    eprintln!("perfpilot: {line}");
+                }
+            })),
+            ..ServiceOptions::default()
+        },
+    )
     .map_err(bad_input)?;
+    let stats = service.join().map_err(bad_input)?;
     eprintln!(
         "perfpilot: {} events in {} windows, {} findings; {} malformed lines, {} late events dropped",
         stats.events, stats.windows, stats.findings, stats.lines.malformed, stats.dropped_late
@@ -321,13 +330,11 @@ fn watch_cmd(a: WatchArgs) -> exit::Result<()> {
             stats.prometheus_errors
         );
     }
-    if let Ok(e) = engine.lock() {
-        if let Some(err) = &e.last_delivery_error {
-            eprintln!(
-                "perfpilot: {} alert deliveries failed, last: {err}",
-                e.delivery_errors
-            );
-        }
+    if let Some(err) = &stats.last_delivery_error {
+        eprintln!(
+            "perfpilot: {} alert deliveries failed, last: {err}",
+            stats.delivery_errors
+        );
     }
     Ok(())
 }
@@ -341,18 +348,33 @@ pub fn start_for_server(
     store: Arc<dyn perfpilot_store::Store>,
 ) -> exit::Result<perfpilot_server::AlertsHandle> {
     let cfg = WatchConfig::load(config).map_err(bad_input)?;
-    let engine = Arc::new(Mutex::new(cfg.engine().map_err(bad_input)?));
-    let shared = Arc::clone(&engine);
+    let engine = cfg.engine().map_err(bad_input)?;
+    let service = WatchService::spawn(
+        cfg,
+        engine,
+        ServiceOptions {
+            profile_source: Some(Box::new(perfpilot_server::StoreProfiles(store))),
+            stop: Some(stop),
+            progress: Some(Box::new(|line: &str| {
+                eprintln!("perfpilot baseline: {line}")
+            })),
+            keep_serving: true,
+        },
+    )
+    .map_err(bad_input)?;
+    Ok(perfpilot_server::AlertsHandle(watch_in_background(service)))
+}
+
+/// The service's feed; a thread waits for the service to end (with the
+/// server's stop flag) and reports why it stopped early.
+pub fn watch_in_background(service: WatchService) -> perfpilot_baseline::feed::FeedHandle {
+    let feed = service.feed();
     std::thread::spawn(move || {
-        let source = perfpilot_server::StoreProfiles(store);
-        let result = watch::run_with(&cfg, shared, stop, Some(&source), &mut |line| {
-            eprintln!("perfpilot baseline: {line}")
-        });
-        if let Err(e) = result {
+        if let Err(e) = service.join() {
             eprintln!("perfpilot baseline: stopped: {e}");
         }
     });
-    Ok(perfpilot_server::AlertsHandle(engine))
+    feed
 }
 
 const LABELS_HELP: &str = "Labels are JSON:

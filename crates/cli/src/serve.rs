@@ -247,10 +247,18 @@ fn alert_book(
         return Ok((None, false));
     }
     let engine = perfpilot_baseline::engine::Engine::new(Default::default());
+    let service = perfpilot_baseline::watch::WatchService::alerts_only(
+        engine,
+        perfpilot_baseline::watch::ServiceOptions {
+            stop: Some(Arc::clone(stop)),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| Failure::new(exit::BAD_INPUT, anyhow::anyhow!("{e}")))?;
     Ok((
-        Some(perfpilot_server::AlertsHandle(Arc::new(
-            std::sync::Mutex::new(engine),
-        ))),
+        Some(perfpilot_server::AlertsHandle(
+            crate::baseline::watch_in_background(service),
+        )),
         true,
     ))
 }
@@ -298,7 +306,8 @@ fn start_autopilot(
             .start_engine(
                 policies,
                 mode,
-                perfpilot_server::Sources::new(alerts, Some(Arc::new(store.clone())), prometheus),
+                perfpilot_server::sources(alerts, Some(Arc::new(store.clone())), prometheus)
+                    .with_notices(policy_notices()),
                 Arc::clone(stop),
             )
             .map_err(|e| Failure::new(exit::BAD_INPUT, anyhow::anyhow!("{e}")))?;
@@ -309,6 +318,16 @@ fn start_autopilot(
         );
     }
     Ok(handle)
+}
+
+/// What the server tells its operator about the policy files, on stderr
+/// where its other messages go.
+fn policy_notices() -> perfpilot_autopilot::runtime::sources::Notices {
+    use perfpilot_autopilot::runtime::sources::Notice;
+    Arc::new(|n: Notice<'_>| match n {
+        Notice::Diagnostic(d) => eprintln!("{d}"),
+        Notice::Message(m) => eprintln!("perfpilot server: {m}"),
+    })
 }
 
 pub fn server(args: ServerArgs) -> exit::Result<()> {

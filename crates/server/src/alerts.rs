@@ -2,23 +2,24 @@
 //! `POST /api/v1/alerts/{id}/ack`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::Json;
 use perfpilot_autopilot::inbox::AlertStatus;
 use perfpilot_baseline::alerts::{Alert, AlertState};
-use perfpilot_baseline::engine::Engine;
 use perfpilot_baseline::engine::FeatureSummary;
+use perfpilot_baseline::feed::FeedHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
-use crate::{now_ms, App};
+use crate::{blocking, now_ms, App};
 
-/// The engine the server shares with its watch loop.
+/// The baseline engine's feed: its watch service owns the engine; the
+/// API reads its snapshot and sends acknowledgements as commands.
 #[derive(Clone)]
-pub struct AlertsHandle(pub Arc<Mutex<Engine>>);
+pub struct AlertsHandle(pub FeedHandle);
 
 impl std::fmt::Debug for AlertsHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,9 +111,7 @@ pub async fn list(State(app): State<Arc<App>>) -> ApiResult<Json<AlertsResponse>
             received: received(&app),
         }));
     };
-    let e = crate::autopilot::lock(&handle.0);
-    let alerts = e.alerts().into_iter().cloned().collect();
-    drop(e);
+    let alerts = handle.0.snapshot().alerts().to_vec();
     Ok(Json(AlertsResponse {
         enabled: true,
         baselines: !app.config.alerts_only,
@@ -143,10 +142,14 @@ pub async fn ack(
         })?
     };
     let by = who.by.unwrap_or_else(|| "api".into());
-    let mut e = crate::autopilot::lock(&handle.0);
-    e.ack(&id, &by, now_ms())
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no alert {id:?}")))
+    let feed = handle.0.clone();
+    // Waits for the engine's owner to apply it: off the async threads.
+    blocking(move || match feed.ack(&id, &by, now_ms()) {
+        Ok(Some(a)) => Ok(Json(a)),
+        Ok(None) => Err(ApiError::not_found(format!("no alert {id:?}"))),
+        Err(e) => Err(ApiError::internal(e.to_string())),
+    })
+    .await
 }
 
 /// `GET /api/v1/baselines`: what normal looks like for every feature the
@@ -183,10 +186,10 @@ pub async fn baselines(State(app): State<Arc<App>>) -> ApiResult<Json<BaselinesR
             features: Vec::new(),
         }));
     };
-    let e = crate::autopilot::lock(&handle.0);
+    let e = handle.0.snapshot();
     let firing: Vec<(String, String)> = e
         .alerts()
-        .into_iter()
+        .iter()
         .filter(|a| a.state == AlertState::Firing)
         .filter_map(|a| {
             Some((

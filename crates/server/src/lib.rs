@@ -41,7 +41,7 @@ use axum::Router;
 use perfpilot_store::Store;
 
 pub use alerts::AlertsHandle;
-pub use autopilot::{mode_name, Autopilot, AutopilotHandle, Engine, EngineError, Sources};
+pub use autopilot::{mode_name, sources, Autopilot, AutopilotHandle, Engine, EngineError, Sources};
 pub use conn::{effective_max_connections, raise_fd_limit, ConnLimits};
 pub use error::ApiError;
 pub use memory::trim as return_free_memory;

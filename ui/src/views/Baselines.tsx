@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { baselines, type BandState, type BaselineFeature } from '../api';
+import { baselines, type BandState, type BaselineFeature, type FeatureMetric } from '../api';
 import { useLoad, usePoll } from '../hooks';
 import { navigate, setParams, type Params } from '../router';
 import { Empty, ErrorBox, Loading } from '../components/States';
@@ -7,8 +7,6 @@ import { ago, formatBytes, formatNumber, formatTime } from '../format';
 
 const POLL_MS = 5000;
 
-/** The features the engine keeps per endpoint as well as per service. */
-const REQUEST_FEATURE = /^(latency_p\d+_ms|requests_per_s|errors)$/;
 const SERVICE_WIDE = 'service-wide';
 
 /** A value as a number and its unit, so a range can share one unit. */
@@ -53,34 +51,36 @@ function quantile(digits: string): string {
   return digits.length <= 2 ? digits : `${digits.slice(0, 2)}.${digits.slice(2)}`;
 }
 
-function meaning(name: string, kind: BaselineFeature['kind']): Meaning {
-  const q = /^latency_p(\d+)_ms$/.exec(name);
-  if (q) return { label: `p${quantile(q[1])} latency`, parts: ms, rank: Number(quantile(q[1])) / 100 };
-  if (name === 'requests_per_s') return { label: 'requests/s', parts: plain('req/s'), rank: 1 };
-  if (name === 'errors') return { label: 'error rate', parts: percent, rank: 2 };
-  if (name === 'cpu_cores') return { label: 'CPU cores', parts: plain('cores'), rank: 3 };
-  if (name.startsWith('cpu_share:')) {
-    return { label: 'CPU share of', detail: name.slice('cpu_share:'.length), parts: percent, rank: 4 };
+function meaning(metric: FeatureMetric, kind: BaselineFeature['kind']): Meaning {
+  switch (metric.kind) {
+    case 'latency_quantile': {
+      const q = quantile(metric.quantile);
+      return { label: `p${q} latency`, parts: ms, rank: Number(q) / 100 };
+    }
+    case 'request_rate':
+      return { label: 'requests/s', parts: plain('req/s'), rank: 1 };
+    case 'error_rate':
+      return { label: 'error rate', parts: percent, rank: 2 };
+    case 'cpu_cores':
+      return { label: 'CPU cores', parts: plain('cores'), rank: 3 };
+    case 'cpu_share':
+      return { label: 'CPU share of', detail: metric.function, parts: percent, rank: 4 };
+    case 'per_thousand_requests': {
+      // Cores over requests per second: core-seconds a request, times 1,000.
+      if (metric.of.kind === 'cpu_cores') return { label: 'CPU per 1k requests', parts: plain('core·s'), rank: 5 };
+      const m = meaning(metric.of, kind);
+      return { label: `${m.detail ?? m.label} per 1k requests`, parts: byKind(kind), rank: 5 };
+    }
+    case 'named':
+      return { label: '', detail: metric.name, parts: byKind(kind), rank: 6 };
   }
-  if (name.endsWith('_per_1k_requests')) {
-    const base = name.slice(0, -'_per_1k_requests'.length);
-    // Cores over requests per second: core-seconds a request, times 1,000.
-    if (base === 'cpu_cores') return { label: 'CPU per 1k requests', parts: plain('core·s'), rank: 5 };
-    const m = meaning(base, kind);
-    return { label: `${m.detail ?? m.label} per 1k requests`, parts: byKind(kind), rank: 5 };
-  }
-  return { label: '', detail: name, parts: byKind(kind), rank: 6 };
 }
 
-/** `/search latency_p99_ms` → (`/search`, `latency_p99_ms`); service-wide features have no endpoint. */
-function scope(feature: string): { endpoint: string; name: string } {
-  if (!feature.startsWith('cpu_share:')) {
-    const i = feature.lastIndexOf(' ');
-    if (i > 0 && REQUEST_FEATURE.test(feature.slice(i + 1))) {
-      return { endpoint: feature.slice(0, i), name: feature.slice(i + 1) };
-    }
-  }
-  return { endpoint: SERVICE_WIDE, name: feature };
+/** The feature's endpoint group and its name without the endpoint, from its typed key. */
+function scope(f: BaselineFeature): { endpoint: string; name: string } {
+  const { endpoint } = f.key;
+  if (endpoint === null) return { endpoint: SERVICE_WIDE, name: f.feature };
+  return { endpoint, name: f.feature.slice(endpoint.length + 1) };
 }
 
 function join(p: Parts): string {
@@ -116,7 +116,7 @@ interface Row {
 }
 
 function row(f: BaselineFeature): Row {
-  const { endpoint, name } = scope(f.feature);
+  const { endpoint, name } = scope(f);
   const { low, high, state } = f.band;
   const band = !warming(state) && low !== null && high !== null ? { low, high } : null;
   const last = f.latest?.[1] ?? null;
@@ -124,7 +124,7 @@ function row(f: BaselineFeature): Row {
     f,
     endpoint,
     name,
-    m: meaning(name, f.kind),
+    m: meaning(f.key.metric, f.kind),
     band,
     last,
     outside: band !== null && last !== null && (last < band.low || last > band.high),

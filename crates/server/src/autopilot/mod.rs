@@ -1,76 +1,30 @@
 //! The autopilot in the server: `POST /api/v1/alertmanager` (the
-//! Alertmanager webhook receiver), `GET /api/v1/audit`, the engine that
-//! evaluates the policies every second and runs what is due, and the
-//! actions API (`/api/v1/actions`: approvals and the pause switch).
+//! Alertmanager webhook receiver), `GET /api/v1/audit`, and the actions
+//! and policies API (`/api/v1/actions`: approvals and the pause switch).
+//! The runtime itself (the engine that evaluates the policies every
+//! second and runs what is due) is `perfpilot_autopilot::runtime`; the
+//! server gives it its sources (`sources.rs`).
 
-mod engine;
-mod policies;
-mod signals;
+mod sources;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path as AxumPath, Query, State};
 use axum::Json;
-use perfpilot_autopilot::audit::{AuditError, AuditEvent, AuditFilter, AuditLog, AuditRecord};
-use perfpilot_autopilot::executor::{ExecError, Mode};
-use perfpilot_autopilot::inbox::{self, Inbox, Update};
+use perfpilot_autopilot::audit::{AuditError, AuditEvent, AuditFilter, AuditRecord};
+use perfpilot_autopilot::executor::ExecError;
+use perfpilot_autopilot::inbox::{self, Update};
+pub use perfpilot_autopilot::runtime::{
+    lock, mode_name, ActionView, Autopilot, AutopilotHandle, Engine, EngineError, ImpactView,
+    PoliciesError, PolicyView,
+};
 use serde::{Deserialize, Serialize};
 
-pub use engine::{Engine, EngineError};
-pub use policies::{PoliciesError, PolicyView};
-pub use signals::Sources;
+pub use sources::{sources, Sources};
 
 use crate::error::{ApiError, ApiResult};
 use crate::{blocking, now_ms, App};
-
-/// The alert inbox and the audit log, locked together so an alert's audit
-/// record and its inbox state never disagree.
-pub struct Autopilot {
-    pub inbox: Inbox,
-    pub audit: AuditLog,
-    /// The autopilot directory: the audit log, the engine's state and
-    /// the policies' versions.
-    pub dir: PathBuf,
-    /// The decision engine, once started with `start_engine` (the
-    /// `--policies` flag); the actions API answers 404 without it.
-    pub engine: Option<Arc<Engine>>,
-}
-
-/// What the server shares with the autopilot's engine.
-#[derive(Clone)]
-pub struct AutopilotHandle(pub Arc<Mutex<Autopilot>>);
-
-impl std::fmt::Debug for AutopilotHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AutopilotHandle")
-    }
-}
-
-impl AutopilotHandle {
-    /// The file name of the audit log inside the autopilot directory.
-    pub const AUDIT_FILE: &'static str = "audit.jsonl";
-
-    /// Opens the autopilot's state in `dir` (created if missing): the
-    /// audit log `dir/audit.jsonl`, with a torn last line cut off (see
-    /// [`AuditLog::recovered`]). The inbox starts empty: Alertmanager
-    /// re-sends firing alerts every `group_interval`.
-    pub fn open(dir: &Path) -> Result<AutopilotHandle, AuditError> {
-        std::fs::create_dir_all(dir).map_err(|source| AuditError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let audit = AuditLog::open(dir.join(Self::AUDIT_FILE))?;
-        Ok(AutopilotHandle(Arc::new(Mutex::new(Autopilot {
-            inbox: Inbox::new(),
-            audit,
-            dir: dir.to_path_buf(),
-            engine: None,
-        }))))
-    }
-}
 
 fn handle(app: &App) -> ApiResult<AutopilotHandle> {
     app.config.autopilot.clone().ok_or_else(|| {
@@ -147,6 +101,10 @@ pub async fn alertmanager(
             audit_seqs: records.iter().map(|r| r.seq).collect(),
         };
         ap.inbox.set_limit(app.config.webhook.max_inbox_alerts);
+        let now = now_ms();
+        for a in &payload.alerts {
+            ap.door.admit_webhook(a, now);
+        }
         let forgotten = ap.inbox.apply(updates);
         if forgotten > 0 {
             eprintln!(
@@ -233,59 +191,6 @@ pub async fn audit(
 // ---------------------------------------------------------------------------
 // The engine (`engine.rs`) and the actions and policies API.
 
-/// One decision as the actions API shows it, with what became of it.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct ActionView {
-    pub id: u64,
-    pub at_ms: i64,
-    pub policy: String,
-    pub policy_version: u32,
-    pub action: String,
-    /// `Kind/name`.
-    pub target: String,
-    pub condition: String,
-    /// `name = value` for every value the condition read.
-    pub readings: Vec<String>,
-    /// The operation's type.
-    pub operation: String,
-    /// `dry-run` or `enforce`.
-    pub mode: String,
-    /// `auto` or `manual`.
-    pub approval: String,
-    /// `dry-run`, `pending-approval`, `running`, `succeeded`, `failed`,
-    /// `rejected` or `rolled-back`.
-    pub status: String,
-    /// Who approved or rejected it.
-    pub by: Option<String>,
-    pub exit_status: Option<i32>,
-    pub error: Option<String>,
-    /// How many times it was tried (0 when it did not run).
-    #[serde(default)]
-    pub attempts: u32,
-    /// What it printed or answered (the last attempt's, truncated).
-    #[serde(default)]
-    pub output: Option<String>,
-    /// The impact check of an action that ran.
-    #[serde(default)]
-    pub impact: Option<ImpactView>,
-}
-
-/// How an action's impact was judged.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct ImpactView {
-    /// `pending`, `better`, `same`, `worse` or `unknown`.
-    pub status: String,
-    /// The signal judged (`p99`, `hotspot("f")`, a signal's name).
-    pub signal: Option<String>,
-    /// Its median over the impact window before and after the action.
-    pub before: Option<f64>,
-    pub after: Option<f64>,
-    /// When the verdict is due (Unix ms).
-    pub due_ms: i64,
-    /// `succeeded` or `failed` when a rollback ran.
-    pub rollback: Option<String>,
-}
-
 #[derive(Serialize, Deserialize, Debug)]
 pub struct ActionsResponse {
     pub mode: String,
@@ -304,48 +209,6 @@ pub struct PauseResponse {
 #[derive(Serialize, Deserialize, Debug)]
 pub struct PoliciesResponse {
     pub policies: Vec<PolicyView>,
-}
-
-pub fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::DryRun => "dry-run",
-        Mode::Enforce => "enforce",
-    }
-}
-
-/// Writes `bytes` beside `path`, syncs them, renames them in and syncs
-/// the directory: a crash leaves the old file or the new one, never part
-/// of either, and a failure leaves no temporary file.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    perfpilot_store::fsio::write_atomically(path, bytes)
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere must not stop the autopilot: its state is still
-    // consistent (every update is a single assignment or push).
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl AutopilotHandle {
-    /// Loads the policies in `dir` (invalid files are reported on stderr
-    /// and skipped), restores the engine's state from the autopilot
-    /// directory, and starts the engine's thread: every second it
-    /// evaluates the policies, records each decision, runs what is due
-    /// and judges the impact of what ran; every two seconds it reloads
-    /// changed policy files. It stops when `stop` is set.
-    pub fn start_engine(
-        &self,
-        dir: &Path,
-        mode: Mode,
-        sources: Sources,
-        stop: Arc<AtomicBool>,
-    ) -> Result<Arc<Engine>, EngineError> {
-        let state_dir = lock(&self.0).dir.clone();
-        let engine = Engine::open(self, dir, &state_dir, mode, sources)?;
-        lock(&self.0).engine = Some(Arc::clone(&engine));
-        engine.spawn(self.clone(), stop)?;
-        Ok(engine)
-    }
 }
 
 fn engine(app: &App) -> ApiResult<(AutopilotHandle, Arc<Engine>)> {
@@ -371,15 +234,8 @@ fn exec_error(e: ExecError) -> ApiError {
 
 pub async fn actions(State(app): State<Arc<App>>) -> ApiResult<Json<ActionsResponse>> {
     let (_, engine) = engine(&app)?;
-    let (mode, paused, pending) = {
-        let ex = lock(&engine.executor);
-        (
-            ex.mode(),
-            ex.paused(),
-            ex.pending().map(engine::view).collect(),
-        )
-    };
-    let recent = lock(&engine.recent).iter().cloned().collect();
+    let (mode, paused, pending) = engine.queue();
+    let recent = engine.recent();
     Ok(Json(ActionsResponse {
         mode: mode_name(mode).into(),
         paused,

@@ -10,21 +10,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use perfpilot_autopilot::audit::AuditEvent;
-use perfpilot_autopilot::executor::{
+use crate::audit::AuditEvent;
+use crate::executor::{
     execute, verdict, Decision, ExecError, Executor, Mode, Retry, RunReport, SavedState, Status,
     Verdict,
 };
-use perfpilot_autopilot::ops::Ops;
-use perfpilot_autopilot::policy::{RateLimitChange, RateLimitTarget, ScaleChange};
-use perfpilot_autopilot::{Approval, Operation, Policy};
-use perfpilot_baseline::detectors::{Finding, Severity};
+use crate::ops::Ops;
+use crate::policy::{RateLimitChange, RateLimitTarget, ScaleChange};
+use crate::{Approval, Operation, Policy};
 use serde::{Deserialize, Serialize};
 
 use super::policies::{Pin, Policies, PoliciesError, PolicyView};
 use super::signals::{self, service_of, Snapshot, Sources};
+use super::sources::RaisedAlert;
 use super::{lock, mode_name, ActionView, AutopilotHandle, ImpactView};
-use crate::now_ms;
 
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
@@ -72,10 +71,7 @@ struct Watch {
 /// An alert the autopilot raised, fed to the baseline engine's alert book
 /// (and so to its sinks) until `until_ms`.
 struct Raised {
-    service: String,
-    feature: String,
-    labels: BTreeMap<String, String>,
-    finding: Finding,
+    alert: RaisedAlert,
     until_ms: i64,
     /// Quiet updates sent after `until_ms`; the book resolves it after
     /// its `resolve_after`.
@@ -86,10 +82,10 @@ struct Raised {
 type History = BTreeMap<(String, String), VecDeque<(i64, f64)>>;
 
 pub struct Engine {
-    pub(super) executor: Mutex<Executor>,
+    executor: Mutex<Executor>,
     ops: Ops,
     retry: Retry,
-    pub(super) recent: Mutex<VecDeque<ActionView>>,
+    recent: Mutex<VecDeque<ActionView>>,
     policies: Mutex<Policies>,
     sources: Sources,
     history: Mutex<History>,
@@ -131,7 +127,7 @@ fn judged_signal(policy: &Policy, action: &str) -> Option<String> {
         !n.starts_with("baseline.")
             && policy
                 .signal(n)
-                .is_none_or(|s| s.source.value_type() == perfpilot_autopilot::Type::Number)
+                .is_none_or(|s| s.source.value_type() == crate::Type::Number)
     };
     a.condition
         .names()
@@ -213,6 +209,10 @@ fn duration_ms(report: &RunReport) -> u64 {
 }
 
 impl Engine {
+    fn now(&self) -> i64 {
+        self.sources.clock.now_ms()
+    }
+
     /// Opens the engine's state in `state_dir`, loads the policies in
     /// `dir` and restores what the last run left: caps, cooldowns, the
     /// approval queue, the pause switch and rollbacks in force.
@@ -246,11 +246,11 @@ impl Engine {
             .with_mode(mode)
             .with_ops(ops.clone())
             .with_retry(retry.clone());
-        let mut policies = Policies::new(dir, state_dir, state.pins);
+        let mut policies = Policies::new(dir, state_dir, state.pins, sources.notices.clone());
         policies.apply_pins(&mut executor);
         let changes = policies.reload(&mut executor)?;
         for note in executor.restore(state.executor) {
-            eprintln!("perfpilot server: a queued approval was dropped: {note}");
+            tracing::warn!(%note, "a queued approval was dropped");
         }
         let engine = Arc::new(Engine {
             executor: Mutex::new(executor),
@@ -272,7 +272,7 @@ impl Engine {
 
     /// Writes the state aside and renames it in. A failure is reported
     /// and the engine goes on: the caps in memory still hold.
-    pub(super) fn save(&self) {
+    pub(crate) fn save(&self) {
         // The export is taken under the same lock as the write, so an
         // older state is never renamed in over a newer one.
         let _saving = lock(&self.saving);
@@ -284,14 +284,27 @@ impl Engine {
             .map_err(std::io::Error::other)
             .and_then(|bytes| super::write_atomically(&self.state_path, &bytes));
         if let Err(e) = result {
-            eprintln!(
-                "perfpilot server: cannot save the autopilot's state to {}: {e}",
-                self.state_path.display()
+            tracing::error!(
+                path = %self.state_path.display(),
+                error = %e,
+                "cannot save the autopilot's state"
             );
         }
     }
 
-    pub(super) fn remember(&self, v: ActionView) {
+    /// The executor's mode, whether it is paused, and the decisions
+    /// waiting for approval (oldest first).
+    pub fn queue(&self) -> (Mode, bool, Vec<ActionView>) {
+        let ex = lock(&self.executor);
+        (ex.mode(), ex.paused(), ex.pending().map(view).collect())
+    }
+
+    /// Every recent decision, newest first.
+    pub fn recent(&self) -> Vec<ActionView> {
+        lock(&self.recent).iter().cloned().collect()
+    }
+
+    fn remember(&self, v: ActionView) {
         let mut recent = lock(&self.recent);
         if let Some(old) = recent.iter_mut().find(|o| o.id == v.id) {
             *old = v;
@@ -307,7 +320,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn append(&self, handle: &AutopilotHandle, event: AuditEvent) {
+    pub(crate) fn append(&self, handle: &AutopilotHandle, event: AuditEvent) {
         self.append_all(handle, vec![event]);
     }
 
@@ -318,7 +331,7 @@ impl Engine {
         // An audit failure is reported and the engine goes on: stopping
         // would also stop every later decision from being recorded.
         if let Err(e) = lock(&handle.0).audit.append_all(events) {
-            eprintln!("perfpilot server: the audit log failed: {e}");
+            tracing::error!(error = %e, "the audit log failed");
         }
     }
 
@@ -336,9 +349,12 @@ impl Engine {
     }
 
     fn reload(&self, handle: &AutopilotHandle) {
-        lock(&handle.0)
-            .inbox
-            .forget_resolved_before_ms(now_ms() - FORGET_RESOLVED_MS);
+        {
+            let mut ap = lock(&handle.0);
+            let before = self.now() - FORGET_RESOLVED_MS;
+            ap.inbox.forget_resolved_before_ms(before);
+            ap.door.forget_resolved_before_ms(before);
+        }
         // The directory is read with no lock held: the actions API must
         // not wait on file I/O every rescan.
         let scan = lock(&self.policies).scan();
@@ -352,7 +368,7 @@ impl Engine {
                 self.record_changes(handle, c);
                 self.save();
             }
-            Err(e) => eprintln!("perfpilot server: {e}"),
+            Err(e) => tracing::error!(error = %e, "cannot reload the policies"),
         }
     }
 
@@ -363,7 +379,7 @@ impl Engine {
             .policies()
             .map(|(p, _)| p.clone())
             .collect();
-        let alerts = signals::alerts(handle, self.sources.baseline.as_ref());
+        let alerts = signals::alerts(handle, self.sources.baseline.as_deref(), now);
         let mut out = BTreeMap::new();
         let mut history = lock(&self.history);
         let keep_ms = policies
@@ -392,8 +408,8 @@ impl Engine {
 
     /// One round: decides, runs what is due, judges impacts, keeps the
     /// raised alerts going.
-    pub(super) fn tick(self: &Arc<Self>, handle: &AutopilotHandle) {
-        let now = now_ms();
+    pub fn tick(self: &Arc<Self>, handle: &AutopilotHandle) {
+        let now = self.now();
         let snapshot = self.snapshot(handle, now);
         let decisions = lock(&self.executor).on_tick(now, &snapshot);
         // One append, so one sync, for the whole tick's decisions.
@@ -437,22 +453,22 @@ impl Engine {
                         engine.run(&h, &d2);
                     });
                 if let Err(e) = spawned {
-                    eprintln!("perfpilot server: cannot start a thread for an action ({e}); running it in the engine's");
+                    tracing::warn!(error = %e, "cannot start a thread for an action; running it in the engine's");
                     self.run(handle, &d);
                 }
             }
         }
-        self.judge(handle, now_ms());
-        self.keep_raised(now_ms());
+        self.judge(handle, self.now());
+        self.keep_raised(self.now());
     }
 
     /// Runs a ready or approved decision without holding the executor,
     /// so the API and the loop are not blocked while it runs.
-    pub(super) fn run(&self, handle: &AutopilotHandle, d: &Decision) -> ActionView {
-        let started = now_ms();
+    pub(crate) fn run(&self, handle: &AutopilotHandle, d: &Decision) -> ActionView {
+        let started = self.now();
         let report = execute(&self.ops, &self.retry, d, &d.operation);
         lock(&self.executor).finish(d);
-        let ended = now_ms();
+        let ended = self.now();
         let outcome = report.outcome();
         let mut v = view(d);
         v.status = if report.ok() { "succeeded" } else { "failed" }.into();
@@ -500,12 +516,12 @@ impl Engine {
                 });
             }
         } else {
-            eprintln!(
-                "perfpilot server: action {}/{} failed after {} attempt(s): {}",
-                d.policy,
-                d.action,
-                v.attempts,
-                v.error.as_deref().unwrap_or("exit status not zero")
+            tracing::warn!(
+                policy = %d.policy,
+                action = %d.action,
+                attempts = v.attempts,
+                error = v.error.as_deref().unwrap_or("exit status not zero"),
+                "an action failed"
             );
         }
         self.remember(v.clone());
@@ -607,8 +623,9 @@ impl Engine {
                     .name("perfpilot-rollback".into())
                     .spawn(move || engine.worse(&h, &w2, &detail2));
                 if let Err(e) = spawned {
-                    eprintln!(
-                        "perfpilot server: cannot start a thread for a rollback ({e}); running it in the engine's"
+                    tracing::warn!(
+                        error = %e,
+                        "cannot start a thread for a rollback; running it in the engine's"
                     );
                     self.worse(handle, &w, &detail);
                 }
@@ -668,30 +685,22 @@ impl Engine {
             "autopilot action {}/{} (decision {}) made {} worse; {what}. {detail}",
             d.policy, d.action, d.id, d.target.name
         );
-        eprintln!("perfpilot server: {message}");
-        let now = now_ms();
+        tracing::warn!(decision = d.id, "{message}");
+        let now = self.now();
         let mut labels = BTreeMap::new();
         labels.insert("policy".to_string(), d.policy.clone());
         labels.insert("action".to_string(), d.action.clone());
         labels.insert("decision".to_string(), d.id.to_string());
         lock(&self.raised).push(Raised {
-            service: service_of(&d.target).to_string(),
-            feature: format!("autopilot {}/{}", d.policy, d.action),
-            labels,
-            finding: Finding {
-                detector: "autopilot_made_worse".into(),
+            alert: RaisedAlert {
+                service: service_of(&d.target).to_string(),
                 feature: format!("autopilot {}/{}", d.policy, d.action),
-                score: 1.0,
-                severity: if rolled == Some(true) {
-                    Severity::Warning
-                } else {
-                    Severity::Critical
-                },
-                observed: 0.0,
-                expected: None,
-                since_ms: now,
-                at_ms: now,
+                labels,
+                detector: "autopilot_made_worse".into(),
+                critical: rolled != Some(true),
                 message,
+                since_ms: now,
+                at_ms: Some(now),
             },
             until_ms: now + RAISED_FOR_MS,
             quiet: 0,
@@ -699,8 +708,8 @@ impl Engine {
         self.save();
     }
 
-    /// Feeds the raised alerts to the baseline engine's book while they
-    /// last, then lets them resolve.
+    /// Sends the raised alerts to the baseline engine while they last,
+    /// then lets them resolve.
     fn keep_raised(&self, now: i64) {
         let Some(baseline) = &self.sources.baseline else {
             // No alert book was given (the binary always gives one): the
@@ -712,34 +721,27 @@ impl Engine {
         if raised.is_empty() {
             return;
         }
-        let mut engine = lock(&baseline.0);
-        let resolve_after = engine.book.resolve_after;
+        let resolve_after = baseline.resolve_after();
         for r in raised.iter_mut() {
-            let findings = if now < r.until_ms {
-                vec![Finding {
-                    at_ms: now,
-                    ..r.finding.clone()
-                }]
+            let at_ms = if now < r.until_ms {
+                Some(now)
             } else {
                 r.quiet += 1;
-                Vec::new()
+                None
             };
-            engine
-                .book
-                .update(&r.service, &r.feature, &r.labels, &findings, now);
+            // The baseline engine's owner applies it and delivers it to
+            // its sinks.
+            if let Err(e) = baseline.raise(RaisedAlert {
+                at_ms,
+                ..r.alert.clone()
+            }) {
+                tracing::warn!(error = %e, "cannot raise the autopilot's alert");
+            }
         }
         raised.retain(|r| r.quiet < resolve_after);
-        drop(raised);
-        // Sent with neither lock held: a slow sink must not hold up the
-        // alerts API or the next tick.
-        if let Some(outbox) = engine.outbox(now) {
-            drop(engine);
-            let error = outbox.send();
-            lock(&baseline.0).delivered(&outbox, error);
-        }
     }
 
-    pub(super) fn decide(
+    pub fn decide(
         &self,
         handle: &AutopilotHandle,
         id: u64,
@@ -749,7 +751,7 @@ impl Engine {
         let decided = {
             let mut ex = lock(&self.executor);
             if approve {
-                ex.approve(id, by, now_ms())
+                ex.approve(id, by, self.now())
             } else {
                 ex.reject(id, by)
             }
@@ -775,7 +777,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn set_paused(&self, handle: &AutopilotHandle, paused: bool, by: &str) {
+    pub fn set_paused(&self, handle: &AutopilotHandle, paused: bool, by: &str) {
         let changed = {
             let mut ex = lock(&self.executor);
             let changed = ex.paused() != paused;
@@ -794,12 +796,12 @@ impl Engine {
         }
     }
 
-    pub(super) fn policies(&self) -> Vec<PolicyView> {
+    pub fn policies(&self) -> Vec<PolicyView> {
         let ex = lock(&self.executor);
         lock(&self.policies).views(&ex)
     }
 
-    pub(super) fn rollback_policy(
+    pub fn rollback_policy(
         &self,
         handle: &AutopilotHandle,
         name: &str,
@@ -819,7 +821,7 @@ impl Engine {
     }
 
     /// The engine's loop, until `stop` is set.
-    pub(super) fn spawn(
+    pub(crate) fn spawn(
         self: &Arc<Self>,
         handle: AutopilotHandle,
         stop: Arc<AtomicBool>,
@@ -879,7 +881,7 @@ mod tests {
             )
         };
         let parse = |t: String| {
-            let r = perfpilot_autopilot::parse_policies(&t);
+            let r = crate::parse_policies(&t);
             assert!(!r.has_errors(), "{:?}", r.diagnostics);
             r.policies.into_iter().next().unwrap()
         };

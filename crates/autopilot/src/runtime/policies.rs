@@ -12,9 +12,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use perfpilot_autopilot::audit::AuditEvent;
-use perfpilot_autopilot::executor::{Decision, Executor};
-use perfpilot_autopilot::{load_bytes, parse_policies, Policy, PolicyError};
+use super::sources::{Notice, Notices};
+use crate::audit::AuditEvent;
+use crate::executor::{Decision, Executor};
+use crate::{load_bytes, parse_policies, Policy, PolicyError};
 use serde::{Deserialize, Serialize};
 
 /// Why a policy directory could not be read or a version kept.
@@ -100,20 +101,31 @@ pub struct Policies {
     /// Which file each loaded policy came from.
     owner: BTreeMap<String, PathBuf>,
     pub pins: BTreeMap<String, Pin>,
+    notices: Notices,
 }
 
 /// What a reload changed, for the audit log.
 pub type Changes = Vec<(AuditEvent, Vec<Decision>)>;
 
 impl Policies {
-    pub fn new(dir: &Path, state_dir: &Path, pins: BTreeMap<String, Pin>) -> Self {
+    pub fn new(
+        dir: &Path,
+        state_dir: &Path,
+        pins: BTreeMap<String, Pin>,
+        notices: Notices,
+    ) -> Self {
         Policies {
             dir: dir.to_path_buf(),
             history: state_dir.join("policies"),
             seen: BTreeMap::new(),
             owner: BTreeMap::new(),
             pins,
+            notices,
         }
+    }
+
+    fn say(&self, message: &str) {
+        (self.notices)(Notice::Message(message));
     }
 
     fn versions(&self, name: &str) -> Vec<u32> {
@@ -244,28 +256,28 @@ impl Policies {
                 Ok(l) => l,
                 Err(PolicyError::Invalid { diagnostics, .. }) => {
                     for d in &diagnostics {
-                        eprintln!("{}", d.in_file(&name));
+                        (self.notices)(Notice::Diagnostic(&d.in_file(&name)));
                     }
-                    eprintln!("perfpilot server: {name} is invalid and was not loaded");
+                    self.say(&format!("{name} is invalid and was not loaded"));
                     continue;
                 }
                 Err(e @ PolicyError::Io { .. }) => {
-                    eprintln!("perfpilot server: {e}");
+                    self.say(&e.to_string());
                     continue;
                 }
             };
             for w in &loaded.warnings {
-                eprintln!("{}", w.in_file(&name));
+                (self.notices)(Notice::Diagnostic(&w.in_file(&name)));
             }
             let text = String::from_utf8_lossy(bytes);
             let mut names = Vec::new();
             for p in loaded.policies {
                 names.push(p.name.clone());
                 if !safe_name(&p.name) {
-                    eprintln!(
-                        "perfpilot server: {name}: policy name {:?} cannot be kept; skipped",
+                    self.say(&format!(
+                        "{name}: policy name {:?} cannot be kept; skipped",
                         p.name
-                    );
+                    ));
                     continue;
                 }
                 if let Some(pin) = self.pins.get(&p.name) {
@@ -273,10 +285,10 @@ impl Policies {
                         self.owner.insert(p.name.clone(), path.clone());
                         continue;
                     }
-                    eprintln!(
-                        "perfpilot server: {name} changed: policy {} leaves its rollback to version {}",
+                    self.say(&format!(
+                        "{name} changed: policy {} leaves its rollback to version {}",
                         p.name, pin.restored
-                    );
+                    ));
                     self.pins.remove(&p.name);
                 }
                 let policy = p.name.clone();
@@ -285,7 +297,7 @@ impl Policies {
                 executor.upsert_policy_as(p, version);
                 self.owner.insert(policy.clone(), path.clone());
                 if before != Some(version) {
-                    eprintln!("perfpilot server: policy {policy} version {version} from {name}");
+                    self.say(&format!("policy {policy} version {version} from {name}"));
                     changes.push((
                         AuditEvent::PolicyChange {
                             policy,
@@ -337,9 +349,9 @@ impl Policies {
         let dropped = executor.remove_policy(name).unwrap_or_default();
         self.owner.remove(name);
         self.pins.remove(name);
-        eprintln!(
-            "perfpilot server: policy {name} was removed from {file} and is no longer in force"
-        );
+        self.say(&format!(
+            "policy {name} was removed from {file} and is no longer in force"
+        ));
         (
             AuditEvent::PolicyChange {
                 policy: name.into(),
@@ -391,7 +403,9 @@ impl Policies {
                 file_hash,
             },
         );
-        eprintln!("perfpilot server: policy {name} rolled back to version {to}'s content as version {version} by {by}");
+        self.say(&format!(
+            "policy {name} rolled back to version {to}'s content as version {version} by {by}"
+        ));
         Ok(AuditEvent::PolicyChange {
             policy: name.into(),
             version,
@@ -413,7 +427,7 @@ impl Policies {
                     }
                 }
                 Err(e) => {
-                    eprintln!("perfpilot server: the rollback of policy {name} is lost: {e}");
+                    self.say(&format!("the rollback of policy {name} is lost: {e}"));
                     self.pins.remove(&name);
                 }
             }

@@ -16,17 +16,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use perfpilot_autopilot::executor::TargetEnvs;
-use perfpilot_autopilot::inbox::AlertStatus;
-use perfpilot_autopilot::ops::Trigger;
-use perfpilot_autopilot::{Env, Policy, SignalSource, TargetKind, TargetRef, Value};
-use perfpilot_baseline::alerts::AlertState;
-use perfpilot_baseline::profiles::ProfileSource;
-use perfpilot_baseline::prom::Prometheus;
-use perfpilot_store::Store;
-
+use super::sources::{
+    log_notices, BaselineSource, Clock, MetricSource, Notices, ProfileSource, SystemClock,
+};
 use super::{lock, AutopilotHandle};
-use crate::{AlertsHandle, StoreProfiles};
+use crate::door::Via;
+use crate::executor::TargetEnvs;
+use crate::ops::Trigger;
+use crate::{Env, Policy, SignalSource, TargetKind, TargetRef, Value};
 
 /// A window older than this is no longer the service's current state.
 const STALE_MS: i64 = 120_000;
@@ -65,26 +62,41 @@ pub fn service_of(target: &TargetRef) -> &str {
     }
 }
 
-/// Where values come from; each is optional.
+/// Where values come from; each is optional. The clock is the system's
+/// unless one is given; notices are logged unless told where to go.
 pub struct Sources {
-    pub baseline: Option<AlertsHandle>,
-    pub store: Option<Arc<dyn Store>>,
-    pub prometheus: Option<Prometheus>,
+    pub baseline: Option<Arc<dyn BaselineSource>>,
+    pub profiles: Option<Arc<dyn ProfileSource>>,
+    pub metrics: Option<Arc<dyn MetricSource>>,
+    pub clock: Arc<dyn Clock>,
+    pub notices: Notices,
     cache: Mutex<BTreeMap<String, (Instant, Option<f64>)>>,
 }
 
 impl Sources {
     pub fn new(
-        baseline: Option<AlertsHandle>,
-        store: Option<Arc<dyn Store>>,
-        prometheus: Option<Prometheus>,
+        baseline: Option<Arc<dyn BaselineSource>>,
+        profiles: Option<Arc<dyn ProfileSource>>,
+        metrics: Option<Arc<dyn MetricSource>>,
     ) -> Self {
         Sources {
             baseline,
-            store,
-            prometheus,
+            profiles,
+            metrics,
+            clock: Arc::new(SystemClock),
+            notices: log_notices(),
             cache: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn with_notices(mut self, notices: Notices) -> Self {
+        self.notices = notices;
+        self
     }
 
     fn cached(&self, key: String, ttl: Duration, f: impl FnOnce() -> Option<f64>) -> Option<f64> {
@@ -101,12 +113,11 @@ impl Sources {
     }
 
     fn hotspot(&self, service: &str, function: &str, now_ms: i64) -> Option<f64> {
-        let store = self.store.as_ref()?;
+        let source = self.profiles.as_ref()?;
         self.cached(
             format!("h\u{1f}{service}\u{1f}{function}"),
             HOTSPOT_TTL,
             || {
-                let source = StoreProfiles(Arc::clone(store));
                 let from = now_ms - HOTSPOT_SPAN_MS;
                 let sum = |f: Option<&str>| -> Option<f64> {
                     let sums = source
@@ -123,14 +134,14 @@ impl Sources {
     }
 
     fn prometheus(&self, query: &str, now_ms: i64) -> Option<f64> {
-        let prom = self.prometheus.as_ref()?;
+        let metrics = self.metrics.as_ref()?;
         self.cached(format!("p\u{1f}{query}"), PROMETHEUS_TTL, || {
-            match prom.query(query, now_ms) {
+            match metrics.query(query, now_ms) {
                 // Several series: the largest, the one a condition about
                 // "too high" cares for.
-                Ok(series) => series.iter().map(|(_, v)| *v).reduce(f64::max),
+                Ok(series) => series.into_iter().reduce(f64::max),
                 Err(e) => {
-                    eprintln!("perfpilot server: autopilot signal query {query:?}: {e}");
+                    tracing::warn!(query, error = %e, "autopilot signal query failed");
                     None
                 }
             }
@@ -145,34 +156,32 @@ pub struct SeenAlert {
     labels: BTreeMap<String, String>,
 }
 
-/// Every alert known now, from the inbox and the baseline engine.
-pub fn alerts(handle: &AutopilotHandle, baseline: Option<&AlertsHandle>) -> Vec<SeenAlert> {
-    let mut out = Vec::new();
-    {
-        let ap = lock(&handle.0);
-        for a in ap.inbox.alerts().into_iter().map(|a| &a.alert) {
-            let Some(name) = a.name() else { continue };
-            out.push(SeenAlert {
-                name: name.to_string(),
-                firing: a.status == AlertStatus::Firing,
-                labels: a.labels.clone(),
-            });
-        }
+/// Every alert known now, each once: the baseline engine's (from its
+/// snapshot) and Alertmanager's (admitted by the webhook) meet at the
+/// door, where the same alert by both ways is one.
+pub fn alerts(
+    handle: &AutopilotHandle,
+    baseline: Option<&dyn BaselineSource>,
+    now_ms: i64,
+) -> Vec<SeenAlert> {
+    let current = baseline.map(|b| b.alerts());
+    let mut ap = lock(&handle.0);
+    if let Some(current) = &current {
+        let current = current
+            .iter()
+            .map(|a| (&a.labels, a.firing, a.starts_at_ms));
+        ap.door.sync(Via::Baseline, current, now_ms);
     }
-    if let Some(b) = baseline {
-        let engine = lock(&b.0);
-        for a in engine.alerts() {
-            let Some(name) = a.labels.get("alertname") else {
-                continue;
-            };
-            out.push(SeenAlert {
-                name: name.clone(),
-                firing: a.state == AlertState::Firing,
+    ap.door
+        .alerts()
+        .filter_map(|a| {
+            Some(SeenAlert {
+                name: a.name()?.to_string(),
+                firing: a.firing,
                 labels: a.labels.clone(),
-            });
-        }
-    }
-    out
+            })
+        })
+        .collect()
 }
 
 fn concerns(labels: &BTreeMap<String, String>, target: &TargetRef) -> bool {
@@ -259,8 +268,7 @@ pub fn gather(
                 }
             }
             SignalSource::Baseline { feature } => {
-                if let Some(b) = &sources.baseline {
-                    let e = lock(&b.0);
+                if let Some(e) = &sources.baseline {
                     if let Some((t, x)) = e.latest(service, feature) {
                         if now_ms - t <= STALE_MS {
                             out.values.insert(s.name.clone(), Value::Number(x));
@@ -280,8 +288,7 @@ pub fn gather(
             out.hotspots.insert(f, x);
         }
     }
-    if let Some(b) = &sources.baseline {
-        let e = lock(&b.0);
+    if let Some(e) = &sources.baseline {
         for (name, feature, scale) in BUILTIN_FEATURES {
             if let Some((t, x)) = e.latest(service, feature) {
                 if now_ms - t <= STALE_MS {
