@@ -1,4 +1,4 @@
-//! Times flame_tree, top_functions, diff and diff_tree on a synthetic table
+//! Times flame_tree, flat_flame, top_functions, diff and diff_tree on a synthetic table
 //! of 200k distinct stacks, 10–40 frames deep, with shared prefixes (and,
 //! for the diffs, a target where a tenth of the stacks changed value).
 //!
@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use perfpilot_model::series::StackTable;
-use perfpilot_query::{diff, diff_tree, flame_tree, top_functions};
+use perfpilot_query::{diff, diff_tree, flame_tree, flat_flame, top_functions, FlameOptions};
 
 /// xorshift64*: deterministic and dependency-free; quality is irrelevant.
 struct Rng(u64);
@@ -142,6 +142,14 @@ fn main() {
     let tree = flame_tree(&base, 100_000);
     bench("to_flat(100k nodes)", &mut || {
         format!("{} levels", tree.to_flat().levels.len())
+    });
+    bench("flat_flame(native 1024)", &mut || {
+        let flat = flat_flame(&base, &FlameOptions::native(1024));
+        format!("{} levels", flat.levels.len())
+    });
+    bench("flat_flame(pyro 16384)", &mut || {
+        let flat = flat_flame(&base, &FlameOptions::pyroscope(16_384));
+        format!("{} names", flat.names.len())
     });
     bench("top_functions", &mut || {
         format!("{} rows", top_functions(&base).len())

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use perfpilot_model::series::StackTable;
 use serde::{Deserialize, Serialize};
 
-use crate::tree::{walk_preorder, CallTree, Names};
+pub use crate::tree::NonPositive;
+use crate::tree::{walk_preorder, CallTree, Label, Names};
 
 /// One node of a [`FlameTree`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +103,158 @@ pub fn flame_tree(table: &StackTable, max_nodes: usize) -> FlameTree {
     }
 }
 
+/// Where a node's self value goes in a [`FlatFlame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Children from the node's left edge, self the space left on the
+    /// right (perfpilot's native API).
+    SelfLast,
+    /// Self first, children after it (Pyroscope's flamebearer).
+    SelfFirst,
+}
+
+/// Which nodes a flame graph keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncation {
+    /// At most this many nodes, "other" nodes included (see
+    /// [`flame_tree`]).
+    Budget(usize),
+    /// The nodes whose total is at least the n-th largest node total, ties
+    /// included; "other" nodes do not count, and 0 keeps every node
+    /// (Pyroscope's `max_nodes`).
+    MinTotal(usize),
+}
+
+/// How a [`FlatFlame`]'s `names` are shared between nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameIds {
+    /// One entry per distinct text: a function named `other` or `total`
+    /// shares the entry of the "other" nodes or the root.
+    ByText,
+    /// One entry per function, one for the root and one for "other" nodes,
+    /// even when a function has the same name (as Pyroscope).
+    ByNode,
+}
+
+/// How [`flat_flame`] builds a flame graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlameOptions {
+    pub layout: Layout,
+    pub truncation: Truncation,
+    pub non_positive: NonPositive,
+    pub names: NameIds,
+}
+
+impl FlameOptions {
+    /// What `flame_tree(table, max_nodes).to_flat()` gives.
+    pub fn native(max_nodes: usize) -> FlameOptions {
+        FlameOptions {
+            layout: Layout::SelfLast,
+            truncation: Truncation::Budget(max_nodes),
+            non_positive: NonPositive::Keep,
+            names: NameIds::ByText,
+        }
+    }
+
+    /// Pyroscope's flamebearer (`querier.v1.FlameGraph`): `max_nodes` 0
+    /// keeps every node.
+    pub fn pyroscope(max_nodes: usize) -> FlameOptions {
+        FlameOptions {
+            layout: Layout::SelfFirst,
+            truncation: Truncation::MinTotal(max_nodes),
+            non_positive: NonPositive::Drop,
+            names: NameIds::ByNode,
+        }
+    }
+}
+
+/// The levels of a [`FlatFlame`] as nodes are placed, left to right on
+/// each level.
+#[derive(Default)]
+struct Levels {
+    levels: Vec<Vec<i64>>,
+    /// Per level: right edge of the last node placed.
+    level_end: Vec<i64>,
+    max_self: i64,
+}
+
+impl Levels {
+    fn place(&mut self, depth: usize, x: i64, total: i64, self_value: i64, name: i64) {
+        if self.levels.len() <= depth {
+            self.levels.resize_with(depth + 1, Vec::new);
+            self.level_end.resize(depth + 1, 0);
+        }
+        if let (Some(level), Some(end)) =
+            (self.levels.get_mut(depth), self.level_end.get_mut(depth))
+        {
+            level.extend_from_slice(&[x - *end, total, self_value, name]);
+            *end = x + total;
+        }
+        self.max_self = self.max_self.max(self_value);
+    }
+}
+
+/// Builds the flamebearer encoding of `table` directly, without the
+/// [`FlameTree`] in between: only the shown nodes are visited.
+pub fn flat_flame(table: &StackTable, options: &FlameOptions) -> FlatFlame {
+    let names = Names::new(&[table]);
+    let tree = CallTree::build_with([table], &names, options.non_positive);
+    let kept = match options.truncation {
+        Truncation::Budget(max) => tree.select(max, |n| n.total[0]),
+        Truncation::MinTotal(max) => tree.select_min_total(tree.min_total(max)),
+    };
+
+    let mut levels = Levels::default();
+    let mut out_names: Vec<String> = Vec::new();
+    let mut by_text: HashMap<&str, i64> = HashMap::new();
+    // Name id → index in `out_names`, for `NameIds::ByNode`.
+    let mut by_id: Vec<i64> = vec![-1; names.names.len()];
+    let mut root: Option<i64> = None;
+    let mut other: Option<i64> = None;
+    // Per depth: where the next child of the node at that depth goes.
+    let mut cursor: Vec<i64> = Vec::new();
+    tree.walk(&kept, |depth, label, [self_value], [total]| {
+        let x = match depth.checked_sub(1).and_then(|d| cursor.get_mut(d)) {
+            Some(c) => {
+                let x = *c;
+                *c += total;
+                x
+            }
+            None => 0,
+        };
+        cursor.truncate(depth);
+        cursor.push(match options.layout {
+            Layout::SelfLast => x,
+            Layout::SelfFirst => x + self_value,
+        });
+        let text = label.text(&names);
+        let mut add = || {
+            out_names.push(text.to_string());
+            out_names.len() as i64 - 1
+        };
+        let name = match (options.names, label) {
+            (NameIds::ByText, _) => *by_text.entry(text).or_insert_with(add),
+            (NameIds::ByNode, Label::Root) => *root.get_or_insert_with(add),
+            (NameIds::ByNode, Label::Other) => *other.get_or_insert_with(add),
+            (NameIds::ByNode, Label::Name(id)) => match by_id.get_mut(id as usize) {
+                Some(slot) if *slot >= 0 => *slot,
+                Some(slot) => {
+                    *slot = add();
+                    *slot
+                }
+                None => add(),
+            },
+        };
+        levels.place(depth, x, total, self_value, name);
+    });
+    FlatFlame {
+        names: out_names,
+        levels: levels.levels,
+        total: tree.nodes[0].total[0],
+        max_self: levels.max_self,
+    }
+}
+
 impl FlameTree {
     pub fn root(&self) -> Option<&FlameNode> {
         self.nodes.first()
@@ -112,12 +265,9 @@ impl FlameTree {
     pub fn to_flat(&self) -> FlatFlame {
         let mut names: Vec<String> = Vec::new();
         let mut name_ids: HashMap<&str, i64> = HashMap::new();
-        let mut levels: Vec<Vec<i64>> = Vec::new();
-        // Per level: right edge of the last node placed.
-        let mut level_end: Vec<i64> = Vec::new();
+        let mut levels = Levels::default();
         // Left edge of each node, set by its parent before it is visited.
         let mut x = vec![0i64; self.nodes.len()];
-        let mut max_self = 0;
         let children = |i: usize| -> Vec<usize> {
             self.nodes[i]
                 .children
@@ -139,24 +289,13 @@ impl FlameTree {
                 names.push(node.name.clone());
                 names.len() as i64 - 1
             });
-            if levels.len() <= depth {
-                levels.resize(depth + 1, Vec::new());
-                level_end.resize(depth + 1, 0);
-            }
-            levels[depth].extend([
-                x[i] - level_end[depth],
-                node.total_value,
-                node.self_value,
-                name,
-            ]);
-            level_end[depth] = x[i] + node.total_value;
-            max_self = max_self.max(node.self_value);
+            levels.place(depth, x[i], node.total_value, node.self_value, name);
         });
         FlatFlame {
             names,
-            levels,
+            levels: levels.levels,
             total: self.total,
-            max_self,
+            max_self: levels.max_self,
         }
     }
 }
@@ -435,6 +574,62 @@ mod tests {
         let back: FlameTree = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
         assert_eq!(back.nodes.len(), 301);
         assert_eq!(back.to_flat().levels.len(), 301);
+    }
+
+    #[test]
+    fn flat_flame_native_is_flame_tree_to_flat() {
+        // Random tables with negative values, names equal to "other" and
+        // "total", duplicates and out-of-range indices.
+        let mut seed = 0x0bad_5eed_1234_5678u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let pool = ["other", "total", "a", "b", "a", "c"];
+        for _ in 0..300 {
+            let nf = 1 + next(pool.len() as u64) as usize;
+            let functions = pool[..nf].iter().map(|s| s.to_string()).collect();
+            let stacks = (0..next(40))
+                .map(|_| {
+                    let frames = (0..next(8)).map(|_| next(nf as u64 + 1) as u32).collect();
+                    (frames, next(30) as i64 - 3)
+                })
+                .collect();
+            let t = StackTable { functions, stacks };
+            for max in [0, 2, 3, 7, 20, usize::MAX] {
+                let direct = flat_flame(&t, &FlameOptions::native(max));
+                assert_eq!(direct, flame_tree(&t, max).to_flat(), "{t:?} {max}");
+            }
+        }
+    }
+
+    #[test]
+    fn pyroscope_options_put_self_first_and_keep_names_apart() {
+        // total 12 = other (a real function) 6 (self 1: a 5) + total (a
+        // real function) 4 + a 2; with 2 nodes the threshold is 5, so both
+        // a 2 and total 4 join the root's "other".
+        let t = table(
+            &["other", "a", "total"],
+            &[(&[0], 1), (&[0, 1], 5), (&[2], 4), (&[1], 2), (&[1], -7)],
+        );
+        let flat = flat_flame(&t, &FlameOptions::pyroscope(2));
+        assert_eq!(flat.names, vec!["total", "other", "a", "other"]);
+        assert_eq!(
+            flat.levels,
+            vec![
+                vec![0, 12, 0, 0],
+                // The function "other" at 0, the root's "other" after it.
+                vec![0, 6, 1, 1, 0, 6, 6, 3],
+                // a after its parent's self of 1.
+                vec![1, 5, 5, 2],
+            ]
+        );
+        assert_eq!((flat.total, flat.max_self), (12, 6));
+        // Without a limit, the function "total" is its own name too.
+        let flat = flat_flame(&t, &FlameOptions::pyroscope(0));
+        assert_eq!(flat.names, vec!["total", "a", "other", "total"]);
     }
 
     #[test]

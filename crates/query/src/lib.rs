@@ -5,7 +5,9 @@
 //! and strings: no I/O, no clock, no async.
 //!
 //! - [`flame_tree`]: a merged call tree truncated to a node budget, and its
-//!   flamebearer encoding ([`FlameTree::to_flat`]).
+//!   flamebearer encoding ([`FlameTree::to_flat`]); [`flat_flame`] builds
+//!   that encoding directly, in perfpilot's layout or Pyroscope's
+//!   ([`FlameOptions`]).
 //! - [`top_functions`]: self and total per function.
 //! - [`diff()`] / [`diff_with`]: per-function share changes with p-values
 //!   and Benjamini–Hochberg q-values; [`diff_tree`] for diff flame graphs.
@@ -34,7 +36,10 @@ pub use diff::{
     diff, diff_tree, diff_with, Diff, DiffNode, DiffOptions, DiffRow, DiffTree, FlatDiff,
 };
 pub use error::QueryError;
-pub use flame::{flame_tree, FlameNode, FlameTree, FlatFlame};
+pub use flame::{
+    flame_tree, flat_flame, FlameNode, FlameOptions, FlameTree, FlatFlame, Layout, NameIds,
+    NonPositive, Truncation,
+};
 pub use pprof::to_profile;
 pub use sandwich::{sandwich, Sandwich};
 pub use series::{to_series, Series};

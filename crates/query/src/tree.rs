@@ -1,10 +1,13 @@
-//! The call-tree engine behind flame trees and diff trees.
+//! The call-tree engine behind flame trees, diff trees and Pyroscope's
+//! flame graphs (through [`crate::flat_flame`]).
 //!
 //! Stacks are renamed into one id space (ids in byte order of the names)
 //! and the tree is built by grouping stacks on their next few frames at a
 //! time (see [`CallTree::build`]): no hashing and no per-node allocation.
-//! [`CallTree::select`] applies the node budget and [`CallTree::emit`]
-//! produces the kept nodes in pre-order, children in name order.
+//! [`CallTree::select`] applies a node budget, [`CallTree::min_total`] and
+//! [`CallTree::select_min_total`] Pyroscope's minimum total instead;
+//! [`CallTree::walk`] visits the kept nodes in pre-order, children in name
+//! order, and [`CallTree::emit`] collects them.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -89,6 +92,15 @@ impl<'a> Names<'a> {
     pub fn name(&self, id: u32) -> &'a str {
         self.names.get(id as usize).copied().unwrap_or(UNKNOWN_NAME)
     }
+}
+
+/// What a tree does with stacks whose value is 0 or negative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonPositive {
+    /// Merge them like the others (a diff or a native flame tree).
+    Keep,
+    /// Leave them out, as a flame graph cannot show them (Pyroscope).
+    Drop,
 }
 
 /// One entry of a call tree: a path of one or more nodes where each node
@@ -209,6 +221,16 @@ impl<const N: usize> CallTree<N> {
     /// stack's frames covers several levels, which matters because those
     /// reads are cache misses.
     pub fn build(tables: [&StackTable; N], names: &Names<'_>) -> CallTree<N> {
+        Self::build_with(tables, names, NonPositive::Keep)
+    }
+
+    /// [`CallTree::build`], leaving out stacks with a non-positive value
+    /// when `non_positive` says so.
+    pub fn build_with(
+        tables: [&StackTable; N],
+        names: &Names<'_>,
+        non_positive: NonPositive,
+    ) -> CallTree<N> {
         let frame_count: usize = tables
             .iter()
             .flat_map(|t| t.stacks.iter())
@@ -228,6 +250,9 @@ impl<const N: usize> CallTree<N> {
         for (slot, table) in tables.iter().enumerate() {
             let map = names.map(slot);
             for (stack, value) in &table.stacks {
+                if non_positive == NonPositive::Drop && *value <= 0 {
+                    continue;
+                }
                 let total = &mut root.total[slot];
                 *total = total.saturating_add(*value);
                 work.push(Work {
@@ -488,42 +513,82 @@ impl<const N: usize> CallTree<N> {
         kept.iter().map(|&k| k as usize).sum::<usize>() < self.expanded
     }
 
-    /// The kept nodes in pre-order, each followed (after its kept children)
-    /// by an "other" node when some of its children were dropped. `kept`
-    /// is what [`CallTree::select`] returned.
-    pub fn emit(&self, kept: &[u32]) -> Vec<OutNode<N>> {
-        enum Item<const N: usize> {
-            Entry(u32, Option<usize>),
-            Other([i64; N], usize),
+    /// The smallest total a node may have to be kept so that about
+    /// `max_nodes` nodes are (Pyroscope's `minValue`): the `max_nodes`-th
+    /// largest node total, the root left out, or 0 when the tree has no
+    /// more nodes than that or `max_nodes` is 0. Nodes tying with it are
+    /// kept too, so more than `max_nodes` may be; "other" nodes do not
+    /// count.
+    pub fn min_total(&self, max_nodes: usize) -> i64 {
+        if max_nodes == 0 || self.expanded <= max_nodes {
+            return 0;
         }
-        fn attach<const N: usize>(
-            out: &mut Vec<OutNode<N>>,
-            node: OutNode<N>,
-            parent: Option<usize>,
-        ) -> usize {
-            let idx = out.len();
-            out.push(node);
-            if let Some(p) = parent {
-                out[p].children.push(idx as u32);
+        let mut heap: BinaryHeap<Reverse<i64>> = BinaryHeap::with_capacity(max_nodes + 1);
+        let mut todo: Vec<u32> = self.children(0).collect();
+        while let Some(entry) = todo.pop() {
+            let total = self.nodes[entry as usize].total[0];
+            // The nodes of a path share one total: each is offered in turn.
+            let mut all = true;
+            for _ in 0..self.len(entry) {
+                match heap.peek() {
+                    Some(&Reverse(min)) if heap.len() >= max_nodes => {
+                        if total > min {
+                            heap.pop();
+                        } else {
+                            all = false;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                heap.push(Reverse(total));
             }
-            idx
+            // A child never has more than its parent: a node that cannot
+            // enter the heap rules out its whole subtree.
+            if all {
+                todo.extend(self.children(entry));
+            }
+        }
+        match heap.peek() {
+            Some(&Reverse(min)) if heap.len() >= max_nodes => min,
+            _ => 0,
+        }
+    }
+
+    /// A selection for [`CallTree::walk`]: every node whose total is at
+    /// least `min_total` (a path's nodes share one, so a path is kept
+    /// whole or not at all). Kept nodes stay connected because a child
+    /// never has more than its parent.
+    pub fn select_min_total(&self, min_total: i64) -> Vec<u32> {
+        (0..self.nodes.len() as u32)
+            .map(|i| {
+                if i == 0 || self.nodes[i as usize].total[0] >= min_total {
+                    self.len(i) as u32
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+
+    /// Visits the kept nodes in pre-order as `visit(depth, label, self,
+    /// total)`, each node's kept children in name order followed by an
+    /// "other" node when some of its children were dropped. `kept` is what
+    /// [`CallTree::select`] or [`CallTree::select_min_total`] returned.
+    pub fn walk(&self, kept: &[u32], mut visit: impl FnMut(usize, Label, [i64; N], [i64; N])) {
+        enum Item<const N: usize> {
+            Entry(u32, usize),
+            Other([i64; N], usize),
         }
         let taken = |c: u32| kept.get(c as usize).copied().unwrap_or(0) as usize;
 
-        let mut out: Vec<OutNode<N>> = Vec::new();
-        let mut todo: Vec<Item<N>> = vec![Item::Entry(0, None)];
+        let mut todo: Vec<Item<N>> = vec![Item::Entry(0, 0)];
         let mut kids: Vec<u32> = Vec::new();
         while let Some(item) = todo.pop() {
-            let (entry, parent) = match item {
-                Item::Entry(entry, parent) => (entry, parent),
-                Item::Other(sum, parent) => {
-                    let other = OutNode {
-                        label: Label::Other,
-                        self_value: sum,
-                        total: sum,
-                        children: Vec::new(),
-                    };
-                    attach(&mut out, other, Some(parent));
+            let (entry, depth) = match item {
+                Item::Entry(entry, depth) => (entry, depth),
+                Item::Other(sum, depth) => {
+                    visit(depth, Label::Other, sum, sum);
                     continue;
                 }
             };
@@ -531,25 +596,19 @@ impl<const N: usize> CallTree<N> {
             let chain = self.chain(entry);
             let len = self.len(entry);
             let keep = taken(entry).clamp(1, len);
-            let mut at = parent;
             for k in 0..keep {
                 let label = match chain {
                     Some(c) => Label::Name(self.ids[c.start + k]),
                     None if entry == 0 => Label::Root,
                     None => Label::Name(n.name),
                 };
-                let node = OutNode {
-                    label,
-                    self_value: if k + 1 == len { n.self_value } else { [0; N] },
-                    total: n.total,
-                    children: Vec::new(),
-                };
-                at = Some(attach(&mut out, node, at));
+                let self_value = if k + 1 == len { n.self_value } else { [0; N] };
+                visit(depth + k, label, self_value, n.total);
             }
-            let Some(idx) = at else { continue };
+            let below = depth + keep;
             if keep < len {
                 // The rest of the path (and all below it) is dropped.
-                todo.push(Item::Other(n.total, idx));
+                todo.push(Item::Other(n.total, below));
                 continue;
             }
             kids.clear();
@@ -566,10 +625,35 @@ impl<const N: usize> CallTree<N> {
             }
             // Pushed in reverse so they pop in order, "other" last.
             if let Some(sum) = dropped {
-                todo.push(Item::Other(sum, idx));
+                todo.push(Item::Other(sum, below));
             }
-            todo.extend(kids.iter().rev().map(|&c| Item::Entry(c, Some(idx))));
+            todo.extend(kids.iter().rev().map(|&c| Item::Entry(c, below)));
         }
+    }
+
+    /// The kept nodes of [`CallTree::walk`] as a list in pre-order, each
+    /// with its children's indices.
+    pub fn emit(&self, kept: &[u32]) -> Vec<OutNode<N>> {
+        let mut out: Vec<OutNode<N>> = Vec::new();
+        // The index of the last node seen at each depth: a node's parent
+        // is the last one a level up.
+        let mut at: Vec<usize> = Vec::new();
+        self.walk(kept, |depth, label, self_value, total| {
+            let idx = out.len();
+            out.push(OutNode {
+                label,
+                self_value,
+                total,
+                children: Vec::new(),
+            });
+            if let Some(&p) = depth.checked_sub(1).and_then(|d| at.get(d)) {
+                if let Some(parent) = out.get_mut(p) {
+                    parent.children.push(idx as u32);
+                }
+            }
+            at.truncate(depth);
+            at.push(idx);
+        });
         out
     }
 }
@@ -621,6 +705,7 @@ impl<const N: usize> Builder<N> {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Label {
     Root,
     Name(u32),
