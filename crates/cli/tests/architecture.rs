@@ -62,7 +62,12 @@ fn crate_graph(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
                 continue;
             }
             if let Some(dir) = d["name"].as_str().and_then(|n| dir_of.get(n)) {
-                deps.insert(dir.clone());
+                // An optional dependency (behind a feature) is drawn so.
+                if d["optional"].as_bool() == Some(true) {
+                    deps.insert(format!("{dir} (optional)"));
+                } else {
+                    deps.insert(dir.clone());
+                }
             }
         }
         graph.insert(me, deps);
@@ -90,7 +95,7 @@ fn levels(graph: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, usize>
         path.push(c.to_string());
         let l = graph[c]
             .iter()
-            .map(|d| level(d, graph, memo, path) + 1)
+            .map(|d| level(d.trim_end_matches(" (optional)"), graph, memo, path) + 1)
             .max()
             .unwrap_or(0);
         path.pop();
