@@ -16,8 +16,7 @@ use crate::executor::{
     Verdict,
 };
 use crate::ops::Ops;
-use crate::policy::{RateLimitChange, RateLimitTarget, ScaleChange};
-use crate::{Approval, Operation, Policy};
+use crate::{Approval, Policy};
 use serde::{Deserialize, Serialize};
 
 use super::policies::{Pin, Policies, PoliciesError, PolicyView};
@@ -173,30 +172,6 @@ pub fn view(d: &Decision) -> ActionView {
         attempts: 0,
         output: None,
         impact: None,
-    }
-}
-
-pub fn describe(op: &Operation) -> String {
-    match op {
-        Operation::Exec(e) => format!("exec {}", e.command.join(" ")),
-        Operation::RateLimit(r) => {
-            let on = match &r.on {
-                RateLimitTarget::Interface(i) => format!("interface {i}"),
-                RateLimitTarget::Cgroup(c) => format!("cgroup {c}"),
-            };
-            match &r.change {
-                RateLimitChange::Limit { rate, .. } => format!("rate-limit {on} to {rate}"),
-                RateLimitChange::Clear => format!("rate-limit {on}: clear"),
-            }
-        }
-        Operation::Scale(s) => {
-            let ns = s.namespace.as_deref().unwrap_or("default");
-            match s.change {
-                ScaleChange::To(n) => format!("scale deployment/{} in {ns} to {n}", s.deployment),
-                ScaleChange::By(d) => format!("scale deployment/{} in {ns} by {d:+}", s.deployment),
-            }
-        }
-        other => other.type_name().to_string(),
     }
 }
 
@@ -485,7 +460,7 @@ impl Engine {
                 decision: Some(d.id),
                 policy: d.policy.clone(),
                 action: d.action.clone(),
-                operation: describe(&d.operation),
+                operation: d.operation.describe(),
                 dry_run: false,
                 output: outcome.map(|o| o.output.clone()).unwrap_or_default(),
                 exit_status: v.exit_status,
@@ -660,7 +635,7 @@ impl Engine {
                     policy: d.policy.clone(),
                     action: d.action.clone(),
                     reason: format!("impact worse: {detail}"),
-                    operation: describe(&op),
+                    operation: op.describe(),
                     output: outcome.map(|o| o.output.clone()).unwrap_or_default(),
                     exit_status: outcome.and_then(|o| o.exit_status),
                     error: outcome.and_then(|o| o.error.as_ref().map(ToString::to_string)),
