@@ -107,9 +107,10 @@ pub async fn alertmanager(
         }
         let forgotten = ap.inbox.apply(updates);
         if forgotten > 0 {
-            eprintln!(
-                "perfpilot server: the alert inbox is full: forgot its {forgotten} oldest \
-                 occurrences (resolved first); --max-inbox-alerts sets how many it holds"
+            tracing::warn!(
+                forgotten,
+                "the alert inbox is full: forgot its {forgotten} oldest occurrences (resolved \
+                 first); --max-inbox-alerts sets how many it holds"
             );
         }
         Ok(Json(response))
