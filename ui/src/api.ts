@@ -372,3 +372,38 @@ export const baselines = {
 export function unitOf(profileType: string | null | undefined): string {
   return profileType?.split(':')[2] ?? 'count';
 }
+
+// Alerts (docs/API.md, "Alerts"): the baseline engine's and those Alertmanager posted.
+
+export interface Alert {
+  id: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  state: 'firing' | 'resolved';
+  starts_at_ms: number;
+  ends_at_ms: number | null;
+  updated_at_ms: number;
+  /** What its `feature` label means (absent from older servers). */
+  feature_key?: FeatureKey | null;
+  ack: { by: string; at_ms: number } | null;
+}
+
+/** An alert as Alertmanager last posted it to the autopilot. */
+export interface ReceivedAlert {
+  fingerprint: string;
+  alertname: string | null;
+  status: 'firing' | 'resolved';
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  starts_at_ms: number;
+  ends_at_ms: number | null;
+  generator_url: string;
+}
+
+export interface AlertsResponse {
+  enabled: boolean;
+  /** False when only the autopilot's own alerts are kept (no --baseline-config); older servers omit it. */
+  baselines?: boolean;
+  alerts: Alert[];
+  received?: ReceivedAlert[];
+}

@@ -5,6 +5,8 @@
 // decoders misread fails here.
 import { describe, expect, test } from 'vitest';
 import type {
+  Alert,
+  AlertsResponse,
   DiffResponse,
   FlamegraphResponse,
   SandwichResponse,
@@ -14,6 +16,7 @@ import type {
 } from './api';
 import { unitOf } from './api';
 import { decodeDiff, decodeFlame, type Graph } from './flame/model';
+import alertsJson from '../../crates/server/tests/api-golden/alerts.json';
 import diffJson from '../../crates/server/tests/api-golden/diff.json';
 import flamegraphJson from '../../crates/server/tests/api-golden/flamegraph.json';
 import labelValuesJson from '../../crates/server/tests/api-golden/label_values.json';
@@ -136,5 +139,36 @@ describe('tables and series', () => {
     expect(labelValues.values).toEqual(['cart', 'shop']);
     expect(profileTypes.profile_types).toHaveLength(1);
     expect(series.series.map((s) => s.service_name).sort()).toEqual(['cart', 'shop']);
+  });
+});
+
+describe('alerts', () => {
+  // Literal unions (state, severity, the metric's kind) are not what JSON
+  // imports type as, so this answer is checked at run time.
+  const answer = alertsJson as unknown as AlertsResponse;
+
+  test('every alert has what the alerts page reads', () => {
+    expect(answer.enabled).toBe(true);
+    expect(answer.alerts.length).toBeGreaterThan(0);
+    for (const a of answer.alerts as Alert[]) {
+      expect(typeof a.id).toBe('string');
+      expect(['firing', 'resolved']).toContain(a.state);
+      expect(Number.isInteger(a.starts_at_ms)).toBe(true);
+      expect(Number.isInteger(a.updated_at_ms)).toBe(true);
+      expect(a.ends_at_ms === null || Number.isInteger(a.ends_at_ms)).toBe(true);
+      expect(a.ack === null || typeof a.ack.by === 'string').toBe(true);
+      expect(typeof a.labels.alertname).toBe('string');
+      expect(typeof a.annotations.summary).toBe('string');
+    }
+    expect(answer.received).toEqual([]);
+  });
+
+  test("an alert's typed feature key says what its feature label says", () => {
+    const a = answer.alerts[0];
+    expect(a.labels.feature).toBe('/search latency_p99_ms');
+    expect(a.feature_key).toEqual({
+      endpoint: '/search',
+      metric: { kind: 'latency_quantile', quantile: '99' },
+    });
   });
 });

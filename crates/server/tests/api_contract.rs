@@ -216,8 +216,55 @@ fn every_golden_file_is_asked_for() {
             continue;
         };
         assert!(
-            src.contains(&format!("(\"{stem}\", ask(")) || src.contains(&format!("\"{stem}\",\n")),
+            src.contains(&format!("(\"{stem}\", ask("))
+                || src.contains(&format!("\"{stem}\",\n"))
+                || src.contains(&format!("check(\"{stem}\"")),
             "tests/api-golden/{name} is not produced by this test any more; delete it"
+        );
+    }
+}
+
+#[test]
+fn alerts_answer_matches_the_golden_file_the_ui_reads() {
+    use perfpilot_baseline::baseline::{Band, BandState};
+    use perfpilot_baseline::detectors::{Finding, Severity};
+    use perfpilot_baseline::engine::{Engine, EngineConfig};
+    use perfpilot_server::AlertsHandle;
+
+    // An engine with one firing latency alert for an endpoint, at fixed
+    // times, published the way the watch service publishes it.
+    let mut engine = Engine::new(EngineConfig::default());
+    let at = TARGET_FROM * 1000;
+    let finding = Finding {
+        detector: "band".into(),
+        feature: "/search latency_p99_ms".into(),
+        score: 6.5,
+        severity: Severity::Critical,
+        observed: 840.0,
+        expected: Some(Band {
+            low: 80.0,
+            expected: 120.0,
+            high: 200.0,
+            state: BandState::Ready,
+        }),
+        since_ms: at - 120_000,
+        at_ms: at,
+        message: "p99 latency 840 ms is above its band (80–200 ms)".into(),
+    };
+    let labels = [("service".to_string(), "shop".to_string())].into();
+    engine.raise("shop", "/search latency_p99_ms", &labels, &[finding], at);
+    let (publisher, feed) = perfpilot_baseline::feed::feed(engine.snapshot(at));
+    publisher.publish_snapshot(engine.snapshot(at));
+
+    let server = TestServer::start_with(ServerConfig {
+        alerts: Some(AlertsHandle(feed)),
+        ..Default::default()
+    });
+    let got = ask(&server, "/api/v1/alerts", &[]);
+    if let Some(failure) = check("alerts", &got) {
+        panic!(
+            "{failure}\n\nAfter an intended API change: PERFPILOT_BLESS=1 cargo test -p \
+             perfpilot-server --test api_contract, then update docs/API.md and the UI"
         );
     }
 }

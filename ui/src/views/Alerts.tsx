@@ -1,40 +1,9 @@
 import { useState } from 'preact/hooks';
-import { get, post, toApiError, type ApiError } from '../api';
+import { get, post, toApiError, type Alert, type AlertsResponse, type ApiError, type ReceivedAlert } from '../api';
 import { useLoad } from '../hooks';
 import { navigate } from '../router';
 import { Empty, ErrorBox, Loading } from '../components/States';
 import { ago, formatTime } from '../format';
-
-interface Alert {
-  id: string;
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  state: 'firing' | 'resolved';
-  starts_at_ms: number;
-  ends_at_ms: number | null;
-  updated_at_ms: number;
-  ack: { by: string; at_ms: number } | null;
-}
-
-/** An alert as Alertmanager last posted it to the autopilot. */
-interface ReceivedAlert {
-  fingerprint: string;
-  alertname: string | null;
-  status: 'firing' | 'resolved';
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  starts_at_ms: number;
-  ends_at_ms: number | null;
-  generator_url: string;
-}
-
-interface AlertsResponse {
-  enabled: boolean;
-  /** False when only the autopilot's own alerts are kept (no --baseline-config); older servers omit it. */
-  baselines?: boolean;
-  alerts: Alert[];
-  received?: ReceivedAlert[];
-}
 
 /** Labels that may name the service an alert is about, most specific first (for display). */
 const SERVICE_LABELS = ['service', 'service_name', 'job', 'unit', 'deployment', 'app', 'target'];
