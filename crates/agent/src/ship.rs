@@ -13,7 +13,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -512,10 +511,10 @@ impl Shipper {
             return Ok(());
         }
         let name = format!("{:020}-{id}.pb.zst", spool_clock());
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let mut f = fs::File::create(&tmp).map_err(err)?;
-        f.write_all(body).and_then(|_| f.sync_all()).map_err(err)?;
-        fs::rename(&tmp, dir.join(&name)).map_err(err)?;
+        // Synced, renamed in and the directory synced: a spooled profile
+        // survives a power loss, and a torn one is never seen (the reader
+        // takes only `.pb.zst` names, not the `.tmp` beside them).
+        perfpilot_fsio::write_atomically(&dir.join(&name), body).map_err(err)?;
         self.stats.spooled += 1;
         Ok(())
     }
@@ -635,7 +634,7 @@ mod answers {
 
     use super::*;
     use perfpilot_model::ValueType;
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
 
