@@ -59,30 +59,6 @@ pub enum Command {
     },
 }
 
-impl Command {
-    /// Applies the command to the engine.
-    pub fn apply(self, engine: &mut Engine) {
-        match self {
-            Command::Ack {
-                id,
-                by,
-                now_ms,
-                reply,
-            } => {
-                // The asker may have given up waiting.
-                let _ = reply.send(engine.ack(&id, &by, now_ms));
-            }
-            Command::Raise {
-                service,
-                feature,
-                labels,
-                findings,
-                now_ms,
-            } => engine.raise(&service, &feature, &labels, &findings, now_ms),
-        }
-    }
-}
-
 /// Why a command did not reach the engine or got no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FeedError {
@@ -235,9 +211,16 @@ impl Publisher {
                 if acked.is_some() {
                     self.publish_snapshot(engine.snapshot(now_ms));
                 }
+                // The asker may have given up waiting.
                 let _ = reply.send(acked);
             }
-            other => other.apply(engine),
+            Command::Raise {
+                service,
+                feature,
+                labels,
+                findings,
+                now_ms,
+            } => engine.raise(&service, &feature, &labels, &findings, now_ms),
         }
     }
 
