@@ -5,48 +5,17 @@
 
 use std::env;
 use std::path::PathBuf;
-use std::process::Command;
 
 use libbpf_cargo::SkeletonBuilder;
+
+#[path = "../bpf/vmlinux.rs"]
+mod vmlinux;
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let src = PathBuf::from("src/bpf");
-    let vmlinux = out.join("vmlinux.h");
-
-    println!("cargo:rerun-if-env-changed=PERFPILOT_VMLINUX_H");
-    if let Some(given) = env::var_os("PERFPILOT_VMLINUX_H") {
-        std::fs::copy(&given, &vmlinux).unwrap_or_else(|e| {
-            panic!(
-                "cannot copy PERFPILOT_VMLINUX_H={}: {e}",
-                given.to_string_lossy()
-            )
-        });
-    } else if !vmlinux.exists() {
-        let dump = Command::new("bpftool")
-            .args([
-                "btf",
-                "dump",
-                "file",
-                "/sys/kernel/btf/vmlinux",
-                "format",
-                "c",
-            ])
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "running bpftool to dump the kernel's BTF failed ({e}); \
-                     install it (apt-get install bpftool) or set PERFPILOT_VMLINUX_H"
-                )
-            });
-        if !dump.status.success() {
-            panic!(
-                "bpftool btf dump failed: {}",
-                String::from_utf8_lossy(&dump.stderr)
-            );
-        }
-        std::fs::write(&vmlinux, dump.stdout).expect("write vmlinux.h");
-    }
+    vmlinux::write_vmlinux_h(&out);
+    println!("cargo:rerun-if-changed=../bpf/vmlinux.rs");
 
     let source = src.join("ratelimit.bpf.c");
     SkeletonBuilder::new()
