@@ -81,7 +81,7 @@ pub struct Incident {
     /// The highest severity of its findings.
     pub severity: Severity,
     /// The estimate of when the problem began: the earliest `since` of its
-    /// findings.
+    /// findings (of its band breaches and error bursts, when it has any).
     pub starts_at_ms: i64,
     /// The event time of the window that raised it.
     pub raised_at_ms: i64,
@@ -218,8 +218,21 @@ impl Incident {
             }),
         }
         self.severity = self.severity.max(f.severity);
-        self.starts_at_ms = self.starts_at_ms.min(f.since_ms);
         self.last_finding_ms = self.last_finding_ms.max(f.at_ms);
+        // A change point's or a leak's `since` is where a drift began to
+        // accumulate: earlier and vaguer than where data left its band or
+        // errors burst, which are preferred when the incident has any.
+        let vague = |d: &str| d == "change_point" || d == "leak";
+        let sharp = self
+            .findings
+            .iter()
+            .filter(|e| !vague(&e.detector))
+            .map(|e| e.since_ms)
+            .min();
+        let any = self.findings.iter().map(|e| e.since_ms).min();
+        if let Some(start) = sharp.or(any) {
+            self.starts_at_ms = start;
+        }
     }
 
     /// The finding a person reads first: the most severe, then the
