@@ -15,6 +15,7 @@ pub mod request_logs;
 pub mod selector;
 pub mod speedscope;
 pub mod store_recovery;
+pub mod watch_config;
 pub mod webhook;
 
 /// A target: its name (the name of its module, its seeds' and corpus'
@@ -36,6 +37,7 @@ pub const ALL: &[Target] = &[
     ("selector", selector::run),
     ("speedscope", speedscope::run),
     ("store_recovery", store_recovery::run),
+    ("watch_config", watch_config::run),
     ("webhook", webhook::run),
 ];
 
