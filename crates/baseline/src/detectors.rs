@@ -500,6 +500,11 @@ impl FeatureMonitor {
         }
     }
 
+    /// The start of the last window it took, if any.
+    pub fn last_ms(&self) -> Option<i64> {
+        self.last_ms
+    }
+
     /// Feeds the window starting at `t_ms`; returns what it found.
     pub fn update(&mut self, t_ms: i64, x: f64) -> Vec<Finding> {
         if !x.is_finite() {

@@ -19,6 +19,8 @@
 //!   alerts out, baselines saved as versions and reloaded while running.
 //! - [`feature`]: feature names typed: scope (service or endpoint) and
 //!   metric.
+//! - [`fit`]: whether loaded baselines fit the input; relearned, and
+//!   said so, when they do not.
 //! - [`feed`]: the engine seen from outside its owner: alert changes on
 //!   a bounded channel, a read-only snapshot, commands.
 //! - [`watch`]: the watch loop and its TOML config: logs and Prometheus
@@ -43,6 +45,7 @@ pub mod engine;
 pub mod error;
 pub mod feature;
 pub mod feed;
+pub mod fit;
 pub mod logs;
 pub mod profiles;
 pub mod prom;

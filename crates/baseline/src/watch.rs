@@ -899,6 +899,7 @@ impl<'a> Watch<'a> {
     /// The pass's alert changes to the feed and the progress lines, and a
     /// new snapshot for readers.
     fn publish(&mut self, out: &mut Vec<String>) {
+        out.extend(self.engine.drain_fit_lines());
         let transitions = self.engine.drain_transitions();
         self.publisher.publish_changes(&self.engine, &transitions);
         for t in &transitions {
