@@ -26,6 +26,8 @@
 //! - [`watch`]: the watch loop and its TOML config: logs and Prometheus
 //!   in, alerts out, as a service owning its engine
 //!   (`perfpilot baseline watch`, and inside the server).
+//! - [`replay`]: finished inputs read to their end in event time: logs
+//!   merged by timestamp, `--series` CSVs, the engine run over them.
 //! - [`profiles`]: perfpilot's own profile store as a source (CPU cores
 //!   and function shares per service).
 //! - [`prom`]: Prometheus `query` and `query_range`, retried.
@@ -49,6 +51,7 @@ pub mod fit;
 pub mod logs;
 pub mod profiles;
 pub mod prom;
+pub mod replay;
 pub mod sketch;
 pub mod watch;
 pub mod window;

@@ -387,11 +387,14 @@ pub const LOG_CHANNEL: usize = 64;
 /// Events a reader hands on at once.
 const BATCH: usize = 1024;
 
+/// From a reader; sources are numbered (all finished logs together are
+/// one source, merged by event time; each followed log is one).
 enum Msg {
-    Events(Vec<Event>),
+    Events(usize, Vec<Event>),
     Stats(LineStats),
     Error(String),
-    Done,
+    Note(String),
+    Done(usize),
 }
 
 /// The parse options of a `[[logs]]` entry.
@@ -421,18 +424,111 @@ pub fn parse_options(src: &LogSource) -> ParseOptions {
     opts
 }
 
+/// The parse options of a `[[logs]]` entry, with its format and fields
+/// detected from its first lines when the entry names no fields (and is
+/// not `format = "combined"`, which has none to name); the second value
+/// says what was detected. Stdin is not looked at ahead: the default
+/// fields apply.
+pub fn resolve_options(src: &LogSource) -> Result<(ParseOptions, Option<String>), BaselineError> {
+    let mut opts = parse_options(src);
+    if !src.fields.is_empty()
+        || src.format.as_deref() == Some("combined")
+        || src.path.as_os_str() == "-"
+    {
+        return Ok((opts, None));
+    }
+    let file = src.path.display().to_string();
+    let d = crate::logs::detect(&file, &crate::logs::first_lines(&src.path)?)?;
+    if src.format.is_none() {
+        opts.format = Some(d.format);
+    }
+    if let Some(f) = d.fields {
+        opts.fields = f;
+    }
+    Ok((opts, Some(d.note)))
+}
+
 /// Reads one log on its own thread. `tick`: poll a followed file on that
 /// fixed cadence instead of adaptively. It waits while the channel is
 /// full and ends when the loop is gone.
-fn spawn_reader(src: LogSource, stop: Arc<AtomicBool>, tx: Sender<Msg>, tick: Option<Duration>) {
+fn spawn_reader(
+    index: usize,
+    src: LogSource,
+    stop: Arc<AtomicBool>,
+    tx: Sender<Msg>,
+    tick: Option<Duration>,
+) {
     std::thread::spawn(move || {
-        read_log(&src, stop, &tx, tick);
-        let _ = tx.send(Msg::Done);
+        read_log(index, &src, stop, &tx, tick);
+        let _ = tx.send(Msg::Done(index));
     });
 }
 
-fn read_log(src: &LogSource, stop: Arc<AtomicBool>, tx: &Sender<Msg>, tick: Option<Duration>) {
-    let opts = parse_options(src);
+/// Reads every finished (not followed) log on one thread, merged by event
+/// time (see [`crate::replay`]): the windows do not depend on which
+/// reader got ahead.
+fn spawn_merged(index: usize, srcs: Vec<LogSource>, stop: Arc<AtomicBool>, tx: Sender<Msg>) {
+    std::thread::spawn(move || {
+        read_merged(index, &srcs, &stop, &tx);
+        let _ = tx.send(Msg::Done(index));
+    });
+}
+
+fn read_merged(index: usize, srcs: &[LogSource], stop: &AtomicBool, tx: &Sender<Msg>) {
+    let mut logs = match crate::replay::MergedLogs::open(srcs) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = tx.send(Msg::Error(e.to_string()));
+            return;
+        }
+    };
+    for n in std::mem::take(&mut logs.detected) {
+        let _ = tx.send(Msg::Note(format!("detected {n}")));
+    }
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        match logs.next_event() {
+            Ok(Some(ev)) => {
+                batch.push(ev);
+                if batch.len() >= BATCH {
+                    let sent = tx
+                        .send(Msg::Events(index, std::mem::take(&mut batch)))
+                        .and_then(|()| tx.send(Msg::Stats(logs.take_stats())));
+                    if sent.is_err() || stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = tx.send(Msg::Error(e.to_string()));
+                break;
+            }
+        }
+    }
+    let _ = tx.send(Msg::Events(index, batch));
+    let _ = tx.send(Msg::Stats(logs.take_stats()));
+}
+
+fn read_log(
+    index: usize,
+    src: &LogSource,
+    stop: Arc<AtomicBool>,
+    tx: &Sender<Msg>,
+    tick: Option<Duration>,
+) {
+    let opts = match resolve_options(src) {
+        Ok((opts, note)) => {
+            if let Some(n) = note {
+                let _ = tx.send(Msg::Note(format!("detected {n}")));
+            }
+            opts
+        }
+        Err(e) => {
+            let _ = tx.send(Msg::Error(e.to_string()));
+            return;
+        }
+    };
     let mut reader = match LogReader::open(&src.path) {
         Ok(r) => r,
         Err(e) => {
@@ -463,7 +559,7 @@ fn read_log(src: &LogSource, stop: Arc<AtomicBool>, tx: &Sender<Msg>, tick: Opti
                 // until the next one comes.
                 if batch.len() >= BATCH || !reader.has_buffered_line() {
                     let sent = tx
-                        .send(Msg::Events(std::mem::take(&mut batch)))
+                        .send(Msg::Events(index, std::mem::take(&mut batch)))
                         .and_then(|()| {
                             tx.send(Msg::Stats(std::mem::replace(
                                 &mut stats,
@@ -483,7 +579,7 @@ fn read_log(src: &LogSource, stop: Arc<AtomicBool>, tx: &Sender<Msg>, tick: Opti
             }
         }
     }
-    let _ = tx.send(Msg::Events(batch));
+    let _ = tx.send(Msg::Events(index, batch));
     let _ = tx.send(Msg::Stats(stats));
 }
 
@@ -560,6 +656,12 @@ struct Watch<'a> {
     /// Prometheus keeps it running.
     _open: Sender<Msg>,
     readers: usize,
+    /// Per source: when its last events came, and whether it ended
+    /// (only with several sources, which get per-source watermarks).
+    arrivals: Vec<(Instant, bool)>,
+    /// Wall time without events after which a followed source stops
+    /// holding windows open.
+    idle_after: Duration,
     /// Runs until stopped, not until the logs end.
     live: bool,
     windower: Windower,
@@ -618,9 +720,27 @@ impl<'a> Watch<'a> {
             stats.reloaded_version = engine.reload(dir)?;
         }
         let (tx, rx) = crossbeam_channel::bounded(LOG_CHANNEL);
-        for src in &cfg.logs {
-            spawn_reader(src.clone(), Arc::clone(&stop), tx.clone(), timing.tick);
+        let finished: Vec<LogSource> = cfg.logs.iter().filter(|l| !l.follow).cloned().collect();
+        let mut sources = 0;
+        if !finished.is_empty() {
+            spawn_merged(sources, finished, Arc::clone(&stop), tx.clone());
+            sources += 1;
         }
+        for src in cfg.logs.iter().filter(|l| l.follow) {
+            spawn_reader(
+                sources,
+                src.clone(),
+                Arc::clone(&stop),
+                tx.clone(),
+                timing.tick,
+            );
+            sources += 1;
+        }
+        let windower = if sources > 1 {
+            windower.with_sources(sources)
+        } else {
+            windower
+        };
         let live = keep_alive
             || cfg.logs.iter().any(|l| l.follow)
             || !cfg.prometheus.is_empty()
@@ -639,7 +759,13 @@ impl<'a> Watch<'a> {
             stop,
             rx,
             _open: tx,
-            readers: cfg.logs.len(),
+            readers: sources,
+            arrivals: if sources > 1 {
+                vec![(Instant::now(), false); sources]
+            } else {
+                Vec::new()
+            },
+            idle_after: Duration::from_millis(width.max(timing.lateness) as u64),
             live,
             windower,
             windows: Vec::new(),
@@ -735,15 +861,29 @@ impl<'a> Watch<'a> {
         let mut commands = 0;
         crossbeam_channel::select! {
             recv(self.rx) -> m => match m {
-                Ok(Msg::Events(evs)) => {
+                Ok(Msg::Events(i, evs)) => {
                     self.stats.events += evs.len() as u64;
-                    for ev in &evs {
-                        self.windower.push(ev, &mut self.windows);
+                    if let Some(a) = self.arrivals.get_mut(i) {
+                        a.0 = Instant::now();
+                        for ev in &evs {
+                            self.windower.push_from(i, ev, &mut self.windows);
+                        }
+                    } else {
+                        for ev in &evs {
+                            self.windower.push(ev, &mut self.windows);
+                        }
                     }
                 }
                 Ok(Msg::Stats(s)) => self.stats.lines.merge(&s),
                 Ok(Msg::Error(e)) => self.notes.push(format!("log: {e}")),
-                Ok(Msg::Done) => self.readers -= 1,
+                Ok(Msg::Note(n)) => self.notes.push(format!("log: {n}")),
+                Ok(Msg::Done(i)) => {
+                    self.readers -= 1;
+                    if let Some(a) = self.arrivals.get_mut(i) {
+                        a.1 = true;
+                        self.windower.set_idle(i, true, &mut self.windows);
+                    }
+                }
                 Err(_) => {}
             },
             recv(self.publisher.commands()) -> c => {
@@ -758,8 +898,17 @@ impl<'a> Watch<'a> {
         let stopping = self.stop.load(Ordering::Relaxed);
         if finished || stopping {
             self.windower.flush(&mut self.windows);
-        } else if self.live {
-            self.windower.advance(now_ms(), &mut self.windows);
+        } else {
+            for (i, (last, ended)) in self.arrivals.iter().enumerate() {
+                if !ended && last.elapsed() >= self.idle_after {
+                    self.windower.set_idle(i, true, &mut self.windows);
+                }
+            }
+            // With several sources the clock moves time on only once all
+            // are idle: before that, their own event times do.
+            if self.live && self.windower.all_idle() {
+                self.windower.advance(now_ms(), &mut self.windows);
+            }
         }
         self.stats.dropped_late = self.windower.dropped_late();
         let now = Instant::now();
