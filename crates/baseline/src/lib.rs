@@ -28,6 +28,7 @@
 //!   (`perfpilot baseline watch`, and inside the server).
 //! - [`replay`]: finished inputs read to their end in event time: logs
 //!   merged by timestamp, `--series` CSVs, the engine run over them.
+//! - [`series`]: `timestamp,value` CSVs as features (`--series`).
 //! - [`profiles`]: perfpilot's own profile store as a source (CPU cores
 //!   and function shares per service).
 //! - [`prom`]: Prometheus `query` and `query_range`, retried.
@@ -52,6 +53,7 @@ pub mod logs;
 pub mod profiles;
 pub mod prom;
 pub mod replay;
+pub mod series;
 pub mod sketch;
 pub mod watch;
 pub mod window;

@@ -8,9 +8,18 @@
 //! the earlier log), so no event is late that its own file would not make
 //! late.
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::alerts::{rfc3339, Alert, AlertState, Transition};
+use crate::detectors::{Finding, Severity};
+use crate::engine::Engine;
 use crate::error::BaselineError;
 use crate::logs::{Event, LineStats, LogReader, ParseOptions, Parser};
+use crate::series::{SeriesKind, SeriesSpec};
 use crate::watch::LogSource;
+use crate::window::{FeatureWindow, WindowConfig, Windower};
 
 /// One finished log, read one event ahead.
 struct Input {
@@ -105,5 +114,282 @@ impl MergedLogs {
             lines.merge(&std::mem::replace(&mut input.stats, fresh));
         }
         lines
+    }
+}
+
+/// One line of `--alerts-out`: an incident when it resolves, or when the
+/// input ends while it still fires. Times in RFC 3339.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentLine {
+    pub id: String,
+    pub service: String,
+    /// When the problem began, as well as the engine can tell.
+    pub starts_at: String,
+    /// The event time at which the engine raised it.
+    pub raised_at: String,
+    /// None while it still fires.
+    pub resolved_at: Option<String>,
+    pub severity: Severity,
+    pub summary: String,
+    pub findings: Vec<Finding>,
+}
+
+impl IncidentLine {
+    /// From an alert of the book, raised at `raised_at_ms`.
+    pub fn from_alert(a: &Alert, raised_at_ms: i64) -> IncidentLine {
+        IncidentLine {
+            id: a.id.clone(),
+            service: a.labels.get("service").cloned().unwrap_or_default(),
+            starts_at: rfc3339(a.starts_at_ms),
+            raised_at: rfc3339(raised_at_ms),
+            resolved_at: match a.state {
+                AlertState::Resolved => a.ends_at_ms.map(rfc3339),
+                _ => None,
+            },
+            severity: a.finding.severity,
+            summary: a
+                .annotations
+                .get("summary")
+                .cloned()
+                .unwrap_or_else(|| a.finding.message.clone()),
+            findings: vec![a.finding.clone()],
+        }
+    }
+}
+
+/// Where `--alerts-out` lines go.
+pub type IncidentSink = Box<dyn FnMut(&IncidentLine) -> Result<(), BaselineError> + Send>;
+
+/// Follows the engine's transitions and hands each incident on once it
+/// resolves, and the ones still firing at the end.
+#[derive(Debug, Default)]
+pub struct IncidentLog {
+    /// Firing: id → event time it was raised at.
+    firing: BTreeMap<String, i64>,
+    /// Incidents handed on.
+    pub written: u64,
+}
+
+impl IncidentLog {
+    /// Takes the engine's transitions since the last call, `now_ms` being
+    /// the event time just judged.
+    pub fn update(
+        &mut self,
+        engine: &mut Engine,
+        now_ms: i64,
+        sink: &mut dyn FnMut(&IncidentLine) -> Result<(), BaselineError>,
+    ) -> Result<(), BaselineError> {
+        let transitions = engine.drain_transitions();
+        self.observe(engine, &transitions, now_ms, sink)
+    }
+
+    /// [`IncidentLog::update`] for transitions its caller drained.
+    pub fn observe(
+        &mut self,
+        engine: &Engine,
+        transitions: &[Transition],
+        now_ms: i64,
+        sink: &mut dyn FnMut(&IncidentLine) -> Result<(), BaselineError>,
+    ) -> Result<(), BaselineError> {
+        for t in transitions {
+            match t {
+                Transition::Fired(id) => {
+                    self.firing.entry(id.clone()).or_insert(now_ms);
+                }
+                Transition::Resolved(id) => {
+                    if let (Some(raised), Some(a)) = (self.firing.remove(id), engine.book().get(id))
+                    {
+                        self.written += 1;
+                        sink(&IncidentLine::from_alert(a, raised))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// At the end of the input: every incident still firing.
+    pub fn finish(
+        &mut self,
+        engine: &Engine,
+        sink: &mut dyn FnMut(&IncidentLine) -> Result<(), BaselineError>,
+    ) -> Result<(), BaselineError> {
+        for (id, raised) in std::mem::take(&mut self.firing) {
+            if let Some(a) = engine.book().get(&id) {
+                self.written += 1;
+                sink(&IncidentLine::from_alert(a, raised))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `--series` with its points, its service decided.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub spec: SeriesSpec,
+    pub points: Vec<(i64, f64)>,
+}
+
+impl Series {
+    pub fn load(spec: SeriesSpec) -> Result<Series, BaselineError> {
+        let points = crate::series::load(&spec.path)?;
+        Ok(Series { spec, points })
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Clone)]
+pub struct ReplaySummary {
+    pub events: u64,
+    pub windows: u64,
+    pub findings: u64,
+    pub incidents: u64,
+    pub series_points: u64,
+    pub lines: LineStats,
+    pub dropped_late: u64,
+    /// What was detected of each log.
+    pub detected: Vec<String>,
+    /// Saved baselines that did not fit, in words.
+    pub relearned: Vec<String>,
+    /// First window's start and last window's end (event time).
+    pub span: Option<(i64, i64)>,
+}
+
+/// Runs `engine` over `logs` (read to their end, merged by event time,
+/// windowed with `window`) and `series`, in event time, handing each
+/// incident to `sink`. No clock is read: the same inputs give the same
+/// incidents.
+pub fn run(
+    logs: &[LogSource],
+    window: WindowConfig,
+    series: &[Series],
+    engine: &mut Engine,
+    sink: &mut dyn FnMut(&IncidentLine) -> Result<(), BaselineError>,
+) -> Result<ReplaySummary, BaselineError> {
+    let mut merged = MergedLogs::open(logs)?;
+    let mut summary = ReplaySummary {
+        detected: std::mem::take(&mut merged.detected),
+        ..ReplaySummary::default()
+    };
+    let mut windower = Windower::new(window)?;
+    let mut incidents = IncidentLog::default();
+    // Every series point, in time order (ties: argument order).
+    let mut points: Vec<(i64, usize, f64)> = series
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| s.points.iter().map(move |&(t, x)| (t, i, x)))
+        .collect();
+    points.sort_by_key(|p| (p.0, p.1));
+    summary.series_points = points.len() as u64;
+    let mut services: Option<Vec<String>> = None;
+    let mut next_point = 0;
+    let mut closed = Vec::new();
+    let mut judge = |closed: &mut Vec<FeatureWindow>,
+                     engine: &mut Engine,
+                     summary: &mut ReplaySummary,
+                     services: &mut Option<Vec<String>>,
+                     next_point: &mut usize,
+                     until: Option<i64>|
+     -> Result<(), BaselineError> {
+        if closed.is_empty() && until.is_some() {
+            return Ok(());
+        }
+        if services.is_none() && (!closed.is_empty() || until.is_none()) {
+            let mut names: Vec<String> = closed
+                .iter()
+                .filter(|w| w.is_aggregate())
+                .map(|w| w.service.to_string())
+                .collect();
+            names.sort();
+            names.dedup();
+            *services = Some(names);
+        }
+        let mut end = i64::MIN;
+        for w in closed.drain(..) {
+            summary.windows += 1;
+            summary.findings += engine.observe_window(&w).len() as u64;
+            summary.span = Some(summary.span.map_or((w.start_ms, w.end_ms), |(a, b)| {
+                (a.min(w.start_ms), b.max(w.end_ms))
+            }));
+            end = end.max(w.end_ms);
+            incidents.update(engine, w.end_ms, sink)?;
+        }
+        let until = until.unwrap_or(end);
+        while let Some(&(t, i, x)) = points.get(*next_point) {
+            if t >= until {
+                break;
+            }
+            *next_point += 1;
+            let s = &series[i];
+            let service = series_service(&s.spec, services.as_deref().unwrap_or(&[]))?;
+            let none = BTreeMap::new();
+            let kind = s.spec.kind.feature_kind();
+            let found = if s.spec.kind == SeriesKind::Cpu {
+                engine.observe_resource(&service, &s.spec.name, kind, t, x, &none)
+            } else {
+                engine.observe(&service, &s.spec.name, kind, t, x, &none)
+            };
+            summary.findings += found.len() as u64;
+            incidents.update(engine, t, sink)?;
+        }
+        summary.relearned.extend(engine.drain_fit_lines());
+        Ok(())
+    };
+    while let Some(ev) = merged.next_event()? {
+        summary.events += 1;
+        windower.push(&ev, &mut closed);
+        if !closed.is_empty() {
+            judge(
+                &mut closed,
+                engine,
+                &mut summary,
+                &mut services,
+                &mut next_point,
+                None,
+            )?;
+        }
+    }
+    windower.flush(&mut closed);
+    judge(
+        &mut closed,
+        engine,
+        &mut summary,
+        &mut services,
+        &mut next_point,
+        None,
+    )?;
+    judge(
+        &mut closed,
+        engine,
+        &mut summary,
+        &mut services,
+        &mut next_point,
+        Some(i64::MAX),
+    )?;
+    incidents.finish(engine, sink)?;
+    summary.incidents = incidents.written;
+    summary.lines = merged.stats();
+    summary.dropped_late = windower.dropped_late();
+    Ok(summary)
+}
+
+/// The service a series belongs to: its own, else the logs' only one
+/// (`default` without logs).
+fn series_service(spec: &SeriesSpec, services: &[String]) -> Result<String, BaselineError> {
+    if let Some(s) = &spec.service {
+        return Ok(s.clone());
+    }
+    match services {
+        [] => Ok("default".to_string()),
+        [one] => Ok(one.clone()),
+        many => Err(BaselineError::invalid(
+            format!("--series {}", spec.name),
+            format!(
+                "the logs have several services ({}): say which with SERVICE/{}:KIND=FILE",
+                many.join(", "),
+                spec.name
+            ),
+        )),
     }
 }

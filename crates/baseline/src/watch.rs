@@ -295,8 +295,9 @@ impl WatchConfig {
         }
     }
 
-    /// A config that watches nothing (for [`WatchService::alerts_only`]).
-    fn nothing() -> WatchConfig {
+    /// A config that watches nothing, every setting at its default (for
+    /// [`WatchService::alerts_only`], and replays without a config).
+    pub fn nothing() -> WatchConfig {
         WatchConfig {
             window: d_window(),
             lateness: d_lateness(),
@@ -679,6 +680,12 @@ struct Watch<'a> {
     last_save: Instant,
     last_progress: Instant,
     next_housekeeping: Instant,
+    /// `--alerts-out`, and the incidents it is following.
+    incident_sink: Option<crate::replay::IncidentSink>,
+    incidents: crate::replay::IncidentLog,
+    /// The end of the last window judged: the event time incidents are
+    /// raised at.
+    event_time_ms: i64,
 }
 
 impl<'a> Watch<'a> {
@@ -782,6 +789,9 @@ impl<'a> Watch<'a> {
             last_save: now,
             last_progress: now,
             next_housekeeping: now,
+            incident_sink: None,
+            incidents: crate::replay::IncidentLog::default(),
+            event_time_ms: 0,
         })
     }
 
@@ -930,6 +940,7 @@ impl<'a> Watch<'a> {
     fn judge_windows(&mut self) {
         for w in self.windows.drain(..) {
             self.stats.windows += 1;
+            self.event_time_ms = self.event_time_ms.max(w.end_ms);
             self.stats.findings += self.engine.observe_window(&w).len() as u64;
         }
     }
@@ -1050,6 +1061,12 @@ impl<'a> Watch<'a> {
     fn publish(&mut self, out: &mut Vec<String>) {
         out.extend(self.engine.drain_fit_lines());
         let transitions = self.engine.drain_transitions();
+        if let Some(sink) = &mut self.incident_sink {
+            let at = self.event_time_ms;
+            if let Err(e) = self.incidents.observe(&self.engine, &transitions, at, sink) {
+                out.push(format!("alerts-out: {e}"));
+            }
+        }
         self.publisher.publish_changes(&self.engine, &transitions);
         for t in &transitions {
             out.push(self.engine.describe(t));
@@ -1094,6 +1111,15 @@ impl<'a> Watch<'a> {
         ));
     }
 
+    /// Hands on the incidents still firing at the end.
+    fn finish_incidents(&mut self, progress: &mut dyn FnMut(&str)) {
+        if let Some(sink) = &mut self.incident_sink {
+            if let Err(e) = self.incidents.finish(&self.engine, sink) {
+                progress(&format!("alerts-out: {e}"));
+            }
+        }
+    }
+
     fn finish(self) -> WatchStats {
         let mut stats = self.stats;
         stats.delivery_errors = self.engine.delivery_errors();
@@ -1115,6 +1141,9 @@ pub struct ServiceOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Gets each progress line and alert transition; logged when absent.
     pub progress: Option<Progress>,
+    /// Gets each incident when it resolves, and those still firing when
+    /// the watch ends (`--alerts-out`).
+    pub incidents: Option<crate::replay::IncidentSink>,
     /// Once the logs end (nothing followed or polled), keep the engine
     /// answering commands until stopped instead of ending: a server's API
     /// still lists and acknowledges the alerts.
@@ -1165,12 +1194,15 @@ impl WatchService {
         });
         let source = opts.profile_source;
         let keep_serving = opts.keep_serving;
+        let incidents = opts.incidents;
         let thread = std::thread::Builder::new()
             .name("perfpilot-watch".into())
             .spawn(move || {
                 let source: Option<&dyn ProfileSource> = source.as_deref();
                 let mut w = Watch::start(&cfg, engine, flag, source, &publisher, keep_alive)?;
+                w.incident_sink = incidents;
                 w.run(&mut *progress)?;
+                w.finish_incidents(&mut *progress);
                 if keep_serving {
                     w.serve_until_stopped(&mut *progress);
                 }

@@ -9,8 +9,10 @@
 //! `app`, `service_name`). The latency unit follows the name: `_ms`
 //! milliseconds, `_us` microseconds, `_s`/`_seconds` and nginx's
 //! `request_time` seconds; a bare `elapsed`, `latency` or `duration` is
-//! taken as seconds when every value seen is below 60 and some have a
-//! fraction (0.123), else milliseconds. The choice is said in the note,
+//! taken as seconds when the median of the values seen is below 1 and
+//! some have a fraction (0.023: a request of 23 ms), else milliseconds
+//! (request latencies under a millisecond are rare, under a second
+//! common). The choice is said in the note,
 //! so a wrong guess is seen and fixed with `fields`.
 //!
 //! Other lines must parse as the combined format with `$request_time`.
@@ -232,7 +234,9 @@ fn unit_of(name: &str, values: &[serde_json::Value]) -> LatencyUnit {
             _ => None,
         })
         .collect();
-    let small = !nums.is_empty() && nums.iter().all(|x| *x < 60.0);
+    let mut sorted = nums.clone();
+    sorted.sort_by(f64::total_cmp);
+    let small = sorted.get(sorted.len() / 2).is_some_and(|m| *m < 1.0);
     let fractional = nums.iter().any(|x| x.fract() != 0.0);
     if small && fractional {
         LatencyUnit::Seconds
@@ -267,7 +271,7 @@ mod tests {
 
         let d = detect(
             "b.log",
-            &lines("{\"timestamp\":1,\"elapsed\":12,\"code\":200,\"route\":\"/r\"}\n{\"timestamp\":2,\"elapsed\":30,\"code\":500,\"route\":\"/r\"}"),
+            &lines("{\"timestamp\":1,\"elapsed\":12.5,\"code\":200,\"route\":\"/r\"}\n{\"timestamp\":2,\"elapsed\":0.3,\"code\":500,\"route\":\"/r\"}\n{\"timestamp\":3,\"elapsed\":30.1,\"code\":200,\"route\":\"/r\"}"),
         )
         .unwrap();
         let f = d.fields.unwrap();

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 pub use detect::{detect, first_lines, Detected};
 pub use reader::{FollowOptions, LogReader};
-pub use time::{parse_clf_time, parse_rfc3339};
+pub use time::{epoch_to_ms, parse_clf_time, parse_rfc3339};
 
 use crate::BaselineError;
 
