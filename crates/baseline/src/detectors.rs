@@ -309,6 +309,7 @@ pub use perfpilot_stats::normal_two_sided;
 
 /// Errors in a window beyond what the expected error rate makes plausible.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ErrorBurst {
     /// Fewer errors than this are never a burst.
     pub min_errors: u64,

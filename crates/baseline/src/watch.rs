@@ -32,6 +32,11 @@
 //! service = "checkout"
 //! functions = ["encrypt_data"]
 //!
+//! # The error-burst detector (what `calibrate` prints when it tunes it)
+//! [error_burst]
+//! min_errors = 5
+//! p_threshold = 1e-4
+//!
 //! [alerts]
 //! alertmanager = "http://127.0.0.1:9093"
 //! webhooks = ["http://127.0.0.1:8080/hook"]
@@ -59,7 +64,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use serde::Deserialize;
 
-use crate::detectors::{FeatureKind, MonitorConfig};
+use crate::detectors::{ErrorBurst, FeatureKind, MonitorConfig};
 use crate::engine::{Engine, EngineConfig};
 use crate::error::BaselineError;
 use crate::feed::{self, FeedHandle, Publisher};
@@ -96,6 +101,9 @@ pub struct WatchConfig {
     /// Detector parameters (what calibration tunes).
     #[serde(default)]
     pub detectors: MonitorConfig,
+    /// The error-burst detector's parameters (calibration tunes them too).
+    #[serde(default)]
+    pub error_burst: ErrorBurst,
 }
 
 fn d_window() -> String {
@@ -309,6 +317,7 @@ impl WatchConfig {
             profiles: Vec::new(),
             alerts: AlertsConfig::default(),
             detectors: MonitorConfig::default(),
+            error_burst: ErrorBurst::default(),
         }
     }
 
@@ -316,6 +325,7 @@ impl WatchConfig {
         let resend = parse_duration(&self.alerts.resend, "alerts.resend")?;
         let mut engine = Engine::new(EngineConfig {
             monitor: self.detectors.clone(),
+            error_burst: self.error_burst.clone(),
             resend: Duration::from_millis(resend as u64),
             resolve_after: self.alerts.resolve_after,
             ..EngineConfig::default()

@@ -640,6 +640,36 @@ pub struct CalibrateArgs {
     /// Tune and report, but save nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Hold back the last part of the logs by time (e.g. 30%): tune on
+    /// the rest, and report the score on it next to the training score.
+    #[arg(long, value_name = "PERCENT", conflicts_with = "test_config")]
+    pub holdout: Option<String>,
+    /// A second watch config whose logs are scored (not tuned on) with
+    /// --test-labels: the score on data the search never saw.
+    #[arg(long, value_name = "FILE", requires = "test_labels")]
+    pub test_config: Option<PathBuf>,
+    /// The labelled incidents of --test-config's logs.
+    #[arg(long, value_name = "FILE", requires = "test_config")]
+    pub test_labels: Option<PathBuf>,
+}
+
+/// `30%`, `30` or `0.3` as a fraction strictly between 0 and 1.
+fn holdout_fraction(s: &str) -> exit::Result<f64> {
+    let t = s.trim();
+    let v: Option<f64> = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok().map(|p| p / 100.0),
+        None => t
+            .parse::<f64>()
+            .ok()
+            .map(|v| if v >= 1.0 { v / 100.0 } else { v }),
+    };
+    match v {
+        Some(f) if f > 0.0 && f < 1.0 => Ok(f),
+        _ => Err(Failure::new(
+            exit::USAGE,
+            anyhow!("--holdout {s:?}: expected a share of the logs like 30%"),
+        )),
+    }
 }
 
 fn score_cmd(a: ScoreArgs) -> exit::Result<()> {
@@ -722,7 +752,29 @@ fn calibrate_cmd(a: CalibrateArgs) -> exit::Result<()> {
     let incidents = quality::load_labels(&a.matching.labels).map_err(bad_input)?;
     let started = std::time::Instant::now();
     eprintln!("perfpilot: reading the logs of {} ...", a.config.display());
-    let replay = Replay::load(&cfg).map_err(bad_input)?;
+    let full = Replay::load(&cfg).map_err(bad_input)?;
+    for d in &full.detected {
+        eprintln!("perfpilot: detected {d}");
+    }
+    let holdout = a.holdout.as_deref().map(holdout_fraction).transpose()?;
+    // Tuned on the head; the tail is held back.
+    let split = holdout.map(|h| full.split_at(1.0 - h));
+    let head;
+    let replay: &Replay = match split {
+        Some(t) => {
+            head = full.head(t);
+            &head
+        }
+        None => &full,
+    };
+    let train: Vec<_> = match split {
+        Some(t) => incidents
+            .iter()
+            .filter(|i| i.start_ms < t)
+            .cloned()
+            .collect(),
+        None => incidents.clone(),
+    };
     let opts = CalibrateOptions {
         objective: match a.objective {
             ObjectiveArg::Nab => Objective::Nab,
@@ -733,16 +785,17 @@ fn calibrate_cmd(a: CalibrateArgs) -> exit::Result<()> {
         seed: a.seed,
         threads: a.threads,
         score,
+        error_burst: cfg.error_burst.clone(),
         ..CalibrateOptions::default()
     };
     eprintln!(
         "perfpilot: {} requests, {} incidents; a first population of {} and {} generations",
         replay.events,
-        incidents.len(),
+        train.len(),
         opts.population,
         opts.generations
     );
-    let cal = calibrate::calibrate(&replay, &incidents, &cfg.detectors, &opts, &mut |g| {
+    let mut cal = calibrate::calibrate(replay, &train, &cfg.detectors, &opts, &mut |g| {
         let p = g.best_params;
         let step = if g.index == 0 {
             "first population".to_string()
@@ -765,6 +818,44 @@ fn calibrate_cmd(a: CalibrateArgs) -> exit::Result<()> {
         );
     })
     .map_err(bad_input)?;
+    if let (Some(t), Some(h)) = (split, holdout) {
+        let what = format!(
+            "the last {:.0}% of the logs, from {}",
+            h * 100.0,
+            perfpilot_baseline::alerts::rfc3339(t)
+        );
+        cal.held_out = Some(
+            calibrate::held_out(
+                &full,
+                &incidents,
+                Some(t),
+                &cfg.detectors,
+                &cal,
+                &opts,
+                what,
+            )
+            .map_err(bad_input)?,
+        );
+    }
+    if let (Some(tc), Some(tl)) = (&a.test_config, &a.test_labels) {
+        let test_cfg = WatchConfig::load(tc).map_err(bad_input)?;
+        let test_incidents = quality::load_labels(tl).map_err(bad_input)?;
+        eprintln!("perfpilot: scoring the logs of {} ...", tc.display());
+        let test = Replay::load(&test_cfg).map_err(bad_input)?;
+        let what = format!("{} with {}", tc.display(), tl.display());
+        cal.held_out = Some(
+            calibrate::held_out(
+                &test,
+                &test_incidents,
+                None,
+                &cfg.detectors,
+                &cal,
+                &opts,
+                what,
+            )
+            .map_err(bad_input)?,
+        );
+    }
     print!("{cal}");
     println!();
     print!("{}", cal.after_report);
@@ -774,7 +865,7 @@ fn calibrate_cmd(a: CalibrateArgs) -> exit::Result<()> {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
-            let saved = calibrate::save(&replay, &cal.tuned, &dir, now).map_err(bad_input)?;
+            let saved = calibrate::save(&full, &cal.tuned, &dir, now).map_err(bad_input)?;
             println!(
                 "saved version {}: {} (a watch on {} loads it while running)",
                 saved.version,
