@@ -8,14 +8,11 @@
 //! the earlier log), so no event is late that its own file would not make
 //! late.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-
-use crate::alerts::{rfc3339, Alert, AlertState, Transition};
-use crate::detectors::{Finding, Severity};
 use crate::engine::Engine;
 use crate::error::BaselineError;
+use crate::incidents::{IncidentRecord, Transition};
 use crate::logs::{Event, LineStats, LogReader, ParseOptions, Parser};
 use crate::series::{SeriesKind, SeriesSpec};
 use crate::watch::LogSource;
@@ -118,44 +115,8 @@ impl MergedLogs {
 }
 
 /// One line of `--alerts-out`: an incident when it resolves, or when the
-/// input ends while it still fires. Times in RFC 3339.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IncidentLine {
-    pub id: String,
-    pub service: String,
-    /// When the problem began, as well as the engine can tell.
-    pub starts_at: String,
-    /// The event time at which the engine raised it.
-    pub raised_at: String,
-    /// None while it still fires.
-    pub resolved_at: Option<String>,
-    pub severity: Severity,
-    pub summary: String,
-    pub findings: Vec<Finding>,
-}
-
-impl IncidentLine {
-    /// From an alert of the book, raised at `raised_at_ms`.
-    pub fn from_alert(a: &Alert, raised_at_ms: i64) -> IncidentLine {
-        IncidentLine {
-            id: a.id.clone(),
-            service: a.labels.get("service").cloned().unwrap_or_default(),
-            starts_at: rfc3339(a.starts_at_ms),
-            raised_at: rfc3339(raised_at_ms),
-            resolved_at: match a.state {
-                AlertState::Resolved => a.ends_at_ms.map(rfc3339),
-                _ => None,
-            },
-            severity: a.finding.severity,
-            summary: a
-                .annotations
-                .get("summary")
-                .cloned()
-                .unwrap_or_else(|| a.finding.message.clone()),
-            findings: vec![a.finding.clone()],
-        }
-    }
-}
+/// input ends while it still fires (see [`IncidentRecord`]).
+pub type IncidentLine = IncidentRecord;
 
 /// Where `--alerts-out` lines go.
 pub type IncidentSink = Box<dyn FnMut(&IncidentLine) -> Result<(), BaselineError> + Send>;
@@ -164,23 +125,21 @@ pub type IncidentSink = Box<dyn FnMut(&IncidentLine) -> Result<(), BaselineError
 /// resolves, and the ones still firing at the end.
 #[derive(Debug, Default)]
 pub struct IncidentLog {
-    /// Firing: id → event time it was raised at.
-    firing: BTreeMap<String, i64>,
+    /// Firing, by id.
+    firing: BTreeSet<String>,
     /// Incidents handed on.
     pub written: u64,
 }
 
 impl IncidentLog {
-    /// Takes the engine's transitions since the last call, `now_ms` being
-    /// the event time just judged.
+    /// Takes the engine's transitions since the last call.
     pub fn update(
         &mut self,
         engine: &mut Engine,
-        now_ms: i64,
         sink: &mut dyn FnMut(&IncidentLine) -> Result<(), BaselineError>,
     ) -> Result<(), BaselineError> {
         let transitions = engine.drain_transitions();
-        self.observe(engine, &transitions, now_ms, sink)
+        self.observe(engine, &transitions, sink)
     }
 
     /// [`IncidentLog::update`] for transitions its caller drained.
@@ -188,19 +147,17 @@ impl IncidentLog {
         &mut self,
         engine: &Engine,
         transitions: &[Transition],
-        now_ms: i64,
         sink: &mut dyn FnMut(&IncidentLine) -> Result<(), BaselineError>,
     ) -> Result<(), BaselineError> {
         for t in transitions {
             match t {
                 Transition::Fired(id) => {
-                    self.firing.entry(id.clone()).or_insert(now_ms);
+                    self.firing.insert(id.clone());
                 }
                 Transition::Resolved(id) => {
-                    if let (Some(raised), Some(a)) = (self.firing.remove(id), engine.book().get(id))
-                    {
+                    if let (true, Some(i)) = (self.firing.remove(id), engine.incident(id)) {
                         self.written += 1;
-                        sink(&IncidentLine::from_alert(a, raised))?;
+                        sink(&i.record())?;
                     }
                 }
             }
@@ -214,10 +171,10 @@ impl IncidentLog {
         engine: &Engine,
         sink: &mut dyn FnMut(&IncidentLine) -> Result<(), BaselineError>,
     ) -> Result<(), BaselineError> {
-        for (id, raised) in std::mem::take(&mut self.firing) {
-            if let Some(a) = engine.book().get(&id) {
+        for id in std::mem::take(&mut self.firing) {
+            if let Some(i) = engine.incident(&id) {
                 self.written += 1;
-                sink(&IncidentLine::from_alert(a, raised))?;
+                sink(&i.record())?;
             }
         }
         Ok(())
@@ -313,7 +270,7 @@ pub fn run(
                 (a.min(w.start_ms), b.max(w.end_ms))
             }));
             end = end.max(w.end_ms);
-            incidents.update(engine, w.end_ms, sink)?;
+            incidents.update(engine, sink)?;
         }
         let until = until.unwrap_or(end);
         while let Some(&(t, i, x)) = points.get(*next_point) {
@@ -331,7 +288,7 @@ pub fn run(
                 engine.observe(&service, &s.spec.name, kind, t, x, &none)
             };
             summary.findings += found.len() as u64;
-            incidents.update(engine, t, sink)?;
+            incidents.update(engine, sink)?;
         }
         summary.relearned.extend(engine.drain_fit_lines());
         Ok(())

@@ -52,10 +52,11 @@ impl SeriesKind {
     pub fn feature_kind(self) -> FeatureKind {
         match self {
             SeriesKind::Latency => FeatureKind::Latency,
+            SeriesKind::Rate => FeatureKind::Rate,
+            SeriesKind::Errors => FeatureKind::Errors,
             SeriesKind::Memory => FeatureKind::Memory,
-            SeriesKind::Rate | SeriesKind::Errors | SeriesKind::Cpu | SeriesKind::Gauge => {
-                FeatureKind::Level
-            }
+            SeriesKind::Cpu => FeatureKind::Cpu,
+            SeriesKind::Gauge => FeatureKind::Gauge,
         }
     }
 }

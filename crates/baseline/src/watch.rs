@@ -41,7 +41,9 @@
 //! alertmanager = "http://127.0.0.1:9093"
 //! webhooks = ["http://127.0.0.1:8080/hook"]
 //! resend = "1m"
-//! resolve_after = 3
+//! # A service's findings are one incident, resolved once the service
+//! # has gone this long (event time) without a finding.
+//! resolve_quiet = "5m"
 //! ```
 //!
 //! The loop sleeps until something can change: events from a log, the
@@ -68,6 +70,7 @@ use crate::detectors::{ErrorBurst, FeatureKind, MonitorConfig};
 use crate::engine::{Engine, EngineConfig};
 use crate::error::BaselineError;
 use crate::feed::{self, FeedHandle, Publisher};
+use crate::incidents::Transition;
 use crate::logs::{Event, FollowOptions, LineStats, LogFormat, LogReader, ParseOptions, Parser};
 use crate::profiles::{self, ProfileFeatures, ProfileSource};
 use crate::prom::Prometheus;
@@ -124,6 +127,9 @@ fn d_resend() -> String {
 fn d_resolve() -> u32 {
     3
 }
+fn d_resolve_quiet() -> String {
+    "5m".into()
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,8 +177,14 @@ pub struct AlertsConfig {
     pub webhooks: Vec<String>,
     #[serde(default = "d_resend")]
     pub resend: String,
+    /// Quiet updates before an alert raised from outside the detectors
+    /// (the autopilot's) resolves.
     #[serde(default = "d_resolve")]
     pub resolve_after: u32,
+    /// Event time a service goes without a finding before its incident
+    /// resolves.
+    #[serde(default = "d_resolve_quiet")]
+    pub resolve_quiet: String,
 }
 
 impl Default for AlertsConfig {
@@ -182,6 +194,7 @@ impl Default for AlertsConfig {
             webhooks: Vec::new(),
             resend: d_resend(),
             resolve_after: d_resolve(),
+            resolve_quiet: d_resolve_quiet(),
         }
     }
 }
@@ -266,6 +279,17 @@ impl WatchConfig {
             check(parse_duration(t, "tick"));
         }
         check(parse_duration(&cfg.alerts.resend, "alerts.resend"));
+        check(parse_duration(
+            &cfg.alerts.resolve_quiet,
+            "alerts.resolve_quiet",
+        ));
+        for (i, p) in cfg.prometheus.iter().enumerate() {
+            for (j, f) in p.features.iter().enumerate() {
+                if let Some(Err(e)) = f.kind.as_deref().map(str::parse::<FeatureKind>) {
+                    problems.push(format!("prometheus[{i}].features[{j}].kind: {e}"));
+                }
+            }
+        }
         for (i, l) in cfg.logs.iter().enumerate() {
             if let Some(f) = &l.format {
                 if f != "json" && f != "combined" {
@@ -323,10 +347,12 @@ impl WatchConfig {
 
     pub fn engine(&self) -> Result<Engine, BaselineError> {
         let resend = parse_duration(&self.alerts.resend, "alerts.resend")?;
+        let quiet = parse_duration(&self.alerts.resolve_quiet, "alerts.resolve_quiet")?;
         let mut engine = Engine::new(EngineConfig {
             monitor: self.detectors.clone(),
             error_burst: self.error_burst.clone(),
             resend: Duration::from_millis(resend as u64),
+            resolve_quiet: Duration::from_millis(quiet.max(0) as u64),
             resolve_after: self.alerts.resolve_after,
             ..EngineConfig::default()
         });
@@ -347,6 +373,9 @@ pub struct WatchStats {
     pub events: u64,
     pub windows: u64,
     pub findings: u64,
+    /// Incidents opened, and how many fire now.
+    pub incidents: u64,
+    pub firing: u64,
     pub dropped_late: u64,
     pub prometheus_errors: u64,
     pub last_prometheus_error: Option<String>,
@@ -693,9 +722,6 @@ struct Watch<'a> {
     /// `--alerts-out`, and the incidents it is following.
     incident_sink: Option<crate::replay::IncidentSink>,
     incidents: crate::replay::IncidentLog,
-    /// The end of the last window judged: the event time incidents are
-    /// raised at.
-    event_time_ms: i64,
 }
 
 impl<'a> Watch<'a> {
@@ -801,7 +827,6 @@ impl<'a> Watch<'a> {
             next_housekeeping: now,
             incident_sink: None,
             incidents: crate::replay::IncidentLog::default(),
-            event_time_ms: 0,
         })
     }
 
@@ -950,7 +975,6 @@ impl<'a> Watch<'a> {
     fn judge_windows(&mut self) {
         for w in self.windows.drain(..) {
             self.stats.windows += 1;
-            self.event_time_ms = self.event_time_ms.max(w.end_ms);
             self.stats.findings += self.engine.observe_window(&w).len() as u64;
         }
     }
@@ -965,11 +989,12 @@ impl<'a> Watch<'a> {
             if end <= self.prom_last[i] {
                 continue;
             }
-            let kind = if f.kind.as_deref() == Some("memory") {
-                FeatureKind::Memory
-            } else {
-                FeatureKind::Level
-            };
+            // Checked when the config was read.
+            let kind = f
+                .kind
+                .as_deref()
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(FeatureKind::Gauge);
             let step = Duration::from_millis(width as u64);
             match prom.query_range(&f.query, self.prom_last[i] + width, end, step) {
                 Ok(series) => {
@@ -1072,12 +1097,23 @@ impl<'a> Watch<'a> {
         out.extend(self.engine.drain_fit_lines());
         let transitions = self.engine.drain_transitions();
         if let Some(sink) = &mut self.incident_sink {
-            let at = self.event_time_ms;
-            if let Err(e) = self.incidents.observe(&self.engine, &transitions, at, sink) {
+            if let Err(e) = self.incidents.observe(&self.engine, &transitions, sink) {
                 out.push(format!("alerts-out: {e}"));
             }
         }
         self.publisher.publish_changes(&self.engine, &transitions);
+        if !transitions.is_empty() {
+            self.stats.incidents += transitions
+                .iter()
+                .filter(|t| matches!(t, Transition::Fired(_)))
+                .count() as u64;
+            self.stats.firing = self
+                .engine
+                .incidents()
+                .iter()
+                .filter(|i| i.firing())
+                .count() as u64;
+        }
         for t in &transitions {
             out.push(self.engine.describe(t));
         }
@@ -1116,8 +1152,8 @@ impl<'a> Watch<'a> {
         self.last_progress = Instant::now();
         let s = &self.stats;
         progress(&format!(
-            "{} events, {} windows, {} findings, {} malformed lines, {} late events dropped",
-            s.events, s.windows, s.findings, s.lines.malformed, s.dropped_late
+            "{} events, {} windows, {} findings, {} incidents ({} firing), {} malformed lines, {} late events dropped",
+            s.events, s.windows, s.findings, s.incidents, s.firing, s.lines.malformed, s.dropped_late
         ));
     }
 
