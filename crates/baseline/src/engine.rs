@@ -205,6 +205,20 @@ impl Engine {
         self.transitions.extend(t);
     }
 
+    /// Findings of detectors run outside the engine's monitors about
+    /// `service`, at event time `now_ms`: they join its incident as the
+    /// engine's own findings do.
+    pub fn add_findings(
+        &mut self,
+        service: &str,
+        labels: &BTreeMap<String, String>,
+        findings: &[Finding],
+        now_ms: i64,
+    ) {
+        let t = self.book.observe(service, labels, findings, now_ms);
+        self.transitions.extend(t);
+    }
+
     /// One value of a feature of a service (a latency quantile, a rate, a
     /// Prometheus series) for the window starting at `t_ms`.
     pub fn observe(

@@ -160,6 +160,9 @@ pub struct PromFeature {
     pub service: String,
     pub name: String,
     pub query: String,
+    /// What it measures, which says which side pages: `latency`, `rate`,
+    /// `errors`, `memory` (also runs the leak detector), `cpu`, or `gauge`
+    /// (the default: both sides).
     #[serde(default)]
     pub kind: Option<String>,
     /// Also judge the value per 1,000 requests of the service (from its
