@@ -13,6 +13,7 @@ pub mod push;
 pub mod render;
 pub mod request_logs;
 pub mod selector;
+pub mod series_csv;
 pub mod speedscope;
 pub mod store_recovery;
 pub mod watch_config;
@@ -35,6 +36,7 @@ pub const ALL: &[Target] = &[
     ("render", render::run),
     ("request_logs", request_logs::run),
     ("selector", selector::run),
+    ("series_csv", series_csv::run),
     ("speedscope", speedscope::run),
     ("store_recovery", store_recovery::run),
     ("watch_config", watch_config::run),

@@ -345,6 +345,7 @@ pub use perfpilot_stats::normal_two_sided;
 
 /// Errors in a window beyond what the expected error rate makes plausible.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ErrorBurst {
     /// Fewer errors than this are never a burst.
     pub min_errors: u64,
@@ -592,6 +593,11 @@ impl FeatureMonitor {
             clock_jumps: 0,
             gaps: 0,
         }
+    }
+
+    /// The start of the last window it took, if any.
+    pub fn last_ms(&self) -> Option<i64> {
+        self.last_ms
     }
 
     /// Feeds the window starting at `t_ms`; returns what it found.
