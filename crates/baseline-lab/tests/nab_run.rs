@@ -5,8 +5,7 @@ mod common;
 
 use common::nab_dir;
 
-use perfpilot_baseline::detect::{NabDetector, StreamingDetector};
-use perfpilot_baseline_lab::nab::{self, NabOptions, Profile};
+use perfpilot_baseline_lab::nab::{self, LiveEngine, NabOptions, Profile, StreamingDetector};
 
 #[test]
 fn perfpilot_clears_the_bar_and_its_results_round_trip() {
@@ -72,8 +71,8 @@ fn runner_feeds_each_series_once_and_clamps() {
         assert!(f.scores[1..].iter().all(|&x| x == 0.0));
     }
     // The real detector is deterministic.
-    let a = nab::run_corpus(&corpus, NabDetector::default);
-    let b = nab::run_corpus(&corpus, NabDetector::default);
+    let a = nab::run_corpus(&corpus, LiveEngine::default);
+    let b = nab::run_corpus(&corpus, LiveEngine::default);
     assert!(a
         .scores
         .iter()
