@@ -557,18 +557,30 @@ impl FeatureMonitor {
         let s = self.surprise.update(x);
         let gauge = self.is_gauge();
         let cfg = &self.config.surprise;
-        if gauge && s.score < cfg.corroborate {
+        let corroborated = s.score >= cfg.corroborate;
+        let confirmed = !out.is_empty();
+        if gauge && !corroborated {
             // A band learned from a heavy-tailed series is breached every
             // few hundred windows by design; on a gauge, whose meaning is
-            // unknown, that alone is no incident.
-            out.retain(|f| f.detector == "leak");
+            // unknown, that alone is no incident, unless it is far out (a
+            // seasonal band knows what the season-blind score cannot).
+            let far = cfg.far_outside;
+            out.retain(|f| f.detector == "leak" || (f.detector == "band" && f.score >= far));
         }
         let side_pages = match s.side {
             1 => self.pages_high(),
             -1 => self.pages_low(),
             _ => self.pages_high() || self.pages_low(),
         };
-        let strong = gauge || (s.score >= cfg.strong && band.excess(x) > 0.0);
+        let strong = if gauge {
+            // Noise sets new records now and then, by a little: a record
+            // alone pages when it is far out, or when the band agrees.
+            s.deviation.max(s.novelty) >= cfg.alarm || s.spatial >= cfg.strong || confirmed
+        } else {
+            // Request-log features have the band and change point as their
+            // detectors; this one adds only what is far outside the band.
+            s.score >= cfg.strong && band.excess(x) > 0.0
+        };
         if s.alarm && side_pages && strong && out.is_empty() {
             out.push(surprise_finding(&self.feature, t_ms, x, &band, &s));
         }
