@@ -55,7 +55,16 @@ pub struct Finding {
 pub struct BandBreach {
     pub n: usize,
     pub m: usize,
+    /// Which sides count as outside (both in states saved before sides).
+    #[serde(default = "yes")]
+    pub high: bool,
+    #[serde(default = "yes")]
+    pub low: bool,
     recent: VecDeque<(i64, f64)>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl BandBreach {
@@ -63,7 +72,25 @@ impl BandBreach {
         BandBreach {
             n: n.max(1),
             m: m.max(n.max(1)),
+            high: true,
+            low: true,
             recent: VecDeque::new(),
+        }
+    }
+
+    /// Only the sides that page count.
+    pub fn sides(mut self, high: bool, low: bool) -> Self {
+        self.high = high;
+        self.low = low;
+        self
+    }
+
+    /// How far outside the band on a side that pages (0 otherwise).
+    fn excess(&self, x: f64, band: &Band) -> f64 {
+        if (x > band.high && self.high) || (x < band.low && self.low) {
+            band.excess(x)
+        } else {
+            0.0
         }
     }
 
@@ -78,9 +105,10 @@ impl BandBreach {
         if self.recent.len() == self.m {
             self.recent.pop_front();
         }
-        self.recent.push_back((t_ms, band.excess(x)));
+        let excess = self.excess(x, band);
+        self.recent.push_back((t_ms, excess));
         let outside: Vec<&(i64, f64)> = self.recent.iter().filter(|(_, e)| *e > 0.0).collect();
-        if outside.len() < self.n || band.excess(x) == 0.0 {
+        if outside.len() < self.n || excess == 0.0 {
             return None;
         }
         let score = outside.iter().map(|(_, e)| *e).fold(0.0, f64::max);
@@ -116,6 +144,9 @@ pub struct Cusum {
     pub h: f64,
     /// Only shifts up count (latency: faster is not an incident).
     pub upward_only: bool,
+    /// Only shifts down count (request rate: a surge is not an incident).
+    #[serde(default)]
+    pub downward_only: bool,
     up: f64,
     down: f64,
     up_since: i64,
@@ -128,6 +159,7 @@ impl Cusum {
             k,
             h,
             upward_only: false,
+            downward_only: false,
             up: 0.0,
             down: 0.0,
             up_since: 0,
@@ -154,7 +186,11 @@ impl Cusum {
         if self.down == 0.0 {
             self.down_since = t_ms;
         }
-        self.up = (self.up + z - self.k).max(0.0);
+        self.up = if self.downward_only {
+            0.0
+        } else {
+            (self.up + z - self.k).max(0.0)
+        };
         self.down = if self.upward_only {
             0.0
         } else {
@@ -416,17 +452,73 @@ fn ln_factorial(n: u64) -> f64 {
         - 1.0 / (360.0 * x * x * x)
 }
 
-/// Which detectors a feature gets.
+/// What a feature measures, which says which of its sides pages: a
+/// faster service or a traffic surge is not an incident, a drop in
+/// requests is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureKind {
-    /// Rates, CPU, function shares, Prometheus series: band and change
-    /// point, both ways.
-    Level,
-    /// Latency: band, and change point upward only.
+    /// Latency: high pages.
     Latency,
-    /// Memory: band and leak.
+    /// Request rate: low pages (a drop); a surge never does.
+    Rate,
+    /// Error rates and counts: high pages.
+    Errors,
+    /// Memory: high pages; the leak detector runs.
     Memory,
+    /// CPU, and resources per 1,000 requests: high pages.
+    Cpu,
+    /// Anything else: both sides page.
+    Gauge,
+    /// The name [`Gauge`](Self::Gauge) had in saved baselines; the same.
+    Level,
+}
+
+impl FeatureKind {
+    /// Whether values above the band page.
+    pub fn pages_high(self) -> bool {
+        !matches!(self, FeatureKind::Rate)
+    }
+
+    /// Whether values below the band page.
+    pub fn pages_low(self) -> bool {
+        matches!(
+            self,
+            FeatureKind::Rate | FeatureKind::Gauge | FeatureKind::Level
+        )
+    }
+
+    /// Its name in configs and APIs (`level` reads as `gauge`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureKind::Latency => "latency",
+            FeatureKind::Rate => "rate",
+            FeatureKind::Errors => "errors",
+            FeatureKind::Memory => "memory",
+            FeatureKind::Cpu => "cpu",
+            FeatureKind::Gauge | FeatureKind::Level => "gauge",
+        }
+    }
+}
+
+impl std::str::FromStr for FeatureKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "latency" => FeatureKind::Latency,
+            "rate" => FeatureKind::Rate,
+            "errors" | "error" => FeatureKind::Errors,
+            "memory" => FeatureKind::Memory,
+            "cpu" => FeatureKind::Cpu,
+            "gauge" | "level" => FeatureKind::Gauge,
+            other => {
+                return Err(format!(
+                    "unknown kind {other:?} (latency, rate, errors, memory, cpu or gauge)"
+                ))
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -490,9 +582,11 @@ impl FeatureMonitor {
             feature: feature.into(),
             kind,
             baseline: Baseline::new(config.baseline.clone()),
-            band: BandBreach::new(config.breach_n, config.breach_m),
+            band: BandBreach::new(config.breach_n, config.breach_m)
+                .sides(kind.pages_high(), kind.pages_low()),
             cusum: Cusum {
-                upward_only: kind == FeatureKind::Latency,
+                upward_only: !kind.pages_low(),
+                downward_only: !kind.pages_high(),
                 ..Cusum::new(config.cusum_k, config.cusum_h)
             },
             leak: (kind == FeatureKind::Memory).then(|| {
@@ -535,6 +629,12 @@ impl FeatureMonitor {
             }
         }
         self.last_ms = Some(t_ms);
+        // From the kind, not the saved state: baselines saved before
+        // sides existed page on the right ones too.
+        self.band.high = self.kind.pages_high();
+        self.band.low = self.kind.pages_low();
+        self.cusum.upward_only = !self.kind.pages_low();
+        self.cusum.downward_only = !self.kind.pages_high();
         let band = self.baseline.band(t_ms);
         let mut out = Vec::new();
         out.extend(self.band.update(&self.feature, t_ms, x, &band));
@@ -562,15 +662,13 @@ impl FeatureMonitor {
         if gauge && !corroborated {
             // A band learned from a heavy-tailed series is breached every
             // few hundred windows by design; on a gauge, whose meaning is
-            // unknown, that alone is no incident, unless it is far out (a
-            // seasonal band knows what the season-blind score cannot).
-            let far = cfg.far_outside;
-            out.retain(|f| f.detector == "leak" || (f.detector == "band" && f.score >= far));
+            // unknown, that alone is no incident.
+            out.retain(|f| f.detector == "leak");
         }
         let side_pages = match s.side {
-            1 => self.pages_high(),
-            -1 => self.pages_low(),
-            _ => self.pages_high() || self.pages_low(),
+            1 => self.kind.pages_high(),
+            -1 => self.kind.pages_low(),
+            _ => self.kind.pages_high() || self.kind.pages_low(),
         };
         let strong = if gauge {
             // Noise sets new records now and then, by a little: a record
@@ -579,7 +677,9 @@ impl FeatureMonitor {
         } else {
             // Request-log features have the band and change point as their
             // detectors; this one adds only what is far outside the band.
-            s.score >= cfg.strong && band.excess(x) > 0.0
+            let outside = (x > band.high && self.kind.pages_high())
+                || (x < band.low && self.kind.pages_low());
+            s.score >= cfg.strong && band.ready() && outside
         };
         if s.alarm && side_pages && strong && out.is_empty() {
             out.push(surprise_finding(&self.feature, t_ms, x, &band, &s));
@@ -594,18 +694,7 @@ impl FeatureMonitor {
     /// A series of unknown meaning (a Prometheus series, a NAB file): the
     /// surprise detector judges it.
     fn is_gauge(&self) -> bool {
-        self.kind == FeatureKind::Level
-    }
-
-    /// Whether a value above normal is an incident.
-    fn pages_high(&self) -> bool {
-        true
-    }
-
-    /// Whether a value below normal is an incident: not for latency, whose
-    /// return to normal after an incident is good news.
-    fn pages_low(&self) -> bool {
-        !matches!(self.kind, FeatureKind::Latency | FeatureKind::Memory)
+        matches!(self.kind, FeatureKind::Gauge | FeatureKind::Level)
     }
 }
 

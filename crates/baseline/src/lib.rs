@@ -17,8 +17,10 @@
 //! - [`surprise`]: how unusual a value is against the feature's own
 //!   history (new extremes, rare deviations, novel shapes): what judges a
 //!   gauge, and what `perfpilot baseline nab` scores through the engine.
-//! - [`alerts`]: findings as alerts (firing, resolved, acknowledged), sent
-//!   to Alertmanager and webhooks.
+//! - [`incidents`]: findings grouped into one incident per problem of a
+//!   service (evidence, severity, firing → resolved after a quiet time,
+//!   acknowledged).
+//! - [`alerts`]: incidents sent to Alertmanager and webhooks.
 //! - [`engine`]: the streaming engine: windows and metric samples in,
 //!   alerts out, baselines saved as versions and reloaded while running.
 //! - [`feature`]: feature names typed: scope (service or endpoint) and
@@ -44,6 +46,7 @@ pub mod engine;
 pub mod error;
 pub mod feature;
 pub mod feed;
+pub mod incidents;
 pub mod logs;
 pub mod profiles;
 pub mod prom;

@@ -60,9 +60,6 @@ pub struct SurpriseConfig {
     /// score is at least this: a band learned from a heavy-tailed series
     /// is breached every few hundred windows by design.
     pub corroborate: f64,
-    /// Except for a band breach this far outside the band (in half-widths
-    /// of the band), which pages on its own.
-    pub far_outside: f64,
     /// On request-log features (latency, rate, errors, memory), where the
     /// band and change point are the primary detectors, the score needed to
     /// page on its own, and only outside the band.
@@ -86,7 +83,6 @@ impl Default for SurpriseConfig {
             rest: 150,
             rest_factor: 0.5,
             corroborate: 0.6,
-            far_outside: 1.0,
             strong: 0.9,
         }
     }

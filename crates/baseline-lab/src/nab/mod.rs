@@ -20,9 +20,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use perfpilot_baseline::alerts::Transition;
 use perfpilot_baseline::detectors::FeatureKind;
 use perfpilot_baseline::engine::{Engine, EngineConfig};
+use perfpilot_baseline::incidents::Transition;
 use perfpilot_baseline::BaselineError;
 
 pub use corpus::{load_corpus, Corpus, CostWeights, Profile, Series, Window, Windows};
@@ -56,7 +56,7 @@ pub const DETECTOR_NAME: &str = "perfpilot";
 
 /// The live engine, with the defaults `watch` runs, seen as a detector of
 /// one series: each row is a window of one gauge feature, and the row's
-/// output is 1 where the engine raises a new alert for it, else 0. NAB's
+/// output is 1 where the engine raises a new incident, else 0. NAB's
 /// threshold search therefore cannot pick an operating point the engine
 /// does not use.
 pub struct LiveEngine {
@@ -92,7 +92,7 @@ impl StreamingDetector for LiveEngine {
         self.engine.observe(
             Self::SERVICE,
             Self::FEATURE,
-            FeatureKind::Level,
+            FeatureKind::Gauge,
             t.saturating_mul(1000),
             value,
             &self.labels,
