@@ -77,7 +77,7 @@ impl Default for SurpriseConfig {
             min_std: 0.02,
             spatial_tolerance: 0.01,
             spatial_spread: 1.0,
-            spatial_rows: 300,
+            spatial_rows: 200,
             warmup: 100,
             alarm: 0.5,
             rest: 150,
