@@ -102,6 +102,13 @@ impl BandBreach {
 }
 
 /// Two-sided CUSUM on residuals in units of the band's scale.
+///
+/// It holds its alarm while the shift lasts (one finding per window, the
+/// statistic capped at `h`) instead of resetting and re-firing every few
+/// windows, and it centres residuals on their own running mean: the band's
+/// expected value is a median, and a skewed or sketch-quantised feature
+/// sits a fraction of a scale off it for good, which a CUSUM adds up into
+/// an alarm every few hours.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cusum {
     /// Slack per window, in scale units: shifts smaller than this are
@@ -115,7 +122,15 @@ pub struct Cusum {
     down: f64,
     up_since: i64,
     down_since: i64,
+    /// Running mean of the residuals (scale units) while nothing
+    /// accumulates.
+    #[serde(default)]
+    bias: f64,
 }
+
+/// Weight of a quiet window in the CUSUM's running mean of residuals
+/// (about 200 windows, half an hour of 10 s windows).
+const CUSUM_BIAS_WEIGHT: f64 = 0.005;
 
 impl Cusum {
     pub fn new(k: f64, h: f64) -> Self {
@@ -127,6 +142,7 @@ impl Cusum {
             down: 0.0,
             up_since: 0,
             down_since: 0,
+            bias: 0.0,
         }
     }
 
@@ -142,18 +158,24 @@ impl Cusum {
         // The band spans about ±3 standard deviations of the residuals.
         let scale = ((band.high - band.low) / 6.0).max(f64::EPSILON);
         // Clipped: one wild window is the band's to judge, not a shift.
-        let z = ((x - band.expected) / scale).clamp(-4.0, 4.0);
+        let raw = ((x - band.expected) / scale).clamp(-4.0, 4.0);
+        if self.up == 0.0 && self.down == 0.0 && raw.abs() < 3.0 {
+            self.bias += CUSUM_BIAS_WEIGHT * (raw - self.bias);
+        }
+        let z = raw - self.bias;
         if self.up == 0.0 {
             self.up_since = t_ms;
         }
         if self.down == 0.0 {
             self.down_since = t_ms;
         }
-        self.up = (self.up + z - self.k).max(0.0);
+        // Capped at the threshold: the alarm holds while the shift lasts
+        // and ends within a window or two of its end.
+        self.up = (self.up + z - self.k).clamp(0.0, self.h);
         self.down = if self.upward_only {
             0.0
         } else {
-            (self.down - z - self.k).max(0.0)
+            (self.down - z - self.k).clamp(0.0, self.h)
         };
         let (stat, since, dir) = if self.up >= self.down {
             (self.up, self.up_since, "up")
@@ -163,7 +185,6 @@ impl Cusum {
         if stat < self.h {
             return None;
         }
-        self.reset();
         Some(Finding {
             detector: "change_point".into(),
             feature: feature.into(),
@@ -174,7 +195,7 @@ impl Cusum {
             since_ms: since,
             at_ms: t_ms,
             message: format!(
-                "{feature} shifted {dir} from about {:.4} (CUSUM {stat:.1} over threshold {:.1})",
+                "{feature} shifted {dir} from about {:.4} (CUSUM at its threshold {:.1})",
                 band.expected, self.h
             ),
         })
@@ -438,6 +459,9 @@ pub struct MonitorConfig {
     /// A gap longer than this many windows resets persistence: data that
     /// stopped and came back is not an anomaly by itself.
     pub max_gap_windows: i64,
+    /// Windows a shift must last before the baseline learns it as the new
+    /// normal.
+    pub relearn_after: usize,
 }
 
 impl Default for MonitorConfig {
@@ -446,12 +470,13 @@ impl Default for MonitorConfig {
             baseline: BaselineConfig::default(),
             breach_n: 3,
             breach_m: 5,
-            cusum_k: 0.5,
-            cusum_h: 10.0,
+            cusum_k: 1.0,
+            cusum_h: 8.0,
             leak_window: 180,
             leak_min_growth: 0.05,
             leak_alpha: 1e-4,
             max_gap_windows: 6,
+            relearn_after: 360,
         }
     }
 }
@@ -472,6 +497,9 @@ pub struct FeatureMonitor {
     pub clock_jumps: u64,
     /// Gaps that reset the detectors.
     pub gaps: u64,
+    /// Consecutive windows found anomalous.
+    #[serde(default)]
+    anomalous_run: u64,
 }
 
 impl FeatureMonitor {
@@ -497,6 +525,7 @@ impl FeatureMonitor {
             step_ms: 0,
             clock_jumps: 0,
             gaps: 0,
+            anomalous_run: 0,
         }
     }
 
@@ -532,19 +561,21 @@ impl FeatureMonitor {
         // the leak detector's.
         if self.kind != FeatureKind::Memory {
             let shift = self.cusum.update(&self.feature, t_ms, x, &band);
-            // A shift the band already reports is one incident, not two
-            // alerts; the change point is for shifts that stay inside it.
+            // A shift the band already reports is one finding, not two;
+            // the change point is for shifts that stay inside it.
             if out.is_empty() {
                 out.extend(shift);
-            } else {
-                self.cusum.reset();
             }
         }
         if let Some(leak) = &mut self.leak {
             out.extend(leak.update(&self.feature, t_ms, x));
         }
         let anomalous = band.excess(x) > 0.0 || !out.is_empty();
-        self.baseline.observe(t_ms, x, anomalous);
+        self.anomalous_run = if anomalous { self.anomalous_run + 1 } else { 0 };
+        // A shift that has lasted `relearn_after` windows is the new
+        // normal: learning it lets the incident end.
+        let relearn = self.anomalous_run > self.config.relearn_after as u64;
+        self.baseline.observe(t_ms, x, anomalous && !relearn);
         out
     }
 }

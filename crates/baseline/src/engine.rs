@@ -31,6 +31,11 @@ pub struct EngineConfig {
     /// on their own (their quantiles are noise); the service's aggregate
     /// still is.
     pub min_requests: u64,
+    /// A latency quantile q is judged in a window only when the window
+    /// holds at least this many requests beyond it (count·(1−q)): the
+    /// p99.9 of 200 requests is their maximum, which moves with traffic
+    /// alone (a surge raises it, no latency changing).
+    pub min_tail_requests: f64,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +46,7 @@ impl Default for EngineConfig {
             resend: Duration::from_secs(60),
             resolve_after: 3,
             min_requests: 20,
+            min_tail_requests: 1.0,
         }
     }
 }
@@ -231,6 +237,11 @@ impl Engine {
         labels: &BTreeMap<String, String>,
     ) -> Vec<Finding> {
         let mut out = self.observe(service, name, kind, t_ms, x, labels);
+        // Heap is not spent per request: memory per 1,000 requests would
+        // swing with every change of traffic.
+        if kind == FeatureKind::Memory {
+            return out;
+        }
         let rps = self.rates.get(service).and_then(|r| {
             r.iter()
                 .rev()
@@ -267,8 +278,7 @@ impl Engine {
             .error_rates
             .entry(key(service, feature))
             .or_insert_with(|| Baseline::new(cfg.clone()));
-        let band = base.band(t_ms);
-        let expected = band.ready().then_some(band.expected);
+        let expected = base.mean(t_ms);
         let finding = self
             .config
             .error_burst
@@ -316,14 +326,16 @@ impl Engine {
             }
             r.push_back((w.start_ms, w.end_ms, w.rate_per_s));
         }
-        for (metric, x, kind) in [
-            (latency("50"), w.p50, FeatureKind::Latency),
-            (latency("90"), w.p90, FeatureKind::Latency),
-            (latency("99"), w.p99, FeatureKind::Latency),
-            (latency("999"), w.p999, FeatureKind::Latency),
-            (Metric::RequestRate, w.rate_per_s, FeatureKind::Level),
+        for (metric, x, kind, tail) in [
+            (latency("50"), w.p50, FeatureKind::Latency, 0.5),
+            (latency("90"), w.p90, FeatureKind::Latency, 0.1),
+            (latency("99"), w.p99, FeatureKind::Latency, 0.01),
+            (latency("999"), w.p999, FeatureKind::Latency, 0.001),
+            (Metric::RequestRate, w.rate_per_s, FeatureKind::Level, 1.0),
         ] {
-            if w.count == 0 && kind == FeatureKind::Latency {
+            if kind == FeatureKind::Latency
+                && (w.count == 0 || (w.count as f64) * tail < self.config.min_tail_requests)
+            {
                 continue;
             }
             out.extend(self.observe(&w.service, &name(metric), kind, t, x, &labels));
