@@ -45,12 +45,21 @@ pub struct Finding {
     pub message: String,
 }
 
-/// Outside the band in at least `n` of the last `m` windows.
+/// Outside the band in at least `n` of the last `m` windows, or far
+/// outside it (by `fast_excess` half-widths or more) in the last two: a
+/// step well clear of the band is reported on its second window, a
+/// borderline drift only once it persists.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BandBreach {
     pub n: usize,
     pub m: usize,
+    #[serde(default = "no_fast_path")]
+    pub fast_excess: f64,
     recent: VecDeque<(i64, f64)>,
+}
+
+fn no_fast_path() -> f64 {
+    f64::INFINITY
 }
 
 impl BandBreach {
@@ -58,6 +67,7 @@ impl BandBreach {
         BandBreach {
             n: n.max(1),
             m: m.max(n.max(1)),
+            fast_excess: f64::INFINITY,
             recent: VecDeque::new(),
         }
     }
@@ -75,7 +85,14 @@ impl BandBreach {
         }
         self.recent.push_back((t_ms, band.excess(x)));
         let outside: Vec<&(i64, f64)> = self.recent.iter().filter(|(_, e)| *e > 0.0).collect();
-        if outside.len() < self.n || band.excess(x) == 0.0 {
+        let far = self.recent.len() >= 2
+            && self
+                .recent
+                .iter()
+                .rev()
+                .take(2)
+                .all(|(_, e)| *e >= self.fast_excess);
+        if (outside.len() < self.n && !far) || band.excess(x) == 0.0 {
             return None;
         }
         let score = outside.iter().map(|(_, e)| *e).fold(0.0, f64::max);
@@ -203,7 +220,10 @@ impl Cusum {
 }
 
 /// Sustained growth: a Mann–Kendall trend test and a Theil–Sen slope over
-/// the last `window` points.
+/// the last `window` points, read on the floor of the series (the minimum
+/// of each twelfth of the window). A heap saws up between collections and
+/// drops back to what is live; the sawtooth's phase in the window makes a
+/// trend out of nothing, the live floor only grows when memory leaks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Leak {
     pub window: usize,
@@ -215,10 +235,16 @@ pub struct Leak {
     points: VecDeque<(i64, f64)>,
 }
 
+/// Blocks the leak window is cut into, each read as its minimum: enough
+/// points for the trend test to reach p < 1e-4 (12 do), blocks long
+/// enough to span a garbage collection (30 points of 10 s for the
+/// default window).
+const LEAK_BLOCKS: usize = 12;
+
 impl Leak {
     pub fn new(window: usize, min_growth: f64, alpha: f64) -> Self {
         Leak {
-            window: window.max(8),
+            window: window.max(LEAK_BLOCKS),
             min_growth,
             alpha,
             points: VecDeque::new(),
@@ -238,16 +264,20 @@ impl Leak {
             return None;
         }
         let points = self.points.make_contiguous();
-        // The test is cheap; the slope (a sort of n² slopes) only when the
-        // test says there is a trend.
-        let p = mann_kendall(points);
+        let size = self.window / LEAK_BLOCKS;
+        let floors: Vec<(i64, f64)> = points
+            .chunks(size)
+            .filter(|c| c.len() == size)
+            .filter_map(|c| c.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)))
+            .collect();
+        let p = mann_kendall(&floors);
         if p >= self.alpha {
             return None;
         }
-        let slope_per_ms = theil_sen(points);
+        let slope_per_ms = theil_sen(&floors);
         let first = self.points.front().map_or(t_ms, |p| p.0);
         let span = (t_ms - first) as f64;
-        let start = median(self.points.iter().take(self.window / 8).map(|p| p.1));
+        let start = floors.first().map_or(x, |f| f.1);
         let growth = slope_per_ms * span / start.abs().max(f64::EPSILON);
         if growth < self.min_growth {
             return None;
@@ -263,7 +293,7 @@ impl Leak {
             since_ms: first,
             at_ms: t_ms,
             message: format!(
-                "{feature} grew {:.1}% over the last {:.0} min ({per_hour:.4}/h, trend p = {p:.1e})",
+                "{feature}'s floor grew {:.1}% over the last {:.0} min ({per_hour:.4}/h, trend p = {p:.1e})",
                 growth * 100.0,
                 span / 60_000.0
             ),
@@ -319,12 +349,6 @@ pub fn theil_sen(points: &[(i64, f64)]) -> f64 {
     *m
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    crate::baseline::quantile_sorted(&v, 0.5)
-}
-
 /// Two-sided tail probability of a standard normal.
 pub use perfpilot_stats::normal_two_sided;
 
@@ -335,16 +359,24 @@ pub struct ErrorBurst {
     pub min_errors: u64,
     /// Tail probability below which the count is a burst.
     pub p_threshold: f64,
-    /// Error rate assumed before the baseline is ready, and its floor.
+    /// The expected error rate's floor.
     pub floor_rate: f64,
+    /// Error rate assumed before the baseline is ready.
+    #[serde(default = "warmup_rate")]
+    pub warmup_rate: f64,
+}
+
+fn warmup_rate() -> f64 {
+    ErrorBurst::default().warmup_rate
 }
 
 impl Default for ErrorBurst {
     fn default() -> Self {
         ErrorBurst {
             min_errors: 5,
-            p_threshold: 1e-4,
+            p_threshold: 1e-6,
             floor_rate: 0.001,
+            warmup_rate: 0.01,
         }
     }
 }
@@ -362,7 +394,7 @@ impl ErrorBurst {
             return None;
         }
         let rate = expected_rate
-            .unwrap_or(self.floor_rate)
+            .unwrap_or(self.warmup_rate)
             .max(self.floor_rate);
         let lambda = rate * requests as f64;
         let p = poisson_tail(errors, lambda);
@@ -451,6 +483,9 @@ pub struct MonitorConfig {
     pub baseline: BaselineConfig,
     pub breach_n: usize,
     pub breach_m: usize,
+    /// Two windows in a row this far outside the band (in half-widths)
+    /// are a breach without waiting for `breach_n`.
+    pub breach_fast_excess: f64,
     pub cusum_k: f64,
     pub cusum_h: f64,
     pub leak_window: usize,
@@ -470,9 +505,10 @@ impl Default for MonitorConfig {
             baseline: BaselineConfig::default(),
             breach_n: 3,
             breach_m: 5,
+            breach_fast_excess: 1.0,
             cusum_k: 1.0,
             cusum_h: 8.0,
-            leak_window: 180,
+            leak_window: 360,
             leak_min_growth: 0.05,
             leak_alpha: 1e-4,
             max_gap_windows: 6,
@@ -508,7 +544,10 @@ impl FeatureMonitor {
             feature: feature.into(),
             kind,
             baseline: Baseline::new(config.baseline.clone()),
-            band: BandBreach::new(config.breach_n, config.breach_m),
+            band: BandBreach {
+                fast_excess: config.breach_fast_excess,
+                ..BandBreach::new(config.breach_n, config.breach_m)
+            },
             cusum: Cusum {
                 upward_only: kind == FeatureKind::Latency,
                 ..Cusum::new(config.cusum_k, config.cusum_h)
