@@ -364,6 +364,15 @@ pub struct ErrorBurst {
     /// Error rate assumed before the baseline is ready.
     #[serde(default = "warmup_rate")]
     pub warmup_rate: f64,
+    /// Windows pooled for a second test on their sum: 5 % errors at ten
+    /// requests a second is four errors a window, never improbable alone,
+    /// and plainly a burst over a minute.
+    #[serde(default = "pool_windows")]
+    pub pool_windows: usize,
+}
+
+fn pool_windows() -> usize {
+    ErrorBurst::default().pool_windows
 }
 
 fn warmup_rate() -> f64 {
@@ -377,11 +386,41 @@ impl Default for ErrorBurst {
             p_threshold: 1e-6,
             floor_rate: 0.001,
             warmup_rate: 0.01,
+            pool_windows: 6,
         }
     }
 }
 
 impl ErrorBurst {
+    /// The last window alone, then the last `pool_windows` pooled:
+    /// `recent` is (window start, errors, requests), oldest first, the
+    /// window being judged last.
+    pub fn update_pooled(
+        &self,
+        feature: &str,
+        recent: &[(i64, u64, u64)],
+        expected_rate: Option<f64>,
+    ) -> Option<Finding> {
+        let &(t_ms, errors, requests) = recent.last()?;
+        if let Some(f) = self.update(feature, t_ms, errors, requests, expected_rate) {
+            return Some(f);
+        }
+        let pool = &recent[recent.len().saturating_sub(self.pool_windows.max(1))..];
+        if pool.len() < 2 || errors == 0 {
+            return None;
+        }
+        let (e, n) = pool
+            .iter()
+            .fold((0, 0), |(e, n), (_, de, dn)| (e + de, n + dn));
+        let mut f = self.update(feature, t_ms, e, n, expected_rate)?;
+        f.since_ms = pool
+            .iter()
+            .find(|(_, de, _)| *de > 0)
+            .map_or(t_ms, |(t, _, _)| *t);
+        f.message = format!("{} over the last {} windows", f.message, pool.len());
+        Some(f)
+    }
+
     pub fn update(
         &self,
         feature: &str,

@@ -82,6 +82,9 @@ pub struct Engine {
     monitors: BTreeMap<String, FeatureMonitor>,
     /// Error-rate baselines per service/endpoint, for error bursts.
     error_rates: BTreeMap<String, Baseline>,
+    /// The last windows' (start, errors, requests) per error feature, for
+    /// the pooled burst test.
+    error_recent: BTreeMap<String, std::collections::VecDeque<(i64, u64, u64)>>,
     /// Recent request rates per service: (window start, end, requests/s),
     /// for efficiency features (a resource per 1,000 requests).
     rates: BTreeMap<String, std::collections::VecDeque<(i64, i64, f64)>>,
@@ -138,6 +141,7 @@ impl Engine {
             config,
             monitors: BTreeMap::new(),
             error_rates: BTreeMap::new(),
+            error_recent: BTreeMap::new(),
             rates: BTreeMap::new(),
             book,
             alertmanager: None,
@@ -279,10 +283,19 @@ impl Engine {
             .entry(key(service, feature))
             .or_insert_with(|| Baseline::new(cfg.clone()));
         let expected = base.mean(t_ms);
-        let finding = self
-            .config
-            .error_burst
-            .update(feature, t_ms, errors, requests, expected);
+        let recent = self.error_recent.entry(key(service, feature)).or_default();
+        // A gap in the data ends the pool: the errors before it are old.
+        let pool = self.config.error_burst.pool_windows.max(1);
+        let width = 10_000 * pool as i64;
+        recent.retain(|(t, _, _)| t_ms - t < width && *t < t_ms);
+        if recent.len() == pool {
+            recent.pop_front();
+        }
+        recent.push_back((t_ms, errors, requests));
+        let finding =
+            self.config
+                .error_burst
+                .update_pooled(feature, recent.make_contiguous(), expected);
         if requests > 0 {
             let rate = errors as f64 / requests as f64;
             base.observe(t_ms, rate, finding.is_some());

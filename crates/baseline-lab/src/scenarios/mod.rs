@@ -505,7 +505,11 @@ pub fn scenario(seed: u64, index: usize, name: &'static str) -> Scenario {
         "gc_storm" => {
             let d = rng.minutes(5, 15);
             let share = rng.range(0.05, 0.2);
-            let pause_ms = rng.range(200.0, 1000.0);
+            // Pauses of a few times the service's own p99 (at least
+            // 200 ms): a storm that stays inside the usual tail is no
+            // incident anyone could see in latency.
+            let p99 = model.endpoints[0].median_ms * (2.33 * model.sigma).exp();
+            let pause_ms = (p99 * rng.range(2.0, 5.0)).max(200.0);
             model
                 .effects
                 .push((t0, t0 + d, Effect::Pauses { share, pause_ms }));
