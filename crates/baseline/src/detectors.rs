@@ -143,6 +143,10 @@ pub struct Cusum {
     /// accumulates.
     #[serde(default)]
     bias: f64,
+    /// Held alarms end only below half the threshold, so one quiet window
+    /// in a fading shift does not end one alarm and start another.
+    #[serde(default)]
+    alarmed: bool,
 }
 
 /// Weight of a quiet window in the CUSUM's running mean of residuals
@@ -160,12 +164,14 @@ impl Cusum {
             up_since: 0,
             down_since: 0,
             bias: 0.0,
+            alarmed: false,
         }
     }
 
     pub fn reset(&mut self) {
         self.up = 0.0;
         self.down = 0.0;
+        self.alarmed = false;
     }
 
     pub fn update(&mut self, feature: &str, t_ms: i64, x: f64, band: &Band) -> Option<Finding> {
@@ -199,7 +205,12 @@ impl Cusum {
         } else {
             (self.down, self.down_since, "down")
         };
-        if stat < self.h {
+        self.alarmed = stat >= self.h || (self.alarmed && stat >= self.h / 2.0);
+        // A window on the other side of the expected value is not evidence
+        // of this shift (and would read as a shift the other way to
+        // whoever decides which side pages).
+        let on_side = if dir == "up" { x > band.expected } else { x < band.expected };
+        if !self.alarmed || !on_side {
             return None;
         }
         Some(Finding {
@@ -575,6 +586,8 @@ pub struct FeatureMonitor {
     /// Consecutive windows found anomalous.
     #[serde(default)]
     anomalous_run: u64,
+    #[serde(default)]
+    last_state: Option<crate::baseline::BandState>,
 }
 
 impl FeatureMonitor {
@@ -604,6 +617,7 @@ impl FeatureMonitor {
             clock_jumps: 0,
             gaps: 0,
             anomalous_run: 0,
+            last_state: None,
         }
     }
 
@@ -632,6 +646,14 @@ impl FeatureMonitor {
         }
         self.last_ms = Some(t_ms);
         let band = self.baseline.band(t_ms);
+        // A band that starts to use a daily or weekly profile measures
+        // residuals from another reference: what accumulated against the
+        // old one is not evidence against the new.
+        if band.state != self.last_state.unwrap_or(band.state) {
+            self.band.reset();
+            self.cusum.reset();
+        }
+        self.last_state = Some(band.state);
         let mut out = Vec::new();
         out.extend(self.band.update(&self.feature, t_ms, x, &band));
         // Memory saws up and down with garbage collection: runs of
@@ -648,7 +670,11 @@ impl FeatureMonitor {
         if let Some(leak) = &mut self.leak {
             out.extend(leak.update(&self.feature, t_ms, x));
         }
-        let anomalous = band.excess(x) > 0.0 || !out.is_empty();
+        // A change point held inside the band is learned from: the level
+        // follows a shift the band tolerates (a daily swing before its
+        // profile is known), and the alarm ends once it has.
+        let anomalous =
+            band.excess(x) > 0.0 || out.iter().any(|f| f.detector != "change_point");
         self.anomalous_run = if anomalous { self.anomalous_run + 1 } else { 0 };
         // A shift that has lasted `relearn_after` windows is the new
         // normal: learning it lets the incident end.
@@ -688,5 +714,66 @@ mod tests {
             .map(|i| (i * 1000, 100.0 + ((i * 7919) % 13) as f64))
             .collect();
         assert!(trend(&flat).0 > 0.01);
+    }
+
+    #[test]
+    fn a_sustained_shift_is_one_held_alarm_not_a_stream_of_them() {
+        let noise = |i: i64| ((i * 7919) % 11) as f64 / 10.0 - 0.5;
+        let mut m = FeatureMonitor::new(
+            "latency_p50_ms",
+            FeatureKind::Latency,
+            MonitorConfig::default(),
+        );
+        for i in 0..400 {
+            assert!(m.update(i * 10_000, 100.0 + noise(i)).is_empty(), "{i}");
+        }
+        // Fifteen minutes higher, inside the band (its floor is 5 % of
+        // the level) but well beyond the CUSUM's slack.
+        let mut firing = Vec::new();
+        for i in 400..490 {
+            firing.push(!m.update(i * 10_000, 104.0 + noise(i)).is_empty());
+        }
+        let first = firing.iter().position(|f| *f).expect("the shift is found");
+        assert!(first < 20, "{first}");
+        // Held, not re-fired: one run of findings, until the level has
+        // learned the shift.
+        let last = firing.iter().rposition(|f| *f).unwrap_or(first);
+        assert!(firing[first..=last].iter().all(|f| *f), "{firing:?}");
+        assert!(last - first >= 10, "{firing:?}");
+        // And over within a few windows of its end.
+        let after: Vec<bool> = (490..520)
+            .map(|i| !m.update(i * 10_000, 100.0 + noise(i)).is_empty())
+            .collect();
+        assert!(after[5..].iter().all(|f| !*f), "{after:?}");
+    }
+
+    #[test]
+    fn a_leak_is_seen_on_the_floor_and_a_sawtooth_is_not_one() {
+        // A heap sawing between 100 and 160 every four minutes.
+        let saw = |i: i64| 100.0 + 60.0 * ((i % 24) as f64 / 24.0);
+        let mut flat = Leak::new(360, 0.05, 1e-4);
+        for i in 0..2000 {
+            assert!(flat.update("heap", i * 10_000, saw(i)).is_none(), "{i}");
+        }
+        let mut leaking = Leak::new(360, 0.05, 1e-4);
+        let found = (0..2000).find_map(|i| {
+            // 20 % an hour of live growth.
+            let live = 1.0 + 0.2 * (i as f64 * 10.0 / 3600.0);
+            leaking.update("heap", i * 10_000, saw(i) * live)
+        });
+        assert!(found.is_some());
+    }
+
+    #[test]
+    fn pooled_error_bursts_see_a_low_rate_burst() {
+        let b = ErrorBurst::default();
+        // 4 % errors at 100 requests a window against 0.1 %.
+        let recent: Vec<(i64, u64, u64)> = (0..6).map(|i| (i * 10_000, 4, 100)).collect();
+        assert!(b.update("errors", 50_000, 4, 100, Some(0.001)).is_none());
+        let f = b.update_pooled("errors", &recent, Some(0.001)).unwrap();
+        assert_eq!(f.since_ms, 0);
+        // Normal noise pooled is still normal.
+        let quiet: Vec<(i64, u64, u64)> = (0..6).map(|i| (i * 10_000, 1, 100)).collect();
+        assert!(b.update_pooled("errors", &quiet, Some(0.005)).is_none());
     }
 }
