@@ -50,16 +50,28 @@ after(async () => {
 });
 
 describe('alerts', () => {
-  it('lists the incident, acknowledges it, and links to the profiles around it', async () => {
+  it('lists the incident, opens it to its findings, acknowledges it, and links to the profiles around it', async () => {
     const page = await newPage(ui.browser);
     await page.goto(`${server.url}/alerts`);
-    const row = page.locator('[data-testid="alerts-table"] tr', { hasText: '/search latency_p50_ms' }).filter({ hasText: 'PerfpilotBand' });
+    const row = page.locator('[data-testid="alerts-table"] tr.incident', { hasText: 'shop' });
     await row.first().waitFor();
+    // One problem, one incident: its quantiles, /search and the service as a whole inside it.
+    assert.equal(await row.count(), 1);
     const text = await row.first().innerText();
-    assert.match(text, /shop/);
-    assert.match(text, /above its expected band/);
+    assert.match(text, /latency/);
+    assert.ok(Number(await row.first().locator('[data-testid="finding-count"]').innerText()) > 1);
+    const id = await row.first().getAttribute('data-alert');
+    await row.first().locator('[data-testid="expand"]').click();
+    const findings = page.locator(`tr[data-findings-for="${id}"] [data-testid="findings"]`);
+    await findings.waitFor();
+    const search = findings.locator('tr[data-feature="/search latency_p50_ms"][data-detector="band"]');
+    await search.waitFor();
+    const evidence = await search.innerText();
+    assert.match(evidence, /above its expected band/);
+    // Its band, the value it had and since when.
+    assert.match(await search.locator('[data-testid="band"]').innerText(), /\d.*–.*\d/);
     // /item never changed.
-    assert.equal(await page.locator('[data-testid="alerts-table"] tr', { hasText: '/item latency' }).count(), 0);
+    assert.equal(await findings.locator('tr[data-feature^="/item"]').count(), 0);
     await shoot(page, 'alerts-1280x800');
 
     await row.first().locator('[data-testid="ack"]').click();
@@ -67,7 +79,6 @@ describe('alerts', () => {
     assert.match(await row.first().locator('[data-testid="acked"]').innerText(), /acked by web UI/);
     // Acknowledged on the server, not just on the page.
     const api = await (await fetch(`${server.url}/api/v1/alerts`)).json();
-    const id = await row.first().getAttribute('data-alert');
     assert.equal(api.alerts.find((a) => a.id === id).ack.by, 'web UI');
 
     await page.setViewportSize({ width: 1920, height: 1080 });

@@ -225,7 +225,11 @@ describe('baselines', () => {
 
     await fired.locator('[data-testid="firing-link"]').click();
     await page.waitForURL(/\/alerts$/);
-    await page.locator('[data-testid="alerts-table"] tr[data-state="firing"]', { hasText: '/search latency_p99_ms' }).waitFor();
+    // The incident holding it, with the feature among its findings.
+    const incident = page.locator('[data-testid="alerts-table"] tr.incident[data-state="firing"]', { hasText: 'shop' });
+    await incident.first().waitFor();
+    await incident.first().locator('[data-testid="expand"]').click();
+    await page.locator('[data-testid="findings"] tr[data-feature="/search latency_p99_ms"]').first().waitFor();
     await page.close();
   });
 

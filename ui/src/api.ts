@@ -348,12 +348,13 @@ export interface BaselineFeature {
   feature: string;
   /** The same, typed. */
   key: FeatureKey;
-  kind: 'latency' | 'level' | 'memory' | 'error_rate';
+  /** What it measures, which says which side pages; `level` (older servers) is `gauge`. */
+  kind: 'latency' | 'rate' | 'errors' | 'memory' | 'cpu' | 'gauge' | 'level' | 'error_rate';
   /** The band at `at_ms`; `low` and `high` are null while warming up. */
   band: { low: number | null; expected: number | null; high: number | null; state: BandState };
   /** The last value: its window's start (Unix ms) and the value. */
   latest: [number, number | null] | null;
-  /** An alert about this feature fires now. */
+  /** A firing incident has a finding about this feature. */
   firing: boolean;
 }
 
@@ -375,18 +376,56 @@ export function unitOf(profileType: string | null | undefined): string {
 
 // Alerts (docs/API.md, "Alerts"): the baseline engine's and those Alertmanager posted.
 
-export interface Alert {
+export type Severity = 'warning' | 'critical';
+
+/** What one detector found about one feature inside an incident: its first and latest finding. */
+export interface Evidence {
+  /** `latency_p99_ms`, or per endpoint `/search latency_p99_ms`. */
+  feature: string;
+  feature_key: FeatureKey;
+  /** `band`, `change_point`, `leak`, `error_burst`, or from outside (`autopilot_made_worse`). */
+  detector: string;
+  severity: Severity;
+  /** When the detector says the anomaly began. */
+  since_ms: number;
+  /** The windows of its first and latest finding. */
+  first_ms: number;
+  last_ms: number;
+  count: number;
+  /** The latest finding's value (null when the server could not represent it). */
+  observed: number | null;
+  /** The band it was held against, where one applies. */
+  expected: { low: number | null; expected: number | null; high: number | null; state: BandState } | null;
+  score: number | null;
+  message: string;
+}
+
+/**
+ * One problem of a service: every finding about it (quantiles, endpoints and the service as a whole,
+ * detectors, latency and errors) while it fires, resolved after a quiet time.
+ */
+export interface Incident {
   id: string;
+  service: string;
+  state: 'firing' | 'resolved';
+  /** The highest of its findings'. */
+  severity: Severity;
+  /** When the problem began, as well as its findings tell. */
+  starts_at_ms: number;
+  /** The (event) time of the window that raised it. */
+  raised_at_ms: number;
+  resolved_at_ms: number | null;
+  updated_at_ms: number;
+  summary: string;
+  findings: Evidence[];
+  /** As Alertmanager gets it: `alertname` (`PerfpilotIncident`), `service`, `incident`, `severity`. */
   labels: Record<string, string>;
   annotations: Record<string, string>;
-  state: 'firing' | 'resolved';
-  starts_at_ms: number;
-  ends_at_ms: number | null;
-  updated_at_ms: number;
-  /** What its `feature` label means (absent from older servers). */
-  feature_key?: FeatureKey | null;
   ack: { by: string; at_ms: number } | null;
 }
+
+/** The engine's alerts are its incidents. */
+export type Alert = Incident;
 
 /** An alert as Alertmanager last posted it to the autopilot. */
 export interface ReceivedAlert {

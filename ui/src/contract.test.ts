@@ -5,7 +5,8 @@
 // decoders misread fails here.
 import { describe, expect, test } from 'vitest';
 import type {
-  Alert,
+  Evidence,
+  Incident,
   AlertsResponse,
   DiffResponse,
   FlamegraphResponse,
@@ -147,28 +148,42 @@ describe('alerts', () => {
   // imports type as, so this answer is checked at run time.
   const answer = alertsJson as unknown as AlertsResponse;
 
-  test('every alert has what the alerts page reads', () => {
+  test('every incident has what the alerts page reads', () => {
     expect(answer.enabled).toBe(true);
     expect(answer.alerts.length).toBeGreaterThan(0);
-    for (const a of answer.alerts as Alert[]) {
+    for (const a of answer.alerts as Incident[]) {
       expect(typeof a.id).toBe('string');
+      expect(typeof a.service).toBe('string');
       expect(['firing', 'resolved']).toContain(a.state);
+      expect(['warning', 'critical']).toContain(a.severity);
       expect(Number.isInteger(a.starts_at_ms)).toBe(true);
+      expect(Number.isInteger(a.raised_at_ms)).toBe(true);
       expect(Number.isInteger(a.updated_at_ms)).toBe(true);
-      expect(a.ends_at_ms === null || Number.isInteger(a.ends_at_ms)).toBe(true);
+      expect(a.resolved_at_ms === null || Number.isInteger(a.resolved_at_ms)).toBe(true);
       expect(a.ack === null || typeof a.ack.by === 'string').toBe(true);
-      expect(typeof a.labels.alertname).toBe('string');
-      expect(typeof a.annotations.summary).toBe('string');
+      expect(typeof a.summary).toBe('string');
+      expect(a.labels.alertname).toBe('PerfpilotIncident');
+      expect(a.labels.incident).toBe(a.id);
+      expect(a.findings.length).toBeGreaterThan(0);
+      for (const e of a.findings as Evidence[]) {
+        expect(typeof e.feature).toBe('string');
+        expect(typeof e.detector).toBe('string');
+        expect(Number.isInteger(e.since_ms)).toBe(true);
+        expect(Number.isInteger(e.count)).toBe(true);
+        expect(typeof e.message).toBe('string');
+      }
     }
     expect(answer.received).toEqual([]);
   });
 
-  test("an alert's typed feature key says what its feature label says", () => {
-    const a = answer.alerts[0];
-    expect(a.labels.feature).toBe('/search latency_p99_ms');
-    expect(a.feature_key).toEqual({
+  test("a finding's typed feature key says what its feature says", () => {
+    const [latency, errors] = answer.alerts[0].findings;
+    expect(latency.feature).toBe('/search latency_p99_ms');
+    expect(latency.feature_key).toEqual({
       endpoint: '/search',
       metric: { kind: 'latency_quantile', quantile: '99' },
     });
+    expect(latency.expected?.high).toBe(200);
+    expect(errors.feature_key).toEqual({ endpoint: null, metric: { kind: 'error_rate' } });
   });
 });

@@ -49,13 +49,16 @@
 //! - F1: precision over alerts (those detecting an incident), recall over
 //!   incidents.
 //!
-//! An alert's time is when it was raised: the end of the window that
-//! raised it (when its data was complete; a live watch also waits out the
-//! lateness). Saved alerts (`GET /api/v1/alerts`) do not say when they
-//! were raised, so their `starts_at_ms` is used, which the detector
-//! backdates to when it saw the anomaly begin: MTTD reads shorter there.
-//! The alert book keeps one alert per (service, feature, detector), so a
-//! saved list holds only the latest firing of each; replays see them all.
+//! The alerts scored are the engine's incidents: one per problem of a
+//! service, however many features and detectors found it. An incident is
+//! scored as the detector and feature of the finding that raised it, and
+//! concerns a labelled incident's feature when any of its findings does.
+//!
+//! An incident's time is when it was raised: the end of the window that
+//! raised it in a replay (when its data was complete; a live watch also
+//! waits out the lateness). Saved incidents (`GET /api/v1/alerts`) are
+//! scored at their `starts_at_ms`, which the detectors backdate to when
+//! they saw the anomaly begin: MTTD reads shorter there.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -65,9 +68,10 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::nab::scorer::scaled_sigmoid;
-use perfpilot_baseline::alerts::{rfc3339, Alert, Transition};
+use perfpilot_baseline::alerts::rfc3339;
 use perfpilot_baseline::detectors::MonitorConfig;
 use perfpilot_baseline::engine::Engine;
+use perfpilot_baseline::incidents::{Incident as Raised, Transition};
 use perfpilot_baseline::logs::{Event, LineStats, LogReader, ParseOptions, Parser};
 use perfpilot_baseline::watch::{parse_duration, LogSource, WatchConfig};
 use perfpilot_baseline::window::{FeatureWindow, WindowConfig, Windower};
@@ -208,12 +212,12 @@ pub fn load_labels(path: &Path) -> Result<Vec<Incident>, BaselineError> {
 
 #[derive(Deserialize)]
 struct SavedAlerts {
-    alerts: Vec<Alert>,
+    alerts: Vec<Raised>,
 }
 
-/// Alerts saved from `GET /api/v1/alerts` (`{"alerts": [...]}`), or a
+/// Incidents saved from `GET /api/v1/alerts` (`{"alerts": [...]}`), or a
 /// bare list of them.
-pub fn parse_alerts(text: &str, location: &str) -> Result<Vec<Alert>, BaselineError> {
+pub fn parse_alerts(text: &str, location: &str) -> Result<Vec<Raised>, BaselineError> {
     let bare = text.trim_start().starts_with('[');
     if bare {
         serde_json::from_str(text).map_err(|e| json_error(location, &e))
@@ -224,21 +228,23 @@ pub fn parse_alerts(text: &str, location: &str) -> Result<Vec<Alert>, BaselineEr
     }
 }
 
-pub fn load_alerts(path: &Path) -> Result<Vec<Alert>, BaselineError> {
+pub fn load_alerts(path: &Path) -> Result<Vec<Raised>, BaselineError> {
     let text = std::fs::read_to_string(path).map_err(|e| BaselineError::io(path, e))?;
     parse_alerts(&text, &path.display().to_string())
 }
 
-/// An alert and when it was raised, where that is known.
+/// An incident and when it was raised, where that is known. It is scored
+/// as its first finding's detector, and concerns a labelled incident's
+/// feature when any of its findings does.
 #[derive(Debug, Clone, Serialize)]
 pub struct RaisedAlert {
-    pub alert: Alert,
+    pub alert: Raised,
     /// `None` for saved alerts: their `starts_at_ms` stands in.
     pub raised_at_ms: Option<i64>,
 }
 
 impl RaisedAlert {
-    pub fn saved(alert: Alert) -> RaisedAlert {
+    pub fn saved(alert: Raised) -> RaisedAlert {
         RaisedAlert {
             alert,
             raised_at_ms: None,
@@ -250,8 +256,30 @@ impl RaisedAlert {
         self.raised_at_ms.unwrap_or(self.alert.starts_at_ms)
     }
 
-    fn label(&self, name: &str) -> &str {
-        self.alert.labels.get(name).map_or("", String::as_str)
+    /// The detector of the finding that raised it.
+    pub fn detector(&self) -> &str {
+        self.alert
+            .findings
+            .first()
+            .map_or("", |f| f.detector.as_str())
+    }
+
+    /// The feature of the finding that raised it.
+    pub fn feature(&self) -> &str {
+        self.alert
+            .findings
+            .first()
+            .map_or("", |f| f.feature.as_str())
+    }
+
+    fn concerns(&self, inc: &Incident) -> bool {
+        if self.alert.findings.is_empty() {
+            return inc.concerns(&self.alert.service, "");
+        }
+        self.alert
+            .findings
+            .iter()
+            .any(|f| inc.concerns(&self.alert.service, &f.feature))
     }
 }
 
@@ -399,13 +427,12 @@ fn judge(
     let mut mtta = Vec::new();
     for (k, a) in alerts.iter().enumerate() {
         let t = a.at_ms();
-        let (service, feature) = (a.label("service"), a.label("feature"));
         let mut hit = false;
         // The latest window of this alert's incidents that closed before
         // it, for the cost of a false positive.
         let mut before: Option<(i64, i64)> = None;
         for (i, inc) in incidents.iter().enumerate() {
-            if !inc.concerns(service, feature) {
+            if !a.concerns(inc) {
                 continue;
             }
             let (lo, hi) = wins[i];
@@ -507,7 +534,7 @@ pub fn score(
     let span_days = (span.1 - span.0).max(1) as f64 / DAY_MS;
     let mut by_detector: BTreeMap<&str, Vec<&RaisedAlert>> = BTreeMap::new();
     for a in alerts {
-        by_detector.entry(a.label("detector")).or_default().push(a);
+        by_detector.entry(a.detector()).or_default().push(a);
     }
     let mut found_by: Vec<Vec<String>> = vec![Vec::new(); incidents.len()];
     let mut detectors = Vec::new();
@@ -534,8 +561,8 @@ pub fn score(
             let alert = first.and_then(|(_, k)| all.get(k));
             IncidentResult {
                 incident: inc.clone(),
-                first_detector: alert.map(|a| a.label("detector").to_string()),
-                first_feature: alert.map(|a| a.label("feature").to_string()),
+                first_detector: alert.map(|a| a.detector().to_string()),
+                first_feature: alert.map(|a| a.feature().to_string()),
                 first_alert_ms: first.map(|(t, _)| t),
                 mttd_ms: first.map(|(t, _)| t - inc.start_ms),
                 detectors,
@@ -834,7 +861,7 @@ impl Replay {
             for t in engine.drain_transitions() {
                 match t {
                     Transition::Fired(id) => {
-                        if let Some(a) = engine.book().get(&id) {
+                        if let Some(a) = engine.incident(&id) {
                             firing.insert(id, alerts.len());
                             alerts.push(RaisedAlert {
                                 alert: a.clone(),
@@ -843,7 +870,7 @@ impl Replay {
                         }
                     }
                     Transition::Resolved(id) => {
-                        if let (Some(k), Some(a)) = (firing.remove(&id), engine.book().get(&id)) {
+                        if let (Some(k), Some(a)) = (firing.remove(&id), engine.incident(&id)) {
                             alerts[k].alert = a.clone();
                         }
                     }
@@ -851,7 +878,7 @@ impl Replay {
             }
         }
         for (id, k) in firing {
-            if let Some(a) = engine.book().get(&id) {
+            if let Some(a) = engine.incident(&id) {
                 alerts[k].alert = a.clone();
             }
         }

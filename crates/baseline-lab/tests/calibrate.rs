@@ -49,7 +49,8 @@ fn spike(engine: &mut Engine) -> Vec<String> {
         );
         for t in engine.drain_transitions() {
             if let Transition::Fired(id) = t {
-                fired.push(engine.book().get(&id).unwrap().labels["detector"].clone());
+                let inc = engine.incident(&id).unwrap();
+                fired.push(inc.findings[0].detector.clone());
             }
         }
     }
@@ -96,13 +97,14 @@ fn calibration_gains_and_saves_a_version_that_a_fresh_engine_judges_with() {
         cal.history
     );
 
-    // The defaults page for every spike; the tuned parameters do not, and
-    // still catch every incident.
+    // The defaults page for every spike (an incident each: they are one
+    // problem of the service, not one alert per feature and detector);
+    // the tuned parameters do not, and still catch every incident.
     let before = &cal.before_report.overall;
     let after = &cal.after_report.overall;
     assert!((cal.before_score - before.nab).abs() < 1e-12);
     assert!(
-        cal.improved && cal.after_score > cal.before_score + 30.0,
+        cal.improved && cal.after_score > cal.before_score + 5.0,
         "{cal}"
     );
     assert_eq!(
@@ -111,7 +113,7 @@ fn calibration_gains_and_saves_a_version_that_a_fresh_engine_judges_with() {
         "{}",
         cal.after_report
     );
-    assert!(before.false_positives >= 30, "{}", cal.before_report);
+    assert!(before.false_positives >= 3, "{}", cal.before_report);
     assert_eq!(after.false_positives, 0, "{}", cal.after_report);
     assert!(cal.after.breach_n >= 4, "{cal}");
     assert_eq!(cal.before, Params::of(&cfg.detectors));

@@ -27,7 +27,7 @@
 //! error burst fires on the window it happens in (band breaches need N of
 //! M windows), so each incident is measured from the close of its own
 //! window: end + lateness, on the clock. The quiet window after it
-//! resolves the alert (`resolve_after = 1`). At the end every loop idles
+//! resolves the incident (`resolve_quiet = "1s"`). At the end every loop idles
 //! on its quiet log for 5 s, and the process's CPU time over that spell is
 //! printed.
 //!
@@ -102,7 +102,7 @@ fn start(
     let text = format!(
         "window = \"{WIDTH_MS}ms\"\nlateness = \"{LATENESS_MS}ms\"\n{tick}\n\
          [[logs]]\npath = {path:?}\nformat = \"json\"\nservice = \"shop\"\nfollow = true\n\n\
-         [alerts]\nwebhooks = [{url:?}]\nresend = \"1h\"\nresolve_after = 1\n\n\
+         [alerts]\nwebhooks = [{url:?}]\nresend = \"1h\"\nresolve_quiet = \"1s\"\n\n\
          [detectors.baseline]\nwarmup = 5\n"
     );
     let cfg = WatchConfig::parse(&text, &name).map_err(|e| e.to_string())?;
@@ -152,7 +152,8 @@ fn latencies(posts: &Posts, incidents: &[i64]) -> (Vec<f64>, usize) {
             .filter(|(_, body)| {
                 body["alerts"].as_array().is_some_and(|alerts| {
                     alerts.iter().any(|a| {
-                        a["labels"]["alertname"] == "PerfpilotErrorBurst"
+                        a["labels"]["alertname"] == "PerfpilotIncident"
+                            && a["findings"][0]["detector"] == "error_burst"
                             && a["state"] == "firing"
                             && a["starts_at_ms"].as_i64() == Some(start)
                     })

@@ -55,11 +55,20 @@ pub struct BandBreach {
     pub m: usize,
     #[serde(default = "no_fast_path")]
     pub fast_excess: f64,
+    /// Which sides count as outside (both in states saved before sides).
+    #[serde(default = "yes")]
+    pub high: bool,
+    #[serde(default = "yes")]
+    pub low: bool,
     recent: VecDeque<(i64, f64)>,
 }
 
 fn no_fast_path() -> f64 {
     f64::INFINITY
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl BandBreach {
@@ -68,7 +77,25 @@ impl BandBreach {
             n: n.max(1),
             m: m.max(n.max(1)),
             fast_excess: f64::INFINITY,
+            high: true,
+            low: true,
             recent: VecDeque::new(),
+        }
+    }
+
+    /// Only the sides that page count.
+    pub fn sides(mut self, high: bool, low: bool) -> Self {
+        self.high = high;
+        self.low = low;
+        self
+    }
+
+    /// How far outside the band on a side that pages (0 otherwise).
+    fn excess(&self, x: f64, band: &Band) -> f64 {
+        if (x > band.high && self.high) || (x < band.low && self.low) {
+            band.excess(x)
+        } else {
+            0.0
         }
     }
 
@@ -83,7 +110,8 @@ impl BandBreach {
         if self.recent.len() == self.m {
             self.recent.pop_front();
         }
-        self.recent.push_back((t_ms, band.excess(x)));
+        let excess = self.excess(x, band);
+        self.recent.push_back((t_ms, excess));
         let outside: Vec<&(i64, f64)> = self.recent.iter().filter(|(_, e)| *e > 0.0).collect();
         let far = self.recent.len() >= 2
             && self
@@ -92,7 +120,7 @@ impl BandBreach {
                 .rev()
                 .take(2)
                 .all(|(_, e)| *e >= self.fast_excess);
-        if (outside.len() < self.n && !far) || band.excess(x) == 0.0 {
+        if (outside.len() < self.n && !far) || excess == 0.0 {
             return None;
         }
         let score = outside.iter().map(|(_, e)| *e).fold(0.0, f64::max);
@@ -135,6 +163,9 @@ pub struct Cusum {
     pub h: f64,
     /// Only shifts up count (latency: faster is not an incident).
     pub upward_only: bool,
+    /// Only shifts down count (request rate: a surge is not an incident).
+    #[serde(default)]
+    pub downward_only: bool,
     up: f64,
     down: f64,
     up_since: i64,
@@ -159,6 +190,7 @@ impl Cusum {
             k,
             h,
             upward_only: false,
+            downward_only: false,
             up: 0.0,
             down: 0.0,
             up_since: 0,
@@ -194,7 +226,11 @@ impl Cusum {
         }
         // Capped at the threshold: the alarm holds while the shift lasts
         // and ends within a window or two of its end.
-        self.up = (self.up + z - self.k).clamp(0.0, self.h);
+        self.up = if self.downward_only {
+            0.0
+        } else {
+            (self.up + z - self.k).clamp(0.0, self.h)
+        };
         self.down = if self.upward_only {
             0.0
         } else {
@@ -514,17 +550,73 @@ fn ln_factorial(n: u64) -> f64 {
         - 1.0 / (360.0 * x * x * x)
 }
 
-/// Which detectors a feature gets.
+/// What a feature measures, which says which of its sides pages: a
+/// faster service or a traffic surge is not an incident, a drop in
+/// requests is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureKind {
-    /// Rates, CPU, function shares, Prometheus series: band and change
-    /// point, both ways.
-    Level,
-    /// Latency: band, and change point upward only.
+    /// Latency: high pages.
     Latency,
-    /// Memory: band and leak.
+    /// Request rate: low pages (a drop); a surge never does.
+    Rate,
+    /// Error rates and counts: high pages.
+    Errors,
+    /// Memory: high pages; the leak detector runs.
     Memory,
+    /// CPU, and resources per 1,000 requests: high pages.
+    Cpu,
+    /// Anything else: both sides page.
+    Gauge,
+    /// The name [`Gauge`](Self::Gauge) had in saved baselines; the same.
+    Level,
+}
+
+impl FeatureKind {
+    /// Whether values above the band page.
+    pub fn pages_high(self) -> bool {
+        !matches!(self, FeatureKind::Rate)
+    }
+
+    /// Whether values below the band page.
+    pub fn pages_low(self) -> bool {
+        matches!(
+            self,
+            FeatureKind::Rate | FeatureKind::Gauge | FeatureKind::Level
+        )
+    }
+
+    /// Its name in configs and APIs (`level` reads as `gauge`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureKind::Latency => "latency",
+            FeatureKind::Rate => "rate",
+            FeatureKind::Errors => "errors",
+            FeatureKind::Memory => "memory",
+            FeatureKind::Cpu => "cpu",
+            FeatureKind::Gauge | FeatureKind::Level => "gauge",
+        }
+    }
+}
+
+impl std::str::FromStr for FeatureKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "latency" => FeatureKind::Latency,
+            "rate" => FeatureKind::Rate,
+            "errors" | "error" => FeatureKind::Errors,
+            "memory" => FeatureKind::Memory,
+            "cpu" => FeatureKind::Cpu,
+            "gauge" | "level" => FeatureKind::Gauge,
+            other => {
+                return Err(format!(
+                    "unknown kind {other:?} (latency, rate, errors, memory, cpu or gauge)"
+                ))
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -599,9 +691,11 @@ impl FeatureMonitor {
             band: BandBreach {
                 fast_excess: config.breach_fast_excess,
                 ..BandBreach::new(config.breach_n, config.breach_m)
-            },
+            }
+            .sides(kind.pages_high(), kind.pages_low()),
             cusum: Cusum {
-                upward_only: kind == FeatureKind::Latency,
+                upward_only: !kind.pages_low(),
+                downward_only: !kind.pages_high(),
                 ..Cusum::new(config.cusum_k, config.cusum_h)
             },
             leak: (kind == FeatureKind::Memory).then(|| {
@@ -645,6 +739,12 @@ impl FeatureMonitor {
             }
         }
         self.last_ms = Some(t_ms);
+        // From the kind, not the saved state: baselines saved before
+        // sides existed page on the right ones too.
+        self.band.high = self.kind.pages_high();
+        self.band.low = self.kind.pages_low();
+        self.cusum.upward_only = !self.kind.pages_low();
+        self.cusum.downward_only = !self.kind.pages_high();
         let band = self.baseline.band(t_ms);
         // A band that starts to use a daily or weekly profile measures
         // residuals from another reference: what accumulated against the

@@ -1,7 +1,7 @@
 //! The streaming engine: feature windows and metric samples in, findings
-//! and alerts out. One [`FeatureMonitor`] per (service, feature), one
-//! [`AlertBook`] for all, and sinks (Alertmanager, webhooks) that are told
-//! what is due.
+//! and incidents out. One [`FeatureMonitor`] per (service, feature), one
+//! [`IncidentBook`] for all (a service's findings are one incident), and
+//! sinks (Alertmanager, webhooks) that are told what is due.
 //!
 //! Baselines are saved as numbered versions in a directory
 //! (`v000001.json`, ...); the newest is loaded at start, and a newer one
@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::alerts::{Alert, AlertBook, Alertmanager, Transition, Webhook};
+use crate::alerts::{Alertmanager, Webhook};
 use crate::baseline::{Band, Baseline};
 use crate::detectors::{ErrorBurst, FeatureKind, FeatureMonitor, Finding, MonitorConfig};
 use crate::error::BaselineError;
 use crate::feature::{FeatureKey, Metric};
+use crate::incidents::{Incident, IncidentBook, Transition};
 use crate::window::FeatureWindow;
 
 #[derive(Debug, Clone)]
@@ -26,6 +27,11 @@ pub struct EngineConfig {
     pub monitor: MonitorConfig,
     pub error_burst: ErrorBurst,
     pub resend: Duration,
+    /// Event time a service goes without a finding before its incident
+    /// resolves.
+    pub resolve_quiet: Duration,
+    /// Quiet updates before an incident raised from outside the
+    /// detectors (the autopilot's) resolves.
     pub resolve_after: u32,
     /// Endpoints with fewer requests than this in a window are not judged
     /// on their own (their quantiles are noise); the service's aggregate
@@ -44,6 +50,7 @@ impl Default for EngineConfig {
             monitor: MonitorConfig::default(),
             error_burst: ErrorBurst::default(),
             resend: Duration::from_secs(60),
+            resolve_quiet: Duration::from_secs(300),
             resolve_after: 3,
             min_requests: 20,
             min_tail_requests: 1.0,
@@ -69,7 +76,8 @@ pub struct FeatureSummary {
     pub feature: String,
     /// What it means: its endpoint (none: service-wide) and its metric.
     pub key: FeatureKey,
-    /// `latency`, `level`, `memory` or `error_rate`.
+    /// `latency`, `rate`, `errors`, `memory`, `cpu`, `gauge` or
+    /// `error_rate` (an error-burst baseline).
     pub kind: String,
     /// Its band now; `band.state` says whether it is still warming up.
     pub band: Band,
@@ -88,7 +96,7 @@ pub struct Engine {
     /// Recent request rates per service: (window start, end, requests/s),
     /// for efficiency features (a resource per 1,000 requests).
     rates: BTreeMap<String, std::collections::VecDeque<(i64, i64, f64)>>,
-    book: AlertBook,
+    book: IncidentBook,
     /// Shared with outboxes, which send without the engine locked.
     alertmanager: Option<Arc<Alertmanager>>,
     webhooks: Vec<Arc<Webhook>>,
@@ -103,9 +111,9 @@ pub struct Engine {
     latest: BTreeMap<String, (i64, f64)>,
 }
 
-/// Alerts on their way to the sinks ([`Engine::outbox`]).
+/// Incidents on their way to the sinks ([`Engine::outbox`]).
 pub struct Outbox {
-    due: Vec<Alert>,
+    due: Vec<Incident>,
     now_ms: i64,
     alertmanager: Option<Arc<Alertmanager>>,
     webhooks: Vec<Arc<Webhook>>,
@@ -135,8 +143,7 @@ fn key(service: &str, feature: &str) -> String {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Self {
-        let mut book = AlertBook::default();
-        book.resolve_after = config.resolve_after;
+        let book = IncidentBook::new(config.resolve_quiet, config.resolve_after);
         Engine {
             config,
             monitors: BTreeMap::new(),
@@ -168,8 +175,8 @@ impl Engine {
         &self.config
     }
 
-    /// The alerts, read-only: they change only through the engine.
-    pub fn book(&self) -> &AlertBook {
+    /// The incidents, read-only: they change only through the engine.
+    pub fn book(&self) -> &IncidentBook {
         &self.book
     }
 
@@ -189,8 +196,9 @@ impl Engine {
 
     /// Findings from outside the detectors (the autopilot's own alerts:
     /// an action that made its target worse) for `feature` of `service`;
-    /// empty while quiet, so the alert resolves after `resolve_after`
-    /// calls. They go to the same sinks as the engine's.
+    /// empty while quiet, so it resolves after `resolve_after` calls. They
+    /// are an incident of their own, named after their detector, and go
+    /// to the same sinks as the engine's.
     pub fn raise(
         &mut self,
         service: &str,
@@ -199,7 +207,21 @@ impl Engine {
         findings: &[Finding],
         now_ms: i64,
     ) {
-        let t = self.book.update(service, feature, labels, findings, now_ms);
+        let t = self.book.raise(service, feature, labels, findings, now_ms);
+        self.transitions.extend(t);
+    }
+
+    /// Findings of detectors run outside the engine's monitors about
+    /// `service`, at event time `now_ms`: they join its incident as the
+    /// engine's own findings do.
+    pub fn add_findings(
+        &mut self,
+        service: &str,
+        labels: &BTreeMap<String, String>,
+        findings: &[Finding],
+        now_ms: i64,
+    ) {
+        let t = self.book.observe(service, labels, findings, now_ms);
         self.transitions.extend(t);
     }
 
@@ -221,7 +243,7 @@ impl Engine {
             .or_insert_with(|| FeatureMonitor::new(feature, kind, cfg.clone()));
         let findings = m.update(t_ms, x);
         self.remember(service, feature, t_ms, x);
-        let t = self.book.update(service, feature, labels, &findings, t_ms);
+        let t = self.book.observe(service, labels, &findings, t_ms);
         self.transitions.extend(t);
         findings
     }
@@ -257,7 +279,8 @@ impl Engine {
             out.extend(self.observe(
                 service,
                 &format!("{name}_per_1k_requests"),
-                FeatureKind::Level,
+                // Less work per resource is no incident; more is.
+                FeatureKind::Cpu,
                 t_ms,
                 per_1k,
                 labels,
@@ -302,7 +325,7 @@ impl Engine {
             self.remember(service, feature, t_ms, rate);
         }
         let findings: Vec<Finding> = finding.into_iter().collect();
-        let t = self.book.update(service, feature, labels, &findings, t_ms);
+        let t = self.book.observe(service, labels, &findings, t_ms);
         self.transitions.extend(t);
         findings
     }
@@ -344,7 +367,7 @@ impl Engine {
             (latency("90"), w.p90, FeatureKind::Latency, 0.1),
             (latency("99"), w.p99, FeatureKind::Latency, 0.01),
             (latency("999"), w.p999, FeatureKind::Latency, 0.001),
-            (Metric::RequestRate, w.rate_per_s, FeatureKind::Level, 1.0),
+            (Metric::RequestRate, w.rate_per_s, FeatureKind::Rate, 1.0),
         ] {
             if kind == FeatureKind::Latency
                 && (w.count == 0 || (w.count as f64) * tail < self.config.min_tail_requests)
@@ -388,7 +411,8 @@ impl Engine {
         })
     }
 
-    /// An outbox's result: on failure its alerts are due again next time.
+    /// An outbox's result: on failure its incidents are due again next
+    /// time.
     pub fn delivered(&mut self, outbox: &Outbox, error: Option<String>) {
         if let Some(e) = error {
             self.delivery_errors += 1;
@@ -398,11 +422,17 @@ impl Engine {
         }
     }
 
-    pub fn alerts(&self) -> Vec<&Alert> {
+    /// Every incident held: firing first, newest first.
+    pub fn incidents(&self) -> Vec<&Incident> {
         self.book.list()
     }
 
-    pub fn ack(&mut self, id: &str, by: &str, now_ms: i64) -> Option<Alert> {
+    pub fn incident(&self, id: &str) -> Option<&Incident> {
+        self.book.get(id)
+    }
+
+    /// Acknowledges an incident; None when there is no such incident.
+    pub fn ack(&mut self, id: &str, by: &str, now_ms: i64) -> Option<Incident> {
         self.book.ack(id, by, now_ms).cloned()
     }
 
@@ -455,7 +485,7 @@ impl Engine {
     pub fn snapshot(&self, now_ms: i64) -> EngineSnapshot {
         EngineSnapshot {
             taken_at_ms: now_ms,
-            alerts: self.book.list().into_iter().cloned().collect(),
+            incidents: self.book.list().into_iter().cloned().collect(),
             baselines: self
                 .bands()
                 .map(|(k, kind, b)| (k.clone(), (kind, b.clone())))
@@ -515,28 +545,21 @@ impl Engine {
         Ok(Some(version))
     }
 
-    /// Alerts that fired or resolved since the last call.
+    /// Incidents that fired or resolved since the last call.
     pub fn drain_transitions(&mut self) -> Vec<Transition> {
         std::mem::take(&mut self.transitions)
     }
 
-    /// A line for a log of alert transitions.
+    /// A line for a log of incident transitions:
+    /// `firing: incident ID SERVICE: SUMMARY`.
     pub fn describe(&self, t: &Transition) -> String {
         let (verb, id) = match t {
             Transition::Fired(id) => ("firing", id),
             Transition::Resolved(id) => ("resolved", id),
         };
         match self.book.get(id) {
-            Some(a) => format!(
-                "{verb}: {} {} ({})",
-                a.labels.get("alertname").map(String::as_str).unwrap_or(""),
-                a.labels.get("service").map(String::as_str).unwrap_or(""),
-                a.annotations
-                    .get("summary")
-                    .map(String::as_str)
-                    .unwrap_or("")
-            ),
-            None => format!("{verb}: {id}"),
+            Some(a) => format!("{verb}: incident {id} {}: {}", a.service, a.summary),
+            None => format!("{verb}: incident {id}"),
         }
     }
 }
@@ -559,13 +582,7 @@ fn summaries<'a>(
                 service: service.to_string(),
                 key: FeatureKey::parse(feature),
                 feature: feature.to_string(),
-                kind: match kind {
-                    Some(FeatureKind::Latency) => "latency",
-                    Some(FeatureKind::Memory) => "memory",
-                    Some(FeatureKind::Level) => "level",
-                    None => "error_rate",
-                }
-                .to_string(),
+                kind: kind.map_or("error_rate", FeatureKind::name).to_string(),
                 band: base.band(t_ms),
             }
         })
@@ -575,17 +592,17 @@ fn summaries<'a>(
 }
 
 /// What the engine's owner publishes for everyone else to read: the
-/// alerts, the last value of each feature and copies of the baselines
+/// incidents, the last value of each feature and copies of the baselines
 /// (so bands are computed at the reader's time, as before). Readers hold
 /// an `Arc` of one; the engine is never locked for them.
 #[derive(Debug, Clone, Default)]
 pub struct EngineSnapshot {
     pub taken_at_ms: i64,
     /// Firing first, newest first.
-    alerts: Vec<Alert>,
+    incidents: Vec<Incident>,
     baselines: BTreeMap<String, (Option<FeatureKind>, Baseline)>,
     latest: BTreeMap<String, (i64, f64)>,
-    /// Quiet updates before a firing alert resolves.
+    /// Quiet updates before an incident raised from outside resolves.
     pub resolve_after: u32,
     pub delivery_errors: u64,
     pub last_delivery_error: Option<String>,
@@ -594,12 +611,12 @@ pub struct EngineSnapshot {
 
 impl EngineSnapshot {
     /// Firing first, newest first.
-    pub fn alerts(&self) -> &[Alert] {
-        &self.alerts
+    pub fn incidents(&self) -> &[Incident] {
+        &self.incidents
     }
 
-    pub fn alert(&self, id: &str) -> Option<&Alert> {
-        self.alerts.iter().find(|a| a.id == id)
+    pub fn incident(&self, id: &str) -> Option<&Incident> {
+        self.incidents.iter().find(|a| a.id == id)
     }
 
     /// See [`Engine::latest`].

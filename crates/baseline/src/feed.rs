@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::alerts::{Alert, Transition};
 use crate::detectors::Finding;
 use crate::engine::{Engine, EngineSnapshot};
+use crate::incidents::{Incident, Transition};
 
 /// Changes a subscriber may fall behind by before the oldest are dropped.
 pub const FEED_CAPACITY: usize = 1024;
@@ -30,23 +30,23 @@ const COMMAND_CAPACITY: usize = 256;
 /// How long an acknowledgement waits for the engine's owner.
 const ACK_WAIT: Duration = Duration::from_secs(5);
 
-/// An alert that fired or resolved, as it was then.
+/// An incident that fired or resolved, as it was then.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertChange {
     pub fired: bool,
-    pub alert: Alert,
+    pub incident: Incident,
 }
 
 /// A change asked of the engine's owner.
 #[derive(Debug)]
 pub enum Command {
-    /// Acknowledge an alert; the reply is the alert, or None when there
-    /// is no such alert.
+    /// Acknowledge an incident; the reply is the incident, or None when
+    /// there is no such incident.
     Ack {
         id: String,
         by: String,
         now_ms: i64,
-        reply: Sender<Option<Alert>>,
+        reply: Sender<Option<Incident>>,
     },
     /// Findings from outside the detectors for (service, feature): see
     /// [`Engine::raise`].
@@ -175,8 +175,8 @@ impl FeedHandle {
         self.commands.send(command).map_err(|_| FeedError::Stopped)
     }
 
-    /// Acknowledges an alert and returns it (None: no such alert).
-    pub fn ack(&self, id: &str, by: &str, now_ms: i64) -> Result<Option<Alert>, FeedError> {
+    /// Acknowledges an incident and returns it (None: no such incident).
+    pub fn ack(&self, id: &str, by: &str, now_ms: i64) -> Result<Option<Incident>, FeedError> {
         let (reply, answer) = crossbeam_channel::bounded(1);
         self.send(Command::Ack {
             id: id.to_string(),
@@ -246,12 +246,12 @@ impl Publisher {
                 Transition::Fired(id) => (true, id),
                 Transition::Resolved(id) => (false, id),
             };
-            let Some(alert) = engine.book().get(id) else {
+            let Some(incident) = engine.incident(id) else {
                 continue;
             };
             let change = AlertChange {
                 fired,
-                alert: alert.clone(),
+                incident: incident.clone(),
             };
             subs.retain(|s| {
                 let mut c = change.clone();
@@ -324,7 +324,7 @@ mod tests {
         assert_eq!(got.len(), FEED_CAPACITY);
         // The newest are kept.
         assert_eq!(
-            got.last().unwrap().alert.labels.get("feature"),
+            got.last().unwrap().incident.labels.get("feature"),
             last.as_ref()
         );
     }
@@ -333,7 +333,7 @@ mod tests {
     fn acks_are_applied_by_the_owner_and_answered() {
         let mut engine = Engine::new(EngineConfig::default());
         engine.raise("svc", "latency_p99_ms", &BTreeMap::new(), &[finding(1)], 1);
-        let id = engine.alerts()[0].id.clone();
+        let id = engine.incidents()[0].id.clone();
         let (publisher, handle) = feed(engine.snapshot(1));
         let asker = std::thread::spawn({
             let id = id.clone();
@@ -344,7 +344,7 @@ mod tests {
         let acked = asker.join().unwrap().unwrap().unwrap();
         assert_eq!(acked.ack.unwrap().by, "alice");
         assert_eq!(
-            engine.book().get(&id).unwrap().ack.as_ref().unwrap().by,
+            engine.incident(&id).unwrap().ack.as_ref().unwrap().by,
             "alice"
         );
     }

@@ -13,8 +13,10 @@
 //!   profiles, warm-up), and not from the windows found anomalous.
 //! - [`detectors`]: service detectors over feature windows (band breach,
 //!   change point, leak, error burst), each emitting findings with evidence.
-//! - [`alerts`]: findings as alerts (firing, resolved, acknowledged), sent
-//!   to Alertmanager and webhooks.
+//! - [`incidents`]: findings grouped into one incident per problem of a
+//!   service (evidence, severity, firing → resolved after a quiet time,
+//!   acknowledged).
+//! - [`alerts`]: incidents sent to Alertmanager and webhooks.
 //! - [`engine`]: the streaming engine: windows and metric samples in,
 //!   alerts out, baselines saved as versions and reloaded while running.
 //! - [`feature`]: feature names typed: scope (service or endpoint) and
@@ -43,6 +45,7 @@ pub mod engine;
 pub mod error;
 pub mod feature;
 pub mod feed;
+pub mod incidents;
 pub mod logs;
 pub mod profiles;
 pub mod prom;

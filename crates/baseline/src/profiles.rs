@@ -83,7 +83,11 @@ pub fn sample(
             } else {
                 "profile_total".into()
             },
-            kind: FeatureKind::Level,
+            kind: if nanos {
+                FeatureKind::Cpu
+            } else {
+                FeatureKind::Gauge
+            },
             t_ms: t,
             value,
         });
@@ -110,7 +114,7 @@ pub fn sample(
                 out.push(ProfileSample {
                     service: features.service.clone(),
                     feature: format!("cpu_share:{f}"),
-                    kind: FeatureKind::Level,
+                    kind: FeatureKind::Cpu,
                     t_ms: t,
                     value: p / v,
                 });

@@ -36,7 +36,9 @@
 //! alertmanager = "http://127.0.0.1:9093"
 //! webhooks = ["http://127.0.0.1:8080/hook"]
 //! resend = "1m"
-//! resolve_after = 3
+//! # A service's findings are one incident, resolved once the service
+//! # has gone this long (event time) without a finding.
+//! resolve_quiet = "5m"
 //! ```
 //!
 //! The loop sleeps until something can change: events from a log, the
@@ -63,6 +65,7 @@ use crate::detectors::{FeatureKind, MonitorConfig};
 use crate::engine::{Engine, EngineConfig};
 use crate::error::BaselineError;
 use crate::feed::{self, FeedHandle, Publisher};
+use crate::incidents::Transition;
 use crate::logs::{Event, FollowOptions, LineStats, LogFormat, LogReader, ParseOptions, Parser};
 use crate::profiles::{self, ProfileFeatures, ProfileSource};
 use crate::prom::Prometheus;
@@ -116,6 +119,9 @@ fn d_resend() -> String {
 fn d_resolve() -> u32 {
     3
 }
+fn d_resolve_quiet() -> String {
+    "5m".into()
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +152,9 @@ pub struct PromFeature {
     pub service: String,
     pub name: String,
     pub query: String,
+    /// What it measures, which says which side pages: `latency`, `rate`,
+    /// `errors`, `memory` (also runs the leak detector), `cpu`, or `gauge`
+    /// (the default: both sides).
     #[serde(default)]
     pub kind: Option<String>,
     /// Also judge the value per 1,000 requests of the service (from its
@@ -163,8 +172,14 @@ pub struct AlertsConfig {
     pub webhooks: Vec<String>,
     #[serde(default = "d_resend")]
     pub resend: String,
+    /// Quiet updates before an alert raised from outside the detectors
+    /// (the autopilot's) resolves.
     #[serde(default = "d_resolve")]
     pub resolve_after: u32,
+    /// Event time a service goes without a finding before its incident
+    /// resolves.
+    #[serde(default = "d_resolve_quiet")]
+    pub resolve_quiet: String,
 }
 
 impl Default for AlertsConfig {
@@ -174,6 +189,7 @@ impl Default for AlertsConfig {
             webhooks: Vec::new(),
             resend: d_resend(),
             resolve_after: d_resolve(),
+            resolve_quiet: d_resolve_quiet(),
         }
     }
 }
@@ -258,6 +274,17 @@ impl WatchConfig {
             check(parse_duration(t, "tick"));
         }
         check(parse_duration(&cfg.alerts.resend, "alerts.resend"));
+        check(parse_duration(
+            &cfg.alerts.resolve_quiet,
+            "alerts.resolve_quiet",
+        ));
+        for (i, p) in cfg.prometheus.iter().enumerate() {
+            for (j, f) in p.features.iter().enumerate() {
+                if let Some(Err(e)) = f.kind.as_deref().map(str::parse::<FeatureKind>) {
+                    problems.push(format!("prometheus[{i}].features[{j}].kind: {e}"));
+                }
+            }
+        }
         for (i, l) in cfg.logs.iter().enumerate() {
             if let Some(f) = &l.format {
                 if f != "json" && f != "combined" {
@@ -313,9 +340,11 @@ impl WatchConfig {
 
     pub fn engine(&self) -> Result<Engine, BaselineError> {
         let resend = parse_duration(&self.alerts.resend, "alerts.resend")?;
+        let quiet = parse_duration(&self.alerts.resolve_quiet, "alerts.resolve_quiet")?;
         let mut engine = Engine::new(EngineConfig {
             monitor: self.detectors.clone(),
             resend: Duration::from_millis(resend as u64),
+            resolve_quiet: Duration::from_millis(quiet.max(0) as u64),
             resolve_after: self.alerts.resolve_after,
             ..EngineConfig::default()
         });
@@ -336,6 +365,9 @@ pub struct WatchStats {
     pub events: u64,
     pub windows: u64,
     pub findings: u64,
+    /// Incidents opened, and how many fire now.
+    pub incidents: u64,
+    pub firing: u64,
     pub dropped_late: u64,
     pub prometheus_errors: u64,
     pub last_prometheus_error: Option<String>,
@@ -795,11 +827,12 @@ impl<'a> Watch<'a> {
             if end <= self.prom_last[i] {
                 continue;
             }
-            let kind = if f.kind.as_deref() == Some("memory") {
-                FeatureKind::Memory
-            } else {
-                FeatureKind::Level
-            };
+            // Checked when the config was read.
+            let kind = f
+                .kind
+                .as_deref()
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(FeatureKind::Gauge);
             let step = Duration::from_millis(width as u64);
             match prom.query_range(&f.query, self.prom_last[i] + width, end, step) {
                 Ok(series) => {
@@ -901,6 +934,18 @@ impl<'a> Watch<'a> {
     fn publish(&mut self, out: &mut Vec<String>) {
         let transitions = self.engine.drain_transitions();
         self.publisher.publish_changes(&self.engine, &transitions);
+        if !transitions.is_empty() {
+            self.stats.incidents += transitions
+                .iter()
+                .filter(|t| matches!(t, Transition::Fired(_)))
+                .count() as u64;
+            self.stats.firing = self
+                .engine
+                .incidents()
+                .iter()
+                .filter(|i| i.firing())
+                .count() as u64;
+        }
         for t in &transitions {
             out.push(self.engine.describe(t));
         }
@@ -939,8 +984,8 @@ impl<'a> Watch<'a> {
         self.last_progress = Instant::now();
         let s = &self.stats;
         progress(&format!(
-            "{} events, {} windows, {} findings, {} malformed lines, {} late events dropped",
-            s.events, s.windows, s.findings, s.lines.malformed, s.dropped_late
+            "{} events, {} windows, {} findings, {} incidents ({} firing), {} malformed lines, {} late events dropped",
+            s.events, s.windows, s.findings, s.incidents, s.firing, s.lines.malformed, s.dropped_late
         ));
     }
 

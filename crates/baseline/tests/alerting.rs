@@ -99,7 +99,7 @@ fn active_alerts(am: &str) -> Vec<serde_json::Value> {
     serde_json::from_str::<Vec<serde_json::Value>>(&body)
         .unwrap()
         .into_iter()
-        .filter(|a| a["labels"]["alertname"] == "PerfpilotBand")
+        .filter(|a| a["labels"]["alertname"] == "PerfpilotIncident")
         .collect()
 }
 
@@ -170,7 +170,7 @@ fn latency_incident_reaches_alertmanager_and_resolves() {
             ..MonitorConfig::default()
         },
         resend: Duration::from_secs(5),
-        resolve_after: 3,
+        resolve_quiet: Duration::from_secs(3),
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(config).with_alertmanager(&am_url);
@@ -194,7 +194,7 @@ fn latency_incident_reaches_alertmanager_and_resolves() {
             .expect("query_range");
         for s in &series {
             for &(t, x) in &s.points {
-                engine.observe("checkout", "latency_ms", FeatureKind::Level, t, x, &none);
+                engine.observe("checkout", "latency_ms", FeatureKind::Latency, t, x, &none);
             }
         }
         last = end.max(last);
@@ -204,7 +204,10 @@ fn latency_incident_reaches_alertmanager_and_resolves() {
             None if !active.is_empty() => {
                 let a = &active[0];
                 assert_eq!(a["labels"]["service"], "checkout");
-                assert_eq!(a["labels"]["feature"], "latency_ms");
+                assert_eq!(a["labels"]["alertname"], "PerfpilotIncident");
+                assert!(a["annotations"]["description"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("latency_ms band")));
                 assert!(a["annotations"]["summary"]
                     .as_str()
                     .is_some_and(|s| s.contains("above its expected band")));
@@ -223,14 +226,14 @@ fn latency_incident_reaches_alertmanager_and_resolves() {
             "no alert reached Alertmanager; delivery errors: {} ({:?}); alerts: {:#?}",
             engine.delivery_errors(),
             engine.last_delivery_error(),
-            engine.alerts()
+            engine.incidents()
         )
     });
     assert!(fired >= 25, "alert before the incident, at {fired} s");
     assert!(
         resolved,
         "the alert did not resolve in Alertmanager: {:#?}",
-        engine.alerts()
+        engine.incidents()
     );
     assert_eq!(
         engine.delivery_errors(),

@@ -218,3 +218,28 @@ fn gaps_and_clock_jumps_raise_nothing() {
     assert_eq!(m.gaps, 1);
     assert_eq!(m.clock_jumps, 50);
 }
+
+#[test]
+fn only_the_side_that_pages_is_found() {
+    assert!(FeatureKind::Latency.pages_high() && !FeatureKind::Latency.pages_low());
+    assert!(!FeatureKind::Rate.pages_high() && FeatureKind::Rate.pages_low());
+    assert!(FeatureKind::Gauge.pages_high() && FeatureKind::Gauge.pages_low());
+    assert_eq!("level".parse::<FeatureKind>(), Ok(FeatureKind::Gauge));
+    // A saved baseline's `level` still loads, as the gauge it was.
+    let kind: FeatureKind = serde_json::from_str("\"level\"").unwrap();
+    assert!(kind.pages_high() && kind.pages_low());
+    let step = |to: f64, seed: u64| {
+        let mut n = Noise(seed);
+        (0..900).map(move |i| {
+            let level = if i < 600 { 200.0 } else { to };
+            (i * STEP, level + 10.0 * n.normal())
+        })
+    };
+    // Latency falling by half, a request rate doubling: nothing.
+    assert!(run(FeatureKind::Latency, step(100.0, 11)).is_empty());
+    assert!(run(FeatureKind::Rate, step(400.0, 12)).is_empty());
+    // The same falls in a request rate, and rises of a gauge: found.
+    assert!(!run(FeatureKind::Rate, step(100.0, 11)).is_empty());
+    assert!(!run(FeatureKind::Gauge, step(400.0, 12)).is_empty());
+    assert!(!run(FeatureKind::Gauge, step(100.0, 11)).is_empty());
+}

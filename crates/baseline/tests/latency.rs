@@ -80,7 +80,10 @@ fn incident_alerts_on_a_quiet_log(tick: Option<&str>) {
         let found = body["alerts"].as_array().and_then(|alerts| {
             alerts
                 .iter()
-                .find(|a| a["labels"]["alertname"] == "PerfpilotErrorBurst")
+                .find(|a| {
+                    a["labels"]["alertname"] == "PerfpilotIncident"
+                        && a["findings"][0]["detector"] == "error_burst"
+                })
                 .cloned()
         });
         if let Some(a) = found {

@@ -1,5 +1,5 @@
-//! The watch loop end to end on a request log with known incidents: alerts
-//! reach a webhook firing and resolved, malformed lines are counted, and
+//! The watch loop end to end on a request log with known incidents:
+//! incidents reach a webhook firing and resolved, malformed lines are counted, and
 //! baselines are saved as versions and picked up again.
 
 mod common;
@@ -75,46 +75,61 @@ fn incidents_in_a_log_fire_and_resolve_at_a_webhook() {
         .iter()
         .flat_map(|p| p["alerts"].as_array().unwrap())
         .collect();
-    let find = |name: &str, feature: &str, state: &str| {
-        alerts.iter().find(|a| {
-            a["labels"]["alertname"] == name
-                && a["labels"]["feature"]
-                    .as_str()
-                    .is_some_and(|f| f.contains(feature))
-                && a["state"] == state
+    // Incidents, each with its findings inside.
+    let has = |a: &serde_json::Value, feature: &str, detector: &str| {
+        a["findings"].as_array().is_some_and(|fs| {
+            fs.iter().any(|f| {
+                f["feature"].as_str().is_some_and(|x| x.contains(feature))
+                    && (detector.is_empty() || f["detector"] == detector)
+            })
         })
     };
-    let slow = find("PerfpilotBand", "/pay latency_p50_ms", "firing")
-        .unwrap_or_else(|| panic!("no latency alert for /pay: {alerts:#?}\n{lines:#?}"));
-    assert_eq!(slow["labels"]["endpoint"], "/pay");
+    let find = |feature: &str, detector: &str, state: &str| {
+        alerts.iter().find(|a| {
+            a["labels"]["alertname"] == "PerfpilotIncident"
+                && a["state"] == state
+                && has(a, feature, detector)
+        })
+    };
+    let slow = find("/pay latency_p50_ms", "band", "firing")
+        .unwrap_or_else(|| panic!("no latency incident for /pay: {alerts:#?}\n{lines:#?}"));
+    assert_eq!(slow["labels"]["service"], "shop");
+    assert_eq!(slow["labels"]["incident"], slow["id"]);
     let started = slow["starts_at_ms"].as_i64().unwrap();
     let incident = 1_790_000_000_000i64 + 40 * 60_000;
     assert!(
         (incident..incident + 60_000).contains(&started),
-        "latency alert starts {} s after the incident",
+        "latency incident starts {} s after the incident",
         (started - incident) / 1000
     );
+    // Its quantiles and the service aggregate are the same incident.
+    let slow_id = slow["id"].clone();
+    assert!(has(slow, "/pay latency_p90_ms", ""), "{slow:#?}");
+    let resolved = alerts
+        .iter()
+        .find(|a| a["id"] == slow_id && a["state"] == "resolved")
+        .unwrap_or_else(|| panic!("the /pay incident never resolved: {alerts:#?}"));
+    assert!(resolved["resolved_at_ms"].as_i64().unwrap() > started);
     assert!(
-        find("PerfpilotBand", "/pay latency_p50_ms", "resolved").is_some(),
-        "{alerts:#?}"
-    );
-    assert!(
-        find("PerfpilotErrorBurst", "/cart errors", "firing").is_some(),
+        find("/cart errors", "error_burst", "firing").is_some(),
         "{alerts:#?}"
     );
     // Nothing about /cart's latency or the traffic, which never changed.
     assert!(
-        find("PerfpilotBand", "/cart latency", "firing").is_none(),
+        !alerts.iter().any(|a| has(a, "/cart latency", "")),
         "{alerts:#?}"
     );
     assert!(
-        !alerts.iter().any(|a| a["labels"]["feature"]
-            .as_str()
-            .is_some_and(|f| f.contains("requests_per_s"))),
+        !alerts.iter().any(|a| has(a, "requests_per_s", "")),
         "{alerts:#?}"
     );
+    // Two problems, two incidents at most (one if the second came before
+    // the first went quiet), not one per feature and detector.
+    let ids: std::collections::BTreeSet<&str> =
+        alerts.iter().filter_map(|a| a["id"].as_str()).collect();
+    assert!(ids.len() <= 2, "{ids:?}");
     assert!(
-        lines.iter().any(|l| l.starts_with("firing: PerfpilotBand")),
+        lines.iter().any(|l| l.starts_with("firing: incident ")),
         "{lines:#?}"
     );
 
@@ -233,11 +248,12 @@ fn a_watch_service_publishes_its_alerts_and_is_joined() {
     // change since the subscription.
     let snap = feed.snapshot();
     assert!(
-        snap.alerts()
+        snap.incidents().iter().any(|a| a
+            .findings
             .iter()
-            .any(|a| a.labels["feature"] == "/pay latency_p50_ms"),
+            .any(|f| f.feature == "/pay latency_p50_ms")),
         "{:#?}",
-        snap.alerts()
+        snap.incidents()
     );
     let got = changes.drain();
     assert!(got.iter().any(|c| c.fired), "{got:#?}");
@@ -284,12 +300,18 @@ fn an_alerts_only_service_keeps_raised_alerts_until_stopped() {
         .recv_timeout(std::time::Duration::from_secs(5))
         .unwrap();
     assert!(change.fired);
-    let id = change.alert.id.clone();
+    let id = change.incident.id.clone();
     let acked = feed.ack(&id, "alice", 2_000).unwrap().unwrap();
     assert_eq!(acked.ack.unwrap().by, "alice");
     assert!(feed.ack("nope", "alice", 2_000).unwrap().is_none());
     assert_eq!(
-        feed.snapshot().alert(&id).unwrap().ack.as_ref().unwrap().by,
+        feed.snapshot()
+            .incident(&id)
+            .unwrap()
+            .ack
+            .as_ref()
+            .unwrap()
+            .by,
         "alice"
     );
     service.stop();
@@ -334,7 +356,7 @@ fn a_serving_watch_answers_acks_after_its_log_ends_until_stopped() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let id = feed.snapshot().alerts()[0].id.clone();
+    let id = feed.snapshot().incidents()[0].id.clone();
     let acked = feed.ack(&id, "alice", 1).unwrap().unwrap();
     assert_eq!(acked.ack.unwrap().by, "alice");
     service.stop();

@@ -391,8 +391,14 @@ fn watch_cmd(a: WatchArgs) -> exit::Result<()> {
     .map_err(bad_input)?;
     let stats = service.join().map_err(bad_input)?;
     eprintln!(
-        "perfpilot: {} events in {} windows, {} findings; {} malformed lines, {} late events dropped",
-        stats.events, stats.windows, stats.findings, stats.lines.malformed, stats.dropped_late
+        "perfpilot: {} events in {} windows, {} findings in {} incidents ({} still firing); {} malformed lines, {} late events dropped",
+        stats.events,
+        stats.windows,
+        stats.findings,
+        stats.incidents,
+        stats.firing,
+        stats.lines.malformed,
+        stats.dropped_late
     );
     for s in &stats.lines.samples {
         eprintln!("  line {}: {}: {}", s.line_no, s.reason, s.text);

@@ -39,7 +39,7 @@ fn config(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "window = \"10s\"\nstate_dir = {:?}\n\n[[logs]]\npath = {log:?}\nformat = \"combined\"\nservice = \"shop\"\nfollow = false\n\n[detectors.baseline]\nwarmup = 20\n",
+            "window = \"10s\"\nstate_dir = {:?}\n\n[[logs]]\npath = {log:?}\nformat = \"combined\"\nservice = \"shop\"\nfollow = false\n\n[alerts]\nresolve_quiet = \"30s\"\n\n[detectors.baseline]\nwarmup = 20\n",
             dir.join("state")
         ),
     )
@@ -58,16 +58,20 @@ fn watch_reports_the_incident_and_the_garbage() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(
-        err.contains("firing: PerfpilotBand shop (/search latency_p50_ms is above"),
-        "{err}"
-    );
-    assert!(
-        err.contains("resolved: PerfpilotBand shop (/search latency_p50_ms"),
-        "{err}"
-    );
+    // One incident, fired and resolved: "firing: incident ID shop: SUMMARY".
+    let id_of = |verb: &str| -> Vec<String> {
+        err.lines()
+            .filter_map(|l| l.split(&format!("{verb}: incident ")).nth(1))
+            .filter(|rest| rest.contains(" shop: ") && rest.contains("latency"))
+            .filter_map(|rest| rest.split(' ').next().map(str::to_string))
+            .collect()
+    };
+    let fired = id_of("firing");
+    assert_eq!(fired.len(), 1, "{err}");
+    assert_eq!(id_of("resolved"), fired, "{err}");
     assert!(!err.contains("/item/1 latency"), "{err}");
     assert!(err.contains("7200 events"), "{err}");
+    assert!(err.contains("in 1 incidents (0 still firing)"), "{err}");
     assert!(err.contains("2 malformed lines"), "{err}");
     assert!(err.contains("line 1002: "), "{err}");
     assert!(dir.path().join("state/v000001.json").exists());
@@ -104,6 +108,16 @@ fn nab_without_a_corpus_says_so() {
 
 #[test]
 fn server_lists_and_acknowledges_alerts() {
+    // An incident with a finding about /search.
+    let about_search = |a: &serde_json::Value| {
+        a["findings"].as_array().is_some_and(|f| {
+            f.iter().any(|f| {
+                f["feature"]
+                    .as_str()
+                    .is_some_and(|x| x.starts_with("/search "))
+            })
+        })
+    };
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let server = ServerProcess::start(dir.path(), &["--baseline-config".as_ref(), cfg.as_os_str()]);
@@ -115,17 +129,16 @@ fn server_lists_and_acknowledges_alerts() {
             let v: serde_json::Value =
                 serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
             let list = v["alerts"].as_array().cloned().unwrap_or_default();
-            if list.iter().any(|a| a["labels"]["endpoint"] == "/search") {
+            if list.iter().any(about_search) {
                 assert_eq!(v["enabled"], true);
                 break list;
             }
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let slow = alerts
-        .iter()
-        .find(|a| a["labels"]["endpoint"] == "/search")
-        .unwrap();
+    let slow = alerts.iter().find(|a| about_search(a)).unwrap();
+    assert_eq!(slow["labels"]["alertname"], "PerfpilotIncident");
+    assert_eq!(slow["labels"]["incident"], slow["id"]);
     let id = slow["id"].as_str().unwrap();
     let (status, acked) =
         server.post_json(&format!("/api/v1/alerts/{id}/ack"), r#"{"by": "alice"}"#);
@@ -161,7 +174,7 @@ fn server_lists_and_acknowledges_alerts() {
     assert!((20.0..=32.0).contains(&last), "{item:#}");
     assert_eq!(item["firing"], false);
     assert_eq!(find("errors")["kind"], "error_rate");
-    assert_eq!(find("requests_per_s")["kind"], "level");
+    assert_eq!(find("requests_per_s")["kind"], "rate");
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -260,7 +273,11 @@ fn a_function_taking_more_of_the_cpu_in_the_profiles_raises_an_alert() {
             .cloned()
             .unwrap_or_default()
             .into_iter()
-            .filter(|a| a["labels"]["feature"] == "cpu_share:encrypt_data")
+            .filter(|a| {
+                a["findings"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f["feature"] == "cpu_share:encrypt_data"))
+            })
             .collect()
     };
     // A profile a second: encrypt_data is 10% of the CPU for 20 s, then
@@ -287,11 +304,14 @@ fn a_function_taking_more_of_the_cpu_in_the_profiles_raises_an_alert() {
     drop(server);
     let a = found.expect("no alert for encrypt_data's share within 20 s of the change");
     assert_eq!(a["labels"]["service"], "checkout");
+    let share = a["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["feature"] == "cpu_share:encrypt_data")
+        .unwrap();
     assert!(
-        a["annotations"]["summary"]
-            .as_str()
-            .unwrap()
-            .contains("above"),
+        share["message"].as_str().unwrap().contains("above"),
         "{a:#?}"
     );
 }

@@ -1,5 +1,5 @@
-//! The baseline engine's alerts: `GET /api/v1/alerts` and
-//! `POST /api/v1/alerts/{id}/ack`.
+//! The baseline engine's incidents: `GET /api/v1/alerts` (each incident
+//! with its findings) and `POST /api/v1/alerts/{id}/ack` (by incident id).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,9 +8,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::Json;
 use perfpilot_autopilot::inbox::AlertStatus;
-use perfpilot_baseline::alerts::{Alert, AlertState};
 use perfpilot_baseline::engine::FeatureSummary;
 use perfpilot_baseline::feed::FeedHandle;
+use perfpilot_baseline::incidents::Incident;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
@@ -36,8 +36,9 @@ pub struct AlertsResponse {
     /// with the autopilot, `alerts` holds only the autopilot's own.
     #[serde(default = "yes")]
     pub baselines: bool,
-    /// Firing first, newest first.
-    pub alerts: Vec<Alert>,
+    /// The engine's incidents, firing first, newest first: one per
+    /// problem of a service, its findings inside.
+    pub alerts: Vec<Incident>,
     /// Alerts received from Alertmanager (`/api/v1/alertmanager`), firing
     /// first, newest first; empty without `--autopilot-dir`/`--policies`.
     #[serde(default)]
@@ -111,7 +112,7 @@ pub async fn list(State(app): State<Arc<App>>) -> ApiResult<Json<AlertsResponse>
             received: received(&app),
         }));
     };
-    let alerts = handle.0.snapshot().alerts().to_vec();
+    let alerts = handle.0.snapshot().incidents().to_vec();
     Ok(Json(AlertsResponse {
         enabled: true,
         baselines: !app.config.alerts_only,
@@ -130,7 +131,7 @@ pub async fn ack(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<Alert>> {
+) -> ApiResult<Json<Incident>> {
     let handle = engine(&app)?;
     let who: AckBody = if body.is_empty() {
         AckBody::default()
@@ -146,7 +147,7 @@ pub async fn ack(
     // Waits for the engine's owner to apply it: off the async threads.
     blocking(move || match feed.ack(&id, &by, now_ms()) {
         Ok(Some(a)) => Ok(Json(a)),
-        Ok(None) => Err(ApiError::not_found(format!("no alert {id:?}"))),
+        Ok(None) => Err(ApiError::not_found(format!("no incident {id:?}"))),
         Err(e) => Err(ApiError::internal(e.to_string())),
     })
     .await
@@ -168,7 +169,7 @@ pub struct BaselinesResponse {
 pub struct BaselineView {
     #[serde(flatten)]
     pub summary: FeatureSummary,
-    /// Whether an alert about this feature fires now.
+    /// Whether a firing incident has a finding about this feature.
     pub firing: bool,
 }
 
@@ -187,15 +188,14 @@ pub async fn baselines(State(app): State<Arc<App>>) -> ApiResult<Json<BaselinesR
         }));
     };
     let e = handle.0.snapshot();
-    let firing: Vec<(String, String)> = e
-        .alerts()
+    let firing: Vec<(&str, &str)> = e
+        .incidents()
         .iter()
-        .filter(|a| a.state == AlertState::Firing)
-        .filter_map(|a| {
-            Some((
-                a.labels.get("service")?.clone(),
-                a.labels.get("feature")?.clone(),
-            ))
+        .filter(|a| a.firing())
+        .flat_map(|a| {
+            a.findings
+                .iter()
+                .map(|f| (a.service.as_str(), f.feature.as_str()))
         })
         .collect();
     let features = e

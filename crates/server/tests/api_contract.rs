@@ -231,7 +231,8 @@ fn alerts_answer_matches_the_golden_file_the_ui_reads() {
     use perfpilot_baseline::engine::{Engine, EngineConfig};
     use perfpilot_server::AlertsHandle;
 
-    // An engine with one firing latency alert for an endpoint, at fixed
+    // An engine with one firing incident of a service: a latency band
+    // breach of an endpoint and, a window later, an error burst, at fixed
     // times, published the way the watch service publishes it.
     let mut engine = Engine::new(EngineConfig::default());
     let at = TARGET_FROM * 1000;
@@ -249,10 +250,24 @@ fn alerts_answer_matches_the_golden_file_the_ui_reads() {
         }),
         since_ms: at - 120_000,
         at_ms: at,
-        message: "p99 latency 840 ms is above its band (80–200 ms)".into(),
+        message: "/search latency_p99_ms is above its expected band [80.0000, 200.0000] in 3 of the last 5 windows (now 840.0000)".into(),
     };
-    let labels = [("service".to_string(), "shop".to_string())].into();
-    engine.raise("shop", "/search latency_p99_ms", &labels, &[finding], at);
+    let errors = Finding {
+        detector: "error_burst".into(),
+        feature: "errors".into(),
+        score: 12.0,
+        severity: Severity::Warning,
+        observed: 0.04,
+        expected: None,
+        since_ms: at + 10_000,
+        at_ms: at + 10_000,
+        message: "8 errors in 200 requests (4.00%), expected about 0.2 at 0.100% (p = 1.0e-12)"
+            .into(),
+    };
+    let none = std::collections::BTreeMap::new();
+    engine.add_findings("shop", &none, &[finding], at);
+    engine.add_findings("shop", &none, &[errors], at + 10_000);
+    let at = at + 10_000;
     let (publisher, feed) = perfpilot_baseline::feed::feed(engine.snapshot(at));
     publisher.publish_snapshot(engine.snapshot(at));
 

@@ -1,105 +1,75 @@
 //! The suite in process: generate a scenario, run the engine over it in
 //! event time with a given configuration (the defaults, unless tuning),
-//! group its findings into incidents and score them.
+//! and score the incidents it raised.
 
-use perfpilot_baseline::detectors::{FeatureKind, Finding};
+use perfpilot_baseline::detectors::FeatureKind;
 use perfpilot_baseline::engine::{Engine, EngineConfig};
-use perfpilot_baseline::feature::{FeatureKey, Metric};
-use perfpilot_baseline::window::{Windower, WindowConfig};
+use perfpilot_baseline::window::{FeatureWindow, WindowConfig, Windower};
 use perfpilot_baseline::BaselineError;
 
 use super::score::{score, Raised, SuiteScore};
 use super::{generate, Scenario};
 
-/// Quiet time after which a service's next finding is a new incident.
-pub const QUIET_MS: i64 = 5 * 60_000;
-
-/// An incident as grouped here: the findings of one service with less
-/// than [`QUIET_MS`] between them.
+/// An incident the engine raised, as the scorer and a reader need it.
 #[derive(Debug, Clone)]
 pub struct Grouped {
     pub service: String,
     pub raised_at_ms: i64,
-    pub last_ms: i64,
-    /// (feature, detector) of its findings, first seen first.
+    /// (feature, detector) of its evidence.
     pub evidence: Vec<(String, String)>,
 }
 
-/// Whether a finding is on the side of its feature that pages: latency
-/// and errors high, request rate low; other features both ways.
-pub fn pages(f: &Finding) -> bool {
-    let Some(band) = f.expected else {
-        return true;
-    };
-    let high = f.observed > band.expected;
-    match FeatureKey::parse(&f.feature).metric {
-        Metric::LatencyQuantile { .. } | Metric::ErrorRate => high,
-        Metric::RequestRate => !high,
-        _ => true,
-    }
-}
-
-/// Runs the engine over a scenario and groups what it found.
+/// Runs the engine over a scenario in event time (windows as they close,
+/// the heap series beside its service's windows) and returns the
+/// incidents it raised, oldest first.
 pub fn run(s: &Scenario, config: &EngineConfig) -> Result<Vec<Grouped>, BaselineError> {
     let mut engine = Engine::new(config.clone());
     let mut windower = Windower::new(WindowConfig::default())?;
-    let mut windows = Vec::new();
+    let mut windows: Vec<FeatureWindow> = Vec::new();
     let mut heap = s.heap.iter().peekable();
-    let mut groups: Vec<Grouped> = Vec::new();
     let none = Default::default();
-    let mut feed = |engine: &mut Engine, windows: &mut Vec<_>, heap: &mut std::iter::Peekable<_>| {
+    let mut feed = |engine: &mut Engine, windows: &mut Vec<FeatureWindow>| {
         for w in windows.drain(..) {
-            let w: perfpilot_baseline::window::FeatureWindow = w;
-            let mut found = engine.observe_window(&w);
+            engine.observe_window(&w);
             if w.is_aggregate() {
                 while let Some(&&(t, x)) = heap.peek() {
                     if t >= w.end_ms {
                         break;
                     }
                     heap.next();
-                    found.extend(engine.observe_resource(
+                    engine.observe_resource(
                         &s.service,
                         "heap_bytes",
                         FeatureKind::Memory,
                         t,
                         x,
                         &none,
-                    ));
-                }
-            }
-            for f in found.iter().filter(|f| pages(f)) {
-                let t = f.at_ms.max(w.start_ms);
-                let service = w.service.to_string();
-                match groups
-                    .iter_mut()
-                    .rev()
-                    .find(|g| g.service == service && t - g.last_ms <= QUIET_MS)
-                {
-                    Some(g) => {
-                        g.last_ms = g.last_ms.max(t);
-                        let e = (f.feature.clone(), f.detector.clone());
-                        if !g.evidence.contains(&e) {
-                            g.evidence.push(e);
-                        }
-                    }
-                    None => groups.push(Grouped {
-                        service,
-                        // Raised when its window closes.
-                        raised_at_ms: w.end_ms,
-                        last_ms: t,
-                        evidence: vec![(f.feature.clone(), f.detector.clone())],
-                    }),
+                    );
                 }
             }
         }
     };
     for e in &s.events {
         windower.push(e, &mut windows);
-        feed(&mut engine, &mut windows, &mut heap);
+        feed(&mut engine, &mut windows);
     }
     windower.flush(&mut windows);
-    feed(&mut engine, &mut windows, &mut heap);
-    Ok(groups)
+    feed(&mut engine, &mut windows);
+    let mut out: Vec<Grouped> = engine
+        .incidents()
+        .into_iter()
+        .map(|i| Grouped {
+            service: i.service.clone(),
+            raised_at_ms: i.raised_at_ms,
+            evidence: i
+                .findings
+                .iter()
+                .map(|e| (e.feature.clone(), e.detector.clone()))
+                .collect(),
+        })
+        .collect();
+    out.sort_by_key(|g| g.raised_at_ms);
+    Ok(out)
 }
 
 /// What one scenario raised, for reading what went wrong.

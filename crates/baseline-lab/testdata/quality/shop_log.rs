@@ -66,9 +66,11 @@ pub fn write(path: &std::path::Path) {
 }
 
 /// A watch config replaying `log` with a short warm-up, saving into
-/// `state`.
+/// `state`. Incidents resolve after 30 quiet seconds: with the default
+/// five minutes each spike would fall in the quiet tail of the incident
+/// before it and be absorbed by it, and the tests want them apart.
 pub fn config(log: &std::path::Path, state: &std::path::Path) -> String {
     format!(
-        "window = \"10s\"\nstate_dir = {state:?}\n\n[[logs]]\npath = {log:?}\nformat = \"json\"\nfollow = true\n\n[alerts]\nwebhooks = [\"http://127.0.0.1:9/never-called\"]\n\n[detectors.baseline]\nwarmup = 30\n"
+        "window = \"10s\"\nstate_dir = {state:?}\n\n[[logs]]\npath = {log:?}\nformat = \"json\"\nfollow = true\n\n[alerts]\nwebhooks = [\"http://127.0.0.1:9/never-called\"]\nresolve_quiet = \"30s\"\n\n[detectors.baseline]\nwarmup = 30\n"
     )
 }

@@ -7,7 +7,6 @@ use perfpilot_autopilot::runtime::sources::{
     BaselineAlert, BaselineSource, MetricSource, ProfileSource, RaisedAlert, SourceError,
 };
 pub use perfpilot_autopilot::runtime::Sources;
-use perfpilot_baseline::alerts::AlertState;
 use perfpilot_baseline::detectors::{Finding, Severity};
 use perfpilot_baseline::feed::Command;
 use perfpilot_baseline::prom::Prometheus;
@@ -34,11 +33,11 @@ impl BaselineSource for AlertsHandle {
     fn alerts(&self) -> Vec<BaselineAlert> {
         self.0
             .snapshot()
-            .alerts()
+            .incidents()
             .iter()
             .map(|a| BaselineAlert {
                 labels: a.labels.clone(),
-                firing: a.state == AlertState::Firing,
+                firing: a.firing(),
                 starts_at_ms: a.starts_at_ms,
             })
             .collect()
