@@ -13,6 +13,7 @@ pub mod push;
 pub mod render;
 pub mod request_logs;
 pub mod selector;
+pub mod series_csv;
 pub mod speedscope;
 pub mod store_recovery;
 pub mod webhook;
@@ -34,6 +35,7 @@ pub const ALL: &[Target] = &[
     ("render", render::run),
     ("request_logs", request_logs::run),
     ("selector", selector::run),
+    ("series_csv", series_csv::run),
     ("speedscope", speedscope::run),
     ("store_recovery", store_recovery::run),
     ("webhook", webhook::run),

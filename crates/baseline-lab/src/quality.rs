@@ -69,11 +69,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::nab::scorer::scaled_sigmoid;
 use perfpilot_baseline::alerts::rfc3339;
-use perfpilot_baseline::detectors::MonitorConfig;
+use perfpilot_baseline::detectors::{ErrorBurst, MonitorConfig};
 use perfpilot_baseline::engine::Engine;
 use perfpilot_baseline::incidents::{Incident as Raised, Transition};
-use perfpilot_baseline::logs::{Event, LineStats, LogReader, ParseOptions, Parser};
-use perfpilot_baseline::watch::{parse_duration, LogSource, WatchConfig};
+use perfpilot_baseline::logs::LineStats;
+use perfpilot_baseline::replay::MergedLogs;
+use perfpilot_baseline::watch::{parse_duration, WatchConfig};
 use perfpilot_baseline::window::{FeatureWindow, WindowConfig, Windower};
 use perfpilot_baseline::BaselineError;
 
@@ -716,6 +717,8 @@ pub struct Replay {
     pub events: u64,
     pub lines: LineStats,
     pub dropped_late: u64,
+    /// What was detected of each log's format and fields.
+    pub detected: Vec<String>,
 }
 
 /// What one replay produced: the engine as it ended (its monitors carry
@@ -723,42 +726,6 @@ pub struct Replay {
 pub struct ReplayRun {
     pub engine: Engine,
     pub alerts: Vec<RaisedAlert>,
-}
-
-/// A log being read, one event ahead.
-struct Source {
-    reader: LogReader,
-    parser: Parser,
-    stats: LineStats,
-    buf: Vec<u8>,
-    next: Option<Event>,
-}
-
-impl Source {
-    fn open(src: &LogSource) -> Result<Source, BaselineError> {
-        let opts = perfpilot_baseline::watch::parse_options(src);
-        let parser = Parser::new(&opts);
-        let mut s = Source {
-            reader: LogReader::open(&src.path)?,
-            stats: parser.new_stats(),
-            parser,
-            buf: Vec::new(),
-            next: None,
-        };
-        s.advance()?;
-        Ok(s)
-    }
-
-    fn advance(&mut self) -> Result<(), BaselineError> {
-        self.next = None;
-        while let Some(no) = self.reader.next_line(&mut self.buf)? {
-            if let Some(ev) = self.parser.parse_counted(no, &self.buf, &mut self.stats) {
-                self.next = Some(ev);
-                break;
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Replay {
@@ -782,11 +749,7 @@ impl Replay {
             lateness_ms: parse_duration(&cfg.lateness, "lateness")?,
             ..WindowConfig::default()
         })?;
-        let mut sources = config
-            .logs
-            .iter()
-            .map(Source::open)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut logs = MergedLogs::open(&config.logs)?;
         let min_requests = config.engine()?.config().min_requests;
         let mut windows = Vec::new();
         let mut closed = Vec::new();
@@ -803,19 +766,9 @@ impl Replay {
                 }
             }
         };
-        loop {
-            let next = sources
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.next.as_ref().map(|e| (e.ts_ms, i)))
-                .min();
-            let Some((_, i)) = next else { break };
-            let s = &mut sources[i];
-            if let Some(ev) = s.next.take() {
-                windower.push(&ev, &mut closed);
-                events += 1;
-            }
-            s.advance()?;
+        while let Some(ev) = logs.next_event()? {
+            windower.push(&ev, &mut closed);
+            events += 1;
             keep(&mut closed);
         }
         windower.flush(&mut closed);
@@ -831,10 +784,7 @@ impl Replay {
                 "no request in the logs to replay",
             ));
         }
-        let mut lines = LineStats::new(ParseOptions::default().max_samples);
-        for s in &sources {
-            lines.merge(&s.stats);
-        }
+        let lines = logs.stats();
         Ok(Replay {
             config,
             windows,
@@ -843,14 +793,58 @@ impl Replay {
             events,
             lines,
             dropped_late: windower.dropped_late(),
+            detected: logs.detected,
         })
+    }
+
+    /// The part of the replay before `until_ms` (windows starting before
+    /// it): what calibration tunes on when a later part is held back.
+    pub fn head(&self, until_ms: i64) -> Replay {
+        let windows: Vec<FeatureWindow> = self
+            .windows
+            .iter()
+            .filter(|w| w.start_ms < until_ms)
+            .cloned()
+            .collect();
+        Replay {
+            config: self.config.clone(),
+            span: (self.span.0, until_ms.min(self.span.1)),
+            width_ms: self.width_ms,
+            events: windows
+                .iter()
+                .filter(|w| w.is_aggregate())
+                .map(|w| w.count)
+                .sum(),
+            windows,
+            lines: self.lines.clone(),
+            dropped_late: self.dropped_late,
+            detected: self.detected.clone(),
+        }
+    }
+
+    /// The time `fraction` (0..1) of the way from the first window to
+    /// the last, on a window boundary.
+    pub fn split_at(&self, fraction: f64) -> i64 {
+        let (a, b) = self.span;
+        let t = a + ((b - a) as f64 * fraction.clamp(0.0, 1.0)) as i64;
+        t.div_euclid(self.width_ms) * self.width_ms
     }
 
     /// Runs the windows through a fresh engine with `monitor`'s parameters
     /// (the config's alert settings otherwise).
     pub fn run(&self, monitor: &MonitorConfig) -> Result<ReplayRun, BaselineError> {
+        self.run_with(monitor, &self.config.error_burst)
+    }
+
+    /// [`Replay::run`] with the error-burst detector's parameters too.
+    pub fn run_with(
+        &self,
+        monitor: &MonitorConfig,
+        error_burst: &ErrorBurst,
+    ) -> Result<ReplayRun, BaselineError> {
         let mut config = self.config.clone();
         config.detectors = monitor.clone();
+        config.error_burst = error_burst.clone();
         let mut engine = config.engine()?;
         let mut alerts: Vec<RaisedAlert> = Vec::new();
         // The book keeps one alert per id (a new firing replaces the last

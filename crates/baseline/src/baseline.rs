@@ -232,6 +232,11 @@ impl Baseline {
         (state, track, profile.offset(t_ms, smooth))
     }
 
+    /// The first and last window times it has seen.
+    pub fn span(&self) -> Option<(i64, i64)> {
+        self.first_ms.zip(self.last_ms)
+    }
+
     /// The band expected for the window starting at `t_ms`.
     pub fn band(&self, t_ms: i64) -> Band {
         let need = self.config.warmup.max(2);

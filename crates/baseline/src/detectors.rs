@@ -401,6 +401,7 @@ pub use perfpilot_stats::normal_two_sided;
 
 /// Errors in a window beyond what the expected error rate makes plausible.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ErrorBurst {
     /// Fewer errors than this are never a burst.
     pub min_errors: u64,
@@ -713,6 +714,11 @@ impl FeatureMonitor {
             anomalous_run: 0,
             last_state: None,
         }
+    }
+
+    /// The start of the last window it took, if any.
+    pub fn last_ms(&self) -> Option<i64> {
+        self.last_ms
     }
 
     /// Feeds the window starting at `t_ms`; returns what it found.

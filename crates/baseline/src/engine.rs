@@ -19,6 +19,7 @@ use crate::baseline::{Band, Baseline};
 use crate::detectors::{ErrorBurst, FeatureKind, FeatureMonitor, Finding, MonitorConfig};
 use crate::error::BaselineError;
 use crate::feature::{FeatureKey, Metric};
+use crate::fit::{FitCheck, FitNote};
 use crate::incidents::{Incident, IncidentBook, Transition};
 use crate::window::FeatureWindow;
 
@@ -109,6 +110,8 @@ pub struct Engine {
     /// The last value of each feature, (window start, value), by
     /// "service\u{1f}feature": what the autopilot's conditions read.
     latest: BTreeMap<String, (i64, f64)>,
+    /// Whether loaded baselines fit the input (see [`crate::fit`]).
+    fit: FitCheck,
 }
 
 /// Incidents on their way to the sinks ([`Engine::outbox`]).
@@ -158,6 +161,7 @@ impl Engine {
             version: 0,
             transitions: Vec::new(),
             latest: BTreeMap::new(),
+            fit: FitCheck::default(),
         }
     }
 
@@ -236,10 +240,15 @@ impl Engine {
         x: f64,
         labels: &BTreeMap<String, String>,
     ) -> Vec<Finding> {
+        let k = key(service, feature);
+        let span = self.monitors.get(&k).and_then(|m| m.baseline.span());
+        if self.fit.check(&k, service, feature, t_ms, span, true) {
+            self.monitors.remove(&k);
+        }
         let cfg = &self.config.monitor;
         let m = self
             .monitors
-            .entry(key(service, feature))
+            .entry(k)
             .or_insert_with(|| FeatureMonitor::new(feature, kind, cfg.clone()));
         let findings = m.update(t_ms, x);
         self.remember(service, feature, t_ms, x);
@@ -300,10 +309,15 @@ impl Engine {
         requests: u64,
         labels: &BTreeMap<String, String>,
     ) -> Vec<Finding> {
+        let k = key(service, feature);
+        let span = self.error_rates.get(&k).and_then(Baseline::span);
+        if self.fit.check(&k, service, feature, t_ms, span, false) {
+            self.error_rates.remove(&k);
+        }
         let cfg = &self.config.monitor.baseline;
         let base = self
             .error_rates
-            .entry(key(service, feature))
+            .entry(k)
             .or_insert_with(|| Baseline::new(cfg.clone()));
         let expected = base.mean(t_ms);
         let recent = self.error_recent.entry(key(service, feature)).or_default();
@@ -542,7 +556,25 @@ impl Engine {
         self.monitors = snap.monitors;
         self.error_rates = snap.error_rates;
         self.version = version;
+        self.fit
+            .loaded(version, self.monitors.keys().chain(self.error_rates.keys()));
         Ok(Some(version))
+    }
+
+    /// Baselines relearned because they did not fit the input, since the
+    /// last call (see [`crate::fit`]).
+    pub fn drain_fit_notes(&mut self) -> Vec<FitNote> {
+        self.fit.drain()
+    }
+
+    /// The same, in words: one line per service and reason.
+    pub fn drain_fit_lines(&mut self) -> Vec<String> {
+        self.fit.drain_lines()
+    }
+
+    /// Baselines relearned so far because they did not fit the input.
+    pub fn relearned(&self) -> u64 {
+        self.fit.relearned
     }
 
     /// Incidents that fired or resolved since the last call.

@@ -21,11 +21,16 @@
 //!   alerts out, baselines saved as versions and reloaded while running.
 //! - [`feature`]: feature names typed: scope (service or endpoint) and
 //!   metric.
+//! - [`fit`]: whether loaded baselines fit the input; relearned, and
+//!   said so, when they do not.
 //! - [`feed`]: the engine seen from outside its owner: alert changes on
 //!   a bounded channel, a read-only snapshot, commands.
 //! - [`watch`]: the watch loop and its TOML config: logs and Prometheus
 //!   in, alerts out, as a service owning its engine
 //!   (`perfpilot baseline watch`, and inside the server).
+//! - [`replay`]: finished inputs read to their end in event time: logs
+//!   merged by timestamp, `--series` CSVs, the engine run over them.
+//! - [`series`]: `timestamp,value` CSVs as features (`--series`).
 //! - [`profiles`]: perfpilot's own profile store as a source (CPU cores
 //!   and function shares per service).
 //! - [`prom`]: Prometheus `query` and `query_range`, retried.
@@ -45,10 +50,13 @@ pub mod engine;
 pub mod error;
 pub mod feature;
 pub mod feed;
+pub mod fit;
 pub mod incidents;
 pub mod logs;
 pub mod profiles;
 pub mod prom;
+pub mod replay;
+pub mod series;
 pub mod sketch;
 pub mod watch;
 pub mod window;

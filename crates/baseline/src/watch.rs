@@ -32,6 +32,11 @@
 //! service = "checkout"
 //! functions = ["encrypt_data"]
 //!
+//! # The error-burst detector (what `calibrate` prints when it tunes it)
+//! [error_burst]
+//! min_errors = 5
+//! p_threshold = 1e-4
+//!
 //! [alerts]
 //! alertmanager = "http://127.0.0.1:9093"
 //! webhooks = ["http://127.0.0.1:8080/hook"]
@@ -61,7 +66,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use serde::Deserialize;
 
-use crate::detectors::{FeatureKind, MonitorConfig};
+use crate::detectors::{ErrorBurst, FeatureKind, MonitorConfig};
 use crate::engine::{Engine, EngineConfig};
 use crate::error::BaselineError;
 use crate::feed::{self, FeedHandle, Publisher};
@@ -99,6 +104,9 @@ pub struct WatchConfig {
     /// Detector parameters (what calibration tunes).
     #[serde(default)]
     pub detectors: MonitorConfig,
+    /// The error-burst detector's parameters (calibration tunes them too).
+    #[serde(default)]
+    pub error_burst: ErrorBurst,
 }
 
 fn d_window() -> String {
@@ -322,8 +330,9 @@ impl WatchConfig {
         }
     }
 
-    /// A config that watches nothing (for [`WatchService::alerts_only`]).
-    fn nothing() -> WatchConfig {
+    /// A config that watches nothing, every setting at its default (for
+    /// [`WatchService::alerts_only`], and replays without a config).
+    pub fn nothing() -> WatchConfig {
         WatchConfig {
             window: d_window(),
             lateness: d_lateness(),
@@ -335,6 +344,7 @@ impl WatchConfig {
             profiles: Vec::new(),
             alerts: AlertsConfig::default(),
             detectors: MonitorConfig::default(),
+            error_burst: ErrorBurst::default(),
         }
     }
 
@@ -343,6 +353,7 @@ impl WatchConfig {
         let quiet = parse_duration(&self.alerts.resolve_quiet, "alerts.resolve_quiet")?;
         let mut engine = Engine::new(EngineConfig {
             monitor: self.detectors.clone(),
+            error_burst: self.error_burst.clone(),
             resend: Duration::from_millis(resend as u64),
             resolve_quiet: Duration::from_millis(quiet.max(0) as u64),
             resolve_after: self.alerts.resolve_after,
@@ -419,11 +430,14 @@ pub const LOG_CHANNEL: usize = 64;
 /// Events a reader hands on at once.
 const BATCH: usize = 1024;
 
+/// From a reader; sources are numbered (all finished logs together are
+/// one source, merged by event time; each followed log is one).
 enum Msg {
-    Events(Vec<Event>),
+    Events(usize, Vec<Event>),
     Stats(LineStats),
     Error(String),
-    Done,
+    Note(String),
+    Done(usize),
 }
 
 /// The parse options of a `[[logs]]` entry.
@@ -453,18 +467,111 @@ pub fn parse_options(src: &LogSource) -> ParseOptions {
     opts
 }
 
+/// The parse options of a `[[logs]]` entry, with its format and fields
+/// detected from its first lines when the entry names no fields (and is
+/// not `format = "combined"`, which has none to name); the second value
+/// says what was detected. Stdin is not looked at ahead: the default
+/// fields apply.
+pub fn resolve_options(src: &LogSource) -> Result<(ParseOptions, Option<String>), BaselineError> {
+    let mut opts = parse_options(src);
+    if !src.fields.is_empty()
+        || src.format.as_deref() == Some("combined")
+        || src.path.as_os_str() == "-"
+    {
+        return Ok((opts, None));
+    }
+    let file = src.path.display().to_string();
+    let d = crate::logs::detect(&file, &crate::logs::first_lines(&src.path)?)?;
+    if src.format.is_none() {
+        opts.format = Some(d.format);
+    }
+    if let Some(f) = d.fields {
+        opts.fields = f;
+    }
+    Ok((opts, Some(d.note)))
+}
+
 /// Reads one log on its own thread. `tick`: poll a followed file on that
 /// fixed cadence instead of adaptively. It waits while the channel is
 /// full and ends when the loop is gone.
-fn spawn_reader(src: LogSource, stop: Arc<AtomicBool>, tx: Sender<Msg>, tick: Option<Duration>) {
+fn spawn_reader(
+    index: usize,
+    src: LogSource,
+    stop: Arc<AtomicBool>,
+    tx: Sender<Msg>,
+    tick: Option<Duration>,
+) {
     std::thread::spawn(move || {
-        read_log(&src, stop, &tx, tick);
-        let _ = tx.send(Msg::Done);
+        read_log(index, &src, stop, &tx, tick);
+        let _ = tx.send(Msg::Done(index));
     });
 }
 
-fn read_log(src: &LogSource, stop: Arc<AtomicBool>, tx: &Sender<Msg>, tick: Option<Duration>) {
-    let opts = parse_options(src);
+/// Reads every finished (not followed) log on one thread, merged by event
+/// time (see [`crate::replay`]): the windows do not depend on which
+/// reader got ahead.
+fn spawn_merged(index: usize, srcs: Vec<LogSource>, stop: Arc<AtomicBool>, tx: Sender<Msg>) {
+    std::thread::spawn(move || {
+        read_merged(index, &srcs, &stop, &tx);
+        let _ = tx.send(Msg::Done(index));
+    });
+}
+
+fn read_merged(index: usize, srcs: &[LogSource], stop: &AtomicBool, tx: &Sender<Msg>) {
+    let mut logs = match crate::replay::MergedLogs::open(srcs) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = tx.send(Msg::Error(e.to_string()));
+            return;
+        }
+    };
+    for n in std::mem::take(&mut logs.detected) {
+        let _ = tx.send(Msg::Note(format!("detected {n}")));
+    }
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        match logs.next_event() {
+            Ok(Some(ev)) => {
+                batch.push(ev);
+                if batch.len() >= BATCH {
+                    let sent = tx
+                        .send(Msg::Events(index, std::mem::take(&mut batch)))
+                        .and_then(|()| tx.send(Msg::Stats(logs.take_stats())));
+                    if sent.is_err() || stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = tx.send(Msg::Error(e.to_string()));
+                break;
+            }
+        }
+    }
+    let _ = tx.send(Msg::Events(index, batch));
+    let _ = tx.send(Msg::Stats(logs.take_stats()));
+}
+
+fn read_log(
+    index: usize,
+    src: &LogSource,
+    stop: Arc<AtomicBool>,
+    tx: &Sender<Msg>,
+    tick: Option<Duration>,
+) {
+    let opts = match resolve_options(src) {
+        Ok((opts, note)) => {
+            if let Some(n) = note {
+                let _ = tx.send(Msg::Note(format!("detected {n}")));
+            }
+            opts
+        }
+        Err(e) => {
+            let _ = tx.send(Msg::Error(e.to_string()));
+            return;
+        }
+    };
     let mut reader = match LogReader::open(&src.path) {
         Ok(r) => r,
         Err(e) => {
@@ -495,7 +602,7 @@ fn read_log(src: &LogSource, stop: Arc<AtomicBool>, tx: &Sender<Msg>, tick: Opti
                 // until the next one comes.
                 if batch.len() >= BATCH || !reader.has_buffered_line() {
                     let sent = tx
-                        .send(Msg::Events(std::mem::take(&mut batch)))
+                        .send(Msg::Events(index, std::mem::take(&mut batch)))
                         .and_then(|()| {
                             tx.send(Msg::Stats(std::mem::replace(
                                 &mut stats,
@@ -515,7 +622,7 @@ fn read_log(src: &LogSource, stop: Arc<AtomicBool>, tx: &Sender<Msg>, tick: Opti
             }
         }
     }
-    let _ = tx.send(Msg::Events(batch));
+    let _ = tx.send(Msg::Events(index, batch));
     let _ = tx.send(Msg::Stats(stats));
 }
 
@@ -592,6 +699,12 @@ struct Watch<'a> {
     /// Prometheus keeps it running.
     _open: Sender<Msg>,
     readers: usize,
+    /// Per source: when its last events came, and whether it ended
+    /// (only with several sources, which get per-source watermarks).
+    arrivals: Vec<(Instant, bool)>,
+    /// Wall time without events after which a followed source stops
+    /// holding windows open.
+    idle_after: Duration,
     /// Runs until stopped, not until the logs end.
     live: bool,
     windower: Windower,
@@ -609,6 +722,9 @@ struct Watch<'a> {
     last_save: Instant,
     last_progress: Instant,
     next_housekeeping: Instant,
+    /// `--alerts-out`, and the incidents it is following.
+    incident_sink: Option<crate::replay::IncidentSink>,
+    incidents: crate::replay::IncidentLog,
 }
 
 impl<'a> Watch<'a> {
@@ -650,9 +766,27 @@ impl<'a> Watch<'a> {
             stats.reloaded_version = engine.reload(dir)?;
         }
         let (tx, rx) = crossbeam_channel::bounded(LOG_CHANNEL);
-        for src in &cfg.logs {
-            spawn_reader(src.clone(), Arc::clone(&stop), tx.clone(), timing.tick);
+        let finished: Vec<LogSource> = cfg.logs.iter().filter(|l| !l.follow).cloned().collect();
+        let mut sources = 0;
+        if !finished.is_empty() {
+            spawn_merged(sources, finished, Arc::clone(&stop), tx.clone());
+            sources += 1;
         }
+        for src in cfg.logs.iter().filter(|l| l.follow) {
+            spawn_reader(
+                sources,
+                src.clone(),
+                Arc::clone(&stop),
+                tx.clone(),
+                timing.tick,
+            );
+            sources += 1;
+        }
+        let windower = if sources > 1 {
+            windower.with_sources(sources)
+        } else {
+            windower
+        };
         let live = keep_alive
             || cfg.logs.iter().any(|l| l.follow)
             || !cfg.prometheus.is_empty()
@@ -671,7 +805,13 @@ impl<'a> Watch<'a> {
             stop,
             rx,
             _open: tx,
-            readers: cfg.logs.len(),
+            readers: sources,
+            arrivals: if sources > 1 {
+                vec![(Instant::now(), false); sources]
+            } else {
+                Vec::new()
+            },
+            idle_after: Duration::from_millis(width.max(timing.lateness) as u64),
             live,
             windower,
             windows: Vec::new(),
@@ -688,6 +828,8 @@ impl<'a> Watch<'a> {
             last_save: now,
             last_progress: now,
             next_housekeeping: now,
+            incident_sink: None,
+            incidents: crate::replay::IncidentLog::default(),
         })
     }
 
@@ -767,15 +909,29 @@ impl<'a> Watch<'a> {
         let mut commands = 0;
         crossbeam_channel::select! {
             recv(self.rx) -> m => match m {
-                Ok(Msg::Events(evs)) => {
+                Ok(Msg::Events(i, evs)) => {
                     self.stats.events += evs.len() as u64;
-                    for ev in &evs {
-                        self.windower.push(ev, &mut self.windows);
+                    if let Some(a) = self.arrivals.get_mut(i) {
+                        a.0 = Instant::now();
+                        for ev in &evs {
+                            self.windower.push_from(i, ev, &mut self.windows);
+                        }
+                    } else {
+                        for ev in &evs {
+                            self.windower.push(ev, &mut self.windows);
+                        }
                     }
                 }
                 Ok(Msg::Stats(s)) => self.stats.lines.merge(&s),
                 Ok(Msg::Error(e)) => self.notes.push(format!("log: {e}")),
-                Ok(Msg::Done) => self.readers -= 1,
+                Ok(Msg::Note(n)) => self.notes.push(format!("log: {n}")),
+                Ok(Msg::Done(i)) => {
+                    self.readers -= 1;
+                    if let Some(a) = self.arrivals.get_mut(i) {
+                        a.1 = true;
+                        self.windower.set_idle(i, true, &mut self.windows);
+                    }
+                }
                 Err(_) => {}
             },
             recv(self.publisher.commands()) -> c => {
@@ -790,8 +946,17 @@ impl<'a> Watch<'a> {
         let stopping = self.stop.load(Ordering::Relaxed);
         if finished || stopping {
             self.windower.flush(&mut self.windows);
-        } else if self.live {
-            self.windower.advance(now_ms(), &mut self.windows);
+        } else {
+            for (i, (last, ended)) in self.arrivals.iter().enumerate() {
+                if !ended && last.elapsed() >= self.idle_after {
+                    self.windower.set_idle(i, true, &mut self.windows);
+                }
+            }
+            // With several sources the clock moves time on only once all
+            // are idle: before that, their own event times do.
+            if self.live && self.windower.all_idle() {
+                self.windower.advance(now_ms(), &mut self.windows);
+            }
         }
         self.stats.dropped_late = self.windower.dropped_late();
         let now = Instant::now();
@@ -932,7 +1097,13 @@ impl<'a> Watch<'a> {
     /// The pass's alert changes to the feed and the progress lines, and a
     /// new snapshot for readers.
     fn publish(&mut self, out: &mut Vec<String>) {
+        out.extend(self.engine.drain_fit_lines());
         let transitions = self.engine.drain_transitions();
+        if let Some(sink) = &mut self.incident_sink {
+            if let Err(e) = self.incidents.observe(&self.engine, &transitions, sink) {
+                out.push(format!("alerts-out: {e}"));
+            }
+        }
         self.publisher.publish_changes(&self.engine, &transitions);
         if !transitions.is_empty() {
             self.stats.incidents += transitions
@@ -989,6 +1160,15 @@ impl<'a> Watch<'a> {
         ));
     }
 
+    /// Hands on the incidents still firing at the end.
+    fn finish_incidents(&mut self, progress: &mut dyn FnMut(&str)) {
+        if let Some(sink) = &mut self.incident_sink {
+            if let Err(e) = self.incidents.finish(&self.engine, sink) {
+                progress(&format!("alerts-out: {e}"));
+            }
+        }
+    }
+
     fn finish(self) -> WatchStats {
         let mut stats = self.stats;
         stats.delivery_errors = self.engine.delivery_errors();
@@ -1010,6 +1190,9 @@ pub struct ServiceOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Gets each progress line and alert transition; logged when absent.
     pub progress: Option<Progress>,
+    /// Gets each incident when it resolves, and those still firing when
+    /// the watch ends (`--alerts-out`).
+    pub incidents: Option<crate::replay::IncidentSink>,
     /// Once the logs end (nothing followed or polled), keep the engine
     /// answering commands until stopped instead of ending: a server's API
     /// still lists and acknowledges the alerts.
@@ -1060,12 +1243,15 @@ impl WatchService {
         });
         let source = opts.profile_source;
         let keep_serving = opts.keep_serving;
+        let incidents = opts.incidents;
         let thread = std::thread::Builder::new()
             .name("perfpilot-watch".into())
             .spawn(move || {
                 let source: Option<&dyn ProfileSource> = source.as_deref();
                 let mut w = Watch::start(&cfg, engine, flag, source, &publisher, keep_alive)?;
+                w.incident_sink = incidents;
                 w.run(&mut *progress)?;
+                w.finish_incidents(&mut *progress);
                 if keep_serving {
                     w.serve_until_stopped(&mut *progress);
                 }

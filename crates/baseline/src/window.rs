@@ -150,6 +150,16 @@ pub struct Windower {
     dropped_late: u64,
     clock_resets: u64,
     accepted: u64,
+    /// With several sources (see [`Windower::with_sources`]): each one's
+    /// largest timestamp, and whether it is left out of the watermark.
+    marks: Vec<Mark>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Mark {
+    max_ts: Option<i64>,
+    /// Idle past its bound, or ended: it no longer holds windows open.
+    idle: bool,
 }
 
 impl Windower {
@@ -165,7 +175,64 @@ impl Windower {
             dropped_late: 0,
             clock_resets: 0,
             accepted: 0,
+            marks: Vec::new(),
         })
+    }
+
+    /// Events will come from `n` sources read side by side (followed
+    /// logs): a window closes only once every source that is not idle has
+    /// passed its end plus the lateness (per-source watermarks), so a
+    /// source running ahead of another does not make the other's events
+    /// late. Sources start active; [`Windower::set_idle`] leaves one out.
+    pub fn with_sources(mut self, n: usize) -> Windower {
+        self.marks = vec![Mark::default(); n];
+        self
+    }
+
+    /// Leaves a source out of the watermark (idle past its bound, or
+    /// ended) or takes it back in, appending the windows that closes.
+    pub fn set_idle(&mut self, source: usize, idle: bool, out: &mut Vec<FeatureWindow>) {
+        if let Some(m) = self.marks.get_mut(source) {
+            if m.idle != idle {
+                m.idle = idle;
+                self.close_through_watermark(out);
+            }
+        }
+    }
+
+    /// Whether every source is idle (or there are none), so only the
+    /// clock can move time on.
+    pub fn all_idle(&self) -> bool {
+        self.marks.iter().all(|m| m.idle)
+    }
+
+    /// [`Windower::push`] for an event of `source`.
+    pub fn push_from(&mut self, source: usize, ev: &Event, out: &mut Vec<FeatureWindow>) {
+        // Judged late against the watermark before this event moved it.
+        self.push(ev, out);
+        if let Some(m) = self.marks.get_mut(source) {
+            if m.max_ts.is_none_or(|t| ev.ts_ms > t) {
+                m.max_ts = Some(ev.ts_ms);
+            }
+            m.idle = false;
+            self.close_through_watermark(out);
+        }
+    }
+
+    /// The time windows close by: the largest timestamp seen, or with
+    /// several sources the smallest of the active sources' largest.
+    fn horizon(&self) -> Option<i64> {
+        let mut active = self.marks.iter().filter(|m| !m.idle).peekable();
+        if active.peek().is_none() {
+            return self.max_ts;
+        }
+        let mut h: Option<i64> = None;
+        for m in active {
+            // An active source that has sent nothing yet holds everything.
+            let t = m.max_ts?;
+            h = Some(h.map_or(t, |h: i64| h.min(t)));
+        }
+        h
     }
 
     pub fn config(&self) -> &WindowConfig {
@@ -189,7 +256,8 @@ impl Windower {
 
     /// The watermark: windows ending at or before it are closed.
     pub fn watermark(&self) -> Option<i64> {
-        self.max_ts.map(|m| m.saturating_sub(self.cfg.lateness_ms))
+        self.horizon()
+            .map(|m| m.saturating_sub(self.cfg.lateness_ms))
     }
 
     fn window_start(&self, ts_ms: i64) -> i64 {
@@ -209,6 +277,9 @@ impl Windower {
                 self.clock_resets += 1;
                 self.flush(out);
                 self.max_ts = None;
+                for m in &mut self.marks {
+                    m.max_ts = None;
+                }
             }
         }
         self.accepted += 1;

@@ -31,6 +31,12 @@ pub enum BaselineCommand {
     /// followed.
     #[command(after_help = WATCH_HELP)]
     Watch(WatchArgs),
+    /// Run finished request logs (and metric series from CSV files)
+    /// through the engine with the same defaults as watch, in event time
+    /// (nothing followed, no clock read), and write one JSON line per
+    /// incident.
+    #[command(after_help = REPLAY_HELP)]
+    Replay(ReplayArgs),
     /// Run perfpilot's detector over the Numenta Anomaly Benchmark under
     /// its rules and score it with NAB's scoring (all three profiles).
     Nab(NabArgs),
@@ -215,6 +221,47 @@ pub struct WatchArgs {
     /// Print nothing but alerts and errors.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Also write one JSON line per incident here ("-" for stdout) when
+    /// it resolves, and for those still firing when the watch ends.
+    #[arg(long, value_name = "FILE")]
+    pub alerts_out: Option<PathBuf>,
+}
+
+const REPLAY_HELP: &str = "Without --config, each log's format and JSON field names are detected
+from its first lines (and printed): ts/timestamp/time;
+latency_ms/duration_ms/request_time/elapsed; status/status_code/code;
+endpoint/path/route/url; service/app/service_name.
+
+--series [SERVICE/]NAME:KIND=FILE reads a CSV of timestamp,value lines
+(header optional; RFC 3339 or Unix seconds/milliseconds) as a feature of
+KIND: latency, rate, errors, memory (adds the leak detector), cpu or
+gauge. SERVICE defaults to the logs' only service.
+
+Each --alerts-out line: {\"id\", \"service\", \"starts_at\", \"raised_at\",
+\"resolved_at\", \"severity\", \"summary\", \"findings\": [...]}.
+
+Example:
+  perfpilot baseline replay access.log --series heap:memory=heap.csv --alerts-out incidents.jsonl";
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// Request logs (JSON lines or combined format), read to their end and
+    /// merged by event time. Without any, the config's [[logs]].
+    pub logs: Vec<PathBuf>,
+    /// A watch config: its [detectors], window and lateness, its logs
+    /// when none are given, and the newest baseline version in its
+    /// state_dir (loaded, checked against the input, never written).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A metric series: [SERVICE/]NAME:KIND=FILE (see below).
+    #[arg(long = "series", value_name = "[SERVICE/]NAME:KIND=FILE")]
+    pub series: Vec<String>,
+    /// Where the incidents go, one JSON line each ("-" for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub alerts_out: Option<PathBuf>,
+    /// The service of combined-format lines and of JSON lines without one.
+    #[arg(long)]
+    pub service: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -250,6 +297,7 @@ fn bad_input(e: BaselineError) -> Failure {
 pub fn run(args: BaselineArgs) -> exit::Result<()> {
     match args.command {
         BaselineCommand::Watch(a) => watch_cmd(a),
+        BaselineCommand::Replay(a) => replay_cmd(a),
         BaselineCommand::Nab(a) => nab_cmd(a),
         BaselineCommand::Compare(a) => compare_cmd(a),
         BaselineCommand::Summarize(a) => summarize_cmd(a),
@@ -374,6 +422,10 @@ fn watch_cmd(a: WatchArgs) -> exit::Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(100));
     });
     let quiet = a.quiet;
+    let incidents = match &a.alerts_out {
+        Some(p) => Some(incident_sink(p)?),
+        None => None,
+    };
     let service = WatchService::spawn(
         cfg,
         engine,
@@ -385,6 +437,7 @@ fn watch_cmd(a: WatchArgs) -> exit::Result<()> {
                     eprintln!("perfpilot: {line}");
                 }
             })),
+            incidents,
             ..ServiceOptions::default()
         },
     )
@@ -418,6 +471,116 @@ fn watch_cmd(a: WatchArgs) -> exit::Result<()> {
     Ok(())
 }
 
+/// A sink writing incidents as JSON lines to `path` ("-": stdout).
+fn incident_sink(path: &Path) -> exit::Result<perfpilot_baseline::replay::IncidentSink> {
+    use std::io::Write;
+    let out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        let f = std::fs::File::create(path)
+            .with_context(|| format!("creating {}", path.display()))
+            .map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+        Box::new(std::io::BufWriter::new(f))
+    };
+    let mut out = out;
+    let name = path.display().to_string();
+    Ok(Box::new(move |line| {
+        serde_json::to_writer(&mut out, line)
+            .map_err(|e| BaselineError::invalid(&name, e.to_string()))?;
+        out.write_all(b"\n")
+            .and_then(|()| out.flush())
+            .map_err(|e| BaselineError::invalid(&name, e.to_string()))
+    }))
+}
+
+fn replay_cmd(a: ReplayArgs) -> exit::Result<()> {
+    use perfpilot_baseline::replay::{self, Series};
+    use perfpilot_baseline::series::SeriesSpec;
+    use perfpilot_baseline::watch::{parse_duration, LogSource};
+    use perfpilot_baseline::window::WindowConfig;
+
+    let mut cfg = match &a.config {
+        Some(p) => WatchConfig::load(p).map_err(bad_input)?,
+        None => WatchConfig::nothing(),
+    };
+    if !a.logs.is_empty() || a.config.is_none() {
+        cfg.logs = a
+            .logs
+            .iter()
+            .map(|p| LogSource {
+                path: p.clone(),
+                format: None,
+                service: a.service.clone(),
+                follow: false,
+                fields: Default::default(),
+            })
+            .collect();
+    }
+    for l in &mut cfg.logs {
+        l.follow = false;
+        if a.service.is_some() && l.service.is_none() {
+            l.service = a.service.clone();
+        }
+    }
+    let series = a
+        .series
+        .iter()
+        .map(|s| SeriesSpec::parse(s).and_then(Series::load))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad_input)?;
+    if cfg.logs.is_empty() && series.is_empty() {
+        return Err(Failure::new(
+            exit::USAGE,
+            anyhow!("nothing to replay: give request logs, --series, or a --config with [[logs]]"),
+        ));
+    }
+    // Nothing is sent anywhere: the incidents go to --alerts-out.
+    cfg.alerts.alertmanager = None;
+    cfg.alerts.webhooks.clear();
+    let mut engine = cfg.engine().map_err(bad_input)?;
+    if let Some(dir) = &cfg.state_dir {
+        if let Some(v) = engine.reload(dir).map_err(bad_input)? {
+            eprintln!(
+                "perfpilot: baselines: loaded version {v} from {}",
+                dir.display()
+            );
+        }
+    }
+    let window = WindowConfig {
+        width_ms: parse_duration(&cfg.window, "window").map_err(bad_input)?,
+        lateness_ms: parse_duration(&cfg.lateness, "lateness").map_err(bad_input)?,
+        ..WindowConfig::default()
+    };
+    let mut sink: perfpilot_baseline::replay::IncidentSink = match &a.alerts_out {
+        Some(p) => incident_sink(p)?,
+        None => Box::new(|_| Ok(())),
+    };
+    let started = std::time::Instant::now();
+    let s = replay::run(&cfg.logs, window, &series, &mut engine, &mut *sink).map_err(bad_input)?;
+    let took = started.elapsed().as_secs_f64();
+    for d in &s.detected {
+        eprintln!("perfpilot: detected {d}");
+    }
+    for r in &s.relearned {
+        eprintln!("perfpilot: {r}");
+    }
+    eprintln!(
+        "perfpilot: {} events in {} windows, {} series points, {} findings, {} incidents; {} malformed lines, {} late events dropped ({took:.2} s)",
+        s.events, s.windows, s.series_points, s.findings, s.incidents, s.lines.malformed, s.dropped_late
+    );
+    for m in &s.lines.samples {
+        eprintln!("  line {}: {}: {}", m.line_no, m.reason, m.text);
+    }
+    if let Some((from, to)) = s.span {
+        eprintln!(
+            "perfpilot: event time {} to {}",
+            perfpilot_baseline::alerts::rfc3339(from),
+            perfpilot_baseline::alerts::rfc3339(to)
+        );
+    }
+    Ok(())
+}
+
 /// Starts the watch loop of `config` in the background for a server
 /// (with its store as the source of `[[profiles]]`); the returned handle is
 /// the server's alerts API.
@@ -438,6 +601,7 @@ pub fn start_for_server(
                 eprintln!("perfpilot baseline: {line}")
             })),
             keep_serving: true,
+            incidents: None,
         },
     )
     .map_err(bad_input)?;
@@ -555,6 +719,36 @@ pub struct CalibrateArgs {
     /// Tune and report, but save nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Hold back the last part of the logs by time (e.g. 30%): tune on
+    /// the rest, and report the score on it next to the training score.
+    #[arg(long, value_name = "PERCENT", conflicts_with = "test_config")]
+    pub holdout: Option<String>,
+    /// A second watch config whose logs are scored (not tuned on) with
+    /// --test-labels: the score on data the search never saw.
+    #[arg(long, value_name = "FILE", requires = "test_labels")]
+    pub test_config: Option<PathBuf>,
+    /// The labelled incidents of --test-config's logs.
+    #[arg(long, value_name = "FILE", requires = "test_config")]
+    pub test_labels: Option<PathBuf>,
+}
+
+/// `30%`, `30` or `0.3` as a fraction strictly between 0 and 1.
+fn holdout_fraction(s: &str) -> exit::Result<f64> {
+    let t = s.trim();
+    let v: Option<f64> = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok().map(|p| p / 100.0),
+        None => t
+            .parse::<f64>()
+            .ok()
+            .map(|v| if v >= 1.0 { v / 100.0 } else { v }),
+    };
+    match v {
+        Some(f) if f > 0.0 && f < 1.0 => Ok(f),
+        _ => Err(Failure::new(
+            exit::USAGE,
+            anyhow!("--holdout {s:?}: expected a share of the logs like 30%"),
+        )),
+    }
 }
 
 fn score_cmd(a: ScoreArgs) -> exit::Result<()> {
@@ -637,7 +831,29 @@ fn calibrate_cmd(a: CalibrateArgs) -> exit::Result<()> {
     let incidents = quality::load_labels(&a.matching.labels).map_err(bad_input)?;
     let started = std::time::Instant::now();
     eprintln!("perfpilot: reading the logs of {} ...", a.config.display());
-    let replay = Replay::load(&cfg).map_err(bad_input)?;
+    let full = Replay::load(&cfg).map_err(bad_input)?;
+    for d in &full.detected {
+        eprintln!("perfpilot: detected {d}");
+    }
+    let holdout = a.holdout.as_deref().map(holdout_fraction).transpose()?;
+    // Tuned on the head; the tail is held back.
+    let split = holdout.map(|h| full.split_at(1.0 - h));
+    let head;
+    let replay: &Replay = match split {
+        Some(t) => {
+            head = full.head(t);
+            &head
+        }
+        None => &full,
+    };
+    let train: Vec<_> = match split {
+        Some(t) => incidents
+            .iter()
+            .filter(|i| i.start_ms < t)
+            .cloned()
+            .collect(),
+        None => incidents.clone(),
+    };
     let opts = CalibrateOptions {
         objective: match a.objective {
             ObjectiveArg::Nab => Objective::Nab,
@@ -648,16 +864,17 @@ fn calibrate_cmd(a: CalibrateArgs) -> exit::Result<()> {
         seed: a.seed,
         threads: a.threads,
         score,
+        error_burst: cfg.error_burst.clone(),
         ..CalibrateOptions::default()
     };
     eprintln!(
         "perfpilot: {} requests, {} incidents; a first population of {} and {} generations",
         replay.events,
-        incidents.len(),
+        train.len(),
         opts.population,
         opts.generations
     );
-    let cal = calibrate::calibrate(&replay, &incidents, &cfg.detectors, &opts, &mut |g| {
+    let mut cal = calibrate::calibrate(replay, &train, &cfg.detectors, &opts, &mut |g| {
         let p = g.best_params;
         let step = if g.index == 0 {
             "first population".to_string()
@@ -680,6 +897,44 @@ fn calibrate_cmd(a: CalibrateArgs) -> exit::Result<()> {
         );
     })
     .map_err(bad_input)?;
+    if let (Some(t), Some(h)) = (split, holdout) {
+        let what = format!(
+            "the last {:.0}% of the logs, from {}",
+            h * 100.0,
+            perfpilot_baseline::alerts::rfc3339(t)
+        );
+        cal.held_out = Some(
+            calibrate::held_out(
+                &full,
+                &incidents,
+                Some(t),
+                &cfg.detectors,
+                &cal,
+                &opts,
+                what,
+            )
+            .map_err(bad_input)?,
+        );
+    }
+    if let (Some(tc), Some(tl)) = (&a.test_config, &a.test_labels) {
+        let test_cfg = WatchConfig::load(tc).map_err(bad_input)?;
+        let test_incidents = quality::load_labels(tl).map_err(bad_input)?;
+        eprintln!("perfpilot: scoring the logs of {} ...", tc.display());
+        let test = Replay::load(&test_cfg).map_err(bad_input)?;
+        let what = format!("{} with {}", tc.display(), tl.display());
+        cal.held_out = Some(
+            calibrate::held_out(
+                &test,
+                &test_incidents,
+                None,
+                &cfg.detectors,
+                &cal,
+                &opts,
+                what,
+            )
+            .map_err(bad_input)?,
+        );
+    }
     print!("{cal}");
     println!();
     print!("{}", cal.after_report);
@@ -689,7 +944,7 @@ fn calibrate_cmd(a: CalibrateArgs) -> exit::Result<()> {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
-            let saved = calibrate::save(&replay, &cal.tuned, &dir, now).map_err(bad_input)?;
+            let saved = calibrate::save(&full, &cal.tuned, &dir, now).map_err(bad_input)?;
             println!(
                 "saved version {}: {} (a watch on {} loads it while running)",
                 saved.version,

@@ -315,3 +315,100 @@ fn a_function_taking_more_of_the_cpu_in_the_profiles_raises_an_alert() {
         "{a:#?}"
     );
 }
+
+#[test]
+fn replay_writes_one_json_line_per_incident_and_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    // The config's warm-up, window and state_dir; its log named again on
+    // the command line, without format or service there.
+    let cfg = config(dir.path());
+    let log = dir.path().join("access.log");
+    let out_path = dir.path().join("incidents.jsonl");
+    let run = || {
+        perfpilot()
+            .args(["baseline", "replay"])
+            .arg(&log)
+            .args(["--service", "shop", "--config"])
+            .arg(&cfg)
+            .arg("--alerts-out")
+            .arg(&out_path)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("detected") && err.contains("combined format"),
+        "{err}"
+    );
+    assert!(err.contains("7200 events"), "{err}");
+    assert!(err.contains("2 malformed lines"), "{err}");
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty(), "{err}");
+    assert!(
+        lines.iter().any(|l| l["service"] == "shop"
+            && l["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["feature"].as_str().unwrap().contains("/search latency"))),
+        "{text}"
+    );
+    for l in &lines {
+        assert!(l["starts_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-22T10:"));
+        assert!(l["raised_at"].is_string() && l.get("resolved_at").is_some());
+    }
+    assert!(err.contains(&format!("{} incidents", lines.len())), "{err}");
+    // Event time only: the same file again.
+    assert!(run().status.success());
+    assert_eq!(std::fs::read_to_string(&out_path).unwrap(), text);
+}
+
+#[test]
+fn watch_writes_incidents_with_alerts_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let out = perfpilot()
+        .args([
+            "baseline",
+            "watch",
+            "--quiet",
+            "--alerts-out",
+            "-",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["service"], "shop");
+}
+
+#[test]
+fn replay_refuses_a_bad_series_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("heap.csv");
+    std::fs::write(&csv, "t,v\n1790000000,1\n1790000010,oops\n").unwrap();
+    let out = perfpilot()
+        .args(["baseline", "replay", "--series"])
+        .arg(format!("heap:memory={}", csv.display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("heap.csv:3") && err.contains("oops"), "{err}");
+}

@@ -8,6 +8,7 @@
 //! them against serde_json and the `regex` crate on the same lines.
 
 mod combined;
+pub mod detect;
 mod json;
 mod reader;
 mod time;
@@ -17,8 +18,9 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use detect::{detect, first_lines, Detected};
 pub use reader::{FollowOptions, LogReader};
-pub use time::{parse_clf_time, parse_rfc3339};
+pub use time::{epoch_to_ms, parse_clf_time, parse_rfc3339};
 
 use crate::BaselineError;
 
