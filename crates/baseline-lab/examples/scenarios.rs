@@ -35,6 +35,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         total.extend(table);
     }
-    print!("{total}");
+    // Per scenario over the seeds; `-v` lists every seed's row too.
+    if verbose {
+        print!("{total}");
+    }
+    print!("{}", total.by_scenario());
     Ok(())
 }

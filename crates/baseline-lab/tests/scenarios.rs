@@ -64,6 +64,9 @@ fn generated_suites_are_written_and_scored_from_their_files() {
     let table = score_dir(dir.path()).unwrap();
     assert_eq!(table.rows.len(), 2);
     assert_eq!((table.detected(), table.false_alerts()), (2, 2));
-    assert_eq!(table.median_ttd(&[perfpilot_baseline_lab::scenarios::IncidentKind::ErrorBurst]), Some(6.0));
+    assert_eq!(
+        table.median_ttd(&[perfpilot_baseline_lab::scenarios::IncidentKind::ErrorBurst]),
+        Some(6.0)
+    );
     assert!(format!("{table}").contains("recall=1.000 precision=0.500"));
 }

@@ -245,7 +245,11 @@ impl Cusum {
         // A window on the other side of the expected value is not evidence
         // of this shift (and would read as a shift the other way to
         // whoever decides which side pages).
-        let on_side = if dir == "up" { x > band.expected } else { x < band.expected };
+        let on_side = if dir == "up" {
+            x > band.expected
+        } else {
+            x < band.expected
+        };
         if !self.alarmed || !on_side {
             return None;
         }
@@ -427,6 +431,12 @@ fn warmup_rate() -> f64 {
     ErrorBurst::default().warmup_rate
 }
 
+/// Chosen on the scenario suite's tuning seeds: against the band's
+/// median-based centre and `p < 1e-4`, a service with 0.5 % errors showed
+/// a burst every few hours (7 false alerts on seeds 1–10); against the
+/// mean at `p < 1e-6`, with 1 % assumed while the error baseline warms up
+/// and a minute pooled, none, and every burst (5–30 % for 3–10 minutes)
+/// is found in its first window (median).
 impl Default for ErrorBurst {
     fn default() -> Self {
         ErrorBurst {
@@ -627,10 +637,25 @@ pub struct MonitorConfig {
     pub breach_n: usize,
     pub breach_m: usize,
     /// Two windows in a row this far outside the band (in half-widths)
-    /// are a breach without waiting for `breach_n`.
+    /// are a breach without waiting for `breach_n`: steps and GC storms
+    /// are raised on their second window (median time to detect 3 → 2
+    /// windows on the tuning seeds) at no cost in false alerts there.
     pub breach_fast_excess: f64,
+    /// CUSUM slack, in band scales (a sixth of the band's width). 0.5
+    /// let the fifth of a scale that a median-centred, sketch-quantised
+    /// p50 sits off its centre add up to an alarm every ~1,300 windows
+    /// per feature; 1.0 with the CUSUM's own centring took the scenario
+    /// suite's tuning seeds 1–10 from 35 % to 83 % precision.
     pub cusum_k: f64,
+    /// CUSUM threshold, in band scales. Tuning seeds 1–20: 8 gave 96.4 %
+    /// precision, 12 gave 98.2 % with the same recall (100 %) and a
+    /// faster median ramp detection (18.5 windows).
     pub cusum_h: f64,
+    /// Points of a leak's trend test (360: an hour of 10 s samples, read
+    /// as twelve 5-minute floors). 180 raw points raised 4 false leaks
+    /// after GC storms on tuning seeds 1–10 and missed 2 leaks; an hour
+    /// of floors raised none and found all 20 of seeds 1–20, in 35
+    /// minutes (median).
     pub leak_window: usize,
     pub leak_min_growth: f64,
     pub leak_alpha: f64,
@@ -638,7 +663,8 @@ pub struct MonitorConfig {
     /// stopped and came back is not an anomaly by itself.
     pub max_gap_windows: i64,
     /// Windows a shift must last before the baseline learns it as the new
-    /// normal.
+    /// normal (360: an hour of 10 s windows; the suite's incidents last
+    /// 3–90 minutes, so none is learned while it lasts).
     pub relearn_after: usize,
 }
 
@@ -650,7 +676,7 @@ impl Default for MonitorConfig {
             breach_m: 5,
             breach_fast_excess: 1.0,
             cusum_k: 1.0,
-            cusum_h: 8.0,
+            cusum_h: 12.0,
             leak_window: 360,
             leak_min_growth: 0.05,
             leak_alpha: 1e-4,
@@ -779,8 +805,7 @@ impl FeatureMonitor {
         // A change point held inside the band is learned from: the level
         // follows a shift the band tolerates (a daily swing before its
         // profile is known), and the alarm ends once it has.
-        let anomalous =
-            band.excess(x) > 0.0 || out.iter().any(|f| f.detector != "change_point");
+        let anomalous = band.excess(x) > 0.0 || out.iter().any(|f| f.detector != "change_point");
         self.anomalous_run = if anomalous { self.anomalous_run + 1 } else { 0 };
         // A shift that has lasted `relearn_after` windows is the new
         // normal: learning it lets the incident end.

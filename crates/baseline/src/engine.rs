@@ -41,7 +41,8 @@ pub struct EngineConfig {
     /// A latency quantile q is judged in a window only when the window
     /// holds at least this many requests beyond it (count·(1−q)): the
     /// p99.9 of 200 requests is their maximum, which moves with traffic
-    /// alone (a surge raises it, no latency changing).
+    /// alone (a surge raises it, no latency changing): every traffic
+    /// surge of tuning seeds 1–3 paged on it before this rule.
     pub min_tail_requests: f64,
 }
 

@@ -91,7 +91,10 @@ pub struct ScenariosGenerateArgs {
 
 #[derive(Args)]
 pub struct ScenariosScoreArgs {
-    pub dir: PathBuf,
+    /// Suites as `generate` wrote them, with incidents.jsonl beside each
+    /// scenario's labels; several are summed per scenario.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -321,7 +324,13 @@ fn scenarios_cmd(c: ScenariosCommand) -> exit::Result<()> {
             );
         }
         ScenariosCommand::Score(a) => {
-            let table = score::score_dir(&a.dir).map_err(bad_input)?;
+            let mut table = score::SuiteScore::default();
+            for dir in &a.dirs {
+                table.extend(score::score_dir(dir).map_err(bad_input)?);
+            }
+            if a.dirs.len() > 1 {
+                table = table.by_scenario();
+            }
             print!("{table}");
         }
         ScenariosCommand::Run(a) => {
@@ -330,7 +339,7 @@ fn scenarios_cmd(c: ScenariosCommand) -> exit::Result<()> {
             for seed in a.seed..=a.to.unwrap_or(a.seed).max(a.seed) {
                 table.extend(harness::suite(seed, &config).map_err(bad_input)?.0);
             }
-            print!("{table}");
+            print!("{}", table.by_scenario());
         }
     }
     Ok(())

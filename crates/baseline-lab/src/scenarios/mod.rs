@@ -138,8 +138,7 @@ impl Labels {
 }
 
 pub(crate) fn time(s: &str) -> Result<i64, BaselineError> {
-    parse_rfc3339(s.as_bytes())
-        .ok_or_else(|| BaselineError::invalid(s, "not an RFC 3339 time"))
+    parse_rfc3339(s.as_bytes()).ok_or_else(|| BaselineError::invalid(s, "not an RFC 3339 time"))
 }
 
 /// One generated scenario.
@@ -451,11 +450,13 @@ pub fn scenario(seed: u64, index: usize, name: &'static str) -> Scenario {
     let mut incidents = Vec::new();
     let end;
     let service = format!("svc-{name}").replace('_', "-");
-    let mut incident = |kind, a: i64, b: i64| incidents.push(Incident {
-        start_ms: a,
-        end_ms: b,
-        kind,
-    });
+    let mut incident = |kind, a: i64, b: i64| {
+        incidents.push(Incident {
+            start_ms: a,
+            end_ms: b,
+            kind,
+        })
+    };
     match name {
         "step" => {
             let d = rng.minutes(15, 40);
@@ -572,7 +573,14 @@ pub fn scenario(seed: u64, index: usize, name: &'static str) -> Scenario {
                 .iter()
                 .enumerate()
                 .map(|(i, w)| Endpoint {
-                    name: ["/search", "/cart", "/checkout", "/login", "/items", "/health"][i]
+                    name: [
+                        "/search",
+                        "/cart",
+                        "/checkout",
+                        "/login",
+                        "/items",
+                        "/health",
+                    ][i]
                         .to_string(),
                     share: w / total,
                     median_ms: rng.range(5.0, 300.0),
@@ -655,7 +663,8 @@ pub fn write_suite(scenarios: &[Scenario], dir: &Path) -> Result<(), BaselineErr
         for e in &s.events {
             line.clear();
             log_line(e, &mut line);
-            w.write_all(&line).map_err(|e| BaselineError::io(&path, e))?;
+            w.write_all(&line)
+                .map_err(|e| BaselineError::io(&path, e))?;
         }
         w.flush().map_err(|e| BaselineError::io(&path, e))?;
         let heap = sub.join("heap.csv");

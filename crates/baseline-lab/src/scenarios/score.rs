@@ -150,6 +150,29 @@ impl SuiteScore {
     pub fn extend(&mut self, other: SuiteScore) {
         self.rows.extend(other.rows);
     }
+
+    /// Rows of several seeds (`SEED/NAME`) summed per scenario name, in
+    /// the order names first appear.
+    pub fn by_scenario(&self) -> SuiteScore {
+        let mut rows: Vec<ScenarioScore> = Vec::new();
+        for r in &self.rows {
+            let name = r.scenario.rsplit('/').next().unwrap_or(&r.scenario);
+            match rows.iter_mut().find(|x| x.scenario == name) {
+                Some(x) => {
+                    x.incidents += r.incidents;
+                    x.detected += r.detected;
+                    x.raised += r.raised;
+                    x.false_alerts += r.false_alerts;
+                    x.ttd.extend(r.ttd.iter().copied());
+                }
+                None => rows.push(ScenarioScore {
+                    scenario: name.to_string(),
+                    ..r.clone()
+                }),
+            }
+        }
+        SuiteScore { rows }
+    }
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -191,7 +214,11 @@ impl fmt::Display for SuiteScore {
             pct(Some(self.recall())),
             pct(Some(self.precision())),
             windows(median(
-                self.rows.iter().flat_map(|r| &r.ttd).map(|(_, t)| *t).collect()
+                self.rows
+                    .iter()
+                    .flat_map(|r| &r.ttd)
+                    .map(|(_, t)| *t)
+                    .collect()
             ))
         )?;
         writeln!(
@@ -260,7 +287,8 @@ pub fn score_dir(dir: &Path) -> Result<SuiteScore, BaselineError> {
             .into_iter()
             .filter(|r| r.service == labels.service)
             .collect();
-        rows.push(score(&labels.scenario, &labels.incidents()?, &raised));
+        let name = format!("{}/{}", labels.seed, labels.scenario);
+        rows.push(score(&name, &labels.incidents()?, &raised));
     }
     Ok(SuiteScore { rows })
 }
@@ -286,7 +314,11 @@ mod tests {
         let s = score(
             "x",
             &labels,
-            &[raised(999_999), raised(1_020_000), raised(2_000_000 + GRACE_MS + 1)],
+            &[
+                raised(999_999),
+                raised(1_020_000),
+                raised(2_000_000 + GRACE_MS + 1),
+            ],
         );
         assert_eq!((s.detected, s.raised, s.false_alerts), (1, 3, 2));
         assert_eq!(s.median_ttd(), Some(2.0));
