@@ -8,7 +8,7 @@
 //! - [`calibrate`]: detector parameters tuned on labelled incidents by
 //!   differential evolution, saved as a baseline version.
 //! - [`nab`]: the Numenta Anomaly Benchmark corpus, its scorer, and a runner
-//!   for perfpilot's streaming detector (`perfpilot_baseline::detect`).
+//!   that feeds each series through the live engine (`LiveEngine`).
 //! - [`scenarios`]: labelled scenarios (a generator from a seed, a scorer,
 //!   an in-process harness) that the engine's defaults are judged on.
 

@@ -1,12 +1,12 @@
-//! perfpilot's detector on NAB: it clears the bar, its per-row outputs
-//! round-trip through NAB's results layout, and the runner keeps the rules.
+//! The live engine on NAB: it clears the bar, its per-row outputs (1 where
+//! it raises an incident) round-trip through NAB's results layout, and the
+//! runner keeps the rules.
 
 mod common;
 
 use common::nab_dir;
 
-use perfpilot_baseline::detect::{NabDetector, StreamingDetector};
-use perfpilot_baseline_lab::nab::{self, NabOptions, Profile};
+use perfpilot_baseline_lab::nab::{self, LiveEngine, NabOptions, Profile, StreamingDetector};
 
 #[test]
 fn perfpilot_clears_the_bar_and_its_results_round_trip() {
@@ -20,7 +20,7 @@ fn perfpilot_clears_the_bar_and_its_results_round_trip() {
     .expect("NAB run");
     println!("{report}");
     let standard = report.score(Profile::Standard).expect("standard");
-    assert!(standard >= 65.0, "standard score {standard:.2} below 65");
+    assert!(standard >= 66.5, "standard score {standard:.2} below 66.5");
     assert!(report
         .to_string()
         .lines()
@@ -71,12 +71,19 @@ fn runner_feeds_each_series_once_and_clamps() {
         assert_eq!(f.scores[0], 1.0);
         assert!(f.scores[1..].iter().all(|&x| x == 0.0));
     }
-    // The real detector is deterministic.
-    let a = nab::run_corpus(&corpus, NabDetector::default);
-    let b = nab::run_corpus(&corpus, NabDetector::default);
+    // The live engine is deterministic, and says only "raised" or not
+    // (on a few files: the whole corpus runs in the test above).
+    let mut few = corpus.clone();
+    few.series.truncate(8);
+    let a = nab::run_corpus(&few, LiveEngine::default);
+    let b = nab::run_corpus(&few, LiveEngine::default);
     assert!(a
         .scores
         .iter()
         .zip(&b.scores)
         .all(|(x, y)| x.scores == y.scores));
+    assert!(a
+        .scores
+        .iter()
+        .all(|f| f.scores.iter().all(|&s| s == 0.0 || s == 1.0)));
 }

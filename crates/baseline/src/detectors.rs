@@ -9,6 +9,10 @@
 //!   follow a leak upward.
 //! - [`ErrorBurst`]: more errors in a window than the baseline's error rate
 //!   makes plausible (a Poisson tail).
+//! - [`Surprise`]: how unusual a value is against the feature's own
+//!   history (`crate::surprise`): the detector of a gauge, which also
+//!   corroborates its band breaches and change points; on other features
+//!   it pages alone only on strong evidence outside the band.
 //!
 //! [`FeatureMonitor`] runs a baseline and its detectors over one feature and
 //! keeps anomalous windows out of the baseline. Gaps and clock jumps reset
@@ -19,6 +23,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::{Band, Baseline, BaselineConfig};
+use crate::surprise::{Explanation, Surprise, SurpriseConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -666,6 +671,7 @@ pub struct MonitorConfig {
     /// normal (360: an hour of 10 s windows; the suite's incidents last
     /// 3–90 minutes, so none is learned while it lasts).
     pub relearn_after: usize,
+    pub surprise: SurpriseConfig,
 }
 
 impl Default for MonitorConfig {
@@ -682,6 +688,7 @@ impl Default for MonitorConfig {
             leak_alpha: 1e-4,
             max_gap_windows: 6,
             relearn_after: 360,
+            surprise: SurpriseConfig::default(),
         }
     }
 }
@@ -696,6 +703,9 @@ pub struct FeatureMonitor {
     band: BandBreach,
     cusum: Cusum,
     leak: Option<Leak>,
+    /// Baselines saved before it existed load with a fresh one.
+    #[serde(default)]
+    surprise: Surprise,
     last_ms: Option<i64>,
     step_ms: i64,
     /// Observations ignored because time went backwards.
@@ -732,6 +742,7 @@ impl FeatureMonitor {
                     config.leak_alpha,
                 )
             }),
+            surprise: Surprise::new(config.surprise.clone()),
             config,
             last_ms: None,
             step_ms: 0,
@@ -802,6 +813,38 @@ impl FeatureMonitor {
         if let Some(leak) = &mut self.leak {
             out.extend(leak.update(&self.feature, t_ms, x));
         }
+        let s = self.surprise.update(x);
+        let gauge = self.is_gauge();
+        let cfg = &self.config.surprise;
+        let corroborated = s.score >= cfg.corroborate;
+        let confirmed = !out.is_empty();
+        if gauge && !corroborated {
+            // A band learned from a heavy-tailed series is breached every
+            // few hundred windows by design; on a gauge, whose meaning is
+            // unknown, that alone is no incident.
+            out.retain(|f| f.detector == "leak");
+        }
+        let side_pages = match s.side {
+            1 => self.kind.pages_high(),
+            -1 => self.kind.pages_low(),
+            _ => self.kind.pages_high() || self.kind.pages_low(),
+        };
+        let strong = if gauge {
+            // Noise sets new records now and then, by a little: a record
+            // alone pages when it is far out, or when the band agrees.
+            s.deviation.max(s.novelty) >= cfg.alarm || s.spatial >= cfg.strong || confirmed
+        } else {
+            // Request-log features have the band and change point as their
+            // detectors; this one adds only what is far outside the band.
+            let far = band.excess(x) >= self.config.breach_fast_excess;
+            let outside = far
+                && ((x > band.high && self.kind.pages_high())
+                    || (x < band.low && self.kind.pages_low()));
+            s.score >= cfg.strong && band.ready() && outside
+        };
+        if s.alarm && side_pages && strong && out.is_empty() {
+            out.push(surprise_finding(&self.feature, t_ms, x, &band, &s));
+        }
         // A change point held inside the band is learned from: the level
         // follows a shift the band tolerates (a daily swing before its
         // profile is known), and the alarm ends once it has.
@@ -812,6 +855,39 @@ impl FeatureMonitor {
         let relearn = self.anomalous_run > self.config.relearn_after as u64;
         self.baseline.observe(t_ms, x, anomalous && !relearn);
         out
+    }
+}
+
+impl FeatureMonitor {
+    /// A series of unknown meaning (a Prometheus series, a NAB file): the
+    /// surprise detector judges it.
+    fn is_gauge(&self) -> bool {
+        matches!(self.kind, FeatureKind::Gauge | FeatureKind::Level)
+    }
+}
+
+fn surprise_finding(feature: &str, t_ms: i64, x: f64, band: &Band, s: &Explanation) -> Finding {
+    let why = if s.spatial >= s.deviation.max(s.novelty) {
+        "beyond every value seen before"
+    } else if s.deviation >= s.novelty {
+        "far from its recent median, more than its history makes plausible"
+    } else {
+        "in a pattern its history has not shown"
+    };
+    Finding {
+        detector: "surprise".into(),
+        feature: feature.into(),
+        score: s.score,
+        severity: if s.spatial >= 0.99 {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        observed: x,
+        expected: band.ready().then_some(*band),
+        since_ms: t_ms,
+        at_ms: t_ms,
+        message: format!("{feature} is {why} (now {x:.4}, surprise {:.2})", s.score),
     }
 }
 

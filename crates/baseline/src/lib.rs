@@ -12,7 +12,11 @@
 //!   history (rolling quantiles around an EWMA level, daily and weekly
 //!   profiles, warm-up), and not from the windows found anomalous.
 //! - [`detectors`]: service detectors over feature windows (band breach,
-//!   change point, leak, error burst), each emitting findings with evidence.
+//!   change point, leak, error burst, surprise), each emitting findings
+//!   with evidence.
+//! - [`surprise`]: how unusual a value is against the feature's own
+//!   history (new extremes, rare deviations, novel shapes): what judges a
+//!   gauge, and what `perfpilot baseline nab` scores through the engine.
 //! - [`incidents`]: findings grouped into one incident per problem of a
 //!   service (evidence, severity, firing → resolved after a quiet time,
 //!   acknowledged).
@@ -34,8 +38,6 @@
 //! - [`profiles`]: perfpilot's own profile store as a source (CPU cores
 //!   and function shares per service).
 //! - [`prom`]: Prometheus `query` and `query_range`, retried.
-//! - [`detect`]: streaming anomaly scores for single series (the NAB
-//!   detector).
 //!
 //! The offline tools (the release gate, alert quality, calibration, NAB
 //! scoring) are in `perfpilot-baseline-lab`: only the CLI links them, the
@@ -43,7 +45,6 @@
 
 pub mod alerts;
 pub mod baseline;
-pub mod detect;
 pub mod detectors;
 pub mod drift;
 pub mod engine;
@@ -58,6 +59,7 @@ pub mod prom;
 pub mod replay;
 pub mod series;
 pub mod sketch;
+pub mod surprise;
 pub mod watch;
 pub mod window;
 

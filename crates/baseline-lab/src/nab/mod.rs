@@ -20,7 +20,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use perfpilot_baseline::detect::{NabDetector, StreamingDetector};
+use perfpilot_baseline::detectors::FeatureKind;
+use perfpilot_baseline::engine::{Engine, EngineConfig};
+use perfpilot_baseline::incidents::Transition;
 use perfpilot_baseline::BaselineError;
 
 pub use corpus::{load_corpus, Corpus, CostWeights, Profile, Series, Window, Windows};
@@ -52,10 +54,62 @@ impl NabOptions {
 /// The name perfpilot's detector goes by in results and reports.
 pub const DETECTOR_NAME: &str = "perfpilot";
 
-/// Runs perfpilot's NAB detector over the corpus and scores it.
+/// The live engine, with the defaults `watch` runs, seen as a detector of
+/// one series: each row is a window of one gauge feature, and the row's
+/// output is 1 where the engine raises a new incident, else 0. NAB's
+/// threshold search therefore cannot pick an operating point the engine
+/// does not use.
+pub struct LiveEngine {
+    engine: Engine,
+    labels: BTreeMap<String, String>,
+}
+
+impl Default for LiveEngine {
+    fn default() -> Self {
+        LiveEngine::new(EngineConfig::default())
+    }
+}
+
+impl LiveEngine {
+    /// The service and feature a NAB series is fed as.
+    pub const SERVICE: &'static str = "nab";
+    pub const FEATURE: &'static str = "value";
+
+    pub fn new(config: EngineConfig) -> Self {
+        LiveEngine {
+            engine: Engine::new(config),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl StreamingDetector for LiveEngine {
+    fn update(&mut self, t: i64, value: f64) -> f64 {
+        self.engine.observe(
+            Self::SERVICE,
+            Self::FEATURE,
+            FeatureKind::Gauge,
+            t.saturating_mul(1000),
+            value,
+            &self.labels,
+        );
+        let raised = self
+            .engine
+            .drain_transitions()
+            .iter()
+            .any(|t| matches!(t, Transition::Fired(_)));
+        f64::from(u8::from(raised))
+    }
+}
+
+/// Runs the live engine over the corpus and scores it.
 pub fn run(opts: &NabOptions) -> Result<NabReport, BaselineError> {
     let corpus = load_corpus(&opts.data)?;
-    let run = run_corpus(&corpus, NabDetector::default);
+    let run = run_corpus(&corpus, LiveEngine::default);
     if let Some(dir) = &opts.write_results {
         results::write_results_dir(
             dir,
@@ -105,6 +159,14 @@ pub fn score_results(
         None,
         profile.unwrap_or(Profile::Standard),
     )
+}
+
+/// A detector that sees one series, one row at a time, and scores each row
+/// before it sees the next (no look-ahead).
+pub trait StreamingDetector {
+    /// Takes the row at `t` (unix seconds) and returns its anomaly score in
+    /// [0, 1].
+    fn update(&mut self, t: i64, value: f64) -> f64;
 }
 
 /// A detector's per-row scores over the corpus and the time it took.
