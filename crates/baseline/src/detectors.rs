@@ -179,8 +179,8 @@ pub struct Cusum {
     /// accumulates.
     #[serde(default)]
     bias: f64,
-    /// Held alarms end only below half the threshold, so one quiet window
-    /// in a fading shift does not end one alarm and start another.
+    /// Held alarms end below half the threshold or on the first window
+    /// back at the expected value.
     #[serde(default)]
     alarmed: bool,
 }
@@ -209,6 +209,13 @@ impl Cusum {
         self.up = 0.0;
         self.down = 0.0;
         self.alarmed = false;
+    }
+
+    /// A reset that also forgets the residuals' running mean: for a band
+    /// whose reference changed (a seasonal profile taken into use).
+    pub fn rebase(&mut self) {
+        self.reset();
+        self.bias = 0.0;
     }
 
     pub fn update(&mut self, feature: &str, t_ms: i64, x: f64, band: &Band) -> Option<Finding> {
@@ -255,7 +262,13 @@ impl Cusum {
         } else {
             x < band.expected
         };
-        if !self.alarmed || !on_side {
+        if self.alarmed && !on_side {
+            // Back at (or past) the expected value: the shift is over, and
+            // the incident's quiet time starts now, not once the capped
+            // statistic has drained.
+            self.reset();
+        }
+        if !self.alarmed {
             return None;
         }
         Some(Finding {
@@ -794,7 +807,7 @@ impl FeatureMonitor {
         // old one is not evidence against the new.
         if band.state != self.last_state.unwrap_or(band.state) {
             self.band.reset();
-            self.cusum.reset();
+            self.cusum.rebase();
         }
         self.last_state = Some(band.state);
         let mut out = Vec::new();
