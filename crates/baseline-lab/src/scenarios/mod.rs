@@ -328,10 +328,8 @@ impl Model {
                 }
                 Effect::Spread(f) => sigma *= f,
                 Effect::Errors(p) => error_p += p,
-                Effect::Pauses { share, pause_ms } => {
-                    if rng.unit() < *share {
-                        pause = pause_ms * rng.range(0.3, 1.0);
-                    }
+                Effect::Pauses { share, pause_ms } if rng.unit() < *share => {
+                    pause = pause_ms * rng.range(0.3, 1.0);
                 }
                 Effect::Traffic { latency, .. } => median *= latency,
                 _ => {}
