@@ -16,6 +16,7 @@ pub mod selector;
 pub mod series_csv;
 pub mod speedscope;
 pub mod store_recovery;
+pub mod watch_config;
 pub mod webhook;
 
 /// A target: its name (the name of its module, its seeds' and corpus'
@@ -38,6 +39,7 @@ pub const ALL: &[Target] = &[
     ("series_csv", series_csv::run),
     ("speedscope", speedscope::run),
     ("store_recovery", store_recovery::run),
+    ("watch_config", watch_config::run),
     ("webhook", webhook::run),
 ];
 

@@ -253,8 +253,8 @@ mod tests {
     #[test]
     fn a_synced_alert_missing_from_the_set_has_resolved() {
         let mut door = AlertDoor::new();
-        let warning = labels(&[("alertname", "PerfpilotBand"), ("severity", "warning")]);
-        let critical = labels(&[("alertname", "PerfpilotBand"), ("severity", "critical")]);
+        let warning = labels(&[("alertname", "PerfpilotIncident"), ("severity", "warning")]);
+        let critical = labels(&[("alertname", "PerfpilotIncident"), ("severity", "critical")]);
         door.sync(Via::Baseline, [(&warning, true, 1)], 1);
         // Its severity rose: to Alertmanager, another alert.
         let done = door.sync(Via::Baseline, [(&critical, true, 1)], 2);
@@ -283,7 +283,7 @@ mod tests {
     fn an_alert_that_comes_both_ways_is_admitted_once() {
         let mut door = AlertDoor::new();
         let l = labels(&[
-            ("alertname", "PerfpilotBand"),
+            ("alertname", "PerfpilotIncident"),
             ("service", "shop"),
             ("severity", "warning"),
         ]);

@@ -30,7 +30,7 @@ struct FakeBaseline {
 
 fn slow_labels() -> BTreeMap<String, String> {
     [
-        ("alertname", "PerfpilotBand"),
+        ("alertname", "PerfpilotIncident"),
         ("service", "shop"),
         ("feature", "latency_p99_ms"),
         ("detector", "band"),
@@ -70,7 +70,7 @@ metadata: {name: shop-latency}
 spec:
   targetRef: {kind: SystemdUnit, name: shop.service}
   actions:
-    - {name: restart, condition: 'alert(\"PerfpilotBand\").firing and p99 > 1', operation: {type: restart}}
+    - {name: restart, condition: 'alert(\"PerfpilotIncident\").firing and p99 > 1', operation: {type: restart}}
 ";
 
 /// The alert as Alertmanager's webhook posts it back.

@@ -312,6 +312,8 @@ impl Incident {
 #[derive(Debug, Clone)]
 pub struct IncidentBook {
     incidents: BTreeMap<String, Incident>,
+    /// The firing incident of each (service, group), by id.
+    open: BTreeMap<(String, Group), String>,
     /// Event time without a finding before a service's incident resolves.
     pub resolve_quiet_ms: i64,
     /// Quiet updates before an incident raised from outside resolves.
@@ -355,6 +357,7 @@ impl IncidentBook {
     pub fn new(resolve_quiet: Duration, resolve_after: u32) -> Self {
         IncidentBook {
             incidents: BTreeMap::new(),
+            open: BTreeMap::new(),
             resolve_quiet_ms: resolve_quiet.as_millis().min(i64::MAX as u128) as i64,
             resolve_after: resolve_after.max(1),
             keep_resolved: 500,
@@ -374,11 +377,10 @@ impl IncidentBook {
         now_ms: i64,
     ) -> Vec<Transition> {
         let mut out = Vec::new();
-        let open = self.open_id(service, &Group::Service);
-        let open = match (open, findings.is_empty()) {
-            (open, true) => open,
-            (Some(id), false) => Some(id),
-            (None, false) => {
+        let id = match self.open_id(service, &Group::Service) {
+            Some(id) => id,
+            None if findings.is_empty() => return out,
+            None => {
                 let mut labels: BTreeMap<String, String> = extra
                     .iter()
                     .filter(|(k, _)| k.as_str() != "endpoint")
@@ -387,10 +389,9 @@ impl IncidentBook {
                 labels.insert("alertname".into(), INCIDENT_ALERTNAME.into());
                 let id = self.open(service, Group::Service, labels, now_ms);
                 out.push(Transition::Fired(id.clone()));
-                Some(id)
+                id
             }
         };
-        let Some(id) = open else { return out };
         let quiet_ms = self.resolve_quiet_ms;
         let Some(inc) = self.incidents.get_mut(&id) else {
             return out;
@@ -402,9 +403,7 @@ impl IncidentBook {
             inc.updated_at_ms = inc.updated_at_ms.max(now_ms);
             inc.describe();
         } else if now_ms - inc.last_finding_ms >= quiet_ms {
-            inc.state = IncidentState::Resolved;
-            inc.resolved_at_ms = Some(now_ms);
-            inc.updated_at_ms = now_ms;
+            self.resolve(&id, now_ms);
             out.push(Transition::Resolved(id));
         }
         self.prune();
@@ -446,9 +445,7 @@ impl IncidentBook {
         if findings.is_empty() {
             inc.quiet += 1;
             if inc.quiet >= resolve_after {
-                inc.state = IncidentState::Resolved;
-                inc.resolved_at_ms = Some(now_ms);
-                inc.updated_at_ms = now_ms;
+                self.resolve(&id, now_ms);
                 out.push(Transition::Resolved(id));
             }
         } else {
@@ -464,10 +461,18 @@ impl IncidentBook {
     }
 
     fn open_id(&self, service: &str, group: &Group) -> Option<String> {
-        self.incidents
-            .values()
-            .find(|i| i.firing() && i.service == service && i.group == *group)
-            .map(|i| i.id.clone())
+        self.open
+            .get(&(service.to_string(), group.clone()))
+            .cloned()
+    }
+
+    fn resolve(&mut self, id: &str, now_ms: i64) {
+        if let Some(inc) = self.incidents.get_mut(id) {
+            inc.state = IncidentState::Resolved;
+            inc.resolved_at_ms = Some(now_ms);
+            inc.updated_at_ms = now_ms;
+            self.open.remove(&(inc.service.clone(), inc.group.clone()));
+        }
     }
 
     fn open(
@@ -490,6 +495,8 @@ impl IncidentBook {
         }
         labels.insert("service".into(), service.into());
         labels.insert("incident".into(), id.clone());
+        self.open
+            .insert((service.to_string(), group.clone()), id.clone());
         self.incidents.insert(
             id.clone(),
             Incident {
