@@ -679,11 +679,16 @@ impl fmt::Display for Calibration {
         if let Some(h) = &self.held_out {
             writeln!(
                 f,
-                "{} (held out: {}): {} before, {} after ({:+})",
+                "{} (held out: {}): {} before, {} after ({}{})",
                 o.name(),
                 h.what,
                 o.format(h.before_score),
                 o.format(h.after_score),
+                if h.after_score >= h.before_score {
+                    "+"
+                } else {
+                    ""
+                },
                 o.format(h.after_score - h.before_score)
             )?;
         }

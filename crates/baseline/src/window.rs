@@ -221,7 +221,11 @@ impl Windower {
 
     /// The time windows close by: the largest timestamp seen, or with
     /// several sources the smallest of the active sources' largest.
+    #[inline]
     fn horizon(&self) -> Option<i64> {
+        if self.marks.is_empty() {
+            return self.max_ts;
+        }
         let mut active = self.marks.iter().filter(|m| !m.idle).peekable();
         if active.peek().is_none() {
             return self.max_ts;

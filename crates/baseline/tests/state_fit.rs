@@ -167,3 +167,28 @@ fn a_reused_state_dir_on_an_earlier_log_still_finds_the_incident() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn a_service_the_saved_version_lacks_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Engine::new(EngineConfig::default());
+    run(&mut first, &traffic(EARLIER, false));
+    first.save(dir.path(), LATER).unwrap();
+    let mut e = Engine::new(EngineConfig::default());
+    e.reload(dir.path()).unwrap();
+    let other: Vec<Event> = traffic(EARLIER + 2 * 3_600_000, false)
+        .into_iter()
+        .map(|mut ev| {
+            ev.service = Arc::from("billing");
+            ev
+        })
+        .collect();
+    run(&mut e, &other);
+    let lines = e.drain_fit_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("service billing is not in saved version 1 (which has shop)")),
+        "{lines:#?}"
+    );
+}
