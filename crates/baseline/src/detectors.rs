@@ -11,8 +11,8 @@
 //!   makes plausible (a Poisson tail).
 //! - [`Surprise`]: how unusual a value is against the feature's own
 //!   history (`crate::surprise`): the detector of a gauge, which also
-//!   corroborates its band breaches and change points; on other features
-//!   it pages alone only on strong evidence outside the band.
+//!   corroborates its band breaches and change points. Request-log
+//!   features are the other detectors'.
 //!
 //! [`FeatureMonitor`] runs a baseline and its detectors over one feature and
 //! keeps anomalous windows out of the baseline. Gaps and clock jumps reset
@@ -842,19 +842,12 @@ impl FeatureMonitor {
             -1 => self.kind.pages_low(),
             _ => self.kind.pages_high() || self.kind.pages_low(),
         };
-        let strong = if gauge {
-            // Noise sets new records now and then, by a little: a record
-            // alone pages when it is far out, or when the band agrees.
-            s.deviation.max(s.novelty) >= cfg.alarm || s.spatial >= cfg.strong || confirmed
-        } else {
-            // Request-log features have the band and change point as their
-            // detectors; this one adds only what is far outside the band.
-            let far = band.excess(x) >= self.config.breach_fast_excess;
-            let outside = far
-                && ((x > band.high && self.kind.pages_high())
-                    || (x < band.low && self.kind.pages_low()));
-            s.score >= cfg.strong && band.ready() && outside
-        };
+        // Noise sets new records now and then, by a little: a record alone
+        // pages when it is far out, or when the band agrees. Request-log
+        // features (latency, rate, errors, resources) are the band's and
+        // the change point's: there it only learns.
+        let strong = gauge
+            && (s.deviation.max(s.novelty) >= cfg.alarm || s.spatial >= cfg.strong || confirmed);
         if s.alarm && side_pages && strong && out.is_empty() {
             out.push(surprise_finding(&self.feature, t_ms, x, &band, &s));
         }

@@ -13,7 +13,8 @@
 //! After an alarm, scores are damped for a rest period (one raise per
 //! episode), except for a new extreme. It is what judges a gauge (a series
 //! of unknown meaning, such as NAB's), and the corroboration a band breach
-//! or a change point on a gauge needs before it pages.
+//! or a change point on a gauge needs before it pages. On request-log
+//! features it only learns: there the band and change point page.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -60,9 +61,8 @@ pub struct SurpriseConfig {
     /// score is at least this: a band learned from a heavy-tailed series
     /// is breached every few hundred windows by design.
     pub corroborate: f64,
-    /// On request-log features (latency, rate, errors, memory), where the
-    /// band and change point are the primary detectors, the score needed to
-    /// page on its own, and only outside the band.
+    /// On a gauge, the spatial score (a new record) at which a record
+    /// pages without the band's agreement.
     pub strong: f64,
 }
 
