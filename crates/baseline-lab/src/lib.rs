@@ -9,8 +9,11 @@
 //!   differential evolution, saved as a baseline version.
 //! - [`nab`]: the Numenta Anomaly Benchmark corpus, its scorer, and a runner
 //!   that feeds each series through the live engine (`LiveEngine`).
+//! - [`scenarios`]: labelled scenarios (a generator from a seed, a scorer,
+//!   an in-process harness) that the engine's defaults are judged on.
 
 pub mod calibrate;
 pub mod gate;
 pub mod nab;
 pub mod quality;
+pub mod scenarios;

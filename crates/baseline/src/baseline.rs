@@ -275,6 +275,16 @@ impl Baseline {
         }
     }
 
+    /// The mean the baseline expects at `t_ms` (its level, without the
+    /// median of the residuals that centres the band), once warmed up:
+    /// a Poisson count's median sits below its mean, so error rates are
+    /// judged against this.
+    pub fn mean(&self, t_ms: i64) -> Option<f64> {
+        let (_, track, offset) = self.mode(t_ms);
+        let level = self.tracks[track].level?;
+        (self.learned >= self.config.warmup.max(2) as u64).then_some(level + offset)
+    }
+
     /// Learns from the window at `t_ms` unless a detector called it
     /// anomalous.
     pub fn observe(&mut self, t_ms: i64, x: f64, anomalous: bool) {

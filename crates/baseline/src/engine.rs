@@ -38,6 +38,12 @@ pub struct EngineConfig {
     /// on their own (their quantiles are noise); the service's aggregate
     /// still is.
     pub min_requests: u64,
+    /// A latency quantile q is judged in a window only when the window
+    /// holds at least this many requests beyond it (count·(1−q)): the
+    /// p99.9 of 200 requests is their maximum, which moves with traffic
+    /// alone (a surge raises it, no latency changing): every traffic
+    /// surge of tuning seeds 1–3 paged on it before this rule.
+    pub min_tail_requests: f64,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +55,7 @@ impl Default for EngineConfig {
             resolve_quiet: Duration::from_secs(300),
             resolve_after: 3,
             min_requests: 20,
+            min_tail_requests: 1.0,
         }
     }
 }
@@ -85,6 +92,9 @@ pub struct Engine {
     monitors: BTreeMap<String, FeatureMonitor>,
     /// Error-rate baselines per service/endpoint, for error bursts.
     error_rates: BTreeMap<String, Baseline>,
+    /// The last windows' (start, errors, requests) per error feature, for
+    /// the pooled burst test.
+    error_recent: BTreeMap<String, std::collections::VecDeque<(i64, u64, u64)>>,
     /// Recent request rates per service: (window start, end, requests/s),
     /// for efficiency features (a resource per 1,000 requests).
     rates: BTreeMap<String, std::collections::VecDeque<(i64, i64, f64)>>,
@@ -142,6 +152,7 @@ impl Engine {
             config,
             monitors: BTreeMap::new(),
             error_rates: BTreeMap::new(),
+            error_recent: BTreeMap::new(),
             rates: BTreeMap::new(),
             book,
             alertmanager: None,
@@ -262,6 +273,11 @@ impl Engine {
         labels: &BTreeMap<String, String>,
     ) -> Vec<Finding> {
         let mut out = self.observe(service, name, kind, t_ms, x, labels);
+        // Heap is not spent per request: memory per 1,000 requests would
+        // swing with every change of traffic.
+        if kind == FeatureKind::Memory {
+            return out;
+        }
         let rps = self.rates.get(service).and_then(|r| {
             r.iter()
                 .rev()
@@ -304,12 +320,20 @@ impl Engine {
             .error_rates
             .entry(k)
             .or_insert_with(|| Baseline::new(cfg.clone()));
-        let band = base.band(t_ms);
-        let expected = band.ready().then_some(band.expected);
-        let finding = self
-            .config
-            .error_burst
-            .update(feature, t_ms, errors, requests, expected);
+        let expected = base.mean(t_ms);
+        let recent = self.error_recent.entry(key(service, feature)).or_default();
+        // A gap in the data ends the pool: the errors before it are old.
+        let pool = self.config.error_burst.pool_windows.max(1);
+        let width = 10_000 * pool as i64;
+        recent.retain(|(t, _, _)| t_ms - t < width && *t < t_ms);
+        if recent.len() == pool {
+            recent.pop_front();
+        }
+        recent.push_back((t_ms, errors, requests));
+        let finding =
+            self.config
+                .error_burst
+                .update_pooled(feature, recent.make_contiguous(), expected);
         if requests > 0 {
             let rate = errors as f64 / requests as f64;
             base.observe(t_ms, rate, finding.is_some());
@@ -353,14 +377,16 @@ impl Engine {
             }
             r.push_back((w.start_ms, w.end_ms, w.rate_per_s));
         }
-        for (metric, x, kind) in [
-            (latency("50"), w.p50, FeatureKind::Latency),
-            (latency("90"), w.p90, FeatureKind::Latency),
-            (latency("99"), w.p99, FeatureKind::Latency),
-            (latency("999"), w.p999, FeatureKind::Latency),
-            (Metric::RequestRate, w.rate_per_s, FeatureKind::Rate),
+        for (metric, x, kind, tail) in [
+            (latency("50"), w.p50, FeatureKind::Latency, 0.5),
+            (latency("90"), w.p90, FeatureKind::Latency, 0.1),
+            (latency("99"), w.p99, FeatureKind::Latency, 0.01),
+            (latency("999"), w.p999, FeatureKind::Latency, 0.001),
+            (Metric::RequestRate, w.rate_per_s, FeatureKind::Rate, 1.0),
         ] {
-            if w.count == 0 && kind == FeatureKind::Latency {
+            if kind == FeatureKind::Latency
+                && (w.count == 0 || (w.count as f64) * tail < self.config.min_tail_requests)
+            {
                 continue;
             }
             out.extend(self.observe(&w.service, &name(metric), kind, t, x, &labels));

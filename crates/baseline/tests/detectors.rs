@@ -178,10 +178,13 @@ fn daily_pattern_without_incident_raises_nothing() {
         let f = m.update(t, value(t, &mut n));
         // Until the daily profile is trusted (two days of history), a
         // daily swing is change like any other and the band says it has
-        // no season yet; from then on the swing is normal.
-        if m.baseline.band(t).state == BandState::Daily {
-            findings.extend(f);
-        }
+        // no season yet; from then on the swing is normal. (Judged by the
+        // band each finding was held against: the window that completes
+        // two days was still judged without the profile.)
+        findings.extend(
+            f.into_iter()
+                .filter(|f| f.expected.is_some_and(|b| b.state == BandState::Daily)),
+        );
     }
     let end = 4 * 1440 * step;
     assert_eq!(m.baseline.band(end).state, BandState::Daily);
