@@ -387,6 +387,11 @@ impl Engine {
             if kind == FeatureKind::Latency
                 && (w.count == 0 || (w.count as f64) * tail < self.config.min_tail_requests)
             {
+                // Not judged, but still the window's value: the
+                // autopilot's conditions (`p99 > 500ms`) read it.
+                if w.count > 0 {
+                    self.remember(&w.service, &name(metric), t, x);
+                }
                 continue;
             }
             out.extend(self.observe(&w.service, &name(metric), kind, t, x, &labels));
