@@ -5,7 +5,7 @@
 //! version (a `state_dir`, a calibration) and fed a log of an earlier
 //! period, or the same log again, it would ignore every window and find
 //! nothing, silently. So the first window each loaded baseline gets is
-//! checked against its history: not after it, or far after it (the service
+//! checked against its history: before it, or far after it (the service
 //! has surely changed since), and the feature is relearned from scratch and
 //! the reason reported. During a run, time that stays behind a feature's
 //! history for [`BEHIND_LIMIT`] windows in a row is a new period, not a
@@ -23,7 +23,7 @@ pub const BEHIND_LIMIT: u32 = 6;
 /// Why a baseline was relearned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FitReason {
-    /// A saved baseline met input that is not after its history.
+    /// A saved baseline met input from before its history.
     NotAfter { first_ms: i64, last_ms: i64 },
     /// A saved baseline met input long after its history.
     Stale { last_ms: i64 },
@@ -108,7 +108,11 @@ impl FitCheck {
             return false;
         };
         if self.unchecked.remove(key) {
-            let reason = if t_ms <= last_ms {
+            // Input inside the history (a restart re-reading the last
+            // windows of its log) is not judged at once: the monitor skips
+            // what it has seen, and only time staying behind for
+            // BEHIND_LIMIT windows relearns it (below).
+            let reason = if t_ms < first_ms {
                 Some(FitReason::NotAfter { first_ms, last_ms })
             } else if t_ms - last_ms > STALE_AFTER_MS {
                 Some(FitReason::Stale { last_ms })
@@ -119,7 +123,6 @@ impl FitCheck {
                 self.note(service, feature, t_ms, Some(r));
                 return true;
             }
-            return false;
         }
         if ignores_past && t_ms <= last_ms {
             let n = self.behind.entry(key.to_string()).or_insert(0);
@@ -193,7 +196,7 @@ pub fn describe(notes: &[FitNote], version: u64, loaded: &BTreeSet<String>) -> V
         let at = rfc3339(first.at_ms);
         let why = match reason {
             FitReason::NotAfter { first_ms, last_ms } => format!(
-                "saved version {version} learned from {} to {}, and the input at {at} is not after that \
+                "saved version {version} learned from {} to {}, and the input at {at} is before all of it \
                  (its monitors would ignore every window)",
                 rfc3339(first_ms),
                 rfc3339(last_ms)
@@ -214,4 +217,34 @@ pub fn describe(notes: &[FitNote], version: u64, loaded: &BTreeSet<String>) -> V
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_at_the_last_learned_window_keeps_the_baseline() {
+        let key = "shop\u{1f}latency_p50_ms".to_string();
+        let span = Some((0, 360_000));
+        let mut fit = FitCheck::default();
+        fit.loaded(1, [&key].into_iter());
+        // The live log begins in the window learned last: skipped once,
+        // then after the history.
+        assert!(!fit.check(&key, "shop", "latency_p50_ms", 360_000, span, true));
+        assert!(!fit.check(&key, "shop", "latency_p50_ms", 370_000, span, true));
+        assert_eq!(fit.relearned, 0);
+        // A log from before the whole history is relearned at once.
+        let mut fit = FitCheck::default();
+        fit.loaded(1, [&key].into_iter());
+        assert!(fit.check(&key, "shop", "latency_p50_ms", -10_000, span, true));
+        // One that re-reads the history relearns once time stays behind.
+        let mut fit = FitCheck::default();
+        fit.loaded(1, [&key].into_iter());
+        let relearned: Vec<bool> = (0..BEHIND_LIMIT as i64)
+            .map(|i| fit.check(&key, "shop", "latency_p50_ms", i * 10_000, span, true))
+            .collect();
+        assert_eq!(relearned.iter().filter(|r| **r).count(), 1, "{relearned:?}");
+        assert!(relearned[BEHIND_LIMIT as usize - 1]);
+    }
 }

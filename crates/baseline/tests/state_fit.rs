@@ -75,9 +75,9 @@ fn a_saved_version_meeting_an_earlier_log_is_relearned_and_finds_the_incident() 
     assert!(findings > 0, "no findings after relearning");
     let lines = e.drain_fit_lines();
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("shop") && l.contains("not after") && l.contains("relearned")),
+        lines.iter().any(|l| l.contains("shop")
+            && l.contains("before all of it")
+            && l.contains("relearned")),
         "{lines:#?}"
     );
     assert!(e.relearned() > 0);
