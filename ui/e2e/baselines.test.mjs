@@ -32,7 +32,7 @@ function line(t_ms, i, slowSearch) {
 
 function config(log, follow, extra = '') {
   return `window = "3s"
-lateness = "1s"
+lateness = "2s"
 state_dir = ${JSON.stringify(join(dir, 'baselines'))}
 
 [[logs]]

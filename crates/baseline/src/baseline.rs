@@ -180,6 +180,10 @@ pub struct Baseline {
     last_ms: Option<i64>,
     /// Window length, learned from the spacing of observations.
     step_ms: i64,
+    /// The values are events per second over each window (a request
+    /// rate): the band is never narrower than their counting noise.
+    #[serde(default)]
+    pub counts_per_s: bool,
 }
 
 impl Baseline {
@@ -194,7 +198,14 @@ impl Baseline {
             first_ms: None,
             last_ms: None,
             step_ms: 0,
+            counts_per_s: false,
         }
+    }
+
+    /// Marks the values as events per second (see `counts_per_s`).
+    pub fn counting_per_s(mut self, yes: bool) -> Self {
+        self.counts_per_s = yes;
+        self
     }
 
     fn season(&self) -> BandState {
@@ -265,7 +276,8 @@ impl Baseline {
         let floor = self
             .config
             .min_width
-            .max(expected.abs() * self.config.min_relative_width);
+            .max(expected.abs() * self.config.min_relative_width)
+            .max(self.counting_noise(expected));
         let widen = |d: f64| (d.max(0.0) * (1.0 + self.config.margin)).max(floor);
         Band {
             low: expected - widen(mid - lo),
@@ -273,6 +285,20 @@ impl Baseline {
             high: expected + widen(hi - mid),
             state,
         }
+    }
+
+    /// For a rate: the band's half-width that Poisson noise alone needs.
+    /// Traffic generated at a steady rate (a synthetic load, a cron) has
+    /// residuals of almost nothing, and a window of 26 requests where 30
+    /// are expected would otherwise page as a drop; the band's quantile
+    /// of that noise, widened by its margin as the learned spread is.
+    fn counting_noise(&self, expected: f64) -> f64 {
+        if !self.counts_per_s || self.step_ms <= 0 {
+            return 0.0;
+        }
+        let window_s = self.step_ms as f64 / 1000.0;
+        let sd = (expected.max(0.0) * window_s).sqrt() / window_s;
+        normal_quantile(self.config.upper_quantile) * sd * (1.0 + self.config.margin)
     }
 
     /// The mean the baseline expects at `t_ms` (its level, without the
@@ -366,9 +392,52 @@ pub fn quantile_sorted(sorted: &[f64], p: f64) -> f64 {
     }
 }
 
+/// The standard normal quantile of `p`, by bisection on its tail.
+pub fn normal_quantile(p: f64) -> f64 {
+    let tail = 1.0 - p.clamp(1e-12, 1.0 - 1e-12);
+    let (mut lo, mut hi) = (-8.0, 8.0);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if perfpilot_stats::normal_tail(mid) > tail {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normal_quantiles_match_tables() {
+        assert!((normal_quantile(0.995) - 2.5758).abs() < 1e-4);
+        assert!((normal_quantile(0.5)).abs() < 1e-9);
+        assert!((normal_quantile(0.025) + 1.9600).abs() < 1e-4);
+    }
+
+    #[test]
+    fn a_steady_rate_is_banded_by_its_counting_noise() {
+        // Exactly 10 requests/s in 3 s windows: no spread at all to learn.
+        let mut b = Baseline::new(BaselineConfig::default());
+        b.counts_per_s = true;
+        for i in 0..100 {
+            b.observe(i * 3_000, 10.0, false);
+        }
+        let band = b.band(100 * 3_000);
+        // 26 requests where 30 are expected is Poisson noise (0.7 σ)...
+        assert_eq!(band.excess(26.0 / 3.0), 0.0, "{band:?}");
+        // ...and so is the band's edge, 3.2 σ of it: √30/3 × 2.58 × 1.25.
+        let sd = 30f64.sqrt() / 3.0;
+        assert!((band.high - 10.0 - 3.22 * sd).abs() < 0.05 * sd, "{band:?}");
+        // Two thirds of the traffic gone is not.
+        assert!(band.excess(10.0 / 3.0) > 0.0, "{band:?}");
+        // A latency, not a count, keeps the narrow band.
+        b.counts_per_s = false;
+        assert!(b.band(100 * 3_000).excess(26.0 / 3.0) > 0.0);
+    }
 
     fn noise(i: u64) -> f64 {
         // Deterministic pseudo-random in [-1, 1).

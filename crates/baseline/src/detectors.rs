@@ -737,7 +737,8 @@ impl FeatureMonitor {
         FeatureMonitor {
             feature: feature.into(),
             kind,
-            baseline: Baseline::new(config.baseline.clone()),
+            baseline: Baseline::new(config.baseline.clone())
+                .counting_per_s(kind == FeatureKind::Rate),
             band: BandBreach {
                 fast_excess: config.breach_fast_excess,
                 ..BandBreach::new(config.breach_n, config.breach_m)
@@ -801,6 +802,7 @@ impl FeatureMonitor {
         self.band.low = self.kind.pages_low();
         self.cusum.upward_only = !self.kind.pages_low();
         self.cusum.downward_only = !self.kind.pages_high();
+        self.baseline.counts_per_s = self.kind == FeatureKind::Rate;
         let band = self.baseline.band(t_ms);
         // A band that starts to use a daily or weekly profile measures
         // residuals from another reference: what accumulated against the
