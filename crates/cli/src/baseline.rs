@@ -83,8 +83,11 @@ pub enum ScenariosCommand {
 
 #[derive(Args)]
 pub struct ScenariosGenerateArgs {
+    /// The suite's seed: the same seed writes the same files (1001 and up
+    /// are the test seeds, 1 to 20 the tuning ones).
     #[arg(long, default_value_t = 1001)]
     pub seed: u64,
+    /// Where to write it: one folder per scenario.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 }
@@ -710,6 +713,8 @@ pub struct CalibrateArgs {
     /// What to maximise: the NAB-style score (standard profile) or F1.
     #[arg(long, value_enum, default_value = "nab")]
     pub objective: ObjectiveArg,
+    /// Generations of the differential-evolution search after the first
+    /// population.
     #[arg(long, default_value_t = 20)]
     pub generations: u32,
     /// Parameter sets per generation (at least 4).

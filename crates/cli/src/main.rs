@@ -340,6 +340,7 @@ struct TopArgs2 {
     /// text (default) or json.
     #[arg(long, short = 'f')]
     format: Option<String>,
+    /// Most functions listed.
     #[arg(long, default_value_t = 30)]
     limit: usize,
 }
@@ -360,6 +361,7 @@ struct DiffArgs {
     /// text (default) or json.
     #[arg(long, short = 'f')]
     format: Option<String>,
+    /// Most functions printed in text output (json has every row).
     #[arg(long, default_value_t = 30)]
     limit: usize,
 }
@@ -566,5 +568,35 @@ fn main() {
     if let Err(f) = run(cli) {
         eprintln!("perfpilot: {:#}", f.error);
         std::process::exit(f.code);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command, option and argument of every subcommand says what it
+    /// is for in `--help`.
+    #[test]
+    fn help_describes_every_command_and_argument() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let here = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(here.clone());
+                }
+                walk(sub, &here, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "perfpilot", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
     }
 }
