@@ -5,7 +5,8 @@
 //! incident as evidence (the quantiles of one latency distribution, an
 //! endpoint and its service aggregate, several detectors, latency and
 //! errors together). An incident is firing until its service has gone
-//! [`IncidentBook::resolve_quiet_ms`] of event time without a finding; it
+//! [`IncidentBook::resolve_quiet_ms`] of event time, and at least
+//! [`IncidentBook::resolve_windows`] of its windows, without a finding; it
 //! never re-fires while open, and a finding after it resolved opens a new
 //! one. Its severity is the highest of its findings; it began at the
 //! earliest `since` of its findings.

@@ -404,7 +404,12 @@ mod tests {
     #[test]
     fn the_split_alternates_within_each_category() {
         let names = [
-            "b/y.csv", "a/2.csv", "a/1.csv", "b/x.csv", "a/3.csv", "c/only.csv",
+            "b/y.csv",
+            "a/2.csv",
+            "a/1.csv",
+            "b/x.csv",
+            "a/3.csv",
+            "c/only.csv",
         ];
         let tuning = tuning_split(names);
         let want: BTreeSet<String> = ["a/1.csv", "a/3.csv", "b/x.csv", "c/only.csv"]
