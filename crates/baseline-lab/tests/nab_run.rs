@@ -20,9 +20,10 @@ fn perfpilot_clears_the_bar_and_its_results_round_trip() {
     .expect("NAB run");
     println!("{report}");
     let standard = report.score(Profile::Standard).expect("standard");
-    // 66.58 with the defaults of this branch, 66.03 with the scenario
-    // suite's band and change-point defaults (they corroborate records).
-    assert!(standard >= 66.0, "standard score {standard:.2} below 66");
+    // 66.03 when a repeated timestamp or a 55-minute step back relearned a
+    // series from scratch mid-file; 66.48 once skipped; 69.14 with pattern
+    // novelty over averages of 4 windows too; 69.43 with a rest of 200.
+    assert!(standard >= 69.4, "standard score {standard:.2} below 69.4");
     assert!(report
         .to_string()
         .lines()

@@ -767,6 +767,11 @@ impl FeatureMonitor {
         }
     }
 
+    /// The shortest step between its windows seen so far (0: not known).
+    pub fn step_ms(&self) -> i64 {
+        self.step_ms
+    }
+
     /// The start of the last window it took, if any.
     pub fn last_ms(&self) -> Option<i64> {
         self.last_ms

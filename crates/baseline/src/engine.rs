@@ -252,6 +252,8 @@ impl Engine {
             .entry(k)
             .or_insert_with(|| FeatureMonitor::new(feature, kind, cfg.clone()));
         let findings = m.update(t_ms, x);
+        let step = m.step_ms();
+        self.book.note_step(service, step);
         self.remember(service, feature, t_ms, x);
         let t = self.book.observe(service, labels, &findings, t_ms);
         self.transitions.extend(t);

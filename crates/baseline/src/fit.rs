@@ -8,8 +8,12 @@
 //! checked against its history: before it, or far after it (the service
 //! has surely changed since), and the feature is relearned from scratch and
 //! the reason reported. During a run, time that stays behind a feature's
-//! history for [`BEHIND_LIMIT`] windows in a row is a new period, not a
-//! glitch, and relearned the same way.
+//! history for [`BEHIND_LIMIT`] windows in a row, by more than
+//! [`STEP_BACK_MS`] or by more than a quarter of the history, is a new
+//! period, not a glitch, and relearned the same way. A smaller step back (a
+//! repeated timestamp, a resynchronised clock, a DST change in local-time
+//! logs) only has its windows skipped: weeks of history are not thrown
+//! away for an hour of doubt.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -19,6 +23,12 @@ use crate::alerts::rfc3339;
 pub const STALE_AFTER_MS: i64 = 7 * 86_400_000;
 /// Windows in a row behind a feature's history before it is relearned.
 pub const BEHIND_LIMIT: u32 = 6;
+/// A step back in event time up to this long, within a long history, is a
+/// glitch: its windows are skipped, the history kept. NAB's machine
+/// temperature series steps back 55 minutes after five weeks, and four of
+/// its files repeat a timestamp up to 11 times; relearning each from
+/// scratch cost 40 false alarms there.
+pub const STEP_BACK_MS: i64 = 3_600_000;
 
 /// Why a baseline was relearned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -124,7 +134,9 @@ impl FitCheck {
                 return true;
             }
         }
-        if ignores_past && t_ms <= last_ms {
+        let back = last_ms - t_ms;
+        let new_period = back > STEP_BACK_MS || back > (last_ms - first_ms) / 4;
+        if ignores_past && t_ms <= last_ms && new_period {
             let n = self.behind.entry(key.to_string()).or_insert(0);
             *n += 1;
             if *n >= BEHIND_LIMIT {
@@ -207,7 +219,7 @@ pub fn describe(notes: &[FitNote], version: u64, loaded: &BTreeSet<String>) -> V
                 STALE_AFTER_MS / 86_400_000
             ),
             FitReason::WentBack { last_ms } => format!(
-                "event time went back to {at}, before the history ending {}, for {BEHIND_LIMIT} windows in a row",
+                "event time went back to {at}, well before the history ending {}, for {BEHIND_LIMIT} windows in a row",
                 rfc3339(last_ms)
             ),
         };
@@ -246,5 +258,27 @@ mod tests {
             .collect();
         assert_eq!(relearned.iter().filter(|r| **r).count(), 1, "{relearned:?}");
         assert!(relearned[BEHIND_LIMIT as usize - 1]);
+    }
+
+    #[test]
+    fn a_small_step_back_in_a_long_history_is_skipped_not_relearned() {
+        let key = "nab\u{1f}value".to_string();
+        let day = 86_400_000;
+        let span = Some((0, 30 * day));
+        let mut fit = FitCheck::default();
+        // A repeated timestamp, then 55 minutes back: a glitch.
+        for _ in 0..2 * BEHIND_LIMIT {
+            assert!(!fit.check(&key, "nab", "value", 30 * day, span, true));
+        }
+        for i in 0..2 * i64::from(BEHIND_LIMIT) {
+            let t = 30 * day - 3_300_000 + i * 300_000;
+            assert!(!fit.check(&key, "nab", "value", t, span, true));
+        }
+        // Two hours back is a new period.
+        let relearned = (0..i64::from(BEHIND_LIMIT))
+            .filter(|i| fit.check(&key, "nab", "value", 30 * day - 7_200_000 + i, span, true))
+            .count();
+        assert_eq!(relearned, 1);
+        assert_eq!(fit.relearned, 1);
     }
 }

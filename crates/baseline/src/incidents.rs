@@ -5,7 +5,8 @@
 //! incident as evidence (the quantiles of one latency distribution, an
 //! endpoint and its service aggregate, several detectors, latency and
 //! errors together). An incident is firing until its service has gone
-//! [`IncidentBook::resolve_quiet_ms`] of event time without a finding; it
+//! [`IncidentBook::resolve_quiet_ms`] of event time, and at least
+//! [`IncidentBook::resolve_windows`] of its windows, without a finding; it
 //! never re-fires while open, and a finding after it resolved opens a new
 //! one. Its severity is the highest of its findings; it began at the
 //! earliest `since` of its findings.
@@ -316,6 +317,12 @@ pub struct IncidentBook {
     open: BTreeMap<(String, Group), String>,
     /// Event time without a finding before a service's incident resolves.
     pub resolve_quiet_ms: i64,
+    /// And at least this many of the service's windows: a gauge sampled
+    /// every 5 minutes would otherwise resolve after one quiet sample and
+    /// page again on the next finding of the same problem.
+    pub resolve_windows: i64,
+    /// The longest window step of each service's features.
+    steps: BTreeMap<String, i64>,
     /// Quiet updates before an incident raised from outside resolves.
     pub resolve_after: u32,
     /// Resolved incidents kept for the API.
@@ -353,12 +360,39 @@ fn fingerprint(parts: &[&str]) -> String {
     format!("{h:016x}")
 }
 
+/// Quiet windows of its service an incident lasts at least; see
+/// [`IncidentBook::resolve_windows`].
+pub const RESOLVE_WINDOWS: i64 = 3;
+
 impl IncidentBook {
+    /// A feature of `service` is sampled every `step_ms` (0: not known
+    /// yet): its incidents stay open for `resolve_windows` of those.
+    pub fn note_step(&mut self, service: &str, step_ms: i64) {
+        if step_ms <= 0 {
+            return;
+        }
+        match self.steps.get_mut(service) {
+            Some(s) => *s = (*s).max(step_ms),
+            None => {
+                self.steps.insert(service.to_string(), step_ms);
+            }
+        }
+    }
+
+    /// Event time `service` must go without a finding to resolve.
+    pub fn quiet_ms(&self, service: &str) -> i64 {
+        let step = self.steps.get(service).copied().unwrap_or(0);
+        self.resolve_quiet_ms
+            .max(step.saturating_mul(self.resolve_windows))
+    }
+
     pub fn new(resolve_quiet: Duration, resolve_after: u32) -> Self {
         IncidentBook {
             incidents: BTreeMap::new(),
             open: BTreeMap::new(),
             resolve_quiet_ms: resolve_quiet.as_millis().min(i64::MAX as u128) as i64,
+            resolve_windows: RESOLVE_WINDOWS,
+            steps: BTreeMap::new(),
             resolve_after: resolve_after.max(1),
             keep_resolved: 500,
         }
@@ -392,7 +426,7 @@ impl IncidentBook {
                 id
             }
         };
-        let quiet_ms = self.resolve_quiet_ms;
+        let quiet_ms = self.quiet_ms(service);
         let Some(inc) = self.incidents.get_mut(&id) else {
             return out;
         };
@@ -672,6 +706,31 @@ mod tests {
             200,
         ));
         assert_ne!(again, id);
+    }
+
+    #[test]
+    fn a_sparsely_sampled_service_stays_open_for_a_few_of_its_windows() {
+        // 5 minutes of quiet, but a gauge sampled every 5 minutes.
+        let mut book = IncidentBook::new(Duration::from_secs(300), 3);
+        let none = BTreeMap::new();
+        let step = 300_000;
+        book.note_step("nab", step);
+        assert_eq!(book.quiet_ms("nab"), 3 * step);
+        assert_eq!(book.quiet_ms("shop"), step);
+        let f = |t| [finding("value", "band", t, Severity::Warning)];
+        let id = fired(&book.observe("nab", &none, &f(0), 0));
+        // One quiet sample, then the same problem again: one incident.
+        assert!(book.observe("nab", &none, &[], step).is_empty());
+        assert!(book
+            .observe("nab", &none, &f(2 * step), 2 * step)
+            .is_empty());
+        for k in 3..5 {
+            assert!(book.observe("nab", &none, &[], k * step).is_empty());
+        }
+        assert_eq!(
+            book.observe("nab", &none, &[], 5 * step),
+            vec![Transition::Resolved(id)]
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!   recent window), as a likelihood against its own history;
 //! - novelty: the share of the recent runs of quantised values (contexts of
 //!   1 to `max_context` windows) never seen before, as a likelihood against
-//!   its own history — it catches changed shapes that stay within range.
+//!   its own history — it catches changed shapes that stay within range;
+//!   the same over averages of a few windows catches shapes that change
+//!   over hours.
 //!
 //! After an alarm, scores are damped for a rest period (one raise per
 //! episode), except for a new extreme. It is what judges a gauge (a series
@@ -53,7 +55,10 @@ pub struct SurpriseConfig {
     pub warmup: usize,
     /// Score at which the detector raises a finding and starts a rest.
     pub alarm: f64,
-    /// Windows of the rest period after an alarm.
+    /// Windows of the rest period after an alarm. With the slower novelty
+    /// (which alarms more), NAB's tuning half scored 73.46 at 175 and 200,
+    /// 73.17 at 150, 72.65 at 100, 71.91 at 250; the held-out half 65.53
+    /// at 200 (65.25 at 150).
     pub rest: usize,
     /// Factor applied to scores during the rest period.
     pub rest_factor: f64,
@@ -64,6 +69,14 @@ pub struct SurpriseConfig {
     /// On a gauge, the spatial score (a new record) at which a record
     /// pages without the band's agreement.
     pub strong: f64,
+    /// Windows averaged into one value of a slower series whose pattern
+    /// novelty is judged too (0 or 1: none): a changed shape that spans
+    /// hours (a daily cycle gone flat, a slow drift before a failure) is
+    /// no new run of 4 windows, but is one of 4 averages of 4. On NAB's
+    /// tuning half (files at even positions) 4 took the score from 69.13
+    /// to 73.17 (3: 71.99, 6: 71.43, 8: 71.80, 12: 70.43, 48: 70.39);
+    /// the held-out half went from 63.91 to 65.25.
+    pub slow: usize,
 }
 
 impl Default for SurpriseConfig {
@@ -80,10 +93,11 @@ impl Default for SurpriseConfig {
             spatial_rows: 200,
             warmup: 100,
             alarm: 0.5,
-            rest: 150,
+            rest: 200,
             rest_factor: 0.5,
             corroborate: 0.6,
             strong: 0.9,
+            slow: 4,
         }
     }
 }
@@ -312,6 +326,25 @@ pub struct Surprise {
     deviation: Likelihood,
     novelty: Likelihood,
     since_alarm: usize,
+    /// Absent in states saved before it existed: those go without.
+    #[serde(default)]
+    slow: Option<Slow>,
+}
+
+/// Averages behind the slower series' likelihood's recent level. On NAB's
+/// tuning half 2 scored 73.17; 1 scored 72.11 (20 more false alarms on the
+/// corpus), 4 scored 71.73.
+const SLOW_SHORT: usize = 2;
+
+/// The pattern novelty of averages of `SurpriseConfig::slow` windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Slow {
+    sum: f64,
+    n: usize,
+    contexts: Contexts,
+    novelty: Likelihood,
+    /// The latest average's novelty, which holds until the next average.
+    last: f64,
 }
 
 impl Default for Surprise {
@@ -330,6 +363,17 @@ impl Surprise {
             deviation: Likelihood::new(&config),
             novelty: Likelihood::new(&config),
             since_alarm: usize::MAX,
+            slow: (config.slow > 1).then(|| Slow {
+                sum: 0.0,
+                n: 0,
+                contexts: Contexts::new(&config),
+                novelty: Likelihood::new(&SurpriseConfig {
+                    history: config.history / config.slow.max(1),
+                    short: SLOW_SHORT,
+                    ..config.clone()
+                }),
+                last: 0.0,
+            }),
             config,
         }
     }
@@ -388,7 +432,19 @@ impl Surprise {
         let deviation = self.deviation.update(z_raw);
 
         let level = self.level(v);
-        let novelty = self.novelty.update(self.contexts.update(level));
+        let mut novelty = self.novelty.update(self.contexts.update(level));
+        if let Some(mut slow) = self.slow.take() {
+            slow.sum += v;
+            slow.n += 1;
+            if slow.n >= c.slow {
+                let l = self.level(slow.sum / slow.n as f64);
+                slow.last = slow.novelty.update(slow.contexts.update(l));
+                slow.sum = 0.0;
+                slow.n = 0;
+            }
+            novelty = novelty.max(slow.last);
+            self.slow = Some(slow);
+        }
 
         self.values.push(v);
         self.range = Some((min.min(v), max.max(v)));
@@ -489,6 +545,33 @@ mod tests {
         let before = scores[500..2000].iter().copied().fold(0.0, f64::max);
         let during = scores[2000..2100].iter().copied().fold(0.0, f64::max);
         assert!(during > before, "flat stretch {during} vs before {before}");
+    }
+
+    #[test]
+    fn a_shape_that_changes_over_hours_is_noticed_on_averages() {
+        // A daily wave (96 windows) whose peaks flatten to a plateau for
+        // two days: every short run of levels stays one seen before.
+        let wave = |i: usize| 50.0 + 10.0 * (i as f64 * std::f64::consts::TAU / 96.0).sin();
+        let values: Vec<f64> = (0..3000)
+            .map(|i| {
+                if (2000..2192).contains(&i) {
+                    wave(i).min(55.0)
+                } else {
+                    wave(i)
+                }
+            })
+            .collect();
+        let peak = |config: SurpriseConfig| {
+            let mut d = Surprise::new(config);
+            let e: Vec<Explanation> = values.iter().map(|&v| d.update(v)).collect();
+            e[2000..2192].iter().map(|e| e.novelty).fold(0.0, f64::max)
+        };
+        let without = peak(SurpriseConfig {
+            slow: 0,
+            ..SurpriseConfig::default()
+        });
+        let with = peak(SurpriseConfig::default());
+        assert!(with > without, "with averages {with}, without {without}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod corpus;
 pub mod results;
 pub mod scorer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -234,7 +234,26 @@ pub fn report(
         detail,
         results,
         best_threshold,
+        tuning: tuning_split(scores.iter().map(|f| f.name.as_str())),
     })
+}
+
+/// The tuning half of the corpus: the files at even positions (0, 2, …)
+/// of each category in name order. The odd ones are held out, so a default
+/// chosen on one half can be checked on files it never saw.
+pub fn tuning_split<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+    let mut by_category: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for n in names {
+        let category = n.split_once('/').map_or("", |(c, _)| c);
+        by_category.entry(category).or_default().push(n);
+    }
+    let mut out = BTreeSet::new();
+    for files in by_category.values_mut() {
+        files.sort_unstable();
+        files.dedup();
+        out.extend(files.iter().step_by(2).map(|n| n.to_string()));
+    }
+    out
 }
 
 /// A detector's NAB scores; its `Display` is the CLI's output, ending with
@@ -257,12 +276,26 @@ pub struct NabReport {
     /// Scores at the best threshold of all (a sweep over every distinct
     /// score); at least the hill climb's.
     pub best_threshold: BTreeMap<Profile, ProfileResult>,
+    /// The files of [`tuning_split`]; the rest are held out.
+    pub tuning: BTreeSet<String>,
 }
 
 impl NabReport {
     /// The normalised score under `profile` (0 = null detector, 100 = perfect).
     pub fn score(&self, profile: Profile) -> Option<f64> {
         self.results.get(&profile).map(|r| r.normalized)
+    }
+
+    /// The normalised score under `profile` over the tuning files and over
+    /// the held-out ones (scored at the corpus's threshold).
+    pub fn split_scores(&self, profile: Profile) -> (Option<f64>, Option<f64>) {
+        let Some(r) = self.results.get(&profile) else {
+            return (None, None);
+        };
+        (
+            r.normalized_over(|n| self.tuning.contains(n)),
+            r.normalized_over(|n| !self.tuning.contains(n)),
+        )
     }
 
     /// Points per second through the detector.
@@ -337,6 +370,22 @@ impl fmt::Display for NabReport {
             }
         }
         writeln!(f)?;
+        writeln!(
+            f,
+            "split (files at even / odd positions of each category, in name order):"
+        )?;
+        let show = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.2}"));
+        for p in Profile::ALL {
+            let (tuning, held_out) = self.split_scores(p);
+            writeln!(
+                f,
+                "  {:<20} tuning {:>7}  held-out {:>7}",
+                p.name(),
+                show(tuning),
+                show(held_out)
+            )?;
+        }
+        writeln!(f)?;
         write!(f, "NAB")?;
         for p in Profile::ALL {
             match self.score(p) {
@@ -345,5 +394,28 @@ impl fmt::Display for NabReport {
             }
         }
         writeln!(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_split_alternates_within_each_category() {
+        let names = [
+            "b/y.csv",
+            "a/2.csv",
+            "a/1.csv",
+            "b/x.csv",
+            "a/3.csv",
+            "c/only.csv",
+        ];
+        let tuning = tuning_split(names);
+        let want: BTreeSet<String> = ["a/1.csv", "a/3.csv", "b/x.csv", "c/only.csv"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(tuning, want);
     }
 }
