@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use perfpilot_bpf::{Drained, RawSample};
+use perfpilot_bpf::{Drained, OffCpuConfig, RawSample, SAMPLE_F_OFFCPU};
 use perfpilot_model::{
     labels, Function, Line, Location, LocationId, Mapping, MappingId, Profile, ValueType,
 };
@@ -26,6 +26,9 @@ enum LocKey {
 /// group of Python frames (ending at a frame entered from C).
 const PYTHON_EVAL: &str = "_PyEval_EvalFrameDefault";
 
+/// The off-CPU profile's sample and period type.
+pub const OFF_CPU: &str = "off_cpu";
+
 /// Builds one profile from any number of drains.
 pub struct ProfileBuilder {
     profile: Profile,
@@ -37,6 +40,10 @@ pub struct ProfileBuilder {
     python_mapping: Option<MappingId>,
     label_sets: HashMap<(u32, u32, [u8; 16]), u32>,
     pid_labels: bool,
+    /// Builds the off-CPU profile (records with `SAMPLE_F_OFFCPU`, in
+    /// nanoseconds) rather than the CPU one (samples).
+    offcpu: Option<OffCpuConfig>,
+    /// CPU: samples; off-CPU: records (distinct blocked stacks per drain).
     pub samples: u64,
     pub frames: u64,
     pub named_frames: u64,
@@ -74,10 +81,43 @@ impl ProfileBuilder {
             python_mapping: None,
             label_sets: HashMap::new(),
             pid_labels: true,
+            offcpu: None,
             samples: 0,
             frames: 0,
             named_frames: 0,
         }
+    }
+
+    /// The off-CPU profile: one sample type, `off_cpu`/`nanoseconds`
+    /// (the type id `off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds` on the
+    /// server), the time threads were blocked at each stack. With 1-in-N
+    /// switch sampling each record stands for N, so values are scaled by N
+    /// (an estimate); the comments say how it was collected.
+    pub fn new_offcpu(config: OffCpuConfig, start_unix_nanos: i64) -> Self {
+        let mut b = ProfileBuilder::new(1, start_unix_nanos);
+        let mut profile = Profile::new(vec![ValueType::new(OFF_CPU, "nanoseconds")]);
+        profile.period_type = Some(ValueType::new(OFF_CPU, "nanoseconds"));
+        profile.period = 1;
+        profile.time_nanos = start_unix_nanos;
+        let every = config.sample_every.max(1);
+        profile.comments = vec![
+            format!(
+                "off-CPU: time threads were blocked (switched out while not runnable), \
+                 by the stack they blocked at; blocks shorter than {} ns are not counted",
+                config.min_block_ns
+            ),
+            format!(
+                "off-CPU sampling: 1 in {every} blocking switches recorded, values \
+                 multiplied by {every}"
+            ),
+        ];
+        b.profile = profile;
+        b.period_ns = 1;
+        b.offcpu = Some(OffCpuConfig {
+            sample_every: every,
+            ..config
+        });
+        b
     }
 
     /// Whether samples are labelled with their pid and tid (the default).
@@ -100,8 +140,12 @@ impl ProfileBuilder {
         self.resolve_all(drained, tracker, symbolizer);
         let empty: Vec<u64> = Vec::new();
         let mut stack: Vec<LocationId> = Vec::with_capacity(64);
-        for s in &drained.samples {
-            count_flags(s, flags);
+        let offcpu = self.offcpu.is_some();
+        for s in drained.samples.iter().filter(|s| takes(offcpu, s)) {
+            // Frames and flags are weighed by samples; an off-CPU record
+            // is one observation whatever its nanoseconds.
+            let weight = if self.offcpu.is_some() { 1 } else { s.count };
+            count_flags(s, weight, flags);
             stack.clear();
             let kernel = drained.stacks.get(&s.kernel_stack).unwrap_or(&empty);
             let user = drained.stacks.get(&s.user_stack).unwrap_or(&empty);
@@ -134,18 +178,25 @@ impl ProfileBuilder {
                     stack.push(l);
                 }
             }
-            self.frames += stack.len() as u64 * s.count;
+            self.frames += stack.len() as u64 * weight;
             self.named_frames += stack
                 .iter()
                 .filter(|&&l| !self.profile.locations()[l as usize].lines.is_empty())
                 .count() as u64
-                * s.count;
+                * weight;
             let stack_id = self.profile.add_stack(&stack);
             let labels = self.labels(s, tracker);
             let count = s.count as i64;
-            self.profile
-                .add_sample(stack_id, labels, &[count, count * self.period_ns]);
-            self.samples += s.count;
+            match self.offcpu {
+                Some(c) => {
+                    let ns = count.saturating_mul(c.sample_every as i64);
+                    self.profile.add_sample(stack_id, labels, &[ns]);
+                }
+                None => self
+                    .profile
+                    .add_sample(stack_id, labels, &[count, count * self.period_ns]),
+            }
+            self.samples += weight;
         }
     }
 
@@ -165,7 +216,8 @@ impl ProfileBuilder {
         symbolizer.trim();
         let mut per_object: HashMap<u32, Vec<u64>> = HashMap::new();
         let mut kernel_addrs = Vec::new();
-        for s in &drained.samples {
+        let offcpu = self.offcpu.is_some();
+        for s in drained.samples.iter().filter(|s| takes(offcpu, s)) {
             if let Some(k) = drained.stacks.get(&s.kernel_stack) {
                 for (i, &ip) in k.iter().enumerate() {
                     let addr = if i == 0 { ip } else { ip.wrapping_sub(1) };
@@ -410,9 +462,14 @@ fn python_groups(stack: &[u64]) -> Vec<Vec<u64>> {
     groups
 }
 
-fn count_flags(s: &RawSample, f: &mut SampleFlags) {
+/// Whether a drained record belongs in the off-CPU profile (`offcpu`) or
+/// the CPU one.
+fn takes(offcpu: bool, s: &RawSample) -> bool {
+    (s.flags & SAMPLE_F_OFFCPU != 0) == offcpu
+}
+
+fn count_flags(s: &RawSample, n: u64, f: &mut SampleFlags) {
     use perfpilot_bpf::*;
-    let n = s.count;
     if s.flags & SAMPLE_F_TRUNCATED != 0 {
         f.truncated += n;
     }
@@ -438,7 +495,7 @@ mod tests {
     use super::{python_groups, service_name, ProfileBuilder, SampleFlags};
     use crate::symbolize::Symbolizer;
     use crate::tracker::Tracker;
-    use perfpilot_bpf::{Drained, RawSample};
+    use perfpilot_bpf::{Drained, OffCpuConfig, RawSample, SAMPLE_F_OFFCPU};
     use perfpilot_model::labels;
 
     /// 1,000 short-lived processes of one program, two threads each.

@@ -1,0 +1,136 @@
+//! Off-CPU profiles end to end with real eBPF. Needs root (CI runs as
+//! root): a C workload without frame pointers runs two threads the same
+//! number of loops, one sleeping 30 ms per loop in `sleep_long`, the other
+//! 10 ms in `sleep_short`; `perfpilot record --profiles offcpu` must put
+//! their blocked time 3:1 on those functions, under complete stacks.
+
+mod common;
+use common::*;
+
+/// Nanoseconds of the folded lines of `process` that pass through `chain`.
+fn blocked(lines: &[(Vec<String>, u64)], process: &str, chain: &[&str]) -> u64 {
+    lines
+        .iter()
+        .filter(|(f, _)| f[0] == process && has_chain(f, chain))
+        .map(|(_, ns)| ns)
+        .sum()
+}
+
+#[test]
+fn root_offcpu_time_splits_by_the_function_that_blocked() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let argv = build("c-offcpu", dir.path());
+    let out_path = dir.path().join("out.folded");
+    let loops = 100;
+    let out = run_ok(
+        perfpilot()
+            .args(["record", "--profiles", "offcpu", "-o"])
+            .arg(&out_path)
+            .arg("--")
+            .args(&argv)
+            .arg(loops.to_string()),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let folded = std::fs::read_to_string(&out_path).unwrap();
+    let lines = parse_folded(&folded);
+
+    let long = blocked(&lines, "c-offcpu", &["sleep_long"]);
+    let short = blocked(&lines, "c-offcpu", &["sleep_short"]);
+    let ms = |ns: u64| ns as f64 / 1e6;
+    // 100 loops of 30 ms: at least that long blocked; wakeups late on a
+    // loaded machine add to it, not much beyond a third.
+    let want_long = loops as f64 * 30.0;
+    assert!(
+        ms(long) >= want_long * 0.95 && ms(long) <= want_long * 1.35,
+        "sleep_long blocked {:.0} ms, want about {want_long} ms\n{stderr}\n{folded}",
+        ms(long)
+    );
+    let split = long as f64 / (long + short) as f64;
+    assert!(
+        (split - 0.75).abs() <= 0.05,
+        "sleep_long has {:.1}% of the blocked time of the two (want 75% +- 5): \
+         {:.0} ms against {:.0} ms\n{folded}",
+        split * 100.0,
+        ms(long),
+        ms(short)
+    );
+
+    // The stacks are complete without frame pointers: from the thread's
+    // start through the worker to the sleep and into the kernel.
+    let full_long = blocked(
+        &lines,
+        "c-offcpu",
+        &["start_thread", "worker_long", "sleep_long"],
+    );
+    let full_short = blocked(
+        &lines,
+        "c-offcpu",
+        &["start_thread", "worker_short", "sleep_short"],
+    );
+    let complete = (full_long + full_short) as f64 / (long + short) as f64;
+    assert!(
+        complete >= 0.90,
+        "the full chain holds {:.1}% of the blocked time (want >= 90%)\n{folded}",
+        complete * 100.0
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|(f, _)| has_chain(f, &["sleep_long"]) && f.iter().any(|x| x == "do_nanosleep")),
+        "no kernel frames under sleep_long\n{folded}"
+    );
+    // The off-CPU stack ends in the scheduler, not in the tracepoint's
+    // machinery.
+    assert!(
+        lines
+            .iter()
+            .all(|(f, _)| !f.iter().any(|x| x == "bpf_trace_run4")),
+        "{folded}"
+    );
+    assert!(stderr.contains("off-CPU"), "{stderr}");
+}
+
+#[test]
+fn root_offcpu_profile_beside_the_cpu_profile_in_pprof() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let argv = build("c-offcpu", dir.path());
+    let out_path = dir.path().join("out.pb.gz");
+    run_ok(
+        perfpilot()
+            .args([
+                "record",
+                "--profiles",
+                "cpu,offcpu",
+                "--offcpu-min-block-us",
+                "5000",
+                "--offcpu-sample-every",
+                "2",
+                "-o",
+            ])
+            .arg(&out_path)
+            .arg("--")
+            .args(&argv)
+            .arg("20"),
+    );
+    let cpu = perfpilot_model::Format::Pprof
+        .decode(&std::fs::read(&out_path).unwrap())
+        .unwrap();
+    assert_eq!(cpu.sample_types[0].kind, "samples");
+    let off_path = dir.path().join("out.offcpu.pb.gz");
+    let off = perfpilot_model::Format::Pprof
+        .decode(&std::fs::read(&off_path).unwrap())
+        .unwrap();
+    let types: Vec<(&str, &str)> = off
+        .sample_types
+        .iter()
+        .map(|t| (t.kind.as_str(), t.unit.as_str()))
+        .collect();
+    assert_eq!(types, [("off_cpu", "nanoseconds")]);
+    // How it was collected travels with it.
+    let comments = off.comments.join("\n");
+    assert!(comments.contains("shorter than 5000000 ns"), "{comments}");
+    assert!(comments.contains("1 in 2 blocking switches"), "{comments}");
+    assert!(!off.samples().is_empty());
+}
