@@ -134,3 +134,80 @@ fn root_offcpu_profile_beside_the_cpu_profile_in_pprof() {
     assert!(comments.contains("1 in 2 blocking switches"), "{comments}");
     assert!(!off.samples().is_empty());
 }
+
+/// The agent ships the off-CPU profile as a type of its own; the server
+/// lists it (the UI's type picker reads that list) and serves its flame
+/// graph.
+#[test]
+fn root_agent_ships_offcpu_as_its_own_profile_type() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let argv = build("c-offcpu", dir.path());
+    let server = ServerProcess::start(dir.path(), &[] as &[&str]);
+    let mut workload = std::process::Command::new(&argv[0])
+        .arg("120")
+        .spawn()
+        .unwrap();
+    let pid = workload.id().to_string();
+    let mut agent = perfpilot()
+        .args([
+            "agent",
+            "--quiet",
+            "--profiles",
+            "cpu,offcpu",
+            "--interval",
+            "1s",
+        ])
+        .args(["--server", &server.base, "--pid", &pid, "--spool-dir"])
+        .arg(dir.path().join("spool"))
+        .spawn()
+        .unwrap();
+    assert!(workload.wait().unwrap().success());
+    // A signal ends the agent, its last profile shipped.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let status = agent.wait().unwrap();
+    assert!(status.success(), "agent: {status}");
+
+    let types = server.get_json("/api/v1/profile_types?from=now-10m");
+    let list: Vec<&str> = types["profile_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    let off = "off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds";
+    // (The sleeping workload leaves its CPU profiles empty: no CPU type.)
+    assert!(list.contains(&off), "{list:?}");
+
+    let out = run_ok(perfpilot().args([
+        "query",
+        "flamegraph",
+        "--server",
+        &server.base,
+        "--from",
+        "now-10m",
+        "--query",
+        &format!("{off}{{}}"),
+    ]));
+    let folded = String::from_utf8_lossy(&out.stdout);
+    let lines = parse_folded(&folded);
+    let long = blocked_any(&lines, "sleep_long");
+    let short = blocked_any(&lines, "sleep_short");
+    let split = long as f64 / (long + short).max(1) as f64;
+    assert!(
+        (split - 0.75).abs() <= 0.05,
+        "on the server sleep_long has {:.1}% (want 75% +- 5)\n{folded}",
+        split * 100.0
+    );
+}
+
+/// Nanoseconds of the folded lines through `function`, whatever process.
+fn blocked_any(lines: &[(Vec<String>, u64)], function: &str) -> u64 {
+    lines
+        .iter()
+        .filter(|(f, _)| f.iter().any(|x| x == function))
+        .map(|(_, ns)| ns)
+        .sum()
+}
