@@ -555,6 +555,36 @@ mod tests {
     }
 
     #[test]
+    fn offcpu_records_go_to_the_offcpu_profile_scaled_by_the_sampling() {
+        let mut d = churn();
+        d.samples.truncate(2);
+        d.samples[1].flags = SAMPLE_F_OFFCPU;
+        d.samples[1].count = 5_000_000; // nanoseconds blocked
+        let config = OffCpuConfig {
+            min_block_ns: 2_000_000,
+            sample_every: 4,
+        };
+        let mut tracker = Tracker::new(0);
+        let mut symbolizer = Symbolizer::new();
+        let mut flags = SampleFlags::default();
+        let mut cpu = ProfileBuilder::new(99, 0);
+        let mut off = ProfileBuilder::new_offcpu(config, 0);
+        cpu.add(&d, &mut tracker, &mut symbolizer, &mut flags);
+        off.add(&d, &mut tracker, &mut symbolizer, &mut flags);
+        let (cpu, off) = (cpu.finish(1), off.finish(1));
+        assert_eq!(cpu.samples().len(), 1);
+        assert_eq!(cpu.samples()[0].values, [1, 1_000_000_000 / 99]);
+        assert_eq!(off.sample_types.len(), 1);
+        assert_eq!(off.sample_types[0].kind, "off_cpu");
+        assert_eq!(off.sample_types[0].unit, "nanoseconds");
+        assert_eq!(off.samples().len(), 1);
+        assert_eq!(off.samples()[0].values, [20_000_000]);
+        let comments = off.comments.join("\n");
+        assert!(comments.contains("shorter than 2000000 ns"), "{comments}");
+        assert!(comments.contains("1 in 4 blocking switches"), "{comments}");
+    }
+
+    #[test]
     fn services_are_units_or_process_names() {
         assert_eq!(service_name(Some("nginx.service"), "nginx"), "nginx");
         assert_eq!(service_name(Some("user@0.service"), "bash"), "bash");
