@@ -907,9 +907,14 @@ impl Sampler {
                 .map_err(|e| BpfError::from_libbpf("sizing maps", e))?;
         }
 
-        let skel = open
-            .load()
-            .map_err(|e| BpfError::from_libbpf("loading the BPF programs", e))?;
+        let skel = open.load().map_err(|e| {
+            let err = BpfError::from_libbpf("loading the BPF programs", e);
+            if config.offcpu.is_some() {
+                offcpu_error(err)
+            } else {
+                err
+            }
+        })?;
 
         let checks = [
             ("counts0", skel.maps.counts0.key_size(), SAMPLE_KEY_SIZE),
@@ -993,12 +998,12 @@ impl Sampler {
             return Ok(());
         }
         if self.offcpu {
-            let link = self
-                .skel
-                .progs
-                .on_switch
-                .attach()
-                .map_err(offcpu_attach_error)?;
+            let link = self.skel.progs.on_switch.attach().map_err(|e| {
+                offcpu_error(BpfError::from_libbpf(
+                    "attaching the sched_switch tracepoint (off-CPU)",
+                    e,
+                ))
+            })?;
             self._links.push(link);
         }
         if !self.cpu {
@@ -1357,19 +1362,21 @@ impl Sampler {
     }
 }
 
-/// Why the sched_switch program did not attach, said so the user knows
-/// what to change.
-fn offcpu_attach_error(e: libbpf_rs::Error) -> BpfError {
-    let err = BpfError::from_libbpf("attaching the sched_switch tracepoint (off-CPU)", e);
+/// What to do when the off-CPU program does not load or attach, added to
+/// the kernel's own answer.
+const OFFCPU_HINT: &str = "off-CPU profiles attach a BPF program to the sched_switch \
+    tracepoint through a BPF trampoline (tp_btf: CONFIG_DEBUG_INFO_BTF, CONFIG_BPF_JIT \
+    and CONFIG_BPF_SYSCALL, x86-64) and keep each blocked thread's stacks in BPF task \
+    storage (CONFIG_BPF_SYSCALL, kernel 5.12 or later); check `bpftool feature probe` \
+    and dmesg, or profile without --profiles offcpu";
+
+/// A load or attach error of a session with off-CPU profiling on, said
+/// so the user knows it was the off-CPU part and what to change.
+fn offcpu_error(err: BpfError) -> BpfError {
     match err {
         BpfError::Load { what, message } => BpfError::Load {
             what,
-            message: format!(
-                "{message}; off-CPU profiles need BPF trampolines on the sched_switch \
-                 tracepoint (tp_btf, CONFIG_DEBUG_INFO_BTF and CONFIG_FUNCTION_TRACER \
-                 on x86-64, kernel 5.11 or later for task storage); record without \
-                 --profiles offcpu meanwhile"
-            ),
+            message: format!("{message}; {OFFCPU_HINT}"),
         },
         other => other,
     }
@@ -1588,6 +1595,23 @@ mod tests {
         assert_eq!(lens, vec![1000, 356, 1000, 1000]);
         s.keep(b"short", 1200, None);
         assert_eq!(s.malformed, 1);
+    }
+
+    #[test]
+    fn offcpu_failures_say_what_to_change() {
+        let err = super::offcpu_error(BpfError::Load {
+            what: "attaching the sched_switch tracepoint (off-CPU)".into(),
+            message: "Operation not supported (os error 95)".into(),
+        });
+        let text = err.to_string();
+        assert!(text.contains("sched_switch"), "{text}");
+        assert!(text.contains("os error 95"), "{text}");
+        assert!(text.contains("without --profiles offcpu"), "{text}");
+        // A missing privilege stays the privilege error.
+        let denied = super::offcpu_error(BpfError::NotPermitted {
+            what: "loading".into(),
+        });
+        assert!(matches!(denied, BpfError::NotPermitted { .. }));
     }
 
     #[test]
