@@ -1,16 +1,19 @@
 /* Off-CPU test workload: two threads loop the same number of times, one
- * sleeping 30 ms per loop in sleep_long, the other 10 ms in sleep_short,
- * so their blocked time is 3:1 by function. argv[1] is the loop count.
+ * sleeping 60 ms per loop in sleep_long, the other 20 ms in sleep_short,
+ * so their blocked time is 3:1 by function (long sleeps, so that the
+ * wait for a CPU after each wakeup, counted too, barely moves the split).
+ * argv[2], if given, is a pause in ms before the threads start, for a
+ * profiler given the pid to attach first. argv[1] is the loop count.
  * Built by the tests without frame pointers. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
 
-static long loops = 100;
+static long loops = 50;
 
 static void nap(long ms)
 {
-	struct timespec ts = {.tv_sec = 0, .tv_nsec = ms * 1000000L};
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L};
 	while (nanosleep(&ts, &ts) != 0)
 		;
 }
@@ -19,13 +22,13 @@ static void nap(long ms)
  * into nanosleep, no inlining into the worker). */
 __attribute__((noinline)) void sleep_long(void)
 {
-	nap(30);
+	nap(60);
 	__asm__ volatile("" ::: "memory");
 }
 
 __attribute__((noinline)) void sleep_short(void)
 {
-	nap(10);
+	nap(20);
 	__asm__ volatile("" ::: "memory");
 }
 
@@ -47,6 +50,8 @@ int main(int argc, char **argv)
 {
 	if (argc > 1)
 		loops = atol(argv[1]);
+	if (argc > 2)
+		nap(atol(argv[2]));
 	pthread_t a, b;
 	pthread_create(&a, NULL, worker_long, NULL);
 	pthread_create(&b, NULL, worker_short, NULL);

@@ -1,7 +1,7 @@
 //! Off-CPU profiles end to end with real eBPF. Needs root (CI runs as
 //! root): a C workload without frame pointers runs two threads the same
-//! number of loops, one sleeping 30 ms per loop in `sleep_long`, the other
-//! 10 ms in `sleep_short`; `perfpilot record --profiles offcpu` must put
+//! number of loops, one sleeping 60 ms per loop in `sleep_long`, the other
+//! 20 ms in `sleep_short`; `perfpilot record --profiles offcpu` must put
 //! their blocked time 3:1 on those functions, under complete stacks.
 
 mod common;
@@ -22,7 +22,7 @@ fn root_offcpu_time_splits_by_the_function_that_blocked() {
     let dir = tempfile::tempdir().unwrap();
     let argv = build("c-offcpu", dir.path());
     let out_path = dir.path().join("out.folded");
-    let loops = 100;
+    let loops = 50;
     let out = run_ok(
         perfpilot()
             .args(["record", "--profiles", "offcpu", "-o"])
@@ -38,9 +38,9 @@ fn root_offcpu_time_splits_by_the_function_that_blocked() {
     let long = blocked(&lines, "c-offcpu", &["sleep_long"]);
     let short = blocked(&lines, "c-offcpu", &["sleep_short"]);
     let ms = |ns: u64| ns as f64 / 1e6;
-    // 100 loops of 30 ms: at least that long blocked; wakeups late on a
-    // loaded machine add to it, not much beyond a third.
-    let want_long = loops as f64 * 30.0;
+    // 50 loops of 60 ms: at least that long blocked; waiting for a CPU
+    // after each wakeup (a loaded machine) adds to it, not a third.
+    let want_long = loops as f64 * 60.0;
     assert!(
         ms(long) >= want_long * 0.95 && ms(long) <= want_long * 1.35,
         "sleep_long blocked {:.0} ms, want about {want_long} ms\n{stderr}\n{folded}",
@@ -145,7 +145,9 @@ fn root_agent_ships_offcpu_as_its_own_profile_type() {
     let argv = build("c-offcpu", dir.path());
     let server = ServerProcess::start(dir.path(), &[] as &[&str]);
     let mut workload = std::process::Command::new(&argv[0])
-        .arg("120")
+        // The threads start after 2 s: the agent is attached by then, so
+        // neither loses the first of its blocks.
+        .args(["60", "2000"])
         .spawn()
         .unwrap();
     let pid = workload.id().to_string();
