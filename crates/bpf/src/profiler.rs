@@ -71,7 +71,7 @@ const EXEC_MAP_SIZE: usize = 32;
 const PROC_MAPS_SIZE: usize = 8 + EXEC_MAP_SIZE * MAX_EXEC_MAPS;
 /// struct pp_raw_stack, the header of a raw copy.
 const RAW_HEADER_SIZE: usize = 72;
-const STAT_COUNT: usize = 21;
+const STAT_COUNT: usize = 22;
 
 pub use perfpilot_unwind::{CfaRule, RbpRule, UnwindRow};
 
@@ -742,6 +742,9 @@ pub struct SamplerStats {
     pub offcpu_skipped: u64,
     /// Blocks lost: the kernel had no task storage for the thread.
     pub offcpu_no_storage: u64,
+    /// Stacks lost because no memory could be had for them at that moment
+    /// (the map was not full).
+    pub stacks_nomem: u64,
 }
 
 /// Off-CPU profiling: time threads spend switched out while not runnable,
@@ -1358,6 +1361,7 @@ impl Sampler {
             offcpu_short: v[18],
             offcpu_skipped: v[19],
             offcpu_no_storage: v[20],
+            stacks_nomem: v[21],
         }
     }
 }

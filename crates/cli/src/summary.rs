@@ -29,9 +29,10 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
             thousands(r.symbolizer.dwarf_over_limit),
         ),
         format!(
-            "lost: {} samples (counts map full), {} stacks (stacks map full), {} stack hash collisions, {} events, {} drain errors",
+            "lost: {} samples (counts map full), {} stacks (stacks map full), {} stacks (no memory at the moment), {} stack hash collisions, {} events, {} drain errors",
             thousands(s.counts_full),
             thousands(s.stacks_full),
+            thousands(s.stacks_nomem),
             thousands(s.stack_collisions),
             thousands(s.events_lost),
             thousands(s.drain_errors),

@@ -478,7 +478,10 @@ __noinline __u64 intern_stack(__u32 which, __u32 buffer)
 	if (err == 0)
 		return h;
 	if (err != -17 /* EEXIST */) {
-		stat_inc(STAT_STACKS_FULL);
+		/* E2BIG: full. Else the element could not be allocated then
+		 * (the allocator's per-CPU cache is refilled outside the
+		 * program: a CPU's first stacks with interrupts off). */
+		stat_inc(err == -7 /* E2BIG */ ? STAT_STACKS_FULL : STAT_STACKS_NOMEM);
 		return 0;
 	}
 	const struct pp_stack *old = bpf_map_lookup_elem(stacks, &h);

@@ -214,6 +214,7 @@ enum pp_stat {
 	STAT_OFFCPU_SHORT,    /* blocks shorter than offcpu_min_ns, not counted */
 	STAT_OFFCPU_SKIPPED,  /* switches not sampled (1 in offcpu_sample_every kept) */
 	STAT_OFFCPU_NO_STORAGE,/* no task storage for the thread: block lost */
+	STAT_STACKS_NOMEM,    /* stack lost: no memory for it at that moment (not a full map) */
 	STAT_MAX,
 };
 
