@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use perfpilot_bpf::{Drained, OffCpuConfig, RawSample, SAMPLE_F_OFFCPU};
+use perfpilot_bpf::{
+    Drained, OffCpuConfig, RawSample, SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT,
+};
 use perfpilot_model::{
     labels, Function, Line, Location, LocationId, Mapping, MappingId, Profile, ValueType,
 };
@@ -28,6 +30,8 @@ const PYTHON_EVAL: &str = "_PyEval_EvalFrameDefault";
 
 /// The off-CPU profile's sample and period type.
 pub const OFF_CPU: &str = "off_cpu";
+/// The wall view's sample and period type.
+pub const WALL: &str = "wall";
 
 /// Builds one profile from any number of drains.
 pub struct ProfileBuilder {
@@ -43,6 +47,9 @@ pub struct ProfileBuilder {
     /// Builds the off-CPU profile (records with `SAMPLE_F_OFFCPU`, in
     /// nanoseconds) rather than the CPU one (samples).
     offcpu: Option<OffCpuConfig>,
+    /// Builds the wall view: CPU samples as their period's nanoseconds plus
+    /// every off-CPU record (with `offcpu` set too).
+    wall: bool,
     /// CPU: samples; off-CPU: records (distinct blocked stacks per drain).
     pub samples: u64,
     pub frames: u64,
@@ -82,6 +89,7 @@ impl ProfileBuilder {
             label_sets: HashMap::new(),
             pid_labels: true,
             offcpu: None,
+            wall: false,
             samples: 0,
             frames: 0,
             named_frames: 0,
@@ -120,6 +128,37 @@ impl ProfileBuilder {
         b
     }
 
+    /// The wall view: per stack, on-CPU time (CPU samples times their
+    /// period, at `frequency_hz`) plus off-CPU time, blocked or runnable
+    /// waiting for a CPU, so a thread's total is its elapsed time. One
+    /// sample type, `wall`/`nanoseconds` (Pyroscope's `wall` profile).
+    /// `config` must have been given to the sampler with `wall` set.
+    pub fn new_wall(frequency_hz: u64, config: OffCpuConfig, start_unix_nanos: i64) -> Self {
+        let mut b = ProfileBuilder::new(frequency_hz, start_unix_nanos);
+        let mut profile = Profile::new(vec![ValueType::new(WALL, "nanoseconds")]);
+        profile.period_type = Some(ValueType::new(WALL, "nanoseconds"));
+        profile.period = 1;
+        profile.time_nanos = start_unix_nanos;
+        let every = config.sample_every.max(1);
+        profile.comments = vec![
+            format!(
+                "wall: on-CPU time estimated from samples at {} Hz, plus off-CPU time \
+                 (blocked, or runnable waiting for a CPU), per stack",
+                frequency_hz.max(1)
+            ),
+            format!(
+                "off-CPU sampling: 1 in {every} switches recorded, values multiplied by {every}"
+            ),
+        ];
+        b.profile = profile;
+        b.offcpu = Some(OffCpuConfig {
+            sample_every: every,
+            ..config
+        });
+        b.wall = true;
+        b
+    }
+
     /// Whether samples are labelled with their pid and tid (the default).
     /// Without, the processes and threads of one program with the same
     /// name share their label sets.
@@ -140,11 +179,12 @@ impl ProfileBuilder {
         self.resolve_all(drained, tracker, symbolizer);
         let empty: Vec<u64> = Vec::new();
         let mut stack: Vec<LocationId> = Vec::with_capacity(64);
-        let offcpu = self.offcpu.is_some();
-        for s in drained.samples.iter().filter(|s| takes(offcpu, s)) {
+        let (offcpu, wall) = (self.offcpu.is_some(), self.wall);
+        for s in drained.samples.iter().filter(|s| takes(offcpu, wall, s)) {
             // Frames and flags are weighed by samples; an off-CPU record
             // is one observation whatever its nanoseconds.
-            let weight = if self.offcpu.is_some() { 1 } else { s.count };
+            let off_record = s.flags & SAMPLE_F_OFFCPU != 0;
+            let weight = if off_record { 1 } else { s.count };
             count_flags(s, weight, flags);
             stack.clear();
             let kernel = drained.stacks.get(&s.kernel_stack).unwrap_or(&empty);
@@ -188,8 +228,13 @@ impl ProfileBuilder {
             let labels = self.labels(s, tracker);
             let count = s.count as i64;
             match self.offcpu {
-                Some(c) => {
+                Some(c) if off_record => {
                     let ns = count.saturating_mul(c.sample_every as i64);
+                    self.profile.add_sample(stack_id, labels, &[ns]);
+                }
+                // The wall view's on-CPU part.
+                Some(_) => {
+                    let ns = count.saturating_mul(self.period_ns);
                     self.profile.add_sample(stack_id, labels, &[ns]);
                 }
                 None => self
@@ -216,8 +261,8 @@ impl ProfileBuilder {
         symbolizer.trim();
         let mut per_object: HashMap<u32, Vec<u64>> = HashMap::new();
         let mut kernel_addrs = Vec::new();
-        let offcpu = self.offcpu.is_some();
-        for s in drained.samples.iter().filter(|s| takes(offcpu, s)) {
+        let (offcpu, wall) = (self.offcpu.is_some(), self.wall);
+        for s in drained.samples.iter().filter(|s| takes(offcpu, wall, s)) {
             if let Some(k) = drained.stacks.get(&s.kernel_stack) {
                 for (i, &ip) in k.iter().enumerate() {
                     let addr = if i == 0 { ip } else { ip.wrapping_sub(1) };
@@ -462,9 +507,15 @@ fn python_groups(stack: &[u64]) -> Vec<Vec<u64>> {
     groups
 }
 
-/// Whether a drained record belongs in the off-CPU profile (`offcpu`) or
-/// the CPU one.
-fn takes(offcpu: bool, s: &RawSample) -> bool {
+/// Whether a drained record belongs in the wall view (every record), the
+/// off-CPU profile (blocks of at least the minimum) or the CPU one.
+fn takes(offcpu: bool, wall: bool, s: &RawSample) -> bool {
+    if wall {
+        return true;
+    }
+    if s.flags & (SAMPLE_F_RUNNABLE | SAMPLE_F_SHORT) != 0 {
+        return false;
+    }
     (s.flags & SAMPLE_F_OFFCPU != 0) == offcpu
 }
 
@@ -495,7 +546,9 @@ mod tests {
     use super::{python_groups, service_name, ProfileBuilder, SampleFlags};
     use crate::symbolize::Symbolizer;
     use crate::tracker::Tracker;
-    use perfpilot_bpf::{Drained, OffCpuConfig, RawSample, SAMPLE_F_OFFCPU};
+    use perfpilot_bpf::{
+        Drained, OffCpuConfig, RawSample, SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT,
+    };
     use perfpilot_model::labels;
 
     /// 1,000 short-lived processes of one program, two threads each.
@@ -563,6 +616,7 @@ mod tests {
         let config = OffCpuConfig {
             min_block_ns: 2_000_000,
             sample_every: 4,
+            wall: false,
         };
         let mut tracker = Tracker::new(0);
         let mut symbolizer = Symbolizer::new();
@@ -582,6 +636,43 @@ mod tests {
         let comments = off.comments.join("\n");
         assert!(comments.contains("shorter than 2000000 ns"), "{comments}");
         assert!(comments.contains("1 in 4 blocking switches"), "{comments}");
+    }
+
+    #[test]
+    fn the_wall_view_takes_every_record_and_off_cpu_only_long_blocks() {
+        let mut d = churn();
+        d.samples.truncate(4);
+        // A CPU sample, a block, a runnable wait, a short block.
+        let flags = [
+            0,
+            SAMPLE_F_OFFCPU,
+            SAMPLE_F_OFFCPU | SAMPLE_F_RUNNABLE,
+            SAMPLE_F_OFFCPU | SAMPLE_F_SHORT,
+        ];
+        let counts = [2, 5_000_000, 300_000, 400_000];
+        for (s, (f, c)) in d.samples.iter_mut().zip(flags.iter().zip(counts)) {
+            s.flags = *f;
+            s.count = c;
+        }
+        let config = OffCpuConfig {
+            wall: true,
+            ..OffCpuConfig::default()
+        };
+        let mut tracker = Tracker::new(0);
+        let mut symbolizer = Symbolizer::new();
+        let mut flags = SampleFlags::default();
+        let mut off = ProfileBuilder::new_offcpu(config, 0);
+        let mut wall = ProfileBuilder::new_wall(100, config, 0);
+        off.add(&d, &mut tracker, &mut symbolizer, &mut flags);
+        wall.add(&d, &mut tracker, &mut symbolizer, &mut flags);
+        let (off, wall) = (off.finish(1), wall.finish(1));
+        let values = |p: &perfpilot_model::Profile| -> Vec<i64> {
+            p.samples().iter().map(|s| s.values[0]).collect()
+        };
+        assert_eq!(values(&off), [5_000_000]);
+        // Two samples at 100 Hz are 20 ms on CPU.
+        assert_eq!(values(&wall), [20_000_000, 5_000_000, 300_000, 400_000]);
+        assert_eq!(wall.sample_types[0].kind, "wall");
     }
 
     #[test]

@@ -75,6 +75,11 @@ pub struct SessionConfig {
     pub cpu: bool,
     /// Record off-CPU time too (the off-CPU profile).
     pub offcpu: Option<OffCpuConfig>,
+    /// The wall view (on- plus off-CPU time per thread), with the
+    /// off-CPU settings of `offcpu` (or their defaults when it is `None`);
+    /// it samples CPU and records every switch, whichever profiles are
+    /// asked for.
+    pub wall: bool,
 }
 
 impl Default for SessionConfig {
@@ -93,6 +98,7 @@ impl Default for SessionConfig {
             pid_labels: true,
             cpu: true,
             offcpu: None,
+            wall: false,
         }
     }
 }
@@ -134,6 +140,7 @@ pub struct Session {
     symbolizer: Symbolizer,
     builder: ProfileBuilder,
     offcpu_builder: Option<ProfileBuilder>,
+    wall_builder: Option<ProfileBuilder>,
     config: SessionConfig,
     drained: Drained,
     events: Vec<Event>,
@@ -201,6 +208,26 @@ fn alive(pid: u32) -> bool {
     !gone && crate::procfs::process_exists(pid)
 }
 
+/// What the kernel records off CPU: the off-CPU profile's settings, with
+/// the wall view's extra records when it is on.
+fn kernel_offcpu(config: &SessionConfig) -> Option<OffCpuConfig> {
+    if !config.wall {
+        return config.offcpu;
+    }
+    Some(OffCpuConfig {
+        wall: true,
+        ..config.offcpu.unwrap_or_default()
+    })
+}
+
+fn new_wall_builder(config: &SessionConfig) -> Option<ProfileBuilder> {
+    let c = kernel_offcpu(config).filter(|_| config.wall)?;
+    Some(
+        ProfileBuilder::new_wall(config.frequency_hz, c, unix_nanos())
+            .with_pid_labels(config.pid_labels),
+    )
+}
+
 fn unix_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -233,8 +260,8 @@ impl Session {
             raw_stack_rate: config.raw_stack_rate,
             raw_buffer_bytes: config.raw_stack_memory,
             raw_stacks_always: config.raw_stacks_always,
-            cpu: config.cpu,
-            offcpu: config.offcpu,
+            cpu: config.cpu || config.wall,
+            offcpu: kernel_offcpu(&config),
             ..Default::default()
         })?;
         let mut tracker = Tracker::with_table_target(config.unwind_rows, TableTarget::Kernel);
@@ -264,6 +291,7 @@ impl Session {
             offcpu_builder: config.offcpu.map(|c| {
                 ProfileBuilder::new_offcpu(c, unix_nanos()).with_pid_labels(config.pid_labels)
             }),
+            wall_builder: new_wall_builder(&config),
             config,
             drained: Drained::default(),
             events: Vec::new(),
@@ -408,11 +436,25 @@ impl Session {
                 &mut self.report.flags,
             );
             self.report.offcpu_records += b.samples - records;
+        }
+        if let Some(b) = &mut self.wall_builder {
+            b.add(
+                &self.drained,
+                &mut self.tracker,
+                &mut self.symbolizer,
+                &mut SampleFlags::default(),
+            );
+        }
+        if self.config.offcpu.is_some() {
+            use perfpilot_bpf::{SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT};
             self.report.offcpu_nanos += self
                 .drained
                 .samples
                 .iter()
-                .filter(|s| s.flags & perfpilot_bpf::SAMPLE_F_OFFCPU != 0)
+                .filter(|s| {
+                    s.flags & (SAMPLE_F_OFFCPU | SAMPLE_F_RUNNABLE | SAMPLE_F_SHORT)
+                        == SAMPLE_F_OFFCPU
+                })
                 .map(|s| s.count)
                 .sum::<u64>();
         }
@@ -488,6 +530,11 @@ impl Session {
             let fresh =
                 ProfileBuilder::new_offcpu(c, unix_nanos()).with_pid_labels(self.config.pid_labels);
             out.push(std::mem::replace(b, fresh).finish(duration));
+        }
+        if let Some(b) = &mut self.wall_builder {
+            if let Some(fresh) = new_wall_builder(&self.config) {
+                out.push(std::mem::replace(b, fresh).finish(duration));
+            }
         }
         out
     }

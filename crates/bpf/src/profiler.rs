@@ -53,6 +53,12 @@ pub const SAMPLE_F_PY_NO_THREAD: u32 = 1 << 7;
 pub const SAMPLE_F_TABLE_PENDING: u32 = 1 << 8;
 /// An off-CPU record: its count is nanoseconds blocked at its stacks.
 pub const SAMPLE_F_OFFCPU: u32 = 1 << 9;
+/// An off-CPU record of the wall view only: runnable, waiting for a CPU
+/// after a preemption.
+pub const SAMPLE_F_RUNNABLE: u32 = 1 << 10;
+/// An off-CPU record of the wall view only: blocks shorter than the
+/// minimum.
+pub const SAMPLE_F_SHORT: u32 = 1 << 11;
 /// [`ExecMap::table`] of an object whose table is still being built:
 /// samples through it are copied for unwinding in user space.
 pub const TABLE_PENDING: u32 = u32::MAX;
@@ -758,6 +764,11 @@ pub struct OffCpuConfig {
     /// Record one blocking switch in this many, chosen at random (1: all).
     /// Each recorded block stands for this many.
     pub sample_every: u32,
+    /// For the wall view: also record time runnable after a preemption
+    /// ([`SAMPLE_F_RUNNABLE`]) and blocks under the minimum
+    /// ([`SAMPLE_F_SHORT`]), so on- plus off-CPU time is all of a
+    /// thread's time. Every switch of a profiled thread is then captured.
+    pub wall: bool,
 }
 
 impl Default for OffCpuConfig {
@@ -765,6 +776,7 @@ impl Default for OffCpuConfig {
         OffCpuConfig {
             min_block_ns: 1_000_000,
             sample_every: 1,
+            wall: false,
         }
     }
 }
@@ -875,6 +887,7 @@ impl Sampler {
             if let Some(off) = &config.offcpu {
                 ro.offcpu_min_ns = off.min_block_ns;
                 ro.offcpu_sample_every = off.sample_every.max(1);
+                ro.offcpu_wall = off.wall;
             }
         }
         if config.offcpu.is_none() {

@@ -449,7 +449,9 @@ struct SamplingArgs {
           value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
     symbol_cache_mib: u64,
     /// Profiles to collect, comma-separated: cpu (on-CPU samples), offcpu
-    /// (time threads spend blocked, by the stack they blocked at).
+    /// (time threads spend blocked, by the stack they blocked at), wall
+    /// (on- plus off-CPU time, blocked or waiting for a CPU: all of each
+    /// thread's time; it records every switch).
     #[arg(
         long,
         value_name = "TYPES",
@@ -474,6 +476,7 @@ struct SamplingArgs {
 enum ProfileKind {
     Cpu,
     Offcpu,
+    Wall,
 }
 
 impl SamplingArgs {
@@ -481,13 +484,15 @@ impl SamplingArgs {
         self.profiles.contains(&kind)
     }
 
-    /// The off-CPU settings when `--profiles` has offcpu.
+    /// The off-CPU settings when `--profiles` has offcpu or wall.
     fn offcpu(&self) -> Option<perfpilot_agent::session::OffCpuConfig> {
-        self.wants(ProfileKind::Offcpu)
-            .then(|| perfpilot_agent::session::OffCpuConfig {
+        (self.wants(ProfileKind::Offcpu) || self.wants(ProfileKind::Wall)).then(|| {
+            perfpilot_agent::session::OffCpuConfig {
                 min_block_ns: self.offcpu_min_block_us * 1000,
                 sample_every: self.offcpu_sample_every,
-            })
+                wall: false,
+            }
+        })
     }
 }
 

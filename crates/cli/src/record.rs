@@ -31,7 +31,8 @@ pub fn session_config(s: &SamplingArgs, scope: Scope) -> SessionConfig {
         symbol_cache_bytes: s.symbol_cache_mib << 20,
         pid_labels: true,
         cpu: s.wants(crate::ProfileKind::Cpu),
-        offcpu: s.offcpu(),
+        offcpu: s.offcpu().filter(|_| s.wants(crate::ProfileKind::Offcpu)),
+        wall: s.wants(crate::ProfileKind::Wall),
     }
 }
 
@@ -54,7 +55,7 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     if args.sampling.profiles.is_empty() {
         return Err(Failure::new(
             exit::USAGE,
-            anyhow::anyhow!("--profiles names no profile type (cpu, offcpu)"),
+            anyhow::anyhow!("--profiles names no profile type (cpu, offcpu, wall)"),
         ));
     }
     perfpilot_bpf::check_environment()?;
@@ -151,24 +152,24 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     // The first type goes to --output, the others beside it.
     let mut written = Vec::with_capacity(profiles.len());
     for (i, p) in profiles.iter().enumerate() {
-        let offcpu = is_offcpu(p);
+        let kind = kind_of(p);
         let path = if i == 0 {
             args.output.clone()
         } else {
-            sibling_output(&args.output, if offcpu { "offcpu" } else { "cpu" })
+            sibling_output(&args.output, kind)
         };
-        let title = if offcpu {
-            format!("{title} (off-CPU)")
-        } else {
-            title.clone()
+        let title = match kind {
+            "offcpu" => format!("{title} (off-CPU)"),
+            "wall" => format!("{title} (wall)"),
+            _ => title.clone(),
         };
         let bytes = format
             .encode(p, &title)
             .with_context(|| format!("encoding the profile as {format}"))?;
         write_atomically(&path, &bytes)?;
-        written.push((path, offcpu));
+        written.push((path, kind));
     }
-    let cpu = profiles.iter().find(|p| !is_offcpu(p));
+    let cpu = profiles.iter().find(|p| kind_of(p) == "cpu");
 
     if !args.quiet {
         if progress {
@@ -183,8 +184,14 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
                     .collect()
             })
             .unwrap_or_default();
-        for (path, offcpu) in &written {
-            if *offcpu {
+        for (path, kind) in &written {
+            if *kind == "wall" {
+                eprintln!(
+                    "perfpilot: wrote {} ({format}, wall): on- and off-CPU time over {:.1} s",
+                    path.display(),
+                    elapsed.as_secs_f64(),
+                );
+            } else if *kind == "offcpu" {
                 eprintln!(
                     "perfpilot: wrote {} ({format}, off-CPU): {:.3} s blocked in {} records \
                      over {:.1} s",
@@ -213,10 +220,14 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     Ok(())
 }
 
-fn is_offcpu(p: &perfpilot_model::Profile) -> bool {
-    p.sample_types
-        .first()
-        .is_some_and(|t| t.kind == perfpilot_agent::aggregate::OFF_CPU)
+/// Which `--profiles` type a profile is, by its sample type.
+fn kind_of(p: &perfpilot_model::Profile) -> &'static str {
+    use perfpilot_agent::aggregate::{OFF_CPU, WALL};
+    match p.sample_types.first().map(|t| t.kind.as_str()) {
+        Some(OFF_CPU) => "offcpu",
+        Some(WALL) => "wall",
+        _ => "cpu",
+    }
 }
 
 /// `out.pb.gz` → `out.offcpu.pb.gz`: the type goes before the first

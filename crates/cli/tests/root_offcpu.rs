@@ -92,7 +92,7 @@ fn root_offcpu_time_splits_by_the_function_that_blocked() {
 }
 
 #[test]
-fn root_offcpu_profile_beside_the_cpu_profile_in_pprof() {
+fn root_offcpu_and_wall_profiles_beside_the_cpu_profile_in_pprof() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let argv = build("c-offcpu", dir.path());
@@ -102,7 +102,7 @@ fn root_offcpu_profile_beside_the_cpu_profile_in_pprof() {
             .args([
                 "record",
                 "--profiles",
-                "cpu,offcpu",
+                "cpu,offcpu,wall",
                 "--offcpu-min-block-us",
                 "5000",
                 "--offcpu-sample-every",
@@ -133,6 +133,10 @@ fn root_offcpu_profile_beside_the_cpu_profile_in_pprof() {
     assert!(comments.contains("shorter than 5000000 ns"), "{comments}");
     assert!(comments.contains("1 in 2 blocking switches"), "{comments}");
     assert!(!off.samples().is_empty());
+    let wall = perfpilot_model::Format::Pprof
+        .decode(&std::fs::read(dir.path().join("out.wall.pb.gz")).unwrap())
+        .unwrap();
+    assert_eq!(wall.sample_types[0].kind, "wall");
 }
 
 /// The agent ships the off-CPU profile as a type of its own; the server
@@ -212,4 +216,46 @@ fn blocked_any(lines: &[(Vec<String>, u64)], function: &str) -> u64 {
         .filter(|(f, _)| f.iter().any(|x| x == function))
         .map(|(_, ns)| ns)
         .sum()
+}
+
+/// The wall view: a thread alternating 20 ms on CPU and 20 ms asleep has
+/// on- plus off-CPU time (blocked, and runnable waiting for a CPU) equal to
+/// its elapsed time, which it prints.
+#[test]
+fn root_wall_time_of_a_thread_is_its_elapsed_time() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let argv = build("c-wall", dir.path());
+    let out_path = dir.path().join("out.pb.gz");
+    let out = run_ok(
+        perfpilot()
+            .args(["record", "-F", "999", "--profiles", "wall", "-o"])
+            .arg(&out_path)
+            .arg("--")
+            .args(&argv)
+            .arg("50"),
+    );
+    let elapsed: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let p = perfpilot_model::Format::Pprof
+        .decode(&std::fs::read(&out_path).unwrap())
+        .unwrap();
+    assert_eq!(p.sample_types[0].kind, "wall");
+    // The walker is the thread that is not the process's main thread.
+    let walker = |s: &perfpilot_model::Sample| {
+        let pid = p.label(s, perfpilot_model::labels::PID);
+        let tid = p.label(s, perfpilot_model::labels::TID);
+        pid.is_some() && tid.is_some() && pid != tid
+    };
+    let total: i64 = p
+        .samples()
+        .iter()
+        .filter(|s| walker(s))
+        .map(|s| s.values[0])
+        .sum();
+    assert!(
+        ((total as f64) / elapsed - 1.0).abs() <= 0.05,
+        "the walker's on + off CPU is {:.0} ms, it ran {:.0} ms",
+        total as f64 / 1e6,
+        elapsed / 1e6
+    );
 }

@@ -36,6 +36,9 @@ const volatile bool raw_stacks_always = false;
  * blocking switch in offcpu_sample_every is recorded (1: all). */
 const volatile __u64 offcpu_min_ns = 1000000ULL;
 const volatile __u32 offcpu_sample_every = 1;
+/* For the wall view: also record time runnable after a preemption, and
+ * blocks shorter than offcpu_min_ns (flagged, left out of off-CPU). */
+const volatile bool offcpu_wall = false;
 
 /* Flipped by user space between drains. */
 volatile __u32 active_buffer = 0;
@@ -932,7 +935,7 @@ static __always_inline void copy_stack(struct pp_stack *dst, const struct pp_sta
 
 /* A recorded block ended after `delta` ns: its stacks are interned into
  * the active buffer and the time added to their count. */
-static __always_inline void offcpu_count(struct pp_offcpu *b, __u64 delta)
+static __always_inline void offcpu_count(struct pp_offcpu *b, __u64 delta, __u32 extra)
 {
 	__u32 zero = 0;
 	struct pp_scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
@@ -947,7 +950,7 @@ static __always_inline void offcpu_count(struct pp_offcpu *b, __u64 delta)
 	struct pp_sample_key key = {};
 	key.tgid = b->tgid;
 	key.tid = b->tid;
-	key.flags = b->flags | SAMPLE_F_OFFCPU;
+	key.flags = b->flags | SAMPLE_F_OFFCPU | extra;
 	key.user_stack = intern_stack(WHICH_USER, buffer);
 	key.kernel_stack = intern_stack(WHICH_KERNEL, buffer);
 	key.python_stack = intern_stack(WHICH_PYTHON, buffer);
@@ -1044,13 +1047,19 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	if (in && in->start_ns) {
 		__u64 delta = now - in->start_ns;
 		in->start_ns = 0;
-		if (delta >= offcpu_min_ns)
-			offcpu_count(in, delta);
-		else
+		if (delta >= offcpu_min_ns || (in->flags & SAMPLE_F_RUNNABLE)) {
+			offcpu_count(in, delta, 0);
+		} else {
 			stat_inc(STAT_OFFCPU_SHORT);
+			if (offcpu_wall)
+				offcpu_count(in, delta, SAMPLE_F_SHORT);
+		}
 	}
 
-	if (preempt || prev_state == 0 || (prev_state & PP_TASK_DEAD))
+	if (prev_state & PP_TASK_DEAD)
+		return 0;
+	bool blocked = !preempt && prev_state != 0;
+	if (!blocked && !offcpu_wall)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
@@ -1072,7 +1081,7 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	struct pp_scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
 	if (!sc)
 		return 0;
-	out->flags = offcpu_capture(ctx, prev, tgid, tid, sc);
+	out->flags = offcpu_capture(ctx, prev, tgid, tid, sc) | (blocked ? 0 : SAMPLE_F_RUNNABLE);
 	out->tgid = tgid;
 	out->tid = tid;
 	bpf_get_current_comm(out->comm, sizeof(out->comm));

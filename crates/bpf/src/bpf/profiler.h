@@ -46,6 +46,10 @@ struct pp_sample_value {
 /* An off-CPU record: count is the nanoseconds the thread was blocked at
  * these stacks, not a number of samples. */
 #define SAMPLE_F_OFFCPU (1 << 9)
+/* Off-CPU records of the wall view only (offcpu_wall): time runnable,
+ * waiting for a CPU after a preemption; a block shorter than the minimum. */
+#define SAMPLE_F_RUNNABLE (1 << 10)
+#define SAMPLE_F_SHORT (1 << 11)
 
 /* A thread switched out while not runnable: when, and the stacks it
  * blocked at, kept in its task storage until it runs again. The stacks
