@@ -1035,9 +1035,10 @@ static __always_inline __u32 offcpu_capture(void *ctx, struct task_struct *task,
 #define PP_TASK_DEAD 0x80
 
 /* Every context switch: `next`'s recorded block ends; `prev`, switched out
- * while not runnable (a voluntary sleep, not a preemption), starts one.
- * It runs in `prev`, so its user stack and memory are the current ones.
- * Loaded only when off-CPU profiling is on (it needs the kernel's BTF). */
+ * while not runnable (a voluntary sleep, not a preemption), starts one;
+ * for the wall view a preempted `prev` does too. It runs in `prev`, so its
+ * user stack and memory are the current ones. Loaded only for the off-CPU
+ * profile or the wall view (it needs the kernel's BTF). */
 SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
