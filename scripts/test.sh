@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs the test prerequisites (the toolchains
-# the workloads are built with, perf as the peer perfpilot is compared
-# with, curl, Chromium for the web UI's browser tests, Prometheus and
-# Alertmanager for the alerting tests, and the Pyroscope
+# the workloads are built with, perf and libbpf-tools' offcputime as the
+# peers perfpilot is compared with, curl, Chromium for the web UI's
+# browser tests, Prometheus and Alertmanager for the alerting tests, and the Pyroscope
 # Python SDK from PyPI in a virtualenv), finds or fetches the NAB corpus
 # (scripts/nab-corpus.sh), builds the web UI, then runs every step even
 # when an earlier one failed: formatting, lints, every Rust test
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 kubectl=()
 command -v kubectl >/dev/null || kubectl=(kubernetes-client)
-./scripts/setup.sh g++ golang-go python3 python3-venv linux-perf util-linux binutils curl chromium prometheus prometheus-alertmanager iproute2 "${kubectl[@]}"
+./scripts/setup.sh g++ golang-go python3 python3-venv linux-perf libbpf-tools util-linux binutils curl chromium prometheus prometheus-alertmanager iproute2 "${kubectl[@]}"
 if [ ! -x target/pyvenv/bin/python ] || ! target/pyvenv/bin/python -c 'import pyroscope' 2>/dev/null; then
   echo "test: installing pyroscope-io into target/pyvenv" >&2
   python3 -m venv target/pyvenv

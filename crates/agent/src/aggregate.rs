@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use perfpilot_bpf::{Drained, RawSample};
+use perfpilot_bpf::{
+    Drained, OffCpuConfig, RawSample, SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT,
+};
 use perfpilot_model::{
     labels, Function, Line, Location, LocationId, Mapping, MappingId, Profile, ValueType,
 };
@@ -26,6 +28,11 @@ enum LocKey {
 /// group of Python frames (ending at a frame entered from C).
 const PYTHON_EVAL: &str = "_PyEval_EvalFrameDefault";
 
+/// The off-CPU profile's sample and period type.
+pub const OFF_CPU: &str = "off_cpu";
+/// The wall view's sample and period type.
+pub const WALL: &str = "wall";
+
 /// Builds one profile from any number of drains.
 pub struct ProfileBuilder {
     profile: Profile,
@@ -37,6 +44,13 @@ pub struct ProfileBuilder {
     python_mapping: Option<MappingId>,
     label_sets: HashMap<(u32, u32, [u8; 16]), u32>,
     pid_labels: bool,
+    /// Builds the off-CPU profile (records with `SAMPLE_F_OFFCPU`, in
+    /// nanoseconds) rather than the CPU one (samples).
+    offcpu: Option<OffCpuConfig>,
+    /// Builds the wall view: CPU samples as their period's nanoseconds plus
+    /// every off-CPU record (with `offcpu` set too).
+    wall: bool,
+    /// CPU: samples; off-CPU: records (distinct blocked stacks per drain).
     pub samples: u64,
     pub frames: u64,
     pub named_frames: u64,
@@ -74,10 +88,75 @@ impl ProfileBuilder {
             python_mapping: None,
             label_sets: HashMap::new(),
             pid_labels: true,
+            offcpu: None,
+            wall: false,
             samples: 0,
             frames: 0,
             named_frames: 0,
         }
+    }
+
+    /// The off-CPU profile: one sample type, `off_cpu`/`nanoseconds`
+    /// (the type id `off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds` on the
+    /// server), the time threads were blocked at each stack. With 1-in-N
+    /// switch sampling each record stands for N, so values are scaled by N
+    /// (an estimate); the comments say how it was collected.
+    pub fn new_offcpu(config: OffCpuConfig, start_unix_nanos: i64) -> Self {
+        let mut b = ProfileBuilder::new(1, start_unix_nanos);
+        let mut profile = Profile::new(vec![ValueType::new(OFF_CPU, "nanoseconds")]);
+        profile.period_type = Some(ValueType::new(OFF_CPU, "nanoseconds"));
+        profile.period = 1;
+        profile.time_nanos = start_unix_nanos;
+        let every = config.sample_every.max(1);
+        profile.comments = vec![
+            format!(
+                "off-CPU: time threads were blocked (switched out while not runnable), \
+                 by the stack they blocked at; blocks shorter than {} ns are not counted",
+                config.min_block_ns
+            ),
+            format!(
+                "off-CPU sampling: 1 in {every} blocking switches recorded, values \
+                 multiplied by {every}"
+            ),
+        ];
+        b.profile = profile;
+        b.period_ns = 1;
+        b.offcpu = Some(OffCpuConfig {
+            sample_every: every,
+            ..config
+        });
+        b
+    }
+
+    /// The wall view: per stack, on-CPU time (CPU samples times their
+    /// period, at `frequency_hz`) plus off-CPU time, blocked or runnable
+    /// waiting for a CPU, so a thread's total is its elapsed time. One
+    /// sample type, `wall`/`nanoseconds` (Pyroscope's `wall` profile).
+    /// `config` must have been given to the sampler with `wall` set.
+    pub fn new_wall(frequency_hz: u64, config: OffCpuConfig, start_unix_nanos: i64) -> Self {
+        let mut b = ProfileBuilder::new(frequency_hz, start_unix_nanos);
+        let mut profile = Profile::new(vec![ValueType::new(WALL, "nanoseconds")]);
+        profile.period_type = Some(ValueType::new(WALL, "nanoseconds"));
+        profile.period = 1;
+        profile.time_nanos = start_unix_nanos;
+        let every = config.sample_every.max(1);
+        profile.comments = vec![
+            format!(
+                "wall: on-CPU time estimated from samples at {} Hz, plus off-CPU time \
+                 (blocked, or runnable waiting for a CPU), per stack",
+                frequency_hz.max(1)
+            ),
+            format!(
+                "off-CPU sampling: 1 in {every} switches recorded, values multiplied by {every}"
+            ),
+        ];
+        b.profile = profile;
+        b.offcpu = Some(OffCpuConfig {
+            sample_every: every,
+            ..config
+        });
+        b.wall = true;
+        b
     }
 
     /// Whether samples are labelled with their pid and tid (the default).
@@ -100,8 +179,13 @@ impl ProfileBuilder {
         self.resolve_all(drained, tracker, symbolizer);
         let empty: Vec<u64> = Vec::new();
         let mut stack: Vec<LocationId> = Vec::with_capacity(64);
-        for s in &drained.samples {
-            count_flags(s, flags);
+        let (offcpu, wall) = (self.offcpu.is_some(), self.wall);
+        for s in drained.samples.iter().filter(|s| takes(offcpu, wall, s)) {
+            // Frames and flags are weighed by samples; an off-CPU record
+            // is one observation whatever its nanoseconds.
+            let off_record = s.flags & SAMPLE_F_OFFCPU != 0;
+            let weight = if off_record { 1 } else { s.count };
+            count_flags(s, weight, flags);
             stack.clear();
             let kernel = drained.stacks.get(&s.kernel_stack).unwrap_or(&empty);
             let user = drained.stacks.get(&s.user_stack).unwrap_or(&empty);
@@ -134,18 +218,30 @@ impl ProfileBuilder {
                     stack.push(l);
                 }
             }
-            self.frames += stack.len() as u64 * s.count;
+            self.frames += stack.len() as u64 * weight;
             self.named_frames += stack
                 .iter()
                 .filter(|&&l| !self.profile.locations()[l as usize].lines.is_empty())
                 .count() as u64
-                * s.count;
+                * weight;
             let stack_id = self.profile.add_stack(&stack);
             let labels = self.labels(s, tracker);
             let count = s.count as i64;
-            self.profile
-                .add_sample(stack_id, labels, &[count, count * self.period_ns]);
-            self.samples += s.count;
+            match self.offcpu {
+                Some(c) if off_record => {
+                    let ns = count.saturating_mul(c.sample_every as i64);
+                    self.profile.add_sample(stack_id, labels, &[ns]);
+                }
+                // The wall view's on-CPU part.
+                Some(_) => {
+                    let ns = count.saturating_mul(self.period_ns);
+                    self.profile.add_sample(stack_id, labels, &[ns]);
+                }
+                None => self
+                    .profile
+                    .add_sample(stack_id, labels, &[count, count * self.period_ns]),
+            }
+            self.samples += weight;
         }
     }
 
@@ -165,7 +261,8 @@ impl ProfileBuilder {
         symbolizer.trim();
         let mut per_object: HashMap<u32, Vec<u64>> = HashMap::new();
         let mut kernel_addrs = Vec::new();
-        for s in &drained.samples {
+        let (offcpu, wall) = (self.offcpu.is_some(), self.wall);
+        for s in drained.samples.iter().filter(|s| takes(offcpu, wall, s)) {
             if let Some(k) = drained.stacks.get(&s.kernel_stack) {
                 for (i, &ip) in k.iter().enumerate() {
                     let addr = if i == 0 { ip } else { ip.wrapping_sub(1) };
@@ -410,9 +507,20 @@ fn python_groups(stack: &[u64]) -> Vec<Vec<u64>> {
     groups
 }
 
-fn count_flags(s: &RawSample, f: &mut SampleFlags) {
+/// Whether a drained record belongs in the wall view (every record), the
+/// off-CPU profile (blocks of at least the minimum) or the CPU one.
+fn takes(offcpu: bool, wall: bool, s: &RawSample) -> bool {
+    if wall {
+        return true;
+    }
+    if s.flags & (SAMPLE_F_RUNNABLE | SAMPLE_F_SHORT) != 0 {
+        return false;
+    }
+    (s.flags & SAMPLE_F_OFFCPU != 0) == offcpu
+}
+
+fn count_flags(s: &RawSample, n: u64, f: &mut SampleFlags) {
     use perfpilot_bpf::*;
-    let n = s.count;
     if s.flags & SAMPLE_F_TRUNCATED != 0 {
         f.truncated += n;
     }
@@ -438,7 +546,9 @@ mod tests {
     use super::{python_groups, service_name, ProfileBuilder, SampleFlags};
     use crate::symbolize::Symbolizer;
     use crate::tracker::Tracker;
-    use perfpilot_bpf::{Drained, RawSample};
+    use perfpilot_bpf::{
+        Drained, OffCpuConfig, RawSample, SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT,
+    };
     use perfpilot_model::labels;
 
     /// 1,000 short-lived processes of one program, two threads each.
@@ -495,6 +605,74 @@ mod tests {
             .any(|(k, v)| k == labels::PROCESS_NAME && v == "worker"));
         // With them, each thread of each process is a set (a series).
         assert_eq!(label_sets(true).len(), 2000);
+    }
+
+    #[test]
+    fn offcpu_records_go_to_the_offcpu_profile_scaled_by_the_sampling() {
+        let mut d = churn();
+        d.samples.truncate(2);
+        d.samples[1].flags = SAMPLE_F_OFFCPU;
+        d.samples[1].count = 5_000_000; // nanoseconds blocked
+        let config = OffCpuConfig {
+            min_block_ns: 2_000_000,
+            sample_every: 4,
+            wall: false,
+        };
+        let mut tracker = Tracker::new(0);
+        let mut symbolizer = Symbolizer::new();
+        let mut flags = SampleFlags::default();
+        let mut cpu = ProfileBuilder::new(99, 0);
+        let mut off = ProfileBuilder::new_offcpu(config, 0);
+        cpu.add(&d, &mut tracker, &mut symbolizer, &mut flags);
+        off.add(&d, &mut tracker, &mut symbolizer, &mut flags);
+        let (cpu, off) = (cpu.finish(1), off.finish(1));
+        assert_eq!(cpu.samples().len(), 1);
+        assert_eq!(cpu.samples()[0].values, [1, 1_000_000_000 / 99]);
+        assert_eq!(off.sample_types.len(), 1);
+        assert_eq!(off.sample_types[0].kind, "off_cpu");
+        assert_eq!(off.sample_types[0].unit, "nanoseconds");
+        assert_eq!(off.samples().len(), 1);
+        assert_eq!(off.samples()[0].values, [20_000_000]);
+        let comments = off.comments.join("\n");
+        assert!(comments.contains("shorter than 2000000 ns"), "{comments}");
+        assert!(comments.contains("1 in 4 blocking switches"), "{comments}");
+    }
+
+    #[test]
+    fn the_wall_view_takes_every_record_and_off_cpu_only_long_blocks() {
+        let mut d = churn();
+        d.samples.truncate(4);
+        // A CPU sample, a block, a runnable wait, a short block.
+        let flags = [
+            0,
+            SAMPLE_F_OFFCPU,
+            SAMPLE_F_OFFCPU | SAMPLE_F_RUNNABLE,
+            SAMPLE_F_OFFCPU | SAMPLE_F_SHORT,
+        ];
+        let counts = [2, 5_000_000, 300_000, 400_000];
+        for (s, (f, c)) in d.samples.iter_mut().zip(flags.iter().zip(counts)) {
+            s.flags = *f;
+            s.count = c;
+        }
+        let config = OffCpuConfig {
+            wall: true,
+            ..OffCpuConfig::default()
+        };
+        let mut tracker = Tracker::new(0);
+        let mut symbolizer = Symbolizer::new();
+        let mut flags = SampleFlags::default();
+        let mut off = ProfileBuilder::new_offcpu(config, 0);
+        let mut wall = ProfileBuilder::new_wall(100, config, 0);
+        off.add(&d, &mut tracker, &mut symbolizer, &mut flags);
+        wall.add(&d, &mut tracker, &mut symbolizer, &mut flags);
+        let (off, wall) = (off.finish(1), wall.finish(1));
+        let values = |p: &perfpilot_model::Profile| -> Vec<i64> {
+            p.samples().iter().map(|s| s.values[0]).collect()
+        };
+        assert_eq!(values(&off), [5_000_000]);
+        // Two samples at 100 Hz are 20 ms on CPU.
+        assert_eq!(values(&wall), [20_000_000, 5_000_000, 300_000, 400_000]);
+        assert_eq!(wall.sample_types[0].kind, "wall");
     }
 
     #[test]

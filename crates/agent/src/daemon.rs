@@ -108,7 +108,7 @@ impl Daemon {
         let stop = Arc::new(AtomicBool::new(false));
         let queued = Arc::new(AtomicUsize::new(0));
         let capacity = config.queue.max(1);
-        let (tx, rx) = sync_channel::<Profile>(capacity);
+        let (tx, rx) = sync_channel::<Vec<Profile>>(capacity);
         // The BPF objects stay on the thread that made them: the session
         // starts there and says how it went.
         let (started_tx, started_rx) = sync_channel::<Result<(), AgentError>>(1);
@@ -236,7 +236,8 @@ impl DaemonHandle {
 struct Sampling {
     session: Session,
     config: DaemonConfig,
-    tx: SyncSender<Profile>,
+    /// Each interval's profiles, one per enabled type.
+    tx: SyncSender<Vec<Profile>>,
     /// Profiles sent and not yet taken by the shipping thread: never more
     /// than `capacity`, so a send never blocks.
     queued: Arc<AtomicUsize>,
@@ -262,18 +263,18 @@ impl Sampling {
             if done {
                 // The last profile waits for room: the shipping thread is
                 // emptying the queue (or has ended, and the send fails).
-                let profile = self.session.take_profile();
+                let profiles = self.session.take_profiles();
                 self.queued.fetch_add(1, Ordering::SeqCst);
-                if self.tx.send(profile).is_ok() {
+                if self.tx.send(profiles).is_ok() {
                     self.stats.profiles += 1;
                 }
             } else if now >= next_ship {
                 next_ship = now + self.config.interval;
                 if self.queued.load(Ordering::SeqCst) < self.capacity {
                     behind = false;
-                    let profile = self.session.take_profile();
+                    let profiles = self.session.take_profiles();
                     self.queued.fetch_add(1, Ordering::SeqCst);
-                    if self.tx.send(profile).is_err() {
+                    if self.tx.send(profiles).is_err() {
                         // The shipping thread ended on an error: stop.
                         self.stop.store(true, Ordering::SeqCst);
                     } else {
@@ -309,7 +310,7 @@ impl Sampling {
 
 fn ship_loop(
     mut shipper: Shipper,
-    rx: Receiver<Profile>,
+    rx: Receiver<Vec<Profile>>,
     queued: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     error: Arc<Mutex<Option<ShipError>>>,
@@ -317,23 +318,25 @@ fn ship_loop(
 ) -> (ShipStats, usize) {
     // Ends when the sampling thread has sent its last profile and dropped
     // its end of the queue.
-    for profile in rx {
+    'intervals: for profiles in rx {
         queued.fetch_sub(1, Ordering::SeqCst);
-        // Stopping while the server takes nothing: what is left goes
-        // straight to the spool, so shutdown waits out at most the send
-        // in flight, not one timeout per queued profile.
-        let shipped = if stop.load(Ordering::SeqCst) && shipper.held().is_some() {
-            shipper.keep(&profile)
-        } else {
-            shipper.ship(&profile)
-        };
-        if let Err(e) = shipped {
-            tracing::error!(error = %e, "cannot spool a profile");
-            if let Ok(mut slot) = error.lock() {
-                *slot = Some(e);
+        for profile in &profiles {
+            // Stopping while the server takes nothing: what is left goes
+            // straight to the spool, so shutdown waits out at most the send
+            // in flight, not one timeout per queued profile.
+            let shipped = if stop.load(Ordering::SeqCst) && shipper.held().is_some() {
+                shipper.keep(profile)
+            } else {
+                shipper.ship(profile)
+            };
+            if let Err(e) = shipped {
+                tracing::error!(error = %e, "cannot spool a profile");
+                if let Ok(mut slot) = error.lock() {
+                    *slot = Some(e);
+                }
+                stop.store(true, Ordering::SeqCst);
+                break 'intervals;
             }
-            stop.store(true, Ordering::SeqCst);
-            break;
         }
         for notice in shipper.take_notices() {
             // The listener first: it may end a status line the log

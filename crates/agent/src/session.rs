@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use perfpilot_bpf::OffCpuConfig;
 use perfpilot_bpf::{BpfError, Drained, Event, RawStacks, Sampler, SamplerConfig, SamplerStats};
 use perfpilot_model::Profile;
 use thiserror::Error;
@@ -70,6 +71,15 @@ pub struct SessionConfig {
     /// Label samples with their pid and tid. A recording wants them; a
     /// server would make every process and thread a series of its own.
     pub pid_labels: bool,
+    /// Sample on-CPU stacks (the CPU profile).
+    pub cpu: bool,
+    /// Record off-CPU time too (the off-CPU profile).
+    pub offcpu: Option<OffCpuConfig>,
+    /// The wall view (on- plus off-CPU time per thread), with the
+    /// off-CPU settings of `offcpu` (or their defaults when it is `None`);
+    /// it samples CPU and records every switch, whichever profiles are
+    /// asked for.
+    pub wall: bool,
 }
 
 impl Default for SessionConfig {
@@ -86,6 +96,9 @@ impl Default for SessionConfig {
             max_dwarf_bytes: crate::symbolize::DEFAULT_MAX_DWARF_BYTES,
             symbol_cache_bytes: crate::symbolize::DEFAULT_SYMBOL_CACHE_BYTES,
             pid_labels: true,
+            cpu: true,
+            offcpu: None,
+            wall: false,
         }
     }
 }
@@ -105,6 +118,10 @@ pub struct SessionReport {
     pub frames: u64,
     pub named_frames: u64,
     pub drains: u64,
+    /// Off-CPU records (distinct blocked stacks per drain) and the
+    /// nanoseconds they hold.
+    pub offcpu_records: u64,
+    pub offcpu_nanos: u64,
 }
 
 impl SessionReport {
@@ -122,6 +139,8 @@ pub struct Session {
     tracker: Tracker,
     symbolizer: Symbolizer,
     builder: ProfileBuilder,
+    offcpu_builder: Option<ProfileBuilder>,
+    wall_builder: Option<ProfileBuilder>,
     config: SessionConfig,
     drained: Drained,
     events: Vec<Event>,
@@ -189,6 +208,26 @@ fn alive(pid: u32) -> bool {
     !gone && crate::procfs::process_exists(pid)
 }
 
+/// What the kernel records off CPU: the off-CPU profile's settings, with
+/// the wall view's extra records when it is on.
+fn kernel_offcpu(config: &SessionConfig) -> Option<OffCpuConfig> {
+    if !config.wall {
+        return config.offcpu;
+    }
+    Some(OffCpuConfig {
+        wall: true,
+        ..config.offcpu.unwrap_or_default()
+    })
+}
+
+fn new_wall_builder(config: &SessionConfig) -> Option<ProfileBuilder> {
+    let c = kernel_offcpu(config).filter(|_| config.wall)?;
+    Some(
+        ProfileBuilder::new_wall(config.frequency_hz, c, unix_nanos())
+            .with_pid_labels(config.pid_labels),
+    )
+}
+
 fn unix_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -221,6 +260,8 @@ impl Session {
             raw_stack_rate: config.raw_stack_rate,
             raw_buffer_bytes: config.raw_stack_memory,
             raw_stacks_always: config.raw_stacks_always,
+            cpu: config.cpu || config.wall,
+            offcpu: kernel_offcpu(&config),
             ..Default::default()
         })?;
         let mut tracker = Tracker::with_table_target(config.unwind_rows, TableTarget::Kernel);
@@ -247,6 +288,10 @@ impl Session {
                 .with_symbol_cache_bytes(config.symbol_cache_bytes),
             builder: ProfileBuilder::new(config.frequency_hz, unix_nanos())
                 .with_pid_labels(config.pid_labels),
+            offcpu_builder: config.offcpu.map(|c| {
+                ProfileBuilder::new_offcpu(c, unix_nanos()).with_pid_labels(config.pid_labels)
+            }),
+            wall_builder: new_wall_builder(&config),
             config,
             drained: Drained::default(),
             events: Vec::new(),
@@ -382,6 +427,37 @@ impl Session {
         self.report.samples += self.builder.samples - before.0;
         self.report.frames += self.builder.frames - before.1;
         self.report.named_frames += self.builder.named_frames - before.2;
+        if let Some(b) = &mut self.offcpu_builder {
+            let records = b.samples;
+            b.add(
+                &self.drained,
+                &mut self.tracker,
+                &mut self.symbolizer,
+                &mut self.report.flags,
+            );
+            self.report.offcpu_records += b.samples - records;
+        }
+        if let Some(b) = &mut self.wall_builder {
+            b.add(
+                &self.drained,
+                &mut self.tracker,
+                &mut self.symbolizer,
+                &mut SampleFlags::default(),
+            );
+        }
+        if self.config.offcpu.is_some() {
+            use perfpilot_bpf::{SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT};
+            self.report.offcpu_nanos += self
+                .drained
+                .samples
+                .iter()
+                .filter(|s| {
+                    s.flags & (SAMPLE_F_OFFCPU | SAMPLE_F_RUNNABLE | SAMPLE_F_SHORT)
+                        == SAMPLE_F_OFFCPU
+                })
+                .map(|s| s.count)
+                .sum::<u64>();
+        }
         self.report.drains += 1;
         // What a drain freed goes back now and then (the walk over the
         // heaps is not free, and `up` shares them with the server).
@@ -429,7 +505,8 @@ impl Session {
         (&self.tracker, &self.sampler)
     }
 
-    /// Ends the current profile and starts a new one.
+    /// Ends the current CPU profile and starts a new one (off-CPU records
+    /// stay for [`take_profiles`](Self::take_profiles)).
     pub fn take_profile(&mut self) -> Profile {
         let fresh = ProfileBuilder::new(self.config.frequency_hz, unix_nanos())
             .with_pid_labels(self.config.pid_labels);
@@ -437,6 +514,29 @@ impl Session {
         let duration = self.profile_started.elapsed().as_nanos() as i64;
         self.profile_started = Instant::now();
         old.finish(duration)
+    }
+
+    /// Ends the current profile of every enabled type (CPU, then
+    /// off-CPU) and starts new ones; each type is a profile of its own, as
+    /// the server keeps each as its own profile type.
+    pub fn take_profiles(&mut self) -> Vec<Profile> {
+        let duration = self.profile_started.elapsed().as_nanos() as i64;
+        let mut out = Vec::with_capacity(2);
+        let cpu = self.take_profile();
+        if self.config.cpu {
+            out.push(cpu);
+        }
+        if let (Some(b), Some(c)) = (&mut self.offcpu_builder, self.config.offcpu) {
+            let fresh =
+                ProfileBuilder::new_offcpu(c, unix_nanos()).with_pid_labels(self.config.pid_labels);
+            out.push(std::mem::replace(b, fresh).finish(duration));
+        }
+        if let Some(b) = &mut self.wall_builder {
+            if let Some(fresh) = new_wall_builder(&self.config) {
+                out.push(std::mem::replace(b, fresh).finish(duration));
+            }
+        }
+        out
     }
 
     /// A process exited (its copied stacks, if any, unwound).

@@ -51,6 +51,14 @@ pub const SAMPLE_F_PY_NO_THREAD: u32 = 1 << 7;
 /// Unwound in the kernel through code whose table was still being built
 /// (and not copied raw: over the rate, or the ring was full).
 pub const SAMPLE_F_TABLE_PENDING: u32 = 1 << 8;
+/// An off-CPU record: its count is nanoseconds blocked at its stacks.
+pub const SAMPLE_F_OFFCPU: u32 = 1 << 9;
+/// An off-CPU record of the wall view only: runnable, waiting for a CPU
+/// after a preemption.
+pub const SAMPLE_F_RUNNABLE: u32 = 1 << 10;
+/// An off-CPU record of the wall view only: blocks shorter than the
+/// minimum.
+pub const SAMPLE_F_SHORT: u32 = 1 << 11;
 /// [`ExecMap::table`] of an object whose table is still being built:
 /// samples through it are copied for unwinding in user space.
 pub const TABLE_PENDING: u32 = u32::MAX;
@@ -69,7 +77,7 @@ const EXEC_MAP_SIZE: usize = 32;
 const PROC_MAPS_SIZE: usize = 8 + EXEC_MAP_SIZE * MAX_EXEC_MAPS;
 /// struct pp_raw_stack, the header of a raw copy.
 const RAW_HEADER_SIZE: usize = 72;
-const STAT_COUNT: usize = 17;
+const STAT_COUNT: usize = 22;
 
 pub use perfpilot_unwind::{CfaRule, RbpRule, UnwindRow};
 
@@ -731,6 +739,46 @@ pub struct SamplerStats {
     pub raw_malformed: u64,
     /// Batch drain calls that failed (counted in user space).
     pub drain_errors: u64,
+    /// Off-CPU blocks counted (at least [`OffCpuConfig::min_block_ns`]).
+    pub offcpu_blocks: u64,
+    /// Off-CPU blocks shorter than the minimum, not counted.
+    pub offcpu_short: u64,
+    /// Blocking switches not recorded (1 in
+    /// [`OffCpuConfig::sample_every`] is).
+    pub offcpu_skipped: u64,
+    /// Blocks lost: the kernel had no task storage for the thread.
+    pub offcpu_no_storage: u64,
+    /// Stacks lost because no memory could be had for them at that moment
+    /// (the map was not full).
+    pub stacks_nomem: u64,
+}
+
+/// Off-CPU profiling: time threads spend switched out while not runnable,
+/// by the stacks at which they blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffCpuConfig {
+    /// Blocks shorter than this are not counted (their time is lost, not
+    /// attributed elsewhere): the many short waits of a busy host cost
+    /// map updates and say little.
+    pub min_block_ns: u64,
+    /// Record one blocking switch in this many, chosen at random (1: all).
+    /// Each recorded block stands for this many.
+    pub sample_every: u32,
+    /// For the wall view: also record time runnable after a preemption
+    /// ([`SAMPLE_F_RUNNABLE`]) and blocks under the minimum
+    /// ([`SAMPLE_F_SHORT`]), so on- plus off-CPU time is all of a
+    /// thread's time. Every switch of a profiled thread is then captured.
+    pub wall: bool,
+}
+
+impl Default for OffCpuConfig {
+    fn default() -> Self {
+        OffCpuConfig {
+            min_block_ns: 1_000_000,
+            sample_every: 1,
+            wall: false,
+        }
+    }
 }
 
 /// What to sample and how much room to give it.
@@ -761,6 +809,11 @@ pub struct SamplerConfig {
     /// Copy every sample's stack as well as unwinding it in the kernel,
     /// to compare the two unwinders (tests and benchmarks).
     pub raw_stacks_always: bool,
+    /// Sample on-CPU stacks with the cpu-clock event.
+    pub cpu: bool,
+    /// Also record off-CPU time (`None`: the sched_switch program is
+    /// neither loaded nor attached, and costs nothing).
+    pub offcpu: Option<OffCpuConfig>,
 }
 
 impl Default for SamplerConfig {
@@ -779,6 +832,8 @@ impl Default for SamplerConfig {
             raw_ring_bytes: 2 << 20,
             raw_buffer_bytes: 16 << 20,
             raw_stacks_always: false,
+            cpu: true,
+            offcpu: None,
         }
     }
 }
@@ -793,6 +848,8 @@ pub struct Sampler {
     stacks_drainer: BatchDrainer,
     drain_errors: u64,
     frequency_hz: u64,
+    cpu: bool,
+    offcpu: bool,
     sampling: bool,
 }
 
@@ -827,6 +884,20 @@ impl Sampler {
             ro.raw_stack_rate = config.raw_stack_rate as u64;
             ro.raw_stack_burst = config.raw_stack_burst.max(1) as u64;
             ro.raw_stacks_always = config.raw_stacks_always;
+            if let Some(off) = &config.offcpu {
+                ro.offcpu_min_ns = off.min_block_ns;
+                ro.offcpu_sample_every = off.sample_every.max(1);
+                ro.offcpu_wall = off.wall;
+            }
+        }
+        if config.offcpu.is_none() {
+            // Loading a tp_btf program makes libbpf read the kernel's BTF,
+            // a cost CPU-only sessions never pay.
+            open.progs.on_switch.set_autoload(false);
+            open.maps
+                .offcpu_tasks
+                .set_autocreate(false)
+                .map_err(|e| BpfError::from_libbpf("configuring", e))?;
         }
         let ring_bytes = config.raw_ring_bytes;
         if !ring_bytes.is_power_of_two() || ring_bytes < 4096 {
@@ -852,9 +923,14 @@ impl Sampler {
                 .map_err(|e| BpfError::from_libbpf("sizing maps", e))?;
         }
 
-        let skel = open
-            .load()
-            .map_err(|e| BpfError::from_libbpf("loading the BPF programs", e))?;
+        let skel = open.load().map_err(|e| {
+            let err = BpfError::from_libbpf("loading the BPF programs", e);
+            if config.offcpu.is_some() {
+                offcpu_error(err)
+            } else {
+                err
+            }
+        })?;
 
         let checks = [
             ("counts0", skel.maps.counts0.key_size(), SAMPLE_KEY_SIZE),
@@ -924,6 +1000,8 @@ impl Sampler {
             stacks_drainer: BatchDrainer::new(8, STACK_SIZE, 256),
             drain_errors: 0,
             frequency_hz: config.frequency_hz,
+            cpu: config.cpu,
+            offcpu: config.offcpu.is_some(),
             sampling: false,
         })
     }
@@ -933,6 +1011,19 @@ impl Sampler {
     /// tables first.
     pub fn start_sampling(&mut self) -> Result<(), BpfError> {
         if self.sampling {
+            return Ok(());
+        }
+        if self.offcpu {
+            let link = self.skel.progs.on_switch.attach().map_err(|e| {
+                offcpu_error(BpfError::from_libbpf(
+                    "attaching the sched_switch tracepoint (off-CPU)",
+                    e,
+                ))
+            })?;
+            self._links.push(link);
+        }
+        if !self.cpu {
+            self.sampling = true;
             return Ok(());
         }
         for cpu in online_cpus()? {
@@ -1279,7 +1370,32 @@ impl Sampler {
             raw_dropped,
             raw_malformed,
             drain_errors: self.drain_errors,
+            offcpu_blocks: v[17],
+            offcpu_short: v[18],
+            offcpu_skipped: v[19],
+            offcpu_no_storage: v[20],
+            stacks_nomem: v[21],
         }
+    }
+}
+
+/// What to do when the off-CPU program does not load or attach, added to
+/// the kernel's own answer.
+const OFFCPU_HINT: &str = "off-CPU profiles attach a BPF program to the sched_switch \
+    tracepoint through a BPF trampoline (tp_btf: CONFIG_DEBUG_INFO_BTF, CONFIG_BPF_JIT \
+    and CONFIG_BPF_SYSCALL, x86-64) and keep each blocked thread's stacks in BPF task \
+    storage (CONFIG_BPF_SYSCALL, kernel 5.12 or later); check `bpftool feature probe` \
+    and dmesg, or profile without --profiles offcpu";
+
+/// A load or attach error of a session with off-CPU profiling on, said
+/// so the user knows it was the off-CPU part and what to change.
+fn offcpu_error(err: BpfError) -> BpfError {
+    match err {
+        BpfError::Load { what, message } => BpfError::Load {
+            what,
+            message: format!("{message}; {OFFCPU_HINT}"),
+        },
+        other => other,
     }
 }
 
@@ -1496,6 +1612,23 @@ mod tests {
         assert_eq!(lens, vec![1000, 356, 1000, 1000]);
         s.keep(b"short", 1200, None);
         assert_eq!(s.malformed, 1);
+    }
+
+    #[test]
+    fn offcpu_failures_say_what_to_change() {
+        let err = super::offcpu_error(BpfError::Load {
+            what: "attaching the sched_switch tracepoint (off-CPU)".into(),
+            message: "Operation not supported (os error 95)".into(),
+        });
+        let text = err.to_string();
+        assert!(text.contains("sched_switch"), "{text}");
+        assert!(text.contains("os error 95"), "{text}");
+        assert!(text.contains("without --profiles offcpu"), "{text}");
+        // A missing privilege stays the privilege error.
+        let denied = super::offcpu_error(BpfError::NotPermitted {
+            what: "loading".into(),
+        });
+        assert!(matches!(denied, BpfError::NotPermitted { .. }));
     }
 
     #[test]

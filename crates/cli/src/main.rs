@@ -450,6 +450,52 @@ struct SamplingArgs {
     #[arg(long, value_name = "MIB", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
     symbol_cache_mib: u64,
+    /// Profiles to collect, comma-separated: cpu (on-CPU samples), offcpu
+    /// (time threads spend blocked, by the stack they blocked at), wall
+    /// (on- plus off-CPU time, blocked or waiting for a CPU: all of each
+    /// thread's time; it records every switch).
+    #[arg(
+        long,
+        value_name = "TYPES",
+        value_delimiter = ',',
+        default_value = "cpu"
+    )]
+    profiles: Vec<ProfileKind>,
+    /// Off-CPU: blocks shorter than this many microseconds are not counted
+    /// (their time is left out, not attributed elsewhere).
+    #[arg(long, value_name = "US", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000_000))]
+    offcpu_min_block_us: u64,
+    /// Off-CPU: record one blocking switch in N, chosen at random; each
+    /// recorded block counts N times (for hosts with very many switches).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    offcpu_sample_every: u32,
+}
+
+/// A profile type `--profiles` can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ProfileKind {
+    Cpu,
+    Offcpu,
+    Wall,
+}
+
+impl SamplingArgs {
+    fn wants(&self, kind: ProfileKind) -> bool {
+        self.profiles.contains(&kind)
+    }
+
+    /// The off-CPU settings when `--profiles` has offcpu or wall.
+    fn offcpu(&self) -> Option<perfpilot_agent::session::OffCpuConfig> {
+        (self.wants(ProfileKind::Offcpu) || self.wants(ProfileKind::Wall)).then(|| {
+            perfpilot_agent::session::OffCpuConfig {
+                min_block_ns: self.offcpu_min_block_us * 1000,
+                sample_every: self.offcpu_sample_every,
+                wall: false,
+            }
+        })
+    }
 }
 
 #[derive(Args)]

@@ -30,6 +30,9 @@ pub fn session_config(s: &SamplingArgs, scope: Scope) -> SessionConfig {
         max_dwarf_bytes: s.max_dwarf_mib << 20,
         symbol_cache_bytes: s.symbol_cache_mib << 20,
         pid_labels: true,
+        cpu: s.wants(crate::ProfileKind::Cpu),
+        offcpu: s.offcpu().filter(|_| s.wants(crate::ProfileKind::Offcpu)),
+        wall: s.wants(crate::ProfileKind::Wall),
     }
 }
 
@@ -48,6 +51,12 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
                 anyhow::anyhow!("--duration must be a positive number of seconds, not {d}"),
             ));
         }
+    }
+    if args.sampling.profiles.is_empty() {
+        return Err(Failure::new(
+            exit::USAGE,
+            anyhow::anyhow!("--profiles names no profile type (cpu, offcpu, wall)"),
+        ));
     }
     perfpilot_bpf::check_environment()?;
 
@@ -135,33 +144,72 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     // Copied stacks of the last moments still wait for their tables.
     session.drain_final(FINAL_WAIT)?;
     let elapsed = started.elapsed();
-    let profile = session.take_profile();
+    let profiles = session.take_profiles();
     let title = match &child {
         Some(_) => format!("perfpilot record -- {}", args.command.join(" ")),
         None => "perfpilot record".to_string(),
     };
-    let bytes = format
-        .encode(&profile, &title)
-        .with_context(|| format!("encoding the profile as {format}"))?;
-    write_atomically(&args.output, &bytes)?;
+    // The first type goes to --output, the others beside it.
+    let mut written = Vec::with_capacity(profiles.len());
+    for (i, p) in profiles.iter().enumerate() {
+        let kind = kind_of(p);
+        let path = if i == 0 {
+            args.output.clone()
+        } else {
+            sibling_output(&args.output, kind)
+        };
+        let title = match kind {
+            "offcpu" => format!("{title} (off-CPU)"),
+            "wall" => format!("{title} (wall)"),
+            _ => title.clone(),
+        };
+        let bytes = format
+            .encode(p, &title)
+            .with_context(|| format!("encoding the profile as {format}"))?;
+        write_atomically(&path, &bytes)?;
+        written.push((path, kind));
+    }
+    let cpu = profiles.iter().find(|p| kind_of(p) == "cpu");
 
     if !args.quiet {
         if progress {
             eprintln!();
         }
         let r = session.report();
-        let processes: std::collections::HashSet<&str> = profile
-            .samples()
-            .iter()
-            .filter_map(|s| profile.label(s, perfpilot_model::labels::PID))
-            .collect();
-        eprintln!(
-            "perfpilot: wrote {} ({format}): {} samples over {:.1} s from {} processes",
-            args.output.display(),
-            summary::count(r.samples),
-            elapsed.as_secs_f64(),
-            processes.len()
-        );
+        let processes: std::collections::HashSet<&str> = cpu
+            .map(|p| {
+                p.samples()
+                    .iter()
+                    .filter_map(|s| p.label(s, perfpilot_model::labels::PID))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (path, kind) in &written {
+            if *kind == "wall" {
+                eprintln!(
+                    "perfpilot: wrote {} ({format}, wall): on- and off-CPU time over {:.1} s",
+                    path.display(),
+                    elapsed.as_secs_f64(),
+                );
+            } else if *kind == "offcpu" {
+                eprintln!(
+                    "perfpilot: wrote {} ({format}, off-CPU): {:.3} s blocked in {} records \
+                     over {:.1} s",
+                    path.display(),
+                    r.offcpu_nanos as f64 / 1e9,
+                    summary::count(r.offcpu_records),
+                    elapsed.as_secs_f64(),
+                );
+            } else {
+                eprintln!(
+                    "perfpilot: wrote {} ({format}): {} samples over {:.1} s from {} processes",
+                    path.display(),
+                    summary::count(r.samples),
+                    elapsed.as_secs_f64(),
+                    processes.len()
+                );
+            }
+        }
         for line in summary::lines(&r) {
             eprintln!("  {line}");
         }
@@ -172,10 +220,53 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     Ok(())
 }
 
+/// Which `--profiles` type a profile is, by its sample type.
+fn kind_of(p: &perfpilot_model::Profile) -> &'static str {
+    use perfpilot_agent::aggregate::{OFF_CPU, WALL};
+    match p.sample_types.first().map(|t| t.kind.as_str()) {
+        Some(OFF_CPU) => "offcpu",
+        Some(WALL) => "wall",
+        _ => "cpu",
+    }
+}
+
+/// `out.pb.gz` → `out.offcpu.pb.gz`: the type goes before the first
+/// extension, so the format is still told by the name.
+fn sibling_output(path: &Path, kind: &str) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let new = match name.find('.') {
+        Some(i) if i > 0 => format!("{}.{kind}{}", &name[..i], &name[i..]),
+        _ => format!("{name}.{kind}"),
+    };
+    path.with_file_name(new)
+}
+
 /// Writes through a temporary file, a sync and a rename (the store's
 /// durable write), so a reader never sees a half-written profile.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> exit::Result<()> {
     perfpilot_store::fsio::write_atomically(path, bytes)
         .with_context(|| format!("cannot write {}", path.display()))
         .map_err(Failure::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sibling_output;
+    use std::path::Path;
+
+    #[test]
+    fn other_profile_types_are_written_beside_the_output() {
+        let cases = [
+            ("/tmp/out.pb.gz", "/tmp/out.offcpu.pb.gz"),
+            ("run.folded", "run.offcpu.folded"),
+            ("plain", "plain.offcpu"),
+            (".hidden", ".hidden.offcpu"),
+        ];
+        for (given, want) in cases {
+            assert_eq!(sibling_output(Path::new(given), "offcpu"), Path::new(want));
+        }
+    }
 }

@@ -29,9 +29,10 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
             thousands(r.symbolizer.dwarf_over_limit),
         ),
         format!(
-            "lost: {} samples (counts map full), {} stacks (stacks map full), {} stack hash collisions, {} events, {} drain errors",
+            "lost: {} samples (counts map full), {} stacks (stacks map full), {} stacks (no memory at the moment), {} stack hash collisions, {} events, {} drain errors",
             thousands(s.counts_full),
             thousands(s.stacks_full),
+            thousands(s.stacks_nomem),
             thousands(s.stack_collisions),
             thousands(s.events_lost),
             thousands(s.drain_errors),
@@ -71,6 +72,15 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
         ),
     ]
     .into_iter()
+    .chain((s.offcpu_blocks + s.offcpu_short + s.offcpu_skipped > 0).then(|| {
+        format!(
+            "off-CPU: {} blocks counted, {} shorter than --offcpu-min-block-us left out, {} switches not sampled (--offcpu-sample-every), {} lost (no task storage)",
+            thousands(s.offcpu_blocks),
+            thousands(s.offcpu_short),
+            thousands(s.offcpu_skipped),
+            thousands(s.offcpu_no_storage),
+        )
+    }))
     .chain(std::iter::once({
         let (cpu, rss) = own_cost();
         format!("perfpilot itself (not sampled): {cpu:.2} s CPU, peak RSS {rss:.1} MiB")

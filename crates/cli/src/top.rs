@@ -91,6 +91,12 @@ fn truncate(s: &str, width: usize) -> String {
 }
 
 pub fn run(args: TopArgs) -> exit::Result<()> {
+    if args.sampling.profiles != [crate::ProfileKind::Cpu] {
+        return Err(crate::exit::Failure::new(
+            crate::exit::USAGE,
+            anyhow::anyhow!("top shows the CPU profile only: leave out --profiles"),
+        ));
+    }
     perfpilot_bpf::check_environment()?;
     let scope = if args.sampling.pids.is_empty() {
         Scope::Host

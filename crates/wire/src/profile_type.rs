@@ -15,7 +15,10 @@
 //!   → `wall`; otherwise the first sample type whose name (or its
 //!   `sample_type_config` display name) contains `cpu` → `process_cpu`,
 //!   `alloc_`/`inuse_` or equals `space`/`objects` → `memory`, `mutex_` →
-//!   `mutex`, `block_` → `block`, `goroutines` → `goroutines`. So a Go CPU
+//!   `mutex`, `block_` → `block`, `goroutines` → `goroutines`; and, before
+//!   `cpu` (Pyroscope has no such rule), a sample type `off_cpu` → `off_cpu`:
+//!   perfpilot's off-CPU pprof is
+//!   `off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds`. So a Go CPU
 //!   pprof (`samples/count`, `cpu/nanoseconds`, period `cpu/nanoseconds`)
 //!   gives `process_cpu:samples:count:cpu:nanoseconds` and
 //!   `process_cpu:cpu:nanoseconds:cpu:nanoseconds`; a Go heap pprof (period
@@ -95,6 +98,11 @@ pub(crate) fn config_for(
 pub fn metric_name_for(sample_types: &[ValueType], configs: Option<&SampleTypeConfigs>) -> String {
     if sample_types.iter().any(|t| t.kind == "wall") {
         return "wall".to_string();
+    }
+    // perfpilot's off-CPU profile: its own type, not `process_cpu` (which
+    // the `cpu` in its name would otherwise make it).
+    if sample_types.iter().any(|t| t.kind == "off_cpu") {
+        return "off_cpu".to_string();
     }
     let mut last = String::new();
     for t in sample_types {
@@ -235,6 +243,12 @@ mod tests {
             "wall"
         );
         assert_eq!(metric_name_for(&vt(&[("events", "count")]), None), "events");
+        let off_cpu = vt(&[("off_cpu", "nanoseconds")]);
+        assert_eq!(metric_name_for(&off_cpu, None), "off_cpu");
+        assert_eq!(
+            profile_type_id("off_cpu", &off_cpu[0], Some(&off_cpu[0])).as_deref(),
+            Some("off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds")
+        );
         assert_eq!(metric_name_for(&[], None), "unknown");
     }
 

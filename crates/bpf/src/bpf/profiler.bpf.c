@@ -32,6 +32,14 @@ const volatile __u64 raw_stack_rate = 0;
 const volatile __u64 raw_stack_burst = 0;
 const volatile bool raw_stacks_always = false;
 
+/* Off-CPU: blocks shorter than offcpu_min_ns are not counted; one
+ * blocking switch in offcpu_sample_every is recorded (1: all). */
+const volatile __u64 offcpu_min_ns = 1000000ULL;
+const volatile __u32 offcpu_sample_every = 1;
+/* For the wall view: also record time runnable after a preemption, and
+ * blocks shorter than offcpu_min_ns (flagged, left out of off-CPU). */
+const volatile bool offcpu_wall = false;
+
 /* Flipped by user space between drains. */
 volatile __u32 active_buffer = 0;
 
@@ -473,7 +481,10 @@ __noinline __u64 intern_stack(__u32 which, __u32 buffer)
 	if (err == 0)
 		return h;
 	if (err != -17 /* EEXIST */) {
-		stat_inc(STAT_STACKS_FULL);
+		/* E2BIG: full. Else the element could not be allocated then
+		 * (the allocator's per-CPU cache is refilled outside the
+		 * program: a CPU's first stacks with interrupts off). */
+		stat_inc(err == -7 /* E2BIG */ ? STAT_STACKS_FULL : STAT_STACKS_NOMEM);
 		return 0;
 	}
 	const struct pp_stack *old = bpf_map_lookup_elem(stacks, &h);
@@ -894,6 +905,192 @@ int on_sample(struct bpf_perf_event_data *ctx)
 	} else if (err) {
 		stat_inc(STAT_COUNTS_FULL);
 	}
+	return 0;
+}
+
+/* ---- Off-CPU time ---- */
+
+/* Per thread, the block in progress (created at a thread's first recorded
+ * block, freed with the thread). Not created at all unless off-CPU
+ * profiling is on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pp_offcpu);
+} offcpu_tasks SEC(".maps");
+
+#define OFFCPU_KERNEL_SKIP 2
+
+/* Copies the used part of a stack (len and its frames). */
+static __always_inline void copy_stack(struct pp_stack *dst, const struct pp_stack *src)
+{
+	__u64 n = src->len;
+	if (n > MAX_FRAMES)
+		n = MAX_FRAMES;
+	barrier_var(n);
+	n &= 127;
+	bpf_probe_read_kernel(dst, 8 + n * 8, src);
+}
+
+/* A recorded block ended after `delta` ns: its stacks are interned into
+ * the active buffer and the time added to their count. */
+static __always_inline void offcpu_count(struct pp_offcpu *b, __u64 delta, __u32 extra)
+{
+	__u32 zero = 0;
+	struct pp_scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!sc)
+		return;
+	copy_stack(&sc->user, &b->user);
+	copy_stack(&sc->kernel, &b->kernel);
+	copy_stack(&sc->python, &b->python);
+
+	__u32 buffer = active_buffer & 1;
+	void *counts = buffer ? (void *)&counts1 : (void *)&counts0;
+	struct pp_sample_key key = {};
+	key.tgid = b->tgid;
+	key.tid = b->tid;
+	key.flags = b->flags | SAMPLE_F_OFFCPU | extra;
+	key.user_stack = intern_stack(WHICH_USER, buffer);
+	key.kernel_stack = intern_stack(WHICH_KERNEL, buffer);
+	key.python_stack = intern_stack(WHICH_PYTHON, buffer);
+	if ((sc->user.len && !key.user_stack) || (sc->kernel.len && !key.kernel_stack) ||
+	    (sc->python.len && !key.python_stack))
+		key.flags |= SAMPLE_F_STACK_LOST;
+
+	stat_inc(STAT_OFFCPU_BLOCKS);
+	struct pp_sample_value *v = bpf_map_lookup_elem(counts, &key);
+	if (v) {
+		__sync_fetch_and_add(&v->count, delta);
+		return;
+	}
+	struct pp_sample_value nv = {};
+	nv.count = delta;
+	__builtin_memcpy(nv.comm, b->comm, sizeof(nv.comm));
+	long err = bpf_map_update_elem(counts, &key, &nv, BPF_NOEXIST);
+	if (err == -17 /* EEXIST: another CPU inserted it */) {
+		v = bpf_map_lookup_elem(counts, &key);
+		if (v)
+			__sync_fetch_and_add(&v->count, delta);
+	} else if (err) {
+		stat_inc(STAT_COUNTS_FULL);
+	}
+}
+
+/* The stacks of the current thread, which is blocking, into the scratch
+ * stacks; returns SAMPLE_F_* flags. Unlike a CPU sample, a thread not
+ * known yet gets its frame-pointer stack (a copy would be unwound as a
+ * CPU sample) and asks to be read. */
+static __always_inline __u32 offcpu_capture(void *ctx, struct task_struct *task, __u32 tgid,
+					    __u32 tid, struct pp_scratch *sc)
+{
+	__u32 flags = 0;
+	sc->user.len = 0;
+	sc->kernel.len = 0;
+	sc->python.len = 0;
+	if (want_kernel_stacks) {
+		/* The two leaf frames are this program and the tracepoint's
+		 * runner (bpf_trace_run4): the stack starts at __schedule. */
+		long n = bpf_get_stack(ctx, sc->kernel.ips, sizeof(sc->kernel.ips),
+				       OFFCPU_KERNEL_SKIP);
+		if (n < 0)
+			stat_inc(STAT_KERNEL_STACK_ERROR);
+		else
+			sc->kernel.len = n / 8;
+	}
+	if (!want_user_stacks || tgid == 0)
+		return flags;
+	struct pp_proc_maps *proc = bpf_map_lookup_elem(&procs, &tgid);
+	if (proc && (proc->flags & PROC_F_KTHREAD))
+		return flags;
+	if (!proc) {
+		notify(EVENT_NEW_PROCESS, tgid, new_process_notify_ns);
+		flags |= SAMPLE_F_FP_ONLY;
+		stat_inc(STAT_UNWIND_FP_ONLY);
+		long n = bpf_get_stack(ctx, sc->user.ips, sizeof(sc->user.ips), BPF_F_USER_STACK);
+		if (n > 0)
+			sc->user.len = n / 8;
+		return flags;
+	}
+	struct pp_user_regs *regs = (struct pp_user_regs *)bpf_task_pt_regs(task);
+	struct pp_unwind_state st = {};
+	st.pc = regs->ip;
+	st.sp = regs->sp;
+	st.bp = regs->bp;
+	st.tgid = tgid;
+	bpf_loop(MAX_FRAMES + 1, unwind_step, &st, 0);
+	flags |= st.flags;
+	if (st.flags & SAMPLE_F_TRUNCATED)
+		stat_inc(STAT_UNWIND_TRUNCATED);
+	if (st.flags & SAMPLE_F_READ_ERROR)
+		stat_inc(STAT_UNWIND_READ_ERROR);
+	if (st.flags & SAMPLE_F_UNSUPPORTED)
+		stat_inc(STAT_UNWIND_UNSUPPORTED);
+	if (proc->flags & PROC_F_PYTHON)
+		flags |= python_stack(tgid, tid);
+	return flags;
+}
+
+/* TASK_DEAD: the thread is exiting and never runs again. */
+#define PP_TASK_DEAD 0x80
+
+/* Every context switch: `next`'s recorded block ends; `prev`, switched out
+ * while not runnable (a voluntary sleep, not a preemption), starts one;
+ * for the wall view a preempted `prev` does too. It runs in `prev`, so its
+ * user stack and memory are the current ones. Loaded only for the off-CPU
+ * profile or the wall view (it needs the kernel's BTF). */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct pp_offcpu *in = bpf_task_storage_get(&offcpu_tasks, next, 0, 0);
+	if (in && in->start_ns) {
+		__u64 delta = now - in->start_ns;
+		in->start_ns = 0;
+		if (delta >= offcpu_min_ns || (in->flags & SAMPLE_F_RUNNABLE)) {
+			offcpu_count(in, delta, 0);
+		} else {
+			stat_inc(STAT_OFFCPU_SHORT);
+			if (offcpu_wall)
+				offcpu_count(in, delta, SAMPLE_F_SHORT);
+		}
+	}
+
+	if (prev_state & PP_TASK_DEAD)
+		return 0;
+	bool blocked = !preempt && prev_state != 0;
+	if (!blocked && !offcpu_wall)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u32 tid = (__u32)id;
+	if (tid == 0 || (self_tgid && tgid == self_tgid) ||
+	    (filter_tgids && !bpf_map_lookup_elem(&targets, &tgid)))
+		return 0;
+	if (offcpu_sample_every > 1 && bpf_get_prandom_u32() % offcpu_sample_every) {
+		stat_inc(STAT_OFFCPU_SKIPPED);
+		return 0;
+	}
+	struct pp_offcpu *out =
+		bpf_task_storage_get(&offcpu_tasks, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!out) {
+		stat_inc(STAT_OFFCPU_NO_STORAGE);
+		return 0;
+	}
+	__u32 zero = 0;
+	struct pp_scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!sc)
+		return 0;
+	out->flags = offcpu_capture(ctx, prev, tgid, tid, sc) | (blocked ? 0 : SAMPLE_F_RUNNABLE);
+	out->tgid = tgid;
+	out->tid = tid;
+	bpf_get_current_comm(out->comm, sizeof(out->comm));
+	copy_stack(&out->user, &sc->user);
+	copy_stack(&out->kernel, &sc->kernel);
+	copy_stack(&out->python, &sc->python);
+	/* The block starts after the capture, which prev paid on CPU. */
+	out->start_ns = bpf_ktime_get_ns();
 	return 0;
 }
 

@@ -43,6 +43,29 @@ struct pp_sample_value {
 #define SAMPLE_F_PY_TRUNCATED (1 << 6) /* more Python frames than MAX_FRAMES */
 #define SAMPLE_F_PY_NO_THREAD (1 << 7) /* Python process, thread state not found */
 #define SAMPLE_F_TABLE_PENDING (1 << 8) /* through code whose table was still being built */
+/* An off-CPU record: count is the nanoseconds the thread was blocked at
+ * these stacks, not a number of samples. */
+#define SAMPLE_F_OFFCPU (1 << 9)
+/* Off-CPU records of the wall view only (offcpu_wall): time runnable,
+ * waiting for a CPU after a preemption; a block shorter than the minimum. */
+#define SAMPLE_F_RUNNABLE (1 << 10)
+#define SAMPLE_F_SHORT (1 << 11)
+
+/* A thread switched out while not runnable: when, and the stacks it
+ * blocked at, kept in its task storage until it runs again. The stacks
+ * are interned only then, into the buffer active at that moment: one
+ * drained in between would otherwise have taken them. */
+struct pp_offcpu {
+	__u64 start_ns; /* 0: not blocked, or the block is not recorded */
+	__u32 tgid;
+	__u32 tid;
+	__u32 flags; /* SAMPLE_F_* of the capture */
+	__u32 _pad;
+	char comm[16];
+	struct pp_stack user;
+	struct pp_stack kernel;
+	struct pp_stack python;
+};
 
 /* One row of an unwind table: from pc (relative to the ELF's virtual
  * addresses) until the next row's pc, how to find the CFA and rbp. */
@@ -191,6 +214,11 @@ enum pp_stat {
 	STAT_RAW_TAKEN,       /* user stacks copied for unwinding in user space */
 	STAT_RAW_RATE_LIMITED,/* not copied: over its process's raw_stack_rate (unwound in the kernel) */
 	STAT_RAW_RING_FULL,   /* not copied: raw_stacks ring full (unwound in the kernel) */
+	STAT_OFFCPU_BLOCKS,   /* blocks counted (at least offcpu_min_ns) */
+	STAT_OFFCPU_SHORT,    /* blocks shorter than offcpu_min_ns, not counted */
+	STAT_OFFCPU_SKIPPED,  /* switches not sampled (1 in offcpu_sample_every kept) */
+	STAT_OFFCPU_NO_STORAGE,/* no task storage for the thread: block lost */
+	STAT_STACKS_NOMEM,    /* stack lost: no memory for it at that moment (not a full map) */
 	STAT_MAX,
 };
 

@@ -60,6 +60,26 @@ pub fn build(kind: &str, dir: &Path) -> Vec<String> {
             );
             vec![s(&out)]
         }
+        "c-wall" => {
+            let out = dir.join(kind);
+            run_ok(
+                Command::new("gcc")
+                    .args(["-O2", "-g", "-fomit-frame-pointer", "-pthread", "-o"])
+                    .arg(&out)
+                    .arg(workload("wall.c")),
+            );
+            vec![s(&out)]
+        }
+        "c-offcpu" => {
+            let out = dir.join(kind);
+            run_ok(
+                Command::new("gcc")
+                    .args(["-O2", "-g", "-fomit-frame-pointer", "-pthread", "-o"])
+                    .arg(&out)
+                    .arg(workload("offcpu.c")),
+            );
+            vec![s(&out)]
+        }
         "cpp" => {
             let out = dir.join("cpp-work");
             run_ok(
