@@ -453,7 +453,7 @@ struct SamplingArgs {
     /// Profiles to collect, comma-separated: cpu (on-CPU samples), offcpu
     /// (time threads spend blocked, by the stack they blocked at), wall
     /// (on- plus off-CPU time, blocked or waiting for a CPU: all of each
-    /// thread's time; it records every switch).
+    /// thread's time; it records every switch). `top` shows one of them.
     #[arg(
         long,
         value_name = "TYPES",

@@ -21,6 +21,7 @@ type Snapshot = HashMap<(String, String), (i64, i64)>;
 struct Window {
     snapshots: VecDeque<(Snapshot, i64)>,
     len: usize,
+    kind: crate::ProfileKind,
 }
 
 struct TopRow {
@@ -32,7 +33,10 @@ struct TopRow {
 
 impl Window {
     fn push(&mut self, session: &mut Session) {
-        let profile = session.take_profile();
+        // The session has the one type asked for.
+        let Some(profile) = session.take_profiles().into_iter().next() else {
+            return;
+        };
         let index = profile.default_value_index();
         let mut snap = Snapshot::new();
         for r in top_functions(&profile, index, Some(labels::PROCESS_NAME)) {
@@ -46,6 +50,16 @@ impl Window {
 
     fn samples(&self) -> i64 {
         self.snapshots.iter().map(|(_, t)| t).sum()
+    }
+
+    /// What the window holds, in the profile's own unit.
+    fn describe(&self) -> String {
+        let ms = self.samples() as f64 / 1e6;
+        match self.kind {
+            crate::ProfileKind::Cpu => format!("{} samples", self.samples()),
+            crate::ProfileKind::Offcpu => format!("{ms:.0} ms off-CPU"),
+            crate::ProfileKind::Wall => format!("{ms:.0} ms wall"),
+        }
     }
 
     fn rows(&self, by_total: bool) -> Vec<TopRow> {
@@ -91,12 +105,17 @@ fn truncate(s: &str, width: usize) -> String {
 }
 
 pub fn run(args: TopArgs) -> exit::Result<()> {
-    if args.sampling.profiles != [crate::ProfileKind::Cpu] {
-        return Err(crate::exit::Failure::new(
-            crate::exit::USAGE,
-            anyhow::anyhow!("top shows the CPU profile only: leave out --profiles"),
-        ));
-    }
+    let kind = match args.sampling.profiles.as_slice() {
+        [one] => *one,
+        _ => {
+            return Err(crate::exit::Failure::new(
+                crate::exit::USAGE,
+                anyhow::anyhow!(
+                    "top shows one profile type at a time: --profiles cpu, offcpu or wall"
+                ),
+            ))
+        }
+    };
     perfpilot_bpf::check_environment()?;
     let scope = if args.sampling.pids.is_empty() {
         Scope::Host
@@ -107,6 +126,7 @@ pub fn run(args: TopArgs) -> exit::Result<()> {
     let mut window = Window {
         snapshots: VecDeque::new(),
         len: args.window as usize,
+        kind,
     };
     match args.batch {
         Some(n) => batch(&mut session, &mut window, n, args.rows),
@@ -137,9 +157,9 @@ fn batch(session: &mut Session, window: &mut Window, n: u32, rows: usize) -> exi
         }
         tick(session, window)?;
         println!(
-            "perfpilot top: snapshot {} of {n}, {} samples in the last {} s",
+            "perfpilot top: snapshot {} of {n}, {} in the last {} s",
             i + 1,
-            window.samples(),
+            window.describe(),
             window.snapshots.len()
         );
         println!("{:>6} {:>6}  {:<15} FUNCTION", "SELF%", "TOTAL%", "PROCESS");
@@ -177,8 +197,8 @@ fn interactive(session: &mut Session, window: &mut Window, hz: u64) -> exit::Res
                     let [head, body] =
                         Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(area);
                     let status = format!(
-                        "perfpilot top  {hz} Hz x {cpus} CPUs  {} samples in {} s  sort: {}{}",
-                        window.samples(),
+                        "perfpilot top  {hz} Hz x {cpus} CPUs  {} in {} s  sort: {}{}",
+                        window.describe(),
                         window.snapshots.len(),
                         if by_total { "total" } else { "self" },
                         if paused { "  [paused]" } else { "" }
