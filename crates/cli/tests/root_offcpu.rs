@@ -16,6 +16,17 @@ fn blocked(lines: &[(Vec<String>, u64)], process: &str, chain: &[&str]) -> u64 {
         .sum()
 }
 
+/// Nanoseconds of the folded lines through `function`, whatever process.
+fn blocked_any(lines: &[(Vec<String>, u64)], function: &str) -> u64 {
+    lines
+        .iter()
+        .filter_map(|(f, _)| f.first())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|process| blocked(lines, process, &[function]))
+        .sum()
+}
+
 #[test]
 fn root_offcpu_time_splits_by_the_function_that_blocked() {
     require_root();
@@ -207,15 +218,6 @@ fn root_agent_ships_offcpu_as_its_own_profile_type() {
         "on the server sleep_long has {:.1}% (want 75% +- 5)\n{folded}",
         split * 100.0
     );
-}
-
-/// Nanoseconds of the folded lines through `function`, whatever process.
-fn blocked_any(lines: &[(Vec<String>, u64)], function: &str) -> u64 {
-    lines
-        .iter()
-        .filter(|(f, _)| f.iter().any(|x| x == function))
-        .map(|(_, ns)| ns)
-        .sum()
 }
 
 /// The wall view: a thread alternating 20 ms on CPU and 20 ms asleep has
