@@ -51,9 +51,9 @@ pub struct ObjectInfo {
     /// Bytes of its symbol tables (`.symtab`, `.dynsym`; not their
     /// strings, of which a lookup reads only the names it finds).
     pub symbol_bytes: u64,
-    /// For a CPython interpreter or libpython: its version and the virtual
-    /// address of `_PyRuntime`.
-    pub python: Option<((u32, u32), u64)>,
+    /// For a CPython interpreter or libpython: its version, where
+    /// `_PyRuntime` is and the layout the Python unwinder needs.
+    pub python: Option<crate::python::Interpreter>,
     /// For the vDSO, its image (it has no file).
     pub image: Option<Vec<u8>>,
 }
@@ -300,8 +300,7 @@ fn parse(key: ObjectKey, path: &str, data: &[u8]) -> Result<ObjectInfo, String> 
         .sum();
     let is_go = file.section_by_name(".gopclntab").is_some()
         || file.section_by_name(".go.buildinfo").is_some();
-    let python = crate::python::version_from_path(path)
-        .and_then(|v| Some((v, crate::python::runtime_symbol(data)?)));
+    let python = crate::python::inspect(path, data);
     Ok(ObjectInfo {
         key,
         path: path.to_string(),

@@ -618,11 +618,11 @@ impl Tracker {
     fn python_of(&self, pid: u32, mappings: &[ProcMapping]) -> Option<PythonProcess> {
         mappings.iter().find_map(|m| {
             let info = self.object(m.object?)?;
-            let ((major, minor), runtime_vaddr) = info.python?;
+            let py = info.python?;
             Some(PythonProcess {
-                runtime: runtime_vaddr.wrapping_add(m.bias),
+                runtime: py.runtime.wrapping_add(m.bias),
                 pidns: crate::python::pid_namespace(pid),
-                offsets: crate::python::offsets_for(major, minor)?,
+                offsets: py.offsets?,
             })
         })
     }

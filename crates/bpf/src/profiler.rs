@@ -68,6 +68,8 @@ const PROC_F_PYTHON: u32 = 1;
 const PROC_F_KTHREAD: u32 = 2;
 const PY_NAME_LEN: usize = 64;
 const PY_FILE_LEN: usize = 96;
+/// `struct pp_py_proc`: three u64s, eighteen u16 offsets, padding.
+const PY_PROC_SIZE: usize = 64;
 
 const SAMPLE_KEY_SIZE: usize = 40;
 const SAMPLE_VALUE_SIZE: usize = 24;
@@ -159,6 +161,27 @@ pub struct PythonOffsets {
     pub unicode_state: u16,
     pub unicode_ascii_data: u16,
     pub unicode_compact_data: u16,
+    /// The frame's owner byte, read with [`PythonOffsets::SHIM_FRAMES`].
+    pub frame_owner: u16,
+    /// How this version's frame model differs from 3.11's (`PY_F_*`).
+    pub flags: u16,
+}
+
+impl PythonOffsets {
+    /// No current thread state in `_PyRuntime` (3.12+ keep it
+    /// thread-local): the thread list is searched.
+    pub const NO_TSTATE_CURRENT: u16 = 1 << 0;
+    /// The thread state's id is `pthread_self()` rather than the kernel's
+    /// thread id (before 3.11).
+    pub const PTHREAD_ID: u16 = 1 << 1;
+    /// `tstate_cframe` is the offset of the current frame itself, with no
+    /// `_PyCFrame` between (before 3.11: `frame`; 3.13+: `current_frame`).
+    pub const FRAME_IN_TSTATE: u16 = 1 << 2;
+    /// Every frame runs in its own call of the C eval loop (before 3.11).
+    pub const ALL_ENTRY: u16 = 1 << 3;
+    /// Frames owned by the C stack are shims that mark where C called
+    /// into the eval loop (3.12+); `frame_is_entry` is not read.
+    pub const SHIM_FRAMES: u16 = 1 << 4;
 }
 
 /// A Python process, as the BPF Python unwinder needs it.
@@ -175,7 +198,7 @@ pub struct PythonProcess {
 impl PythonProcess {
     fn encode(&self) -> Vec<u8> {
         let o = &self.offsets;
-        let mut v = Vec::with_capacity(56);
+        let mut v = Vec::with_capacity(PY_PROC_SIZE);
         v.extend_from_slice(&self.runtime.to_ne_bytes());
         v.extend_from_slice(&self.pidns.0.to_ne_bytes());
         v.extend_from_slice(&self.pidns.1.to_ne_bytes());
@@ -196,9 +219,12 @@ impl PythonProcess {
             o.unicode_state,
             o.unicode_ascii_data,
             o.unicode_compact_data,
+            o.frame_owner,
+            o.flags,
         ] {
             v.extend_from_slice(&f.to_ne_bytes());
         }
+        v.resize(PY_PROC_SIZE, 0);
         v
     }
 }
@@ -941,7 +967,7 @@ impl Sampler {
             ),
             ("stacks0 value", skel.maps.stacks0.value_size(), STACK_SIZE),
             ("procs", skel.maps.procs.value_size(), PROC_MAPS_SIZE),
-            ("py_procs", skel.maps.py_procs.value_size(), 56),
+            ("py_procs", skel.maps.py_procs.value_size(), PY_PROC_SIZE),
             (
                 "raw_scratch",
                 skel.maps.raw_scratch.value_size(),

@@ -662,7 +662,7 @@ static __always_inline __u64 read_u64(__u64 addr)
 struct py_thread_search {
 	__u64 t;
 	__u64 found;
-	__u64 tid;
+	__u64 tid; /* the thread id as CPython records it */
 	__u32 tgid;
 };
 
@@ -718,13 +718,29 @@ static long py_frame_step(__u64 index, void *ctx)
 	if (!sc || !py)
 		return 1;
 	__u64 n = sc->python.len;
+	__u16 pyflags = py->o.flags;
+	__u8 is_entry = 1;
+	if (pyflags & PY_F_SHIM_FRAMES) {
+		/* 3.12+: each C call into the eval loop pushes a shim frame
+		 * below the first frame it runs; that frame was entered from C. */
+		__u8 owner = 0;
+		bpf_probe_read_user(&owner, 1, (void *)(w->frame + py->o.frame_owner));
+		if (owner == PY_FRAME_OWNED_BY_CSTACK) {
+			w->frame = read_u64(w->frame + py->o.frame_previous);
+			if (n - 1 < MAX_FRAMES)
+				sc->python.ips[n - 1] |= 1;
+			return 0;
+		}
+		is_entry = 0;
+	} else if (!(pyflags & PY_F_ALL_ENTRY)) {
+		is_entry = 0;
+		bpf_probe_read_user(&is_entry, 1, (void *)(w->frame + py->o.frame_is_entry));
+	}
 	if (n >= MAX_FRAMES) {
 		w->flags |= SAMPLE_F_PY_TRUNCATED;
 		return 1;
 	}
 	__u64 code = read_u64(w->frame + py->o.frame_code);
-	__u8 is_entry = 0;
-	bpf_probe_read_user(&is_entry, 1, (void *)(w->frame + py->o.frame_is_entry));
 	w->frame = read_u64(w->frame + py->o.frame_previous);
 	if (!code)
 		return 0;
@@ -758,19 +774,26 @@ __noinline __u32 python_stack(__u32 tgid, __u32 tid)
 	struct pp_py_proc *py = bpf_map_lookup_elem(&py_procs, &tgid);
 	if (!py)
 		return 0;
-	__u64 ns_tid = tid;
-	if (py->pidns_ino) {
+	__u16 pyflags = py->o.flags;
+	__u64 want = tid;
+	if (pyflags & PY_F_PTHREAD_ID) {
+		/* pthread_self() is the thread's TCB, which %fs points at. */
+		struct task_struct *task = bpf_get_current_task_btf();
+		want = task->thread.fsbase;
+	} else if (py->pidns_ino) {
 		struct pp_pidns_info ns = {};
 		if (bpf_get_ns_current_pid_tgid(py->pidns_dev, py->pidns_ino, (void *)&ns, sizeof(ns)) == 0)
-			ns_tid = ns.pid;
+			want = ns.pid;
 	}
 	/* The thread holding the GIL is the usual answer; else search. */
-	__u64 tstate = read_u64(py->runtime + py->o.runtime_tstate_current);
-	if (!tstate || read_u64(tstate + py->o.tstate_native_thread_id) != ns_tid) {
+	__u64 tstate = 0;
+	if (!(pyflags & PY_F_NO_TSTATE_CURRENT))
+		tstate = read_u64(py->runtime + py->o.runtime_tstate_current);
+	if (!tstate || read_u64(tstate + py->o.tstate_native_thread_id) != want) {
 		__u64 interp = read_u64(py->runtime + py->o.runtime_interp_head);
 		struct py_thread_search s = {};
 		s.t = interp ? read_u64(interp + py->o.interp_threads_head) : 0;
-		s.tid = ns_tid;
+		s.tid = want;
 		s.tgid = tgid;
 		bpf_loop(64, py_thread_step, &s, 0);
 		tstate = s.found;
@@ -779,11 +802,16 @@ __noinline __u32 python_stack(__u32 tgid, __u32 tid)
 		stat_inc(STAT_PY_NO_THREAD);
 		return SAMPLE_F_PY_NO_THREAD;
 	}
-	__u64 cframe = read_u64(tstate + py->o.tstate_cframe);
 	struct py_walk w = {};
-	w.frame = cframe ? read_u64(cframe + py->o.cframe_current_frame) : 0;
+	if (pyflags & PY_F_FRAME_IN_TSTATE) {
+		w.frame = read_u64(tstate + py->o.tstate_cframe);
+	} else {
+		__u64 cframe = read_u64(tstate + py->o.tstate_cframe);
+		w.frame = cframe ? read_u64(cframe + py->o.cframe_current_frame) : 0;
+	}
 	w.tgid = tgid;
-	bpf_loop(MAX_FRAMES + 1, py_frame_step, &w, 0);
+	/* Shim frames take steps too: at most one per real frame. */
+	bpf_loop(2 * MAX_FRAMES + 2, py_frame_step, &w, 0);
 	if (w.flags & SAMPLE_F_PY_TRUNCATED)
 		stat_inc(STAT_PY_TRUNCATED);
 	return w.flags;

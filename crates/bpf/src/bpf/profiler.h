@@ -139,13 +139,24 @@ struct pp_py_offsets {
 	__u16 unicode_state;
 	__u16 unicode_ascii_data;
 	__u16 unicode_compact_data;
+	__u16 frame_owner; /* with PY_F_SHIM_FRAMES */
+	__u16 flags;       /* PY_F_* */
 };
+
+/* How one CPython version's frame model differs from 3.11's. */
+#define PY_F_NO_TSTATE_CURRENT (1 << 0) /* 3.12+: the GIL holder is thread-local: search */
+#define PY_F_PTHREAD_ID (1 << 1)        /* < 3.11: the thread id is pthread_self(), not the tid */
+#define PY_F_FRAME_IN_TSTATE (1 << 2)   /* tstate_cframe is the frame itself, no cframe */
+#define PY_F_ALL_ENTRY (1 << 3)         /* < 3.11: one C eval call per frame */
+#define PY_F_SHIM_FRAMES (1 << 4)       /* 3.12+: C-stack-owned shims mark entries */
+#define PY_FRAME_OWNED_BY_CSTACK 3
 
 struct pp_py_proc {
 	__u64 runtime;   /* address of _PyRuntime */
 	__u64 pidns_dev; /* the process's pid namespace, to match thread ids */
 	__u64 pidns_ino;
 	struct pp_py_offsets o;
+	__u32 _pad;
 };
 
 struct pp_py_name_key {

@@ -10,8 +10,8 @@ use std::mem::{offset_of, size_of};
 use super::skel::types;
 use super::{
     EXEC_MAP_SIZE, MAX_EXEC_MAPS, MAX_FRAMES, PROC_MAPS_SIZE, PY_FILE_LEN, PY_NAME_LEN,
-    RAW_HEADER_SIZE, RAW_STACK_MAX, SAMPLE_KEY_SIZE, SAMPLE_VALUE_SIZE, STACK_SIZE, STAT_COUNT,
-    UNWIND_ROW_SIZE,
+    PY_PROC_SIZE, RAW_HEADER_SIZE, RAW_STACK_MAX, SAMPLE_KEY_SIZE, SAMPLE_VALUE_SIZE, STACK_SIZE,
+    STAT_COUNT, UNWIND_ROW_SIZE,
 };
 
 /// N of a `*mut [i32; N]` field: how the skeleton spells a map's
@@ -69,16 +69,17 @@ const _: () = {
 };
 
 /// `struct pp_py_proc` and its `struct pp_py_offsets` (PythonProcess::encode:
-/// three u64s, then sixteen u16s in the order the C declares them).
+/// three u64s, then eighteen u16s in the order the C declares them, then
+/// padding).
 const _: () = {
     type P = types::pp_py_proc;
     type O = types::pp_py_offsets;
-    assert!(size_of::<P>() == 56);
+    assert!(size_of::<P>() == PY_PROC_SIZE);
     assert!(offset_of!(P, runtime) == 0);
     assert!(offset_of!(P, pidns_dev) == 8);
     assert!(offset_of!(P, pidns_ino) == 16);
     assert!(offset_of!(P, o) == 24);
-    assert!(size_of::<O>() == 16 * 2);
+    assert!(size_of::<O>() == 18 * 2);
     assert!(offset_of!(O, runtime_interp_head) == 0);
     assert!(offset_of!(O, runtime_tstate_current) == 2);
     assert!(offset_of!(O, interp_threads_head) == 4);
@@ -95,6 +96,8 @@ const _: () = {
     assert!(offset_of!(O, unicode_state) == 26);
     assert!(offset_of!(O, unicode_ascii_data) == 28);
     assert!(offset_of!(O, unicode_compact_data) == 30);
+    assert!(offset_of!(O, frame_owner) == 32);
+    assert!(offset_of!(O, flags) == 34);
 };
 
 /// `struct pp_py_name_key` and `struct pp_py_name` (python_name).
