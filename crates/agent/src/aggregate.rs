@@ -69,6 +69,21 @@ pub struct SampleFlags {
 }
 
 impl ProfileBuilder {
+    /// Whether a native frame is the eval loop's own: the outermost
+    /// function of its location, since the sampled address is often in
+    /// a helper inlined into it (3.8–3.10 call Python functions from an
+    /// inlined `call_function`).
+    fn runs_python(&self, loc: LocationId) -> bool {
+        let p = &self.profile;
+        p.locations()[loc as usize]
+            .lines
+            .last()
+            .map_or(p.location_name(loc), |l| {
+                p.functions()[l.function as usize].name.as_str()
+            })
+            == PYTHON_EVAL
+    }
+
     pub fn new(frequency_hz: u64, start_unix_nanos: i64) -> Self {
         let period_ns = 1_000_000_000 / frequency_hz.max(1) as i64;
         let mut profile = Profile::new(vec![
@@ -199,7 +214,7 @@ impl ProfileBuilder {
             for (i, &ip) in user.iter().enumerate() {
                 let addr = if i == 0 { ip } else { ip.wrapping_sub(1) };
                 let loc = self.user_location(s.tgid, addr, tracker, symbolizer);
-                if self.profile.location_name(loc) == PYTHON_EVAL {
+                if self.runs_python(loc) {
                     if let Some(group) = groups.next() {
                         for code in group {
                             let l = self.python_location(s.tgid, code, symbolizer);
