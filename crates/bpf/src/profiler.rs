@@ -68,7 +68,7 @@ const PROC_F_PYTHON: u32 = 1;
 const PROC_F_KTHREAD: u32 = 2;
 const PY_NAME_LEN: usize = 64;
 const PY_FILE_LEN: usize = 96;
-/// `struct pp_py_proc`: three u64s, eighteen u16 offsets, padding.
+/// `struct pp_py_proc`: three u64s, eighteen u16 offsets, a u32.
 const PY_PROC_SIZE: usize = 64;
 
 const SAMPLE_KEY_SIZE: usize = 40;
@@ -224,9 +224,41 @@ impl PythonProcess {
         ] {
             v.extend_from_slice(&f.to_ne_bytes());
         }
-        v.resize(PY_PROC_SIZE, 0);
+        let fsbase = if o.flags & PythonOffsets::PTHREAD_ID != 0 {
+            task_fsbase_offset().unwrap_or(0)
+        } else {
+            0
+        };
+        v.extend_from_slice(&fsbase.to_ne_bytes());
         v
     }
+}
+
+/// Where the running kernel keeps a task's `%fs` base
+/// (`task_struct.thread.fsbase`, x86-64), from its BTF: CPython before
+/// 3.11 identifies threads by `pthread_self()`, which is that base. Read
+/// once, and only when such a process is seen.
+fn task_fsbase_offset() -> Option<u32> {
+    use libbpf_rs::btf::types::{self, MemberAttr};
+    use libbpf_rs::btf::Btf;
+    static OFFSET: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        let btf = Btf::from_vmlinux().ok()?;
+        let member = |s: &types::Struct<'_>, name: &str| {
+            s.iter()
+                .find(|m| m.name.is_some_and(|n| n == name))
+                .map(|m| match m.attr {
+                    MemberAttr::Normal { offset } | MemberAttr::BitField { offset, .. } => {
+                        (offset / 8, m.ty)
+                    }
+                })
+        };
+        let task: types::Struct<'_> = btf.type_by_name("task_struct")?;
+        let (thread, ty) = member(&task, "thread")?;
+        let thread_struct: types::Struct<'_> = btf.type_by_id(ty)?;
+        let (fsbase, _) = member(&thread_struct, "fsbase")?;
+        Some(thread + fsbase)
+    })
 }
 
 /// A Python function's name as captured at sample time.
@@ -1445,6 +1477,38 @@ fn decode_sample(k: &[u8], v: &[u8]) -> RawSample {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_fs_base_in_the_kernels_task_struct() {
+        if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+            eprintln!("SKIPPED: this kernel has no BTF");
+            return;
+        }
+        // thread_struct is task_struct's last member; tasks are a few KiB.
+        let at = task_fsbase_offset().expect("task_struct.thread.fsbase in the kernel's BTF");
+        assert!((1024..65536).contains(&at), "{at}");
+    }
+
+    #[test]
+    fn python_processes_encode_to_the_c_layout() {
+        let py = PythonProcess {
+            runtime: 0x1000,
+            pidns: (2, 3),
+            offsets: PythonOffsets {
+                unicode_compact_data: 72,
+                frame_owner: 70,
+                flags: PythonOffsets::SHIM_FRAMES,
+                ..PythonOffsets::default()
+            },
+        };
+        let v = py.encode();
+        assert_eq!(v.len(), PY_PROC_SIZE);
+        assert_eq!(&v[54..56], &72u16.to_ne_bytes());
+        assert_eq!(&v[56..58], &70u16.to_ne_bytes());
+        assert_eq!(&v[58..60], &PythonOffsets::SHIM_FRAMES.to_ne_bytes());
+        // The fs base offset only for layouts that match pthread ids.
+        assert_eq!(&v[60..64], &[0; 4]);
+    }
 
     #[test]
     fn unwind_rows_encode_to_the_c_layout() {

@@ -777,9 +777,13 @@ __noinline __u32 python_stack(__u32 tgid, __u32 tid)
 	__u16 pyflags = py->o.flags;
 	__u64 want = tid;
 	if (pyflags & PY_F_PTHREAD_ID) {
-		/* pthread_self() is the thread's TCB, which %fs points at. */
-		struct task_struct *task = bpf_get_current_task_btf();
-		want = task->thread.fsbase;
+		/* pthread_self() is the thread's TCB, which %fs points at. The
+		 * offset comes from user space: a CO-RE read would make libbpf
+		 * load the kernel's BTF for every recording. */
+		want = 0;
+		if (py->task_fsbase)
+			bpf_probe_read_kernel(&want, sizeof(want),
+					      (void *)(bpf_get_current_task() + py->task_fsbase));
 	} else if (py->pidns_ino) {
 		struct pp_pidns_info ns = {};
 		if (bpf_get_ns_current_pid_tgid(py->pidns_dev, py->pidns_ino, (void *)&ns, sizeof(ns)) == 0)

@@ -156,7 +156,7 @@ struct pp_py_proc {
 	__u64 pidns_dev; /* the process's pid namespace, to match thread ids */
 	__u64 pidns_ino;
 	struct pp_py_offsets o;
-	__u32 _pad;
+	__u32 task_fsbase; /* offsetof(task_struct, thread.fsbase), with PY_F_PTHREAD_ID */
 };
 
 struct pp_py_name_key {

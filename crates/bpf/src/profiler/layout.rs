@@ -70,7 +70,7 @@ const _: () = {
 
 /// `struct pp_py_proc` and its `struct pp_py_offsets` (PythonProcess::encode:
 /// three u64s, then eighteen u16s in the order the C declares them, then
-/// padding).
+/// a u32).
 const _: () = {
     type P = types::pp_py_proc;
     type O = types::pp_py_offsets;
@@ -79,6 +79,7 @@ const _: () = {
     assert!(offset_of!(P, pidns_dev) == 8);
     assert!(offset_of!(P, pidns_ino) == 16);
     assert!(offset_of!(P, o) == 24);
+    assert!(offset_of!(P, task_fsbase) == 60);
     assert!(size_of::<O>() == 18 * 2);
     assert!(offset_of!(O, runtime_interp_head) == 0);
     assert!(offset_of!(O, runtime_tstate_current) == 2);
