@@ -3,7 +3,8 @@
 # the workloads are built with, perf and libbpf-tools' offcputime as the
 # peers perfpilot is compared with, curl, Chromium for the web UI's
 # browser tests, Prometheus and Alertmanager for the alerting tests, and the Pyroscope
-# Python SDK from PyPI in a virtualenv), finds or fetches the NAB corpus
+# Python SDK from PyPI in a virtualenv, CPython 3.8-3.13 for the Python
+# profiling tests: scripts/setup-pythons.sh), finds or fetches the NAB corpus
 # (scripts/nab-corpus.sh), builds the web UI, then runs every step even
 # when an earlier one failed: formatting, lints, every Rust test
 # (`cargo test --no-fail-fast`), and the UI's end-to-end tests in
@@ -27,6 +28,11 @@ if [ ! -x target/pyvenv/bin/python ] || ! target/pyvenv/bin/python -c 'import py
   target/pyvenv/bin/pip install -q pyroscope-io
 fi
 export PERFPILOT_TEST_PYTHON="$PWD/target/pyvenv/bin/python"
+# CPython 3.8-3.13 for the Python profiling tests (root_python, and the
+# agent's layout tests on the real binaries).
+./scripts/setup-pythons.sh || echo "test: could not unpack Debian's python3.9; root_python says what is missing" >&2
+PERFPILOT_TEST_PYTHONS="$(./scripts/python-versions.sh | paste -sd:)"
+export PERFPILOT_TEST_PYTHONS
 
 target="$(mkdir -p "${CARGO_TARGET_DIR:-target}" && cd "${CARGO_TARGET_DIR:-target}" && pwd)"
 logs="$target/test-logs"
