@@ -4,7 +4,9 @@
 //! there). Needs root (CI runs as
 //! root): each interpreter runs workloads/work.py, whose leaf_heavy does
 //! three times leaf_light's work, under `perfpilot record`; the Python
-//! functions must be named and split 3:1 within 5 points.
+//! functions must be named and split 3:1 within 5 points. Then
+//! workloads/threads.py checks that each thread gets its own Python
+//! frames.
 
 mod common;
 use common::*;
@@ -114,6 +116,57 @@ fn check(python: &str) -> Option<String> {
     None
 }
 
+/// Records workloads/threads.py under `python`: a thread hashing in C
+/// without the GIL must carry its own Python frames, not those of the
+/// thread that holds the GIL. None when it passed, else why not.
+fn check_threads(python: &str) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.folded");
+    run_ok(
+        perfpilot()
+            .args(["record", "-F", "999", "-o"])
+            .arg(&out_path)
+            .arg("--")
+            .arg(python)
+            .arg(workload("threads.py"))
+            .arg("2"),
+    );
+    let folded = std::fs::read_to_string(&out_path).unwrap();
+    let lines = parse_folded(&folded);
+    let ours: Vec<_> = lines
+        .iter()
+        .filter(|(f, _)| f[0].starts_with("python"))
+        .collect();
+    let total: u64 = ours.iter().map(|(_, c)| c).sum();
+    let with = |name: &str| -> u64 {
+        ours.iter()
+            .filter(|(f, _)| f.iter().any(|s| s == name))
+            .map(|(_, c)| c)
+            .sum()
+    };
+    let hashing = |f: &[String]| {
+        f.iter().any(|s| {
+            let s = s.to_ascii_lowercase();
+            s.contains("libcrypto") || s.contains("sha256") || s.contains("sha2_")
+        })
+    };
+    let mixed: u64 = ours
+        .iter()
+        .filter(|(f, _)| {
+            f.iter().any(|s| s == "py_spin") && (f.iter().any(|s| s == "hash_spin") || hashing(f))
+        })
+        .map(|(_, c)| c)
+        .sum();
+    let (py, hash) = (with("py_spin"), with("hash_spin"));
+    if (py as f64) < 0.1 * total as f64 || (hash as f64) < 0.1 * total as f64 || mixed > 0 {
+        return Some(format!(
+            "threads: py_spin {py}, hash_spin {hash}, py_spin over hashing {mixed} of {total}\n{folded}"
+        ));
+    }
+    eprintln!("{python}: threads: py_spin {py}, hash_spin {hash} of {total}, none mixed");
+    None
+}
+
 #[test]
 fn root_python_each_version() {
     require_root();
@@ -138,7 +191,11 @@ fn root_python_each_version() {
     }
     let failures: Vec<String> = pythons
         .iter()
-        .filter_map(|p| check(p).map(|why| format!("== {p}: {why}")))
+        .filter_map(|p| {
+            check(p)
+                .or_else(|| check_threads(p))
+                .map(|why| format!("== {p}: {why}"))
+        })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
