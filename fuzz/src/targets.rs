@@ -10,6 +10,7 @@ pub mod policy;
 pub mod pprof_decode;
 pub mod pprof_ingest;
 pub mod push;
+pub mod python_runtime;
 pub mod render;
 pub mod request_logs;
 pub mod selector;
@@ -33,6 +34,7 @@ pub const ALL: &[Target] = &[
     ("pprof_decode", pprof_decode::run),
     ("pprof_ingest", pprof_ingest::run),
     ("push", push::run),
+    ("python_runtime", python_runtime::run),
     ("render", render::run),
     ("request_logs", request_logs::run),
     ("selector", selector::run),

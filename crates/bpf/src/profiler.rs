@@ -141,48 +141,7 @@ pub struct ExecMap {
     pub row_count: u32,
 }
 
-/// Where CPython keeps the state the Python unwinder reads: byte offsets
-/// of fields, for one CPython version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PythonOffsets {
-    pub runtime_interp_head: u16,
-    pub runtime_tstate_current: u16,
-    pub interp_threads_head: u16,
-    pub tstate_next: u16,
-    pub tstate_native_thread_id: u16,
-    pub tstate_cframe: u16,
-    pub cframe_current_frame: u16,
-    pub frame_code: u16,
-    pub frame_previous: u16,
-    pub frame_is_entry: u16,
-    pub code_qualname: u16,
-    pub code_filename: u16,
-    pub code_firstlineno: u16,
-    pub unicode_state: u16,
-    pub unicode_ascii_data: u16,
-    pub unicode_compact_data: u16,
-    /// The frame's owner byte, read with [`PythonOffsets::SHIM_FRAMES`].
-    pub frame_owner: u16,
-    /// How this version's frame model differs from 3.11's (`PY_F_*`).
-    pub flags: u16,
-}
-
-impl PythonOffsets {
-    /// No current thread state in `_PyRuntime` (3.12+ keep it
-    /// thread-local): the thread list is searched.
-    pub const NO_TSTATE_CURRENT: u16 = 1 << 0;
-    /// The thread state's id is `pthread_self()` rather than the kernel's
-    /// thread id (before 3.11).
-    pub const PTHREAD_ID: u16 = 1 << 1;
-    /// `tstate_cframe` is the offset of the current frame itself, with no
-    /// `_PyCFrame` between (before 3.11: `frame`; 3.13+: `current_frame`).
-    pub const FRAME_IN_TSTATE: u16 = 1 << 2;
-    /// Every frame runs in its own call of the C eval loop (before 3.11).
-    pub const ALL_ENTRY: u16 = 1 << 3;
-    /// Frames owned by the C stack are shims that mark where C called
-    /// into the eval loop (3.12+); `frame_is_entry` is not read.
-    pub const SHIM_FRAMES: u16 = 1 << 4;
-}
+pub use perfpilot_pyruntime::PythonOffsets;
 
 /// A Python process, as the BPF Python unwinder needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
