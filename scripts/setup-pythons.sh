@@ -17,8 +17,21 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs"
-echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bullseye main" \
-  >"$work/sources.list"
+# The Debian archive this machine's apt already uses, asked for bullseye.
+debian_archive() {
+  apt-get indextargets --format '$(REPO_URI) $(ORIGIN) $(LABEL)' 'Created-By: Packages' 2>/dev/null |
+    awk '$2 == "Debian" && $3 == "Debian" { print $1; exit }'
+}
+mirror="$(debian_archive)"
+if [ -z "$mirror" ]; then
+  apt-get update -q >/dev/null
+  mirror="$(debian_archive)"
+fi
+if [ -z "$mirror" ]; then
+  echo "setup-pythons: apt knows no Debian archive" >&2
+  exit 1
+fi
+echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bullseye main" >"$work/sources.list"
 apt_opts=(-q -o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
   -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o Debug::NoLocking=1
   -o APT::Sandbox::User=root)
