@@ -191,15 +191,20 @@ pub fn parse_debug_offsets(data: &[u8]) -> Result<((u32, u32), PythonOffsets), D
 }
 
 /// Recognises a CPython interpreter image: one that defines `_PyRuntime`.
+/// Every object a process maps is asked, so only the dynamic symbols are
+/// searched (interpreters export `_PyRuntime` for extension modules),
+/// and the full symbol table only of a file named like an interpreter.
 pub fn inspect(path: &str, elf: &[u8]) -> Option<Interpreter> {
     let file = object::File::parse(elf).ok()?;
-    let symbol = |name: &str| {
+    let find = |name: &str, deep: bool| {
+        let wanted = |s: &object::Symbol<'_, '_>| s.name() == Ok(name) && s.address() != 0;
         file.dynamic_symbols()
-            .chain(file.symbols())
-            .find(|s| s.name() == Ok(name) && s.address() != 0)
+            .find(wanted)
+            .or_else(|| deep.then(|| file.symbols().find(wanted)).flatten())
             .map(|s| s.address())
     };
-    let runtime = symbol("_PyRuntime")?;
+    let runtime = find("_PyRuntime", version_from_path(path).is_some())?;
+    let symbol = |name: &str| find(name, true);
     let bytes_at = |addr: u64, len: u64| {
         file.segments()
             .find_map(|s| s.data_range(addr, len).ok().flatten())
