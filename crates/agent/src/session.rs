@@ -132,6 +132,9 @@ pub struct SessionReport {
     /// made.
     pub shed_factor: f64,
     pub shed_changes: u64,
+    /// Time the kernel spent in the sampler's BPF programs (`None`: the
+    /// kernel keeps no such statistics).
+    pub bpf_run_nanos: Option<u64>,
 }
 
 impl SessionReport {
@@ -731,6 +734,7 @@ impl Session {
             late: self.late.stats,
             capture: self.captures.stats(),
             shed_factor: self.budget.as_ref().map_or(1.0, |b| b.controller.factor()),
+            bpf_run_nanos: self.sampler.bpf_run_time_ns(),
             ..self.report
         }
     }
