@@ -452,7 +452,7 @@ mod tests {
         let per = 0.05e9 / 100.0;
         let usages = run(&mut c, 0.0, per, 30);
         let last: f64 = usages[20..].iter().sum::<f64>() / 10.0;
-        assert!(last <= 0.011 && last >= 0.006, "{usages:?}");
+        assert!((0.006..=0.011).contains(&last), "{usages:?}");
         assert!(c.factor() > 4.0, "{}", c.factor());
     }
 
