@@ -668,6 +668,17 @@ mod tests {
     use super::Cli;
     use clap::CommandFactory;
 
+    #[test]
+    fn max_cpu_is_a_percentage_or_off() {
+        use super::{parse_max_cpu, MaxCpu};
+        assert_eq!(parse_max_cpu("1"), Ok(MaxCpu::Percent(1.0)));
+        assert_eq!(parse_max_cpu("0.25%"), Ok(MaxCpu::Percent(0.25)));
+        assert_eq!(parse_max_cpu("OFF"), Ok(MaxCpu::Off));
+        for bad in ["0", "-1", "x", "", "nan"] {
+            assert!(parse_max_cpu(bad).is_err(), "{bad}");
+        }
+    }
+
     /// Every command, option and argument of every subcommand says what it
     /// is for in `--help`.
     #[test]
