@@ -243,9 +243,10 @@ impl ProfileBuilder {
             let labels = self.labels(s, tracker);
             let count = s.count as i64;
             match self.offcpu {
-                Some(c) if off_record => {
-                    let ns = count.saturating_mul(c.sample_every as i64);
-                    self.profile.add_sample(stack_id, labels, &[ns]);
+                // The kernel scaled it by the 1-in-N rate it was recorded
+                // at (which the budget may change while a profile runs).
+                Some(_) if off_record => {
+                    self.profile.add_sample(stack_id, labels, &[count]);
                 }
                 // The wall view's on-CPU part.
                 Some(_) => {
@@ -257,6 +258,14 @@ impl ProfileBuilder {
                     .add_sample(stack_id, labels, &[count, count * self.period_ns]),
             }
             self.samples += weight;
+        }
+    }
+
+    /// The period of the CPU samples added from now on (the budget
+    /// changes it while a profile runs): each is weighted by its own.
+    pub fn set_period_ns(&mut self, period_ns: u64) {
+        if self.offcpu.is_none() || self.wall {
+            self.period_ns = period_ns.max(1) as i64;
         }
     }
 
@@ -623,11 +632,12 @@ mod tests {
     }
 
     #[test]
-    fn offcpu_records_go_to_the_offcpu_profile_scaled_by_the_sampling() {
+    fn offcpu_records_go_to_the_offcpu_profile_as_the_kernel_scaled_them() {
         let mut d = churn();
         d.samples.truncate(2);
         d.samples[1].flags = SAMPLE_F_OFFCPU;
-        d.samples[1].count = 5_000_000; // nanoseconds blocked
+        // 5 ms blocked, recorded 1 in 4: the kernel counted 20 ms.
+        d.samples[1].count = 20_000_000;
         let config = OffCpuConfig {
             min_block_ns: 2_000_000,
             sample_every: 4,

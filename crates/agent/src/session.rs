@@ -9,6 +9,7 @@ use perfpilot_model::Profile;
 use thiserror::Error;
 
 use crate::aggregate::{ProfileBuilder, SampleFlags};
+use crate::budget::{Collector, Controller, Decision, Knob};
 use crate::capture::{CaptureStats, Captures};
 use crate::late::{LateConfig, LateStats, LateUnwinder};
 use crate::symbolize::{Symbolizer, SymbolizerStats};
@@ -80,6 +81,10 @@ pub struct SessionConfig {
     /// it samples CPU and records every switch, whichever profiles are
     /// asked for.
     pub wall: bool,
+    /// Most CPU the profiler may use, in percent of one core (its own CPU
+    /// time plus its BPF programs' run time); over it, collectors sample
+    /// less (see [`crate::budget`]). `None`: no budget.
+    pub max_cpu_percent: Option<f64>,
 }
 
 impl Default for SessionConfig {
@@ -99,6 +104,7 @@ impl Default for SessionConfig {
             cpu: true,
             offcpu: None,
             wall: false,
+            max_cpu_percent: None,
         }
     }
 }
@@ -122,6 +128,13 @@ pub struct SessionReport {
     /// nanoseconds they hold.
     pub offcpu_records: u64,
     pub offcpu_nanos: u64,
+    /// The budget's shed factor now (1: nothing shed) and the changes it
+    /// made.
+    pub shed_factor: f64,
+    pub shed_changes: u64,
+    /// Time the kernel spent in the sampler's BPF programs (`None`: the
+    /// kernel keeps no such statistics).
+    pub bpf_run_nanos: Option<u64>,
 }
 
 impl SessionReport {
@@ -159,6 +172,14 @@ pub struct Session {
     flush_late: bool,
     profile_started: Instant,
     report: SessionReport,
+    budget: Option<Budget>,
+}
+
+/// The budget's controller and where its last interval started.
+struct Budget {
+    controller: Controller,
+    since: Instant,
+    cost_since: u64,
 }
 
 /// How long to wait for events: at most `max`, until the next refresh
@@ -303,7 +324,113 @@ impl Session {
             flush_late: false,
             profile_started: Instant::now(),
             report: SessionReport::default(),
-        })
+            budget: None,
+        }
+        .with_budget())
+    }
+
+    /// Starts the budget's controller, with one knob per collector on.
+    fn with_budget(mut self) -> Session {
+        let Some(percent) = self.config.max_cpu_percent else {
+            return self;
+        };
+        let mut knobs = Vec::new();
+        if self.config.cpu || self.config.wall {
+            knobs.push(Knob::cpu(self.config.frequency_hz));
+        }
+        if let Some(off) = kernel_offcpu(&self.config) {
+            knobs.push(Knob::offcpu(off.sample_every));
+        }
+        self.budget = Some(Budget {
+            controller: Controller::new(percent, knobs),
+            since: Instant::now(),
+            cost_since: self.cost_nanos(),
+        });
+        self
+    }
+
+    /// What the profiler has cost so far: its CPU time and its BPF
+    /// programs' run time.
+    fn cost_nanos(&self) -> u64 {
+        crate::budget::own_cpu_nanos() + self.sampler.bpf_run_time_ns().unwrap_or(0)
+    }
+
+    /// Measures the interval since the last call, lets the controller
+    /// decide, and gives the samplers its settings; logs when shedding
+    /// starts, changes or stops.
+    fn apply_budget(&mut self) {
+        let cost = self.cost_nanos();
+        let Some(b) = &mut self.budget else {
+            return;
+        };
+        let now = Instant::now();
+        let wall = now.duration_since(b.since).as_nanos() as u64;
+        let spent = cost.saturating_sub(b.cost_since);
+        b.since = now;
+        b.cost_since = cost;
+        let decision = b.controller.observe(wall, spent);
+        if decision == Decision::Hold {
+            return;
+        }
+        let budget = b.controller.max_cpu_percent();
+        let settings: Vec<(Knob, u64)> = b
+            .controller
+            .knobs()
+            .iter()
+            .copied()
+            .zip(b.controller.settings())
+            .collect();
+        let factor = b.controller.factor();
+        let described = settings
+            .iter()
+            .map(|(k, s)| format!("{} {s} {}", k.collector.name(), k.unit))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match decision {
+            Decision::Start { usage, .. } => tracing::info!(
+                usage_percent = format!("{usage:.2}"),
+                max_cpu_percent = budget,
+                factor = format!("{factor:.2}"),
+                "over the CPU budget: sampling less ({described})"
+            ),
+            Decision::Change { usage, .. } => tracing::info!(
+                usage_percent = format!("{usage:.2}"),
+                max_cpu_percent = budget,
+                factor = format!("{factor:.2}"),
+                "CPU budget: sampling at {described}"
+            ),
+            Decision::Stop { usage } => tracing::info!(
+                usage_percent = format!("{usage:.2}"),
+                max_cpu_percent = budget,
+                "within the CPU budget again: sampling at full rate ({described})"
+            ),
+            Decision::Hold => {}
+        }
+        self.report.shed_changes += 1;
+        for (knob, setting) in settings {
+            let result = match knob.collector {
+                Collector::Cpu => self.sampler.set_cpu_frequency(setting).map(|_| ()),
+                Collector::OffCpu => self
+                    .sampler
+                    .set_offcpu_every(u32::try_from(setting).unwrap_or(u32::MAX)),
+                // Collectors not on this build have no knob in the list.
+                Collector::Alloc | Collector::Lock => Ok(()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, collector = knob.collector.name(), "cannot change the sampling rate");
+            }
+        }
+    }
+
+    /// Adds what the budget shed to a profile's comments.
+    fn note_shedding(&mut self, profile: &mut Profile, collector: Collector) {
+        if let Some(text) = self
+            .budget
+            .as_mut()
+            .and_then(|b| b.controller.take_summary(collector))
+        {
+            profile.comments.push(text);
+        }
     }
 
     /// Waits up to `timeout` for process events and handles them.
@@ -382,6 +509,14 @@ impl Session {
     /// Moves samples out of the kernel into the current profile.
     pub fn drain(&mut self) -> Result<(), AgentError> {
         self.drained.clear();
+        // The samples about to be drained were taken at the period in
+        // force until now; a new one applies to the next drain's.
+        let period = self.sampler.cpu_period_ns();
+        self.apply_budget();
+        self.builder.set_period_ns(period);
+        if let Some(b) = &mut self.wall_builder {
+            b.set_period_ns(period);
+        }
         let result = self.sampler.drain(&mut self.drained);
         let released = self.late.unwind(
             &self.tracker,
@@ -513,7 +648,12 @@ impl Session {
         let old = std::mem::replace(&mut self.builder, fresh);
         let duration = self.profile_started.elapsed().as_nanos() as i64;
         self.profile_started = Instant::now();
-        old.finish(duration)
+        let mut profile = old.finish(duration);
+        self.note_shedding(&mut profile, Collector::Cpu);
+        if let Some(b) = &mut self.budget {
+            b.controller.end_span();
+        }
+        profile
     }
 
     /// Ends the current profile of every enabled type (CPU, then
@@ -522,18 +662,43 @@ impl Session {
     pub fn take_profiles(&mut self) -> Vec<Profile> {
         let duration = self.profile_started.elapsed().as_nanos() as i64;
         let mut out = Vec::with_capacity(2);
-        let cpu = self.take_profile();
+        // The CPU summary is shared with the wall view; the measured cost
+        // span ends with the last profile.
+        let cpu_note = self
+            .budget
+            .as_mut()
+            .and_then(|b| b.controller.take_summary(Collector::Cpu));
+        let mut cpu = std::mem::replace(
+            &mut self.builder,
+            ProfileBuilder::new(self.config.frequency_hz, unix_nanos())
+                .with_pid_labels(self.config.pid_labels),
+        )
+        .finish(duration);
+        self.profile_started = Instant::now();
+        let off_note = self
+            .budget
+            .as_mut()
+            .and_then(|b| b.controller.take_summary(Collector::OffCpu));
+        if let Some(b) = &mut self.budget {
+            b.controller.end_span();
+        }
         if self.config.cpu {
+            cpu.comments.extend(cpu_note.clone());
             out.push(cpu);
         }
         if let (Some(b), Some(c)) = (&mut self.offcpu_builder, self.config.offcpu) {
             let fresh =
                 ProfileBuilder::new_offcpu(c, unix_nanos()).with_pid_labels(self.config.pid_labels);
-            out.push(std::mem::replace(b, fresh).finish(duration));
+            let mut p = std::mem::replace(b, fresh).finish(duration);
+            p.comments.extend(off_note.clone());
+            out.push(p);
         }
         if let Some(b) = &mut self.wall_builder {
             if let Some(fresh) = new_wall_builder(&self.config) {
-                out.push(std::mem::replace(b, fresh).finish(duration));
+                let mut p = std::mem::replace(b, fresh).finish(duration);
+                p.comments.extend(cpu_note);
+                p.comments.extend(off_note);
+                out.push(p);
             }
         }
         out
@@ -568,6 +733,8 @@ impl Session {
             symbolizer: self.symbolizer.stats,
             late: self.late.stats,
             capture: self.captures.stats(),
+            shed_factor: self.budget.as_ref().map_or(1.0, |b| b.controller.factor()),
+            bpf_run_nanos: self.sampler.bpf_run_time_ns(),
             ..self.report
         }
     }

@@ -70,6 +70,23 @@ pub(crate) fn open_cpu_clock(cpu: u32, frequency: u64) -> Result<OwnedFd, BpfErr
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Changes a running cpu-clock event's sampling period, in nanoseconds.
+/// The kernel turns a cpu-clock event's frequency into a fixed period when
+/// it is opened, so PERF_EVENT_IOC_PERIOD takes a period, and the timer
+/// restarts with it without detaching the program.
+pub(crate) fn set_cpu_clock_period(fd: &OwnedFd, period_ns: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // _IOW('$', 4, __u64)
+    const PERF_EVENT_IOC_PERIOD: libc::c_ulong = 0x4008_2404;
+    let value = period_ns;
+    // SAFETY: the ioctl reads one u64 from the pointer we pass.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_PERIOD, &value as *const u64) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The online CPUs, from /sys/devices/system/cpu/online ("0-3,5").
 pub fn online_cpus() -> Result<Vec<u32>, BpfError> {
     let path = "/sys/devices/system/cpu/online";

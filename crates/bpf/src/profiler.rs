@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -11,7 +11,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject, RingBufferBuilder};
 
 use crate::drain::BatchDrainer;
-use crate::perf::{online_cpus, open_cpu_clock};
+use crate::perf::{online_cpus, open_cpu_clock, set_cpu_clock_period};
 use crate::unwind_table::KernelUnwindTable;
 use crate::BpfError;
 
@@ -868,6 +868,14 @@ pub struct Sampler {
     cpu: bool,
     offcpu: bool,
     sampling: bool,
+    /// Duplicates of the cpu-clock events' fds (the links own the
+    /// originals), to change their period while attached.
+    clock_fds: Vec<OwnedFd>,
+    /// The period the cpu-clock events run at, in nanoseconds.
+    period_ns: u64,
+    /// Keeps the kernel counting the programs' run time while held
+    /// (BPF_ENABLE_STATS); `None` where the kernel refused.
+    run_time_stats: Option<OwnedFd>,
 }
 
 impl Sampler {
@@ -1020,6 +1028,9 @@ impl Sampler {
             cpu: config.cpu,
             offcpu: config.offcpu.is_some(),
             sampling: false,
+            clock_fds: Vec::new(),
+            period_ns: 1_000_000_000 / config.frequency_hz.max(1),
+            run_time_stats: enable_run_time_stats(),
         })
     }
 
@@ -1045,6 +1056,9 @@ impl Sampler {
         }
         for cpu in online_cpus()? {
             let fd = open_cpu_clock(cpu, self.frequency_hz)?;
+            let dup = fd
+                .try_clone()
+                .map_err(|source| BpfError::PerfEvent { cpu, source })?;
             // The link takes ownership of the perf event fd.
             let link = self
                 .skel
@@ -1053,9 +1067,76 @@ impl Sampler {
                 .attach_perf_event(fd.into_raw_fd())
                 .map_err(|e| BpfError::from_libbpf("attaching to the cpu-clock event", e))?;
             self._links.push(link);
+            self.clock_fds.push(dup);
         }
         self.sampling = true;
         Ok(())
+    }
+
+    /// Changes the CPU sampling rate while sampling (a budget sheds load
+    /// this way). Returns the rate in effect: the period is whole
+    /// nanoseconds, so the rate is `1e9 / period`.
+    pub fn set_cpu_frequency(&mut self, hz: u64) -> Result<f64, BpfError> {
+        let period = 1_000_000_000 / hz.max(1);
+        if period != self.period_ns {
+            for (cpu, fd) in self.clock_fds.iter().enumerate() {
+                set_cpu_clock_period(fd, period).map_err(|source| BpfError::PerfEvent {
+                    cpu: cpu as u32,
+                    source,
+                })?;
+            }
+            self.period_ns = period;
+        }
+        Ok(1e9 / self.period_ns as f64)
+    }
+
+    /// The cpu-clock events' period, in nanoseconds.
+    pub fn cpu_period_ns(&self) -> u64 {
+        self.period_ns
+    }
+
+    /// Records one blocking switch in `every` from now on, in place of
+    /// [`OffCpuConfig::sample_every`] (0 goes back to it). Blocks carry the
+    /// rate they were recorded at, so their scaled time stays unbiased.
+    pub fn set_offcpu_every(&mut self, every: u32) -> Result<(), BpfError> {
+        let bss = self
+            .skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .ok_or_else(|| BpfError::Map {
+                what: "setting the off-CPU rate".into(),
+                message: "the BPF object has no .bss section".into(),
+            })?;
+        bss.offcpu_every_now = every;
+        Ok(())
+    }
+
+    /// Time the kernel has spent running this sampler's programs, in
+    /// nanoseconds, since they were loaded (`None` when the kernel keeps no
+    /// such statistics). Most of it is spent in the profiled threads (a
+    /// sample interrupts them; a switch runs in them), so it is the
+    /// profiler's cost beside its own CPU time.
+    pub fn bpf_run_time_ns(&self) -> Option<u64> {
+        let stats_on = self.run_time_stats.is_some()
+            || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+                .is_ok_and(|v| v.trim() == "1");
+        if !stats_on {
+            return None;
+        }
+        let p = &self.skel.progs;
+        let mut fds = vec![p.on_sample.as_fd(), p.on_exec.as_fd(), p.on_exit.as_fd()];
+        if self.offcpu {
+            fds.push(p.on_switch.as_fd());
+        }
+        if let Some(f) = &self._follow {
+            fds.push(f.progs.on_fork.as_fd());
+        }
+        let mut total = 0u64;
+        for fd in fds {
+            total = total.saturating_add(prog_run_time_ns(fd)?);
+        }
+        Some(total)
     }
 
     /// Loads the fork tracepoint that adds children of targets to the
@@ -1406,6 +1487,23 @@ const OFFCPU_HINT: &str = "off-CPU profiles attach a BPF program to the sched_sw
 
 /// A load or attach error of a session with off-CPU profiling on, said
 /// so the user knows it was the off-CPU part and what to change.
+/// Asks the kernel to count BPF programs' run time for as long as the
+/// returned fd is open (a sysctl left as it was by everyone else).
+fn enable_run_time_stats() -> Option<OwnedFd> {
+    // SAFETY: a plain syscall wrapper; a non-negative result is a new fd.
+    let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
+    // SAFETY: as above, the fd is ours.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn prog_run_time_ns(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: info is a bpf_prog_info of the size passed.
+    let rc = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    (rc == 0).then_some(info.run_time_ns)
+}
+
 fn offcpu_error(err: BpfError) -> BpfError {
     match err {
         BpfError::Load { what, message } => BpfError::Load {

@@ -471,6 +471,36 @@ struct SamplingArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     offcpu_sample_every: u32,
+    /// Most CPU the profiler may use, in percent of one core: its own CPU
+    /// time plus its BPF programs' run time (which the profiled threads
+    /// pay). Over it, each profile type samples less (never below a
+    /// floor: 10 Hz; 1 in 64 switches) and its values are weighted by
+    /// the rate each sample was taken at; the profiles' comments say what
+    /// was shed. Default for `agent` and `up`: 1 % per 16 CPUs, at least
+    /// 1 %; `record` and `top` have none unless given (they run for a
+    /// while, at the rate asked). `off`: no budget.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_max_cpu)]
+    max_cpu: Option<MaxCpu>,
+}
+
+/// `--max-cpu`: a budget, or none.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum MaxCpu {
+    Percent(f64),
+    Off,
+}
+
+fn parse_max_cpu(text: &str) -> Result<MaxCpu, String> {
+    let t = text.trim().trim_end_matches('%');
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(MaxCpu::Off);
+    }
+    match t.parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100_000.0 => Ok(MaxCpu::Percent(p)),
+        _ => Err(format!(
+            "expected a percentage of one core above 0 (e.g. 1 or 0.5), or off, not {text:?}"
+        )),
+    }
 }
 
 /// A profile type `--profiles` can ask for.
@@ -484,6 +514,22 @@ enum ProfileKind {
 impl SamplingArgs {
     fn wants(&self, kind: ProfileKind) -> bool {
         self.profiles.contains(&kind)
+    }
+
+    /// The budget in percent of one core (`None`: no budget). Always-on
+    /// profiling (`continuous`) has one by default.
+    fn max_cpu_percent(&self, continuous: bool) -> Option<f64> {
+        match self.max_cpu {
+            Some(MaxCpu::Percent(p)) => Some(p),
+            Some(MaxCpu::Off) => None,
+            None if !continuous => None,
+            None => {
+                // Every online CPU is sampled, whatever this process may
+                // run on.
+                let cpus = perfpilot_bpf::online_cpus().map_or(1, |c| c.len());
+                Some(perfpilot_agent::budget::default_max_cpu_percent(cpus))
+            }
+        }
     }
 
     /// The off-CPU settings when `--profiles` has offcpu or wall.
@@ -621,6 +667,17 @@ fn main() {
 mod tests {
     use super::Cli;
     use clap::CommandFactory;
+
+    #[test]
+    fn max_cpu_is_a_percentage_or_off() {
+        use super::{parse_max_cpu, MaxCpu};
+        assert_eq!(parse_max_cpu("1"), Ok(MaxCpu::Percent(1.0)));
+        assert_eq!(parse_max_cpu("0.25%"), Ok(MaxCpu::Percent(0.25)));
+        assert_eq!(parse_max_cpu("OFF"), Ok(MaxCpu::Off));
+        for bad in ["0", "-1", "x", "", "nan"] {
+            assert!(parse_max_cpu(bad).is_err(), "{bad}");
+        }
+    }
 
     /// Every command, option and argument of every subcommand says what it
     /// is for in `--help`.

@@ -33,6 +33,7 @@ pub fn session_config(s: &SamplingArgs, scope: Scope) -> SessionConfig {
         cpu: s.wants(crate::ProfileKind::Cpu),
         offcpu: s.offcpu().filter(|_| s.wants(crate::ProfileKind::Offcpu)),
         wall: s.wants(crate::ProfileKind::Wall),
+        max_cpu_percent: s.max_cpu_percent(false),
     }
 }
 

@@ -410,6 +410,7 @@ pub fn run_agent(a: AgentLoop, stop: &AtomicBool) -> exit::Result<()> {
     };
     let session = SessionConfig {
         pid_labels: a.pid_labels,
+        max_cpu_percent: a.sampling.max_cpu_percent(true),
         ..record::session_config(&a.sampling, scope)
     };
     let shipper = ShipperConfig {

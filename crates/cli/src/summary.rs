@@ -83,7 +83,20 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
     }))
     .chain(std::iter::once({
         let (cpu, rss) = own_cost();
-        format!("perfpilot itself (not sampled): {cpu:.2} s CPU, peak RSS {rss:.1} MiB")
+        let bpf = r
+            .bpf_run_nanos
+            .map(|n| format!(" + {:.2} s in its BPF programs", n as f64 / 1e9))
+            .unwrap_or_default();
+        let shed = if r.shed_changes > 0 {
+            format!(
+                "; CPU budget: {} rate changes, shed factor now {:.2}",
+                thousands(r.shed_changes),
+                r.shed_factor
+            )
+        } else {
+            String::new()
+        };
+        format!("perfpilot itself (not sampled): {cpu:.2} s CPU{bpf}, peak RSS {rss:.1} MiB{shed}")
     }))
     .collect()
 }

@@ -42,6 +42,11 @@ const volatile bool offcpu_wall = false;
 
 /* Flipped by user space between drains. */
 volatile __u32 active_buffer = 0;
+/* Set by user space to shed load under a CPU budget: records one blocking
+ * switch in this many instead of offcpu_sample_every (0: that one). Each
+ * block carries the rate it was chosen at, so values stay unbiased when it
+ * changes. */
+volatile __u32 offcpu_every_now = 0;
 
 /* Never read. The layouts that reach user space only through the events
  * ring buffer or the unwind tables' inner maps have no map type naming
@@ -976,6 +981,9 @@ static __always_inline void offcpu_count(struct pp_offcpu *b, __u64 delta, __u32
 	copy_stack(&sc->user, &b->user);
 	copy_stack(&sc->kernel, &b->kernel);
 	copy_stack(&sc->python, &b->python);
+	/* One recorded block in `every` stands for them all. */
+	if (b->every > 1)
+		delta *= b->every;
 
 	__u32 buffer = active_buffer & 1;
 	void *counts = buffer ? (void *)&counts1 : (void *)&counts0;
@@ -1100,7 +1108,8 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	if (tid == 0 || (self_tgid && tgid == self_tgid) ||
 	    (filter_tgids && !bpf_map_lookup_elem(&targets, &tgid)))
 		return 0;
-	if (offcpu_sample_every > 1 && bpf_get_prandom_u32() % offcpu_sample_every) {
+	__u32 every = offcpu_every_now ? offcpu_every_now : offcpu_sample_every;
+	if (every > 1 && bpf_get_prandom_u32() % every) {
 		stat_inc(STAT_OFFCPU_SKIPPED);
 		return 0;
 	}
@@ -1117,6 +1126,7 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	out->flags = offcpu_capture(ctx, prev, tgid, tid, sc) | (blocked ? 0 : SAMPLE_F_RUNNABLE);
 	out->tgid = tgid;
 	out->tid = tid;
+	out->every = every;
 	bpf_get_current_comm(out->comm, sizeof(out->comm));
 	copy_stack(&out->user, &sc->user);
 	copy_stack(&out->kernel, &sc->kernel);

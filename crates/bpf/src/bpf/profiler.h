@@ -60,7 +60,7 @@ struct pp_offcpu {
 	__u32 tgid;
 	__u32 tid;
 	__u32 flags; /* SAMPLE_F_* of the capture */
-	__u32 _pad;
+	__u32 every; /* recorded 1 in this many: its time is scaled by it */
 	char comm[16];
 	struct pp_stack user;
 	struct pp_stack kernel;
