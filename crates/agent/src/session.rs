@@ -80,6 +80,8 @@ pub struct SessionConfig {
     /// it samples CPU and records every switch, whichever profiles are
     /// asked for.
     pub wall: bool,
+    /// Allocation profiles: uprobes on the C library's allocator.
+    pub alloc: Option<crate::alloc::AllocConfig>,
 }
 
 impl Default for SessionConfig {
@@ -99,6 +101,7 @@ impl Default for SessionConfig {
             cpu: true,
             offcpu: None,
             wall: false,
+            alloc: None,
         }
     }
 }
@@ -122,6 +125,15 @@ pub struct SessionReport {
     /// nanoseconds they hold.
     pub offcpu_records: u64,
     pub offcpu_nanos: u64,
+    /// The allocation probes' counters.
+    pub alloc: crate::alloc::AllocStats,
+    /// Allocator libraries probed.
+    pub alloc_libraries: u64,
+    /// Estimated bytes allocated (sampled allocations' weights).
+    pub alloc_bytes: u64,
+    /// Estimated bytes held by sampled allocations not freed, at the last
+    /// drain.
+    pub inuse_bytes: u64,
 }
 
 impl SessionReport {
@@ -141,6 +153,15 @@ pub struct Session {
     builder: ProfileBuilder,
     offcpu_builder: Option<ProfileBuilder>,
     wall_builder: Option<ProfileBuilder>,
+    alloc_builder: Option<ProfileBuilder>,
+    /// What sampled allocations hold, across profiles.
+    inuse: crate::alloc::InUse,
+    /// Processes that exec'd (or exited) since the last poll, whose
+    /// addresses the kernel forgets.
+    alloc_gone: std::collections::HashSet<u32>,
+    /// Processes that exited: what they held stays in the profile being
+    /// built (held at exit) and goes after it.
+    alloc_exited: std::collections::HashSet<u32>,
     config: SessionConfig,
     drained: Drained,
     events: Vec<Event>,
@@ -262,8 +283,31 @@ impl Session {
             raw_stacks_always: config.raw_stacks_always,
             cpu: config.cpu || config.wall,
             offcpu: kernel_offcpu(&config),
+            alloc: config.alloc,
             ..Default::default()
         })?;
+        let mut alloc_libraries = 0;
+        if config.alloc.is_some() {
+            // Probes for given processes spare every other process the
+            // trap each call costs; the host is probed by file. (A
+            // tree's later children are not probed: see ARCHITECTURE.)
+            match &config.scope {
+                Scope::Pids(pids) | Scope::Tree(pids) => {
+                    for &pid in pids {
+                        for lib in crate::alloc::allocator_libraries(&[pid]) {
+                            sampler.attach_allocator(&lib, Some(pid))?;
+                            alloc_libraries += 1;
+                        }
+                    }
+                }
+                Scope::Host => {
+                    for lib in crate::alloc::allocator_libraries(&[]) {
+                        sampler.attach_allocator(&lib, None)?;
+                        alloc_libraries += 1;
+                    }
+                }
+            }
+        }
         let mut tracker = Tracker::with_table_target(config.unwind_rows, TableTarget::Kernel);
         // Processes are read at exec on the ring reader thread, so that
         // those gone before this loop reads them are still known.
@@ -292,6 +336,12 @@ impl Session {
                 ProfileBuilder::new_offcpu(c, unix_nanos()).with_pid_labels(config.pid_labels)
             }),
             wall_builder: new_wall_builder(&config),
+            alloc_builder: config.alloc.map(|c| {
+                ProfileBuilder::new_alloc(c, unix_nanos()).with_pid_labels(config.pid_labels)
+            }),
+            inuse: crate::alloc::InUse::default(),
+            alloc_gone: std::collections::HashSet::new(),
+            alloc_exited: std::collections::HashSet::new(),
             config,
             drained: Drained::default(),
             events: Vec::new(),
@@ -302,7 +352,10 @@ impl Session {
             captures,
             flush_late: false,
             profile_started: Instant::now(),
-            report: SessionReport::default(),
+            report: SessionReport {
+                alloc_libraries,
+                ..SessionReport::default()
+            },
         })
     }
 
@@ -333,6 +386,9 @@ impl Session {
                 }
                 Event::MapsStale(pid) => self.tracker.refresh(pid, &self.sampler),
                 Event::Exec(pid) if self.tracker.is_tracked(pid) => {
+                    if self.config.alloc.is_some() {
+                        self.alloc_gone.insert(pid);
+                    }
                     // A new image of a known process: its old tables no
                     // longer apply.
                     self.tracker.register(pid, &self.sampler);
@@ -342,6 +398,9 @@ impl Session {
                         .push((now + Duration::from_millis(250), pid));
                 }
                 Event::Exec(pid) => {
+                    if self.config.alloc.is_some() {
+                        self.alloc_gone.insert(pid);
+                    }
                     if self.register_at.len() < MAX_WAITING
                         && !self.register_at.iter().any(|&(_, p)| p == pid)
                     {
@@ -377,6 +436,24 @@ impl Session {
         }
         self.tracker.poll_tables(Duration::ZERO, &self.sampler);
         self.symbolizer.forget_objects(&self.tracker.take_evicted());
+        self.forget_allocations();
+    }
+
+    /// Drops what exec'd processes held: their memory went with the old
+    /// image (an exited one's goes after the current profile). The
+    /// kernel's addresses of a process are swept only when it held
+    /// something here (a walk over the whole map).
+    fn forget_allocations(&mut self) {
+        if self.alloc_gone.is_empty() {
+            return;
+        }
+        let gone = std::mem::take(&mut self.alloc_gone);
+        let holding = self.inuse.processes();
+        let held = gone.intersection(&holding).copied().collect();
+        let execd: std::collections::HashSet<u32> =
+            gone.difference(&self.alloc_exited).copied().collect();
+        self.inuse.forget_processes(&execd);
+        self.sampler.forget_allocations(&held);
     }
 
     /// Moves samples out of the kernel into the current profile.
@@ -444,6 +521,34 @@ impl Session {
                 &mut self.symbolizer,
                 &mut SampleFlags::default(),
             );
+        }
+        if let Some(b) = &mut self.alloc_builder {
+            b.add(
+                &self.drained,
+                &mut self.tracker,
+                &mut self.symbolizer,
+                &mut SampleFlags::default(),
+            );
+            self.inuse.absorb(&self.drained);
+            // In use is a snapshot, resolved now while its processes are
+            // known; the last one before the profile ends is kept.
+            b.clear_inuse();
+            b.add(
+                &self.inuse.snapshot(),
+                &mut self.tracker,
+                &mut self.symbolizer,
+                &mut SampleFlags::default(),
+            );
+            use perfpilot_bpf::{SAMPLE_F_ALLOC, SAMPLE_F_ALLOC_FREE, SAMPLE_F_ALLOC_OBJECTS};
+            let kind = SAMPLE_F_ALLOC | SAMPLE_F_ALLOC_FREE | SAMPLE_F_ALLOC_OBJECTS;
+            self.report.alloc_bytes += self
+                .drained
+                .samples
+                .iter()
+                .filter(|s| s.flags & kind == SAMPLE_F_ALLOC)
+                .map(|s| s.count)
+                .sum::<u64>();
+            self.report.inuse_bytes = self.inuse.bytes().max(0) as u64;
         }
         if self.config.offcpu.is_some() {
             use perfpilot_bpf::{SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT};
@@ -536,11 +641,23 @@ impl Session {
                 out.push(std::mem::replace(b, fresh).finish(duration));
             }
         }
+        if let (Some(b), Some(c)) = (&mut self.alloc_builder, self.config.alloc) {
+            let fresh =
+                ProfileBuilder::new_alloc(c, unix_nanos()).with_pid_labels(self.config.pid_labels);
+            // In use: the snapshot of the last drain.
+            out.push(std::mem::replace(b, fresh).finish(duration));
+            let exited = std::mem::take(&mut self.alloc_exited);
+            self.inuse.forget_processes(&exited);
+        }
         out
     }
 
     /// A process exited (its copied stacks, if any, unwound).
     fn exited(&mut self, pid: u32) {
+        if self.config.alloc.is_some() {
+            self.alloc_gone.insert(pid);
+            self.alloc_exited.insert(pid);
+        }
         // A process never tracked (a target's child that was never
         // sampled) has only its kernel entries to drop.
         if !self.tracker.mark_exited(pid) {
@@ -568,6 +685,7 @@ impl Session {
             symbolizer: self.symbolizer.stats,
             late: self.late.stats,
             capture: self.captures.stats(),
+            alloc: self.sampler.alloc_stats(),
             ..self.report
         }
     }

@@ -23,6 +23,12 @@ use skel::{ProfilerSkel, ProfilerSkelBuilder};
 
 mod layout;
 
+mod alloc;
+pub use alloc::{
+    AllocConfig, AllocStats, ALLOC_OBJECT_ONE, SAMPLE_F_ALLOC, SAMPLE_F_ALLOC_FREE,
+    SAMPLE_F_ALLOC_OBJECTS, SAMPLE_F_ALLOC_UNTRACKED,
+};
+
 mod follow_skel {
     #![allow(clippy::all, unused_imports, dead_code, non_camel_case_types)]
     include!(concat!(env!("OUT_DIR"), "/follow.skel.rs"));
@@ -814,6 +820,9 @@ pub struct SamplerConfig {
     /// Also record off-CPU time (`None`: the sched_switch program is
     /// neither loaded nor attached, and costs nothing).
     pub offcpu: Option<OffCpuConfig>,
+    /// Allocation profiles (`None`: the uprobe programs are not loaded;
+    /// [`Sampler::attach_allocator`] then attaches nothing).
+    pub alloc: Option<AllocConfig>,
 }
 
 impl Default for SamplerConfig {
@@ -834,6 +843,7 @@ impl Default for SamplerConfig {
             raw_stacks_always: false,
             cpu: true,
             offcpu: None,
+            alloc: None,
         }
     }
 }
@@ -850,6 +860,7 @@ pub struct Sampler {
     frequency_hz: u64,
     cpu: bool,
     offcpu: bool,
+    alloc: bool,
     sampling: bool,
 }
 
@@ -889,6 +900,16 @@ impl Sampler {
                 ro.offcpu_sample_every = off.sample_every.max(1);
                 ro.offcpu_wall = off.wall;
             }
+            if let Some(a) = &config.alloc {
+                alloc::configure(ro, a);
+            }
+        }
+        alloc::set_autoload(&mut open, config.alloc.is_some());
+        if let Some(a) = &config.alloc {
+            open.maps
+                .alloc_live
+                .set_max_entries(a.max_live.max(1))
+                .map_err(|e| BpfError::from_libbpf("sizing maps", e))?;
         }
         if config.offcpu.is_none() {
             // Loading a tp_btf program makes libbpf read the kernel's BTF,
@@ -1002,6 +1023,7 @@ impl Sampler {
             frequency_hz: config.frequency_hz,
             cpu: config.cpu,
             offcpu: config.offcpu.is_some(),
+            alloc: config.alloc.is_some(),
             sampling: false,
         })
     }

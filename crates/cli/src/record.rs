@@ -33,6 +33,7 @@ pub fn session_config(s: &SamplingArgs, scope: Scope) -> SessionConfig {
         cpu: s.wants(crate::ProfileKind::Cpu),
         offcpu: s.offcpu().filter(|_| s.wants(crate::ProfileKind::Offcpu)),
         wall: s.wants(crate::ProfileKind::Wall),
+        alloc: s.alloc(),
     }
 }
 
@@ -55,7 +56,7 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     if args.sampling.profiles.is_empty() {
         return Err(Failure::new(
             exit::USAGE,
-            anyhow::anyhow!("--profiles names no profile type (cpu, offcpu, wall)"),
+            anyhow::anyhow!("--profiles names no profile type (cpu, offcpu, wall, alloc)"),
         ));
     }
     perfpilot_bpf::check_environment()?;
@@ -161,6 +162,7 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
         let title = match kind {
             "offcpu" => format!("{title} (off-CPU)"),
             "wall" => format!("{title} (wall)"),
+            "alloc" => format!("{title} (allocations)"),
             _ => title.clone(),
         };
         let bytes = format
@@ -189,6 +191,15 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
                 eprintln!(
                     "perfpilot: wrote {} ({format}, wall): on- and off-CPU time over {:.1} s",
                     path.display(),
+                    elapsed.as_secs_f64(),
+                );
+            } else if *kind == "alloc" {
+                eprintln!(
+                    "perfpilot: wrote {} ({format}, allocations): {} allocated, {} in use at \
+                     the end, over {:.1} s",
+                    path.display(),
+                    summary::bytes(r.alloc_bytes),
+                    summary::bytes(r.inuse_bytes),
                     elapsed.as_secs_f64(),
                 );
             } else if *kind == "offcpu" {
@@ -222,10 +233,11 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
 
 /// Which `--profiles` type a profile is, by its sample type.
 fn kind_of(p: &perfpilot_model::Profile) -> &'static str {
-    use perfpilot_agent::aggregate::{OFF_CPU, WALL};
+    use perfpilot_agent::aggregate::{ALLOC_OBJECTS, OFF_CPU, WALL};
     match p.sample_types.first().map(|t| t.kind.as_str()) {
         Some(OFF_CPU) => "offcpu",
         Some(WALL) => "wall",
+        Some(ALLOC_OBJECTS) => "alloc",
         _ => "cpu",
     }
 }
