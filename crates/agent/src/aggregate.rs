@@ -309,6 +309,32 @@ impl ProfileBuilder {
         }
     }
 
+    /// In use at the latest snapshot by stack: the process name, then the
+    /// frames root first (threads of a process summed), in bytes.
+    pub fn inuse_by_stack(&self) -> Vec<(Vec<String>, i64)> {
+        let mut by: HashMap<Vec<String>, i64> = HashMap::new();
+        for &(stack, set, values) in &self.inuse {
+            let process = self
+                .profile
+                .label_set(set)
+                .iter()
+                .find(|(k, _)| k == labels::PROCESS_NAME)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let names: Vec<String> = std::iter::once(process)
+                .chain(
+                    self.profile
+                        .stack(stack)
+                        .iter()
+                        .rev()
+                        .map(|&l| self.profile.location_name(l).to_string()),
+                )
+                .collect();
+            *by.entry(names).or_default() += values[3];
+        }
+        by.into_iter().collect()
+    }
+
     /// Drops the in-use samples given so far: a newer snapshot follows.
     pub fn clear_inuse(&mut self) {
         self.inuse.clear();

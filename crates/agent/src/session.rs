@@ -652,6 +652,15 @@ impl Session {
         out
     }
 
+    /// In-use bytes by stack at the last drain (process name, then frames
+    /// root first); empty without allocation profiles.
+    pub fn inuse_by_stack(&self) -> Vec<(Vec<String>, i64)> {
+        self.alloc_builder
+            .as_ref()
+            .map(|b| b.inuse_by_stack())
+            .unwrap_or_default()
+    }
+
     /// A process exited (its copied stacks, if any, unwound).
     fn exited(&mut self, pid: u32) {
         if self.config.alloc.is_some() {

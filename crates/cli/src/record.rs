@@ -98,6 +98,8 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let mut last_drain = Instant::now();
     let mut child_status = None;
+    let mut leaks = LeakSeries::default();
+    let alloc = args.sampling.wants(crate::ProfileKind::Alloc);
     loop {
         let now = Instant::now();
         if signals::stop_requested() || deadline.is_some_and(|d| now >= d) {
@@ -125,6 +127,9 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
         if last_drain.elapsed() >= DRAIN_EVERY {
             session.drain()?;
             last_drain = Instant::now();
+            if alloc {
+                leaks.add(&session.inuse_by_stack());
+            }
             if progress {
                 let r = session.report();
                 eprint!(
@@ -144,6 +149,9 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     }
     // Copied stacks of the last moments still wait for their tables.
     session.drain_final(FINAL_WAIT)?;
+    if alloc {
+        leaks.add(&session.inuse_by_stack());
+    }
     let elapsed = started.elapsed();
     let profiles = session.take_profiles();
     let title = match &child {
@@ -172,6 +180,19 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
         written.push((path, kind));
     }
     let cpu = profiles.iter().find(|p| kind_of(p) == "cpu");
+    let leak_report = if alloc {
+        let found = leaks.find();
+        let path = leaks_output(&args.output);
+        let json = serde_json::json!({
+            "snapshots": leaks.times.len(),
+            "leaks": found,
+        });
+        let bytes = serde_json::to_vec_pretty(&json).context("encoding the leak report")?;
+        write_atomically(&path, &bytes)?;
+        Some((path, found))
+    } else {
+        None
+    };
 
     if !args.quiet {
         if progress {
@@ -224,6 +245,27 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
         for line in summary::lines(&r) {
             eprintln!("  {line}");
         }
+        if let Some((path, found)) = &leak_report {
+            eprintln!(
+                "perfpilot: wrote {}: {} stacks whose in-use bytes grew steadily over {} snapshots",
+                path.display(),
+                found.len(),
+                leaks.times.len()
+            );
+            for l in found.iter().take(5) {
+                let frames = l.stack.len();
+                let tail = l.stack[frames.saturating_sub(3)..].join(";");
+                eprintln!(
+                    "  leak: {}/s, {} grown, {} in use (p = {:.1e}) at {}{}",
+                    summary::bytes(l.growth_bytes_per_second.max(0.0) as u64),
+                    summary::bytes(l.growth_bytes.max(0.0) as u64),
+                    summary::bytes(l.inuse_bytes.max(0.0) as u64),
+                    l.p_value,
+                    if frames > 3 { "…;" } else { "" },
+                    tail
+                );
+            }
+        }
         if let Some(status) = child_status {
             eprintln!("  command exited with status {status}");
         }
@@ -240,6 +282,60 @@ fn kind_of(p: &perfpilot_model::Profile) -> &'static str {
         Some(ALLOC_OBJECTS) => "alloc",
         _ => "cpu",
     }
+}
+
+/// In-use bytes by stack, one point per drain, for the leak report.
+#[derive(Default)]
+struct LeakSeries {
+    times: Vec<i64>,
+    series: std::collections::HashMap<Vec<String>, Vec<(i64, f64)>>,
+}
+
+impl LeakSeries {
+    fn add(&mut self, snapshot: &[(Vec<String>, i64)]) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        // A stack seen first now held nothing at the earlier snapshots;
+        // one no longer seen holds nothing now.
+        let earlier = self.times.clone();
+        for (stack, bytes) in snapshot {
+            self.series
+                .entry(stack.clone())
+                .or_insert_with(|| earlier.iter().map(|&t| (t, 0.0)).collect())
+                .push((now, *bytes as f64));
+        }
+        let n = earlier.len() + 1;
+        for points in self.series.values_mut() {
+            if points.len() < n {
+                points.push((now, 0.0));
+            }
+        }
+        self.times.push(now);
+    }
+
+    fn find(&self) -> Vec<perfpilot_query::leaks::Leak> {
+        let series: Vec<perfpilot_query::leaks::StackSeries> = self
+            .series
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        perfpilot_query::leaks::find_leaks(&series, &Default::default())
+    }
+}
+
+/// `out.pb.gz` → `out.leaks.json`.
+fn leaks_output(path: &Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = match name.find('.') {
+        Some(i) if i > 0 => &name[..i],
+        _ => name.as_str(),
+    };
+    path.with_file_name(format!("{stem}.leaks.json"))
 }
 
 /// `out.pb.gz` → `out.offcpu.pb.gz`: the type goes before the first

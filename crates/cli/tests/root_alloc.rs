@@ -112,4 +112,26 @@ fn root_alloc_profile_splits_bytes_and_finds_the_leak() {
         .count();
     assert!(full > 0, "no sample under main;leak_some");
     assert!(stderr.contains("allocations"), "{stderr}");
+
+    // The leak report names the leaking stack, and only it.
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out.leaks.json")).unwrap()).unwrap();
+    let leaks = report["leaks"].as_array().unwrap();
+    let through_leak = |l: &serde_json::Value| {
+        l["stack"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f.as_str() == Some("leak_some"))
+    };
+    assert!(
+        !leaks.is_empty() && leaks.iter().all(through_leak),
+        "{report:#}\n{stderr}"
+    );
+    // 64 KiB a round, at most 1000 rounds a second (fewer: the probes
+    // slow it): a positive rate below 64 MiB/s, seen with confidence.
+    let rate = leaks[0]["growth_bytes_per_second"].as_f64().unwrap();
+    assert!(rate > 0.0 && rate < 70.0 * 1024.0 * 1024.0, "{rate}");
+    assert!(leaks[0]["confidence"].as_f64().unwrap() > 0.99);
+    assert!(stderr.contains("leak:"), "{stderr}");
 }
