@@ -160,7 +160,8 @@ impl InUse {
     }
 }
 
-/// The allocators to probe for these processes: the C libraries they map
+/// The allocators to probe for these processes: the C libraries (and
+/// jemalloc or tcmalloc) they map
 /// (ours with none given: the host's, and what a command we start maps
 /// until it execs), each file once.
 pub fn allocator_libraries(pids: &[u32]) -> Vec<PathBuf> {
@@ -195,7 +196,18 @@ pub fn allocator_libraries(pids: &[u32]) -> Vec<PathBuf> {
     out
 }
 
-/// The C libraries a /proc/PID/maps text names.
+/// Whether a file name is an allocator whose malloc family the probes
+/// attach to: a C library, jemalloc or tcmalloc (which, when mapped,
+/// serve the program's malloc in place of the C library's).
+fn is_allocator(name: &str) -> bool {
+    let libc = name == "libc.so.6" || (name.starts_with("libc-") && name.ends_with(".so"));
+    let other = ["libjemalloc.so", "libtcmalloc.so", "libtcmalloc_minimal.so"]
+        .iter()
+        .any(|lib| name.starts_with(lib));
+    libc || other
+}
+
+/// The allocator libraries a /proc/PID/maps text names.
 fn libc_paths(maps: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     for line in maps.lines() {
@@ -206,8 +218,8 @@ fn libc_paths(maps: &str) -> Vec<PathBuf> {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("");
-        let libc = name == "libc.so.6" || (name.starts_with("libc-") && name.ends_with(".so"));
-        if libc && path.starts_with('/') && !out.iter().any(|p| p == Path::new(path)) {
+        if is_allocator(name) && path.starts_with('/') && !out.iter().any(|p| p == Path::new(path))
+        {
             out.push(PathBuf::from(path));
         }
     }
@@ -281,12 +293,15 @@ mod tests {
                     7f10-7f20 r-xp 00010000 08:01 12 /usr/lib/x86_64-linux-gnu/libc.so.6\n\
                     7f30-7f40 r-xp 00000000 08:01 13 /usr/lib/libcrypto.so.3\n\
                     7f50-7f60 r-xp 00000000 08:01 14 /lib/libc-2.31.so\n\
+                    7f60-7f70 r-xp 00000000 08:01 15 /usr/lib/libjemalloc.so.2\n\
+                    7f70-7f80 r-xp 00000000 08:01 16 /usr/lib/libcap.so.2\n\
                     7ffd-7ffe rw-p 00000000 00:00 0 [stack]\n";
         assert_eq!(
             libc_paths(maps),
             vec![
                 PathBuf::from("/usr/lib/x86_64-linux-gnu/libc.so.6"),
-                PathBuf::from("/lib/libc-2.31.so")
+                PathBuf::from("/lib/libc-2.31.so"),
+                PathBuf::from("/usr/lib/libjemalloc.so.2")
             ]
         );
     }

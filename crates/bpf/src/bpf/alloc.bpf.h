@@ -330,6 +330,11 @@ int alloc_calloc(struct pt_regs *ctx)
 	return 0;
 }
 
+/* The attach cookie of the probes on glibc: some of its entry points
+ * call its own malloc, whose probe counts them (other allocators are
+ * probed without it, and count every entry point). */
+#define ALLOC_COOKIE_GLIBC 1
+
 /* realloc(p, size): p freed, size allocated (at the same address or not). */
 SEC("uprobe")
 int alloc_realloc(struct pt_regs *ctx)
@@ -337,21 +342,26 @@ int alloc_realloc(struct pt_regs *ctx)
 	alloc_stat(ALLOC_STAT_FREES);
 	__u64 old = ALLOC_ARG1(ctx);
 	alloc_free(old);
-	/* glibc's realloc(NULL, n) is its malloc, whose probe counts it. */
-	if (old)
+	/* glibc's realloc(NULL, n) is its malloc. */
+	if (old || bpf_get_attach_cookie(ctx) != ALLOC_COOKIE_GLIBC)
 		alloc_enter(ALLOC_ARG2(ctx), 0);
 	return 0;
 }
 
-/* glibc serves alignments up to its own (16 on x86-64) with its malloc,
- * whose probe counts them. */
+/* glibc serves alignments up to its own (16 on x86-64) with its malloc. */
 #define ALLOC_MALLOC_ALIGNMENT 16
+
+static __always_inline bool alloc_via_malloc(void *ctx, __u64 alignment)
+{
+	return bpf_get_attach_cookie(ctx) == ALLOC_COOKIE_GLIBC &&
+	       alignment <= ALLOC_MALLOC_ALIGNMENT;
+}
 
 /* aligned_alloc, memalign (alignment, size) */
 SEC("uprobe")
 int alloc_aligned(struct pt_regs *ctx)
 {
-	if (ALLOC_ARG1(ctx) > ALLOC_MALLOC_ALIGNMENT)
+	if (!alloc_via_malloc(ctx, ALLOC_ARG1(ctx)))
 		alloc_enter(ALLOC_ARG2(ctx), 0);
 	return 0;
 }
@@ -361,7 +371,7 @@ SEC("uprobe")
 int alloc_posix_memalign(struct pt_regs *ctx)
 {
 	__u64 out = ALLOC_ARG1(ctx);
-	if (out && ALLOC_ARG2(ctx) > ALLOC_MALLOC_ALIGNMENT)
+	if (out && !alloc_via_malloc(ctx, ALLOC_ARG2(ctx)))
 		alloc_enter(ALLOC_ARG3(ctx), out);
 	return 0;
 }

@@ -218,11 +218,18 @@ impl Sampler {
             return Ok(0);
         }
         let pid = pid.map_or(-1, |p| p as i32);
+        // glibc's own calls of its malloc are counted there (see
+        // ALLOC_COOKIE_GLIBC).
+        let glibc = library
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n == "libc.so.6" || n.starts_with("libc-"));
         let mut attached = 0;
         for &(name, which) in ENTRY_POINTS {
             let opts = |retprobe| UprobeOpts {
                 func_name: Some(name.to_string()),
                 retprobe,
+                cookie: u64::from(glibc),
                 ..Default::default()
             };
             let entry = match program(&self.skel, which).attach_uprobe_with_opts(
