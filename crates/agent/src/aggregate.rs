@@ -759,6 +759,62 @@ mod tests {
         assert!(comments.contains("1 in 4 blocking switches"), "{comments}");
     }
 
+    /// Allocation records go to the allocation profile only, bytes and
+    /// objects in their slots, frees nowhere; in use comes from the last
+    /// snapshot given, at the end.
+    #[test]
+    fn allocation_records_fill_the_four_memory_types() {
+        use perfpilot_bpf::{SAMPLE_F_ALLOC, SAMPLE_F_ALLOC_FREE, SAMPLE_F_ALLOC_OBJECTS};
+        let mut d = churn();
+        d.samples.truncate(4);
+        d.samples[1].flags = SAMPLE_F_ALLOC;
+        d.samples[1].count = 600_000;
+        d.samples[2].flags = SAMPLE_F_ALLOC | SAMPLE_F_ALLOC_OBJECTS;
+        d.samples[2].count = 3 * 1024 + 100;
+        d.samples[3].flags = SAMPLE_F_ALLOC | SAMPLE_F_ALLOC_FREE;
+        d.samples[3].count = 999;
+        let mut tracker = Tracker::new(0);
+        let mut symbolizer = Symbolizer::new();
+        let mut flags = SampleFlags::default();
+        let mut cpu = ProfileBuilder::new(99, 0);
+        let config = crate::alloc::AllocConfig::default();
+        let mut alloc = ProfileBuilder::new_alloc(config, 0);
+        cpu.add(&d, &mut tracker, &mut symbolizer, &mut flags);
+        alloc.add(&d, &mut tracker, &mut symbolizer, &mut flags);
+        let mut held = d.samples[1];
+        held.flags |= crate::alloc::SAMPLE_F_INUSE;
+        held.count = 1;
+        let old = Drained {
+            samples: vec![held],
+            ..Drained::default()
+        };
+        held.count = 400_000;
+        let last = Drained {
+            samples: vec![held],
+            ..Drained::default()
+        };
+        for snapshot in [&old, &last] {
+            alloc.clear_inuse();
+            alloc.add(snapshot, &mut tracker, &mut symbolizer, &mut flags);
+        }
+        let (cpu, alloc) = (cpu.finish(1), alloc.finish(1));
+        assert_eq!(cpu.samples().len(), 1);
+        let types: Vec<&str> = alloc.sample_types.iter().map(|t| t.kind.as_str()).collect();
+        use super::{ALLOC_OBJECTS, ALLOC_SPACE, INUSE_OBJECTS, INUSE_SPACE};
+        assert_eq!(
+            types,
+            [ALLOC_OBJECTS, ALLOC_SPACE, INUSE_OBJECTS, INUSE_SPACE]
+        );
+        assert_eq!(alloc.period, 512 * 1024);
+        let values: Vec<&[i64]> = alloc
+            .samples()
+            .iter()
+            .map(|s| s.values.as_slice())
+            .collect();
+        // One stack and label set: its allocation and in use are one sample.
+        assert_eq!(values, [&[0, 600_000, 0, 400_000][..], &[3, 0, 0, 0]]);
+    }
+
     #[test]
     fn the_wall_view_takes_every_record_and_off_cpu_only_long_blocks() {
         let mut d = churn();
