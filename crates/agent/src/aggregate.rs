@@ -335,6 +335,11 @@ impl ProfileBuilder {
         by.into_iter().collect()
     }
 
+    /// Adds a line to the profile's comments (how it was collected).
+    pub fn add_comment(&mut self, line: String) {
+        self.profile.comments.push(line);
+    }
+
     /// Drops the in-use samples given so far: a newer snapshot follows.
     pub fn clear_inuse(&mut self) {
         self.inuse.clear();

@@ -160,6 +160,87 @@ impl InUse {
     }
 }
 
+/// Keeps the allocation probes' hit rate within a budget: past it they
+/// are detached for as long as brings the average down to it (at least
+/// half a second, at most 30), then attached again.
+#[derive(Debug)]
+pub struct ProbeBudget {
+    max_rate: u64,
+    last_hits: u64,
+    last_at: std::time::Instant,
+    off_until: Option<std::time::Instant>,
+    off_since: Option<std::time::Instant>,
+    /// This interval's detachments and time detached.
+    detached: u64,
+    off: std::time::Duration,
+}
+
+impl ProbeBudget {
+    pub fn new(max_rate: u64, now: std::time::Instant) -> Self {
+        ProbeBudget {
+            max_rate,
+            last_hits: 0,
+            last_at: now,
+            off_until: None,
+            off_since: None,
+            detached: 0,
+            off: std::time::Duration::ZERO,
+        }
+    }
+
+    /// With `hits` probe hits so far (a running total): whether the probes
+    /// must be detached now (and for how long is decided).
+    pub fn over(&mut self, now: std::time::Instant, hits: u64) -> bool {
+        if self.max_rate == 0 || self.off_until.is_some() {
+            return false;
+        }
+        let dt = now.saturating_duration_since(self.last_at).as_secs_f64();
+        let delta = hits.saturating_sub(self.last_hits);
+        self.last_hits = hits;
+        self.last_at = now;
+        if dt <= 0.0 {
+            return false;
+        }
+        let rate = delta as f64 / dt;
+        let max = self.max_rate as f64;
+        if rate <= max {
+            return false;
+        }
+        // Off for long enough that the average over on and off is max.
+        let off = (dt * (rate / max - 1.0)).clamp(0.5, 30.0);
+        self.off_until = Some(now + std::time::Duration::from_secs_f64(off));
+        self.off_since = Some(now);
+        self.detached += 1;
+        true
+    }
+
+    /// Whether the probes are detached and due to be attached again.
+    pub fn reattach_due(&self, now: std::time::Instant) -> bool {
+        self.off_until.is_some_and(|t| now >= t)
+    }
+
+    /// The probes were attached again, `hits` the running total then.
+    pub fn attached(&mut self, now: std::time::Instant, hits: u64) {
+        if let Some(since) = self.off_since.take() {
+            self.off += now.saturating_duration_since(since);
+        }
+        self.off_until = None;
+        self.last_hits = hits;
+        self.last_at = now;
+    }
+
+    /// This interval's detachments and time detached (up to `now`), and
+    /// a new interval.
+    pub fn take_interval(&mut self, now: std::time::Instant) -> (u64, std::time::Duration) {
+        let mut off = std::mem::take(&mut self.off);
+        if let Some(since) = self.off_since.as_mut() {
+            off += now.saturating_duration_since(*since);
+            *since = now;
+        }
+        (std::mem::take(&mut self.detached), off)
+    }
+}
+
 /// The allocators to probe for these processes: the C libraries (and
 /// jemalloc or tcmalloc) they map
 /// (ours with none given: the host's, and what a command we start maps
@@ -285,6 +366,33 @@ mod tests {
         assert!(snap.samples.iter().all(|s| s.flags & SAMPLE_F_INUSE != 0));
         u.forget_processes(&HashSet::from([7]));
         assert_eq!(u.bytes(), 0);
+    }
+
+    #[test]
+    fn over_the_budget_the_probes_rest_long_enough_to_average_it() {
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let mut b = ProbeBudget::new(10_000, t0);
+        // 8k hits in a second: within.
+        assert!(!b.over(t0 + Duration::from_secs(1), 8_000));
+        // 40k in the next: off for 3 s, so 40k over 4 s is the budget.
+        let t2 = t0 + Duration::from_secs(2);
+        assert!(b.over(t2, 48_000));
+        assert!(!b.reattach_due(t2 + Duration::from_millis(2900)));
+        assert!(b.reattach_due(t2 + Duration::from_secs(3)));
+        // Not over again while detached.
+        assert!(!b.over(t2 + Duration::from_secs(1), 48_000));
+        b.attached(t2 + Duration::from_secs(3), 48_100);
+        assert!(!b.over(t2 + Duration::from_secs(4), 49_000));
+        let (n, off) = b.take_interval(t2 + Duration::from_secs(5));
+        assert_eq!((n, off), (1, Duration::from_secs(3)));
+        assert_eq!(
+            b.take_interval(t2 + Duration::from_secs(6)),
+            (0, Duration::ZERO)
+        );
+        // No budget: never.
+        let mut none = ProbeBudget::new(0, t0);
+        assert!(!none.over(t0 + Duration::from_secs(1), u64::MAX));
     }
 
     #[test]

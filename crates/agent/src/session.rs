@@ -134,6 +134,10 @@ pub struct SessionReport {
     /// Estimated bytes held by sampled allocations not freed, at the last
     /// drain.
     pub inuse_bytes: u64,
+    /// Times the allocation probes were detached to keep within
+    /// `max_probe_rate`, and the time they were detached.
+    pub alloc_detached: u64,
+    pub alloc_detached_ns: u64,
 }
 
 impl SessionReport {
@@ -162,6 +166,7 @@ pub struct Session {
     /// Processes that exited: what they held stays in the profile being
     /// built (held at exit) and goes after it.
     alloc_exited: std::collections::HashSet<u32>,
+    budget: crate::alloc::ProbeBudget,
     config: SessionConfig,
     drained: Drained,
     events: Vec<Event>,
@@ -342,6 +347,10 @@ impl Session {
             inuse: crate::alloc::InUse::default(),
             alloc_gone: std::collections::HashSet::new(),
             alloc_exited: std::collections::HashSet::new(),
+            budget: crate::alloc::ProbeBudget::new(
+                config.alloc.map_or(0, |a| a.max_probe_rate),
+                Instant::now(),
+            ),
             config,
             drained: Drained::default(),
             events: Vec::new(),
@@ -437,6 +446,14 @@ impl Session {
         self.tracker.poll_tables(Duration::ZERO, &self.sampler);
         self.symbolizer.forget_objects(&self.tracker.take_evicted());
         self.forget_allocations();
+        if self.budget.reattach_due(Instant::now()) {
+            if let Err(e) = self.sampler.reattach_allocators() {
+                tracing::warn!("attaching the allocation probes again: {e}");
+            }
+            let stats = self.sampler.alloc_stats();
+            self.budget
+                .attached(Instant::now(), stats.calls * 2 + stats.frees);
+        }
     }
 
     /// Drops what exec'd processes held: their memory went with the old
@@ -549,6 +566,16 @@ impl Session {
                 .map(|s| s.count)
                 .sum::<u64>();
             self.report.inuse_bytes = self.inuse.bytes().max(0) as u64;
+            let stats = self.sampler.alloc_stats();
+            // A call traps at its entry and its return, a free at its entry.
+            let hits = stats.calls * 2 + stats.frees;
+            if self.budget.over(Instant::now(), hits) {
+                self.sampler.detach_allocators();
+                // Frees go unseen while detached: in use starts again.
+                self.inuse = crate::alloc::InUse::default();
+                b.clear_inuse();
+                self.report.alloc_detached += 1;
+            }
         }
         if self.config.offcpu.is_some() {
             use perfpilot_bpf::{SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT};
@@ -645,7 +672,20 @@ impl Session {
             let fresh =
                 ProfileBuilder::new_alloc(c, unix_nanos()).with_pid_labels(self.config.pid_labels);
             // In use: the snapshot of the last drain.
-            out.push(std::mem::replace(b, fresh).finish(duration));
+            let mut old = std::mem::replace(b, fresh);
+            let (detached, off) = self.budget.take_interval(Instant::now());
+            self.report.alloc_detached_ns += off.as_nanos() as u64;
+            if detached > 0 || !off.is_zero() {
+                old.add_comment(format!(
+                    "allocation probes detached {detached} times, {:.1} s of {:.1} s, to keep \
+                     their hits under {} a second: allocations then are not counted, and in \
+                     use restarts at each re-attach (frees were unseen)",
+                    off.as_secs_f64(),
+                    duration as f64 / 1e9,
+                    c.max_probe_rate
+                ));
+            }
+            out.push(old.finish(duration));
             let exited = std::mem::take(&mut self.alloc_exited);
             self.inuse.forget_processes(&exited);
         }

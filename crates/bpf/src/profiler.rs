@@ -853,6 +853,11 @@ pub struct Sampler {
     skel: ProfilerSkel<'static>,
     _follow: Option<FollowSkel<'static>>,
     _links: Vec<Link>,
+    /// The allocation probes, apart: detached and attached again to keep
+    /// their rate within a budget.
+    alloc_links: Vec<Link>,
+    /// What they were attached to, to attach them again.
+    alloc_targets: Vec<(std::path::PathBuf, Option<u32>)>,
     rings: RingReader,
     counts_drainer: BatchDrainer,
     stacks_drainer: BatchDrainer,
@@ -1016,6 +1021,8 @@ impl Sampler {
             skel,
             _follow: follow,
             _links: links,
+            alloc_links: Vec::new(),
+            alloc_targets: Vec::new(),
             rings,
             counts_drainer: BatchDrainer::new(SAMPLE_KEY_SIZE, SAMPLE_VALUE_SIZE, 1024),
             stacks_drainer: BatchDrainer::new(8, STACK_SIZE, 256),

@@ -481,6 +481,13 @@ struct SamplingArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 512 * 1024,
           value_parser = clap::value_parser!(u64).range(1..=1 << 31))]
     alloc_sample_bytes: u64,
+    /// Allocations: most probe hits a second (each call to a probed
+    /// function traps into the kernel, a few microseconds each; an
+    /// allocation hits two, a free one). Past it the probes are detached
+    /// for long enough to average it: allocations then go uncounted and
+    /// in-use restarts (said in the profile). 0: never detached.
+    #[arg(long, value_name = "HITS", default_value_t = 0)]
+    alloc_max_probe_rate: u64,
 }
 
 /// A profile type `--profiles` can ask for.
@@ -502,6 +509,7 @@ impl SamplingArgs {
         self.wants(ProfileKind::Alloc)
             .then(|| perfpilot_agent::alloc::AllocConfig {
                 sample_bytes: self.alloc_sample_bytes,
+                max_probe_rate: self.alloc_max_probe_rate,
                 ..Default::default()
             })
     }

@@ -84,7 +84,7 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
     .chain((r.alloc.calls + r.alloc.frees > 0 || r.alloc_libraries > 0).then(|| {
         let a = &r.alloc;
         format!(
-            "allocations: {} allocator libraries probed, {} allocation calls and {} frees seen, {} sampled ({} counted with their stack), {} frees of sampled allocations; lost: {} returns seen on another CPU, {} not kept in use (live map full), {} failed calls",
+            "allocations: {} allocator libraries probed, {} allocation calls and {} frees seen, {} sampled ({} counted with their stack), {} frees of sampled allocations; lost: {} returns seen on another CPU, {} not kept in use (live map full), {} failed calls; probes detached {} times for {:.1} s (--alloc-max-probe-rate)",
             thousands(r.alloc_libraries),
             thousands(a.calls),
             thousands(a.frees),
@@ -94,6 +94,8 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
             thousands(a.lost_return),
             thousands(a.live_full),
             thousands(a.failed),
+            thousands(r.alloc_detached),
+            r.alloc_detached_ns as f64 / 1e9,
         )
     }))
     .chain(std::iter::once({

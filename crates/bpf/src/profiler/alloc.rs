@@ -43,6 +43,10 @@ pub struct AllocConfig {
     /// Most sampled allocations kept live at once (their addresses, for
     /// in-use); past it new ones count as allocated only.
     pub max_live: u32,
+    /// Most probe hits a second (each a trap into the kernel: an
+    /// allocation's entry and return, a free's entry) before the probes
+    /// are detached for a while to bring the average under it; 0: never.
+    pub max_probe_rate: u64,
 }
 
 impl Default for AllocConfig {
@@ -50,6 +54,7 @@ impl Default for AllocConfig {
         AllocConfig {
             sample_bytes: 512 * 1024,
             max_live: 65536,
+            max_probe_rate: 0,
         }
     }
 }
@@ -248,7 +253,7 @@ impl Sampler {
                     ))
                 }
             };
-            self._links.push(entry);
+            self.alloc_links.push(entry);
             if which.returns() {
                 let ret = self
                     .skel
@@ -261,11 +266,43 @@ impl Sampler {
                             e,
                         )
                     })?;
-                self._links.push(ret);
+                self.alloc_links.push(ret);
             }
             attached += 1;
         }
+        let target = (library.to_path_buf(), u32::try_from(pid).ok());
+        if !self.alloc_targets.contains(&target) {
+            self.alloc_targets.push(target);
+        }
         Ok(attached)
+    }
+
+    /// Whether the allocation probes are attached.
+    pub fn allocator_attached(&self) -> bool {
+        !self.alloc_links.is_empty()
+    }
+
+    /// Detaches every allocation probe: the processes stop paying their
+    /// traps. The live addresses are forgotten: frees while detached go
+    /// unseen, so what they held could not be told from a leak.
+    pub fn detach_allocators(&mut self) {
+        self.alloc_links.clear();
+        let map = &self.skel.maps.alloc_live;
+        let keys: Vec<Vec<u8>> = map.keys().collect();
+        for k in keys {
+            let _ = map.delete(&k);
+        }
+    }
+
+    /// Attaches the allocation probes again where they were.
+    pub fn reattach_allocators(&mut self) -> Result<(), BpfError> {
+        if self.allocator_attached() {
+            return Ok(());
+        }
+        for (library, pid) in self.alloc_targets.clone() {
+            self.attach_allocator(&library, pid)?;
+        }
+        Ok(())
     }
 
     /// The allocation probes' counters.
