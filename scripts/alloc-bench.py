@@ -9,7 +9,8 @@
 
 Each runs alone, under `perfpilot record --profiles alloc --pid` (uprobes
 on malloc, calloc, realloc, free, ... of the process's libc, byte-sampled
-in the kernel) at the default mean of 512 KiB and at 8 MiB, under the
+in the kernel) at the default mean of 512 KiB and at 8 MiB, and with
+`--alloc-max-probe-rate 10000` (probes detached while over it), under the
 peers a user would reach for, and prints allocations per second (median
 over rounds), the ratio to the run alone, the profiler's CPU, and for the
 tight loop the cost each probe hit adds (the added time per malloc+free
@@ -28,6 +29,7 @@ Peers:
 
 Usage (as root): scripts/alloc-bench.py [--rounds N] [--seconds S]
   [--perfpilot PATH]   (default: target/release/perfpilot)
+  [--modes tight,service]
 """
 
 import argparse
@@ -95,6 +97,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--perfpilot", default=os.path.join(ROOT, "target/release/perfpilot"))
+    ap.add_argument("--modes", default="tight,service", help="comma-separated: tight, service")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the profilers load BPF programs and uprobes")
@@ -111,6 +114,7 @@ def main():
         ("alone", None, 0),
         ("perfpilot alloc (512 KiB mean)", perfpilot(), 3),
         ("perfpilot alloc (8 MiB mean)", perfpilot("--alloc-sample-bytes", str(8 << 20)), 3),
+        ("perfpilot alloc (max 10k hits/s)", perfpilot("--alloc-max-probe-rate", "10000"), 3),
     ]
     perf = shutil.which("perf")
     probes = False
@@ -138,7 +142,7 @@ def main():
             print(f"memleak-bpfcc cannot run here: {' / '.join(why) or r.stderr.strip()[-300:]}", file=sys.stderr)
 
     try:
-        for mode in ["tight", "service"]:
+        for mode in a.modes.split(","):
             results = {name: ([], []) for name, _, _ in configs}
             # Rounds interleave the settings, so a machine's load drifting
             # over the run is shared between them.
