@@ -37,5 +37,6 @@ fn main() {
         println!("cargo:rerun-if-changed={}", source.display());
     }
     println!("cargo:rerun-if-changed=src/bpf/profiler.h");
+    println!("cargo:rerun-if-changed=src/bpf/alloc.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/targets.h");
 }

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use perfpilot_bpf::{
-    Drained, OffCpuConfig, RawSample, SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT,
+    Drained, OffCpuConfig, RawSample, SAMPLE_F_ALLOC, SAMPLE_F_ALLOC_FREE, SAMPLE_F_ALLOC_OBJECTS,
+    SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT,
 };
 use perfpilot_model::{
     labels, Function, Line, Location, LocationId, Mapping, MappingId, Profile, ValueType,
@@ -32,6 +33,13 @@ const PYTHON_EVAL: &str = "_PyEval_EvalFrameDefault";
 pub const OFF_CPU: &str = "off_cpu";
 /// The wall view's sample and period type.
 pub const WALL: &str = "wall";
+/// The allocation profile's sample types (Go's heap profile names) and
+/// its period type.
+pub const ALLOC_OBJECTS: &str = "alloc_objects";
+pub const ALLOC_SPACE: &str = "alloc_space";
+pub const INUSE_OBJECTS: &str = "inuse_objects";
+pub const INUSE_SPACE: &str = "inuse_space";
+pub const SPACE: &str = "space";
 
 /// Builds one profile from any number of drains.
 pub struct ProfileBuilder {
@@ -50,6 +58,11 @@ pub struct ProfileBuilder {
     /// Builds the wall view: CPU samples as their period's nanoseconds plus
     /// every off-CPU record (with `offcpu` set too).
     wall: bool,
+    /// Builds the allocation profile (records with `SAMPLE_F_ALLOC`).
+    alloc: bool,
+    /// The latest in-use snapshot's samples, added at [`finish`](Self::finish):
+    /// resolved when given, while their processes are known.
+    inuse: Vec<(u32, u32, [i64; 4])>,
     /// CPU: samples; off-CPU: records (distinct blocked stacks per drain).
     pub samples: u64,
     pub frames: u64,
@@ -105,6 +118,8 @@ impl ProfileBuilder {
             pid_labels: true,
             offcpu: None,
             wall: false,
+            alloc: false,
+            inuse: Vec::new(),
             samples: 0,
             frames: 0,
             named_frames: 0,
@@ -174,6 +189,40 @@ impl ProfileBuilder {
         b
     }
 
+    /// The allocation profile: four sample types, alloc_objects/count,
+    /// alloc_space/bytes (allocated during the profile's interval),
+    /// inuse_objects/count and inuse_space/bytes (held at its end, from
+    /// [`InUse::snapshot`](crate::alloc::InUse::snapshot) given to
+    /// [`add`](Self::add) last); period type space/bytes, the mean bytes
+    /// between samples. Values are estimates: each sampled allocation
+    /// counts for the bytes and objects it stands for.
+    pub fn new_alloc(config: crate::alloc::AllocConfig, start_unix_nanos: i64) -> Self {
+        let mut b = ProfileBuilder::new(1, start_unix_nanos);
+        let mut profile = Profile::new(vec![
+            ValueType::new(ALLOC_OBJECTS, "count"),
+            ValueType::new(ALLOC_SPACE, "bytes"),
+            ValueType::new(INUSE_OBJECTS, "count"),
+            ValueType::new(INUSE_SPACE, "bytes"),
+        ]);
+        profile.period_type = Some(ValueType::new(SPACE, "bytes"));
+        profile.period = config.sample_bytes as i64;
+        profile.time_nanos = start_unix_nanos;
+        profile.comments = vec![
+            format!(
+                "allocations: sampled once per {} bytes allocated on average (Poisson), \
+                 each sample weighted by the bytes and objects it stands for",
+                config.sample_bytes
+            ),
+            "inuse: sampled allocations not freed at the end of the interval, since the \
+             agent started (a snapshot, not a sum over the interval)"
+                .to_string(),
+        ];
+        b.profile = profile;
+        b.period_ns = 1;
+        b.alloc = true;
+        b
+    }
+
     /// Whether samples are labelled with their pid and tid (the default).
     /// Without, the processes and threads of one program with the same
     /// name share their label sets.
@@ -194,13 +243,19 @@ impl ProfileBuilder {
         self.resolve_all(drained, tracker, symbolizer);
         let empty: Vec<u64> = Vec::new();
         let mut stack: Vec<LocationId> = Vec::with_capacity(64);
-        let (offcpu, wall) = (self.offcpu.is_some(), self.wall);
-        for s in drained.samples.iter().filter(|s| takes(offcpu, wall, s)) {
-            // Frames and flags are weighed by samples; an off-CPU record
-            // is one observation whatever its nanoseconds.
+        let (offcpu, wall, alloc) = (self.offcpu.is_some(), self.wall, self.alloc);
+        for s in drained
+            .samples
+            .iter()
+            .filter(|s| takes(offcpu, wall, alloc, s))
+        {
+            // Frames and flags are weighed by samples; an off-CPU or
+            // allocation record is one observation whatever its count.
             let off_record = s.flags & SAMPLE_F_OFFCPU != 0;
-            let weight = if off_record { 1 } else { s.count };
-            count_flags(s, weight, flags);
+            let weight = if off_record || alloc { 1 } else { s.count };
+            if !alloc || s.flags & SAMPLE_F_ALLOC_OBJECTS == 0 {
+                count_flags(s, weight, flags);
+            }
             stack.clear();
             let kernel = drained.stacks.get(&s.kernel_stack).unwrap_or(&empty);
             let user = drained.stacks.get(&s.user_stack).unwrap_or(&empty);
@@ -242,6 +297,15 @@ impl ProfileBuilder {
             let stack_id = self.profile.add_stack(&stack);
             let labels = self.labels(s, tracker);
             let count = s.count as i64;
+            if alloc {
+                if s.flags & crate::alloc::SAMPLE_F_INUSE != 0 {
+                    self.inuse.push((stack_id, labels, alloc_values(s)));
+                } else {
+                    self.profile.add_sample(stack_id, labels, &alloc_values(s));
+                    self.samples += weight;
+                }
+                continue;
+            }
             match self.offcpu {
                 // The kernel scaled it by the 1-in-N rate it was recorded
                 // at (which the budget may change while a profile runs).
@@ -269,7 +333,46 @@ impl ProfileBuilder {
         }
     }
 
+    /// In use at the latest snapshot by stack: the process name, then the
+    /// frames root first (threads of a process summed), in bytes.
+    pub fn inuse_by_stack(&self) -> Vec<(Vec<String>, i64)> {
+        let mut by: HashMap<Vec<String>, i64> = HashMap::new();
+        for &(stack, set, values) in &self.inuse {
+            let process = self
+                .profile
+                .label_set(set)
+                .iter()
+                .find(|(k, _)| k == labels::PROCESS_NAME)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let names: Vec<String> = std::iter::once(process)
+                .chain(
+                    self.profile
+                        .stack(stack)
+                        .iter()
+                        .rev()
+                        .map(|&l| self.profile.location_name(l).to_string()),
+                )
+                .collect();
+            *by.entry(names).or_default() += values[3];
+        }
+        by.into_iter().collect()
+    }
+
+    /// Adds a line to the profile's comments (how it was collected).
+    pub fn add_comment(&mut self, line: String) {
+        self.profile.comments.push(line);
+    }
+
+    /// Drops the in-use samples given so far: a newer snapshot follows.
+    pub fn clear_inuse(&mut self) {
+        self.inuse.clear();
+    }
+
     pub fn finish(mut self, duration_nanos: i64) -> Profile {
+        for (stack, labels, values) in std::mem::take(&mut self.inuse) {
+            self.profile.add_sample(stack, labels, &values);
+        }
         self.profile.duration_nanos = duration_nanos;
         self.profile
     }
@@ -285,8 +388,12 @@ impl ProfileBuilder {
         symbolizer.trim();
         let mut per_object: HashMap<u32, Vec<u64>> = HashMap::new();
         let mut kernel_addrs = Vec::new();
-        let (offcpu, wall) = (self.offcpu.is_some(), self.wall);
-        for s in drained.samples.iter().filter(|s| takes(offcpu, wall, s)) {
+        let (offcpu, wall, alloc) = (self.offcpu.is_some(), self.wall, self.alloc);
+        for s in drained
+            .samples
+            .iter()
+            .filter(|s| takes(offcpu, wall, alloc, s))
+        {
             if let Some(k) = drained.stacks.get(&s.kernel_stack) {
                 for (i, &ip) in k.iter().enumerate() {
                     let addr = if i == 0 { ip } else { ip.wrapping_sub(1) };
@@ -531,9 +638,13 @@ fn python_groups(stack: &[u64]) -> Vec<Vec<u64>> {
     groups
 }
 
-/// Whether a drained record belongs in the wall view (every record), the
+/// Whether a drained record belongs in the allocation profile
+/// (allocations, not frees), the wall view (every other record), the
 /// off-CPU profile (blocks of at least the minimum) or the CPU one.
-fn takes(offcpu: bool, wall: bool, s: &RawSample) -> bool {
+fn takes(offcpu: bool, wall: bool, alloc: bool, s: &RawSample) -> bool {
+    if s.flags & SAMPLE_F_ALLOC != 0 || alloc {
+        return alloc && s.flags & (SAMPLE_F_ALLOC | SAMPLE_F_ALLOC_FREE) == SAMPLE_F_ALLOC;
+    }
     if wall {
         return true;
     }
@@ -541,6 +652,21 @@ fn takes(offcpu: bool, wall: bool, s: &RawSample) -> bool {
         return false;
     }
     (s.flags & SAMPLE_F_OFFCPU != 0) == offcpu
+}
+
+/// An allocation record's values: [alloc_objects, alloc_space,
+/// inuse_objects, inuse_space].
+fn alloc_values(s: &RawSample) -> [i64; 4] {
+    let inuse = s.flags & crate::alloc::SAMPLE_F_INUSE != 0;
+    let mut v = [0i64; 4];
+    let slot = usize::from(inuse) * 2;
+    if s.flags & SAMPLE_F_ALLOC_OBJECTS != 0 {
+        let one = crate::alloc::ALLOC_OBJECT_ONE;
+        v[slot] = ((s.count + one / 2) / one) as i64;
+    } else {
+        v[slot + 1] = s.count as i64;
+    }
+    v
 }
 
 fn count_flags(s: &RawSample, n: u64, f: &mut SampleFlags) {
@@ -661,6 +787,62 @@ mod tests {
         let comments = off.comments.join("\n");
         assert!(comments.contains("shorter than 2000000 ns"), "{comments}");
         assert!(comments.contains("1 in 4 blocking switches"), "{comments}");
+    }
+
+    /// Allocation records go to the allocation profile only, bytes and
+    /// objects in their slots, frees nowhere; in use comes from the last
+    /// snapshot given, at the end.
+    #[test]
+    fn allocation_records_fill_the_four_memory_types() {
+        use perfpilot_bpf::{SAMPLE_F_ALLOC, SAMPLE_F_ALLOC_FREE, SAMPLE_F_ALLOC_OBJECTS};
+        let mut d = churn();
+        d.samples.truncate(4);
+        d.samples[1].flags = SAMPLE_F_ALLOC;
+        d.samples[1].count = 600_000;
+        d.samples[2].flags = SAMPLE_F_ALLOC | SAMPLE_F_ALLOC_OBJECTS;
+        d.samples[2].count = 3 * 1024 + 100;
+        d.samples[3].flags = SAMPLE_F_ALLOC | SAMPLE_F_ALLOC_FREE;
+        d.samples[3].count = 999;
+        let mut tracker = Tracker::new(0);
+        let mut symbolizer = Symbolizer::new();
+        let mut flags = SampleFlags::default();
+        let mut cpu = ProfileBuilder::new(99, 0);
+        let config = crate::alloc::AllocConfig::default();
+        let mut alloc = ProfileBuilder::new_alloc(config, 0);
+        cpu.add(&d, &mut tracker, &mut symbolizer, &mut flags);
+        alloc.add(&d, &mut tracker, &mut symbolizer, &mut flags);
+        let mut held = d.samples[1];
+        held.flags |= crate::alloc::SAMPLE_F_INUSE;
+        held.count = 1;
+        let old = Drained {
+            samples: vec![held],
+            ..Drained::default()
+        };
+        held.count = 400_000;
+        let last = Drained {
+            samples: vec![held],
+            ..Drained::default()
+        };
+        for snapshot in [&old, &last] {
+            alloc.clear_inuse();
+            alloc.add(snapshot, &mut tracker, &mut symbolizer, &mut flags);
+        }
+        let (cpu, alloc) = (cpu.finish(1), alloc.finish(1));
+        assert_eq!(cpu.samples().len(), 1);
+        let types: Vec<&str> = alloc.sample_types.iter().map(|t| t.kind.as_str()).collect();
+        use super::{ALLOC_OBJECTS, ALLOC_SPACE, INUSE_OBJECTS, INUSE_SPACE};
+        assert_eq!(
+            types,
+            [ALLOC_OBJECTS, ALLOC_SPACE, INUSE_OBJECTS, INUSE_SPACE]
+        );
+        assert_eq!(alloc.period, 512 * 1024);
+        let values: Vec<&[i64]> = alloc
+            .samples()
+            .iter()
+            .map(|s| s.values.as_slice())
+            .collect();
+        // One stack and label set: its allocation and in use are one sample.
+        assert_eq!(values, [&[0, 600_000, 0, 400_000][..], &[3, 0, 0, 0]]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! interval from a thread of its own ([`ship::Shipper`]).
 
 pub mod aggregate;
+pub mod alloc;
 pub mod budget;
 pub mod capture;
 pub mod cgroup;

@@ -85,6 +85,8 @@ pub struct SessionConfig {
     /// time plus its BPF programs' run time); over it, collectors sample
     /// less (see [`crate::budget`]). `None`: no budget.
     pub max_cpu_percent: Option<f64>,
+    /// Allocation profiles: uprobes on the C library's allocator.
+    pub alloc: Option<crate::alloc::AllocConfig>,
 }
 
 impl Default for SessionConfig {
@@ -105,6 +107,7 @@ impl Default for SessionConfig {
             offcpu: None,
             wall: false,
             max_cpu_percent: None,
+            alloc: None,
         }
     }
 }
@@ -135,6 +138,19 @@ pub struct SessionReport {
     /// Time the kernel spent in the sampler's BPF programs (`None`: the
     /// kernel keeps no such statistics).
     pub bpf_run_nanos: Option<u64>,
+    /// The allocation probes' counters.
+    pub alloc: crate::alloc::AllocStats,
+    /// Allocator libraries probed.
+    pub alloc_libraries: u64,
+    /// Estimated bytes allocated (sampled allocations' weights).
+    pub alloc_bytes: u64,
+    /// Estimated bytes held by sampled allocations not freed, at the last
+    /// drain.
+    pub inuse_bytes: u64,
+    /// Times the allocation probes were detached to keep within
+    /// `max_probe_rate`, and the time they were detached.
+    pub alloc_detached: u64,
+    pub alloc_detached_ns: u64,
 }
 
 impl SessionReport {
@@ -154,6 +170,16 @@ pub struct Session {
     builder: ProfileBuilder,
     offcpu_builder: Option<ProfileBuilder>,
     wall_builder: Option<ProfileBuilder>,
+    alloc_builder: Option<ProfileBuilder>,
+    /// What sampled allocations hold, across profiles.
+    inuse: crate::alloc::InUse,
+    /// Processes that exec'd (or exited) since the last poll, whose
+    /// addresses the kernel forgets.
+    alloc_gone: std::collections::HashSet<u32>,
+    /// Processes that exited: what they held stays in the profile being
+    /// built (held at exit) and goes after it.
+    alloc_exited: std::collections::HashSet<u32>,
+    probe_budget: crate::alloc::ProbeBudget,
     config: SessionConfig,
     drained: Drained,
     events: Vec<Event>,
@@ -283,8 +309,31 @@ impl Session {
             raw_stacks_always: config.raw_stacks_always,
             cpu: config.cpu || config.wall,
             offcpu: kernel_offcpu(&config),
+            alloc: config.alloc,
             ..Default::default()
         })?;
+        let mut alloc_libraries = 0;
+        if config.alloc.is_some() {
+            // Probes for given processes spare every other process the
+            // trap each call costs; the host is probed by file. (A
+            // tree's later children are not probed: see ARCHITECTURE.)
+            match &config.scope {
+                Scope::Pids(pids) | Scope::Tree(pids) => {
+                    for &pid in pids {
+                        for lib in crate::alloc::allocator_libraries(&[pid]) {
+                            sampler.attach_allocator(&lib, Some(pid))?;
+                            alloc_libraries += 1;
+                        }
+                    }
+                }
+                Scope::Host => {
+                    for lib in crate::alloc::allocator_libraries(&[]) {
+                        sampler.attach_allocator(&lib, None)?;
+                        alloc_libraries += 1;
+                    }
+                }
+            }
+        }
         let mut tracker = Tracker::with_table_target(config.unwind_rows, TableTarget::Kernel);
         // Processes are read at exec on the ring reader thread, so that
         // those gone before this loop reads them are still known.
@@ -313,6 +362,16 @@ impl Session {
                 ProfileBuilder::new_offcpu(c, unix_nanos()).with_pid_labels(config.pid_labels)
             }),
             wall_builder: new_wall_builder(&config),
+            alloc_builder: config.alloc.map(|c| {
+                ProfileBuilder::new_alloc(c, unix_nanos()).with_pid_labels(config.pid_labels)
+            }),
+            inuse: crate::alloc::InUse::default(),
+            alloc_gone: std::collections::HashSet::new(),
+            alloc_exited: std::collections::HashSet::new(),
+            probe_budget: crate::alloc::ProbeBudget::new(
+                config.alloc.map_or(0, |a| a.max_probe_rate),
+                Instant::now(),
+            ),
             config,
             drained: Drained::default(),
             events: Vec::new(),
@@ -323,7 +382,10 @@ impl Session {
             captures,
             flush_late: false,
             profile_started: Instant::now(),
-            report: SessionReport::default(),
+            report: SessionReport {
+                alloc_libraries,
+                ..SessionReport::default()
+            },
             budget: None,
         }
         .with_budget())
@@ -460,6 +522,9 @@ impl Session {
                 }
                 Event::MapsStale(pid) => self.tracker.refresh(pid, &self.sampler),
                 Event::Exec(pid) if self.tracker.is_tracked(pid) => {
+                    if self.config.alloc.is_some() {
+                        self.alloc_gone.insert(pid);
+                    }
                     // A new image of a known process: its old tables no
                     // longer apply.
                     self.tracker.register(pid, &self.sampler);
@@ -469,6 +534,9 @@ impl Session {
                         .push((now + Duration::from_millis(250), pid));
                 }
                 Event::Exec(pid) => {
+                    if self.config.alloc.is_some() {
+                        self.alloc_gone.insert(pid);
+                    }
                     if self.register_at.len() < MAX_WAITING
                         && !self.register_at.iter().any(|&(_, p)| p == pid)
                     {
@@ -504,6 +572,32 @@ impl Session {
         }
         self.tracker.poll_tables(Duration::ZERO, &self.sampler);
         self.symbolizer.forget_objects(&self.tracker.take_evicted());
+        self.forget_allocations();
+        if self.probe_budget.reattach_due(Instant::now()) {
+            if let Err(e) = self.sampler.reattach_allocators() {
+                tracing::warn!("attaching the allocation probes again: {e}");
+            }
+            let stats = self.sampler.alloc_stats();
+            self.probe_budget
+                .attached(Instant::now(), stats.calls * 2 + stats.frees);
+        }
+    }
+
+    /// Drops what exec'd processes held: their memory went with the old
+    /// image (an exited one's goes after the current profile). The
+    /// kernel's addresses of a process are swept only when it held
+    /// something here (a walk over the whole map).
+    fn forget_allocations(&mut self) {
+        if self.alloc_gone.is_empty() {
+            return;
+        }
+        let gone = std::mem::take(&mut self.alloc_gone);
+        let holding = self.inuse.processes();
+        let held = gone.intersection(&holding).copied().collect();
+        let execd: std::collections::HashSet<u32> =
+            gone.difference(&self.alloc_exited).copied().collect();
+        self.inuse.forget_processes(&execd);
+        self.sampler.forget_allocations(&held);
     }
 
     /// Moves samples out of the kernel into the current profile.
@@ -579,6 +673,44 @@ impl Session {
                 &mut self.symbolizer,
                 &mut SampleFlags::default(),
             );
+        }
+        if let Some(b) = &mut self.alloc_builder {
+            b.add(
+                &self.drained,
+                &mut self.tracker,
+                &mut self.symbolizer,
+                &mut SampleFlags::default(),
+            );
+            self.inuse.absorb(&self.drained);
+            // In use is a snapshot, resolved now while its processes are
+            // known; the last one before the profile ends is kept.
+            b.clear_inuse();
+            b.add(
+                &self.inuse.snapshot(),
+                &mut self.tracker,
+                &mut self.symbolizer,
+                &mut SampleFlags::default(),
+            );
+            use perfpilot_bpf::{SAMPLE_F_ALLOC, SAMPLE_F_ALLOC_FREE, SAMPLE_F_ALLOC_OBJECTS};
+            let kind = SAMPLE_F_ALLOC | SAMPLE_F_ALLOC_FREE | SAMPLE_F_ALLOC_OBJECTS;
+            self.report.alloc_bytes += self
+                .drained
+                .samples
+                .iter()
+                .filter(|s| s.flags & kind == SAMPLE_F_ALLOC)
+                .map(|s| s.count)
+                .sum::<u64>();
+            self.report.inuse_bytes = self.inuse.bytes().max(0) as u64;
+            let stats = self.sampler.alloc_stats();
+            // A call traps at its entry and its return, a free at its entry.
+            let hits = stats.calls * 2 + stats.frees;
+            if self.probe_budget.over(Instant::now(), hits) {
+                self.sampler.detach_allocators();
+                // Frees go unseen while detached: in use starts again.
+                self.inuse = crate::alloc::InUse::default();
+                b.clear_inuse();
+                self.report.alloc_detached += 1;
+            }
         }
         if self.config.offcpu.is_some() {
             use perfpilot_bpf::{SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT};
@@ -701,11 +833,45 @@ impl Session {
                 out.push(p);
             }
         }
+        if let (Some(b), Some(c)) = (&mut self.alloc_builder, self.config.alloc) {
+            let fresh =
+                ProfileBuilder::new_alloc(c, unix_nanos()).with_pid_labels(self.config.pid_labels);
+            // In use: the snapshot of the last drain.
+            let mut old = std::mem::replace(b, fresh);
+            let (detached, off) = self.probe_budget.take_interval(Instant::now());
+            self.report.alloc_detached_ns += off.as_nanos() as u64;
+            if detached > 0 || !off.is_zero() {
+                old.add_comment(format!(
+                    "allocation probes detached {detached} times, {:.1} s of {:.1} s, to keep \
+                     their hits under {} a second: allocations then are not counted, and in \
+                     use restarts at each re-attach (frees were unseen)",
+                    off.as_secs_f64(),
+                    duration as f64 / 1e9,
+                    c.max_probe_rate
+                ));
+            }
+            out.push(old.finish(duration));
+            let exited = std::mem::take(&mut self.alloc_exited);
+            self.inuse.forget_processes(&exited);
+        }
         out
+    }
+
+    /// In-use bytes by stack at the last drain (process name, then frames
+    /// root first); empty without allocation profiles.
+    pub fn inuse_by_stack(&self) -> Vec<(Vec<String>, i64)> {
+        self.alloc_builder
+            .as_ref()
+            .map(|b| b.inuse_by_stack())
+            .unwrap_or_default()
     }
 
     /// A process exited (its copied stacks, if any, unwound).
     fn exited(&mut self, pid: u32) {
+        if self.config.alloc.is_some() {
+            self.alloc_gone.insert(pid);
+            self.alloc_exited.insert(pid);
+        }
         // A process never tracked (a target's child that was never
         // sampled) has only its kernel entries to drop.
         if !self.tracker.mark_exited(pid) {
@@ -735,6 +901,7 @@ impl Session {
             capture: self.captures.stats(),
             shed_factor: self.budget.as_ref().map_or(1.0, |b| b.controller.factor()),
             bpf_run_nanos: self.sampler.bpf_run_time_ns(),
+            alloc: self.sampler.alloc_stats(),
             ..self.report
         }
     }

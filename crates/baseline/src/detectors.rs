@@ -377,46 +377,8 @@ pub fn trend(points: &[(i64, f64)]) -> (f64, f64) {
     (p, theil_sen(points))
 }
 
-/// Two-sided p-value of the Mann–Kendall test for a monotonic trend.
-pub fn mann_kendall(points: &[(i64, f64)]) -> f64 {
-    let n = points.len();
-    if n < 3 {
-        return 1.0;
-    }
-    let mut s: i64 = 0;
-    for i in 0..n {
-        let xi = points[i].1;
-        for p in &points[i + 1..] {
-            s += (p.1 > xi) as i64 - (p.1 < xi) as i64;
-        }
-    }
-    let nf = n as f64;
-    let var = nf * (nf - 1.0) * (2.0 * nf + 5.0) / 18.0;
-    // Continuity correction.
-    let z = (s.abs() as f64 - 1.0).max(0.0) / var.sqrt();
-    normal_two_sided(z)
-}
-
-/// Median of the pairwise slopes: a slope that outliers (a GC drop, a
-/// spike) barely move.
-pub fn theil_sen(points: &[(i64, f64)]) -> f64 {
-    let n = points.len();
-    let mut slopes = Vec::with_capacity(n * n.saturating_sub(1) / 2);
-    for i in 0..n {
-        for p in &points[i + 1..] {
-            let dt = (p.0 - points[i].0) as f64;
-            if dt > 0.0 {
-                slopes.push((p.1 - points[i].1) / dt);
-            }
-        }
-    }
-    if slopes.is_empty() {
-        return 0.0;
-    }
-    let mid = slopes.len() / 2;
-    let (_, m, _) = slopes.select_nth_unstable_by(mid, f64::total_cmp);
-    *m
-}
+/// The trend tests, shared with the allocation leak report.
+pub use perfpilot_stats::{mann_kendall, theil_sen};
 
 /// Two-sided tail probability of a standard normal.
 pub use perfpilot_stats::normal_two_sided;

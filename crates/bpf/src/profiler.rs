@@ -23,6 +23,12 @@ use skel::{ProfilerSkel, ProfilerSkelBuilder};
 
 mod layout;
 
+mod alloc;
+pub use alloc::{
+    AllocConfig, AllocStats, ALLOC_OBJECT_ONE, SAMPLE_F_ALLOC, SAMPLE_F_ALLOC_FREE,
+    SAMPLE_F_ALLOC_OBJECTS, SAMPLE_F_ALLOC_UNTRACKED,
+};
+
 mod follow_skel {
     #![allow(clippy::all, unused_imports, dead_code, non_camel_case_types)]
     include!(concat!(env!("OUT_DIR"), "/follow.skel.rs"));
@@ -831,6 +837,9 @@ pub struct SamplerConfig {
     /// Also record off-CPU time (`None`: the sched_switch program is
     /// neither loaded nor attached, and costs nothing).
     pub offcpu: Option<OffCpuConfig>,
+    /// Allocation profiles (`None`: the uprobe programs are not loaded;
+    /// [`Sampler::attach_allocator`] then attaches nothing).
+    pub alloc: Option<AllocConfig>,
 }
 
 impl Default for SamplerConfig {
@@ -851,6 +860,7 @@ impl Default for SamplerConfig {
             raw_stacks_always: false,
             cpu: true,
             offcpu: None,
+            alloc: None,
         }
     }
 }
@@ -860,6 +870,11 @@ pub struct Sampler {
     skel: ProfilerSkel<'static>,
     _follow: Option<FollowSkel<'static>>,
     _links: Vec<Link>,
+    /// The allocation probes, apart: detached and attached again to keep
+    /// their rate within a budget.
+    alloc_links: Vec<Link>,
+    /// What they were attached to, to attach them again.
+    alloc_targets: Vec<(std::path::PathBuf, Option<u32>)>,
     rings: RingReader,
     counts_drainer: BatchDrainer,
     stacks_drainer: BatchDrainer,
@@ -867,6 +882,7 @@ pub struct Sampler {
     frequency_hz: u64,
     cpu: bool,
     offcpu: bool,
+    alloc: bool,
     sampling: bool,
     /// Duplicates of the cpu-clock events' fds (the links own the
     /// originals), to change their period while attached.
@@ -914,6 +930,16 @@ impl Sampler {
                 ro.offcpu_sample_every = off.sample_every.max(1);
                 ro.offcpu_wall = off.wall;
             }
+            if let Some(a) = &config.alloc {
+                alloc::configure(ro, a);
+            }
+        }
+        alloc::set_autoload(&mut open, config.alloc.is_some());
+        if let Some(a) = &config.alloc {
+            open.maps
+                .alloc_live
+                .set_max_entries(a.max_live.max(1))
+                .map_err(|e| BpfError::from_libbpf("sizing maps", e))?;
         }
         if config.offcpu.is_none() {
             // Loading a tp_btf program makes libbpf read the kernel's BTF,
@@ -1020,6 +1046,8 @@ impl Sampler {
             skel,
             _follow: follow,
             _links: links,
+            alloc_links: Vec::new(),
+            alloc_targets: Vec::new(),
             rings,
             counts_drainer: BatchDrainer::new(SAMPLE_KEY_SIZE, SAMPLE_VALUE_SIZE, 1024),
             stacks_drainer: BatchDrainer::new(8, STACK_SIZE, 256),
@@ -1027,6 +1055,7 @@ impl Sampler {
             frequency_hz: config.frequency_hz,
             cpu: config.cpu,
             offcpu: config.offcpu.is_some(),
+            alloc: config.alloc.is_some(),
             sampling: false,
             clock_fds: Vec::new(),
             period_ns: 1_000_000_000 / config.frequency_hz.max(1),

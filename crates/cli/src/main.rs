@@ -453,7 +453,10 @@ struct SamplingArgs {
     /// Profiles to collect, comma-separated: cpu (on-CPU samples), offcpu
     /// (time threads spend blocked, by the stack they blocked at), wall
     /// (on- plus off-CPU time, blocked or waiting for a CPU: all of each
-    /// thread's time; it records every switch). `top` shows one of them.
+    /// thread's time; it records every switch), alloc (allocations by
+    /// stack, sampled by bytes: allocated in each interval and in use at
+    /// its end; uprobes on the C library's malloc family). `top` shows one
+    /// of cpu, offcpu and wall.
     #[arg(
         long,
         value_name = "TYPES",
@@ -471,6 +474,20 @@ struct SamplingArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     offcpu_sample_every: u32,
+    /// Allocations: sample once per this many bytes allocated, on average
+    /// (each sample stands for what it represents). Smaller: more detail
+    /// for small heaps, more map work; the probes' own cost per call does
+    /// not change.
+    #[arg(long, value_name = "BYTES", default_value_t = 512 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 31))]
+    alloc_sample_bytes: u64,
+    /// Allocations: most probe hits a second (each call to a probed
+    /// function traps into the kernel, a few microseconds each; an
+    /// allocation hits two, a free one). Past it the probes are detached
+    /// for long enough to average it: allocations then go uncounted and
+    /// in-use restarts (said in the profile). 0: never detached.
+    #[arg(long, value_name = "HITS", default_value_t = 0)]
+    alloc_max_probe_rate: u64,
     /// Most CPU the profiler may use, in percent of one core: its own CPU
     /// time plus its BPF programs' run time (which the profiled threads
     /// pay). Over it, each profile type samples less (never below a
@@ -509,6 +526,7 @@ enum ProfileKind {
     Cpu,
     Offcpu,
     Wall,
+    Alloc,
 }
 
 impl SamplingArgs {
@@ -530,6 +548,16 @@ impl SamplingArgs {
                 Some(perfpilot_agent::budget::default_max_cpu_percent(cpus))
             }
         }
+    }
+
+    /// The allocation profiling settings when `--profiles` has alloc.
+    fn alloc(&self) -> Option<perfpilot_agent::alloc::AllocConfig> {
+        self.wants(ProfileKind::Alloc)
+            .then(|| perfpilot_agent::alloc::AllocConfig {
+                sample_bytes: self.alloc_sample_bytes,
+                max_probe_rate: self.alloc_max_probe_rate,
+                ..Default::default()
+            })
     }
 
     /// The off-CPU settings when `--profiles` has offcpu or wall.

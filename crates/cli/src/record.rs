@@ -34,6 +34,7 @@ pub fn session_config(s: &SamplingArgs, scope: Scope) -> SessionConfig {
         offcpu: s.offcpu().filter(|_| s.wants(crate::ProfileKind::Offcpu)),
         wall: s.wants(crate::ProfileKind::Wall),
         max_cpu_percent: s.max_cpu_percent(false),
+        alloc: s.alloc(),
     }
 }
 
@@ -56,7 +57,7 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     if args.sampling.profiles.is_empty() {
         return Err(Failure::new(
             exit::USAGE,
-            anyhow::anyhow!("--profiles names no profile type (cpu, offcpu, wall)"),
+            anyhow::anyhow!("--profiles names no profile type (cpu, offcpu, wall, alloc)"),
         ));
     }
     perfpilot_bpf::check_environment()?;
@@ -98,6 +99,8 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let mut last_drain = Instant::now();
     let mut child_status = None;
+    let mut leaks = LeakSeries::default();
+    let alloc = args.sampling.wants(crate::ProfileKind::Alloc);
     loop {
         let now = Instant::now();
         if signals::stop_requested() || deadline.is_some_and(|d| now >= d) {
@@ -125,6 +128,9 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
         if last_drain.elapsed() >= DRAIN_EVERY {
             session.drain()?;
             last_drain = Instant::now();
+            if alloc {
+                leaks.add(&session.inuse_by_stack());
+            }
             if progress {
                 let r = session.report();
                 eprint!(
@@ -144,6 +150,9 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     }
     // Copied stacks of the last moments still wait for their tables.
     session.drain_final(FINAL_WAIT)?;
+    if alloc {
+        leaks.add(&session.inuse_by_stack());
+    }
     let elapsed = started.elapsed();
     let profiles = session.take_profiles();
     let title = match &child {
@@ -162,6 +171,7 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
         let title = match kind {
             "offcpu" => format!("{title} (off-CPU)"),
             "wall" => format!("{title} (wall)"),
+            "alloc" => format!("{title} (allocations)"),
             _ => title.clone(),
         };
         let bytes = format
@@ -171,6 +181,19 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
         written.push((path, kind));
     }
     let cpu = profiles.iter().find(|p| kind_of(p) == "cpu");
+    let leak_report = if alloc {
+        let found = leaks.find();
+        let path = leaks_output(&args.output);
+        let json = serde_json::json!({
+            "snapshots": leaks.times.len(),
+            "leaks": found,
+        });
+        let bytes = serde_json::to_vec_pretty(&json).context("encoding the leak report")?;
+        write_atomically(&path, &bytes)?;
+        Some((path, found))
+    } else {
+        None
+    };
 
     if !args.quiet {
         if progress {
@@ -190,6 +213,15 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
                 eprintln!(
                     "perfpilot: wrote {} ({format}, wall): on- and off-CPU time over {:.1} s",
                     path.display(),
+                    elapsed.as_secs_f64(),
+                );
+            } else if *kind == "alloc" {
+                eprintln!(
+                    "perfpilot: wrote {} ({format}, allocations): {} allocated, {} in use at \
+                     the end, over {:.1} s",
+                    path.display(),
+                    summary::bytes(r.alloc_bytes),
+                    summary::bytes(r.inuse_bytes),
                     elapsed.as_secs_f64(),
                 );
             } else if *kind == "offcpu" {
@@ -214,6 +246,27 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
         for line in summary::lines(&r) {
             eprintln!("  {line}");
         }
+        if let Some((path, found)) = &leak_report {
+            eprintln!(
+                "perfpilot: wrote {}: {} stacks whose in-use bytes grew steadily over {} snapshots",
+                path.display(),
+                found.len(),
+                leaks.times.len()
+            );
+            for l in found.iter().take(5) {
+                let frames = l.stack.len();
+                let tail = l.stack[frames.saturating_sub(3)..].join(";");
+                eprintln!(
+                    "  leak: {}/s, {} grown, {} in use (p = {:.1e}) at {}{}",
+                    summary::bytes(l.growth_bytes_per_second.max(0.0) as u64),
+                    summary::bytes(l.growth_bytes.max(0.0) as u64),
+                    summary::bytes(l.inuse_bytes.max(0.0) as u64),
+                    l.p_value,
+                    if frames > 3 { "…;" } else { "" },
+                    tail
+                );
+            }
+        }
         if let Some(status) = child_status {
             eprintln!("  command exited with status {status}");
         }
@@ -223,12 +276,67 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
 
 /// Which `--profiles` type a profile is, by its sample type.
 fn kind_of(p: &perfpilot_model::Profile) -> &'static str {
-    use perfpilot_agent::aggregate::{OFF_CPU, WALL};
+    use perfpilot_agent::aggregate::{ALLOC_OBJECTS, OFF_CPU, WALL};
     match p.sample_types.first().map(|t| t.kind.as_str()) {
         Some(OFF_CPU) => "offcpu",
         Some(WALL) => "wall",
+        Some(ALLOC_OBJECTS) => "alloc",
         _ => "cpu",
     }
+}
+
+/// In-use bytes by stack, one point per drain, for the leak report.
+#[derive(Default)]
+struct LeakSeries {
+    times: Vec<i64>,
+    series: std::collections::HashMap<Vec<String>, Vec<(i64, f64)>>,
+}
+
+impl LeakSeries {
+    fn add(&mut self, snapshot: &[(Vec<String>, i64)]) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        // A stack seen first now held nothing at the earlier snapshots;
+        // one no longer seen holds nothing now.
+        let earlier = self.times.clone();
+        for (stack, bytes) in snapshot {
+            self.series
+                .entry(stack.clone())
+                .or_insert_with(|| earlier.iter().map(|&t| (t, 0.0)).collect())
+                .push((now, *bytes as f64));
+        }
+        let n = earlier.len() + 1;
+        for points in self.series.values_mut() {
+            if points.len() < n {
+                points.push((now, 0.0));
+            }
+        }
+        self.times.push(now);
+    }
+
+    fn find(&self) -> Vec<perfpilot_query::leaks::Leak> {
+        let series: Vec<perfpilot_query::leaks::StackSeries> = self
+            .series
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        perfpilot_query::leaks::find_leaks(&series, &Default::default())
+    }
+}
+
+/// `out.pb.gz` → `out.leaks.json`.
+fn leaks_output(path: &Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = match name.find('.') {
+        Some(i) if i > 0 => &name[..i],
+        _ => name.as_str(),
+    };
+    path.with_file_name(format!("{stem}.leaks.json"))
 }
 
 /// `out.pb.gz` → `out.offcpu.pb.gz`: the type goes before the first

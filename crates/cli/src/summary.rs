@@ -81,6 +81,23 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
             thousands(s.offcpu_no_storage),
         )
     }))
+    .chain((r.alloc.calls + r.alloc.frees > 0 || r.alloc_libraries > 0).then(|| {
+        let a = &r.alloc;
+        format!(
+            "allocations: {} allocator libraries probed, {} allocation calls and {} frees seen, {} sampled ({} counted with their stack), {} frees of sampled allocations; lost: {} returns seen on another CPU, {} not kept in use (live map full), {} failed calls; probes detached {} times for {:.1} s (--alloc-max-probe-rate)",
+            thousands(r.alloc_libraries),
+            thousands(a.calls),
+            thousands(a.frees),
+            thousands(a.sampled),
+            thousands(a.recorded),
+            thousands(a.freed),
+            thousands(a.lost_return),
+            thousands(a.live_full),
+            thousands(a.failed),
+            thousands(r.alloc_detached),
+            r.alloc_detached_ns as f64 / 1e9,
+        )
+    }))
     .chain(std::iter::once({
         let (cpu, rss) = own_cost();
         let bpf = r
@@ -118,6 +135,22 @@ pub fn count(n: u64) -> String {
     thousands(n)
 }
 
+/// Bytes in the largest binary unit that keeps a whole part.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -126,5 +159,12 @@ mod tests {
         assert_eq!(super::thousands(999), "999");
         assert_eq!(super::thousands(1000), "1,000");
         assert_eq!(super::thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn byte_units() {
+        assert_eq!(super::bytes(512), "512 B");
+        assert_eq!(super::bytes(1536), "1.5 KiB");
+        assert_eq!(super::bytes(3 << 30), "3.0 GiB");
     }
 }

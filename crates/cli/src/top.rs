@@ -59,6 +59,7 @@ impl Window {
             crate::ProfileKind::Cpu => format!("{} samples", self.samples()),
             crate::ProfileKind::Offcpu => format!("{ms:.0} ms off-CPU"),
             crate::ProfileKind::Wall => format!("{ms:.0} ms wall"),
+            crate::ProfileKind::Alloc => format!("{} samples", self.samples()),
         }
     }
 
@@ -106,6 +107,12 @@ fn truncate(s: &str, width: usize) -> String {
 
 pub fn run(args: TopArgs) -> exit::Result<()> {
     let kind = match args.sampling.profiles.as_slice() {
+        [crate::ProfileKind::Alloc] => {
+            return Err(crate::exit::Failure::new(
+                crate::exit::USAGE,
+                anyhow::anyhow!("top does not show allocations yet: use record --profiles alloc"),
+            ))
+        }
         [one] => *one,
         _ => {
             return Err(crate::exit::Failure::new(

@@ -18,10 +18,12 @@
 //! - [`parse_time`], [`parse_duration`], [`parse_range`], [`default_step`]:
 //!   query arguments.
 //! - [`Series`]: time series responses.
+//! - [`leaks::find_leaks`]: stacks whose in-use bytes grow steadily.
 
 pub mod diff;
 pub mod error;
 pub mod flame;
+pub mod leaks;
 pub mod pprof;
 pub mod sandwich;
 pub mod series;

@@ -64,8 +64,8 @@ pub mod api {
         PolicyView, WebhookResponse,
     };
     pub use crate::native::{
-        DiffResponse, FlamegraphResponse, NamesResponse, ProfileTypesResponse, SandwichResponse,
-        SeriesResponse, TimeseriesResponse, TopResponse, ValuesResponse,
+        DiffResponse, FlamegraphResponse, LeaksResponse, NamesResponse, ProfileTypesResponse,
+        SandwichResponse, SeriesResponse, TimeseriesResponse, TopResponse, ValuesResponse,
     };
 }
 
@@ -203,6 +203,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/series", get(native::series))
         .route("/api/v1/flamegraph", get(native::flamegraph))
         .route("/api/v1/top", get(native::top))
+        .route("/api/v1/leaks", get(native::leaks))
         .route("/api/v1/sandwich", get(native::sandwich))
         .route("/api/v1/diff", get(native::diff))
         .route("/api/v1/timeseries", get(native::timeseries))

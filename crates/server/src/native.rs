@@ -538,3 +538,92 @@ mod tests {
         assert_eq!(preferred(&mixed), None);
     }
 }
+
+#[derive(Serialize, Deserialize)]
+pub struct LeaksResponse {
+    pub profile_type: Option<String>,
+    pub from: i64,
+    pub until: i64,
+    pub step_ms: i64,
+    /// Steps with data: the points each stack's trend is tested on.
+    pub snapshots: usize,
+    pub leaks: Vec<perfpilot_query::leaks::Leak>,
+}
+
+/// Most steps a leak query merges (one merge each).
+const MAX_LEAK_STEPS: i64 = 120;
+
+/// Stacks whose in-use bytes grow steadily over the range: the selection
+/// (in-use space unless the query names a type) merged per step, each
+/// step's value the mean of its snapshots, each stack's series tested
+/// for a trend.
+pub async fn leaks(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> ApiResult<Json<LeaksResponse>> {
+    let r = range(p.from.as_deref(), p.until.as_deref())?;
+    let mut query = p.query.clone().unwrap_or_else(|| "{}".to_string());
+    if query.trim_start().starts_with('{') {
+        query = format!("memory:inuse_space:bytes:space:bytes{query}");
+    }
+    let sel = Selector::parse(&query)?;
+    let span = r.end_ms - r.start_ms;
+    let step_ms = match p.step.as_deref() {
+        Some(s) => perfpilot_query::parse_duration(s)?,
+        None => perfpilot_query::default_step(span, 30),
+    };
+    if step_ms <= 0 || span / step_ms > MAX_LEAK_STEPS {
+        return Err(ApiError::bad_request(format!(
+            "a leak query merges each step: at most {MAX_LEAK_STEPS} steps, use a larger step"
+        )));
+    }
+    let queries = app.queries.clone();
+    queries
+        .run(move || {
+            let (sel, pt) = resolve_type(app.store.as_ref(), sel, r)?;
+            let mut series: std::collections::HashMap<Vec<String>, Vec<(i64, f64)>> =
+                std::collections::HashMap::new();
+            let mut times: Vec<i64> = Vec::new();
+            let mut t = r.start_ms;
+            while t < r.end_ms {
+                let step = TimeRange {
+                    start_ms: t,
+                    end_ms: (t + step_ms).min(r.end_ms),
+                };
+                let table = app.store.merge(&sel, step)?;
+                if !table.stacks.is_empty() {
+                    let mut now: std::collections::HashMap<Vec<String>, f64> =
+                        std::collections::HashMap::new();
+                    for (frames, v) in &table.stacks {
+                        let names: Vec<String> = frames
+                            .iter()
+                            .filter_map(|&f| table.functions.get(f as usize).cloned())
+                            .collect();
+                        *now.entry(names).or_default() += *v as f64;
+                    }
+                    // A stack absent from a step held nothing then.
+                    for (stack, points) in series.iter_mut() {
+                        points.push((t, now.remove(stack).unwrap_or(0.0)));
+                    }
+                    for (stack, v) in now {
+                        let mut points: Vec<(i64, f64)> =
+                            times.iter().map(|&earlier| (earlier, 0.0)).collect();
+                        points.push((t, v));
+                        series.insert(stack, points);
+                    }
+                    times.push(t);
+                }
+                t += step_ms;
+            }
+            let series: Vec<perfpilot_query::leaks::StackSeries> = series.into_iter().collect();
+            Ok(Json(LeaksResponse {
+                profile_type: pt.as_ref().map(ProfileType::id),
+                from: r.start_ms,
+                until: r.end_ms,
+                step_ms,
+                snapshots: times.len(),
+                leaks: perfpilot_query::leaks::find_leaks(&series, &Default::default()),
+            }))
+        })
+        .await
+}

@@ -1169,3 +1169,6 @@ int on_exit(void *ctx)
 	emit(EVENT_EXIT, tgid);
 	return 0;
 }
+
+/* Allocation profiles (uprobes on the allocator). */
+#include "alloc.bpf.h"

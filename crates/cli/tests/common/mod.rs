@@ -70,6 +70,16 @@ pub fn build(kind: &str, dir: &Path) -> Vec<String> {
             );
             vec![s(&out)]
         }
+        "c-alloc" => {
+            let out = dir.join(kind);
+            run_ok(
+                Command::new("gcc")
+                    .args(["-O2", "-g", "-fomit-frame-pointer", "-o"])
+                    .arg(&out)
+                    .arg(workload("alloc.c")),
+            );
+            vec![s(&out)]
+        }
         "c-offcpu" => {
             let out = dir.join(kind);
             run_ok(

@@ -28,6 +28,57 @@ fn live_series<'a>(
         .filter(move |(_, s)| selector.matches(&s.labels))
 }
 
+/// Whether a profile type is a gauge: each profile a snapshot of what is
+/// held (in-use memory), not what happened in its interval. Over a range
+/// its series are averaged per snapshot, not added up.
+pub fn is_gauge(profile_type: &str) -> bool {
+    profile_type
+        .split(':')
+        .nth(1)
+        .is_some_and(|sample| sample.starts_with("inuse_"))
+}
+
+/// The selected series that are gauges, by id.
+fn gauge_series(
+    lock: &RwLock<State>,
+    selector: &Selector,
+    range: TimeRange,
+) -> Result<std::collections::HashSet<u32>, StoreError> {
+    let st = lock.read().map_err(lock_err)?;
+    Ok(live_series(&st, selector, range)
+        .filter(|(_, s)| is_gauge(&s.profile_type))
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// Sums of gauge rows per key, and the snapshots (distinct times) of
+/// each key's series in which they fell.
+#[derive(Default)]
+struct Gauges<K: std::hash::Hash + Eq> {
+    sums: HashMap<K, i64>,
+    snapshots: HashMap<(u32, i64), BTreeSet<i64>>,
+}
+
+impl<K: std::hash::Hash + Eq + Copy> Gauges<K> {
+    /// A row of `series` at `t`, in bucket `bucket` of the answer.
+    fn add(&mut self, key: K, series: u32, bucket: i64, t: i64, v: i64) {
+        *self.sums.entry(key).or_default() += v;
+        self.snapshots
+            .entry((series, bucket))
+            .or_default()
+            .insert(t);
+    }
+
+    /// Each sum over its series' snapshots in its bucket.
+    fn averages(self, series_of: impl Fn(&K) -> (u32, i64)) -> impl Iterator<Item = (K, i64)> {
+        let snapshots = self.snapshots;
+        self.sums.into_iter().map(move |(k, sum)| {
+            let n = snapshots.get(&series_of(&k)).map_or(1, |t| t.len().max(1)) as i64;
+            (k, (sum + n / 2).div_euclid(n))
+        })
+    }
+}
+
 pub fn profile_types(st: &State, range: TimeRange) -> Vec<String> {
     let all = Selector::all();
     live_series(st, &all, range)
@@ -175,11 +226,17 @@ pub fn merge(
     range: TimeRange,
 ) -> Result<StackTable, StoreError> {
     let mut values: Vec<i64> = Vec::new();
-    let mut head: Vec<(u32, i64)> = Vec::new();
-    let snap = snapshot(lock, selector, range, |_, r| head.push((r.stack, r.value)))?;
+    let gauges = gauge_series(lock, selector, range)?;
+    let mut averaged: Gauges<(u32, u32)> = Gauges::default();
+    let mut head: Vec<(u32, u32, i64, i64)> = Vec::new();
+    let snap = snapshot(lock, selector, range, |s, r| {
+        head.push((s, r.stack, r.t, r.value))
+    })?;
     values.resize(snap.nstacks, 0);
-    for (stack, v) in head {
-        if let Some(slot) = values.get_mut(stack as usize) {
+    for (series, stack, t, v) in head {
+        if gauges.contains(&series) {
+            averaged.add((series, stack), series, 0, t, v);
+        } else if let Some(slot) = values.get_mut(stack as usize) {
             *slot += v;
         }
     }
@@ -187,12 +244,24 @@ pub fn merge(
     // was lost) is lost with it: left out, said once per process, rather
     // than failing every merge over that block.
     let mut lost_rows = 0u64;
-    scan_blocks(&snap, range, |_, stack, _, v| {
+    scan_blocks(&snap, range, |series, stack, t, v| {
+        if gauges.contains(&series) {
+            averaged.add((series, stack), series, 0, t, v);
+            return;
+        }
         match values.get_mut(stack as usize) {
             Some(slot) => *slot += v,
             None => lost_rows += 1,
         }
     })?;
+    // In use: each series' mean over its snapshots in the range.
+    for ((series, stack), v) in averaged.averages(|&(series, _)| (series, 0)) {
+        let _ = series;
+        match values.get_mut(stack as usize) {
+            Some(slot) => *slot += v,
+            None => lost_rows += 1,
+        }
+    }
     static LOST_REPORTED: AtomicBool = AtomicBool::new(false);
     if lost_rows > 0 && !LOST_REPORTED.swap(true, Ordering::Relaxed) {
         tracing::warn!(
@@ -330,6 +399,8 @@ pub fn time_series(
             limit: SeriesLimit::Points,
         });
     }
+    let gauges = gauge_series(lock, selector, range)?;
+    let mut averaged: Gauges<(u32, usize)> = Gauges::default();
     let mut sums: Vec<Vec<i64>> = vec![vec![0; steps]; group_labels.len()];
     let mut seen: Vec<Vec<bool>> = vec![vec![false; steps]; group_labels.len()];
     let mut add = |series: u32, stack: u32, t: i64, v: i64| {
@@ -346,7 +417,12 @@ pub fn time_series(
         }
         let step = ((t - range.start_ms) / step_ms) as usize;
         if step < steps {
-            sums[g][step] += v;
+            if gauges.contains(&series) {
+                // Averaged per snapshot within the step, below.
+                averaged.add((series, step), series, step as i64, t, v);
+            } else {
+                sums[g][step] += v;
+            }
             seen[g][step] = true;
         }
     };
@@ -356,6 +432,11 @@ pub fn time_series(
         add(s, r.stack, r.t, r.value);
     }
     scan_blocks(&snap, range, &mut add)?;
+    for ((series, step), v) in averaged.averages(|&(series, step)| (series, step as i64)) {
+        if let Some(g) = groups.get(series).filter(|&g| g != usize::MAX) {
+            sums[g][step] += v;
+        }
+    }
     Ok(group_labels
         .into_iter()
         .zip(sums.into_iter().zip(seen))

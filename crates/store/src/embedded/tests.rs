@@ -443,3 +443,62 @@ fn rows_of_lost_stacks_are_left_out_not_every_merge() {
     let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
     assert_eq!(total(&store, "svc", now), vec![("a;b".to_string(), 5)]);
 }
+
+/// In-use memory is a snapshot per profile: over a range a series is
+/// averaged per snapshot (a stack absent from one counts 0 there), while
+/// allocations add up; in blocks as in the head, and per step of a time
+/// series.
+#[test]
+fn inuse_types_average_per_snapshot_and_the_others_sum() {
+    const INUSE: &str = "memory:inuse_space:bytes:space:bytes";
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms() / 60_000 * 60_000;
+    let store = EmbeddedStore::open(dir.path(), opts()).unwrap();
+    let (t1, t2) = (now - 120_000, now - 60_000);
+    for (t, held, other) in [(t1, 100, 40), (t2, 300, 0)] {
+        let mut rows = vec![("main;grow", held)];
+        if other > 0 {
+            rows.push(("main;gone", other));
+        }
+        store.ingest(&batch("svc", &[], INUSE, t, &rows)).unwrap();
+        store
+            .ingest(&batch(
+                "svc",
+                &[],
+                conformance::ALLOC,
+                t,
+                &[("main;grow", held)],
+            ))
+            .unwrap();
+    }
+    let of = |ty: &str| Selector::parse(&format!("{{__profile_type__=\"{ty}\"}}")).unwrap();
+    let check = |store: &EmbeddedStore| {
+        let inuse = folded(&store.merge(&of(INUSE), all_time(now)).unwrap());
+        assert_eq!(
+            inuse,
+            vec![
+                ("main;gone".to_string(), 20),
+                ("main;grow".to_string(), 200)
+            ]
+        );
+        let alloc = folded(&store.merge(&of(conformance::ALLOC), all_time(now)).unwrap());
+        assert_eq!(alloc, vec![("main;grow".to_string(), 400)]);
+        // One step over both snapshots: their mean; one step each: each.
+        let range = TimeRange {
+            start_ms: t1,
+            end_ms: t2 + 1,
+        };
+        let limits = SeriesLimits::default();
+        let one = store
+            .time_series(&of(INUSE), range, 120_001, &[], None, &limits)
+            .unwrap();
+        assert_eq!(one[0].points, vec![(t1, 220)]);
+        let each = store
+            .time_series(&of(INUSE), range, 60_000, &[], None, &limits)
+            .unwrap();
+        assert_eq!(each[0].points, vec![(t1, 140), (t2, 300)]);
+    };
+    check(&store);
+    store.flush().unwrap();
+    check(&store);
+}
