@@ -789,6 +789,48 @@ __noinline __u32 python_stack(__u32 tgid, __u32 tid)
 	return w.flags;
 }
 
+/* ---- User stacks, shared by every program that captures one ---- */
+
+/* The current thread's user stack into sc->user, unwound with its
+ * process's tables from the user registers saved at kernel entry, and
+ * its Python frames into sc->python. Returns SAMPLE_F_* flags; *want_raw
+ * is set when a frame's table is not loaded yet (a copy would do better). */
+static __always_inline __u32 unwind_user_stack(struct task_struct *task,
+					       struct pp_proc_maps *proc, __u32 tgid,
+					       __u32 tid, bool *want_raw)
+{
+	/* pt_regs has the ABI-fixed layout of pp_user_regs on x86-64;
+	 * reading it without CO-RE spares loading the kernel's BTF. */
+	struct pp_user_regs *regs = (struct pp_user_regs *)bpf_task_pt_regs(task);
+	struct pp_unwind_state st = {};
+	st.pc = regs->ip;
+	st.sp = regs->sp;
+	st.bp = regs->bp;
+	st.tgid = tgid;
+	bpf_loop(MAX_FRAMES + 1, unwind_step, &st, 0);
+	if (st.flags & SAMPLE_F_TRUNCATED)
+		stat_inc(STAT_UNWIND_TRUNCATED);
+	if (st.flags & SAMPLE_F_READ_ERROR)
+		stat_inc(STAT_UNWIND_READ_ERROR);
+	if (st.flags & SAMPLE_F_UNSUPPORTED)
+		stat_inc(STAT_UNWIND_UNSUPPORTED);
+	__u32 flags = st.flags;
+	if (proc->flags & PROC_F_PYTHON)
+		flags |= python_stack(tgid, tid);
+	*want_raw = st.want_raw;
+	return flags;
+}
+
+/* A process not read yet: its frame-pointer stack into sc->user. */
+static __always_inline __u32 fp_user_stack(void *ctx, struct pp_scratch *sc)
+{
+	stat_inc(STAT_UNWIND_FP_ONLY);
+	long n = bpf_get_stack(ctx, sc->user.ips, sizeof(sc->user.ips), BPF_F_USER_STACK);
+	if (n > 0)
+		sc->user.len = n / 8;
+	return SAMPLE_F_FP_ONLY;
+}
+
 SEC("perf_event")
 int on_sample(struct bpf_perf_event_data *ctx)
 {
@@ -844,33 +886,11 @@ int on_sample(struct bpf_perf_event_data *ctx)
 			notify(EVENT_NEW_PROCESS, tgid, new_process_notify_ns);
 			if (take_raw(tgid, tid, SAMPLE_F_FP_ONLY))
 				return 0;
-			key.flags |= SAMPLE_F_FP_ONLY;
-			stat_inc(STAT_UNWIND_FP_ONLY);
-			long n = bpf_get_stack(ctx, sc->user.ips, sizeof(sc->user.ips),
-					       BPF_F_USER_STACK);
-			if (n > 0)
-				sc->user.len = n / 8;
+			key.flags |= fp_user_stack(ctx, sc);
 		} else {
-			/* The user registers saved on kernel entry. pt_regs has the
-			 * ABI-fixed layout of pp_user_regs on x86-64; reading it
-			 * without CO-RE spares loading the kernel's BTF. */
-			struct pp_user_regs *regs = (struct pp_user_regs *)bpf_task_pt_regs(task);
-			struct pp_unwind_state st = {};
-			st.pc = regs->ip;
-			st.sp = regs->sp;
-			st.bp = regs->bp;
-			st.tgid = tgid;
-			bpf_loop(MAX_FRAMES + 1, unwind_step, &st, 0);
-			key.flags |= st.flags;
-			if (st.flags & SAMPLE_F_TRUNCATED)
-				stat_inc(STAT_UNWIND_TRUNCATED);
-			if (st.flags & SAMPLE_F_READ_ERROR)
-				stat_inc(STAT_UNWIND_READ_ERROR);
-			if (st.flags & SAMPLE_F_UNSUPPORTED)
-				stat_inc(STAT_UNWIND_UNSUPPORTED);
-			if (proc->flags & PROC_F_PYTHON)
-				key.flags |= python_stack(tgid, tid);
-			if (st.want_raw && take_raw(tgid, tid, key.flags))
+			bool want_raw = false;
+			key.flags |= unwind_user_stack(task, proc, tgid, tid, &want_raw);
+			if (want_raw && take_raw(tgid, tid, key.flags))
 				return 0;
 		}
 	}
@@ -1005,29 +1025,10 @@ static __always_inline __u32 offcpu_capture(void *ctx, struct task_struct *task,
 		return flags;
 	if (!proc) {
 		notify(EVENT_NEW_PROCESS, tgid, new_process_notify_ns);
-		flags |= SAMPLE_F_FP_ONLY;
-		stat_inc(STAT_UNWIND_FP_ONLY);
-		long n = bpf_get_stack(ctx, sc->user.ips, sizeof(sc->user.ips), BPF_F_USER_STACK);
-		if (n > 0)
-			sc->user.len = n / 8;
-		return flags;
+		return flags | fp_user_stack(ctx, sc);
 	}
-	struct pp_user_regs *regs = (struct pp_user_regs *)bpf_task_pt_regs(task);
-	struct pp_unwind_state st = {};
-	st.pc = regs->ip;
-	st.sp = regs->sp;
-	st.bp = regs->bp;
-	st.tgid = tgid;
-	bpf_loop(MAX_FRAMES + 1, unwind_step, &st, 0);
-	flags |= st.flags;
-	if (st.flags & SAMPLE_F_TRUNCATED)
-		stat_inc(STAT_UNWIND_TRUNCATED);
-	if (st.flags & SAMPLE_F_READ_ERROR)
-		stat_inc(STAT_UNWIND_READ_ERROR);
-	if (st.flags & SAMPLE_F_UNSUPPORTED)
-		stat_inc(STAT_UNWIND_UNSUPPORTED);
-	if (proc->flags & PROC_F_PYTHON)
-		flags |= python_stack(tgid, tid);
+	bool want_raw = false;
+	flags |= unwind_user_stack(task, proc, tgid, tid, &want_raw);
 	return flags;
 }
 
