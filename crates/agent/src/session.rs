@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use perfpilot_bpf::OffCpuConfig;
 use perfpilot_bpf::{BpfError, Drained, Event, RawStacks, Sampler, SamplerConfig, SamplerStats};
+pub use perfpilot_bpf::{LockConfig, OffCpuConfig};
 use perfpilot_model::Profile;
 use thiserror::Error;
 
@@ -80,6 +80,8 @@ pub struct SessionConfig {
     /// it samples CPU and records every switch, whichever profiles are
     /// asked for.
     pub wall: bool,
+    /// Record lock contention, futex waits (the lock profile).
+    pub lock: Option<LockConfig>,
 }
 
 impl Default for SessionConfig {
@@ -99,6 +101,7 @@ impl Default for SessionConfig {
             cpu: true,
             offcpu: None,
             wall: false,
+            lock: None,
         }
     }
 }
@@ -122,6 +125,11 @@ pub struct SessionReport {
     /// nanoseconds they hold.
     pub offcpu_records: u64,
     pub offcpu_nanos: u64,
+    /// Lock records (distinct waiting stacks per drain), the futex waits
+    /// and the nanoseconds they hold (before 1-in-N scaling).
+    pub lock_records: u64,
+    pub lock_waits: u64,
+    pub lock_nanos: u64,
 }
 
 impl SessionReport {
@@ -141,6 +149,7 @@ pub struct Session {
     builder: ProfileBuilder,
     offcpu_builder: Option<ProfileBuilder>,
     wall_builder: Option<ProfileBuilder>,
+    lock_builder: Option<ProfileBuilder>,
     config: SessionConfig,
     drained: Drained,
     events: Vec<Event>,
@@ -262,6 +271,7 @@ impl Session {
             raw_stacks_always: config.raw_stacks_always,
             cpu: config.cpu || config.wall,
             offcpu: kernel_offcpu(&config),
+            lock: config.lock,
             ..Default::default()
         })?;
         let mut tracker = Tracker::with_table_target(config.unwind_rows, TableTarget::Kernel);
@@ -292,6 +302,9 @@ impl Session {
                 ProfileBuilder::new_offcpu(c, unix_nanos()).with_pid_labels(config.pid_labels)
             }),
             wall_builder: new_wall_builder(&config),
+            lock_builder: config.lock.map(|c| {
+                ProfileBuilder::new_lock(c, unix_nanos()).with_pid_labels(config.pid_labels)
+            }),
             config,
             drained: Drained::default(),
             events: Vec::new(),
@@ -458,6 +471,22 @@ impl Session {
                 .map(|s| s.count)
                 .sum::<u64>();
         }
+        if let Some(b) = &mut self.lock_builder {
+            let records = b.samples;
+            b.add(
+                &self.drained,
+                &mut self.tracker,
+                &mut self.symbolizer,
+                &mut SampleFlags::default(),
+            );
+            self.report.lock_records += b.samples - records;
+            for s in &self.drained.samples {
+                if s.flags & perfpilot_bpf::SAMPLE_F_LOCK != 0 {
+                    self.report.lock_waits += s.events;
+                    self.report.lock_nanos += s.count;
+                }
+            }
+        }
         self.report.drains += 1;
         // What a drain freed goes back now and then (the walk over the
         // heaps is not free, and `up` shares them with the server).
@@ -516,8 +545,8 @@ impl Session {
         old.finish(duration)
     }
 
-    /// Ends the current profile of every enabled type (CPU, then
-    /// off-CPU) and starts new ones; each type is a profile of its own, as
+    /// Ends the current profile of every enabled type (CPU, off-CPU,
+    /// wall, lock) and starts new ones; each type is a profile of its own, as
     /// the server keeps each as its own profile type.
     pub fn take_profiles(&mut self) -> Vec<Profile> {
         let duration = self.profile_started.elapsed().as_nanos() as i64;
@@ -535,6 +564,11 @@ impl Session {
             if let Some(fresh) = new_wall_builder(&self.config) {
                 out.push(std::mem::replace(b, fresh).finish(duration));
             }
+        }
+        if let (Some(b), Some(c)) = (&mut self.lock_builder, self.config.lock) {
+            let fresh =
+                ProfileBuilder::new_lock(c, unix_nanos()).with_pid_labels(self.config.pid_labels);
+            out.push(std::mem::replace(b, fresh).finish(duration));
         }
         out
     }

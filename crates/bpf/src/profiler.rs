@@ -11,6 +11,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject, RingBufferBuilder};
 
 use crate::drain::BatchDrainer;
+use crate::lock::LockConfig;
 use crate::perf::{online_cpus, open_cpu_clock};
 use crate::unwind_table::KernelUnwindTable;
 use crate::BpfError;
@@ -59,6 +60,9 @@ pub const SAMPLE_F_RUNNABLE: u32 = 1 << 10;
 /// An off-CPU record of the wall view only: blocks shorter than the
 /// minimum.
 pub const SAMPLE_F_SHORT: u32 = 1 << 11;
+/// A lock contention record: its count is nanoseconds waited in futex
+/// waits at its stacks, its events the number of waits.
+pub const SAMPLE_F_LOCK: u32 = 1 << 13;
 /// [`ExecMap::table`] of an object whose table is still being built:
 /// samples through it are copied for unwinding in user space.
 pub const TABLE_PENDING: u32 = u32::MAX;
@@ -70,14 +74,14 @@ const PY_NAME_LEN: usize = 64;
 const PY_FILE_LEN: usize = 96;
 
 const SAMPLE_KEY_SIZE: usize = 40;
-const SAMPLE_VALUE_SIZE: usize = 24;
+const SAMPLE_VALUE_SIZE: usize = 32;
 const STACK_SIZE: usize = 8 + 8 * MAX_FRAMES;
 pub(crate) const UNWIND_ROW_SIZE: usize = 12;
 const EXEC_MAP_SIZE: usize = 32;
 const PROC_MAPS_SIZE: usize = 8 + EXEC_MAP_SIZE * MAX_EXEC_MAPS;
 /// struct pp_raw_stack, the header of a raw copy.
 const RAW_HEADER_SIZE: usize = 72;
-const STAT_COUNT: usize = 22;
+const STAT_COUNT: usize = 26;
 
 pub use perfpilot_unwind::{CfaRule, RbpRule, UnwindRow};
 
@@ -236,7 +240,10 @@ pub struct RawSample {
     /// a freed code object's address reused by another is another key.
     pub python_stack: u64,
     pub flags: u32,
+    /// Samples; for off-CPU and lock records, nanoseconds.
     pub count: u64,
+    /// Records added into `count`: samples, blocks or waits.
+    pub events: u64,
     pub comm: [u8; 16],
 }
 
@@ -751,6 +758,14 @@ pub struct SamplerStats {
     /// Stacks lost because no memory could be had for them at that moment
     /// (the map was not full).
     pub stacks_nomem: u64,
+    /// Futex waits counted (at least [`LockConfig::min_wait_ns`]).
+    pub lock_waits: u64,
+    /// Futex waits shorter than the minimum, or that did not sleep.
+    pub lock_short: u64,
+    /// Futex waits not timed (1 in [`LockConfig::sample_every`] is).
+    pub lock_skipped: u64,
+    /// Waits lost: the kernel had no task storage for the thread.
+    pub lock_no_storage: u64,
 }
 
 /// Off-CPU profiling: time threads spend switched out while not runnable,
@@ -814,6 +829,9 @@ pub struct SamplerConfig {
     /// Also record off-CPU time (`None`: the sched_switch program is
     /// neither loaded nor attached, and costs nothing).
     pub offcpu: Option<OffCpuConfig>,
+    /// Also record lock contention, futex waits (`None`: the syscall
+    /// tracepoint programs are neither loaded nor attached).
+    pub lock: Option<LockConfig>,
 }
 
 impl Default for SamplerConfig {
@@ -834,6 +852,7 @@ impl Default for SamplerConfig {
             raw_stacks_always: false,
             cpu: true,
             offcpu: None,
+            lock: None,
         }
     }
 }
@@ -850,6 +869,7 @@ pub struct Sampler {
     frequency_hz: u64,
     cpu: bool,
     offcpu: bool,
+    lock: bool,
     sampling: bool,
 }
 
@@ -889,6 +909,10 @@ impl Sampler {
                 ro.offcpu_sample_every = off.sample_every.max(1);
                 ro.offcpu_wall = off.wall;
             }
+            if let Some(lock) = &config.lock {
+                ro.lock_min_ns = lock.min_wait_ns;
+                ro.lock_sample_every = lock.sample_every.max(1);
+            }
         }
         if config.offcpu.is_none() {
             // Loading a tp_btf program makes libbpf read the kernel's BTF,
@@ -896,6 +920,14 @@ impl Sampler {
             open.progs.on_switch.set_autoload(false);
             open.maps
                 .offcpu_tasks
+                .set_autocreate(false)
+                .map_err(|e| BpfError::from_libbpf("configuring", e))?;
+        }
+        if config.lock.is_none() {
+            open.progs.on_futex_enter.set_autoload(false);
+            open.progs.on_futex_exit.set_autoload(false);
+            open.maps
+                .lock_tasks
                 .set_autocreate(false)
                 .map_err(|e| BpfError::from_libbpf("configuring", e))?;
         }
@@ -925,6 +957,11 @@ impl Sampler {
 
         let skel = open.load().map_err(|e| {
             let err = BpfError::from_libbpf("loading the BPF programs", e);
+            let err = if config.lock.is_some() {
+                crate::lock::lock_error(err)
+            } else {
+                err
+            };
             if config.offcpu.is_some() {
                 offcpu_error(err)
             } else {
@@ -1002,6 +1039,7 @@ impl Sampler {
             frequency_hz: config.frequency_hz,
             cpu: config.cpu,
             offcpu: config.offcpu.is_some(),
+            lock: config.lock.is_some(),
             sampling: false,
         })
     }
@@ -1021,6 +1059,20 @@ impl Sampler {
                 ))
             })?;
             self._links.push(link);
+        }
+        if self.lock {
+            for prog in [
+                &self.skel.progs.on_futex_enter,
+                &self.skel.progs.on_futex_exit,
+            ] {
+                let link = prog.attach().map_err(|e| {
+                    crate::lock::lock_error(BpfError::from_libbpf(
+                        "attaching the sys_enter/sys_exit tracepoints (lock)",
+                        e,
+                    ))
+                })?;
+                self._links.push(link);
+            }
         }
         if !self.cpu {
             self.sampling = true;
@@ -1375,6 +1427,10 @@ impl Sampler {
             offcpu_skipped: v[19],
             offcpu_no_storage: v[20],
             stacks_nomem: v[21],
+            lock_waits: v[22],
+            lock_short: v[23],
+            lock_skipped: v[24],
+            lock_no_storage: v[25],
         }
     }
 }
@@ -1400,8 +1456,20 @@ fn offcpu_error(err: BpfError) -> BpfError {
 }
 
 fn decode_sample(k: &[u8], v: &[u8]) -> RawSample {
-    let u32_at = |b: &[u8], o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
-    let u64_at = |b: &[u8], o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+    let u32_at = |b: &[u8], o: usize| {
+        u32::from_ne_bytes(
+            b.get(o..o + 4)
+                .and_then(|x| x.try_into().ok())
+                .unwrap_or([0; 4]),
+        )
+    };
+    let u64_at = |b: &[u8], o: usize| {
+        u64::from_ne_bytes(
+            b.get(o..o + 8)
+                .and_then(|x| x.try_into().ok())
+                .unwrap_or([0; 8]),
+        )
+    };
     let mut comm = [0u8; 16];
     comm.copy_from_slice(&v[8..24]);
     RawSample {
@@ -1412,6 +1480,7 @@ fn decode_sample(k: &[u8], v: &[u8]) -> RawSample {
         python_stack: u64_at(k, 24),
         flags: u32_at(k, 32),
         count: u64_at(v, 0),
+        events: u64_at(v, 24),
         comm,
     }
 }
@@ -1644,6 +1713,7 @@ mod tests {
         let mut v = Vec::new();
         v.extend_from_slice(&42u64.to_ne_bytes());
         v.extend_from_slice(b"worker\0\0\0\0\0\0\0\0\0\0");
+        v.extend_from_slice(&5u64.to_ne_bytes());
         let s = decode_sample(&k, &v);
         assert_eq!(
             (
@@ -1652,9 +1722,10 @@ mod tests {
                 s.user_stack,
                 s.kernel_stack,
                 s.flags,
-                s.count
+                s.count,
+                s.events
             ),
-            (7, 8, 0xaa, 0xbb, 3, 42)
+            (7, 8, 0xaa, 0xbb, 3, 42, 5)
         );
         assert_eq!(s.comm(), "worker");
     }

@@ -33,6 +33,7 @@ pub fn session_config(s: &SamplingArgs, scope: Scope) -> SessionConfig {
         cpu: s.wants(crate::ProfileKind::Cpu),
         offcpu: s.offcpu().filter(|_| s.wants(crate::ProfileKind::Offcpu)),
         wall: s.wants(crate::ProfileKind::Wall),
+        lock: s.lock(),
     }
 }
 
@@ -55,7 +56,7 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     if args.sampling.profiles.is_empty() {
         return Err(Failure::new(
             exit::USAGE,
-            anyhow::anyhow!("--profiles names no profile type (cpu, offcpu, wall)"),
+            anyhow::anyhow!("--profiles names no profile type (cpu, offcpu, wall, lock)"),
         ));
     }
     perfpilot_bpf::check_environment()?;
@@ -161,6 +162,7 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
         let title = match kind {
             "offcpu" => format!("{title} (off-CPU)"),
             "wall" => format!("{title} (wall)"),
+            "lock" => format!("{title} (lock)"),
             _ => title.clone(),
         };
         let bytes = format
@@ -189,6 +191,16 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
                 eprintln!(
                     "perfpilot: wrote {} ({format}, wall): on- and off-CPU time over {:.1} s",
                     path.display(),
+                    elapsed.as_secs_f64(),
+                );
+            } else if *kind == "lock" {
+                eprintln!(
+                    "perfpilot: wrote {} ({format}, lock): {} futex waits, {:.3} s waited, in {} \
+                     records over {:.1} s",
+                    path.display(),
+                    summary::count(r.lock_waits),
+                    r.lock_nanos as f64 / 1e9,
+                    summary::count(r.lock_records),
                     elapsed.as_secs_f64(),
                 );
             } else if *kind == "offcpu" {
@@ -222,10 +234,11 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
 
 /// Which `--profiles` type a profile is, by its sample type.
 fn kind_of(p: &perfpilot_model::Profile) -> &'static str {
-    use perfpilot_agent::aggregate::{OFF_CPU, WALL};
+    use perfpilot_agent::aggregate::{CONTENTIONS, OFF_CPU, WALL};
     match p.sample_types.first().map(|t| t.kind.as_str()) {
         Some(OFF_CPU) => "offcpu",
         Some(WALL) => "wall",
+        Some(CONTENTIONS) => "lock",
         _ => "cpu",
     }
 }

@@ -81,6 +81,15 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
             thousands(s.offcpu_no_storage),
         )
     }))
+    .chain((s.lock_waits + s.lock_short + s.lock_skipped > 0).then(|| {
+        format!(
+            "lock: {} futex waits counted, {} shorter than --lock-min-wait-us or not sleeping left out, {} not sampled (--lock-sample-every), {} lost (no task storage)",
+            thousands(s.lock_waits),
+            thousands(s.lock_short),
+            thousands(s.lock_skipped),
+            thousands(s.lock_no_storage),
+        )
+    }))
     .chain(std::iter::once({
         let (cpu, rss) = own_cost();
         format!("perfpilot itself (not sampled): {cpu:.2} s CPU, peak RSS {rss:.1} MiB")

@@ -506,6 +506,48 @@ __noinline __u64 intern_stack(__u32 which, __u32 buffer)
 	return h;
 }
 
+/* Interns the scratch stacks into `buffer` for `key`, flagging any lost. */
+static __always_inline void intern_scratch(struct pp_sample_key *key, struct pp_scratch *sc,
+					   __u32 buffer)
+{
+	key->user_stack = intern_stack(WHICH_USER, buffer);
+	key->kernel_stack = intern_stack(WHICH_KERNEL, buffer);
+	key->python_stack = intern_stack(WHICH_PYTHON, buffer);
+	if ((sc->user.len && !key->user_stack) || (sc->kernel.len && !key->kernel_stack) ||
+	    (sc->python.len && !key->python_stack))
+		key->flags |= SAMPLE_F_STACK_LOST;
+}
+
+/* Adds `amount` and one event to key's count in `counts`; `comm` names a
+ * new record (NULL: the current thread's name). */
+static __always_inline void add_count(void *counts, struct pp_sample_key *key, __u64 amount,
+				      const char *comm)
+{
+	struct pp_sample_value *v = bpf_map_lookup_elem(counts, key);
+	if (v) {
+		__sync_fetch_and_add(&v->count, amount);
+		__sync_fetch_and_add(&v->events, 1);
+		return;
+	}
+	struct pp_sample_value nv = {};
+	nv.count = amount;
+	nv.events = 1;
+	if (comm)
+		__builtin_memcpy(nv.comm, comm, sizeof(nv.comm));
+	else
+		bpf_get_current_comm(nv.comm, sizeof(nv.comm));
+	long err = bpf_map_update_elem(counts, key, &nv, BPF_NOEXIST);
+	if (err == -17 /* EEXIST: another CPU inserted it */) {
+		v = bpf_map_lookup_elem(counts, key);
+		if (v) {
+			__sync_fetch_and_add(&v->count, amount);
+			__sync_fetch_and_add(&v->events, 1);
+		}
+	} else if (err) {
+		stat_inc(STAT_COUNTS_FULL);
+	}
+}
+
 /* ---- Raw stack copies, for user space to unwind ---- */
 
 #define barrier_var(v) asm volatile("" : "+r"(v))
@@ -898,33 +940,13 @@ int on_sample(struct bpf_perf_event_data *ctx)
 	__u32 buffer = active_buffer & 1;
 	void *counts = buffer ? (void *)&counts1 : (void *)&counts0;
 
-	key.user_stack = intern_stack(WHICH_USER, buffer);
-	key.kernel_stack = intern_stack(WHICH_KERNEL, buffer);
-	key.python_stack = intern_stack(WHICH_PYTHON, buffer);
-	if ((sc->user.len && !key.user_stack) || (sc->kernel.len && !key.kernel_stack) ||
-	    (sc->python.len && !key.python_stack))
-		key.flags |= SAMPLE_F_STACK_LOST;
+	intern_scratch(&key, sc, buffer);
 
 	if (raw_stacks_always && want_user_stacks && tgid != 0 && proc &&
 	    !(proc->flags & PROC_F_KTHREAD))
 		copy_raw_stack(tgid, tid, key.flags, key.user_stack);
 
-	struct pp_sample_value *v = bpf_map_lookup_elem(counts, &key);
-	if (v) {
-		__sync_fetch_and_add(&v->count, 1);
-		return 0;
-	}
-	struct pp_sample_value nv = {};
-	nv.count = 1;
-	bpf_get_current_comm(nv.comm, sizeof(nv.comm));
-	long err = bpf_map_update_elem(counts, &key, &nv, BPF_NOEXIST);
-	if (err == -17 /* EEXIST: another CPU inserted it */) {
-		v = bpf_map_lookup_elem(counts, &key);
-		if (v)
-			__sync_fetch_and_add(&v->count, 1);
-	} else if (err) {
-		stat_inc(STAT_COUNTS_FULL);
-	}
+	add_count(counts, &key, 1, NULL);
 	return 0;
 }
 
@@ -971,30 +993,10 @@ static __always_inline void offcpu_count(struct pp_offcpu *b, __u64 delta, __u32
 	key.tgid = b->tgid;
 	key.tid = b->tid;
 	key.flags = b->flags | SAMPLE_F_OFFCPU | extra;
-	key.user_stack = intern_stack(WHICH_USER, buffer);
-	key.kernel_stack = intern_stack(WHICH_KERNEL, buffer);
-	key.python_stack = intern_stack(WHICH_PYTHON, buffer);
-	if ((sc->user.len && !key.user_stack) || (sc->kernel.len && !key.kernel_stack) ||
-	    (sc->python.len && !key.python_stack))
-		key.flags |= SAMPLE_F_STACK_LOST;
+	intern_scratch(&key, sc, buffer);
 
 	stat_inc(STAT_OFFCPU_BLOCKS);
-	struct pp_sample_value *v = bpf_map_lookup_elem(counts, &key);
-	if (v) {
-		__sync_fetch_and_add(&v->count, delta);
-		return;
-	}
-	struct pp_sample_value nv = {};
-	nv.count = delta;
-	__builtin_memcpy(nv.comm, b->comm, sizeof(nv.comm));
-	long err = bpf_map_update_elem(counts, &key, &nv, BPF_NOEXIST);
-	if (err == -17 /* EEXIST: another CPU inserted it */) {
-		v = bpf_map_lookup_elem(counts, &key);
-		if (v)
-			__sync_fetch_and_add(&v->count, delta);
-	} else if (err) {
-		stat_inc(STAT_COUNTS_FULL);
-	}
+	add_count(counts, &key, delta, b->comm);
 }
 
 /* The stacks of the current thread, which is blocking, into the scratch
@@ -1128,3 +1130,6 @@ int on_exit(void *ctx)
 	emit(EVENT_EXIT, tgid);
 	return 0;
 }
+
+/* Lock contention: futex waits (its own file, sharing all of the above). */
+#include "lock.bpf.h"

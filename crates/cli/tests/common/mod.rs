@@ -70,6 +70,16 @@ pub fn build(kind: &str, dir: &Path) -> Vec<String> {
             );
             vec![s(&out)]
         }
+        "c-lock" => {
+            let out = dir.join(kind);
+            run_ok(
+                Command::new("gcc")
+                    .args(["-O2", "-g", "-fomit-frame-pointer", "-pthread", "-o"])
+                    .arg(&out)
+                    .arg(workload("lock.c")),
+            );
+            vec![s(&out)]
+        }
         "c-offcpu" => {
             let out = dir.join(kind);
             run_ok(
