@@ -4,7 +4,8 @@
 //! another 20 ms while a second waiter blocks in `wait_short`; `perfpilot
 //! record --profiles lock` must put the time waited under
 //! `wait_long;pthread_mutex_lock` (about loops x 60 ms) and split it 3:1
-//! with `wait_short`, under complete stacks.
+//! with `wait_short`, under complete stacks. A Rust workload
+//! (std::sync::Mutex) does the same.
 
 mod common;
 use common::*;
@@ -76,6 +77,52 @@ fn root_lock_delay_is_at_the_function_that_locked() {
         "{folded}"
     );
     assert!(stderr.contains("futex waits counted"), "{stderr}");
+}
+
+/// The same in Rust: std::sync::Mutex waits in its own futex path
+/// (`lock_contended`), under the function that locked.
+#[test]
+fn root_lock_delay_of_a_rust_mutex_is_at_the_function_that_locked() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let argv = build("rust-lock", dir.path());
+    let out_path = dir.path().join("out.folded");
+    let loops = 30;
+    let out = run_ok(
+        perfpilot()
+            .args(["record", "--profiles", "lock", "-o"])
+            .arg(&out_path)
+            .arg("--")
+            .args(&argv)
+            .arg(loops.to_string()),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let folded = std::fs::read_to_string(&out_path).unwrap();
+    let lines = parse_folded(&folded);
+    let chain = |f: &'static str| {
+        [
+            "lock::waiter",
+            f,
+            "std::sync::poison::mutex::Mutex<T>::lock",
+            "<std::sys::sync::mutex::futex::Mutex>::lock",
+            "<std::sys::sync::mutex::futex::Mutex>::lock_contended",
+        ]
+    };
+    let long = waited(&lines, "rust-lock", &chain("lock::wait_long"));
+    let short = waited(&lines, "rust-lock", &chain("lock::wait_short"));
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let want_long = loops as f64 * 60.0;
+    assert!(
+        ms(long) >= want_long * 0.95 && ms(long) <= want_long * 1.35,
+        "wait_long waited {:.0} ms, want about {want_long} ms\n{stderr}\n{folded}",
+        ms(long)
+    );
+    let split = long as f64 / (long + short) as f64;
+    assert!(
+        (split - 0.75).abs() <= 0.05,
+        "wait_long has {:.1}% of the mutex waits (want 75% +- 5)\n{stderr}\n{folded}",
+        split * 100.0
+    );
 }
 
 /// `record` writes the lock profile beside the CPU one, in pprof with Go's

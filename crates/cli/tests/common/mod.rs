@@ -119,6 +119,25 @@ pub fn build(kind: &str, dir: &Path) -> Vec<String> {
             );
             vec![s(&out)]
         }
+        "rust-lock" => {
+            let out = dir.join(kind);
+            // A default release build: no frame pointers.
+            run_ok(
+                Command::new("rustc")
+                    .args([
+                        "-C",
+                        "opt-level=3",
+                        "-C",
+                        "debuginfo=1",
+                        "--crate-name",
+                        "lock",
+                        "-o",
+                    ])
+                    .arg(&out)
+                    .arg(workload("lock.rs")),
+            );
+            vec![s(&out)]
+        }
         "go" => {
             let out = dir.join("go-work");
             run_ok(
