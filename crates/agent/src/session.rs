@@ -534,6 +534,21 @@ impl Session {
         (&self.tracker, &self.sampler)
     }
 
+    /// Turns the lock profile's knobs while it runs (for a CPU budget);
+    /// profiles cut from now on say so in their comments. An error when
+    /// the session has no lock profile.
+    pub fn set_lock_config(&mut self, config: LockConfig) -> Result<(), AgentError> {
+        if self.config.lock.is_none() {
+            return Err(AgentError::from(perfpilot_bpf::BpfError::Load {
+                what: "setting the lock profile's knobs".into(),
+                message: "the session records no lock profile".into(),
+            }));
+        }
+        self.sampler.set_lock_config(config)?;
+        self.config.lock = Some(config);
+        Ok(())
+    }
+
     /// Ends the current CPU profile and starts a new one (off-CPU records
     /// stay for [`take_profiles`](Self::take_profiles)).
     pub fn take_profile(&mut self) -> Profile {

@@ -6,7 +6,10 @@ use crate::BpfError;
 /// Lock contention profiling: time threads wait in futex waits
 /// (`FUTEX_WAIT`, `FUTEX_WAIT_BITSET`, `FUTEX_LOCK_PI`, `FUTEX_LOCK_PI2`,
 /// `FUTEX_WAIT_REQUEUE_PI`, `futex_waitv`, `futex_wait`), by user stack.
-/// Its cost grows with the rate of waits; these are its knobs.
+/// Its cost grows with the rate of waits; these are its knobs, which a CPU
+/// budget can turn while it runs ([`Sampler::set_lock_config`]).
+///
+/// [`Sampler::set_lock_config`]: crate::Sampler::set_lock_config
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockConfig {
     /// Waits shorter than this are not counted, neither as a contention

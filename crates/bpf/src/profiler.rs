@@ -909,10 +909,6 @@ impl Sampler {
                 ro.offcpu_sample_every = off.sample_every.max(1);
                 ro.offcpu_wall = off.wall;
             }
-            if let Some(lock) = &config.lock {
-                ro.lock_min_ns = lock.min_wait_ns;
-                ro.lock_sample_every = lock.sample_every.max(1);
-            }
         }
         if config.offcpu.is_none() {
             // Loading a tp_btf program makes libbpf read the kernel's BTF,
@@ -968,6 +964,11 @@ impl Sampler {
                 err
             }
         })?;
+
+        let mut skel = skel;
+        if let Some(lock) = config.lock {
+            set_lock_knobs(&mut skel, lock)?;
+        }
 
         let checks = [
             ("counts0", skel.maps.counts0.key_size(), SAMPLE_KEY_SIZE),
@@ -1375,6 +1376,13 @@ impl Sampler {
         Ok(())
     }
 
+    /// Changes the lock profile's knobs while it runs (a CPU budget's
+    /// rate control): the minimum wait and the 1-in-N sampling. Waits in
+    /// progress keep the sampling decision they were started with.
+    pub fn set_lock_config(&mut self, config: LockConfig) -> Result<(), BpfError> {
+        set_lock_knobs(&mut self.skel, config)
+    }
+
     /// Counters summed over CPUs.
     pub fn stats(&self) -> SamplerStats {
         let (raw_trimmed, raw_dropped, raw_malformed, events_dropped) = {
@@ -1433,6 +1441,20 @@ impl Sampler {
             lock_no_storage: v[25],
         }
     }
+}
+
+fn set_lock_knobs(skel: &mut ProfilerSkel<'static>, lock: LockConfig) -> Result<(), BpfError> {
+    let bss = skel
+        .maps
+        .bss_data
+        .as_deref_mut()
+        .ok_or_else(|| BpfError::Map {
+            what: "setting the lock profile's knobs".into(),
+            message: "the BPF object has no .bss section".into(),
+        })?;
+    bss.lock_min_ns = lock.min_wait_ns;
+    bss.lock_sample_every = lock.sample_every.max(1);
+    Ok(())
 }
 
 /// What to do when the off-CPU program does not load or attach, added to

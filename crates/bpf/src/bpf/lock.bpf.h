@@ -18,9 +18,11 @@
  * the lock profile is asked for. */
 
 /* Waits shorter than lock_min_ns are not counted; one wait in
- * lock_sample_every is timed (1: all). */
-const volatile __u64 lock_min_ns = 0;
-const volatile __u32 lock_sample_every = 1;
+ * lock_sample_every is timed (1: all). Writable while running (.bss), so
+ * that a CPU budget can turn them; both are read after the syscall
+ * number check only. */
+volatile __u64 lock_min_ns = 0;
+volatile __u32 lock_sample_every = 0; /* 0 or 1: all */
 
 /* Per thread, when its futex wait started (0: none timed). */
 struct {
