@@ -2,8 +2,9 @@
 //! holder thread keeps mutex 0 for 60 ms while a waiter blocks on it in
 //! `wait_long`, then mutex 1 for 20 ms while another blocks in
 //! `wait_short`, for argv[1] loops; each waiter says it is about to lock
-//! (a channel) before it does, and the hold starts only then. Built by the
-//! tests as a default release build (no frame pointers).
+//! (a channel) before it does, and the hold starts only then. argv[2], if
+//! given, is a pause in ms before the threads start. Built by the tests as
+//! a default release build (no frame pointers).
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -35,7 +36,9 @@ fn waiter(i: usize, locks: Arc<[Mutex<u64>; 2]>, go: Receiver<()>, ready: Sender
 }
 
 fn main() {
-    let loops: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(30);
+    let arg = |i: usize| std::env::args().nth(i).and_then(|a| a.parse().ok());
+    let loops: u64 = arg(1).unwrap_or(30);
+    thread::sleep(Duration::from_millis(arg(2).unwrap_or(0)));
     let locks = Arc::new([Mutex::new(0), Mutex::new(0)]);
     let mut chans = Vec::new();
     let mut threads = Vec::new();

@@ -919,9 +919,21 @@ impl Sampler {
                 .set_autocreate(false)
                 .map_err(|e| BpfError::from_libbpf("configuring", e))?;
         }
+        let syscall_tracepoints = config.lock.is_some() && crate::lock::syscall_tracepoints();
+        let generic = config.lock.is_some() && !syscall_tracepoints;
+        open.progs.on_futex_enter.set_autoload(generic);
+        open.progs.on_futex_exit.set_autoload(generic);
+        for prog in [
+            &mut open.progs.on_futex_enter_tp,
+            &mut open.progs.on_futex_exit_tp,
+            &mut open.progs.on_futex_waitv_enter_tp,
+            &mut open.progs.on_futex_waitv_exit_tp,
+            &mut open.progs.on_futex2_enter_tp,
+            &mut open.progs.on_futex2_exit_tp,
+        ] {
+            prog.set_autoload(syscall_tracepoints);
+        }
         if config.lock.is_none() {
-            open.progs.on_futex_enter.set_autoload(false);
-            open.progs.on_futex_exit.set_autoload(false);
             open.maps
                 .lock_tasks
                 .set_autocreate(false)
@@ -1062,18 +1074,37 @@ impl Sampler {
             self._links.push(link);
         }
         if self.lock {
-            for prog in [
-                &self.skel.progs.on_futex_enter,
-                &self.skel.progs.on_futex_exit,
-            ] {
+            let p = &self.skel.progs;
+            let (required, optional) = if p.on_futex_enter_tp.autoload() {
+                (
+                    [&p.on_futex_enter_tp, &p.on_futex_exit_tp],
+                    vec![
+                        &p.on_futex_waitv_enter_tp,
+                        &p.on_futex_waitv_exit_tp,
+                        &p.on_futex2_enter_tp,
+                        &p.on_futex2_exit_tp,
+                    ],
+                )
+            } else {
+                ([&p.on_futex_enter, &p.on_futex_exit], vec![])
+            };
+            for prog in required {
                 let link = prog.attach().map_err(|e| {
                     crate::lock::lock_error(BpfError::from_libbpf(
-                        "attaching the sys_enter/sys_exit tracepoints (lock)",
+                        "attaching the futex syscall tracepoints (lock)",
                         e,
                     ))
                 })?;
                 self._links.push(link);
             }
+            // The futex2 calls' tracepoints exist on newer kernels only.
+            let mut links = Vec::new();
+            for pair in optional.chunks(2) {
+                if let (Ok(a), Ok(b)) = (pair[0].attach(), pair[1].attach()) {
+                    links.extend([a, b]);
+                }
+            }
+            self._links.extend(links);
         }
         if !self.cpu {
             self.sampling = true;

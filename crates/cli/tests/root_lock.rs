@@ -44,7 +44,10 @@ fn root_lock_delay_is_at_the_function_that_locked() {
             .arg(&out_path)
             .arg("--")
             .args(&argv)
-            .arg(loops.to_string()),
+            .arg(loops.to_string())
+            // The threads start once the process's unwind tables are
+            // loaded: its first waits get complete stacks.
+            .arg("500"),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let folded = std::fs::read_to_string(&out_path).unwrap();
@@ -94,7 +97,10 @@ fn root_lock_delay_of_a_rust_mutex_is_at_the_function_that_locked() {
             .arg(&out_path)
             .arg("--")
             .args(&argv)
-            .arg(loops.to_string()),
+            .arg(loops.to_string())
+            // The threads start once the process's unwind tables are
+            // loaded: its first waits get complete stacks.
+            .arg("500"),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let folded = std::fs::read_to_string(&out_path).unwrap();
@@ -147,7 +153,10 @@ fn root_lock_profile_beside_the_cpu_profile_in_pprof() {
             .arg(&out_path)
             .arg("--")
             .args(&argv)
-            .arg(loops.to_string()),
+            .arg(loops.to_string())
+            // The threads start once the process's unwind tables are
+            // loaded: its first waits get complete stacks.
+            .arg("500"),
     );
     let cpu = perfpilot_model::Format::Pprof
         .decode(&std::fs::read(&out_path).unwrap())

@@ -14,8 +14,8 @@
  * 3 KiB of stacks an off-CPU block keeps. No kernel stack: it would
  * always be the futex syscall path.
  *
- * Included at the end of profiler.bpf.c. Neither program is loaded unless
- * the lock profile is asked for. */
+ * Included at the end of profiler.bpf.c. No program is loaded unless the
+ * lock profile is asked for. */
 
 /* Waits shorter than lock_min_ns are not counted; one wait in
  * lock_sample_every is timed (1: all). Writable while running (.bss), so
@@ -65,50 +65,39 @@ static __always_inline bool futex_is_wait(long nr, unsigned long op)
 	return false;
 }
 
-/* Every syscall entry of every thread comes here (the per-syscall
- * tracepoints cost as much and need tracefs): the syscall number is
- * checked first. */
-SEC("tp_btf/sys_enter")
-int BPF_PROG(on_futex_enter, struct pt_regs *regs, long id)
+/* A futex wait starts: note the time (for a target, 1 in N). */
+static __always_inline void lock_enter(void)
 {
-	if (id != PP_NR_FUTEX && id != PP_NR_FUTEX_WAITV && id != PP_NR_FUTEX_WAIT)
-		return 0;
-	if (!futex_is_wait(id, regs->si))
-		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if ((self_tgid && tgid == self_tgid) ||
 	    (filter_tgids && !bpf_map_lookup_elem(&targets, &tgid)))
-		return 0;
+		return;
 	if (lock_sample_every > 1 && bpf_get_prandom_u32() % lock_sample_every) {
 		stat_inc(STAT_LOCK_SKIPPED);
-		return 0;
+		return;
 	}
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 *start = bpf_task_storage_get(&lock_tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!start) {
 		stat_inc(STAT_LOCK_NO_STORAGE);
-		return 0;
+		return;
 	}
 	*start = bpf_ktime_get_ns();
-	return 0;
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(on_futex_exit, struct pt_regs *regs, long ret)
+/* A futex syscall returns `ret`: a timed wait is counted at its stack. */
+static __always_inline void lock_exit(void *ctx, long ret)
 {
-	long nr = regs->orig_ax;
-	if (nr != PP_NR_FUTEX && nr != PP_NR_FUTEX_WAITV && nr != PP_NR_FUTEX_WAIT)
-		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 *start = bpf_task_storage_get(&lock_tasks, task, 0, 0);
 	if (!start || !*start)
-		return 0;
+		return;
 	__u64 delay = bpf_ktime_get_ns() - *start;
 	*start = 0;
 	/* EAGAIN: the futex word had changed, the thread never slept. */
 	if (ret == -PP_EAGAIN || delay < lock_min_ns) {
 		stat_inc(STAT_LOCK_SHORT);
-		return 0;
+		return;
 	}
 
 	__u64 id = bpf_get_current_pid_tgid();
@@ -117,7 +106,7 @@ int BPF_PROG(on_futex_exit, struct pt_regs *regs, long ret)
 	__u32 zero = 0;
 	struct pp_scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
 	if (!sc)
-		return 0;
+		return;
 	sc->user.len = 0;
 	sc->kernel.len = 0;
 	sc->python.len = 0;
@@ -141,5 +130,91 @@ int BPF_PROG(on_futex_exit, struct pt_regs *regs, long ret)
 	intern_scratch(&key, sc, buffer);
 	stat_inc(STAT_LOCK_WAITS);
 	add_count(counts, &key, delay, NULL);
+}
+
+/* Two ways in, one loaded (src/profiler.rs chooses). The per-syscall
+ * tracepoints run a program only for the futex calls, but every syscall
+ * of every thread then takes the kernel's syscall tracing path, about
+ * 70 ns each here; and they are attached through tracefs. Without tracefs
+ * the generic sys_enter/sys_exit ones run a program for every syscall:
+ * about 160 ns each here. */
+
+/* The syscall tracepoints' records: the common header, the syscall
+ * number, then the arguments or the return value (8 bytes each). */
+struct pp_sys_enter_args {
+	__u64 common;
+	__s64 nr;
+	__u64 args[6];
+};
+
+struct pp_sys_exit_args {
+	__u64 common;
+	__s64 nr;
+	__s64 ret;
+};
+
+SEC("tracepoint/syscalls/sys_enter_futex")
+int on_futex_enter_tp(struct pp_sys_enter_args *ctx)
+{
+	if (futex_is_wait(PP_NR_FUTEX, ctx->args[1]))
+		lock_enter();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_futex")
+int on_futex_exit_tp(struct pp_sys_exit_args *ctx)
+{
+	lock_exit(ctx, ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_futex_waitv")
+int on_futex_waitv_enter_tp(void *ctx)
+{
+	lock_enter();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_futex_waitv")
+int on_futex_waitv_exit_tp(struct pp_sys_exit_args *ctx)
+{
+	lock_exit(ctx, ctx->ret);
+	return 0;
+}
+
+/* futex2's wait (kernel 6.7 and later; attached when there). */
+SEC("tracepoint/syscalls/sys_enter_futex_wait")
+int on_futex2_enter_tp(void *ctx)
+{
+	lock_enter();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_futex_wait")
+int on_futex2_exit_tp(struct pp_sys_exit_args *ctx)
+{
+	lock_exit(ctx, ctx->ret);
+	return 0;
+}
+
+/* Every syscall entry of every thread comes here: the number is checked
+ * first. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(on_futex_enter, struct pt_regs *regs, long id)
+{
+	if (id != PP_NR_FUTEX && id != PP_NR_FUTEX_WAITV && id != PP_NR_FUTEX_WAIT)
+		return 0;
+	if (futex_is_wait(id, regs->si))
+		lock_enter();
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_futex_exit, struct pt_regs *regs, long ret)
+{
+	long nr = regs->orig_ax;
+	if (nr != PP_NR_FUTEX && nr != PP_NR_FUTEX_WAITV && nr != PP_NR_FUTEX_WAIT)
+		return 0;
+	lock_exit(ctx, ret);
 	return 0;
 }
