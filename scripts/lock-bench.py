@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """Lock contention profiling cost on a contended-mutex benchmark, side by side.
 
-workloads/mutexbench.c: four threads take one pthread mutex in a loop (a
-little work inside and out), tens of thousands of futex waits a second on
-two cores. It runs alone, under `perfpilot record --profiles lock` in a
+workloads/mutexbench.c in two modes: "handoff", two threads passing a turn
+through two semaphores (every handoff a futex wait, so its rate falls
+with whatever a wait costs: the cost measure), and "mutex", four threads
+taking one pthread mutex in a loop (a little work inside and out: tens of
+thousands of contended waits a second on two cores; its throughput
+depends on how waits interleave, so slowing them can move it either
+way). Each runs alone, under `perfpilot record --profiles lock` in a
 few settings, and under the tools a user would otherwise reach for:
 libbpf-tools' `offcputime` (every block with its stack, futex waits among
 them; bcc's `klockstat` traces kernel mutexes through kprobes, not user
 locks, and kprobes are unavailable here) and `perf trace -s -e futex`
 (per-thread futex call counts and times, no stacks; needs tracefs
-mounted). Each run prints critical sections per second; the table gives
+mounted). Each run prints handoffs or critical sections per second; the table gives
 the median over rounds, its ratio to the run alone, and the profiler's
 own CPU (user + system, as a share of one core over its run). The BPF
 programs' time in the kernel is charged to the threads waiting, so it
@@ -33,12 +37,13 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARMUP = 2.0
+MODES = ["handoff", "mutex"]
 
 
-def run(bench, seconds, tool):
-    """One run: (sections per second, the tool's CPU share of a core,
-    futex waits per second perfpilot counted or None)."""
-    work = subprocess.Popen([bench, str(seconds), str(WARMUP)], stdout=subprocess.PIPE, text=True)
+def run(bench, mode, seconds, tool):
+    """One run: (handoffs or sections per second, the tool's CPU share of a
+    core, futex waits per second perfpilot counted or None)."""
+    work = subprocess.Popen([bench, str(seconds), str(WARMUP), mode], stdout=subprocess.PIPE, text=True)
     if tool is None:
         out, _ = work.communicate()
         return float(out.strip()), None, None
@@ -106,27 +111,32 @@ def main():
         print("perf trace skipped: no perf, or tracefs not mounted (mount -t tracefs nodev /sys/kernel/tracing)",
               file=sys.stderr)
 
-    results = {name: ([], [], []) for name, _ in configs}
+    results = {(mode, name): ([], [], []) for mode in MODES for name, _ in configs}
     # Rounds interleave the settings, so a machine's load drifting over
     # the run is shared between them.
     for r in range(a.rounds):
-        for name, tool in configs:
-            rate, cpu, waits = run(bench, a.seconds, tool)
-            results[name][0].append(rate)
-            if cpu is not None:
-                results[name][1].append(cpu)
-            if waits is not None:
-                results[name][2].append(waits)
-            print(f"round {r + 1}: {name}: {rate:,.0f} sections/s", file=sys.stderr)
+        for mode in MODES:
+            for name, tool in configs:
+                rate, cpu, waits = run(bench, mode, a.seconds, tool)
+                res = results[(mode, name)]
+                res[0].append(rate)
+                if cpu is not None:
+                    res[1].append(cpu)
+                if waits is not None:
+                    res[2].append(waits)
+                print(f"round {r + 1}: {mode}: {name}: {rate:,.0f}/s", file=sys.stderr)
 
-    base = statistics.median(results["alone"][0])
-    print(f"{'setting':38} {'sections/s':>11} {'vs alone':>9} {'profiler CPU':>13} {'waits/s':>9}")
-    for name, _ in configs:
-        rates, cpus, waits = results[name]
-        med = statistics.median(rates)
-        cpu = f"{statistics.median(cpus) * 100:.1f}%" if cpus else "-"
-        w = f"{statistics.median(waits):,.0f}" if waits else "-"
-        print(f"{name:38} {med:11,.0f} {med / base:9.3f} {cpu:>13} {w:>9}")
+    for mode in MODES:
+        what = "handoffs/s" if mode == "handoff" else "sections/s"
+        print(f"\n{mode}")
+        print(f"{'setting':38} {what:>11} {'vs alone':>9} {'profiler CPU':>13} {'waits/s':>9}")
+        base = statistics.median(results[(mode, "alone")][0])
+        for name, _ in configs:
+            rates, cpus, waits = results[(mode, name)]
+            med = statistics.median(rates)
+            cpu = f"{statistics.median(cpus) * 100:.1f}%" if cpus else "-"
+            w = f"{statistics.median(waits):,.0f}" if waits else "-"
+            print(f"{name:38} {med:11,.0f} {med / base:9.3f} {cpu:>13} {w:>9}")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
