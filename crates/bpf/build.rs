@@ -39,4 +39,5 @@ fn main() {
     println!("cargo:rerun-if-changed=src/bpf/profiler.h");
     println!("cargo:rerun-if-changed=src/bpf/alloc.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/targets.h");
+    println!("cargo:rerun-if-changed=src/bpf/lock.bpf.h");
 }

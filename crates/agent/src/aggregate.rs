@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use perfpilot_bpf::{
-    Drained, OffCpuConfig, RawSample, SAMPLE_F_ALLOC, SAMPLE_F_ALLOC_FREE, SAMPLE_F_ALLOC_OBJECTS,
-    SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT,
+    Drained, LockConfig, OffCpuConfig, RawSample, SAMPLE_F_ALLOC, SAMPLE_F_ALLOC_FREE,
+    SAMPLE_F_ALLOC_OBJECTS, SAMPLE_F_LOCK, SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT,
 };
 use perfpilot_model::{
     labels, Function, Line, Location, LocationId, Mapping, MappingId, Profile, ValueType,
@@ -41,6 +41,11 @@ pub const INUSE_OBJECTS: &str = "inuse_objects";
 pub const INUSE_SPACE: &str = "inuse_space";
 pub const SPACE: &str = "space";
 
+/// The lock profile's sample types (Go's mutex profile names): waits, and
+/// nanoseconds waited; the first is also its period type.
+pub const CONTENTIONS: &str = "contentions";
+pub const DELAY: &str = "delay";
+
 /// Builds one profile from any number of drains.
 pub struct ProfileBuilder {
     profile: Profile,
@@ -63,6 +68,8 @@ pub struct ProfileBuilder {
     /// The latest in-use snapshot's samples, added at [`finish`](Self::finish):
     /// resolved when given, while their processes are known.
     inuse: Vec<(u32, u32, [i64; 4])>,
+    /// Builds the lock profile (records with `SAMPLE_F_LOCK`).
+    lock: Option<LockConfig>,
     /// CPU: samples; off-CPU: records (distinct blocked stacks per drain).
     pub samples: u64,
     pub frames: u64,
@@ -120,6 +127,7 @@ impl ProfileBuilder {
             wall: false,
             alloc: false,
             inuse: Vec::new(),
+            lock: None,
             samples: 0,
             frames: 0,
             named_frames: 0,
@@ -223,6 +231,41 @@ impl ProfileBuilder {
         b
     }
 
+    /// The lock profile: two sample types, `contentions`/`count` (futex
+    /// waits) and `delay`/`nanoseconds` (time waited), period type
+    /// `contentions`/`count` — Go's mutex profile, so the server's type ids
+    /// are `mutex:contentions:count:contentions:count` and
+    /// `mutex:delay:nanoseconds:contentions:count`. With 1-in-N sampling
+    /// both are multiplied by N (an estimate); the comments say how it was
+    /// collected.
+    pub fn new_lock(config: LockConfig, start_unix_nanos: i64) -> Self {
+        let mut b = ProfileBuilder::new(1, start_unix_nanos);
+        let mut profile = Profile::new(vec![
+            ValueType::new(CONTENTIONS, "count"),
+            ValueType::new(DELAY, "nanoseconds"),
+        ]);
+        profile.period_type = Some(ValueType::new(CONTENTIONS, "count"));
+        profile.period = 1;
+        profile.time_nanos = start_unix_nanos;
+        let every = config.sample_every.max(1);
+        profile.comments = vec![
+            format!(
+                "lock: futex waits (mutexes, condition variables, rwlocks, idle pools) by \
+                 the user stack that waited; waits shorter than {} ns, or that did not \
+                 sleep, are not counted",
+                config.min_wait_ns
+            ),
+            format!("lock sampling: 1 in {every} futex waits timed, values multiplied by {every}"),
+        ];
+        b.profile = profile;
+        b.period_ns = 1;
+        b.lock = Some(LockConfig {
+            sample_every: every,
+            ..config
+        });
+        b
+    }
+
     /// Whether samples are labelled with their pid and tid (the default).
     /// Without, the processes and threads of one program with the same
     /// name share their label sets.
@@ -243,15 +286,12 @@ impl ProfileBuilder {
         self.resolve_all(drained, tracker, symbolizer);
         let empty: Vec<u64> = Vec::new();
         let mut stack: Vec<LocationId> = Vec::with_capacity(64);
-        let (offcpu, wall, alloc) = (self.offcpu.is_some(), self.wall, self.alloc);
-        for s in drained
-            .samples
-            .iter()
-            .filter(|s| takes(offcpu, wall, alloc, s))
-        {
-            // Frames and flags are weighed by samples; an off-CPU or
+        let kind = self.kind();
+        let alloc = kind == Kind::Alloc;
+        for s in drained.samples.iter().filter(|s| takes(kind, s)) {
+            // Frames and flags are weighed by samples; an off-CPU, lock or
             // allocation record is one observation whatever its count.
-            let off_record = s.flags & SAMPLE_F_OFFCPU != 0;
+            let off_record = s.flags & (SAMPLE_F_OFFCPU | SAMPLE_F_LOCK) != 0;
             let weight = if off_record || alloc { 1 } else { s.count };
             if !alloc || s.flags & SAMPLE_F_ALLOC_OBJECTS == 0 {
                 count_flags(s, weight, flags);
@@ -306,6 +346,14 @@ impl ProfileBuilder {
                 }
                 continue;
             }
+            if let Some(c) = self.lock {
+                let every = c.sample_every as i64;
+                let waits = (s.events as i64).saturating_mul(every);
+                let ns = count.saturating_mul(every);
+                self.profile.add_sample(stack_id, labels, &[waits, ns]);
+                self.samples += weight;
+                continue;
+            }
             match self.offcpu {
                 // The kernel scaled it by the 1-in-N rate it was recorded
                 // at (which the budget may change while a profile runs).
@@ -330,6 +378,14 @@ impl ProfileBuilder {
     pub fn set_period_ns(&mut self, period_ns: u64) {
         if self.offcpu.is_none() || self.wall {
             self.period_ns = period_ns.max(1) as i64;
+        }
+    }
+
+    /// The 1-in-N sampling of the lock records added from now on (the
+    /// budget changes it while a profile runs): each is scaled by its own.
+    pub fn set_lock_every(&mut self, every: u32) {
+        if let Some(c) = &mut self.lock {
+            c.sample_every = every.max(1);
         }
     }
 
@@ -369,6 +425,20 @@ impl ProfileBuilder {
         self.inuse.clear();
     }
 
+    fn kind(&self) -> Kind {
+        if self.lock.is_some() {
+            Kind::Lock
+        } else if self.alloc {
+            Kind::Alloc
+        } else if self.wall {
+            Kind::Wall
+        } else if self.offcpu.is_some() {
+            Kind::OffCpu
+        } else {
+            Kind::Cpu
+        }
+    }
+
     pub fn finish(mut self, duration_nanos: i64) -> Profile {
         for (stack, labels, values) in std::mem::take(&mut self.inuse) {
             self.profile.add_sample(stack, labels, &values);
@@ -388,12 +458,8 @@ impl ProfileBuilder {
         symbolizer.trim();
         let mut per_object: HashMap<u32, Vec<u64>> = HashMap::new();
         let mut kernel_addrs = Vec::new();
-        let (offcpu, wall, alloc) = (self.offcpu.is_some(), self.wall, self.alloc);
-        for s in drained
-            .samples
-            .iter()
-            .filter(|s| takes(offcpu, wall, alloc, s))
-        {
+        let kind = self.kind();
+        for s in drained.samples.iter().filter(|s| takes(kind, s)) {
             if let Some(k) = drained.stacks.get(&s.kernel_stack) {
                 for (i, &ip) in k.iter().enumerate() {
                     let addr = if i == 0 { ip } else { ip.wrapping_sub(1) };
@@ -638,20 +704,32 @@ fn python_groups(stack: &[u64]) -> Vec<Vec<u64>> {
     groups
 }
 
-/// Whether a drained record belongs in the allocation profile
-/// (allocations, not frees), the wall view (every other record), the
-/// off-CPU profile (blocks of at least the minimum) or the CPU one.
-fn takes(offcpu: bool, wall: bool, alloc: bool, s: &RawSample) -> bool {
-    if s.flags & SAMPLE_F_ALLOC != 0 || alloc {
-        return alloc && s.flags & (SAMPLE_F_ALLOC | SAMPLE_F_ALLOC_FREE) == SAMPLE_F_ALLOC;
+/// Which profile a builder makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Cpu,
+    OffCpu,
+    Wall,
+    Lock,
+    Alloc,
+}
+
+/// Whether a drained record belongs in a builder's profile: lock records
+/// in the lock profile only, allocations (not frees) in the allocation
+/// profile only; the wall view takes every other record, the off-CPU
+/// profile blocks of at least the minimum, the CPU one samples.
+fn takes(kind: Kind, s: &RawSample) -> bool {
+    let lock = s.flags & SAMPLE_F_LOCK != 0;
+    let alloc = s.flags & SAMPLE_F_ALLOC != 0;
+    match kind {
+        Kind::Lock => lock,
+        Kind::Alloc => s.flags & (SAMPLE_F_ALLOC | SAMPLE_F_ALLOC_FREE) == SAMPLE_F_ALLOC,
+        _ if lock || alloc => false,
+        Kind::Wall => true,
+        _ if s.flags & (SAMPLE_F_RUNNABLE | SAMPLE_F_SHORT) != 0 => false,
+        Kind::OffCpu => s.flags & SAMPLE_F_OFFCPU != 0,
+        Kind::Cpu => s.flags & SAMPLE_F_OFFCPU == 0,
     }
-    if wall {
-        return true;
-    }
-    if s.flags & (SAMPLE_F_RUNNABLE | SAMPLE_F_SHORT) != 0 {
-        return false;
-    }
-    (s.flags & SAMPLE_F_OFFCPU != 0) == offcpu
 }
 
 /// An allocation record's values: [alloc_objects, alloc_space,
@@ -697,7 +775,8 @@ mod tests {
     use crate::symbolize::Symbolizer;
     use crate::tracker::Tracker;
     use perfpilot_bpf::{
-        Drained, OffCpuConfig, RawSample, SAMPLE_F_OFFCPU, SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT,
+        Drained, LockConfig, OffCpuConfig, RawSample, SAMPLE_F_LOCK, SAMPLE_F_OFFCPU,
+        SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT,
     };
     use perfpilot_model::labels;
 
@@ -716,6 +795,7 @@ mod tests {
                     python_stack: 0,
                     flags: 0,
                     count: 1,
+                    events: 1,
                     comm,
                 });
             }
@@ -843,6 +923,52 @@ mod tests {
             .collect();
         // One stack and label set: its allocation and in use are one sample.
         assert_eq!(values, [&[0, 600_000, 0, 400_000][..], &[3, 0, 0, 0]]);
+    }
+
+    #[test]
+    fn lock_records_go_to_the_lock_profile_only_with_waits_and_delay() {
+        let mut d = churn();
+        d.samples.truncate(3);
+        d.samples[1].flags = SAMPLE_F_LOCK;
+        d.samples[1].count = 7_000_000; // nanoseconds waited
+        d.samples[1].events = 3; // waits
+        d.samples[2].flags = SAMPLE_F_OFFCPU;
+        d.samples[2].count = 5_000_000;
+        let config = LockConfig {
+            min_wait_ns: 10_000,
+            sample_every: 2,
+        };
+        let mut tracker = Tracker::new(0);
+        let mut symbolizer = Symbolizer::new();
+        let mut flags = SampleFlags::default();
+        let mut cpu = ProfileBuilder::new(99, 0);
+        let mut off = ProfileBuilder::new_offcpu(OffCpuConfig::default(), 0);
+        let mut wall = ProfileBuilder::new_wall(99, OffCpuConfig::default(), 0);
+        let mut lock = ProfileBuilder::new_lock(config, 0);
+        for b in [&mut cpu, &mut off, &mut wall, &mut lock] {
+            b.add(&d, &mut tracker, &mut symbolizer, &mut flags);
+        }
+        // Only the lock profile has the lock record; the others keep theirs.
+        assert_eq!(cpu.finish(1).samples().len(), 1);
+        assert_eq!(off.finish(1).samples().len(), 1);
+        assert_eq!(wall.finish(1).samples().len(), 2);
+        let lock = lock.finish(1);
+        let types: Vec<_> = lock
+            .sample_types
+            .iter()
+            .map(|t| (t.kind.as_str(), t.unit.as_str()))
+            .collect();
+        assert_eq!(types, [("contentions", "count"), ("delay", "nanoseconds")]);
+        let period = lock.period_type.as_ref().unwrap();
+        assert_eq!(
+            (period.kind.as_str(), period.unit.as_str()),
+            ("contentions", "count")
+        );
+        assert_eq!(lock.samples().len(), 1);
+        assert_eq!(lock.samples()[0].values, [6, 14_000_000]);
+        let comments = lock.comments.join("\n");
+        assert!(comments.contains("shorter than 10000 ns"), "{comments}");
+        assert!(comments.contains("1 in 2 futex waits"), "{comments}");
     }
 
     #[test]

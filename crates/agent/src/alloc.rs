@@ -151,6 +151,7 @@ impl InUse {
                 python_stack: k.python,
                 flags: k.flags | SAMPLE_F_ALLOC | SAMPLE_F_INUSE | flags,
                 count: count.max(0) as u64,
+                events: 0,
                 comm: h.comm,
             };
             out.samples.push(record(0, h.bytes));
@@ -325,6 +326,7 @@ mod tests {
             python_stack: 0,
             flags: SAMPLE_F_ALLOC | flags,
             count,
+            events: 0,
             comm: [0; 16],
         }
     }

@@ -101,6 +101,19 @@ impl Knob {
         }
     }
 
+    /// The lock profile's 1-in-N futex wait sampling: at most 64 times the
+    /// base N (the unwind at a wait's end is the cost).
+    pub fn lock(sample_every: u32) -> Knob {
+        let base = u64::from(sample_every.max(1));
+        Knob {
+            collector: Collector::Lock,
+            kind: KnobKind::Interval,
+            base,
+            limit: base.saturating_mul(64),
+            unit: "futex waits",
+        }
+    }
+
     /// The largest shed factor this knob can follow.
     pub fn max_factor(&self) -> f64 {
         match self.kind {

@@ -300,7 +300,10 @@ impl LateUnwinder {
                     comm: r.comm,
                 };
                 match index.get(&key) {
-                    Some(&i) => out.samples[i].count += 1,
+                    Some(&i) => {
+                        out.samples[i].count += 1;
+                        out.samples[i].events += 1;
+                    }
                     None => {
                         index.insert(key, out.samples.len());
                         out.samples.push(RawSample {
@@ -311,6 +314,7 @@ impl LateUnwinder {
                             python_stack: key.python,
                             flags: key.flags,
                             count: 1,
+                            events: 1,
                             comm: key.comm,
                         });
                     }

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use perfpilot_bpf::OffCpuConfig;
 use perfpilot_bpf::{BpfError, Drained, Event, RawStacks, Sampler, SamplerConfig, SamplerStats};
+pub use perfpilot_bpf::{LockConfig, OffCpuConfig};
 use perfpilot_model::Profile;
 use thiserror::Error;
 
@@ -87,6 +87,8 @@ pub struct SessionConfig {
     pub max_cpu_percent: Option<f64>,
     /// Allocation profiles: uprobes on the C library's allocator.
     pub alloc: Option<crate::alloc::AllocConfig>,
+    /// Record lock contention, futex waits (the lock profile).
+    pub lock: Option<LockConfig>,
 }
 
 impl Default for SessionConfig {
@@ -108,6 +110,7 @@ impl Default for SessionConfig {
             wall: false,
             max_cpu_percent: None,
             alloc: None,
+            lock: None,
         }
     }
 }
@@ -151,6 +154,11 @@ pub struct SessionReport {
     /// `max_probe_rate`, and the time they were detached.
     pub alloc_detached: u64,
     pub alloc_detached_ns: u64,
+    /// Lock records (distinct waiting stacks per drain), the futex waits
+    /// and the nanoseconds they hold (before 1-in-N scaling).
+    pub lock_records: u64,
+    pub lock_waits: u64,
+    pub lock_nanos: u64,
 }
 
 impl SessionReport {
@@ -180,6 +188,7 @@ pub struct Session {
     /// built (held at exit) and goes after it.
     alloc_exited: std::collections::HashSet<u32>,
     probe_budget: crate::alloc::ProbeBudget,
+    lock_builder: Option<ProfileBuilder>,
     config: SessionConfig,
     drained: Drained,
     events: Vec<Event>,
@@ -310,6 +319,7 @@ impl Session {
             cpu: config.cpu || config.wall,
             offcpu: kernel_offcpu(&config),
             alloc: config.alloc,
+            lock: config.lock,
             ..Default::default()
         })?;
         let mut alloc_libraries = 0;
@@ -372,6 +382,9 @@ impl Session {
                 config.alloc.map_or(0, |a| a.max_probe_rate),
                 Instant::now(),
             ),
+            lock_builder: config.lock.map(|c| {
+                ProfileBuilder::new_lock(c, unix_nanos()).with_pid_labels(config.pid_labels)
+            }),
             config,
             drained: Drained::default(),
             events: Vec::new(),
@@ -402,6 +415,9 @@ impl Session {
         }
         if let Some(off) = kernel_offcpu(&self.config) {
             knobs.push(Knob::offcpu(off.sample_every));
+        }
+        if let Some(lock) = self.config.lock {
+            knobs.push(Knob::lock(lock.sample_every));
         }
         self.budget = Some(Budget {
             controller: Controller::new(percent, knobs),
@@ -475,8 +491,20 @@ impl Session {
                 Collector::OffCpu => self
                     .sampler
                     .set_offcpu_every(u32::try_from(setting).unwrap_or(u32::MAX)),
-                // Collectors not on this build have no knob in the list.
-                Collector::Alloc | Collector::Lock => Ok(()),
+                Collector::Lock => match self.config.lock {
+                    Some(c) => {
+                        let c = LockConfig {
+                            sample_every: u32::try_from(setting).unwrap_or(u32::MAX),
+                            ..c
+                        };
+                        self.config.lock = Some(c);
+                        self.sampler.set_lock_config(c)
+                    }
+                    None => Ok(()),
+                },
+                // Allocation probes' cost is per call, not per sample: their
+                // own `max_probe_rate` bounds it, not this budget.
+                Collector::Alloc => Ok(()),
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, collector = knob.collector.name(), "cannot change the sampling rate");
@@ -606,10 +634,14 @@ impl Session {
         // The samples about to be drained were taken at the period in
         // force until now; a new one applies to the next drain's.
         let period = self.sampler.cpu_period_ns();
+        let lock_every = self.config.lock.map(|c| c.sample_every);
         self.apply_budget();
         self.builder.set_period_ns(period);
         if let Some(b) = &mut self.wall_builder {
             b.set_period_ns(period);
+        }
+        if let (Some(b), Some(every)) = (&mut self.lock_builder, lock_every) {
+            b.set_lock_every(every);
         }
         let result = self.sampler.drain(&mut self.drained);
         let released = self.late.unwind(
@@ -725,6 +757,22 @@ impl Session {
                 .map(|s| s.count)
                 .sum::<u64>();
         }
+        if let Some(b) = &mut self.lock_builder {
+            let records = b.samples;
+            b.add(
+                &self.drained,
+                &mut self.tracker,
+                &mut self.symbolizer,
+                &mut SampleFlags::default(),
+            );
+            self.report.lock_records += b.samples - records;
+            for s in &self.drained.samples {
+                if s.flags & perfpilot_bpf::SAMPLE_F_LOCK != 0 {
+                    self.report.lock_waits += s.events;
+                    self.report.lock_nanos += s.count;
+                }
+            }
+        }
         self.report.drains += 1;
         // What a drain freed goes back now and then (the walk over the
         // heaps is not free, and `up` shares them with the server).
@@ -772,6 +820,21 @@ impl Session {
         (&self.tracker, &self.sampler)
     }
 
+    /// Turns the lock profile's knobs while it runs (for a CPU budget);
+    /// profiles cut from now on say so in their comments. An error when
+    /// the session has no lock profile.
+    pub fn set_lock_config(&mut self, config: LockConfig) -> Result<(), AgentError> {
+        if self.config.lock.is_none() {
+            return Err(AgentError::from(perfpilot_bpf::BpfError::Load {
+                what: "setting the lock profile's knobs".into(),
+                message: "the session records no lock profile".into(),
+            }));
+        }
+        self.sampler.set_lock_config(config)?;
+        self.config.lock = Some(config);
+        Ok(())
+    }
+
     /// Ends the current CPU profile and starts a new one (off-CPU records
     /// stay for [`take_profiles`](Self::take_profiles)).
     pub fn take_profile(&mut self) -> Profile {
@@ -788,8 +851,8 @@ impl Session {
         profile
     }
 
-    /// Ends the current profile of every enabled type (CPU, then
-    /// off-CPU) and starts new ones; each type is a profile of its own, as
+    /// Ends the current profile of every enabled type (CPU, off-CPU,
+    /// wall, lock) and starts new ones; each type is a profile of its own, as
     /// the server keeps each as its own profile type.
     pub fn take_profiles(&mut self) -> Vec<Profile> {
         let duration = self.profile_started.elapsed().as_nanos() as i64;
@@ -811,6 +874,10 @@ impl Session {
             .budget
             .as_mut()
             .and_then(|b| b.controller.take_summary(Collector::OffCpu));
+        let lock_note = self
+            .budget
+            .as_mut()
+            .and_then(|b| b.controller.take_summary(Collector::Lock));
         if let Some(b) = &mut self.budget {
             b.controller.end_span();
         }
@@ -853,6 +920,13 @@ impl Session {
             out.push(old.finish(duration));
             let exited = std::mem::take(&mut self.alloc_exited);
             self.inuse.forget_processes(&exited);
+        }
+        if let (Some(b), Some(c)) = (&mut self.lock_builder, self.config.lock) {
+            let fresh =
+                ProfileBuilder::new_lock(c, unix_nanos()).with_pid_labels(self.config.pid_labels);
+            let mut p = std::mem::replace(b, fresh).finish(duration);
+            p.comments.extend(lock_note);
+            out.push(p);
         }
         out
     }

@@ -7,22 +7,24 @@
 
 mod drain;
 mod error;
+mod lock;
 mod perf;
 mod profiler;
 mod unwind_table;
 
 pub use drain::{BatchDrainer, DrainError};
 pub use error::BpfError;
+pub use lock::LockConfig;
 pub use perf::online_cpus;
 pub use profiler::{
     AllocConfig, AllocStats, CfaRule, Drained, Event, ExecMap, KernelTable, OffCpuConfig,
     PythonName, PythonOffsets, PythonProcess, RawSample, RawStack, RawStacks, RbpRule, RingHook,
     Sampler, SamplerConfig, SamplerStats, UnwindRow, ALLOC_OBJECT_ONE, MAX_EXEC_MAPS, MAX_FRAMES,
     MAX_UNWIND_TABLES, RAW_STACK_MAX, SAMPLE_F_ALLOC, SAMPLE_F_ALLOC_FREE, SAMPLE_F_ALLOC_OBJECTS,
-    SAMPLE_F_ALLOC_UNTRACKED, SAMPLE_F_FP_ONLY, SAMPLE_F_NO_UNWIND_INFO, SAMPLE_F_OFFCPU,
-    SAMPLE_F_PY_NO_THREAD, SAMPLE_F_PY_TRUNCATED, SAMPLE_F_READ_ERROR, SAMPLE_F_RUNNABLE,
-    SAMPLE_F_SHORT, SAMPLE_F_STACK_LOST, SAMPLE_F_TABLE_PENDING, SAMPLE_F_TRUNCATED,
-    SAMPLE_F_UNSUPPORTED, TABLE_PENDING,
+    SAMPLE_F_ALLOC_UNTRACKED, SAMPLE_F_FP_ONLY, SAMPLE_F_LOCK, SAMPLE_F_NO_UNWIND_INFO,
+    SAMPLE_F_OFFCPU, SAMPLE_F_PY_NO_THREAD, SAMPLE_F_PY_TRUNCATED, SAMPLE_F_READ_ERROR,
+    SAMPLE_F_RUNNABLE, SAMPLE_F_SHORT, SAMPLE_F_STACK_LOST, SAMPLE_F_TABLE_PENDING,
+    SAMPLE_F_TRUNCATED, SAMPLE_F_UNSUPPORTED, TABLE_PENDING,
 };
 pub use unwind_table::KernelUnwindTable;
 

@@ -11,6 +11,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject, RingBufferBuilder};
 
 use crate::drain::BatchDrainer;
+use crate::lock::LockConfig;
 use crate::perf::{online_cpus, open_cpu_clock, set_cpu_clock_period};
 use crate::unwind_table::KernelUnwindTable;
 use crate::BpfError;
@@ -65,6 +66,9 @@ pub const SAMPLE_F_RUNNABLE: u32 = 1 << 10;
 /// An off-CPU record of the wall view only: blocks shorter than the
 /// minimum.
 pub const SAMPLE_F_SHORT: u32 = 1 << 11;
+/// A lock contention record: its count is nanoseconds waited in futex
+/// waits at its stacks, its events the number of waits.
+pub const SAMPLE_F_LOCK: u32 = 1 << 13;
 /// [`ExecMap::table`] of an object whose table is still being built:
 /// samples through it are copied for unwinding in user space.
 pub const TABLE_PENDING: u32 = u32::MAX;
@@ -78,14 +82,14 @@ const PY_FILE_LEN: usize = 96;
 const PY_PROC_SIZE: usize = 64;
 
 const SAMPLE_KEY_SIZE: usize = 40;
-const SAMPLE_VALUE_SIZE: usize = 24;
+const SAMPLE_VALUE_SIZE: usize = 32;
 const STACK_SIZE: usize = 8 + 8 * MAX_FRAMES;
 pub(crate) const UNWIND_ROW_SIZE: usize = 12;
 const EXEC_MAP_SIZE: usize = 32;
 const PROC_MAPS_SIZE: usize = 8 + EXEC_MAP_SIZE * MAX_EXEC_MAPS;
 /// struct pp_raw_stack, the header of a raw copy.
 const RAW_HEADER_SIZE: usize = 72;
-const STAT_COUNT: usize = 22;
+const STAT_COUNT: usize = 26;
 
 pub use perfpilot_unwind::{CfaRule, RbpRule, UnwindRow};
 
@@ -259,7 +263,10 @@ pub struct RawSample {
     /// a freed code object's address reused by another is another key.
     pub python_stack: u64,
     pub flags: u32,
+    /// Samples; for off-CPU and lock records, nanoseconds.
     pub count: u64,
+    /// Records added into `count`: samples, blocks or waits.
+    pub events: u64,
     pub comm: [u8; 16],
 }
 
@@ -774,6 +781,14 @@ pub struct SamplerStats {
     /// Stacks lost because no memory could be had for them at that moment
     /// (the map was not full).
     pub stacks_nomem: u64,
+    /// Futex waits counted (at least [`LockConfig::min_wait_ns`]).
+    pub lock_waits: u64,
+    /// Futex waits shorter than the minimum, or that did not sleep.
+    pub lock_short: u64,
+    /// Futex waits not timed (1 in [`LockConfig::sample_every`] is).
+    pub lock_skipped: u64,
+    /// Waits lost: the kernel had no task storage for the thread.
+    pub lock_no_storage: u64,
 }
 
 /// Off-CPU profiling: time threads spend switched out while not runnable,
@@ -840,6 +855,9 @@ pub struct SamplerConfig {
     /// Allocation profiles (`None`: the uprobe programs are not loaded;
     /// [`Sampler::attach_allocator`] then attaches nothing).
     pub alloc: Option<AllocConfig>,
+    /// Also record lock contention, futex waits (`None`: the syscall
+    /// tracepoint programs are neither loaded nor attached).
+    pub lock: Option<LockConfig>,
 }
 
 impl Default for SamplerConfig {
@@ -861,6 +879,7 @@ impl Default for SamplerConfig {
             cpu: true,
             offcpu: None,
             alloc: None,
+            lock: None,
         }
     }
 }
@@ -883,6 +902,7 @@ pub struct Sampler {
     cpu: bool,
     offcpu: bool,
     alloc: bool,
+    lock: bool,
     sampling: bool,
     /// Duplicates of the cpu-clock events' fds (the links own the
     /// originals), to change their period while attached.
@@ -950,6 +970,26 @@ impl Sampler {
                 .set_autocreate(false)
                 .map_err(|e| BpfError::from_libbpf("configuring", e))?;
         }
+        let syscall_tracepoints = config.lock.is_some() && crate::lock::syscall_tracepoints();
+        let generic = config.lock.is_some() && !syscall_tracepoints;
+        open.progs.on_futex_enter.set_autoload(generic);
+        open.progs.on_futex_exit.set_autoload(generic);
+        for prog in [
+            &mut open.progs.on_futex_enter_tp,
+            &mut open.progs.on_futex_exit_tp,
+            &mut open.progs.on_futex_waitv_enter_tp,
+            &mut open.progs.on_futex_waitv_exit_tp,
+            &mut open.progs.on_futex2_enter_tp,
+            &mut open.progs.on_futex2_exit_tp,
+        ] {
+            prog.set_autoload(syscall_tracepoints);
+        }
+        if config.lock.is_none() {
+            open.maps
+                .lock_tasks
+                .set_autocreate(false)
+                .map_err(|e| BpfError::from_libbpf("configuring", e))?;
+        }
         let ring_bytes = config.raw_ring_bytes;
         if !ring_bytes.is_power_of_two() || ring_bytes < 4096 {
             return Err(BpfError::Load {
@@ -976,12 +1016,22 @@ impl Sampler {
 
         let skel = open.load().map_err(|e| {
             let err = BpfError::from_libbpf("loading the BPF programs", e);
+            let err = if config.lock.is_some() {
+                crate::lock::lock_error(err)
+            } else {
+                err
+            };
             if config.offcpu.is_some() {
                 offcpu_error(err)
             } else {
                 err
             }
         })?;
+
+        let mut skel = skel;
+        if let Some(lock) = config.lock {
+            set_lock_knobs(&mut skel, lock)?;
+        }
 
         let checks = [
             ("counts0", skel.maps.counts0.key_size(), SAMPLE_KEY_SIZE),
@@ -1056,6 +1106,7 @@ impl Sampler {
             cpu: config.cpu,
             offcpu: config.offcpu.is_some(),
             alloc: config.alloc.is_some(),
+            lock: config.lock.is_some(),
             sampling: false,
             clock_fds: Vec::new(),
             period_ns: 1_000_000_000 / config.frequency_hz.max(1),
@@ -1078,6 +1129,39 @@ impl Sampler {
                 ))
             })?;
             self._links.push(link);
+        }
+        if self.lock {
+            let p = &self.skel.progs;
+            let (required, optional) = if p.on_futex_enter_tp.autoload() {
+                (
+                    [&p.on_futex_enter_tp, &p.on_futex_exit_tp],
+                    vec![
+                        &p.on_futex_waitv_enter_tp,
+                        &p.on_futex_waitv_exit_tp,
+                        &p.on_futex2_enter_tp,
+                        &p.on_futex2_exit_tp,
+                    ],
+                )
+            } else {
+                ([&p.on_futex_enter, &p.on_futex_exit], vec![])
+            };
+            for prog in required {
+                let link = prog.attach().map_err(|e| {
+                    crate::lock::lock_error(BpfError::from_libbpf(
+                        "attaching the futex syscall tracepoints (lock)",
+                        e,
+                    ))
+                })?;
+                self._links.push(link);
+            }
+            // The futex2 calls' tracepoints exist on newer kernels only.
+            let mut links = Vec::new();
+            for pair in optional.chunks(2) {
+                if let (Ok(a), Ok(b)) = (pair[0].attach(), pair[1].attach()) {
+                    links.extend([a, b]);
+                }
+            }
+            self._links.extend(links);
         }
         if !self.cpu {
             self.sampling = true;
@@ -1450,6 +1534,13 @@ impl Sampler {
         Ok(())
     }
 
+    /// Changes the lock profile's knobs while it runs (a CPU budget's
+    /// rate control): the minimum wait and the 1-in-N sampling. Waits in
+    /// progress keep the sampling decision they were started with.
+    pub fn set_lock_config(&mut self, config: LockConfig) -> Result<(), BpfError> {
+        set_lock_knobs(&mut self.skel, config)
+    }
+
     /// Counters summed over CPUs.
     pub fn stats(&self) -> SamplerStats {
         let (raw_trimmed, raw_dropped, raw_malformed, events_dropped) = {
@@ -1502,8 +1593,26 @@ impl Sampler {
             offcpu_skipped: v[19],
             offcpu_no_storage: v[20],
             stacks_nomem: v[21],
+            lock_waits: v[22],
+            lock_short: v[23],
+            lock_skipped: v[24],
+            lock_no_storage: v[25],
         }
     }
+}
+
+fn set_lock_knobs(skel: &mut ProfilerSkel<'static>, lock: LockConfig) -> Result<(), BpfError> {
+    let bss = skel
+        .maps
+        .bss_data
+        .as_deref_mut()
+        .ok_or_else(|| BpfError::Map {
+            what: "setting the lock profile's knobs".into(),
+            message: "the BPF object has no .bss section".into(),
+        })?;
+    bss.lock_min_ns = lock.min_wait_ns;
+    bss.lock_sample_every = lock.sample_every.max(1);
+    Ok(())
 }
 
 /// What to do when the off-CPU program does not load or attach, added to
@@ -1544,8 +1653,20 @@ fn offcpu_error(err: BpfError) -> BpfError {
 }
 
 fn decode_sample(k: &[u8], v: &[u8]) -> RawSample {
-    let u32_at = |b: &[u8], o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
-    let u64_at = |b: &[u8], o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+    let u32_at = |b: &[u8], o: usize| {
+        u32::from_ne_bytes(
+            b.get(o..o + 4)
+                .and_then(|x| x.try_into().ok())
+                .unwrap_or([0; 4]),
+        )
+    };
+    let u64_at = |b: &[u8], o: usize| {
+        u64::from_ne_bytes(
+            b.get(o..o + 8)
+                .and_then(|x| x.try_into().ok())
+                .unwrap_or([0; 8]),
+        )
+    };
     let mut comm = [0u8; 16];
     comm.copy_from_slice(&v[8..24]);
     RawSample {
@@ -1556,6 +1677,7 @@ fn decode_sample(k: &[u8], v: &[u8]) -> RawSample {
         python_stack: u64_at(k, 24),
         flags: u32_at(k, 32),
         count: u64_at(v, 0),
+        events: u64_at(v, 24),
         comm,
     }
 }
@@ -1820,6 +1942,7 @@ mod tests {
         let mut v = Vec::new();
         v.extend_from_slice(&42u64.to_ne_bytes());
         v.extend_from_slice(b"worker\0\0\0\0\0\0\0\0\0\0");
+        v.extend_from_slice(&5u64.to_ne_bytes());
         let s = decode_sample(&k, &v);
         assert_eq!(
             (
@@ -1828,9 +1951,10 @@ mod tests {
                 s.user_stack,
                 s.kernel_stack,
                 s.flags,
-                s.count
+                s.count,
+                s.events
             ),
-            (7, 8, 0xaa, 0xbb, 3, 42)
+            (7, 8, 0xaa, 0xbb, 3, 42, 5)
         );
         assert_eq!(s.comm(), "worker");
     }

@@ -455,8 +455,9 @@ struct SamplingArgs {
     /// (on- plus off-CPU time, blocked or waiting for a CPU: all of each
     /// thread's time; it records every switch), alloc (allocations by
     /// stack, sampled by bytes: allocated in each interval and in use at
-    /// its end; uprobes on the C library's malloc family). `top` shows one
-    /// of cpu, offcpu and wall.
+    /// its end; uprobes on the C library's malloc family), lock (futex
+    /// waits: how often and how long threads waited, by the stack that
+    /// waited). `top` shows one of cpu, offcpu, wall and lock.
     #[arg(
         long,
         value_name = "TYPES",
@@ -474,6 +475,17 @@ struct SamplingArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     offcpu_sample_every: u32,
+    /// Lock: futex waits shorter than this many microseconds are not
+    /// counted (neither as a contention nor as delay) and cost no
+    /// unwinding.
+    #[arg(long, value_name = "US", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000_000))]
+    lock_min_wait_us: u64,
+    /// Lock: time one futex wait in N, chosen at random; each counted wait
+    /// stands for N (for programs with very many waits).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    lock_sample_every: u32,
     /// Allocations: sample once per this many bytes allocated, on average
     /// (each sample stands for what it represents). Smaller: more detail
     /// for small heaps, more map work; the probes' own cost per call does
@@ -527,6 +539,7 @@ enum ProfileKind {
     Offcpu,
     Wall,
     Alloc,
+    Lock,
 }
 
 impl SamplingArgs {
@@ -569,6 +582,15 @@ impl SamplingArgs {
                 wall: false,
             }
         })
+    }
+
+    /// The lock settings when `--profiles` has lock.
+    fn lock(&self) -> Option<perfpilot_agent::session::LockConfig> {
+        self.wants(ProfileKind::Lock)
+            .then_some(perfpilot_agent::session::LockConfig {
+                min_wait_ns: self.lock_min_wait_us * 1000,
+                sample_every: self.lock_sample_every,
+            })
     }
 }
 

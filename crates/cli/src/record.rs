@@ -35,6 +35,7 @@ pub fn session_config(s: &SamplingArgs, scope: Scope) -> SessionConfig {
         wall: s.wants(crate::ProfileKind::Wall),
         max_cpu_percent: s.max_cpu_percent(false),
         alloc: s.alloc(),
+        lock: s.lock(),
     }
 }
 
@@ -57,7 +58,7 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
     if args.sampling.profiles.is_empty() {
         return Err(Failure::new(
             exit::USAGE,
-            anyhow::anyhow!("--profiles names no profile type (cpu, offcpu, wall, alloc)"),
+            anyhow::anyhow!("--profiles names no profile type (cpu, offcpu, wall, alloc, lock)"),
         ));
     }
     perfpilot_bpf::check_environment()?;
@@ -172,6 +173,7 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
             "offcpu" => format!("{title} (off-CPU)"),
             "wall" => format!("{title} (wall)"),
             "alloc" => format!("{title} (allocations)"),
+            "lock" => format!("{title} (lock)"),
             _ => title.clone(),
         };
         let bytes = format
@@ -222,6 +224,16 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
                     path.display(),
                     summary::bytes(r.alloc_bytes),
                     summary::bytes(r.inuse_bytes),
+                    elapsed.as_secs_f64(),
+                );
+            } else if *kind == "lock" {
+                eprintln!(
+                    "perfpilot: wrote {} ({format}, lock): {} futex waits, {:.3} s waited, in {} \
+                     records over {:.1} s",
+                    path.display(),
+                    summary::count(r.lock_waits),
+                    r.lock_nanos as f64 / 1e9,
+                    summary::count(r.lock_records),
                     elapsed.as_secs_f64(),
                 );
             } else if *kind == "offcpu" {
@@ -276,11 +288,12 @@ pub fn run(args: RecordArgs) -> exit::Result<()> {
 
 /// Which `--profiles` type a profile is, by its sample type.
 fn kind_of(p: &perfpilot_model::Profile) -> &'static str {
-    use perfpilot_agent::aggregate::{ALLOC_OBJECTS, OFF_CPU, WALL};
+    use perfpilot_agent::aggregate::{ALLOC_OBJECTS, CONTENTIONS, OFF_CPU, WALL};
     match p.sample_types.first().map(|t| t.kind.as_str()) {
         Some(OFF_CPU) => "offcpu",
         Some(WALL) => "wall",
         Some(ALLOC_OBJECTS) => "alloc",
+        Some(CONTENTIONS) => "lock",
         _ => "cpu",
     }
 }

@@ -98,6 +98,15 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
             r.alloc_detached_ns as f64 / 1e9,
         )
     }))
+    .chain((s.lock_waits + s.lock_short + s.lock_skipped > 0).then(|| {
+        format!(
+            "lock: {} futex waits counted, {} shorter than --lock-min-wait-us or not sleeping left out, {} not sampled (--lock-sample-every), {} lost (no task storage)",
+            thousands(s.lock_waits),
+            thousands(s.lock_short),
+            thousands(s.lock_skipped),
+            thousands(s.lock_no_storage),
+        )
+    }))
     .chain(std::iter::once({
         let (cpu, rss) = own_cost();
         let bpf = r

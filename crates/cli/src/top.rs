@@ -60,6 +60,7 @@ impl Window {
             crate::ProfileKind::Offcpu => format!("{ms:.0} ms off-CPU"),
             crate::ProfileKind::Wall => format!("{ms:.0} ms wall"),
             crate::ProfileKind::Alloc => format!("{} samples", self.samples()),
+            crate::ProfileKind::Lock => format!("{ms:.0} ms waited on locks"),
         }
     }
 
@@ -118,7 +119,7 @@ pub fn run(args: TopArgs) -> exit::Result<()> {
             return Err(crate::exit::Failure::new(
                 crate::exit::USAGE,
                 anyhow::anyhow!(
-                    "top shows one profile type at a time: --profiles cpu, offcpu or wall"
+                    "top shows one profile type at a time: --profiles cpu, offcpu, wall or lock"
                 ),
             ))
         }

@@ -311,9 +311,11 @@ impl Profile {
     }
 
     /// The value a folded line, a flame graph or a top table should count:
-    /// `samples` if present, else the first sample type.
+    /// `samples` if present, else `delay` (a contention profile), else the first.
     pub fn default_value_index(&self) -> usize {
-        self.value_index("samples").unwrap_or(0)
+        self.value_index("samples")
+            .or_else(|| self.value_index("delay"))
+            .unwrap_or(0)
     }
 
     /// The display name of a location's innermost frame.

@@ -56,13 +56,14 @@ fn preferred(types: &[String]) -> Option<&String> {
     if types.iter().any(|t| name(t) != name(&types[0])) {
         return None;
     }
-    const ORDER: [&str; 6] = [
+    const ORDER: [&str; 7] = [
         "cpu",
         "wall",
         "samples",
         "alloc_space",
         "inuse_space",
         "alloc_objects",
+        "delay",
     ];
     let rank = |t: &&String| {
         let sample = t.split(':').nth(1).unwrap_or("");

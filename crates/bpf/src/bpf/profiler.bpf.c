@@ -511,6 +511,48 @@ __noinline __u64 intern_stack(__u32 which, __u32 buffer)
 	return h;
 }
 
+/* Interns the scratch stacks into `buffer` for `key`, flagging any lost. */
+static __always_inline void intern_scratch(struct pp_sample_key *key, struct pp_scratch *sc,
+					   __u32 buffer)
+{
+	key->user_stack = intern_stack(WHICH_USER, buffer);
+	key->kernel_stack = intern_stack(WHICH_KERNEL, buffer);
+	key->python_stack = intern_stack(WHICH_PYTHON, buffer);
+	if ((sc->user.len && !key->user_stack) || (sc->kernel.len && !key->kernel_stack) ||
+	    (sc->python.len && !key->python_stack))
+		key->flags |= SAMPLE_F_STACK_LOST;
+}
+
+/* Adds `amount` and one event to key's count in `counts`; `comm` names a
+ * new record (NULL: the current thread's name). */
+static __always_inline void add_count(void *counts, struct pp_sample_key *key, __u64 amount,
+				      const char *comm)
+{
+	struct pp_sample_value *v = bpf_map_lookup_elem(counts, key);
+	if (v) {
+		__sync_fetch_and_add(&v->count, amount);
+		__sync_fetch_and_add(&v->events, 1);
+		return;
+	}
+	struct pp_sample_value nv = {};
+	nv.count = amount;
+	nv.events = 1;
+	if (comm)
+		__builtin_memcpy(nv.comm, comm, sizeof(nv.comm));
+	else
+		bpf_get_current_comm(nv.comm, sizeof(nv.comm));
+	long err = bpf_map_update_elem(counts, key, &nv, BPF_NOEXIST);
+	if (err == -17 /* EEXIST: another CPU inserted it */) {
+		v = bpf_map_lookup_elem(counts, key);
+		if (v) {
+			__sync_fetch_and_add(&v->count, amount);
+			__sync_fetch_and_add(&v->events, 1);
+		}
+	} else if (err) {
+		stat_inc(STAT_COUNTS_FULL);
+	}
+}
+
 /* ---- Raw stack copies, for user space to unwind ---- */
 
 #define barrier_var(v) asm volatile("" : "+r"(v))
@@ -826,6 +868,48 @@ __noinline __u32 python_stack(__u32 tgid, __u32 tid)
 	return w.flags;
 }
 
+/* ---- User stacks, shared by every program that captures one ---- */
+
+/* The current thread's user stack into sc->user, unwound with its
+ * process's tables from the user registers saved at kernel entry, and
+ * its Python frames into sc->python. Returns SAMPLE_F_* flags; *want_raw
+ * is set when a frame's table is not loaded yet (a copy would do better). */
+static __always_inline __u32 unwind_user_stack(struct task_struct *task,
+					       struct pp_proc_maps *proc, __u32 tgid,
+					       __u32 tid, bool *want_raw)
+{
+	/* pt_regs has the ABI-fixed layout of pp_user_regs on x86-64;
+	 * reading it without CO-RE spares loading the kernel's BTF. */
+	struct pp_user_regs *regs = (struct pp_user_regs *)bpf_task_pt_regs(task);
+	struct pp_unwind_state st = {};
+	st.pc = regs->ip;
+	st.sp = regs->sp;
+	st.bp = regs->bp;
+	st.tgid = tgid;
+	bpf_loop(MAX_FRAMES + 1, unwind_step, &st, 0);
+	if (st.flags & SAMPLE_F_TRUNCATED)
+		stat_inc(STAT_UNWIND_TRUNCATED);
+	if (st.flags & SAMPLE_F_READ_ERROR)
+		stat_inc(STAT_UNWIND_READ_ERROR);
+	if (st.flags & SAMPLE_F_UNSUPPORTED)
+		stat_inc(STAT_UNWIND_UNSUPPORTED);
+	__u32 flags = st.flags;
+	if (proc->flags & PROC_F_PYTHON)
+		flags |= python_stack(tgid, tid);
+	*want_raw = st.want_raw;
+	return flags;
+}
+
+/* A process not read yet: its frame-pointer stack into sc->user. */
+static __always_inline __u32 fp_user_stack(void *ctx, struct pp_scratch *sc)
+{
+	stat_inc(STAT_UNWIND_FP_ONLY);
+	long n = bpf_get_stack(ctx, sc->user.ips, sizeof(sc->user.ips), BPF_F_USER_STACK);
+	if (n > 0)
+		sc->user.len = n / 8;
+	return SAMPLE_F_FP_ONLY;
+}
+
 SEC("perf_event")
 int on_sample(struct bpf_perf_event_data *ctx)
 {
@@ -881,33 +965,11 @@ int on_sample(struct bpf_perf_event_data *ctx)
 			notify(EVENT_NEW_PROCESS, tgid, new_process_notify_ns);
 			if (take_raw(tgid, tid, SAMPLE_F_FP_ONLY))
 				return 0;
-			key.flags |= SAMPLE_F_FP_ONLY;
-			stat_inc(STAT_UNWIND_FP_ONLY);
-			long n = bpf_get_stack(ctx, sc->user.ips, sizeof(sc->user.ips),
-					       BPF_F_USER_STACK);
-			if (n > 0)
-				sc->user.len = n / 8;
+			key.flags |= fp_user_stack(ctx, sc);
 		} else {
-			/* The user registers saved on kernel entry. pt_regs has the
-			 * ABI-fixed layout of pp_user_regs on x86-64; reading it
-			 * without CO-RE spares loading the kernel's BTF. */
-			struct pp_user_regs *regs = (struct pp_user_regs *)bpf_task_pt_regs(task);
-			struct pp_unwind_state st = {};
-			st.pc = regs->ip;
-			st.sp = regs->sp;
-			st.bp = regs->bp;
-			st.tgid = tgid;
-			bpf_loop(MAX_FRAMES + 1, unwind_step, &st, 0);
-			key.flags |= st.flags;
-			if (st.flags & SAMPLE_F_TRUNCATED)
-				stat_inc(STAT_UNWIND_TRUNCATED);
-			if (st.flags & SAMPLE_F_READ_ERROR)
-				stat_inc(STAT_UNWIND_READ_ERROR);
-			if (st.flags & SAMPLE_F_UNSUPPORTED)
-				stat_inc(STAT_UNWIND_UNSUPPORTED);
-			if (proc->flags & PROC_F_PYTHON)
-				key.flags |= python_stack(tgid, tid);
-			if (st.want_raw && take_raw(tgid, tid, key.flags))
+			bool want_raw = false;
+			key.flags |= unwind_user_stack(task, proc, tgid, tid, &want_raw);
+			if (want_raw && take_raw(tgid, tid, key.flags))
 				return 0;
 		}
 	}
@@ -915,33 +977,13 @@ int on_sample(struct bpf_perf_event_data *ctx)
 	__u32 buffer = active_buffer & 1;
 	void *counts = buffer ? (void *)&counts1 : (void *)&counts0;
 
-	key.user_stack = intern_stack(WHICH_USER, buffer);
-	key.kernel_stack = intern_stack(WHICH_KERNEL, buffer);
-	key.python_stack = intern_stack(WHICH_PYTHON, buffer);
-	if ((sc->user.len && !key.user_stack) || (sc->kernel.len && !key.kernel_stack) ||
-	    (sc->python.len && !key.python_stack))
-		key.flags |= SAMPLE_F_STACK_LOST;
+	intern_scratch(&key, sc, buffer);
 
 	if (raw_stacks_always && want_user_stacks && tgid != 0 && proc &&
 	    !(proc->flags & PROC_F_KTHREAD))
 		copy_raw_stack(tgid, tid, key.flags, key.user_stack);
 
-	struct pp_sample_value *v = bpf_map_lookup_elem(counts, &key);
-	if (v) {
-		__sync_fetch_and_add(&v->count, 1);
-		return 0;
-	}
-	struct pp_sample_value nv = {};
-	nv.count = 1;
-	bpf_get_current_comm(nv.comm, sizeof(nv.comm));
-	long err = bpf_map_update_elem(counts, &key, &nv, BPF_NOEXIST);
-	if (err == -17 /* EEXIST: another CPU inserted it */) {
-		v = bpf_map_lookup_elem(counts, &key);
-		if (v)
-			__sync_fetch_and_add(&v->count, 1);
-	} else if (err) {
-		stat_inc(STAT_COUNTS_FULL);
-	}
+	add_count(counts, &key, 1, NULL);
 	return 0;
 }
 
@@ -991,30 +1033,10 @@ static __always_inline void offcpu_count(struct pp_offcpu *b, __u64 delta, __u32
 	key.tgid = b->tgid;
 	key.tid = b->tid;
 	key.flags = b->flags | SAMPLE_F_OFFCPU | extra;
-	key.user_stack = intern_stack(WHICH_USER, buffer);
-	key.kernel_stack = intern_stack(WHICH_KERNEL, buffer);
-	key.python_stack = intern_stack(WHICH_PYTHON, buffer);
-	if ((sc->user.len && !key.user_stack) || (sc->kernel.len && !key.kernel_stack) ||
-	    (sc->python.len && !key.python_stack))
-		key.flags |= SAMPLE_F_STACK_LOST;
+	intern_scratch(&key, sc, buffer);
 
 	stat_inc(STAT_OFFCPU_BLOCKS);
-	struct pp_sample_value *v = bpf_map_lookup_elem(counts, &key);
-	if (v) {
-		__sync_fetch_and_add(&v->count, delta);
-		return;
-	}
-	struct pp_sample_value nv = {};
-	nv.count = delta;
-	__builtin_memcpy(nv.comm, b->comm, sizeof(nv.comm));
-	long err = bpf_map_update_elem(counts, &key, &nv, BPF_NOEXIST);
-	if (err == -17 /* EEXIST: another CPU inserted it */) {
-		v = bpf_map_lookup_elem(counts, &key);
-		if (v)
-			__sync_fetch_and_add(&v->count, delta);
-	} else if (err) {
-		stat_inc(STAT_COUNTS_FULL);
-	}
+	add_count(counts, &key, delta, b->comm);
 }
 
 /* The stacks of the current thread, which is blocking, into the scratch
@@ -1045,29 +1067,10 @@ static __always_inline __u32 offcpu_capture(void *ctx, struct task_struct *task,
 		return flags;
 	if (!proc) {
 		notify(EVENT_NEW_PROCESS, tgid, new_process_notify_ns);
-		flags |= SAMPLE_F_FP_ONLY;
-		stat_inc(STAT_UNWIND_FP_ONLY);
-		long n = bpf_get_stack(ctx, sc->user.ips, sizeof(sc->user.ips), BPF_F_USER_STACK);
-		if (n > 0)
-			sc->user.len = n / 8;
-		return flags;
+		return flags | fp_user_stack(ctx, sc);
 	}
-	struct pp_user_regs *regs = (struct pp_user_regs *)bpf_task_pt_regs(task);
-	struct pp_unwind_state st = {};
-	st.pc = regs->ip;
-	st.sp = regs->sp;
-	st.bp = regs->bp;
-	st.tgid = tgid;
-	bpf_loop(MAX_FRAMES + 1, unwind_step, &st, 0);
-	flags |= st.flags;
-	if (st.flags & SAMPLE_F_TRUNCATED)
-		stat_inc(STAT_UNWIND_TRUNCATED);
-	if (st.flags & SAMPLE_F_READ_ERROR)
-		stat_inc(STAT_UNWIND_READ_ERROR);
-	if (st.flags & SAMPLE_F_UNSUPPORTED)
-		stat_inc(STAT_UNWIND_UNSUPPORTED);
-	if (proc->flags & PROC_F_PYTHON)
-		flags |= python_stack(tgid, tid);
+	bool want_raw = false;
+	flags |= unwind_user_stack(task, proc, tgid, tid, &want_raw);
 	return flags;
 }
 
@@ -1172,3 +1175,6 @@ int on_exit(void *ctx)
 
 /* Allocation profiles (uprobes on the allocator). */
 #include "alloc.bpf.h"
+
+/* Lock contention: futex waits (its own file, sharing all of the above). */
+#include "lock.bpf.h"

@@ -30,8 +30,9 @@ struct pp_sample_key {
 };
 
 struct pp_sample_value {
-	__u64 count;
+	__u64 count;   /* samples, or an amount (SAMPLE_F_OFFCPU, SAMPLE_F_LOCK) */
 	char comm[16]; /* thread name at the first sample */
+	__u64 events;  /* records added into count (waits, blocks, samples) */
 };
 
 #define SAMPLE_F_TRUNCATED (1 << 0)    /* MAX_FRAMES reached */
@@ -50,6 +51,9 @@ struct pp_sample_value {
  * waiting for a CPU after a preemption; a block shorter than the minimum. */
 #define SAMPLE_F_RUNNABLE (1 << 10)
 #define SAMPLE_F_SHORT (1 << 11)
+/* A lock contention record (lock.bpf.h): count is the nanoseconds waited
+ * in futex waits at these stacks, events the number of waits. */
+#define SAMPLE_F_LOCK (1 << 13)
 
 /* A thread switched out while not runnable: when, and the stacks it
  * blocked at, kept in its task storage until it runs again. The stacks
@@ -230,6 +234,10 @@ enum pp_stat {
 	STAT_OFFCPU_SKIPPED,  /* switches not sampled (1 in offcpu_sample_every kept) */
 	STAT_OFFCPU_NO_STORAGE,/* no task storage for the thread: block lost */
 	STAT_STACKS_NOMEM,    /* stack lost: no memory for it at that moment (not a full map) */
+	STAT_LOCK_WAITS,      /* futex waits counted (at least lock_min_ns) */
+	STAT_LOCK_SHORT,      /* futex waits shorter than lock_min_ns, or that did not sleep */
+	STAT_LOCK_SKIPPED,    /* futex waits not sampled (1 in lock_sample_every kept) */
+	STAT_LOCK_NO_STORAGE, /* no task storage for the thread: wait lost */
 	STAT_MAX,
 };
 

@@ -38,7 +38,8 @@ const _: () = {
     assert!(size_of::<V>() == SAMPLE_VALUE_SIZE);
     assert!(offset_of!(V, count) == 0);
     assert!(offset_of!(V, comm) == 8);
-    assert!(size_of::<V>() - offset_of!(V, comm) == 16);
+    assert!(offset_of!(V, events) == 24);
+    assert!(size_of::<V>() - offset_of!(V, events) == 8);
 };
 
 /// `struct pp_stack`: a length, then MAX_FRAMES addresses.

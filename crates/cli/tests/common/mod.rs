@@ -80,6 +80,16 @@ pub fn build(kind: &str, dir: &Path) -> Vec<String> {
             );
             vec![s(&out)]
         }
+        "c-lock" => {
+            let out = dir.join(kind);
+            run_ok(
+                Command::new("gcc")
+                    .args(["-O2", "-g", "-fomit-frame-pointer", "-pthread", "-o"])
+                    .arg(&out)
+                    .arg(workload("lock.c")),
+            );
+            vec![s(&out)]
+        }
         "c-offcpu" => {
             let out = dir.join(kind);
             run_ok(
@@ -116,6 +126,25 @@ pub fn build(kind: &str, dir: &Path) -> Vec<String> {
                     ])
                     .arg(&out)
                     .arg(workload("work.rs")),
+            );
+            vec![s(&out)]
+        }
+        "rust-lock" => {
+            let out = dir.join(kind);
+            // A default release build: no frame pointers.
+            run_ok(
+                Command::new("rustc")
+                    .args([
+                        "-C",
+                        "opt-level=3",
+                        "-C",
+                        "debuginfo=1",
+                        "--crate-name",
+                        "lock",
+                        "-o",
+                    ])
+                    .arg(&out)
+                    .arg(workload("lock.rs")),
             );
             vec![s(&out)]
         }
