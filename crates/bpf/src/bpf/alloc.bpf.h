@@ -188,23 +188,7 @@ static __always_inline void alloc_stat(__u32 which)
 static __always_inline void alloc_count(struct pp_sample_key *key, __u64 n)
 {
 	__u32 buffer = active_buffer & 1;
-	void *counts = buffer ? (void *)&counts1 : (void *)&counts0;
-	struct pp_sample_value *v = bpf_map_lookup_elem(counts, key);
-	if (v) {
-		__sync_fetch_and_add(&v->count, n);
-		return;
-	}
-	struct pp_sample_value nv = {};
-	nv.count = n;
-	bpf_get_current_comm(nv.comm, sizeof(nv.comm));
-	long err = bpf_map_update_elem(counts, key, &nv, BPF_NOEXIST);
-	if (err == -17 /* EEXIST: another CPU inserted it */) {
-		v = bpf_map_lookup_elem(counts, key);
-		if (v)
-			__sync_fetch_and_add(&v->count, n);
-	} else if (err) {
-		stat_inc(STAT_COUNTS_FULL);
-	}
+	add_count(buffer ? (void *)&counts1 : (void *)&counts0, key, n, NULL);
 }
 
 /* The user stack of the current thread at `regs` (in a uretprobe, the
@@ -220,29 +204,11 @@ static __always_inline __u32 alloc_capture(struct pt_regs *ctx, __u32 tgid, __u3
 	struct pp_proc_maps *proc = bpf_map_lookup_elem(&procs, &tgid);
 	if (!proc) {
 		notify(EVENT_NEW_PROCESS, tgid, new_process_notify_ns);
-		flags |= SAMPLE_F_FP_ONLY;
-		stat_inc(STAT_UNWIND_FP_ONLY);
-		long n = bpf_get_stack(ctx, sc->user.ips, sizeof(sc->user.ips), BPF_F_USER_STACK);
-		if (n > 0)
-			sc->user.len = n / 8;
-		return flags;
+		return fp_user_stack(ctx, sc);
 	}
-	struct pp_user_regs *regs = (struct pp_user_regs *)ctx;
-	struct pp_unwind_state st = {};
-	st.pc = regs->ip;
-	st.sp = regs->sp;
-	st.bp = regs->bp;
-	st.tgid = tgid;
-	bpf_loop(MAX_FRAMES + 1, unwind_step, &st, 0);
-	flags |= st.flags;
-	if (st.flags & SAMPLE_F_TRUNCATED)
-		stat_inc(STAT_UNWIND_TRUNCATED);
-	if (st.flags & SAMPLE_F_READ_ERROR)
-		stat_inc(STAT_UNWIND_READ_ERROR);
-	if (st.flags & SAMPLE_F_UNSUPPORTED)
-		stat_inc(STAT_UNWIND_UNSUPPORTED);
-	if (proc->flags & PROC_F_PYTHON)
-		flags |= python_stack(tgid, tid);
+	/* Allocation records take no raw-stack copy. */
+	bool want_raw = false;
+	flags |= unwind_user_regs((struct pp_user_regs *)ctx, proc, tgid, tid, &want_raw);
 	return flags;
 }
 
@@ -261,11 +227,7 @@ static __always_inline void alloc_record(struct pt_regs *ctx, __u64 addr, __u64 
 	key.tgid = tgid;
 	key.tid = tid;
 	key.flags = alloc_capture(ctx, tgid, tid, sc) | SAMPLE_F_ALLOC;
-	__u32 buffer = active_buffer & 1;
-	key.user_stack = intern_stack(WHICH_USER, buffer);
-	key.python_stack = intern_stack(WHICH_PYTHON, buffer);
-	if ((sc->user.len && !key.user_stack) || (sc->python.len && !key.python_stack))
-		key.flags |= SAMPLE_F_STACK_LOST;
+	intern_scratch(&key, sc, active_buffer & 1);
 
 	struct pp_alloc_live live = {};
 	live.key = key;

@@ -874,13 +874,10 @@ __noinline __u32 python_stack(__u32 tgid, __u32 tid)
  * process's tables from the user registers saved at kernel entry, and
  * its Python frames into sc->python. Returns SAMPLE_F_* flags; *want_raw
  * is set when a frame's table is not loaded yet (a copy would do better). */
-static __always_inline __u32 unwind_user_stack(struct task_struct *task,
-					       struct pp_proc_maps *proc, __u32 tgid,
-					       __u32 tid, bool *want_raw)
+static __always_inline __u32 unwind_user_regs(struct pp_user_regs *regs,
+					      struct pp_proc_maps *proc, __u32 tgid,
+					      __u32 tid, bool *want_raw)
 {
-	/* pt_regs has the ABI-fixed layout of pp_user_regs on x86-64;
-	 * reading it without CO-RE spares loading the kernel's BTF. */
-	struct pp_user_regs *regs = (struct pp_user_regs *)bpf_task_pt_regs(task);
 	struct pp_unwind_state st = {};
 	st.pc = regs->ip;
 	st.sp = regs->sp;
@@ -898,6 +895,17 @@ static __always_inline __u32 unwind_user_stack(struct task_struct *task,
 		flags |= python_stack(tgid, tid);
 	*want_raw = st.want_raw;
 	return flags;
+}
+
+/* The same from a task's user registers. */
+static __always_inline __u32 unwind_user_stack(struct task_struct *task,
+					       struct pp_proc_maps *proc, __u32 tgid,
+					       __u32 tid, bool *want_raw)
+{
+	/* pt_regs has the ABI-fixed layout of pp_user_regs on x86-64;
+	 * reading it without CO-RE spares loading the kernel's BTF. */
+	return unwind_user_regs((struct pp_user_regs *)bpf_task_pt_regs(task), proc, tgid, tid,
+				want_raw);
 }
 
 /* A process not read yet: its frame-pointer stack into sc->user. */
