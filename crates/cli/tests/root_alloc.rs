@@ -146,45 +146,14 @@ fn root_agent_ships_allocation_types_and_the_server_finds_the_leak() {
     let argv = build("c-alloc", dir.path());
     let server = ServerProcess::start(dir.path(), &[] as &[&str]);
     // The allocations start after 1.5 s: the agent is attached by then.
-    let mut workload = std::process::Command::new(&argv[0])
-        .args(["9", "1500"])
-        .spawn()
-        .unwrap();
-    let pid = workload.id().to_string();
-    let mut agent = perfpilot()
-        .args([
-            "agent",
-            "--quiet",
-            "--profiles",
-            "alloc",
-            "--interval",
-            "1s",
-        ])
-        .args(["--server", &server.base, "--pid", &pid, "--spool-dir"])
-        .arg(dir.path().join("spool"))
-        .spawn()
-        .unwrap();
-    assert!(workload.wait().unwrap().success());
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    // SAFETY: kill has no memory preconditions; the pid is our child's.
-    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
-    let status = agent.wait().unwrap();
-    assert!(status.success(), "agent: {status}");
-
-    let types = server.get_json("/api/v1/profile_types?from=now-10m");
-    let list: Vec<&str> = types["profile_types"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t.as_str())
-        .collect();
+    let list = server.agent_on(dir.path(), "alloc", &argv, &["9", "1500"]);
     for t in [
         "memory:alloc_objects:count:space:bytes",
         "memory:alloc_space:bytes:space:bytes",
         "memory:inuse_objects:count:space:bytes",
         "memory:inuse_space:bytes:space:bytes",
     ] {
-        assert!(list.contains(&t), "{t} not in {list:?}");
+        assert!(list.iter().any(|l| l == t), "{t} not in {list:?}");
     }
     let leaks = server.get_json("/api/v1/leaks?query=%7B%7D&from=now-1m&step=1s");
     let found = leaks["leaks"].as_array().unwrap();

@@ -197,36 +197,12 @@ fn root_agent_ships_lock_as_mutex_profile_types() {
     let dir = tempfile::tempdir().unwrap();
     let argv = build("c-lock", dir.path());
     let server = ServerProcess::start(dir.path(), &[] as &[&str]);
-    let mut workload = std::process::Command::new(&argv[0])
-        // The threads start after 2 s, once the agent is attached.
-        .args(["30", "2000"])
-        .spawn()
-        .unwrap();
-    let pid = workload.id().to_string();
-    let mut agent = perfpilot()
-        .args(["agent", "--quiet", "--profiles", "lock", "--interval", "1s"])
-        .args(["--server", &server.base, "--pid", &pid, "--spool-dir"])
-        .arg(dir.path().join("spool"))
-        .spawn()
-        .unwrap();
-    assert!(workload.wait().unwrap().success());
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    // SAFETY: kill has no memory preconditions; the pid is our child's.
-    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
-    let status = agent.wait().unwrap();
-    assert!(status.success(), "agent: {status}");
-
-    let types = server.get_json("/api/v1/profile_types?from=now-10m");
-    let list: Vec<&str> = types["profile_types"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t.as_str())
-        .collect();
+    // The threads start after 2 s, once the agent is attached.
+    let list = server.agent_on(dir.path(), "lock", &argv, &["30", "2000"]);
     let delay = "mutex:delay:nanoseconds:contentions:count";
     let contentions = "mutex:contentions:count:contentions:count";
-    assert!(list.contains(&delay), "{list:?}");
-    assert!(list.contains(&contentions), "{list:?}");
+    assert!(list.iter().any(|t| t == delay), "{list:?}");
+    assert!(list.iter().any(|t| t == contentions), "{list:?}");
 
     let query = |ty: &str| {
         let out = run_ok(perfpilot().args([

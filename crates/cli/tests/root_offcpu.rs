@@ -159,44 +159,12 @@ fn root_agent_ships_offcpu_as_its_own_profile_type() {
     let dir = tempfile::tempdir().unwrap();
     let argv = build("c-offcpu", dir.path());
     let server = ServerProcess::start(dir.path(), &[] as &[&str]);
-    let mut workload = std::process::Command::new(&argv[0])
-        // The threads start after 2 s: the agent is attached by then, so
-        // neither loses the first of its blocks.
-        .args(["60", "2000"])
-        .spawn()
-        .unwrap();
-    let pid = workload.id().to_string();
-    let mut agent = perfpilot()
-        .args([
-            "agent",
-            "--quiet",
-            "--profiles",
-            "cpu,offcpu",
-            "--interval",
-            "1s",
-        ])
-        .args(["--server", &server.base, "--pid", &pid, "--spool-dir"])
-        .arg(dir.path().join("spool"))
-        .spawn()
-        .unwrap();
-    assert!(workload.wait().unwrap().success());
-    // A signal ends the agent, its last profile shipped.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    // SAFETY: kill has no memory preconditions; the pid is our child's.
-    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
-    let status = agent.wait().unwrap();
-    assert!(status.success(), "agent: {status}");
-
-    let types = server.get_json("/api/v1/profile_types?from=now-10m");
-    let list: Vec<&str> = types["profile_types"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t.as_str())
-        .collect();
+    // The threads start after 2 s: the agent is attached by then, so
+    // neither loses the first of its blocks.
+    let list = server.agent_on(dir.path(), "cpu,offcpu", &argv, &["60", "2000"]);
     let off = "off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds";
     // (The sleeping workload leaves its CPU profiles empty: no CPU type.)
-    assert!(list.contains(&off), "{list:?}");
+    assert!(list.iter().any(|t| t == off), "{list:?}");
 
     let out = run_ok(perfpilot().args([
         "query",

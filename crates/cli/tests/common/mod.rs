@@ -320,6 +320,48 @@ impl ServerProcess {
         ServerProcess { proc, base }
     }
 
+    /// Profiles the workload `argv ARGS` with `perfpilot agent --profiles
+    /// PROFILES --pid` (1 s intervals) shipping here, until the workload
+    /// exits (it should start its work after a delay, once the agent is
+    /// attached); then stops the agent with a signal, its last profile
+    /// shipped, and returns the profile types the server lists.
+    pub fn agent_on(
+        &self,
+        dir: &Path,
+        profiles: &str,
+        argv: &[String],
+        args: &[&str],
+    ) -> Vec<String> {
+        let mut workload = Command::new(&argv[0]).args(args).spawn().unwrap();
+        let pid = workload.id().to_string();
+        let mut agent = Command::new(env!("CARGO_BIN_EXE_perfpilot"))
+            .args([
+                "agent",
+                "--quiet",
+                "--profiles",
+                profiles,
+                "--interval",
+                "1s",
+            ])
+            .args(["--server", &self.base, "--pid", &pid, "--spool-dir"])
+            .arg(dir.join("spool"))
+            .spawn()
+            .unwrap();
+        assert!(workload.wait().unwrap().success());
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+        let status = agent.wait().unwrap();
+        assert!(status.success(), "agent: {status}");
+        let types = self.get_json("/api/v1/profile_types?from=now-10m");
+        types["profile_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect()
+    }
+
     /// The last `lines` lines of the server's log.
     pub fn log_tail(&self, lines: usize) -> String {
         alerting::tail(&self.proc.log, lines)
