@@ -17,7 +17,7 @@ charges it to the sampled threads, so it is part of the cost), peak RSS
 shed factor; the CPU profile's comment). Figures are medians over rounds.
 
 Usage (as root): scripts/busy-bench.py [--rounds N] [--seconds S]
-  [--profiles cpu,offcpu,wall] [--max-cpu 1,off] [--perfpilot PATH]
+  [--profiles cpu,offcpu,wall,lock] [--max-cpu 1,off] [--perfpilot PATH]
   [--big-rust PATH] [--no-chromium] [--no-perf]
 """
 
@@ -143,8 +143,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--profiles", default="cpu,offcpu,wall",
-                    help="perfpilot's --profiles (add alloc,lock where built)")
+    ap.add_argument("--profiles", default="cpu,offcpu,wall,lock",
+                    help="perfpilot's --profiles (alloc probes every process's "
+                         "malloc host-wide: add it to see that cost)")
     ap.add_argument("--max-cpu", default="1,off", help="budgets to compare, comma-separated")
     ap.add_argument("--perfpilot", default=os.path.join(ROOT, "target/release/perfpilot"))
     ap.add_argument("--big-rust", default=os.path.join(ROOT, "target/debug/perfpilot"),
