@@ -699,10 +699,10 @@ pub struct KernelTable {
     rows: u32,
     /// The pc of each window's first row (see [`KernelTable::firsts`]).
     firsts: std::cell::OnceCell<Option<Vec<u32>>>,
-    windows: std::cell::RefCell<Vec<TableWindow>>,
+    pub(crate) windows: std::cell::RefCell<Vec<TableWindow>>,
 }
 
-struct TableWindow {
+pub(crate) struct TableWindow {
     number: u32,
     area: *mut libc::c_void,
     len: usize,
@@ -717,7 +717,7 @@ impl Drop for TableWindow {
 }
 
 impl KernelTable {
-    fn open(map: MapHandle) -> Result<KernelTable, BpfError> {
+    pub(crate) fn open(map: MapHandle) -> Result<KernelTable, BpfError> {
         let rows = map.max_entries();
         if rows == 0 {
             return Err(BpfError::map("reading an unwind table", "it has no rows"));
