@@ -11,6 +11,14 @@ use common::*;
 
 use perfpilot_model::{Format, Profile};
 
+/// One test at a time: the memory test loads the host (Chromium, a debug
+/// build recording a spinner), which would skew the budget test's split.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// CPU nanoseconds of the samples whose stack holds `function`.
 fn cpu_nanos(p: &Profile, function: &str) -> i64 {
     p.samples()
@@ -27,6 +35,7 @@ fn cpu_nanos(p: &Profile, function: &str) -> i64 {
 #[test]
 fn root_a_tiny_budget_lowers_the_rate_and_keeps_the_split() {
     require_root();
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let argv = build("c-nofp", dir.path());
     let out_path = dir.path().join("out.pb.gz");
@@ -80,7 +89,7 @@ fn root_a_tiny_budget_lowers_the_rate_and_keeps_the_split() {
     );
 }
 
-/// Kills a child (and, for Chromium, its process group) when dropped.
+/// Kills a child (and, when it leads one, its process group) when dropped.
 struct Load(std::process::Child, bool);
 
 impl Drop for Load {
@@ -128,11 +137,14 @@ fn mapped_rss_kib(pid: u32, path: &str) -> u64 {
 #[test]
 fn root_profiling_large_binaries_keeps_peak_rss_within_64_mib() {
     require_root();
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let argv = build("c-nofp", dir.path());
     let exe = env!("CARGO_BIN_EXE_perfpilot");
     // A large Rust binary with debug info: this test's own build of
-    // perfpilot (hundreds of MB in a debug build), recording a spinner.
+    // perfpilot (hundreds of MB in a debug build), recording a spinner;
+    // in a group of its own, so that the spinner goes with it.
+    use std::os::unix::process::CommandExt;
     let _big = Load(
         perfpilot()
             .args(["record", "-F", "99", "--max-cpu", "off", "-q", "-o"])
@@ -142,13 +154,13 @@ fn root_profiling_large_binaries_keeps_peak_rss_within_64_mib() {
             .arg("30")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap(),
-        false,
+        true,
     );
     // Chromium when installed (scripts/test.sh installs it).
     let _chromium = std::path::Path::new("/usr/bin/chromium").exists().then(|| {
-        use std::os::unix::process::CommandExt;
         Load(
             std::process::Command::new("/usr/bin/chromium")
                 .args([
@@ -220,4 +232,33 @@ fn root_profiling_large_binaries_keeps_peak_rss_within_64_mib() {
         hwm_kib as f64 / 1024.0,
         own_kib as f64 / 1024.0
     );
+}
+
+#[test]
+fn root_a_full_unwind_row_cap_is_counted_in_the_summary() {
+    require_root();
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let argv = build("c-nofp", dir.path());
+    let out = run_ok(
+        perfpilot()
+            .args(["record", "-F", "99", "--unwind-rows", "100", "-o"])
+            .arg(dir.path().join("out.pb.gz"))
+            .arg("--")
+            .args(&argv)
+            .arg("2"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let caps = stderr
+        .lines()
+        .find(|l| l.contains("memory caps: "))
+        .unwrap_or_else(|| panic!("no memory caps line:\n{stderr}"));
+    // libc's table alone is thousands of rows: it does not fit.
+    let left_out: u64 = caps
+        .split(" and ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.replace(',', "").parse().ok())
+        .unwrap_or_else(|| panic!("no count of tables left out in {caps:?}"));
+    assert!(left_out >= 1, "{caps}");
 }
