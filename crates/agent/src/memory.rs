@@ -29,3 +29,115 @@ pub fn trim() {
         libc::malloc_trim(0);
     }
 }
+
+/// Drops this process's resident pages of the object files it maps only
+/// to read them (symbol tables and DWARF the symbolizer keeps mapped):
+/// they count in its RSS as long as they stay mapped, and a later lookup
+/// faults the few it needs back in from the page cache. Only read-only
+/// mappings of regular files this process does not also map executable
+/// are touched: those hold nothing but the file's own bytes (its own
+/// code's relocated read-only data is skipped with its code).
+pub fn release_file_pages() {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for (start, end) in read_only_mappings(&maps) {
+        // SAFETY: the range is a whole read-only file mapping, never
+        // written (see read_only_mappings): MADV_DONTNEED drops its page
+        // table entries and the next read maps the file's bytes again.
+        unsafe {
+            libc::madvise(
+                start as *mut libc::c_void,
+                (end - start) as usize,
+                libc::MADV_DONTNEED,
+            );
+        }
+    }
+}
+
+/// The read-only mappings in `maps` (the text of /proc/PID/maps) of
+/// regular files (not memfds, devices or shared memory) not mapped
+/// executable there.
+fn read_only_mappings(maps: &str) -> Vec<(u64, u64)> {
+    struct Line<'a> {
+        start: u64,
+        end: u64,
+        perms: &'a [u8],
+        file: (&'a str, &'a str),
+    }
+    let lines: Vec<Line<'_>> = maps
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (start, end) = f.next()?.split_once('-')?;
+            let perms = f.next()?.as_bytes();
+            let _offset = f.next()?;
+            let dev = f.next()?;
+            let inode = f.next()?;
+            let path = f.next()?;
+            let regular =
+                path.starts_with('/') && !path.starts_with("/memfd:") && !path.starts_with("/dev/");
+            (inode != "0" && regular && perms.len() == 4).then_some(())?;
+            Some(Line {
+                start: u64::from_str_radix(start, 16).ok()?,
+                end: u64::from_str_radix(end, 16).ok()?,
+                perms,
+                file: (dev, inode),
+            })
+        })
+        .collect();
+    let code: std::collections::HashSet<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l.perms[2] == b'x')
+        .map(|l| l.file)
+        .collect();
+    lines
+        .iter()
+        .filter(|l| {
+            matches!(l.perms, b"r--p" | b"r--s") && !code.contains(&l.file) && l.end > l.start
+        })
+        .map(|l| (l.start, l.end))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_files_mapped_just_for_reading_are_released() {
+        let maps = "\
+55d0a0000000-55d0a0100000 r--p 00000000 fd:01 100 /usr/bin/agent
+55d0a0100000-55d0a0400000 r-xp 00100000 fd:01 100 /usr/bin/agent
+55d0a0400000-55d0a0500000 r--p 00400000 fd:01 100 /usr/bin/agent
+7f0000000000-7f0001000000 r--p 00000000 fd:01 200 /usr/lib/libbig.so
+7f0001000000-7f0001001000 rw-p 00000000 fd:01 300 /tmp/written
+7f0002000000-7f0002100000 r--s 00000000 00:1a 400 /dev/shm/shared
+7f0002100000-7f0002200000 r--s 00000000 fd:01 401 /usr/lib/mapped-shared.so
+7f0002200000-7f0002300000 r--s 00000000 00:01 402 /memfd:sealed (deleted)
+7f0003000000-7f0003001000 r--p 00000000 00:00 0 
+7f0004000000-7f0004002000 r--p 00000000 00:00 0 [vvar]
+7f0005000000-7f0005400000 r--p 00000000 fd:01 500 /usr/lib/other.debug (deleted)
+";
+        assert_eq!(
+            read_only_mappings(maps),
+            vec![
+                (0x7f00_0000_0000, 0x7f00_0100_0000),
+                (0x7f00_0210_0000, 0x7f00_0220_0000),
+                (0x7f00_0500_0000, 0x7f00_0540_0000)
+            ]
+        );
+    }
+
+    #[test]
+    fn releasing_keeps_what_the_mappings_read() {
+        let path = std::env::current_exe().unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: read-only private mapping of our own executable.
+        let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        let before: u64 = map.iter().step_by(4096).map(|&b| b as u64).sum();
+        release_file_pages();
+        let after: u64 = map.iter().step_by(4096).map(|&b| b as u64).sum();
+        assert_eq!(before, after);
+    }
+}

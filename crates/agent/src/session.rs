@@ -208,6 +208,17 @@ pub struct Session {
     profile_started: Instant,
     report: SessionReport,
     budget: Option<Budget>,
+    /// The memory caps' eviction counts last logged.
+    evictions_logged: Evictions,
+}
+
+/// What the memory caps evicted so far (see [`Session::log_evictions`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Evictions {
+    processes: u64,
+    tables_unloaded: u64,
+    tables_left_out: u64,
+    symbol_caches: u64,
 }
 
 /// The budget's controller and where its last interval started.
@@ -400,6 +411,7 @@ impl Session {
                 ..SessionReport::default()
             },
             budget: None,
+            evictions_logged: Evictions::default(),
         }
         .with_budget())
     }
@@ -778,6 +790,7 @@ impl Session {
         // heaps is not free, and `up` shares them with the server).
         if self.report.drains.is_multiple_of(10) {
             crate::memory::trim();
+            self.log_evictions();
         }
         let late = &self.late;
         for pid in self
@@ -789,6 +802,45 @@ impl Session {
         }
         self.symbolizer.forget_objects(&self.tracker.take_evicted());
         result.map_err(AgentError::from)
+    }
+
+    /// Logs what the memory caps evicted when it changed (checked every
+    /// ten drains, so a cap evicting steadily costs a line per ten).
+    fn log_evictions(&mut self) {
+        let t = &self.tracker.stats;
+        let now = Evictions {
+            processes: t.processes_evicted,
+            tables_unloaded: t.objects_evicted,
+            tables_left_out: t.tables_dropped,
+            symbol_caches: self.symbolizer.stats.symbol_cache_evictions,
+        };
+        if now == self.evictions_logged {
+            return;
+        }
+        // The symbol cache evicting is routine on a busy host (objects
+        // are parsed again when they have new addresses): at debug level
+        // when it is all that changed.
+        let routine = Evictions {
+            symbol_caches: now.symbol_caches,
+            ..self.evictions_logged
+        } == now;
+        self.evictions_logged = now;
+        macro_rules! log_at {
+            ($level:ident) => {
+                tracing::$level!(
+                    processes_forgotten = now.processes,
+                    idle_tables_unloaded = now.tables_unloaded,
+                    tables_left_out = now.tables_left_out,
+                    symbol_cache_evictions = now.symbol_caches,
+                    "memory caps evicted (totals so far)"
+                )
+            };
+        }
+        if routine {
+            log_at!(debug);
+        } else {
+            log_at!(info);
+        }
     }
 
     /// The last drain of a session: waits up to `limit` for the mappings

@@ -231,14 +231,20 @@ impl Symbolizer {
     /// not cached yet, in one batch.
     pub fn resolve_object(&mut self, object: &ObjectInfo, vaddrs: &[u64]) {
         let started = std::time::Instant::now();
-        self.resolve_object_inner(object, vaddrs);
+        if self.resolve_object_inner(object, vaddrs) {
+            // What was read of the object's file stays resident while
+            // blazesym keeps it mapped: dropped after each object, so
+            // only one at a time counts in the agent's RSS.
+            crate::memory::release_file_pages();
+        }
         self.stats.elapsed += started.elapsed();
     }
 
-    fn resolve_object_inner(&mut self, object: &ObjectInfo, vaddrs: &[u64]) {
+    /// Whether blazesym read the object's file.
+    fn resolve_object_inner(&mut self, object: &ObjectInfo, vaddrs: &[u64]) -> bool {
         let todo = uncached(vaddrs, |a| self.user.contains_key(&(object.key, a)));
         if todo.is_empty() {
-            return;
+            return false;
         }
         self.stats.resolved += todo.len() as u64;
         if object.key == ObjectKey::Vdso {
@@ -247,7 +253,7 @@ impl Symbolizer {
                 self.count(&n);
                 self.user.insert((object.key, a), n);
             }
-            return;
+            return false;
         }
         // DWARF embedded in the object (inlined functions, lines) is used;
         // a distribution's separate debug file only for its symbol table:
@@ -267,7 +273,7 @@ impl Symbolizer {
             for a in todo {
                 self.user.insert((object.key, a), None);
             }
-            return;
+            return false;
         };
         let mut elf = Elf::new(path.clone());
         elf.debug_syms = debug_syms;
@@ -312,6 +318,7 @@ impl Symbolizer {
             self.user.insert((object.key, addr), names);
         }
         self.hold(object.key, path, bytes);
+        true
     }
 
     /// Notes what blazesym now holds for an object, then drops the least

@@ -695,20 +695,114 @@ impl Drop for RingReader {
     }
 }
 
-/// An unwind table as loaded in the kernel, mapped read-only: the rows the
-/// BPF unwinder searches, for unwinding copied stacks in user space.
+/// Rows of a [`KernelTable`] mapped at once: a search reads one window.
+/// (The kernel maps a BPF array's pages when it is mapped, so a mapping
+/// costs its whole length in resident memory at once: a large library's
+/// table, mapped whole, is tens of MiB.)
+const TABLE_WINDOW_ROWS: u32 = 4096;
+/// Windows kept mapped per table, most recently used first.
+const TABLE_WINDOWS_KEPT: usize = 4;
+
+/// An unwind table as loaded in the kernel, read a window at a time: the
+/// rows the BPF unwinder searches, for unwinding copied stacks in user
+/// space. The first pc of every window is read once, so a lookup maps
+/// only the window its row is in.
 pub struct KernelTable {
+    map: MapHandle,
+    rows: u32,
+    /// The pc of each window's first row (see [`KernelTable::firsts`]).
+    firsts: std::cell::OnceCell<Option<Vec<u32>>>,
+    pub(crate) windows: std::cell::RefCell<Vec<TableWindow>>,
+}
+
+pub(crate) struct TableWindow {
+    number: u32,
     area: *mut libc::c_void,
     len: usize,
-    rows: u32,
+}
+
+impl Drop for TableWindow {
+    fn drop(&mut self) {
+        // SAFETY: unmapping a window mapped in KernelTable::read, used
+        // no more (windows are dropped only when evicted or with the table).
+        unsafe { libc::munmap(self.area, self.len) };
+    }
 }
 
 impl KernelTable {
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `area` is a live read-only mapping of `len` bytes (see
-        // Sampler::kernel_table), unmapped only in drop. The agent writes
-        // a table once before installing it and never after.
-        unsafe { std::slice::from_raw_parts(self.area.cast::<u8>(), self.len) }
+    pub(crate) fn open(map: MapHandle) -> Result<KernelTable, BpfError> {
+        let rows = map.max_entries();
+        if rows == 0 {
+            return Err(BpfError::map("reading an unwind table", "it has no rows"));
+        }
+        Ok(KernelTable {
+            map,
+            rows,
+            firsts: std::cell::OnceCell::new(),
+            windows: std::cell::RefCell::new(Vec::with_capacity(TABLE_WINDOWS_KEPT)),
+        })
+    }
+
+    /// The pc of each window's first row, read on the first search (many
+    /// tables are opened and never searched); `None` when one cannot be.
+    fn firsts(&self) -> Option<&[u32]> {
+        self.firsts
+            .get_or_init(|| {
+                (0..self.rows.div_ceil(TABLE_WINDOW_ROWS))
+                    .map(|w| {
+                        let key = (w * TABLE_WINDOW_ROWS).to_ne_bytes();
+                        let value = self.map.lookup(&key, MapFlags::ANY).ok()??;
+                        decode_row(&value).map(|r| r.pc)
+                    })
+                    .collect()
+            })
+            .as_deref()
+    }
+
+    /// Row `index`, through its window (mapped on first use).
+    fn read(&self, index: u32) -> Option<UnwindRow> {
+        if index >= self.rows {
+            return None;
+        }
+        let number = index / TABLE_WINDOW_ROWS;
+        let mut windows = self.windows.borrow_mut();
+        match windows.iter().position(|w| w.number == number) {
+            Some(0) => {}
+            Some(at) => {
+                let w = windows.remove(at);
+                windows.insert(0, w);
+            }
+            None => {
+                let first = number * TABLE_WINDOW_ROWS;
+                let count = (self.rows - first).min(TABLE_WINDOW_ROWS) as usize;
+                let len = count * UNWIND_ROW_STRIDE;
+                // SAFETY: mapping part of the array's value area read-only,
+                // at a page-aligned offset (a window is a whole number of
+                // pages) and within its `rows` slots.
+                let area = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ,
+                        libc::MAP_SHARED,
+                        self.map.as_fd().as_raw_fd(),
+                        (first as usize * UNWIND_ROW_STRIDE) as libc::off_t,
+                    )
+                };
+                if area == libc::MAP_FAILED {
+                    return None;
+                }
+                windows.truncate(TABLE_WINDOWS_KEPT - 1);
+                windows.insert(0, TableWindow { number, area, len });
+            }
+        }
+        let w = windows.first()?;
+        let at = (index - number * TABLE_WINDOW_ROWS) as usize * UNWIND_ROW_STRIDE;
+        // SAFETY: `area` is a live read-only mapping of `len` bytes, kept
+        // while the window is in the list. The agent writes a table once
+        // before installing it and never after.
+        let bytes = unsafe { std::slice::from_raw_parts(w.area.cast::<u8>(), w.len) };
+        decode_row(bytes.get(at..at + UNWIND_ROW_SIZE)?)
     }
 }
 
@@ -717,15 +811,21 @@ impl perfpilot_unwind::Rows for KernelTable {
         self.rows
     }
     fn row(&self, index: u32) -> Option<UnwindRow> {
-        let at = (index as usize).checked_mul(UNWIND_ROW_STRIDE)?;
-        decode_row(self.bytes().get(at..at + UNWIND_ROW_SIZE)?)
+        self.read(index)
     }
-}
-
-impl Drop for KernelTable {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the mapping made in Sampler::kernel_table.
-        unsafe { libc::munmap(self.area, self.len) };
+    fn narrow(&self, target: u64) -> (u32, u32) {
+        let Some(firsts) = self.firsts() else {
+            return (0, self.rows);
+        };
+        // The last window starting at or below the target holds its row.
+        let after = firsts.partition_point(|&pc| pc as u64 <= target) as u32;
+        match after.checked_sub(1) {
+            Some(w) => (
+                w * TABLE_WINDOW_ROWS,
+                (after * TABLE_WINDOW_ROWS).min(self.rows),
+            ),
+            None => (0, 0),
+        }
     }
 }
 
@@ -1435,7 +1535,7 @@ impl Sampler {
     }
 
     /// The rows of the unwind table in slot `table`, read from the kernel
-    /// (mapped, not copied).
+    /// (a window at a time, mapped, not copied).
     pub fn kernel_table(&self, table: u32) -> Result<KernelTable, BpfError> {
         let id = self
             .skel
@@ -1449,33 +1549,7 @@ impl Sampler {
             })?;
         let inner =
             MapHandle::from_map_id(id).map_err(|e| BpfError::map("opening an unwind table", e))?;
-        let rows = inner.max_entries();
-        let len = rows as usize * UNWIND_ROW_STRIDE;
-        if len == 0 {
-            return Err(BpfError::map(
-                "reading an unwind table",
-                format!("slot {table} has no rows"),
-            ));
-        }
-        // SAFETY: mapping the array's value area read-only; the mapping
-        // keeps the map alive after `inner` is closed.
-        let area = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                inner.as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if area == libc::MAP_FAILED {
-            return Err(BpfError::map(
-                "mapping an unwind table",
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(KernelTable { area, len, rows })
+        KernelTable::open(inner)
     }
 
     /// Runs `hook` on the thread that reads the ring buffers, as records

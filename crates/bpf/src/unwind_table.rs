@@ -186,6 +186,7 @@ impl Drop for Writer {
 mod tests {
     use super::*;
     use crate::{CfaRule, RbpRule};
+    use libbpf_rs::MapCore;
 
     fn rows(n: u32) -> Vec<UnwindRow> {
         (0..n)
@@ -222,6 +223,45 @@ mod tests {
             encode_row(&rows[i], &mut want);
             assert_eq!(table.row_bytes(i as u32), Some(want), "row {i}");
         }
+    }
+
+    /// Read back for late unwinding, a table is searched a window at a
+    /// time and finds the rows the whole table would.
+    #[test]
+    fn root_tables_are_read_back_a_window_at_a_time() {
+        use perfpilot_unwind::Rows;
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "creates BPF maps: run as root"
+        );
+        let rows = rows(100_003);
+        let table = KernelUnwindTable::create(rows.len() as u32, |push| rows.iter().for_each(push))
+            .unwrap();
+        let id = table.map.info().unwrap().info.id;
+        let read = crate::KernelTable::open(MapHandle::from_map_id(id).unwrap()).unwrap();
+        assert_eq!(read.row_count(), 100_003);
+        for i in [0u32, 4095, 4096, 50_000, 100_002] {
+            assert_eq!(read.row(i), Some(rows[i as usize]), "row {i}");
+        }
+        assert_eq!(read.row(100_003), None);
+        // Row i has pc 4 * i: the row applying at a pc is the last at or
+        // below it, and its window is all a search needs.
+        for target in [
+            0u64,
+            3,
+            4 * 4095 + 2,
+            4 * 4096,
+            4 * 77_777 + 1,
+            4 * 100_002 + 9,
+        ] {
+            let (lo, hi) = read.narrow(target);
+            let want = (target / 4).min(100_002) as u32;
+            assert!(lo <= want && want < hi, "{target}: {lo}..{hi}");
+            assert!(hi - lo <= 4096, "{target}: {lo}..{hi}");
+        }
+        assert_eq!(read.windows.borrow().len(), 4, "windows kept");
     }
 
     #[test]

@@ -70,6 +70,14 @@ pub fn lines(r: &SessionReport) -> Vec<String> {
             thousands(r.tracker.rows_uploaded),
             thousands(r.tracker.tables_dropped),
         ),
+        format!(
+            "memory caps: {} live processes forgotten over {} tracked (the longest tracked first), {} unwind tables of object files no process maps unloaded (least recently used first) and {} new ones left out (no room under --unwind-rows, or the build queue full), {} object files' symbols dropped over --symbol-cache-mib (least recently used first)",
+            thousands(r.tracker.processes_evicted),
+            thousands(perfpilot_agent::tracker::MAX_PROCESSES as u64),
+            thousands(r.tracker.objects_evicted),
+            thousands(r.tracker.tables_dropped),
+            thousands(r.symbolizer.symbol_cache_evictions),
+        ),
     ]
     .into_iter()
     .chain((s.offcpu_blocks + s.offcpu_short + s.offcpu_skipped > 0).then(|| {

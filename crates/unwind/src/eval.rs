@@ -47,6 +47,12 @@ impl Memory for StackCopy<'_> {
 pub trait Rows {
     fn row_count(&self) -> u32;
     fn row(&self, index: u32) -> Option<UnwindRow>;
+    /// The index range the row applying at `target` lies in (when it is
+    /// not before every row), for tables that index themselves so that a
+    /// search reads few of their pages; the whole table by default.
+    fn narrow(&self, _target: u64) -> (u32, u32) {
+        (0, self.row_count())
+    }
 }
 
 impl Rows for Vec<UnwindRow> {
@@ -128,7 +134,8 @@ pub fn find_mapping<'m, 'a>(maps: &'m [Mapping<'a>], pc: u64) -> Option<&'m Mapp
 /// whose pc is at or below it. `Err(())` when a row cannot be read (the
 /// BPF unwinder stops there).
 fn find_row(rows: &dyn Rows, target: u64) -> Result<Option<UnwindRow>, ()> {
-    let (mut lo, mut hi) = (0u32, rows.row_count());
+    let (mut lo, mut hi) = rows.narrow(target);
+    hi = hi.min(rows.row_count());
     for _ in 0..ROW_SEARCH_STEPS {
         if lo >= hi {
             break;
