@@ -36,12 +36,16 @@ pub fn trim() {
 /// faults the few it needs back in from the page cache. Only read-only
 /// mappings of regular files this process does not also map executable
 /// are touched: those hold nothing but the file's own bytes (its own
-/// code's relocated read-only data is skipped with its code).
+/// code's relocated read-only data is skipped with its code). Of a file
+/// it does run (the agent profiling another copy of itself), a mapping of
+/// the whole file from its start is the symbolizer's, not a segment the
+/// loader mapped, and is released too.
 pub fn release_file_pages() {
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return;
     };
-    for (start, end) in read_only_mappings(&maps) {
+    let size = |path: &str| std::fs::metadata(path).ok().map(|m| m.len());
+    for (start, end) in read_only_mappings(&maps, size) {
         // SAFETY: the range is a whole read-only file mapping, never
         // written (see read_only_mappings): MADV_DONTNEED drops its page
         // table entries and the next read maps the file's bytes again.
@@ -57,13 +61,16 @@ pub fn release_file_pages() {
 
 /// The read-only mappings in `maps` (the text of /proc/PID/maps) of
 /// regular files (not memfds, devices or shared memory) not mapped
-/// executable there.
-fn read_only_mappings(maps: &str) -> Vec<(u64, u64)> {
+/// executable there, or mapped whole from offset 0 (`file_size` of a
+/// path: loaded images map segments, never the whole file at once).
+fn read_only_mappings(maps: &str, file_size: impl Fn(&str) -> Option<u64>) -> Vec<(u64, u64)> {
     struct Line<'a> {
         start: u64,
         end: u64,
         perms: &'a [u8],
+        offset: &'a str,
         file: (&'a str, &'a str),
+        path: &'a str,
     }
     let lines: Vec<Line<'_>> = maps
         .lines()
@@ -71,7 +78,7 @@ fn read_only_mappings(maps: &str) -> Vec<(u64, u64)> {
             let mut f = l.split_whitespace();
             let (start, end) = f.next()?.split_once('-')?;
             let perms = f.next()?.as_bytes();
-            let _offset = f.next()?;
+            let offset = f.next()?;
             let dev = f.next()?;
             let inode = f.next()?;
             let path = f.next()?;
@@ -82,7 +89,9 @@ fn read_only_mappings(maps: &str) -> Vec<(u64, u64)> {
                 start: u64::from_str_radix(start, 16).ok()?,
                 end: u64::from_str_radix(end, 16).ok()?,
                 perms,
+                offset,
                 file: (dev, inode),
+                path,
             })
         })
         .collect();
@@ -94,7 +103,11 @@ fn read_only_mappings(maps: &str) -> Vec<(u64, u64)> {
     lines
         .iter()
         .filter(|l| {
-            matches!(l.perms, b"r--p" | b"r--s") && !code.contains(&l.file) && l.end > l.start
+            matches!(l.perms, b"r--p" | b"r--s")
+                && l.end > l.start
+                && (!code.contains(&l.file)
+                    || (l.offset.bytes().all(|b| b == b'0')
+                        && file_size(l.path).is_some_and(|n| n > 0 && l.end - l.start >= n)))
         })
         .map(|l| (l.start, l.end))
         .collect()
@@ -118,13 +131,19 @@ mod tests {
 7f0003000000-7f0003001000 r--p 00000000 00:00 0 
 7f0004000000-7f0004002000 r--p 00000000 00:00 0 [vvar]
 7f0005000000-7f0005400000 r--p 00000000 fd:01 500 /usr/lib/other.debug (deleted)
+7f0006000000-7f0006800000 r--p 00000000 fd:01 100 /usr/bin/agent
+7f0007000000-7f0007100000 r--p 00000000 fd:01 100 /usr/bin/agent
 ";
+        // The agent's file is 0x7ff000 bytes: its whole mapping from 0 is
+        // released, the partial one (like a loaded segment) is not.
+        let size = |p: &str| (p == "/usr/bin/agent").then_some(0x7f_f000);
         assert_eq!(
-            read_only_mappings(maps),
+            read_only_mappings(maps, size),
             vec![
                 (0x7f00_0000_0000, 0x7f00_0100_0000),
                 (0x7f00_0210_0000, 0x7f00_0220_0000),
-                (0x7f00_0500_0000, 0x7f00_0540_0000)
+                (0x7f00_0500_0000, 0x7f00_0540_0000),
+                (0x7f00_0600_0000, 0x7f00_0680_0000)
             ]
         );
     }

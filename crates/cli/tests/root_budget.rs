@@ -45,7 +45,7 @@ fn root_a_tiny_budget_lowers_the_rate_and_keeps_the_split() {
             .arg(&out_path)
             .arg("--")
             .args(&argv)
-            .arg("4"),
+            .arg("6"),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -73,19 +73,37 @@ fn root_a_tiny_budget_lowers_the_rate_and_keeps_the_split() {
     let (heavy, light) = (cpu_nanos(&p, "leaf_heavy"), cpu_nanos(&p, "leaf_light"));
     assert!(heavy + light > 0, "no leaf samples:\n{comments}");
     let split = heavy as f64 / (heavy + light) as f64;
+    // On a loaded machine the budget may hold the rate at its 10 Hz floor
+    // (60 samples in 6 s): the split is then only as sure as its
+    // binomial spread, so the margin is 5 points or three standard
+    // errors, whichever is wider.
+    let leaf_samples: i64 = p
+        .samples()
+        .iter()
+        .filter(|s| {
+            p.stack(s.stack).iter().any(|&l| {
+                let name = p.location_name(l);
+                name == "leaf_heavy" || name == "leaf_light"
+            })
+        })
+        .map(|s| s.values[0])
+        .sum();
+    let margin = (3.0 * (0.75 * 0.25 / leaf_samples.max(1) as f64).sqrt()).max(0.05);
     assert!(
-        (split - 0.75).abs() <= 0.05,
-        "leaf_heavy has {:.1}% of the leaf CPU time (want 75% +- 5)\n{comments}",
-        split * 100.0
+        (split - 0.75).abs() <= margin,
+        "leaf_heavy has {:.1}% of the leaf CPU time (want 75% +- {:.1}, {leaf_samples} samples)\n{comments}",
+        split * 100.0,
+        margin * 100.0
     );
     // Samples at a lowered rate weigh more: the CPU time the profile
-    // holds stays near what the workload used (4 s), not the share of it
-    // sampled at 999 Hz.
+    // holds stays near what the workload used (up to 6 s, less on a busy
+    // machine), where unweighted samples at the 10 Hz floor would hold
+    // 0.06 s.
     let total: i64 = p.samples().iter().map(|s| s.values[1]).sum();
     let seconds = total as f64 / 1e9;
     assert!(
-        (2.5..=6.0).contains(&seconds),
-        "the profile holds {seconds:.2} s of CPU for a 4 s workload\n{comments}"
+        (1.5..=9.0).contains(&seconds),
+        "the profile holds {seconds:.2} s of CPU for a 6 s workload\n{comments}"
     );
 }
 
