@@ -324,7 +324,10 @@ impl ServerProcess {
     /// PROFILES --pid` (1 s intervals) shipping here, until the workload
     /// exits (it should start its work after a delay, once the agent is
     /// attached); then stops the agent with a signal, its last profile
-    /// shipped, and returns the profile types the server lists.
+    /// shipped, and returns the profile types the server lists. Without
+    /// the default CPU budget: on a loaded machine it would sample 1 in N
+    /// blocks or waits, and these tests check the collectors' exact
+    /// counts (root_budget tests the budget).
     pub fn agent_on(
         &self,
         dir: &Path,
@@ -342,6 +345,8 @@ impl ServerProcess {
                 profiles,
                 "--interval",
                 "1s",
+                "--max-cpu",
+                "off",
             ])
             .args(["--server", &self.base, "--pid", &pid, "--spool-dir"])
             .arg(dir.join("spool"))
