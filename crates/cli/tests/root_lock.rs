@@ -237,33 +237,14 @@ fn root_top_shows_where_threads_wait_on_locks() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let argv = build("c-lock", dir.path());
-    let mut workload = std::process::Command::new(&argv[0])
-        .arg("1000")
-        .spawn()
-        .unwrap();
-    let out = perfpilot()
-        .args(["top", "--profiles", "lock", "--batch", "3", "--rows", "40"])
-        .args(["--window", "3", "--pid", &workload.id().to_string()])
-        .output();
-    let _ = workload.kill();
-    workload.wait().unwrap();
-    let out = out.unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = text
-        .split("snapshot 3 of 3, ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("three snapshots:\n{text}"));
+    let args = ["--profiles", "lock", "--rows", "40", "--window", "3"];
+    let last = top_last_snapshot(&argv, "1000", 3, &args);
     assert!(
         last.contains(" ms waited on locks in the last 3 s"),
-        "{text}"
+        "{last}"
     );
     assert!(
         last.lines().any(|l| l.trim_end().ends_with("wait_long")),
-        "{text}"
+        "{last}"
     );
 }

@@ -236,35 +236,8 @@ fn root_top_shows_where_threads_block() {
     let dir = tempfile::tempdir().unwrap();
     let argv = build("c-offcpu", dir.path());
     // Sleeping for as long as top watches it, however loaded the machine.
-    let mut workload = std::process::Command::new(&argv[0])
-        .arg("1000")
-        .spawn()
-        .unwrap();
-    let out = perfpilot()
-        .args([
-            "top",
-            "--profiles",
-            "offcpu",
-            "--batch",
-            "4",
-            "--rows",
-            "40",
-        ])
-        .args(["--window", "3", "--pid", &workload.id().to_string()])
-        .output();
-    let _ = workload.kill();
-    workload.wait().unwrap();
-    let out = out.unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = text
-        .split("snapshot 4 of 4, ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("four snapshots:\n{text}"));
+    let args = ["--profiles", "offcpu", "--rows", "40", "--window", "3"];
+    let last = top_last_snapshot(&argv, "1000", 4, &args);
     // Both threads sleep nearly all the time, so a window of time sees
     // each blocked for all of it: about 2 x 3 s in all (the ticks run a
     // little long on a loaded machine), split evenly. (Over a whole run,
@@ -273,23 +246,23 @@ fn root_top_shows_where_threads_block() {
         .split_whitespace()
         .next()
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no off-CPU total:\n{text}"));
-    assert!(last.contains(" ms off-CPU in the last 3 s"), "{text}");
+        .unwrap_or_else(|| panic!("no off-CPU total:\n{last}"));
+    assert!(last.contains(" ms off-CPU in the last 3 s"), "{last}");
     assert!(
         (4800.0..=9000.0).contains(&ms),
-        "{ms} ms blocked in 3 s by two threads\n{text}"
+        "{ms} ms blocked in 3 s by two threads\n{last}"
     );
     let total = |f: &str| -> f64 {
         last.lines()
             .find(|l| l.trim_end().ends_with(f))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|x| x.parse().ok())
-            .unwrap_or_else(|| panic!("no {f} row:\n{text}"))
+            .unwrap_or_else(|| panic!("no {f} row:\n{last}"))
     };
     let (long, short) = (total("sleep_long"), total("sleep_short"));
     assert!(
         (long - 50.0).abs() <= 10.0 && (short - 50.0).abs() <= 10.0,
-        "sleep_long {long}% and sleep_short {short}% of the window (want 50 +- 10 each)\n{text}"
+        "sleep_long {long}% and sleep_short {short}% of the window (want 50 +- 10 each)\n{last}"
     );
 
     // Two types at once is refused, saying what works.

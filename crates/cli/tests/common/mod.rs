@@ -283,6 +283,31 @@ pub fn compare_with_perf(hz: u32, seconds: f64) -> PerfComparison {
     }
 }
 
+/// Runs `perfpilot top --batch N ARGS --pid PID` on the workload `argv
+/// ARG` (killed after), checks it succeeded, and returns the text of its
+/// last snapshot.
+pub fn top_last_snapshot(argv: &[String], arg: &str, batch: u32, args: &[&str]) -> String {
+    let mut workload = Command::new(&argv[0]).arg(arg).spawn().unwrap();
+    let out = perfpilot()
+        .args(["top", "--batch", &batch.to_string()])
+        .args(args)
+        .args(["--pid", &workload.id().to_string()])
+        .output();
+    let _ = workload.kill();
+    workload.wait().unwrap();
+    let out = out.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.split(&format!("snapshot {batch} of {batch}, "))
+        .nth(1)
+        .unwrap_or_else(|| panic!("{batch} snapshots:\n{text}"))
+        .to_string()
+}
+
 /// `perfpilot server --listen (a free port) --data DIR/data ARGS...`, its
 /// stdout and stderr in DIR/server.log, answering `/healthz` when `start`
 /// returns; killed when dropped.
